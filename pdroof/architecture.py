@@ -1,0 +1,178 @@
+"""Counting from a model's architecture: parameters per component and KV-cache bytes per token.
+
+These are exact tallies of the tensors in a checkpoint (no physics); the cost model
+(``pdroof.equations``) takes them as inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .schema import Record
+from .units import format_bytes
+
+
+@dataclass(frozen=True)
+class Shape:
+    """Parameter tallies of one model, per component, and its KV geometry."""
+
+    layers: int
+    dense_layers: int            # layers with a dense FFN (all layers for a dense model)
+    moe_layers: int
+    attention_params: int        # per layer, norms included
+    dense_ffn_params: int        # per dense layer
+    expert_params: int           # per routed expert (per MoE layer)
+    routed_experts: int
+    experts_per_token: int
+    shared_expert_params: int    # per MoE layer, all shared experts together
+    router_params: int           # per MoE layer
+    embedding_params: int
+    lm_head_params: int          # 0 when tied
+    final_norm_params: int
+    kv_elements_per_token_full: int     # per token, summed over layers whose KV grows with context
+    kv_elements_per_token_sliding: int  # per token, summed over sliding-window layers
+    sliding_window_tokens: int          # 0 when there are no sliding layers
+    full_attention_layers: int
+    sliding_layers: int
+
+    @property
+    def params_total(self) -> int:
+        per_moe = self.routed_experts * self.expert_params + self.shared_expert_params + self.router_params
+        return (
+            self.layers * self.attention_params
+            + self.dense_layers * self.dense_ffn_params
+            + self.moe_layers * per_moe
+            + self.embedding_params
+            + self.lm_head_params
+            + self.final_norm_params
+        )
+
+    @property
+    def params_inactive(self) -> int:
+        """Routed-expert parameters a token does not touch."""
+        return self.moe_layers * (self.routed_experts - self.experts_per_token) * self.expert_params
+
+    @property
+    def params_active_matmul(self) -> int:
+        """Parameters a token multiplies by: active parameters without the input embedding lookup."""
+        return self.params_total - self.params_inactive - self.embedding_params
+
+    def kv_bytes_per_token(self, fmt: str) -> float:
+        """KV bytes one more token adds to a long sequence (layers whose KV grows with context)."""
+        return self.kv_elements_per_token_full * format_bytes(fmt)
+
+    def kv_bytes_per_sequence(self, fmt: str, tokens: float) -> float:
+        """KV bytes of one sequence of ``tokens``: full layers grow, sliding layers stop at the window."""
+        sliding = self.kv_elements_per_token_sliding * min(tokens, self.sliding_window_tokens)
+        return (self.kv_elements_per_token_full * tokens + sliding) * format_bytes(fmt)
+
+
+def shape_of(model: Record) -> Shape:
+    """Tally a validated model spec."""
+    h, att = model.hidden_size, model.attention
+    heads, kvh = model.attention_heads, model.kv_heads
+    norms = 2 * h  # pre-attention and pre-FFN RMSNorm
+    if att.kind == "mla":
+        m = att.mla
+        qk = m.qk_nope_head_dim + m.qk_rope_head_dim
+        if m.q_lora_rank:
+            q = h * m.q_lora_rank + m.q_lora_rank + m.q_lora_rank * heads * qk
+        else:
+            q = h * heads * qk
+        kv = h * (m.kv_lora_rank + m.qk_rope_head_dim) + m.kv_lora_rank
+        kv += m.kv_lora_rank * heads * (m.qk_nope_head_dim + m.v_head_dim)
+        o = heads * m.v_head_dim * h
+        attn = q + kv + o
+        kv_per_layer = m.kv_lora_rank + m.qk_rope_head_dim  # latent + decoupled rope key
+    else:
+        d = model.head_dim
+        attn = h * heads * d + 2 * h * kvh * d + heads * d * h
+        if att.qkv_bias:
+            attn += heads * d + 2 * kvh * d
+        if att.o_bias:
+            attn += h
+        if att.qk_norm:
+            attn += 2 * d
+        if att.sinks:
+            attn += heads
+        kv_per_layer = 2 * kvh * d
+    attention_params = attn + norms
+
+    layers = model.layers
+    sw = att.sliding_window
+    if sw is not None:
+        pattern = sw.pattern
+        sliding = sum(1 for i in range(layers) if pattern[i % len(pattern)] == "sliding")
+        window = sw.window_tokens
+    else:
+        sliding, window = 0, 0
+    full = layers - sliding
+
+    moe = model.moe
+    if moe is None:
+        dense_layers, moe_layers = layers, 0
+        expert = shared = router = experts = k = 0
+    else:
+        dense_layers, moe_layers = moe.dense_layers, layers - moe.dense_layers
+        f = moe.expert_ffn_size
+        expert = 3 * h * f + ((2 * f + h) if moe.expert_bias else 0)
+        shared = moe.shared_experts * 3 * h * f
+        router = moe.routed_experts * h + (moe.routed_experts if moe.router_bias else 0)
+        experts, k = moe.routed_experts, moe.experts_per_token
+    dense_ffn = 3 * h * model.ffn_size if dense_layers else 0
+
+    emb = model.vocab_size * h
+    return Shape(
+        layers=layers,
+        dense_layers=dense_layers,
+        moe_layers=moe_layers,
+        attention_params=attention_params,
+        dense_ffn_params=dense_ffn,
+        expert_params=expert,
+        routed_experts=experts,
+        experts_per_token=k,
+        shared_expert_params=shared,
+        router_params=router,
+        embedding_params=emb,
+        lm_head_params=0 if model.tied_embeddings else emb,
+        final_norm_params=h,
+        kv_elements_per_token_full=kv_per_layer * full,
+        kv_elements_per_token_sliding=kv_per_layer * sliding,
+        sliding_window_tokens=window,
+        full_attention_layers=full,
+        sliding_layers=sliding,
+    )
+
+
+def params_active(model: Record, shape: Shape | None = None) -> int:
+    """Active parameters per token, counted as the publisher counts them (embedding or not)."""
+    s = shape or shape_of(model)
+    active = s.params_total - s.params_inactive
+    return active if model.active_params_count_embedding else active - s.embedding_params
+
+
+def summary(model: Record, kv_formats: tuple[str, ...]) -> dict:
+    """The derived quantities ``models show`` prints (and its JSON contract)."""
+    s = shape_of(model)
+    out = {
+        "id": model.id,
+        "name": model.name,
+        "params_total": s.params_total,
+        "params_active": params_active(model, s),
+        "weights_bytes": {f: s.params_total * format_bytes(f) for f in ("bf16", "fp8", "int8", "int4")},
+        "kv_bytes_per_token": {f: _int_if_whole(s.kv_bytes_per_token(f)) for f in kv_formats},
+        "layers": s.layers,
+        "full_attention_layers": s.full_attention_layers,
+    }
+    if s.sliding_layers:
+        out["sliding_layers"] = s.sliding_layers
+        out["sliding_window_tokens"] = s.sliding_window_tokens
+        out["kv_bytes_sliding_max"] = {
+            f: _int_if_whole(s.kv_elements_per_token_sliding * s.sliding_window_tokens * format_bytes(f))
+            for f in kv_formats
+        }
+    return out
+
+
+def _int_if_whole(x: float) -> float | int:
+    return int(x) if float(x).is_integer() else x

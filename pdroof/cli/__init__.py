@@ -1,0 +1,1 @@
+"""The Typer command-line interface: each command parses, calls the library, renders."""

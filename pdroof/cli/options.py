@@ -1,0 +1,29 @@
+"""Options shared by every command, and access to the invocation's catalogue."""
+
+from __future__ import annotations
+
+from enum import Enum
+import typer
+
+from ..catalog import Catalog
+
+
+class Fmt(str, Enum):
+    table = "table"
+    json = "json"
+    csv = "csv"
+
+
+FormatOpt = typer.Option(Fmt.table, "--format", "-f", help="table (human units), json or csv (raw SI values)")
+OutOpt = typer.Option(None, "--output", "-o", help="write to this file (atomically) instead of stdout",
+                      dir_okay=False)
+
+
+def catalog(ctx: typer.Context) -> Catalog:
+    """The catalogue for this invocation (built-in plus --catalog and PDROOF_CATALOG dirs)."""
+    root = ctx.find_root()
+    obj = root.obj if isinstance(root.obj, dict) else {}
+    if "catalog" not in obj:
+        obj["catalog"] = Catalog(obj.get("catalog_dirs") or [])
+        root.obj = obj
+    return obj["catalog"]

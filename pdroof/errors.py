@@ -1,0 +1,15 @@
+"""The error family shown to users as one ``Error: ...`` line (never a traceback)."""
+
+from __future__ import annotations
+
+
+class PdroofError(Exception):
+    """Any failure caused by user input: bad spec, unknown id, infeasible request."""
+
+
+class SpecError(PdroofError):
+    """A spec file (or an inline value) is invalid; names the file and the field."""
+
+    def __init__(self, file: str, field: str, what: str):
+        self.file, self.field, self.what = file, field, what
+        super().__init__(f"{file}: {field or '<top>'}: {what}")

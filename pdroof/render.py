@@ -1,0 +1,162 @@
+"""One place that renders results: rich tables (human units in headers, numbers right-aligned),
+CSV and JSON (raw SI values, keys named after the equations). Files are written atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import PdroofError
+
+FORMATS = ("table", "json", "csv")
+
+
+@dataclass(frozen=True)
+class Column:
+    """A result column: ``key`` in the row dicts (SI), ``header`` with the human unit, and the
+    factor that converts SI to that unit for tables."""
+
+    key: str
+    header: str
+    scale: float = 1.0
+    digits: int = 3
+    text: Callable[[Any], str] | None = None
+
+    def cell(self, row: dict) -> str:
+        v = row.get(self.key)
+        if self.text is not None:
+            return self.text(v)
+        return human(v, self.scale, self.digits)
+
+
+def human(v: Any, scale: float = 1.0, digits: int = 3) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, (int, float)):
+        x = v / scale
+        if isinstance(v, float) and math.isnan(x):
+            return "—"
+        if isinstance(v, int) and scale == 1.0:
+            return f"{v:,}"
+        if x == 0:
+            return "0"
+        if abs(x) >= 10 ** (digits + 3) or abs(x) < 10 ** (-digits):
+            return f"{x:.{digits}g}"
+        if abs(x) >= 100:
+            return f"{x:,.0f}"
+        return f"{x:.{digits}g}"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(map(str, v))
+    return str(v)
+
+
+def make_console(file=None):
+    from rich.console import Console
+
+    width = None if os.environ.get("COLUMNS") else (120 if not (file or sys.stdout).isatty() else None)
+    return Console(file=file, width=width, soft_wrap=False)
+
+
+def table_text(rows: Sequence[dict], columns: Sequence[Column], title: str | None = None,
+               caption: str | None = None) -> str:
+    from rich.table import Table
+
+    t = Table(title=title, caption=caption, header_style="bold")
+    for c in columns:
+        numeric = c.text is None and any(isinstance(r.get(c.key), (int, float)) and
+                                         not isinstance(r.get(c.key), bool) for r in rows)
+        t.add_column(c.header, justify="right" if numeric else "left", overflow="fold")
+    for r in rows:
+        t.add_row(*(c.cell(r) for c in columns))
+    buf = io.StringIO()
+    con = make_console(buf)
+    con.print(t)
+    return buf.getvalue()
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Plain JSON data: numpy scalars and arrays, tuples and records become JSON types."""
+    if hasattr(obj, "to_dict"):
+        return to_jsonable(obj.to_dict())
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if hasattr(obj, "tolist"):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def json_text(obj: Any) -> str:
+    return json.dumps(to_jsonable(obj), indent=2) + "\n"
+
+
+def csv_text(rows: Iterable[dict], keys: Sequence[str]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(keys)
+    for r in rows:
+        w.writerow([_csv_cell(r.get(k)) for k in keys])
+    return buf.getvalue()
+
+
+def _csv_cell(v: Any) -> Any:
+    if v is None:
+        return ""
+    if isinstance(v, (list, tuple)):
+        return ";".join(map(str, v))
+    if isinstance(v, float):
+        return repr(v)
+    return v
+
+
+def write_atomic(path: str | Path, data: str | bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file and a rename: never a partial file."""
+    p = Path(path)
+    mode = "wb" if isinstance(data, bytes) else "w"
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent if str(p.parent) else ".")
+    except OSError as exc:
+        raise PdroofError(f"{path}: cannot write: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, mode, **({} if mode == "wb" else {"encoding": "utf-8", "newline": ""})) as f:
+            f.write(data)
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def emit(text: str, out: str | Path | None = None) -> None:
+    """Print ``text``, or write it atomically to ``out``."""
+    if out is None:
+        sys.stdout.write(text)
+    else:
+        write_atomic(out, text)
+
+
+def rows_output(rows: Sequence[dict], columns: Sequence[Column], fmt: str, *, title: str | None = None,
+                json_obj: Any = None, caption: str | None = None) -> str:
+    """Text for a list of result rows in ``fmt``; ``json_obj`` overrides the JSON document."""
+    if fmt == "json":
+        return json_text(json_obj if json_obj is not None else list(rows))
+    if fmt == "csv":
+        return csv_text(rows, [c.key for c in columns])
+    return table_text(rows, columns, title=title, caption=caption)

@@ -1,0 +1,243 @@
+"""Spec kinds (accelerator, KV path, residency tier, model) as strict schemas, and their loading.
+
+Architecture only in model files: precision, parallelism and batch are design choices.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import SpecError
+from .schema import F, List, Map, MapOf, Num, Record, Str, validate
+from .schema import Bool as B
+from .units import FORMATS, GB, MICRO, TERA
+from .yamlio import read_yaml
+
+ID = Str(pattern=r"[a-z0-9][a-z0-9._-]*", doc="lower-case identifier")
+FMT = Str(choices=FORMATS)
+TEXTS = List(Str())
+FRACTION = Num(maximum=1.0, doc="fraction of peak, 0 < x <= 1")
+
+
+def _common_tail() -> tuple[F, ...]:
+    return (
+        F("sources", TEXTS, default=(), doc="source keys or URLs for this file's numbers"),
+        F("notes", TEXTS, default=(), doc="disagreements between sources, unknowns, caveats"),
+    )
+
+
+# --------------------------------------------------------------------------- accelerator
+
+def _activations_have_peaks(rec: Record):
+    peaks = rec.dense_flops_per_s
+    for fmt in rec.precision_paths.activations:
+        if fmt not in peaks:
+            return ("precision_paths.activations", f"{fmt} has no dense_tflops.{fmt} peak to run at")
+    return None
+
+
+EFFICIENCY = Map(
+    title="efficiency",
+    doc="Achieved fraction of peak on this accelerator; mark each value's basis (measured/assumed).",
+    fields=(
+        F("compute", MapOf(FRACTION, key=FMT), default={}, doc="GEMM efficiency per compute format"),
+        F("memory", FRACTION, doc="achieved / peak HBM bandwidth for streaming reads"),
+        F("attention_prefill", FRACTION, doc="prefill attention FLOP efficiency"),
+        F("attention_decode", FRACTION, doc="decode attention bandwidth efficiency"),
+        F("layer_latency_us", Num(scale=MICRO, positive=False, minimum=0), attr="layer_latency_s",
+          doc="fixed cost per layer per forward pass (kernel launches)"),
+    ),
+)
+
+ACCELERATOR = Map(
+    title="accelerator",
+    fields=(
+        F("id", ID, required=True),
+        F("name", Str(), required=True),
+        F("vendor", Str(), required=True),
+        F("family", Str(), required=True, doc="vendor architecture family, e.g. nvidia-hopper"),
+        F("memory", Map(fields=(
+            F("capacity_gb", Num(scale=GB), attr="capacity_bytes", required=True),
+            F("bandwidth_gb_per_s", Num(scale=GB), attr="bandwidth_bytes_per_s", required=True),
+            F("type", Str()),
+        )), required=True),
+        F("dense_tflops", Map(fields=tuple(
+            F(fmt, Num(scale=TERA, doc=f"dense {fmt} peak (TOPS for integers)")) for fmt in FORMATS
+        ), doc="dense peaks; absent means the silicon lacks the format"), attr="dense_flops_per_s",
+          required=True),
+        F("precision_paths", Map(fields=(
+            F("weights", List(FMT, min_items=1, unique=True), required=True),
+            F("activations", List(FMT, min_items=1, unique=True), required=True),
+            F("kv", List(FMT, min_items=1, unique=True), required=True),
+            F("note", Str()),
+        ), doc="formats with a complete executable software path (kernels + runtime) per role"),
+          required=True),
+        F("efficiency", EFFICIENCY, doc="default efficiency factors when no runtime profile has this device"),
+        F("scale_up", Map(fields=(
+            F("kind", Str(), required=True, doc="e.g. nvlink4, xgmi, hccs, none"),
+            F("gb_per_s_per_direction", Num(scale=GB), attr="bandwidth_bytes_per_s"),
+            F("latency_us", Num(scale=MICRO), attr="latency_s"),
+            F("domain_size", Num(integer=True), doc="devices in one scale-up domain"),
+        ))),
+        F("host_link", Map(fields=(
+            F("pcie_gen", Num(integer=True)),
+            F("gb_per_s_per_direction", Num(scale=GB), attr="bandwidth_bytes_per_s"),
+        ))),
+        F("gpudirect_rdma", B(), default=False, doc="NIC can read/write device memory directly"),
+        F("scale_out_nic_gbit_per_s", Num(scale=GB / 8), attr="scale_out_bytes_per_s"),
+        F("host_memory_gb", Num(scale=GB), attr="host_memory_bytes", doc="host DRAM per device"),
+        F("power_w", Num()),
+        F("price_usd_per_hour", Num(), doc="on-demand price per device-hour (source and date in note)"),
+        *_common_tail(),
+    ),
+    checks=(_activations_have_peaks,),
+)
+
+
+# --------------------------------------------------------------------------- KV path and tier
+
+PATH_KINDS = ("nvlink", "scale_up", "rdma", "host_staged", "tcp", "storage")
+
+KV_PATH = Map(
+    title="kv_path",
+    fields=(
+        F("id", ID, required=True),
+        F("name", Str(), required=True),
+        F("kind", Str(choices=PATH_KINDS), required=True),
+        F("bandwidth_gb_per_s", Num(scale=GB), attr="bandwidth_bytes_per_s", required=True,
+          doc="per direction, per device pair"),
+        F("latency_us", Num(scale=MICRO, positive=False, minimum=0), attr="latency_s", required=True,
+          doc="fixed cost per message"),
+        F("efficiency", FRACTION, required=True, doc="achieved / nominal bandwidth for large messages"),
+        F("cross_node", B(), required=True),
+        F("cross_vendor", B(), required=True),
+        F("scale_up_kind", Str(), doc="for nvlink and scale_up paths: the accelerator scale_up.kind required on both sides"),
+        F("requires_gpudirect", B(), default=False, doc="both sides must support GPU-direct RDMA"),
+        *_common_tail(),
+    ),
+)
+
+TIER_KINDS = ("hbm", "host_dram", "nvme", "remote")
+
+KV_TIER = Map(
+    title="kv_tier",
+    fields=(
+        F("id", ID, required=True),
+        F("name", Str(), required=True),
+        F("kind", Str(choices=TIER_KINDS), required=True),
+        F("capacity_gb", Num(scale=GB), attr="capacity_bytes",
+          doc="capacity per device; null for HBM (the accelerator's own)"),
+        F("bandwidth_gb_per_s", Num(scale=GB), attr="bandwidth_bytes_per_s",
+          doc="per device read bandwidth; null for HBM (the accelerator's own)"),
+        F("latency_us", Num(scale=MICRO, positive=False, minimum=0), attr="latency_s", required=True),
+        *_common_tail(),
+    ),
+)
+
+
+# --------------------------------------------------------------------------- model
+
+def _heads_divisible(rec: Record):
+    if rec.attention_heads % rec.kv_heads:
+        return ("kv_heads", f"attention_heads {rec.attention_heads} is not divisible by kv_heads {rec.kv_heads}")
+    att = rec.attention
+    if att.kind == "mla" and att.mla is None:
+        return ("attention.mla", "attention kind mla needs an mla block")
+    if att.kind != "mla" and rec.head_dim is None:
+        return ("head_dim", "missing required field (needed unless attention kind is mla)")
+    if att.kind == "mha" and rec.kv_heads != rec.attention_heads:
+        return ("kv_heads", "attention kind mha needs kv_heads == attention_heads")
+    moe = rec.moe
+    if moe is not None:
+        if moe.experts_per_token > moe.routed_experts:
+            return ("moe.experts_per_token", "exceeds moe.routed_experts")
+        if moe.dense_layers >= rec.layers:
+            return ("moe.dense_layers", "must be fewer than layers")
+    elif rec.ffn_size is None:
+        return ("ffn_size", "missing required field (needed for a dense model)")
+    return None
+
+
+MODEL = Map(
+    title="model",
+    fields=(
+        F("id", ID, required=True),
+        F("name", Str(), required=True),
+        F("hf_repo", Str()),
+        F("layers", Num(integer=True), required=True),
+        F("hidden_size", Num(integer=True), required=True),
+        F("attention_heads", Num(integer=True), required=True),
+        F("kv_heads", Num(integer=True), required=True),
+        F("head_dim", Num(integer=True)),
+        F("ffn_size", Num(integer=True), doc="dense FFN intermediate size (dense layers)"),
+        F("vocab_size", Num(integer=True), required=True),
+        F("tied_embeddings", B(), default=False),
+        F("max_context", Num(integer=True), doc="maximum positions (tokens)"),
+        F("attention", Map(fields=(
+            F("kind", Str(choices=("gqa", "mha", "mla")), required=True),
+            F("qkv_bias", B(), default=False),
+            F("o_bias", B(), default=False),
+            F("qk_norm", B(), default=False, doc="per-head RMSNorm on q and k"),
+            F("sinks", B(), default=False, doc="learned attention-sink logit per head"),
+            F("mla", Map(fields=(
+                F("kv_lora_rank", Num(integer=True), required=True),
+                F("q_lora_rank", Num(integer=True)),
+                F("qk_rope_head_dim", Num(integer=True), required=True),
+                F("qk_nope_head_dim", Num(integer=True), required=True),
+                F("v_head_dim", Num(integer=True), required=True),
+            ))),
+            F("sliding_window", Map(fields=(
+                F("window_tokens", Num(integer=True), required=True),
+                F("pattern", List(Str(choices=("sliding", "full")), min_items=1), required=True,
+                  doc="layer kinds repeated cyclically from layer 0"),
+            ))),
+        )), required=True),
+        F("position", Map(fields=(
+            F("kind", Str(choices=("rope", "none")), required=True),
+            F("theta", Num()),
+            F("scaling", Str()),
+            F("factor", Num()),
+            F("original_max_context", Num(integer=True)),
+        ))),
+        F("moe", Map(fields=(
+            F("routed_experts", Num(integer=True), required=True),
+            F("experts_per_token", Num(integer=True), required=True),
+            F("shared_experts", Num(integer=True, positive=False, minimum=0), default=0),
+            F("expert_ffn_size", Num(integer=True), required=True),
+            F("dense_layers", Num(integer=True, positive=False, minimum=0), default=0,
+              doc="leading layers with a dense FFN (ffn_size) instead of experts"),
+            F("router_bias", B(), default=False),
+            F("expert_bias", B(), default=False, doc="biases on expert projections"),
+        ))),
+        F("mtp_layers", Num(integer=True, positive=False, minimum=0), default=0,
+          doc="multi-token-prediction modules; not counted in the main model"),
+        F("active_params_count_embedding", B(), default=True,
+          doc="whether the publisher's active-parameter figure includes the input embedding"),
+        *_common_tail(),
+    ),
+    checks=(_heads_divisible,),
+)
+
+KINDS: dict[str, Map] = {
+    "accelerator": ACCELERATOR,
+    "path": KV_PATH,
+    "tier": KV_TIER,
+    "model": MODEL,
+}
+
+
+def load_spec(kind: str, path: str | Path) -> Record:
+    """Read and validate one spec file of ``kind``."""
+    data = read_yaml(path)
+    rec = validate(KINDS[kind], data, str(path))
+    return rec
+
+
+def parse_spec(kind: str, data, file: str) -> Record:
+    return validate(KINDS[kind], data, file)
+
+
+def check_id_matches(rec: Record, path: Path) -> None:
+    """Catalogue files are named after their id; a mismatch is a broken catalogue."""
+    if path.stem != rec.id:
+        raise SpecError(str(path), "id", f"{rec.id!r} does not match the file name {path.stem!r}")

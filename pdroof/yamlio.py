@@ -1,0 +1,68 @@
+"""Safe YAML reading: plain data only, no object-constructing tags, no aliases (billion laughs)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from .errors import SpecError
+
+MAX_BYTES = 4 * 2**20
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses aliases: spec files never need them and they enable alias bombs."""
+
+    def compose_node(self, parent, index):  # noqa: D401 - PyYAML hook
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.YAMLError(f"YAML aliases are not allowed (line {event.start_mark.line + 1})")
+        return super().compose_node(parent, index)
+
+
+def _float_resolver() -> None:
+    # YAML 1.1 reads 1e12 (no dot) as a string; accept it as a float like YAML 1.2 does.
+    import re
+
+    pattern = re.compile(
+        r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)$"
+    )
+    _StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float", pattern, list("-+0123456789"))
+
+
+_float_resolver()
+
+
+def parse_yaml(text: str, file: str):
+    """Parse YAML text into plain Python data; any failure is a SpecError naming ``file``."""
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - strict safe loader
+    except yaml.YAMLError as exc:
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or msg
+        raise SpecError(file, "", f"malformed YAML: {problem}{where}") from None
+
+
+def read_yaml(path: str | Path):
+    """Read a YAML file into plain data, with the file named in every error."""
+    p = Path(path)
+    name = str(path)
+    try:
+        if p.stat().st_size > MAX_BYTES:
+            raise SpecError(name, "", f"file is larger than {MAX_BYTES // 2**20} MiB")
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(name, "", "file not found") from None
+    except IsADirectoryError:
+        raise SpecError(name, "", "is a directory, not a YAML file") from None
+    except UnicodeDecodeError:
+        raise SpecError(name, "", "not UTF-8 text") from None
+    except OSError as exc:
+        raise SpecError(name, "", f"cannot read: {exc.strerror}") from None
+    data = parse_yaml(text, name)
+    if data is None:
+        raise SpecError(name, "", "file is empty")
+    return data
