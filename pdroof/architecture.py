@@ -67,8 +67,9 @@ class Shape:
         return (self.kv_elements_per_token_full * tokens + sliding) * format_bytes(fmt)
 
 
-def shape_of(model: Record) -> Shape:
-    """Tally a validated model spec."""
+def shape_of(model: Record, layers: int | None = None) -> Shape:
+    """Tally a validated model spec; ``layers`` keeps only the first n decoder layers (a truncated
+    stack, as benchmarks of large models on one device run them)."""
     h, att = model.hidden_size, model.attention
     heads, kvh = model.attention_heads, model.kv_heads
     norms = 2 * h  # pre-attention and pre-FFN RMSNorm
@@ -98,7 +99,7 @@ def shape_of(model: Record) -> Shape:
         kv_per_layer = 2 * kvh * d
     attention_params = attn + norms
 
-    layers = model.layers
+    layers = model.layers if layers is None else layers
     sw = att.sliding_window
     if sw is not None:
         pattern = sw.pattern
@@ -113,7 +114,8 @@ def shape_of(model: Record) -> Shape:
         dense_layers, moe_layers = layers, 0
         expert = shared = router = experts = k = 0
     else:
-        dense_layers, moe_layers = moe.dense_layers, layers - moe.dense_layers
+        dense_layers = min(moe.dense_layers, layers)
+        moe_layers = layers - dense_layers
         f = moe.expert_ffn_size
         expert = 3 * h * f + ((2 * f + h) if moe.expert_bias else 0)
         shared = moe.shared_experts * 3 * h * f

@@ -29,12 +29,14 @@ def _root(
 
 
 def _register() -> None:
-    from . import specs, validate
+    from . import estimate, specs, transfer, validate
 
     app.add_typer(specs.hardware, name="hardware")
     app.add_typer(specs.models, name="models")
     app.add_typer(specs.paths, name="paths")
     app.add_typer(specs.tiers, name="tiers")
+    app.command("estimate")(estimate.estimate_cmd)
+    app.command("transfer")(transfer.transfer_cmd)
     app.command("validate")(validate.validate_cmd)
     app.command("schema")(validate.schema_cmd)
 

@@ -1,0 +1,93 @@
+"""``estimate``: one model on one accelerator — prefill, a decode step, memory."""
+
+from __future__ import annotations
+
+import typer
+
+from .. import render
+from ..render import Column
+from .options import FormatOpt, OutOpt, catalog
+
+OP_COLUMNS = [
+    Column("name", "operation"), Column("kind", "kind"), Column("seconds", "time (ms)", 1e-3),
+    Column("share", "share"), Column("flops", "TFLOP", 1e12), Column("bytes", "GB", 1e9), Column("bound", "bound"),
+]
+
+ModelOpt = typer.Option(..., "--model", "-m", help="model id or YAML file")
+HardwareOpt = typer.Option(..., "--hardware", help="accelerator id or YAML file")
+RuntimeOpt = typer.Option("engine", "--runtime", help="runtime profile id or YAML file (engine, pytorch, ...)")
+
+
+def estimate_cmd(
+    ctx: typer.Context,
+    model: str = ModelOpt,
+    hardware: str = HardwareOpt,
+    runtime: str = RuntimeOpt,
+    weights: str = typer.Option("bf16", "--weights", help="weight format"),
+    activations: str = typer.Option(None, "--activations", help="activation (GEMM compute) format; "
+                                    "default: what the weight format implies on the accelerator"),
+    kv: str = typer.Option("bf16", "--kv", help="KV-cache format"),
+    tp: int = typer.Option(1, "--tp", help="tensor-parallel degree"),
+    batch: int = typer.Option(1, "--batch", "-b", help="prompts in the prefill, sequences in the decode step"),
+    prompt: int = typer.Option(2048, "--prompt", help="new prompt tokens per sequence"),
+    context: int = typer.Option(None, "--context", help="decode context length (default: --prompt)"),
+    prefix: int = typer.Option(0, "--prefix", help="already-cached prefix tokens per prompt"),
+    fmt=FormatOpt,
+    output=OutOpt,
+):
+    """Prefill time, one decode step and memory, broken down by operation with its bound."""
+    from ..estimate import estimate
+    from ..precision import plan
+
+    cat = catalog(ctx)
+    m, acc, rt = cat.get("model", model), cat.get("accelerator", hardware), cat.get("runtime", runtime)
+    p = plan(acc, weights, activations, kv)
+    result = estimate(m, acc, rt, p, tp=tp, batch=batch, prompt=prompt, context=context, prefix=prefix)
+    if fmt.value == "json":
+        render.emit(render.json_text(result), output)
+    elif fmt.value == "csv":
+        render.emit(render.csv_text(_csv_rows(result), CSV_KEYS), output)
+    else:
+        render.emit(_table(result), output)
+
+
+CSV_KEYS = ["stage", "name", "kind", "seconds", "flops", "bytes", "compute_seconds", "memory_seconds", "bound"]
+
+
+def _csv_rows(r: dict) -> list[dict]:
+    rows = []
+    for stage, key in (("prefill", "seconds"), ("decode", "step_seconds")):
+        for op in r[stage]["ops"]:
+            rows.append({"stage": stage, **op})
+        rows.append({"stage": stage, "name": "total", "seconds": r[stage][key], "flops": r[stage]["flops"],
+                     "bytes": r[stage]["bytes"], "bound": r[stage]["bound"]})
+    return rows
+
+
+def _table(r: dict) -> str:
+    i = r["inputs"]
+    head = (f"{i['model']} on {i['hardware']} · runtime {i['runtime']} · W{i['weights']}/A{i['activations']}/"
+            f"KV{i['kv']} · TP{i['tp']} · batch {i['batch']}")
+    parts = [head + "\n"]
+    pre, dec, mem = r["prefill"], r["decode"], r["memory"]
+    for stage, total, title in (
+        (pre, pre["seconds"], f"prefill: {i['batch']} × {i['prompt']} tokens"
+                              + (f" after {i['prefix']} cached" if i["prefix"] else "")
+                              + f" = {pre['seconds'] * 1e3:.2f} ms ({pre['bound']}-bound)"),
+        (dec, dec["step_seconds"], f"decode step: {i['batch']} sequences at context {i['context']} = "
+                                   f"{dec['step_seconds'] * 1e3:.2f} ms, {dec['tokens_per_second']:,.0f} tokens/s "
+                                   f"({dec['bound']}-bound)"),
+    ):
+        rows = [{**op, "share": f"{op['seconds'] / total:.0%}"} for op in stage["ops"]]
+        parts.append(render.table_text(rows, OP_COLUMNS, title=title))
+    mem_rows = [
+        {"quantity": "weights per device", "value": f"{mem['weights_bytes'] / 1e9:,.2f} GB"},
+        {"quantity": "activation workspace", "value": f"{mem['workspace_bytes'] / 1e9:,.2f} GB"},
+        {"quantity": "KV per token per device", "value": f"{mem['kv_bytes_per_token']:,.0f} B"},
+        {"quantity": f"KV per sequence at {i['context']} tokens", "value": f"{mem['kv_sequence_bytes'] / 1e9:,.3f} GB"},
+        {"quantity": "KV capacity", "value": f"{mem['kv_capacity_bytes'] / 1e9:,.2f} GB"},
+        {"quantity": f"largest batch at {i['context']} tokens", "value": f"{mem['max_batch']:,}"
+                                                                         + ("" if mem["fits"] else "  (batch does not fit)")},
+    ]
+    parts.append(render.table_text(mem_rows, [Column("quantity", "memory"), Column("value", "value")]))
+    return "".join(parts)

@@ -1,0 +1,67 @@
+"""``transfer``: moving one request's KV over a KV path."""
+
+from __future__ import annotations
+
+import typer
+
+from .. import render
+from ..render import Column
+from .options import FormatOpt, OutOpt, catalog
+
+COLUMNS = [
+    Column("quantity", "quantity"), Column("value", "value"),
+]
+
+
+def transfer_cmd(
+    ctx: typer.Context,
+    model: str = typer.Option(..., "--model", "-m", help="model id or YAML file"),
+    link: str = typer.Option(..., "--link", help="KV path id or YAML file"),
+    kv: str = typer.Option("bf16", "--kv", help="KV wire format"),
+    tokens: int = typer.Option(4096, "--tokens", help="tokens whose KV moves"),
+    page_tokens: int = typer.Option(None, "--page-tokens", help="tokens per page (default: per-layer bulk)"),
+    src: str = typer.Option(None, "--from", help="prefill accelerator: to judge overlap with its prefill"),
+    dst: str = typer.Option(None, "--to", help="decode accelerator: to check the path is possible"),
+    runtime: str = typer.Option("engine", "--runtime", help="runtime profile for the prefill time"),
+    fmt=FormatOpt,
+    output=OutOpt,
+):
+    """Bytes, messages and time of one KV handoff, and whether layer-wise overlap hides it."""
+    from ..errors import PdroofError
+    from ..estimate import estimate
+    from ..handoff import path_reason, transfer
+    from ..precision import plan
+
+    cat = catalog(ctx)
+    m, path = cat.get("model", model), cat.get("path", link)
+    overlap, notes = 0.0, []
+    if src:
+        a = cat.get("accelerator", src)
+        if dst:
+            reason = path_reason(path, a, cat.get("accelerator", dst))
+            if reason:
+                raise PdroofError(f"infeasible: {reason}")
+        pre = estimate(m, a, cat.get("runtime", runtime), plan(a, "bf16", None, "bf16"), prompt=tokens)
+        # layer-wise streaming: layer i's KV moves while layers i+1.. compute
+        overlap = pre["prefill"]["seconds"] * (m.layers - 1) / m.layers
+        notes.append(f"prefill of {tokens} tokens on {a.id}: {pre['prefill']['seconds'] * 1e3:.2f} ms")
+    r = transfer(m, path, kv, tokens, page_tokens=page_tokens, overlap_s=overlap)
+    r["prefill_seconds"] = overlap * m.layers / (m.layers - 1) if src else None
+    if fmt.value == "json":
+        render.emit(render.json_text(r), output)
+        return
+    if fmt.value == "csv":
+        render.emit(render.csv_text([r], list(r)), output)
+        return
+    rows = [
+        {"quantity": "bytes", "value": f"{r['bytes'] / 1e6:,.1f} MB"},
+        {"quantity": "messages", "value": f"{r['messages']:,} ({r['granularity']})"},
+        {"quantity": "time", "value": f"{r['seconds'] * 1e3:,.3f} ms (of which per-message latency "
+                                      f"{r['latency_seconds'] * 1e3:,.3f} ms)"},
+    ]
+    if src:
+        rows.append({"quantity": "overlappable prefill", "value": f"{overlap * 1e3:,.3f} ms"})
+        rows.append({"quantity": "exposed after overlap", "value": f"{r['exposed_seconds'] * 1e3:,.3f} ms"
+                     + ("  (hidden)" if r["hidden"] else "")})
+    title = f"KV of {r['tokens']:,} tokens of {r['model']} in {r['kv']} over {r['path']}"
+    render.emit(render.table_text(rows, COLUMNS, title=title, caption="; ".join(notes) or None), output)

@@ -1,0 +1,39 @@
+"""The cost model as sympy expressions, each written once.
+
+Modules by concern: ``roofline`` (the per-operation bound), ``forward`` (one forward pass,
+operation by operation: prefill and decode share it), ``moe`` (expected experts touched),
+``comm`` (collectives over the scale-up link), ``memory`` (capacity and largest batch),
+``transfer`` (KV handoff between instances) and ``crossover`` (solved thresholds).
+
+``GROUPS`` names every expression the numeric side uses; ``pdroof.equations.codegen`` turns them
+into ``pdroof/_generated.py`` (numpy only), so the estimate path never imports sympy.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import sympy as sp
+
+from ..symbols import SYMBOLS
+
+
+@lru_cache(maxsize=None)
+def S(name: str) -> sp.Symbol:
+    """The sympy symbol of a table entry (all inputs are positive reals)."""
+    if name not in SYMBOLS:
+        raise KeyError(f"{name} is not in pdroof.symbols")
+    return sp.Symbol(name, positive=True)
+
+
+def groups() -> dict[str, dict[str, sp.Expr]]:
+    """Every numeric output, grouped by the generated function that computes it."""
+    from . import forward, kernels, memory, transfer
+
+    return {
+        "kernels": kernels.expressions(),
+        "prefill": forward.prefill(),
+        "decode": forward.decode(),
+        "memory": memory.expressions(),
+        "transfer": transfer.expressions(),
+    }

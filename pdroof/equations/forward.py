@@ -1,0 +1,158 @@
+"""One forward pass on one device of a tensor-parallel instance, operation by operation.
+
+Prefill (B prompts of S new tokens after an optional cached prefix p) and a decode step
+(B sequences at context L, one new token each) are the same pass with different token counts
+and attention spans. Every operation's time is the roofline of its FLOPs and bytes at achieved
+rates, summed over the layers that have it, plus a fixed latency per layer.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from . import S
+from .comm import allreduce_time, alltoall_time
+from .moe import experts_touched
+from ..ops import OPS
+from .roofline import compute_time, memory_time, roofline
+
+
+
+def kv_shards():
+    """KV of a layer splits across TP ranks by KV head, never finer (MLA's latent: not at all)."""
+    return sp.Min(S("tp"), S("kv_shardable"))
+
+
+def _gemm(flops, weight_bytes, act_elems, layers):
+    """A GEMM group over ``layers`` layers: weights streamed at η_W, compute at η_C (weight-only
+    formats pay a dequantisation overhead q on compute)."""
+    bytes_ = weight_bytes + act_elems * S("act_bytes")
+    c = compute_time(flops, S("peak_flops_per_s"), S("eff_compute")) * (1 + S("dequant_overhead"))
+    m = memory_time(bytes_, S("mem_bytes_per_s"), S("eff_weights"))
+    return {"flops": layers * flops, "bytes": layers * bytes_, "compute_s": layers * c, "memory_s": layers * m,
+            "seconds": layers * roofline(c, m)}
+
+
+def _pass(tokens, head_tokens, attention):
+    """All operations of one pass of ``tokens`` tokens from ``seqs`` sequences."""
+    t, h = S("tp"), S("hidden")
+    T = tokens
+    bw, ba = S("weight_bytes"), S("act_bytes")
+    ops: dict[str, dict[str, sp.Expr]] = {}
+
+    W_A = S("attn_params")
+    ops["attn_proj"] = _gemm(2 * T * W_A / t, W_A * bw / t, T * (2 * h + W_A / h / t), S("layers"))
+
+    f = S("ffn_size")
+    W_F = S("ffn_params")
+    ops["ffn"] = _gemm(2 * T * W_F / t, W_F * bw / t, T * (2 * h + 3 * f / t), S("dense_layers"))
+
+    # Routed experts: compute follows the k experts each token uses; weight traffic follows the
+    # distinct experts the step touches (all of them at large batch, few at small batch).
+    k, W_X, W_S, e = S("experts_per_token"), S("expert_params"), S("shared_params"), S("ep")
+    f_moe = k * S("expert_ffn_size") + S("shared_ffn_size")
+    ops["experts"] = _gemm(
+        2 * T * (k * W_X / e + W_S) / t,
+        (experts_touched(T) / e * W_X + W_S) * bw / t,
+        T * (2 * h + 3 * f_moe / t),
+        S("moe_layers"),
+    )
+
+    ops["attention"] = attention
+
+    # Elementwise passes over activations: two norms and two residual adds per layer on the
+    # hidden state (replicated on every TP rank), the gated activation on the FFN width, and a
+    # separate cast before each GEMM input where the stack quantises activations that way.
+    hid = T * h * (2 * S("norm_bytes_per_elem") + 2 * S("residual_bytes_per_elem") + 3 * S("cast_bytes_per_elem"))
+    ffn_w = S("dense_layers") * f + S("moe_layers") * f_moe
+    elem_bytes = S("layers") * hid + T * ffn_w / t * (S("act_fn_bytes_per_elem") + S("cast_bytes_per_elem"))
+    em = memory_time(elem_bytes, S("mem_bytes_per_s"), S("eff_memory"))
+    ops["elementwise"] = {"flops": sp.Integer(0), "bytes": elem_bytes, "compute_s": sp.Integer(0),
+                          "memory_s": em, "seconds": em}
+
+    ar = S("layers") * 2 * allreduce_time(T * h * ba)
+    ops["tp_comm"] = {"flops": sp.Integer(0), "bytes": S("layers") * 2 * T * h * ba, "compute_s": sp.Integer(0),
+                      "memory_s": ar, "seconds": ar}
+    a2a = S("moe_layers") * alltoall_time(T * k * h * ba / t)
+    ops["ep_comm"] = {"flops": sp.Integer(0), "bytes": S("moe_layers") * 2 * T * k * h * ba / t,
+                      "compute_s": sp.Integer(0), "memory_s": a2a, "seconds": a2a}
+
+    # LM head: only the last position of each prompt in prefill; kept in 16-bit weights.
+    V = S("vocab")
+    ops["lm_head"] = _head(head_tokens, V, h, t, ba)
+
+    lat = S("layers") * S("layer_latency_s")
+    ops["layer_latency"] = {"flops": sp.Integer(0), "bytes": sp.Integer(0), "compute_s": sp.Integer(0),
+                            "memory_s": sp.Integer(0), "seconds": lat}
+    return ops
+
+
+def _head(tokens, V, h, t, ba):
+    flops = 2 * tokens * V * h / t
+    bytes_ = V * h * ba / t + tokens * (h * ba + V * 4 / t)
+    c = compute_time(flops, S("peak_flops_per_s"), S("eff_compute"))
+    m = memory_time(bytes_, S("mem_bytes_per_s"), S("eff_weights"))
+    return {"flops": flops, "bytes": bytes_, "compute_s": c, "memory_s": m, "seconds": roofline(c, m)}
+
+
+def _attention(flops_full, flops_sliding, bytes_full, bytes_sliding, eff_flops):
+    """Attention core on full and sliding-window layers: its own kernels' efficiency."""
+    n_F, n_W = S("full_layers"), S("sliding_layers")
+    peak = S("attn_peak_flops_per_s")
+    cf = compute_time(flops_full, peak, eff_flops)
+    cw = compute_time(flops_sliding, peak, eff_flops)
+    mf = memory_time(bytes_full, S("mem_bytes_per_s"), S("eff_attn_decode"))
+    mw = memory_time(bytes_sliding, S("mem_bytes_per_s"), S("eff_attn_decode"))
+    return {
+        "flops": n_F * flops_full + n_W * flops_sliding,
+        "bytes": n_F * bytes_full + n_W * bytes_sliding,
+        "compute_s": n_F * cf + n_W * cw,
+        "memory_s": n_F * mf + n_W * mw,
+        "seconds": n_F * roofline(cf, mf) + n_W * roofline(cw, mw),
+    }
+
+
+def _totals(ops: dict) -> dict[str, sp.Expr]:
+    out = {}
+    for name, o in ops.items():
+        for key, expr in o.items():
+            out[f"{name}_{key}"] = expr
+    out["seconds"] = sum(o["seconds"] for o in ops.values())
+    out["flops"] = sum(o["flops"] for o in ops.values())
+    out["bytes"] = sum(o["bytes"] for o in ops.values())
+    assert set(ops) == set(OPS), "pdroof.ops must name every operation"
+    return out
+
+
+def prefill() -> dict[str, sp.Expr]:
+    """Prefill of B prompts of S new tokens after a cached prefix of p tokens.
+
+    Causal attention: new token i attends to p + i positions, so a layer scores
+    B·(S·p + S(S+1)/2) query-key pairs (quadratic in S); sliding layers at most B·S·w.
+    """
+    B, Sn, p, t = S("batch"), S("new_tokens"), S("prefix_tokens"), S("tp")
+    heads_dev = S("heads") / t
+    pairs_full = B * (Sn * p + Sn * (Sn + 1) / 2)
+    pairs_slide = B * Sn * sp.Min(S("window_tokens"), p + (Sn + 1) / 2)
+    per_pair = 2 * S("attn_dim_prefill") * heads_dev
+    kv_rw = S("kv_elems") * S("kv_bytes") / kv_shards()
+    io = B * Sn * 2 * S("hidden") * S("act_bytes") / t
+    eff = S("eff_attn_prefill") * Sn / (Sn + S("attn_half_tokens"))
+    att = _attention(per_pair * pairs_full, per_pair * pairs_slide,
+                     B * (p + Sn) * kv_rw + io, B * sp.Min(S("window_tokens"), p + Sn) * kv_rw + io, eff)
+    return _totals(_pass(B * Sn, B, att))
+
+
+def decode() -> dict[str, sp.Expr]:
+    """One decode step: B sequences at context L each add one token. Weights are read once per
+    step; every sequence's KV is read; GEMM compute is 2·active_params·B."""
+    B, L, t = S("batch"), S("context_tokens"), S("tp")
+    heads_dev = S("heads") / t
+    per_tok = 2 * S("attn_dim_decode") * heads_dev * B
+    kv_rd = S("kv_elems") * S("kv_bytes") / kv_shards() * B
+    io = B * 2 * S("hidden") * S("act_bytes") / t
+    L_w = sp.Min(L, S("window_tokens"))
+    att = _attention(per_tok * L, per_tok * L_w, kv_rd * L + io, kv_rd * L_w + io, S("eff_attn_prefill"))
+    out = _totals(_pass(B, B, att))
+    out["tokens_per_second"] = B / out["seconds"]
+    return out

@@ -1,0 +1,103 @@
+"""``estimate``: prefill time, one decode step, and memory for one model on one accelerator."""
+
+from __future__ import annotations
+
+from .architecture import shape_of
+from .errors import PdroofError
+from .inputs import hardware_inputs, model_inputs, precision_inputs
+from .numeric import evaluate
+from .ops import OP_KIND, OPS
+from .precision import Precision
+from .runtime import resolve
+from .schema import Record
+
+BOUNDS = ("compute", "memory", "link", "latency")
+
+
+def check_tp(model: Record, acc: Record, tp: int) -> None:
+    if tp < 1:
+        raise PdroofError(f"--tp must be at least 1, not {tp}")
+    domain = acc.scale_up.domain_size if acc.scale_up and acc.scale_up.domain_size else 1
+    if tp > domain:
+        raise PdroofError(f"infeasible: tp {tp} exceeds the scale-up domain of {acc.id} ({domain} devices)")
+    if model.attention_heads % tp:
+        raise PdroofError(f"infeasible: tp {tp} does not divide the {model.attention_heads} attention heads of {model.id}")
+
+
+def stage_inputs(model: Record, acc: Record, runtime: Record, p: Precision, tp: int, ep: int = 1) -> dict:
+    """All inputs of one stage except the workload (batch, tokens, context)."""
+    eff = resolve(runtime, acc)
+    return {**model_inputs(model), **hardware_inputs(acc, eff, p), **precision_inputs(runtime, p),
+            "tp": tp, "ep": ep}, eff
+
+
+def op_bound(kind: str, compute_s: float, memory_s: float) -> str:
+    if kind == "link":
+        return "link"
+    if kind == "latency":
+        return "latency"
+    return "compute" if compute_s > memory_s else "memory"
+
+
+def breakdown(out: dict, index=()) -> tuple[list[dict], str]:
+    """Per-operation rows (zero-time operations left out) and the bound that takes most time."""
+    rows, per_bound = [], dict.fromkeys(BOUNDS, 0.0)
+    for op in OPS:
+        secs = float(out[f"{op}_seconds"][index])
+        if secs <= 0:
+            continue
+        c, m = float(out[f"{op}_compute_s"][index]), float(out[f"{op}_memory_s"][index])
+        bound = op_bound(OP_KIND[op], c, m)
+        per_bound[bound] += secs
+        rows.append({"name": op, "kind": OP_KIND[op], "seconds": secs, "flops": float(out[f"{op}_flops"][index]),
+                     "bytes": float(out[f"{op}_bytes"][index]), "compute_seconds": c, "memory_seconds": m,
+                     "bound": bound})
+    return rows, max(per_bound, key=per_bound.get)
+
+
+def estimate(model: Record, acc: Record, runtime: Record, p: Precision, *, tp: int = 1, batch: int = 1,
+             prompt: int = 2048, context: int | None = None, prefix: int = 0) -> dict:
+    """The JSON contract of ``pdroof estimate``: prefill, decode step, memory, inputs."""
+    check_tp(model, acc, tp)
+    for name, v in (("batch", batch), ("prompt", prompt)):
+        if v < 1:
+            raise PdroofError(f"--{name} must be at least 1, not {v}")
+    if prefix < 0:
+        raise PdroofError(f"--prefix must not be negative, not {prefix}")
+    context = context if context is not None else prompt
+    if context < 1:
+        raise PdroofError(f"--context must be at least 1, not {context}")
+    base, eff = stage_inputs(model, acc, runtime, p, tp)
+    work = {"batch": batch, "new_tokens": prompt, "prefix_tokens": prefix, "context_tokens": context}
+    inputs = {**base, **work}
+    pre = evaluate("prefill", inputs)
+    dec = evaluate("decode", inputs)
+    mem = evaluate("memory", inputs)
+    pre_ops, pre_bound = breakdown(pre)
+    dec_ops, dec_bound = breakdown(dec)
+    shape = shape_of(model)
+    max_batch = int(mem["max_batch"])
+    return {
+        "prefill": {"seconds": float(pre["seconds"]), "flops": float(pre["flops"]), "bytes": float(pre["bytes"]),
+                    "bound": pre_bound, "ops": pre_ops},
+        "decode": {"step_seconds": float(dec["seconds"]), "tokens_per_second": float(dec["tokens_per_second"]),
+                   "flops": float(dec["flops"]), "bytes": float(dec["bytes"]), "bound": dec_bound, "ops": dec_ops},
+        "memory": {
+            "weights_bytes": float(mem["weights_bytes"]),
+            "workspace_bytes": float(mem["workspace_bytes"]),
+            "kv_bytes_per_token": shape.kv_bytes_per_token(p.kv) / min(tp, base["kv_shardable"]),
+            "kv_sequence_bytes": float(mem["kv_sequence_bytes"]),
+            "kv_capacity_bytes": float(mem["kv_capacity_bytes"]),
+            "max_batch": max_batch,
+            "fits": max_batch >= batch,
+        },
+        "inputs": {
+            "model": model.id, "hardware": acc.id, "runtime": runtime.id,
+            "weights": p.weights, "activations": p.activations, "kv": p.kv,
+            "tp": tp, "batch": batch, "prompt": prompt, "context": context, "prefix": prefix,
+            "efficiency": {k: base[k] for k in ("eff_compute", "eff_weights", "eff_memory", "eff_attn_prefill",
+                                                 "attn_half_tokens", "eff_attn_decode", "eff_link",
+                                                 "layer_latency_s")},
+            "efficiency_origin": eff.origin,
+        },
+    }

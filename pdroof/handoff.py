@@ -1,0 +1,53 @@
+"""Moving one request's KV from a prefill instance to a decode instance: which paths are
+physically possible for a pair of accelerators, and what the transfer costs."""
+
+from __future__ import annotations
+
+from .errors import PdroofError
+from .inputs import model_inputs
+from .numeric import evaluate
+from .schema import Record
+from .units import format_bytes
+
+
+def path_reason(path: Record, src: Record, dst: Record) -> str | None:
+    """``None`` if ``path`` can carry KV from ``src`` to ``dst``, else why not."""
+    if path.kind in ("nvlink", "scale_up"):
+        for acc in (src, dst):
+            kind = acc.scale_up.kind if acc.scale_up else None
+            if kind != path.scale_up_kind:
+                return f"{path.id} needs {path.scale_up_kind} on both sides; {acc.id} has {kind or 'none'}"
+        if src.family != dst.family:
+            return f"{path.id} joins one scale-up domain of one family ({src.family} vs {dst.family})"
+    if src.vendor != dst.vendor and not path.cross_vendor:
+        return f"{path.id} does not cross vendors ({src.vendor} to {dst.vendor})"
+    if path.requires_gpudirect:
+        for acc in (src, dst):
+            if not acc.gpudirect_rdma:
+                return f"{path.id} needs GPU-direct RDMA, which {acc.id} lacks"
+    return None
+
+
+def transfer(model: Record, path: Record, kv: str, tokens: int, *, page_tokens: int | None = None,
+             tp: int = 1, overlap_s: float = 0.0) -> dict:
+    """Bytes, messages and time of moving ``tokens`` tokens of KV in format ``kv`` over ``path``.
+
+    ``page_tokens`` None moves each layer's tensors in bulk; else one message per page per layer
+    per tensor. ``overlap_s`` is the prefill time the transfer can hide behind."""
+    if tokens < 1:
+        raise PdroofError(f"--tokens must be at least 1, not {tokens}")
+    if page_tokens is not None and page_tokens < 1:
+        raise PdroofError(f"--page-tokens must be at least 1, not {page_tokens}")
+    m = model_inputs(model)
+    inputs = {**m, "tp": tp, "transfer_tokens": tokens, "page_tokens": page_tokens or tokens,
+              "wire_bytes": format_bytes(kv), "path_latency_s": path.latency_s,
+              "path_bytes_per_s": path.bandwidth_bytes_per_s, "eff_path": path.efficiency, "overlap_s": overlap_s}
+    out = evaluate("transfer", inputs)
+    secs, exposed = float(out["seconds"]), float(out["exposed_seconds"])
+    return {
+        "model": model.id, "path": path.id, "kv": kv, "tokens": tokens,
+        "granularity": "per-layer bulk" if page_tokens is None else f"pages of {page_tokens} tokens",
+        "bytes": float(out["bytes"]), "messages": int(out["messages"]), "seconds": secs,
+        "latency_seconds": float(out["messages"]) * path.latency_s,
+        "overlap_seconds": overlap_s, "exposed_seconds": exposed, "hidden": exposed <= 0.0,
+    }

@@ -1,0 +1,126 @@
+"""Micro-benchmark measurement files (the format of ../shared/calibration, JSON or flat CSV):
+reading and checking them, so that fitting sees only sound rows.
+
+Sections: ``gemm`` (dtype, M, N, K, optional Mpad, s), ``attn_prefill`` (S, H, KVH, D, s),
+``attn_decode`` (B, L, H, KVH, D, kv_bytes, s), ``copy`` (kind, bytes, s), ``xfer`` (kind, bytes,
+s; optional pages) and optional ``e2e`` (model, phase, dtype, B, S or L, s). Times in seconds.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+from .errors import SpecError
+
+REQUIRED = {
+    "gemm": ("dtype", "M", "N", "K", "s"),
+    "attn_prefill": ("S", "H", "KVH", "D", "s"),
+    "attn_decode": ("B", "L", "H", "KVH", "D", "s"),
+    "copy": ("kind", "bytes", "s"),
+}
+OPTIONAL = {
+    "xfer": ("kind", "bytes", "s"),
+    "e2e": ("model", "phase", "s"),
+}
+TEXT_FIELDS = {"dtype", "shape", "kind", "model", "phase"}
+
+
+def read_measurements(path: str | Path) -> dict[str, list[dict]]:
+    """Read and check a measurement file; every problem is one SpecError naming file and field."""
+    p = Path(path)
+    name = str(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(name, "", "file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(name, "", f"cannot read: {exc}") from None
+    if p.suffix.lower() == ".csv":
+        data = _from_csv(text, name)
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SpecError(name, "", f"malformed JSON: {exc.msg} (line {exc.lineno})") from None
+    if not isinstance(data, dict):
+        raise SpecError(name, "", "must be a JSON object with one list per section")
+    out: dict[str, list[dict]] = {"meta": data.get("meta") or {}}
+    for section, fields in {**REQUIRED, **OPTIONAL}.items():
+        rows = data.get(section)
+        if rows is None:
+            if section in REQUIRED:
+                raise SpecError(name, section, "missing section")
+            out[section] = []
+            continue
+        if not isinstance(rows, list) or not rows:
+            raise SpecError(name, section, "must be a non-empty list of measurements")
+        out[section] = [_check_row(r, fields, f"{section}[{i}]", name) for i, r in enumerate(rows)]
+    if not any(r["dtype"] == "bf16" for r in out["gemm"]):
+        raise SpecError(name, "gemm", "needs bf16 rows (the reference format)")
+    if not any(r["kind"] == "d2d" for r in out["copy"]):
+        raise SpecError(name, "copy", "needs a d2d (device-to-device) copy row")
+    return out
+
+
+def _check_row(row, fields, where: str, name: str) -> dict:
+    if not isinstance(row, dict):
+        raise SpecError(name, where, "must be an object")
+    for f in fields:
+        if f not in row or row[f] in (None, ""):
+            raise SpecError(name, f"{where}.{f}", "missing field")
+    clean = {}
+    for k, v in row.items():
+        if k in TEXT_FIELDS:
+            clean[k] = str(v)
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise SpecError(name, f"{where}.{k}", f"must be a number, not {v!r}")
+        if v <= 0:
+            raise SpecError(name, f"{where}.{k}", f"must be positive, not {v}")
+        clean[k] = v
+    if clean["s"] > 60:
+        raise SpecError(name, f"{where}.s", f"{clean['s']} s is not a micro-benchmark time: times must be in seconds")
+    # A reported rate must agree with the time: catches times written in ms or µs.
+    rate = _implied_rate(clean)
+    if rate is not None:
+        reported, implied, label = rate
+        if not 0.8 < implied / reported < 1.25:
+            raise SpecError(name, f"{where}.s", f"time disagrees with its {label} ({reported:g} reported, "
+                                                f"{implied:g} implied): times must be in seconds")
+    return clean
+
+
+def _implied_rate(r: dict):
+    if "tflops" in r and "M" in r and "N" in r and "K" in r:
+        m = r.get("Mpad", r["M"])
+        return r["tflops"], 2 * m * r["N"] * r["K"] / r["s"] / 1e12, "tflops"
+    if "gbps" in r and "bytes" in r:
+        return r["gbps"], r["bytes"] / r["s"] / 1e9, "gbps"
+    if "gbps_rw" in r and "bytes" in r:
+        return r["gbps_rw"], 2 * r["bytes"] / r["s"] / 1e9, "gbps_rw"
+    return None
+
+
+def _from_csv(text: str, name: str) -> dict[str, list[dict]]:
+    reader = csv.DictReader(text.splitlines())
+    if not reader.fieldnames or "section" not in reader.fieldnames:
+        raise SpecError(name, "section", "a measurement CSV needs a 'section' column")
+    data: dict[str, list[dict]] = {}
+    for i, row in enumerate(reader, start=2):
+        section = row.pop("section")
+        parsed = {}
+        for k, v in row.items():
+            if v in (None, ""):
+                continue
+            if k in TEXT_FIELDS:
+                parsed[k] = v
+                continue
+            try:
+                parsed[k] = float(v) if any(c in v for c in ".eE") else int(v)
+            except ValueError:
+                raise SpecError(name, f"line {i}.{k}", f"must be a number, not {v!r}") from None
+        data.setdefault(section, []).append(parsed)
+    return data

@@ -1,0 +1,21 @@
+"""Calls the generated numeric twins with named inputs, over scalars or whole numpy columns."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _generated
+
+
+def evaluate(group: str, inputs: dict) -> dict[str, np.ndarray]:
+    """Evaluate every expression of ``group``; outputs are broadcast to the inputs' common shape
+    (a constant expression comes back as a scalar otherwise)."""
+    args = {name: inputs[name] for name in _generated.ARGS[group]}
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        out = getattr(_generated, group)(**args)
+    shape = np.broadcast_shapes(*(np.shape(v) for v in args.values()))
+    return {k: np.broadcast_to(np.asarray(v, dtype=float), shape) for k, v in out.items()}
+
+
+def missing(group: str, inputs: dict) -> list[str]:
+    return [n for n in _generated.ARGS[group] if n not in inputs]

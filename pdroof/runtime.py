@@ -1,0 +1,146 @@
+"""Runtime profiles: achieved efficiency belongs to an accelerator running a given software stack.
+
+A profile has a ``structure`` block (how the stack moves data between kernels: bytes per element
+of its normalisation, residual, activation and cast passes; weight-only dequantisation cost) and
+per-accelerator ``profiles`` of achieved fractions, fitted or sourced, each with its basis.
+An accelerator without an entry falls back to the efficiency block of its own spec, and a value
+missing there to the profile's ``fallback`` block; ``resolve`` says which source each factor took.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .schema import F, List, Map, MapOf, Num, Record, Str, validate
+from .specs import FMT, FRACTION, ID, TEXTS
+from .units import GB, MICRO
+from .yamlio import read_yaml
+
+BPE = Num(positive=False, minimum=0, doc="bytes per element")
+
+STRUCTURE = Map(fields=(
+    F("norm_bytes_per_element", BPE, required=True, doc="bytes moved per hidden element by one RMSNorm"),
+    F("residual_bytes_per_element", BPE, required=True, doc="bytes moved per hidden element by one residual add"),
+    F("activation_fn_bytes_per_element", BPE, required=True, doc="bytes per FFN element of the gated activation"),
+    F("activation_cast_bytes_per_element", BPE, required=True,
+      doc="bytes per GEMM input element of a separate cast to 8-bit activations (0 when fused)"),
+    F("weight_only_dequant_overhead", Num(positive=False, minimum=0), required=True,
+      doc="extra GEMM compute time fraction when weights are narrower than activations (W4A16)"),
+    F("memory_reserve_fraction", Num(positive=False, minimum=0, maximum=0.9), required=True,
+      doc="fraction of HBM the stack keeps for itself (context, allocator, graphs)"),
+    F("chunk_tokens", Num(integer=True), required=True, doc="most tokens in one forward pass"),
+    F("kernels_per_layer", Num(integer=True), doc="kernel boundaries per layer (explains layer latency)"),
+    F("note", Str()),
+))
+
+EFFICIENCY = Map(fields=(
+    F("compute", MapOf(FRACTION, key=FMT), default={}, doc="GEMM efficiency per compute format"),
+    F("weights", MapOf(FRACTION, key=FMT), default={},
+      doc="HBM efficiency streaming weights, per weight format (small-M GEMMs)"),
+    F("memory", FRACTION, doc="HBM efficiency of elementwise passes and copies"),
+    F("attention_prefill", FRACTION, doc="prefill attention FLOP efficiency at long prompts"),
+    F("attention_prefill_half_tokens", Num(positive=False, minimum=0),
+      doc="prompt length at which prefill attention reaches half its efficiency"),
+    F("attention_decode", FRACTION, doc="decode attention KV-read bandwidth efficiency"),
+    F("link", FRACTION, doc="scale-up collective bandwidth efficiency"),
+    F("layer_latency_us", Num(scale=MICRO, positive=False, minimum=0), attr="layer_latency_s",
+      doc="fixed cost per layer per forward pass"),
+    F("host_link", Map(fields=(
+        F("latency_us", Num(scale=MICRO, positive=False, minimum=0), attr="latency_s", required=True),
+        F("gb_per_s", Num(scale=GB), attr="bytes_per_s", required=True),
+    )), doc="fitted per-copy latency α and bandwidth β of device<->host copies"),
+    F("fit", MapOf(Num(positive=False, minimum=0), doc="fit error per section"), default={},
+      doc="fit error per section (rms relative error)"),
+    F("source", Str()),
+    F("note", Str()),
+))
+
+RUNTIME = Map(
+    title="runtime",
+    fields=(
+        F("id", ID, required=True),
+        F("name", Str(), required=True),
+        F("description", Str()),
+        F("structure", STRUCTURE, required=True),
+        F("fallback", EFFICIENCY, required=True,
+          doc="factors for accelerators (or formats) that neither the profile nor the spec covers"),
+        F("profiles", MapOf(EFFICIENCY, key=ID), default={}, doc="per accelerator id"),
+        F("provenance", MapOf(Str()), default={}, doc="how the profile was made: input, date, tool"),
+        F("sources", TEXTS, default=()),
+        F("notes", TEXTS, default=()),
+    ),
+)
+
+
+def load_runtime(path: str | Path) -> Record:
+    return validate(RUNTIME, read_yaml(path), str(path))
+
+
+@dataclass(frozen=True)
+class Efficiency:
+    """Resolved factors for one accelerator under one runtime; ``origin`` names each one's source."""
+
+    compute: dict[str, float]
+    weights: dict[str, float]
+    memory: float
+    attention_prefill: float
+    attention_prefill_half_tokens: float
+    attention_decode: float
+    link: float
+    layer_latency_s: float
+    host_latency_s: float | None
+    host_bytes_per_s: float | None
+    origin: dict[str, str]
+
+    def compute_for(self, fmt: str) -> float:
+        return self.compute.get(fmt) or self.compute.get("bf16") or next(iter(self.compute.values()))
+
+    def weights_for(self, fmt: str) -> float:
+        """Weight-streaming efficiency; without a fitted value, that of elementwise traffic."""
+        return self.weights.get(fmt) or self.memory
+
+
+# Factors of the silicon (an accelerator's own measured value beats a runtime's generic fallback)
+# and of the software stack (the runtime's fallback beats a stack-agnostic spec value).
+_SILICON = ("memory", "attention_prefill", "attention_prefill_half_tokens", "attention_decode")
+_STACK = ("link", "layer_latency_s")
+
+
+def resolve(runtime: Record, accelerator: Record) -> Efficiency:
+    """Efficiency of ``accelerator`` under ``runtime``: profile entry, else the accelerator's own
+    spec, else the runtime's fallback."""
+    prof = runtime.profiles.get(accelerator.id)
+    spec = accelerator.efficiency
+    fb = runtime.fallback
+    origin: dict[str, str] = {}
+    own, theirs, generic = (f"runtime {runtime.id}", prof), (f"spec {accelerator.id}", spec), \
+        (f"runtime {runtime.id} fallback", fb)
+    layers = [own, theirs, generic]
+
+    def pick(name: str, order):
+        for label, src in order:
+            if src is not None and name in src:
+                origin[name] = label
+                return src.get(name)
+        raise KeyError(name)
+
+    values = {name: pick(name, layers) for name in _SILICON}
+    values.update({name: pick(name, [own, generic, theirs]) for name in _STACK})
+    compute: dict[str, float] = {}
+    weights: dict[str, float] = {}
+    for label, src in reversed(layers):  # later layers override earlier ones
+        if src is None:
+            continue
+        for fmt, v in (src.get("compute") or {}).items():
+            compute[fmt] = v
+            origin[f"compute.{fmt}"] = label
+        for fmt, v in (src.get("weights") or {}).items():
+            weights[fmt] = v
+            origin[f"weights.{fmt}"] = label
+    host = prof.host_link if prof is not None else None
+    return Efficiency(
+        compute=compute, weights=weights,
+        host_latency_s=host.latency_s if host else None, host_bytes_per_s=host.bytes_per_s if host else None,
+        origin=origin, **values,
+    )

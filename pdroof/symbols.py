@@ -1,0 +1,100 @@
+"""The one table of symbols: name, unit and meaning of every input the equations take.
+
+Plain data (no sympy import), so the numeric path and the renderer can read it cheaply.
+``pdroof.equations`` turns each entry into a positive sympy Symbol of the same name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Sym:
+    name: str
+    unit: str
+    meaning: str
+    latex: str = ""
+
+
+_TABLE = (
+    # workload and parallelism
+    Sym("batch", "1", "sequences in the pass (prefill prompts or decode sequences)", "B"),
+    Sym("new_tokens", "tokens", "new tokens per sequence in a prefill pass", "S"),
+    Sym("prefix_tokens", "tokens", "already-cached prefix tokens per sequence (attention spans them)", "p"),
+    Sym("context_tokens", "tokens", "context length of each sequence at a decode step", "L"),
+    Sym("tp", "1", "tensor-parallel degree (devices per instance)", "t"),
+    Sym("ep", "1", "expert-parallel degree of the routed experts", "e"),
+    # model architecture
+    Sym("layers", "1", "decoder layers", "n_L"),
+    Sym("dense_layers", "1", "layers with a dense FFN", "n_D"),
+    Sym("moe_layers", "1", "layers with routed experts", "n_M"),
+    Sym("full_layers", "1", "layers with full (global) attention", "n_F"),
+    Sym("sliding_layers", "1", "layers with sliding-window attention", "n_W"),
+    Sym("window_tokens", "tokens", "sliding-window size", "w"),
+    Sym("hidden", "1", "hidden size", "h"),
+    Sym("heads", "1", "attention (query) heads", "H"),
+    Sym("attn_params", "params", "attention projection parameters per layer (Q, K, V, O, MLA low-rank)", "W_A"),
+    Sym("ffn_params", "params", "dense FFN parameters per dense layer", "W_F"),
+    Sym("ffn_size", "1", "dense FFN intermediate size", "f"),
+    Sym("experts", "1", "routed experts per MoE layer", "E"),
+    Sym("experts_per_token", "1", "routed experts each token uses", "k"),
+    Sym("expert_params", "params", "parameters of one routed expert", "W_X"),
+    Sym("expert_ffn_size", "1", "intermediate size of one expert", "f_X"),
+    Sym("shared_params", "params", "shared-expert and router parameters per MoE layer", "W_S"),
+    Sym("shared_ffn_size", "1", "intermediate size of all shared experts together", "f_S"),
+    Sym("vocab", "1", "vocabulary size (LM head rows)", "V"),
+    Sym("embed_params", "params", "embedding plus untied LM-head parameters", "W_E"),
+    Sym("attn_dim_prefill", "1", "per-head q·k plus p·v width in prefill (2·d; MLA 192+128)", "d_P"),
+    Sym("attn_dim_decode", "1", "per-head q·k plus p·v width in decode (2·d; MLA absorbed 576+512)", "d_D"),
+    Sym("kv_elems", "1", "KV elements per token per layer (2·kv_heads·d; MLA latent+rope)", "c_{KV}"),
+    Sym("kv_tensors", "1", "separately stored KV tensors per layer (K and V: 2; MLA latent: 1)", "n_T"),
+    Sym("page_tokens", "tokens", "tokens per KV page (transfer granularity)", "P_g"),
+    Sym("kv_shardable", "1", "ways the KV of a layer can be split across TP ranks (KV heads; 1 for MLA)", "g"),
+    # precision
+    Sym("weight_bytes", "B", "bytes per weight element (scales included)", "b_W"),
+    Sym("kv_bytes", "B", "bytes per KV element in the storage format", "b_{KV}"),
+    Sym("act_bytes", "B", "bytes per activation element between kernels", "b_A"),
+    Sym("dequant_overhead", "1", "extra GEMM compute time fraction for weight-only formats", "q"),
+    # hardware
+    Sym("peak_flops_per_s", "FLOP/s", "dense peak of the GEMM compute format", "P"),
+    Sym("attn_peak_flops_per_s", "FLOP/s", "dense peak used by attention (bf16/fp16)", "P_A"),
+    Sym("mem_bytes_per_s", "B/s", "HBM bandwidth", "M"),
+    Sym("link_bytes_per_s", "B/s", "scale-up link bandwidth per direction (TP/EP collectives)", "N"),
+    Sym("link_latency_s", "s", "scale-up collective latency per step", r"\alpha_N"),
+    # runtime profile (achieved fractions and structure of the software stack)
+    Sym("eff_compute", "1", "achieved fraction of peak in large GEMMs (per compute format)", r"\eta_C"),
+    Sym("eff_weights", "1", "achieved fraction of HBM bandwidth streaming weights (per weight format)", r"\eta_W"),
+    Sym("eff_memory", "1", "achieved fraction of HBM bandwidth in elementwise passes", r"\eta_M"),
+    Sym("eff_attn_prefill", "1", "achieved fraction of peak in long prefill attention", r"\eta_{AP}"),
+    Sym("attn_half_tokens", "tokens", "prompt length at which prefill attention reaches half its efficiency",
+        "S_{1/2}"),
+    Sym("eff_attn_decode", "1", "achieved fraction of HBM bandwidth reading KV in decode attention", r"\eta_{AD}"),
+    Sym("eff_link", "1", "achieved fraction of scale-up link bandwidth in collectives", r"\eta_N"),
+    Sym("layer_latency_s", "s", "fixed cost per layer per forward pass (kernel boundaries)", r"\tau_L"),
+    Sym("norm_bytes_per_elem", "B", "bytes moved per hidden element by one normalisation", "r_N"),
+    Sym("residual_bytes_per_elem", "B", "bytes moved per hidden element by one residual add", "r_R"),
+    Sym("act_fn_bytes_per_elem", "B", "bytes moved per FFN element by the gated activation", "r_G"),
+    Sym("cast_bytes_per_elem", "B", "bytes moved per GEMM input element by a separate activation cast", "r_C"),
+    # KV transfer
+    Sym("transfer_tokens", "tokens", "tokens whose KV is moved", "n"),
+    Sym("wire_bytes", "B", "bytes per KV element in the wire format", "b_T"),
+    Sym("path_latency_s", "s", "per-message latency of the KV path", r"\alpha"),
+    Sym("path_bytes_per_s", "B/s", "KV path bandwidth per direction", r"\beta"),
+    Sym("eff_path", "1", "achieved fraction of the KV path bandwidth", r"\eta_T"),
+    Sym("overlap_s", "s", "prefill time the transfer can overlap (layer-wise streaming)", "t_O"),
+    # isolated kernels (micro-benchmarks, for calibration)
+    Sym("gemm_m", "1", "GEMM rows (tokens)", "m"),
+    Sym("gemm_m_padded", "1", "GEMM rows as the kernel computes them (padding included)", r"\hat m"),
+    Sym("gemm_n", "1", "GEMM output columns", "n"),
+    Sym("gemm_k", "1", "GEMM reduction depth", "k"),
+    Sym("copy_bytes", "B", "bytes of one copy", "c"),
+    Sym("harness_s", "s", "fixed cost of one isolated, individually timed call", r"\tau_0"),
+    # memory
+    Sym("hbm_bytes", "B", "HBM capacity per device", "C"),
+    Sym("chunk_tokens", "tokens", "most tokens one forward pass processes (sizes the activation workspace)", "T_C"),
+    Sym("mem_reserve", "1", "fraction of HBM the runtime keeps for itself", "r"),
+    Sym("weights_total_bytes", "B", "bytes of all weights of the instance", "W_B"),
+)
+
+SYMBOLS: dict[str, Sym] = {s.name: s for s in _TABLE}
