@@ -98,6 +98,13 @@ def fit_gemm(rows: list[dict], acc: Record, fmt: str):
     return best, err
 
 
+def bandwidth_bound(decode: list[dict], sms: int) -> list[dict]:
+    """Decode-attention points with enough (sequence, KV head) pairs to occupy half the device's
+    multiprocessors: the regime whose KV-read efficiency the model needs. Smaller ones (batch 1)
+    are latency-bound, a cost the per-layer latency carries."""
+    return [r for r in decode if r["B"] * r["KVH"] >= sms / 2] or decode
+
+
 def fit_attention(prefill: list[dict], decode: list[dict], acc: Record, attn_fmt: str):
     peak = _peak(acc, attn_fmt)
     bw = acc.memory.bandwidth_bytes_per_s
@@ -180,7 +187,8 @@ def calibrate(path: str | Path, acc: Record) -> Calibration:
         harness[f"gemm_{fmt}"] = best["harness_s"]
     from .precision import attention_peak_format
 
-    pre, pre_err, dec, dec_err = fit_attention(data["attn_prefill"], data["attn_decode"], acc,
+    decode_rows = bandwidth_bound(data["attn_decode"], int(data["meta"].get("sms") or 132))
+    pre, pre_err, dec, dec_err = fit_attention(data["attn_prefill"], decode_rows, acc,
                                                attention_peak_format(acc))
     entry["attention_prefill"] = round(pre["eff_attn_prefill"], 4)
     entry["attention_prefill_half_tokens"] = round(pre["attn_half_tokens"], 1)

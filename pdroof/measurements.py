@@ -55,7 +55,7 @@ def read_measurements(path: str | Path) -> dict[str, list[dict]]:
                 raise SpecError(name, section, "missing section")
             out[section] = []
             continue
-        if not isinstance(rows, list) or not rows:
+        if not isinstance(rows, list) or (not rows and section in REQUIRED):
             raise SpecError(name, section, "must be a non-empty list of measurements")
         out[section] = [_check_row(r, fields, f"{section}[{i}]", name) for i, r in enumerate(rows)]
     if not any(r["dtype"] == "bf16" for r in out["gemm"]):

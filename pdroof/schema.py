@@ -80,6 +80,11 @@ class _Ctx:
         raise SpecError(self.file, path, what)
 
 
+def _yaml_float(text: str) -> str:
+    mantissa, exp = re.split(r"[eE]", text.strip())
+    return f"{mantissa if '.' in mantissa else mantissa + '.0'}e{exp}"
+
+
 def _typename(v: Any) -> str:
     if v is None:
         return "null"
@@ -134,7 +139,10 @@ class Num(Node):
             ctx.provenance[path] = {k: v[k] for k in ("source", "basis", "note") if k in v}
             v = v["value"]
         if isinstance(v, bool) or not isinstance(v, (int, float)):
-            ctx.fail(path, f"must be a number, not {_typename(v)}")
+            hint = ""
+            if isinstance(v, str) and re.fullmatch(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+", v.strip()):
+                hint = f"; YAML reads {v} as text: write it with a decimal point, e.g. {_yaml_float(v)}"
+            ctx.fail(path, f"must be a number, not {_typename(v)}{hint}")
         if not math.isfinite(v):
             ctx.fail(path, "must be a finite number")
         if self.integer and (not float(v).is_integer()):

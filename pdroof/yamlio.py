@@ -21,19 +21,6 @@ class _StrictLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
-def _float_resolver() -> None:
-    # YAML 1.1 reads 1e12 (no dot) as a string; accept it as a float like YAML 1.2 does.
-    import re
-
-    pattern = re.compile(
-        r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?(?:[eE][-+]?[0-9]+)$"
-    )
-    _StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float", pattern, list("-+0123456789"))
-
-
-_float_resolver()
-
-
 def parse_yaml(text: str, file: str):
     """Parse YAML text into plain Python data; any failure is a SpecError naming ``file``."""
     try:

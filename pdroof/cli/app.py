@@ -29,7 +29,7 @@ def _root(
 
 
 def _register() -> None:
-    from . import estimate, specs, transfer, validate
+    from . import calibrate, equations, estimate, specs, transfer, validate
 
     app.add_typer(specs.hardware, name="hardware")
     app.add_typer(specs.models, name="models")
@@ -37,6 +37,8 @@ def _register() -> None:
     app.add_typer(specs.tiers, name="tiers")
     app.command("estimate")(estimate.estimate_cmd)
     app.command("transfer")(transfer.transfer_cmd)
+    app.command("equations")(equations.equations_cmd)
+    app.command("calibrate")(calibrate.calibrate_cmd)
     app.command("validate")(validate.validate_cmd)
     app.command("schema")(validate.schema_cmd)
 

@@ -23,7 +23,7 @@ def kv_shards():
     return sp.Min(S("tp"), S("kv_shardable"))
 
 
-def _gemm(flops, weight_bytes, act_elems, layers):
+def gemm_group(flops, weight_bytes, act_elems, layers):
     """A GEMM group over ``layers`` layers: weights streamed at η_W, compute at η_C (weight-only
     formats pay a dequantisation overhead q on compute)."""
     bytes_ = weight_bytes + act_elems * S("act_bytes")
@@ -41,17 +41,17 @@ def _pass(tokens, head_tokens, attention):
     ops: dict[str, dict[str, sp.Expr]] = {}
 
     W_A = S("attn_params")
-    ops["attn_proj"] = _gemm(2 * T * W_A / t, W_A * bw / t, T * (2 * h + W_A / h / t), S("layers"))
+    ops["attn_proj"] = gemm_group(2 * T * W_A / t, W_A * bw / t, T * (2 * h + W_A / h / t), S("layers"))
 
     f = S("ffn_size")
     W_F = S("ffn_params")
-    ops["ffn"] = _gemm(2 * T * W_F / t, W_F * bw / t, T * (2 * h + 3 * f / t), S("dense_layers"))
+    ops["ffn"] = gemm_group(2 * T * W_F / t, W_F * bw / t, T * (2 * h + 3 * f / t), S("dense_layers"))
 
     # Routed experts: compute follows the k experts each token uses; weight traffic follows the
     # distinct experts the step touches (all of them at large batch, few at small batch).
     k, W_X, W_S, e = S("experts_per_token"), S("expert_params"), S("shared_params"), S("ep")
     f_moe = k * S("expert_ffn_size") + S("shared_ffn_size")
-    ops["experts"] = _gemm(
+    ops["experts"] = gemm_group(
         2 * T * (k * W_X / e + W_S) / t,
         (experts_touched(T) / e * W_X + W_S) * bw / t,
         T * (2 * h + 3 * f_moe / t),

@@ -1,0 +1,89 @@
+"""``equations``: the symbolic model, printed from the expressions the numbers come from."""
+
+from __future__ import annotations
+
+import typer
+
+
+def equations_cmd(
+    ctx: typer.Context,
+    name: str = typer.Argument(None, help="an equation (e.g. decode.seconds, crossover.hiding_bandwidth); "
+                                          "a group name (prefill, decode, memory, transfer, kernels, crossover) "
+                                          "lists its equations"),
+    latex: bool = typer.Option(False, "--latex", help="print LaTeX"),
+    model: str = typer.Option(None, "--model", "-m", help="evaluate crossovers for this model ..."),
+    hardware: str = typer.Option(None, "--hardware", help="... on this accelerator"),
+    link: str = typer.Option(None, "--link", help="... with this KV path"),
+    runtime: str = typer.Option("engine", "--runtime", help="runtime profile for the evaluation"),
+    weights: str = typer.Option("bf16", "--weights"),
+    kv: str = typer.Option("bf16", "--kv"),
+    tokens: int = typer.Option(4096, "--tokens", help="prompt tokens (for the bandwidth crossover)"),
+):
+    """Show the symbolic equations; with --model and --hardware also the solved crossovers."""
+    import sympy as sp
+
+    from ..equations.catalog import latex as to_latex
+    from ..equations.catalog import named
+    from ..errors import PdroofError
+    from ..symbols import SYMBOLS
+
+    eqs = named()
+    if name and name not in eqs:
+        chosen = {k: v for k, v in eqs.items() if k.startswith(name + ".")}
+        if not chosen:
+            groups = sorted({k.split(".")[0] for k in eqs})
+            raise PdroofError(f"unknown equation {name!r}; groups: {', '.join(groups)} (try `pdroof equations`)")
+    else:
+        chosen = {name: eqs[name]} if name else {k: v for k, v in eqs.items() if _headline(k)}
+    for key, expr in chosen.items():
+        if latex:
+            typer.echo(f"% {key}\n{key.replace('.', '_')} = {to_latex(expr)}\n")
+        else:
+            typer.echo(f"{key} =\n{sp.pretty(expr, use_unicode=True, wrap_line=False)}\n")
+    if not name:
+        typer.echo("symbols:")
+        for s in SYMBOLS.values():
+            typer.echo(f"  {s.name:28s} [{s.unit}] {s.meaning}")
+    if model and hardware:
+        _evaluate_crossovers(ctx, model, hardware, link, runtime, weights, kv, tokens)
+
+
+def _headline(key: str) -> bool:
+    group, out = key.split(".", 1)
+    return group in ("roofline", "crossover", "transfer") or (
+        group in ("prefill", "decode") and out.endswith("_seconds")) or key in (
+        "memory.weights_bytes", "memory.kv_sequence_bytes", "memory.max_batch")
+
+
+def _evaluate_crossovers(ctx, model, hardware, link, runtime, weights, kv, tokens):
+    from ..equations import S
+    from ..equations.crossover import expressions
+    from ..estimate import estimate, stage_inputs
+    from ..precision import plan
+    from ..units import format_bytes
+    from .options import catalog
+
+    cat = catalog(ctx)
+    m, acc, rt = cat.get("model", model), cat.get("accelerator", hardware), cat.get("runtime", runtime)
+    p = plan(acc, weights, None, kv)
+    inputs, _ = stage_inputs(m, acc, rt, p, tp=1)
+    inputs.update({"batch": 1, "wire_bytes": format_bytes(kv), "transfer_tokens": tokens, "page_tokens": tokens})
+    cx = expressions()
+    values = {"decode_compute_batch": ("decode batch where dense FFN GEMMs turn compute-bound", "sequences")}
+    if link:
+        path = cat.get("path", link)
+        pre = estimate(m, acc, rt, p, prompt=tokens)["prefill"]["seconds"]
+        inputs.update({"path_latency_s": path.latency_s, "path_bytes_per_s": path.bandwidth_bytes_per_s,
+                       "eff_path": path.efficiency, "overlap_s": pre * (m.layers - 1) / m.layers})
+        values["transfer_prompt_tokens"] = (f"prompt length below which KV transfer over {path.id} exceeds prefill",
+                                            "tokens")
+        values["hiding_bandwidth"] = (f"path bandwidth that hides a {tokens}-token transfer behind layer-wise "
+                                      "prefill (negative: latency alone exceeds the overlap)", "GB/s")
+    typer.echo(f"crossovers for {m.id} on {acc.id} (runtime {rt.id}, {p.label()}):")
+    for key, (text, unit) in values.items():
+        expr = cx[key]
+        subs = {S(n): v for n, v in inputs.items() if n in {s.name for s in expr.free_symbols}}
+        v = float(expr.xreplace(subs).evalf())
+        if unit == "GB/s":
+            v /= 1e9
+        typer.echo(f"  {key}: {v:,.1f} {unit}  — {text}")

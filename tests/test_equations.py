@@ -1,0 +1,143 @@
+"""The equations: the generated numeric twin matches the symbols, and the physics holds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import sympy as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pdroof import _generated
+from pdroof.equations import S, codegen, groups
+from pdroof.numeric import evaluate
+from pdroof.ops import OPS
+
+GROUPS = groups()
+
+
+def test_generated_code_is_current():
+    assert (codegen.TARGET.read_text()) == codegen.source(), "run python -m pdroof.equations.codegen"
+
+
+def test_estimate_path_does_not_import_sympy():
+    import subprocess
+    import sys
+
+    code = ("import sys; import pdroof.estimate, pdroof.cli.estimate, pdroof.catalog; "
+            "sys.exit(1 if 'sympy' in sys.modules else 0)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def _point(draw_values):
+    """A random but physical input point: every symbol positive, integer-ish where it counts."""
+    vals = {}
+    for name in _generated.ARGS["prefill"] + _generated.ARGS["decode"] + _generated.ARGS["memory"] + \
+            _generated.ARGS["transfer"] + _generated.ARGS["kernels"]:
+        vals[name] = draw_values(name)
+    return vals
+
+
+REALISTIC = {
+    "batch": (1, 256), "new_tokens": (1, 32768), "prefix_tokens": (0, 8192), "context_tokens": (1, 131072),
+    "tp": (1, 8), "ep": (1, 8), "layers": (1, 128), "hidden": (512, 16384), "heads": (8, 128),
+    "experts": (1, 256), "experts_per_token": (0, 8), "window_tokens": (1, 4096),
+    "eff_compute": (0.1, 1), "eff_weights": (0.1, 1), "eff_memory": (0.1, 1), "eff_attn_prefill": (0.1, 1),
+    "eff_attn_decode": (0.1, 1), "eff_link": (0.1, 1), "eff_path": (0.1, 1), "mem_reserve": (0, 0.5),
+    "dequant_overhead": (0, 1),
+}
+
+
+@st.composite
+def points(draw):
+    def value(name):
+        lo, hi = REALISTIC.get(name, (1e-3, 1e3))
+        return draw(st.floats(min_value=max(lo, 1e-3), max_value=hi, allow_nan=False, allow_infinity=False))
+
+    pt = _point(value)
+    pt["experts_per_token"] = min(pt["experts_per_token"], pt["experts"])  # k of E
+    return pt
+
+
+def _reference(group):
+    """An independent numeric form: sympy's own lambdify (plain math, no numpy, no CSE)."""
+    exprs = GROUPS[group]
+    syms = sorted(set().union(*(sp.sympify(e).free_symbols for e in exprs.values())), key=str)
+    fns = {k: sp.lambdify(syms, sp.sympify(e), "math") for k, e in exprs.items()}
+    return syms, fns
+
+
+REFERENCE = {g: _reference(g) for g in GROUPS}
+
+
+@settings(max_examples=30, deadline=None)
+@given(points())
+def test_numeric_equals_symbolic(pt):
+    for group in GROUPS:
+        num = evaluate(group, pt)
+        syms, fns = REFERENCE[group]
+        args = [pt[s.name] for s in syms]
+        for name, fn in fns.items():
+            assert float(num[name]) == pytest.approx(float(fn(*args)), rel=1e-9, abs=1e-30), (group, name)
+
+
+@settings(max_examples=40, deadline=None)
+@given(points(), st.floats(1.01, 10), st.sampled_from(["mem_bytes_per_s", "peak_flops_per_s",
+                                                        "attn_peak_flops_per_s", "link_bytes_per_s"]))
+def test_time_never_grows_with_more_bandwidth_or_peak(pt, factor, name):
+    for group in ("prefill", "decode"):
+        before = float(evaluate(group, pt)["seconds"])
+        after = float(evaluate(group, {**pt, name: pt[name] * factor})["seconds"])
+        assert after <= before * (1 + 1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(points())
+def test_each_operation_at_least_both_bounds(pt):
+    for group in ("prefill", "decode"):
+        out = evaluate(group, pt)
+        for op in OPS:
+            t, c, m = (float(out[f"{op}_{k}"]) for k in ("seconds", "compute_s", "memory_s"))
+            assert t >= c * (1 - 1e-12) and t >= m * (1 - 1e-12), (group, op)
+
+
+@settings(max_examples=40, deadline=None)
+@given(points(), st.integers(1, 100_000))
+def test_kv_transfer_bytes_linear_in_tokens(pt, n):
+    pt = {**pt, "sliding_layers": 0.0}
+    one = float(evaluate("transfer", {**pt, "transfer_tokens": 1.0})["bytes"])
+    many = float(evaluate("transfer", {**pt, "transfer_tokens": float(n)})["bytes"])
+    assert many == pytest.approx(n * one, rel=1e-9)
+
+
+@settings(max_examples=40, deadline=None)
+@given(points(), st.integers(1, 7))
+def test_more_tp_never_more_weight_bytes_per_device(pt, extra):
+    base = float(evaluate("memory", pt)["weights_bytes"])
+    more = float(evaluate("memory", {**pt, "tp": pt["tp"] + extra})["weights_bytes"])
+    assert more <= base
+
+
+def test_prefill_attention_is_quadratic_in_prompt():
+    pt = dict.fromkeys(_generated.ARGS["prefill"], 1.0)
+    pt.update({"new_tokens": 1000.0, "prefix_tokens": 0.0, "sliding_layers": 0.0})
+    f1 = float(evaluate("prefill", pt)["attention_flops"])
+    f2 = float(evaluate("prefill", {**pt, "new_tokens": 2000.0})["attention_flops"])
+    assert f2 / f1 == pytest.approx(4.0, rel=2e-3)
+
+
+def test_expected_experts_touched():
+    pt = dict.fromkeys(_generated.ARGS["decode"], 1.0)
+    pt.update({"experts": 8.0, "experts_per_token": 2.0, "expert_params": 1e6, "moe_layers": 1.0,
+               "shared_params": 0.0, "weight_bytes": 1.0, "act_bytes": 0.0, "tp": 1.0, "ep": 1.0})
+    one = float(evaluate("decode", {**pt, "batch": 1.0})["experts_bytes"])
+    big = float(evaluate("decode", {**pt, "batch": 1e4})["experts_bytes"])
+    assert one == pytest.approx(2e6)  # one token touches exactly k experts
+    assert big == pytest.approx(8e6)  # many tokens touch them all
+
+
+def test_outputs_broadcast_over_columns():
+    pt = dict.fromkeys(_generated.ARGS["decode"], 1.0)
+    pt["batch"] = np.arange(1.0, 6.0)
+    out = evaluate("decode", pt)
+    assert all(v.shape == (5,) for v in out.values())
