@@ -24,7 +24,7 @@ ARGS['kernels'] = ('batch', 'new_tokens', 'context_tokens', 'heads', 'attn_dim_p
 OUTPUTS['kernels'] = ('gemm_seconds', 'attn_prefill_seconds', 'attn_decode_seconds', 'copy_seconds', 'host_copy_seconds')
 
 
-def prefill(*, batch, new_tokens, prefix_tokens, tp, ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, heads, attn_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, link_latency_s, eff_compute, eff_weights, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, layer_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
+def prefill(*, batch, new_tokens, prefix_tokens, tp, ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, heads, attn_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, link_latency_s, eff_compute, eff_weights, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, layer_latency_s, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
     """Numeric twin of pdroof.equations groups()["prefill"]."""
     _x0 = 2*layers
     _x1 = batch*new_tokens
@@ -148,16 +148,21 @@ def prefill(*, batch, new_tokens, prefix_tokens, tp, ep, layers, dense_layers, m
         'layer_latency_compute_s': 0,
         'layer_latency_memory_s': 0,
         'layer_latency_seconds': _x75,
-        'seconds': _x14 + _x24 + _x33 + _x55 + _x59 + _x64 + _x68 + _x74 + _x75,
+        'step_latency_flops': 0,
+        'step_latency_bytes': 0,
+        'step_latency_compute_s': 0,
+        'step_latency_memory_s': 0,
+        'step_latency_seconds': step_latency_s,
+        'seconds': _x14 + _x24 + _x33 + _x55 + _x59 + _x64 + _x68 + _x74 + _x75 + step_latency_s,
         'flops': _x50*(_x15*new_tokens + _x28*new_tokens + _x34*_x35*_x39 + _x38*_x39*new_tokens + attn_params*layers*new_tokens + hidden*vocab),
         'bytes': _x1*_x56 + _x1*_x57 + _x22 + _x32 + _x46*batch + _x48*batch + _x60 + _x65 + _x71 + _x9,
     }
 
-ARGS['prefill'] = ('batch', 'new_tokens', 'prefix_tokens', 'tp', 'ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'link_latency_s', 'eff_compute', 'eff_weights', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
-OUTPUTS['prefill'] = ('attn_proj_flops', 'attn_proj_bytes', 'attn_proj_compute_s', 'attn_proj_memory_s', 'attn_proj_seconds', 'ffn_flops', 'ffn_bytes', 'ffn_compute_s', 'ffn_memory_s', 'ffn_seconds', 'experts_flops', 'experts_bytes', 'experts_compute_s', 'experts_memory_s', 'experts_seconds', 'attention_flops', 'attention_bytes', 'attention_compute_s', 'attention_memory_s', 'attention_seconds', 'elementwise_flops', 'elementwise_bytes', 'elementwise_compute_s', 'elementwise_memory_s', 'elementwise_seconds', 'tp_comm_flops', 'tp_comm_bytes', 'tp_comm_compute_s', 'tp_comm_memory_s', 'tp_comm_seconds', 'ep_comm_flops', 'ep_comm_bytes', 'ep_comm_compute_s', 'ep_comm_memory_s', 'ep_comm_seconds', 'lm_head_flops', 'lm_head_bytes', 'lm_head_compute_s', 'lm_head_memory_s', 'lm_head_seconds', 'layer_latency_flops', 'layer_latency_bytes', 'layer_latency_compute_s', 'layer_latency_memory_s', 'layer_latency_seconds', 'seconds', 'flops', 'bytes')
+ARGS['prefill'] = ('batch', 'new_tokens', 'prefix_tokens', 'tp', 'ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'link_latency_s', 'eff_compute', 'eff_weights', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
+OUTPUTS['prefill'] = ('attn_proj_flops', 'attn_proj_bytes', 'attn_proj_compute_s', 'attn_proj_memory_s', 'attn_proj_seconds', 'ffn_flops', 'ffn_bytes', 'ffn_compute_s', 'ffn_memory_s', 'ffn_seconds', 'experts_flops', 'experts_bytes', 'experts_compute_s', 'experts_memory_s', 'experts_seconds', 'attention_flops', 'attention_bytes', 'attention_compute_s', 'attention_memory_s', 'attention_seconds', 'elementwise_flops', 'elementwise_bytes', 'elementwise_compute_s', 'elementwise_memory_s', 'elementwise_seconds', 'tp_comm_flops', 'tp_comm_bytes', 'tp_comm_compute_s', 'tp_comm_memory_s', 'tp_comm_seconds', 'ep_comm_flops', 'ep_comm_bytes', 'ep_comm_compute_s', 'ep_comm_memory_s', 'ep_comm_seconds', 'lm_head_flops', 'lm_head_bytes', 'lm_head_compute_s', 'lm_head_memory_s', 'lm_head_seconds', 'layer_latency_flops', 'layer_latency_bytes', 'layer_latency_compute_s', 'layer_latency_memory_s', 'layer_latency_seconds', 'step_latency_flops', 'step_latency_bytes', 'step_latency_compute_s', 'step_latency_memory_s', 'step_latency_seconds', 'seconds', 'flops', 'bytes')
 
 
-def decode(*, batch, context_tokens, tp, ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, heads, attn_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, link_latency_s, eff_compute, eff_weights, eff_memory, eff_attn_prefill, eff_attn_decode, eff_link, layer_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
+def decode(*, batch, context_tokens, tp, ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, heads, attn_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, link_latency_s, eff_compute, eff_weights, eff_memory, eff_attn_prefill, eff_attn_decode, eff_link, layer_latency_s, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
     """Numeric twin of pdroof.equations groups()["decode"]."""
     _x0 = attn_params*layers
     _x1 = tp**(-1.0)
@@ -230,7 +235,7 @@ def decode(*, batch, context_tokens, tp, ep, layers, dense_layers, moe_layers, f
     _x68 = _x13*_x66
     _x69 = numpy.maximum(_x67, _x68)
     _x70 = layer_latency_s*layers
-    _x71 = _x14 + _x22 + _x31 + _x50 + _x54 + _x59 + _x63 + _x69 + _x70
+    _x71 = _x14 + _x22 + _x31 + _x50 + _x54 + _x59 + _x63 + _x69 + _x70 + step_latency_s
     return {
         'attn_proj_flops': _x4,
         'attn_proj_bytes': _x9,
@@ -277,14 +282,19 @@ def decode(*, batch, context_tokens, tp, ep, layers, dense_layers, moe_layers, f
         'layer_latency_compute_s': 0,
         'layer_latency_memory_s': 0,
         'layer_latency_seconds': _x70,
+        'step_latency_flops': 0,
+        'step_latency_bytes': 0,
+        'step_latency_compute_s': 0,
+        'step_latency_memory_s': 0,
+        'step_latency_seconds': step_latency_s,
         'seconds': _x71,
         'flops': _x3*(_x0 + _x15 + _x26 + _x32*_x35 + _x34*_x35 + hidden*vocab),
         'bytes': _x20 + _x30 + _x42*batch + _x44*batch + _x51*batch + _x52*batch + _x55 + _x60 + _x66 + _x9,
         'tokens_per_second': batch/_x71,
     }
 
-ARGS['decode'] = ('batch', 'context_tokens', 'tp', 'ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'link_latency_s', 'eff_compute', 'eff_weights', 'eff_memory', 'eff_attn_prefill', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
-OUTPUTS['decode'] = ('attn_proj_flops', 'attn_proj_bytes', 'attn_proj_compute_s', 'attn_proj_memory_s', 'attn_proj_seconds', 'ffn_flops', 'ffn_bytes', 'ffn_compute_s', 'ffn_memory_s', 'ffn_seconds', 'experts_flops', 'experts_bytes', 'experts_compute_s', 'experts_memory_s', 'experts_seconds', 'attention_flops', 'attention_bytes', 'attention_compute_s', 'attention_memory_s', 'attention_seconds', 'elementwise_flops', 'elementwise_bytes', 'elementwise_compute_s', 'elementwise_memory_s', 'elementwise_seconds', 'tp_comm_flops', 'tp_comm_bytes', 'tp_comm_compute_s', 'tp_comm_memory_s', 'tp_comm_seconds', 'ep_comm_flops', 'ep_comm_bytes', 'ep_comm_compute_s', 'ep_comm_memory_s', 'ep_comm_seconds', 'lm_head_flops', 'lm_head_bytes', 'lm_head_compute_s', 'lm_head_memory_s', 'lm_head_seconds', 'layer_latency_flops', 'layer_latency_bytes', 'layer_latency_compute_s', 'layer_latency_memory_s', 'layer_latency_seconds', 'seconds', 'flops', 'bytes', 'tokens_per_second')
+ARGS['decode'] = ('batch', 'context_tokens', 'tp', 'ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'link_latency_s', 'eff_compute', 'eff_weights', 'eff_memory', 'eff_attn_prefill', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
+OUTPUTS['decode'] = ('attn_proj_flops', 'attn_proj_bytes', 'attn_proj_compute_s', 'attn_proj_memory_s', 'attn_proj_seconds', 'ffn_flops', 'ffn_bytes', 'ffn_compute_s', 'ffn_memory_s', 'ffn_seconds', 'experts_flops', 'experts_bytes', 'experts_compute_s', 'experts_memory_s', 'experts_seconds', 'attention_flops', 'attention_bytes', 'attention_compute_s', 'attention_memory_s', 'attention_seconds', 'elementwise_flops', 'elementwise_bytes', 'elementwise_compute_s', 'elementwise_memory_s', 'elementwise_seconds', 'tp_comm_flops', 'tp_comm_bytes', 'tp_comm_compute_s', 'tp_comm_memory_s', 'tp_comm_seconds', 'ep_comm_flops', 'ep_comm_bytes', 'ep_comm_compute_s', 'ep_comm_memory_s', 'ep_comm_seconds', 'lm_head_flops', 'lm_head_bytes', 'lm_head_compute_s', 'lm_head_memory_s', 'lm_head_seconds', 'layer_latency_flops', 'layer_latency_bytes', 'layer_latency_compute_s', 'layer_latency_memory_s', 'layer_latency_seconds', 'step_latency_flops', 'step_latency_bytes', 'step_latency_compute_s', 'step_latency_memory_s', 'step_latency_seconds', 'seconds', 'flops', 'bytes', 'tokens_per_second')
 
 
 def memory(*, batch, context_tokens, tp, ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, attn_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, embed_params, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, hbm_bytes, chunk_tokens, mem_reserve):

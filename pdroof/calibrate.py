@@ -54,14 +54,14 @@ def grid_fit(output: str, points: dict, measured: np.ndarray, ranges: dict[str, 
     for _ in range(rounds):
         axes = [np.linspace(lo[n], hi[n], steps) for n in names]
         mesh = np.meshgrid(*axes, indexing="ij")
-        params = {n: m.ravel() for n, m in zip(names, mesh)}
+        params = {n: m.ravel() for n, m in zip(names, mesh, strict=True)}
         params.update({k: np.full(mesh[0].size, v) for k, v in (fixed or {}).items()})
         pred = _kernel(output, points, params)
         err = np.mean(np.log(pred / measured[None, :]) ** 2, axis=1)
         i = int(np.nanargmin(err))
         best = {n: float(params[n][i]) for n in names}
         best_err = float(err[i])
-        for n, ax in zip(names, axes):
+        for n, ax in zip(names, axes, strict=True):
             step = ax[1] - ax[0] if len(ax) > 1 else 0.0
             lo[n] = max(ranges[n][0], best[n] - 2 * step)
             hi[n] = min(ranges[n][1], best[n] + 2 * step)

@@ -9,7 +9,7 @@ level may be left out).
 from __future__ import annotations
 
 import os
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from .errors import PdroofError
@@ -51,7 +51,7 @@ def _load(kind: str, path: Path) -> Record:
     return load_spec(kind, path)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load_cached(kind: str, path: str, mtime: float) -> Record:
     return _load(kind, Path(path))
 

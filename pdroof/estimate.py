@@ -21,7 +21,8 @@ def check_tp(model: Record, acc: Record, tp: int) -> None:
     if tp > domain:
         raise PdroofError(f"infeasible: tp {tp} exceeds the scale-up domain of {acc.id} ({domain} devices)")
     if model.attention_heads % tp:
-        raise PdroofError(f"infeasible: tp {tp} does not divide the {model.attention_heads} attention heads of {model.id}")
+        raise PdroofError(f"infeasible: tp {tp} does not divide the {model.attention_heads} attention heads "
+                          f"of {model.id}")
 
 
 def stage_inputs(model: Record, acc: Record, runtime: Record, p: Precision, tp: int, ep: int = 1) -> dict:

@@ -28,8 +28,19 @@ def path_reason(path: Record, src: Record, dst: Record) -> str | None:
     return None
 
 
+def path_bandwidth(path: Record, *ends: Record) -> float:
+    """Nominal bandwidth of ``path`` between ``ends``: a scale-up path runs no faster than either
+    device's own scale-up port (an H800's NVLink is narrower than an H100's)."""
+    bw = path.bandwidth_bytes_per_s
+    if path.kind in ("nvlink", "scale_up"):
+        for acc in ends:
+            if acc.scale_up and acc.scale_up.bandwidth_bytes_per_s:
+                bw = min(bw, acc.scale_up.bandwidth_bytes_per_s)
+    return bw
+
+
 def transfer(model: Record, path: Record, kv: str, tokens: int, *, page_tokens: int | None = None,
-             tp: int = 1, overlap_s: float = 0.0) -> dict:
+             tp: int = 1, overlap_s: float = 0.0, ends: tuple[Record, ...] = ()) -> dict:
     """Bytes, messages and time of moving ``tokens`` tokens of KV in format ``kv`` over ``path``.
 
     ``page_tokens`` None moves each layer's tensors in bulk; else one message per page per layer
@@ -41,7 +52,7 @@ def transfer(model: Record, path: Record, kv: str, tokens: int, *, page_tokens: 
     m = model_inputs(model)
     inputs = {**m, "tp": tp, "transfer_tokens": tokens, "page_tokens": page_tokens or tokens,
               "wire_bytes": format_bytes(kv), "path_latency_s": path.latency_s,
-              "path_bytes_per_s": path.bandwidth_bytes_per_s, "eff_path": path.efficiency, "overlap_s": overlap_s}
+              "path_bytes_per_s": path_bandwidth(path, *ends), "eff_path": path.efficiency, "overlap_s": overlap_s}
     out = evaluate("transfer", inputs)
     secs, exposed = float(out["seconds"]), float(out["exposed_seconds"])
     return {
@@ -49,5 +60,6 @@ def transfer(model: Record, path: Record, kv: str, tokens: int, *, page_tokens: 
         "granularity": "per-layer bulk" if page_tokens is None else f"pages of {page_tokens} tokens",
         "bytes": float(out["bytes"]), "messages": int(out["messages"]), "seconds": secs,
         "latency_seconds": float(out["messages"]) * path.latency_s,
+        "path_bytes_per_s": inputs["path_bytes_per_s"],
         "overlap_seconds": overlap_s, "exposed_seconds": exposed, "hidden": exposed <= 0.0,
     }

@@ -90,4 +90,5 @@ def precision_inputs(runtime: Record, p: Precision) -> dict[str, float]:
         "cast_bytes_per_elem": st.activation_cast_bytes_per_element if p.quantized_activations else 0.0,
         "mem_reserve": st.memory_reserve_fraction,
         "chunk_tokens": st.chunk_tokens,
+        "step_latency_s": st.step_latency_s,
     }

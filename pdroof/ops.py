@@ -11,5 +11,6 @@ OP_KIND = {
     "ep_comm": "link",
     "lm_head": "gemm",
     "layer_latency": "latency",
+    "step_latency": "latency",
 }
 OPS = tuple(OP_KIND)

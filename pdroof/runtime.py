@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .schema import F, List, Map, MapOf, Num, Record, Str, validate
+from .schema import F, Map, MapOf, Num, Record, Str, validate
 from .specs import FMT, FRACTION, ID, TEXTS
 from .units import GB, MICRO
 from .yamlio import read_yaml
@@ -30,6 +30,8 @@ STRUCTURE = Map(fields=(
     F("memory_reserve_fraction", Num(positive=False, minimum=0, maximum=0.9), required=True,
       doc="fraction of HBM the stack keeps for itself (context, allocator, graphs)"),
     F("chunk_tokens", Num(integer=True), required=True, doc="most tokens in one forward pass"),
+    F("step_latency_us", Num(scale=MICRO, positive=False, minimum=0), attr="step_latency_s", required=True,
+      doc="fixed cost per forward pass outside the layers: scheduling, sampling, graph launch"),
     F("kernels_per_layer", Num(integer=True), doc="kernel boundaries per layer (explains layer latency)"),
     F("note", Str()),
 ))

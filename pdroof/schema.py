@@ -127,7 +127,8 @@ class Num(Node):
         if isinstance(v, dict) and self.sourced:
             unknown = set(v) - _SOURCED_KEYS
             if unknown:
-                ctx.fail(f"{path}.{sorted(unknown)[0]}", "unknown key (a sourced number has value, source, basis, note)")
+                ctx.fail(f"{path}.{sorted(unknown)[0]}",
+                         "unknown key (a sourced number has value, source, basis, note)")
             if "value" not in v:
                 ctx.fail(path, "a sourced number needs a 'value'")
             basis = v.get("basis")

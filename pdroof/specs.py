@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from .errors import SpecError
-from .schema import F, List, Map, MapOf, Num, Record, Str, validate
 from .schema import Bool as B
+from .schema import F, List, Map, MapOf, Num, Record, Str, validate
 from .units import FORMATS, GB, MICRO, TERA
 from .yamlio import read_yaml
 
@@ -111,7 +111,8 @@ KV_PATH = Map(
         F("efficiency", FRACTION, required=True, doc="achieved / nominal bandwidth for large messages"),
         F("cross_node", B(), required=True),
         F("cross_vendor", B(), required=True),
-        F("scale_up_kind", Str(), doc="for nvlink and scale_up paths: the accelerator scale_up.kind required on both sides"),
+        F("scale_up_kind", Str(),
+          doc="for nvlink and scale_up paths: the accelerator scale_up.kind required on both sides"),
         F("requires_gpudirect", B(), default=False, doc="both sides must support GPU-direct RDMA"),
         *_common_tail(),
     ),

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pdroof import _generated
-from pdroof.equations import S, codegen, groups
+from pdroof.equations import codegen, groups
 from pdroof.numeric import evaluate
 from pdroof.ops import OPS
 

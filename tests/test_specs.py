@@ -78,10 +78,12 @@ BAD = {
     "non-integer layers": ("model", GOOD_MODEL.replace("layers: 2", "layers: 2.5"), "layers", "whole number"),
     "heads not divisible": ("model", GOOD_MODEL.replace("kv_heads: 2", "kv_heads: 3"), "kv_heads",
                             "not divisible"),
-    "nested unknown key": ("model", GOOD_MODEL.replace("attention: {kind: gqa}", "attention: {kind: gqa, qkv_bais: true}"),
+    "nested unknown key": ("model", GOOD_MODEL.replace("attention: {kind: gqa}",
+                                                       "attention: {kind: gqa, qkv_bais: true}"),
                            "attention.qkv_bais", "unknown key"),
     "object-constructing tag": ("path", "!!python/object/apply:os.system ['echo pwned']\n", "<top>", "malformed YAML"),
-    "alias bomb": ("path", 'a: &a ["lol","lol"]\nb: &b [*a,*a]\nc: &c [*b,*b]\nd: [*c,*c]\n', "<top>", "aliases are not allowed"),
+    "alias bomb": ("path", 'a: &a ["lol","lol"]\nb: &b [*a,*a]\nc: &c [*b,*b]\nd: [*c,*c]\n', "<top>",
+                   "aliases are not allowed"),
 }
 
 

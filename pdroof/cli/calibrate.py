@@ -48,7 +48,8 @@ def calibrate_cmd(
     lines = [f"wrote {output}: profile {acc.id} in runtime {doc['id']}",
              "fit error (rms of log ratio): " + ", ".join(f"{k} {v:.1%}" for k, v in fit.items())]
     for row in rep.get("paged_transfer", []):
-        lines.append(f"host copy {row['kind']}: {row['messages']} message(s), measured {row['measured_s'] * 1e3:.2f} ms, "
+        lines.append(f"host copy {row['kind']}: {row['messages']} message(s), "
+                     f"measured {row['measured_s'] * 1e3:.2f} ms, "
                      f"predicted {row['predicted_s'] * 1e3:.2f} ms")
     typer.echo("\n".join(lines))
     for key, title in (("e2e_micro_only", "end-to-end, micro-benchmark fit only (layer latency from the base runtime)"),

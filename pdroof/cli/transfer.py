@@ -35,17 +35,18 @@ def transfer_cmd(
     cat = catalog(ctx)
     m, path = cat.get("model", model), cat.get("path", link)
     overlap, notes = 0.0, []
+    ends = tuple(cat.get("accelerator", h) for h in (src, dst) if h)
+    if len(ends) == 2:
+        reason = path_reason(path, *ends)
+        if reason:
+            raise PdroofError(f"infeasible: {reason}")
     if src:
-        a = cat.get("accelerator", src)
-        if dst:
-            reason = path_reason(path, a, cat.get("accelerator", dst))
-            if reason:
-                raise PdroofError(f"infeasible: {reason}")
+        a = ends[0]
         pre = estimate(m, a, cat.get("runtime", runtime), plan(a, "bf16", None, "bf16"), prompt=tokens)
         # layer-wise streaming: layer i's KV moves while layers i+1.. compute
         overlap = pre["prefill"]["seconds"] * (m.layers - 1) / m.layers
         notes.append(f"prefill of {tokens} tokens on {a.id}: {pre['prefill']['seconds'] * 1e3:.2f} ms")
-    r = transfer(m, path, kv, tokens, page_tokens=page_tokens, overlap_s=overlap)
+    r = transfer(m, path, kv, tokens, page_tokens=page_tokens, overlap_s=overlap, ends=ends)
     r["prefill_seconds"] = overlap * m.layers / (m.layers - 1) if src else None
     if fmt.value == "json":
         render.emit(render.json_text(r), output)

@@ -11,14 +11,14 @@ into ``pdroof/_generated.py`` (numpy only), so the estimate path never imports s
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import sympy as sp
 
 from ..symbols import SYMBOLS
 
 
-@lru_cache(maxsize=None)
+@cache
 def S(name: str) -> sp.Symbol:
     """The sympy symbol of a table entry (all inputs are positive reals)."""
     if name not in SYMBOLS:

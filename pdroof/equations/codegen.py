@@ -67,7 +67,7 @@ def source() -> str:
         for sym, e in repl:
             lines.append(f"    {sym} = {printer.doprint(e)}")
         lines.append("    return {")
-        for n, e in zip(names, reduced):
+        for n, e in zip(names, reduced, strict=True):
             lines.append(f"        {n!r}: {printer.doprint(e)},")
         lines.append("    }")
         lines.append("")

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import sympy as sp
 
+from ..ops import OPS
 from . import S
 from .comm import allreduce_time, alltoall_time
 from .moe import experts_touched
-from ..ops import OPS
 from .roofline import compute_time, memory_time, roofline
-
 
 
 def kv_shards():
@@ -81,10 +80,14 @@ def _pass(tokens, head_tokens, attention):
     V = S("vocab")
     ops["lm_head"] = _head(head_tokens, V, h, t, ba)
 
-    lat = S("layers") * S("layer_latency_s")
-    ops["layer_latency"] = {"flops": sp.Integer(0), "bytes": sp.Integer(0), "compute_s": sp.Integer(0),
-                            "memory_s": sp.Integer(0), "seconds": lat}
+    ops["layer_latency"] = _latency(S("layers") * S("layer_latency_s"))
+    ops["step_latency"] = _latency(S("step_latency_s"))
     return ops
+
+
+def _latency(seconds):
+    zero = sp.Integer(0)
+    return {"flops": zero, "bytes": zero, "compute_s": zero, "memory_s": zero, "seconds": seconds}
 
 
 def _head(tokens, V, h, t, ba):

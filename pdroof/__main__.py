@@ -1,0 +1,5 @@
+"""``python -m pdroof`` runs the command-line interface."""
+
+from .cli.app import run
+
+run()

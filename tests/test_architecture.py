@@ -1,0 +1,62 @@
+"""Derived model quantities against the figures published for each model."""
+
+from __future__ import annotations
+
+import pytest
+
+from pdroof.architecture import params_active, shape_of, summary
+
+# id: (total params, active params, bf16 KV bytes per token); tolerance 0.1% on params.
+EXPECTED = {
+    "llama-3.1-8b": (8.03e9, 8.03e9, 131_072),
+    "llama-3.1-70b": (70.55e9, 70.55e9, 327_680),
+    "qwen3-32b": (32.76e9, 32.76e9, 262_144),
+    "deepseek-v3": (671.0e9, 37.55e9, 70_272),
+    "qwen3-235b-a22b": (235.1e9, 22.19e9, 192_512),
+    "mixtral-8x7b": (46.70e9, 12.88e9, 131_072),
+    "gpt-oss-120b": (116.83e9, 5.13e9, 36_864),
+}
+
+
+@pytest.mark.parametrize("model_id", sorted(EXPECTED))
+def test_published_numbers(catalog, model_id):
+    total, active, kv = EXPECTED[model_id]
+    m = catalog.get("model", model_id)
+    s = shape_of(m)
+    assert s.params_total == pytest.approx(total, rel=1e-3)
+    assert params_active(m, s) == pytest.approx(active, rel=2e-3)
+    assert s.kv_bytes_per_token("bf16") == kv
+    assert s.kv_bytes_per_token("fp8") == kv / 2
+
+
+def test_exact_counts_match_reference_tallies(catalog):
+    # computed_total in ../shared/reference/specs_models.yaml, to the parameter
+    exact = {"llama-3.1-8b": 8_030_261_248, "qwen3-32b": 32_762_123_264, "deepseek-v3": 671_026_419_200,
+             "qwen3-235b-a22b": 235_093_634_560, "gpt-oss-120b": 116_829_156_672}
+    for model_id, n in exact.items():
+        assert shape_of(catalog.get("model", model_id)).params_total == n, model_id
+
+
+def test_gpt_oss_sliding_layers_cap_at_window(catalog):
+    m = catalog.get("model", "gpt-oss-120b")
+    s = shape_of(m)
+    assert (s.sliding_layers, s.sliding_window_tokens) == (18, 128)
+    short = s.kv_bytes_per_sequence("bf16", 100)
+    long = s.kv_bytes_per_sequence("bf16", 10_000)
+    assert short == 100 * 36_864 * 2  # below the window every layer grows
+    assert long == 10_000 * 36_864 + 18 * 2048 * 128  # sliding layers hold at most 128 tokens
+    assert summary(m, ("bf16",))["kv_bytes_sliding_max"]["bf16"] == 18 * 2048 * 128
+
+
+def test_models_show_json_contract(cli_json):
+    d = cli_json("models", "show", "deepseek-v3")
+    assert d["id"] == "deepseek-v3"
+    assert d["params_total"] == pytest.approx(671.0e9, rel=1e-3)
+    assert d["params_active"] == pytest.approx(37.5e9, rel=5e-3)
+    assert d["kv_bytes_per_token"]["bf16"] == 70_272 and d["kv_bytes_per_token"]["fp8"] == 35_136
+
+
+def test_truncated_stack(catalog):
+    m = catalog.get("model", "deepseek-v3")
+    s = shape_of(m, layers=2)
+    assert (s.dense_layers, s.moe_layers) == (2, 0)

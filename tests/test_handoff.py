@@ -1,0 +1,71 @@
+"""KV handoff: bytes, messages, granularity, overlap, and which paths a pair can use."""
+
+from __future__ import annotations
+
+import pytest
+
+from pdroof.handoff import path_reason, transfer
+
+
+def test_bytes_and_bulk_messages(catalog):
+    m, p = catalog.get("model", "llama-3.1-8b"), catalog.get("path", "roce-400")
+    r = transfer(m, p, "bf16", 2048)
+    assert r["bytes"] == 2048 * 131_072
+    assert r["messages"] == 32 * 2  # one per layer per K and V
+    expected = 64 * p.latency_s + r["bytes"] / (p.bandwidth_bytes_per_s * p.efficiency)
+    assert r["seconds"] == pytest.approx(expected)
+
+
+def test_fp8_wire_halves_bytes(catalog):
+    m, p = catalog.get("model", "qwen3-32b"), catalog.get("path", "ib-ndr-400")
+    assert transfer(m, p, "fp8", 4096)["bytes"] == transfer(m, p, "bf16", 4096)["bytes"] / 2
+
+
+def test_pages_multiply_messages(catalog):
+    """The calibration's lesson: the same bytes in 16-token pages cost far more than per-layer bulk."""
+    m, p = catalog.get("model", "llama-3.1-8b"), catalog.get("path", "pcie5-host-staged")
+    bulk = transfer(m, p, "bf16", 2048)
+    paged = transfer(m, p, "bf16", 2048, page_tokens=16)
+    assert paged["messages"] == 128 * 32 * 2 == 8192
+    assert paged["bytes"] == bulk["bytes"] and paged["seconds"] > 5 * bulk["seconds"]
+
+
+def test_overlap_hides_fast_links(catalog):
+    m, p = catalog.get("model", "llama-3.1-70b"), catalog.get("path", "nvlink4")
+    r = transfer(m, p, "bf16", 8192, overlap_s=1.0)
+    assert r["hidden"] and r["exposed_seconds"] == 0.0
+    r = transfer(m, catalog.get("path", "tcp-100g"), "bf16", 8192, overlap_s=0.01)
+    assert not r["hidden"] and r["exposed_seconds"] == pytest.approx(r["seconds"] - 0.01)
+
+
+def test_more_bandwidth_never_slower(catalog):
+    m = catalog.get("model", "llama-3.1-8b")
+    times = [transfer(m, catalog.get("path", pid), "bf16", 4096)["seconds"]
+             for pid in ("tcp-100g", "roce-200", "pcie5-host-staged", "nvlink4")]
+    assert times == sorted(times, reverse=True)
+
+
+def test_path_rules(catalog):
+    h100, h800, mi300 = (catalog.get("accelerator", a) for a in ("h100-sxm", "h800", "mi300x"))
+    b200 = catalog.get("accelerator", "b200")
+    assert path_reason(catalog.get("path", "nvlink4"), h100, h100) is None
+    assert "nvlink4" in path_reason(catalog.get("path", "nvlink4"), h100, mi300)
+    assert "nvlink4" in path_reason(catalog.get("path", "nvlink4"), h100, b200)
+    assert path_reason(catalog.get("path", "tcp-100g"), h100, mi300) is None
+    assert path_reason(catalog.get("path", "nvlink4"), h100, h800) is None
+
+
+def test_scale_up_path_capped_by_device_port(catalog):
+    m, p = catalog.get("model", "llama-3.1-8b"), catalog.get("path", "nvlink4")
+    h100, h800 = catalog.get("accelerator", "h100-sxm"), catalog.get("accelerator", "h800")
+    fast = transfer(m, p, "bf16", 4096, ends=(h100, h100))
+    slow = transfer(m, p, "bf16", 4096, ends=(h100, h800))
+    assert slow["path_bytes_per_s"] == h800.scale_up.bandwidth_bytes_per_s < fast["path_bytes_per_s"]
+
+
+def test_cli_transfer(cli, cli_json):
+    d = cli_json("transfer", "--model", "llama-3.1-8b", "--link", "roce-400", "--tokens", "4096",
+                 "--from", "h100-sxm", "--to", "h200-sxm")
+    assert d["bytes"] == 4096 * 131_072 and d["prefill_seconds"] > 0
+    code, out, _ = cli("transfer", "-m", "llama-3.1-8b", "--link", "nvlink4", "--from", "h100-sxm", "--to", "mi300x")
+    assert code == 1
