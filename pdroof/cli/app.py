@@ -29,7 +29,7 @@ def _root(
 
 
 def _register() -> None:
-    from . import calibrate, equations, estimate, specs, transfer, validate
+    from . import calibrate, equations, estimate, measure, specs, transfer, validate
 
     app.add_typer(specs.hardware, name="hardware")
     app.add_typer(specs.models, name="models")
@@ -39,6 +39,7 @@ def _register() -> None:
     app.command("transfer")(transfer.transfer_cmd)
     app.command("equations")(equations.equations_cmd)
     app.command("calibrate")(calibrate.calibrate_cmd)
+    app.command("measure")(measure.measure_cmd)
     app.command("validate")(validate.validate_cmd)
     app.command("schema")(validate.schema_cmd)
 
