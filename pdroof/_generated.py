@@ -297,6 +297,159 @@ ARGS['decode'] = ('batch', 'context_tokens', 'tp', 'ep', 'layers', 'dense_layers
 OUTPUTS['decode'] = ('attn_proj_flops', 'attn_proj_bytes', 'attn_proj_compute_s', 'attn_proj_memory_s', 'attn_proj_seconds', 'ffn_flops', 'ffn_bytes', 'ffn_compute_s', 'ffn_memory_s', 'ffn_seconds', 'experts_flops', 'experts_bytes', 'experts_compute_s', 'experts_memory_s', 'experts_seconds', 'attention_flops', 'attention_bytes', 'attention_compute_s', 'attention_memory_s', 'attention_seconds', 'elementwise_flops', 'elementwise_bytes', 'elementwise_compute_s', 'elementwise_memory_s', 'elementwise_seconds', 'tp_comm_flops', 'tp_comm_bytes', 'tp_comm_compute_s', 'tp_comm_memory_s', 'tp_comm_seconds', 'ep_comm_flops', 'ep_comm_bytes', 'ep_comm_compute_s', 'ep_comm_memory_s', 'ep_comm_seconds', 'lm_head_flops', 'lm_head_bytes', 'lm_head_compute_s', 'lm_head_memory_s', 'lm_head_seconds', 'layer_latency_flops', 'layer_latency_bytes', 'layer_latency_compute_s', 'layer_latency_memory_s', 'layer_latency_seconds', 'step_latency_flops', 'step_latency_bytes', 'step_latency_compute_s', 'step_latency_memory_s', 'step_latency_seconds', 'seconds', 'flops', 'bytes', 'tokens_per_second')
 
 
+def mixed(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, tp, ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, heads, attn_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, link_latency_s, eff_compute, eff_weights, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, layer_latency_s, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
+    """Numeric twin of pdroof.equations groups()["mixed"]."""
+    _x0 = new_tokens*prefill_prompts
+    _x1 = _x0 + batch
+    _x2 = _x1*layers
+    _x3 = tp**(-1.0)
+    _x4 = _x3*attn_params
+    _x5 = 2*_x4
+    _x6 = _x2*_x5
+    _x7 = 2*hidden
+    _x8 = _x1*act_bytes
+    _x9 = _x4*weight_bytes + _x8*(_x4/hidden + _x7)
+    _x10 = _x9*layers
+    _x11 = 1/(eff_compute*peak_flops_per_s)
+    _x12 = _x11*(dequant_overhead + 1)
+    _x13 = mem_bytes_per_s**(-1.0)
+    _x14 = _x13/eff_weights
+    _x15 = layers*numpy.maximum(_x14*_x9, _x1*_x12*_x5)
+    _x16 = _x1*ffn_params
+    _x17 = _x16*dense_layers
+    _x18 = 2*_x3
+    _x19 = _x17*_x18
+    _x20 = _x3*weight_bytes
+    _x21 = 3*_x3
+    _x22 = _x20*ffn_params + _x8*(_x21*ffn_size + _x7)
+    _x23 = _x22*dense_layers
+    _x24 = _x12*_x18
+    _x25 = dense_layers*numpy.maximum(_x14*_x22, _x16*_x24)
+    _x26 = ep**(-1.0)
+    _x27 = _x26*expert_params
+    _x28 = _x1*(_x27*experts_per_token + shared_params)
+    _x29 = _x28*moe_layers
+    _x30 = _x18*_x29
+    _x31 = expert_ffn_size*experts_per_token + shared_ffn_size
+    _x32 = _x20*(-_x27*experts*((1 - experts_per_token/experts)**_x1 - 1) + shared_params) + _x8*(_x21*_x31 + _x7)
+    _x33 = _x32*moe_layers
+    _x34 = moe_layers*numpy.maximum(_x14*_x32, _x24*_x28)
+    _x35 = _x0*attn_dim_prefill
+    _x36 = (1/2)*new_tokens + prefix_tokens + 1/2
+    _x37 = numpy.minimum(_x36, window_tokens)
+    _x38 = _x37*sliding_layers
+    _x39 = _x35*_x38
+    _x40 = (1/2)*full_layers*(new_tokens + 2*prefix_tokens + 1)
+    _x41 = _x35*_x40
+    _x42 = batch*full_layers
+    _x43 = attn_dim_decode*context_tokens
+    _x44 = _x42*_x43
+    _x45 = batch*sliding_layers
+    _x46 = numpy.minimum(context_tokens, window_tokens)
+    _x47 = _x46*attn_dim_decode
+    _x48 = _x45*_x47
+    _x49 = _x44 + _x48
+    _x50 = _x18*heads
+    _x51 = _x3*_x7
+    _x52 = _x51*act_bytes
+    _x53 = kv_bytes*kv_elems/numpy.minimum(kv_shardable, tp)
+    _x54 = _x52 + _x53*context_tokens
+    _x55 = _x46*_x53 + _x52
+    _x56 = _x52*new_tokens
+    _x57 = new_tokens + prefix_tokens
+    _x58 = prefill_prompts*(_x53*_x57 + _x56)
+    _x59 = prefill_prompts*(_x53*numpy.minimum(_x57, window_tokens) + _x56)
+    _x60 = _x42*_x54 + _x45*_x55 + _x58*full_layers + _x59*sliding_layers
+    _x61 = attn_dim_prefill*prefill_prompts*(attn_half_tokens + new_tokens)
+    _x62 = _x50/(attn_peak_flops_per_s*eff_attn_prefill)
+    _x63 = _x13/eff_attn_decode
+    _x64 = _x62*batch
+    _x65 = _x63*batch
+    _x66 = _x61*_x62
+    _x67 = full_layers*numpy.maximum(_x36*_x66, _x58*_x63) + full_layers*numpy.maximum(_x43*_x64, _x54*_x65) + sliding_layers*numpy.maximum(_x37*_x66, _x59*_x63) + sliding_layers*numpy.maximum(_x47*_x64, _x55*_x65)
+    _x68 = hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem)
+    _x69 = _x3*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(_x31*moe_layers + dense_layers*ffn_size)
+    _x70 = _x1*(_x68 + _x69)
+    _x71 = _x13*_x70/eff_memory
+    _x72 = _x7*_x8*layers
+    _x73 = tp - 1
+    _x74 = _x51*_x8
+    _x75 = 1/(eff_link*link_bytes_per_s)
+    _x76 = 2*layers*(_x73*_x74*_x75 + link_latency_s)*numpy.minimum(1, _x73)
+    _x77 = _x74*experts_per_token*moe_layers
+    _x78 = ep - 1
+    _x79 = act_bytes*hidden
+    _x80 = 2*moe_layers*(_x1*_x26*_x3*_x75*_x78*_x79*experts_per_token + link_latency_s)*numpy.minimum(1, _x78)
+    _x81 = batch + prefill_prompts
+    _x82 = _x3*vocab
+    _x83 = _x7*_x81*_x82
+    _x84 = _x79*_x82 + _x81*(_x79 + 4*_x82)
+    _x85 = _x11*_x83
+    _x86 = _x14*_x84
+    _x87 = numpy.maximum(_x85, _x86)
+    _x88 = layer_latency_s*layers
+    _x89 = _x15 + _x25 + _x34 + _x67 + _x71 + _x76 + _x80 + _x87 + _x88 + step_latency_s
+    return {
+        'attn_proj_flops': _x6,
+        'attn_proj_bytes': _x10,
+        'attn_proj_compute_s': _x12*_x6,
+        'attn_proj_memory_s': _x10*_x14,
+        'attn_proj_seconds': _x15,
+        'ffn_flops': _x19,
+        'ffn_bytes': _x23,
+        'ffn_compute_s': _x12*_x19,
+        'ffn_memory_s': _x14*_x23,
+        'ffn_seconds': _x25,
+        'experts_flops': _x30,
+        'experts_bytes': _x33,
+        'experts_compute_s': _x12*_x30,
+        'experts_memory_s': _x14*_x33,
+        'experts_seconds': _x34,
+        'attention_flops': _x50*(_x39 + _x41 + _x49),
+        'attention_bytes': _x60,
+        'attention_compute_s': _x62*(_x38*_x61 + _x40*_x61 + _x49),
+        'attention_memory_s': _x60*_x63,
+        'attention_seconds': _x67,
+        'elementwise_flops': 0,
+        'elementwise_bytes': _x70,
+        'elementwise_compute_s': 0,
+        'elementwise_memory_s': _x71,
+        'elementwise_seconds': _x71,
+        'tp_comm_flops': 0,
+        'tp_comm_bytes': _x72,
+        'tp_comm_compute_s': 0,
+        'tp_comm_memory_s': _x76,
+        'tp_comm_seconds': _x76,
+        'ep_comm_flops': 0,
+        'ep_comm_bytes': _x77,
+        'ep_comm_compute_s': 0,
+        'ep_comm_memory_s': _x80,
+        'ep_comm_seconds': _x80,
+        'lm_head_flops': _x83,
+        'lm_head_bytes': _x84,
+        'lm_head_compute_s': _x85,
+        'lm_head_memory_s': _x86,
+        'lm_head_seconds': _x87,
+        'layer_latency_flops': 0,
+        'layer_latency_bytes': 0,
+        'layer_latency_compute_s': 0,
+        'layer_latency_memory_s': 0,
+        'layer_latency_seconds': _x88,
+        'step_latency_flops': 0,
+        'step_latency_bytes': 0,
+        'step_latency_compute_s': 0,
+        'step_latency_memory_s': 0,
+        'step_latency_seconds': step_latency_s,
+        'seconds': _x89,
+        'flops': _x18*(_x17 + _x2*attn_params + _x29 + _x39*heads + _x41*heads + _x44*heads + _x48*heads + _x81*hidden*vocab),
+        'bytes': _x1*_x68 + _x1*_x69 + _x10 + _x23 + _x33 + _x60 + _x72 + _x77 + _x84,
+        'tokens_per_second': batch/_x89,
+    }
+
+ARGS['mixed'] = ('batch', 'prefill_prompts', 'new_tokens', 'prefix_tokens', 'context_tokens', 'tp', 'ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'link_latency_s', 'eff_compute', 'eff_weights', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
+OUTPUTS['mixed'] = ('attn_proj_flops', 'attn_proj_bytes', 'attn_proj_compute_s', 'attn_proj_memory_s', 'attn_proj_seconds', 'ffn_flops', 'ffn_bytes', 'ffn_compute_s', 'ffn_memory_s', 'ffn_seconds', 'experts_flops', 'experts_bytes', 'experts_compute_s', 'experts_memory_s', 'experts_seconds', 'attention_flops', 'attention_bytes', 'attention_compute_s', 'attention_memory_s', 'attention_seconds', 'elementwise_flops', 'elementwise_bytes', 'elementwise_compute_s', 'elementwise_memory_s', 'elementwise_seconds', 'tp_comm_flops', 'tp_comm_bytes', 'tp_comm_compute_s', 'tp_comm_memory_s', 'tp_comm_seconds', 'ep_comm_flops', 'ep_comm_bytes', 'ep_comm_compute_s', 'ep_comm_memory_s', 'ep_comm_seconds', 'lm_head_flops', 'lm_head_bytes', 'lm_head_compute_s', 'lm_head_memory_s', 'lm_head_seconds', 'layer_latency_flops', 'layer_latency_bytes', 'layer_latency_compute_s', 'layer_latency_memory_s', 'layer_latency_seconds', 'step_latency_flops', 'step_latency_bytes', 'step_latency_compute_s', 'step_latency_memory_s', 'step_latency_seconds', 'seconds', 'flops', 'bytes', 'tokens_per_second')
+
+
 def memory(*, batch, context_tokens, tp, ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, attn_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, embed_params, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, hbm_bytes, chunk_tokens, mem_reserve):
     """Numeric twin of pdroof.equations groups()["memory"]."""
     _x0 = tp**(-1.0)
@@ -316,6 +469,43 @@ def memory(*, batch, context_tokens, tp, ep, layers, dense_layers, moe_layers, f
 
 ARGS['memory'] = ('batch', 'context_tokens', 'tp', 'ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'attn_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'embed_params', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'hbm_bytes', 'chunk_tokens', 'mem_reserve')
 OUTPUTS['memory'] = ('weights_bytes', 'workspace_bytes', 'kv_sequence_bytes', 'kv_capacity_bytes', 'max_batch')
+
+
+def serving(*, prefill_s, handoff_s, ttft_target_s, step_s, decode_batch, hbm_batch, tier_bytes_per_s, kv_request_bytes, output_tokens, link_request_s, request_rate, device_budget, tp_prefill, tp_decode, price_prefill, price_decode, power_prefill, power_decode):
+    """Numeric twin of pdroof.equations groups()["serving"]."""
+    _x0 = 2*numpy.maximum(0, -handoff_s - prefill_s + ttft_target_s)
+    _x1 = _x0/(prefill_s*(_x0 + prefill_s))
+    _x2 = link_request_s**(-1.0)
+    _x3 = numpy.minimum(_x1, _x2)
+    _x4 = kv_request_bytes*numpy.maximum(0, decode_batch - hbm_batch)/tier_bytes_per_s + step_s
+    _x5 = output_tokens**(-1.0)
+    _x6 = _x4*output_tokens/decode_batch
+    _x7 = _x6*tp_decode
+    _x8 = _x3**(-1.0)
+    _x9 = _x8*tp_prefill
+    _x10 = _x7 + _x9
+    _x11 = _x10**(-1.0)
+    _x12 = numpy.ceil(_x8*request_rate)
+    _x13 = numpy.ceil(_x6*request_rate)
+    return {
+        'prefill_capacity': _x1,
+        'link_capacity': _x2,
+        'prefill_rate': _x3,
+        'tiered_step_s': _x4,
+        'decode_capacity': _x5*decode_batch/_x4,
+        'devices_per_rate': _x10,
+        'prefill_device_share': _x11*_x9,
+        'tokens_per_s_per_device': _x11*output_tokens,
+        'usd_per_million_tokens': (2500/9)*_x5*(_x7*price_decode + _x9*price_prefill),
+        'joules_per_token': _x5*(_x7*power_decode + _x9*power_prefill),
+        'prefill_instances': _x12*numpy.minimum(1, tp_prefill),
+        'decode_instances': _x13,
+        'devices_for_rate': _x12*tp_prefill + _x13*tp_decode,
+        'max_rate_for_devices': _x11*device_budget,
+    }
+
+ARGS['serving'] = ('prefill_s', 'handoff_s', 'ttft_target_s', 'step_s', 'decode_batch', 'hbm_batch', 'tier_bytes_per_s', 'kv_request_bytes', 'output_tokens', 'link_request_s', 'request_rate', 'device_budget', 'tp_prefill', 'tp_decode', 'price_prefill', 'price_decode', 'power_prefill', 'power_decode')
+OUTPUTS['serving'] = ('prefill_capacity', 'link_capacity', 'prefill_rate', 'tiered_step_s', 'decode_capacity', 'devices_per_rate', 'prefill_device_share', 'tokens_per_s_per_device', 'usd_per_million_tokens', 'joules_per_token', 'prefill_instances', 'decode_instances', 'devices_for_rate', 'max_rate_for_devices')
 
 
 def transfer(*, tp, layers, full_layers, sliding_layers, window_tokens, kv_elems, kv_tensors, page_tokens, kv_shardable, transfer_tokens, wire_bytes, path_latency_s, path_bytes_per_s, eff_path, overlap_s):

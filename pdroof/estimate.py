@@ -102,3 +102,38 @@ def estimate(model: Record, acc: Record, runtime: Record, p: Precision, *, tp: i
             "efficiency_origin": eff.origin,
         },
     }
+
+
+def aggregated(model: Record, acc: Record, runtime: Record, p: Precision, *, tp: int = 1, concurrency: int = 32,
+               prompt: int = 2048, output: int = 256, prefix: int = 0) -> dict:
+    """Colocated serving in the steady state of continuous batching at ``concurrency``: each step
+    decodes C sequences and carries the prefill of the requests that join on average (C·S/O new
+    tokens in the same forward pass, weights read once). TTFT is one step carrying a whole new
+    prompt (chunked at the runtime's token budget)."""
+    from .space import aggregated_step
+    from .workload import Workload
+
+    check_tp(model, acc, tp)
+    for name, v in (("concurrency", concurrency), ("prompt", prompt), ("output", output)):
+        if v < 1:
+            raise PdroofError(f"--{name} must be at least 1, not {v}")
+    if not 0 <= prefix < prompt:
+        raise PdroofError(f"--prefix must be in [0, prompt), not {prefix}")
+    w = Workload("aggregated", prompt, output, prefix_hit=prefix / prompt)
+    base, eff = stage_inputs(model, acc, runtime, p, tp)
+    tpot, ttft = aggregated_step(base, w, float(concurrency), runtime.structure.chunk_tokens)
+    mem = evaluate("memory", {**base, "batch": 1.0, "context_tokens": w.mean_context})
+    tpot, ttft = float(tpot), float(ttft)
+    return {
+        "aggregated": {
+            "tpot_seconds": tpot, "ttft_seconds": ttft,
+            "tokens_per_second": concurrency / tpot,
+            "requests_per_second": concurrency / (output * tpot),
+            "step_tokens": concurrency * (1 + w.new_tokens / output),
+            "concurrency": concurrency, "max_concurrency": int(mem["max_batch"]),
+            "fits": int(mem["max_batch"]) >= concurrency,
+        },
+        "inputs": {"model": model.id, "hardware": acc.id, "runtime": runtime.id, "weights": p.weights,
+                   "activations": p.activations, "kv": p.kv, "tp": tp, "concurrency": concurrency,
+                   "prompt": prompt, "output": output, "prefix": prefix, "efficiency_origin": eff.origin},
+    }

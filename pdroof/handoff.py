@@ -17,8 +17,11 @@ def path_reason(path: Record, src: Record, dst: Record) -> str | None:
             kind = acc.scale_up.kind if acc.scale_up else None
             if kind != path.scale_up_kind:
                 return f"{path.id} needs {path.scale_up_kind} on both sides; {acc.id} has {kind or 'none'}"
-        if src.family != dst.family:
-            return f"{path.id} joins one scale-up domain of one family ({src.family} vs {dst.family})"
+        if src.id != dst.id:
+            return f"{path.id} joins one scale-up domain, which holds one kind of accelerator ({src.id} vs {dst.id})"
+    if not path.cross_node and src.id != dst.id and not (src.form_factor == dst.form_factor == "pcie"):
+        return (f"{path.id} stays inside one node, and a node holds one kind of accelerator module "
+                f"({src.id}, {dst.id}) unless both are PCIe cards")
     if src.vendor != dst.vendor and not path.cross_vendor:
         return f"{path.id} does not cross vendors ({src.vendor} to {dst.vendor})"
     if path.requires_gpudirect:

@@ -5,6 +5,8 @@ Everything here is selection and unit bookkeeping; all physics is in ``pdroof.eq
 
 from __future__ import annotations
 
+from functools import cache
+
 from .architecture import shape_of
 from .precision import Precision, attention_peak_format
 from .runtime import Efficiency
@@ -15,7 +17,13 @@ ACT_BYTES = 2.0  # activations between kernels are 16-bit
 
 
 def model_inputs(model: Record, layers: int | None = None) -> dict[str, float]:
-    """Model inputs; ``layers`` truncates the stack to its first n layers."""
+    """Model inputs; ``layers`` truncates the stack to its first n layers. Computed once per spec
+    record (records are immutable); callers get their own copy."""
+    return dict(_model_inputs(model, layers))
+
+
+@cache
+def _model_inputs(model: Record, layers: int | None) -> dict[str, float]:
     s = shape_of(model, layers)
     att, moe = model.attention, model.moe
     if att.kind == "mla":

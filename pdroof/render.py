@@ -9,6 +9,7 @@ import io
 import json
 import math
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
@@ -65,7 +66,13 @@ def human(v: Any, scale: float = 1.0, digits: int = 3) -> str:
 def make_console(file=None):
     from rich.console import Console
 
-    width = None if os.environ.get("COLUMNS") else (120 if not (file or sys.stdout).isatty() else None)
+    # On a terminal, its width; otherwise (a pipe, a file) no wrapping: tables keep their natural width.
+    if os.environ.get("COLUMNS"):
+        width = None
+    elif sys.stdout.isatty():
+        width = shutil.get_terminal_size().columns
+    else:
+        width = 250
     return Console(file=file, width=width, soft_wrap=False)
 
 

@@ -10,6 +10,7 @@ missing there to the profile's ``fallback`` block; ``resolve`` says which source
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 from .schema import F, Map, MapOf, Num, Record, Str, validate
@@ -109,6 +110,7 @@ _SILICON = ("memory", "attention_prefill", "attention_prefill_half_tokens", "att
 _STACK = ("link", "layer_latency_s")
 
 
+@cache
 def resolve(runtime: Record, accelerator: Record) -> Efficiency:
     """Efficiency of ``accelerator`` under ``runtime``: profile entry, else the accelerator's own
     spec, else the runtime's fallback."""

@@ -56,6 +56,8 @@ ACCELERATOR = Map(
         F("name", Str(), required=True),
         F("vendor", Str(), required=True),
         F("family", Str(), required=True, doc="vendor architecture family, e.g. nvidia-hopper"),
+        F("form_factor", Str(choices=("sxm", "oam", "pcie", "superchip", "other")),
+          doc="module kind: only PCIe cards of different kinds can share one host"),
         F("memory", Map(fields=(
             F("capacity_gb", Num(scale=GB), attr="capacity_bytes", required=True),
             F("bandwidth_gb_per_s", Num(scale=GB), attr="bandwidth_bytes_per_s", required=True),

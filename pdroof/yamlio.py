@@ -21,10 +21,24 @@ class _StrictLoader(yaml.SafeLoader):
         return super().compose_node(parent, index)
 
 
+_FAST = getattr(yaml, "CSafeLoader", None)
+
+
+def _load(text: str):
+    """Plain data only. With libyaml, scan the events for aliases first (linear in the text, no
+    expansion), then construct with the C safe loader; else the pure-Python strict loader."""
+    if _FAST is None:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - strict safe loader
+    for event in yaml.parse(text, Loader=_FAST):
+        if isinstance(event, yaml.AliasEvent):
+            raise yaml.YAMLError(f"YAML aliases are not allowed (line {event.start_mark.line + 1})")
+    return yaml.load(text, Loader=_FAST)  # noqa: S506 - libyaml safe loader
+
+
 def parse_yaml(text: str, file: str):
     """Parse YAML text into plain Python data; any failure is a SpecError naming ``file``."""
     try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - strict safe loader
+        return _load(text)
     except yaml.YAMLError as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         mark = getattr(exc, "problem_mark", None)

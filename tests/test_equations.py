@@ -32,8 +32,7 @@ def test_estimate_path_does_not_import_sympy():
 def _point(draw_values):
     """A random but physical input point: every symbol positive, integer-ish where it counts."""
     vals = {}
-    for name in _generated.ARGS["prefill"] + _generated.ARGS["decode"] + _generated.ARGS["memory"] + \
-            _generated.ARGS["transfer"] + _generated.ARGS["kernels"]:
+    for name in dict.fromkeys(n for args in _generated.ARGS.values() for n in args):
         vals[name] = draw_values(name)
     return vals
 
@@ -45,6 +44,8 @@ REALISTIC = {
     "eff_compute": (0.1, 1), "eff_weights": (0.1, 1), "eff_memory": (0.1, 1), "eff_attn_prefill": (0.1, 1),
     "eff_attn_decode": (0.1, 1), "eff_link": (0.1, 1), "eff_path": (0.1, 1), "mem_reserve": (0, 0.5),
     "dequant_overhead": (0, 1),
+    # serving: TTFT target above prefill + handoff, so the prefill pool has a positive capacity
+    "ttft_target_s": (100, 1000), "prefill_s": (1e-3, 10), "handoff_s": (0, 10),
 }
 
 
@@ -85,7 +86,7 @@ def test_numeric_equals_symbolic(pt):
 @given(points(), st.floats(1.01, 10), st.sampled_from(["mem_bytes_per_s", "peak_flops_per_s",
                                                         "attn_peak_flops_per_s", "link_bytes_per_s"]))
 def test_time_never_grows_with_more_bandwidth_or_peak(pt, factor, name):
-    for group in ("prefill", "decode"):
+    for group in ("prefill", "decode", "mixed"):
         before = float(evaluate(group, pt)["seconds"])
         after = float(evaluate(group, {**pt, name: pt[name] * factor})["seconds"])
         assert after <= before * (1 + 1e-12)
@@ -94,7 +95,7 @@ def test_time_never_grows_with_more_bandwidth_or_peak(pt, factor, name):
 @settings(max_examples=40, deadline=None)
 @given(points())
 def test_each_operation_at_least_both_bounds(pt):
-    for group in ("prefill", "decode"):
+    for group in ("prefill", "decode", "mixed"):
         out = evaluate(group, pt)
         for op in OPS:
             t, c, m = (float(out[f"{op}_{k}"]) for k in ("seconds", "compute_s", "memory_s"))

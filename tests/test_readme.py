@@ -52,7 +52,10 @@ def test_readme_command(cli, workdir, line, fails):
         assert code == 1 and err.startswith("Error: infeasible"), err
     else:
         assert code == 0, err
-        assert out.strip()
+        if "-o" in argv:
+            assert (workdir / argv[argv.index("-o") + 1]).stat().st_size > 0
+        else:
+            assert out.strip()
 
 
 def test_setup_commands_match_ci():

@@ -24,7 +24,7 @@ def calibrate_cmd(
     hardware: str = typer.Option(..., "--hardware", help="accelerator the measurements were taken on"),
     runtime: str = typer.Option("pytorch", "--runtime",
                                 help="runtime to start from (its structure, fallback and other profiles)"),
-    output: Path = typer.Option(..., "--output", "-o", help="runtime profile YAML to write", dir_okay=False),
+    output: Path = typer.Option(..., "--output-file", "-o", help="runtime profile YAML to write", dir_okay=False),
     report: Path = typer.Option(None, "--report", help="also write the fit report as JSON", dir_okay=False),
 ):
     """Fit efficiency factors for one accelerator and write a runtime profile with provenance."""

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from enum import Enum
+
 import typer
 
 from .. import render
 from ..render import Column
 from .options import FormatOpt, OutOpt, catalog
+
+Serving = Enum("Serving", {"single": "single", "aggregated": "aggregated"}, type=str)
 
 OP_COLUMNS = [
     Column("name", "operation"), Column("kind", "kind"), Column("seconds", "time (ms)", 1e-3),
@@ -32,16 +36,32 @@ def estimate_cmd(
     prompt: int = typer.Option(2048, "--prompt", help="new prompt tokens per sequence"),
     context: int = typer.Option(None, "--context", help="decode context length (default: --prompt)"),
     prefix: int = typer.Option(0, "--prefix", help="already-cached prefix tokens per prompt"),
+    serving: Serving = typer.Option(Serving.single, "--serving",
+                                    help="single: one prefill and one decode step; aggregated: the steady "
+                                         "state of continuous batching (with --concurrency, --output)"),
+    concurrency: int = typer.Option(32, "--concurrency", help="aggregated: sequences in flight"),
+    output_tokens: int = typer.Option(256, "--output", help="aggregated: output tokens per request"),
     fmt=FormatOpt,
     output=OutOpt,
 ):
     """Prefill time, one decode step and memory, broken down by operation with its bound."""
-    from ..estimate import estimate
+    from ..estimate import aggregated, estimate
     from ..precision import plan
 
     cat = catalog(ctx)
     m, acc, rt = cat.get("model", model), cat.get("accelerator", hardware), cat.get("runtime", runtime)
     p = plan(acc, weights, activations, kv)
+    if serving.value == "aggregated":
+        result = aggregated(m, acc, rt, p, tp=tp, concurrency=concurrency, prompt=prompt, output=output_tokens,
+                            prefix=prefix)
+        if fmt.value == "json":
+            render.emit(render.json_text(result), output)
+        else:
+            a = result["aggregated"]
+            rows = [{"quantity": k, "value": v} for k, v in a.items()]
+            render.emit(render.rows_output(rows, [Column("quantity", "aggregated steady state"),
+                                                  Column("value", "value")], fmt.value), output)
+        return
     result = estimate(m, acc, rt, p, tp=tp, batch=batch, prompt=prompt, context=context, prefix=prefix)
     if fmt.value == "json":
         render.emit(render.json_text(result), output)

@@ -16,7 +16,7 @@ class Fmt(str, Enum):
 
 
 FormatOpt = typer.Option(Fmt.table, "--format", "-f", help="table (human units), json or csv (raw SI values)")
-OutOpt = typer.Option(None, "--output", "-o", help="write to this file (atomically) instead of stdout",
+OutOpt = typer.Option(None, "--output-file", "-o", help="write to this file (atomically) instead of stdout",
                       dir_okay=False)
 
 

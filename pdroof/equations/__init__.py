@@ -28,12 +28,14 @@ def S(name: str) -> sp.Symbol:
 
 def groups() -> dict[str, dict[str, sp.Expr]]:
     """Every numeric output, grouped by the generated function that computes it."""
-    from . import forward, kernels, memory, transfer
+    from . import forward, kernels, memory, serving, transfer
 
     return {
         "kernels": kernels.expressions(),
         "prefill": forward.prefill(),
         "decode": forward.decode(),
+        "mixed": forward.mixed(),
         "memory": memory.expressions(),
+        "serving": serving.expressions(),
         "transfer": transfer.expressions(),
     }

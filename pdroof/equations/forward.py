@@ -127,35 +127,56 @@ def _totals(ops: dict) -> dict[str, sp.Expr]:
     return out
 
 
-def prefill() -> dict[str, sp.Expr]:
-    """Prefill of B prompts of S new tokens after a cached prefix of p tokens.
+def prefill_attention(prompts):
+    """Attention of ``prompts`` prompts of S new tokens after a cached prefix of p tokens.
 
-    Causal attention: new token i attends to p + i positions, so a layer scores
-    B·(S·p + S(S+1)/2) query-key pairs (quadratic in S); sliding layers at most B·S·w.
-    """
-    B, Sn, p, t = S("batch"), S("new_tokens"), S("prefix_tokens"), S("tp")
-    heads_dev = S("heads") / t
-    pairs_full = B * (Sn * p + Sn * (Sn + 1) / 2)
-    pairs_slide = B * Sn * sp.Min(S("window_tokens"), p + (Sn + 1) / 2)
-    per_pair = 2 * S("attn_dim_prefill") * heads_dev
+    Causal: new token i attends to p + i positions, so a layer scores prompts·(S·p + S(S+1)/2)
+    query-key pairs (quadratic in S); sliding layers at most prompts·S·w."""
+    Sn, p, t = S("new_tokens"), S("prefix_tokens"), S("tp")
+    pairs_full = prompts * (Sn * p + Sn * (Sn + 1) / 2)
+    pairs_slide = prompts * Sn * sp.Min(S("window_tokens"), p + (Sn + 1) / 2)
+    per_pair = 2 * S("attn_dim_prefill") * S("heads") / t
     kv_rw = S("kv_elems") * S("kv_bytes") / kv_shards()
-    io = B * Sn * 2 * S("hidden") * S("act_bytes") / t
+    io = prompts * Sn * 2 * S("hidden") * S("act_bytes") / t
     eff = S("eff_attn_prefill") * Sn / (Sn + S("attn_half_tokens"))
-    att = _attention(per_pair * pairs_full, per_pair * pairs_slide,
-                     B * (p + Sn) * kv_rw + io, B * sp.Min(S("window_tokens"), p + Sn) * kv_rw + io, eff)
-    return _totals(_pass(B * Sn, B, att))
+    return _attention(per_pair * pairs_full, per_pair * pairs_slide,
+                      prompts * (p + Sn) * kv_rw + io, prompts * sp.Min(S("window_tokens"), p + Sn) * kv_rw + io, eff)
+
+
+def decode_attention(seqs):
+    """Attention of one new token for each of ``seqs`` sequences at context L: every sequence's
+    KV is read (sliding layers: at most the window)."""
+    L, t = S("context_tokens"), S("tp")
+    per_tok = 2 * S("attn_dim_decode") * S("heads") / t * seqs
+    kv_rd = S("kv_elems") * S("kv_bytes") / kv_shards() * seqs
+    io = seqs * 2 * S("hidden") * S("act_bytes") / t
+    L_w = sp.Min(L, S("window_tokens"))
+    return _attention(per_tok * L, per_tok * L_w, kv_rd * L + io, kv_rd * L_w + io, S("eff_attn_prefill"))
+
+
+def prefill() -> dict[str, sp.Expr]:
+    """Prefill of B prompts of S new tokens after a cached prefix of p tokens."""
+    B = S("batch")
+    return _totals(_pass(B * S("new_tokens"), B, prefill_attention(B)))
 
 
 def decode() -> dict[str, sp.Expr]:
     """One decode step: B sequences at context L each add one token. Weights are read once per
     step; every sequence's KV is read; GEMM compute is 2·active_params·B."""
-    B, L, t = S("batch"), S("context_tokens"), S("tp")
-    heads_dev = S("heads") / t
-    per_tok = 2 * S("attn_dim_decode") * heads_dev * B
-    kv_rd = S("kv_elems") * S("kv_bytes") / kv_shards() * B
-    io = B * 2 * S("hidden") * S("act_bytes") / t
-    L_w = sp.Min(L, S("window_tokens"))
-    att = _attention(per_tok * L, per_tok * L_w, kv_rd * L + io, kv_rd * L_w + io, S("eff_attn_prefill"))
-    out = _totals(_pass(B, B, att))
+    B = S("batch")
+    out = _totals(_pass(B, B, decode_attention(B)))
+    out["tokens_per_second"] = B / out["seconds"]
+    return out
+
+
+def mixed() -> dict[str, sp.Expr]:
+    """One step of aggregated serving (continuous batching): B sequences decode one token each and
+    the same forward pass carries the prefill of P prompts of S new tokens (P may be fractional:
+    the average prefill load per step). Weights are read once for all B + P·S tokens."""
+    B, P = S("batch"), S("prefill_prompts")
+    att = prefill_attention(P)
+    dec = decode_attention(B)
+    both = {k: att[k] + dec[k] for k in att}
+    out = _totals(_pass(B + P * S("new_tokens"), B + P, both))
     out["tokens_per_second"] = B / out["seconds"]
     return out

@@ -1,0 +1,146 @@
+"""``rank``: the main job — enumerate the four axes, size the pools, rank, export."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+from ..render import Column
+
+Objective = Enum("Objective", {k: k for k in ("cost", "throughput", "ttft", "tpot", "energy")}, type=str)
+RankFormat = Enum("RankFormat", {k: k for k in ("table", "csv", "json", "xlsx")}, type=str)
+
+
+def _ids(text: str | None) -> tuple[str, ...] | None:
+    return tuple(x.strip() for x in text.split(",") if x.strip()) if text else None
+
+
+def _hw(r: dict, side: str) -> str:
+    if r[f"{side}_hw"] is None:
+        return "—"
+    return f"{r[f'{side}_hw']}×{r[f'{side}_tp']}"
+
+
+TABLE = [
+    Column("rank", "#"), Column("mode", "mode", text=lambda v: "disagg" if v == "disaggregated" else "agg"),
+    Column("prefill", "prefill (hw×TP W/A)"), Column("decode", "decode (hw×TP W, KV)"),
+    Column("link", "wire · path · tier"),
+    Column("ttft_s", "TTFT (ms)", 1e-3), Column("tpot_s", "TPOT (ms)", 1e-3), Column("decode_batch", "batch"),
+    Column("prefill_device_share", "P share"), Column("tokens_per_s_per_device", "tok/s/dev"),
+    Column("usd_per_million_tokens", "$/Mtok"), Column("joules_per_token", "J/tok"), Column("binding", "binds"),
+]
+
+
+def _table_rows(rows: list[dict]) -> list[dict]:
+    out = []
+    for r in rows:
+        pre = "—" if r["prefill_hw"] is None else f"{_hw(r, 'prefill')} {r['prefill_precision']}"
+        dec = f"{_hw(r, 'decode')} {r['decode_weights']}, {r['kv_format']}"
+        link = "colocated" if r["path"] is None else f"{r['wire_format']} · {r['path']} · {r['tier']}"
+        out.append({**r, "prefill": pre, "decode": dec, "link": link})
+    return out
+
+
+def rank_cmd(
+    ctx: typer.Context,
+    model: str = typer.Option("llama-3.1-70b", "--model", "-m", help="model id or YAML file"),
+    workload: str = typer.Option("chat", "--workload", "-w",
+                                 help="preset (chat, code-completion, summarization, agent-request, agent-task, "
+                                      "long-context-retrieval, long-document-qa) or workload YAML"),
+    prompt: int = typer.Option(None, "--prompt", help="prompt tokens (overrides the workload)"),
+    output_tokens: int = typer.Option(None, "--output", help="output tokens per request"),
+    prefix_hit: float = typer.Option(None, "--prefix-hit", help="fraction of each prompt served from a prefix cache"),
+    rate: float = typer.Option(None, "--rate", help="offered requests/s: report devices needed"),
+    devices: int = typer.Option(None, "--devices", help="device budget: report the largest rate it sustains"),
+    ttft: float = typer.Option(None, "--ttft", help="TTFT target (ms); default 10,000 (the study's r*)"),
+    tpot: float = typer.Option(None, "--tpot", help="TPOT target (ms); default 25 (the study's r*)"),
+    accelerators: str = typer.Option(None, "--accelerators", help="candidate accelerators, comma-separated "
+                                                                  "(default: the catalogue)"),
+    prefill_hw: str = typer.Option(None, "--prefill-hw", help="only these accelerators for prefill"),
+    decode_hw: str = typer.Option(None, "--decode-hw", help="only these accelerators for decode"),
+    weights: str = typer.Option(None, "--weights", help="only these weight formats, e.g. fp8,int4"),
+    kv: str = typer.Option(None, "--kv", help="only these KV formats"),
+    link: str = typer.Option(None, "--link", help="only these KV paths"),
+    tp: str = typer.Option("1,2,4,8", "--tp", help="TP degrees to try"),
+    runtime: str = typer.Option("engine", "--runtime", help="runtime profile id or YAML file"),
+    objective: Objective = typer.Option(Objective.cost, "--objective", help="what to rank by"),
+    pareto: bool = typer.Option(False, "--pareto", help="only the non-dominated set (tokens/s/device, TTFT, TPOT)"),
+    top: int = typer.Option(20, "--top", help="rows to show (0: all kept)"),
+    show_infeasible: bool = typer.Option(False, "--show-infeasible", help="list excluded configurations and why"),
+    fmt: RankFormat = typer.Option(RankFormat.table, "--format", "-f", help="table, csv, json or xlsx"),
+    output: Path = typer.Option(None, "--output-file", "-o", help="write to this file (atomically)", dir_okay=False),
+    plot: Path = typer.Option(None, "--plot", help="draw the Pareto front to this PNG", dir_okay=False),
+):
+    """Rank prefill/decode placements, formats, KV paths and residency for a model and workload."""
+    from .. import export, render
+    from ..errors import PdroofError
+    from ..rank import infeasible_rows
+    from ..space import Candidates
+    from ..workload import resolve
+    from .options import catalog
+
+    cat = catalog(ctx)
+    w = resolve(workload, prompt_tokens=prompt, output_tokens=output_tokens, prefix_hit=prefix_hit,
+                rate_per_s=rate, ttft_s=ttft / 1e3 if ttft is not None else None,
+                tpot_s=tpot / 1e3 if tpot is not None else None)
+    try:
+        tps = tuple(int(x) for x in tp.split(","))
+    except ValueError:
+        raise PdroofError(f"--tp takes comma-separated integers, not {tp!r}") from None
+    if devices is not None and devices < 1:
+        raise PdroofError(f"--devices must be at least 1, not {devices}")
+    accs = [cat.get("accelerator", a) for a in _ids(accelerators)] if accelerators else cat.all("accelerator")
+    for ids in (_ids(prefill_hw), _ids(decode_hw)):
+        for i in ids or ():
+            if i not in {a.id for a in accs}:
+                accs.append(cat.get("accelerator", i))
+    paths = [cat.get("path", p) for p in _ids(link)] if link else cat.all("path")
+    c = Candidates(cat.get("model", model), accs, paths, cat.all("tier"), cat.get("runtime", runtime), w,
+                   weights=_ids(weights), kv=_ids(kv), tp=tps,
+                   prefill_ids=frozenset(_ids(prefill_hw)) if prefill_hw else None,
+                   decode_ids=frozenset(_ids(decode_hw)) if decode_hw else None, devices=devices)
+    rk = _run(c, objective.value, top, pareto)
+    bad = infeasible_rows(rk) if show_infeasible else None
+    if plot:
+        export.plot(rk if pareto else _run(c, objective.value, 0, True), plot)
+    if fmt.value == "xlsx":
+        if output is None:
+            raise PdroofError("--format xlsx needs -o FILE.xlsx")
+        export.to_xlsx(rk, output)
+        typer.echo(f"wrote {output}: {len(rk.rows)} configurations")
+    elif fmt.value == "json":
+        render.emit(export.to_json(rk, bad), output)
+    elif fmt.value == "csv":
+        render.emit(export.to_csv(rk), output)
+    else:
+        w_ = c.workload
+        title = (f"{c.model.id} · {w_.id}: {w_.prompt_tokens:,} in / {w_.output_tokens:,} out"
+                 + (f", prefix hit {w_.prefix_hit:.0%}" if w_.prefix_hit else "")
+                 + f" · TTFT ≤ {w_.ttft_s * 1e3:g} ms, TPOT ≤ {w_.tpot_s * 1e3:g} ms · runtime {c.runtime.id}"
+                 + f" · by {objective.value}" + (" · Pareto" if pareto else ""))
+        cols = list(TABLE)
+        if w_.rate_per_s:
+            cols.insert(-1, Column("devices_for_rate", f"devices @{w_.rate_per_s:g}/s"))
+        if devices:
+            cols.insert(-1, Column("max_rate_for_devices", f"req/s @{devices} dev"))
+        text = render.table_text(_table_rows(rk.rows), cols, title=title, caption=rk.summary())
+        if bad:
+            text += render.table_text(bad, [Column("stage", "stage"), Column("configuration", "configuration"),
+                                            Column("reason", "reason")], title="excluded")
+        render.emit(text, output)
+
+
+def _run(c, objective, top, pareto):
+    from ..rank import rank as run_rank
+
+    big = len(c.accelerators) ** 2 * len(c.paths) > 20_000 and sys.stderr.isatty()
+    if not big:
+        return run_rank(c, objective, top, pareto)
+    from rich.progress import Progress
+
+    with Progress(transient=True) as bar:
+        task = bar.add_task("evaluating", total=None)
+        return run_rank(c, objective, top, pareto, progress=lambda d, n: bar.update(task, completed=d, total=n))

@@ -1,0 +1,62 @@
+"""Serving capacity of the two pools, their sizing, and what a request costs.
+
+Prefill instances serve requests one at a time (compute-bound: batching prompts adds little);
+with Poisson arrivals the M/D/1 queue gives the highest load that keeps TTFT within its target.
+Decode instances run a batch B_D whose step time meets the TPOT target; each request occupies a
+slot for O steps. Pools are sized so that N_P·C_P ≈ N_D·C_D (the study's sizing rule), and the
+KV link of each prefill instance is a third capacity.
+"""
+
+from __future__ import annotations
+
+import sympy as sp
+
+from . import S
+
+
+def prefill_capacity():
+    """Requests/s one prefill instance sustains with TTFT ≤ target: M/D/1 mean wait
+    ρ·t_P / (2(1−ρ)) must fit in w = T_FT − t_P − t_H, so ρ ≤ 2w / (t_P + 2w) and C_P = ρ / t_P."""
+    w = sp.Max(0, S("ttft_target_s") - S("prefill_s") - S("handoff_s"))
+    return 2 * w / (S("prefill_s") * (S("prefill_s") + 2 * w))
+
+
+def link_capacity():
+    """Requests/s one prefill instance's KV link can move (transfers pipeline back to back)."""
+    return 1 / S("link_request_s")
+
+
+def tiered_step():
+    """Decode step with part of the batch's KV beyond HBM in a slower tier: those sequences'
+    KV is fetched over the tier every step."""
+    beyond = sp.Max(0, S("decode_batch") - S("hbm_batch"))
+    return S("step_s") + beyond * S("kv_request_bytes") / S("tier_bytes_per_s")
+
+
+def expressions() -> dict[str, sp.Expr]:
+    c_p = sp.Min(prefill_capacity(), link_capacity())
+    c_d = S("decode_batch") / (S("output_tokens") * tiered_step())
+    per_rate = S("tp_prefill") / c_p + S("tp_decode") / c_d  # devices per request/s
+    out_tokens = S("output_tokens")
+    n_p = sp.ceiling(S("request_rate") / c_p)
+    n_d = sp.ceiling(S("request_rate") / c_d)
+    return {
+        "prefill_capacity": prefill_capacity(),
+        "link_capacity": link_capacity(),
+        "prefill_rate": c_p,
+        "tiered_step_s": tiered_step(),
+        "decode_capacity": c_d,
+        "devices_per_rate": per_rate,
+        "prefill_device_share": (S("tp_prefill") / c_p) / per_rate,
+        "tokens_per_s_per_device": out_tokens / per_rate,
+        "usd_per_million_tokens": (S("tp_prefill") * S("price_prefill") / c_p
+                                   + S("tp_decode") * S("price_decode") / c_d) / (3600 * out_tokens) * 10**6,
+        "joules_per_token": (S("tp_prefill") * S("power_prefill") / c_p
+                             + S("tp_decode") * S("power_decode") / c_d) / out_tokens,
+        # whole instances for an offered rate R: N_P·C_P ≥ R and N_D·C_D ≥ R
+        "prefill_instances": n_p * sp.Min(1, S("tp_prefill")),
+        "decode_instances": n_d,
+        "devices_for_rate": S("tp_prefill") * n_p + S("tp_decode") * n_d,
+        # the largest rate N devices sustain when split in the ratio of the two pools
+        "max_rate_for_devices": S("device_budget") / per_rate,
+    }

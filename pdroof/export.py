@@ -1,0 +1,99 @@
+"""Ranking results as files: CSV and JSON (raw SI values, columns named as in pdroof.rank.COLUMNS,
+with a meta block), XLSX (a results sheet and an inputs sheet; optional extra ``xlsx``), and a
+plot of the Pareto front (optional extra ``plot``). Every file is written atomically."""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from pathlib import Path
+
+from . import __version__
+from .errors import PdroofError
+from .rank import COLUMNS, Ranking
+from .render import csv_text, json_text, write_atomic
+
+KEYS = [k for k, _ in COLUMNS]
+
+
+def meta(rk: Ranking) -> dict:
+    c = rk.candidates
+    r = rk.results
+    return {
+        "pdroof": __version__, "model": c.model.id, "runtime": c.runtime.id, "objective": rk.objective,
+        "workload": c.workload.to_dict(), "accelerators": [a.id for a in c.accelerators],
+        "paths": [p.id for p in c.paths], "tiers": [t.id for t in c.tiers],
+        "weights": list(c.weights or []), "kv": list(c.kv or []), "tp": list(c.tp), "devices": c.devices,
+        "configurations": r.total, "feasible": r.feasible, "evaluated": r.evaluated, "dominated": r.dominated,
+        "infeasible": dict(r.infeasible), "columns": dict(COLUMNS),
+    }
+
+
+def to_json(rk: Ranking, infeasible: list[dict] | None = None) -> str:
+    doc = {"meta": meta(rk), "results": rk.rows}
+    if infeasible is not None:
+        doc["infeasible"] = infeasible
+    return json_text(doc)
+
+
+def to_csv(rk: Ranking) -> str:
+    return csv_text(rk.rows, KEYS)
+
+
+def to_xlsx(rk: Ranking, path: str | Path) -> None:
+    try:
+        from openpyxl import Workbook
+    except ImportError:
+        raise PdroofError("xlsx export needs openpyxl: pip install 'pdroof[xlsx]'") from None
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "results"
+    ws.append(KEYS)
+    for row in rk.rows:
+        ws.append([row.get(k) for k in KEYS])
+    inp = wb.create_sheet("inputs")
+    for key, value in meta(rk).items():
+        if isinstance(value, dict):
+            for k, v in value.items():
+                inp.append([f"{key}.{k}", str(v) if isinstance(v, (list, dict)) else v])
+        else:
+            inp.append([key, ", ".join(map(str, value)) if isinstance(value, list) else value])
+    buf = io.BytesIO()
+    wb.save(buf)
+    write_atomic(path, buf.getvalue())
+
+
+def plot(rk: Ranking, path: str | Path) -> None:
+    """Pareto front: output tokens/s per device against TPOT, TTFT as marker size."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise PdroofError("--plot needs matplotlib: pip install 'pdroof[plot]'") from None
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for mode, marker in (("disaggregated", "o"), ("aggregated", "s")):
+        rows = [r for r in rk.rows if r["mode"] == mode]
+        if rows:
+            ax.scatter([r["tpot_s"] * 1e3 for r in rows], [r["tokens_per_s_per_device"] for r in rows],
+                       s=[20 + 200 * min(1.0, r["ttft_s"] / rk.candidates.workload.ttft_s) for r in rows],
+                       marker=marker, label=mode, alpha=0.7)
+    ax.set_xlabel("TPOT (ms)")
+    ax.set_ylabel("output tokens/s per device")
+    ax.set_title(f"{rk.candidates.model.id}, {rk.candidates.workload.id}: Pareto front (marker size: TTFT)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fd, tmp = tempfile.mkstemp(suffix=".png", dir=Path(path).parent if str(Path(path).parent) else ".")
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=120, bbox_inches="tight")
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+__all__ = ["to_json", "to_csv", "to_xlsx", "plot", "meta", "write_atomic"]

@@ -1,0 +1,138 @@
+"""Ranking the evaluated design space: the library function behind ``pdroof rank``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .evaluate import BINDINGS, MODES, OBJECTIVES, Results, pareto_mask, run, score
+from .space import Candidates
+
+# Result columns in output order: (key, meaning). CSV/JSON use these keys with raw SI values.
+COLUMNS = (
+    ("rank", "position under the objective"),
+    ("mode", "disaggregated (separate pools) or aggregated (colocated baseline)"),
+    ("prefill_hw", "prefill accelerator"), ("prefill_tp", "devices per prefill instance"),
+    ("prefill_precision", "prefill weights/activations"),
+    ("decode_hw", "decode accelerator (aggregated: the one pool)"), ("decode_tp", "devices per decode instance"),
+    ("decode_weights", "decode weight format"), ("kv_format", "KV storage format on the decode side"),
+    ("wire_format", "KV format on the wire"), ("path", "KV path between the pools"), ("tier", "KV residency"),
+    ("ttft_s", "time to first token: prefill + exposed transfer + conversion (unloaded)"),
+    ("tpot_s", "time per output token at the chosen decode batch"),
+    ("decode_batch", "sequences per decode instance (aggregated: concurrency)"),
+    ("prefill_capacity", "C_P: requests/s per prefill instance within the TTFT target"),
+    ("decode_capacity", "C_D: requests/s per decode instance within the TPOT target"),
+    ("link_capacity", "requests/s one prefill instance's KV link can move"),
+    ("prefill_device_share", "fraction of devices in the prefill pool (N_P·t_P / all)"),
+    ("tokens_per_s_per_device", "output tokens/s per device"),
+    ("usd_per_million_tokens", "$ per million output tokens (device-hour prices)"),
+    ("joules_per_token", "energy per output token (device power)"),
+    ("devices_for_rate", "devices for the offered rate (whole instances)"),
+    ("max_rate_for_devices", "largest request rate the device budget sustains"),
+    ("transfer_s", "KV transfer time of one request"), ("exposed_transfer_s", "transfer not hidden by prefill"),
+    ("convert_s", "KV format conversion on arrival"),
+    ("binding", "constraint that sets the pool sizes"),
+)
+
+
+@dataclass
+class Ranking:
+    rows: list[dict]
+    results: Results
+    stages: dict
+    candidates: Candidates
+    objective: str
+
+    def summary(self) -> str:
+        r = self.results
+        best = {m: next((x for x in self.rows if x["mode"] == m), None) for m in ("disaggregated", "aggregated")}
+        parts = [f"{r.total:,} configurations, {r.feasible:,} feasible, {r.total - r.feasible:,} infeasible"]
+        if r.infeasible:
+            top = ", ".join(f"{n:,} {k}" for k, n in r.infeasible.most_common(3) if n)
+            parts.append(f"({top})")
+        col, larger = OBJECTIVES[self.objective]
+        d, a = best["disaggregated"], best["aggregated"]
+        if d and a and d[col] is not None and a[col] is not None:
+            better = d[col] > a[col] if larger else d[col] < a[col]
+            parts.append(f"; best disaggregated {'beats' if better else 'does not beat'} the best aggregated "
+                         f"on {self.objective}")
+        return " ".join(parts)
+
+
+def rank(c: Candidates, objective: str = "cost", top: int = 20, pareto: bool = False,
+         progress: Callable[[int, int], None] | None = None, prune: bool = True) -> Ranking:
+    """Enumerate, evaluate and order the design space of ``c`` (see ``evaluate.run``)."""
+    res, stages = run(c, objective, keep=max(top, 50), pareto=pareto, progress=progress, prune=prune)
+    cols = res.columns
+    if not cols:
+        return Ranking([], res, stages, c, objective)
+    order = np.lexsort((cols["transfer_s"], score(cols, objective)))
+    if pareto:
+        pm = pareto_mask(cols)
+        order = order[pm[order]]
+    if top:
+        order = order[:top]
+    rows = [_row(c, stages, cols, i, pos + 1) for pos, i in enumerate(order)]
+    return Ranking(rows, res, stages, c, objective)
+
+
+def _num(v) -> float | None:
+    v = float(v)
+    return None if np.isnan(v) or np.isinf(v) else v
+
+
+def _row(c: Candidates, stages: dict, cols: dict, i: int, position: int) -> dict:
+    pre, dec, agg = stages["prefill"], stages["decode"], stages["aggregated"]
+    accs = c.accelerators
+    row: dict = {"rank": position, "mode": MODES[int(cols["mode"][i])], "binding": BINDINGS[int(cols["binding"][i])]}
+    if row["mode"] == "aggregated":
+        a = int(cols["decode_row"][i])
+        row.update(prefill_hw=None, prefill_tp=None, prefill_precision=None,
+                   decode_hw=accs[agg.labels["acc"][a]].id, decode_tp=agg.labels["tp"][a],
+                   decode_weights=agg.labels["weights"][a], kv_format=agg.labels["kv"][a],
+                   wire_format=None, path=None, tier="hbm")
+    else:
+        p, d = int(cols["prefill_row"][i]), int(cols["decode_row"][i])
+        row.update(prefill_hw=accs[pre.labels["acc"][p]].id, prefill_tp=pre.labels["tp"][p],
+                   prefill_precision=f"{pre.labels['weights'][p]}/{pre.labels['activations'][p]}",
+                   decode_hw=accs[dec.labels["acc"][d]].id, decode_tp=dec.labels["tp"][d],
+                   decode_weights=dec.labels["weights"][d], kv_format=dec.labels["kv"][d],
+                   wire_format=stages["wires"][int(cols["wire"][i])], path=c.paths[int(cols["path"][i])].id,
+                   tier=c.tiers[dec.labels["tier"][d]].id)
+    for key, _ in COLUMNS:
+        if key not in row and key in cols:
+            row[key] = _num(cols[key][i])
+    row["decode_batch"] = int(cols["decode_batch"][i])
+    if not c.workload.rate_per_s:
+        row["devices_for_rate"] = None
+    if not c.devices:
+        row["max_rate_for_devices"] = None
+    return {key: row.get(key) for key, _ in COLUMNS}
+
+
+def infeasible_rows(rk: Ranking) -> list[dict]:
+    """Stage rows excluded, each with its reason (for ``--show-infeasible``)."""
+    out = []
+    accs = rk.candidates.accelerators
+    for stage_name in ("prefill", "decode", "aggregated"):
+        st = rk.stages[stage_name]
+        for i, reason in enumerate(st.reasons):
+            if reason:
+                labels = {k: v[i] for k, v in st.labels.items()}
+                what = f"{accs[labels['acc']].id} TP{labels['tp']} W{labels['weights']}"
+                if "kv" in labels:
+                    what += f" KV{labels['kv']}"
+                if "tier" in labels:
+                    what += f" tier {rk.candidates.tiers[labels['tier']].id}"
+                out.append({"stage": stage_name, "configuration": what, "reason": reason})
+    links = rk.stages["links"]
+    seen = set()
+    for (i, j, k), reason in links.reasons.items():
+        key = (accs[i].vendor, accs[j].vendor, rk.candidates.paths[k].id)
+        if key not in seen:
+            seen.add(key)
+            out.append({"stage": "link", "configuration": f"{accs[i].id} -> {accs[j].id} over "
+                                                          f"{rk.candidates.paths[k].id}", "reason": reason})
+    return out

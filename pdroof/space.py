@@ -1,0 +1,283 @@
+"""The design space as flat numpy columns: per-stage tables (prefill instances, decode instances,
+aggregated instances) evaluated once, and the joint disaggregated grid as index columns into them.
+
+A stage row is one accelerator × precision × TP (× KV tier for decode); the joint grid pairs
+every feasible prefill row with every feasible decode row, KV wire format and physically possible
+KV path. Infeasible stage rows carry a reason and are counted, not evaluated further.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .estimate import stage_inputs
+from .handoff import path_bandwidth, path_reason
+from .numeric import evaluate
+from .precision import Precision, default_activations, infeasible_reason
+from .schema import Record
+from .workload import Workload
+
+TP_CHOICES = (1, 2, 4, 8)
+# Decode/aggregated batch sizes tried: dense at small batch, geometric above.
+BATCHES = np.unique(np.concatenate([np.arange(1, 17), np.round(16 * 1.2 ** np.arange(1, 35))])).astype(float)
+
+
+@dataclass
+class Stage:
+    """One stage table: descriptive columns (lists) and numeric columns (arrays), row-aligned."""
+
+    labels: dict[str, list] = field(default_factory=dict)
+    values: dict[str, np.ndarray] = field(default_factory=dict)
+    reasons: list[str | None] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.reasons)
+
+    @property
+    def feasible(self) -> np.ndarray:
+        return np.array([r is None for r in self.reasons], dtype=bool)
+
+
+@dataclass
+class Candidates:
+    """What to enumerate: the model, the candidate accelerators and links, the runtime and the
+    workload, and optional format filters."""
+
+    model: Record
+    accelerators: list[Record]
+    paths: list[Record]
+    tiers: list[Record]
+    runtime: Record
+    workload: Workload
+    weights: tuple[str, ...] | None = None
+    kv: tuple[str, ...] | None = None
+    tp: tuple[int, ...] = TP_CHOICES
+    prefill_ids: frozenset[str] | None = None  # restrict the prefill pool's accelerators
+    decode_ids: frozenset[str] | None = None   # restrict the decode pool's accelerators
+    devices: int | None = None                  # device budget: report the largest rate it sustains
+
+
+def _tp_options(c: Candidates, acc: Record) -> list[int]:
+    domain = acc.scale_up.domain_size if acc.scale_up and acc.scale_up.domain_size else 1
+    return [t for t in c.tp if t <= domain and c.model.attention_heads % t == 0]
+
+
+def _stack(rows: list[dict]) -> dict[str, np.ndarray]:
+    keys = rows[0].keys()
+    return {k: np.array([r[k] for r in rows], dtype=float) for k in keys}
+
+
+def _precisions(c: Candidates, acc: Record, kv: bool):
+    for w in acc.precision_paths.weights:
+        if c.weights and w not in c.weights:
+            continue
+        for k in (acc.precision_paths.kv if kv else ("bf16",)):
+            if kv and c.kv and k not in c.kv:
+                continue
+            p = Precision(w, default_activations(acc, w), k if kv else acc.precision_paths.kv[0])
+            yield p, infeasible_reason(acc, p)
+
+
+def prefill_stage(c: Candidates) -> Stage:
+    """Prefill instances: one request's prompt (its new tokens after the prefix hit)."""
+    w = c.workload
+    st = Stage({"acc": [], "weights": [], "activations": [], "tp": []})
+    rows = []
+    for ai, acc in enumerate(c.accelerators):
+        for p, reason in _precisions(c, acc, kv=False):
+            for tp in _tp_options(c, acc):
+                inputs, _ = stage_inputs(c.model, acc, c.runtime, p, tp)
+                inputs.update(batch=1, new_tokens=w.new_tokens, prefix_tokens=w.prefix_tokens,
+                              context_tokens=w.prompt_tokens)
+                st.labels["acc"].append(ai)
+                st.labels["weights"].append(p.weights)
+                st.labels["activations"].append(p.activations)
+                st.labels["tp"].append(tp)
+                st.reasons.append(reason)
+                rows.append(inputs)
+    if not rows:
+        return st
+    cols = _stack(rows)
+    pre = evaluate("prefill", cols)
+    mem = evaluate("memory", cols)
+    st.values = {"prefill_s": pre["seconds"], "tp": cols["tp"], "layers": cols["layers"],
+                 "kv_shardable": cols["kv_shardable"]}
+    for i in range(len(st)):
+        if st.reasons[i] is None and mem["max_batch"][i] < 1:
+            st.reasons[i] = "weights and one prompt's KV do not fit"
+    return st
+
+
+def _tier_bandwidth(tier: Record, acc: Record) -> float:
+    if tier.kind == "hbm":
+        return np.inf
+    bw = tier.bandwidth_bytes_per_s or np.inf
+    if tier.kind == "host_dram" and acc.host_link and acc.host_link.bandwidth_bytes_per_s:
+        bw = min(bw, acc.host_link.bandwidth_bytes_per_s)
+    return bw
+
+
+def decode_stage(c: Candidates) -> Stage:
+    """Decode instances: the largest batch whose step meets TPOT and whose KV fits (in HBM, or
+    spilling to a slower tier that is fetched from every step)."""
+    w = c.workload
+    st = Stage({"acc": [], "weights": [], "kv": [], "tp": [], "tier": []})
+    rows, tier_rows = [], []
+    for ai, acc in enumerate(c.accelerators):
+        for p, reason in _precisions(c, acc, kv=True):
+            for tp in _tp_options(c, acc):
+                inputs, _ = stage_inputs(c.model, acc, c.runtime, p, tp)
+                inputs.update(new_tokens=1, prefix_tokens=0, context_tokens=w.mean_context)
+                for ti, tier in enumerate(c.tiers):
+                    st.labels["acc"].append(ai)
+                    st.labels["weights"].append(p.weights)
+                    st.labels["kv"].append(p.kv)
+                    st.labels["tp"].append(tp)
+                    st.labels["tier"].append(ti)
+                    st.reasons.append(reason)
+                    rows.append(inputs)
+                    cap = tier.capacity_bytes / tp if tier.capacity_bytes and tier.kind != "hbm" else np.inf
+                    tier_rows.append({"tier_bytes_per_s": _tier_bandwidth(tier, acc),
+                                      "tier_capacity_bytes": 0.0 if tier.kind == "hbm" else cap})
+    if not rows:
+        return st
+    cols = _stack(rows)
+    tiers = _stack(tier_rows)
+    mem = evaluate("memory", {**cols, "batch": 1.0})
+    hbm_batch = mem["max_batch"]
+    kv_seq = mem["kv_sequence_bytes"]
+    cap_batch = hbm_batch + np.floor(tiers["tier_capacity_bytes"] / kv_seq)
+    n, b = len(rows), BATCHES[None, :]
+    grid = {k: (v[:, None] if np.ndim(v) else v) for k, v in cols.items()}
+    step = evaluate("decode", {**grid, "batch": b})["seconds"]
+    tiered = evaluate("serving", {"step_s": step, "decode_batch": b, "hbm_batch": hbm_batch[:, None],
+                                  "tier_bytes_per_s": tiers["tier_bytes_per_s"][:, None],
+                                  "kv_request_bytes": kv_seq[:, None], **_SERVING_IDLE})["tiered_step_s"]
+    ok = (tiered <= w.tpot_s) & (b <= cap_batch[:, None])
+    has = ok.any(axis=1)
+    best = np.where(has, ok.shape[1] - 1 - np.argmax(ok[:, ::-1], axis=1), 0)
+    rows_idx = np.arange(n)
+    batch = np.where(has, BATCHES[best], 0.0)
+    st.values = {
+        "decode_batch": batch, "step_s": np.where(has, step[rows_idx, best], np.nan),
+        "hbm_batch": hbm_batch, "kv_request_bytes": kv_seq, "tier_bytes_per_s": tiers["tier_bytes_per_s"],
+        "tp": cols["tp"], "mem_bytes_per_s": cols["mem_bytes_per_s"], "eff_memory": cols["eff_memory"],
+        "kv_capacity_bytes": mem["kv_capacity_bytes"],
+        "kv_elem_bytes": cols["kv_bytes"],
+        "tier_dominated": _tier_dominated(batch, len(c.tiers), [t.kind for t in c.tiers]),
+        # the batch is capacity-bound when one more sequence would have met TPOT but not fit
+        "kv_bound": has & (best + 1 < len(BATCHES)) & (tiered[rows_idx, np.minimum(best + 1, len(BATCHES) - 1)]
+                                                        <= w.tpot_s) & (BATCHES[np.minimum(best + 1, len(BATCHES) - 1)]
+                                                                         > cap_batch),
+    }
+    for i in range(n):
+        if st.reasons[i] is None and not has[i]:
+            st.reasons[i] = ("weights and one sequence's KV do not fit" if cap_batch[i] < 1
+                             else f"misses TPOT {w.tpot_s * 1e3:g} ms even at batch 1")
+    return st
+
+
+def _tier_dominated(batch: np.ndarray, n_tiers: int, kinds: list[str]) -> np.ndarray:
+    """Rows come in groups of one per tier (innermost). A slower tier that does not raise the
+    decode batch above the HBM-only row of its group buys nothing."""
+    if "hbm" not in kinds or n_tiers == 0:
+        return np.zeros(len(batch), dtype=bool)
+    groups = batch.reshape(-1, n_tiers)
+    hbm = groups[:, kinds.index("hbm")][:, None]
+    is_hbm = np.array([k == "hbm" for k in kinds])[None, :]
+    return ((groups <= hbm) & ~is_hbm).ravel()
+
+
+# Serving inputs that do not matter when only the decode columns are wanted.
+_SERVING_IDLE = {"prefill_s": 1.0, "handoff_s": 0.0, "ttft_target_s": 1.0, "output_tokens": 1.0,
+                 "link_request_s": 1.0, "tp_prefill": 0.0, "tp_decode": 1.0, "price_prefill": 0.0,
+                 "price_decode": 0.0, "power_prefill": 0.0, "power_decode": 0.0, "request_rate": 1.0,
+                 "device_budget": 1.0}
+
+
+def aggregated_step(inputs: dict, w: Workload, concurrency, chunk_tokens: float):
+    """Steady state of continuous batching at ``concurrency``: each step decodes C sequences and
+    carries the average prefill load of the requests that join (C/O prompts of S new tokens);
+    TTFT is one step carrying a whole new prompt (in chunks of ``chunk_tokens``)."""
+    C = concurrency
+    base = {**inputs, "batch": C, "new_tokens": w.new_tokens, "prefix_tokens": w.prefix_tokens,
+            "context_tokens": w.mean_context}
+    tpot = evaluate("mixed", {**base, "prefill_prompts": C / w.output_tokens})["seconds"]
+    with_prompt = evaluate("mixed", {**base, "prefill_prompts": 1.0})["seconds"]
+    plain = evaluate("mixed", {**base, "prefill_prompts": 0.0})["seconds"]
+    chunks = np.ceil(w.new_tokens / chunk_tokens)
+    ttft = with_prompt + (chunks - 1) * plain
+    return tpot, ttft
+
+
+def aggregated_stage(c: Candidates) -> Stage:
+    """Colocated instances: the largest concurrency meeting both targets within memory."""
+    w = c.workload
+    st = Stage({"acc": [], "weights": [], "kv": [], "tp": []})
+    rows = []
+    for ai, acc in enumerate(c.accelerators):
+        for p, reason in _precisions(c, acc, kv=True):
+            for tp in _tp_options(c, acc):
+                inputs, _ = stage_inputs(c.model, acc, c.runtime, p, tp)
+                for key, v in (("acc", ai), ("weights", p.weights), ("kv", p.kv), ("tp", tp)):
+                    st.labels[key].append(v)
+                st.reasons.append(reason)
+                rows.append(inputs)
+    if not rows:
+        return st
+    cols = _stack(rows)
+    mem = evaluate("memory", {**cols, "batch": 1.0, "context_tokens": w.mean_context})
+    grid = {k: (v[:, None] if np.ndim(v) else v) for k, v in cols.items()}
+    b = BATCHES[None, :]
+    tpot, ttft = aggregated_step(grid, w, b, c.runtime.structure.chunk_tokens)
+    ok = (tpot <= w.tpot_s) & (ttft <= w.ttft_s) & (b <= mem["max_batch"][:, None])
+    has = ok.any(axis=1)
+    best = np.where(has, ok.shape[1] - 1 - np.argmax(ok[:, ::-1], axis=1), 0)
+    idx = np.arange(len(rows))
+    st.values = {"concurrency": np.where(has, BATCHES[best], 0.0), "tpot_s": np.where(has, tpot[idx, best], np.nan),
+                 "ttft_s": np.where(has, ttft[idx, best], np.nan), "tp": cols["tp"],
+                 "kv_bound": has & (BATCHES[np.minimum(best + 1, len(BATCHES) - 1)] > mem["max_batch"])}
+    for i in range(len(rows)):
+        if st.reasons[i] is None and not has[i]:
+            st.reasons[i] = ("weights and one sequence's KV do not fit" if mem["max_batch"][i] < 1
+                             else "misses the TTFT or TPOT target even at concurrency 1")
+    return st
+
+
+@dataclass
+class PairLinks:
+    """For every (prefill accelerator, decode accelerator): the usable KV paths and their
+    effective bandwidth, and why the others are excluded."""
+
+    ok: np.ndarray          # [A, A, paths] bool
+    useful: np.ndarray      # [A, A, paths] bool: possible and not dominated by another path
+    bandwidth: np.ndarray   # [A, A, paths] bytes/s nominal (capped by device ports)
+    reasons: dict[tuple[int, int, int], str]
+
+
+def pair_links(c: Candidates) -> PairLinks:
+    A, P = len(c.accelerators), len(c.paths)
+    ok = np.zeros((A, A, P), dtype=bool)
+    bw = np.zeros((A, A, P))
+    reasons = {}
+    for i, a in enumerate(c.accelerators):
+        for j, b in enumerate(c.accelerators):
+            for k, path in enumerate(c.paths):
+                r = path_reason(path, a, b)
+                if r is None:
+                    ok[i, j, k] = True
+                    bw[i, j, k] = path_bandwidth(path, a, b)
+                else:
+                    reasons[(i, j, k)] = r
+    eff = np.array([p.efficiency for p in c.paths])
+    lat = np.array([p.latency_s for p in c.paths])
+    rate = bw * eff  # [A, A, P]
+    better = ((rate[:, :, :, None] >= rate[:, :, None, :]) & (lat[None, None, :, None] <= lat[None, None, None, :])
+              & ok[:, :, :, None])  # [i, j, k_other, k]: k_other at least as good as k
+    strictly = (rate[:, :, :, None] > rate[:, :, None, :]) | (lat[None, None, :, None] < lat[None, None, None, :])
+    first = np.arange(len(c.paths))[:, None] < np.arange(len(c.paths))[None, :]  # ties: keep the first
+    dominated = (better & (strictly | first[None, None])).any(axis=2) & ok
+    return PairLinks(ok=ok, useful=ok & ~dominated, bandwidth=bw, reasons=reasons)
+

@@ -1,0 +1,225 @@
+"""``rank``: a small grid by hand, the pool-sizing rule, monotone in link bandwidth, feasibility,
+exports, and the aggregated steady state."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+
+import numpy as np
+import pytest
+
+from pdroof.estimate import aggregated, estimate
+from pdroof.precision import Precision
+from pdroof.rank import COLUMNS, rank
+from pdroof.space import Candidates
+from pdroof.workload import Workload
+
+W = Workload("test", prompt_tokens=2048, output_tokens=256, ttft_s=2.0, tpot_s=0.05)
+
+
+def _cands(catalog, accs=("h100-sxm", "h200-sxm"), paths=("roce-400",), tiers=("hbm",), model="llama-3.1-8b",
+           workload=W, **kw):
+    return Candidates(catalog.get("model", model), [catalog.get("accelerator", a) for a in accs],
+                      [catalog.get("path", p) for p in paths], [catalog.get("tier", t) for t in tiers],
+                      catalog.get("runtime", "engine"), workload, **kw)
+
+
+def test_small_grid_by_hand(catalog):
+    """Two accelerators, bf16 only, TP 1: every number of the top row recomputed by hand from
+    estimate() and the capacity formulas."""
+    c = _cands(catalog, weights=("bf16",), kv=("bf16",), tp=(1,))
+    rk = rank(c, "cost", top=0)
+    dis = [r for r in rk.rows if r["mode"] == "disaggregated"]
+    assert len(dis) == 4  # 2 prefill × 2 decode accelerators, one wire format, one path
+    assert len([r for r in rk.rows if r["mode"] == "aggregated"]) == 2
+    costs = [r["usd_per_million_tokens"] for r in rk.rows]
+    assert costs == sorted(costs)
+    r = dis[0]
+    m, rt = catalog.get("model", "llama-3.1-8b"), catalog.get("runtime", "engine")
+    pa, da = catalog.get("accelerator", r["prefill_hw"]), catalog.get("accelerator", r["decode_hw"])
+    p = Precision("bf16", "bf16", "bf16")
+    t_p = estimate(m, pa, rt, p, prompt=2048)["prefill"]["seconds"]
+    b = r["decode_batch"]
+    t_d = estimate(m, da, rt, p, batch=b, prompt=2048, context=2048 + 128)["decode"]["step_seconds"]
+    assert r["tpot_s"] == pytest.approx(t_d, rel=1e-9) and t_d <= W.tpot_s
+    # one more sequence would break TPOT or memory
+    over = estimate(m, da, rt, p, batch=b + 1, prompt=2048, context=2048 + 128)
+    assert over["decode"]["step_seconds"] > W.tpot_s or over["memory"]["max_batch"] < b + 1 or b >= 16
+    wait = W.ttft_s - t_p - r["exposed_transfer_s"] - r["convert_s"]
+    c_p = 2 * wait / (t_p * (t_p + 2 * wait))
+    c_d = b / (256 * t_d)
+    assert r["prefill_capacity"] == pytest.approx(c_p, rel=1e-9)
+    assert r["decode_capacity"] == pytest.approx(c_d, rel=1e-9)
+    usd = (pa.price_usd_per_hour / c_p + da.price_usd_per_hour / c_d) / (3600 * 256) * 1e6
+    assert r["usd_per_million_tokens"] == pytest.approx(usd, rel=1e-9)
+    assert r["tokens_per_s_per_device"] == pytest.approx(256 / (1 / c_p + 1 / c_d), rel=1e-9)
+    assert r["prefill_device_share"] == pytest.approx((1 / c_p) / (1 / c_p + 1 / c_d), rel=1e-9)
+
+
+def test_pool_sizing_rule(catalog):
+    w = Workload("rate", 2048, 256, ttft_s=2.0, tpot_s=0.05, rate_per_s=37.0)
+    c = _cands(catalog, weights=("bf16",), kv=("bf16",), tp=(1,), workload=w, devices=64)
+    for r in rank(c, "cost", top=0).rows:
+        if r["mode"] != "disaggregated":
+            continue
+        n_p = math.ceil(37.0 / min(r["prefill_capacity"], r["link_capacity"]))
+        n_d = math.ceil(37.0 / r["decode_capacity"])
+        assert r["devices_for_rate"] == n_p + n_d  # N_P·C_P ≥ R and N_D·C_D ≥ R with whole instances
+        per_rate = 1 / min(r["prefill_capacity"], r["link_capacity"]) + 1 / r["decode_capacity"]
+        assert r["max_rate_for_devices"] == pytest.approx(64 / per_rate)
+
+
+def test_more_link_bandwidth_never_worse(catalog):
+    base = catalog.get("path", "tcp-100g")
+    w = Workload("long", 32_000, 128, ttft_s=10.0, tpot_s=0.05)
+    rows = {}
+    for scale in (1.0, 4.0):
+        from pdroof.schema import Record
+
+        path = Record({**base.to_dict(), "bandwidth_bytes_per_s": base.bandwidth_bytes_per_s * scale})
+        c = Candidates(catalog.get("model", "llama-3.1-8b"), [catalog.get("accelerator", "h100-sxm"),
+                                                              catalog.get("accelerator", "mi300x")],
+                       [path], [catalog.get("tier", "hbm")], catalog.get("runtime", "engine"), w,
+                       weights=("bf16",), kv=("bf16",), tp=(1,))
+        rows[scale] = {(r["prefill_hw"], r["decode_hw"]): r for r in rank(c, "cost", top=0).rows
+                       if r["mode"] == "disaggregated"}
+    assert rows[1.0]
+    for key, slow in rows[1.0].items():
+        fast = rows[4.0][key]
+        assert fast["ttft_s"] <= slow["ttft_s"]
+        assert fast["tokens_per_s_per_device"] >= slow["tokens_per_s_per_device"]
+        assert fast["usd_per_million_tokens"] <= slow["usd_per_million_tokens"]
+
+
+def test_no_executable_format_never_feasible(catalog):
+    c = _cands(catalog, accs=("h100-sxm", "ascend-910b", "a100-sxm-80g"), paths=("roce-400", "tcp-100g"),
+               kv=("fp8",))
+    rk = rank(c, "cost", top=0)
+    assert rk.rows
+    for r in rk.rows:
+        assert r["decode_hw"] != "ascend-910b"  # no fp8 KV path on the 910B
+        assert r["prefill_hw"] != "ascend-910b"  # it cannot write an fp8 wire format either
+        if r["prefill_hw"] == "a100-sxm-80g":
+            assert r["prefill_precision"].endswith("/bf16")  # no fp8 activations on Ampere
+
+
+def test_cross_vendor_pairs_use_network_paths(catalog):
+    c = _cands(catalog, accs=("h100-sxm", "mi300x"), paths=("nvlink4", "xgmi", "roce-400", "tcp-100g"))
+    for r in rank(c, "cost", top=0).rows:
+        if r["mode"] == "disaggregated" and r["prefill_hw"] != r["decode_hw"]:
+            assert r["path"] in ("roce-400", "tcp-100g")
+
+
+def test_json_and_csv_round_trip(cli):
+    args = ("rank", "--accelerators", "h100-sxm,h200-sxm", "--workload", "summarization", "--top", "5")
+    code, out, err = cli(*args, "--format", "json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["meta"]["model"] == "llama-3.1-70b" and len(doc["results"]) == 5
+    assert list(doc["results"][0]) == [k for k, _ in COLUMNS]
+    code, out, err = cli(*args, "--format", "csv")
+    back = list(csv.DictReader(io.StringIO(out)))
+    assert len(back) == 5
+    for j, c in zip(doc["results"], back, strict=True):
+        for k, v in j.items():
+            if isinstance(v, float):
+                assert float(c[k]) == v
+            elif v is None:
+                assert c[k] == ""
+            else:
+                assert c[k] == str(v)
+
+
+def test_files_are_written_atomically(cli, tmp_path, monkeypatch):
+    out = tmp_path / "r.csv"
+    code, _, err = cli("rank", "--accelerators", "h100-sxm", "--top", "3", "-f", "csv", "-o", str(out))
+    assert code == 0 and out.read_text().startswith("rank,")
+    import pdroof.render as render
+
+    def boom(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(render.os, "replace", boom)
+    with pytest.raises(KeyboardInterrupt):
+        render.write_atomic(tmp_path / "x.csv", "data")
+    assert not (tmp_path / "x.csv").exists() and len(list(tmp_path.iterdir())) == 1
+
+
+def test_default_rank_and_infeasible_listing(cli):
+    code, out, err = cli("rank", "--top", "3", "--show-infeasible")
+    assert code == 0, err
+    assert "configurations" in out and "feasible" in out and "excluded" in out
+
+
+def test_pareto_rows_are_non_dominated(cli_json):
+    doc = cli_json("rank", "--accelerators", "h100-sxm,h200-sxm,mi300x", "--pareto", "--top", "0")
+    rows = doc["results"]
+    assert rows
+    for a in rows:
+        for b in rows:
+            dominated = (b["tokens_per_s_per_device"] >= a["tokens_per_s_per_device"] and b["ttft_s"] <= a["ttft_s"]
+                         and b["tpot_s"] <= a["tpot_s"] and b != a and (
+                             b["tokens_per_s_per_device"] > a["tokens_per_s_per_device"] or b["ttft_s"] < a["ttft_s"]
+                             or b["tpot_s"] < a["tpot_s"]))
+            assert not dominated
+
+
+def test_aggregated_steady_state_by_hand(catalog):
+    """A step carries C decodes plus C·S/O prefill tokens with weights read once: with few
+    prefill tokens (all GEMMs weight-bound) running both in one pass saves one weight stream."""
+    m, acc, rt = catalog.get("model", "llama-3.1-8b"), catalog.get("accelerator", "h100-sxm"), \
+        catalog.get("runtime", "engine")
+    p = Precision("bf16", "bf16", "bf16")
+    C, S, O = 8, 16, 16  # noqa: E741 - the paper's names
+    agg = aggregated(m, acc, rt, p, concurrency=C, prompt=S, output=O)["aggregated"]
+    assert agg["step_tokens"] == C + C * S / O
+    assert agg["tokens_per_second"] == pytest.approx(C / agg["tpot_seconds"])
+    # TTFT: one step carrying a whole prompt with the C decodes
+    dec = estimate(m, acc, rt, p, batch=C, prompt=S, context=S + O // 2)["decode"]["step_seconds"]
+    pre = estimate(m, acc, rt, p, batch=1, prompt=S)["prefill"]["seconds"]
+    est = estimate(m, acc, rt, p, batch=C, prompt=S)
+    from pdroof.architecture import shape_of
+
+    streamed = est["memory"]["weights_bytes"] - shape_of(m).embedding_params * 2  # the lookup table is not streamed
+    weights_s = streamed / (acc.memory.bandwidth_bytes_per_s * 0.78)  # engine η_W bf16 on h100-sxm
+    fixed = m.layers * 15e-6 + 500e-6  # engine layer latency and step latency
+    saving = dec + pre - agg["ttft_seconds"]
+    assert saving == pytest.approx(weights_s + fixed, rel=0.01)
+
+
+def test_aggregated_cli_json(cli_json):
+    d = cli_json("estimate", "-m", "llama-3.1-8b", "--hardware", "h100-sxm", "--serving", "aggregated",
+                 "--concurrency", "64", "--prompt", "1000", "--output", "1000", "--weights", "fp8")
+    a = d["aggregated"]
+    assert {"tpot_seconds", "ttft_seconds", "tokens_per_second"} <= set(a)
+    assert a["tokens_per_second"] == pytest.approx(64 / a["tpot_seconds"])
+
+
+def test_prefill_heavy_prefers_more_prefill_devices(catalog):
+    long = Workload("long", 32_000, 64, ttft_s=10.0, tpot_s=0.05)
+    chatty = Workload("chat", 256, 1024, ttft_s=10.0, tpot_s=0.05)
+    share = {}
+    for w in (long, chatty):
+        rk = rank(_cands(catalog, workload=w, weights=("bf16",), kv=("bf16",), tp=(1,)), "cost", top=0)
+        share[w.id] = next(r for r in rk.rows if r["mode"] == "disaggregated")["prefill_device_share"]
+    assert share["long"] > 0.5 > share["chat"]
+
+
+def test_bad_rank_options(cli):
+    code, _, err = cli("rank", "--tp", "two")
+    assert code == 1 and "--tp takes comma-separated integers" in err
+    code, _, err = cli("rank", "--workload", "nonsense")
+    assert code == 1 and "unknown workload" in err
+    code, _, err = cli("rank", "--prefix-hit", "1.5")
+    assert code == 1 and "--prefix-hit" in err
+    code, _, err = cli("rank", "--format", "xlsx")
+    assert code == 1 and "needs -o" in err
+
+
+def test_numpy_free_rows(catalog):
+    rk = rank(_cands(catalog), "throughput", top=3)
+    for r in rk.rows:
+        assert all(not isinstance(v, np.generic) for v in r.values())
