@@ -471,41 +471,76 @@ ARGS['memory'] = ('batch', 'context_tokens', 'tp', 'ep', 'layers', 'dense_layers
 OUTPUTS['memory'] = ('weights_bytes', 'workspace_bytes', 'kv_sequence_bytes', 'kv_capacity_bytes', 'max_batch')
 
 
-def serving(*, prefill_s, handoff_s, ttft_target_s, step_s, decode_batch, hbm_batch, tier_bytes_per_s, kv_request_bytes, output_tokens, link_request_s, request_rate, device_budget, tp_prefill, tp_decode, price_prefill, price_decode, power_prefill, power_decode):
-    """Numeric twin of pdroof.equations groups()["serving"]."""
-    _x0 = 2*numpy.maximum(0, -handoff_s - prefill_s + ttft_target_s)
-    _x1 = _x0/(prefill_s*(_x0 + prefill_s))
-    _x2 = link_request_s**(-1.0)
-    _x3 = numpy.minimum(_x1, _x2)
-    _x4 = kv_request_bytes*numpy.maximum(0, decode_batch - hbm_batch)/tier_bytes_per_s + step_s
-    _x5 = output_tokens**(-1.0)
-    _x6 = _x4*output_tokens/decode_batch
-    _x7 = _x6*tp_decode
-    _x8 = _x3**(-1.0)
-    _x9 = _x8*tp_prefill
-    _x10 = _x7 + _x9
-    _x11 = _x10**(-1.0)
-    _x12 = numpy.ceil(_x8*request_rate)
-    _x13 = numpy.ceil(_x6*request_rate)
+def boundary(*, overlap_s, kv_src_bytes, kv_dst_bytes, transfer_src_s, transfer_dst_s, needs_convert, needs_redistribute, prod_bytes_per_s, cons_bytes_per_s, host_bytes_per_s, host_bounce):
+    """Numeric twin of pdroof.equations groups()["boundary"]."""
+    _x0 = (kv_dst_bytes + kv_src_bytes)*numpy.maximum(needs_convert, needs_redistribute)
+    _x1 = _x0/prod_bytes_per_s + numpy.maximum(0, needs_convert*transfer_dst_s - overlap_s - transfer_src_s*(needs_convert - 1))
+    _x2 = numpy.maximum(0, -overlap_s + transfer_src_s)
+    _x3 = _x0/host_bytes_per_s
+    _x4 = _x2 + _x3*host_bounce + _x3
+    _x5 = _x0/cons_bytes_per_s + _x2
     return {
-        'prefill_capacity': _x1,
-        'link_capacity': _x2,
-        'prefill_rate': _x3,
-        'tiered_step_s': _x4,
-        'decode_capacity': _x5*decode_batch/_x4,
-        'devices_per_rate': _x10,
-        'prefill_device_share': _x11*_x9,
-        'tokens_per_s_per_device': _x11*output_tokens,
-        'usd_per_million_tokens': (2500/9)*_x5*(_x7*price_decode + _x9*price_prefill),
-        'joules_per_token': _x5*(_x7*power_decode + _x9*power_prefill),
-        'prefill_instances': _x12*numpy.minimum(1, tp_prefill),
-        'decode_instances': _x13,
-        'devices_for_rate': _x12*tp_prefill + _x13*tp_decode,
-        'max_rate_for_devices': _x11*device_budget,
+        'producer_s': _x1,
+        'transport_s': _x4,
+        'consumer_s': _x5,
+        'handoff_s': numpy.minimum(numpy.minimum(_x1, _x4), _x5),
     }
 
-ARGS['serving'] = ('prefill_s', 'handoff_s', 'ttft_target_s', 'step_s', 'decode_batch', 'hbm_batch', 'tier_bytes_per_s', 'kv_request_bytes', 'output_tokens', 'link_request_s', 'request_rate', 'device_budget', 'tp_prefill', 'tp_decode', 'price_prefill', 'price_decode', 'power_prefill', 'power_decode')
-OUTPUTS['serving'] = ('prefill_capacity', 'link_capacity', 'prefill_rate', 'tiered_step_s', 'decode_capacity', 'devices_per_rate', 'prefill_device_share', 'tokens_per_s_per_device', 'usd_per_million_tokens', 'joules_per_token', 'prefill_instances', 'decode_instances', 'devices_for_rate', 'max_rate_for_devices')
+ARGS['boundary'] = ('overlap_s', 'kv_src_bytes', 'kv_dst_bytes', 'transfer_src_s', 'transfer_dst_s', 'needs_convert', 'needs_redistribute', 'prod_bytes_per_s', 'cons_bytes_per_s', 'host_bytes_per_s', 'host_bounce')
+OUTPUTS['boundary'] = ('producer_s', 'transport_s', 'consumer_s', 'handoff_s')
+
+
+def serving(*, prefill_s, handoff_s, ttft_target_s, step_s, decode_batch, hbm_batch, tier_bytes_per_s, kv_request_bytes, output_tokens, link_request_s, request_rate, device_budget, tp_prefill, tp_decode, price_prefill, price_decode, power_prefill, power_decode, kv_dst_bytes, prefill_slots, admission_wait_s, kv_capacity_bytes, retained_bytes):
+    """Numeric twin of pdroof.equations groups()["serving"]."""
+    _x0 = handoff_s + prefill_s
+    _x1 = 2*numpy.maximum(0, -_x0 + ttft_target_s)
+    _x2 = _x1/(prefill_s*(_x1 + prefill_s))
+    _x3 = link_request_s**(-1.0)
+    _x4 = prefill_slots/(_x0 + admission_wait_s)
+    _x5 = output_tokens**(-1.0)
+    _x6 = numpy.maximum(0, numpy.minimum(decode_batch, numpy.floor(-(_x5*decode_batch*handoff_s*kv_dst_bytes/step_s - kv_capacity_bytes + retained_bytes)/kv_request_bytes)))
+    _x7 = numpy.minimum(numpy.minimum(_x2, _x3), _x4)
+    _x8 = kv_request_bytes*numpy.maximum(0, _x6 - hbm_batch)/tier_bytes_per_s + step_s
+    _x9 = _x7**(-1.0)
+    _x10 = _x9*tp_prefill
+    _x11 = _x8*output_tokens/_x6
+    _x12 = _x11*tp_decode
+    _x13 = _x10 + _x12
+    _x14 = _x13**(-1.0)
+    _x15 = numpy.ceil(_x9*request_rate)
+    _x16 = numpy.ceil(_x11*request_rate)
+    return {
+        'prefill_capacity': _x2,
+        'link_capacity': _x3,
+        'hold_capacity': _x4,
+        'admission_batch': _x6,
+        'prefill_rate': _x7,
+        'tiered_step_s': _x8,
+        'decode_capacity': _x5*_x6/_x8,
+        'devices_per_rate': _x13,
+        'prefill_device_share': _x10*_x14,
+        'tokens_per_s_per_device': _x14*output_tokens,
+        'usd_per_million_tokens': (2500/9)*_x5*(_x10*price_prefill + _x12*price_decode),
+        'joules_per_token': _x5*(_x10*power_prefill + _x12*power_decode),
+        'prefill_instances': _x15*numpy.minimum(1, tp_prefill),
+        'decode_instances': _x16,
+        'devices_for_rate': _x15*tp_prefill + _x16*tp_decode,
+        'max_rate_for_devices': _x14*device_budget,
+    }
+
+ARGS['serving'] = ('prefill_s', 'handoff_s', 'ttft_target_s', 'step_s', 'decode_batch', 'hbm_batch', 'tier_bytes_per_s', 'kv_request_bytes', 'output_tokens', 'link_request_s', 'request_rate', 'device_budget', 'tp_prefill', 'tp_decode', 'price_prefill', 'price_decode', 'power_prefill', 'power_decode', 'kv_dst_bytes', 'prefill_slots', 'admission_wait_s', 'kv_capacity_bytes', 'retained_bytes')
+OUTPUTS['serving'] = ('prefill_capacity', 'link_capacity', 'hold_capacity', 'admission_batch', 'prefill_rate', 'tiered_step_s', 'decode_capacity', 'devices_per_rate', 'prefill_device_share', 'tokens_per_s_per_device', 'usd_per_million_tokens', 'joules_per_token', 'prefill_instances', 'decode_instances', 'devices_for_rate', 'max_rate_for_devices')
+
+
+def load(*, prefill_s, handoff_s, step_s, output_tokens, instance_rate):
+    """Numeric twin of pdroof.equations groups()["load"]."""
+    return {
+        'ttft_s': handoff_s - 1/2*instance_rate*prefill_s**2/(instance_rate*prefill_s - 1) + prefill_s,
+        'decode_in_flight': instance_rate*output_tokens*step_s,
+    }
+
+ARGS['load'] = ('prefill_s', 'handoff_s', 'step_s', 'output_tokens', 'instance_rate')
+OUTPUTS['load'] = ('ttft_s', 'decode_in_flight')
 
 
 def transfer(*, tp, layers, full_layers, sliding_layers, window_tokens, kv_elems, kv_tensors, page_tokens, kv_shardable, transfer_tokens, wire_bytes, path_latency_s, path_bytes_per_s, eff_path, overlap_s):

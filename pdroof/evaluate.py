@@ -150,43 +150,83 @@ def disaggregated_block(c: Candidates, pre: Stage, dec: Stage, links: PairLinks,
     local = np.arange(len(ip)) - np.repeat(np.cumsum(n) - n, n)
     iw, ik = cb.wire[first + local], cb.path[first + local]
     counts = (n_possible, len(ip))
-    dv_kv = dec.values["kv_elem_bytes"]
     pr, dr = p_rows[ip], d_rows[idd]
+    cols = handoff_columns(c, pre, dec, links, wires, pr, dr, iw, ik, acc_p[ip], acc_d[idd], mi)
     pv, dv = pre.values, dec.values
-    wire_b = np.array([format_bytes(x) for x in wires])[iw]
-    store_b = dv_kv[dr]
-    path_lat = np.array([p.latency_s for p in c.paths])[ik]
-    path_eff = np.array([p.efficiency for p in c.paths])[ik]
-    path_bw = links.bandwidth[acc_p[ip], acc_d[idd], ik]
-    layers = mi["layers"]
-    prefill_s = pv["prefill_s"][pr]
-    tr = evaluate("transfer", {**mi, "tp": pv["tp"][pr], "transfer_tokens": float(w.prompt_tokens),
-                               "page_tokens": float(w.prompt_tokens), "wire_bytes": wire_b,
-                               "path_latency_s": path_lat, "path_bytes_per_s": path_bw, "eff_path": path_eff,
-                               "overlap_s": prefill_s * (layers - 1) / layers})
-    # A wire format other than the decode pool's storage format is converted on arrival: one pass
-    # reading the wire bytes and writing the stored ones at the decode device's HBM bandwidth.
-    kv_prompt_store = dv["kv_request_bytes"][dr] * w.prompt_tokens / w.mean_context
-    convert_s = np.where(wire_b != store_b, kv_prompt_store * (1 + wire_b / store_b)
-                         / (dv["mem_bytes_per_s"][dr] * dv["eff_memory"][dr]), 0.0)
-    handoff = tr["exposed_seconds"] + convert_s
-    link_s = tr["bytes"] / (path_bw * path_eff)
-    out = _serving({"prefill_s": prefill_s, "handoff_s": handoff, "step_s": dv["step_s"][dr],
+    out = _serving({"prefill_s": cols["prefill_s"], "handoff_s": cols["handoff_s"], "step_s": dv["step_s"][dr],
                     "decode_batch": dv["decode_batch"][dr], "hbm_batch": dv["hbm_batch"][dr],
                     "tier_bytes_per_s": dv["tier_bytes_per_s"][dr], "kv_request_bytes": dv["kv_request_bytes"][dr],
-                    "link_request_s": link_s, "tp_prefill": pv["tp"][pr], "tp_decode": dv["tp"][dr]},
+                    "link_request_s": cols["link_request_s"], "tp_prefill": pv["tp"][pr], "tp_decode": dv["tp"][dr],
+                    "kv_dst_bytes": cols["kv_dst_bytes"], "prefill_slots": pv["slots"][pr],
+                    "admission_wait_s": dv["step_s"][dr], "kv_capacity_bytes": dv["kv_capacity_bytes"][dr],
+                    "retained_bytes": c.retained_bytes},
                    c, {"price_prefill": prices[acc_p[ip]], "price_decode": prices[acc_d[idd]]},
                    {"power_prefill": powers[acc_p[ip]], "power_decode": powers[acc_d[idd]]})
-    cols = dict(out)
+    cols.update(out)
     cols.update({
         "mode": np.zeros(len(pr), dtype=np.int8), "prefill_row": pr, "decode_row": dr, "wire": iw, "path": ik,
-        "prefill_s": prefill_s, "transfer_s": tr["seconds"], "exposed_transfer_s": tr["exposed_seconds"],
-        "convert_s": convert_s, "transfer_bytes": tr["bytes"],
-        "ttft_s": prefill_s + handoff, "tpot_s": out["tiered_step_s"], "decode_batch": dv["decode_batch"][dr],
+        "ttft_s": cols["prefill_s"] + cols["handoff_s"], "tpot_s": out["tiered_step_s"],
+        "decode_batch": out["admission_batch"],
     })
     cols["binding"] = _binding(cols, out["prefill_device_share"], dv["kv_bound"][dr])
-    cols["feasible"] = (out["prefill_rate"] > 0) & (cols["ttft_s"] <= w.ttft_s)
+    cols["feasible"] = (out["prefill_rate"] > 0) & (cols["ttft_s"] <= w.ttft_s) & (out["admission_batch"] >= 1)
     return cols, counts
+
+
+PLACEMENTS = ("producer", "transport", "consumer", "direct")
+
+
+def handoff_columns(c: Candidates, pre: Stage, dec: Stage, links: PairLinks, wires: list[str], pr, dr, iw, ik,
+                    acc_p, acc_d, mi: dict, convert=None, redistribute=None) -> dict[str, np.ndarray]:
+    """The KV handoff of each configuration: bytes each side holds, the transfer in either
+    format, where a conversion or redistribution runs (the cheapest placement), and its cost.
+    Without ``convert``/``redistribute`` they follow from the formats and the TP partitioning
+    (both pools of one runtime share its page layout)."""
+    w = c.workload
+    pv, dv = pre.values, dec.values
+    src_elem = np.array([format_bytes(x) for x in wires])[iw]
+    dst_elem = dv["kv_elem_bytes"][dr]
+    paths = c.paths
+    lat = np.array([p.latency_s for p in paths])[ik]
+    eff = np.array([p.efficiency for p in paths])[ik]
+    bw = links.bandwidth[acc_p, acc_d, ik]
+    prefill_s = pv["prefill_s"][pr]
+    overlap = prefill_s * (mi["layers"] - 1) / mi["layers"]  # layer i moves while layers > i compute
+    base = {**mi, "tp": pv["tp"][pr], "transfer_tokens": float(w.prompt_tokens),
+            "page_tokens": float(w.prompt_tokens), "path_latency_s": lat, "path_bytes_per_s": bw,
+            "eff_path": eff, "overlap_s": overlap}
+    t_src = evaluate("transfer", {**base, "wire_bytes": src_elem})
+    t_dst = evaluate("transfer", {**base, "wire_bytes": dst_elem})
+    shards_p = np.minimum(pv["tp"][pr], mi["kv_shardable"])
+    shards_d = np.minimum(dv["tp"][dr], mi["kv_shardable"])
+    kv_dst = dv["kv_request_bytes"][dr] * w.prompt_tokens / w.mean_context
+    convert = (src_elem != dst_elem).astype(float) if convert is None else convert
+    redistribute = (shards_p != shards_d).astype(float) if redistribute is None else redistribute
+    host_bw = np.minimum(pv["host_bytes_per_s"][pr], dv["host_bytes_per_s"][dr])
+    bounce = np.array([0.0 if p.kind in ("host_staged", "tcp") else 1.0 for p in paths])[ik]
+    b = evaluate("boundary", {"overlap_s": overlap, "kv_src_bytes": t_src["bytes"], "kv_dst_bytes": kv_dst,
+                              "transfer_src_s": t_src["seconds"], "transfer_dst_s": t_dst["seconds"],
+                              "needs_convert": convert, "needs_redistribute": redistribute,
+                              "prod_bytes_per_s": pv["mem_bytes_per_s"][pr] * pv["eff_memory"][pr],
+                              "cons_bytes_per_s": dv["mem_bytes_per_s"][dr] * dv["eff_memory"][dr],
+                              "host_bytes_per_s": host_bw, "host_bounce": bounce})
+    options = np.stack([b["producer_s"], b["transport_s"], b["consumer_s"]])
+    choice = np.argmin(options, axis=0).astype(np.int8)
+    work = np.maximum(convert, redistribute) > 0
+    choice = np.where(work, choice, 3).astype(np.int8)
+    via_dst = (choice == 0) & (convert > 0)  # the producer converted: the consumer's format travels
+    wire_bytes = np.where(via_dst, t_dst["bytes"], t_src["bytes"])
+    transfer_s = np.where(via_dst, t_dst["seconds"], t_src["seconds"])
+    exposed = np.maximum(0.0, transfer_s - overlap)
+    staging = np.where((choice == 1) | (bounce == 0), wire_bytes, 0.0)
+    return {
+        "prefill_s": prefill_s, "handoff_s": b["handoff_s"], "transfer_s": transfer_s, "exposed_transfer_s": exposed,
+        "convert_s": b["handoff_s"] - exposed, "transfer_bytes": wire_bytes, "placement": choice,
+        "kv_src_bytes": t_src["bytes"], "kv_dst_bytes": kv_dst, "staging_bytes": staging,
+        "transient_bytes": t_src["bytes"] + staging + kv_dst, "link_request_s": wire_bytes / (bw * eff),
+        "needs_convert": convert, "needs_redistribute": redistribute,
+        **{f"{name}_option_s": b[f"{name}_s"] for name in PLACEMENTS[:3]},
+    }
 
 
 def aggregated_rows(c: Candidates, agg: Stage, prices, powers) -> dict[str, np.ndarray]:
@@ -195,8 +235,9 @@ def aggregated_rows(c: Candidates, agg: Stage, prices, powers) -> dict[str, np.n
     acc = np.asarray(agg.labels["acc"])[rows]
     out = _serving({"prefill_s": 1.0, "handoff_s": 0.0, "step_s": av["tpot_s"][rows],
                     "decode_batch": av["concurrency"][rows], "hbm_batch": av["concurrency"][rows],
-                    "tier_bytes_per_s": np.inf, "kv_request_bytes": 0.0, "link_request_s": 1.0,
-                    "tp_prefill": 0.0, "tp_decode": av["tp"][rows]},
+                    "tier_bytes_per_s": np.inf, "kv_request_bytes": 1.0, "link_request_s": 1.0,
+                    "tp_prefill": 0.0, "tp_decode": av["tp"][rows], "kv_dst_bytes": 0.0, "prefill_slots": 1.0,
+                    "admission_wait_s": 0.0, "kv_capacity_bytes": np.inf, "retained_bytes": 0.0},
                    c, {"price_prefill": 0.0, "price_decode": prices[acc]},
                    {"power_prefill": 0.0, "power_decode": powers[acc]})
     cols = dict(out)
@@ -206,6 +247,9 @@ def aggregated_rows(c: Candidates, agg: Stage, prices, powers) -> dict[str, np.n
         "wire": np.full(n, -1), "path": np.full(n, -1), "prefill_s": np.full(n, np.nan),
         "transfer_s": np.zeros(n), "exposed_transfer_s": np.zeros(n), "convert_s": np.zeros(n),
         "transfer_bytes": np.zeros(n), "ttft_s": av["ttft_s"][rows], "tpot_s": av["tpot_s"][rows],
+        "handoff_s": np.zeros(n), "placement": np.full(n, 3, dtype=np.int8), "kv_src_bytes": np.zeros(n),
+        "kv_dst_bytes": np.zeros(n), "staging_bytes": np.zeros(n), "transient_bytes": np.zeros(n),
+        "link_request_s": np.zeros(n), "needs_convert": np.zeros(n), "needs_redistribute": np.zeros(n),
         "decode_batch": av["concurrency"][rows],
         "binding": np.where(av["kv_bound"][rows], 3, 4).astype(np.int8),
         "feasible": np.ones(n, dtype=bool),

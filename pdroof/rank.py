@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .evaluate import BINDINGS, MODES, OBJECTIVES, Results, pareto_mask, run, score
+from .evaluate import BINDINGS, MODES, OBJECTIVES, PLACEMENTS, Results, pareto_mask, run, score
 from .space import Candidates
 
 # Result columns in output order: (key, meaning). CSV/JSON use these keys with raw SI values.
@@ -18,7 +18,9 @@ COLUMNS = (
     ("prefill_precision", "prefill weights/activations"),
     ("decode_hw", "decode accelerator (aggregated: the one pool)"), ("decode_tp", "devices per decode instance"),
     ("decode_weights", "decode weight format"), ("kv_format", "KV storage format on the decode side"),
+    ("prefill_kv", "KV format the prefill pool writes"),
     ("wire_format", "KV format on the wire"), ("path", "KV path between the pools"), ("tier", "KV residency"),
+    ("kv_placement", "where the KV conversion/redistribution runs: producer, transport, consumer, or direct"),
     ("ttft_s", "time to first token: prefill + exposed transfer + conversion (unloaded)"),
     ("tpot_s", "time per output token at the chosen decode batch"),
     ("decode_batch", "sequences per decode instance (aggregated: concurrency)"),
@@ -32,7 +34,9 @@ COLUMNS = (
     ("devices_for_rate", "devices for the offered rate (whole instances)"),
     ("max_rate_for_devices", "largest request rate the device budget sustains"),
     ("transfer_s", "KV transfer time of one request"), ("exposed_transfer_s", "transfer not hidden by prefill"),
-    ("convert_s", "KV format conversion on arrival"),
+    ("convert_s", "KV conversion or redistribution on the TTFT path (at the chosen placement)"),
+    ("transient_bytes", "per request in flight: source + staging + reserved destination (bytes per rank)"),
+    ("hold_capacity", "requests/s the prefill instance's memory allows while KV waits for transfer and admission"),
     ("binding", "constraint that sets the pool sizes"),
 )
 
@@ -86,20 +90,25 @@ def _num(v) -> float | None:
 def _row(c: Candidates, stages: dict, cols: dict, i: int, position: int) -> dict:
     pre, dec, agg = stages["prefill"], stages["decode"], stages["aggregated"]
     accs = c.accelerators
-    row: dict = {"rank": position, "mode": MODES[int(cols["mode"][i])], "binding": BINDINGS[int(cols["binding"][i])]}
+    row: dict = {"rank": position, "mode": MODES[int(cols["mode"][i])], "binding": BINDINGS[int(cols["binding"][i])],
+                 "kv_placement": PLACEMENTS[int(cols["placement"][i])]}
     if row["mode"] == "aggregated":
         a = int(cols["decode_row"][i])
         row.update(prefill_hw=None, prefill_tp=None, prefill_precision=None,
                    decode_hw=accs[agg.labels["acc"][a]].id, decode_tp=agg.labels["tp"][a],
                    decode_weights=agg.labels["weights"][a], kv_format=agg.labels["kv"][a],
-                   wire_format=None, path=None, tier="hbm")
+                   prefill_kv=None, wire_format=None, path=None, tier="hbm", kv_placement=None,
+                   hold_capacity=None)
     else:
         p, d = int(cols["prefill_row"][i]), int(cols["decode_row"][i])
         row.update(prefill_hw=accs[pre.labels["acc"][p]].id, prefill_tp=pre.labels["tp"][p],
                    prefill_precision=f"{pre.labels['weights'][p]}/{pre.labels['activations'][p]}",
                    decode_hw=accs[dec.labels["acc"][d]].id, decode_tp=dec.labels["tp"][d],
                    decode_weights=dec.labels["weights"][d], kv_format=dec.labels["kv"][d],
-                   wire_format=stages["wires"][int(cols["wire"][i])], path=c.paths[int(cols["path"][i])].id,
+                   prefill_kv=stages["wires"][int(cols["wire"][i])],
+                   wire_format=(dec.labels["kv"][d] if row["kv_placement"] == "producer"
+                                else stages["wires"][int(cols["wire"][i])]),
+                   path=c.paths[int(cols["path"][i])].id,
                    tier=c.tiers[dec.labels["tier"][d]].id)
     for key, _ in COLUMNS:
         if key not in row and key in cols:

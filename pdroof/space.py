@@ -57,6 +57,7 @@ class Candidates:
     prefill_ids: frozenset[str] | None = None  # restrict the prefill pool's accelerators
     decode_ids: frozenset[str] | None = None   # restrict the decode pool's accelerators
     devices: int | None = None                  # device budget: report the largest rate it sustains
+    retained_bytes: float = 0.0                 # prefix cache retained per decode device (not a tier)
 
 
 def _tp_options(c: Candidates, acc: Record) -> list[int]:
@@ -102,12 +103,18 @@ def prefill_stage(c: Candidates) -> Stage:
     cols = _stack(rows)
     pre = evaluate("prefill", cols)
     mem = evaluate("memory", cols)
-    st.values = {"prefill_s": pre["seconds"], "tp": cols["tp"], "layers": cols["layers"],
-                 "kv_shardable": cols["kv_shardable"]}
+    st.values = {"prefill_s": pre["seconds"], "tp": cols["tp"], "slots": mem["max_batch"],
+                 "mem_bytes_per_s": cols["mem_bytes_per_s"], "eff_memory": cols["eff_memory"],
+                 "host_bytes_per_s": np.array([_host_bw(c.accelerators[a]) for a in st.labels["acc"]])}
     for i in range(len(st)):
         if st.reasons[i] is None and mem["max_batch"][i] < 1:
             st.reasons[i] = "weights and one prompt's KV do not fit"
     return st
+
+
+def _host_bw(acc: Record) -> float:
+    """Device<->host bandwidth: the host link (PCIe or a coherent link); unknown: no host path."""
+    return acc.host_link.bandwidth_bytes_per_s if acc.host_link and acc.host_link.bandwidth_bytes_per_s else 1e-9
 
 
 def _tier_bandwidth(tier: Record, acc: Record) -> float:
@@ -164,6 +171,7 @@ def decode_stage(c: Candidates) -> Stage:
         "decode_batch": batch, "step_s": np.where(has, step[rows_idx, best], np.nan),
         "hbm_batch": hbm_batch, "kv_request_bytes": kv_seq, "tier_bytes_per_s": tiers["tier_bytes_per_s"],
         "tp": cols["tp"], "mem_bytes_per_s": cols["mem_bytes_per_s"], "eff_memory": cols["eff_memory"],
+        "host_bytes_per_s": np.array([_host_bw(c.accelerators[a]) for a in st.labels["acc"]]),
         "kv_capacity_bytes": mem["kv_capacity_bytes"],
         "kv_elem_bytes": cols["kv_bytes"],
         "tier_dominated": _tier_dominated(batch, len(c.tiers), [t.kind for t in c.tiers]),
@@ -192,6 +200,8 @@ def _tier_dominated(batch: np.ndarray, n_tiers: int, kinds: list[str]) -> np.nda
 
 # Serving inputs that do not matter when only the decode columns are wanted.
 _SERVING_IDLE = {"prefill_s": 1.0, "handoff_s": 0.0, "ttft_target_s": 1.0, "output_tokens": 1.0,
+                 "kv_dst_bytes": 0.0, "prefill_slots": 1.0, "admission_wait_s": 0.0, "kv_capacity_bytes": np.inf,
+                 "retained_bytes": 0.0,
                  "link_request_s": 1.0, "tp_prefill": 0.0, "tp_decode": 1.0, "price_prefill": 0.0,
                  "price_decode": 0.0, "power_prefill": 0.0, "power_decode": 0.0, "request_rate": 1.0,
                  "device_budget": 1.0}

@@ -46,6 +46,9 @@ REALISTIC = {
     "dequant_overhead": (0, 1),
     # serving: TTFT target above prefill + handoff, so the prefill pool has a positive capacity
     "ttft_target_s": (100, 1000), "prefill_s": (1e-3, 10), "handoff_s": (0, 10),
+    # ... and room for at least one admitted sequence after reservations
+    "decode_batch": (1, 256), "step_s": (1e-3, 1), "kv_capacity_bytes": (1e10, 1e11), "kv_request_bytes": (1e3, 1e6),
+    "retained_bytes": (0, 1e6), "kv_dst_bytes": (0, 1e3), "instance_rate": (1e-3, 0.05),
 }
 
 

@@ -223,3 +223,24 @@ def test_numpy_free_rows(catalog):
     rk = rank(_cands(catalog), "throughput", top=3)
     for r in rk.rows:
         assert all(not isinstance(v, np.generic) for v in r.values())
+
+
+def test_xlsx_export(cli, tmp_path):
+    openpyxl = pytest.importorskip("openpyxl")
+    out = tmp_path / "r.xlsx"
+    code, _, err = cli("rank", "--accelerators", "h100-sxm,h200-sxm", "--top", "4", "-f", "xlsx", "-o", str(out))
+    assert code == 0, err
+    wb = openpyxl.load_workbook(out)
+    assert wb.sheetnames == ["results", "inputs"]
+    rows = list(wb["results"].values)
+    assert rows[0][:3] == ("rank", "mode", "prefill_hw") and len(rows) == 5
+    inputs = {r[0]: r[1] for r in wb["inputs"].values}
+    assert inputs["model"] == "llama-3.1-70b" and inputs["workload.prompt_tokens"] == 1024
+
+
+def test_plot(cli, tmp_path):
+    pytest.importorskip("matplotlib")
+    out = tmp_path / "front.png"
+    code, _, err = cli("rank", "--accelerators", "h100-sxm,mi300x", "--top", "3", "--plot", str(out))
+    assert code == 0, err
+    assert out.read_bytes()[:4] == b"\x89PNG"

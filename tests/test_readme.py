@@ -30,7 +30,7 @@ COMMANDS = _console_commands()
 def shared_dir(tmp_path_factory):
     """One directory for all README commands: later ones use files earlier ones wrote."""
     tmp_path = tmp_path_factory.mktemp("readme")
-    for name in ("tests", "hardware", "models"):
+    for name in ("tests", "hardware", "models", "examples"):
         (tmp_path / name).symlink_to(REPO / name)
     (tmp_path / "my-specs" / "models").mkdir(parents=True)
     (tmp_path / "my-specs" / "models" / "my-model.yaml").write_text(

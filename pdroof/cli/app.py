@@ -29,13 +29,15 @@ def _root(
 
 
 def _register() -> None:
-    from . import calibrate, equations, estimate, measure, rank, specs, transfer, validate
+    from . import calibrate, equations, estimate, measure, plan, rank, specs, transfer, validate
 
     app.add_typer(specs.hardware, name="hardware")
     app.add_typer(specs.models, name="models")
     app.add_typer(specs.paths, name="paths")
     app.add_typer(specs.tiers, name="tiers")
     app.command("rank")(rank.rank_cmd)
+    app.command("plan")(plan.plan_cmd)
+    app.command("check")(plan.check_cmd)
     app.command("estimate")(estimate.estimate_cmd)
     app.command("transfer")(transfer.transfer_cmd)
     app.command("equations")(equations.equations_cmd)

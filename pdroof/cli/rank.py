@@ -105,7 +105,7 @@ def rank_cmd(
     rk = _run(c, objective.value, top, pareto)
     bad = infeasible_rows(rk) if show_infeasible else None
     if plot:
-        export.plot(rk if pareto else _run(c, objective.value, 0, True), plot)
+        export.plot(rk if pareto and not top else _run(c, objective.value, 0, True), plot)
     if fmt.value == "xlsx":
         if output is None:
             raise PdroofError("--format xlsx needs -o FILE.xlsx")

@@ -28,7 +28,7 @@ def S(name: str) -> sp.Symbol:
 
 def groups() -> dict[str, dict[str, sp.Expr]]:
     """Every numeric output, grouped by the generated function that computes it."""
-    from . import forward, kernels, memory, serving, transfer
+    from . import boundary, forward, kernels, memory, serving, transfer
 
     return {
         "kernels": kernels.expressions(),
@@ -36,6 +36,9 @@ def groups() -> dict[str, dict[str, sp.Expr]]:
         "decode": forward.decode(),
         "mixed": forward.mixed(),
         "memory": memory.expressions(),
+        "boundary": boundary.expressions(),
         "serving": serving.expressions(),
+        "load": {"ttft_s": serving.ttft_at_load(),
+                 "decode_in_flight": S("instance_rate") * S("output_tokens") * S("step_s")},
         "transfer": transfer.expressions(),
     }

@@ -21,6 +21,27 @@ def prefill_capacity():
     return 2 * w / (S("prefill_s") * (S("prefill_s") + 2 * w))
 
 
+def ttft_at_load():
+    """TTFT when each prefill instance is offered λ requests/s: service plus the M/D/1 mean wait
+    ρ·t_P / (2(1−ρ)), ρ = λ·t_P, plus the handoff (the same queue prefill_capacity inverts)."""
+    rho = S("instance_rate") * S("prefill_s")
+    return S("prefill_s") + S("handoff_s") + rho * S("prefill_s") / (2 * (1 - rho))
+
+
+def hold_capacity():
+    """Requests/s the prefill instance's memory allows: each request's KV stays pinned there from
+    the start of its prefill until it is transferred and admitted (Little's law over its slots)."""
+    return S("prefill_slots") / (S("prefill_s") + S("handoff_s") + S("admission_wait_s"))
+
+
+def admission_batch():
+    """Decode batch after ownership: capacity less the retained cache and the destinations
+    reserved for transfers in flight (arrivals × transfer time × KV per request)."""
+    arrivals = S("decode_batch") / (S("output_tokens") * S("step_s"))
+    free = S("kv_capacity_bytes") - S("retained_bytes") - arrivals * S("handoff_s") * S("kv_dst_bytes")
+    return sp.Max(0, sp.Min(S("decode_batch"), sp.floor(free / S("kv_request_bytes"))))
+
+
 def link_capacity():
     """Requests/s one prefill instance's KV link can move (transfers pipeline back to back)."""
     return 1 / S("link_request_s")
@@ -29,13 +50,13 @@ def link_capacity():
 def tiered_step():
     """Decode step with part of the batch's KV beyond HBM in a slower tier: those sequences'
     KV is fetched over the tier every step."""
-    beyond = sp.Max(0, S("decode_batch") - S("hbm_batch"))
+    beyond = sp.Max(0, admission_batch() - S("hbm_batch"))
     return S("step_s") + beyond * S("kv_request_bytes") / S("tier_bytes_per_s")
 
 
 def expressions() -> dict[str, sp.Expr]:
-    c_p = sp.Min(prefill_capacity(), link_capacity())
-    c_d = S("decode_batch") / (S("output_tokens") * tiered_step())
+    c_p = sp.Min(prefill_capacity(), link_capacity(), hold_capacity())
+    c_d = admission_batch() / (S("output_tokens") * tiered_step())
     per_rate = S("tp_prefill") / c_p + S("tp_decode") / c_d  # devices per request/s
     out_tokens = S("output_tokens")
     n_p = sp.ceiling(S("request_rate") / c_p)
@@ -43,6 +64,8 @@ def expressions() -> dict[str, sp.Expr]:
     return {
         "prefill_capacity": prefill_capacity(),
         "link_capacity": link_capacity(),
+        "hold_capacity": hold_capacity(),
+        "admission_batch": admission_batch(),
         "prefill_rate": c_p,
         "tiered_step_s": tiered_step(),
         "decode_capacity": c_d,

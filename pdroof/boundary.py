@@ -1,0 +1,220 @@
+"""The three boundary decisions for one prefill/decode pairing: compute placement, KV
+representation (hard gate, then convert and/or redistribute, placed where cheapest) and KV
+ownership (transient footprint, how long the source stays pinned, decode admission capacity).
+
+``plan`` evaluates one configuration with the same stage tables, handoff columns and serving
+equations that ``rank`` uses over the whole grid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import PdroofError
+from .evaluate import PLACEMENTS, handoff_columns
+from .handoff import path_reason
+from .inputs import model_inputs
+from .numeric import evaluate
+from .precision import Precision, default_activations, infeasible_reason
+from .schema import Record
+from .space import Candidates, decode_stage, pair_links, prefill_stage
+from .workload import Workload
+
+SCALES = ("tensor", "head", "token", "group")
+ORDERS = ("token_major", "head_major")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How one pool stores KV: format and scale granularity, page size, order, TP partitioning."""
+
+    format: str
+    scale: str = "tensor"
+    page_tokens: int = 16
+    order: str = "token_major"
+    kv_shards: int = 1
+
+    def to_dict(self) -> dict:
+        return {"format": self.format, "scale": self.scale, "page_tokens": self.page_tokens, "order": self.order,
+                "kv_shards": self.kv_shards}
+
+
+@dataclass(frozen=True)
+class Pool:
+    """One side of the boundary: accelerator, instances, TP, precision, KV layout, engine limits."""
+
+    accelerator: Record
+    tp: int = 1
+    count: int = 1
+    weights: str = "bf16"
+    activations: str | None = None
+    kv: str = "bf16"
+    kv_scale: str = "tensor"
+    page_tokens: int = 16
+    order: str = "token_major"
+    max_context: int | None = None
+    model: Record | None = None  # a different model or revision than the deployment's: a gate failure
+    rope_theta: float | None = None  # position-encoding override (engine flag): must match the other side
+    tier: str = "hbm"
+
+    def precision(self) -> Precision:
+        implied = default_activations(self.accelerator, self.weights)
+        if self.activations and self.activations != implied:
+            raise PdroofError(f"{self.accelerator.id}: activations {self.activations} with {self.weights} weights "
+                              f"are not planned; the executable path there is {implied}")
+        return Precision(self.weights, implied, self.kv)
+
+
+@dataclass
+class Plan:
+    feasible: bool
+    reasons: list[str] = field(default_factory=list)
+    doc: dict = field(default_factory=dict)
+
+
+def gate(model: Record, prefill: Pool, decode: Pool, w: Workload) -> list[dict]:
+    """Hard gate: what no transformation can fix. Each check: name, passed, detail."""
+    checks = []
+    pm, dm = prefill.model or model, decode.model or model
+    checks.append({"check": "model identity", "passed": pm.id == dm.id == model.id,
+                   "detail": f"prefill {pm.id}, decode {dm.id}"})
+    pos_p, pos_d = _position(pm, prefill), _position(dm, decode)
+    checks.append({"check": "position encoding and scaling", "passed": pos_p == pos_d,
+                   "detail": "same rope and scaling" if pos_p == pos_d else f"prefill {pos_p} vs decode {pos_d}"})
+    limit_p = prefill.max_context or pm.max_context or 10**9
+    limit_d = decode.max_context or dm.max_context or 10**9
+    need = w.prompt_tokens + w.output_tokens
+    ok = w.prompt_tokens <= limit_p and need <= limit_d
+    checks.append({"check": "token range", "passed": ok,
+                   "detail": f"prompt {w.prompt_tokens:,} ≤ prefill {limit_p:,}; prompt + output {need:,} ≤ "
+                             f"decode {limit_d:,}"})
+    return checks
+
+
+def _position(model: Record, pool: Pool) -> dict:
+    """Position encoding as the pool's engine applies it: the model's, with any override."""
+    pos = model.position.to_dict() if model.position else {}
+    return pos | ({"theta": pool.rope_theta} if pool.rope_theta else {})
+
+
+def plan(model: Record, prefill: Pool, decode: Pool, path: Record, tiers: list[Record], runtime: Record,
+         w: Workload, retained_bytes: float = 0.0) -> Plan:
+    """The three decisions for one pairing, with every cost and the binding constraint."""
+    reasons: list[str] = []
+    checks = gate(model, prefill, decode, w)
+    reasons += [f"gate: {c['check']}: {c['detail']}" for c in checks if not c["passed"]]
+    pp, dp = prefill.precision(), decode.precision()
+    for side, pool, prec in (("prefill", prefill, pp), ("decode", decode, dp)):
+        r = infeasible_reason(pool.accelerator, prec)
+        if r:
+            reasons.append(f"{side}: {r}")
+    r = path_reason(path, prefill.accelerator, decode.accelerator)
+    if r:
+        reasons.append(f"path: {r}")
+    tier = next((t for t in tiers if t.id == decode.tier), None)
+    if tier is None:
+        raise PdroofError(f"unknown KV tier {decode.tier!r}; known: {', '.join(t.id for t in tiers)}")
+    accs = [prefill.accelerator] + ([decode.accelerator] if decode.accelerator.id != prefill.accelerator.id else [])
+    c = Candidates(model, accs, [path], [tier], runtime, w, tp=tuple(sorted({prefill.tp, decode.tp})),
+                   retained_bytes=retained_bytes)
+    placement = {
+        "prefill": {"accelerator": prefill.accelerator.id, "tp": prefill.tp, "instances": prefill.count,
+                    "precision": f"W{pp.weights}/A{pp.activations}", "kv": pp.kv},
+        "decode": {"accelerator": decode.accelerator.id, "tp": decode.tp, "instances": decode.count,
+                   "precision": f"W{dp.weights}/A{dp.activations}", "kv": dp.kv, "tier": tier.id},
+    }
+    doc = {"placement": placement, "representation": {"gate": checks}}
+    if reasons:
+        return Plan(False, reasons, doc)
+    pre, dec = prefill_stage(c), decode_stage(c)
+    pi = _row(pre, accs.index(prefill.accelerator), prefill.tp, weights=pp.weights)
+    di = _row(dec, accs.index(decode.accelerator) if decode.accelerator in accs else 0, decode.tp,
+              weights=dp.weights, kv=dp.kv, tier=0)
+    for side, st, i in (("prefill", pre, pi), ("decode", dec, di)):
+        if i is None:
+            reasons.append(f"{side}: tp {prefill.tp if side == 'prefill' else decode.tp} is not possible on "
+                           f"{(prefill if side == 'prefill' else decode).accelerator.id} for {model.id}")
+        elif st.reasons[i]:
+            reasons.append(f"{side}: {st.reasons[i]}")
+    if reasons:
+        return Plan(False, reasons, doc)
+    mi = model_inputs(model)
+    wires = [pp.kv]
+    links = pair_links(c)
+    pr, dr = np.array([pi]), np.array([di])
+    acc_p = np.array([pre.labels["acc"][pi]])
+    acc_d = np.array([dec.labels["acc"][di]])
+    shards = lambda tp: int(min(tp, mi["kv_shardable"]))  # noqa: E731
+    lay_p = Layout(pp.kv, prefill.kv_scale, prefill.page_tokens, prefill.order, shards(prefill.tp))
+    lay_d = Layout(dp.kv, decode.kv_scale, decode.page_tokens, decode.order, shards(decode.tp))
+    h = handoff_columns(c, pre, dec, links, wires, pr, dr, np.array([0]), np.array([0]), acc_p, acc_d, mi,
+                        convert=np.array([float(lay_p.format != lay_d.format or lay_p.scale != lay_d.scale)]),
+                        redistribute=np.array([float((lay_p.page_tokens, lay_p.order, lay_p.kv_shards)
+                                                     != (lay_d.page_tokens, lay_d.order, lay_d.kv_shards))]))
+    pv, dv = pre.values, dec.values
+    rate = w.rate_per_s or 1.0
+    serv = evaluate("serving", {
+        "prefill_s": h["prefill_s"], "handoff_s": h["handoff_s"], "ttft_target_s": w.ttft_s,
+        "step_s": dv["step_s"][dr], "decode_batch": dv["decode_batch"][dr], "hbm_batch": dv["hbm_batch"][dr],
+        "tier_bytes_per_s": dv["tier_bytes_per_s"][dr], "kv_request_bytes": dv["kv_request_bytes"][dr],
+        "output_tokens": float(w.output_tokens), "link_request_s": h["link_request_s"], "request_rate": rate,
+        "device_budget": float(prefill.count * prefill.tp + decode.count * decode.tp),
+        "tp_prefill": float(prefill.tp), "tp_decode": float(decode.tp),
+        "price_prefill": prefill.accelerator.price_usd_per_hour or np.nan,
+        "price_decode": decode.accelerator.price_usd_per_hour or np.nan,
+        "power_prefill": prefill.accelerator.power_w or np.nan, "power_decode": decode.accelerator.power_w or np.nan,
+        "kv_dst_bytes": h["kv_dst_bytes"], "prefill_slots": pv["slots"][pr], "admission_wait_s": dv["step_s"][dr],
+        "kv_capacity_bytes": dv["kv_capacity_bytes"][dr], "retained_bytes": retained_bytes})
+    f = {k: float(v[0]) for k, v in {**h, **serv}.items()}
+    chosen = PLACEMENTS[int(h["placement"][0])]
+    actions = [a for a, on in (("convert", h["needs_convert"][0]), ("redistribute", h["needs_redistribute"][0])) if on]
+    boundary = {k: float(v[0]) for k, v in h.items() if k.endswith("_option_s")}
+    doc["representation"].update({
+        "producer_layout": lay_p.to_dict(), "consumer_layout": lay_d.to_dict(),
+        "actions": actions or ["consume directly"],
+        "placement_costs_s": {p: boundary.get(f"{p}_option_s") for p in PLACEMENTS[:3]} if actions else {},
+        "chosen_placement": chosen,
+        "wire_format": dp.kv if chosen == "producer" and "convert" in actions else pp.kv,
+        "wire_bytes": f["transfer_bytes"], "transfer_s": f["transfer_s"], "exposed_transfer_s": f["exposed_transfer_s"],
+        "transform_s": f["convert_s"], "handoff_s": f["handoff_s"], "validation": "metadata only (no byte pass)",
+    })
+    arrivals = f["admission_batch"] / (w.output_tokens * f["tiered_step_s"])
+    doc["ownership"] = {
+        "source_bytes": f["kv_src_bytes"], "staging_bytes": f["staging_bytes"], "destination_bytes": f["kv_dst_bytes"],
+        "transient_bytes": f["transient_bytes"],
+        "source_pinned_s": f["prefill_s"] + f["handoff_s"] + float(dv["step_s"][dr][0]),
+        "lifecycle": ["pin source", "reserve destination", "transfer", "commit", "release", "clean up"],
+        "prefill_slots": float(pv["slots"][pr][0]), "prefill_hold_capacity": f["hold_capacity"],
+        "decode_admission": {
+            "kv_capacity_bytes": float(dv["kv_capacity_bytes"][dr][0]),
+            "active_kv_bytes": f["admission_batch"] * float(dv["kv_request_bytes"][dr][0]),
+            "in_flight_reservations_bytes": arrivals * f["handoff_s"] * f["kv_dst_bytes"],
+            "retained_cache_bytes": retained_bytes,
+            "admitted_batch": f["admission_batch"], "batch_before_ownership": float(dv["decode_batch"][dr][0]),
+        },
+    }
+    c_p = min(f["prefill_capacity"], f["link_capacity"], f["hold_capacity"])
+    limits = {"prefill_compute": f["prefill_capacity"], "link": f["link_capacity"],
+              "prefill_memory": f["hold_capacity"]}
+    pre_bind = min(limits, key=limits.get)
+    dec_bind = "kv_capacity" if bool(dv["kv_bound"][dr][0]) or f["admission_batch"] < dv["decode_batch"][dr][0] \
+        else "decode_bandwidth"
+    doc["serving"] = {
+        "ttft_s": f["prefill_s"] + f["handoff_s"], "tpot_s": f["tiered_step_s"], "prefill_s": f["prefill_s"],
+        "decode_batch": f["admission_batch"], "prefill_capacity": c_p, "decode_capacity": f["decode_capacity"],
+        "link_capacity": f["link_capacity"], "prefill_device_share": f["prefill_device_share"],
+        "tokens_per_s_per_device": f["tokens_per_s_per_device"],
+        "usd_per_million_tokens": f["usd_per_million_tokens"], "joules_per_token": f["joules_per_token"],
+        "binding": pre_bind if f["prefill_device_share"] > 0.5 else dec_bind,
+    }
+    return Plan(c_p > 0 and f["admission_batch"] >= 1, [] if c_p > 0 else ["prefill misses TTFT even unloaded"], doc)
+
+
+def _row(st, acc: int, tp: int, **labels) -> int | None:
+    for i in range(len(st)):
+        if st.labels["acc"][i] == acc and st.labels["tp"][i] == tp and all(
+                st.labels[k][i] == v for k, v in labels.items()):
+            return i
+    return None

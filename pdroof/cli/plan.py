@@ -1,0 +1,136 @@
+"""``plan`` (the three boundary decisions for one pairing) and ``check`` (a deployment file
+against its targets, for CI)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import typer
+
+from .. import render
+from ..render import Column
+from .options import FormatOpt, OutOpt, catalog
+
+
+def plan_cmd(
+    ctx: typer.Context,
+    model: str = typer.Option(..., "--model", "-m", help="model id or YAML file"),
+    prefill: str = typer.Option(..., "--prefill", help="prefill accelerator"),
+    decode: str = typer.Option(..., "--decode", help="decode accelerator"),
+    link: str = typer.Option("roce-400", "--link", help="KV path"),
+    prefill_tp: int = typer.Option(1, "--prefill-tp"),
+    decode_tp: int = typer.Option(1, "--decode-tp"),
+    prefill_weights: str = typer.Option("bf16", "--prefill-weights"),
+    decode_weights: str = typer.Option("bf16", "--decode-weights"),
+    prefill_kv: str = typer.Option("bf16", "--prefill-kv", help="KV format the prefill pool writes"),
+    kv: str = typer.Option("bf16", "--kv", help="KV format the decode pool stores"),
+    prefill_page: int = typer.Option(16, "--prefill-page-tokens"),
+    decode_page: int = typer.Option(16, "--decode-page-tokens"),
+    tier: str = typer.Option("hbm", "--tier", help="decode KV residency tier"),
+    workload: str = typer.Option("chat", "--workload", "-w", help="preset or workload YAML"),
+    prompt: int = typer.Option(None, "--prompt"),
+    output_tokens: int = typer.Option(None, "--output", help="output tokens per request"),
+    prefix_hit: float = typer.Option(None, "--prefix-hit"),
+    ttft: float = typer.Option(None, "--ttft", help="TTFT target (ms)"),
+    tpot: float = typer.Option(None, "--tpot", help="TPOT target (ms)"),
+    retain_gb: float = typer.Option(0.0, "--retain-gb", help="prefix cache retained per decode device (GB)"),
+    runtime: str = typer.Option("engine", "--runtime"),
+    fmt=FormatOpt,
+    output=OutOpt,
+):
+    """Compute placement, KV representation and KV ownership for one prefill/decode pairing."""
+    from ..boundary import Pool, plan
+    from ..errors import PdroofError
+    from ..workload import resolve
+
+    if retain_gb < 0:
+        raise PdroofError(f"--retain-gb must not be negative, not {retain_gb}")
+    cat = catalog(ctx)
+    w = resolve(workload, prompt_tokens=prompt, output_tokens=output_tokens, prefix_hit=prefix_hit,
+                ttft_s=ttft / 1e3 if ttft else None, tpot_s=tpot / 1e3 if tpot else None)
+    p = plan(cat.get("model", model),
+             Pool(cat.get("accelerator", prefill), tp=prefill_tp, weights=prefill_weights, kv=prefill_kv,
+                  page_tokens=prefill_page),
+             Pool(cat.get("accelerator", decode), tp=decode_tp, weights=decode_weights, kv=kv, page_tokens=decode_page,
+                  tier=tier),
+             cat.get("path", link), cat.all("tier"), cat.get("runtime", runtime), w, retained_bytes=retain_gb * 1e9)
+    doc = {"feasible": p.feasible, "reasons": p.reasons, **p.doc}
+    if fmt.value == "json":
+        render.emit(render.json_text(doc), output)
+    else:
+        render.emit(_plan_text(doc), output)
+    if not p.feasible:
+        raise typer.Exit(1)
+
+
+def _kv(rows, section: str, data: dict, units: dict[str, tuple[str, float]]):
+    for k, v in data.items():
+        if isinstance(v, dict):
+            _kv(rows, f"{section}.{k}", v, units)
+            continue
+        unit, scale = next(((u, sc) for suffix, (u, sc) in units.items() if k.endswith(suffix)), ("", 1.0))
+        rows.append({"decision": section, "quantity": k,
+                     "value": render.human(v, scale) if not isinstance(v, list) else ", ".join(map(str, v)),
+                     "unit": unit})
+
+
+UNITS = {"_bytes": ("GB", 1e9), "_s": ("ms", 1e-3), "capacity": ("req/s", 1.0),
+         "usd_per_million_tokens": ("$ per M output tokens", 1.0), "joules_per_token": ("J", 1.0),
+         "tokens_per_s_per_device": ("tokens/s", 1.0)}
+
+
+def _plan_text(doc: dict) -> str:
+    rows: list[dict] = []
+    _kv(rows, "1 placement", doc["placement"], UNITS)
+    rep = dict(doc["representation"])
+    for g in rep.pop("gate"):
+        rows.append({"decision": "2 representation.gate", "quantity": g["check"],
+                     "value": "pass" if g["passed"] else "REJECT", "unit": g["detail"]})
+    _kv(rows, "2 representation", rep, UNITS)
+    if "ownership" in doc:
+        _kv(rows, "3 ownership", doc["ownership"], UNITS)
+    if "serving" in doc:
+        _kv(rows, "serving", doc["serving"], UNITS)
+    verdict = "feasible" if doc["feasible"] else "infeasible: " + "; ".join(doc["reasons"])
+    cols = [Column("decision", "decision"), Column("quantity", "quantity"), Column("value", "value"),
+            Column("unit", "unit")]
+    return render.table_text(rows, cols, title="PD boundary plan", caption=verdict)
+
+
+def check_cmd(
+    ctx: typer.Context,
+    deployment: Path = typer.Argument(..., help="deployment YAML", dir_okay=False),
+    fmt=FormatOpt,
+):
+    """Check a deployment against its targets: exit 0 when every target holds, 1 when one fails
+    (printing which and by how much), 2 for invalid input."""
+    from ..deployment import check
+    from ..errors import PdroofError
+
+    try:
+        v = check(deployment, catalog(ctx))
+    except PdroofError as exc:
+        print(f"Error: {exc}", file=sys.stderr)
+        raise typer.Exit(2) from None
+    checks = [{"check": c.name, "passed": c.passed, "value": c.value, "limit": c.limit, "unit": c.unit,
+               "margin": _margin(c), "detail": c.detail} for c in v.checks]
+    if fmt.value == "json":
+        render.emit(render.json_text({"passed": v.passed, "checks": checks, "plan": v.plan.doc if v.plan else None}))
+    else:
+        cols = [Column("check", "check"), Column("passed", "ok"), Column("value", "value", digits=4),
+                Column("limit", "limit", digits=4), Column("unit", "unit"), Column("margin", "margin"),
+                Column("detail", "detail")]
+        title = f"{deployment}: " + ("all targets hold" if v.passed else "FAILS")
+        render.emit(render.table_text(checks, cols, title=title))
+        for c in v.checks:
+            if not c.passed:
+                print(f"FAIL {c.name}: {c.value:.4g} {c.unit} against {c.limit:.4g} ({_margin(c)})", file=sys.stderr)
+    raise typer.Exit(0 if v.passed else 1)
+
+
+def _margin(c) -> str:
+    if not c.limit or c.value != c.value or c.value in (float("inf"),):
+        return "—" if c.passed else "unbounded"
+    r = (c.limit - c.value) / c.limit
+    return f"{r:+.0%} headroom" if c.passed else f"over by {-r:.0%}"

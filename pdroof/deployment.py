@@ -1,0 +1,154 @@
+"""A deployment file and its check: does this heterogeneous deployment meet its targets at the
+offered rate, by the model's numbers? Used by ``pdroof check`` in CI pipelines."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .boundary import ORDERS, SCALES, Plan, Pool, plan
+from .catalog import Catalog
+from .numeric import evaluate
+from .schema import F, Map, Num, Record, Str, validate
+from .specs import FMT
+from .units import GB, MILLI
+from .workload import Workload
+from .workload import resolve as resolve_workload
+from .yamlio import read_yaml
+
+
+def _tokens_or_preset(r: Record):
+    if r.preset is None and (r.prompt_tokens is None or r.output_tokens is None):
+        return ("prompt_tokens", "give prompt_tokens and output_tokens, or a preset")
+    return None
+
+
+POOL = Map(fields=(
+    F("accelerator", Str(), required=True, doc="accelerator id or YAML file"),
+    F("count", Num(integer=True), default=1, doc="instances in the pool"),
+    F("tp", Num(integer=True), default=1, doc="devices per instance"),
+    F("weights", FMT, default="bf16"),
+    F("activations", FMT),
+    F("kv", FMT, default="bf16", doc="KV storage format"),
+    F("kv_scale", Str(choices=SCALES), default="tensor", doc="KV quantisation scale granularity"),
+    F("page_tokens", Num(integer=True), default=16, doc="KV page size in tokens"),
+    F("kv_order", Str(choices=ORDERS), attr="order", default="token_major"),
+    F("max_context", Num(integer=True), doc="the engine's context limit on this pool"),
+    F("model", Str(), doc="only if this pool serves another model or revision (a hard-gate failure)"),
+    F("rope_theta", Num(), doc="position-encoding override set on this pool's engine"),
+    F("tier", Str(), default="hbm", doc="decode: KV residency tier"),
+))
+
+DEPLOYMENT = Map(title="deployment", fields=(
+    F("model", Str(), required=True, doc="model id or YAML file"),
+    F("runtime", Str(), default="engine"),
+    F("workload", Map(fields=(
+        F("preset", Str(), doc="start from a preset (chat, summarization, ...), then override"),
+        F("prompt_tokens", Num(integer=True)),
+        F("output_tokens", Num(integer=True)),
+        F("prefix_hit", Num(positive=False, minimum=0, maximum=0.999)),
+        F("rate_per_s", Num(), doc="offered request rate the targets must hold at"),
+    ), checks=(_tokens_or_preset,)), required=True),
+    F("targets", Map(fields=(
+        F("ttft_ms", Num(scale=MILLI), attr="ttft_s", required=True),
+        F("tpot_ms", Num(scale=MILLI), attr="tpot_s", required=True),
+    )), required=True),
+    F("prefill", POOL, required=True),
+    F("decode", POOL, required=True),
+    F("kv_path", Str(), required=True, doc="KV path id or YAML file"),
+    F("retained_cache_gb", Num(scale=GB, positive=False, minimum=0), attr="retained_bytes", default=0.0,
+      doc="prefix cache retained per decode device"),
+))
+
+
+@dataclass
+class Check:
+    name: str
+    passed: bool
+    value: float
+    limit: float
+    unit: str
+    detail: str
+
+
+@dataclass
+class Verdict:
+    passed: bool
+    checks: list[Check] = field(default_factory=list)
+    plan: Plan | None = None
+    deployment: dict = field(default_factory=dict)
+
+
+def load(path: str | Path) -> Record:
+    return validate(DEPLOYMENT, read_yaml(path), str(path))
+
+
+def _pool(cat: Catalog, spec: Record) -> Pool:
+    return Pool(cat.get("accelerator", spec.accelerator), tp=spec.tp, count=spec.count, weights=spec.weights,
+                activations=spec.activations, kv=spec.kv, kv_scale=spec.kv_scale, page_tokens=spec.page_tokens,
+                order=spec.order, max_context=spec.max_context,
+                model=cat.get("model", spec.model) if spec.model else None, rope_theta=spec.rope_theta,
+                tier=spec.tier)
+
+
+def _workload(d: Record) -> Workload:
+    wl = d.workload
+    return resolve_workload(wl.preset, prompt_tokens=wl.prompt_tokens, output_tokens=wl.output_tokens,
+                            prefix_hit=wl.prefix_hit, rate_per_s=wl.rate_per_s, ttft_s=d.targets.ttft_s,
+                            tpot_s=d.targets.tpot_s)
+
+
+def check(path: str | Path, cat: Catalog) -> Verdict:
+    """Every constraint of the deployment at its offered rate: feasibility (gates, formats, fit),
+    TTFT with queueing at the prefill pool, TPOT at the batch the decode pool must run, and the
+    link and memory capacities of the handoff."""
+    d = load(path)
+    model = cat.get("model", d.model)
+    w = _workload(d)
+    pre, dec = _pool(cat, d.prefill), _pool(cat, d.decode)
+    p = plan(model, pre, dec, cat.get("path", d.kv_path), cat.all("tier"), cat.get("runtime", d.runtime), w,
+             retained_bytes=d.retained_bytes)
+    v = Verdict(False, plan=p, deployment=d.to_dict())
+    if not p.doc.get("serving"):
+        v.checks = [Check("feasible", False, 0, 1, "", r) for r in p.reasons]
+        return v
+    s = p.doc["serving"]
+    rate = w.rate_per_s
+    if rate is None:
+        v.checks.append(Check("unloaded TTFT", s["ttft_s"] <= w.ttft_s, s["ttft_s"], w.ttft_s, "s", "no offered rate"))
+        v.checks.append(Check("TPOT", s["tpot_s"] <= w.tpot_s, s["tpot_s"], w.tpot_s, "s", "no offered rate"))
+        v.passed = all(c.passed for c in v.checks)
+        return v
+    per_p = rate / pre.count
+    t_p = s["prefill_s"]
+    rho = per_p * t_p
+    handoff = p.doc["representation"]["handoff_s"]
+    ttft = float(evaluate("load", {"instance_rate": per_p, "prefill_s": t_p, "handoff_s": handoff,
+                                   "output_tokens": 1.0, "step_s": 1.0})["ttft_s"]) if rho < 1 else float("inf")
+    v.checks.append(Check("TTFT at the offered rate", ttft <= w.ttft_s, ttft, w.ttft_s, "s",
+                          f"M/D/1 at {per_p:.3g} req/s per prefill instance (utilisation {rho:.0%})"))
+    for name, cap in (("KV link capacity", p.doc["serving"]["link_capacity"]),
+                      ("prefill memory (KV held until handoff)", p.doc["ownership"]["prefill_hold_capacity"])):
+        v.checks.append(Check(name, per_p <= cap, per_p, cap, "req/s", "per prefill instance"))
+    per_d = rate / dec.count
+    step = s["tpot_s"]
+    need = float(evaluate("load", {"instance_rate": per_d, "prefill_s": t_p, "handoff_s": handoff,
+                                   "output_tokens": float(w.output_tokens), "step_s": step})["decode_in_flight"])
+    batch = s["decode_batch"]
+    tpot = _decode_step(p, model, dec, cat, d, w, need) if need <= batch else float("inf")
+    v.checks.append(Check("decode batch that fits", need <= batch, need, batch, "sequences",
+                          f"{per_d:.3g} req/s × {w.output_tokens} tokens × {step * 1e3:.1f} ms per step"))
+    v.checks.append(Check("TPOT at that batch", tpot <= w.tpot_s, tpot, w.tpot_s, "s", "per decode instance"))
+    v.passed = all(c.passed for c in v.checks)
+    return v
+
+
+def _decode_step(p: Plan, model, dec: Pool, cat: Catalog, d: Record, w: Workload, batch: float) -> float:
+    from .estimate import stage_inputs
+
+    inputs, _ = stage_inputs(model, dec.accelerator, cat.get("runtime", d.runtime), dec.precision(), dec.tp)
+    inputs.update(batch=max(1.0, float(np.ceil(batch))), new_tokens=1, prefix_tokens=0,
+                  context_tokens=w.mean_context)
+    return float(evaluate("decode", inputs)["seconds"])

@@ -1,0 +1,169 @@
+"""The PD boundary: hard gates, representation plans and their placement, ownership, ``check``,
+and the study's qualitative findings."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from pdroof.boundary import Pool, plan
+from pdroof.estimate import estimate
+from pdroof.precision import Precision
+from pdroof.workload import Workload
+
+from .conftest import REPO
+
+W = Workload("t", 4096, 512)
+
+
+def _plan(catalog, pre: dict, dec: dict, model="qwen3-32b", path="roce-400", w=W, **kw):
+    acc = lambda i: catalog.get("accelerator", i)  # noqa: E731
+    return plan(catalog.get("model", model), Pool(acc(pre.pop("hw")), **pre), Pool(acc(dec.pop("hw")), **dec),
+                catalog.get("path", path), catalog.all("tier"), catalog.get("runtime", "engine"), w, **kw)
+
+
+def test_direct_consume_when_layouts_match(catalog):
+    p = _plan(catalog, {"hw": "h100-sxm", "weights": "fp8", "kv": "fp8"}, {"hw": "h200-sxm", "weights": "fp8", "kv": "fp8"})
+    rep = p.doc["representation"]
+    assert p.feasible and rep["actions"] == ["consume directly"] and rep["chosen_placement"] == "direct"
+    assert rep["transform_s"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_convert_and_redistribute_choose_the_cheapest_placement(catalog):
+    p = _plan(catalog, {"hw": "h100-sxm", "weights": "fp8", "kv": "bf16"},
+              {"hw": "h200-sxm", "weights": "fp8", "kv": "fp8", "tp": 2})
+    rep = p.doc["representation"]
+    assert rep["actions"] == ["convert", "redistribute"]
+    costs = rep["placement_costs_s"]
+    assert rep["chosen_placement"] == min(costs, key=costs.get)
+    assert rep["handoff_s"] == pytest.approx(min(costs.values()))
+
+
+def test_producer_conversion_shrinks_the_wire(catalog):
+    """Over a slow link, converting bf16 to fp8 before sending halves the bytes and wins."""
+    w = Workload("long", 32_000, 128)
+    p = _plan(catalog, {"hw": "h100-sxm", "weights": "fp8", "kv": "bf16"}, {"hw": "mi300x", "weights": "fp8", "kv": "fp8"},
+              model="llama-3.1-8b", path="tcp-100g", w=w)
+    rep = p.doc["representation"]
+    assert rep["chosen_placement"] == "producer" and rep["wire_format"] == "fp8"
+    assert rep["wire_bytes"] == pytest.approx(p.doc["ownership"]["source_bytes"] / 2)
+
+
+def test_page_layout_difference_is_redistributed(catalog):
+    p = _plan(catalog, {"hw": "h100-sxm", "page_tokens": 64}, {"hw": "h100-sxm", "page_tokens": 16}, model="llama-3.1-8b",
+              path="nvlink4")
+    assert p.doc["representation"]["actions"] == ["redistribute"]
+
+
+@pytest.mark.parametrize("pre,dec,words", [
+    ({"hw": "h100-sxm", "rope_theta": 10000.0}, {"hw": "h200-sxm"}, "position encoding"),
+    ({"hw": "h100-sxm"}, {"hw": "h200-sxm", "max_context": 4000}, "token range"),
+])
+def test_hard_gate_rejects(catalog, pre, dec, words):
+    p = _plan(catalog, pre, dec, model="llama-3.1-8b")
+    assert not p.feasible and any(words in r for r in p.reasons)
+
+
+def test_model_identity_gate(catalog):
+    other = catalog.get("model", "qwen3-8b")
+    p = _plan(catalog, {"hw": "h100-sxm"}, {"hw": "h200-sxm", "model": other}, model="llama-3.1-8b")
+    assert not p.feasible and any("model identity" in r for r in p.reasons)
+
+
+def test_infeasible_format_and_path_are_reasons(catalog):
+    p = _plan(catalog, {"hw": "ascend-910b", "kv": "fp8"}, {"hw": "h200-sxm"}, model="llama-3.1-8b", path="nvlink4")
+    assert not p.feasible
+    assert any("fp8 KV" in r for r in p.reasons) and any(r.startswith("path:") for r in p.reasons)
+
+
+def test_ownership_footprint_and_admission(catalog):
+    p = _plan(catalog, {"hw": "h100-sxm", "weights": "fp8", "kv": "bf16"}, {"hw": "h200-sxm", "weights": "fp8", "kv": "fp8"})
+    o = p.doc["ownership"]
+    assert o["transient_bytes"] == pytest.approx(o["source_bytes"] + o["staging_bytes"] + o["destination_bytes"])
+    assert o["source_pinned_s"] > p.doc["serving"]["prefill_s"]
+    a = o["decode_admission"]
+    assert a["active_kv_bytes"] + a["in_flight_reservations_bytes"] + a["retained_cache_bytes"] <= a["kv_capacity_bytes"]
+    held = _plan(catalog, {"hw": "h100-sxm", "weights": "fp8", "kv": "bf16"},
+                 {"hw": "h200-sxm", "weights": "fp8", "kv": "fp8"}, retained_bytes=60e9)
+    assert held.doc["ownership"]["decode_admission"]["admitted_batch"] < a["admitted_batch"]  # retention costs slots
+
+
+def _rate(p) -> float:
+    s, n_p, n_d = p.doc["serving"], p.doc["placement"]["prefill"]["instances"], p.doc["placement"]["decode"]["instances"]
+    return min(n_p * s["prefill_capacity"], n_d * s["decode_capacity"])
+
+
+def test_study_fp8_kv_sustains_a_higher_rate(catalog):
+    """qwen3-32b on h100-sxm, 4 prefill + 4 decode devices, 4K in / 512 out."""
+    rates = {}
+    for kv in ("bf16", "fp8"):
+        p = _plan(catalog, {"hw": "h100-sxm", "count": 4, "weights": "fp8", "kv": kv},
+                  {"hw": "h100-sxm", "count": 4, "weights": "fp8", "kv": kv}, path="nvlink4", w=Workload("study", 4096, 512))
+        assert p.feasible, p.reasons
+        rates[kv] = _rate(p)
+    assert rates["fp8"] > 1.5 * rates["bf16"]
+
+
+def test_study_weight_formats_help_one_role_and_hurt_the_other(catalog):
+    m, h100, rt = catalog.get("model", "qwen3-32b"), catalog.get("accelerator", "h100-sxm"), catalog.get("runtime", "engine")
+    run = {w: estimate(m, h100, rt, Precision(w, a, "bf16"), batch=4, prompt=4096, context=4096 + 256)
+           for w, a in (("bf16", "bf16"), ("fp8", "fp8"), ("int4", "bf16"))}
+    tpot = {w: r["decode"]["step_seconds"] for w, r in run.items()}
+    assert tpot["fp8"] < tpot["bf16"] and tpot["int4"] < tpot["bf16"]
+    ttft = {w: r["prefill"]["seconds"] for w, r in run.items()}
+    assert ttft["int4"] > ttft["fp8"]
+
+
+def test_study_mla_moe_long_prompts_put_more_devices_on_prefill(catalog):
+    """DeepSeek-V3, ~64K prompts with a high prefix hit, a few hundred output tokens: prefill on a
+    compute-oriented accelerator, decode on Hopper."""
+    w = Workload("prod", 64_000, 300, prefix_hit=0.8)
+    p = _plan(catalog, {"hw": "b200", "tp": 8, "weights": "fp8", "kv": "fp8"},
+              {"hw": "h200-sxm", "tp": 8, "weights": "fp8", "kv": "fp8"}, model="deepseek-v3", path="ib-ndr-400", w=w)
+    assert p.feasible, p.reasons
+    assert p.doc["serving"]["prefill_device_share"] > 0.5
+
+
+def test_check_example_passes(cli):
+    code, out, err = cli("check", str(REPO / "examples" / "deployment.yaml"), "--format", "json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["passed"] and all(c["passed"] for c in doc["checks"])
+    assert doc["plan"]["placement"]["prefill"]["accelerator"] != doc["plan"]["placement"]["decode"]["accelerator"]
+
+
+def test_check_failure_says_which_and_by_how_much(cli, tmp_path):
+    text = (REPO / "examples" / "deployment.yaml").read_text().replace("rate_per_s: 2.0", "rate_per_s: 20.0")
+    f = tmp_path / "busy.yaml"
+    f.write_text(text)
+    code, out, err = cli("check", str(f))
+    assert code == 1
+    assert "FAIL TTFT at the offered rate" in err and "over by" in err or "unbounded" in err
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda t: t.replace("accelerator: mi300x", "accelerator: mi3000x"),
+    lambda t: t.replace("ttft_ms: 5000", "ttft_ms: soon"),
+    lambda t: t + "surprise: 1\n",
+    lambda t: "- not a mapping\n",
+])
+def test_check_invalid_input_exits_2(cli, tmp_path, mutate):
+    f = tmp_path / "bad.yaml"
+    f.write_text(mutate((REPO / "examples" / "deployment.yaml").read_text()))
+    code, _, err = cli("check", str(f))
+    assert code == 2 and err.startswith("Error: ") and len(err.strip().splitlines()) == 1
+
+
+def test_plan_cli_json(cli):
+    code, out, err = cli("plan", "--model", "llama-3.1-8b", "--prefill", "h100-sxm", "--decode", "mi300x",
+                         "--link", "roce-400", "--kv", "fp8", "--format", "json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["feasible"] and {"placement", "representation", "ownership", "serving"} <= set(doc)
+
+
+def test_frozen_pool_is_reusable(catalog):
+    pool = Pool(catalog.get("accelerator", "h100-sxm"))
+    assert replace(pool, tp=2).tp == 2 and pool.tp == 1
