@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .architecture import shape_of
 from .errors import PdroofError
-from .inputs import hardware_inputs, model_inputs, precision_inputs
+from .inputs import hardware_inputs, model_inputs, precision_inputs, tp_link_bandwidth
 from .numeric import evaluate
 from .ops import OP_KIND, OPS
 from .precision import Precision
@@ -17,12 +17,21 @@ BOUNDS = ("compute", "memory", "link", "latency")
 def check_tp(model: Record, acc: Record, tp: int) -> None:
     if tp < 1:
         raise PdroofError(f"--tp must be at least 1, not {tp}")
+    reason = tp_reason(model, acc, tp)
+    if reason:
+        raise PdroofError(f"infeasible: {reason}")
+
+
+def tp_reason(model: Record, acc: Record, tp: int) -> str | None:
+    """Why ``tp`` devices of ``acc`` cannot form one instance of ``model``, or None."""
     domain = acc.scale_up.domain_size if acc.scale_up and acc.scale_up.domain_size else 1
     if tp > domain:
-        raise PdroofError(f"infeasible: tp {tp} exceeds the scale-up domain of {acc.id} ({domain} devices)")
+        return f"tp {tp} exceeds the scale-up domain of {acc.id} ({domain} devices)"
+    if tp > 1 and tp_link_bandwidth(acc) is None:
+        return f"tp {tp} needs a link bandwidth for collectives, and {acc.id}'s spec has none"
     if model.attention_heads % tp:
-        raise PdroofError(f"infeasible: tp {tp} does not divide the {model.attention_heads} attention heads "
-                          f"of {model.id}")
+        return f"tp {tp} does not divide the {model.attention_heads} attention heads of {model.id}"
+    return None
 
 
 def stage_inputs(model: Record, acc: Record, runtime: Record, p: Precision, tp: int, ep: int = 1) -> dict:

@@ -168,6 +168,9 @@ def disaggregated_block(c: Candidates, pre: Stage, dec: Stage, links: PairLinks,
         "ttft_s": cols["prefill_s"] + cols["handoff_s"], "tpot_s": out["tiered_step_s"],
         "decode_batch": out["admission_batch"],
     })
+    arrivals = out["admission_batch"] / (w.output_tokens * dv["step_s"][dr])
+    cols["kv_headroom_bytes"] = (dv["kv_capacity_bytes"][dr] - c.retained_bytes - arrivals * cols["handoff_s"]
+                                 * cols["kv_dst_bytes"] - out["admission_batch"] * dv["kv_request_bytes"][dr])
     cols["binding"] = _binding(cols, out["prefill_device_share"], dv["kv_bound"][dr])
     cols["feasible"] = (out["prefill_rate"] > 0) & (cols["ttft_s"] <= w.ttft_s) & (out["admission_batch"] >= 1)
     return cols, counts
@@ -251,6 +254,7 @@ def aggregated_rows(c: Candidates, agg: Stage, prices, powers) -> dict[str, np.n
         "kv_dst_bytes": np.zeros(n), "staging_bytes": np.zeros(n), "transient_bytes": np.zeros(n),
         "link_request_s": np.zeros(n), "needs_convert": np.zeros(n), "needs_redistribute": np.zeros(n),
         "decode_batch": av["concurrency"][rows],
+        "kv_headroom_bytes": av["kv_capacity_bytes"][rows] - av["concurrency"][rows] * av["kv_request_bytes"][rows],
         "binding": np.where(av["kv_bound"][rows], 3, 4).astype(np.int8),
         "feasible": np.ones(n, dtype=bool),
     })

@@ -14,6 +14,19 @@ from .schema import Record
 from .units import format_bytes
 
 ACT_BYTES = 2.0  # activations between kernels are 16-bit
+# Collective latency when a spec gives none: aiconfigurator's p2p default (specs_hardware.yaml, nvlink4).
+DEFAULT_LINK_LATENCY_S = 10e-6
+
+
+def tp_link_bandwidth(acc: Record) -> float | None:
+    """Bandwidth tensor-parallel collectives run over: the scale-up link, or for cards without one
+    the host link (PCIe peer traffic); None when neither is known (then TP > 1 is refused)."""
+    su, host = acc.scale_up, acc.host_link
+    if su and su.bandwidth_bytes_per_s:
+        return su.bandwidth_bytes_per_s
+    if host and host.bandwidth_bytes_per_s:
+        return host.bandwidth_bytes_per_s
+    return None
 
 
 def model_inputs(model: Record, layers: int | None = None) -> dict[str, float]:
@@ -71,9 +84,9 @@ def hardware_inputs(acc: Record, eff: Efficiency, p: Precision) -> dict[str, flo
         "attn_peak_flops_per_s": peaks.get(attention_peak_format(acc)),
         "mem_bytes_per_s": acc.memory.bandwidth_bytes_per_s,
         "hbm_bytes": acc.memory.capacity_bytes,
-        "link_bytes_per_s": (su.bandwidth_bytes_per_s if su and su.bandwidth_bytes_per_s else
-                             (acc.host_link.bandwidth_bytes_per_s if acc.host_link else 1e9)),
-        "link_latency_s": (su.latency_s if su and su.latency_s else 10e-6),
+        # unknown only where TP > 1 is refused (tp_reason); at TP 1 the collective term is multiplied by 0
+        "link_bytes_per_s": tp_link_bandwidth(acc) or 1.0,
+        "link_latency_s": su.latency_s if su and su.latency_s else DEFAULT_LINK_LATENCY_S,
         "eff_compute": eff.compute_for(p.activations),
         "eff_weights": eff.weights_for(p.weights),
         "eff_memory": eff.memory,

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .estimate import stage_inputs
+from .estimate import stage_inputs, tp_reason
 from .handoff import path_bandwidth, path_reason
 from .numeric import evaluate
 from .precision import Precision, default_activations, infeasible_reason
@@ -61,8 +61,7 @@ class Candidates:
 
 
 def _tp_options(c: Candidates, acc: Record) -> list[int]:
-    domain = acc.scale_up.domain_size if acc.scale_up and acc.scale_up.domain_size else 1
-    return [t for t in c.tp if t <= domain and c.model.attention_heads % t == 0]
+    return [t for t in c.tp if tp_reason(c.model, acc, t) is None]
 
 
 def _stack(rows: list[dict]) -> dict[str, np.ndarray]:
@@ -175,16 +174,21 @@ def decode_stage(c: Candidates) -> Stage:
         "kv_capacity_bytes": mem["kv_capacity_bytes"],
         "kv_elem_bytes": cols["kv_bytes"],
         "tier_dominated": _tier_dominated(batch, len(c.tiers), [t.kind for t in c.tiers]),
-        # the batch is capacity-bound when one more sequence would have met TPOT but not fit
-        "kv_bound": has & (best + 1 < len(BATCHES)) & (tiered[rows_idx, np.minimum(best + 1, len(BATCHES) - 1)]
-                                                        <= w.tpot_s) & (BATCHES[np.minimum(best + 1, len(BATCHES) - 1)]
-                                                                         > cap_batch),
+        "kv_bound": _capacity_bound(has, best, tiered <= w.tpot_s, cap_batch),
     }
     for i in range(n):
         if st.reasons[i] is None and not has[i]:
             st.reasons[i] = ("weights and one sequence's KV do not fit" if cap_batch[i] < 1
                              else f"misses TPOT {w.tpot_s * 1e3:g} ms even at batch 1")
     return st
+
+
+def _capacity_bound(has, best, meets_tpot, cap_batch) -> np.ndarray:
+    """The chosen batch is capacity-bound when the next batch size would still meet TPOT but
+    does not fit."""
+    nxt = np.minimum(best + 1, len(BATCHES) - 1)
+    more = best + 1 < len(BATCHES)
+    return has & more & meets_tpot[np.arange(len(best)), nxt] & (BATCHES[nxt] > cap_batch)
 
 
 def _tier_dominated(batch: np.ndarray, n_tiers: int, kinds: list[str]) -> np.ndarray:
@@ -248,6 +252,7 @@ def aggregated_stage(c: Candidates) -> Stage:
     idx = np.arange(len(rows))
     st.values = {"concurrency": np.where(has, BATCHES[best], 0.0), "tpot_s": np.where(has, tpot[idx, best], np.nan),
                  "ttft_s": np.where(has, ttft[idx, best], np.nan), "tp": cols["tp"],
+                 "kv_capacity_bytes": mem["kv_capacity_bytes"], "kv_request_bytes": mem["kv_sequence_bytes"],
                  "kv_bound": has & (BATCHES[np.minimum(best + 1, len(BATCHES) - 1)] > mem["max_batch"])}
     for i in range(len(rows)):
         if st.reasons[i] is None and not has[i]:

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pdroof import _generated
-from pdroof.equations import codegen, groups
+from pdroof.equations import S, codegen, groups
 from pdroof.numeric import evaluate
 from pdroof.ops import OPS
 
@@ -145,3 +145,29 @@ def test_outputs_broadcast_over_columns():
     pt["batch"] = np.arange(1.0, 6.0)
     out = evaluate("decode", pt)
     assert all(v.shape == (5,) for v in out.values())
+
+
+def test_equations_cli(cli):
+    code, out, _ = cli("equations")
+    assert code == 0 and "roofline.seconds" in out and "crossover.hiding_bandwidth" in out and "symbols:" in out
+    code, out, _ = cli("equations", "decode.ffn_seconds", "--latex")
+    assert code == 0 and "\\max" in out or "Max" in out
+    code, out, _ = cli("equations", "crossover", "--model", "llama-3.1-70b", "--hardware", "h100-sxm",
+                       "--link", "roce-400")
+    assert code == 0 and "decode_compute_batch:" in out and "hiding_bandwidth:" in out
+    code, _, err = cli("equations", "nonsense.thing")
+    assert code == 1 and "unknown equation" in err
+
+
+def test_decode_compute_crossover_matches_the_roofline():
+    """At the solved batch, the dense FFN's compute and weight-streaming terms are equal."""
+    from pdroof.equations.crossover import decode_compute_batch
+
+    pt = dict.fromkeys(_generated.ARGS["decode"], 1.0)
+    pt.update({"ffn_params": 3 * 4096 * 14336.0, "ffn_size": 14336.0, "hidden": 4096.0, "tp": 1.0,
+               "weight_bytes": 2.0, "act_bytes": 2.0, "dequant_overhead": 0.0, "eff_compute": 0.75,
+               "eff_weights": 0.85, "peak_flops_per_s": 989e12, "mem_bytes_per_s": 3.35e12, "dense_layers": 1.0})
+    b = float(decode_compute_batch().xreplace({S(k): v for k, v in pt.items()
+                                               if k in {s.name for s in decode_compute_batch().free_symbols}}))
+    out = evaluate("decode", {**pt, "batch": b})
+    assert float(out["ffn_compute_s"]) == pytest.approx(float(out["ffn_memory_s"]), rel=1e-9)

@@ -65,6 +65,8 @@ def rank_cmd(
     kv: str = typer.Option(None, "--kv", help="only these KV formats"),
     link: str = typer.Option(None, "--link", help="only these KV paths"),
     tp: str = typer.Option("1,2,4,8", "--tp", help="TP degrees to try"),
+    retain_gb: float = typer.Option(0.0, "--retain-gb", help="prefix cache retained per decode device (GB); "
+                                                             "a choice separate from the KV tier"),
     runtime: str = typer.Option("engine", "--runtime", help="runtime profile id or YAML file"),
     objective: Objective = typer.Option(Objective.cost, "--objective", help="what to rank by"),
     pareto: bool = typer.Option(False, "--pareto", help="only the non-dominated set (tokens/s/device, TTFT, TPOT)"),
@@ -92,6 +94,8 @@ def rank_cmd(
         raise PdroofError(f"--tp takes comma-separated integers, not {tp!r}") from None
     if devices is not None and devices < 1:
         raise PdroofError(f"--devices must be at least 1, not {devices}")
+    if retain_gb < 0:
+        raise PdroofError(f"--retain-gb must not be negative, not {retain_gb}")
     accs = [cat.get("accelerator", a) for a in _ids(accelerators)] if accelerators else cat.all("accelerator")
     for ids in (_ids(prefill_hw), _ids(decode_hw)):
         for i in ids or ():
@@ -101,7 +105,8 @@ def rank_cmd(
     c = Candidates(cat.get("model", model), accs, paths, cat.all("tier"), cat.get("runtime", runtime), w,
                    weights=_ids(weights), kv=_ids(kv), tp=tps,
                    prefill_ids=frozenset(_ids(prefill_hw)) if prefill_hw else None,
-                   decode_ids=frozenset(_ids(decode_hw)) if decode_hw else None, devices=devices)
+                   decode_ids=frozenset(_ids(decode_hw)) if decode_hw else None, devices=devices,
+                   retained_bytes=retain_gb * 1e9)
     rk = _run(c, objective.value, top, pareto)
     bad = infeasible_rows(rk) if show_infeasible else None
     if plot:
