@@ -80,23 +80,32 @@ def _precisions(c: Candidates, acc: Record, kv: bool):
             yield p, infeasible_reason(acc, p)
 
 
+def _instances(c: Candidates, kv: bool):
+    """Every accelerator × executable precision × TP of one stage: the row's equation inputs (to be
+    completed with the workload), its labels, and why it is infeasible (None if it is not)."""
+    for ai, acc in enumerate(c.accelerators):
+        for p, reason in _precisions(c, acc, kv=kv):
+            for tp in _tp_options(c, acc):
+                labels = {"acc": ai, "weights": p.weights, "activations": p.activations, "kv": p.kv, "tp": tp}
+                inputs, _ = stage_inputs(c.model, acc, c.runtime, p, tp)
+                yield inputs, labels, reason
+
+
+def _add(st: Stage, labels: dict, reason: str | None) -> None:
+    for key, values in st.labels.items():
+        values.append(labels[key])
+    st.reasons.append(reason)
+
+
 def prefill_stage(c: Candidates) -> Stage:
     """Prefill instances: one request's prompt (its new tokens after the prefix hit)."""
     w = c.workload
     st = Stage({"acc": [], "weights": [], "activations": [], "tp": []})
     rows = []
-    for ai, acc in enumerate(c.accelerators):
-        for p, reason in _precisions(c, acc, kv=False):
-            for tp in _tp_options(c, acc):
-                inputs, _ = stage_inputs(c.model, acc, c.runtime, p, tp)
-                inputs.update(batch=1, new_tokens=w.new_tokens, prefix_tokens=w.prefix_tokens,
-                              context_tokens=w.prompt_tokens)
-                st.labels["acc"].append(ai)
-                st.labels["weights"].append(p.weights)
-                st.labels["activations"].append(p.activations)
-                st.labels["tp"].append(tp)
-                st.reasons.append(reason)
-                rows.append(inputs)
+    for inputs, labels, reason in _instances(c, kv=False):
+        inputs.update(batch=1, new_tokens=w.new_tokens, prefix_tokens=w.prefix_tokens, context_tokens=w.prompt_tokens)
+        _add(st, labels, reason)
+        rows.append(inputs)
     if not rows:
         return st
     cols = _stack(rows)
@@ -131,22 +140,15 @@ def decode_stage(c: Candidates) -> Stage:
     w = c.workload
     st = Stage({"acc": [], "weights": [], "kv": [], "tp": [], "tier": []})
     rows, tier_rows = [], []
-    for ai, acc in enumerate(c.accelerators):
-        for p, reason in _precisions(c, acc, kv=True):
-            for tp in _tp_options(c, acc):
-                inputs, _ = stage_inputs(c.model, acc, c.runtime, p, tp)
-                inputs.update(new_tokens=1, prefix_tokens=0, context_tokens=w.mean_context)
-                for ti, tier in enumerate(c.tiers):
-                    st.labels["acc"].append(ai)
-                    st.labels["weights"].append(p.weights)
-                    st.labels["kv"].append(p.kv)
-                    st.labels["tp"].append(tp)
-                    st.labels["tier"].append(ti)
-                    st.reasons.append(reason)
-                    rows.append(inputs)
-                    cap = tier.capacity_bytes / tp if tier.capacity_bytes and tier.kind != "hbm" else np.inf
-                    tier_rows.append({"tier_bytes_per_s": _tier_bandwidth(tier, acc),
-                                      "tier_capacity_bytes": 0.0 if tier.kind == "hbm" else cap})
+    for inputs, labels, reason in _instances(c, kv=True):
+        inputs.update(new_tokens=1, prefix_tokens=0, context_tokens=w.mean_context)
+        acc = c.accelerators[labels["acc"]]
+        for ti, tier in enumerate(c.tiers):  # innermost: _tier_dominated relies on this order
+            _add(st, {**labels, "tier": ti}, reason)
+            rows.append(inputs)
+            cap = tier.capacity_bytes / labels["tp"] if tier.capacity_bytes and tier.kind != "hbm" else np.inf
+            tier_rows.append({"tier_bytes_per_s": _tier_bandwidth(tier, acc),
+                              "tier_capacity_bytes": 0.0 if tier.kind == "hbm" else cap})
     if not rows:
         return st
     cols = _stack(rows)
@@ -231,14 +233,9 @@ def aggregated_stage(c: Candidates) -> Stage:
     w = c.workload
     st = Stage({"acc": [], "weights": [], "kv": [], "tp": []})
     rows = []
-    for ai, acc in enumerate(c.accelerators):
-        for p, reason in _precisions(c, acc, kv=True):
-            for tp in _tp_options(c, acc):
-                inputs, _ = stage_inputs(c.model, acc, c.runtime, p, tp)
-                for key, v in (("acc", ai), ("weights", p.weights), ("kv", p.kv), ("tp", tp)):
-                    st.labels[key].append(v)
-                st.reasons.append(reason)
-                rows.append(inputs)
+    for inputs, labels, reason in _instances(c, kv=True):
+        _add(st, labels, reason)
+        rows.append(inputs)
     if not rows:
         return st
     cols = _stack(rows)
