@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import PdroofError
-from .evaluate import PLACEMENTS, handoff_columns
+from .evaluate import BINDINGS, PLACEMENTS, binding, handoff_columns
 from .handoff import path_reason
 from .inputs import model_inputs
 from .numeric import evaluate
@@ -196,18 +196,15 @@ def plan(model: Record, prefill: Pool, decode: Pool, path: Record, tiers: list[R
         },
     }
     c_p = min(f["prefill_capacity"], f["link_capacity"], f["hold_capacity"])
-    limits = {"prefill_compute": f["prefill_capacity"], "link": f["link_capacity"],
-              "prefill_memory": f["hold_capacity"]}
-    pre_bind = min(limits, key=limits.get)
-    dec_bind = "kv_capacity" if bool(dv["kv_bound"][dr][0]) or f["admission_batch"] < dv["decode_batch"][dr][0] \
-        else "decode_bandwidth"
+    code = binding({**{k: v for k, v in serv.items()}, "batch_before_ownership": dv["decode_batch"][dr]},
+                   serv["prefill_device_share"], dv["kv_bound"][dr])
     doc["serving"] = {
         "ttft_s": f["prefill_s"] + f["handoff_s"], "tpot_s": f["tiered_step_s"], "prefill_s": f["prefill_s"],
         "decode_batch": f["admission_batch"], "prefill_capacity": c_p, "decode_capacity": f["decode_capacity"],
         "link_capacity": f["link_capacity"], "prefill_device_share": f["prefill_device_share"],
         "tokens_per_s_per_device": f["tokens_per_s_per_device"],
         "usd_per_million_tokens": f["usd_per_million_tokens"], "joules_per_token": f["joules_per_token"],
-        "binding": pre_bind if f["prefill_device_share"] > 0.5 else dec_bind,
+        "binding": BINDINGS[int(code[0])],
     }
     return Plan(c_p > 0 and f["admission_batch"] >= 1, [] if c_p > 0 else ["prefill misses TTFT even unloaded"], doc)
 

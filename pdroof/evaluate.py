@@ -40,10 +40,6 @@ class Results:
     dominated: int = 0  # feasible but never better than a kept alternative; not expanded
     evaluated: int = 0  # configurations evaluated in the vectorised grid
     infeasible: Counter = field(default_factory=Counter)
-    examples: dict[str, str] = field(default_factory=dict)  # reason -> one configuration it excludes
-
-    def __len__(self) -> int:
-        return len(next(iter(self.columns.values()))) if self.columns else 0
 
 
 def score(cols: dict[str, np.ndarray], objective: str) -> np.ndarray:
@@ -84,52 +80,56 @@ def _serving(values: dict, c: Candidates, price, power) -> dict[str, np.ndarray]
                                 **price, **power})
 
 
-BINDINGS = ("prefill_compute", "link", "decode_bandwidth", "kv_capacity", "colocated_interference")
+BINDINGS = ("prefill_compute", "link", "prefill_memory", "decode_bandwidth", "kv_capacity", "colocated_interference")
 MODES = ("disaggregated", "aggregated")
 
 
-def _binding(cols: dict, share: np.ndarray, kv_bound: np.ndarray) -> np.ndarray:
-    """Index into BINDINGS: the pool that needs more devices, and what limits it."""
-    pre = np.where(cols["link_capacity"] < cols["prefill_capacity"], 1, 0)
-    dec = np.where(kv_bound, 3, 2)
+def binding(cols: dict, share: np.ndarray, kv_bound: np.ndarray) -> np.ndarray:
+    """Index into BINDINGS: the pool that needs more devices, and what limits it (the smallest
+    of its capacities; for decode, memory when the batch stopped short of the TPOT limit)."""
+    pre = np.argmin(np.stack([cols["prefill_capacity"], cols["link_capacity"], cols["hold_capacity"]]), axis=0)
+    dec = np.where(kv_bound | (cols["admission_batch"] < cols["batch_before_ownership"]), 4, 3)
     return np.where(share > 0.5, pre, dec).astype(np.int8)
 
 
 @dataclass
 class Combos:
-    """For each (prefill accelerator, decode accelerator, decode KV storage bytes): the useful
-    (wire format, path) choices, stored contiguously; and how many were physically possible."""
+    """For each (prefill accelerator, decode accelerator, decode KV format): the useful
+    (prefill KV format, path) choices, stored contiguously; and how many were physically possible."""
 
     start: np.ndarray      # [A, A, F] offset into wire/path
     count: np.ndarray      # [A, A, F] useful choices
     possible: np.ndarray   # [A, A] possible choices (before pruning), independent of the KV format
-    wire: np.ndarray
+    wire: np.ndarray       # index into the prefill KV formats
     path: np.ndarray
-    store_bytes: np.ndarray  # [F] distinct KV storage sizes
+    formats: list[str]     # decode KV formats, indexed by F
 
 
-def combos(c: Candidates, links: PairLinks, wires: list[str], store_bytes: np.ndarray, prune: bool = True) -> Combos:
-    """Useful choices: a path not dominated for the pair, a wire format the prefill side can
-    write and no wider than what the decode side stores (more bytes, then a conversion).
+def combos(c: Candidates, links: PairLinks, wires: list[str], formats: list[str], prune: bool = True) -> Combos:
+    """Useful choices: a path not dominated for the pair, and a prefill KV format the prefill side
+    can write. A format other than the decode pool's is dominated when the prefill side could
+    write the decode pool's own format and it is no narrower (more bytes and a conversion).
     Without ``prune``, every possible choice."""
     A = len(c.accelerators)
     wire_b = np.array([format_bytes(x) for x in wires])
     producible = np.array([[wf in a.precision_paths.kv for wf in wires] for a in c.accelerators])
-    start = np.zeros((A, A, len(store_bytes)), dtype=np.int64)
+    start = np.zeros((A, A, len(formats)), dtype=np.int64)
     count = np.zeros_like(start)
     possible = np.zeros((A, A), dtype=np.int64)
     ws, ks = [], []
     for i in range(A):
         for j in range(A):
             possible[i, j] = int(producible[i].sum()) * int(links.ok[i, j].sum())
-            for f, sb in enumerate(store_bytes):
+            for f, fmt in enumerate(formats):
                 start[i, j, f] = len(ws)
-                for wi in np.flatnonzero(producible[i] & ((wire_b <= sb) | (not prune))):
+                own = fmt in wires and producible[i, wires.index(fmt)]
+                dominated = own & (np.array(wires) != fmt) & (wire_b >= format_bytes(fmt))
+                for wi in np.flatnonzero(producible[i] & ~(dominated & prune)):
                     for k in np.flatnonzero(links.useful[i, j] if prune else links.ok[i, j]):
                         ws.append(wi)
                         ks.append(k)
                 count[i, j, f] = len(ws) - start[i, j, f]
-    return Combos(start, count, possible, np.array(ws, dtype=np.int64), np.array(ks, dtype=np.int64), store_bytes)
+    return Combos(start, count, possible, np.array(ws, dtype=np.int64), np.array(ks, dtype=np.int64), formats)
 
 
 def disaggregated_block(c: Candidates, pre: Stage, dec: Stage, links: PairLinks, wires: list[str], cb: Combos,
@@ -139,7 +139,7 @@ def disaggregated_block(c: Candidates, pre: Stage, dec: Stage, links: PairLinks,
     w = c.workload
     acc_p = np.asarray(pre.labels["acc"])[p_rows]
     acc_d = np.asarray(dec.labels["acc"])[d_rows]
-    f_d = np.searchsorted(cb.store_bytes, dec.values["kv_elem_bytes"][d_rows])
+    f_d = np.array([cb.formats.index(dec.labels["kv"][d]) for d in d_rows], dtype=np.int64)
     P, D = len(p_rows), len(d_rows)
     pp, dd = (a.ravel() for a in np.meshgrid(np.arange(P), np.arange(D), indexing="ij"))
     n_possible = int(cb.possible[acc_p[pp], acc_d[dd]].sum())
@@ -171,7 +171,8 @@ def disaggregated_block(c: Candidates, pre: Stage, dec: Stage, links: PairLinks,
     arrivals = out["admission_batch"] / (w.output_tokens * dv["step_s"][dr])
     cols["kv_headroom_bytes"] = (dv["kv_capacity_bytes"][dr] - c.retained_bytes - arrivals * cols["handoff_s"]
                                  * cols["kv_dst_bytes"] - out["admission_batch"] * dv["kv_request_bytes"][dr])
-    cols["binding"] = _binding(cols, out["prefill_device_share"], dv["kv_bound"][dr])
+    cols["batch_before_ownership"] = dv["decode_batch"][dr]
+    cols["binding"] = binding(cols, out["prefill_device_share"], dv["kv_bound"][dr])
     cols["feasible"] = (out["prefill_rate"] > 0) & (cols["ttft_s"] <= w.ttft_s) & (out["admission_batch"] >= 1)
     return cols, counts
 
@@ -203,7 +204,9 @@ def handoff_columns(c: Candidates, pre: Stage, dec: Stage, links: PairLinks, wir
     shards_p = np.minimum(pv["tp"][pr], mi["kv_shardable"])
     shards_d = np.minimum(dv["tp"][dr], mi["kv_shardable"])
     kv_dst = dv["kv_request_bytes"][dr] * w.prompt_tokens / w.mean_context
-    convert = (src_elem != dst_elem).astype(float) if convert is None else convert
+    if convert is None:  # a different format, even of the same width (int8 vs fp8), is converted
+        dst_fmt = np.array([wires.index(k) if k in wires else -1 for k in dec.labels["kv"]])[dr]
+        convert = (dst_fmt != iw).astype(float)
     redistribute = (shards_p != shards_d).astype(float) if redistribute is None else redistribute
     host_bw = np.minimum(pv["host_bytes_per_s"][pr], dv["host_bytes_per_s"][dr])
     bounce = np.array([0.0 if p.kind in ("host_staged", "tcp") else 1.0 for p in paths])[ik]
@@ -255,7 +258,7 @@ def aggregated_rows(c: Candidates, agg: Stage, prices, powers) -> dict[str, np.n
         "link_request_s": np.zeros(n), "needs_convert": np.zeros(n), "needs_redistribute": np.zeros(n),
         "decode_batch": av["concurrency"][rows],
         "kv_headroom_bytes": av["kv_capacity_bytes"][rows] - av["concurrency"][rows] * av["kv_request_bytes"][rows],
-        "binding": np.where(av["kv_bound"][rows], 3, 4).astype(np.int8),
+        "binding": np.where(av["kv_bound"][rows], 4, 5).astype(np.int8),
         "feasible": np.ones(n, dtype=bool),
     })
     return cols
@@ -341,7 +344,7 @@ def run(c: Candidates, objective: str = "cost", keep: int = 200, pareto: bool = 
         res.feasible += int(a_cols["feasible"].sum())
         res.evaluated += len(a_cols["feasible"])
         parts.append(_select(a_cols, objective, keep, pareto))
-    cb = combos(c, links, wires, np.unique(dec.values["kv_elem_bytes"]) if len(dec) else np.zeros(0), prune)
+    cb = combos(c, links, wires, sorted(set(dec.labels["kv"])), prune)
     per_p = max(1, len(d_ok) * combos_n)
     step = max(1, BLOCK // max(1, len(d_ok) * 4))
     done = 0

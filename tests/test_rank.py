@@ -244,3 +244,13 @@ def test_plot(cli, tmp_path):
     code, _, err = cli("rank", "--accelerators", "h100-sxm,mi300x", "--top", "3", "--plot", str(out))
     assert code == 0, err
     assert out.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_producer_that_cannot_write_the_consumer_format_converts(catalog):
+    """The 910B has no fp8 KV path: its bf16 KV is converted for an fp8 decode pool."""
+    c = _cands(catalog, accs=("ascend-910b", "h200-sxm"), paths=("roce-400", "tcp-100g"), model="qwen3-8b",
+               prefill_ids=frozenset({"ascend-910b"}), decode_ids=frozenset({"h200-sxm"}))
+    rows = [r for r in rank(c, "throughput", top=0).rows if r["mode"] == "disaggregated" and r["kv_format"] == "fp8"]
+    assert rows
+    for r in rows:
+        assert r["prefill_kv"] in ("bf16", "fp16", "int8") and r["kv_placement"] in ("producer", "transport", "consumer")
