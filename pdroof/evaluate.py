@@ -290,19 +290,20 @@ def _best(v: np.ndarray, k: int) -> np.ndarray:
 
 def _select(cols: dict, objective: str, keep: int, pareto: bool) -> dict:
     """The best ``keep`` feasible rows by the objective (ties broken towards the faster
-    handoff), plus every Pareto-optimal row when ``pareto``."""
+    handoff), plus every Pareto-optimal row when ``pareto``. Only the chosen rows are copied."""
     feas = np.flatnonzero(cols["feasible"])
     if len(feas) == 0:
         return {}
-    sub = _take(cols, feas)
-    s = score(sub, objective)
+    name, _ = OBJECTIVES[objective]
+    s = score({name: cols[name][feas]}, objective)
     cand = _best(s, 8 * keep)
-    top = cand[np.lexsort((sub["transfer_s"][cand], s[cand]))][:keep]
+    top = cand[np.lexsort((cols["transfer_s"][feas[cand]], s[cand]))][:keep]
     if not pareto:
         return _take(cols, feas[top])
-    pts = np.stack([sub[n] for n, _ in PARETO_AXES], axis=1)
+    axes = {n: cols[n][feas] for n, _ in PARETO_AXES}
+    pts = np.stack(list(axes.values()), axis=1)
     _, first = np.unique(pts, axis=0, return_index=True)  # identical outcomes: one representative
-    front = first[pareto_mask(_take(sub, first))]
+    front = first[pareto_mask(_take(axes, first))]
     return _take(cols, feas[np.union1d(top, front)])
 
 
