@@ -498,38 +498,42 @@ def serving(*, prefill_s, handoff_s, ttft_target_s, step_s, decode_batch, hbm_ba
     _x3 = link_request_s**(-1.0)
     _x4 = prefill_slots/(_x0 + admission_wait_s)
     _x5 = output_tokens**(-1.0)
-    _x6 = numpy.maximum(0, numpy.minimum(decode_batch, numpy.floor(-(_x5*decode_batch*handoff_s*kv_dst_bytes/step_s - kv_capacity_bytes + retained_bytes)/kv_request_bytes)))
-    _x7 = numpy.minimum(numpy.minimum(_x2, _x3), _x4)
-    _x8 = kv_request_bytes*numpy.maximum(0, _x6 - hbm_batch)/tier_bytes_per_s + step_s
-    _x9 = _x7**(-1.0)
-    _x10 = _x9*tp_prefill
-    _x11 = _x8*output_tokens/_x6
-    _x12 = _x11*tp_decode
-    _x13 = _x10 + _x12
-    _x14 = _x13**(-1.0)
-    _x15 = numpy.ceil(_x9*request_rate)
-    _x16 = numpy.ceil(_x11*request_rate)
+    _x6 = _x5*decode_batch*handoff_s*kv_dst_bytes/step_s
+    _x7 = _x6 - kv_capacity_bytes + retained_bytes
+    _x8 = numpy.maximum(0, numpy.minimum(decode_batch, numpy.floor(-_x7/kv_request_bytes)))
+    _x9 = numpy.minimum(numpy.minimum(_x2, _x3), _x4)
+    _x10 = kv_request_bytes*numpy.maximum(0, _x8 - hbm_batch)/tier_bytes_per_s + step_s
+    _x11 = _x9**(-1.0)
+    _x12 = _x11*tp_prefill
+    _x13 = _x10*output_tokens/_x8
+    _x14 = _x13*tp_decode
+    _x15 = _x12 + _x14
+    _x16 = _x15**(-1.0)
+    _x17 = numpy.ceil(_x11*request_rate)
+    _x18 = numpy.ceil(_x13*request_rate)
     return {
         'prefill_capacity': _x2,
         'link_capacity': _x3,
         'hold_capacity': _x4,
-        'admission_batch': _x6,
-        'prefill_rate': _x7,
-        'tiered_step_s': _x8,
-        'decode_capacity': _x5*_x6/_x8,
-        'devices_per_rate': _x13,
-        'prefill_device_share': _x10*_x14,
-        'tokens_per_s_per_device': _x14*output_tokens,
-        'usd_per_million_tokens': (2500/9)*_x5*(_x10*price_prefill + _x12*price_decode),
-        'joules_per_token': _x5*(_x10*power_prefill + _x12*power_decode),
-        'prefill_instances': _x15*numpy.minimum(1, tp_prefill),
-        'decode_instances': _x16,
-        'devices_for_rate': _x15*tp_prefill + _x16*tp_decode,
-        'max_rate_for_devices': _x14*device_budget,
+        'admission_batch': _x8,
+        'reservation_bytes': _x6,
+        'kv_headroom_bytes': -_x7 - _x8*kv_request_bytes,
+        'prefill_rate': _x9,
+        'tiered_step_s': _x10,
+        'decode_capacity': _x5*_x8/_x10,
+        'devices_per_rate': _x15,
+        'prefill_device_share': _x12*_x16,
+        'tokens_per_s_per_device': _x16*output_tokens,
+        'usd_per_million_tokens': (2500/9)*_x5*(_x12*price_prefill + _x14*price_decode),
+        'joules_per_token': _x5*(_x12*power_prefill + _x14*power_decode),
+        'prefill_instances': _x17*numpy.minimum(1, tp_prefill),
+        'decode_instances': _x18,
+        'devices_for_rate': _x17*tp_prefill + _x18*tp_decode,
+        'max_rate_for_devices': _x16*device_budget,
     }
 
 ARGS['serving'] = ('prefill_s', 'handoff_s', 'ttft_target_s', 'step_s', 'decode_batch', 'hbm_batch', 'tier_bytes_per_s', 'kv_request_bytes', 'output_tokens', 'link_request_s', 'request_rate', 'device_budget', 'tp_prefill', 'tp_decode', 'price_prefill', 'price_decode', 'power_prefill', 'power_decode', 'kv_dst_bytes', 'prefill_slots', 'admission_wait_s', 'kv_capacity_bytes', 'retained_bytes')
-OUTPUTS['serving'] = ('prefill_capacity', 'link_capacity', 'hold_capacity', 'admission_batch', 'prefill_rate', 'tiered_step_s', 'decode_capacity', 'devices_per_rate', 'prefill_device_share', 'tokens_per_s_per_device', 'usd_per_million_tokens', 'joules_per_token', 'prefill_instances', 'decode_instances', 'devices_for_rate', 'max_rate_for_devices')
+OUTPUTS['serving'] = ('prefill_capacity', 'link_capacity', 'hold_capacity', 'admission_batch', 'reservation_bytes', 'kv_headroom_bytes', 'prefill_rate', 'tiered_step_s', 'decode_capacity', 'devices_per_rate', 'prefill_device_share', 'tokens_per_s_per_device', 'usd_per_million_tokens', 'joules_per_token', 'prefill_instances', 'decode_instances', 'devices_for_rate', 'max_rate_for_devices')
 
 
 def load(*, prefill_s, handoff_s, step_s, output_tokens, instance_rate):

@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import PdroofError
-from .evaluate import BINDINGS, PLACEMENTS, binding, handoff_columns
+from .evaluate import BINDINGS, PLACEMENTS, handoff_columns, serving_columns
 from .handoff import path_reason
 from .inputs import model_inputs
-from .numeric import evaluate
 from .precision import Precision, default_activations, infeasible_reason
 from .schema import Record
 from .space import Candidates, decode_stage, pair_links, prefill_stage
@@ -130,8 +129,7 @@ def plan(model: Record, prefill: Pool, decode: Pool, path: Record, tiers: list[R
         return Plan(False, reasons, doc)
     pre, dec = prefill_stage(c), decode_stage(c)
     pi = _row(pre, accs.index(prefill.accelerator), prefill.tp, weights=pp.weights)
-    di = _row(dec, accs.index(decode.accelerator) if decode.accelerator in accs else 0, decode.tp,
-              weights=dp.weights, kv=dp.kv, tier=0)
+    di = _row(dec, accs.index(decode.accelerator), decode.tp, weights=dp.weights, kv=dp.kv, tier=0)
     for side, st, i in (("prefill", pre, pi), ("decode", dec, di)):
         if i is None:
             reasons.append(f"{side}: tp {prefill.tp if side == 'prefill' else decode.tp} is not possible on "
@@ -154,19 +152,10 @@ def plan(model: Record, prefill: Pool, decode: Pool, path: Record, tiers: list[R
                         redistribute=np.array([float((lay_p.page_tokens, lay_p.order, lay_p.kv_shards)
                                                      != (lay_d.page_tokens, lay_d.order, lay_d.kv_shards))]))
     pv, dv = pre.values, dec.values
-    rate = w.rate_per_s or 1.0
-    serv = evaluate("serving", {
-        "prefill_s": h["prefill_s"], "handoff_s": h["handoff_s"], "ttft_target_s": w.ttft_s,
-        "step_s": dv["step_s"][dr], "decode_batch": dv["decode_batch"][dr], "hbm_batch": dv["hbm_batch"][dr],
-        "tier_bytes_per_s": dv["tier_bytes_per_s"][dr], "kv_request_bytes": dv["kv_request_bytes"][dr],
-        "output_tokens": float(w.output_tokens), "link_request_s": h["link_request_s"], "request_rate": rate,
-        "device_budget": float(prefill.count * prefill.tp + decode.count * decode.tp),
-        "tp_prefill": float(prefill.tp), "tp_decode": float(decode.tp),
-        "price_prefill": prefill.accelerator.price_usd_per_hour or np.nan,
-        "price_decode": decode.accelerator.price_usd_per_hour or np.nan,
-        "power_prefill": prefill.accelerator.power_w or np.nan, "power_decode": decode.accelerator.power_w or np.nan,
-        "kv_dst_bytes": h["kv_dst_bytes"], "prefill_slots": pv["slots"][pr], "admission_wait_s": dv["step_s"][dr],
-        "kv_capacity_bytes": dv["kv_capacity_bytes"][dr], "retained_bytes": retained_bytes})
+    nan = float("nan")
+    serv = serving_columns(c, pre, dec, h, pr, dr, prefill.accelerator.price_usd_per_hour or nan,
+                           decode.accelerator.price_usd_per_hour or nan, prefill.accelerator.power_w or nan,
+                           decode.accelerator.power_w or nan)
     f = {k: float(v[0]) for k, v in {**h, **serv}.items()}
     chosen = PLACEMENTS[int(h["placement"][0])]
     actions = [a for a, on in (("convert", h["needs_convert"][0]), ("redistribute", h["needs_redistribute"][0])) if on]
@@ -180,7 +169,6 @@ def plan(model: Record, prefill: Pool, decode: Pool, path: Record, tiers: list[R
         "wire_bytes": f["transfer_bytes"], "transfer_s": f["transfer_s"], "exposed_transfer_s": f["exposed_transfer_s"],
         "transform_s": f["convert_s"], "handoff_s": f["handoff_s"], "validation": "metadata only (no byte pass)",
     })
-    arrivals = f["admission_batch"] / (w.output_tokens * f["tiered_step_s"])
     doc["ownership"] = {
         "source_bytes": f["kv_src_bytes"], "staging_bytes": f["staging_bytes"], "destination_bytes": f["kv_dst_bytes"],
         "transient_bytes": f["transient_bytes"],
@@ -190,21 +178,20 @@ def plan(model: Record, prefill: Pool, decode: Pool, path: Record, tiers: list[R
         "decode_admission": {
             "kv_capacity_bytes": float(dv["kv_capacity_bytes"][dr][0]),
             "active_kv_bytes": f["admission_batch"] * float(dv["kv_request_bytes"][dr][0]),
-            "in_flight_reservations_bytes": arrivals * f["handoff_s"] * f["kv_dst_bytes"],
+            "in_flight_reservations_bytes": f["reservation_bytes"],
             "retained_cache_bytes": retained_bytes,
-            "admitted_batch": f["admission_batch"], "batch_before_ownership": float(dv["decode_batch"][dr][0]),
+            "admitted_batch": f["admission_batch"], "batch_before_ownership": f["batch_before_ownership"],
+            "headroom_bytes": f["kv_headroom_bytes"],
         },
     }
     c_p = min(f["prefill_capacity"], f["link_capacity"], f["hold_capacity"])
-    code = binding({**{k: v for k, v in serv.items()}, "batch_before_ownership": dv["decode_batch"][dr]},
-                   serv["prefill_device_share"], dv["kv_bound"][dr])
     doc["serving"] = {
         "ttft_s": f["prefill_s"] + f["handoff_s"], "tpot_s": f["tiered_step_s"], "prefill_s": f["prefill_s"],
         "decode_batch": f["admission_batch"], "prefill_capacity": c_p, "decode_capacity": f["decode_capacity"],
         "link_capacity": f["link_capacity"], "prefill_device_share": f["prefill_device_share"],
         "tokens_per_s_per_device": f["tokens_per_s_per_device"],
         "usd_per_million_tokens": f["usd_per_million_tokens"], "joules_per_token": f["joules_per_token"],
-        "binding": BINDINGS[int(code[0])],
+        "binding": BINDINGS[int(serv["binding"][0])],
     }
     return Plan(c_p > 0 and f["admission_batch"] >= 1, [] if c_p > 0 else ["prefill misses TTFT even unloaded"], doc)
 

@@ -152,29 +152,31 @@ def disaggregated_block(c: Candidates, pre: Stage, dec: Stage, links: PairLinks,
     counts = (n_possible, len(ip))
     pr, dr = p_rows[ip], d_rows[idd]
     cols = handoff_columns(c, pre, dec, links, wires, pr, dr, iw, ik, acc_p[ip], acc_d[idd], mi)
+    cols.update(serving_columns(c, pre, dec, cols, pr, dr, prices[acc_p[ip]], prices[acc_d[idd]],
+                                powers[acc_p[ip]], powers[acc_d[idd]]))
+    cols.update({"mode": np.zeros(len(pr), dtype=np.int8), "prefill_row": pr, "decode_row": dr, "wire": iw, "path": ik})
+    cols["feasible"] = (cols["prefill_rate"] > 0) & (cols["ttft_s"] <= w.ttft_s) & (cols["admission_batch"] >= 1)
+    return cols, counts
+
+
+def serving_columns(c: Candidates, pre: Stage, dec: Stage, h: dict, pr, dr, price_p, price_d, power_p,
+                    power_d) -> dict[str, np.ndarray]:
+    """Capacities, pool sizing, cost and energy, ownership terms and the binding constraint of
+    disaggregated configurations, given their handoff columns ``h``."""
     pv, dv = pre.values, dec.values
-    out = _serving({"prefill_s": cols["prefill_s"], "handoff_s": cols["handoff_s"], "step_s": dv["step_s"][dr],
+    out = _serving({"prefill_s": h["prefill_s"], "handoff_s": h["handoff_s"], "step_s": dv["step_s"][dr],
                     "decode_batch": dv["decode_batch"][dr], "hbm_batch": dv["hbm_batch"][dr],
                     "tier_bytes_per_s": dv["tier_bytes_per_s"][dr], "kv_request_bytes": dv["kv_request_bytes"][dr],
-                    "link_request_s": cols["link_request_s"], "tp_prefill": pv["tp"][pr], "tp_decode": dv["tp"][dr],
-                    "kv_dst_bytes": cols["kv_dst_bytes"], "prefill_slots": pv["slots"][pr],
+                    "link_request_s": h["link_request_s"], "tp_prefill": pv["tp"][pr], "tp_decode": dv["tp"][dr],
+                    "kv_dst_bytes": h["kv_dst_bytes"], "prefill_slots": pv["slots"][pr],
                     "admission_wait_s": dv["step_s"][dr], "kv_capacity_bytes": dv["kv_capacity_bytes"][dr],
                     "retained_bytes": c.retained_bytes},
-                   c, {"price_prefill": prices[acc_p[ip]], "price_decode": prices[acc_d[idd]]},
-                   {"power_prefill": powers[acc_p[ip]], "power_decode": powers[acc_d[idd]]})
-    cols.update(out)
-    cols.update({
-        "mode": np.zeros(len(pr), dtype=np.int8), "prefill_row": pr, "decode_row": dr, "wire": iw, "path": ik,
-        "ttft_s": cols["prefill_s"] + cols["handoff_s"], "tpot_s": out["tiered_step_s"],
-        "decode_batch": out["admission_batch"],
-    })
-    arrivals = out["admission_batch"] / (w.output_tokens * dv["step_s"][dr])
-    cols["kv_headroom_bytes"] = (dv["kv_capacity_bytes"][dr] - c.retained_bytes - arrivals * cols["handoff_s"]
-                                 * cols["kv_dst_bytes"] - out["admission_batch"] * dv["kv_request_bytes"][dr])
-    cols["batch_before_ownership"] = dv["decode_batch"][dr]
-    cols["binding"] = binding(cols, out["prefill_device_share"], dv["kv_bound"][dr])
-    cols["feasible"] = (out["prefill_rate"] > 0) & (cols["ttft_s"] <= w.ttft_s) & (out["admission_batch"] >= 1)
-    return cols, counts
+                   c, {"price_prefill": price_p, "price_decode": price_d},
+                   {"power_prefill": power_p, "power_decode": power_d})
+    out.update({"ttft_s": h["prefill_s"] + h["handoff_s"], "tpot_s": out["tiered_step_s"],
+                "batch_before_ownership": dv["decode_batch"][dr], "decode_batch": out["admission_batch"]})
+    out["binding"] = binding(out, out["prefill_device_share"], dv["kv_bound"][dr])
+    return out
 
 
 PLACEMENTS = ("producer", "transport", "consumer", "direct")

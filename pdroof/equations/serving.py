@@ -34,11 +34,16 @@ def hold_capacity():
     return S("prefill_slots") / (S("prefill_s") + S("handoff_s") + S("admission_wait_s"))
 
 
-def admission_batch():
-    """Decode batch after ownership: capacity less the retained cache and the destinations
-    reserved for transfers in flight (arrivals × transfer time × KV per request)."""
+def reservations():
+    """Destinations reserved on a decode device for transfers in flight: arrivals × handoff
+    time × KV per request (Little's law)."""
     arrivals = S("decode_batch") / (S("output_tokens") * S("step_s"))
-    free = S("kv_capacity_bytes") - S("retained_bytes") - arrivals * S("handoff_s") * S("kv_dst_bytes")
+    return arrivals * S("handoff_s") * S("kv_dst_bytes")
+
+
+def admission_batch():
+    """Decode batch after ownership: capacity less the retained cache and the reservations."""
+    free = S("kv_capacity_bytes") - S("retained_bytes") - reservations()
     return sp.Max(0, sp.Min(S("decode_batch"), sp.floor(free / S("kv_request_bytes"))))
 
 
@@ -66,6 +71,9 @@ def expressions() -> dict[str, sp.Expr]:
         "link_capacity": link_capacity(),
         "hold_capacity": hold_capacity(),
         "admission_batch": admission_batch(),
+        "reservation_bytes": reservations(),
+        "kv_headroom_bytes": S("kv_capacity_bytes") - S("retained_bytes") - reservations()
+        - admission_batch() * S("kv_request_bytes"),
         "prefill_rate": c_p,
         "tiered_step_s": tiered_step(),
         "decode_capacity": c_d,
