@@ -133,9 +133,18 @@ def test_tag_is_not_executed(tmp_path):
 def test_schema_is_json_schema(cli):
     import json
 
-    for kind in ("accelerator", "path", "tier", "model", "runtime"):
+    for kind in ("accelerator", "path", "tier", "model", "runtime", "workload", "deployment"):
         code, out, _ = cli("schema", kind)
         assert code == 0
         doc = json.loads(out)
         assert doc["type"] == "object" and doc["additionalProperties"] is False
-        assert "id" in doc["required"]
+        assert ("id" if kind != "deployment" else "model") in doc["required"]
+
+
+def test_validate_guesses_every_kind(cli):
+    from .conftest import REPO
+
+    code, out, err = cli("validate", str(REPO / "examples" / "deployment.yaml"), str(REPO / "models" / "qwen3-8b.yaml"),
+                         str(REPO / "hardware" / "runtimes" / "engine.yaml"))
+    assert code == 0, err
+    assert "(deployment qwen3-32b)" in out and "(model qwen3-8b)" in out and "(runtime engine)" in out

@@ -12,7 +12,25 @@ from ..errors import PdroofError
 from ..specs import KINDS, PATH_KINDS, TIER_KINDS
 from ..yamlio import read_yaml
 
-SpecKind = Enum("SpecKind", {k: k for k in [*KINDS, "runtime"]}, type=str)
+ALL_KINDS = (*KINDS, "runtime", "workload", "deployment")
+SpecKind = Enum("SpecKind", {k: k for k in ALL_KINDS}, type=str)
+
+
+def schema_node(kind: str):
+    """The schema of any spec kind (imported lazily: most commands never need them all)."""
+    if kind == "runtime":
+        from ..runtime import RUNTIME
+
+        return RUNTIME
+    if kind == "workload":
+        from ..workload import WORKLOAD
+
+        return WORKLOAD
+    if kind == "deployment":
+        from ..deployment import DEPLOYMENT
+
+        return DEPLOYMENT
+    return KINDS[kind]
 
 
 def guess_kind(path: Path, data) -> str:
@@ -22,6 +40,10 @@ def guess_kind(path: Path, data) -> str:
     if folder:
         return folder
     if isinstance(data, dict):
+        if "targets" in data and "prefill" in data:
+            return "deployment"
+        if "prompt_tokens" in data:
+            return "workload"
         if "layers" in data:
             return "model"
         if "dense_tflops" in data:
@@ -40,15 +62,16 @@ def validate_cmd(
     kind: SpecKind | None = typer.Option(None, "--kind", help="spec kind (default: from folder name or keys)"),
 ):
     """Check spec files: strict keys, types, units, cross-field rules."""
-    from ..catalog import load_file
     from ..errors import SpecError
+    from ..schema import validate
 
     failed = 0
     for f in files:
         try:
-            k = kind.value if kind else guess_kind(f, read_yaml(f))
-            rec = load_file(k, f)
-            typer.echo(f"ok: {f} ({k} {rec.id})")
+            data = read_yaml(f)
+            k = kind.value if kind else guess_kind(f, data)
+            rec = validate(schema_node(k), data, str(f))
+            typer.echo(f"ok: {f} ({k} {rec.get('id') or rec.get('model') or ''})")
         except SpecError as exc:
             failed += 1
             typer.echo(f"Error: {exc}", err=True)
@@ -58,9 +81,5 @@ def validate_cmd(
 
 def schema_cmd(kind: SpecKind = typer.Argument(..., help="spec kind")):
     """Print the JSON Schema of a spec kind (for editor completion and checks)."""
-    if kind.value == "runtime":
-        from ..runtime import RUNTIME as node
-    else:
-        node = KINDS[kind.value]
-    doc = {"$schema": "https://json-schema.org/draft/2020-12/schema", **node.json_schema()}
+    doc = {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema_node(kind.value).json_schema()}
     typer.echo(json.dumps(doc, indent=2))
