@@ -109,6 +109,7 @@ def precision_inputs(runtime: Record, p: Precision) -> dict[str, float]:
         "residual_bytes_per_elem": st.residual_bytes_per_element,
         "act_fn_bytes_per_elem": st.activation_fn_bytes_per_element,
         "cast_bytes_per_elem": st.activation_cast_bytes_per_element if p.quantized_activations else 0.0,
+        "extra_kernel_share": st.cast_kernels_per_layer / st.kernels_per_layer if p.quantized_activations else 0.0,
         "mem_reserve": st.memory_reserve_fraction,
         "chunk_tokens": st.chunk_tokens,
         "step_latency_s": st.step_latency_s,

@@ -33,7 +33,10 @@ STRUCTURE = Map(fields=(
     F("chunk_tokens", Num(integer=True), required=True, doc="most tokens in one forward pass"),
     F("step_latency_us", Num(scale=MICRO, positive=False, minimum=0), attr="step_latency_s", required=True,
       doc="fixed cost per forward pass outside the layers: scheduling, sampling, graph launch"),
-    F("kernels_per_layer", Num(integer=True), doc="kernel boundaries per layer (explains layer latency)"),
+    F("kernels_per_layer", Num(integer=True), required=True,
+      doc="kernel boundaries per layer, of which the per-layer latency is the cost"),
+    F("cast_kernels_per_layer", Num(integer=True, positive=False, minimum=0), default=0,
+      doc="extra kernels per layer when activations are quantised by separate casts"),
     F("note", Str()),
 ))
 

@@ -74,6 +74,8 @@ _TABLE = (
     Sym("eff_attn_decode", "1", "achieved fraction of HBM bandwidth reading KV in decode attention", r"\eta_{AD}"),
     Sym("eff_link", "1", "achieved fraction of scale-up link bandwidth in collectives", r"\eta_N"),
     Sym("layer_latency_s", "s", "fixed cost per layer per forward pass (kernel boundaries)", r"\tau_L"),
+    Sym("extra_kernel_share", "1", "extra kernel boundaries per layer (separate activation casts) as a share "
+        "of the stack's kernels per layer", r"\kappa"),
     Sym("step_latency_s", "s", "fixed cost per forward pass outside the layers (scheduling, sampling, launch)",
         r"\tau_S"),
     Sym("norm_bytes_per_elem", "B", "bytes moved per hidden element by one normalisation", "r_N"),

@@ -80,7 +80,7 @@ def _pass(tokens, head_tokens, attention):
     V = S("vocab")
     ops["lm_head"] = _head(head_tokens, V, h, t, ba)
 
-    ops["layer_latency"] = _latency(S("layers") * S("layer_latency_s"))
+    ops["layer_latency"] = _latency(S("layers") * S("layer_latency_s") * (1 + S("extra_kernel_share")))
     ops["step_latency"] = _latency(S("step_latency_s"))
     return ops
 
