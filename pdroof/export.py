@@ -94,6 +94,3 @@ def plot(rk: Ranking, path: str | Path) -> None:
         plt.close(fig)
         if os.path.exists(tmp):
             os.unlink(tmp)
-
-
-__all__ = ["to_json", "to_csv", "to_xlsx", "plot", "meta", "write_atomic"]

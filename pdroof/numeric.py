@@ -15,7 +15,3 @@ def evaluate(group: str, inputs: dict) -> dict[str, np.ndarray]:
         out = getattr(_generated, group)(**args)
     shape = np.broadcast_shapes(*(np.shape(v) for v in args.values()))
     return {k: np.broadcast_to(np.asarray(v, dtype=float), shape) for k, v in out.items()}
-
-
-def missing(group: str, inputs: dict) -> list[str]:
-    return [n for n in _generated.ARGS[group] if n not in inputs]

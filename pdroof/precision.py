@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from .errors import PdroofError
 from .schema import Record
-from .units import FORMAT_BYTES, format_bytes
+from .units import FORMAT_BYTES
 
 # Activation formats a weight format pairs with natively (W8A8, W4A4), best first.
 _NATIVE_ACTIVATIONS = {"fp8": ("fp8",), "int8": ("int8",), "fp4": ("fp4", "fp8"), "int4": ()}
@@ -75,6 +75,3 @@ def plan(acc: Record, weights: str = "bf16", activations: str | None = None, kv:
 
 def attention_peak_format(acc: Record) -> str:
     return next(f for f in ("bf16", "fp16", "fp8", "fp32") if f in acc.dense_flops_per_s)
-
-
-__all__ = ["Precision", "plan", "default_activations", "infeasible_reason", "format_bytes"]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import SpecError
 from .schema import Bool as B
 from .schema import F, List, Map, MapOf, Num, Record, Str, validate
 from .units import FORMATS, GB, MICRO, TERA
@@ -234,13 +233,3 @@ def load_spec(kind: str, path: str | Path) -> Record:
     data = read_yaml(path)
     rec = validate(KINDS[kind], data, str(path))
     return rec
-
-
-def parse_spec(kind: str, data, file: str) -> Record:
-    return validate(KINDS[kind], data, file)
-
-
-def check_id_matches(rec: Record, path: Path) -> None:
-    """Catalogue files are named after their id; a mismatch is a broken catalogue."""
-    if path.stem != rec.id:
-        raise SpecError(str(path), "id", f"{rec.id!r} does not match the file name {path.stem!r}")

@@ -74,7 +74,7 @@ def _plain_row(r) -> dict:
     return r.to_dict()
 
 
-def make_group(kind: str, name: str, noun: str, columns, row_of) -> typer.Typer:
+def make_group(kind: str, noun: str, columns, row_of) -> typer.Typer:
     group = typer.Typer(help=f"List and show {noun}s.", no_args_is_help=True)
 
     @group.command("list", help=f"List the {noun}s in the catalogue.")
@@ -119,7 +119,7 @@ def _derived_rows(d: dict) -> list[dict]:
     return rows
 
 
-hardware = make_group("accelerator", "hardware", "accelerator", ACCELERATOR_COLUMNS, accelerator_row)
-models = make_group("model", "models", "model", MODEL_COLUMNS, model_row)
-paths = make_group("path", "paths", "KV path", PATH_COLUMNS, _plain_row)
-tiers = make_group("tier", "tiers", "KV residency tier", TIER_COLUMNS, _plain_row)
+hardware = make_group("accelerator", "accelerator", ACCELERATOR_COLUMNS, accelerator_row)
+models = make_group("model", "model", MODEL_COLUMNS, model_row)
+paths = make_group("path", "KV path", PATH_COLUMNS, _plain_row)
+tiers = make_group("tier", "KV residency tier", TIER_COLUMNS, _plain_row)
