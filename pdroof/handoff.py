@@ -7,7 +7,7 @@ from .errors import PdroofError
 from .inputs import model_inputs
 from .numeric import evaluate
 from .schema import Record
-from .units import format_bytes
+from .units import check_format, format_bytes
 
 
 def path_reason(path: Record, src: Record, dst: Record) -> str | None:
@@ -48,6 +48,7 @@ def transfer(model: Record, path: Record, kv: str, tokens: int, *, page_tokens: 
 
     ``page_tokens`` None moves each layer's tensors in bulk; else one message per page per layer
     per tensor. ``overlap_s`` is the prefill time the transfer can hide behind."""
+    check_format(kv, "--kv")
     if tokens < 1:
         raise PdroofError(f"--tokens must be at least 1, not {tokens}")
     if page_tokens is not None and page_tokens < 1:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from .errors import PdroofError
 from .schema import Record
-from .units import FORMAT_BYTES
+from .units import FORMAT_BYTES, check_format
 
 # Activation formats a weight format pairs with natively (W8A8, W4A4), best first.
 _NATIVE_ACTIVATIONS = {"fp8": ("fp8",), "int8": ("int8",), "fp4": ("fp4", "fp8"), "int4": ()}
@@ -66,6 +66,10 @@ def infeasible_reason(acc: Record, p: Precision) -> str | None:
 
 def plan(acc: Record, weights: str = "bf16", activations: str | None = None, kv: str = "bf16") -> Precision:
     """The precision of one stage, checked; raises PdroofError naming the missing path."""
+    check_format(weights, "--weights")
+    check_format(kv, "--kv")
+    if activations:
+        check_format(activations, "--activations")
     p = Precision(weights, activations or default_activations(acc, weights), kv)
     reason = infeasible_reason(acc, p)
     if reason:

@@ -31,6 +31,15 @@ FORMATS = tuple(FORMAT_BYTES)
 KV_FORMATS = ("bf16", "fp16", "fp8", "int8", "int4")
 
 
+def check_format(fmt: str, flag: str = "format") -> str:
+    """``fmt`` if it is a known numerical format, else a PdroofError naming ``flag``."""
+    if fmt not in FORMAT_BYTES:
+        from .errors import PdroofError
+
+        raise PdroofError(f"{flag}: unknown format {fmt!r}; formats: {', '.join(FORMATS)}")
+    return fmt
+
+
 def format_bytes(fmt: str) -> float:
     """Bytes per stored element of ``fmt``, scales included."""
     return FORMAT_BYTES[fmt] + FORMAT_SCALE_OVERHEAD.get(fmt, 0.0)

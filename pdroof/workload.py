@@ -93,9 +93,9 @@ def resolve(ref: str | None = None, **overrides) -> Workload:
             raise PdroofError(f"--{key.split('_')[0]} must be at least 1, not {changes[key]}")
     if "prefix_hit" in changes and not 0 <= changes["prefix_hit"] < 1:
         raise PdroofError(f"--prefix-hit must be in [0, 1), not {changes['prefix_hit']}")
-    for key in ("rate_per_s", "ttft_s", "tpot_s"):
+    for key, scale, unit in (("rate_per_s", 1, "/s"), ("ttft_s", 1e3, " ms"), ("tpot_s", 1e3, " ms")):
         if key in changes and changes[key] <= 0:
-            raise PdroofError(f"--{key.split('_')[0]} must be positive, not {changes[key]}")
+            raise PdroofError(f"--{key.split('_')[0]} must be positive, not {changes[key] * scale:g}{unit}")
     if changes:
         base = replace(base, **changes, id=base.id if set(changes) <= {"rate_per_s"} else f"{base.id}*")
     return base

@@ -99,3 +99,15 @@ def test_bad_numbers_are_errors(cli):
     assert code == 1 and "--batch must be at least 1" in err
     code, _, err = cli("estimate", "-m", "llama-3.1-8b", "--hardware", "h100-sxm", "--batch", "many")
     assert code == 2 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("args", [
+    ("estimate", "-m", "llama-3.1-8b", "--hardware", "h100-sxm", "--weights", "fp7"),
+    ("transfer", "-m", "llama-3.1-8b", "--link", "roce-400", "--kv", "fp7"),
+    ("rank", "--kv", "fp7"),
+    ("plan", "-m", "llama-3.1-8b", "--prefill", "h100-sxm", "--decode", "h200-sxm", "--prefill-kv", "fp7"),
+])
+def test_unknown_format_is_one_error_line(cli, args):
+    code, _, err = cli(*args)
+    assert code == 1 and "unknown format 'fp7'" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1

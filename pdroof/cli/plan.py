@@ -42,10 +42,14 @@ def plan_cmd(
     """Compute placement, KV representation and KV ownership for one prefill/decode pairing."""
     from ..boundary import Pool, plan
     from ..errors import PdroofError
+    from ..units import check_format
     from ..workload import resolve
 
     if retain_gb < 0:
         raise PdroofError(f"--retain-gb must not be negative, not {retain_gb}")
+    for flag, f in (("--prefill-weights", prefill_weights), ("--decode-weights", decode_weights),
+                    ("--prefill-kv", prefill_kv), ("--kv", kv)):
+        check_format(f, flag)
     cat = catalog(ctx)
     w = resolve(workload, prompt_tokens=prompt, output_tokens=output_tokens, prefix_hit=prefix_hit,
                 ttft_s=ttft / 1e3 if ttft else None, tpot_s=tpot / 1e3 if tpot else None)

@@ -81,9 +81,13 @@ def rank_cmd(
     from ..errors import PdroofError
     from ..rank import infeasible_rows
     from ..space import Candidates
+    from ..units import check_format
     from ..workload import resolve
     from .options import catalog
 
+    for flag, fmts in (("--weights", _ids(weights)), ("--kv", _ids(kv))):
+        for f in fmts or ():
+            check_format(f, flag)
     cat = catalog(ctx)
     w = resolve(workload, prompt_tokens=prompt, output_tokens=output_tokens, prefix_hit=prefix_hit,
                 rate_per_s=rate, ttft_s=ttft / 1e3 if ttft is not None else None,
