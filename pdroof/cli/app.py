@@ -23,7 +23,7 @@ def _root(
     ctx: typer.Context,
     catalog: list[Path] = typer.Option(
         None, "--catalog", help="extra catalogue directory (repeatable; also $PDROOF_CATALOG)",
-        file_okay=False),
+        file_okay=False, metavar="DIR"),
 ):
     ctx.obj = {"catalog_dirs": list(catalog or [])}
 

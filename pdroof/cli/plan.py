@@ -3,6 +3,7 @@ against its targets, for CI)."""
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -134,7 +135,7 @@ def check_cmd(
 
 
 def _margin(c) -> str:
-    if not c.limit or c.value != c.value or c.value in (float("inf"),):
+    if not c.limit or not math.isfinite(c.value):
         return "—" if c.passed else "unbounded"
     r = (c.limit - c.value) / c.limit
     return f"{r:+.0%} headroom" if c.passed else f"over by {-r:.0%}"
