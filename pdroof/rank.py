@@ -123,9 +123,10 @@ def _row(c: Candidates, stages: dict, cols: dict, i: int, position: int) -> dict
 
 
 def infeasible_rows(rk: Ranking) -> list[dict]:
-    """Stage rows excluded, each with its reason (for ``--show-infeasible``)."""
-    out = []
+    """Stage rows excluded, each with its reason (for ``--show-infeasible``); decode rows that
+    differ only in the KV tier are listed once with their tiers."""
     accs = rk.candidates.accelerators
+    grouped: dict[tuple, list[str]] = {}
     for stage_name in ("prefill", "decode", "aggregated"):
         st = rk.stages[stage_name]
         for i, reason in enumerate(st.reasons):
@@ -134,9 +135,11 @@ def infeasible_rows(rk: Ranking) -> list[dict]:
                 what = f"{accs[labels['acc']].id} TP{labels['tp']} W{labels['weights']}"
                 if "kv" in labels:
                     what += f" KV{labels['kv']}"
+                tiers = grouped.setdefault((stage_name, what, reason), [])
                 if "tier" in labels:
-                    what += f" tier {rk.candidates.tiers[labels['tier']].id}"
-                out.append({"stage": stage_name, "configuration": what, "reason": reason})
+                    tiers.append(rk.candidates.tiers[labels["tier"]].id)
+    out = [{"stage": stage, "configuration": what + (f" (tiers {', '.join(tiers)})" if tiers else ""),
+            "reason": reason} for (stage, what, reason), tiers in grouped.items()]
     links = rk.stages["links"]
     seen = set()
     for (i, j, k), reason in links.reasons.items():
