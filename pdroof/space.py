@@ -156,7 +156,8 @@ def decode_stage(c: Candidates) -> Stage:
     mem = evaluate("memory", {**cols, "batch": 1.0})
     hbm_batch = mem["max_batch"]
     kv_seq = mem["kv_sequence_bytes"]
-    cap_batch = hbm_batch + np.floor(tiers["tier_capacity_bytes"] / kv_seq)
+    # a slower tier holds KV beyond HBM, never weights: without room for the weights, nothing fits
+    cap_batch = np.where(mem["kv_capacity_bytes"] > 0, hbm_batch + np.floor(tiers["tier_capacity_bytes"] / kv_seq), 0)
     n, b = len(rows), BATCHES[None, :]
     grid = {k: (v[:, None] if np.ndim(v) else v) for k, v in cols.items()}
     step = evaluate("decode", {**grid, "batch": b})["seconds"]

@@ -254,3 +254,12 @@ def test_producer_that_cannot_write_the_consumer_format_converts(catalog):
     assert rows
     for r in rows:
         assert r["prefill_kv"] in ("bf16", "fp16", "int8") and r["kv_placement"] in ("producer", "transport", "consumer")
+
+
+def test_a_kv_tier_never_holds_weights(catalog):
+    """70B in bf16 does not fit one A100: a host-DRAM tier for KV does not change that."""
+    c = _cands(catalog, accs=("a100-sxm-80g",), paths=("roce-400",), tiers=("hbm", "host-dram"),
+               model="llama-3.1-70b", weights=("bf16",), tp=(1,))
+    rk = rank(c, "cost", top=0)
+    assert rk.rows == []
+    assert any("do not fit" in reason for reason in rk.results.infeasible)
