@@ -65,10 +65,28 @@ def breakdown(out: dict, index=()) -> tuple[list[dict], str]:
     return rows, max(per_bound, key=per_bound.get)
 
 
+def check_ep(model: Record, acc: Record, tp: int, ep: int) -> None:
+    """Expert parallelism: routed experts split over ``ep`` groups of ``tp`` devices (attention
+    data-parallel across the groups), all inside one scale-up domain."""
+    if ep < 1:
+        raise PdroofError(f"--ep must be at least 1, not {ep}")
+    if ep == 1:
+        return
+    if model.moe is None:
+        raise PdroofError(f"infeasible: --ep {ep} needs a mixture-of-experts model; {model.id} is dense")
+    if model.moe.routed_experts % ep:
+        raise PdroofError(f"infeasible: ep {ep} does not divide the {model.moe.routed_experts} experts of {model.id}")
+    reason = tp_reason(model, acc, tp * ep) if tp * ep > 1 else None
+    if reason and "exceeds" in reason:
+        raise PdroofError(f"infeasible: tp {tp} × ep {ep} devices exceed the scale-up domain of {acc.id}")
+
+
 def estimate(model: Record, acc: Record, runtime: Record, p: Precision, *, tp: int = 1, batch: int = 1,
-             prompt: int = 2048, context: int | None = None, prefix: int = 0) -> dict:
-    """The JSON contract of ``pdroof estimate``: prefill, decode step, memory, inputs."""
+             prompt: int = 2048, context: int | None = None, prefix: int = 0, ep: int = 1) -> dict:
+    """The JSON contract of ``pdroof estimate``: prefill, decode step, memory, inputs. Numbers
+    are per device of an instance of tp × ep devices."""
     check_tp(model, acc, tp)
+    check_ep(model, acc, tp, ep)
     for name, v in (("batch", batch), ("prompt", prompt)):
         if v < 1:
             raise PdroofError(f"--{name} must be at least 1, not {v}")
@@ -77,7 +95,7 @@ def estimate(model: Record, acc: Record, runtime: Record, p: Precision, *, tp: i
     context = context if context is not None else prompt
     if context < 1:
         raise PdroofError(f"--context must be at least 1, not {context}")
-    base, eff = stage_inputs(model, acc, runtime, p, tp)
+    base, eff = stage_inputs(model, acc, runtime, p, tp, ep)
     work = {"batch": batch, "new_tokens": prompt, "prefix_tokens": prefix, "context_tokens": context}
     inputs = {**base, **work}
     pre = evaluate("prefill", inputs)
@@ -104,7 +122,7 @@ def estimate(model: Record, acc: Record, runtime: Record, p: Precision, *, tp: i
         "inputs": {
             "model": model.id, "hardware": acc.id, "runtime": runtime.id,
             "weights": p.weights, "activations": p.activations, "kv": p.kv,
-            "tp": tp, "batch": batch, "prompt": prompt, "context": context, "prefix": prefix,
+            "tp": tp, "ep": ep, "batch": batch, "prompt": prompt, "context": context, "prefix": prefix,
             "efficiency": {k: base[k] for k in ("eff_compute", "eff_weights", "eff_memory", "eff_attn_prefill",
                                                  "attn_half_tokens", "eff_attn_decode", "eff_link",
                                                  "layer_latency_s")},

@@ -111,3 +111,14 @@ def test_unknown_format_is_one_error_line(cli, args):
     code, _, err = cli(*args)
     assert code == 1 and "unknown format 'fp7'" in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_expert_parallelism_splits_experts_and_adds_all_to_all(catalog):
+    one = _run(catalog, "deepseek-v3", hw="h200-sxm", p=("fp8", "fp8", "fp8"), tp=8, batch=16, prompt=1024)
+    with pytest.raises(PdroofError, match="exceed the scale-up domain"):
+        _run(catalog, "deepseek-v3", hw="h200-sxm", p=("fp8", "fp8", "fp8"), tp=8, ep=2)
+    ep8 = _run(catalog, "qwen3-235b-a22b", hw="h200-sxm", p=("fp8", "fp8", "fp8"), tp=1, ep=8, batch=16, prompt=1024)
+    tp1 = _run(catalog, "qwen3-235b-a22b", hw="h200-sxm", p=("fp8", "fp8", "fp8"), tp=1, batch=16, prompt=1024)
+    assert ep8["memory"]["weights_bytes"] < tp1["memory"]["weights_bytes"] / 4
+    assert any(op["name"] == "ep_comm" for op in ep8["decode"]["ops"])
+    assert not any(op["name"] == "ep_comm" for op in one["decode"]["ops"])

@@ -32,6 +32,7 @@ def estimate_cmd(
                                     "default: what the weight format implies on the accelerator"),
     kv: str = typer.Option("bf16", "--kv", help="KV-cache format"),
     tp: int = typer.Option(1, "--tp", help="tensor-parallel degree"),
+    ep: int = typer.Option(1, "--ep", help="expert-parallel degree (MoE): instances of tp × ep devices"),
     batch: int = typer.Option(1, "--batch", "-b", help="prompts in the prefill, sequences in the decode step"),
     prompt: int = typer.Option(2048, "--prompt", help="new prompt tokens per sequence"),
     context: int = typer.Option(None, "--context", help="decode context length (default: --prompt)"),
@@ -62,7 +63,7 @@ def estimate_cmd(
             render.emit(render.rows_output(rows, [Column("quantity", "aggregated steady state"),
                                                   Column("value", "value")], fmt.value), output)
         return
-    result = estimate(m, acc, rt, p, tp=tp, batch=batch, prompt=prompt, context=context, prefix=prefix)
+    result = estimate(m, acc, rt, p, tp=tp, batch=batch, prompt=prompt, context=context, prefix=prefix, ep=ep)
     if fmt.value == "json":
         render.emit(render.json_text(result), output)
     elif fmt.value == "csv":
