@@ -142,14 +142,38 @@ def rank_cmd(
         render.emit(text, output)
 
 
+PROGRESS_FROM = 50_000_000  # enumerated configurations: below this a sweep takes well under a second
+
+
+class _Progress:
+    """A rich progress bar on stderr, shown only on a terminal and only for large sweeps."""
+
+    def __init__(self):
+        self.bar = None
+        self.task = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            if total < PROGRESS_FROM or not sys.stderr.isatty():
+                return
+            from rich.console import Console
+            from rich.progress import Progress
+
+            self.bar = Progress(console=Console(stderr=True), transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task("evaluating configurations", total=total)
+        self.bar.update(self.task, completed=done, total=total)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
 def _run(c, objective, top, pareto):
     from ..rank import rank as run_rank
 
-    big = len(c.accelerators) ** 2 * len(c.paths) > 20_000 and sys.stderr.isatty()
-    if not big:
-        return run_rank(c, objective, top, pareto)
-    from rich.progress import Progress
-
-    with Progress(transient=True) as bar:
-        task = bar.add_task("evaluating", total=None)
-        return run_rank(c, objective, top, pareto, progress=lambda d, n: bar.update(task, completed=d, total=n))
+    progress = _Progress()
+    try:
+        return run_rank(c, objective, top, pareto, progress=progress)
+    finally:
+        progress.close()
