@@ -27,14 +27,14 @@ OUTPUTS['kernels'] = ('gemm_seconds', 'attn_prefill_seconds', 'attn_decode_secon
 def prefill(*, batch, new_tokens, prefix_tokens, tp, ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, heads, attn_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, link_latency_s, eff_compute, eff_weights, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, layer_latency_s, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
     """Numeric twin of pdroof.equations groups()["prefill"]."""
     _x0 = 2*layers
-    _x1 = batch*new_tokens
-    _x2 = tp**(-1.0)
-    _x3 = _x2*attn_params
-    _x4 = _x1*_x3
+    _x1 = tp**(-1.0)
+    _x2 = _x1*attn_params
+    _x3 = batch*new_tokens
+    _x4 = _x2*_x3
     _x5 = _x0*_x4
     _x6 = 2*hidden
-    _x7 = _x1*act_bytes
-    _x8 = _x3*weight_bytes + _x7*(_x3/hidden + _x6)
+    _x7 = _x3*act_bytes
+    _x8 = _x2*weight_bytes + _x7*(_x2/hidden + _x6)
     _x9 = _x8*layers
     _x10 = 1/(eff_compute*peak_flops_per_s)
     _x11 = _x10*(dequant_overhead + 1)
@@ -42,66 +42,65 @@ def prefill(*, batch, new_tokens, prefix_tokens, tp, ep, layers, dense_layers, m
     _x13 = _x12/eff_weights
     _x14 = layers*numpy.maximum(_x13*_x8, 2*_x11*_x4)
     _x15 = dense_layers*ffn_params
-    _x16 = 2*_x2
-    _x17 = _x1*_x16
+    _x16 = 2*_x1
+    _x17 = _x16*_x3
     _x18 = _x15*_x17
-    _x19 = _x2*weight_bytes
-    _x20 = 3*_x2
+    _x19 = _x1*weight_bytes
+    _x20 = 3*_x1
     _x21 = _x19*ffn_params + _x7*(_x20*ffn_size + _x6)
     _x22 = _x21*dense_layers
     _x23 = _x11*_x17
     _x24 = dense_layers*numpy.maximum(_x13*_x21, _x23*ffn_params)
-    _x25 = ep**(-1.0)
-    _x26 = _x25*expert_params
-    _x27 = _x26*experts_per_token + shared_params
-    _x28 = _x27*moe_layers
-    _x29 = _x17*_x28
-    _x30 = expert_ffn_size*experts_per_token + shared_ffn_size
-    _x31 = _x19*(-_x26*experts*((1 - experts_per_token/experts)**_x1 - 1) + shared_params) + _x7*(_x20*_x30 + _x6)
-    _x32 = _x31*moe_layers
-    _x33 = moe_layers*numpy.maximum(_x13*_x31, _x23*_x27)
-    _x34 = full_layers*(new_tokens + 2*prefix_tokens + 1)
-    _x35 = (1/2)*new_tokens
-    _x36 = _x35 + prefix_tokens + 1/2
-    _x37 = numpy.minimum(_x36, window_tokens)
-    _x38 = _x37*sliding_layers
-    _x39 = attn_dim_prefill*heads
-    _x40 = _x39*((1/2)*_x34 + _x38)
-    _x41 = _x2*_x6
-    _x42 = _x41*act_bytes*new_tokens
-    _x43 = new_tokens + prefix_tokens
-    _x44 = kv_bytes*kv_elems/numpy.minimum(kv_shardable, tp)
-    _x45 = _x42 + _x43*_x44
-    _x46 = _x45*full_layers
-    _x47 = _x42 + _x44*numpy.minimum(_x43, window_tokens)
-    _x48 = _x47*sliding_layers
-    _x49 = batch*(_x46 + _x48)
-    _x50 = _x16*batch
-    _x51 = _x50*(attn_half_tokens + new_tokens)/(attn_peak_flops_per_s*eff_attn_prefill)
-    _x52 = _x12/eff_attn_decode
-    _x53 = _x39*_x51
-    _x54 = _x52*batch
-    _x55 = full_layers*numpy.maximum(_x36*_x53, _x45*_x54) + sliding_layers*numpy.maximum(_x37*_x53, _x47*_x54)
-    _x56 = hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem)
-    _x57 = _x2*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(_x30*moe_layers + dense_layers*ffn_size)
-    _x58 = _x1*(_x56 + _x57)
-    _x59 = _x12*_x58/eff_memory
-    _x60 = _x6*_x7*layers
-    _x61 = tp - 1
-    _x62 = _x41*_x7
-    _x63 = 1/(eff_link*link_bytes_per_s)
-    _x64 = _x0*(_x61*_x62*_x63 + link_latency_s)*numpy.minimum(1, _x61)
-    _x65 = _x62*experts_per_token*moe_layers
-    _x66 = ep - 1
-    _x67 = act_bytes*hidden
-    _x68 = 2*moe_layers*(_x1*_x2*_x25*_x63*_x66*_x67*experts_per_token + link_latency_s)*numpy.minimum(1, _x66)
-    _x69 = _x2*vocab
-    _x70 = _x6*_x69*batch
-    _x71 = _x67*_x69 + batch*(_x67 + 4*_x69)
-    _x72 = _x10*_x70
-    _x73 = _x13*_x71
-    _x74 = numpy.maximum(_x72, _x73)
-    _x75 = layer_latency_s*layers*(extra_kernel_share + 1)
+    _x25 = expert_params*experts_per_token + shared_params
+    _x26 = _x25*moe_layers
+    _x27 = _x17*_x26
+    _x28 = expert_ffn_size*experts_per_token + shared_ffn_size
+    _x29 = ep**(-1.0)
+    _x30 = _x19*(-_x29*expert_params*experts*((1 - experts_per_token/experts)**(_x3*ep) - 1) + shared_params) + _x7*(_x20*_x28 + _x6)
+    _x31 = _x30*moe_layers
+    _x32 = moe_layers*numpy.maximum(_x13*_x30, _x23*_x25)
+    _x33 = full_layers*(new_tokens + 2*prefix_tokens + 1)
+    _x34 = (1/2)*new_tokens
+    _x35 = _x34 + prefix_tokens + 1/2
+    _x36 = numpy.minimum(_x35, window_tokens)
+    _x37 = _x36*sliding_layers
+    _x38 = attn_dim_prefill*heads
+    _x39 = _x38*((1/2)*_x33 + _x37)
+    _x40 = _x1*_x6
+    _x41 = _x40*act_bytes*new_tokens
+    _x42 = new_tokens + prefix_tokens
+    _x43 = kv_bytes*kv_elems/numpy.minimum(kv_shardable, tp)
+    _x44 = _x41 + _x42*_x43
+    _x45 = _x44*full_layers
+    _x46 = _x41 + _x43*numpy.minimum(_x42, window_tokens)
+    _x47 = _x46*sliding_layers
+    _x48 = batch*(_x45 + _x47)
+    _x49 = _x16*batch
+    _x50 = _x49*(attn_half_tokens + new_tokens)/(attn_peak_flops_per_s*eff_attn_prefill)
+    _x51 = _x12/eff_attn_decode
+    _x52 = _x38*_x50
+    _x53 = _x51*batch
+    _x54 = full_layers*numpy.maximum(_x35*_x52, _x44*_x53) + sliding_layers*numpy.maximum(_x36*_x52, _x46*_x53)
+    _x55 = hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem)
+    _x56 = _x1*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(_x28*moe_layers + dense_layers*ffn_size)
+    _x57 = _x3*(_x55 + _x56)
+    _x58 = _x12*_x57/eff_memory
+    _x59 = _x6*_x7*layers
+    _x60 = tp - 1
+    _x61 = _x40*_x7
+    _x62 = 1/(eff_link*link_bytes_per_s)
+    _x63 = _x0*(_x60*_x61*_x62 + link_latency_s)*numpy.minimum(1, _x60)
+    _x64 = _x61*experts_per_token*moe_layers
+    _x65 = ep - 1
+    _x66 = act_bytes*hidden
+    _x67 = 2*moe_layers*(_x1*_x29*_x3*_x62*_x65*_x66*experts_per_token + link_latency_s)*numpy.minimum(1, _x65)
+    _x68 = _x1*vocab
+    _x69 = _x6*_x68*batch
+    _x70 = _x66*_x68 + batch*(_x66 + 4*_x68)
+    _x71 = _x10*_x69
+    _x72 = _x13*_x70
+    _x73 = numpy.maximum(_x71, _x72)
+    _x74 = layer_latency_s*layers*(extra_kernel_share + 1)
     return {
         'attn_proj_flops': _x5,
         'attn_proj_bytes': _x9,
@@ -113,49 +112,49 @@ def prefill(*, batch, new_tokens, prefix_tokens, tp, ep, layers, dense_layers, m
         'ffn_compute_s': _x11*_x18,
         'ffn_memory_s': _x13*_x22,
         'ffn_seconds': _x24,
-        'experts_flops': _x29,
-        'experts_bytes': _x32,
-        'experts_compute_s': _x11*_x29,
-        'experts_memory_s': _x13*_x32,
-        'experts_seconds': _x33,
-        'attention_flops': _x17*_x40,
-        'attention_bytes': _x49,
-        'attention_compute_s': _x40*_x51,
-        'attention_memory_s': _x49*_x52,
-        'attention_seconds': _x55,
+        'experts_flops': _x27,
+        'experts_bytes': _x31,
+        'experts_compute_s': _x11*_x27,
+        'experts_memory_s': _x13*_x31,
+        'experts_seconds': _x32,
+        'attention_flops': _x17*_x39,
+        'attention_bytes': _x48,
+        'attention_compute_s': _x39*_x50,
+        'attention_memory_s': _x48*_x51,
+        'attention_seconds': _x54,
         'elementwise_flops': 0,
-        'elementwise_bytes': _x58,
+        'elementwise_bytes': _x57,
         'elementwise_compute_s': 0,
-        'elementwise_memory_s': _x59,
-        'elementwise_seconds': _x59,
+        'elementwise_memory_s': _x58,
+        'elementwise_seconds': _x58,
         'tp_comm_flops': 0,
-        'tp_comm_bytes': _x60,
+        'tp_comm_bytes': _x59,
         'tp_comm_compute_s': 0,
-        'tp_comm_memory_s': _x64,
-        'tp_comm_seconds': _x64,
+        'tp_comm_memory_s': _x63,
+        'tp_comm_seconds': _x63,
         'ep_comm_flops': 0,
-        'ep_comm_bytes': _x65,
+        'ep_comm_bytes': _x64,
         'ep_comm_compute_s': 0,
-        'ep_comm_memory_s': _x68,
-        'ep_comm_seconds': _x68,
-        'lm_head_flops': _x70,
-        'lm_head_bytes': _x71,
-        'lm_head_compute_s': _x72,
-        'lm_head_memory_s': _x73,
-        'lm_head_seconds': _x74,
+        'ep_comm_memory_s': _x67,
+        'ep_comm_seconds': _x67,
+        'lm_head_flops': _x69,
+        'lm_head_bytes': _x70,
+        'lm_head_compute_s': _x71,
+        'lm_head_memory_s': _x72,
+        'lm_head_seconds': _x73,
         'layer_latency_flops': 0,
         'layer_latency_bytes': 0,
         'layer_latency_compute_s': 0,
         'layer_latency_memory_s': 0,
-        'layer_latency_seconds': _x75,
+        'layer_latency_seconds': _x74,
         'step_latency_flops': 0,
         'step_latency_bytes': 0,
         'step_latency_compute_s': 0,
         'step_latency_memory_s': 0,
         'step_latency_seconds': step_latency_s,
-        'seconds': _x14 + _x24 + _x33 + _x55 + _x59 + _x64 + _x68 + _x74 + _x75 + step_latency_s,
-        'flops': _x50*(_x15*new_tokens + _x28*new_tokens + _x34*_x35*_x39 + _x38*_x39*new_tokens + attn_params*layers*new_tokens + hidden*vocab),
-        'bytes': _x1*_x56 + _x1*_x57 + _x22 + _x32 + _x46*batch + _x48*batch + _x60 + _x65 + _x71 + _x9,
+        'seconds': _x14 + _x24 + _x32 + _x54 + _x58 + _x63 + _x67 + _x73 + _x74 + step_latency_s,
+        'flops': _x49*(_x15*new_tokens + _x26*new_tokens + _x33*_x34*_x38 + _x37*_x38*new_tokens + attn_params*layers*new_tokens + hidden*vocab),
+        'bytes': _x22 + _x3*_x55 + _x3*_x56 + _x31 + _x45*batch + _x47*batch + _x59 + _x64 + _x70 + _x9,
     }
 
 ARGS['prefill'] = ('batch', 'new_tokens', 'prefix_tokens', 'tp', 'ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'link_latency_s', 'eff_compute', 'eff_weights', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
@@ -187,55 +186,54 @@ def decode(*, batch, context_tokens, tp, ep, layers, dense_layers, moe_layers, f
     _x20 = _x19*dense_layers
     _x21 = _x11*_x3
     _x22 = dense_layers*numpy.maximum(_x13*_x19, _x21*ffn_params)
-    _x23 = ep**(-1.0)
-    _x24 = _x23*expert_params
-    _x25 = _x24*experts_per_token + shared_params
-    _x26 = _x25*moe_layers
-    _x27 = _x26*_x3
-    _x28 = expert_ffn_size*experts_per_token + shared_ffn_size
-    _x29 = _x17*(-_x24*experts*((1 - experts_per_token/experts)**batch - 1) + shared_params) + _x7*(_x18*_x28 + _x6)
-    _x30 = _x29*moe_layers
-    _x31 = moe_layers*numpy.maximum(_x13*_x29, _x21*_x25)
-    _x32 = context_tokens*full_layers
-    _x33 = numpy.minimum(context_tokens, window_tokens)
-    _x34 = _x33*sliding_layers
-    _x35 = attn_dim_decode*heads
-    _x36 = _x3*_x35
-    _x37 = _x36*(_x32 + _x34)
-    _x38 = _x1*_x6
-    _x39 = _x38*act_bytes
-    _x40 = kv_bytes*kv_elems/numpy.minimum(kv_shardable, tp)
-    _x41 = _x39 + _x40*context_tokens
-    _x42 = _x41*full_layers
-    _x43 = _x33*_x40 + _x39
-    _x44 = _x43*sliding_layers
-    _x45 = batch*(_x42 + _x44)
-    _x46 = 1/(attn_peak_flops_per_s*eff_attn_prefill)
-    _x47 = _x12/eff_attn_decode
-    _x48 = _x36*_x46
-    _x49 = _x47*batch
-    _x50 = full_layers*numpy.maximum(_x41*_x49, _x48*context_tokens) + sliding_layers*numpy.maximum(_x33*_x48, _x43*_x49)
-    _x51 = hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem)
-    _x52 = _x1*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(_x28*moe_layers + dense_layers*ffn_size)
-    _x53 = batch*(_x51 + _x52)
-    _x54 = _x12*_x53/eff_memory
-    _x55 = _x6*_x7*layers
-    _x56 = tp - 1
-    _x57 = _x38*_x7
-    _x58 = 1/(eff_link*link_bytes_per_s)
-    _x59 = 2*layers*(_x56*_x57*_x58 + link_latency_s)*numpy.minimum(1, _x56)
-    _x60 = _x57*experts_per_token*moe_layers
-    _x61 = ep - 1
-    _x62 = act_bytes*hidden
-    _x63 = 2*moe_layers*(_x1*_x23*_x58*_x61*_x62*batch*experts_per_token + link_latency_s)*numpy.minimum(1, _x61)
-    _x64 = _x1*vocab
-    _x65 = _x6*_x64*batch
-    _x66 = _x62*_x64 + batch*(_x62 + 4*_x64)
-    _x67 = _x10*_x65
-    _x68 = _x13*_x66
-    _x69 = numpy.maximum(_x67, _x68)
-    _x70 = layer_latency_s*layers*(extra_kernel_share + 1)
-    _x71 = _x14 + _x22 + _x31 + _x50 + _x54 + _x59 + _x63 + _x69 + _x70 + step_latency_s
+    _x23 = expert_params*experts_per_token + shared_params
+    _x24 = _x23*moe_layers
+    _x25 = _x24*_x3
+    _x26 = expert_ffn_size*experts_per_token + shared_ffn_size
+    _x27 = ep**(-1.0)
+    _x28 = _x17*(-_x27*expert_params*experts*((1 - experts_per_token/experts)**(batch*ep) - 1) + shared_params) + _x7*(_x18*_x26 + _x6)
+    _x29 = _x28*moe_layers
+    _x30 = moe_layers*numpy.maximum(_x13*_x28, _x21*_x23)
+    _x31 = context_tokens*full_layers
+    _x32 = numpy.minimum(context_tokens, window_tokens)
+    _x33 = _x32*sliding_layers
+    _x34 = attn_dim_decode*heads
+    _x35 = _x3*_x34
+    _x36 = _x35*(_x31 + _x33)
+    _x37 = _x1*_x6
+    _x38 = _x37*act_bytes
+    _x39 = kv_bytes*kv_elems/numpy.minimum(kv_shardable, tp)
+    _x40 = _x38 + _x39*context_tokens
+    _x41 = _x40*full_layers
+    _x42 = _x32*_x39 + _x38
+    _x43 = _x42*sliding_layers
+    _x44 = batch*(_x41 + _x43)
+    _x45 = 1/(attn_peak_flops_per_s*eff_attn_prefill)
+    _x46 = _x12/eff_attn_decode
+    _x47 = _x35*_x45
+    _x48 = _x46*batch
+    _x49 = full_layers*numpy.maximum(_x40*_x48, _x47*context_tokens) + sliding_layers*numpy.maximum(_x32*_x47, _x42*_x48)
+    _x50 = hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem)
+    _x51 = _x1*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(_x26*moe_layers + dense_layers*ffn_size)
+    _x52 = batch*(_x50 + _x51)
+    _x53 = _x12*_x52/eff_memory
+    _x54 = _x6*_x7*layers
+    _x55 = tp - 1
+    _x56 = _x37*_x7
+    _x57 = 1/(eff_link*link_bytes_per_s)
+    _x58 = 2*layers*(_x55*_x56*_x57 + link_latency_s)*numpy.minimum(1, _x55)
+    _x59 = _x56*experts_per_token*moe_layers
+    _x60 = ep - 1
+    _x61 = act_bytes*hidden
+    _x62 = 2*moe_layers*(_x1*_x27*_x57*_x60*_x61*batch*experts_per_token + link_latency_s)*numpy.minimum(1, _x60)
+    _x63 = _x1*vocab
+    _x64 = _x6*_x63*batch
+    _x65 = _x61*_x63 + batch*(_x61 + 4*_x63)
+    _x66 = _x10*_x64
+    _x67 = _x13*_x65
+    _x68 = numpy.maximum(_x66, _x67)
+    _x69 = layer_latency_s*layers*(extra_kernel_share + 1)
+    _x70 = _x14 + _x22 + _x30 + _x49 + _x53 + _x58 + _x62 + _x68 + _x69 + step_latency_s
     return {
         'attn_proj_flops': _x4,
         'attn_proj_bytes': _x9,
@@ -247,50 +245,50 @@ def decode(*, batch, context_tokens, tp, ep, layers, dense_layers, moe_layers, f
         'ffn_compute_s': _x11*_x16,
         'ffn_memory_s': _x13*_x20,
         'ffn_seconds': _x22,
-        'experts_flops': _x27,
-        'experts_bytes': _x30,
-        'experts_compute_s': _x11*_x27,
-        'experts_memory_s': _x13*_x30,
-        'experts_seconds': _x31,
-        'attention_flops': _x37,
-        'attention_bytes': _x45,
-        'attention_compute_s': _x37*_x46,
-        'attention_memory_s': _x45*_x47,
-        'attention_seconds': _x50,
+        'experts_flops': _x25,
+        'experts_bytes': _x29,
+        'experts_compute_s': _x11*_x25,
+        'experts_memory_s': _x13*_x29,
+        'experts_seconds': _x30,
+        'attention_flops': _x36,
+        'attention_bytes': _x44,
+        'attention_compute_s': _x36*_x45,
+        'attention_memory_s': _x44*_x46,
+        'attention_seconds': _x49,
         'elementwise_flops': 0,
-        'elementwise_bytes': _x53,
+        'elementwise_bytes': _x52,
         'elementwise_compute_s': 0,
-        'elementwise_memory_s': _x54,
-        'elementwise_seconds': _x54,
+        'elementwise_memory_s': _x53,
+        'elementwise_seconds': _x53,
         'tp_comm_flops': 0,
-        'tp_comm_bytes': _x55,
+        'tp_comm_bytes': _x54,
         'tp_comm_compute_s': 0,
-        'tp_comm_memory_s': _x59,
-        'tp_comm_seconds': _x59,
+        'tp_comm_memory_s': _x58,
+        'tp_comm_seconds': _x58,
         'ep_comm_flops': 0,
-        'ep_comm_bytes': _x60,
+        'ep_comm_bytes': _x59,
         'ep_comm_compute_s': 0,
-        'ep_comm_memory_s': _x63,
-        'ep_comm_seconds': _x63,
-        'lm_head_flops': _x65,
-        'lm_head_bytes': _x66,
-        'lm_head_compute_s': _x67,
-        'lm_head_memory_s': _x68,
-        'lm_head_seconds': _x69,
+        'ep_comm_memory_s': _x62,
+        'ep_comm_seconds': _x62,
+        'lm_head_flops': _x64,
+        'lm_head_bytes': _x65,
+        'lm_head_compute_s': _x66,
+        'lm_head_memory_s': _x67,
+        'lm_head_seconds': _x68,
         'layer_latency_flops': 0,
         'layer_latency_bytes': 0,
         'layer_latency_compute_s': 0,
         'layer_latency_memory_s': 0,
-        'layer_latency_seconds': _x70,
+        'layer_latency_seconds': _x69,
         'step_latency_flops': 0,
         'step_latency_bytes': 0,
         'step_latency_compute_s': 0,
         'step_latency_memory_s': 0,
         'step_latency_seconds': step_latency_s,
-        'seconds': _x71,
-        'flops': _x3*(_x0 + _x15 + _x26 + _x32*_x35 + _x34*_x35 + hidden*vocab),
-        'bytes': _x20 + _x30 + _x42*batch + _x44*batch + _x51*batch + _x52*batch + _x55 + _x60 + _x66 + _x9,
-        'tokens_per_second': batch/_x71,
+        'seconds': _x70,
+        'flops': _x3*(_x0 + _x15 + _x24 + _x31*_x34 + _x33*_x34 + hidden*vocab),
+        'bytes': _x20 + _x29 + _x41*batch + _x43*batch + _x50*batch + _x51*batch + _x54 + _x59 + _x65 + _x9,
+        'tokens_per_second': batch/_x70,
     }
 
 ARGS['decode'] = ('batch', 'context_tokens', 'tp', 'ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'link_latency_s', 'eff_compute', 'eff_weights', 'eff_memory', 'eff_attn_prefill', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
@@ -325,70 +323,69 @@ def mixed(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, 
     _x23 = _x22*dense_layers
     _x24 = _x12*_x18
     _x25 = dense_layers*numpy.maximum(_x14*_x22, _x16*_x24)
-    _x26 = ep**(-1.0)
-    _x27 = _x26*expert_params
-    _x28 = _x1*(_x27*experts_per_token + shared_params)
-    _x29 = _x28*moe_layers
-    _x30 = _x18*_x29
-    _x31 = expert_ffn_size*experts_per_token + shared_ffn_size
-    _x32 = _x20*(-_x27*experts*((1 - experts_per_token/experts)**_x1 - 1) + shared_params) + _x8*(_x21*_x31 + _x7)
-    _x33 = _x32*moe_layers
-    _x34 = moe_layers*numpy.maximum(_x14*_x32, _x24*_x28)
-    _x35 = _x0*attn_dim_prefill
-    _x36 = (1/2)*new_tokens + prefix_tokens + 1/2
-    _x37 = numpy.minimum(_x36, window_tokens)
-    _x38 = _x37*sliding_layers
-    _x39 = _x35*_x38
-    _x40 = (1/2)*full_layers*(new_tokens + 2*prefix_tokens + 1)
-    _x41 = _x35*_x40
-    _x42 = batch*full_layers
-    _x43 = attn_dim_decode*context_tokens
-    _x44 = _x42*_x43
-    _x45 = batch*sliding_layers
-    _x46 = numpy.minimum(context_tokens, window_tokens)
-    _x47 = _x46*attn_dim_decode
-    _x48 = _x45*_x47
-    _x49 = _x44 + _x48
-    _x50 = _x18*heads
-    _x51 = _x3*_x7
-    _x52 = _x51*act_bytes
-    _x53 = kv_bytes*kv_elems/numpy.minimum(kv_shardable, tp)
-    _x54 = _x52 + _x53*context_tokens
-    _x55 = _x46*_x53 + _x52
-    _x56 = _x52*new_tokens
-    _x57 = new_tokens + prefix_tokens
-    _x58 = prefill_prompts*(_x53*_x57 + _x56)
-    _x59 = prefill_prompts*(_x53*numpy.minimum(_x57, window_tokens) + _x56)
-    _x60 = _x42*_x54 + _x45*_x55 + _x58*full_layers + _x59*sliding_layers
-    _x61 = attn_dim_prefill*prefill_prompts*(attn_half_tokens + new_tokens)
-    _x62 = _x50/(attn_peak_flops_per_s*eff_attn_prefill)
-    _x63 = _x13/eff_attn_decode
+    _x26 = _x1*(expert_params*experts_per_token + shared_params)
+    _x27 = _x26*moe_layers
+    _x28 = _x18*_x27
+    _x29 = expert_ffn_size*experts_per_token + shared_ffn_size
+    _x30 = ep**(-1.0)
+    _x31 = _x20*(-_x30*expert_params*experts*((1 - experts_per_token/experts)**(_x1*ep) - 1) + shared_params) + _x8*(_x21*_x29 + _x7)
+    _x32 = _x31*moe_layers
+    _x33 = moe_layers*numpy.maximum(_x14*_x31, _x24*_x26)
+    _x34 = _x0*attn_dim_prefill
+    _x35 = (1/2)*new_tokens + prefix_tokens + 1/2
+    _x36 = numpy.minimum(_x35, window_tokens)
+    _x37 = _x36*sliding_layers
+    _x38 = _x34*_x37
+    _x39 = (1/2)*full_layers*(new_tokens + 2*prefix_tokens + 1)
+    _x40 = _x34*_x39
+    _x41 = batch*full_layers
+    _x42 = attn_dim_decode*context_tokens
+    _x43 = _x41*_x42
+    _x44 = batch*sliding_layers
+    _x45 = numpy.minimum(context_tokens, window_tokens)
+    _x46 = _x45*attn_dim_decode
+    _x47 = _x44*_x46
+    _x48 = _x43 + _x47
+    _x49 = _x18*heads
+    _x50 = _x3*_x7
+    _x51 = _x50*act_bytes
+    _x52 = kv_bytes*kv_elems/numpy.minimum(kv_shardable, tp)
+    _x53 = _x51 + _x52*context_tokens
+    _x54 = _x45*_x52 + _x51
+    _x55 = _x51*new_tokens
+    _x56 = new_tokens + prefix_tokens
+    _x57 = prefill_prompts*(_x52*_x56 + _x55)
+    _x58 = prefill_prompts*(_x52*numpy.minimum(_x56, window_tokens) + _x55)
+    _x59 = _x41*_x53 + _x44*_x54 + _x57*full_layers + _x58*sliding_layers
+    _x60 = attn_dim_prefill*prefill_prompts*(attn_half_tokens + new_tokens)
+    _x61 = _x49/(attn_peak_flops_per_s*eff_attn_prefill)
+    _x62 = _x13/eff_attn_decode
+    _x63 = _x61*batch
     _x64 = _x62*batch
-    _x65 = _x63*batch
-    _x66 = _x61*_x62
-    _x67 = full_layers*numpy.maximum(_x36*_x66, _x58*_x63) + full_layers*numpy.maximum(_x43*_x64, _x54*_x65) + sliding_layers*numpy.maximum(_x37*_x66, _x59*_x63) + sliding_layers*numpy.maximum(_x47*_x64, _x55*_x65)
-    _x68 = hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem)
-    _x69 = _x3*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(_x31*moe_layers + dense_layers*ffn_size)
-    _x70 = _x1*(_x68 + _x69)
-    _x71 = _x13*_x70/eff_memory
-    _x72 = _x7*_x8*layers
-    _x73 = tp - 1
-    _x74 = _x51*_x8
-    _x75 = 1/(eff_link*link_bytes_per_s)
-    _x76 = 2*layers*(_x73*_x74*_x75 + link_latency_s)*numpy.minimum(1, _x73)
-    _x77 = _x74*experts_per_token*moe_layers
-    _x78 = ep - 1
-    _x79 = act_bytes*hidden
-    _x80 = 2*moe_layers*(_x1*_x26*_x3*_x75*_x78*_x79*experts_per_token + link_latency_s)*numpy.minimum(1, _x78)
-    _x81 = batch + prefill_prompts
-    _x82 = _x3*vocab
-    _x83 = _x7*_x81*_x82
-    _x84 = _x79*_x82 + _x81*(_x79 + 4*_x82)
-    _x85 = _x11*_x83
-    _x86 = _x14*_x84
-    _x87 = numpy.maximum(_x85, _x86)
-    _x88 = layer_latency_s*layers*(extra_kernel_share + 1)
-    _x89 = _x15 + _x25 + _x34 + _x67 + _x71 + _x76 + _x80 + _x87 + _x88 + step_latency_s
+    _x65 = _x60*_x61
+    _x66 = full_layers*numpy.maximum(_x35*_x65, _x57*_x62) + full_layers*numpy.maximum(_x42*_x63, _x53*_x64) + sliding_layers*numpy.maximum(_x36*_x65, _x58*_x62) + sliding_layers*numpy.maximum(_x46*_x63, _x54*_x64)
+    _x67 = hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem)
+    _x68 = _x3*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(_x29*moe_layers + dense_layers*ffn_size)
+    _x69 = _x1*(_x67 + _x68)
+    _x70 = _x13*_x69/eff_memory
+    _x71 = _x7*_x8*layers
+    _x72 = tp - 1
+    _x73 = _x50*_x8
+    _x74 = 1/(eff_link*link_bytes_per_s)
+    _x75 = 2*layers*(_x72*_x73*_x74 + link_latency_s)*numpy.minimum(1, _x72)
+    _x76 = _x73*experts_per_token*moe_layers
+    _x77 = ep - 1
+    _x78 = act_bytes*hidden
+    _x79 = 2*moe_layers*(_x1*_x3*_x30*_x74*_x77*_x78*experts_per_token + link_latency_s)*numpy.minimum(1, _x77)
+    _x80 = batch + prefill_prompts
+    _x81 = _x3*vocab
+    _x82 = _x7*_x80*_x81
+    _x83 = _x78*_x81 + _x80*(_x78 + 4*_x81)
+    _x84 = _x11*_x82
+    _x85 = _x14*_x83
+    _x86 = numpy.maximum(_x84, _x85)
+    _x87 = layer_latency_s*layers*(extra_kernel_share + 1)
+    _x88 = _x15 + _x25 + _x33 + _x66 + _x70 + _x75 + _x79 + _x86 + _x87 + step_latency_s
     return {
         'attn_proj_flops': _x6,
         'attn_proj_bytes': _x10,
@@ -400,50 +397,50 @@ def mixed(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, 
         'ffn_compute_s': _x12*_x19,
         'ffn_memory_s': _x14*_x23,
         'ffn_seconds': _x25,
-        'experts_flops': _x30,
-        'experts_bytes': _x33,
-        'experts_compute_s': _x12*_x30,
-        'experts_memory_s': _x14*_x33,
-        'experts_seconds': _x34,
-        'attention_flops': _x50*(_x39 + _x41 + _x49),
-        'attention_bytes': _x60,
-        'attention_compute_s': _x62*(_x38*_x61 + _x40*_x61 + _x49),
-        'attention_memory_s': _x60*_x63,
-        'attention_seconds': _x67,
+        'experts_flops': _x28,
+        'experts_bytes': _x32,
+        'experts_compute_s': _x12*_x28,
+        'experts_memory_s': _x14*_x32,
+        'experts_seconds': _x33,
+        'attention_flops': _x49*(_x38 + _x40 + _x48),
+        'attention_bytes': _x59,
+        'attention_compute_s': _x61*(_x37*_x60 + _x39*_x60 + _x48),
+        'attention_memory_s': _x59*_x62,
+        'attention_seconds': _x66,
         'elementwise_flops': 0,
-        'elementwise_bytes': _x70,
+        'elementwise_bytes': _x69,
         'elementwise_compute_s': 0,
-        'elementwise_memory_s': _x71,
-        'elementwise_seconds': _x71,
+        'elementwise_memory_s': _x70,
+        'elementwise_seconds': _x70,
         'tp_comm_flops': 0,
-        'tp_comm_bytes': _x72,
+        'tp_comm_bytes': _x71,
         'tp_comm_compute_s': 0,
-        'tp_comm_memory_s': _x76,
-        'tp_comm_seconds': _x76,
+        'tp_comm_memory_s': _x75,
+        'tp_comm_seconds': _x75,
         'ep_comm_flops': 0,
-        'ep_comm_bytes': _x77,
+        'ep_comm_bytes': _x76,
         'ep_comm_compute_s': 0,
-        'ep_comm_memory_s': _x80,
-        'ep_comm_seconds': _x80,
-        'lm_head_flops': _x83,
-        'lm_head_bytes': _x84,
-        'lm_head_compute_s': _x85,
-        'lm_head_memory_s': _x86,
-        'lm_head_seconds': _x87,
+        'ep_comm_memory_s': _x79,
+        'ep_comm_seconds': _x79,
+        'lm_head_flops': _x82,
+        'lm_head_bytes': _x83,
+        'lm_head_compute_s': _x84,
+        'lm_head_memory_s': _x85,
+        'lm_head_seconds': _x86,
         'layer_latency_flops': 0,
         'layer_latency_bytes': 0,
         'layer_latency_compute_s': 0,
         'layer_latency_memory_s': 0,
-        'layer_latency_seconds': _x88,
+        'layer_latency_seconds': _x87,
         'step_latency_flops': 0,
         'step_latency_bytes': 0,
         'step_latency_compute_s': 0,
         'step_latency_memory_s': 0,
         'step_latency_seconds': step_latency_s,
-        'seconds': _x89,
-        'flops': _x18*(_x17 + _x2*attn_params + _x29 + _x39*heads + _x41*heads + _x44*heads + _x48*heads + _x81*hidden*vocab),
-        'bytes': _x1*_x68 + _x1*_x69 + _x10 + _x23 + _x33 + _x60 + _x72 + _x77 + _x84,
-        'tokens_per_second': batch/_x89,
+        'seconds': _x88,
+        'flops': _x18*(_x17 + _x2*attn_params + _x27 + _x38*heads + _x40*heads + _x43*heads + _x47*heads + _x80*hidden*vocab),
+        'bytes': _x1*_x67 + _x1*_x68 + _x10 + _x23 + _x32 + _x59 + _x71 + _x76 + _x83,
+        'tokens_per_second': batch/_x88,
     }
 
 ARGS['mixed'] = ('batch', 'prefill_prompts', 'new_tokens', 'prefix_tokens', 'context_tokens', 'tp', 'ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'link_latency_s', 'eff_compute', 'eff_weights', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
@@ -471,22 +468,23 @@ ARGS['memory'] = ('batch', 'context_tokens', 'tp', 'ep', 'layers', 'dense_layers
 OUTPUTS['memory'] = ('weights_bytes', 'workspace_bytes', 'kv_sequence_bytes', 'kv_capacity_bytes', 'max_batch')
 
 
-def boundary(*, overlap_s, kv_src_bytes, kv_dst_bytes, transfer_src_s, transfer_dst_s, needs_convert, needs_redistribute, prod_bytes_per_s, cons_bytes_per_s, host_bytes_per_s, host_bounce):
+def boundary(*, overlap_s, kv_src_bytes, kv_dst_bytes, transfer_src_s, transfer_dst_s, format_ratio, needs_convert, needs_redistribute, prod_bytes_per_s, cons_bytes_per_s, host_bytes_per_s, host_bounce):
     """Numeric twin of pdroof.equations groups()["boundary"]."""
-    _x0 = (kv_dst_bytes + kv_src_bytes)*numpy.maximum(needs_convert, needs_redistribute)
-    _x1 = _x0/prod_bytes_per_s + numpy.maximum(0, needs_convert*transfer_dst_s - overlap_s - transfer_src_s*(needs_convert - 1))
-    _x2 = numpy.maximum(0, -overlap_s + transfer_src_s)
-    _x3 = _x0/host_bytes_per_s
-    _x4 = _x2 + _x3*host_bounce + _x3
-    _x5 = _x0/cons_bytes_per_s + _x2
+    _x0 = numpy.maximum(needs_convert, needs_redistribute)
+    _x1 = _x0*kv_src_bytes*(format_ratio + 1)
+    _x2 = _x1/prod_bytes_per_s + numpy.maximum(0, needs_convert*transfer_dst_s - overlap_s - transfer_src_s*(needs_convert - 1))
+    _x3 = numpy.maximum(0, -overlap_s + transfer_src_s)
+    _x4 = _x1/host_bytes_per_s
+    _x5 = _x3 + _x4*host_bounce + _x4
+    _x6 = _x0*kv_dst_bytes*(1 + format_ratio**(-1.0))/cons_bytes_per_s + _x3
     return {
-        'producer_s': _x1,
-        'transport_s': _x4,
-        'consumer_s': _x5,
-        'handoff_s': numpy.minimum(numpy.minimum(_x1, _x4), _x5),
+        'producer_s': _x2,
+        'transport_s': _x5,
+        'consumer_s': _x6,
+        'handoff_s': numpy.minimum(numpy.minimum(_x2, _x5), _x6),
     }
 
-ARGS['boundary'] = ('overlap_s', 'kv_src_bytes', 'kv_dst_bytes', 'transfer_src_s', 'transfer_dst_s', 'needs_convert', 'needs_redistribute', 'prod_bytes_per_s', 'cons_bytes_per_s', 'host_bytes_per_s', 'host_bounce')
+ARGS['boundary'] = ('overlap_s', 'kv_src_bytes', 'kv_dst_bytes', 'transfer_src_s', 'transfer_dst_s', 'format_ratio', 'needs_convert', 'needs_redistribute', 'prod_bytes_per_s', 'cons_bytes_per_s', 'host_bytes_per_s', 'host_bounce')
 OUTPUTS['boundary'] = ('producer_s', 'transport_s', 'consumer_s', 'handoff_s')
 
 
@@ -509,8 +507,6 @@ def serving(*, prefill_s, handoff_s, ttft_target_s, step_s, decode_batch, hbm_ba
     _x14 = _x13*tp_decode
     _x15 = _x12 + _x14
     _x16 = _x15**(-1.0)
-    _x17 = numpy.ceil(_x11*request_rate)
-    _x18 = numpy.ceil(_x13*request_rate)
     return {
         'prefill_capacity': _x2,
         'link_capacity': _x3,
@@ -526,14 +522,12 @@ def serving(*, prefill_s, handoff_s, ttft_target_s, step_s, decode_batch, hbm_ba
         'tokens_per_s_per_device': _x16*output_tokens,
         'usd_per_million_tokens': (2500/9)*_x5*(_x12*price_prefill + _x14*price_decode),
         'joules_per_token': _x5*(_x12*power_prefill + _x14*power_decode),
-        'prefill_instances': _x17*numpy.minimum(1, tp_prefill),
-        'decode_instances': _x18,
-        'devices_for_rate': _x17*tp_prefill + _x18*tp_decode,
+        'devices_for_rate': tp_decode*numpy.ceil(_x13*request_rate) + tp_prefill*numpy.ceil(_x11*request_rate),
         'max_rate_for_devices': _x16*device_budget,
     }
 
 ARGS['serving'] = ('prefill_s', 'handoff_s', 'ttft_target_s', 'step_s', 'decode_batch', 'hbm_batch', 'tier_bytes_per_s', 'kv_request_bytes', 'output_tokens', 'link_request_s', 'request_rate', 'device_budget', 'tp_prefill', 'tp_decode', 'price_prefill', 'price_decode', 'power_prefill', 'power_decode', 'kv_dst_bytes', 'prefill_slots', 'admission_wait_s', 'kv_capacity_bytes', 'retained_bytes')
-OUTPUTS['serving'] = ('prefill_capacity', 'link_capacity', 'hold_capacity', 'admission_batch', 'reservation_bytes', 'kv_headroom_bytes', 'prefill_rate', 'tiered_step_s', 'decode_capacity', 'devices_per_rate', 'prefill_device_share', 'tokens_per_s_per_device', 'usd_per_million_tokens', 'joules_per_token', 'prefill_instances', 'decode_instances', 'devices_for_rate', 'max_rate_for_devices')
+OUTPUTS['serving'] = ('prefill_capacity', 'link_capacity', 'hold_capacity', 'admission_batch', 'reservation_bytes', 'kv_headroom_bytes', 'prefill_rate', 'tiered_step_s', 'decode_capacity', 'devices_per_rate', 'prefill_device_share', 'tokens_per_s_per_device', 'usd_per_million_tokens', 'joules_per_token', 'devices_for_rate', 'max_rate_for_devices')
 
 
 def load(*, prefill_s, handoff_s, step_s, output_tokens, instance_rate):

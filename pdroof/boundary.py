@@ -151,7 +151,7 @@ def plan(model: Record, prefill: Pool, decode: Pool, path: Record, tiers: list[R
                         convert=np.array([float(lay_p.format != lay_d.format or lay_p.scale != lay_d.scale)]),
                         redistribute=np.array([float((lay_p.page_tokens, lay_p.order, lay_p.kv_shards)
                                                      != (lay_d.page_tokens, lay_d.order, lay_d.kv_shards))]))
-    pv, dv = pre.values, dec.values
+    dv = dec.values
     nan = float("nan")
     serv = serving_columns(c, pre, dec, h, pr, dr, prefill.accelerator.price_usd_per_hour or nan,
                            decode.accelerator.price_usd_per_hour or nan, prefill.accelerator.power_w or nan,
@@ -174,7 +174,7 @@ def plan(model: Record, prefill: Pool, decode: Pool, path: Record, tiers: list[R
         "transient_bytes": f["transient_bytes"],
         "source_pinned_s": f["prefill_s"] + f["handoff_s"] + float(dv["step_s"][dr][0]),
         "lifecycle": ["pin source", "reserve destination", "transfer", "commit", "release", "clean up"],
-        "prefill_slots": float(pv["slots"][pr][0]), "prefill_hold_capacity": f["hold_capacity"],
+        "prefill_slots": f["prefill_slots"], "prefill_hold_capacity": f["hold_capacity"],
         "decode_admission": {
             "kv_capacity_bytes": float(dv["kv_capacity_bytes"][dr][0]),
             "active_kv_bytes": f["admission_batch"] * float(dv["kv_request_bytes"][dr][0]),

@@ -168,7 +168,7 @@ def serving_columns(c: Candidates, pre: Stage, dec: Stage, h: dict, pr, dr, pric
                     "decode_batch": dv["decode_batch"][dr], "hbm_batch": dv["hbm_batch"][dr],
                     "tier_bytes_per_s": dv["tier_bytes_per_s"][dr], "kv_request_bytes": dv["kv_request_bytes"][dr],
                     "link_request_s": h["link_request_s"], "tp_prefill": pv["tp"][pr], "tp_decode": dv["tp"][dr],
-                    "kv_dst_bytes": h["kv_dst_bytes"], "prefill_slots": pv["slots"][pr],
+                    "kv_dst_bytes": h["kv_dst_bytes"], "prefill_slots": h["prefill_slots"],
                     "admission_wait_s": dv["step_s"][dr], "kv_capacity_bytes": dv["kv_capacity_bytes"][dr],
                     "retained_bytes": c.retained_bytes},
                    c, {"price_prefill": price_p, "price_decode": price_d},
@@ -205,7 +205,8 @@ def handoff_columns(c: Candidates, pre: Stage, dec: Stage, links: PairLinks, wir
     t_dst = evaluate("transfer", {**base, "wire_bytes": dst_elem})
     shards_p = np.minimum(pv["tp"][pr], mi["kv_shardable"])
     shards_d = np.minimum(dv["tp"][dr], mi["kv_shardable"])
-    kv_dst = dv["kv_request_bytes"][dr] * w.prompt_tokens / w.mean_context
+    # the request's KV per decode rank, in the consumer's format (sliding layers capped as stored)
+    kv_dst = evaluate("transfer", {**base, "tp": dv["tp"][dr], "wire_bytes": dst_elem})["bytes"]
     if convert is None:  # a different format, even of the same width (int8 vs fp8), is converted
         dst_fmt = np.array([wires.index(k) if k in wires else -1 for k in dec.labels["kv"]])[dr]
         convert = (dst_fmt != iw).astype(float)
@@ -213,6 +214,7 @@ def handoff_columns(c: Candidates, pre: Stage, dec: Stage, links: PairLinks, wir
     host_bw = np.minimum(pv["host_bytes_per_s"][pr], dv["host_bytes_per_s"][dr])
     bounce = np.array([0.0 if p.kind in ("host_staged", "tcp") else 1.0 for p in paths])[ik]
     b = evaluate("boundary", {"overlap_s": overlap, "kv_src_bytes": t_src["bytes"], "kv_dst_bytes": kv_dst,
+                              "format_ratio": dst_elem / src_elem,
                               "transfer_src_s": t_src["seconds"], "transfer_dst_s": t_dst["seconds"],
                               "needs_convert": convert, "needs_redistribute": redistribute,
                               "prod_bytes_per_s": pv["mem_bytes_per_s"][pr] * pv["eff_memory"][pr],
@@ -233,6 +235,8 @@ def handoff_columns(c: Candidates, pre: Stage, dec: Stage, links: PairLinks, wir
         "kv_src_bytes": t_src["bytes"], "kv_dst_bytes": kv_dst, "staging_bytes": staging,
         "transient_bytes": t_src["bytes"] + staging + kv_dst, "link_request_s": wire_bytes / (bw * eff),
         "needs_convert": convert, "needs_redistribute": redistribute,
+        # requests whose producer-format KV the prefill instance can hold at once
+        "prefill_slots": np.floor(pv["kv_capacity_bytes"][pr] / (pv["kv_bytes_per_elem"][pr] * src_elem)),
         **{f"{name}_option_s": b[f"{name}_s"] for name in PLACEMENTS[:3]},
     }
 
@@ -241,15 +245,18 @@ def aggregated_rows(c: Candidates, agg: Stage, prices, powers) -> dict[str, np.n
     rows = np.flatnonzero(agg.feasible)
     av = agg.values
     acc = np.asarray(agg.labels["acc"])[rows]
-    out = _serving({"prefill_s": 1.0, "handoff_s": 0.0, "step_s": av["tpot_s"][rows],
+    # no prefill pool: its capacities are infinite (and reported as not applicable), its devices zero
+    out = _serving({"prefill_s": 0.0, "handoff_s": 0.0, "step_s": av["tpot_s"][rows],
                     "decode_batch": av["concurrency"][rows], "hbm_batch": av["concurrency"][rows],
-                    "tier_bytes_per_s": np.inf, "kv_request_bytes": 1.0, "link_request_s": 1.0,
+                    "tier_bytes_per_s": np.inf, "kv_request_bytes": 1.0, "link_request_s": 0.0,
                     "tp_prefill": 0.0, "tp_decode": av["tp"][rows], "kv_dst_bytes": 0.0, "prefill_slots": 1.0,
                     "admission_wait_s": 0.0, "kv_capacity_bytes": np.inf, "retained_bytes": 0.0},
                    c, {"price_prefill": 0.0, "price_decode": prices[acc]},
                    {"power_prefill": 0.0, "power_decode": powers[acc]})
     cols = dict(out)
     n = len(rows)
+    for key in ("prefill_capacity", "link_capacity", "hold_capacity"):
+        cols[key] = np.full(n, np.nan)
     cols.update({
         "mode": np.ones(n, dtype=np.int8), "prefill_row": np.full(n, -1), "decode_row": rows,
         "wire": np.full(n, -1), "path": np.full(n, -1), "prefill_s": np.full(n, np.nan),

@@ -10,7 +10,8 @@ from . import _generated
 def evaluate(group: str, inputs: dict) -> dict[str, np.ndarray]:
     """Evaluate every expression of ``group``; outputs are broadcast to the inputs' common shape
     (a constant expression comes back as a scalar otherwise)."""
-    args = {name: inputs[name] for name in _generated.ARGS[group]}
+    # numpy semantics throughout (x/0 is inf, not an exception), scalars included
+    args = {name: np.asarray(inputs[name], dtype=float) for name in _generated.ARGS[group]}
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         out = getattr(_generated, group)(**args)
     shape = np.broadcast_shapes(*(np.shape(v) for v in args.values()))

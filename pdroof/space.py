@@ -111,7 +111,9 @@ def prefill_stage(c: Candidates) -> Stage:
     cols = _stack(rows)
     pre = evaluate("prefill", cols)
     mem = evaluate("memory", cols)
+    per_elem = evaluate("memory", {**cols, "kv_bytes": 1.0})["kv_sequence_bytes"]
     st.values = {"prefill_s": pre["seconds"], "tp": cols["tp"], "slots": mem["max_batch"],
+                 "kv_capacity_bytes": mem["kv_capacity_bytes"], "kv_bytes_per_elem": per_elem,
                  "mem_bytes_per_s": cols["mem_bytes_per_s"], "eff_memory": cols["eff_memory"],
                  "host_bytes_per_s": np.array([_host_bw(c.accelerators[a]) for a in st.labels["acc"]])}
     for i in range(len(st)):
@@ -123,6 +125,18 @@ def prefill_stage(c: Candidates) -> Stage:
 def _host_bw(acc: Record) -> float:
     """Device<->host bandwidth: the host link (PCIe or a coherent link); unknown: no host path."""
     return acc.host_link.bandwidth_bytes_per_s if acc.host_link and acc.host_link.bandwidth_bytes_per_s else 1e-9
+
+
+def _tier_capacity(tier: Record, acc: Record) -> float:
+    """KV bytes a tier holds per device beyond HBM: its own figure, for host DRAM the
+    accelerator's host memory per device, else unbounded (no source gives one)."""
+    if tier.kind == "hbm":
+        return 0.0
+    if tier.capacity_bytes:
+        return tier.capacity_bytes
+    if tier.kind == "host_dram" and acc.host_memory_bytes:
+        return acc.host_memory_bytes
+    return np.inf
 
 
 def _tier_bandwidth(tier: Record, acc: Record) -> float:
@@ -146,9 +160,8 @@ def decode_stage(c: Candidates) -> Stage:
         for ti, tier in enumerate(c.tiers):  # innermost: _tier_dominated relies on this order
             _add(st, {**labels, "tier": ti}, reason)
             rows.append(inputs)
-            cap = tier.capacity_bytes / labels["tp"] if tier.capacity_bytes and tier.kind != "hbm" else np.inf
             tier_rows.append({"tier_bytes_per_s": _tier_bandwidth(tier, acc),
-                              "tier_capacity_bytes": 0.0 if tier.kind == "hbm" else cap})
+                              "tier_capacity_bytes": _tier_capacity(tier, acc)})
     if not rows:
         return st
     cols = _stack(rows)

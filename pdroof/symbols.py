@@ -121,6 +121,7 @@ _TABLE = (
     Sym("kv_dst_bytes", "B", "one request's KV per decode rank in the consumer's format", "K_D"),
     Sym("transfer_src_s", "s", "KV transfer time when the producer's format travels", "t_{XP}"),
     Sym("transfer_dst_s", "s", "KV transfer time when the consumer's format travels", "t_{XD}"),
+    Sym("format_ratio", "1", "bytes per KV element, consumer format over producer format", r"\rho"),
     Sym("needs_convert", "1", "1 when producer and consumer KV formats differ, else 0", r"\delta_C"),
     Sym("needs_redistribute", "1", "1 when KV page layout or TP partitioning differ, else 0", r"\delta_R"),
     Sym("prod_bytes_per_s", "B/s", "achieved HBM bandwidth of a prefill device", "M_P"),
@@ -135,7 +136,6 @@ _TABLE = (
     Sym("hbm_bytes", "B", "HBM capacity per device", "C"),
     Sym("chunk_tokens", "tokens", "most tokens one forward pass processes (sizes the activation workspace)", "T_C"),
     Sym("mem_reserve", "1", "fraction of HBM the runtime keeps for itself", "r"),
-    Sym("weights_total_bytes", "B", "bytes of all weights of the instance", "W_B"),
 )
 
 SYMBOLS: dict[str, Sym] = {s.name: s for s in _TABLE}

@@ -160,14 +160,17 @@ def test_equations_cli(cli):
 
 
 def test_decode_compute_crossover_matches_the_roofline():
-    """At the solved batch, the dense FFN's compute and weight-streaming terms are equal."""
+    """At the solved batch, the dense GEMMs' compute and weight-streaming terms are equal."""
     from pdroof.equations.crossover import decode_compute_batch
 
     pt = dict.fromkeys(_generated.ARGS["decode"], 1.0)
     pt.update({"ffn_params": 3 * 4096 * 14336.0, "ffn_size": 14336.0, "hidden": 4096.0, "tp": 1.0,
                "weight_bytes": 2.0, "act_bytes": 2.0, "dequant_overhead": 0.0, "eff_compute": 0.75,
-               "eff_weights": 0.85, "peak_flops_per_s": 989e12, "mem_bytes_per_s": 3.35e12, "dense_layers": 1.0})
+               "eff_weights": 0.85, "peak_flops_per_s": 989e12, "mem_bytes_per_s": 3.35e12, "dense_layers": 32.0,
+               "layers": 32.0, "attn_params": 4096 * 6144 + 4096 * 4096.0})
     b = float(decode_compute_batch().xreplace({S(k): v for k, v in pt.items()
                                                if k in {s.name for s in decode_compute_batch().free_symbols}}))
     out = evaluate("decode", {**pt, "batch": b})
-    assert float(out["ffn_compute_s"]) == pytest.approx(float(out["ffn_memory_s"]), rel=1e-9)
+    compute = float(out["ffn_compute_s"]) + float(out["attn_proj_compute_s"])
+    memory = float(out["ffn_memory_s"]) + float(out["attn_proj_memory_s"])
+    assert compute == pytest.approx(memory, rel=1e-9)

@@ -69,14 +69,16 @@ def _evaluate_crossovers(ctx, model, hardware, link, runtime, weights, kv, token
     inputs, _ = stage_inputs(m, acc, rt, p, tp=1)
     inputs.update({"batch": 1, "wire_bytes": format_bytes(kv), "transfer_tokens": tokens, "page_tokens": tokens})
     cx = expressions()
-    values = {"decode_compute_batch": ("decode batch where dense FFN GEMMs turn compute-bound", "sequences")}
+    values = {"decode_compute_batch": ("decode batch where the dense GEMMs turn compute-bound", "sequences")}
     if link:
         path = cat.get("path", link)
         pre = estimate(m, acc, rt, p, prompt=tokens)["prefill"]["seconds"]
         inputs.update({"path_latency_s": path.latency_s, "path_bytes_per_s": path.bandwidth_bytes_per_s,
                        "eff_path": path.efficiency, "overlap_s": pre * (m.layers - 1) / m.layers})
-        values["transfer_prompt_tokens"] = (f"prompt length below which KV transfer over {path.id} exceeds prefill",
-                                            "tokens")
+        values["transfer_prompt_tokens"] = (f"prompt length below which KV transfer over {path.id} exceeds "
+                                            "prefill compute", "tokens")
+        values["transfer_floor_tokens"] = ("prompt length from which it also exceeds prefill's weight-streaming "
+                                           "floor (if larger than the line above: never exceeds prefill)", "tokens")
         values["hiding_bandwidth"] = (f"path bandwidth that hides a {tokens}-token transfer behind layer-wise "
                                       "prefill (negative: latency alone exceeds the overlap)", "GB/s")
     typer.echo(f"crossovers for {m.id} on {acc.id} (runtime {rt.id}, {p.label()}):")

@@ -20,15 +20,19 @@ def _exposed(transfer_s):
 
 
 def placements() -> dict[str, sp.Expr]:
-    src, dst = S("kv_src_bytes"), S("kv_dst_bytes")
+    """Cost on TTFT of each placement. A pass reads one representation of a rank's share and
+    writes the other: on a prefill rank K_P·(1 + ρ), on a decode rank K_D·(1 + 1/ρ), with ρ the
+    consumer/producer bytes-per-element ratio."""
+    src, dst, ratio = S("kv_src_bytes"), S("kv_dst_bytes"), S("format_ratio")
     conv, redis = S("needs_convert"), S("needs_redistribute")
     work = sp.Max(conv, redis)  # one pass does both
-    one_pass = src + dst  # read one representation, write the other
-    producer = work * one_pass / S("prod_bytes_per_s") + _exposed(
+    at_producer = src * (1 + ratio)
+    at_consumer = dst * (1 + 1 / ratio)
+    producer = work * at_producer / S("prod_bytes_per_s") + _exposed(
         conv * S("transfer_dst_s") + (1 - conv) * S("transfer_src_s"))
-    consumer = _exposed(S("transfer_src_s")) + work * one_pass / S("cons_bytes_per_s")
-    transport = (_exposed(S("transfer_src_s")) + work * one_pass / S("host_bytes_per_s")
-                 + work * S("host_bounce") * one_pass / S("host_bytes_per_s"))
+    consumer = _exposed(S("transfer_src_s")) + work * at_consumer / S("cons_bytes_per_s")
+    transport = (_exposed(S("transfer_src_s")) + work * at_producer / S("host_bytes_per_s")
+                 + work * S("host_bounce") * at_producer / S("host_bytes_per_s"))
     return {"producer_s": producer, "transport_s": transport, "consumer_s": consumer}
 
 

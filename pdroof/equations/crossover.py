@@ -10,31 +10,53 @@ from .transfer import transfer_seconds
 
 
 def decode_compute_batch() -> sp.Expr:
-    """Decode batch at which a dense layer's FFN GEMMs turn compute-bound: the batch where the
-    compute and weight-streaming terms of the roofline are equal."""
+    """Decode batch at which the dense GEMMs of a step (attention projections and dense FFN,
+    every layer) turn compute-bound: where their compute and weight-streaming terms are equal.
+    Routed experts are left out: the experts a step touches grow with the batch, so their
+    crossover has no closed form."""
     B = sp.Symbol("batch", positive=True)
     t, h = S("tp"), S("hidden")
-    f, W_F = S("ffn_size"), S("ffn_params")
-    g = gemm_group(2 * B * W_F / t, W_F * S("weight_bytes") / t, B * (2 * h + 3 * f / t), 1)
-    (sol,) = sp.solve(sp.Eq(g["compute_s"], g["memory_s"]), B)
+    W_A, W_F, f = S("attn_params"), S("ffn_params"), S("ffn_size")
+    attn = gemm_group(2 * B * W_A / t, W_A * S("weight_bytes") / t, B * (2 * h + W_A / h / t), S("layers"))
+    ffn = gemm_group(2 * B * W_F / t, W_F * S("weight_bytes") / t, B * (2 * h + 3 * f / t), S("dense_layers"))
+    (sol,) = sp.solve(sp.Eq(attn["compute_s"] + ffn["compute_s"], attn["memory_s"] + ffn["memory_s"]), B)
     return sol
 
 
-def transfer_prompt_tokens() -> sp.Expr:
-    """Prompt length below which moving a request's KV (bulk per layer, no overlap) takes longer
-    than its prefill. Transfer is a0 + a1·S; prefill's compute terms (projections, dense FFN,
-    causal attention at its long-prompt efficiency, no prefix) are c1·S + c2·S²; the threshold is
-    the positive root of c2·S² + (c1 − a1)·S − a0 = 0."""
-    n = sp.Symbol("new_tokens", positive=True)
+def _prefill_parts(n):
+    """Prefill of one prompt of n tokens (no prefix, full-attention layers at their long-prompt
+    efficiency) as compute c1·n + c2·n² and the weight-streaming floor c0 (the memory terms of
+    the weight GEMMs at one token)."""
     pre = prefill()
-    compute = (pre["attn_proj_compute_s"] + pre["ffn_compute_s"] + pre["attention_compute_s"]).subs(
-        {S("batch"): 1, S("prefix_tokens"): 0, S("moe_layers"): 0, S("sliding_layers"): 0,
-         S("attn_half_tokens"): 0})
+    fix = {S("batch"): 1, S("prefix_tokens"): 0, S("sliding_layers"): 0, S("attn_half_tokens"): 0}
+    compute = sum(pre[f"{op}_compute_s"] for op in ("attn_proj", "ffn", "experts", "attention")).subs(fix)
+    floor = sum(pre[f"{op}_memory_s"] for op in ("attn_proj", "ffn", "experts", "lm_head")).subs(fix).subs(
+        S("new_tokens"), 1)
+    compute = compute.subs(S("new_tokens"), n)
+    return sp.diff(compute, n).subs(n, 0), sp.diff(compute, n, 2) / 2, floor
+
+
+def transfer_prompt_tokens() -> sp.Expr:
+    """Prompt length up to which moving a request's KV (bulk per layer, no overlap) can take
+    longer than its prefill. Transfer is a0 + a1·S; prefill is at least its compute, c1·S + c2·S²
+    (projections, dense FFN, experts, causal attention). The threshold is the positive root of
+    c2·S² + (c1 − a1)·S − a0 = 0; ``transfer_floor_tokens`` says from which length the transfer
+    also exceeds the weight-streaming floor of prefill (below it, prefill is weight-bound)."""
+    n = sp.Symbol("new_tokens", positive=True)
     move = transfer_seconds().subs({S("transfer_tokens"): n, S("page_tokens"): n, S("sliding_layers"): 0})
     a0, a1 = move.subs(n, 0), sp.diff(move, n)
-    c1, c2 = sp.diff(compute, n).subs(n, 0), sp.diff(compute, n, 2) / 2
+    c1, c2, _ = _prefill_parts(n)
     b = c1 - a1
     return (-b + sp.sqrt(b**2 + 4 * c2 * a0)) / (2 * c2)
+
+
+def transfer_floor_tokens() -> sp.Expr:
+    """Prompt length at which the transfer reaches prefill's weight-streaming floor c0: a0 + a1·S = c0."""
+    n = sp.Symbol("new_tokens", positive=True)
+    move = transfer_seconds().subs({S("transfer_tokens"): n, S("page_tokens"): n, S("sliding_layers"): 0})
+    a0, a1 = move.subs(n, 0), sp.diff(move, n)
+    _, _, c0 = _prefill_parts(n)
+    return (c0 - a0) / a1
 
 
 def hiding_bandwidth() -> sp.Expr:
@@ -49,6 +71,7 @@ def expressions() -> dict[str, sp.Expr]:
     return {
         "decode_compute_batch": decode_compute_batch(),
         "transfer_prompt_tokens": transfer_prompt_tokens(),
+        "transfer_floor_tokens": transfer_floor_tokens(),
         "hiding_bandwidth": hiding_bandwidth(),
     }
 

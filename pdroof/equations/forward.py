@@ -50,9 +50,12 @@ def _pass(tokens, head_tokens, attention):
     # distinct experts the step touches (all of them at large batch, few at small batch).
     k, W_X, W_S, e = S("experts_per_token"), S("expert_params"), S("shared_params"), S("ep")
     f_moe = k * S("expert_ffn_size") + S("shared_ffn_size")
+    # With expert parallelism the e attention groups each send their T tokens to the experts,
+    # which are split over the groups: a device computes its share of e·T·k expert rows (= T·k)
+    # and streams the experts that all e·T tokens touch, divided among the e groups.
     ops["experts"] = gemm_group(
-        2 * T * (k * W_X / e + W_S) / t,
-        (experts_touched(T) / e * W_X + W_S) * bw / t,
+        2 * T * (k * W_X + W_S) / t,
+        (experts_touched(e * T) / e * W_X + W_S) * bw / t,
         T * (2 * h + 3 * f_moe / t),
         S("moe_layers"),
     )

@@ -65,7 +65,7 @@ def expressions() -> dict[str, sp.Expr]:
     per_rate = S("tp_prefill") / c_p + S("tp_decode") / c_d  # devices per request/s
     out_tokens = S("output_tokens")
     n_p = sp.ceiling(S("request_rate") / c_p)
-    n_d = sp.ceiling(S("request_rate") / c_d)
+    n_d = sp.ceiling(S("request_rate") / c_d)  # whole instances: N_P·C_P ≥ R and N_D·C_D ≥ R
     return {
         "prefill_capacity": prefill_capacity(),
         "link_capacity": link_capacity(),
@@ -84,9 +84,6 @@ def expressions() -> dict[str, sp.Expr]:
                                    + S("tp_decode") * S("price_decode") / c_d) / (3600 * out_tokens) * 10**6,
         "joules_per_token": (S("tp_prefill") * S("power_prefill") / c_p
                              + S("tp_decode") * S("power_decode") / c_d) / out_tokens,
-        # whole instances for an offered rate R: N_P·C_P ≥ R and N_D·C_D ≥ R
-        "prefill_instances": n_p * sp.Min(1, S("tp_prefill")),
-        "decode_instances": n_d,
         "devices_for_rate": S("tp_prefill") * n_p + S("tp_decode") * n_d,
         # the largest rate N devices sustain when split in the ratio of the two pools
         "max_rate_for_devices": S("device_budget") / per_rate,
