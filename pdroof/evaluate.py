@@ -28,6 +28,7 @@ OBJECTIVES = {  # column, True when larger is better
 }
 PARETO_AXES = (("tokens_per_s_per_device", True), ("ttft_s", False), ("tpot_s", False))
 BLOCK = 400_000  # configurations per vectorised block
+IMPOSSIBLE = "path or wire format not possible for the pair"
 
 
 @dataclass
@@ -37,7 +38,8 @@ class Results:
     columns: dict[str, np.ndarray] = field(default_factory=dict)
     total: int = 0
     feasible: int = 0
-    dominated: int = 0  # feasible but never better than a kept alternative; not expanded
+    dominated: int = 0  # feasible but provably no better than an evaluated one; not expanded
+    filtered: int = 0   # excluded by --prefill-hw / --decode-hw
     evaluated: int = 0  # configurations evaluated in the vectorised grid
     infeasible: Counter = field(default_factory=Counter)
 
@@ -241,8 +243,8 @@ def handoff_columns(c: Candidates, pre: Stage, dec: Stage, links: PairLinks, wir
     }
 
 
-def aggregated_rows(c: Candidates, agg: Stage, prices, powers) -> dict[str, np.ndarray]:
-    rows = np.flatnonzero(agg.feasible)
+def aggregated_rows(c: Candidates, agg: Stage, prices, powers, allowed: np.ndarray) -> dict[str, np.ndarray]:
+    rows = np.flatnonzero(allowed)
     av = agg.values
     acc = np.asarray(agg.labels["acc"])[rows]
     # no prefill pool: its capacities are infinite (and reported as not applicable), its devices zero
@@ -326,7 +328,6 @@ def run(c: Candidates, objective: str = "cost", keep: int = 200, pareto: bool = 
     res = Results()
     pre, dec = prefill_stage(c), decode_stage(c)
     agg = aggregated_stage(c) if include_aggregated else Stage()
-    links = pair_links(c)
     wires = sorted({k for a in c.accelerators for k in a.precision_paths.kv if not c.kv or k in c.kv})
     if "bf16" in wires and "fp16" in wires:
         wires.remove("fp16")  # the same bytes on the wire
@@ -334,27 +335,44 @@ def run(c: Candidates, objective: str = "cost", keep: int = 200, pareto: bool = 
     powers = np.array([a.power_w if a.power_w else np.nan for a in c.accelerators])
     mi = model_inputs(c.model)
 
-    p_ok = np.flatnonzero(pre.feasible & _only(c, pre, c.prefill_ids))
-    d_feasible = dec.feasible & _only(c, dec, c.decode_ids)
-    dominated_tier = dec.values.get("tier_dominated", np.zeros(len(dec), bool)) if prune else np.zeros(len(dec), bool)
-    d_ok = np.flatnonzero(d_feasible & ~dominated_tier)
-    d_dominated = int(d_feasible.sum()) - len(d_ok)
+    A = len(c.accelerators)
     combos_n = len(wires) * len(c.paths)
     res.total = len(pre) * len(dec) * combos_n + len(agg)
+    # prefill rows: infeasible, excluded by --prefill-hw, or carried on
+    p_allowed = _only(c, pre, c.prefill_ids)
+    p_ok = np.flatnonzero(pre.feasible & p_allowed)
     for reason, n in Counter(r for r in pre.reasons if r).items():
         res.infeasible[f"prefill: {reason}"] += n * len(dec) * combos_n
+    res.filtered += int((pre.feasible & ~p_allowed).sum()) * len(dec) * combos_n
+    # decode rows against the prefill rows carried on
+    d_allowed = _only(c, dec, c.decode_ids)
     for reason, n in Counter(r for r in dec.reasons if r).items():
         res.infeasible[f"decode: {reason}"] += n * len(p_ok) * combos_n
+    res.filtered += int((dec.feasible & ~d_allowed).sum()) * len(p_ok) * combos_n
+    tier_dominated = dec.values.get("tier_dominated", np.zeros(len(dec), bool)) if prune else np.zeros(len(dec), bool)
+    d_ok = np.flatnonzero(dec.feasible & d_allowed & ~tier_dominated)
+    d_skip = np.flatnonzero(dec.feasible & d_allowed & tier_dominated)
+    links = pair_links(c)
+    cb = combos(c, links, wires, sorted(set(dec.labels["kv"])), prune)
+    if len(d_skip) and len(p_ok):  # a slower tier that adds no batch: same outcome as its HBM row
+        count_p = np.bincount(np.asarray(pre.labels["acc"])[p_ok], minlength=A)
+        count_d = np.bincount(np.asarray(dec.labels["acc"])[d_skip], minlength=A)
+        possible = int(count_p @ cb.possible @ count_d)
+        res.dominated += possible
+        res.infeasible[IMPOSSIBLE] += len(p_ok) * len(d_skip) * combos_n - possible
+    # aggregated rows
+    a_allowed = _only(c, agg, (c.prefill_ids or frozenset()) | (c.decode_ids or frozenset()))
     for reason, n in Counter(r for r in agg.reasons if r).items():
         res.infeasible[f"aggregated: {reason}"] += n
-
     parts = []
     if include_aggregated and len(agg):
-        a_cols = aggregated_rows(c, agg, prices, powers)
+        res.filtered += int((agg.feasible & ~a_allowed).sum())
+        a_cols = aggregated_rows(c, agg, prices, powers, agg.feasible & a_allowed)
         res.feasible += int(a_cols["feasible"].sum())
         res.evaluated += len(a_cols["feasible"])
         parts.append(_select(a_cols, objective, keep, pareto))
-    cb = combos(c, links, wires, sorted(set(dec.labels["kv"])), prune)
+    if len(p_ok) == 0 or len(d_ok) == 0:
+        p_ok = p_ok[:0]
     per_p = max(1, len(d_ok) * combos_n)
     step = max(1, BLOCK // max(1, len(d_ok) * 4))
     done = 0
@@ -363,11 +381,13 @@ def run(c: Candidates, objective: str = "cost", keep: int = 200, pareto: bool = 
         n_all = len(rows) * len(d_ok) * combos_n
         cols, (n_possible, n_useful) = disaggregated_block(c, pre, dec, links, wires, cb, rows, d_ok, prices,
                                                           powers, mi)
-        res.infeasible["path or wire format not possible for the pair"] += n_all - n_possible
-        res.dominated += n_possible - n_useful + d_dominated * len(rows) * combos_n
-        missed = n_useful - int(cols["feasible"].sum())
-        res.infeasible["misses TTFT (prefill plus handoff)"] += missed
-        res.feasible += n_possible - missed + d_dominated * len(rows) * combos_n
+        res.infeasible[IMPOSSIBLE] += n_all - n_possible
+        res.dominated += n_possible - n_useful
+        ttft_ok = (cols["prefill_rate"] > 0) & (cols["ttft_s"] <= c.workload.ttft_s)
+        res.infeasible["misses TTFT (prefill, queueing margin and handoff)"] += int((~ttft_ok).sum())
+        res.infeasible["no decode admission room after reservations and retained cache"] += int(
+            (ttft_ok & ~cols["feasible"]).sum())
+        res.feasible += int(cols["feasible"].sum())
         res.evaluated += n_useful
         parts.append(_select(cols, objective, keep, pareto))
         done += n_all

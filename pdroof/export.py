@@ -26,6 +26,7 @@ def meta(rk: Ranking) -> dict:
         "paths": [p.id for p in c.paths], "tiers": [t.id for t in c.tiers],
         "weights": list(c.weights or []), "kv": list(c.kv or []), "tp": list(c.tp), "devices": c.devices,
         "configurations": r.total, "feasible": r.feasible, "evaluated": r.evaluated, "dominated": r.dominated,
+        "filtered": r.filtered,
         "infeasible": dict(r.infeasible), "columns": dict(COLUMNS),
     }
 

@@ -53,7 +53,10 @@ class Ranking:
     def summary(self) -> str:
         r = self.results
         best = {m: next((x for x in self.rows if x["mode"] == m), None) for m in ("disaggregated", "aggregated")}
-        parts = [f"{r.total:,} configurations, {r.feasible:,} feasible, {r.total - r.feasible:,} infeasible"]
+        infeasible = sum(r.infeasible.values())
+        parts = [f"{r.total:,} configurations: {r.feasible:,} feasible, {r.dominated:,} skipped as provably no "
+                 f"better than one evaluated, {infeasible:,} infeasible"
+                 + (f", {r.filtered:,} excluded by filters" if r.filtered else "")]
         if r.infeasible:
             top = ", ".join(f"{n:,} {k}" for k, n in r.infeasible.most_common(3) if n)
             parts.append(f"({top})")

@@ -263,3 +263,19 @@ def test_a_kv_tier_never_holds_weights(catalog):
     rk = rank(c, "cost", top=0)
     assert rk.rows == []
     assert any("do not fit" in reason for reason in rk.results.infeasible)
+
+
+@pytest.mark.parametrize("prune", [True, False])
+def test_every_configuration_is_accounted_for(catalog, prune):
+    """feasible + dominated + infeasible + filtered = enumerated; pruning skips only configurations
+    that would have been evaluated, and never one that could rank first."""
+    from pdroof.evaluate import run
+
+    c = _cands(catalog, accs=("h100-sxm", "mi300x", "ascend-910b"), paths=("nvlink4", "roce-400", "tcp-100g"),
+               tiers=("hbm", "host-dram"), model="llama-3.1-70b", prefill_ids=frozenset({"h100-sxm", "ascend-910b"}))
+    r, _ = run(c, prune=prune)
+    assert r.feasible + r.dominated + sum(r.infeasible.values()) + r.filtered == r.total
+    full, _ = run(c, prune=False)
+    assert r.feasible <= full.feasible <= r.feasible + r.dominated
+    best = np.nanmin(full.columns["usd_per_million_tokens"][full.columns["feasible"]])
+    assert np.nanmin(r.columns["usd_per_million_tokens"][r.columns["feasible"]]) == best
