@@ -71,6 +71,7 @@ class Plan:
     feasible: bool
     reasons: list[str] = field(default_factory=list)
     doc: dict = field(default_factory=dict)
+    decode_tier: dict = field(default_factory=dict)  # hbm_batch, tier_bytes_per_s, kv_request_bytes
 
 
 def gate(model: Record, prefill: Pool, decode: Pool, w: Workload) -> list[dict]:
@@ -102,6 +103,9 @@ def plan(model: Record, prefill: Pool, decode: Pool, path: Record, tiers: list[R
          w: Workload, retained_bytes: float = 0.0) -> Plan:
     """The three decisions for one pairing, with every cost and the binding constraint."""
     reasons: list[str] = []
+    for side, pool in (("prefill", prefill), ("decode", decode)):
+        if pool.tp < 1 or pool.count < 1:
+            raise PdroofError(f"{side}: tp and instance count must be at least 1, not {pool.tp} and {pool.count}")
     checks = gate(model, prefill, decode, w)
     reasons += [f"gate: {c['check']}: {c['detail']}" for c in checks if not c["passed"]]
     pp, dp = prefill.precision(), decode.precision()
@@ -193,7 +197,9 @@ def plan(model: Record, prefill: Pool, decode: Pool, path: Record, tiers: list[R
         "usd_per_million_tokens": f["usd_per_million_tokens"], "joules_per_token": f["joules_per_token"],
         "binding": BINDINGS[int(serv["binding"][0])],
     }
-    return Plan(c_p > 0 and f["admission_batch"] >= 1, [] if c_p > 0 else ["prefill misses TTFT even unloaded"], doc)
+    tier_values = {k: float(dv[k][dr][0]) for k in ("hbm_batch", "tier_bytes_per_s", "kv_request_bytes")}
+    return Plan(c_p > 0 and f["admission_batch"] >= 1, [] if c_p > 0 else ["prefill misses TTFT even unloaded"], doc,
+                tier_values)
 
 
 def _row(st, acc: int, tp: int, **labels) -> int | None:

@@ -146,9 +146,13 @@ def check(path: str | Path, cat: Catalog) -> Verdict:
 
 
 def _decode_step(p: Plan, model, dec: Pool, cat: Catalog, d: Record, w: Workload, batch: float) -> float:
+    """The decode step at ``batch`` sequences, with any KV beyond HBM fetched from the tier."""
     from .estimate import stage_inputs
+    from .space import SERVING_IDLE
 
+    b = max(1.0, float(np.ceil(batch)))
     inputs, _ = stage_inputs(model, dec.accelerator, cat.get("runtime", d.runtime), dec.precision(), dec.tp)
-    inputs.update(batch=max(1.0, float(np.ceil(batch))), new_tokens=1, prefix_tokens=0,
-                  context_tokens=w.mean_context)
-    return float(evaluate("decode", inputs)["seconds"])
+    inputs.update(batch=b, new_tokens=1, prefix_tokens=0, context_tokens=w.mean_context)
+    step = float(evaluate("decode", inputs)["seconds"])
+    return float(evaluate("serving", {**SERVING_IDLE, **p.decode_tier, "step_s": step,
+                                      "decode_batch": b})["tiered_step_s"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from .architecture import shape_of
 from .errors import PdroofError
 from .inputs import hardware_inputs, model_inputs, precision_inputs, tp_link_bandwidth
@@ -10,6 +12,7 @@ from .ops import OP_KIND, OPS
 from .precision import Precision
 from .runtime import resolve
 from .schema import Record
+from .workload import Workload
 
 BOUNDS = ("compute", "memory", "link", "latency")
 
@@ -24,6 +27,8 @@ def check_tp(model: Record, acc: Record, tp: int) -> None:
 
 def tp_reason(model: Record, acc: Record, tp: int) -> str | None:
     """Why ``tp`` devices of ``acc`` cannot form one instance of ``model``, or None."""
+    if tp < 1:
+        return f"tp must be at least 1, not {tp}"
     domain = acc.scale_up.domain_size if acc.scale_up and acc.scale_up.domain_size else 1
     if tp > domain:
         return f"tp {tp} exceeds the scale-up domain of {acc.id} ({domain} devices)"
@@ -92,7 +97,7 @@ def estimate(model: Record, acc: Record, runtime: Record, p: Precision, *, tp: i
             raise PdroofError(f"--{name} must be at least 1, not {v}")
     if prefix < 0:
         raise PdroofError(f"--prefix must not be negative, not {prefix}")
-    context = context if context is not None else prompt
+    context = context if context is not None else prefix + prompt
     if context < 1:
         raise PdroofError(f"--context must be at least 1, not {context}")
     base, eff = stage_inputs(model, acc, runtime, p, tp, ep)
@@ -131,15 +136,27 @@ def estimate(model: Record, acc: Record, runtime: Record, p: Precision, *, tp: i
     }
 
 
+def aggregated_step(inputs: dict, w: Workload, concurrency, chunk_tokens: float):
+    """Steady state of continuous batching at ``concurrency``: each step decodes C sequences and
+    carries the average prefill load of the requests that join (C/O prompts of S new tokens);
+    TTFT is one step carrying a whole new prompt (in chunks of ``chunk_tokens``)."""
+    C = concurrency
+    base = {**inputs, "batch": C, "new_tokens": w.new_tokens, "prefix_tokens": w.prefix_tokens,
+            "context_tokens": w.mean_context}
+    tpot = evaluate("mixed", {**base, "prefill_prompts": C / w.output_tokens})["seconds"]
+    with_prompt = evaluate("mixed", {**base, "prefill_prompts": 1.0})["seconds"]
+    plain = evaluate("mixed", {**base, "prefill_prompts": 0.0})["seconds"]
+    chunks = np.ceil(w.new_tokens / chunk_tokens)
+    ttft = with_prompt + (chunks - 1) * plain
+    return tpot, ttft
+
+
 def aggregated(model: Record, acc: Record, runtime: Record, p: Precision, *, tp: int = 1, concurrency: int = 32,
                prompt: int = 2048, output: int = 256, prefix: int = 0) -> dict:
     """Colocated serving in the steady state of continuous batching at ``concurrency``: each step
     decodes C sequences and carries the prefill of the requests that join on average (C·S/O new
     tokens in the same forward pass, weights read once). TTFT is one step carrying a whole new
     prompt (chunked at the runtime's token budget)."""
-    from .space import aggregated_step
-    from .workload import Workload
-
     check_tp(model, acc, tp)
     for name, v in (("concurrency", concurrency), ("prompt", prompt), ("output", output)):
         if v < 1:

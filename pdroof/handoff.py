@@ -43,11 +43,12 @@ def path_bandwidth(path: Record, *ends: Record) -> float:
 
 
 def transfer(model: Record, path: Record, kv: str, tokens: int, *, page_tokens: int | None = None,
-             tp: int = 1, overlap_s: float = 0.0, ends: tuple[Record, ...] = ()) -> dict:
+             tp: int = 1, overlap_s: float | None = None, ends: tuple[Record, ...] = ()) -> dict:
     """Bytes, messages and time of moving ``tokens`` tokens of KV in format ``kv`` over ``path``.
 
     ``page_tokens`` None moves each layer's tensors in bulk; else one message per page per layer
-    per tensor. ``overlap_s`` is the prefill time the transfer can hide behind."""
+    per tensor. ``overlap_s`` is the prefill time the transfer can hide behind (None: unknown,
+    and whether it hides is not judged)."""
     check_format(kv, "--kv")
     if tokens < 1:
         raise PdroofError(f"--tokens must be at least 1, not {tokens}")
@@ -56,7 +57,8 @@ def transfer(model: Record, path: Record, kv: str, tokens: int, *, page_tokens: 
     m = model_inputs(model)
     inputs = {**m, "tp": tp, "transfer_tokens": tokens, "page_tokens": page_tokens or tokens,
               "wire_bytes": format_bytes(kv), "path_latency_s": path.latency_s,
-              "path_bytes_per_s": path_bandwidth(path, *ends), "eff_path": path.efficiency, "overlap_s": overlap_s}
+              "path_bytes_per_s": path_bandwidth(path, *ends), "eff_path": path.efficiency,
+              "overlap_s": overlap_s or 0.0}
     out = evaluate("transfer", inputs)
     secs, exposed = float(out["seconds"]), float(out["exposed_seconds"])
     return {
@@ -65,5 +67,6 @@ def transfer(model: Record, path: Record, kv: str, tokens: int, *, page_tokens: 
         "bytes": float(out["bytes"]), "messages": int(out["messages"]), "seconds": secs,
         "latency_seconds": float(out["messages"]) * path.latency_s,
         "path_bytes_per_s": inputs["path_bytes_per_s"],
-        "overlap_seconds": overlap_s, "exposed_seconds": exposed, "hidden": exposed <= 0.0,
+        "overlap_seconds": overlap_s, "exposed_seconds": exposed if overlap_s is not None else None,
+        "hidden": exposed <= 0.0 if overlap_s is not None else None,
     }

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import PdroofError
 from .evaluate import BINDINGS, MODES, OBJECTIVES, PLACEMENTS, Results, pareto_mask, run, score
 from .space import Candidates
 
@@ -73,6 +74,11 @@ def rank(c: Candidates, objective: str = "cost", top: int = 20, pareto: bool = F
          progress: Callable[[int, int], None] | None = None, prune: bool = True) -> Ranking:
     """Enumerate, evaluate and order the design space of ``c`` (see ``evaluate.run``)."""
     res, stages = run(c, objective, keep=max(top, 50), pareto=pareto, progress=progress, prune=prune)
+    if res.total == 0:
+        raise PdroofError(
+            f"nothing to rank: no candidate accelerator runs {c.model.id} with TP in {list(c.tp)}"
+            + (f", weights in {list(c.weights)}" if c.weights else "")
+            + (f", KV in {list(c.kv)}" if c.kv else "") + " on an executable path")
     cols = res.columns
     if not cols:
         return Ranking([], res, stages, c, objective)

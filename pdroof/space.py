@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .estimate import stage_inputs, tp_reason
+from .estimate import aggregated_step, stage_inputs, tp_reason
 from .handoff import path_bandwidth, path_reason
 from .numeric import evaluate
 from .precision import Precision, default_activations, infeasible_reason
@@ -176,7 +176,7 @@ def decode_stage(c: Candidates) -> Stage:
     step = evaluate("decode", {**grid, "batch": b})["seconds"]
     tiered = evaluate("serving", {"step_s": step, "decode_batch": b, "hbm_batch": hbm_batch[:, None],
                                   "tier_bytes_per_s": tiers["tier_bytes_per_s"][:, None],
-                                  "kv_request_bytes": kv_seq[:, None], **_SERVING_IDLE})["tiered_step_s"]
+                                  "kv_request_bytes": kv_seq[:, None], **SERVING_IDLE})["tiered_step_s"]
     ok = (tiered <= w.tpot_s) & (b <= cap_batch[:, None])
     has = ok.any(axis=1)
     best = np.where(has, ok.shape[1] - 1 - np.argmax(ok[:, ::-1], axis=1), 0)
@@ -218,28 +218,13 @@ def _tier_dominated(batch: np.ndarray, n_tiers: int, kinds: list[str]) -> np.nda
     return ((groups <= hbm) & ~is_hbm).ravel()
 
 
-# Serving inputs that do not matter when only the decode columns are wanted.
-_SERVING_IDLE = {"prefill_s": 1.0, "handoff_s": 0.0, "ttft_target_s": 1.0, "output_tokens": 1.0,
+# Serving inputs that do not matter when only the decode step (tiered_step_s) is wanted.
+SERVING_IDLE = {"prefill_s": 1.0, "handoff_s": 0.0, "ttft_target_s": 1.0, "output_tokens": 1.0,
                  "kv_dst_bytes": 0.0, "prefill_slots": 1.0, "admission_wait_s": 0.0, "kv_capacity_bytes": np.inf,
                  "retained_bytes": 0.0,
                  "link_request_s": 1.0, "tp_prefill": 0.0, "tp_decode": 1.0, "price_prefill": 0.0,
                  "price_decode": 0.0, "power_prefill": 0.0, "power_decode": 0.0, "request_rate": 1.0,
                  "device_budget": 1.0}
-
-
-def aggregated_step(inputs: dict, w: Workload, concurrency, chunk_tokens: float):
-    """Steady state of continuous batching at ``concurrency``: each step decodes C sequences and
-    carries the average prefill load of the requests that join (C/O prompts of S new tokens);
-    TTFT is one step carrying a whole new prompt (in chunks of ``chunk_tokens``)."""
-    C = concurrency
-    base = {**inputs, "batch": C, "new_tokens": w.new_tokens, "prefix_tokens": w.prefix_tokens,
-            "context_tokens": w.mean_context}
-    tpot = evaluate("mixed", {**base, "prefill_prompts": C / w.output_tokens})["seconds"]
-    with_prompt = evaluate("mixed", {**base, "prefill_prompts": 1.0})["seconds"]
-    plain = evaluate("mixed", {**base, "prefill_prompts": 0.0})["seconds"]
-    chunks = np.ceil(w.new_tokens / chunk_tokens)
-    ttft = with_prompt + (chunks - 1) * plain
-    return tpot, ttft
 
 
 def aggregated_stage(c: Candidates) -> Stage:

@@ -167,3 +167,21 @@ def test_plan_cli_json(cli):
 def test_frozen_pool_is_reusable(catalog):
     pool = Pool(catalog.get("accelerator", "h100-sxm"))
     assert replace(pool, tp=2).tp == 2 and pool.tp == 1
+
+
+def test_check_charges_the_tier_fetch_in_tpot(cli, tmp_path):
+    """The same deployment with its decode KV pushed beyond HBM into host DRAM: every step
+    fetches that KV over PCIe."""
+    from pdroof.catalog import Catalog
+    from pdroof.deployment import check
+
+    base = (REPO / "examples" / "deployment.yaml").read_text()
+    f = tmp_path / "d.yaml"
+    f.write_text(base)
+    hbm = check(f, Catalog(use_env=False))
+    tpot_hbm = next(c.value for c in hbm.checks if c.name == "TPOT at that batch")
+    f.write_text(base.replace("  kv: fp8\nkv_path", "  kv: fp8\n  tier: host-dram\nkv_path")
+                 .replace("rate_per_s: 2.0", "rate_per_s: 9.0"))
+    tiered = check(f, Catalog(use_env=False))
+    tpot = next(c.value for c in tiered.checks if c.name == "TPOT at that batch")
+    assert tpot >= tpot_hbm

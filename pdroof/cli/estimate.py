@@ -35,7 +35,7 @@ def estimate_cmd(
     ep: int = typer.Option(1, "--ep", help="expert-parallel degree (MoE): instances of tp × ep devices"),
     batch: int = typer.Option(1, "--batch", "-b", help="prompts in the prefill, sequences in the decode step"),
     prompt: int = typer.Option(2048, "--prompt", help="new prompt tokens per sequence"),
-    context: int = typer.Option(None, "--context", help="decode context length (default: --prompt)"),
+    context: int = typer.Option(None, "--context", help="decode context length (default: --prefix + --prompt)"),
     prefix: int = typer.Option(0, "--prefix", help="already-cached prefix tokens per prompt"),
     serving: Serving = typer.Option(Serving.single, "--serving",
                                     help="single: one prefill and one decode step; aggregated: the steady "

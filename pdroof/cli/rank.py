@@ -96,6 +96,8 @@ def rank_cmd(
         tps = tuple(int(x) for x in tp.split(","))
     except ValueError:
         raise PdroofError(f"--tp takes comma-separated integers, not {tp!r}") from None
+    if any(t < 1 for t in tps):
+        raise PdroofError(f"--tp degrees must be at least 1, not {tp!r}")
     if devices is not None and devices < 1:
         raise PdroofError(f"--devices must be at least 1, not {devices}")
     if retain_gb < 0:

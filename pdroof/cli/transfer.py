@@ -23,6 +23,8 @@ def transfer_cmd(
     src: str = typer.Option(None, "--from", help="prefill accelerator: to judge overlap with its prefill"),
     dst: str = typer.Option(None, "--to", help="decode accelerator: to check the path is possible"),
     runtime: str = typer.Option("engine", "--runtime", help="runtime profile for the prefill time"),
+    tp: int = typer.Option(1, "--tp", help="TP of the prefill instance (each rank sends its KV shard)"),
+    weights: str = typer.Option("bf16", "--weights", help="prefill weight format (for the prefill time)"),
     fmt=FormatOpt,
     output=OutOpt,
 ):
@@ -34,7 +36,7 @@ def transfer_cmd(
 
     cat = catalog(ctx)
     m, path = cat.get("model", model), cat.get("path", link)
-    overlap, notes = 0.0, []
+    overlap, notes = None, []
     ends = tuple(cat.get("accelerator", h) for h in (src, dst) if h)
     if len(ends) == 2:
         reason = path_reason(path, *ends)
@@ -42,12 +44,16 @@ def transfer_cmd(
             raise PdroofError(f"infeasible: {reason}")
     if src:
         a = ends[0]
-        pre = estimate(m, a, cat.get("runtime", runtime), plan(a, "bf16", None, "bf16"), prompt=tokens)
-        # layer-wise streaming: layer i's KV moves while layers i+1.. compute
-        overlap = pre["prefill"]["seconds"] * (m.layers - 1) / m.layers
-        notes.append(f"prefill of {tokens} tokens on {a.id}: {pre['prefill']['seconds'] * 1e3:.2f} ms")
-    r = transfer(m, path, kv, tokens, page_tokens=page_tokens, overlap_s=overlap, ends=ends)
-    r["prefill_seconds"] = overlap * m.layers / (m.layers - 1) if src else None
+        pre = estimate(m, a, cat.get("runtime", runtime), plan(a, weights, None, kv), prompt=tokens, tp=tp)
+        if pre["memory"]["fits"]:
+            # layer-wise streaming: layer i's KV moves while layers i+1.. compute
+            overlap = pre["prefill"]["seconds"] * (m.layers - 1) / m.layers
+            notes.append(f"prefill of {tokens} tokens on {a.id}×{tp} ({weights}): "
+                         f"{pre['prefill']['seconds'] * 1e3:.2f} ms")
+        else:
+            notes.append(f"{m.id} in {weights} does not fit {a.id}×{tp}: overlap not judged (try --tp)")
+    r = transfer(m, path, kv, tokens, page_tokens=page_tokens, overlap_s=overlap, ends=ends, tp=tp)
+    r["prefill_seconds"] = overlap * m.layers / (m.layers - 1) if overlap is not None else None
     if fmt.value == "json":
         render.emit(render.json_text(r), output)
         return
@@ -60,7 +66,7 @@ def transfer_cmd(
         {"quantity": "time", "value": f"{r['seconds'] * 1e3:,.3f} ms (of which per-message latency "
                                       f"{r['latency_seconds'] * 1e3:,.3f} ms)"},
     ]
-    if src:
+    if overlap is not None:
         rows.append({"quantity": "overlappable prefill", "value": f"{overlap * 1e3:,.3f} ms"})
         rows.append({"quantity": "exposed after overlap", "value": f"{r['exposed_seconds'] * 1e3:,.3f} ms"
                      + ("  (hidden)" if r["hidden"] else "")})
