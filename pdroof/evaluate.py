@@ -207,8 +207,9 @@ def handoff_columns(c: Candidates, pre: Stage, dec: Stage, links: PairLinks, wir
     t_dst = evaluate("transfer", {**base, "wire_bytes": dst_elem})
     shards_p = np.minimum(pv["tp"][pr], mi["kv_shardable"])
     shards_d = np.minimum(dv["tp"][dr], mi["kv_shardable"])
-    # the request's KV per decode rank, in the consumer's format (sliding layers capped as stored)
-    kv_dst = evaluate("transfer", {**base, "tp": dv["tp"][dr], "wire_bytes": dst_elem})["bytes"]
+    # the request's KV per decode rank, in the consumer's format: the same sequence bytes as the
+    # transfer's (sliding layers capped), over the consumer's shards
+    kv_dst = t_dst["bytes"] * shards_p / shards_d
     if convert is None:  # a different format, even of the same width (int8 vs fp8), is converted
         dst_fmt = np.array([wires.index(k) if k in wires else -1 for k in dec.labels["kv"]])[dr]
         convert = (dst_fmt != iw).astype(float)
