@@ -6,121 +6,262 @@ ARGS = {}
 OUTPUTS = {}
 
 
-def kernels(*, batch, new_tokens, context_tokens, heads, attn_dim_prefill, attn_dim_decode, kv_elems, weight_bytes, kv_bytes, act_bytes, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, eff_compute, eff_weights, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, path_latency_s, path_bytes_per_s, gemm_m, gemm_m_padded, gemm_n, gemm_k, copy_bytes, harness_s):
+def kernels(*, batch, new_tokens, context_tokens, heads, attn_dim_prefill, attn_dim_decode, kv_elems, weight_bytes, kv_bytes, act_bytes, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, eff_compute, gemm_half_rows, eff_weights, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, path_latency_s, path_bytes_per_s, gemm_m, gemm_m_padded, gemm_n, gemm_k, copy_bytes, harness_s):
     """Numeric twin of pdroof.equations groups()["kernels"]."""
     _x0 = gemm_k*gemm_n
     _x1 = mem_bytes_per_s**(-1.0)
     _x2 = heads/(attn_peak_flops_per_s*eff_attn_prefill)
     _x3 = batch*context_tokens
     return {
-        'gemm_seconds': harness_s + numpy.maximum(2*_x0*gemm_m_padded/(eff_compute*peak_flops_per_s), _x1*(_x0*weight_bytes + act_bytes*gemm_m*(gemm_k + gemm_n))/eff_weights),
+        'gemm_seconds': harness_s + numpy.maximum(2*_x0*(gemm_half_rows + gemm_m_padded)/(eff_compute*peak_flops_per_s), _x1*(_x0*weight_bytes + act_bytes*gemm_m*(gemm_k + gemm_n))/eff_weights),
         'attn_prefill_seconds': _x2*attn_dim_prefill*(attn_half_tokens + new_tokens)*(new_tokens + 1) + harness_s,
         'attn_decode_seconds': harness_s + numpy.maximum(2*_x2*_x3*attn_dim_decode, _x1*_x3*kv_bytes*kv_elems/eff_attn_decode),
         'copy_seconds': 2*_x1*copy_bytes/eff_memory + harness_s,
         'host_copy_seconds': copy_bytes/path_bytes_per_s + path_latency_s,
     }
 
-ARGS['kernels'] = ('batch', 'new_tokens', 'context_tokens', 'heads', 'attn_dim_prefill', 'attn_dim_decode', 'kv_elems', 'weight_bytes', 'kv_bytes', 'act_bytes', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'eff_compute', 'eff_weights', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'path_latency_s', 'path_bytes_per_s', 'gemm_m', 'gemm_m_padded', 'gemm_n', 'gemm_k', 'copy_bytes', 'harness_s')
+ARGS['kernels'] = ('batch', 'new_tokens', 'context_tokens', 'heads', 'attn_dim_prefill', 'attn_dim_decode', 'kv_elems', 'weight_bytes', 'kv_bytes', 'act_bytes', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'path_latency_s', 'path_bytes_per_s', 'gemm_m', 'gemm_m_padded', 'gemm_n', 'gemm_k', 'copy_bytes', 'harness_s')
 OUTPUTS['kernels'] = ('gemm_seconds', 'attn_prefill_seconds', 'attn_decode_seconds', 'copy_seconds', 'host_copy_seconds')
 
 
-def prefill(*, batch, new_tokens, prefix_tokens, tp, ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, heads, attn_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, link_latency_s, eff_compute, eff_weights, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, layer_latency_s, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
+def prefill(*, batch, new_tokens, prefix_tokens, tp, ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, heads, attn_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, layer_latency_s, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
     """Numeric twin of pdroof.equations groups()["prefill"]."""
-    _x0 = 2*layers
+    _x0 = batch*new_tokens
     _x1 = tp**(-1.0)
     _x2 = _x1*attn_params
-    _x3 = batch*new_tokens
+    _x3 = 2*layers
     _x4 = _x2*_x3
-    _x5 = _x0*_x4
-    _x6 = 2*hidden
-    _x7 = _x3*act_bytes
-    _x8 = _x2*weight_bytes + _x7*(_x2/hidden + _x6)
-    _x9 = _x8*layers
-    _x10 = 1/(eff_compute*peak_flops_per_s)
-    _x11 = _x10*(dequant_overhead + 1)
+    _x5 = 2*hidden
+    _x6 = _x0*act_bytes
+    _x7 = _x2*weight_bytes + _x6*(_x2/hidden + _x5)
+    _x8 = _x7*layers
+    _x9 = 1/(eff_compute*peak_flops_per_s)
+    _x10 = _x9*(dequant_overhead + 1)
+    _x11 = _x10*(_x0 + gemm_half_rows)
     _x12 = mem_bytes_per_s**(-1.0)
     _x13 = _x12/eff_weights
-    _x14 = layers*numpy.maximum(_x13*_x8, 2*_x11*_x4)
+    _x14 = layers*numpy.maximum(_x13*_x7, 2*_x11*_x2)
     _x15 = dense_layers*ffn_params
     _x16 = 2*_x1
-    _x17 = _x16*_x3
-    _x18 = _x15*_x17
+    _x17 = _x0*_x16
+    _x18 = _x1*weight_bytes
+    _x19 = 3*_x1
+    _x20 = _x18*ffn_params + _x6*(_x19*ffn_size + _x5)
+    _x21 = _x20*dense_layers
+    _x22 = _x11*_x16
+    _x23 = dense_layers*numpy.maximum(_x13*_x20, _x22*ffn_params)
+    _x24 = expert_params*experts_per_token + shared_params
+    _x25 = _x24*moe_layers
+    _x26 = _x17*_x25
+    _x27 = expert_ffn_size*experts_per_token + shared_ffn_size
+    _x28 = ep**(-1.0)
+    _x29 = _x0*ep
+    _x30 = experts*((1 - experts_per_token/experts)**_x29 - 1)
+    _x31 = _x18*(-_x28*_x30*expert_params + shared_params) + _x6*(_x19*_x27 + _x5)
+    _x32 = _x31*moe_layers
+    _x33 = numpy.maximum(1, _x29*experts_per_token/numpy.maximum(1, -_x30))
+    _x34 = _x10*(_x33 + gemm_half_rows)/_x33
+    _x35 = moe_layers*numpy.maximum(_x13*_x31, _x17*_x24*_x34)
+    _x36 = full_layers*(new_tokens + 2*prefix_tokens + 1)
+    _x37 = (1/2)*new_tokens
+    _x38 = _x37 + prefix_tokens + 1/2
+    _x39 = numpy.minimum(_x38, window_tokens)
+    _x40 = _x39*sliding_layers
+    _x41 = attn_dim_prefill*heads
+    _x42 = _x41*((1/2)*_x36 + _x40)
+    _x43 = _x1*_x5
+    _x44 = _x43*act_bytes*new_tokens
+    _x45 = new_tokens + prefix_tokens
+    _x46 = kv_bytes*kv_elems/numpy.minimum(kv_shardable, tp)
+    _x47 = _x44 + _x45*_x46
+    _x48 = _x47*full_layers
+    _x49 = _x44 + _x46*numpy.minimum(_x45, window_tokens)
+    _x50 = _x49*sliding_layers
+    _x51 = batch*(_x48 + _x50)
+    _x52 = _x16*batch
+    _x53 = _x52*(attn_half_tokens + new_tokens)/(attn_peak_flops_per_s*eff_attn_prefill)
+    _x54 = _x12/eff_attn_decode
+    _x55 = _x41*_x53
+    _x56 = _x54*batch
+    _x57 = full_layers*numpy.maximum(_x38*_x55, _x47*_x56) + sliding_layers*numpy.maximum(_x39*_x55, _x49*_x56)
+    _x58 = hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem)
+    _x59 = _x1*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(_x27*moe_layers + dense_layers*ffn_size)
+    _x60 = _x0*(_x58 + _x59)
+    _x61 = _x12*_x60/eff_memory
+    _x62 = _x5*_x6*layers
+    _x63 = tp - 1
+    _x64 = _x43*_x6
+    _x65 = 1/(eff_link*link_bytes_per_s)
+    _x66 = _x3*(_x63*_x64*_x65 + link_latency_s)*numpy.minimum(1, _x63)
+    _x67 = _x64*experts_per_token*moe_layers
+    _x68 = ep - 1
+    _x69 = act_bytes*hidden
+    _x70 = 2*moe_layers*(_x0*_x1*_x28*_x65*_x68*_x69*experts_per_token + link_latency_s)*numpy.minimum(1, _x68)
+    _x71 = _x1*vocab
+    _x72 = _x5*_x71
+    _x73 = _x69*_x71 + batch*(_x69 + 4*_x71)
+    _x74 = _x72*_x9*(batch + gemm_half_rows)
+    _x75 = _x13*_x73
+    _x76 = numpy.maximum(_x74, _x75)
+    _x77 = layer_latency_s*layers*(extra_kernel_share + 1)
+    return {
+        'attn_proj_flops': _x0*_x4,
+        'attn_proj_bytes': _x8,
+        'attn_proj_compute_s': _x11*_x4,
+        'attn_proj_memory_s': _x13*_x8,
+        'attn_proj_seconds': _x14,
+        'ffn_flops': _x15*_x17,
+        'ffn_bytes': _x21,
+        'ffn_compute_s': _x15*_x22,
+        'ffn_memory_s': _x13*_x21,
+        'ffn_seconds': _x23,
+        'experts_flops': _x26,
+        'experts_bytes': _x32,
+        'experts_compute_s': _x26*_x34,
+        'experts_memory_s': _x13*_x32,
+        'experts_seconds': _x35,
+        'attention_flops': _x17*_x42,
+        'attention_bytes': _x51,
+        'attention_compute_s': _x42*_x53,
+        'attention_memory_s': _x51*_x54,
+        'attention_seconds': _x57,
+        'elementwise_flops': 0,
+        'elementwise_bytes': _x60,
+        'elementwise_compute_s': 0,
+        'elementwise_memory_s': _x61,
+        'elementwise_seconds': _x61,
+        'tp_comm_flops': 0,
+        'tp_comm_bytes': _x62,
+        'tp_comm_compute_s': 0,
+        'tp_comm_memory_s': _x66,
+        'tp_comm_seconds': _x66,
+        'ep_comm_flops': 0,
+        'ep_comm_bytes': _x67,
+        'ep_comm_compute_s': 0,
+        'ep_comm_memory_s': _x70,
+        'ep_comm_seconds': _x70,
+        'lm_head_flops': _x72*batch,
+        'lm_head_bytes': _x73,
+        'lm_head_compute_s': _x74,
+        'lm_head_memory_s': _x75,
+        'lm_head_seconds': _x76,
+        'layer_latency_flops': 0,
+        'layer_latency_bytes': 0,
+        'layer_latency_compute_s': 0,
+        'layer_latency_memory_s': 0,
+        'layer_latency_seconds': _x77,
+        'step_latency_flops': 0,
+        'step_latency_bytes': 0,
+        'step_latency_compute_s': 0,
+        'step_latency_memory_s': 0,
+        'step_latency_seconds': step_latency_s,
+        'seconds': _x14 + _x23 + _x35 + _x57 + _x61 + _x66 + _x70 + _x76 + _x77 + step_latency_s,
+        'flops': _x52*(_x15*new_tokens + _x25*new_tokens + _x36*_x37*_x41 + _x40*_x41*new_tokens + attn_params*layers*new_tokens + hidden*vocab),
+        'bytes': _x0*_x58 + _x0*_x59 + _x21 + _x32 + _x48*batch + _x50*batch + _x62 + _x67 + _x73 + _x8,
+    }
+
+ARGS['prefill'] = ('batch', 'new_tokens', 'prefix_tokens', 'tp', 'ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
+OUTPUTS['prefill'] = ('attn_proj_flops', 'attn_proj_bytes', 'attn_proj_compute_s', 'attn_proj_memory_s', 'attn_proj_seconds', 'ffn_flops', 'ffn_bytes', 'ffn_compute_s', 'ffn_memory_s', 'ffn_seconds', 'experts_flops', 'experts_bytes', 'experts_compute_s', 'experts_memory_s', 'experts_seconds', 'attention_flops', 'attention_bytes', 'attention_compute_s', 'attention_memory_s', 'attention_seconds', 'elementwise_flops', 'elementwise_bytes', 'elementwise_compute_s', 'elementwise_memory_s', 'elementwise_seconds', 'tp_comm_flops', 'tp_comm_bytes', 'tp_comm_compute_s', 'tp_comm_memory_s', 'tp_comm_seconds', 'ep_comm_flops', 'ep_comm_bytes', 'ep_comm_compute_s', 'ep_comm_memory_s', 'ep_comm_seconds', 'lm_head_flops', 'lm_head_bytes', 'lm_head_compute_s', 'lm_head_memory_s', 'lm_head_seconds', 'layer_latency_flops', 'layer_latency_bytes', 'layer_latency_compute_s', 'layer_latency_memory_s', 'layer_latency_seconds', 'step_latency_flops', 'step_latency_bytes', 'step_latency_compute_s', 'step_latency_memory_s', 'step_latency_seconds', 'seconds', 'flops', 'bytes')
+
+
+def decode(*, batch, context_tokens, tp, ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, heads, attn_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_memory, eff_attn_prefill, eff_attn_decode, eff_link, layer_latency_s, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
+    """Numeric twin of pdroof.equations groups()["decode"]."""
+    _x0 = attn_params*layers
+    _x1 = tp**(-1.0)
+    _x2 = 2*_x1
+    _x3 = _x2*batch
+    _x4 = _x1*attn_params
+    _x5 = 2*hidden
+    _x6 = act_bytes*batch
+    _x7 = _x4*weight_bytes + _x6*(_x4/hidden + _x5)
+    _x8 = _x7*layers
+    _x9 = dequant_overhead + 1
+    _x10 = eff_compute**(-1.0)
+    _x11 = peak_flops_per_s**(-1.0)
+    _x12 = _x10*_x11*(batch + gemm_half_rows)
+    _x13 = _x12*_x9
+    _x14 = _x13*_x2
+    _x15 = mem_bytes_per_s**(-1.0)
+    _x16 = _x15/eff_weights
+    _x17 = layers*numpy.maximum(_x16*_x7, 2*_x13*_x4)
+    _x18 = dense_layers*ffn_params
     _x19 = _x1*weight_bytes
     _x20 = 3*_x1
-    _x21 = _x19*ffn_params + _x7*(_x20*ffn_size + _x6)
+    _x21 = _x19*ffn_params + _x6*(_x20*ffn_size + _x5)
     _x22 = _x21*dense_layers
-    _x23 = _x11*_x17
-    _x24 = dense_layers*numpy.maximum(_x13*_x21, _x23*ffn_params)
-    _x25 = expert_params*experts_per_token + shared_params
-    _x26 = _x25*moe_layers
-    _x27 = _x17*_x26
-    _x28 = expert_ffn_size*experts_per_token + shared_ffn_size
-    _x29 = ep**(-1.0)
-    _x30 = _x19*(-_x29*expert_params*experts*((1 - experts_per_token/experts)**(_x3*ep) - 1) + shared_params) + _x7*(_x20*_x28 + _x6)
-    _x31 = _x30*moe_layers
-    _x32 = moe_layers*numpy.maximum(_x13*_x30, _x23*_x25)
-    _x33 = full_layers*(new_tokens + 2*prefix_tokens + 1)
-    _x34 = (1/2)*new_tokens
-    _x35 = _x34 + prefix_tokens + 1/2
-    _x36 = numpy.minimum(_x35, window_tokens)
-    _x37 = _x36*sliding_layers
-    _x38 = attn_dim_prefill*heads
-    _x39 = _x38*((1/2)*_x33 + _x37)
-    _x40 = _x1*_x6
-    _x41 = _x40*act_bytes*new_tokens
-    _x42 = new_tokens + prefix_tokens
-    _x43 = kv_bytes*kv_elems/numpy.minimum(kv_shardable, tp)
-    _x44 = _x41 + _x42*_x43
-    _x45 = _x44*full_layers
-    _x46 = _x41 + _x43*numpy.minimum(_x42, window_tokens)
-    _x47 = _x46*sliding_layers
-    _x48 = batch*(_x45 + _x47)
-    _x49 = _x16*batch
-    _x50 = _x49*(attn_half_tokens + new_tokens)/(attn_peak_flops_per_s*eff_attn_prefill)
-    _x51 = _x12/eff_attn_decode
-    _x52 = _x38*_x50
+    _x23 = dense_layers*numpy.maximum(_x14*ffn_params, _x16*_x21)
+    _x24 = expert_params*experts_per_token + shared_params
+    _x25 = _x24*moe_layers
+    _x26 = _x25*_x3
+    _x27 = expert_ffn_size*experts_per_token + shared_ffn_size
+    _x28 = ep**(-1.0)
+    _x29 = batch*ep
+    _x30 = experts*((1 - experts_per_token/experts)**_x29 - 1)
+    _x31 = _x19*(-_x28*_x30*expert_params + shared_params) + _x6*(_x20*_x27 + _x5)
+    _x32 = _x31*moe_layers
+    _x33 = numpy.maximum(1, _x29*experts_per_token/numpy.maximum(1, -_x30))
+    _x34 = _x10*_x11*_x9*(_x33 + gemm_half_rows)/_x33
+    _x35 = moe_layers*numpy.maximum(_x16*_x31, _x24*_x3*_x34)
+    _x36 = context_tokens*full_layers
+    _x37 = numpy.minimum(context_tokens, window_tokens)
+    _x38 = _x37*sliding_layers
+    _x39 = attn_dim_decode*heads
+    _x40 = _x3*_x39
+    _x41 = _x40*(_x36 + _x38)
+    _x42 = _x1*_x5
+    _x43 = _x42*act_bytes
+    _x44 = kv_bytes*kv_elems/numpy.minimum(kv_shardable, tp)
+    _x45 = _x43 + _x44*context_tokens
+    _x46 = _x45*full_layers
+    _x47 = _x37*_x44 + _x43
+    _x48 = _x47*sliding_layers
+    _x49 = batch*(_x46 + _x48)
+    _x50 = 1/(attn_peak_flops_per_s*eff_attn_prefill)
+    _x51 = _x15/eff_attn_decode
+    _x52 = _x40*_x50
     _x53 = _x51*batch
-    _x54 = full_layers*numpy.maximum(_x35*_x52, _x44*_x53) + sliding_layers*numpy.maximum(_x36*_x52, _x46*_x53)
+    _x54 = full_layers*numpy.maximum(_x45*_x53, _x52*context_tokens) + sliding_layers*numpy.maximum(_x37*_x52, _x47*_x53)
     _x55 = hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem)
-    _x56 = _x1*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(_x28*moe_layers + dense_layers*ffn_size)
-    _x57 = _x3*(_x55 + _x56)
-    _x58 = _x12*_x57/eff_memory
-    _x59 = _x6*_x7*layers
+    _x56 = _x1*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(_x27*moe_layers + dense_layers*ffn_size)
+    _x57 = batch*(_x55 + _x56)
+    _x58 = _x15*_x57/eff_memory
+    _x59 = _x5*_x6*layers
     _x60 = tp - 1
-    _x61 = _x40*_x7
+    _x61 = _x42*_x6
     _x62 = 1/(eff_link*link_bytes_per_s)
-    _x63 = _x0*(_x60*_x61*_x62 + link_latency_s)*numpy.minimum(1, _x60)
+    _x63 = 2*layers*(_x60*_x61*_x62 + link_latency_s)*numpy.minimum(1, _x60)
     _x64 = _x61*experts_per_token*moe_layers
     _x65 = ep - 1
     _x66 = act_bytes*hidden
-    _x67 = 2*moe_layers*(_x1*_x29*_x3*_x62*_x65*_x66*experts_per_token + link_latency_s)*numpy.minimum(1, _x65)
+    _x67 = 2*moe_layers*(_x1*_x28*_x62*_x65*_x66*batch*experts_per_token + link_latency_s)*numpy.minimum(1, _x65)
     _x68 = _x1*vocab
-    _x69 = _x6*_x68*batch
+    _x69 = _x5*_x68
     _x70 = _x66*_x68 + batch*(_x66 + 4*_x68)
-    _x71 = _x10*_x69
-    _x72 = _x13*_x70
+    _x71 = _x12*_x69
+    _x72 = _x16*_x70
     _x73 = numpy.maximum(_x71, _x72)
     _x74 = layer_latency_s*layers*(extra_kernel_share + 1)
+    _x75 = _x17 + _x23 + _x35 + _x54 + _x58 + _x63 + _x67 + _x73 + _x74 + step_latency_s
     return {
-        'attn_proj_flops': _x5,
-        'attn_proj_bytes': _x9,
-        'attn_proj_compute_s': _x11*_x5,
-        'attn_proj_memory_s': _x13*_x9,
-        'attn_proj_seconds': _x14,
-        'ffn_flops': _x18,
+        'attn_proj_flops': _x0*_x3,
+        'attn_proj_bytes': _x8,
+        'attn_proj_compute_s': _x0*_x14,
+        'attn_proj_memory_s': _x16*_x8,
+        'attn_proj_seconds': _x17,
+        'ffn_flops': _x18*_x3,
         'ffn_bytes': _x22,
-        'ffn_compute_s': _x11*_x18,
-        'ffn_memory_s': _x13*_x22,
-        'ffn_seconds': _x24,
-        'experts_flops': _x27,
-        'experts_bytes': _x31,
-        'experts_compute_s': _x11*_x27,
-        'experts_memory_s': _x13*_x31,
-        'experts_seconds': _x32,
-        'attention_flops': _x17*_x39,
-        'attention_bytes': _x48,
-        'attention_compute_s': _x39*_x50,
-        'attention_memory_s': _x48*_x51,
+        'ffn_compute_s': _x14*_x18,
+        'ffn_memory_s': _x16*_x22,
+        'ffn_seconds': _x23,
+        'experts_flops': _x26,
+        'experts_bytes': _x32,
+        'experts_compute_s': _x26*_x34,
+        'experts_memory_s': _x16*_x32,
+        'experts_seconds': _x35,
+        'attention_flops': _x41,
+        'attention_bytes': _x49,
+        'attention_compute_s': _x41*_x50,
+        'attention_memory_s': _x49*_x51,
         'attention_seconds': _x54,
         'elementwise_flops': 0,
         'elementwise_bytes': _x57,
@@ -137,7 +278,7 @@ def prefill(*, batch, new_tokens, prefix_tokens, tp, ep, layers, dense_layers, m
         'ep_comm_compute_s': 0,
         'ep_comm_memory_s': _x67,
         'ep_comm_seconds': _x67,
-        'lm_head_flops': _x69,
+        'lm_head_flops': _x69*batch,
         'lm_head_bytes': _x70,
         'lm_head_compute_s': _x71,
         'lm_head_memory_s': _x72,
@@ -152,150 +293,17 @@ def prefill(*, batch, new_tokens, prefix_tokens, tp, ep, layers, dense_layers, m
         'step_latency_compute_s': 0,
         'step_latency_memory_s': 0,
         'step_latency_seconds': step_latency_s,
-        'seconds': _x14 + _x24 + _x32 + _x54 + _x58 + _x63 + _x67 + _x73 + _x74 + step_latency_s,
-        'flops': _x49*(_x15*new_tokens + _x26*new_tokens + _x33*_x34*_x38 + _x37*_x38*new_tokens + attn_params*layers*new_tokens + hidden*vocab),
-        'bytes': _x22 + _x3*_x55 + _x3*_x56 + _x31 + _x45*batch + _x47*batch + _x59 + _x64 + _x70 + _x9,
+        'seconds': _x75,
+        'flops': _x3*(_x0 + _x18 + _x25 + _x36*_x39 + _x38*_x39 + hidden*vocab),
+        'bytes': _x22 + _x32 + _x46*batch + _x48*batch + _x55*batch + _x56*batch + _x59 + _x64 + _x70 + _x8,
+        'tokens_per_second': batch/_x75,
     }
 
-ARGS['prefill'] = ('batch', 'new_tokens', 'prefix_tokens', 'tp', 'ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'link_latency_s', 'eff_compute', 'eff_weights', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
-OUTPUTS['prefill'] = ('attn_proj_flops', 'attn_proj_bytes', 'attn_proj_compute_s', 'attn_proj_memory_s', 'attn_proj_seconds', 'ffn_flops', 'ffn_bytes', 'ffn_compute_s', 'ffn_memory_s', 'ffn_seconds', 'experts_flops', 'experts_bytes', 'experts_compute_s', 'experts_memory_s', 'experts_seconds', 'attention_flops', 'attention_bytes', 'attention_compute_s', 'attention_memory_s', 'attention_seconds', 'elementwise_flops', 'elementwise_bytes', 'elementwise_compute_s', 'elementwise_memory_s', 'elementwise_seconds', 'tp_comm_flops', 'tp_comm_bytes', 'tp_comm_compute_s', 'tp_comm_memory_s', 'tp_comm_seconds', 'ep_comm_flops', 'ep_comm_bytes', 'ep_comm_compute_s', 'ep_comm_memory_s', 'ep_comm_seconds', 'lm_head_flops', 'lm_head_bytes', 'lm_head_compute_s', 'lm_head_memory_s', 'lm_head_seconds', 'layer_latency_flops', 'layer_latency_bytes', 'layer_latency_compute_s', 'layer_latency_memory_s', 'layer_latency_seconds', 'step_latency_flops', 'step_latency_bytes', 'step_latency_compute_s', 'step_latency_memory_s', 'step_latency_seconds', 'seconds', 'flops', 'bytes')
-
-
-def decode(*, batch, context_tokens, tp, ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, heads, attn_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, link_latency_s, eff_compute, eff_weights, eff_memory, eff_attn_prefill, eff_attn_decode, eff_link, layer_latency_s, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
-    """Numeric twin of pdroof.equations groups()["decode"]."""
-    _x0 = attn_params*layers
-    _x1 = tp**(-1.0)
-    _x2 = 2*batch
-    _x3 = _x1*_x2
-    _x4 = _x0*_x3
-    _x5 = _x1*attn_params
-    _x6 = 2*hidden
-    _x7 = act_bytes*batch
-    _x8 = _x5*weight_bytes + _x7*(_x5/hidden + _x6)
-    _x9 = _x8*layers
-    _x10 = 1/(eff_compute*peak_flops_per_s)
-    _x11 = _x10*(dequant_overhead + 1)
-    _x12 = mem_bytes_per_s**(-1.0)
-    _x13 = _x12/eff_weights
-    _x14 = layers*numpy.maximum(_x13*_x8, _x11*_x2*_x5)
-    _x15 = dense_layers*ffn_params
-    _x16 = _x15*_x3
-    _x17 = _x1*weight_bytes
-    _x18 = 3*_x1
-    _x19 = _x17*ffn_params + _x7*(_x18*ffn_size + _x6)
-    _x20 = _x19*dense_layers
-    _x21 = _x11*_x3
-    _x22 = dense_layers*numpy.maximum(_x13*_x19, _x21*ffn_params)
-    _x23 = expert_params*experts_per_token + shared_params
-    _x24 = _x23*moe_layers
-    _x25 = _x24*_x3
-    _x26 = expert_ffn_size*experts_per_token + shared_ffn_size
-    _x27 = ep**(-1.0)
-    _x28 = _x17*(-_x27*expert_params*experts*((1 - experts_per_token/experts)**(batch*ep) - 1) + shared_params) + _x7*(_x18*_x26 + _x6)
-    _x29 = _x28*moe_layers
-    _x30 = moe_layers*numpy.maximum(_x13*_x28, _x21*_x23)
-    _x31 = context_tokens*full_layers
-    _x32 = numpy.minimum(context_tokens, window_tokens)
-    _x33 = _x32*sliding_layers
-    _x34 = attn_dim_decode*heads
-    _x35 = _x3*_x34
-    _x36 = _x35*(_x31 + _x33)
-    _x37 = _x1*_x6
-    _x38 = _x37*act_bytes
-    _x39 = kv_bytes*kv_elems/numpy.minimum(kv_shardable, tp)
-    _x40 = _x38 + _x39*context_tokens
-    _x41 = _x40*full_layers
-    _x42 = _x32*_x39 + _x38
-    _x43 = _x42*sliding_layers
-    _x44 = batch*(_x41 + _x43)
-    _x45 = 1/(attn_peak_flops_per_s*eff_attn_prefill)
-    _x46 = _x12/eff_attn_decode
-    _x47 = _x35*_x45
-    _x48 = _x46*batch
-    _x49 = full_layers*numpy.maximum(_x40*_x48, _x47*context_tokens) + sliding_layers*numpy.maximum(_x32*_x47, _x42*_x48)
-    _x50 = hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem)
-    _x51 = _x1*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(_x26*moe_layers + dense_layers*ffn_size)
-    _x52 = batch*(_x50 + _x51)
-    _x53 = _x12*_x52/eff_memory
-    _x54 = _x6*_x7*layers
-    _x55 = tp - 1
-    _x56 = _x37*_x7
-    _x57 = 1/(eff_link*link_bytes_per_s)
-    _x58 = 2*layers*(_x55*_x56*_x57 + link_latency_s)*numpy.minimum(1, _x55)
-    _x59 = _x56*experts_per_token*moe_layers
-    _x60 = ep - 1
-    _x61 = act_bytes*hidden
-    _x62 = 2*moe_layers*(_x1*_x27*_x57*_x60*_x61*batch*experts_per_token + link_latency_s)*numpy.minimum(1, _x60)
-    _x63 = _x1*vocab
-    _x64 = _x6*_x63*batch
-    _x65 = _x61*_x63 + batch*(_x61 + 4*_x63)
-    _x66 = _x10*_x64
-    _x67 = _x13*_x65
-    _x68 = numpy.maximum(_x66, _x67)
-    _x69 = layer_latency_s*layers*(extra_kernel_share + 1)
-    _x70 = _x14 + _x22 + _x30 + _x49 + _x53 + _x58 + _x62 + _x68 + _x69 + step_latency_s
-    return {
-        'attn_proj_flops': _x4,
-        'attn_proj_bytes': _x9,
-        'attn_proj_compute_s': _x11*_x4,
-        'attn_proj_memory_s': _x13*_x9,
-        'attn_proj_seconds': _x14,
-        'ffn_flops': _x16,
-        'ffn_bytes': _x20,
-        'ffn_compute_s': _x11*_x16,
-        'ffn_memory_s': _x13*_x20,
-        'ffn_seconds': _x22,
-        'experts_flops': _x25,
-        'experts_bytes': _x29,
-        'experts_compute_s': _x11*_x25,
-        'experts_memory_s': _x13*_x29,
-        'experts_seconds': _x30,
-        'attention_flops': _x36,
-        'attention_bytes': _x44,
-        'attention_compute_s': _x36*_x45,
-        'attention_memory_s': _x44*_x46,
-        'attention_seconds': _x49,
-        'elementwise_flops': 0,
-        'elementwise_bytes': _x52,
-        'elementwise_compute_s': 0,
-        'elementwise_memory_s': _x53,
-        'elementwise_seconds': _x53,
-        'tp_comm_flops': 0,
-        'tp_comm_bytes': _x54,
-        'tp_comm_compute_s': 0,
-        'tp_comm_memory_s': _x58,
-        'tp_comm_seconds': _x58,
-        'ep_comm_flops': 0,
-        'ep_comm_bytes': _x59,
-        'ep_comm_compute_s': 0,
-        'ep_comm_memory_s': _x62,
-        'ep_comm_seconds': _x62,
-        'lm_head_flops': _x64,
-        'lm_head_bytes': _x65,
-        'lm_head_compute_s': _x66,
-        'lm_head_memory_s': _x67,
-        'lm_head_seconds': _x68,
-        'layer_latency_flops': 0,
-        'layer_latency_bytes': 0,
-        'layer_latency_compute_s': 0,
-        'layer_latency_memory_s': 0,
-        'layer_latency_seconds': _x69,
-        'step_latency_flops': 0,
-        'step_latency_bytes': 0,
-        'step_latency_compute_s': 0,
-        'step_latency_memory_s': 0,
-        'step_latency_seconds': step_latency_s,
-        'seconds': _x70,
-        'flops': _x3*(_x0 + _x15 + _x24 + _x31*_x34 + _x33*_x34 + hidden*vocab),
-        'bytes': _x20 + _x29 + _x41*batch + _x43*batch + _x50*batch + _x51*batch + _x54 + _x59 + _x65 + _x9,
-        'tokens_per_second': batch/_x70,
-    }
-
-ARGS['decode'] = ('batch', 'context_tokens', 'tp', 'ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'link_latency_s', 'eff_compute', 'eff_weights', 'eff_memory', 'eff_attn_prefill', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
+ARGS['decode'] = ('batch', 'context_tokens', 'tp', 'ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_memory', 'eff_attn_prefill', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
 OUTPUTS['decode'] = ('attn_proj_flops', 'attn_proj_bytes', 'attn_proj_compute_s', 'attn_proj_memory_s', 'attn_proj_seconds', 'ffn_flops', 'ffn_bytes', 'ffn_compute_s', 'ffn_memory_s', 'ffn_seconds', 'experts_flops', 'experts_bytes', 'experts_compute_s', 'experts_memory_s', 'experts_seconds', 'attention_flops', 'attention_bytes', 'attention_compute_s', 'attention_memory_s', 'attention_seconds', 'elementwise_flops', 'elementwise_bytes', 'elementwise_compute_s', 'elementwise_memory_s', 'elementwise_seconds', 'tp_comm_flops', 'tp_comm_bytes', 'tp_comm_compute_s', 'tp_comm_memory_s', 'tp_comm_seconds', 'ep_comm_flops', 'ep_comm_bytes', 'ep_comm_compute_s', 'ep_comm_memory_s', 'ep_comm_seconds', 'lm_head_flops', 'lm_head_bytes', 'lm_head_compute_s', 'lm_head_memory_s', 'lm_head_seconds', 'layer_latency_flops', 'layer_latency_bytes', 'layer_latency_compute_s', 'layer_latency_memory_s', 'layer_latency_seconds', 'step_latency_flops', 'step_latency_bytes', 'step_latency_compute_s', 'step_latency_memory_s', 'step_latency_seconds', 'seconds', 'flops', 'bytes', 'tokens_per_second')
 
 
-def mixed(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, tp, ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, heads, attn_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, link_latency_s, eff_compute, eff_weights, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, layer_latency_s, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
+def mixed(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, tp, ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, heads, attn_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, layer_latency_s, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
     """Numeric twin of pdroof.equations groups()["mixed"]."""
     _x0 = new_tokens*prefill_prompts
     _x1 = _x0 + batch
@@ -303,147 +311,151 @@ def mixed(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, 
     _x3 = tp**(-1.0)
     _x4 = _x3*attn_params
     _x5 = 2*_x4
-    _x6 = _x2*_x5
-    _x7 = 2*hidden
-    _x8 = _x1*act_bytes
-    _x9 = _x4*weight_bytes + _x8*(_x4/hidden + _x7)
-    _x10 = _x9*layers
+    _x6 = 2*hidden
+    _x7 = _x1*act_bytes
+    _x8 = _x4*weight_bytes + _x7*(_x4/hidden + _x6)
+    _x9 = _x8*layers
+    _x10 = 2*layers
     _x11 = 1/(eff_compute*peak_flops_per_s)
     _x12 = _x11*(dequant_overhead + 1)
-    _x13 = mem_bytes_per_s**(-1.0)
-    _x14 = _x13/eff_weights
-    _x15 = layers*numpy.maximum(_x14*_x9, _x1*_x12*_x5)
-    _x16 = _x1*ffn_params
-    _x17 = _x16*dense_layers
-    _x18 = 2*_x3
-    _x19 = _x17*_x18
+    _x13 = _x12*(_x1 + gemm_half_rows)
+    _x14 = mem_bytes_per_s**(-1.0)
+    _x15 = _x14/eff_weights
+    _x16 = layers*numpy.maximum(_x13*_x5, _x15*_x8)
+    _x17 = dense_layers*ffn_params
+    _x18 = _x1*_x17
+    _x19 = 2*_x3
     _x20 = _x3*weight_bytes
     _x21 = 3*_x3
-    _x22 = _x20*ffn_params + _x8*(_x21*ffn_size + _x7)
+    _x22 = _x20*ffn_params + _x7*(_x21*ffn_size + _x6)
     _x23 = _x22*dense_layers
-    _x24 = _x12*_x18
-    _x25 = dense_layers*numpy.maximum(_x14*_x22, _x16*_x24)
+    _x24 = _x13*_x19
+    _x25 = dense_layers*numpy.maximum(_x15*_x22, _x24*ffn_params)
     _x26 = _x1*(expert_params*experts_per_token + shared_params)
     _x27 = _x26*moe_layers
-    _x28 = _x18*_x27
+    _x28 = _x19*_x27
     _x29 = expert_ffn_size*experts_per_token + shared_ffn_size
     _x30 = ep**(-1.0)
-    _x31 = _x20*(-_x30*expert_params*experts*((1 - experts_per_token/experts)**(_x1*ep) - 1) + shared_params) + _x8*(_x21*_x29 + _x7)
-    _x32 = _x31*moe_layers
-    _x33 = moe_layers*numpy.maximum(_x14*_x31, _x24*_x26)
-    _x34 = _x0*attn_dim_prefill
-    _x35 = (1/2)*new_tokens + prefix_tokens + 1/2
-    _x36 = numpy.minimum(_x35, window_tokens)
-    _x37 = _x36*sliding_layers
-    _x38 = _x34*_x37
-    _x39 = (1/2)*full_layers*(new_tokens + 2*prefix_tokens + 1)
-    _x40 = _x34*_x39
-    _x41 = batch*full_layers
-    _x42 = attn_dim_decode*context_tokens
-    _x43 = _x41*_x42
-    _x44 = batch*sliding_layers
-    _x45 = numpy.minimum(context_tokens, window_tokens)
-    _x46 = _x45*attn_dim_decode
-    _x47 = _x44*_x46
-    _x48 = _x43 + _x47
-    _x49 = _x18*heads
-    _x50 = _x3*_x7
-    _x51 = _x50*act_bytes
-    _x52 = kv_bytes*kv_elems/numpy.minimum(kv_shardable, tp)
-    _x53 = _x51 + _x52*context_tokens
-    _x54 = _x45*_x52 + _x51
-    _x55 = _x51*new_tokens
-    _x56 = new_tokens + prefix_tokens
-    _x57 = prefill_prompts*(_x52*_x56 + _x55)
-    _x58 = prefill_prompts*(_x52*numpy.minimum(_x56, window_tokens) + _x55)
-    _x59 = _x41*_x53 + _x44*_x54 + _x57*full_layers + _x58*sliding_layers
-    _x60 = attn_dim_prefill*prefill_prompts*(attn_half_tokens + new_tokens)
-    _x61 = _x49/(attn_peak_flops_per_s*eff_attn_prefill)
-    _x62 = _x13/eff_attn_decode
-    _x63 = _x61*batch
-    _x64 = _x62*batch
-    _x65 = _x60*_x61
-    _x66 = full_layers*numpy.maximum(_x35*_x65, _x57*_x62) + full_layers*numpy.maximum(_x42*_x63, _x53*_x64) + sliding_layers*numpy.maximum(_x36*_x65, _x58*_x62) + sliding_layers*numpy.maximum(_x46*_x63, _x54*_x64)
-    _x67 = hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem)
-    _x68 = _x3*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(_x29*moe_layers + dense_layers*ffn_size)
-    _x69 = _x1*(_x67 + _x68)
-    _x70 = _x13*_x69/eff_memory
-    _x71 = _x7*_x8*layers
-    _x72 = tp - 1
-    _x73 = _x50*_x8
-    _x74 = 1/(eff_link*link_bytes_per_s)
-    _x75 = 2*layers*(_x72*_x73*_x74 + link_latency_s)*numpy.minimum(1, _x72)
-    _x76 = _x73*experts_per_token*moe_layers
-    _x77 = ep - 1
-    _x78 = act_bytes*hidden
-    _x79 = 2*moe_layers*(_x1*_x3*_x30*_x74*_x77*_x78*experts_per_token + link_latency_s)*numpy.minimum(1, _x77)
-    _x80 = batch + prefill_prompts
-    _x81 = _x3*vocab
-    _x82 = _x7*_x80*_x81
-    _x83 = _x78*_x81 + _x80*(_x78 + 4*_x81)
-    _x84 = _x11*_x82
-    _x85 = _x14*_x83
-    _x86 = numpy.maximum(_x84, _x85)
-    _x87 = layer_latency_s*layers*(extra_kernel_share + 1)
-    _x88 = _x15 + _x25 + _x33 + _x66 + _x70 + _x75 + _x79 + _x86 + _x87 + step_latency_s
+    _x31 = _x1*ep
+    _x32 = experts*((1 - experts_per_token/experts)**_x31 - 1)
+    _x33 = _x20*(-_x30*_x32*expert_params + shared_params) + _x7*(_x21*_x29 + _x6)
+    _x34 = _x33*moe_layers
+    _x35 = numpy.maximum(1, _x31*experts_per_token/numpy.maximum(1, -_x32))
+    _x36 = _x12*(_x35 + gemm_half_rows)/_x35
+    _x37 = moe_layers*numpy.maximum(_x15*_x33, _x19*_x26*_x36)
+    _x38 = _x0*attn_dim_prefill
+    _x39 = (1/2)*new_tokens + prefix_tokens + 1/2
+    _x40 = numpy.minimum(_x39, window_tokens)
+    _x41 = _x40*sliding_layers
+    _x42 = _x38*_x41
+    _x43 = (1/2)*full_layers*(new_tokens + 2*prefix_tokens + 1)
+    _x44 = _x38*_x43
+    _x45 = batch*full_layers
+    _x46 = attn_dim_decode*context_tokens
+    _x47 = _x45*_x46
+    _x48 = batch*sliding_layers
+    _x49 = numpy.minimum(context_tokens, window_tokens)
+    _x50 = _x49*attn_dim_decode
+    _x51 = _x48*_x50
+    _x52 = _x47 + _x51
+    _x53 = _x19*heads
+    _x54 = _x3*_x6
+    _x55 = _x54*act_bytes
+    _x56 = kv_bytes*kv_elems/numpy.minimum(kv_shardable, tp)
+    _x57 = _x55 + _x56*context_tokens
+    _x58 = _x49*_x56 + _x55
+    _x59 = _x55*new_tokens
+    _x60 = new_tokens + prefix_tokens
+    _x61 = prefill_prompts*(_x56*_x60 + _x59)
+    _x62 = prefill_prompts*(_x56*numpy.minimum(_x60, window_tokens) + _x59)
+    _x63 = _x45*_x57 + _x48*_x58 + _x61*full_layers + _x62*sliding_layers
+    _x64 = attn_dim_prefill*prefill_prompts*(attn_half_tokens + new_tokens)
+    _x65 = _x53/(attn_peak_flops_per_s*eff_attn_prefill)
+    _x66 = _x14/eff_attn_decode
+    _x67 = _x65*batch
+    _x68 = _x66*batch
+    _x69 = _x64*_x65
+    _x70 = full_layers*numpy.maximum(_x39*_x69, _x61*_x66) + full_layers*numpy.maximum(_x46*_x67, _x57*_x68) + sliding_layers*numpy.maximum(_x40*_x69, _x62*_x66) + sliding_layers*numpy.maximum(_x50*_x67, _x58*_x68)
+    _x71 = hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem)
+    _x72 = _x3*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(_x29*moe_layers + dense_layers*ffn_size)
+    _x73 = _x1*(_x71 + _x72)
+    _x74 = _x14*_x73/eff_memory
+    _x75 = _x6*_x7*layers
+    _x76 = tp - 1
+    _x77 = _x54*_x7
+    _x78 = 1/(eff_link*link_bytes_per_s)
+    _x79 = _x10*(_x76*_x77*_x78 + link_latency_s)*numpy.minimum(1, _x76)
+    _x80 = _x77*experts_per_token*moe_layers
+    _x81 = ep - 1
+    _x82 = act_bytes*hidden
+    _x83 = 2*moe_layers*(_x1*_x3*_x30*_x78*_x81*_x82*experts_per_token + link_latency_s)*numpy.minimum(1, _x81)
+    _x84 = batch + prefill_prompts
+    _x85 = _x3*vocab
+    _x86 = _x6*_x85
+    _x87 = _x82*_x85 + _x84*(_x82 + 4*_x85)
+    _x88 = _x11*_x86*(_x84 + gemm_half_rows)
+    _x89 = _x15*_x87
+    _x90 = numpy.maximum(_x88, _x89)
+    _x91 = layer_latency_s*layers*(extra_kernel_share + 1)
+    _x92 = _x16 + _x25 + _x37 + _x70 + _x74 + _x79 + _x83 + _x90 + _x91 + step_latency_s
     return {
-        'attn_proj_flops': _x6,
-        'attn_proj_bytes': _x10,
-        'attn_proj_compute_s': _x12*_x6,
-        'attn_proj_memory_s': _x10*_x14,
-        'attn_proj_seconds': _x15,
-        'ffn_flops': _x19,
+        'attn_proj_flops': _x2*_x5,
+        'attn_proj_bytes': _x9,
+        'attn_proj_compute_s': _x10*_x13*_x4,
+        'attn_proj_memory_s': _x15*_x9,
+        'attn_proj_seconds': _x16,
+        'ffn_flops': _x18*_x19,
         'ffn_bytes': _x23,
-        'ffn_compute_s': _x12*_x19,
-        'ffn_memory_s': _x14*_x23,
+        'ffn_compute_s': _x17*_x24,
+        'ffn_memory_s': _x15*_x23,
         'ffn_seconds': _x25,
         'experts_flops': _x28,
-        'experts_bytes': _x32,
-        'experts_compute_s': _x12*_x28,
-        'experts_memory_s': _x14*_x32,
-        'experts_seconds': _x33,
-        'attention_flops': _x49*(_x38 + _x40 + _x48),
-        'attention_bytes': _x59,
-        'attention_compute_s': _x61*(_x37*_x60 + _x39*_x60 + _x48),
-        'attention_memory_s': _x59*_x62,
-        'attention_seconds': _x66,
+        'experts_bytes': _x34,
+        'experts_compute_s': _x28*_x36,
+        'experts_memory_s': _x15*_x34,
+        'experts_seconds': _x37,
+        'attention_flops': _x53*(_x42 + _x44 + _x52),
+        'attention_bytes': _x63,
+        'attention_compute_s': _x65*(_x41*_x64 + _x43*_x64 + _x52),
+        'attention_memory_s': _x63*_x66,
+        'attention_seconds': _x70,
         'elementwise_flops': 0,
-        'elementwise_bytes': _x69,
+        'elementwise_bytes': _x73,
         'elementwise_compute_s': 0,
-        'elementwise_memory_s': _x70,
-        'elementwise_seconds': _x70,
+        'elementwise_memory_s': _x74,
+        'elementwise_seconds': _x74,
         'tp_comm_flops': 0,
-        'tp_comm_bytes': _x71,
+        'tp_comm_bytes': _x75,
         'tp_comm_compute_s': 0,
-        'tp_comm_memory_s': _x75,
-        'tp_comm_seconds': _x75,
+        'tp_comm_memory_s': _x79,
+        'tp_comm_seconds': _x79,
         'ep_comm_flops': 0,
-        'ep_comm_bytes': _x76,
+        'ep_comm_bytes': _x80,
         'ep_comm_compute_s': 0,
-        'ep_comm_memory_s': _x79,
-        'ep_comm_seconds': _x79,
-        'lm_head_flops': _x82,
-        'lm_head_bytes': _x83,
-        'lm_head_compute_s': _x84,
-        'lm_head_memory_s': _x85,
-        'lm_head_seconds': _x86,
+        'ep_comm_memory_s': _x83,
+        'ep_comm_seconds': _x83,
+        'lm_head_flops': _x84*_x86,
+        'lm_head_bytes': _x87,
+        'lm_head_compute_s': _x88,
+        'lm_head_memory_s': _x89,
+        'lm_head_seconds': _x90,
         'layer_latency_flops': 0,
         'layer_latency_bytes': 0,
         'layer_latency_compute_s': 0,
         'layer_latency_memory_s': 0,
-        'layer_latency_seconds': _x87,
+        'layer_latency_seconds': _x91,
         'step_latency_flops': 0,
         'step_latency_bytes': 0,
         'step_latency_compute_s': 0,
         'step_latency_memory_s': 0,
         'step_latency_seconds': step_latency_s,
-        'seconds': _x88,
-        'flops': _x18*(_x17 + _x2*attn_params + _x27 + _x38*heads + _x40*heads + _x43*heads + _x47*heads + _x80*hidden*vocab),
-        'bytes': _x1*_x67 + _x1*_x68 + _x10 + _x23 + _x32 + _x59 + _x71 + _x76 + _x83,
-        'tokens_per_second': batch/_x88,
+        'seconds': _x92,
+        'flops': _x19*(_x18 + _x2*attn_params + _x27 + _x42*heads + _x44*heads + _x47*heads + _x51*heads + _x84*hidden*vocab),
+        'bytes': _x1*_x71 + _x1*_x72 + _x23 + _x34 + _x63 + _x75 + _x80 + _x87 + _x9,
+        'tokens_per_second': batch/_x92,
     }
 
-ARGS['mixed'] = ('batch', 'prefill_prompts', 'new_tokens', 'prefix_tokens', 'context_tokens', 'tp', 'ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'link_latency_s', 'eff_compute', 'eff_weights', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
+ARGS['mixed'] = ('batch', 'prefill_prompts', 'new_tokens', 'prefix_tokens', 'context_tokens', 'tp', 'ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
 OUTPUTS['mixed'] = ('attn_proj_flops', 'attn_proj_bytes', 'attn_proj_compute_s', 'attn_proj_memory_s', 'attn_proj_seconds', 'ffn_flops', 'ffn_bytes', 'ffn_compute_s', 'ffn_memory_s', 'ffn_seconds', 'experts_flops', 'experts_bytes', 'experts_compute_s', 'experts_memory_s', 'experts_seconds', 'attention_flops', 'attention_bytes', 'attention_compute_s', 'attention_memory_s', 'attention_seconds', 'elementwise_flops', 'elementwise_bytes', 'elementwise_compute_s', 'elementwise_memory_s', 'elementwise_seconds', 'tp_comm_flops', 'tp_comm_bytes', 'tp_comm_compute_s', 'tp_comm_memory_s', 'tp_comm_seconds', 'ep_comm_flops', 'ep_comm_bytes', 'ep_comm_compute_s', 'ep_comm_memory_s', 'ep_comm_seconds', 'lm_head_flops', 'lm_head_bytes', 'lm_head_compute_s', 'lm_head_memory_s', 'lm_head_seconds', 'layer_latency_flops', 'layer_latency_bytes', 'layer_latency_compute_s', 'layer_latency_memory_s', 'layer_latency_seconds', 'step_latency_flops', 'step_latency_bytes', 'step_latency_compute_s', 'step_latency_memory_s', 'step_latency_seconds', 'seconds', 'flops', 'bytes', 'tokens_per_second')
 
 

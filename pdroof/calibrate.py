@@ -32,7 +32,7 @@ _KERNEL_DEFAULTS = {
     "peak_flops_per_s": 1.0, "attn_peak_flops_per_s": 1.0, "mem_bytes_per_s": 1.0, "eff_compute": 1.0,
     "eff_weights": 1.0, "eff_memory": 1.0, "eff_attn_prefill": 1.0, "attn_half_tokens": 0.0,
     "eff_attn_decode": 1.0, "path_latency_s": 0.0, "path_bytes_per_s": 1.0, "gemm_m": 1.0,
-    "gemm_m_padded": 1.0, "gemm_n": 1.0, "gemm_k": 1.0, "copy_bytes": 1.0, "harness_s": 0.0,
+    "gemm_m_padded": 1.0, "gemm_n": 1.0, "gemm_k": 1.0, "copy_bytes": 1.0, "harness_s": 0.0, "gemm_half_rows": 0.0,
 }
 
 
@@ -98,7 +98,8 @@ def fit_gemm(rows: list[dict], acc: Record, fmt: str):
              "weight_bytes": format_bytes(fmt)}
     y = np.array([r["s"] for r in rows])
     best, err = grid_fit("gemm_seconds", pts, y, {"eff_compute": (0.2, 1.0), "eff_weights": (0.2, 1.0),
-                                                  "harness_s": (0.0, 100e-6)}, fixed)
+                                                  "gemm_half_rows": (0.0, 512.0), "harness_s": (0.0, 100e-6)},
+                         fixed, steps=13)
     return best, err
 
 
@@ -183,12 +184,13 @@ def paged_check(rows: list[dict], alpha: float, beta: float) -> list[dict]:
 def calibrate(path: str | Path, acc: Record) -> Calibration:
     """Fit one accelerator's profile entry from a measurement file."""
     data = read_measurements(path)
-    entry: dict = {"compute": {}, "weights": {}}
+    entry: dict = {"compute": {}, "gemm_half_rows": {}, "weights": {}}
     fit_err: dict[str, float] = {}
     harness: dict[str, float] = {}
     for fmt in sorted({r["dtype"] for r in data["gemm"]}):
         best, err = fit_gemm([r for r in data["gemm"] if r["dtype"] == fmt], acc, fmt)
         entry["compute"][fmt] = round(best["eff_compute"], 4)
+        entry["gemm_half_rows"][fmt] = round(best["gemm_half_rows"], 1)
         entry["weights"][fmt] = round(best["eff_weights"], 4)
         fit_err[f"gemm_{fmt}"] = round(err, 4)
         harness[f"gemm_{fmt}"] = best["harness_s"]

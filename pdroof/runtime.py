@@ -42,6 +42,8 @@ STRUCTURE = Map(fields=(
 
 EFFICIENCY = Map(fields=(
     F("compute", MapOf(FRACTION, key=FMT), default={}, doc="GEMM efficiency per compute format"),
+    F("gemm_half_rows", MapOf(Num(positive=False, minimum=0), key=FMT), default={},
+      doc="per compute format: GEMM rows at which compute efficiency is half its large-GEMM value"),
     F("weights", MapOf(FRACTION, key=FMT), default={},
       doc="HBM efficiency streaming weights, per weight format (small-M GEMMs)"),
     F("memory", FRACTION, doc="HBM efficiency of elementwise passes and copies"),
@@ -88,6 +90,7 @@ class Efficiency:
     """Resolved factors for one accelerator under one runtime; ``origin`` names each one's source."""
 
     compute: dict[str, float]
+    gemm_half_rows: dict[str, float]
     weights: dict[str, float]
     memory: float
     attention_prefill: float
@@ -101,6 +104,9 @@ class Efficiency:
 
     def compute_for(self, fmt: str) -> float:
         return self.compute.get(fmt) or self.compute.get("bf16") or next(iter(self.compute.values()))
+
+    def half_rows_for(self, fmt: str) -> float:
+        return self.gemm_half_rows.get(fmt, self.gemm_half_rows.get("bf16", 0.0))
 
     def weights_for(self, fmt: str) -> float:
         """Weight-streaming efficiency; without a fitted value, that of elementwise traffic."""
@@ -134,20 +140,17 @@ def resolve(runtime: Record, accelerator: Record) -> Efficiency:
 
     values = {name: pick(name, layers) for name in _SILICON}
     values.update({name: pick(name, [own, generic, theirs]) for name in _STACK})
-    compute: dict[str, float] = {}
-    weights: dict[str, float] = {}
+    maps: dict[str, dict[str, float]] = {"compute": {}, "gemm_half_rows": {}, "weights": {}}
     for label, src in reversed(layers):  # later layers override earlier ones
         if src is None:
             continue
-        for fmt, v in (src.get("compute") or {}).items():
-            compute[fmt] = v
-            origin[f"compute.{fmt}"] = label
-        for fmt, v in (src.get("weights") or {}).items():
-            weights[fmt] = v
-            origin[f"weights.{fmt}"] = label
+        for name, per_format in maps.items():
+            for fmt, v in (src.get(name) or {}).items():
+                per_format[fmt] = v
+                origin[f"{name}.{fmt}"] = label
     host = prof.host_link if prof is not None else None
     return Efficiency(
-        compute=compute, weights=weights,
+        **maps,
         host_latency_s=host.latency_s if host else None, host_bytes_per_s=host.bytes_per_s if host else None,
         origin=origin, **values,
     )

@@ -66,6 +66,7 @@ _TABLE = (
     Sym("link_latency_s", "s", "scale-up collective latency per step", r"\alpha_N"),
     # runtime profile (achieved fractions and structure of the software stack)
     Sym("eff_compute", "1", "achieved fraction of peak in large GEMMs (per compute format)", r"\eta_C"),
+    Sym("gemm_half_rows", "rows", "GEMM rows at which compute efficiency is half its large-GEMM value", "M_{1/2}"),
     Sym("eff_weights", "1", "achieved fraction of HBM bandwidth streaming weights (per weight format)", r"\eta_W"),
     Sym("eff_memory", "1", "achieved fraction of HBM bandwidth in elementwise passes", r"\eta_M"),
     Sym("eff_attn_prefill", "1", "achieved fraction of peak in long prefill attention", r"\eta_{AP}"),

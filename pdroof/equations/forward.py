@@ -14,7 +14,7 @@ from ..ops import OPS
 from . import S
 from .comm import allreduce_time, alltoall_time
 from .moe import experts_touched
-from .roofline import compute_time, memory_time, roofline
+from .roofline import compute_time, gemm_efficiency, memory_time, roofline
 
 
 def kv_shards():
@@ -22,11 +22,12 @@ def kv_shards():
     return sp.Min(S("tp"), S("kv_shardable"))
 
 
-def gemm_group(flops, weight_bytes, act_elems, layers):
-    """A GEMM group over ``layers`` layers: weights streamed at η_W, compute at η_C (weight-only
-    formats pay a dequantisation overhead q on compute)."""
+def gemm_group(flops, weight_bytes, act_elems, layers, rows):
+    """A GEMM group over ``layers`` layers of GEMMs with ``rows`` rows each: weights streamed at
+    η_W, compute at η_C·rows/(rows + M½) (weight-only formats pay a dequantisation overhead q)."""
     bytes_ = weight_bytes + act_elems * S("act_bytes")
-    c = compute_time(flops, S("peak_flops_per_s"), S("eff_compute")) * (1 + S("dequant_overhead"))
+    eff = gemm_efficiency(rows, S("eff_compute"), S("gemm_half_rows"))
+    c = compute_time(flops, S("peak_flops_per_s"), eff) * (1 + S("dequant_overhead"))
     m = memory_time(bytes_, S("mem_bytes_per_s"), S("eff_weights"))
     return {"flops": layers * flops, "bytes": layers * bytes_, "compute_s": layers * c, "memory_s": layers * m,
             "seconds": layers * roofline(c, m)}
@@ -40,11 +41,11 @@ def _pass(tokens, head_tokens, attention):
     ops: dict[str, dict[str, sp.Expr]] = {}
 
     W_A = S("attn_params")
-    ops["attn_proj"] = gemm_group(2 * T * W_A / t, W_A * bw / t, T * (2 * h + W_A / h / t), S("layers"))
+    ops["attn_proj"] = gemm_group(2 * T * W_A / t, W_A * bw / t, T * (2 * h + W_A / h / t), S("layers"), T)
 
     f = S("ffn_size")
     W_F = S("ffn_params")
-    ops["ffn"] = gemm_group(2 * T * W_F / t, W_F * bw / t, T * (2 * h + 3 * f / t), S("dense_layers"))
+    ops["ffn"] = gemm_group(2 * T * W_F / t, W_F * bw / t, T * (2 * h + 3 * f / t), S("dense_layers"), T)
 
     # Routed experts: compute follows the k experts each token uses; weight traffic follows the
     # distinct experts the step touches (all of them at large batch, few at small batch).
@@ -53,11 +54,14 @@ def _pass(tokens, head_tokens, attention):
     # With expert parallelism the e attention groups each send their T tokens to the experts,
     # which are split over the groups: a device computes its share of e·T·k expert rows (= T·k)
     # and streams the experts that all e·T tokens touch, divided among the e groups.
+    # and each touched expert multiplies e·T·k / touched rows (tokens spread evenly)
+    touched = experts_touched(e * T)
     ops["experts"] = gemm_group(
         2 * T * (k * W_X + W_S) / t,
-        (experts_touched(e * T) / e * W_X + W_S) * bw / t,
+        (touched / e * W_X + W_S) * bw / t,
         T * (2 * h + 3 * f_moe / t),
         S("moe_layers"),
+        sp.Max(1, e * T * k / sp.Max(1, touched)),  # at least one row (and well defined for dense models)
     )
 
     ops["attention"] = attention
@@ -96,7 +100,7 @@ def _latency(seconds):
 def _head(tokens, V, h, t, ba):
     flops = 2 * tokens * V * h / t
     bytes_ = V * h * ba / t + tokens * (h * ba + V * 4 / t)
-    c = compute_time(flops, S("peak_flops_per_s"), S("eff_compute"))
+    c = compute_time(flops, S("peak_flops_per_s"), gemm_efficiency(tokens, S("eff_compute"), S("gemm_half_rows")))
     m = memory_time(bytes_, S("mem_bytes_per_s"), S("eff_weights"))
     return {"flops": flops, "bytes": bytes_, "compute_s": c, "memory_s": m, "seconds": roofline(c, m)}
 

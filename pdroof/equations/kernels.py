@@ -8,13 +8,14 @@ from __future__ import annotations
 import sympy as sp
 
 from . import S
-from .roofline import compute_time, memory_time, roofline
+from .roofline import compute_time, gemm_efficiency, memory_time, roofline
 
 
 def expressions() -> dict[str, sp.Expr]:
     m, mp, n, k = S("gemm_m"), S("gemm_m_padded"), S("gemm_n"), S("gemm_k")
     ba, bw, tau = S("act_bytes"), S("weight_bytes"), S("harness_s")
-    gemm = roofline(compute_time(2 * mp * n * k, S("peak_flops_per_s"), S("eff_compute")),
+    gemm = roofline(compute_time(2 * mp * n * k, S("peak_flops_per_s"),
+                                 gemm_efficiency(mp, S("eff_compute"), S("gemm_half_rows"))),
                     memory_time((m * k + m * n) * ba + n * k * bw, S("mem_bytes_per_s"), S("eff_weights")))
 
     Sn, B, L, H = S("new_tokens"), S("batch"), S("context_tokens"), S("heads")
