@@ -35,95 +35,241 @@ def prefill(*, batch, new_tokens, prefix_tokens, tp, ep, layers, dense_layers, m
     _x6 = _x0*act_bytes
     _x7 = _x2*weight_bytes + _x6*(_x2/hidden + _x5)
     _x8 = _x7*layers
-    _x9 = 1/(eff_compute*peak_flops_per_s)
-    _x10 = _x9*(dequant_overhead + 1)
-    _x11 = _x10*(_x0 + gemm_half_rows)
-    _x12 = mem_bytes_per_s**(-1.0)
-    _x13 = _x12/eff_weights
-    _x14 = layers*numpy.maximum(_x13*_x7, 2*_x11*_x2)
-    _x15 = dense_layers*ffn_params
-    _x16 = 2*_x1
-    _x17 = _x0*_x16
-    _x18 = _x1*weight_bytes
-    _x19 = 3*_x1
-    _x20 = _x18*ffn_params + _x6*(_x19*ffn_size + _x5)
-    _x21 = _x20*dense_layers
-    _x22 = _x11*_x16
-    _x23 = dense_layers*numpy.maximum(_x13*_x20, _x22*ffn_params)
-    _x24 = expert_params*experts_per_token + shared_params
-    _x25 = _x24*moe_layers
-    _x26 = _x17*_x25
-    _x27 = expert_ffn_size*experts_per_token + shared_ffn_size
-    _x28 = ep**(-1.0)
-    _x29 = _x0*ep
-    _x30 = experts*((1 - experts_per_token/experts)**_x29 - 1)
-    _x31 = _x18*(-_x28*_x30*expert_params + shared_params) + _x6*(_x19*_x27 + _x5)
-    _x32 = _x31*moe_layers
-    _x33 = numpy.maximum(1, _x29*experts_per_token/numpy.maximum(1, -_x30))
-    _x34 = _x10*(_x33 + gemm_half_rows)/_x33
-    _x35 = moe_layers*numpy.maximum(_x13*_x31, _x17*_x24*_x34)
-    _x36 = full_layers*(new_tokens + 2*prefix_tokens + 1)
-    _x37 = (1/2)*new_tokens
-    _x38 = _x37 + prefix_tokens + 1/2
-    _x39 = numpy.minimum(_x38, window_tokens)
-    _x40 = _x39*sliding_layers
-    _x41 = attn_dim_prefill*heads
-    _x42 = _x41*((1/2)*_x36 + _x40)
-    _x43 = _x1*_x5
-    _x44 = _x43*act_bytes*new_tokens
-    _x45 = new_tokens + prefix_tokens
-    _x46 = kv_bytes*kv_elems/numpy.minimum(kv_shardable, tp)
-    _x47 = _x44 + _x45*_x46
-    _x48 = _x47*full_layers
-    _x49 = _x44 + _x46*numpy.minimum(_x45, window_tokens)
-    _x50 = _x49*sliding_layers
-    _x51 = batch*(_x48 + _x50)
-    _x52 = _x16*batch
-    _x53 = _x52*(attn_half_tokens + new_tokens)/(attn_peak_flops_per_s*eff_attn_prefill)
-    _x54 = _x12/eff_attn_decode
-    _x55 = _x41*_x53
-    _x56 = _x54*batch
-    _x57 = full_layers*numpy.maximum(_x38*_x55, _x47*_x56) + sliding_layers*numpy.maximum(_x39*_x55, _x49*_x56)
-    _x58 = hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem)
-    _x59 = _x1*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(_x27*moe_layers + dense_layers*ffn_size)
-    _x60 = _x0*(_x58 + _x59)
-    _x61 = _x12*_x60/eff_memory
-    _x62 = _x5*_x6*layers
-    _x63 = tp - 1
-    _x64 = _x43*_x6
-    _x65 = 1/(eff_link*link_bytes_per_s)
-    _x66 = _x3*(_x63*_x64*_x65 + link_latency_s)*numpy.minimum(1, _x63)
-    _x67 = _x64*experts_per_token*moe_layers
-    _x68 = ep - 1
-    _x69 = act_bytes*hidden
-    _x70 = 2*moe_layers*(_x0*_x1*_x28*_x65*_x68*_x69*experts_per_token + link_latency_s)*numpy.minimum(1, _x68)
-    _x71 = _x1*vocab
-    _x72 = _x5*_x71
-    _x73 = _x69*_x71 + batch*(_x69 + 4*_x71)
-    _x74 = _x72*_x9*(batch + gemm_half_rows)
-    _x75 = _x13*_x73
-    _x76 = numpy.maximum(_x74, _x75)
-    _x77 = layer_latency_s*layers*(extra_kernel_share + 1)
+    _x9 = _x0 + gemm_half_rows
+    _x10 = 1/(eff_compute*peak_flops_per_s)
+    _x11 = _x10*(dequant_overhead + 1)
+    _x12 = _x11*_x9
+    _x13 = mem_bytes_per_s**(-1.0)
+    _x14 = _x13/eff_weights
+    _x15 = layers*numpy.maximum(_x14*_x7, 2*_x12*_x2)
+    _x16 = dense_layers*ffn_params
+    _x17 = 2*_x1
+    _x18 = _x0*_x17
+    _x19 = _x1*weight_bytes
+    _x20 = 3*_x1
+    _x21 = _x19*ffn_params + _x6*(_x20*ffn_size + _x5)
+    _x22 = _x21*dense_layers
+    _x23 = _x12*_x17
+    _x24 = dense_layers*numpy.maximum(_x14*_x21, _x23*ffn_params)
+    _x25 = expert_params*experts_per_token
+    _x26 = 2*moe_layers
+    _x27 = _x1*_x26
+    _x28 = expert_ffn_size*experts_per_token
+    _x29 = ep**(-1.0)
+    _x30 = _x0*ep
+    _x31 = experts*((1 - experts_per_token/experts)**_x30 - 1)
+    _x32 = _x1*(3*_x28*_x6 - _x29*_x31*expert_params*weight_bytes)
+    _x33 = _x19*shared_params + _x6*(_x20*shared_ffn_size + _x5)
+    _x34 = moe_layers*(_x32 + _x33)
+    _x35 = _x9*shared_params
+    _x36 = numpy.maximum(1, _x30*experts_per_token/numpy.maximum(1, -_x31))
+    _x37 = _x25*(_x36 + gemm_half_rows)/_x36
+    _x38 = numpy.maximum(_x14*_x33, _x11*_x17*_x35)
+    _x39 = numpy.maximum(_x14*_x32, _x11*_x18*_x37)
+    _x40 = full_layers*(new_tokens + 2*prefix_tokens + 1)
+    _x41 = (1/2)*new_tokens
+    _x42 = _x41 + prefix_tokens + 1/2
+    _x43 = numpy.minimum(_x42, window_tokens)
+    _x44 = _x43*sliding_layers
+    _x45 = attn_dim_prefill*heads
+    _x46 = _x45*((1/2)*_x40 + _x44)
+    _x47 = _x1*_x5
+    _x48 = _x47*act_bytes*new_tokens
+    _x49 = new_tokens + prefix_tokens
+    _x50 = kv_bytes*kv_elems/numpy.minimum(kv_shardable, tp)
+    _x51 = _x48 + _x49*_x50
+    _x52 = _x51*full_layers
+    _x53 = _x48 + _x50*numpy.minimum(_x49, window_tokens)
+    _x54 = _x53*sliding_layers
+    _x55 = batch*(_x52 + _x54)
+    _x56 = _x17*batch
+    _x57 = _x56*(attn_half_tokens + new_tokens)/(attn_peak_flops_per_s*eff_attn_prefill)
+    _x58 = _x13/eff_attn_decode
+    _x59 = _x45*_x57
+    _x60 = _x58*batch
+    _x61 = full_layers*numpy.maximum(_x42*_x59, _x51*_x60) + sliding_layers*numpy.maximum(_x43*_x59, _x53*_x60)
+    _x62 = hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem)
+    _x63 = _x1*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x28 + shared_ffn_size))
+    _x64 = _x0*(_x62 + _x63)
+    _x65 = _x13*_x64/eff_memory
+    _x66 = _x5*_x6*layers
+    _x67 = tp - 1
+    _x68 = _x47*_x6
+    _x69 = 1/(eff_link*link_bytes_per_s)
+    _x70 = _x3*(_x67*_x68*_x69 + link_latency_s)*numpy.minimum(1, _x67)
+    _x71 = _x68*experts_per_token*moe_layers
+    _x72 = ep - 1
+    _x73 = act_bytes*hidden
+    _x74 = _x26*(_x0*_x1*_x29*_x69*_x72*_x73*experts_per_token + link_latency_s)*numpy.minimum(1, _x72)
+    _x75 = _x1*vocab
+    _x76 = _x5*_x75
+    _x77 = _x73*_x75 + batch*(_x73 + 4*_x75)
+    _x78 = _x10*_x76*(batch + gemm_half_rows)
+    _x79 = _x14*_x77
+    _x80 = numpy.maximum(_x78, _x79)
+    _x81 = layer_latency_s*layers*(extra_kernel_share + 1)
+    _x82 = moe_layers*new_tokens
     return {
         'attn_proj_flops': _x0*_x4,
         'attn_proj_bytes': _x8,
-        'attn_proj_compute_s': _x11*_x4,
-        'attn_proj_memory_s': _x13*_x8,
-        'attn_proj_seconds': _x14,
-        'ffn_flops': _x15*_x17,
-        'ffn_bytes': _x21,
-        'ffn_compute_s': _x15*_x22,
-        'ffn_memory_s': _x13*_x21,
-        'ffn_seconds': _x23,
-        'experts_flops': _x26,
-        'experts_bytes': _x32,
-        'experts_compute_s': _x26*_x34,
-        'experts_memory_s': _x13*_x32,
-        'experts_seconds': _x35,
-        'attention_flops': _x17*_x42,
-        'attention_bytes': _x51,
-        'attention_compute_s': _x42*_x53,
-        'attention_memory_s': _x51*_x54,
+        'attn_proj_compute_s': _x12*_x4,
+        'attn_proj_memory_s': _x14*_x8,
+        'attn_proj_seconds': _x15,
+        'ffn_flops': _x16*_x18,
+        'ffn_bytes': _x22,
+        'ffn_compute_s': _x16*_x23,
+        'ffn_memory_s': _x14*_x22,
+        'ffn_seconds': _x24,
+        'experts_flops': _x0*_x27*(_x25 + shared_params),
+        'experts_bytes': _x34,
+        'experts_compute_s': _x11*_x27*(_x0*_x37 + _x35),
+        'experts_memory_s': _x14*_x34,
+        'experts_seconds': moe_layers*(_x38 + _x39),
+        'attention_flops': _x18*_x46,
+        'attention_bytes': _x55,
+        'attention_compute_s': _x46*_x57,
+        'attention_memory_s': _x55*_x58,
+        'attention_seconds': _x61,
+        'elementwise_flops': 0,
+        'elementwise_bytes': _x64,
+        'elementwise_compute_s': 0,
+        'elementwise_memory_s': _x65,
+        'elementwise_seconds': _x65,
+        'tp_comm_flops': 0,
+        'tp_comm_bytes': _x66,
+        'tp_comm_compute_s': 0,
+        'tp_comm_memory_s': _x70,
+        'tp_comm_seconds': _x70,
+        'ep_comm_flops': 0,
+        'ep_comm_bytes': _x71,
+        'ep_comm_compute_s': 0,
+        'ep_comm_memory_s': _x74,
+        'ep_comm_seconds': _x74,
+        'lm_head_flops': _x76*batch,
+        'lm_head_bytes': _x77,
+        'lm_head_compute_s': _x78,
+        'lm_head_memory_s': _x79,
+        'lm_head_seconds': _x80,
+        'layer_latency_flops': 0,
+        'layer_latency_bytes': 0,
+        'layer_latency_compute_s': 0,
+        'layer_latency_memory_s': 0,
+        'layer_latency_seconds': _x81,
+        'step_latency_flops': 0,
+        'step_latency_bytes': 0,
+        'step_latency_compute_s': 0,
+        'step_latency_memory_s': 0,
+        'step_latency_seconds': step_latency_s,
+        'seconds': _x15 + _x24 + _x38*moe_layers + _x39*moe_layers + _x61 + _x65 + _x70 + _x74 + _x80 + _x81 + step_latency_s,
+        'flops': _x56*(_x16*new_tokens + _x25*_x82 + _x40*_x41*_x45 + _x44*_x45*new_tokens + _x82*shared_params + attn_params*layers*new_tokens + hidden*vocab),
+        'bytes': _x0*_x62 + _x0*_x63 + _x22 + _x32*moe_layers + _x33*moe_layers + _x52*batch + _x54*batch + _x66 + _x71 + _x77 + _x8,
+    }
+
+ARGS['prefill'] = ('batch', 'new_tokens', 'prefix_tokens', 'tp', 'ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
+OUTPUTS['prefill'] = ('attn_proj_flops', 'attn_proj_bytes', 'attn_proj_compute_s', 'attn_proj_memory_s', 'attn_proj_seconds', 'ffn_flops', 'ffn_bytes', 'ffn_compute_s', 'ffn_memory_s', 'ffn_seconds', 'experts_flops', 'experts_bytes', 'experts_compute_s', 'experts_memory_s', 'experts_seconds', 'attention_flops', 'attention_bytes', 'attention_compute_s', 'attention_memory_s', 'attention_seconds', 'elementwise_flops', 'elementwise_bytes', 'elementwise_compute_s', 'elementwise_memory_s', 'elementwise_seconds', 'tp_comm_flops', 'tp_comm_bytes', 'tp_comm_compute_s', 'tp_comm_memory_s', 'tp_comm_seconds', 'ep_comm_flops', 'ep_comm_bytes', 'ep_comm_compute_s', 'ep_comm_memory_s', 'ep_comm_seconds', 'lm_head_flops', 'lm_head_bytes', 'lm_head_compute_s', 'lm_head_memory_s', 'lm_head_seconds', 'layer_latency_flops', 'layer_latency_bytes', 'layer_latency_compute_s', 'layer_latency_memory_s', 'layer_latency_seconds', 'step_latency_flops', 'step_latency_bytes', 'step_latency_compute_s', 'step_latency_memory_s', 'step_latency_seconds', 'seconds', 'flops', 'bytes')
+
+
+def decode(*, batch, context_tokens, tp, ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, heads, attn_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_memory, eff_attn_prefill, eff_attn_decode, eff_link, layer_latency_s, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
+    """Numeric twin of pdroof.equations groups()["decode"]."""
+    _x0 = attn_params*layers
+    _x1 = tp**(-1.0)
+    _x2 = _x1*batch
+    _x3 = 2*_x2
+    _x4 = _x1*attn_params
+    _x5 = 2*hidden
+    _x6 = act_bytes*batch
+    _x7 = _x4*weight_bytes + _x6*(_x4/hidden + _x5)
+    _x8 = _x7*layers
+    _x9 = batch + gemm_half_rows
+    _x10 = eff_compute**(-1.0)
+    _x11 = peak_flops_per_s**(-1.0)
+    _x12 = _x10*_x11*(dequant_overhead + 1)
+    _x13 = 2*_x12
+    _x14 = _x13*_x9
+    _x15 = _x1*_x14
+    _x16 = mem_bytes_per_s**(-1.0)
+    _x17 = _x16/eff_weights
+    _x18 = layers*numpy.maximum(_x14*_x4, _x17*_x7)
+    _x19 = dense_layers*ffn_params
+    _x20 = _x1*weight_bytes
+    _x21 = 3*_x1
+    _x22 = _x20*ffn_params + _x6*(_x21*ffn_size + _x5)
+    _x23 = _x22*dense_layers
+    _x24 = dense_layers*numpy.maximum(_x15*ffn_params, _x17*_x22)
+    _x25 = expert_params*experts_per_token
+    _x26 = 2*moe_layers
+    _x27 = expert_ffn_size*experts_per_token
+    _x28 = ep**(-1.0)
+    _x29 = batch*ep
+    _x30 = experts*((1 - experts_per_token/experts)**_x29 - 1)
+    _x31 = _x1*(3*_x27*_x6 - _x28*_x30*expert_params*weight_bytes)
+    _x32 = _x20*shared_params + _x6*(_x21*shared_ffn_size + _x5)
+    _x33 = moe_layers*(_x31 + _x32)
+    _x34 = _x9*shared_params
+    _x35 = numpy.maximum(1, _x29*experts_per_token/numpy.maximum(1, -_x30))
+    _x36 = _x25*(_x35 + gemm_half_rows)/_x35
+    _x37 = numpy.maximum(_x17*_x32, _x1*_x13*_x34)
+    _x38 = numpy.maximum(_x17*_x31, _x12*_x3*_x36)
+    _x39 = context_tokens*full_layers
+    _x40 = numpy.minimum(context_tokens, window_tokens)
+    _x41 = _x40*sliding_layers
+    _x42 = attn_dim_decode*heads
+    _x43 = _x3*_x42
+    _x44 = _x43*(_x39 + _x41)
+    _x45 = _x1*_x5
+    _x46 = _x45*act_bytes
+    _x47 = kv_bytes*kv_elems/numpy.minimum(kv_shardable, tp)
+    _x48 = _x46 + _x47*context_tokens
+    _x49 = _x48*full_layers
+    _x50 = _x40*_x47 + _x46
+    _x51 = _x50*sliding_layers
+    _x52 = batch*(_x49 + _x51)
+    _x53 = 1/(attn_peak_flops_per_s*eff_attn_prefill)
+    _x54 = _x16/eff_attn_decode
+    _x55 = _x43*_x53
+    _x56 = _x54*batch
+    _x57 = full_layers*numpy.maximum(_x48*_x56, _x55*context_tokens) + sliding_layers*numpy.maximum(_x40*_x55, _x50*_x56)
+    _x58 = hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem)
+    _x59 = _x1*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x27 + shared_ffn_size))
+    _x60 = batch*(_x58 + _x59)
+    _x61 = _x16*_x60/eff_memory
+    _x62 = _x5*_x6*layers
+    _x63 = tp - 1
+    _x64 = _x45*_x6
+    _x65 = 1/(eff_link*link_bytes_per_s)
+    _x66 = 2*layers*(_x63*_x64*_x65 + link_latency_s)*numpy.minimum(1, _x63)
+    _x67 = _x64*experts_per_token*moe_layers
+    _x68 = ep - 1
+    _x69 = act_bytes*hidden
+    _x70 = _x26*(_x2*_x28*_x65*_x68*_x69*experts_per_token + link_latency_s)*numpy.minimum(1, _x68)
+    _x71 = _x1*vocab
+    _x72 = _x5*_x71
+    _x73 = _x69*_x71 + batch*(_x69 + 4*_x71)
+    _x74 = _x10*_x11*_x72*_x9
+    _x75 = _x17*_x73
+    _x76 = numpy.maximum(_x74, _x75)
+    _x77 = layer_latency_s*layers*(extra_kernel_share + 1)
+    _x78 = _x18 + _x24 + _x37*moe_layers + _x38*moe_layers + _x57 + _x61 + _x66 + _x70 + _x76 + _x77 + step_latency_s
+    return {
+        'attn_proj_flops': _x0*_x3,
+        'attn_proj_bytes': _x8,
+        'attn_proj_compute_s': _x0*_x15,
+        'attn_proj_memory_s': _x17*_x8,
+        'attn_proj_seconds': _x18,
+        'ffn_flops': _x19*_x3,
+        'ffn_bytes': _x23,
+        'ffn_compute_s': _x15*_x19,
+        'ffn_memory_s': _x17*_x23,
+        'ffn_seconds': _x24,
+        'experts_flops': _x2*_x26*(_x25 + shared_params),
+        'experts_bytes': _x33,
+        'experts_compute_s': _x1*_x12*_x26*(_x34 + _x36*batch),
+        'experts_memory_s': _x17*_x33,
+        'experts_seconds': moe_layers*(_x37 + _x38),
+        'attention_flops': _x44,
+        'attention_bytes': _x52,
+        'attention_compute_s': _x44*_x53,
+        'attention_memory_s': _x52*_x54,
         'attention_seconds': _x57,
         'elementwise_flops': 0,
         'elementwise_bytes': _x60,
@@ -155,148 +301,10 @@ def prefill(*, batch, new_tokens, prefix_tokens, tp, ep, layers, dense_layers, m
         'step_latency_compute_s': 0,
         'step_latency_memory_s': 0,
         'step_latency_seconds': step_latency_s,
-        'seconds': _x14 + _x23 + _x35 + _x57 + _x61 + _x66 + _x70 + _x76 + _x77 + step_latency_s,
-        'flops': _x52*(_x15*new_tokens + _x25*new_tokens + _x36*_x37*_x41 + _x40*_x41*new_tokens + attn_params*layers*new_tokens + hidden*vocab),
-        'bytes': _x0*_x58 + _x0*_x59 + _x21 + _x32 + _x48*batch + _x50*batch + _x62 + _x67 + _x73 + _x8,
-    }
-
-ARGS['prefill'] = ('batch', 'new_tokens', 'prefix_tokens', 'tp', 'ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
-OUTPUTS['prefill'] = ('attn_proj_flops', 'attn_proj_bytes', 'attn_proj_compute_s', 'attn_proj_memory_s', 'attn_proj_seconds', 'ffn_flops', 'ffn_bytes', 'ffn_compute_s', 'ffn_memory_s', 'ffn_seconds', 'experts_flops', 'experts_bytes', 'experts_compute_s', 'experts_memory_s', 'experts_seconds', 'attention_flops', 'attention_bytes', 'attention_compute_s', 'attention_memory_s', 'attention_seconds', 'elementwise_flops', 'elementwise_bytes', 'elementwise_compute_s', 'elementwise_memory_s', 'elementwise_seconds', 'tp_comm_flops', 'tp_comm_bytes', 'tp_comm_compute_s', 'tp_comm_memory_s', 'tp_comm_seconds', 'ep_comm_flops', 'ep_comm_bytes', 'ep_comm_compute_s', 'ep_comm_memory_s', 'ep_comm_seconds', 'lm_head_flops', 'lm_head_bytes', 'lm_head_compute_s', 'lm_head_memory_s', 'lm_head_seconds', 'layer_latency_flops', 'layer_latency_bytes', 'layer_latency_compute_s', 'layer_latency_memory_s', 'layer_latency_seconds', 'step_latency_flops', 'step_latency_bytes', 'step_latency_compute_s', 'step_latency_memory_s', 'step_latency_seconds', 'seconds', 'flops', 'bytes')
-
-
-def decode(*, batch, context_tokens, tp, ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, heads, attn_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_memory, eff_attn_prefill, eff_attn_decode, eff_link, layer_latency_s, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
-    """Numeric twin of pdroof.equations groups()["decode"]."""
-    _x0 = attn_params*layers
-    _x1 = tp**(-1.0)
-    _x2 = 2*_x1
-    _x3 = _x2*batch
-    _x4 = _x1*attn_params
-    _x5 = 2*hidden
-    _x6 = act_bytes*batch
-    _x7 = _x4*weight_bytes + _x6*(_x4/hidden + _x5)
-    _x8 = _x7*layers
-    _x9 = dequant_overhead + 1
-    _x10 = eff_compute**(-1.0)
-    _x11 = peak_flops_per_s**(-1.0)
-    _x12 = _x10*_x11*(batch + gemm_half_rows)
-    _x13 = _x12*_x9
-    _x14 = _x13*_x2
-    _x15 = mem_bytes_per_s**(-1.0)
-    _x16 = _x15/eff_weights
-    _x17 = layers*numpy.maximum(_x16*_x7, 2*_x13*_x4)
-    _x18 = dense_layers*ffn_params
-    _x19 = _x1*weight_bytes
-    _x20 = 3*_x1
-    _x21 = _x19*ffn_params + _x6*(_x20*ffn_size + _x5)
-    _x22 = _x21*dense_layers
-    _x23 = dense_layers*numpy.maximum(_x14*ffn_params, _x16*_x21)
-    _x24 = expert_params*experts_per_token + shared_params
-    _x25 = _x24*moe_layers
-    _x26 = _x25*_x3
-    _x27 = expert_ffn_size*experts_per_token + shared_ffn_size
-    _x28 = ep**(-1.0)
-    _x29 = batch*ep
-    _x30 = experts*((1 - experts_per_token/experts)**_x29 - 1)
-    _x31 = _x19*(-_x28*_x30*expert_params + shared_params) + _x6*(_x20*_x27 + _x5)
-    _x32 = _x31*moe_layers
-    _x33 = numpy.maximum(1, _x29*experts_per_token/numpy.maximum(1, -_x30))
-    _x34 = _x10*_x11*_x9*(_x33 + gemm_half_rows)/_x33
-    _x35 = moe_layers*numpy.maximum(_x16*_x31, _x24*_x3*_x34)
-    _x36 = context_tokens*full_layers
-    _x37 = numpy.minimum(context_tokens, window_tokens)
-    _x38 = _x37*sliding_layers
-    _x39 = attn_dim_decode*heads
-    _x40 = _x3*_x39
-    _x41 = _x40*(_x36 + _x38)
-    _x42 = _x1*_x5
-    _x43 = _x42*act_bytes
-    _x44 = kv_bytes*kv_elems/numpy.minimum(kv_shardable, tp)
-    _x45 = _x43 + _x44*context_tokens
-    _x46 = _x45*full_layers
-    _x47 = _x37*_x44 + _x43
-    _x48 = _x47*sliding_layers
-    _x49 = batch*(_x46 + _x48)
-    _x50 = 1/(attn_peak_flops_per_s*eff_attn_prefill)
-    _x51 = _x15/eff_attn_decode
-    _x52 = _x40*_x50
-    _x53 = _x51*batch
-    _x54 = full_layers*numpy.maximum(_x45*_x53, _x52*context_tokens) + sliding_layers*numpy.maximum(_x37*_x52, _x47*_x53)
-    _x55 = hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem)
-    _x56 = _x1*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(_x27*moe_layers + dense_layers*ffn_size)
-    _x57 = batch*(_x55 + _x56)
-    _x58 = _x15*_x57/eff_memory
-    _x59 = _x5*_x6*layers
-    _x60 = tp - 1
-    _x61 = _x42*_x6
-    _x62 = 1/(eff_link*link_bytes_per_s)
-    _x63 = 2*layers*(_x60*_x61*_x62 + link_latency_s)*numpy.minimum(1, _x60)
-    _x64 = _x61*experts_per_token*moe_layers
-    _x65 = ep - 1
-    _x66 = act_bytes*hidden
-    _x67 = 2*moe_layers*(_x1*_x28*_x62*_x65*_x66*batch*experts_per_token + link_latency_s)*numpy.minimum(1, _x65)
-    _x68 = _x1*vocab
-    _x69 = _x5*_x68
-    _x70 = _x66*_x68 + batch*(_x66 + 4*_x68)
-    _x71 = _x12*_x69
-    _x72 = _x16*_x70
-    _x73 = numpy.maximum(_x71, _x72)
-    _x74 = layer_latency_s*layers*(extra_kernel_share + 1)
-    _x75 = _x17 + _x23 + _x35 + _x54 + _x58 + _x63 + _x67 + _x73 + _x74 + step_latency_s
-    return {
-        'attn_proj_flops': _x0*_x3,
-        'attn_proj_bytes': _x8,
-        'attn_proj_compute_s': _x0*_x14,
-        'attn_proj_memory_s': _x16*_x8,
-        'attn_proj_seconds': _x17,
-        'ffn_flops': _x18*_x3,
-        'ffn_bytes': _x22,
-        'ffn_compute_s': _x14*_x18,
-        'ffn_memory_s': _x16*_x22,
-        'ffn_seconds': _x23,
-        'experts_flops': _x26,
-        'experts_bytes': _x32,
-        'experts_compute_s': _x26*_x34,
-        'experts_memory_s': _x16*_x32,
-        'experts_seconds': _x35,
-        'attention_flops': _x41,
-        'attention_bytes': _x49,
-        'attention_compute_s': _x41*_x50,
-        'attention_memory_s': _x49*_x51,
-        'attention_seconds': _x54,
-        'elementwise_flops': 0,
-        'elementwise_bytes': _x57,
-        'elementwise_compute_s': 0,
-        'elementwise_memory_s': _x58,
-        'elementwise_seconds': _x58,
-        'tp_comm_flops': 0,
-        'tp_comm_bytes': _x59,
-        'tp_comm_compute_s': 0,
-        'tp_comm_memory_s': _x63,
-        'tp_comm_seconds': _x63,
-        'ep_comm_flops': 0,
-        'ep_comm_bytes': _x64,
-        'ep_comm_compute_s': 0,
-        'ep_comm_memory_s': _x67,
-        'ep_comm_seconds': _x67,
-        'lm_head_flops': _x69*batch,
-        'lm_head_bytes': _x70,
-        'lm_head_compute_s': _x71,
-        'lm_head_memory_s': _x72,
-        'lm_head_seconds': _x73,
-        'layer_latency_flops': 0,
-        'layer_latency_bytes': 0,
-        'layer_latency_compute_s': 0,
-        'layer_latency_memory_s': 0,
-        'layer_latency_seconds': _x74,
-        'step_latency_flops': 0,
-        'step_latency_bytes': 0,
-        'step_latency_compute_s': 0,
-        'step_latency_memory_s': 0,
-        'step_latency_seconds': step_latency_s,
-        'seconds': _x75,
-        'flops': _x3*(_x0 + _x18 + _x25 + _x36*_x39 + _x38*_x39 + hidden*vocab),
-        'bytes': _x22 + _x32 + _x46*batch + _x48*batch + _x55*batch + _x56*batch + _x59 + _x64 + _x70 + _x8,
-        'tokens_per_second': batch/_x75,
+        'seconds': _x78,
+        'flops': _x3*(_x0 + _x19 + _x25*moe_layers + _x39*_x42 + _x41*_x42 + hidden*vocab + moe_layers*shared_params),
+        'bytes': _x23 + _x31*moe_layers + _x32*moe_layers + _x49*batch + _x51*batch + _x58*batch + _x59*batch + _x62 + _x67 + _x73 + _x8,
+        'tokens_per_second': batch/_x78,
     }
 
 ARGS['decode'] = ('batch', 'context_tokens', 'tp', 'ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_memory', 'eff_attn_prefill', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
@@ -316,143 +324,147 @@ def mixed(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, 
     _x8 = _x4*weight_bytes + _x7*(_x4/hidden + _x6)
     _x9 = _x8*layers
     _x10 = 2*layers
-    _x11 = 1/(eff_compute*peak_flops_per_s)
-    _x12 = _x11*(dequant_overhead + 1)
-    _x13 = _x12*(_x1 + gemm_half_rows)
-    _x14 = mem_bytes_per_s**(-1.0)
-    _x15 = _x14/eff_weights
-    _x16 = layers*numpy.maximum(_x13*_x5, _x15*_x8)
-    _x17 = dense_layers*ffn_params
-    _x18 = _x1*_x17
-    _x19 = 2*_x3
-    _x20 = _x3*weight_bytes
-    _x21 = 3*_x3
-    _x22 = _x20*ffn_params + _x7*(_x21*ffn_size + _x6)
-    _x23 = _x22*dense_layers
-    _x24 = _x13*_x19
-    _x25 = dense_layers*numpy.maximum(_x15*_x22, _x24*ffn_params)
-    _x26 = _x1*(expert_params*experts_per_token + shared_params)
-    _x27 = _x26*moe_layers
-    _x28 = _x19*_x27
-    _x29 = expert_ffn_size*experts_per_token + shared_ffn_size
+    _x11 = _x1 + gemm_half_rows
+    _x12 = 1/(eff_compute*peak_flops_per_s)
+    _x13 = _x12*(dequant_overhead + 1)
+    _x14 = _x11*_x13
+    _x15 = mem_bytes_per_s**(-1.0)
+    _x16 = _x15/eff_weights
+    _x17 = layers*numpy.maximum(_x14*_x5, _x16*_x8)
+    _x18 = dense_layers*ffn_params
+    _x19 = _x1*_x18
+    _x20 = 2*_x3
+    _x21 = _x3*weight_bytes
+    _x22 = 3*_x3
+    _x23 = _x21*ffn_params + _x7*(_x22*ffn_size + _x6)
+    _x24 = _x23*dense_layers
+    _x25 = _x14*_x20
+    _x26 = dense_layers*numpy.maximum(_x16*_x23, _x25*ffn_params)
+    _x27 = expert_params*experts_per_token
+    _x28 = _x1*moe_layers
+    _x29 = expert_ffn_size*experts_per_token
     _x30 = ep**(-1.0)
     _x31 = _x1*ep
     _x32 = experts*((1 - experts_per_token/experts)**_x31 - 1)
-    _x33 = _x20*(-_x30*_x32*expert_params + shared_params) + _x7*(_x21*_x29 + _x6)
-    _x34 = _x33*moe_layers
-    _x35 = numpy.maximum(1, _x31*experts_per_token/numpy.maximum(1, -_x32))
-    _x36 = _x12*(_x35 + gemm_half_rows)/_x35
-    _x37 = moe_layers*numpy.maximum(_x15*_x33, _x19*_x26*_x36)
-    _x38 = _x0*attn_dim_prefill
-    _x39 = (1/2)*new_tokens + prefix_tokens + 1/2
-    _x40 = numpy.minimum(_x39, window_tokens)
-    _x41 = _x40*sliding_layers
-    _x42 = _x38*_x41
-    _x43 = (1/2)*full_layers*(new_tokens + 2*prefix_tokens + 1)
-    _x44 = _x38*_x43
-    _x45 = batch*full_layers
-    _x46 = attn_dim_decode*context_tokens
-    _x47 = _x45*_x46
-    _x48 = batch*sliding_layers
-    _x49 = numpy.minimum(context_tokens, window_tokens)
-    _x50 = _x49*attn_dim_decode
-    _x51 = _x48*_x50
-    _x52 = _x47 + _x51
-    _x53 = _x19*heads
-    _x54 = _x3*_x6
-    _x55 = _x54*act_bytes
-    _x56 = kv_bytes*kv_elems/numpy.minimum(kv_shardable, tp)
-    _x57 = _x55 + _x56*context_tokens
-    _x58 = _x49*_x56 + _x55
-    _x59 = _x55*new_tokens
-    _x60 = new_tokens + prefix_tokens
-    _x61 = prefill_prompts*(_x56*_x60 + _x59)
-    _x62 = prefill_prompts*(_x56*numpy.minimum(_x60, window_tokens) + _x59)
-    _x63 = _x45*_x57 + _x48*_x58 + _x61*full_layers + _x62*sliding_layers
-    _x64 = attn_dim_prefill*prefill_prompts*(attn_half_tokens + new_tokens)
-    _x65 = _x53/(attn_peak_flops_per_s*eff_attn_prefill)
-    _x66 = _x14/eff_attn_decode
-    _x67 = _x65*batch
-    _x68 = _x66*batch
-    _x69 = _x64*_x65
-    _x70 = full_layers*numpy.maximum(_x39*_x69, _x61*_x66) + full_layers*numpy.maximum(_x46*_x67, _x57*_x68) + sliding_layers*numpy.maximum(_x40*_x69, _x62*_x66) + sliding_layers*numpy.maximum(_x50*_x67, _x58*_x68)
-    _x71 = hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem)
-    _x72 = _x3*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(_x29*moe_layers + dense_layers*ffn_size)
-    _x73 = _x1*(_x71 + _x72)
-    _x74 = _x14*_x73/eff_memory
-    _x75 = _x6*_x7*layers
-    _x76 = tp - 1
-    _x77 = _x54*_x7
-    _x78 = 1/(eff_link*link_bytes_per_s)
-    _x79 = _x10*(_x76*_x77*_x78 + link_latency_s)*numpy.minimum(1, _x76)
-    _x80 = _x77*experts_per_token*moe_layers
-    _x81 = ep - 1
-    _x82 = act_bytes*hidden
-    _x83 = 2*moe_layers*(_x1*_x3*_x30*_x78*_x81*_x82*experts_per_token + link_latency_s)*numpy.minimum(1, _x81)
-    _x84 = batch + prefill_prompts
-    _x85 = _x3*vocab
-    _x86 = _x6*_x85
-    _x87 = _x82*_x85 + _x84*(_x82 + 4*_x85)
-    _x88 = _x11*_x86*(_x84 + gemm_half_rows)
-    _x89 = _x15*_x87
-    _x90 = numpy.maximum(_x88, _x89)
-    _x91 = layer_latency_s*layers*(extra_kernel_share + 1)
-    _x92 = _x16 + _x25 + _x37 + _x70 + _x74 + _x79 + _x83 + _x90 + _x91 + step_latency_s
+    _x33 = _x3*(3*_x29*_x7 - _x30*_x32*expert_params*weight_bytes)
+    _x34 = _x21*shared_params + _x7*(_x22*shared_ffn_size + _x6)
+    _x35 = moe_layers*(_x33 + _x34)
+    _x36 = _x11*shared_params
+    _x37 = numpy.maximum(1, _x31*experts_per_token/numpy.maximum(1, -_x32))
+    _x38 = _x1*_x27*(_x37 + gemm_half_rows)/_x37
+    _x39 = _x13*_x20
+    _x40 = numpy.maximum(_x16*_x34, _x36*_x39)
+    _x41 = numpy.maximum(_x16*_x33, _x38*_x39)
+    _x42 = _x0*attn_dim_prefill
+    _x43 = (1/2)*new_tokens + prefix_tokens + 1/2
+    _x44 = numpy.minimum(_x43, window_tokens)
+    _x45 = _x44*sliding_layers
+    _x46 = _x42*_x45
+    _x47 = (1/2)*full_layers*(new_tokens + 2*prefix_tokens + 1)
+    _x48 = _x42*_x47
+    _x49 = batch*full_layers
+    _x50 = attn_dim_decode*context_tokens
+    _x51 = _x49*_x50
+    _x52 = batch*sliding_layers
+    _x53 = numpy.minimum(context_tokens, window_tokens)
+    _x54 = _x53*attn_dim_decode
+    _x55 = _x52*_x54
+    _x56 = _x51 + _x55
+    _x57 = _x20*heads
+    _x58 = _x3*_x6
+    _x59 = _x58*act_bytes
+    _x60 = kv_bytes*kv_elems/numpy.minimum(kv_shardable, tp)
+    _x61 = _x59 + _x60*context_tokens
+    _x62 = _x53*_x60 + _x59
+    _x63 = _x59*new_tokens
+    _x64 = new_tokens + prefix_tokens
+    _x65 = prefill_prompts*(_x60*_x64 + _x63)
+    _x66 = prefill_prompts*(_x60*numpy.minimum(_x64, window_tokens) + _x63)
+    _x67 = _x49*_x61 + _x52*_x62 + _x65*full_layers + _x66*sliding_layers
+    _x68 = attn_dim_prefill*prefill_prompts*(attn_half_tokens + new_tokens)
+    _x69 = _x57/(attn_peak_flops_per_s*eff_attn_prefill)
+    _x70 = _x15/eff_attn_decode
+    _x71 = _x69*batch
+    _x72 = _x70*batch
+    _x73 = _x68*_x69
+    _x74 = full_layers*numpy.maximum(_x43*_x73, _x65*_x70) + full_layers*numpy.maximum(_x50*_x71, _x61*_x72) + sliding_layers*numpy.maximum(_x44*_x73, _x66*_x70) + sliding_layers*numpy.maximum(_x54*_x71, _x62*_x72)
+    _x75 = hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem)
+    _x76 = _x3*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x29 + shared_ffn_size))
+    _x77 = _x1*(_x75 + _x76)
+    _x78 = _x15*_x77/eff_memory
+    _x79 = _x6*_x7*layers
+    _x80 = tp - 1
+    _x81 = _x58*_x7
+    _x82 = 1/(eff_link*link_bytes_per_s)
+    _x83 = _x10*(_x80*_x81*_x82 + link_latency_s)*numpy.minimum(1, _x80)
+    _x84 = _x81*experts_per_token*moe_layers
+    _x85 = ep - 1
+    _x86 = act_bytes*hidden
+    _x87 = 2*moe_layers*(_x1*_x3*_x30*_x82*_x85*_x86*experts_per_token + link_latency_s)*numpy.minimum(1, _x85)
+    _x88 = batch + prefill_prompts
+    _x89 = _x3*vocab
+    _x90 = _x6*_x89
+    _x91 = _x86*_x89 + _x88*(_x86 + 4*_x89)
+    _x92 = _x12*_x90*(_x88 + gemm_half_rows)
+    _x93 = _x16*_x91
+    _x94 = numpy.maximum(_x92, _x93)
+    _x95 = layer_latency_s*layers*(extra_kernel_share + 1)
+    _x96 = _x17 + _x26 + _x40*moe_layers + _x41*moe_layers + _x74 + _x78 + _x83 + _x87 + _x94 + _x95 + step_latency_s
     return {
         'attn_proj_flops': _x2*_x5,
         'attn_proj_bytes': _x9,
-        'attn_proj_compute_s': _x10*_x13*_x4,
-        'attn_proj_memory_s': _x15*_x9,
-        'attn_proj_seconds': _x16,
-        'ffn_flops': _x18*_x19,
-        'ffn_bytes': _x23,
-        'ffn_compute_s': _x17*_x24,
-        'ffn_memory_s': _x15*_x23,
-        'ffn_seconds': _x25,
-        'experts_flops': _x28,
-        'experts_bytes': _x34,
-        'experts_compute_s': _x28*_x36,
-        'experts_memory_s': _x15*_x34,
-        'experts_seconds': _x37,
-        'attention_flops': _x53*(_x42 + _x44 + _x52),
-        'attention_bytes': _x63,
-        'attention_compute_s': _x65*(_x41*_x64 + _x43*_x64 + _x52),
-        'attention_memory_s': _x63*_x66,
-        'attention_seconds': _x70,
+        'attn_proj_compute_s': _x10*_x14*_x4,
+        'attn_proj_memory_s': _x16*_x9,
+        'attn_proj_seconds': _x17,
+        'ffn_flops': _x19*_x20,
+        'ffn_bytes': _x24,
+        'ffn_compute_s': _x18*_x25,
+        'ffn_memory_s': _x16*_x24,
+        'ffn_seconds': _x26,
+        'experts_flops': _x20*_x28*(_x27 + shared_params),
+        'experts_bytes': _x35,
+        'experts_compute_s': _x39*moe_layers*(_x36 + _x38),
+        'experts_memory_s': _x16*_x35,
+        'experts_seconds': moe_layers*(_x40 + _x41),
+        'attention_flops': _x57*(_x46 + _x48 + _x56),
+        'attention_bytes': _x67,
+        'attention_compute_s': _x69*(_x45*_x68 + _x47*_x68 + _x56),
+        'attention_memory_s': _x67*_x70,
+        'attention_seconds': _x74,
         'elementwise_flops': 0,
-        'elementwise_bytes': _x73,
+        'elementwise_bytes': _x77,
         'elementwise_compute_s': 0,
-        'elementwise_memory_s': _x74,
-        'elementwise_seconds': _x74,
+        'elementwise_memory_s': _x78,
+        'elementwise_seconds': _x78,
         'tp_comm_flops': 0,
-        'tp_comm_bytes': _x75,
+        'tp_comm_bytes': _x79,
         'tp_comm_compute_s': 0,
-        'tp_comm_memory_s': _x79,
-        'tp_comm_seconds': _x79,
+        'tp_comm_memory_s': _x83,
+        'tp_comm_seconds': _x83,
         'ep_comm_flops': 0,
-        'ep_comm_bytes': _x80,
+        'ep_comm_bytes': _x84,
         'ep_comm_compute_s': 0,
-        'ep_comm_memory_s': _x83,
-        'ep_comm_seconds': _x83,
-        'lm_head_flops': _x84*_x86,
-        'lm_head_bytes': _x87,
-        'lm_head_compute_s': _x88,
-        'lm_head_memory_s': _x89,
-        'lm_head_seconds': _x90,
+        'ep_comm_memory_s': _x87,
+        'ep_comm_seconds': _x87,
+        'lm_head_flops': _x88*_x90,
+        'lm_head_bytes': _x91,
+        'lm_head_compute_s': _x92,
+        'lm_head_memory_s': _x93,
+        'lm_head_seconds': _x94,
         'layer_latency_flops': 0,
         'layer_latency_bytes': 0,
         'layer_latency_compute_s': 0,
         'layer_latency_memory_s': 0,
-        'layer_latency_seconds': _x91,
+        'layer_latency_seconds': _x95,
         'step_latency_flops': 0,
         'step_latency_bytes': 0,
         'step_latency_compute_s': 0,
         'step_latency_memory_s': 0,
         'step_latency_seconds': step_latency_s,
-        'seconds': _x92,
-        'flops': _x19*(_x18 + _x2*attn_params + _x27 + _x42*heads + _x44*heads + _x47*heads + _x51*heads + _x84*hidden*vocab),
-        'bytes': _x1*_x71 + _x1*_x72 + _x23 + _x34 + _x63 + _x75 + _x80 + _x87 + _x9,
-        'tokens_per_second': batch/_x92,
+        'seconds': _x96,
+        'flops': _x20*(_x19 + _x2*attn_params + _x27*_x28 + _x28*shared_params + _x46*heads + _x48*heads + _x51*heads + _x55*heads + _x88*hidden*vocab),
+        'bytes': _x1*_x75 + _x1*_x76 + _x24 + _x33*moe_layers + _x34*moe_layers + _x67 + _x79 + _x84 + _x9 + _x91,
+        'tokens_per_second': batch/_x96,
     }
 
 ARGS['mixed'] = ('batch', 'prefill_prompts', 'new_tokens', 'prefix_tokens', 'context_tokens', 'tp', 'ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')

@@ -8,6 +8,7 @@ equations that ``rank`` uses over the whole grid.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -104,8 +105,11 @@ def plan(model: Record, prefill: Pool, decode: Pool, path: Record, tiers: list[R
     """The three decisions for one pairing, with every cost and the binding constraint."""
     reasons: list[str] = []
     for side, pool in (("prefill", prefill), ("decode", decode)):
-        if pool.tp < 1 or pool.count < 1:
-            raise PdroofError(f"{side}: tp and instance count must be at least 1, not {pool.tp} and {pool.count}")
+        if pool.tp < 1 or pool.count < 1 or pool.page_tokens < 1:
+            raise PdroofError(f"{side}: tp, instance count and page tokens must be at least 1, not {pool.tp}, "
+                              f"{pool.count} and {pool.page_tokens}")
+    if not (retained_bytes >= 0 and math.isfinite(retained_bytes)):
+        raise PdroofError(f"retained cache must be a finite, non-negative size, not {retained_bytes}")
     checks = gate(model, prefill, decode, w)
     reasons += [f"gate: {c['check']}: {c['detail']}" for c in checks if not c["passed"]]
     pp, dp = prefill.precision(), decode.precision()
@@ -198,8 +202,9 @@ def plan(model: Record, prefill: Pool, decode: Pool, path: Record, tiers: list[R
         "binding": BINDINGS[int(serv["binding"][0])],
     }
     tier_values = {k: float(dv[k][dr][0]) for k in ("hbm_batch", "tier_bytes_per_s", "kv_request_bytes")}
-    return Plan(c_p > 0 and f["admission_batch"] >= 1, [] if c_p > 0 else ["prefill misses TTFT even unloaded"], doc,
-                tier_values)
+    reasons = ([] if c_p > 0 else ["prefill misses its TTFT target even unloaded"]) + (
+        [] if f["admission_batch"] >= 1 else ["no decode admission room after reservations and retained cache"])
+    return Plan(not reasons, reasons, doc, tier_values)
 
 
 def _row(st, acc: int, tp: int, **labels) -> int | None:

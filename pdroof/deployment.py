@@ -114,6 +114,9 @@ def check(path: str | Path, cat: Catalog) -> Verdict:
     if not p.doc.get("serving"):
         v.checks = [Check("feasible", False, 0, 1, "", r) for r in p.reasons]
         return v
+    if not p.feasible:
+        v.checks = [Check("feasible", False, 0, 1, "", r) for r in p.reasons]
+        return v
     s = p.doc["serving"]
     rate = w.rate_per_s
     if rate is None:

@@ -88,7 +88,8 @@ def hardware_inputs(acc: Record, eff: Efficiency, p: Precision) -> dict[str, flo
         "link_bytes_per_s": tp_link_bandwidth(acc) or 1.0,
         "link_latency_s": su.latency_s if su and su.latency_s else DEFAULT_LINK_LATENCY_S,
         "eff_compute": eff.compute_for(p.activations),
-        "gemm_half_rows": eff.half_rows_for(p.activations),
+        # weight-only GEMMs run their own (dequantising) kernels: their M½ is looked up by weight format
+        "gemm_half_rows": eff.half_rows_for(p.weights if p.weight_only else p.activations),
         "eff_weights": eff.weights_for(p.weights),
         "eff_memory": eff.memory,
         "eff_attn_prefill": eff.attention_prefill,

@@ -106,7 +106,9 @@ class Efficiency:
         return self.compute.get(fmt) or self.compute.get("bf16") or next(iter(self.compute.values()))
 
     def half_rows_for(self, fmt: str) -> float:
-        return self.gemm_half_rows.get(fmt, self.gemm_half_rows.get("bf16", 0.0))
+        """M½ of GEMMs in ``fmt``: measured or derived for this accelerator and stack, else 0
+        (the plain roofline)."""
+        return self.gemm_half_rows.get(fmt, 0.0)
 
     def weights_for(self, fmt: str) -> float:
         """Weight-streaming efficiency; without a fitted value, that of elementwise traffic."""

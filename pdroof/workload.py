@@ -3,6 +3,7 @@ request rate, TTFT and TPOT targets), as presets for the study's regimes or a wo
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -91,10 +92,10 @@ def resolve(ref: str | None = None, **overrides) -> Workload:
     for key in ("prompt_tokens", "output_tokens"):
         if key in changes and changes[key] < 1:
             raise PdroofError(f"--{key.split('_')[0]} must be at least 1, not {changes[key]}")
-    if "prefix_hit" in changes and not 0 <= changes["prefix_hit"] < 1:
+    if "prefix_hit" in changes and not (0 <= changes["prefix_hit"] < 1):
         raise PdroofError(f"--prefix-hit must be in [0, 1), not {changes['prefix_hit']}")
     for key, scale, unit in (("rate_per_s", 1, "/s"), ("ttft_s", 1e3, " ms"), ("tpot_s", 1e3, " ms")):
-        if key in changes and changes[key] <= 0:
+        if key in changes and not (changes[key] > 0 and math.isfinite(changes[key])):
             raise PdroofError(f"--{key.split('_')[0]} must be positive, not {changes[key] * scale:g}{unit}")
     if changes:
         base = replace(base, **changes, id=base.id if set(changes) <= {"rate_per_s"} else f"{base.id}*")

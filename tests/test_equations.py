@@ -174,3 +174,12 @@ def test_decode_compute_crossover_matches_the_roofline():
     compute = float(out["ffn_compute_s"]) + float(out["attn_proj_compute_s"])
     memory = float(out["ffn_memory_s"]) + float(out["attn_proj_memory_s"])
     assert compute == pytest.approx(memory, rel=1e-9)
+
+
+@pytest.mark.parametrize("model,hw,link", [("llama-3.1-70b", "h100-sxm", "roce-400"), ("mixtral-8x7b", "h200-sxm", "tcp-100g"),
+                                           ("gpt-oss-120b", "h200-sxm", "tcp-100g")])
+def test_transfer_crossover_is_never_negative(cli, model, hw, link):
+    code, out, err = cli("equations", "crossover", "--model", model, "--hardware", hw, "--link", link)
+    assert code == 0, err
+    line = next(x for x in out.splitlines() if "transfer_prompt_tokens:" in x)
+    assert float(line.split(":")[1].split()[0].replace(",", "")) >= 0

@@ -122,3 +122,12 @@ def test_expert_parallelism_splits_experts_and_adds_all_to_all(catalog):
     assert ep8["memory"]["weights_bytes"] < tp1["memory"]["weights_bytes"] / 4
     assert any(op["name"] == "ep_comm" for op in ep8["decode"]["ops"])
     assert not any(op["name"] == "ep_comm" for op in one["decode"]["ops"])
+
+
+@pytest.mark.parametrize("hw,w", [("h20", "bf16"), ("h100-sxm", "int4"), ("h20", "int4"), ("l40s", "fp8")])
+def test_batch_one_decode_streams_weights(catalog, hw, w):
+    """A batch-1 decode step is bound by weight streaming on every accelerator and format: the
+    small-GEMM term never turns a GEMV compute-bound."""
+    a = catalog.get("accelerator", hw)
+    d = estimate(catalog.get("model", "llama-3.1-8b"), a, catalog.get("runtime", "engine"), plan(a, w), batch=1)
+    assert all(op["bound"] == "memory" for op in d["decode"]["ops"] if op["kind"] == "gemm")

@@ -46,14 +46,14 @@ def plan_cmd(
     from ..units import check_format
     from ..workload import resolve
 
-    if retain_gb < 0:
-        raise PdroofError(f"--retain-gb must not be negative, not {retain_gb}")
+    if not (retain_gb >= 0 and math.isfinite(retain_gb)):
+        raise PdroofError(f"--retain-gb must be a finite, non-negative size, not {retain_gb}")
     for flag, f in (("--prefill-weights", prefill_weights), ("--decode-weights", decode_weights),
                     ("--prefill-kv", prefill_kv), ("--kv", kv)):
         check_format(f, flag)
     cat = catalog(ctx)
     w = resolve(workload, prompt_tokens=prompt, output_tokens=output_tokens, prefix_hit=prefix_hit,
-                ttft_s=ttft / 1e3 if ttft else None, tpot_s=tpot / 1e3 if tpot else None)
+                ttft_s=ttft / 1e3 if ttft is not None else None, tpot_s=tpot / 1e3 if tpot is not None else None)
     p = plan(cat.get("model", model),
              Pool(cat.get("accelerator", prefill), tp=prefill_tp, weights=prefill_weights, kv=prefill_kv,
                   page_tokens=prefill_page),
@@ -130,11 +130,15 @@ def check_cmd(
         render.emit(render.table_text(checks, cols, title=title))
         for c in v.checks:
             if not c.passed:
-                print(f"FAIL {c.name}: {c.value:.4g} {c.unit} against {c.limit:.4g} ({_margin(c)})", file=sys.stderr)
+                what = c.detail if c.name == "feasible" else (f"{c.value:.4g} {c.unit} against {c.limit:.4g} "
+                                                              f"({_margin(c)})")
+                print(f"FAIL {c.name}: {what}", file=sys.stderr)
     raise typer.Exit(0 if v.passed else 1)
 
 
 def _margin(c) -> str:
+    if c.name == "feasible":
+        return "—"
     if not c.limit or not math.isfinite(c.value):
         return "—" if c.passed else "unbounded"
     r = (c.limit - c.value) / c.limit

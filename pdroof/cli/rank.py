@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from enum import Enum
 from pathlib import Path
@@ -100,8 +101,8 @@ def rank_cmd(
         raise PdroofError(f"--tp degrees must be at least 1, not {tp!r}")
     if devices is not None and devices < 1:
         raise PdroofError(f"--devices must be at least 1, not {devices}")
-    if retain_gb < 0:
-        raise PdroofError(f"--retain-gb must not be negative, not {retain_gb}")
+    if not (retain_gb >= 0 and math.isfinite(retain_gb)):
+        raise PdroofError(f"--retain-gb must be a finite, non-negative size, not {retain_gb}")
     accs = [cat.get("accelerator", a) for a in _ids(accelerators)] if accelerators else cat.all("accelerator")
     for ids in (_ids(prefill_hw), _ids(decode_hw)):
         for i in ids or ():

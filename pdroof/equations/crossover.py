@@ -20,35 +20,43 @@ def decode_compute_batch() -> sp.Expr:
     attn = gemm_group(2 * B * W_A / t, W_A * S("weight_bytes") / t, B * (2 * h + W_A / h / t), S("layers"), B)
     ffn = gemm_group(2 * B * W_F / t, W_F * S("weight_bytes") / t, B * (2 * h + 3 * f / t), S("dense_layers"), B)
     (sol,) = sp.solve(sp.Eq(attn["compute_s"] + ffn["compute_s"], attn["memory_s"] + ffn["memory_s"]), B)
-    return sol
+    return sp.Max(0, sol)  # 0: compute-bound even at one sequence
 
 
 def _prefill_parts(n):
     """Prefill of one prompt of n tokens (no prefix, full-attention layers at their long-prompt
-    efficiency): its compute to second order, k0 + c1·n + c2·n² (k0 from the small-GEMM
-    efficiency term), and the weight-streaming floor c0 (memory terms of the weight GEMMs at one
-    token)."""
+    efficiency, every routed expert touched as at long prompts): its compute, exactly
+    k0 + c1·n + c2·n² (k0 from the small-GEMM term), and its weight-streaming floor c0 (the
+    memory terms of the weight GEMMs at one token)."""
     pre = prefill()
     fix = {S("batch"): 1, S("prefix_tokens"): 0, S("sliding_layers"): 0, S("attn_half_tokens"): 0}
-    compute = sum(pre[f"{op}_compute_s"] for op in ("attn_proj", "ffn", "experts", "attention")).subs(fix)
+    dense = sum(pre[f"{op}_compute_s"] for op in ("attn_proj", "ffn", "attention")).subs(fix)
+    t, e, k, E = S("tp"), S("ep"), S("experts_per_token"), S("experts")
+    # every expert touched: e·n·k/E rows each (Max(1, k) keeps dense models, k = 0, well defined)
+    experts = gemm_group(2 * n * (k * S("expert_params") + S("shared_params")) / t, 0, 0, S("moe_layers"),
+                         e * n * sp.Max(1, k) / E)["compute_s"]
+    compute = sp.expand(sp.cancel(dense.subs(S("new_tokens"), n) + experts))
+    poly = sp.Poly(compute, n)
+    k0, c1, c2 = (poly.coeff_monomial(n**i) for i in range(3))
     floor = sum(pre[f"{op}_memory_s"] for op in ("attn_proj", "ffn", "experts", "lm_head")).subs(fix).subs(
         S("new_tokens"), 1)
-    compute = compute.subs(S("new_tokens"), n)
-    return compute.subs(n, 0), sp.diff(compute, n).subs(n, 0), sp.diff(compute, n, 2).subs(n, 0) / 2, floor
+    return k0, c1, c2, floor
 
 
 def transfer_prompt_tokens() -> sp.Expr:
-    """Prompt length up to which moving a request's KV (bulk per layer, no overlap) can take
-    longer than its prefill. Transfer is a0 + a1·S; prefill is at least its compute, k0 + c1·S +
-    c2·S² (projections, dense FFN, experts, causal attention). The threshold is the positive root
-    of c2·S² + (c1 − a1)·S + (k0 − a0) = 0; ``transfer_floor_tokens`` says from which length the
-    transfer also exceeds the weight-streaming floor of prefill (below it, prefill is weight-bound)."""
+    """Prompt length up to which moving a request's KV (bulk per layer, no overlap) takes longer
+    than its prefill compute. Transfer is a0 + a1·S; prefill compute is k0 + c1·S + c2·S²
+    (projections, dense FFN, experts, causal attention). The threshold is the larger root of
+    c2·S² + (c1 − a1)·S + (k0 − a0) = 0, and 0 where there is none (the transfer never exceeds
+    it). ``transfer_floor_tokens`` says from which length the transfer also exceeds prefill's
+    weight-streaming floor (below it, prefill is weight-bound)."""
     n = sp.Symbol("new_tokens", positive=True)
     move = transfer_seconds().subs({S("transfer_tokens"): n, S("page_tokens"): n, S("sliding_layers"): 0})
     a0, a1 = move.subs(n, 0), sp.diff(move, n)
     k0, c1, c2, _ = _prefill_parts(n)
     b = c1 - a1
-    return (-b + sp.sqrt(b**2 - 4 * c2 * (k0 - a0))) / (2 * c2)
+    disc = b**2 - 4 * c2 * (k0 - a0)
+    return sp.Max(0, (-b + sp.sqrt(sp.Max(0, disc))) / (2 * c2)) * sp.Heaviside(disc, 1)
 
 
 def transfer_floor_tokens() -> sp.Expr:
@@ -57,7 +65,7 @@ def transfer_floor_tokens() -> sp.Expr:
     move = transfer_seconds().subs({S("transfer_tokens"): n, S("page_tokens"): n, S("sliding_layers"): 0})
     a0, a1 = move.subs(n, 0), sp.diff(move, n)
     *_, c0 = _prefill_parts(n)
-    return (c0 - a0) / a1
+    return sp.Max(0, (c0 - a0) / a1)
 
 
 def hiding_bandwidth() -> sp.Expr:

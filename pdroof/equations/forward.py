@@ -52,17 +52,16 @@ def _pass(tokens, head_tokens, attention):
     k, W_X, W_S, e = S("experts_per_token"), S("expert_params"), S("shared_params"), S("ep")
     f_moe = k * S("expert_ffn_size") + S("shared_ffn_size")
     # With expert parallelism the e attention groups each send their T tokens to the experts,
-    # which are split over the groups: a device computes its share of e·T·k expert rows (= T·k)
-    # and streams the experts that all e·T tokens touch, divided among the e groups.
-    # and each touched expert multiplies e·T·k / touched rows (tokens spread evenly)
+    # which are split over the groups: a device computes its share of e·T·k routed rows (= T·k)
+    # and streams the experts that all e·T tokens touch, divided among the e groups; each
+    # touched expert multiplies e·T·k / touched rows (tokens spread evenly). Shared experts and
+    # the router run on the group's own T rows.
     touched = experts_touched(e * T)
-    ops["experts"] = gemm_group(
-        2 * T * (k * W_X + W_S) / t,
-        (touched / e * W_X + W_S) * bw / t,
-        T * (2 * h + 3 * f_moe / t),
-        S("moe_layers"),
-        sp.Max(1, e * T * k / sp.Max(1, touched)),  # at least one row (and well defined for dense models)
-    )
+    routed = gemm_group(2 * T * k * W_X / t, touched / e * W_X * bw / t, T * 3 * k * S("expert_ffn_size") / t,
+                        S("moe_layers"), sp.Max(1, e * T * k / sp.Max(1, touched)))
+    shared = gemm_group(2 * T * W_S / t, W_S * bw / t, T * (2 * h + 3 * S("shared_ffn_size") / t),
+                        S("moe_layers"), T)
+    ops["experts"] = {key: routed[key] + shared[key] for key in routed}
 
     ops["attention"] = attention
 
