@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import PdroofError
+from .estimate import tp_reason
 from .evaluate import BINDINGS, PLACEMENTS, handoff_columns, serving_columns
 from .handoff import path_reason
 from .inputs import model_inputs
@@ -136,12 +137,12 @@ def plan(model: Record, prefill: Pool, decode: Pool, path: Record, tiers: list[R
     if reasons:
         return Plan(False, reasons, doc)
     pre, dec = prefill_stage(c), decode_stage(c)
-    pi = _row(pre, accs.index(prefill.accelerator), prefill.tp, weights=pp.weights)
-    di = _row(dec, accs.index(decode.accelerator), decode.tp, weights=dp.weights, kv=dp.kv, tier=0)
-    for side, st, i in (("prefill", pre, pi), ("decode", dec, di)):
+    ids = [a.id for a in accs]  # by id: a spec given as a file is another record than the catalogue's
+    pi = _row(pre, ids.index(prefill.accelerator.id), prefill.tp, weights=pp.weights)
+    di = _row(dec, ids.index(decode.accelerator.id), decode.tp, weights=dp.weights, kv=dp.kv, tier=0)
+    for side, pool, st, i in (("prefill", prefill, pre, pi), ("decode", decode, dec, di)):
         if i is None:
-            reasons.append(f"{side}: tp {prefill.tp if side == 'prefill' else decode.tp} is not possible on "
-                           f"{(prefill if side == 'prefill' else decode).accelerator.id} for {model.id}")
+            reasons.append(f"{side}: {tp_reason(model, pool.accelerator, pool.tp)}")
         elif st.reasons[i]:
             reasons.append(f"{side}: {st.reasons[i]}")
     if reasons:

@@ -111,9 +111,6 @@ def check(path: str | Path, cat: Catalog) -> Verdict:
     p = plan(model, pre, dec, cat.get("path", d.kv_path), cat.all("tier"), cat.get("runtime", d.runtime), w,
              retained_bytes=d.retained_bytes)
     v = Verdict(False, plan=p, deployment=d.to_dict())
-    if not p.doc.get("serving"):
-        v.checks = [Check("feasible", False, 0, 1, "", r) for r in p.reasons]
-        return v
     if not p.feasible:
         v.checks = [Check("feasible", False, 0, 1, "", r) for r in p.reasons]
         return v
