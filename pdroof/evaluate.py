@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .handoff import layerwise_overlap
 from .inputs import model_inputs
 from .numeric import evaluate
 from .space import Candidates, PairLinks, Stage, aggregated_stage, decode_stage, pair_links, prefill_stage
@@ -199,7 +200,7 @@ def handoff_columns(c: Candidates, pre: Stage, dec: Stage, links: PairLinks, wir
     eff = np.array([p.efficiency for p in paths])[ik]
     bw = links.bandwidth[acc_p, acc_d, ik]
     prefill_s = pv["prefill_s"][pr]
-    overlap = prefill_s * (mi["layers"] - 1) / mi["layers"]  # layer i moves while layers > i compute
+    overlap = layerwise_overlap(prefill_s, mi["layers"])
     base = {**mi, "tp": pv["tp"][pr], "transfer_tokens": float(w.prompt_tokens),
             "page_tokens": float(w.prompt_tokens), "path_latency_s": lat, "path_bytes_per_s": bw,
             "eff_path": eff, "overlap_s": overlap}

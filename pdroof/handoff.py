@@ -10,6 +10,12 @@ from .schema import Record
 from .units import check_format, format_bytes
 
 
+def layerwise_overlap(prefill_s, layers):
+    """Prefill time a layer-wise transfer hides behind: layer i's KV moves while layers > i
+    compute, so all but the last layer's share overlaps."""
+    return prefill_s * (layers - 1) / layers
+
+
 def path_reason(path: Record, src: Record, dst: Record) -> str | None:
     """``None`` if ``path`` can carry KV from ``src`` to ``dst``, else why not."""
     if path.kind in ("nvlink", "scale_up"):

@@ -59,6 +59,7 @@ def _evaluate_crossovers(ctx, model, hardware, link, runtime, weights, kv, token
     from ..equations import S
     from ..equations.crossover import expressions
     from ..estimate import estimate, stage_inputs
+    from ..handoff import layerwise_overlap
     from ..precision import plan
     from ..units import format_bytes
     from .options import catalog
@@ -74,7 +75,7 @@ def _evaluate_crossovers(ctx, model, hardware, link, runtime, weights, kv, token
         path = cat.get("path", link)
         pre = estimate(m, acc, rt, p, prompt=tokens)["prefill"]["seconds"]
         inputs.update({"path_latency_s": path.latency_s, "path_bytes_per_s": path.bandwidth_bytes_per_s,
-                       "eff_path": path.efficiency, "overlap_s": pre * (m.layers - 1) / m.layers})
+                       "eff_path": path.efficiency, "overlap_s": layerwise_overlap(pre, m.layers)})
         values["transfer_prompt_tokens"] = (f"prompt length below which KV transfer over {path.id} exceeds "
                                             "prefill compute", "tokens")
         values["transfer_floor_tokens"] = ("prompt length from which it also exceeds prefill's weight-streaming "

@@ -31,12 +31,12 @@ def transfer_cmd(
     """Bytes, messages and time of one KV handoff, and whether layer-wise overlap hides it."""
     from ..errors import PdroofError
     from ..estimate import estimate
-    from ..handoff import path_reason, transfer
+    from ..handoff import layerwise_overlap, path_reason, transfer
     from ..precision import plan
 
     cat = catalog(ctx)
     m, path = cat.get("model", model), cat.get("path", link)
-    overlap, notes = None, []
+    prefill_s, overlap, notes = None, None, []
     ends = tuple(cat.get("accelerator", h) for h in (src, dst) if h)
     if len(ends) == 2:
         reason = path_reason(path, *ends)
@@ -46,14 +46,14 @@ def transfer_cmd(
         a = ends[0]
         pre = estimate(m, a, cat.get("runtime", runtime), plan(a, weights, None, kv), prompt=tokens, tp=tp)
         if pre["memory"]["fits"]:
-            # layer-wise streaming: layer i's KV moves while layers i+1.. compute
-            overlap = pre["prefill"]["seconds"] * (m.layers - 1) / m.layers
+            prefill_s = pre["prefill"]["seconds"]
+            overlap = layerwise_overlap(prefill_s, m.layers)
             notes.append(f"prefill of {tokens} tokens on {a.id}×{tp} ({weights}): "
                          f"{pre['prefill']['seconds'] * 1e3:.2f} ms")
         else:
             notes.append(f"{m.id} in {weights} does not fit {a.id}×{tp}: overlap not judged (try --tp)")
     r = transfer(m, path, kv, tokens, page_tokens=page_tokens, overlap_s=overlap, ends=ends, tp=tp)
-    r["prefill_seconds"] = overlap * m.layers / (m.layers - 1) if overlap is not None else None
+    r["prefill_seconds"] = prefill_s
     if fmt.value == "json":
         render.emit(render.json_text(r), output)
         return
