@@ -285,8 +285,7 @@ def calibrate_runtime(path: str | Path, acc: Record, base_doc: dict, models) -> 
 
     cal = calibrate(path, acc)
     doc = copy.deepcopy(base_doc)
-    doc.setdefault("profiles", {})
-    doc["profiles"] = dict(doc["profiles"] or {})
+    doc["profiles"] = dict(doc.get("profiles") or {})
     entry = dict(cal.entry)
     doc["profiles"][acc.id] = entry
     rows = cal.report.pop("e2e_rows")
@@ -304,7 +303,6 @@ def calibrate_runtime(path: str | Path, acc: Record, base_doc: dict, models) -> 
         report["e2e"] = e2e_table(rows, rt, acc, models)
         entry["fit"]["e2e_mape"] = round(float(np.mean([abs(r["error"]) for r in report["e2e"]])), 4)
         entry["note"] += f"; layer latency fitted to {len(rows)} end-to-end points"
-    doc.setdefault("provenance", {})
-    doc["provenance"] = {**(doc["provenance"] or {}), acc.id: entry["source"]}
+    doc["provenance"] = {**(doc.get("provenance") or {}), acc.id: entry["source"]}
     validate(RUNTIME, doc, str(path))  # the written document must load
     return doc, report
