@@ -24,48 +24,48 @@ ARGS['kernels'] = ('batch', 'new_tokens', 'context_tokens', 'heads', 'attn_dim_p
 OUTPUTS['kernels'] = ('gemm_seconds', 'attn_prefill_seconds', 'attn_decode_seconds', 'copy_seconds', 'host_copy_seconds')
 
 
-def prefill(*, batch, new_tokens, prefix_tokens, tp, ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, heads, attn_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, layer_latency_s, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
+def prefill(*, batch, new_tokens, prefix_tokens, tp, ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, layer_latency_s, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
     """Numeric twin of pdroof.equations groups()["prefill"]."""
-    _x0 = batch*new_tokens
+    _x0 = numpy.minimum(kv_shardable, tp)**(-1.0)
     _x1 = tp**(-1.0)
-    _x2 = _x1*attn_params
-    _x3 = 2*layers
-    _x4 = _x2*_x3
-    _x5 = 2*hidden
-    _x6 = _x0*act_bytes
-    _x7 = _x2*weight_bytes + _x6*(_x2/hidden + _x5)
-    _x8 = _x7*layers
-    _x9 = _x0 + gemm_half_rows
-    _x10 = 1/(eff_compute*peak_flops_per_s)
-    _x11 = _x10*(dequant_overhead + 1)
-    _x12 = _x11*_x9
-    _x13 = mem_bytes_per_s**(-1.0)
-    _x14 = _x13/eff_weights
-    _x15 = layers*numpy.maximum(_x14*_x7, 2*_x12*_x2)
-    _x16 = dense_layers*ffn_params
-    _x17 = 2*_x1
-    _x18 = _x0*_x17
-    _x19 = _x1*weight_bytes
-    _x20 = 3*_x1
-    _x21 = _x19*ffn_params + _x6*(_x20*ffn_size + _x5)
-    _x22 = _x21*dense_layers
-    _x23 = _x12*_x17
-    _x24 = dense_layers*numpy.maximum(_x14*_x21, _x23*ffn_params)
-    _x25 = expert_params*experts_per_token
-    _x26 = 2*moe_layers
-    _x27 = _x1*_x26
-    _x28 = expert_ffn_size*experts_per_token
-    _x29 = ep**(-1.0)
-    _x30 = _x0*ep
-    _x31 = experts*((1 - experts_per_token/experts)**_x30 - 1)
-    _x32 = _x1*(3*_x28*_x6 - _x29*_x31*expert_params*weight_bytes)
-    _x33 = _x19*shared_params + _x6*(_x20*shared_ffn_size + _x5)
-    _x34 = moe_layers*(_x32 + _x33)
-    _x35 = _x9*shared_params
-    _x36 = numpy.maximum(1, _x30*experts_per_token/numpy.maximum(1, -_x31))
-    _x37 = _x25*(_x36 + gemm_half_rows)/_x36
-    _x38 = numpy.maximum(_x14*_x33, _x11*_x17*_x35)
-    _x39 = numpy.maximum(_x14*_x32, _x11*_x18*_x37)
+    _x2 = _x0*kv_proj_params + _x1*(attn_params - kv_proj_params)
+    _x3 = _x2*layers
+    _x4 = batch*new_tokens
+    _x5 = 2*_x4
+    _x6 = 2*hidden
+    _x7 = _x4*act_bytes
+    _x8 = _x2*weight_bytes + _x7*(_x2/hidden + _x6)
+    _x9 = _x8*layers
+    _x10 = _x4 + gemm_half_rows
+    _x11 = 1/(eff_compute*peak_flops_per_s)
+    _x12 = _x11*(dequant_overhead + 1)
+    _x13 = 2*_x12
+    _x14 = _x10*_x13
+    _x15 = mem_bytes_per_s**(-1.0)
+    _x16 = _x15/eff_weights
+    _x17 = layers*numpy.maximum(_x14*_x2, _x16*_x8)
+    _x18 = dense_layers*ffn_params
+    _x19 = _x1*_x5
+    _x20 = _x1*weight_bytes
+    _x21 = 3*_x1
+    _x22 = _x20*ffn_params + _x7*(_x21*ffn_size + _x6)
+    _x23 = _x22*dense_layers
+    _x24 = _x1*_x14
+    _x25 = dense_layers*numpy.maximum(_x16*_x22, _x24*ffn_params)
+    _x26 = expert_params*experts_per_token
+    _x27 = expert_ffn_size*experts_per_token
+    _x28 = ep**(-1.0)
+    _x29 = _x4*ep
+    _x30 = experts*((1 - experts_per_token/experts)**_x29 - 1)
+    _x31 = _x1*(3*_x27*_x7 - _x28*_x30*expert_params*weight_bytes)
+    _x32 = _x20*shared_params + _x7*(_x21*shared_ffn_size + _x6)
+    _x33 = moe_layers*(_x31 + _x32)
+    _x34 = _x10*shared_params
+    _x35 = numpy.maximum(1, _x29*experts_per_token/numpy.maximum(1, -_x30))
+    _x36 = _x26*(_x35 + gemm_half_rows)/_x35
+    _x37 = 2*moe_layers
+    _x38 = numpy.maximum(_x16*_x32, _x1*_x13*_x34)
+    _x39 = numpy.maximum(_x16*_x31, _x12*_x19*_x36)
     _x40 = full_layers*(new_tokens + 2*prefix_tokens + 1)
     _x41 = (1/2)*new_tokens
     _x42 = _x41 + prefix_tokens + 1/2
@@ -73,288 +73,291 @@ def prefill(*, batch, new_tokens, prefix_tokens, tp, ep, layers, dense_layers, m
     _x44 = _x43*sliding_layers
     _x45 = attn_dim_prefill*heads
     _x46 = _x45*((1/2)*_x40 + _x44)
-    _x47 = _x1*_x5
-    _x48 = _x47*act_bytes*new_tokens
+    _x47 = _x1*new_tokens
+    _x48 = _x47*_x6*act_bytes
     _x49 = new_tokens + prefix_tokens
-    _x50 = kv_bytes*kv_elems/numpy.minimum(kv_shardable, tp)
+    _x50 = _x0*kv_bytes*kv_elems
     _x51 = _x48 + _x49*_x50
     _x52 = _x51*full_layers
     _x53 = _x48 + _x50*numpy.minimum(_x49, window_tokens)
     _x54 = _x53*sliding_layers
     _x55 = batch*(_x52 + _x54)
-    _x56 = _x17*batch
+    _x56 = 2*batch
     _x57 = _x56*(attn_half_tokens + new_tokens)/(attn_peak_flops_per_s*eff_attn_prefill)
-    _x58 = _x13/eff_attn_decode
-    _x59 = _x45*_x57
-    _x60 = _x58*batch
-    _x61 = full_layers*numpy.maximum(_x42*_x59, _x51*_x60) + sliding_layers*numpy.maximum(_x43*_x59, _x53*_x60)
-    _x62 = hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem)
-    _x63 = _x1*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x28 + shared_ffn_size))
-    _x64 = _x0*(_x62 + _x63)
-    _x65 = _x13*_x64/eff_memory
-    _x66 = _x5*_x6*layers
-    _x67 = tp - 1
-    _x68 = _x47*_x6
-    _x69 = 1/(eff_link*link_bytes_per_s)
-    _x70 = _x3*(_x67*_x68*_x69 + link_latency_s)*numpy.minimum(1, _x67)
-    _x71 = _x68*experts_per_token*moe_layers
-    _x72 = ep - 1
-    _x73 = act_bytes*hidden
-    _x74 = _x26*(_x0*_x1*_x29*_x69*_x72*_x73*experts_per_token + link_latency_s)*numpy.minimum(1, _x72)
-    _x75 = _x1*vocab
-    _x76 = _x5*_x75
-    _x77 = _x73*_x75 + batch*(_x73 + 4*_x75)
-    _x78 = _x10*_x76*(batch + gemm_half_rows)
-    _x79 = _x14*_x77
-    _x80 = numpy.maximum(_x78, _x79)
-    _x81 = layer_latency_s*layers*(extra_kernel_share + 1)
-    _x82 = moe_layers*new_tokens
+    _x58 = _x15/eff_attn_decode
+    _x59 = _x1*_x45
+    _x60 = _x57*_x59
+    _x61 = _x58*batch
+    _x62 = full_layers*numpy.maximum(_x42*_x60, _x51*_x61) + sliding_layers*numpy.maximum(_x43*_x60, _x53*_x61)
+    _x63 = hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem)
+    _x64 = _x1*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x27 + shared_ffn_size))
+    _x65 = _x4*(_x63 + _x64)
+    _x66 = _x15*_x65/eff_memory
+    _x67 = _x6*_x7
+    _x68 = _x67*layers
+    _x69 = tp - 1
+    _x70 = act_bytes*hidden
+    _x71 = _x1*_x4*_x70/(eff_link*link_bytes_per_s)
+    _x72 = 4*_x69*layers*(_x71 + link_latency_s)*numpy.minimum(1, _x69)
+    _x73 = _x1*_x67*experts_per_token*moe_layers
+    _x74 = ep - 1
+    _x75 = _x37*_x74*(_x28*_x71*experts_per_token + link_latency_s)*numpy.minimum(1, _x74)
+    _x76 = _x1*vocab
+    _x77 = _x6*_x76
+    _x78 = _x70*_x76 + batch*(_x70 + 4*_x76)
+    _x79 = _x11*_x77*(batch + gemm_half_rows)
+    _x80 = _x16*_x78
+    _x81 = numpy.maximum(_x79, _x80)
+    _x82 = layer_latency_s*layers*(extra_kernel_share + 1)
+    _x83 = _x47*moe_layers
     return {
-        'attn_proj_flops': _x0*_x4,
-        'attn_proj_bytes': _x8,
-        'attn_proj_compute_s': _x12*_x4,
-        'attn_proj_memory_s': _x14*_x8,
-        'attn_proj_seconds': _x15,
-        'ffn_flops': _x16*_x18,
-        'ffn_bytes': _x22,
-        'ffn_compute_s': _x16*_x23,
-        'ffn_memory_s': _x14*_x22,
-        'ffn_seconds': _x24,
-        'experts_flops': _x0*_x27*(_x25 + shared_params),
-        'experts_bytes': _x34,
-        'experts_compute_s': _x11*_x27*(_x0*_x37 + _x35),
-        'experts_memory_s': _x14*_x34,
+        'attn_proj_flops': _x3*_x5,
+        'attn_proj_bytes': _x9,
+        'attn_proj_compute_s': _x14*_x3,
+        'attn_proj_memory_s': _x16*_x9,
+        'attn_proj_seconds': _x17,
+        'ffn_flops': _x18*_x19,
+        'ffn_bytes': _x23,
+        'ffn_compute_s': _x18*_x24,
+        'ffn_memory_s': _x16*_x23,
+        'ffn_seconds': _x25,
+        'experts_flops': _x19*moe_layers*(_x26 + shared_params),
+        'experts_bytes': _x33,
+        'experts_compute_s': _x1*_x12*_x37*(_x34 + _x36*_x4),
+        'experts_memory_s': _x16*_x33,
         'experts_seconds': moe_layers*(_x38 + _x39),
-        'attention_flops': _x18*_x46,
+        'attention_flops': _x19*_x46,
         'attention_bytes': _x55,
-        'attention_compute_s': _x46*_x57,
+        'attention_compute_s': _x1*_x46*_x57,
         'attention_memory_s': _x55*_x58,
-        'attention_seconds': _x61,
+        'attention_seconds': _x62,
         'elementwise_flops': 0,
-        'elementwise_bytes': _x64,
+        'elementwise_bytes': _x65,
         'elementwise_compute_s': 0,
-        'elementwise_memory_s': _x65,
-        'elementwise_seconds': _x65,
+        'elementwise_memory_s': _x66,
+        'elementwise_seconds': _x66,
         'tp_comm_flops': 0,
-        'tp_comm_bytes': _x66,
+        'tp_comm_bytes': _x68,
         'tp_comm_compute_s': 0,
-        'tp_comm_memory_s': _x70,
-        'tp_comm_seconds': _x70,
+        'tp_comm_memory_s': _x72,
+        'tp_comm_seconds': _x72,
         'ep_comm_flops': 0,
-        'ep_comm_bytes': _x71,
+        'ep_comm_bytes': _x73,
         'ep_comm_compute_s': 0,
-        'ep_comm_memory_s': _x74,
-        'ep_comm_seconds': _x74,
-        'lm_head_flops': _x76*batch,
-        'lm_head_bytes': _x77,
-        'lm_head_compute_s': _x78,
-        'lm_head_memory_s': _x79,
-        'lm_head_seconds': _x80,
+        'ep_comm_memory_s': _x75,
+        'ep_comm_seconds': _x75,
+        'lm_head_flops': _x77*batch,
+        'lm_head_bytes': _x78,
+        'lm_head_compute_s': _x79,
+        'lm_head_memory_s': _x80,
+        'lm_head_seconds': _x81,
         'layer_latency_flops': 0,
         'layer_latency_bytes': 0,
         'layer_latency_compute_s': 0,
         'layer_latency_memory_s': 0,
-        'layer_latency_seconds': _x81,
+        'layer_latency_seconds': _x82,
         'step_latency_flops': 0,
         'step_latency_bytes': 0,
         'step_latency_compute_s': 0,
         'step_latency_memory_s': 0,
         'step_latency_seconds': step_latency_s,
-        'seconds': _x15 + _x24 + _x38*moe_layers + _x39*moe_layers + _x61 + _x65 + _x70 + _x74 + _x80 + _x81 + step_latency_s,
-        'flops': _x56*(_x16*new_tokens + _x25*_x82 + _x40*_x41*_x45 + _x44*_x45*new_tokens + _x82*shared_params + attn_params*layers*new_tokens + hidden*vocab),
-        'bytes': _x0*_x62 + _x0*_x63 + _x22 + _x32*moe_layers + _x33*moe_layers + _x52*batch + _x54*batch + _x66 + _x71 + _x77 + _x8,
+        'seconds': _x17 + _x25 + _x38*moe_layers + _x39*moe_layers + _x62 + _x66 + _x72 + _x75 + _x81 + _x82 + step_latency_s,
+        'flops': _x56*(_x18*_x47 + _x26*_x83 + _x3*new_tokens + _x40*_x41*_x59 + _x44*_x45*_x47 + _x76*hidden + _x83*shared_params),
+        'bytes': _x23 + _x31*moe_layers + _x32*moe_layers + _x4*_x63 + _x4*_x64 + _x52*batch + _x54*batch + _x68 + _x73 + _x78 + _x9,
     }
 
-ARGS['prefill'] = ('batch', 'new_tokens', 'prefix_tokens', 'tp', 'ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
+ARGS['prefill'] = ('batch', 'new_tokens', 'prefix_tokens', 'tp', 'ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
 OUTPUTS['prefill'] = ('attn_proj_flops', 'attn_proj_bytes', 'attn_proj_compute_s', 'attn_proj_memory_s', 'attn_proj_seconds', 'ffn_flops', 'ffn_bytes', 'ffn_compute_s', 'ffn_memory_s', 'ffn_seconds', 'experts_flops', 'experts_bytes', 'experts_compute_s', 'experts_memory_s', 'experts_seconds', 'attention_flops', 'attention_bytes', 'attention_compute_s', 'attention_memory_s', 'attention_seconds', 'elementwise_flops', 'elementwise_bytes', 'elementwise_compute_s', 'elementwise_memory_s', 'elementwise_seconds', 'tp_comm_flops', 'tp_comm_bytes', 'tp_comm_compute_s', 'tp_comm_memory_s', 'tp_comm_seconds', 'ep_comm_flops', 'ep_comm_bytes', 'ep_comm_compute_s', 'ep_comm_memory_s', 'ep_comm_seconds', 'lm_head_flops', 'lm_head_bytes', 'lm_head_compute_s', 'lm_head_memory_s', 'lm_head_seconds', 'layer_latency_flops', 'layer_latency_bytes', 'layer_latency_compute_s', 'layer_latency_memory_s', 'layer_latency_seconds', 'step_latency_flops', 'step_latency_bytes', 'step_latency_compute_s', 'step_latency_memory_s', 'step_latency_seconds', 'seconds', 'flops', 'bytes')
 
 
-def decode(*, batch, context_tokens, tp, ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, heads, attn_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_memory, eff_attn_prefill, eff_attn_decode, eff_link, layer_latency_s, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
+def decode(*, batch, context_tokens, tp, ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_memory, eff_attn_prefill, eff_attn_decode, eff_link, layer_latency_s, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
     """Numeric twin of pdroof.equations groups()["decode"]."""
-    _x0 = attn_params*layers
+    _x0 = numpy.minimum(kv_shardable, tp)**(-1.0)
     _x1 = tp**(-1.0)
-    _x2 = _x1*batch
-    _x3 = 2*_x2
-    _x4 = _x1*attn_params
+    _x2 = _x0*kv_proj_params + _x1*(attn_params - kv_proj_params)
+    _x3 = _x2*layers
+    _x4 = 2*batch
     _x5 = 2*hidden
     _x6 = act_bytes*batch
-    _x7 = _x4*weight_bytes + _x6*(_x4/hidden + _x5)
+    _x7 = _x2*weight_bytes + _x6*(_x2/hidden + _x5)
     _x8 = _x7*layers
     _x9 = batch + gemm_half_rows
     _x10 = eff_compute**(-1.0)
     _x11 = peak_flops_per_s**(-1.0)
-    _x12 = _x10*_x11*(dequant_overhead + 1)
-    _x13 = 2*_x12
-    _x14 = _x13*_x9
-    _x15 = _x1*_x14
+    _x12 = _x10*_x11*_x9
+    _x13 = dequant_overhead + 1
+    _x14 = 2*_x13
+    _x15 = _x12*_x14
     _x16 = mem_bytes_per_s**(-1.0)
     _x17 = _x16/eff_weights
-    _x18 = layers*numpy.maximum(_x14*_x4, _x17*_x7)
-    _x19 = dense_layers*ffn_params
-    _x20 = _x1*weight_bytes
-    _x21 = 3*_x1
-    _x22 = _x20*ffn_params + _x6*(_x21*ffn_size + _x5)
-    _x23 = _x22*dense_layers
-    _x24 = dense_layers*numpy.maximum(_x15*ffn_params, _x17*_x22)
-    _x25 = expert_params*experts_per_token
-    _x26 = 2*moe_layers
-    _x27 = expert_ffn_size*experts_per_token
-    _x28 = ep**(-1.0)
-    _x29 = batch*ep
-    _x30 = experts*((1 - experts_per_token/experts)**_x29 - 1)
-    _x31 = _x1*(3*_x27*_x6 - _x28*_x30*expert_params*weight_bytes)
-    _x32 = _x20*shared_params + _x6*(_x21*shared_ffn_size + _x5)
-    _x33 = moe_layers*(_x31 + _x32)
-    _x34 = _x9*shared_params
-    _x35 = numpy.maximum(1, _x29*experts_per_token/numpy.maximum(1, -_x30))
-    _x36 = _x25*(_x35 + gemm_half_rows)/_x35
-    _x37 = numpy.maximum(_x17*_x32, _x1*_x13*_x34)
-    _x38 = numpy.maximum(_x17*_x31, _x12*_x3*_x36)
-    _x39 = context_tokens*full_layers
-    _x40 = numpy.minimum(context_tokens, window_tokens)
-    _x41 = _x40*sliding_layers
-    _x42 = attn_dim_decode*heads
-    _x43 = _x3*_x42
-    _x44 = _x43*(_x39 + _x41)
-    _x45 = _x1*_x5
-    _x46 = _x45*act_bytes
-    _x47 = kv_bytes*kv_elems/numpy.minimum(kv_shardable, tp)
-    _x48 = _x46 + _x47*context_tokens
-    _x49 = _x48*full_layers
-    _x50 = _x40*_x47 + _x46
-    _x51 = _x50*sliding_layers
-    _x52 = batch*(_x49 + _x51)
-    _x53 = 1/(attn_peak_flops_per_s*eff_attn_prefill)
-    _x54 = _x16/eff_attn_decode
-    _x55 = _x43*_x53
-    _x56 = _x54*batch
-    _x57 = full_layers*numpy.maximum(_x48*_x56, _x55*context_tokens) + sliding_layers*numpy.maximum(_x40*_x55, _x50*_x56)
-    _x58 = hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem)
-    _x59 = _x1*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x27 + shared_ffn_size))
-    _x60 = batch*(_x58 + _x59)
-    _x61 = _x16*_x60/eff_memory
-    _x62 = _x5*_x6*layers
-    _x63 = tp - 1
-    _x64 = _x45*_x6
-    _x65 = 1/(eff_link*link_bytes_per_s)
-    _x66 = 2*layers*(_x63*_x64*_x65 + link_latency_s)*numpy.minimum(1, _x63)
-    _x67 = _x64*experts_per_token*moe_layers
-    _x68 = ep - 1
-    _x69 = act_bytes*hidden
-    _x70 = _x26*(_x2*_x28*_x65*_x68*_x69*experts_per_token + link_latency_s)*numpy.minimum(1, _x68)
-    _x71 = _x1*vocab
-    _x72 = _x5*_x71
-    _x73 = _x69*_x71 + batch*(_x69 + 4*_x71)
-    _x74 = _x10*_x11*_x72*_x9
-    _x75 = _x17*_x73
-    _x76 = numpy.maximum(_x74, _x75)
-    _x77 = layer_latency_s*layers*(extra_kernel_share + 1)
-    _x78 = _x18 + _x24 + _x37*moe_layers + _x38*moe_layers + _x57 + _x61 + _x66 + _x70 + _x76 + _x77 + step_latency_s
+    _x18 = layers*numpy.maximum(_x15*_x2, _x17*_x7)
+    _x19 = _x1*ffn_params
+    _x20 = _x19*dense_layers
+    _x21 = _x1*weight_bytes
+    _x22 = 3*_x1
+    _x23 = _x21*ffn_params + _x6*(_x22*ffn_size + _x5)
+    _x24 = _x23*dense_layers
+    _x25 = dense_layers*numpy.maximum(_x15*_x19, _x17*_x23)
+    _x26 = expert_params*experts_per_token
+    _x27 = _x1*moe_layers
+    _x28 = expert_ffn_size*experts_per_token
+    _x29 = ep**(-1.0)
+    _x30 = batch*ep
+    _x31 = experts*((1 - experts_per_token/experts)**_x30 - 1)
+    _x32 = _x1*(3*_x28*_x6 - _x29*_x31*expert_params*weight_bytes)
+    _x33 = _x21*shared_params + _x6*(_x22*shared_ffn_size + _x5)
+    _x34 = moe_layers*(_x32 + _x33)
+    _x35 = _x9*shared_params
+    _x36 = numpy.maximum(1, _x30*experts_per_token/numpy.maximum(1, -_x31))
+    _x37 = _x26*(_x36 + gemm_half_rows)/_x36
+    _x38 = _x10*_x11
+    _x39 = _x14*_x38
+    _x40 = numpy.maximum(_x17*_x33, _x1*_x35*_x39)
+    _x41 = numpy.maximum(_x17*_x32, _x1*_x13*_x37*_x38*_x4)
+    _x42 = context_tokens*full_layers
+    _x43 = numpy.minimum(context_tokens, window_tokens)
+    _x44 = _x43*sliding_layers
+    _x45 = _x1*attn_dim_decode*heads
+    _x46 = _x4*_x45
+    _x47 = _x46*(_x42 + _x44)
+    _x48 = _x1*_x5*act_bytes
+    _x49 = _x0*kv_bytes*kv_elems
+    _x50 = _x48 + _x49*context_tokens
+    _x51 = _x50*full_layers
+    _x52 = _x43*_x49 + _x48
+    _x53 = _x52*sliding_layers
+    _x54 = batch*(_x51 + _x53)
+    _x55 = 1/(attn_peak_flops_per_s*eff_attn_prefill)
+    _x56 = _x16/eff_attn_decode
+    _x57 = _x46*_x55
+    _x58 = _x56*batch
+    _x59 = full_layers*numpy.maximum(_x50*_x58, _x57*context_tokens) + sliding_layers*numpy.maximum(_x43*_x57, _x52*_x58)
+    _x60 = hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem)
+    _x61 = _x1*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x28 + shared_ffn_size))
+    _x62 = batch*(_x60 + _x61)
+    _x63 = _x16*_x62/eff_memory
+    _x64 = _x5*_x6
+    _x65 = _x64*layers
+    _x66 = tp - 1
+    _x67 = act_bytes*hidden
+    _x68 = _x1*_x67*batch/(eff_link*link_bytes_per_s)
+    _x69 = 4*_x66*layers*(_x68 + link_latency_s)*numpy.minimum(1, _x66)
+    _x70 = _x27*_x64*experts_per_token
+    _x71 = ep - 1
+    _x72 = 2*_x71*moe_layers*(_x29*_x68*experts_per_token + link_latency_s)*numpy.minimum(1, _x71)
+    _x73 = _x1*vocab
+    _x74 = _x5*_x73
+    _x75 = _x67*_x73 + batch*(_x67 + 4*_x73)
+    _x76 = _x12*_x74
+    _x77 = _x17*_x75
+    _x78 = numpy.maximum(_x76, _x77)
+    _x79 = layer_latency_s*layers*(extra_kernel_share + 1)
+    _x80 = _x18 + _x25 + _x40*moe_layers + _x41*moe_layers + _x59 + _x63 + _x69 + _x72 + _x78 + _x79 + step_latency_s
     return {
-        'attn_proj_flops': _x0*_x3,
+        'attn_proj_flops': _x3*_x4,
         'attn_proj_bytes': _x8,
-        'attn_proj_compute_s': _x0*_x15,
+        'attn_proj_compute_s': _x15*_x3,
         'attn_proj_memory_s': _x17*_x8,
         'attn_proj_seconds': _x18,
-        'ffn_flops': _x19*_x3,
-        'ffn_bytes': _x23,
-        'ffn_compute_s': _x15*_x19,
-        'ffn_memory_s': _x17*_x23,
-        'ffn_seconds': _x24,
-        'experts_flops': _x2*_x26*(_x25 + shared_params),
-        'experts_bytes': _x33,
-        'experts_compute_s': _x1*_x12*_x26*(_x34 + _x36*batch),
-        'experts_memory_s': _x17*_x33,
-        'experts_seconds': moe_layers*(_x37 + _x38),
-        'attention_flops': _x44,
-        'attention_bytes': _x52,
-        'attention_compute_s': _x44*_x53,
-        'attention_memory_s': _x52*_x54,
-        'attention_seconds': _x57,
+        'ffn_flops': _x20*_x4,
+        'ffn_bytes': _x24,
+        'ffn_compute_s': _x15*_x20,
+        'ffn_memory_s': _x17*_x24,
+        'ffn_seconds': _x25,
+        'experts_flops': _x27*_x4*(_x26 + shared_params),
+        'experts_bytes': _x34,
+        'experts_compute_s': _x27*_x39*(_x35 + _x37*batch),
+        'experts_memory_s': _x17*_x34,
+        'experts_seconds': moe_layers*(_x40 + _x41),
+        'attention_flops': _x47,
+        'attention_bytes': _x54,
+        'attention_compute_s': _x47*_x55,
+        'attention_memory_s': _x54*_x56,
+        'attention_seconds': _x59,
         'elementwise_flops': 0,
-        'elementwise_bytes': _x60,
+        'elementwise_bytes': _x62,
         'elementwise_compute_s': 0,
-        'elementwise_memory_s': _x61,
-        'elementwise_seconds': _x61,
+        'elementwise_memory_s': _x63,
+        'elementwise_seconds': _x63,
         'tp_comm_flops': 0,
-        'tp_comm_bytes': _x62,
+        'tp_comm_bytes': _x65,
         'tp_comm_compute_s': 0,
-        'tp_comm_memory_s': _x66,
-        'tp_comm_seconds': _x66,
+        'tp_comm_memory_s': _x69,
+        'tp_comm_seconds': _x69,
         'ep_comm_flops': 0,
-        'ep_comm_bytes': _x67,
+        'ep_comm_bytes': _x70,
         'ep_comm_compute_s': 0,
-        'ep_comm_memory_s': _x70,
-        'ep_comm_seconds': _x70,
-        'lm_head_flops': _x72*batch,
-        'lm_head_bytes': _x73,
-        'lm_head_compute_s': _x74,
-        'lm_head_memory_s': _x75,
-        'lm_head_seconds': _x76,
+        'ep_comm_memory_s': _x72,
+        'ep_comm_seconds': _x72,
+        'lm_head_flops': _x74*batch,
+        'lm_head_bytes': _x75,
+        'lm_head_compute_s': _x76,
+        'lm_head_memory_s': _x77,
+        'lm_head_seconds': _x78,
         'layer_latency_flops': 0,
         'layer_latency_bytes': 0,
         'layer_latency_compute_s': 0,
         'layer_latency_memory_s': 0,
-        'layer_latency_seconds': _x77,
+        'layer_latency_seconds': _x79,
         'step_latency_flops': 0,
         'step_latency_bytes': 0,
         'step_latency_compute_s': 0,
         'step_latency_memory_s': 0,
         'step_latency_seconds': step_latency_s,
-        'seconds': _x78,
-        'flops': _x3*(_x0 + _x19 + _x25*moe_layers + _x39*_x42 + _x41*_x42 + hidden*vocab + moe_layers*shared_params),
-        'bytes': _x23 + _x31*moe_layers + _x32*moe_layers + _x49*batch + _x51*batch + _x58*batch + _x59*batch + _x62 + _x67 + _x73 + _x8,
-        'tokens_per_second': batch/_x78,
+        'seconds': _x80,
+        'flops': _x4*(_x20 + _x26*_x27 + _x27*shared_params + _x3 + _x42*_x45 + _x44*_x45 + _x73*hidden),
+        'bytes': _x24 + _x32*moe_layers + _x33*moe_layers + _x51*batch + _x53*batch + _x60*batch + _x61*batch + _x65 + _x70 + _x75 + _x8,
+        'tokens_per_second': batch/_x80,
     }
 
-ARGS['decode'] = ('batch', 'context_tokens', 'tp', 'ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_memory', 'eff_attn_prefill', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
+ARGS['decode'] = ('batch', 'context_tokens', 'tp', 'ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_memory', 'eff_attn_prefill', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
 OUTPUTS['decode'] = ('attn_proj_flops', 'attn_proj_bytes', 'attn_proj_compute_s', 'attn_proj_memory_s', 'attn_proj_seconds', 'ffn_flops', 'ffn_bytes', 'ffn_compute_s', 'ffn_memory_s', 'ffn_seconds', 'experts_flops', 'experts_bytes', 'experts_compute_s', 'experts_memory_s', 'experts_seconds', 'attention_flops', 'attention_bytes', 'attention_compute_s', 'attention_memory_s', 'attention_seconds', 'elementwise_flops', 'elementwise_bytes', 'elementwise_compute_s', 'elementwise_memory_s', 'elementwise_seconds', 'tp_comm_flops', 'tp_comm_bytes', 'tp_comm_compute_s', 'tp_comm_memory_s', 'tp_comm_seconds', 'ep_comm_flops', 'ep_comm_bytes', 'ep_comm_compute_s', 'ep_comm_memory_s', 'ep_comm_seconds', 'lm_head_flops', 'lm_head_bytes', 'lm_head_compute_s', 'lm_head_memory_s', 'lm_head_seconds', 'layer_latency_flops', 'layer_latency_bytes', 'layer_latency_compute_s', 'layer_latency_memory_s', 'layer_latency_seconds', 'step_latency_flops', 'step_latency_bytes', 'step_latency_compute_s', 'step_latency_memory_s', 'step_latency_seconds', 'seconds', 'flops', 'bytes', 'tokens_per_second')
 
 
-def mixed(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, tp, ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, heads, attn_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, layer_latency_s, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
+def mixed(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, tp, ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, layer_latency_s, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
     """Numeric twin of pdroof.equations groups()["mixed"]."""
     _x0 = new_tokens*prefill_prompts
     _x1 = _x0 + batch
-    _x2 = _x1*layers
+    _x2 = numpy.minimum(kv_shardable, tp)**(-1.0)
     _x3 = tp**(-1.0)
-    _x4 = _x3*attn_params
-    _x5 = 2*_x4
-    _x6 = 2*hidden
-    _x7 = _x1*act_bytes
-    _x8 = _x4*weight_bytes + _x7*(_x4/hidden + _x6)
-    _x9 = _x8*layers
-    _x10 = 2*layers
+    _x4 = _x2*kv_proj_params + _x3*(attn_params - kv_proj_params)
+    _x5 = _x4*layers
+    _x6 = _x1*_x5
+    _x7 = 2*hidden
+    _x8 = _x1*act_bytes
+    _x9 = _x4*weight_bytes + _x8*(_x4/hidden + _x7)
+    _x10 = _x9*layers
     _x11 = _x1 + gemm_half_rows
     _x12 = 1/(eff_compute*peak_flops_per_s)
     _x13 = _x12*(dequant_overhead + 1)
     _x14 = _x11*_x13
-    _x15 = mem_bytes_per_s**(-1.0)
-    _x16 = _x15/eff_weights
-    _x17 = layers*numpy.maximum(_x14*_x5, _x16*_x8)
-    _x18 = dense_layers*ffn_params
-    _x19 = _x1*_x18
+    _x15 = 2*_x14
+    _x16 = mem_bytes_per_s**(-1.0)
+    _x17 = _x16/eff_weights
+    _x18 = layers*numpy.maximum(_x15*_x4, _x17*_x9)
+    _x19 = dense_layers*ffn_params
     _x20 = 2*_x3
-    _x21 = _x3*weight_bytes
-    _x22 = 3*_x3
-    _x23 = _x21*ffn_params + _x7*(_x22*ffn_size + _x6)
-    _x24 = _x23*dense_layers
-    _x25 = _x14*_x20
-    _x26 = dense_layers*numpy.maximum(_x16*_x23, _x25*ffn_params)
-    _x27 = expert_params*experts_per_token
-    _x28 = _x1*moe_layers
+    _x21 = _x1*_x20
+    _x22 = _x3*weight_bytes
+    _x23 = 3*_x3
+    _x24 = _x22*ffn_params + _x8*(_x23*ffn_size + _x7)
+    _x25 = _x24*dense_layers
+    _x26 = _x14*_x20
+    _x27 = dense_layers*numpy.maximum(_x17*_x24, _x26*ffn_params)
+    _x28 = expert_params*experts_per_token
     _x29 = expert_ffn_size*experts_per_token
     _x30 = ep**(-1.0)
     _x31 = _x1*ep
     _x32 = experts*((1 - experts_per_token/experts)**_x31 - 1)
-    _x33 = _x3*(3*_x29*_x7 - _x30*_x32*expert_params*weight_bytes)
-    _x34 = _x21*shared_params + _x7*(_x22*shared_ffn_size + _x6)
+    _x33 = _x3*(3*_x29*_x8 - _x30*_x32*expert_params*weight_bytes)
+    _x34 = _x22*shared_params + _x8*(_x23*shared_ffn_size + _x7)
     _x35 = moe_layers*(_x33 + _x34)
     _x36 = _x11*shared_params
     _x37 = numpy.maximum(1, _x31*experts_per_token/numpy.maximum(1, -_x32))
-    _x38 = _x1*_x27*(_x37 + gemm_half_rows)/_x37
+    _x38 = _x28*(_x37 + gemm_half_rows)/_x37
     _x39 = _x13*_x20
-    _x40 = numpy.maximum(_x16*_x34, _x36*_x39)
-    _x41 = numpy.maximum(_x16*_x33, _x38*_x39)
+    _x40 = numpy.maximum(_x17*_x34, _x36*_x39)
+    _x41 = numpy.maximum(_x17*_x33, _x13*_x21*_x38)
     _x42 = _x0*attn_dim_prefill
     _x43 = (1/2)*new_tokens + prefix_tokens + 1/2
     _x44 = numpy.minimum(_x43, window_tokens)
@@ -371,9 +374,9 @@ def mixed(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, 
     _x55 = _x52*_x54
     _x56 = _x51 + _x55
     _x57 = _x20*heads
-    _x58 = _x3*_x6
+    _x58 = _x3*_x7
     _x59 = _x58*act_bytes
-    _x60 = kv_bytes*kv_elems/numpy.minimum(kv_shardable, tp)
+    _x60 = _x2*kv_bytes*kv_elems
     _x61 = _x59 + _x60*context_tokens
     _x62 = _x53*_x60 + _x59
     _x63 = _x59*new_tokens
@@ -383,7 +386,7 @@ def mixed(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, 
     _x67 = _x49*_x61 + _x52*_x62 + _x65*full_layers + _x66*sliding_layers
     _x68 = attn_dim_prefill*prefill_prompts*(attn_half_tokens + new_tokens)
     _x69 = _x57/(attn_peak_flops_per_s*eff_attn_prefill)
-    _x70 = _x15/eff_attn_decode
+    _x70 = _x16/eff_attn_decode
     _x71 = _x69*batch
     _x72 = _x70*batch
     _x73 = _x68*_x69
@@ -391,40 +394,42 @@ def mixed(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, 
     _x75 = hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem)
     _x76 = _x3*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x29 + shared_ffn_size))
     _x77 = _x1*(_x75 + _x76)
-    _x78 = _x15*_x77/eff_memory
-    _x79 = _x6*_x7*layers
+    _x78 = _x16*_x77/eff_memory
+    _x79 = _x7*_x8*layers
     _x80 = tp - 1
-    _x81 = _x58*_x7
-    _x82 = 1/(eff_link*link_bytes_per_s)
-    _x83 = _x10*(_x80*_x81*_x82 + link_latency_s)*numpy.minimum(1, _x80)
-    _x84 = _x81*experts_per_token*moe_layers
-    _x85 = ep - 1
-    _x86 = act_bytes*hidden
-    _x87 = 2*moe_layers*(_x1*_x3*_x30*_x82*_x85*_x86*experts_per_token + link_latency_s)*numpy.minimum(1, _x85)
+    _x81 = act_bytes*hidden
+    _x82 = _x1*_x3
+    _x83 = _x81*_x82/(eff_link*link_bytes_per_s)
+    _x84 = 4*_x80*layers*(_x83 + link_latency_s)*numpy.minimum(1, _x80)
+    _x85 = _x58*_x8*experts_per_token*moe_layers
+    _x86 = ep - 1
+    _x87 = 2*_x86*moe_layers*(_x30*_x83*experts_per_token + link_latency_s)*numpy.minimum(1, _x86)
     _x88 = batch + prefill_prompts
     _x89 = _x3*vocab
-    _x90 = _x6*_x89
-    _x91 = _x86*_x89 + _x88*(_x86 + 4*_x89)
-    _x92 = _x12*_x90*(_x88 + gemm_half_rows)
-    _x93 = _x16*_x91
+    _x90 = _x88*_x89
+    _x91 = _x81*_x89 + _x88*(_x81 + 4*_x89)
+    _x92 = _x12*_x7*_x89*(_x88 + gemm_half_rows)
+    _x93 = _x17*_x91
     _x94 = numpy.maximum(_x92, _x93)
     _x95 = layer_latency_s*layers*(extra_kernel_share + 1)
-    _x96 = _x17 + _x26 + _x40*moe_layers + _x41*moe_layers + _x74 + _x78 + _x83 + _x87 + _x94 + _x95 + step_latency_s
+    _x96 = _x18 + _x27 + _x40*moe_layers + _x41*moe_layers + _x74 + _x78 + _x84 + _x87 + _x94 + _x95 + step_latency_s
+    _x97 = _x3*heads
+    _x98 = _x82*moe_layers
     return {
-        'attn_proj_flops': _x2*_x5,
-        'attn_proj_bytes': _x9,
-        'attn_proj_compute_s': _x10*_x14*_x4,
-        'attn_proj_memory_s': _x16*_x9,
-        'attn_proj_seconds': _x17,
-        'ffn_flops': _x19*_x20,
-        'ffn_bytes': _x24,
-        'ffn_compute_s': _x18*_x25,
-        'ffn_memory_s': _x16*_x24,
-        'ffn_seconds': _x26,
-        'experts_flops': _x20*_x28*(_x27 + shared_params),
+        'attn_proj_flops': 2*_x6,
+        'attn_proj_bytes': _x10,
+        'attn_proj_compute_s': _x15*_x5,
+        'attn_proj_memory_s': _x10*_x17,
+        'attn_proj_seconds': _x18,
+        'ffn_flops': _x19*_x21,
+        'ffn_bytes': _x25,
+        'ffn_compute_s': _x19*_x26,
+        'ffn_memory_s': _x17*_x25,
+        'ffn_seconds': _x27,
+        'experts_flops': _x21*moe_layers*(_x28 + shared_params),
         'experts_bytes': _x35,
-        'experts_compute_s': _x39*moe_layers*(_x36 + _x38),
-        'experts_memory_s': _x16*_x35,
+        'experts_compute_s': _x39*moe_layers*(_x1*_x38 + _x36),
+        'experts_memory_s': _x17*_x35,
         'experts_seconds': moe_layers*(_x40 + _x41),
         'attention_flops': _x57*(_x46 + _x48 + _x56),
         'attention_bytes': _x67,
@@ -439,14 +444,14 @@ def mixed(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, 
         'tp_comm_flops': 0,
         'tp_comm_bytes': _x79,
         'tp_comm_compute_s': 0,
-        'tp_comm_memory_s': _x83,
-        'tp_comm_seconds': _x83,
+        'tp_comm_memory_s': _x84,
+        'tp_comm_seconds': _x84,
         'ep_comm_flops': 0,
-        'ep_comm_bytes': _x84,
+        'ep_comm_bytes': _x85,
         'ep_comm_compute_s': 0,
         'ep_comm_memory_s': _x87,
         'ep_comm_seconds': _x87,
-        'lm_head_flops': _x88*_x90,
+        'lm_head_flops': _x7*_x90,
         'lm_head_bytes': _x91,
         'lm_head_compute_s': _x92,
         'lm_head_memory_s': _x93,
@@ -462,96 +467,103 @@ def mixed(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, 
         'step_latency_memory_s': 0,
         'step_latency_seconds': step_latency_s,
         'seconds': _x96,
-        'flops': _x20*(_x19 + _x2*attn_params + _x27*_x28 + _x28*shared_params + _x46*heads + _x48*heads + _x51*heads + _x55*heads + _x88*hidden*vocab),
-        'bytes': _x1*_x75 + _x1*_x76 + _x24 + _x33*moe_layers + _x34*moe_layers + _x67 + _x79 + _x84 + _x9 + _x91,
+        'flops': 2*_x19*_x82 + 2*_x28*_x98 + 2*_x46*_x97 + 2*_x48*_x97 + 2*_x51*_x97 + 2*_x55*_x97 + 2*_x6 + 2*_x90*hidden + 2*_x98*shared_params,
+        'bytes': _x1*_x75 + _x1*_x76 + _x10 + _x25 + _x33*moe_layers + _x34*moe_layers + _x67 + _x79 + _x85 + _x91,
         'tokens_per_second': batch/_x96,
     }
 
-ARGS['mixed'] = ('batch', 'prefill_prompts', 'new_tokens', 'prefix_tokens', 'context_tokens', 'tp', 'ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
+ARGS['mixed'] = ('batch', 'prefill_prompts', 'new_tokens', 'prefix_tokens', 'context_tokens', 'tp', 'ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
 OUTPUTS['mixed'] = ('attn_proj_flops', 'attn_proj_bytes', 'attn_proj_compute_s', 'attn_proj_memory_s', 'attn_proj_seconds', 'ffn_flops', 'ffn_bytes', 'ffn_compute_s', 'ffn_memory_s', 'ffn_seconds', 'experts_flops', 'experts_bytes', 'experts_compute_s', 'experts_memory_s', 'experts_seconds', 'attention_flops', 'attention_bytes', 'attention_compute_s', 'attention_memory_s', 'attention_seconds', 'elementwise_flops', 'elementwise_bytes', 'elementwise_compute_s', 'elementwise_memory_s', 'elementwise_seconds', 'tp_comm_flops', 'tp_comm_bytes', 'tp_comm_compute_s', 'tp_comm_memory_s', 'tp_comm_seconds', 'ep_comm_flops', 'ep_comm_bytes', 'ep_comm_compute_s', 'ep_comm_memory_s', 'ep_comm_seconds', 'lm_head_flops', 'lm_head_bytes', 'lm_head_compute_s', 'lm_head_memory_s', 'lm_head_seconds', 'layer_latency_flops', 'layer_latency_bytes', 'layer_latency_compute_s', 'layer_latency_memory_s', 'layer_latency_seconds', 'step_latency_flops', 'step_latency_bytes', 'step_latency_compute_s', 'step_latency_memory_s', 'step_latency_seconds', 'seconds', 'flops', 'bytes', 'tokens_per_second')
 
 
-def memory(*, batch, context_tokens, tp, ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, attn_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, embed_params, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, hbm_bytes, chunk_tokens, mem_reserve):
+def memory(*, batch, context_tokens, tp, ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, embed_params, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, hbm_bytes, chunk_tokens, mem_reserve):
     """Numeric twin of pdroof.equations groups()["memory"]."""
     _x0 = tp**(-1.0)
-    _x1 = act_bytes*embed_params
-    _x2 = weight_bytes*(attn_params*layers + dense_layers*ffn_params + moe_layers*(shared_params + expert_params*experts/ep))
-    _x3 = 4*_x0*batch*vocab + act_bytes*chunk_tokens*(3*_x0*numpy.maximum(ffn_size, expert_ffn_size*experts_per_token + shared_ffn_size) + 4*hidden)
-    _x4 = numpy.minimum(kv_shardable, tp)
+    _x1 = numpy.minimum(kv_shardable, tp)
+    _x2 = _x1**(-1.0)
+    _x3 = _x0*act_bytes*embed_params + weight_bytes*(_x0*(dense_layers*ffn_params + moe_layers*(shared_params + expert_params*experts/ep)) + layers*(_x0*(attn_params - kv_proj_params) + _x2*kv_proj_params))
+    _x4 = 4*_x0*batch*vocab + act_bytes*chunk_tokens*(3*_x0*numpy.maximum(ffn_size, expert_ffn_size*experts_per_token + shared_ffn_size) + 4*hidden)
     _x5 = context_tokens*full_layers + sliding_layers*numpy.minimum(context_tokens, window_tokens)
-    _x6 = -_x0*_x1 - _x0*_x2 - _x3 - hbm_bytes*(mem_reserve - 1)
+    _x6 = -_x3 - _x4 - hbm_bytes*(mem_reserve - 1)
     return {
-        'weights_bytes': _x0*(_x1 + _x2),
-        'workspace_bytes': _x3,
-        'kv_sequence_bytes': _x5*kv_bytes*kv_elems/_x4,
+        'weights_bytes': _x3,
+        'workspace_bytes': _x4,
+        'kv_sequence_bytes': _x2*_x5*kv_bytes*kv_elems,
         'kv_capacity_bytes': _x6,
-        'max_batch': numpy.floor(_x4*numpy.maximum(0, _x6)/(_x5*kv_bytes*kv_elems)),
+        'max_batch': numpy.floor(_x1*numpy.maximum(0, _x6)/(_x5*kv_bytes*kv_elems)),
     }
 
-ARGS['memory'] = ('batch', 'context_tokens', 'tp', 'ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'attn_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'embed_params', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'hbm_bytes', 'chunk_tokens', 'mem_reserve')
+ARGS['memory'] = ('batch', 'context_tokens', 'tp', 'ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'embed_params', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'hbm_bytes', 'chunk_tokens', 'mem_reserve')
 OUTPUTS['memory'] = ('weights_bytes', 'workspace_bytes', 'kv_sequence_bytes', 'kv_capacity_bytes', 'max_batch')
 
 
-def boundary(*, overlap_s, kv_src_bytes, kv_dst_bytes, transfer_src_s, transfer_dst_s, format_ratio, needs_convert, needs_redistribute, prod_bytes_per_s, cons_bytes_per_s, host_bytes_per_s, host_bounce):
+def boundary(*, layers, overlap_s, kv_src_bytes, kv_dst_bytes, transfer_src_s, transfer_dst_s, format_ratio, needs_convert, needs_redistribute, prod_bytes_per_s, cons_bytes_per_s, host_bytes_per_s, host_bounce):
     """Numeric twin of pdroof.equations groups()["boundary"]."""
     _x0 = numpy.maximum(needs_convert, needs_redistribute)
     _x1 = _x0*kv_src_bytes*(format_ratio + 1)
-    _x2 = _x1/prod_bytes_per_s + numpy.maximum(0, needs_convert*transfer_dst_s - overlap_s - transfer_src_s*(needs_convert - 1))
-    _x3 = numpy.maximum(0, -overlap_s + transfer_src_s)
-    _x4 = _x1/host_bytes_per_s
-    _x5 = _x3 + _x4*host_bounce + _x4
-    _x6 = _x0*kv_dst_bytes*(1 + format_ratio**(-1.0))/cons_bytes_per_s + _x3
+    _x2 = transfer_src_s*(needs_convert - 1)
+    _x3 = layers**(-1.0)
+    _x4 = _x1/prod_bytes_per_s + numpy.maximum(_x3*(-_x2 + needs_convert*transfer_dst_s), -_x2 + needs_convert*transfer_dst_s - overlap_s)
+    _x5 = _x1/host_bytes_per_s
+    _x6 = numpy.maximum(_x3*transfer_src_s, -overlap_s + transfer_src_s)
+    _x7 = _x5*host_bounce + _x5 + _x6
+    _x8 = _x0*kv_dst_bytes*(1 + format_ratio**(-1.0))/cons_bytes_per_s + _x6
     return {
-        'producer_s': _x2,
-        'transport_s': _x5,
-        'consumer_s': _x6,
-        'handoff_s': numpy.minimum(numpy.minimum(_x2, _x5), _x6),
+        'producer_s': _x4,
+        'transport_s': _x7,
+        'consumer_s': _x8,
+        'handoff_s': numpy.minimum(numpy.minimum(_x4, _x7), _x8),
     }
 
-ARGS['boundary'] = ('overlap_s', 'kv_src_bytes', 'kv_dst_bytes', 'transfer_src_s', 'transfer_dst_s', 'format_ratio', 'needs_convert', 'needs_redistribute', 'prod_bytes_per_s', 'cons_bytes_per_s', 'host_bytes_per_s', 'host_bounce')
+ARGS['boundary'] = ('layers', 'overlap_s', 'kv_src_bytes', 'kv_dst_bytes', 'transfer_src_s', 'transfer_dst_s', 'format_ratio', 'needs_convert', 'needs_redistribute', 'prod_bytes_per_s', 'cons_bytes_per_s', 'host_bytes_per_s', 'host_bounce')
 OUTPUTS['boundary'] = ('producer_s', 'transport_s', 'consumer_s', 'handoff_s')
 
 
-def serving(*, prefill_s, handoff_s, ttft_target_s, step_s, decode_batch, hbm_batch, tier_bytes_per_s, kv_request_bytes, output_tokens, link_request_s, request_rate, device_budget, tp_prefill, tp_decode, price_prefill, price_decode, power_prefill, power_decode, kv_dst_bytes, prefill_slots, admission_wait_s, kv_capacity_bytes, retained_bytes):
+def serving(*, overlap_s, prefill_s, handoff_s, ttft_target_s, step_s, decode_batch, hbm_batch, tier_bytes_per_s, kv_request_bytes, output_tokens, link_request_s, ingress_request_s, request_rate, device_budget, tp_prefill, tp_decode, price_prefill, price_decode, power_prefill, power_decode, kv_dst_bytes, prefill_slots, admission_wait_s, kv_capacity_bytes, retained_bytes):
     """Numeric twin of pdroof.equations groups()["serving"]."""
     _x0 = handoff_s + prefill_s
     _x1 = 2*numpy.maximum(0, -_x0 + ttft_target_s)
     _x2 = _x1/(prefill_s*(_x1 + prefill_s))
     _x3 = link_request_s**(-1.0)
-    _x4 = prefill_slots/(_x0 + admission_wait_s)
-    _x5 = output_tokens**(-1.0)
-    _x6 = _x5*decode_batch*handoff_s*kv_dst_bytes/step_s
-    _x7 = _x6 - kv_capacity_bytes + retained_bytes
-    _x8 = numpy.maximum(0, numpy.minimum(decode_batch, numpy.floor(-_x7/kv_request_bytes)))
-    _x9 = numpy.minimum(numpy.minimum(_x2, _x3), _x4)
-    _x10 = kv_request_bytes*numpy.maximum(0, _x8 - hbm_batch)/tier_bytes_per_s + step_s
-    _x11 = _x9**(-1.0)
-    _x12 = _x11*tp_prefill
-    _x13 = _x10*output_tokens/_x8
-    _x14 = _x13*tp_decode
-    _x15 = _x12 + _x14
-    _x16 = _x15**(-1.0)
+    _x4 = ingress_request_s**(-1.0)
+    _x5 = prefill_slots/(_x0 + admission_wait_s)
+    _x6 = output_tokens**(-1.0)
+    _x7 = _x6*decode_batch*kv_dst_bytes*(handoff_s + overlap_s)/step_s
+    _x8 = _x7 - kv_capacity_bytes + retained_bytes
+    _x9 = numpy.maximum(0, numpy.minimum(decode_batch, numpy.floor(-_x8/kv_request_bytes)))
+    _x10 = numpy.minimum(numpy.minimum(_x2, _x3), _x5)
+    _x11 = kv_request_bytes*numpy.maximum(0, _x9 - hbm_batch)/tier_bytes_per_s + step_s
+    _x12 = _x6*_x9/_x11
+    _x13 = numpy.minimum(_x12, _x4)
+    _x14 = _x10**(-1.0)
+    _x15 = _x14*tp_prefill
+    _x16 = _x13**(-1.0)
+    _x17 = _x16*tp_decode
+    _x18 = _x15 + _x17
+    _x19 = _x18**(-1.0)
     return {
         'prefill_capacity': _x2,
         'link_capacity': _x3,
-        'hold_capacity': _x4,
-        'admission_batch': _x8,
-        'reservation_bytes': _x6,
-        'kv_headroom_bytes': -_x7 - _x8*kv_request_bytes,
-        'prefill_rate': _x9,
-        'tiered_step_s': _x10,
-        'decode_capacity': _x5*_x8/_x10,
-        'devices_per_rate': _x15,
-        'prefill_device_share': _x12*_x16,
-        'tokens_per_s_per_device': _x16*output_tokens,
-        'usd_per_million_tokens': (2500/9)*_x5*(_x12*price_prefill + _x14*price_decode),
-        'joules_per_token': _x5*(_x12*power_prefill + _x14*power_decode),
-        'devices_for_rate': tp_decode*numpy.ceil(_x13*request_rate) + tp_prefill*numpy.ceil(_x11*request_rate),
-        'max_rate_for_devices': _x16*device_budget,
+        'ingress_capacity': _x4,
+        'hold_capacity': _x5,
+        'admission_batch': _x9,
+        'reservation_bytes': _x7,
+        'kv_headroom_bytes': -_x8 - _x9*kv_request_bytes,
+        'prefill_rate': _x10,
+        'tiered_step_s': _x11,
+        'decode_batch_capacity': _x12,
+        'decode_capacity': _x13,
+        'devices_per_rate': _x18,
+        'prefill_device_share': _x15*_x19,
+        'tokens_per_s_per_device': _x19*output_tokens,
+        'usd_per_million_tokens': (2500/9)*_x6*(_x15*price_prefill + _x17*price_decode),
+        'joules_per_token': _x6*(_x15*power_prefill + _x17*power_decode),
+        'devices_for_rate': tp_decode*numpy.ceil(_x16*request_rate) + tp_prefill*numpy.ceil(_x14*request_rate),
+        'max_rate_for_devices': _x19*device_budget,
     }
 
-ARGS['serving'] = ('prefill_s', 'handoff_s', 'ttft_target_s', 'step_s', 'decode_batch', 'hbm_batch', 'tier_bytes_per_s', 'kv_request_bytes', 'output_tokens', 'link_request_s', 'request_rate', 'device_budget', 'tp_prefill', 'tp_decode', 'price_prefill', 'price_decode', 'power_prefill', 'power_decode', 'kv_dst_bytes', 'prefill_slots', 'admission_wait_s', 'kv_capacity_bytes', 'retained_bytes')
-OUTPUTS['serving'] = ('prefill_capacity', 'link_capacity', 'hold_capacity', 'admission_batch', 'reservation_bytes', 'kv_headroom_bytes', 'prefill_rate', 'tiered_step_s', 'decode_capacity', 'devices_per_rate', 'prefill_device_share', 'tokens_per_s_per_device', 'usd_per_million_tokens', 'joules_per_token', 'devices_for_rate', 'max_rate_for_devices')
+ARGS['serving'] = ('overlap_s', 'prefill_s', 'handoff_s', 'ttft_target_s', 'step_s', 'decode_batch', 'hbm_batch', 'tier_bytes_per_s', 'kv_request_bytes', 'output_tokens', 'link_request_s', 'ingress_request_s', 'request_rate', 'device_budget', 'tp_prefill', 'tp_decode', 'price_prefill', 'price_decode', 'power_prefill', 'power_decode', 'kv_dst_bytes', 'prefill_slots', 'admission_wait_s', 'kv_capacity_bytes', 'retained_bytes')
+OUTPUTS['serving'] = ('prefill_capacity', 'link_capacity', 'ingress_capacity', 'hold_capacity', 'admission_batch', 'reservation_bytes', 'kv_headroom_bytes', 'prefill_rate', 'tiered_step_s', 'decode_batch_capacity', 'decode_capacity', 'devices_per_rate', 'prefill_device_share', 'tokens_per_s_per_device', 'usd_per_million_tokens', 'joules_per_token', 'devices_for_rate', 'max_rate_for_devices')
 
 
 def load(*, prefill_s, handoff_s, step_s, output_tokens, instance_rate):
@@ -565,17 +577,22 @@ ARGS['load'] = ('prefill_s', 'handoff_s', 'step_s', 'output_tokens', 'instance_r
 OUTPUTS['load'] = ('ttft_s', 'decode_in_flight')
 
 
-def transfer(*, tp, layers, full_layers, sliding_layers, window_tokens, kv_elems, kv_tensors, page_tokens, kv_shardable, transfer_tokens, wire_bytes, path_latency_s, path_bytes_per_s, eff_path, overlap_s):
+def transfer(*, tp, layers, full_layers, sliding_layers, window_tokens, kv_elems, kv_tensors, page_tokens, kv_shardable, transfer_tokens, tp_consumer, wire_bytes, path_latency_s, path_bytes_per_s, eff_path, overlap_s):
     """Numeric twin of pdroof.equations groups()["transfer"]."""
-    _x0 = kv_elems*wire_bytes*(full_layers*transfer_tokens + sliding_layers*numpy.minimum(transfer_tokens, window_tokens))/numpy.minimum(kv_shardable, tp)
-    _x1 = kv_tensors*layers*numpy.ceil(transfer_tokens/page_tokens)
-    _x2 = _x0/(eff_path*path_bytes_per_s) + _x1*path_latency_s
+    _x0 = numpy.minimum(transfer_tokens, window_tokens)
+    _x1 = kv_elems*wire_bytes*(_x0*sliding_layers + full_layers*transfer_tokens)
+    _x2 = _x1/numpy.minimum(kv_shardable, tp)
+    _x3 = _x1/numpy.minimum(kv_shardable, tp_consumer)
+    _x4 = page_tokens**(-1.0)
+    _x5 = kv_tensors*(full_layers*numpy.ceil(_x4*transfer_tokens) + sliding_layers*numpy.ceil(_x0*_x4))
+    _x6 = _x5*path_latency_s + numpy.maximum(_x2, _x3)/(eff_path*path_bytes_per_s)
     return {
-        'bytes': _x0,
-        'messages': _x1,
-        'seconds': _x2,
-        'exposed_seconds': numpy.maximum(0, _x2 - overlap_s),
+        'bytes': _x2,
+        'receiver_bytes': _x3,
+        'messages': _x5,
+        'seconds': _x6,
+        'exposed_seconds': numpy.maximum(_x6/layers, _x6 - overlap_s),
     }
 
-ARGS['transfer'] = ('tp', 'layers', 'full_layers', 'sliding_layers', 'window_tokens', 'kv_elems', 'kv_tensors', 'page_tokens', 'kv_shardable', 'transfer_tokens', 'wire_bytes', 'path_latency_s', 'path_bytes_per_s', 'eff_path', 'overlap_s')
-OUTPUTS['transfer'] = ('bytes', 'messages', 'seconds', 'exposed_seconds')
+ARGS['transfer'] = ('tp', 'layers', 'full_layers', 'sliding_layers', 'window_tokens', 'kv_elems', 'kv_tensors', 'page_tokens', 'kv_shardable', 'transfer_tokens', 'tp_consumer', 'wire_bytes', 'path_latency_s', 'path_bytes_per_s', 'eff_path', 'overlap_s')
+OUTPUTS['transfer'] = ('bytes', 'receiver_bytes', 'messages', 'seconds', 'exposed_seconds')

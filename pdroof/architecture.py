@@ -20,6 +20,7 @@ class Shape:
     dense_layers: int            # layers with a dense FFN (all layers for a dense model)
     moe_layers: int
     attention_params: int        # per layer, norms included
+    kv_projection_params: int    # per layer, of attention_params: split across TP only by KV head
     dense_ffn_params: int        # per dense layer
     expert_params: int           # per routed expert (per MoE layer)
     routed_experts: int
@@ -81,6 +82,8 @@ def shape_of(model: Record, layers: int | None = None) -> Shape:
         else:
             q = h * heads * qk
         kv = h * (m.kv_lora_rank + m.qk_rope_head_dim) + m.kv_lora_rank
+        # the low-rank down-projections (and their norms) produce the one latent every rank needs
+        replicated = kv + (h * m.q_lora_rank + m.q_lora_rank if m.q_lora_rank else 0)
         kv += m.kv_lora_rank * heads * (m.qk_nope_head_dim + m.v_head_dim)
         o = heads * m.v_head_dim * h
         attn = q + kv + o
@@ -88,6 +91,7 @@ def shape_of(model: Record, layers: int | None = None) -> Shape:
     else:
         d = model.head_dim
         attn = h * heads * d + 2 * h * kvh * d + heads * d * h
+        replicated = 2 * h * kvh * d + (2 * kvh * d if att.qkv_bias else 0)  # K and V: one KV head per rank at least
         if att.qkv_bias:
             attn += heads * d + 2 * kvh * d
         if att.o_bias:
@@ -129,6 +133,7 @@ def shape_of(model: Record, layers: int | None = None) -> Shape:
         dense_layers=dense_layers,
         moe_layers=moe_layers,
         attention_params=attention_params,
+        kv_projection_params=replicated,
         dense_ffn_params=dense_ffn,
         expert_params=expert,
         routed_experts=experts,

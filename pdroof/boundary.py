@@ -89,9 +89,10 @@ def gate(model: Record, prefill: Pool, decode: Pool, w: Workload) -> list[dict]:
     limit_d = decode.max_context or dm.max_context or 10**9
     need = w.prompt_tokens + w.output_tokens
     ok = w.prompt_tokens <= limit_p and need <= limit_d
+    le = lambda a, b: "≤" if a <= b else ">"  # noqa: E731
     checks.append({"check": "token range", "passed": ok,
-                   "detail": f"prompt {w.prompt_tokens:,} ≤ prefill {limit_p:,}; prompt + output {need:,} ≤ "
-                             f"decode {limit_d:,}"})
+                   "detail": f"prompt {w.prompt_tokens:,} {le(w.prompt_tokens, limit_p)} prefill {limit_p:,}; "
+                             f"prompt + output {need:,} {le(need, limit_d)} decode {limit_d:,}"})
     return checks
 
 

@@ -286,7 +286,7 @@ def calibrate_runtime(path: str | Path, acc: Record, base_doc: dict, models) -> 
     cal = calibrate(path, acc)
     doc = copy.deepcopy(base_doc)
     doc["profiles"] = dict(doc.get("profiles") or {})
-    entry = dict(cal.entry)
+    entry = {**cal.entry, "family": acc.family}
     doc["profiles"][acc.id] = entry
     rows = cal.report.pop("e2e_rows")
     report = {"hardware": acc.id, "fit": entry["fit"], **cal.report}

@@ -6,7 +6,7 @@ import numpy as np
 
 from .architecture import shape_of
 from .errors import PdroofError
-from .inputs import hardware_inputs, model_inputs, precision_inputs, tp_link_bandwidth
+from .inputs import capped_half_rows, hardware_inputs, model_inputs, precision_inputs, tp_link_bandwidth
 from .numeric import evaluate
 from .ops import OP_KIND, OPS
 from .precision import Precision
@@ -42,8 +42,10 @@ def tp_reason(model: Record, acc: Record, tp: int) -> str | None:
 def stage_inputs(model: Record, acc: Record, runtime: Record, p: Precision, tp: int, ep: int = 1) -> dict:
     """All inputs of one stage except the workload (batch, tokens, context)."""
     eff = resolve(runtime, acc)
-    return {**model_inputs(model), **hardware_inputs(acc, eff, p), **precision_inputs(runtime, p),
-            "tp": tp, "ep": ep}, eff
+    inputs = {**model_inputs(model), **hardware_inputs(acc, eff, p, tp), **precision_inputs(runtime, p),
+              "tp": tp, "ep": ep}
+    inputs["gemm_half_rows"] = capped_half_rows(inputs)
+    return inputs, eff
 
 
 def op_bound(kind: str, compute_s: float, memory_s: float) -> str:
@@ -68,6 +70,21 @@ def breakdown(out: dict, index=()) -> tuple[list[dict], str]:
                      "bytes": float(out[f"{op}_bytes"][index]), "compute_seconds": c, "memory_seconds": m,
                      "bound": bound})
     return rows, max(per_bound, key=per_bound.get)
+
+
+def context_reason(model: Record, tokens: int, what: str) -> str | None:
+    """Why ``tokens`` positions exceed the model's maximum context, or None."""
+    limit = model.max_context
+    if limit is not None and tokens > limit:
+        return f"{what} of {tokens:,} tokens exceeds {model.id}'s maximum context of {limit:,}"
+    return None
+
+
+def check_context(model: Record, tokens: int, what: str) -> None:
+    """Refuse positions beyond the model's maximum context (rank excludes them, plan gates them)."""
+    reason = context_reason(model, tokens, what)
+    if reason:
+        raise PdroofError(f"infeasible: {reason}")
 
 
 def check_ep(model: Record, acc: Record, tp: int, ep: int) -> None:
@@ -100,6 +117,8 @@ def estimate(model: Record, acc: Record, runtime: Record, p: Precision, *, tp: i
     context = context if context is not None else prefix + prompt
     if context < 1:
         raise PdroofError(f"--context must be at least 1, not {context}")
+    check_context(model, prefix + prompt, "--prefix + --prompt")
+    check_context(model, context, "--context")
     base, eff = stage_inputs(model, acc, runtime, p, tp, ep)
     work = {"batch": batch, "new_tokens": prompt, "prefix_tokens": prefix, "context_tokens": context}
     inputs = {**base, **work}
@@ -164,6 +183,7 @@ def aggregated(model: Record, acc: Record, runtime: Record, p: Precision, *, tp:
             raise PdroofError(f"--{name} must be at least 1, not {v}")
     if not 0 <= prefix < prompt:
         raise PdroofError(f"--prefix must be in [0, prompt), not {prefix}")
+    check_context(model, prompt + output, "--prompt + --output")
     w = Workload("aggregated", prompt, output, prefix_hit=prefix / prompt)
     base, eff = stage_inputs(model, acc, runtime, p, tp)
     tpot, ttft = aggregated_step(base, w, float(concurrency), runtime.structure.chunk_tokens)

@@ -83,7 +83,8 @@ def _serving(values: dict, c: Candidates, price, power) -> dict[str, np.ndarray]
                                 **price, **power})
 
 
-BINDINGS = ("prefill_compute", "link", "prefill_memory", "decode_bandwidth", "kv_capacity", "colocated_interference")
+BINDINGS = ("prefill_compute", "link", "prefill_memory", "decode_bandwidth", "kv_capacity", "colocated_interference",
+            "decode_ingress")
 MODES = ("disaggregated", "aggregated")
 
 
@@ -92,6 +93,7 @@ def binding(cols: dict, share: np.ndarray, kv_bound: np.ndarray) -> np.ndarray:
     of its capacities; for decode, memory when the batch stopped short of the TPOT limit)."""
     pre = np.argmin(np.stack([cols["prefill_capacity"], cols["link_capacity"], cols["hold_capacity"]]), axis=0)
     dec = np.where(kv_bound | (cols["admission_batch"] < cols["batch_before_ownership"]), 4, 3)
+    dec = np.where(cols["ingress_capacity"] < cols["decode_batch_capacity"], 6, dec)
     return np.where(share > 0.5, pre, dec).astype(np.int8)
 
 
@@ -170,7 +172,8 @@ def serving_columns(c: Candidates, pre: Stage, dec: Stage, h: dict, pr, dr, pric
     out = _serving({"prefill_s": h["prefill_s"], "handoff_s": h["handoff_s"], "step_s": dv["step_s"][dr],
                     "decode_batch": dv["decode_batch"][dr], "hbm_batch": dv["hbm_batch"][dr],
                     "tier_bytes_per_s": dv["tier_bytes_per_s"][dr], "kv_request_bytes": dv["kv_request_bytes"][dr],
-                    "link_request_s": h["link_request_s"], "tp_prefill": pv["tp"][pr], "tp_decode": dv["tp"][dr],
+                    "link_request_s": h["link_request_s"], "ingress_request_s": h["ingress_request_s"],
+                    "overlap_s": h["overlap_s"], "tp_prefill": pv["tp"][pr], "tp_decode": dv["tp"][dr],
                     "kv_dst_bytes": h["kv_dst_bytes"], "prefill_slots": h["prefill_slots"],
                     "admission_wait_s": dv["step_s"][dr], "kv_capacity_bytes": dv["kv_capacity_bytes"][dr],
                     "retained_bytes": c.retained_bytes},
@@ -201,7 +204,7 @@ def handoff_columns(c: Candidates, pre: Stage, dec: Stage, links: PairLinks, wir
     bw = links.bandwidth[acc_p, acc_d, ik]
     prefill_s = pv["prefill_s"][pr]
     overlap = layerwise_overlap(prefill_s, mi["layers"])
-    base = {**mi, "tp": pv["tp"][pr], "transfer_tokens": float(w.prompt_tokens),
+    base = {**mi, "tp": pv["tp"][pr], "tp_consumer": dv["tp"][dr], "transfer_tokens": float(w.prompt_tokens),
             "page_tokens": float(w.prompt_tokens), "path_latency_s": lat, "path_bytes_per_s": bw,
             "eff_path": eff, "overlap_s": overlap}
     t_src = evaluate("transfer", {**base, "wire_bytes": src_elem})
@@ -217,7 +220,8 @@ def handoff_columns(c: Candidates, pre: Stage, dec: Stage, links: PairLinks, wir
     redistribute = (shards_p != shards_d).astype(float) if redistribute is None else redistribute
     host_bw = np.minimum(pv["host_bytes_per_s"][pr], dv["host_bytes_per_s"][dr])
     bounce = np.array([0.0 if p.kind in ("host_staged", "tcp") else 1.0 for p in paths])[ik]
-    b = evaluate("boundary", {"overlap_s": overlap, "kv_src_bytes": t_src["bytes"], "kv_dst_bytes": kv_dst,
+    b = evaluate("boundary", {"overlap_s": overlap, "layers": mi["layers"], "kv_src_bytes": t_src["bytes"],
+                              "kv_dst_bytes": kv_dst,
                               "format_ratio": dst_elem / src_elem,
                               "transfer_src_s": t_src["seconds"], "transfer_dst_s": t_dst["seconds"],
                               "needs_convert": convert, "needs_redistribute": redistribute,
@@ -230,14 +234,16 @@ def handoff_columns(c: Candidates, pre: Stage, dec: Stage, links: PairLinks, wir
     choice = np.where(work, choice, 3).astype(np.int8)
     via_dst = (choice == 0) & (convert > 0)  # the producer converted: the consumer's format travels
     wire_bytes = np.where(via_dst, t_dst["bytes"], t_src["bytes"])
+    received = np.where(via_dst, t_dst["receiver_bytes"], t_src["receiver_bytes"])
     transfer_s = np.where(via_dst, t_dst["seconds"], t_src["seconds"])
-    exposed = np.maximum(0.0, transfer_s - overlap)
+    exposed = np.where(via_dst, t_dst["exposed_seconds"], t_src["exposed_seconds"])
     staging = np.where((choice == 1) | (bounce == 0), wire_bytes, 0.0)
     return {
         "prefill_s": prefill_s, "handoff_s": b["handoff_s"], "transfer_s": transfer_s, "exposed_transfer_s": exposed,
         "convert_s": b["handoff_s"] - exposed, "transfer_bytes": wire_bytes, "placement": choice,
         "kv_src_bytes": t_src["bytes"], "kv_dst_bytes": kv_dst, "staging_bytes": staging,
         "transient_bytes": t_src["bytes"] + staging + kv_dst, "link_request_s": wire_bytes / (bw * eff),
+        "ingress_request_s": received / (bw * eff), "overlap_s": overlap,
         "needs_convert": convert, "needs_redistribute": redistribute,
         # requests whose producer-format KV the prefill instance can hold at once
         "prefill_slots": np.floor(pv["kv_capacity_bytes"][pr] / (pv["kv_bytes_per_elem"][pr] * src_elem)),
@@ -253,13 +259,14 @@ def aggregated_rows(c: Candidates, agg: Stage, prices, powers, allowed: np.ndarr
     out = _serving({"prefill_s": 0.0, "handoff_s": 0.0, "step_s": av["tpot_s"][rows],
                     "decode_batch": av["concurrency"][rows], "hbm_batch": av["concurrency"][rows],
                     "tier_bytes_per_s": np.inf, "kv_request_bytes": 1.0, "link_request_s": 0.0,
+                    "ingress_request_s": 0.0, "overlap_s": 0.0,
                     "tp_prefill": 0.0, "tp_decode": av["tp"][rows], "kv_dst_bytes": 0.0, "prefill_slots": 1.0,
                     "admission_wait_s": 0.0, "kv_capacity_bytes": np.inf, "retained_bytes": 0.0},
                    c, {"price_prefill": 0.0, "price_decode": prices[acc]},
                    {"power_prefill": 0.0, "power_decode": powers[acc]})
     cols = dict(out)
     n = len(rows)
-    for key in ("prefill_capacity", "link_capacity", "hold_capacity"):
+    for key in ("prefill_capacity", "link_capacity", "hold_capacity", "ingress_capacity"):
         cols[key] = np.full(n, np.nan)
     cols.update({
         "mode": np.ones(n, dtype=np.int8), "prefill_row": np.full(n, -1), "decode_row": rows,
@@ -268,7 +275,8 @@ def aggregated_rows(c: Candidates, agg: Stage, prices, powers, allowed: np.ndarr
         "transfer_bytes": np.zeros(n), "ttft_s": av["ttft_s"][rows], "tpot_s": av["tpot_s"][rows],
         "handoff_s": np.zeros(n), "placement": np.full(n, 3, dtype=np.int8), "kv_src_bytes": np.zeros(n),
         "kv_dst_bytes": np.zeros(n), "staging_bytes": np.zeros(n), "transient_bytes": np.zeros(n),
-        "link_request_s": np.zeros(n), "needs_convert": np.zeros(n), "needs_redistribute": np.zeros(n),
+        "link_request_s": np.zeros(n), "ingress_request_s": np.zeros(n), "overlap_s": np.zeros(n),
+        "needs_convert": np.zeros(n), "needs_redistribute": np.zeros(n),
         "decode_batch": av["concurrency"][rows],
         "kv_headroom_bytes": av["kv_capacity_bytes"][rows] - av["concurrency"][rows] * av["kv_request_bytes"][rows],
         "binding": np.where(av["kv_bound"][rows], 4, 5).astype(np.int8),

@@ -49,19 +49,22 @@ def path_bandwidth(path: Record, *ends: Record) -> float:
 
 
 def transfer(model: Record, path: Record, kv: str, tokens: int, *, page_tokens: int | None = None,
-             tp: int = 1, overlap_s: float | None = None, ends: tuple[Record, ...] = ()) -> dict:
+             tp: int = 1, overlap_s: float | None = None, ends: tuple[Record, ...] = (),
+             dst_tp: int | None = None) -> dict:
     """Bytes, messages and time of moving ``tokens`` tokens of KV in format ``kv`` over ``path``.
 
     ``page_tokens`` None moves each layer's tensors in bulk; else one message per page per layer
     per tensor. ``overlap_s`` is the prefill time the transfer can hide behind (None: unknown,
-    and whether it hides is not judged)."""
+    and whether it hides is not judged). ``dst_tp``: devices of the receiving instance (default
+    ``tp``): the slower end's share sets the time."""
     check_format(kv, "--kv")
     if tokens < 1:
         raise PdroofError(f"--tokens must be at least 1, not {tokens}")
     if page_tokens is not None and page_tokens < 1:
         raise PdroofError(f"--page-tokens must be at least 1, not {page_tokens}")
     m = model_inputs(model)
-    inputs = {**m, "tp": tp, "transfer_tokens": tokens, "page_tokens": page_tokens or tokens,
+    inputs = {**m, "tp": tp, "tp_consumer": dst_tp or tp, "transfer_tokens": tokens,
+              "page_tokens": page_tokens or tokens,
               "wire_bytes": format_bytes(kv), "path_latency_s": path.latency_s,
               "path_bytes_per_s": path_bandwidth(path, *ends), "eff_path": path.efficiency,
               "overlap_s": overlap_s or 0.0}
@@ -70,9 +73,11 @@ def transfer(model: Record, path: Record, kv: str, tokens: int, *, page_tokens: 
     return {
         "model": model.id, "path": path.id, "kv": kv, "tokens": tokens,
         "granularity": "per-layer bulk" if page_tokens is None else f"pages of {page_tokens} tokens",
-        "bytes": float(out["bytes"]), "messages": int(out["messages"]), "seconds": secs,
+        "bytes": float(out["bytes"]), "receiver_bytes": float(out["receiver_bytes"]),
+        "messages": int(out["messages"]), "seconds": secs,
         "latency_seconds": float(out["messages"]) * path.latency_s,
         "path_bytes_per_s": inputs["path_bytes_per_s"],
         "overlap_seconds": overlap_s, "exposed_seconds": exposed if overlap_s is not None else None,
-        "hidden": exposed <= 0.0 if overlap_s is not None else None,
+        # hidden: nothing exposed beyond the last layer's share, which no overlap can hide
+        "hidden": exposed <= secs / m["layers"] * (1 + 1e-9) if overlap_s is not None else None,
     }

@@ -14,15 +14,21 @@ from .schema import Record
 from .units import format_bytes
 
 ACT_BYTES = 2.0  # activations between kernels are 16-bit
-# Collective latency when a spec gives none: aiconfigurator's p2p default (specs_hardware.yaml, nvlink4).
-DEFAULT_LINK_LATENCY_S = 10e-6
+# Per-hop collective latency when a spec gives none: the slowest hop the catalogue cites (NCCL's
+# latency model per network ring step), so that a missing figure never makes a link look fast.
+DEFAULT_HOP_LATENCY_S = 2.7e-6
 
 
-def tp_link_bandwidth(acc: Record) -> float | None:
-    """Bandwidth tensor-parallel collectives run over: the scale-up link, or for cards without one
-    the host link (PCIe peer traffic); None when neither is known (then TP > 1 is refused)."""
+def tp_link_bandwidth(acc: Record, tp: int | None = None) -> float | None:
+    """Bandwidth per device that collectives among ``tp`` devices run over: the scale-up link (on a
+    full mesh only the tp−1 direct links among them: MI300X TP2 gets one 64 GB/s link of the 7),
+    or for cards without one the host link (PCIe peer traffic); None when neither is known (then
+    TP > 1 is refused). ``tp`` None: the whole domain's."""
     su, host = acc.scale_up, acc.host_link
     if su and su.bandwidth_bytes_per_s:
+        n = su.domain_size or 1
+        if su.topology == "full_mesh" and n > 1 and tp is not None:
+            return su.bandwidth_bytes_per_s * (max(tp, 2) - 1) / (n - 1)
         return su.bandwidth_bytes_per_s
     if host and host.bandwidth_bytes_per_s:
         return host.bandwidth_bytes_per_s
@@ -58,6 +64,7 @@ def _model_inputs(model: Record, layers: int | None) -> dict[str, float]:
         "hidden": model.hidden_size,
         "heads": model.attention_heads,
         "attn_params": s.attention_params,
+        "kv_proj_params": s.kv_projection_params,
         "ffn_params": s.dense_ffn_params,
         "ffn_size": model.ffn_size or 0,
         "experts": s.routed_experts or 1,
@@ -76,20 +83,23 @@ def _model_inputs(model: Record, layers: int | None) -> dict[str, float]:
     }
 
 
-def hardware_inputs(acc: Record, eff: Efficiency, p: Precision) -> dict[str, float]:
+def hardware_inputs(acc: Record, eff: Efficiency, p: Precision, tp: int = 1) -> dict[str, float]:
     peaks = acc.dense_flops_per_s
     su = acc.scale_up
+    # weight-only GEMMs run their own (dequantising) kernels on the activations' MMA: their M½ is
+    # the weight format's where measured, and never below the activation format's
+    half_rows = max(eff.half_rows_for(p.weights), eff.half_rows_for(p.activations)) if p.weight_only \
+        else eff.half_rows_for(p.activations)
     return {
         "peak_flops_per_s": peaks.get(p.activations),
         "attn_peak_flops_per_s": peaks.get(attention_peak_format(acc)),
         "mem_bytes_per_s": acc.memory.bandwidth_bytes_per_s,
         "hbm_bytes": acc.memory.capacity_bytes,
         # unknown only where TP > 1 is refused (tp_reason); at TP 1 the collective term is multiplied by 0
-        "link_bytes_per_s": tp_link_bandwidth(acc) or 1.0,
-        "link_latency_s": su.latency_s if su and su.latency_s else DEFAULT_LINK_LATENCY_S,
+        "link_bytes_per_s": tp_link_bandwidth(acc, tp) or 1.0,
+        "link_latency_s": su.latency_s if su and su.latency_s else DEFAULT_HOP_LATENCY_S,
         "eff_compute": eff.compute_for(p.activations),
-        # weight-only GEMMs run their own (dequantising) kernels: their M½ is looked up by weight format
-        "gemm_half_rows": eff.half_rows_for(p.weights if p.weight_only else p.activations),
+        "gemm_half_rows": half_rows,
         "eff_weights": eff.weights_for(p.weights),
         "eff_memory": eff.memory,
         "eff_attn_prefill": eff.attention_prefill,
@@ -98,6 +108,21 @@ def hardware_inputs(acc: Record, eff: Efficiency, p: Precision) -> dict[str, flo
         "eff_link": eff.link,
         "layer_latency_s": eff.layer_latency_s,
     }
+
+
+def gemv_ridge_rows(inputs: dict) -> float:
+    """GEMM rows at which a GEMM's compute (at its large-GEMM efficiency, dequantisation included)
+    takes as long as streaming its weights: 2·rows·(1 + q) / (P·η_C) = b_W / (M·η_W)."""
+    peak = inputs["peak_flops_per_s"] or 0.0
+    stream = inputs["mem_bytes_per_s"] * inputs["eff_weights"]
+    return peak * inputs["eff_compute"] * inputs["weight_bytes"] / (2 * stream * (1 + inputs["dequant_overhead"]))
+
+
+def capped_half_rows(inputs: dict) -> float:
+    """M½ such that a one-row GEMM stays weight-bound: at most the ridge less one row. Below the
+    ridge engines run GEMV and split-K kernels at weight-streaming speed, so a small-GEMM penalty
+    taken from other silicon (an H100's M½ on a compute-light H20) cannot make them slower."""
+    return min(inputs["gemm_half_rows"], max(0.0, gemv_ridge_rows(inputs) - 1))
 
 
 def precision_inputs(runtime: Record, p: Precision) -> dict[str, float]:

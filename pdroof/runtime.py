@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .schema import F, Map, MapOf, Num, Record, Str, validate
 from .specs import FMT, FRACTION, ID, TEXTS
-from .units import GB, MICRO
+from .units import FORMATS, GB, MICRO
 from .yamlio import read_yaml
 
 BPE = Num(positive=False, minimum=0, doc="bytes per element")
@@ -58,6 +58,8 @@ EFFICIENCY = Map(fields=(
         F("latency_us", Num(scale=MICRO, positive=False, minimum=0), attr="latency_s", required=True),
         F("gb_per_s", Num(scale=GB), attr="bytes_per_s", required=True),
     )), doc="fitted per-copy latency α and bandwidth β of device<->host copies"),
+    F("family", Str(), doc="silicon family of the accelerator measured (accelerator spec 'family'): "
+      "accelerators of that family without an entry take its per-format factors, conservatively"),
     F("fit", MapOf(Num(positive=False, minimum=0), doc="fit error per section"), default={},
       doc="fit error per section (rms relative error)"),
     F("source", Str()),
@@ -87,7 +89,8 @@ def load_runtime(path: str | Path) -> Record:
 
 @dataclass(frozen=True)
 class Efficiency:
-    """Resolved factors for one accelerator under one runtime; ``origin`` names each one's source."""
+    """Resolved factors for one accelerator under one runtime; ``origin`` names each one's source.
+    The per-format maps cover every format (see ``resolve`` for how missing ones are filled)."""
 
     compute: dict[str, float]
     gemm_half_rows: dict[str, float]
@@ -103,28 +106,36 @@ class Efficiency:
     origin: dict[str, str]
 
     def compute_for(self, fmt: str) -> float:
-        return self.compute.get(fmt) or self.compute.get("bf16") or next(iter(self.compute.values()))
+        return self.compute[fmt]
 
     def half_rows_for(self, fmt: str) -> float:
-        """M½ of GEMMs in ``fmt``: measured or derived for this accelerator and stack, else 0
-        (the plain roofline)."""
+        """M½ of GEMMs in ``fmt`` (0, the plain roofline, only where nothing anywhere gives one)."""
         return self.gemm_half_rows.get(fmt, 0.0)
 
     def weights_for(self, fmt: str) -> float:
-        """Weight-streaming efficiency; without a fitted value, that of elementwise traffic."""
-        return self.weights.get(fmt) or self.memory
+        return self.weights[fmt]
 
 
 # Factors of the silicon (an accelerator's own measured value beats a runtime's generic fallback)
 # and of the software stack (the runtime's fallback beats a stack-agnostic spec value).
 _SILICON = ("memory", "attention_prefill", "attention_prefill_half_tokens", "attention_decode")
 _STACK = ("link", "layer_latency_s")
+# Formats that run on the same tensor-core path of one silicon, at the same rate and with the same
+# tiles and bytes (int8 and fp8 on Hopper and later; fp16 and bf16): the nearest measured sibling.
+SIBLINGS = {"int8": ("fp8",), "fp8": ("int8",), "fp16": ("bf16",), "bf16": ("fp16",), "fp4": ("fp8",)}
+# Per-format maps, and which way is conservative: efficiencies low, M½ (small-GEMM penalty) high.
+_PER_FORMAT = {"compute": min, "gemm_half_rows": max, "weights": min}
 
 
 @cache
 def resolve(runtime: Record, accelerator: Record) -> Efficiency:
-    """Efficiency of ``accelerator`` under ``runtime``: profile entry, else the accelerator's own
-    spec, else the runtime's fallback."""
+    """Efficiency of ``accelerator`` under ``runtime``. Scalar factors: profile entry, else the
+    accelerator's own spec, else the runtime's fallback. A per-format factor never takes an
+    optimistic default: the format's own value (profile, then spec); else its sibling format's on
+    the same accelerator (int8 from fp8); else, for an accelerator the runtime has not profiled,
+    the most conservative value the runtime measured on the same silicon family (an H20 from the
+    H100/H200 entries); else the runtime's fallback, never better than any value this accelerator
+    has for that factor."""
     prof = runtime.profiles.get(accelerator.id)
     spec = accelerator.efficiency
     fb = runtime.fallback
@@ -142,17 +153,39 @@ def resolve(runtime: Record, accelerator: Record) -> Efficiency:
 
     values = {name: pick(name, layers) for name in _SILICON}
     values.update({name: pick(name, [own, generic, theirs]) for name in _STACK})
-    maps: dict[str, dict[str, float]] = {"compute": {}, "gemm_half_rows": {}, "weights": {}}
-    for label, src in reversed(layers):  # later layers override earlier ones
-        if src is None:
-            continue
-        for name, per_format in maps.items():
-            for fmt, v in (src.get(name) or {}).items():
-                per_format[fmt] = v
-                origin[f"{name}.{fmt}"] = label
+    family = [] if prof is not None else [
+        (f"runtime {runtime.id} {pid} (same family)", entry) for pid, entry in runtime.profiles.items()
+        if entry.family is not None and entry.family == accelerator.family]
+    maps = {name: _per_format(name, conservative, [own, theirs], family, generic, origin)
+            for name, conservative in _PER_FORMAT.items()}
     host = prof.host_link if prof is not None else None
     return Efficiency(
         **maps,
         host_latency_s=host.latency_s if host else None, host_bytes_per_s=host.bytes_per_s if host else None,
         origin=origin, **values,
     )
+
+
+def _per_format(name: str, conservative, mine, family, generic, origin: dict) -> dict[str, float]:
+    def at(src, fmt):
+        return (src.get(name) or {}).get(fmt) if src is not None else None
+
+    known = [v for _, src in mine for v in ((src.get(name) or {}).values() if src is not None else ())]
+    out: dict[str, float] = {}
+    for fmt in FORMATS:
+        key = f"{name}.{fmt}"
+        found = next(((label, v) for label, src in mine if (v := at(src, fmt)) is not None), None)
+        if found is None:
+            found = next(((f"{label} as {sib} (same tensor path)", v) for sib in SIBLINGS.get(fmt, ())
+                          for label, src in mine if (v := at(src, sib)) is not None), None)
+        if found is None and family:
+            vals = [(label, v) for label, src in family for f in (fmt, *SIBLINGS.get(fmt, ()))
+                    if (v := at(src, f)) is not None]
+            if vals:
+                found = conservative(vals, key=lambda lv: lv[1])
+        if found is None and (v := at(generic[1], fmt)) is not None:
+            capped = conservative([v, *known])
+            found = (generic[0] if capped == v else f"{generic[0]}, capped at this accelerator's own values", capped)
+        if found is not None:
+            origin[key], out[fmt] = found
+    return out

@@ -279,6 +279,7 @@ class Map(Node):
     title: str = ""
     checks: tuple[Check, ...] = ()
     doc: str = ""
+    derived: tuple[tuple[str, Callable[[dict], Any]], ...] = ()  # attributes computed from the validated ones
     _by_key: dict[str, F] = field(init=False, repr=False)
 
     def __post_init__(self):
@@ -307,6 +308,8 @@ class Map(Node):
             if v[f.key] is None:
                 ctx.fail(sub, "must not be null")
             values[f.name] = f.node.validate(v[f.key], sub, ctx)
+        for name, derive in self.derived:
+            values[name] = derive(values)
         rec = Record(values)
         for check in self.checks:
             problem = check(rec)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .estimate import aggregated_step, stage_inputs, tp_reason
+from .estimate import aggregated_step, context_reason, stage_inputs, tp_reason
 from .handoff import path_bandwidth, path_reason
 from .numeric import evaluate
 from .precision import Precision, default_activations, infeasible_reason
@@ -82,13 +82,18 @@ def _precisions(c: Candidates, acc: Record, kv: bool):
 
 def _instances(c: Candidates, kv: bool):
     """Every accelerator × executable precision × TP of one stage: the row's equation inputs (to be
-    completed with the workload), its labels, and why it is infeasible (None if it is not)."""
+    completed with the workload), its labels, and why it is infeasible (None if it is not). A
+    stage whose tokens exceed the model's context limit is infeasible on every row: prefill by its
+    prompt, decode and aggregated by prompt plus output."""
+    w = c.workload
+    too_long = (context_reason(c.model, w.prompt_tokens + w.output_tokens, "prompt + output") if kv
+                else context_reason(c.model, w.prompt_tokens, "the prompt"))
     for ai, acc in enumerate(c.accelerators):
         for p, reason in _precisions(c, acc, kv=kv):
             for tp in _tp_options(c, acc):
                 labels = {"acc": ai, "weights": p.weights, "activations": p.activations, "kv": p.kv, "tp": tp}
                 inputs, _ = stage_inputs(c.model, acc, c.runtime, p, tp)
-                yield inputs, labels, reason
+                yield inputs, labels, reason or too_long
 
 
 def _add(st: Stage, labels: dict, reason: str | None) -> None:
@@ -222,7 +227,8 @@ def _tier_dominated(batch: np.ndarray, n_tiers: int, kinds: list[str]) -> np.nda
 SERVING_IDLE = {"prefill_s": 1.0, "handoff_s": 0.0, "ttft_target_s": 1.0, "output_tokens": 1.0,
                  "kv_dst_bytes": 0.0, "prefill_slots": 1.0, "admission_wait_s": 0.0, "kv_capacity_bytes": np.inf,
                  "retained_bytes": 0.0,
-                 "link_request_s": 1.0, "tp_prefill": 0.0, "tp_decode": 1.0, "price_prefill": 0.0,
+                 "link_request_s": 1.0, "ingress_request_s": 0.0, "overlap_s": 0.0,
+                 "tp_prefill": 0.0, "tp_decode": 1.0, "price_prefill": 0.0,
                  "price_decode": 0.0, "power_prefill": 0.0, "power_decode": 0.0, "request_rate": 1.0,
                  "device_budget": 1.0}
 

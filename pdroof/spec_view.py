@@ -18,6 +18,8 @@ _SUFFIX_UNITS = (
 
 
 def unit_of(path: str) -> tuple[str, float]:
+    if path.startswith("memory.") and path.endswith("_bytes"):
+        return "GiB", 2.0**30  # device memory is built, and reported, in binary units
     parts = path.split(".")
     for name in reversed(parts):
         for suffix, unit, scale in _SUFFIX_UNITS:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .schema import Bool as B
 from .schema import F, List, Map, MapOf, Num, Record, Str, validate
-from .units import FORMATS, GB, MICRO, TERA
+from .units import FORMATS, GB, GIB, MICRO, TERA
 from .yamlio import read_yaml
 
 ID = Str(pattern=r"[a-z0-9][a-z0-9._-]*", doc="lower-case identifier")
@@ -26,6 +26,21 @@ def _common_tail() -> tuple[F, ...]:
 
 
 # --------------------------------------------------------------------------- accelerator
+
+def _one_capacity(rec: Record):
+    if ("capacity_gib_bytes" in rec) == ("capacity_gb_bytes" in rec):
+        return ("capacity_gib", "give exactly one of capacity_gib (binary) and capacity_gb (decimal)")
+    nominal = rec.capacity_gib_bytes or rec.capacity_gb_bytes
+    if "visible_bytes" in rec and rec.visible_bytes > nominal:
+        return ("visible_gib", f"exceeds the nominal capacity ({nominal / GIB:g} GiB)")
+    return None
+
+
+def _usable_capacity(values: dict) -> float:
+    """Bytes the runtime can allocate: what the device reports where a source gives it, else the
+    nominal capacity."""
+    return values["visible_bytes"] or values["capacity_gib_bytes"] or values["capacity_gb_bytes"]
+
 
 def _activations_have_peaks(rec: Record):
     peaks = rec.dense_flops_per_s
@@ -58,10 +73,16 @@ ACCELERATOR = Map(
         F("form_factor", Str(choices=("sxm", "oam", "pcie", "superchip", "other")),
           doc="module kind: only PCIe cards of different kinds can share one host"),
         F("memory", Map(fields=(
-            F("capacity_gb", Num(scale=GB), attr="capacity_bytes", required=True),
-            F("bandwidth_gb_per_s", Num(scale=GB), attr="bandwidth_bytes_per_s", required=True),
+            F("capacity_gib", Num(scale=GIB), attr="capacity_gib_bytes",
+              doc="device memory in binary GiB, as HBM and GDDR parts are built (an H100's 80 GB is 80 GiB)"),
+            F("capacity_gb", Num(scale=GB), attr="capacity_gb_bytes",
+              doc="device memory in decimal GB (10^9 bytes), for specs that give it so"),
+            F("visible_gib", Num(scale=GIB), attr="visible_bytes",
+              doc="memory the device reports to the runtime (torch total_memory, nvidia-smi/rocm-smi total)"),
+            F("bandwidth_gb_per_s", Num(scale=GB), attr="bandwidth_bytes_per_s", required=True,
+              doc="decimal GB/s, as vendors quote bandwidths"),
             F("type", Str()),
-        )), required=True),
+        ), checks=(_one_capacity,), derived=(("capacity_bytes", _usable_capacity),)), required=True),
         F("dense_tflops", Map(fields=tuple(
             F(fmt, Num(scale=TERA, doc=f"dense {fmt} peak (TOPS for integers)")) for fmt in FORMATS
         ), doc="dense peaks; absent means the silicon lacks the format"), attr="dense_flops_per_s",
@@ -76,8 +97,13 @@ ACCELERATOR = Map(
         F("efficiency", EFFICIENCY, doc="default efficiency factors when no runtime profile has this device"),
         F("scale_up", Map(fields=(
             F("kind", Str(), required=True, doc="e.g. nvlink4, xgmi, hccs, none"),
-            F("gb_per_s_per_direction", Num(scale=GB), attr="bandwidth_bytes_per_s"),
-            F("latency_us", Num(scale=MICRO), attr="latency_s"),
+            F("topology", Str(choices=("switch", "full_mesh")), default="switch",
+              doc="switch: any group of devices shares the full per-device bandwidth (NVSwitch); full_mesh: "
+                  "one direct link per device pair, so t devices of a domain of n use (t-1)/(n-1) of it"),
+            F("gb_per_s_per_direction", Num(scale=GB), attr="bandwidth_bytes_per_s",
+              doc="per device, all its scale-up links together"),
+            F("latency_us", Num(scale=MICRO), attr="latency_s",
+              doc="per step of a ring collective (one hop), one value per link kind"),
             F("domain_size", Num(integer=True), doc="devices in one scale-up domain"),
         ))),
         F("host_link", Map(fields=(

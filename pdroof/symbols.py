@@ -37,6 +37,8 @@ _TABLE = (
     Sym("hidden", "1", "hidden size", "h"),
     Sym("heads", "1", "attention (query) heads", "H"),
     Sym("attn_params", "params", "attention projection parameters per layer (Q, K, V, O, MLA low-rank)", "W_A"),
+    Sym("kv_proj_params", "params", "attention parameters per layer that split across TP ranks only by KV head "
+        "(K and V projections; MLA's low-rank down-projections, not at all): replicated beyond that", "W_{KV}"),
     Sym("ffn_params", "params", "dense FFN parameters per dense layer", "W_F"),
     Sym("ffn_size", "1", "dense FFN intermediate size", "f"),
     Sym("experts", "1", "routed experts per MoE layer", "E"),
@@ -85,6 +87,7 @@ _TABLE = (
     Sym("cast_bytes_per_elem", "B", "bytes moved per GEMM input element by a separate activation cast", "r_C"),
     # KV transfer
     Sym("transfer_tokens", "tokens", "tokens whose KV is moved", "n"),
+    Sym("tp_consumer", "1", "devices per decode instance: the KV arrives split over their shards", "t_C"),
     Sym("wire_bytes", "B", "bytes per KV element in the wire format", "b_T"),
     Sym("path_latency_s", "s", "per-message latency of the KV path", r"\alpha"),
     Sym("path_bytes_per_s", "B/s", "KV path bandwidth per direction", r"\beta"),
@@ -108,6 +111,7 @@ _TABLE = (
     Sym("kv_request_bytes", "B", "KV bytes of one sequence per decode device", "K_R"),
     Sym("output_tokens", "tokens", "output tokens per request", "O"),
     Sym("link_request_s", "s", "link time one request's KV transfer occupies on the prefill instance", "t_L"),
+    Sym("ingress_request_s", "s", "link time one request's KV occupies on the decode instance's ingress", "t_I"),
     Sym("request_rate", "1/s", "offered request rate", "R"),
     Sym("instance_rate", "1/s", "offered requests/s per instance of a pool (deployment check)", r"\lambda"),
     Sym("device_budget", "1", "devices available for the deployment", "N"),

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 KILO, MEGA, GIGA, TERA = 1e3, 1e6, 1e9, 1e12
-GB = GIGA  # bytes: specs use decimal GB, as vendors do
-GIB = 2.0**30
+GB = GIGA  # bytes: decimal GB, as vendors quote bandwidths (and some specs capacities)
+GIB = 2.0**30  # binary GiB: how HBM and GDDR capacities are built
 MICRO, MILLI = 1e-6, 1e-3
 
 # Storage size of one element of each numerical format, in bytes. int4/fp4 carry scales separately

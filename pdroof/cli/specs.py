@@ -8,7 +8,7 @@ from .. import render
 from ..architecture import summary
 from ..render import Column
 from ..spec_view import show_rows
-from ..units import GB, KV_FORMATS, TERA
+from ..units import GB, GIB, KV_FORMATS, TERA
 from .options import FormatOpt, OutOpt, catalog
 
 SHOW_COLUMNS = [Column("field", "field"), Column("value", "value"), Column("unit", "unit"),
@@ -21,7 +21,7 @@ def _peak(fmt: str):
 
 ACCELERATOR_COLUMNS = [
     Column("id", "id"), Column("name", "name"), Column("vendor", "vendor"),
-    Column("memory_capacity_bytes", "HBM (GB)", GB), Column("memory_bandwidth_bytes_per_s", "HBM (GB/s)", GB),
+    Column("memory_capacity_bytes", "memory (GiB)", GIB), Column("memory_bandwidth_bytes_per_s", "HBM (GB/s)", GB),
     Column("bf16_flops_per_s", "BF16 (TFLOP/s)", TERA), Column("fp8_flops_per_s", "FP8 (TFLOP/s)", TERA),
     Column("fp4_flops_per_s", "FP4 (TFLOP/s)", TERA), Column("scale_up", "scale-up"),
     Column("power_w", "power (W)"), Column("price_usd_per_hour", "$/h"),
@@ -32,7 +32,7 @@ def accelerator_row(a) -> dict:
     peaks = a.dense_flops_per_s
     return {
         "id": a.id, "name": a.name, "vendor": a.vendor,
-        "memory_capacity_bytes": a.memory.capacity_bytes,
+        "memory_capacity_bytes": a.memory.capacity_bytes,  # usable: visible where a source gives it
         "memory_bandwidth_bytes_per_s": a.memory.bandwidth_bytes_per_s,
         "bf16_flops_per_s": peaks.bf16, "fp8_flops_per_s": peaks.fp8, "fp4_flops_per_s": peaks.fp4,
         "scale_up": a.scale_up.kind if a.scale_up else None,

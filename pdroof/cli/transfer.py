@@ -69,6 +69,6 @@ def transfer_cmd(
     if overlap is not None:
         rows.append({"quantity": "overlappable prefill", "value": f"{overlap * 1e3:,.3f} ms"})
         rows.append({"quantity": "exposed after overlap", "value": f"{r['exposed_seconds'] * 1e3:,.3f} ms"
-                     + ("  (hidden)" if r["hidden"] else "")})
+                     + ("  (hidden but the last layer)" if r["hidden"] else "")})
     title = f"KV of {r['tokens']:,} tokens of {r['model']} in {r['kv']} over {r['path']}"
     render.emit(render.table_text(rows, COLUMNS, title=title, caption="; ".join(notes) or None), output)

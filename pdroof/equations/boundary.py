@@ -13,10 +13,7 @@ from __future__ import annotations
 import sympy as sp
 
 from . import S
-
-
-def _exposed(transfer_s):
-    return sp.Max(0, transfer_s - S("overlap_s"))
+from .transfer import exposed as _exposed
 
 
 def placements() -> dict[str, sp.Expr]:

@@ -13,14 +13,17 @@ def _active(degree):
 
 
 def allreduce_time(bytes_):
-    """Ring all-reduce of ``bytes_`` across tp devices: 2(t−1)/t · bytes / (N·η_N) + α_N."""
+    """Ring all-reduce of ``bytes_`` across tp devices: 2(t−1) dependent steps (reduce-scatter,
+    then all-gather), each one hop α_N plus a 1/t share of the bytes:
+    2(t−1)·(α_N + bytes / (t·N·η_N))."""
     t = S("tp")
     bw = S("link_bytes_per_s") * S("eff_link")
-    return _active(t) * (2 * (t - 1) / t * bytes_ / bw + S("link_latency_s"))
+    return _active(t) * 2 * (t - 1) * (S("link_latency_s") + bytes_ / (t * bw))
 
 
 def alltoall_time(bytes_):
-    """Dispatch plus combine of ``bytes_`` routed activations across ep devices."""
+    """Dispatch plus combine of ``bytes_`` routed activations across ep devices: each phase sends
+    (e−1)/e of them, in e−1 pairwise exchange steps of one hop each."""
     e = S("ep")
     bw = S("link_bytes_per_s") * S("eff_link")
-    return _active(e) * (2 * (e - 1) / e * bytes_ / bw + 2 * S("link_latency_s"))
+    return _active(e) * 2 * (e - 1) * (S("link_latency_s") + bytes_ / (e * bw))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sympy as sp
 
 from . import S
-from .forward import gemm_group, prefill
+from .forward import attn_params_per_rank, gemm_group, prefill
 from .transfer import transfer_seconds
 
 
@@ -16,8 +16,8 @@ def decode_compute_batch() -> sp.Expr:
     crossover has no closed form."""
     B = sp.Symbol("batch", positive=True)
     t, h = S("tp"), S("hidden")
-    W_A, W_F, f = S("attn_params"), S("ffn_params"), S("ffn_size")
-    attn = gemm_group(2 * B * W_A / t, W_A * S("weight_bytes") / t, B * (2 * h + W_A / h / t), S("layers"), B)
+    W_A, W_F, f = attn_params_per_rank(), S("ffn_params"), S("ffn_size")
+    attn = gemm_group(2 * B * W_A, W_A * S("weight_bytes"), B * (2 * h + W_A / h), S("layers"), B)
     ffn = gemm_group(2 * B * W_F / t, W_F * S("weight_bytes") / t, B * (2 * h + 3 * f / t), S("dense_layers"), B)
     (sol,) = sp.solve(sp.Eq(attn["compute_s"] + ffn["compute_s"], attn["memory_s"] + ffn["memory_s"]), B)
     return sp.Max(0, sol)  # 0: compute-bound even at one sequence
@@ -43,6 +43,13 @@ def _prefill_parts(n):
     return k0, c1, c2, floor
 
 
+def _move(n):
+    """Bulk transfer of n tokens between instances of the same TP (sender and receiver shards
+    equal), full-attention layers only: linear in n."""
+    return transfer_seconds().subs({S("transfer_tokens"): n, S("page_tokens"): n, S("sliding_layers"): 0,
+                                    S("tp_consumer"): S("tp")})
+
+
 def transfer_prompt_tokens() -> sp.Expr:
     """Prompt length up to which moving a request's KV (bulk per layer, no overlap) takes longer
     than its prefill compute. Transfer is a0 + a1·S; prefill compute is k0 + c1·S + c2·S²
@@ -51,7 +58,7 @@ def transfer_prompt_tokens() -> sp.Expr:
     it). ``transfer_floor_tokens`` says from which length the transfer also exceeds prefill's
     weight-streaming floor (below it, prefill is weight-bound)."""
     n = sp.Symbol("new_tokens", positive=True)
-    move = transfer_seconds().subs({S("transfer_tokens"): n, S("page_tokens"): n, S("sliding_layers"): 0})
+    move = _move(n)
     a0, a1 = move.subs(n, 0), sp.diff(move, n)
     k0, c1, c2, _ = _prefill_parts(n)
     b = c1 - a1
@@ -62,7 +69,7 @@ def transfer_prompt_tokens() -> sp.Expr:
 def transfer_floor_tokens() -> sp.Expr:
     """Prompt length at which the transfer reaches prefill's weight-streaming floor c0: a0 + a1·S = c0."""
     n = sp.Symbol("new_tokens", positive=True)
-    move = transfer_seconds().subs({S("transfer_tokens"): n, S("page_tokens"): n, S("sliding_layers"): 0})
+    move = _move(n)
     a0, a1 = move.subs(n, 0), sp.diff(move, n)
     *_, c0 = _prefill_parts(n)
     return sp.Max(0, (c0 - a0) / a1)
@@ -72,7 +79,7 @@ def hiding_bandwidth() -> sp.Expr:
     """KV-path bandwidth at which layer-wise streaming hides the whole transfer behind the
     prefill time it overlaps: messages·α + bytes/(β·η) = t_O, solved for β."""
     beta = S("path_bytes_per_s")
-    (sol,) = sp.solve(sp.Eq(transfer_seconds(), S("overlap_s")), beta)
+    (sol,) = sp.solve(sp.Eq(transfer_seconds().subs(S("tp_consumer"), S("tp")), S("overlap_s")), beta)
     return sol
 
 

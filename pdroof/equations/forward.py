@@ -22,6 +22,14 @@ def kv_shards():
     return sp.Min(S("tp"), S("kv_shardable"))
 
 
+def attn_params_per_rank():
+    """Attention projection parameters on one TP rank: Q and O split t ways; K and V split by KV
+    head only, so they replicate when the KV heads are fewer than t (MLA's down-projections: kept
+    whole on every rank)."""
+    W_A, W_KV = S("attn_params"), S("kv_proj_params")
+    return (W_A - W_KV) / S("tp") + W_KV / kv_shards()
+
+
 def gemm_group(flops, weight_bytes, act_elems, layers, rows):
     """A GEMM group over ``layers`` layers of GEMMs with ``rows`` rows each: weights streamed at
     η_W, compute at η_C·rows/(rows + M½) (weight-only formats pay a dequantisation overhead q)."""
@@ -40,8 +48,8 @@ def _pass(tokens, head_tokens, attention):
     bw, ba = S("weight_bytes"), S("act_bytes")
     ops: dict[str, dict[str, sp.Expr]] = {}
 
-    W_A = S("attn_params")
-    ops["attn_proj"] = gemm_group(2 * T * W_A / t, W_A * bw / t, T * (2 * h + W_A / h / t), S("layers"), T)
+    W_A = attn_params_per_rank()
+    ops["attn_proj"] = gemm_group(2 * T * W_A, W_A * bw, T * (2 * h + W_A / h), S("layers"), T)
 
     f = S("ffn_size")
     W_F = S("ffn_params")

@@ -5,15 +5,17 @@ from __future__ import annotations
 import sympy as sp
 
 from . import S
-from .forward import kv_shards
+from .forward import attn_params_per_rank, kv_shards
 
 
 def weights_bytes():
-    """Weights per device: sharded by TP (experts also by EP); embeddings and LM head in 16-bit."""
+    """Weights per device: sharded by TP (experts also by EP; K/V projections only by KV head);
+    embeddings and LM head in 16-bit."""
     t = S("tp")
-    body = (S("layers") * S("attn_params") + S("dense_layers") * S("ffn_params")
+    body = (S("dense_layers") * S("ffn_params")
             + S("moe_layers") * (S("experts") * S("expert_params") / S("ep") + S("shared_params")))
-    return body * S("weight_bytes") / t + S("embed_params") * S("act_bytes") / t
+    layers = body / t + S("layers") * attn_params_per_rank()
+    return layers * S("weight_bytes") + S("embed_params") * S("act_bytes") / t
 
 
 def kv_sequence_bytes(tokens, element_bytes):

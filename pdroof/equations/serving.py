@@ -4,7 +4,8 @@ Prefill instances serve requests one at a time (compute-bound: batching prompts 
 with Poisson arrivals the M/D/1 queue gives the highest load that keeps TTFT within its target.
 Decode instances run a batch B_D whose step time meets the TPOT target; each request occupies a
 slot for O steps. Pools are sized so that N_P·C_P ≈ N_D·C_D (the study's sizing rule), and the
-KV link of each prefill instance is a third capacity.
+KV link of each prefill instance is a third capacity (and the ingress of each decode instance a
+fourth).
 """
 
 from __future__ import annotations
@@ -35,10 +36,12 @@ def hold_capacity():
 
 
 def reservations():
-    """Destinations reserved on a decode device for transfers in flight: arrivals × handoff
-    time × KV per request (Little's law)."""
+    """Destinations reserved on a decode device for transfers in flight: arrivals × reserved
+    time × KV per request (Little's law). The destination is allocated before the first byte
+    moves (engines preallocate it), so it is held for the whole transfer window: from the first
+    streamed layer (the overlapped prefill t_O) through the exposed handoff t_H."""
     arrivals = S("decode_batch") / (S("output_tokens") * S("step_s"))
-    return arrivals * S("handoff_s") * S("kv_dst_bytes")
+    return arrivals * (S("overlap_s") + S("handoff_s")) * S("kv_dst_bytes")
 
 
 def admission_batch():
@@ -52,6 +55,12 @@ def link_capacity():
     return 1 / S("link_request_s")
 
 
+def ingress_capacity():
+    """Requests/s one decode instance's network ingress can take in: every prefill instance
+    that feeds it shares its receiving NICs."""
+    return 1 / S("ingress_request_s")
+
+
 def tiered_step():
     """Decode step with part of the batch's KV beyond HBM in a slower tier: those sequences'
     KV is fetched over the tier every step."""
@@ -61,7 +70,8 @@ def tiered_step():
 
 def expressions() -> dict[str, sp.Expr]:
     c_p = sp.Min(prefill_capacity(), link_capacity(), hold_capacity())
-    c_d = admission_batch() / (S("output_tokens") * tiered_step())
+    by_batch = admission_batch() / (S("output_tokens") * tiered_step())
+    c_d = sp.Min(by_batch, ingress_capacity())
     per_rate = S("tp_prefill") / c_p + S("tp_decode") / c_d  # devices per request/s
     out_tokens = S("output_tokens")
     n_p = sp.ceiling(S("request_rate") / c_p)
@@ -69,6 +79,7 @@ def expressions() -> dict[str, sp.Expr]:
     return {
         "prefill_capacity": prefill_capacity(),
         "link_capacity": link_capacity(),
+        "ingress_capacity": ingress_capacity(),
         "hold_capacity": hold_capacity(),
         "admission_batch": admission_batch(),
         "reservation_bytes": reservations(),
@@ -76,6 +87,7 @@ def expressions() -> dict[str, sp.Expr]:
         - admission_batch() * S("kv_request_bytes"),
         "prefill_rate": c_p,
         "tiered_step_s": tiered_step(),
+        "decode_batch_capacity": by_batch,
         "decode_capacity": c_d,
         "devices_per_rate": per_rate,
         "prefill_device_share": (S("tp_prefill") / c_p) / per_rate,
