@@ -519,62 +519,63 @@ ARGS['boundary'] = ('layers', 'overlap_s', 'kv_src_bytes', 'kv_dst_bytes', 'tran
 OUTPUTS['boundary'] = ('producer_s', 'transport_s', 'consumer_s', 'handoff_s')
 
 
-def serving(*, overlap_s, prefill_s, handoff_s, ttft_target_s, step_s, decode_batch, hbm_batch, tier_bytes_per_s, kv_request_bytes, output_tokens, link_request_s, ingress_request_s, request_rate, device_budget, tp_prefill, tp_decode, price_prefill, price_decode, power_prefill, power_decode, kv_dst_bytes, prefill_slots, admission_wait_s, kv_capacity_bytes, retained_bytes):
+def serving(*, overlap_s, prefill_s, handoff_s, prefill_utilisation, step_s, decode_batch, hbm_batch, tier_bytes_per_s, kv_request_bytes, output_tokens, link_request_s, ingress_request_s, request_rate, device_budget, tp_prefill, tp_decode, price_prefill, price_decode, power_prefill, power_decode, kv_dst_bytes, prefill_slots, admission_wait_s, kv_capacity_bytes, retained_bytes):
     """Numeric twin of pdroof.equations groups()["serving"]."""
-    _x0 = handoff_s + prefill_s
-    _x1 = 2*numpy.maximum(0, -_x0 + ttft_target_s)
-    _x2 = _x1/(prefill_s*(_x1 + prefill_s))
-    _x3 = link_request_s**(-1.0)
-    _x4 = ingress_request_s**(-1.0)
-    _x5 = prefill_slots/(_x0 + admission_wait_s)
-    _x6 = output_tokens**(-1.0)
-    _x7 = _x6*decode_batch*kv_dst_bytes*(handoff_s + overlap_s)/step_s
-    _x8 = _x7 - kv_capacity_bytes + retained_bytes
-    _x9 = numpy.maximum(0, numpy.minimum(decode_batch, numpy.floor(-_x8/kv_request_bytes)))
-    _x10 = numpy.minimum(numpy.minimum(_x2, _x3), _x5)
-    _x11 = kv_request_bytes*numpy.maximum(0, _x9 - hbm_batch)/tier_bytes_per_s + step_s
-    _x12 = _x6*_x9/_x11
-    _x13 = numpy.minimum(_x12, _x4)
-    _x14 = _x10**(-1.0)
-    _x15 = _x14*tp_prefill
-    _x16 = _x13**(-1.0)
-    _x17 = _x16*tp_decode
-    _x18 = _x15 + _x17
-    _x19 = _x18**(-1.0)
+    _x0 = prefill_utilisation/prefill_s
+    _x1 = link_request_s**(-1.0)
+    _x2 = ingress_request_s**(-1.0)
+    _x3 = prefill_slots/(admission_wait_s + handoff_s + prefill_s)
+    _x4 = output_tokens**(-1.0)
+    _x5 = _x4*decode_batch*kv_dst_bytes*(handoff_s + overlap_s)/step_s
+    _x6 = _x5 - kv_capacity_bytes + retained_bytes
+    _x7 = numpy.maximum(0, numpy.minimum(decode_batch, numpy.floor(-_x6/kv_request_bytes)))
+    _x8 = numpy.minimum(numpy.minimum(_x0, _x1), _x3)
+    _x9 = kv_request_bytes*numpy.maximum(0, _x7 - hbm_batch)/tier_bytes_per_s + step_s
+    _x10 = _x4*_x7/_x9
+    _x11 = numpy.minimum(_x10, _x2)
+    _x12 = _x8**(-1.0)
+    _x13 = _x12*tp_prefill
+    _x14 = _x11**(-1.0)
+    _x15 = _x14*tp_decode
+    _x16 = _x13 + _x15
+    _x17 = _x16**(-1.0)
     return {
-        'prefill_capacity': _x2,
-        'link_capacity': _x3,
-        'ingress_capacity': _x4,
-        'hold_capacity': _x5,
-        'admission_batch': _x9,
-        'reservation_bytes': _x7,
-        'kv_headroom_bytes': -_x8 - _x9*kv_request_bytes,
-        'prefill_rate': _x10,
-        'tiered_step_s': _x11,
-        'decode_batch_capacity': _x12,
-        'decode_capacity': _x13,
-        'devices_per_rate': _x18,
-        'prefill_device_share': _x15*_x19,
-        'tokens_per_s_per_device': _x19*output_tokens,
-        'usd_per_million_tokens': (2500/9)*_x6*(_x15*price_prefill + _x17*price_decode),
-        'joules_per_token': _x6*(_x15*power_prefill + _x17*power_decode),
-        'devices_for_rate': tp_decode*numpy.ceil(_x16*request_rate) + tp_prefill*numpy.ceil(_x14*request_rate),
-        'max_rate_for_devices': _x19*device_budget,
+        'prefill_capacity': _x0,
+        'link_capacity': _x1,
+        'ingress_capacity': _x2,
+        'hold_capacity': _x3,
+        'admission_batch': _x7,
+        'reservation_bytes': _x5,
+        'kv_headroom_bytes': -_x6 - _x7*kv_request_bytes,
+        'prefill_rate': _x8,
+        'tiered_step_s': _x9,
+        'decode_batch_capacity': _x10,
+        'decode_capacity': _x11,
+        'devices_per_rate': _x16,
+        'prefill_device_share': _x13*_x17,
+        'tokens_per_s_per_device': _x17*output_tokens,
+        'usd_per_million_tokens': (2500/9)*_x4*(_x13*price_prefill + _x15*price_decode),
+        'joules_per_token': _x4*(_x13*power_prefill + _x15*power_decode),
+        'devices_for_rate': tp_decode*numpy.ceil(_x14*request_rate) + tp_prefill*numpy.ceil(_x12*request_rate),
+        'max_rate_for_devices': _x17*device_budget,
     }
 
-ARGS['serving'] = ('overlap_s', 'prefill_s', 'handoff_s', 'ttft_target_s', 'step_s', 'decode_batch', 'hbm_batch', 'tier_bytes_per_s', 'kv_request_bytes', 'output_tokens', 'link_request_s', 'ingress_request_s', 'request_rate', 'device_budget', 'tp_prefill', 'tp_decode', 'price_prefill', 'price_decode', 'power_prefill', 'power_decode', 'kv_dst_bytes', 'prefill_slots', 'admission_wait_s', 'kv_capacity_bytes', 'retained_bytes')
+ARGS['serving'] = ('overlap_s', 'prefill_s', 'handoff_s', 'prefill_utilisation', 'step_s', 'decode_batch', 'hbm_batch', 'tier_bytes_per_s', 'kv_request_bytes', 'output_tokens', 'link_request_s', 'ingress_request_s', 'request_rate', 'device_budget', 'tp_prefill', 'tp_decode', 'price_prefill', 'price_decode', 'power_prefill', 'power_decode', 'kv_dst_bytes', 'prefill_slots', 'admission_wait_s', 'kv_capacity_bytes', 'retained_bytes')
 OUTPUTS['serving'] = ('prefill_capacity', 'link_capacity', 'ingress_capacity', 'hold_capacity', 'admission_batch', 'reservation_bytes', 'kv_headroom_bytes', 'prefill_rate', 'tiered_step_s', 'decode_batch_capacity', 'decode_capacity', 'devices_per_rate', 'prefill_device_share', 'tokens_per_s_per_device', 'usd_per_million_tokens', 'joules_per_token', 'devices_for_rate', 'max_rate_for_devices')
 
 
-def load(*, prefill_s, handoff_s, step_s, output_tokens, instance_rate):
+def load(*, prefill_s, handoff_s, ttft_target_s, wait_factor, step_s, output_tokens, instance_rate):
     """Numeric twin of pdroof.equations groups()["load"]."""
+    _x0 = handoff_s + prefill_s
     return {
-        'ttft_s': handoff_s - 1/2*instance_rate*prefill_s**2/(instance_rate*prefill_s - 1) + prefill_s,
+        'ttft_s': _x0 + prefill_s*wait_factor,
+        'wait_budget': -(_x0 - ttft_target_s)/prefill_s,
+        'utilisation': instance_rate*prefill_s,
         'decode_in_flight': instance_rate*output_tokens*step_s,
     }
 
-ARGS['load'] = ('prefill_s', 'handoff_s', 'step_s', 'output_tokens', 'instance_rate')
-OUTPUTS['load'] = ('ttft_s', 'decode_in_flight')
+ARGS['load'] = ('prefill_s', 'handoff_s', 'ttft_target_s', 'wait_factor', 'step_s', 'output_tokens', 'instance_rate')
+OUTPUTS['load'] = ('ttft_s', 'wait_budget', 'utilisation', 'decode_in_flight')
 
 
 def transfer(*, tp, layers, full_layers, sliding_layers, window_tokens, kv_elems, kv_tensors, page_tokens, kv_shardable, transfer_tokens, tp_consumer, wire_bytes, path_latency_s, path_bytes_per_s, eff_path, overlap_s):

@@ -183,6 +183,8 @@ def plan(model: Record, prefill: Pool, decode: Pool, path: Record, tiers: list[R
         "source_bytes": f["kv_src_bytes"], "staging_bytes": f["staging_bytes"], "destination_bytes": f["kv_dst_bytes"],
         "transient_bytes": f["transient_bytes"],
         "source_pinned_s": f["prefill_s"] + f["handoff_s"] + float(dv["step_s"][dr][0]),
+        # preallocated before the first streamed layer moves, until the transfer commits
+        "destination_reserved_s": f["overlap_s"] + f["handoff_s"],
         "lifecycle": ["pin source", "reserve destination", "transfer", "commit", "release", "clean up"],
         "prefill_slots": f["prefill_slots"], "prefill_hold_capacity": f["hold_capacity"],
         "decode_admission": {
@@ -196,7 +198,9 @@ def plan(model: Record, prefill: Pool, decode: Pool, path: Record, tiers: list[R
     }
     c_p = min(f["prefill_capacity"], f["link_capacity"], f["hold_capacity"])
     doc["serving"] = {
-        "ttft_s": f["prefill_s"] + f["handoff_s"], "tpot_s": f["tiered_step_s"], "prefill_s": f["prefill_s"],
+        "ttft_s": f["ttft_s"], "ttft_stat": w.ttft_stat, "ttft_unloaded_s": f["ttft_unloaded_s"],
+        "tpot_s": f["tiered_step_s"], "tpot_stat": w.tpot_stat, "prefill_s": f["prefill_s"],
+        "ingress_capacity": f["ingress_capacity"],
         "decode_batch": f["admission_batch"], "prefill_capacity": c_p, "decode_capacity": f["decode_capacity"],
         "link_capacity": f["link_capacity"], "prefill_device_share": f["prefill_device_share"],
         "tokens_per_s_per_device": f["tokens_per_s_per_device"],

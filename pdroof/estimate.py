@@ -158,25 +158,36 @@ def estimate(model: Record, acc: Record, runtime: Record, p: Precision, *, tp: i
 
 def aggregated_step(inputs: dict, w: Workload, concurrency, chunk_tokens: float):
     """Steady state of continuous batching at ``concurrency``: each step decodes C sequences and
-    carries the average prefill load of the requests that join (C/O prompts of S new tokens);
-    TTFT is one step carrying a whole new prompt (in chunks of ``chunk_tokens``)."""
+    carries the average prefill load of the requests that join (C/O prompts of S new tokens).
+    Returns the TPOT and TTFT statistics the workload's targets name (``pdroof.load``: prompts
+    queue for the prefill budget; a request's steps carry a Poisson number of other prompts),
+    with the mean TPOT and the unloaded TTFT (one step carrying a whole new prompt, in chunks of
+    ``chunk_tokens``)."""
+    from .load import aggregated_tpot, aggregated_ttft
+
     C = concurrency
     base = {**inputs, "batch": C, "new_tokens": w.new_tokens, "prefix_tokens": w.prefix_tokens,
             "context_tokens": w.mean_context}
-    tpot = evaluate("mixed", {**base, "prefill_prompts": C / w.output_tokens})["seconds"]
+    mean_load = C / w.output_tokens
+    tpot = evaluate("mixed", {**base, "prefill_prompts": mean_load})["seconds"]
+    marginal = evaluate("mixed", {**base, "prefill_prompts": mean_load + 1.0})["seconds"] - tpot
     with_prompt = evaluate("mixed", {**base, "prefill_prompts": 1.0})["seconds"]
     plain = evaluate("mixed", {**base, "prefill_prompts": 0.0})["seconds"]
     chunks = np.ceil(w.new_tokens / chunk_tokens)
-    ttft = with_prompt + (chunks - 1) * plain
-    return tpot, ttft
+    unloaded = with_prompt + (chunks - 1) * plain
+    return {"tpot_s": aggregated_tpot(tpot, marginal, C, w.output_tokens, w.tpot_stat),
+            "ttft_s": aggregated_ttft(unloaded, tpot, C, w.output_tokens, w.ttft_stat),
+            "tpot_mean_s": tpot, "ttft_unloaded_s": unloaded}
 
 
 def aggregated(model: Record, acc: Record, runtime: Record, p: Precision, *, tp: int = 1, concurrency: int = 32,
-               prompt: int = 2048, output: int = 256, prefix: int = 0) -> dict:
+               prompt: int = 2048, output: int = 256, prefix: int = 0, ttft_stat: str = "p90",
+               tpot_stat: str = "p99") -> dict:
     """Colocated serving in the steady state of continuous batching at ``concurrency``: each step
     decodes C sequences and carries the prefill of the requests that join on average (C·S/O new
-    tokens in the same forward pass, weights read once). TTFT is one step carrying a whole new
-    prompt (chunked at the runtime's token budget)."""
+    tokens in the same forward pass, weights read once). The mean TPOT and the unloaded TTFT (one
+    step carrying a whole new prompt, chunked at the runtime's token budget), and the statistics
+    ``ttft_stat`` and ``tpot_stat`` under the load that concurrency implies."""
     check_tp(model, acc, tp)
     for name, v in (("concurrency", concurrency), ("prompt", prompt), ("output", output)):
         if v < 1:
@@ -184,14 +195,16 @@ def aggregated(model: Record, acc: Record, runtime: Record, p: Precision, *, tp:
     if not 0 <= prefix < prompt:
         raise PdroofError(f"--prefix must be in [0, prompt), not {prefix}")
     check_context(model, prompt + output, "--prompt + --output")
-    w = Workload("aggregated", prompt, output, prefix_hit=prefix / prompt)
+    w = Workload("aggregated", prompt, output, prefix_hit=prefix / prompt, ttft_stat=ttft_stat, tpot_stat=tpot_stat)
     base, eff = stage_inputs(model, acc, runtime, p, tp)
-    tpot, ttft = aggregated_step(base, w, float(concurrency), runtime.structure.chunk_tokens)
+    step = aggregated_step(base, w, float(concurrency), runtime.structure.chunk_tokens)
+    step = {k: float(v) for k, v in step.items()}
     mem = evaluate("memory", {**base, "batch": 1.0, "context_tokens": w.mean_context})
-    tpot, ttft = float(tpot), float(ttft)
+    tpot = step["tpot_mean_s"]
     return {
         "aggregated": {
-            "tpot_seconds": tpot, "ttft_seconds": ttft,
+            "tpot_seconds": tpot, "ttft_seconds": step["ttft_unloaded_s"],
+            f"tpot_{tpot_stat}_seconds": step["tpot_s"], f"ttft_{ttft_stat}_seconds": step["ttft_s"],
             "tokens_per_second": concurrency / tpot,
             "requests_per_second": concurrency / (output * tpot),
             "step_tokens": concurrency * (1 + w.new_tokens / output),

@@ -16,6 +16,7 @@ import numpy as np
 
 from .handoff import layerwise_overlap
 from .inputs import model_inputs
+from .load import prefill_utilisation, ttft_at
 from .numeric import evaluate
 from .space import Candidates, PairLinks, Stage, aggregated_stage, decode_stage, pair_links, prefill_stage
 from .units import format_bytes
@@ -78,7 +79,10 @@ def pareto_mask(cols: dict[str, np.ndarray]) -> np.ndarray:
 
 def _serving(values: dict, c: Candidates, price, power) -> dict[str, np.ndarray]:
     w = c.workload
-    return evaluate("serving", {**values, "ttft_target_s": w.ttft_s, "output_tokens": float(w.output_tokens),
+    if "prefill_utilisation" not in values:
+        values = {**values, "prefill_utilisation": prefill_utilisation(values["prefill_s"], values["handoff_s"],
+                                                                       w.ttft_s, w.ttft_stat)}
+    return evaluate("serving", {**values, "output_tokens": float(w.output_tokens),
                                 "request_rate": w.rate_per_s or 1.0, "device_budget": float(c.devices or 1),
                                 **price, **power})
 
@@ -141,7 +145,6 @@ def disaggregated_block(c: Candidates, pre: Stage, dec: Stage, links: PairLinks,
                         p_rows: np.ndarray, d_rows: np.ndarray, prices, powers, mi: dict):
     """Every useful combination of the given prefill rows, decode rows, wire formats and paths,
     evaluated. Returns the columns (with stage and choice indices) and (possible, useful) counts."""
-    w = c.workload
     acc_p = np.asarray(pre.labels["acc"])[p_rows]
     acc_d = np.asarray(dec.labels["acc"])[d_rows]
     f_d = np.array([cb.formats.index(dec.labels["kv"][d]) for d in d_rows], dtype=np.int64)
@@ -159,8 +162,11 @@ def disaggregated_block(c: Candidates, pre: Stage, dec: Stage, links: PairLinks,
     cols = handoff_columns(c, pre, dec, links, wires, pr, dr, iw, ik, acc_p[ip], acc_d[idd], mi)
     cols.update(serving_columns(c, pre, dec, cols, pr, dr, prices[acc_p[ip]], prices[acc_d[idd]],
                                 powers[acc_p[ip]], powers[acc_d[idd]]))
-    cols.update({"mode": np.zeros(len(pr), dtype=np.int8), "prefill_row": pr, "decode_row": dr, "wire": iw, "path": ik})
-    cols["feasible"] = (cols["prefill_rate"] > 0) & (cols["ttft_s"] <= w.ttft_s) & (cols["admission_batch"] >= 1)
+    cols.update({"mode": np.zeros(len(pr), dtype=np.int8), "prefill_row": pr, "decode_row": dr, "wire": iw, "path": ik,
+                 "inferred": pre.values["inferred"][pr] + dec.values["inferred"][dr]})
+    # the prefill pool is sized to its target (its TTFT statistic meets it at capacity by construction):
+    # a positive capacity is the TTFT condition
+    cols["feasible"] = (cols["prefill_rate"] > 0) & (cols["admission_batch"] >= 1)
     return cols, counts
 
 
@@ -179,7 +185,10 @@ def serving_columns(c: Candidates, pre: Stage, dec: Stage, h: dict, pr, dr, pric
                     "retained_bytes": c.retained_bytes},
                    c, {"price_prefill": price_p, "price_decode": price_d},
                    {"power_prefill": power_p, "power_decode": power_d})
-    out.update({"ttft_s": h["prefill_s"] + h["handoff_s"], "tpot_s": out["tiered_step_s"],
+    # TTFT: the target's statistic at the load each prefill instance runs at (its capacity); TPOT:
+    # decode steps carry no prompts, so every statistic is the step at the admitted batch
+    ttft = ttft_at(out["prefill_rate"], h["prefill_s"], h["handoff_s"], c.workload.ttft_stat)
+    out.update({"ttft_s": ttft, "ttft_unloaded_s": h["prefill_s"] + h["handoff_s"], "tpot_s": out["tiered_step_s"],
                 "batch_before_ownership": dv["decode_batch"][dr], "decode_batch": out["admission_batch"]})
     out["binding"] = binding(out, out["prefill_device_share"], dv["kv_bound"][dr])
     return out
@@ -256,7 +265,7 @@ def aggregated_rows(c: Candidates, agg: Stage, prices, powers, allowed: np.ndarr
     av = agg.values
     acc = np.asarray(agg.labels["acc"])[rows]
     # no prefill pool: its capacities are infinite (and reported as not applicable), its devices zero
-    out = _serving({"prefill_s": 0.0, "handoff_s": 0.0, "step_s": av["tpot_s"][rows],
+    out = _serving({"prefill_s": 0.0, "handoff_s": 0.0, "prefill_utilisation": 1.0, "step_s": av["tpot_mean_s"][rows],
                     "decode_batch": av["concurrency"][rows], "hbm_batch": av["concurrency"][rows],
                     "tier_bytes_per_s": np.inf, "kv_request_bytes": 1.0, "link_request_s": 0.0,
                     "ingress_request_s": 0.0, "overlap_s": 0.0,
@@ -270,9 +279,11 @@ def aggregated_rows(c: Candidates, agg: Stage, prices, powers, allowed: np.ndarr
         cols[key] = np.full(n, np.nan)
     cols.update({
         "mode": np.ones(n, dtype=np.int8), "prefill_row": np.full(n, -1), "decode_row": rows,
+        "inferred": av["inferred"][rows],
         "wire": np.full(n, -1), "path": np.full(n, -1), "prefill_s": np.full(n, np.nan),
         "transfer_s": np.zeros(n), "exposed_transfer_s": np.zeros(n), "convert_s": np.zeros(n),
         "transfer_bytes": np.zeros(n), "ttft_s": av["ttft_s"][rows], "tpot_s": av["tpot_s"][rows],
+        "ttft_unloaded_s": av["ttft_unloaded_s"][rows],
         "handoff_s": np.zeros(n), "placement": np.full(n, 3, dtype=np.int8), "kv_src_bytes": np.zeros(n),
         "kv_dst_bytes": np.zeros(n), "staging_bytes": np.zeros(n), "transient_bytes": np.zeros(n),
         "link_request_s": np.zeros(n), "ingress_request_s": np.zeros(n), "overlap_s": np.zeros(n),
@@ -318,7 +329,8 @@ def _select(cols: dict, objective: str, keep: int, pareto: bool) -> dict:
     name, _ = OBJECTIVES[objective]
     s = score({name: cols[name][feas]}, objective)
     cand = _best(s, 8 * keep)
-    top = cand[np.lexsort((cols["transfer_s"][feas[cand]], s[cand]))][:keep]
+    # ties: the configuration whose factors were measured for its formats, then the faster handoff
+    top = cand[np.lexsort((cols["transfer_s"][feas[cand]], cols["inferred"][feas[cand]], s[cand]))][:keep]
     if not pareto:
         return _take(cols, feas[top])
     axes = {n: cols[n][feas] for n, _ in PARETO_AXES}
@@ -393,7 +405,7 @@ def run(c: Candidates, objective: str = "cost", keep: int = 200, pareto: bool = 
                                                           powers, mi)
         res.infeasible[IMPOSSIBLE] += n_all - n_possible
         res.dominated += n_possible - n_useful
-        ttft_ok = (cols["prefill_rate"] > 0) & (cols["ttft_s"] <= c.workload.ttft_s)
+        ttft_ok = cols["prefill_rate"] > 0
         res.infeasible["misses TTFT (prefill, queueing margin and handoff)"] += int((~ttft_ok).sum())
         res.infeasible["no decode admission room after reservations and retained cache"] += int(
             (ttft_ok & ~cols["feasible"]).sum())

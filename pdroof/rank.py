@@ -22,12 +22,17 @@ COLUMNS = (
     ("prefill_kv", "KV format the prefill pool writes"),
     ("wire_format", "KV format on the wire"), ("path", "KV path between the pools"), ("tier", "KV residency"),
     ("kv_placement", "where the KV conversion/redistribution runs: producer, transport, consumer, or direct"),
-    ("ttft_s", "time to first token: prefill + exposed transfer + conversion (unloaded)"),
-    ("tpot_s", "time per output token at the chosen decode batch"),
+    ("ttft_s", "time to first token, the statistic ttft_stat names, at the load each instance runs at "
+               "(M/D/1 queueing of prefill, exposed transfer and conversion)"),
+    ("ttft_stat", "statistic the TTFT target bounds and ttft_s reports: mean, p50, p90 or p99"),
+    ("ttft_unloaded_s", "time to first token of a request that finds the prefill idle"),
+    ("tpot_s", "time per output token, the statistic tpot_stat names, at the chosen decode batch"),
+    ("tpot_stat", "statistic the TPOT target bounds and tpot_s reports"),
     ("decode_batch", "sequences per decode instance (aggregated: concurrency)"),
     ("prefill_capacity", "C_P: requests/s per prefill instance within the TTFT target"),
     ("decode_capacity", "C_D: requests/s per decode instance within the TPOT target"),
     ("link_capacity", "requests/s one prefill instance's KV link can move"),
+    ("ingress_capacity", "requests/s one decode instance's network ingress can take in"),
     ("prefill_device_share", "fraction of devices in the prefill pool (N_P·t_P / all)"),
     ("tokens_per_s_per_device", "output tokens/s per device"),
     ("usd_per_million_tokens", "$ per million output tokens (device-hour prices)"),
@@ -82,7 +87,7 @@ def rank(c: Candidates, objective: str = "cost", top: int = 20, pareto: bool = F
     cols = res.columns
     if not cols:
         return Ranking([], res, stages, c, objective)
-    order = np.lexsort((cols["transfer_s"], score(cols, objective)))
+    order = np.lexsort((cols["transfer_s"], cols["inferred"], score(cols, objective)))
     if pareto:
         pm = pareto_mask(cols)
         order = order[pm[order]]
@@ -124,6 +129,7 @@ def _row(c: Candidates, stages: dict, cols: dict, i: int, position: int) -> dict
         if key not in row and key in cols:
             row[key] = _num(cols[key][i])
     row["decode_batch"] = int(cols["decode_batch"][i])
+    row["ttft_stat"], row["tpot_stat"] = c.workload.ttft_stat, c.workload.tpot_stat
     if not c.workload.rate_per_s:
         row["devices_for_rate"] = None
     if not c.devices:

@@ -92,8 +92,17 @@ def _instances(c: Candidates, kv: bool):
         for p, reason in _precisions(c, acc, kv=kv):
             for tp in _tp_options(c, acc):
                 labels = {"acc": ai, "weights": p.weights, "activations": p.activations, "kv": p.kv, "tp": tp}
-                inputs, _ = stage_inputs(c.model, acc, c.runtime, p, tp)
-                yield inputs, labels, reason or too_long
+                inputs, eff = stage_inputs(c.model, acc, c.runtime, p, tp)
+                yield {**inputs, "inferred": float(_inferred(eff, p))}, labels, reason or too_long
+
+
+def _inferred(eff, p: Precision) -> bool:
+    """Whether this row's GEMM factors were taken from another format or silicon (a sibling, a
+    family entry or a fallback) rather than measured for its own formats: ranks it after an
+    otherwise equal measured row."""
+    keys = (f"compute.{p.activations}", f"weights.{p.weights}")
+    return any(k not in eff.origin or any(w in eff.origin[k] for w in (" as ", "fallback", "same family"))
+               for k in keys)
 
 
 def _add(st: Stage, labels: dict, reason: str | None) -> None:
@@ -117,7 +126,7 @@ def prefill_stage(c: Candidates) -> Stage:
     pre = evaluate("prefill", cols)
     mem = evaluate("memory", cols)
     per_elem = evaluate("memory", {**cols, "kv_bytes": 1.0})["kv_sequence_bytes"]
-    st.values = {"prefill_s": pre["seconds"], "tp": cols["tp"], "slots": mem["max_batch"],
+    st.values = {"prefill_s": pre["seconds"], "tp": cols["tp"], "slots": mem["max_batch"], "inferred": cols["inferred"],
                  "kv_capacity_bytes": mem["kv_capacity_bytes"], "kv_bytes_per_elem": per_elem,
                  "mem_bytes_per_s": cols["mem_bytes_per_s"], "eff_memory": cols["eff_memory"],
                  "host_bytes_per_s": np.array([_host_bw(c.accelerators[a]) for a in st.labels["acc"]])}
@@ -188,7 +197,7 @@ def decode_stage(c: Candidates) -> Stage:
     rows_idx = np.arange(n)
     batch = np.where(has, BATCHES[best], 0.0)
     st.values = {
-        "decode_batch": batch, "step_s": np.where(has, step[rows_idx, best], np.nan),
+        "decode_batch": batch, "inferred": cols["inferred"], "step_s": np.where(has, step[rows_idx, best], np.nan),
         "hbm_batch": hbm_batch, "kv_request_bytes": kv_seq, "tier_bytes_per_s": tiers["tier_bytes_per_s"],
         "tp": cols["tp"], "mem_bytes_per_s": cols["mem_bytes_per_s"], "eff_memory": cols["eff_memory"],
         "host_bytes_per_s": np.array([_host_bw(c.accelerators[a]) for a in st.labels["acc"]]),
@@ -224,7 +233,7 @@ def _tier_dominated(batch: np.ndarray, n_tiers: int, kinds: list[str]) -> np.nda
 
 
 # Serving inputs that do not matter when only the decode step (tiered_step_s) is wanted.
-SERVING_IDLE = {"prefill_s": 1.0, "handoff_s": 0.0, "ttft_target_s": 1.0, "output_tokens": 1.0,
+SERVING_IDLE = {"prefill_s": 1.0, "handoff_s": 0.0, "prefill_utilisation": 1.0, "output_tokens": 1.0,
                  "kv_dst_bytes": 0.0, "prefill_slots": 1.0, "admission_wait_s": 0.0, "kv_capacity_bytes": np.inf,
                  "retained_bytes": 0.0,
                  "link_request_s": 1.0, "ingress_request_s": 0.0, "overlap_s": 0.0,
@@ -247,12 +256,16 @@ def aggregated_stage(c: Candidates) -> Stage:
     mem = evaluate("memory", {**cols, "batch": 1.0, "context_tokens": w.mean_context})
     grid = {k: (v[:, None] if np.ndim(v) else v) for k, v in cols.items()}
     b = BATCHES[None, :]
-    tpot, ttft = aggregated_step(grid, w, b, c.runtime.structure.chunk_tokens)
+    step = aggregated_step(grid, w, b, c.runtime.structure.chunk_tokens)
+    tpot, ttft = step["tpot_s"], step["ttft_s"]
     ok = (tpot <= w.tpot_s) & (ttft <= w.ttft_s) & (b <= mem["max_batch"][:, None])
     has = ok.any(axis=1)
     best = np.where(has, ok.shape[1] - 1 - np.argmax(ok[:, ::-1], axis=1), 0)
     idx = np.arange(len(rows))
-    st.values = {"concurrency": np.where(has, BATCHES[best], 0.0), "tpot_s": np.where(has, tpot[idx, best], np.nan),
+    st.values = {"concurrency": np.where(has, BATCHES[best], 0.0), "inferred": cols["inferred"],
+                 "tpot_s": np.where(has, tpot[idx, best], np.nan),
+                 "tpot_mean_s": np.where(has, step["tpot_mean_s"][idx, best], np.nan),
+                 "ttft_unloaded_s": np.where(has, step["ttft_unloaded_s"][idx, best], np.nan),
                  "ttft_s": np.where(has, ttft[idx, best], np.nan), "tp": cols["tp"],
                  "kv_capacity_bytes": mem["kv_capacity_bytes"], "kv_request_bytes": mem["kv_sequence_bytes"],
                  "kv_bound": has & (BATCHES[np.minimum(best + 1, len(BATCHES) - 1)] > mem["max_batch"])}

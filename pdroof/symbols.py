@@ -103,7 +103,10 @@ _TABLE = (
     # serving: pools, targets, capacities
     Sym("prefill_s", "s", "prefill service time of one request on a prefill instance", "t_P"),
     Sym("handoff_s", "s", "time on the TTFT path after prefill: exposed KV transfer and conversion", "t_H"),
-    Sym("ttft_target_s", "s", "time-to-first-token target", "T_{FT}"),
+    Sym("ttft_target_s", "s", "time-to-first-token target (on its statistic: mean, p50, p90 or p99)", "T_{FT}"),
+    Sym("prefill_utilisation", "1", "highest utilisation of a prefill instance whose TTFT statistic meets the "
+        "target (M/D/1, pdroof.queueing)", r"\rho^*"),
+    Sym("wait_factor", "1", "a statistic of the M/D/1 wait, in units of the service time", "W"),
     Sym("step_s", "s", "decode step time at the chosen decode batch", "t_D"),
     Sym("decode_batch", "1", "sequences a decode instance runs concurrently", "B_D"),
     Sym("hbm_batch", "1", "sequences whose KV fits in the decode instance's HBM", "B_H"),

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .errors import PdroofError
-from .schema import F, Map, Num, Str, validate
+from .schema import F, Map, Num, Record, Str, validate
 from .specs import ID
 from .units import MILLI
 from .yamlio import read_yaml
@@ -16,6 +16,9 @@ from .yamlio import read_yaml
 # The study's operating metric r*: the highest rate meeting p90 TTFT < 10 s and p99 TPOT < 25 ms.
 DEFAULT_TTFT_S = 10.0
 DEFAULT_TPOT_S = 25e-3
+DEFAULT_TTFT_STAT = "p90"
+DEFAULT_TPOT_STAT = "p99"
+STATS = ("mean", "p50", "p90", "p99")  # p50 is the median
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,14 @@ class Workload:
     ttft_s: float = DEFAULT_TTFT_S
     tpot_s: float = DEFAULT_TPOT_S
     description: str = ""
+    ttft_stat: str = DEFAULT_TTFT_STAT  # which statistic of TTFT the target bounds
+    tpot_stat: str = DEFAULT_TPOT_STAT
+
+    def __post_init__(self):
+        for name in ("ttft_stat", "tpot_stat"):
+            if getattr(self, name) not in STATS:
+                raise PdroofError(f"--{name.replace('_', '-')}: unknown statistic {getattr(self, name)!r}; "
+                                  f"statistics: {', '.join(STATS)}")
 
     @property
     def new_tokens(self) -> float:
@@ -45,7 +56,12 @@ class Workload:
     def to_dict(self) -> dict:
         return {"id": self.id, "prompt_tokens": self.prompt_tokens, "output_tokens": self.output_tokens,
                 "prefix_hit": self.prefix_hit, "rate_per_s": self.rate_per_s, "ttft_s": self.ttft_s,
-                "tpot_s": self.tpot_s, "description": self.description}
+                "ttft_stat": self.ttft_stat, "tpot_s": self.tpot_s, "tpot_stat": self.tpot_stat,
+                "description": self.description}
+
+    def targets_text(self) -> str:
+        return (f"TTFT {self.ttft_stat} ≤ {self.ttft_s * 1e3:g} ms, "
+                f"TPOT {self.tpot_stat} ≤ {self.tpot_s * 1e3:g} ms")
 
 
 # Regimes the study plots (prompt / output tokens, roughly), with its r* targets.
@@ -59,6 +75,32 @@ PRESETS: dict[str, Workload] = {w.id: w for w in (
     Workload("long-document-qa", 200_000, 5, description="long-document QA, InfiniteBench-like (~200K / ~5)"),
 )}
 
+def target_fields(required: bool = False) -> tuple[F, ...]:
+    """Target keys, each naming its statistic: ``ttft_ms`` (mean), ``ttft_p50_ms`` (median),
+    ``ttft_p90_ms``, ``ttft_p99_ms``, and the same for TPOT; attributes ``ttft_p90_s`` etc."""
+    out = []
+    for metric, what in (("ttft", "time-to-first-token"), ("tpot", "time-per-output-token")):
+        for stat in STATS:
+            key = f"{metric}_ms" if stat == "mean" else f"{metric}_{stat}_ms"
+            out.append(F(key, Num(scale=MILLI), attr=f"{metric}_{stat}_s",
+                         doc=f"{what} target on the {'median' if stat == 'p50' else stat}"))
+    return tuple(out)
+
+
+def targets_of(rec: Record) -> dict[str, list[tuple[str, float]]]:
+    """(statistic, seconds) of each target a record gives, per metric, in STATS order."""
+    return {m: [(s, rec.get(f"{m}_{s}_s")) for s in STATS if rec.get(f"{m}_{s}_s") is not None]
+            for m in ("ttft", "tpot")}
+
+
+def _one_target_each(rec: Record):
+    for metric, given in targets_of(rec).items():
+        if len(given) > 1:
+            return (f"{metric}_ms", f"a workload bounds one statistic of {metric.upper()}; "
+                                    f"give one of {metric}_ms, {metric}_p50_ms, {metric}_p90_ms, {metric}_p99_ms")
+    return None
+
+
 WORKLOAD = Map(title="workload", fields=(
     F("id", ID, required=True),
     F("description", Str()),
@@ -67,15 +109,17 @@ WORKLOAD = Map(title="workload", fields=(
     F("prefix_hit", Num(positive=False, minimum=0, maximum=0.999), default=0.0,
       doc="fraction of each prompt already cached (prefix reuse)"),
     F("rate_per_s", Num(), doc="offered request rate"),
-    F("ttft_ms", Num(scale=MILLI), attr="ttft_s", default=DEFAULT_TTFT_S, doc="time-to-first-token target"),
-    F("tpot_ms", Num(scale=MILLI), attr="tpot_s", default=DEFAULT_TPOT_S, doc="time-per-output-token target"),
-))
+    *target_fields(),
+), checks=(_one_target_each,), doc="targets default to the study's p90 TTFT ≤ 10 s and p99 TPOT ≤ 25 ms")
 
 
 def load_workload(path: str | Path) -> Workload:
     r = validate(WORKLOAD, read_yaml(path), str(path))
-    return Workload(r.id, r.prompt_tokens, r.output_tokens, r.prefix_hit, r.rate_per_s, r.ttft_s, r.tpot_s,
-                    r.description or "")
+    t = targets_of(r)
+    ttft = t["ttft"][0] if t["ttft"] else (DEFAULT_TTFT_STAT, DEFAULT_TTFT_S)
+    tpot = t["tpot"][0] if t["tpot"] else (DEFAULT_TPOT_STAT, DEFAULT_TPOT_S)
+    return Workload(r.id, r.prompt_tokens, r.output_tokens, r.prefix_hit, r.rate_per_s, ttft[1], tpot[1],
+                    r.description or "", ttft_stat=ttft[0], tpot_stat=tpot[0])
 
 
 def resolve(ref: str | None = None, **overrides) -> Workload:
@@ -98,5 +142,6 @@ def resolve(ref: str | None = None, **overrides) -> Workload:
         if key in changes and not (changes[key] > 0 and math.isfinite(changes[key])):
             raise PdroofError(f"--{key.split('_')[0]} must be positive, not {changes[key] * scale:g}{unit}")
     if changes:
-        base = replace(base, **changes, id=base.id if set(changes) <= {"rate_per_s"} else f"{base.id}*")
+        same = all(k == "rate_per_s" or getattr(base, k) == v for k, v in changes.items())
+        base = replace(base, **changes, id=base.id if same else f"{base.id}*")
     return base

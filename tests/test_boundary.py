@@ -140,12 +140,12 @@ def test_check_failure_says_which_and_by_how_much(cli, tmp_path):
     f.write_text(text)
     code, out, err = cli("check", str(f))
     assert code == 1
-    assert "FAIL TTFT at the offered rate" in err and "over by" in err or "unbounded" in err
+    assert "FAIL TTFT p90 at the offered rate" in err and ("over by" in err or "unbounded" in err)
 
 
 @pytest.mark.parametrize("mutate", [
     lambda t: t.replace("accelerator: mi300x", "accelerator: mi3000x"),
-    lambda t: t.replace("ttft_ms: 5000", "ttft_ms: soon"),
+    lambda t: t.replace("ttft_p90_ms: 5000", "ttft_p90_ms: soon"),
     lambda t: t + "surprise: 1\n",
     lambda t: "- not a mapping\n",
 ])

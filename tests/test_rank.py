@@ -13,8 +13,9 @@ import pytest
 
 from pdroof.estimate import aggregated, estimate
 from pdroof.precision import Precision
+from pdroof.queueing import max_utilisation
 from pdroof.rank import COLUMNS, rank
-from pdroof.space import Candidates
+from pdroof.space import BATCHES, Candidates
 from pdroof.workload import Workload
 
 W = Workload("test", prompt_tokens=2048, output_tokens=256, ttft_s=2.0, tpot_s=0.05)
@@ -45,11 +46,14 @@ def test_small_grid_by_hand(catalog):
     b = r["decode_batch"]
     t_d = estimate(m, da, rt, p, batch=b, prompt=2048, context=2048 + 128)["decode"]["step_seconds"]
     assert r["tpot_s"] == pytest.approx(t_d, rel=1e-9) and t_d <= W.tpot_s
-    # one more sequence would break TPOT or memory
-    over = estimate(m, da, rt, p, batch=b + 1, prompt=2048, context=2048 + 128)
-    assert over["decode"]["step_seconds"] > W.tpot_s or over["memory"]["max_batch"] < b + 1 or b >= 16
+    # the next batch the search tries would break TPOT or memory
+    nxt = int(BATCHES[BATCHES > b][0])
+    over = estimate(m, da, rt, p, batch=nxt, prompt=2048, context=2048 + 128)
+    assert over["decode"]["step_seconds"] > W.tpot_s or over["memory"]["max_batch"] < nxt
+    # the p90 TTFT target (the default statistic): the M/D/1 utilisation whose p90 wait fits
     wait = W.ttft_s - t_p - r["exposed_transfer_s"] - r["convert_s"]
-    c_p = 2 * wait / (t_p * (t_p + 2 * wait))
+    c_p = float(max_utilisation(wait / t_p, "p90")) / t_p
+    assert r["ttft_s"] == pytest.approx(W.ttft_s, rel=1e-3) and r["ttft_stat"] == "p90"
     c_d = b / (256 * t_d)
     assert r["prefill_capacity"] == pytest.approx(c_p, rel=1e-9)
     assert r["decode_capacity"] == pytest.approx(c_d, rel=1e-9)

@@ -8,7 +8,7 @@ import typer
 
 from .. import render
 from ..render import Column
-from .options import FormatOpt, OutOpt, catalog
+from .options import FormatOpt, OutOpt, Stat, catalog
 
 Serving = Enum("Serving", {"single": "single", "aggregated": "aggregated"}, type=str)
 
@@ -42,6 +42,8 @@ def estimate_cmd(
                                          "state of continuous batching (with --concurrency, --output)"),
     concurrency: int = typer.Option(32, "--concurrency", help="aggregated: sequences in flight"),
     output_tokens: int = typer.Option(256, "--output", help="aggregated: output tokens per request"),
+    ttft_stat: Stat = typer.Option(Stat.p90, "--ttft-stat", help="aggregated: TTFT statistic to report under load"),
+    tpot_stat: Stat = typer.Option(Stat.p99, "--tpot-stat", help="aggregated: TPOT statistic to report"),
     fmt=FormatOpt,
     output=OutOpt,
 ):
@@ -54,7 +56,7 @@ def estimate_cmd(
     p = plan(acc, weights, activations, kv)
     if serving.value == "aggregated":
         result = aggregated(m, acc, rt, p, tp=tp, concurrency=concurrency, prompt=prompt, output=output_tokens,
-                            prefix=prefix)
+                            prefix=prefix, ttft_stat=ttft_stat.value, tpot_stat=tpot_stat.value)
         if fmt.value == "json":
             render.emit(render.json_text(result), output)
         else:

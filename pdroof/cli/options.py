@@ -15,6 +15,18 @@ class Fmt(str, Enum):
     csv = "csv"
 
 
+class Stat(str, Enum):
+    """Which statistic of a latency a target bounds (p50 is the median)."""
+
+    mean = "mean"
+    p50 = "p50"
+    p90 = "p90"
+    p99 = "p99"
+
+
+TtftStatOpt = typer.Option(None, "--ttft-stat", help="statistic the TTFT target bounds (default p90, the study's r*)")
+TpotStatOpt = typer.Option(None, "--tpot-stat", help="statistic the TPOT target bounds (default p99, the study's r*)")
+
 FormatOpt = typer.Option(Fmt.table, "--format", "-f", help="table (human units), json or csv (raw SI values)")
 OutOpt = typer.Option(None, "--output-file", "-o", help="write to this file (atomically) instead of stdout",
                       dir_okay=False)

@@ -11,7 +11,7 @@ import typer
 
 from .. import render
 from ..render import Column
-from .options import FormatOpt, OutOpt, catalog
+from .options import FormatOpt, OutOpt, Stat, TpotStatOpt, TtftStatOpt, catalog
 
 
 def plan_cmd(
@@ -35,6 +35,8 @@ def plan_cmd(
     prefix_hit: float = typer.Option(None, "--prefix-hit"),
     ttft: float = typer.Option(None, "--ttft", help="TTFT target (ms)"),
     tpot: float = typer.Option(None, "--tpot", help="TPOT target (ms)"),
+    ttft_stat: Stat = TtftStatOpt,
+    tpot_stat: Stat = TpotStatOpt,
     retain_gb: float = typer.Option(0.0, "--retain-gb", help="prefix cache retained per decode device (GB)"),
     runtime: str = typer.Option("engine", "--runtime"),
     fmt=FormatOpt,
@@ -53,7 +55,8 @@ def plan_cmd(
         check_format(f, flag)
     cat = catalog(ctx)
     w = resolve(workload, prompt_tokens=prompt, output_tokens=output_tokens, prefix_hit=prefix_hit,
-                ttft_s=ttft / 1e3 if ttft is not None else None, tpot_s=tpot / 1e3 if tpot is not None else None)
+                ttft_s=ttft / 1e3 if ttft is not None else None, tpot_s=tpot / 1e3 if tpot is not None else None,
+                ttft_stat=ttft_stat and ttft_stat.value, tpot_stat=tpot_stat and tpot_stat.value)
     p = plan(cat.get("model", model),
              Pool(cat.get("accelerator", prefill), tp=prefill_tp, weights=prefill_weights, kv=prefill_kv,
                   page_tokens=prefill_page),

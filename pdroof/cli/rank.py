@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from ..render import Column
+from .options import Stat, TpotStatOpt, TtftStatOpt
 
 Objective = Enum("Objective", {k: k for k in ("cost", "throughput", "ttft", "tpot", "energy")}, type=str)
 RankFormat = Enum("RankFormat", {k: k for k in ("table", "csv", "json", "xlsx")}, type=str)
@@ -58,6 +59,8 @@ def rank_cmd(
     devices: int = typer.Option(None, "--devices", help="device budget: report the largest rate it sustains"),
     ttft: float = typer.Option(None, "--ttft", help="TTFT target (ms); default 10,000 (the study's r*)"),
     tpot: float = typer.Option(None, "--tpot", help="TPOT target (ms); default 25 (the study's r*)"),
+    ttft_stat: Stat = TtftStatOpt,
+    tpot_stat: Stat = TpotStatOpt,
     accelerators: str = typer.Option(None, "--accelerators", help="candidate accelerators, comma-separated "
                                                                   "(default: the catalogue)"),
     prefill_hw: str = typer.Option(None, "--prefill-hw", help="only these accelerators for prefill"),
@@ -92,7 +95,8 @@ def rank_cmd(
     cat = catalog(ctx)
     w = resolve(workload, prompt_tokens=prompt, output_tokens=output_tokens, prefix_hit=prefix_hit,
                 rate_per_s=rate, ttft_s=ttft / 1e3 if ttft is not None else None,
-                tpot_s=tpot / 1e3 if tpot is not None else None)
+                tpot_s=tpot / 1e3 if tpot is not None else None, ttft_stat=ttft_stat and ttft_stat.value,
+                tpot_stat=tpot_stat and tpot_stat.value)
     try:
         tps = tuple(int(x) for x in tp.split(","))
     except ValueError:
@@ -131,7 +135,7 @@ def rank_cmd(
         w_ = c.workload
         title = (f"{c.model.id} · {w_.id}: {w_.prompt_tokens:,} in / {w_.output_tokens:,} out"
                  + (f", prefix hit {w_.prefix_hit:.0%}" if w_.prefix_hit else "")
-                 + f" · TTFT ≤ {w_.ttft_s * 1e3:g} ms, TPOT ≤ {w_.tpot_s * 1e3:g} ms · runtime {c.runtime.id}"
+                 + f" · {w_.targets_text()} · runtime {c.runtime.id}"
                  + f" · by {objective.value}" + (" · Pareto" if pareto else ""))
         cols = list(TABLE)
         if w_.rate_per_s:

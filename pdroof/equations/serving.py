@@ -1,7 +1,8 @@
 """Serving capacity of the two pools, their sizing, and what a request costs.
 
 Prefill instances serve requests one at a time (compute-bound: batching prompts adds little);
-with Poisson arrivals the M/D/1 queue gives the highest load that keeps TTFT within its target.
+with Poisson arrivals the M/D/1 queue (``pdroof.queueing``: its wait's mean and percentiles) gives
+the highest utilisation that keeps the target's statistic of TTFT within it.
 Decode instances run a batch B_D whose step time meets the TPOT target; each request occupies a
 slot for O steps. Pools are sized so that N_P·C_P ≈ N_D·C_D (the study's sizing rule), and the
 KV link of each prefill instance is a third capacity (and the ingress of each decode instance a
@@ -15,18 +16,22 @@ import sympy as sp
 from . import S
 
 
+def wait_budget():
+    """The wait a request may spend queued, in units of its service time: (T_FT − t_P − t_H)/t_P
+    (negative: the target is missed even unloaded)."""
+    return (S("ttft_target_s") - S("prefill_s") - S("handoff_s")) / S("prefill_s")
+
+
 def prefill_capacity():
-    """Requests/s one prefill instance sustains with TTFT ≤ target: M/D/1 mean wait
-    ρ·t_P / (2(1−ρ)) must fit in w = T_FT − t_P − t_H, so ρ ≤ 2w / (t_P + 2w) and C_P = ρ / t_P."""
-    w = sp.Max(0, S("ttft_target_s") - S("prefill_s") - S("handoff_s"))
-    return 2 * w / (S("prefill_s") * (S("prefill_s") + 2 * w))
+    """Requests/s one prefill instance sustains with the TTFT statistic ≤ target: C_P = ρ*/t_P,
+    ρ* the highest M/D/1 utilisation whose wait statistic fits the budget (mean: ρ* = 2b/(1+2b))."""
+    return S("prefill_utilisation") / S("prefill_s")
 
 
 def ttft_at_load():
-    """TTFT when each prefill instance is offered λ requests/s: service plus the M/D/1 mean wait
-    ρ·t_P / (2(1−ρ)), ρ = λ·t_P, plus the handoff (the same queue prefill_capacity inverts)."""
-    rho = S("instance_rate") * S("prefill_s")
-    return S("prefill_s") + S("handoff_s") + rho * S("prefill_s") / (2 * (1 - rho))
+    """TTFT (the statistic whose wait factor is given) of a queue of service t_P: service, the
+    wait W(ρ)·t_P, then the handoff."""
+    return S("prefill_s") + S("handoff_s") + S("wait_factor") * S("prefill_s")
 
 
 def hold_capacity():

@@ -1,0 +1,109 @@
+"""What a target bounds under load: the statistic (mean, p50, p90, p99) of TTFT and of TPOT.
+
+TTFT. Requests arrive as a Poisson stream and a prefill server works through prompts one at a
+time, so a request's TTFT is its service time t_P, its wait in an M/D/1 queue and the handoff
+(``pdroof.queueing`` gives the wait's mean and percentiles in closed and tabulated form). A
+disaggregated prefill instance is that server; an aggregated instance's prefill budget is too
+(a prompt occupies it for the steps that carry its chunks), fed at the instance's request rate.
+
+TPOT. A disaggregated decode step carries no prompts: every request in the batch sees the same
+step time (the batch's contexts vary, but their sum over a batch of B, averaged over a request's
+O steps, hardly does), so its TPOT statistics coincide with the step at the admitted batch. In
+aggregated serving a request's O steps also carry the prompts that arrive meanwhile: N of them,
+Poisson with mean C (Little: C requests join per request lifetime at concurrency C), each adding
+its marginal step time Δ. Its TPOT is t̄ + (N − C)·Δ/O, whose q-quantile takes N's.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .numeric import evaluate
+from .queueing import max_utilisation, quantile_of, wait
+
+
+def prefill_utilisation(prefill_s, handoff_s, target_s: float, stat: str) -> np.ndarray:
+    """Highest utilisation of a prefill server whose TTFT ``stat`` stays within ``target_s``."""
+    budget = evaluate("load", _load(prefill_s, handoff_s, ttft_target_s=target_s))["wait_budget"]
+    ok = np.isfinite(budget) & (budget >= 0)
+    return np.where(ok, max_utilisation(np.where(ok, budget, 0.0), stat), 0.0)
+
+
+def ttft_at(instance_rate, prefill_s, handoff_s, stat: str) -> np.ndarray:
+    """TTFT ``stat`` of a prefill server of service ``prefill_s`` offered ``instance_rate``
+    requests/s (inf at or beyond saturation)."""
+    rho = evaluate("load", _load(prefill_s, handoff_s, instance_rate=instance_rate))["utilisation"]
+    stable = rho < 1
+    factor = np.where(stable, wait(np.where(stable, rho, 0.0), stat), np.inf)
+    return evaluate("load", _load(prefill_s, handoff_s, instance_rate=instance_rate, wait_factor=factor))["ttft_s"]
+
+
+def decode_in_flight(instance_rate, output_tokens: float, step_s) -> np.ndarray:
+    """Sequences a decode instance holds at ``instance_rate`` requests/s (Little's law)."""
+    return evaluate("load", _load(1.0, 0.0, instance_rate=instance_rate, output_tokens=float(output_tokens),
+                                  step_s=step_s))["decode_in_flight"]
+
+
+def _load(prefill_s, handoff_s, **given) -> dict:
+    return {"prefill_s": prefill_s, "handoff_s": handoff_s, "instance_rate": 0.0, "wait_factor": 0.0,
+            "ttft_target_s": 0.0, "output_tokens": 1.0, "step_s": 0.0, **given}
+
+
+def poisson_quantile(mean, q: float) -> np.ndarray:
+    """Smallest k with P(N ≤ k) ≥ q for N ~ Poisson(mean), vectorised: summed exactly up to a
+    mean of 200, the Cornish–Fisher expansion (error well under one count) beyond."""
+    m = np.asarray(mean, dtype=float)
+    out = np.empty(m.shape)
+    small = m <= 200
+    if small.any():
+        ms = m[small]
+        k = np.arange(0, 400)[None, :]
+        # log pmf via lgamma-free recurrence: log p_k = −m + k·log m − log k!
+        logfact = np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, 400)))])
+        with np.errstate(divide="ignore"):
+            logp = -ms[:, None] + k * np.log(ms[:, None]) - logfact[None, :]
+        cdf = np.cumsum(np.exp(logp), axis=1)
+        out[small] = np.argmax(cdf >= q - 1e-12, axis=1)
+    if (~small).any():
+        z = _normal_quantile(q)
+        ml = m[~small]
+        out[~small] = np.ceil(ml + z * np.sqrt(ml) + (z * z - 1) / 6 - 0.5)
+    return out
+
+
+def _normal_quantile(q: float) -> float:
+    """Standard normal quantile (Acklam's rational approximation, relative error < 1.2e-9)."""
+    a = (-3.969683028665376e01, 2.209460984245205e02, -2.759285104469687e02, 1.383577518672690e02,
+         -3.066479806614716e01, 2.506628277459239e00)
+    b = (-5.447609879822406e01, 1.615858368580409e02, -1.556989798598866e02, 6.680131188771972e01,
+         -1.328068155288572e01)
+    c = (-7.784894002430293e-03, -3.223964580411365e-01, -2.400758277161838e00, -2.549732539343734e00,
+         4.374664141464968e00, 2.938163982698783e00)
+    d = (7.784695709041462e-03, 3.224671290700398e-01, 2.445134137142996e00, 3.754408661907416e00)
+    if q < 0.02425:
+        t = np.sqrt(-2 * np.log(q))
+        return (((((c[0] * t + c[1]) * t + c[2]) * t + c[3]) * t + c[4]) * t + c[5]) / \
+            ((((d[0] * t + d[1]) * t + d[2]) * t + d[3]) * t + 1)
+    if q > 1 - 0.02425:
+        return -_normal_quantile(1 - q)
+    r = (q - 0.5) ** 2
+    return (((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * (q - 0.5) / \
+        (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1)
+
+
+def aggregated_tpot(mean_tpot_s, marginal_prompt_s, concurrency, output_tokens: float, stat: str) -> np.ndarray:
+    """TPOT ``stat`` of aggregated serving at ``concurrency``: the mean step plus the deviation
+    of the prompts that ride along a request's life from their mean C, each costing its marginal
+    step time."""
+    q = quantile_of(stat)
+    if q is None:
+        return np.asarray(mean_tpot_s, dtype=float)
+    C = np.broadcast_to(np.asarray(concurrency, dtype=float), np.shape(mean_tpot_s))
+    return mean_tpot_s + (poisson_quantile(C, q) - C) * marginal_prompt_s / output_tokens
+
+
+def aggregated_ttft(unloaded_ttft_s, mean_tpot_s, concurrency, output_tokens: float, stat: str) -> np.ndarray:
+    """TTFT ``stat`` of aggregated serving: prompts queue for the prefill budget (M/D/1, service
+    the unloaded TTFT) at the instance's request rate C/(O·t̄)."""
+    rate = concurrency / (output_tokens * mean_tpot_s)
+    return ttft_at(rate, unloaded_ttft_s, 0.0, stat)
