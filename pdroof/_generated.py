@@ -66,50 +66,52 @@ def prefill(*, batch, new_tokens, prefix_tokens, tp, ep, layers, dense_layers, m
     _x37 = 2*moe_layers
     _x38 = numpy.maximum(_x16*_x32, _x1*_x13*_x34)
     _x39 = numpy.maximum(_x16*_x31, _x12*_x19*_x36)
-    _x40 = full_layers*(new_tokens + 2*prefix_tokens + 1)
-    _x41 = (1/2)*new_tokens
-    _x42 = _x41 + prefix_tokens + 1/2
-    _x43 = numpy.minimum(_x42, window_tokens)
-    _x44 = _x43*sliding_layers
-    _x45 = attn_dim_prefill*heads
-    _x46 = _x45*((1/2)*_x40 + _x44)
-    _x47 = _x1*new_tokens
-    _x48 = _x47*_x6*act_bytes
-    _x49 = new_tokens + prefix_tokens
-    _x50 = _x0*kv_bytes*kv_elems
-    _x51 = _x48 + _x49*_x50
-    _x52 = _x51*full_layers
-    _x53 = _x48 + _x50*numpy.minimum(_x49, window_tokens)
-    _x54 = _x53*sliding_layers
-    _x55 = batch*(_x52 + _x54)
-    _x56 = 2*batch
-    _x57 = _x56*(attn_half_tokens + new_tokens)/(attn_peak_flops_per_s*eff_attn_prefill)
-    _x58 = _x15/eff_attn_decode
-    _x59 = _x1*_x45
-    _x60 = _x57*_x59
-    _x61 = _x58*batch
-    _x62 = full_layers*numpy.maximum(_x42*_x60, _x51*_x61) + sliding_layers*numpy.maximum(_x43*_x60, _x53*_x61)
-    _x63 = hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem)
-    _x64 = _x1*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x27 + shared_ffn_size))
-    _x65 = _x4*(_x63 + _x64)
-    _x66 = _x15*_x65/eff_memory
-    _x67 = _x6*_x7
-    _x68 = _x67*layers
-    _x69 = tp - 1
-    _x70 = act_bytes*hidden
-    _x71 = _x1*_x4*_x70/(eff_link*link_bytes_per_s)
-    _x72 = 4*_x69*layers*(_x71 + link_latency_s)*numpy.minimum(1, _x69)
-    _x73 = _x1*_x67*experts_per_token*moe_layers
-    _x74 = ep - 1
-    _x75 = _x37*_x74*(_x28*_x71*experts_per_token + link_latency_s)*numpy.minimum(1, _x74)
-    _x76 = _x1*vocab
-    _x77 = _x6*_x76
-    _x78 = _x70*_x76 + batch*(_x70 + 4*_x76)
-    _x79 = _x11*_x77*(batch + gemm_half_rows)
-    _x80 = _x16*_x78
-    _x81 = numpy.maximum(_x79, _x80)
-    _x82 = layer_latency_s*layers*(extra_kernel_share + 1)
-    _x83 = _x47*moe_layers
+    _x40 = 2*prefix_tokens
+    _x41 = full_layers*(_x40 + new_tokens + 1)
+    _x42 = numpy.minimum(new_tokens, numpy.maximum(0, -prefix_tokens + window_tokens))
+    _x43 = window_tokens*(-_x42 + new_tokens)
+    _x44 = _x42*(_x42 + 1)
+    _x45 = sliding_layers*(_x40*_x42 + 2*_x43 + _x44)
+    _x46 = _x1*attn_dim_prefill*heads
+    _x47 = _x46*batch
+    _x48 = _x1*new_tokens
+    _x49 = _x48*_x6*act_bytes
+    _x50 = new_tokens + prefix_tokens
+    _x51 = _x0*kv_bytes*kv_elems
+    _x52 = _x49 + _x50*_x51
+    _x53 = _x52*full_layers
+    _x54 = _x49 + _x51*numpy.minimum(_x50, window_tokens)
+    _x55 = _x54*sliding_layers
+    _x56 = batch*(_x53 + _x55)
+    _x57 = new_tokens**(-1.0)
+    _x58 = (attn_half_tokens + new_tokens)/(attn_peak_flops_per_s*eff_attn_prefill)
+    _x59 = _x15/eff_attn_decode
+    _x60 = (1/2)*new_tokens
+    _x61 = 2*batch
+    _x62 = _x46*_x58*_x61
+    _x63 = _x59*batch
+    _x64 = full_layers*numpy.maximum(_x52*_x63, _x62*(_x60 + prefix_tokens + 1/2)) + sliding_layers*numpy.maximum(_x54*_x63, _x57*_x62*(_x42*prefix_tokens + _x43 + (1/2)*_x44))
+    _x65 = hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem)
+    _x66 = _x1*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x27 + shared_ffn_size))
+    _x67 = _x4*(_x65 + _x66)
+    _x68 = _x15*_x67/eff_memory
+    _x69 = _x6*_x7
+    _x70 = _x69*layers
+    _x71 = tp - 1
+    _x72 = act_bytes*hidden
+    _x73 = _x1*_x4*_x72/(eff_link*link_bytes_per_s)
+    _x74 = 4*_x71*layers*(_x73 + link_latency_s)*numpy.minimum(1, _x71)
+    _x75 = _x1*_x69*experts_per_token*moe_layers
+    _x76 = ep - 1
+    _x77 = _x37*_x76*(_x28*_x73*experts_per_token + link_latency_s)*numpy.minimum(1, _x76)
+    _x78 = _x1*vocab
+    _x79 = _x6*_x78
+    _x80 = _x72*_x78 + batch*(_x72 + 4*_x78)
+    _x81 = _x11*_x79*(batch + gemm_half_rows)
+    _x82 = _x16*_x80
+    _x83 = numpy.maximum(_x81, _x82)
+    _x84 = layer_latency_s*layers*(extra_kernel_share + 1)
+    _x85 = _x48*moe_layers
     return {
         'attn_proj_flops': _x3*_x5,
         'attn_proj_bytes': _x9,
@@ -126,44 +128,44 @@ def prefill(*, batch, new_tokens, prefix_tokens, tp, ep, layers, dense_layers, m
         'experts_compute_s': _x1*_x12*_x37*(_x34 + _x36*_x4),
         'experts_memory_s': _x16*_x33,
         'experts_seconds': moe_layers*(_x38 + _x39),
-        'attention_flops': _x19*_x46,
-        'attention_bytes': _x55,
-        'attention_compute_s': _x1*_x46*_x57,
-        'attention_memory_s': _x55*_x58,
-        'attention_seconds': _x62,
+        'attention_flops': _x47*(_x41*new_tokens + _x45),
+        'attention_bytes': _x56,
+        'attention_compute_s': _x47*_x58*(_x41 + _x45*_x57),
+        'attention_memory_s': _x56*_x59,
+        'attention_seconds': _x64,
         'elementwise_flops': 0,
-        'elementwise_bytes': _x65,
+        'elementwise_bytes': _x67,
         'elementwise_compute_s': 0,
-        'elementwise_memory_s': _x66,
-        'elementwise_seconds': _x66,
+        'elementwise_memory_s': _x68,
+        'elementwise_seconds': _x68,
         'tp_comm_flops': 0,
-        'tp_comm_bytes': _x68,
+        'tp_comm_bytes': _x70,
         'tp_comm_compute_s': 0,
-        'tp_comm_memory_s': _x72,
-        'tp_comm_seconds': _x72,
+        'tp_comm_memory_s': _x74,
+        'tp_comm_seconds': _x74,
         'ep_comm_flops': 0,
-        'ep_comm_bytes': _x73,
+        'ep_comm_bytes': _x75,
         'ep_comm_compute_s': 0,
-        'ep_comm_memory_s': _x75,
-        'ep_comm_seconds': _x75,
-        'lm_head_flops': _x77*batch,
-        'lm_head_bytes': _x78,
-        'lm_head_compute_s': _x79,
-        'lm_head_memory_s': _x80,
-        'lm_head_seconds': _x81,
+        'ep_comm_memory_s': _x77,
+        'ep_comm_seconds': _x77,
+        'lm_head_flops': _x79*batch,
+        'lm_head_bytes': _x80,
+        'lm_head_compute_s': _x81,
+        'lm_head_memory_s': _x82,
+        'lm_head_seconds': _x83,
         'layer_latency_flops': 0,
         'layer_latency_bytes': 0,
         'layer_latency_compute_s': 0,
         'layer_latency_memory_s': 0,
-        'layer_latency_seconds': _x82,
+        'layer_latency_seconds': _x84,
         'step_latency_flops': 0,
         'step_latency_bytes': 0,
         'step_latency_compute_s': 0,
         'step_latency_memory_s': 0,
         'step_latency_seconds': step_latency_s,
-        'seconds': _x17 + _x25 + _x38*moe_layers + _x39*moe_layers + _x62 + _x66 + _x72 + _x75 + _x81 + _x82 + step_latency_s,
-        'flops': _x56*(_x18*_x47 + _x26*_x83 + _x3*new_tokens + _x40*_x41*_x59 + _x44*_x45*_x47 + _x76*hidden + _x83*shared_params),
-        'bytes': _x23 + _x31*moe_layers + _x32*moe_layers + _x4*_x63 + _x4*_x64 + _x52*batch + _x54*batch + _x68 + _x73 + _x78 + _x9,
+        'seconds': _x17 + _x25 + _x38*moe_layers + _x39*moe_layers + _x64 + _x68 + _x74 + _x77 + _x83 + _x84 + step_latency_s,
+        'flops': _x61*(_x18*_x48 + _x26*_x85 + _x3*new_tokens + _x41*_x46*_x60 + (1/2)*_x45*_x46 + _x78*hidden + _x85*shared_params),
+        'bytes': _x23 + _x31*moe_layers + _x32*moe_layers + _x4*_x65 + _x4*_x66 + _x53*batch + _x55*batch + _x70 + _x75 + _x80 + _x9,
     }
 
 ARGS['prefill'] = ('batch', 'new_tokens', 'prefix_tokens', 'tp', 'ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
@@ -358,63 +360,66 @@ def mixed(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, 
     _x39 = _x13*_x20
     _x40 = numpy.maximum(_x17*_x34, _x36*_x39)
     _x41 = numpy.maximum(_x17*_x33, _x13*_x21*_x38)
-    _x42 = _x0*attn_dim_prefill
-    _x43 = (1/2)*new_tokens + prefix_tokens + 1/2
-    _x44 = numpy.minimum(_x43, window_tokens)
-    _x45 = _x44*sliding_layers
-    _x46 = _x42*_x45
-    _x47 = (1/2)*full_layers*(new_tokens + 2*prefix_tokens + 1)
-    _x48 = _x42*_x47
-    _x49 = batch*full_layers
-    _x50 = attn_dim_decode*context_tokens
-    _x51 = _x49*_x50
-    _x52 = batch*sliding_layers
-    _x53 = numpy.minimum(context_tokens, window_tokens)
-    _x54 = _x53*attn_dim_decode
-    _x55 = _x52*_x54
-    _x56 = _x51 + _x55
-    _x57 = _x20*heads
-    _x58 = _x3*_x7
-    _x59 = _x58*act_bytes
-    _x60 = _x2*kv_bytes*kv_elems
-    _x61 = _x59 + _x60*context_tokens
-    _x62 = _x53*_x60 + _x59
-    _x63 = _x59*new_tokens
-    _x64 = new_tokens + prefix_tokens
-    _x65 = prefill_prompts*(_x60*_x64 + _x63)
-    _x66 = prefill_prompts*(_x60*numpy.minimum(_x64, window_tokens) + _x63)
-    _x67 = _x49*_x61 + _x52*_x62 + _x65*full_layers + _x66*sliding_layers
-    _x68 = attn_dim_prefill*prefill_prompts*(attn_half_tokens + new_tokens)
-    _x69 = _x57/(attn_peak_flops_per_s*eff_attn_prefill)
-    _x70 = _x16/eff_attn_decode
-    _x71 = _x69*batch
-    _x72 = _x70*batch
-    _x73 = _x68*_x69
-    _x74 = full_layers*numpy.maximum(_x43*_x73, _x65*_x70) + full_layers*numpy.maximum(_x50*_x71, _x61*_x72) + sliding_layers*numpy.maximum(_x44*_x73, _x66*_x70) + sliding_layers*numpy.maximum(_x54*_x71, _x62*_x72)
-    _x75 = hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem)
-    _x76 = _x3*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x29 + shared_ffn_size))
-    _x77 = _x1*(_x75 + _x76)
-    _x78 = _x16*_x77/eff_memory
-    _x79 = _x7*_x8*layers
-    _x80 = tp - 1
-    _x81 = act_bytes*hidden
-    _x82 = _x1*_x3
-    _x83 = _x81*_x82/(eff_link*link_bytes_per_s)
-    _x84 = 4*_x80*layers*(_x83 + link_latency_s)*numpy.minimum(1, _x80)
-    _x85 = _x58*_x8*experts_per_token*moe_layers
-    _x86 = ep - 1
-    _x87 = 2*_x86*moe_layers*(_x30*_x83*experts_per_token + link_latency_s)*numpy.minimum(1, _x86)
-    _x88 = batch + prefill_prompts
-    _x89 = _x3*vocab
-    _x90 = _x88*_x89
-    _x91 = _x81*_x89 + _x88*(_x81 + 4*_x89)
-    _x92 = _x12*_x7*_x89*(_x88 + gemm_half_rows)
-    _x93 = _x17*_x91
-    _x94 = numpy.maximum(_x92, _x93)
-    _x95 = layer_latency_s*layers*(extra_kernel_share + 1)
-    _x96 = _x18 + _x27 + _x40*moe_layers + _x41*moe_layers + _x74 + _x78 + _x84 + _x87 + _x94 + _x95 + step_latency_s
-    _x97 = _x3*heads
-    _x98 = _x82*moe_layers
+    _x42 = numpy.minimum(new_tokens, numpy.maximum(0, -prefix_tokens + window_tokens))
+    _x43 = 2*prefix_tokens
+    _x44 = window_tokens*(-_x42 + new_tokens)
+    _x45 = _x42*(_x42 + 1)
+    _x46 = (1/2)*attn_dim_prefill
+    _x47 = _x46*prefill_prompts
+    _x48 = _x47*sliding_layers*(_x42*_x43 + 2*_x44 + _x45)
+    _x49 = full_layers*(_x43 + new_tokens + 1)
+    _x50 = _x0*_x46*_x49
+    _x51 = batch*full_layers
+    _x52 = attn_dim_decode*context_tokens
+    _x53 = _x51*_x52
+    _x54 = batch*sliding_layers
+    _x55 = numpy.minimum(context_tokens, window_tokens)
+    _x56 = _x55*attn_dim_decode
+    _x57 = _x54*_x56
+    _x58 = _x53 + _x57
+    _x59 = _x20*heads
+    _x60 = _x3*_x7
+    _x61 = _x60*act_bytes
+    _x62 = _x2*kv_bytes*kv_elems
+    _x63 = _x61 + _x62*context_tokens
+    _x64 = _x55*_x62 + _x61
+    _x65 = _x61*new_tokens
+    _x66 = new_tokens + prefix_tokens
+    _x67 = prefill_prompts*(_x62*_x66 + _x65)
+    _x68 = prefill_prompts*(_x62*numpy.minimum(_x66, window_tokens) + _x65)
+    _x69 = _x51*_x63 + _x54*_x64 + _x67*full_layers + _x68*sliding_layers
+    _x70 = attn_half_tokens + new_tokens
+    _x71 = _x70/new_tokens
+    _x72 = _x59/(attn_peak_flops_per_s*eff_attn_prefill)
+    _x73 = _x16/eff_attn_decode
+    _x74 = _x72*batch
+    _x75 = _x73*batch
+    _x76 = _x72*attn_dim_prefill*prefill_prompts
+    _x77 = full_layers*numpy.maximum(_x52*_x74, _x63*_x75) + full_layers*numpy.maximum(_x67*_x73, _x70*_x76*((1/2)*new_tokens + prefix_tokens + 1/2)) + sliding_layers*numpy.maximum(_x56*_x74, _x64*_x75) + sliding_layers*numpy.maximum(_x68*_x73, _x71*_x76*(_x42*prefix_tokens + _x44 + (1/2)*_x45))
+    _x78 = hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem)
+    _x79 = _x3*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x29 + shared_ffn_size))
+    _x80 = _x1*(_x78 + _x79)
+    _x81 = _x16*_x80/eff_memory
+    _x82 = _x7*_x8*layers
+    _x83 = tp - 1
+    _x84 = act_bytes*hidden
+    _x85 = _x1*_x3
+    _x86 = _x84*_x85/(eff_link*link_bytes_per_s)
+    _x87 = 4*_x83*layers*(_x86 + link_latency_s)*numpy.minimum(1, _x83)
+    _x88 = _x60*_x8*experts_per_token*moe_layers
+    _x89 = ep - 1
+    _x90 = 2*_x89*moe_layers*(_x30*_x86*experts_per_token + link_latency_s)*numpy.minimum(1, _x89)
+    _x91 = batch + prefill_prompts
+    _x92 = _x3*vocab
+    _x93 = _x91*_x92
+    _x94 = _x84*_x92 + _x91*(_x84 + 4*_x92)
+    _x95 = _x12*_x7*_x92*(_x91 + gemm_half_rows)
+    _x96 = _x17*_x94
+    _x97 = numpy.maximum(_x95, _x96)
+    _x98 = layer_latency_s*layers*(extra_kernel_share + 1)
+    _x99 = _x18 + _x27 + _x40*moe_layers + _x41*moe_layers + _x77 + _x81 + _x87 + _x90 + _x97 + _x98 + step_latency_s
+    _x100 = _x3*heads
+    _x101 = _x85*moe_layers
     return {
         'attn_proj_flops': 2*_x6,
         'attn_proj_bytes': _x10,
@@ -431,45 +436,45 @@ def mixed(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, 
         'experts_compute_s': _x39*moe_layers*(_x1*_x38 + _x36),
         'experts_memory_s': _x17*_x35,
         'experts_seconds': moe_layers*(_x40 + _x41),
-        'attention_flops': _x57*(_x46 + _x48 + _x56),
-        'attention_bytes': _x67,
-        'attention_compute_s': _x69*(_x45*_x68 + _x47*_x68 + _x56),
-        'attention_memory_s': _x67*_x70,
-        'attention_seconds': _x74,
+        'attention_flops': _x59*(_x48 + _x50 + _x58),
+        'attention_bytes': _x69,
+        'attention_compute_s': _x72*(_x47*_x49*_x70 + _x48*_x71 + _x58),
+        'attention_memory_s': _x69*_x73,
+        'attention_seconds': _x77,
         'elementwise_flops': 0,
-        'elementwise_bytes': _x77,
+        'elementwise_bytes': _x80,
         'elementwise_compute_s': 0,
-        'elementwise_memory_s': _x78,
-        'elementwise_seconds': _x78,
+        'elementwise_memory_s': _x81,
+        'elementwise_seconds': _x81,
         'tp_comm_flops': 0,
-        'tp_comm_bytes': _x79,
+        'tp_comm_bytes': _x82,
         'tp_comm_compute_s': 0,
-        'tp_comm_memory_s': _x84,
-        'tp_comm_seconds': _x84,
+        'tp_comm_memory_s': _x87,
+        'tp_comm_seconds': _x87,
         'ep_comm_flops': 0,
-        'ep_comm_bytes': _x85,
+        'ep_comm_bytes': _x88,
         'ep_comm_compute_s': 0,
-        'ep_comm_memory_s': _x87,
-        'ep_comm_seconds': _x87,
-        'lm_head_flops': _x7*_x90,
-        'lm_head_bytes': _x91,
-        'lm_head_compute_s': _x92,
-        'lm_head_memory_s': _x93,
-        'lm_head_seconds': _x94,
+        'ep_comm_memory_s': _x90,
+        'ep_comm_seconds': _x90,
+        'lm_head_flops': _x7*_x93,
+        'lm_head_bytes': _x94,
+        'lm_head_compute_s': _x95,
+        'lm_head_memory_s': _x96,
+        'lm_head_seconds': _x97,
         'layer_latency_flops': 0,
         'layer_latency_bytes': 0,
         'layer_latency_compute_s': 0,
         'layer_latency_memory_s': 0,
-        'layer_latency_seconds': _x95,
+        'layer_latency_seconds': _x98,
         'step_latency_flops': 0,
         'step_latency_bytes': 0,
         'step_latency_compute_s': 0,
         'step_latency_memory_s': 0,
         'step_latency_seconds': step_latency_s,
-        'seconds': _x96,
-        'flops': 2*_x19*_x82 + 2*_x28*_x98 + 2*_x46*_x97 + 2*_x48*_x97 + 2*_x51*_x97 + 2*_x55*_x97 + 2*_x6 + 2*_x90*hidden + 2*_x98*shared_params,
-        'bytes': _x1*_x75 + _x1*_x76 + _x10 + _x25 + _x33*moe_layers + _x34*moe_layers + _x67 + _x79 + _x85 + _x91,
-        'tokens_per_second': batch/_x96,
+        'seconds': _x99,
+        'flops': 2*_x100*_x48 + 2*_x100*_x50 + 2*_x100*_x53 + 2*_x100*_x57 + 2*_x101*_x28 + 2*_x101*shared_params + 2*_x19*_x85 + 2*_x6 + 2*_x93*hidden,
+        'bytes': _x1*_x78 + _x1*_x79 + _x10 + _x25 + _x33*moe_layers + _x34*moe_layers + _x69 + _x82 + _x88 + _x94,
+        'tokens_per_second': batch/_x99,
     }
 
 ARGS['mixed'] = ('batch', 'prefill_prompts', 'new_tokens', 'prefix_tokens', 'context_tokens', 'tp', 'ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')

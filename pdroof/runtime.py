@@ -131,11 +131,11 @@ _PER_FORMAT = {"compute": min, "gemm_half_rows": max, "weights": min}
 def resolve(runtime: Record, accelerator: Record) -> Efficiency:
     """Efficiency of ``accelerator`` under ``runtime``. Scalar factors: profile entry, else the
     accelerator's own spec, else the runtime's fallback. A per-format factor never takes an
-    optimistic default: the format's own value (profile, then spec); else its sibling format's on
-    the same accelerator (int8 from fp8); else, for an accelerator the runtime has not profiled,
-    the most conservative value the runtime measured on the same silicon family (an H20 from the
-    H100/H200 entries); else the runtime's fallback, never better than any value this accelerator
-    has for that factor."""
+    optimistic default: the format's own value or its sibling format's on the same accelerator
+    (int8 from fp8), the runtime's entry before the spec's stack-agnostic values; else, for an
+    accelerator the runtime has not profiled, the most conservative value the runtime measured on
+    the same silicon family (an H20 from the H100/H200 entries); else the runtime's fallback, never
+    better than any value this accelerator has for that factor."""
     prof = runtime.profiles.get(accelerator.id)
     spec = accelerator.efficiency
     fb = runtime.fallback
@@ -174,10 +174,10 @@ def _per_format(name: str, conservative, mine, family, generic, origin: dict) ->
     out: dict[str, float] = {}
     for fmt in FORMATS:
         key = f"{name}.{fmt}"
-        found = next(((label, v) for label, src in mine if (v := at(src, fmt)) is not None), None)
-        if found is None:
-            found = next(((f"{label} as {sib} (same tensor path)", v) for sib in SIBLINGS.get(fmt, ())
-                          for label, src in mine if (v := at(src, sib)) is not None), None)
+        # the stack's own entry first, its sibling format included, then the spec's stack-agnostic values
+        order = [(label, src, f) for label, src in mine for f in (fmt, *SIBLINGS.get(fmt, ()))]
+        found = next(((label if f == fmt else f"{label} as {f} (same tensor path)", v)
+                      for label, src, f in order if (v := at(src, f)) is not None), None)
         if found is None and family:
             vals = [(label, v) for label, src in family for f in (fmt, *SIBLINGS.get(fmt, ()))
                     if (v := at(src, f)) is not None]

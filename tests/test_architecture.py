@@ -15,6 +15,10 @@ EXPECTED = {
     "qwen3-235b-a22b": (235.1e9, 22.19e9, 192_512),
     "mixtral-8x7b": (46.70e9, 12.88e9, 131_072),
     "gpt-oss-120b": (116.83e9, 5.13e9, 36_864),
+    "llama-3.1-405b": (405.85e9, 405.85e9, 516_096),
+    "qwen2.5-7b": (7.62e9, 7.62e9, 57_344),
+    "qwen2.5-72b": (72.71e9, 72.71e9, 327_680),
+    "qwen3-8b": (8.19e9, 8.19e9, 147_456),
 }
 
 
@@ -32,7 +36,9 @@ def test_published_numbers(catalog, model_id):
 def test_exact_counts_match_reference_tallies(catalog):
     # computed_total in ../shared/reference/specs_models.yaml, to the parameter
     exact = {"llama-3.1-8b": 8_030_261_248, "qwen3-32b": 32_762_123_264, "deepseek-v3": 671_026_419_200,
-             "qwen3-235b-a22b": 235_093_634_560, "gpt-oss-120b": 116_829_156_672}
+             "qwen3-235b-a22b": 235_093_634_560, "gpt-oss-120b": 116_829_156_672,
+             "llama-3.1-405b": 405_853_388_800, "qwen2.5-7b": 7_615_616_512, "qwen2.5-72b": 72_706_203_648,
+             "qwen3-8b": 8_190_735_360, "llama-3.1-70b": 70_553_706_496}
     for model_id, n in exact.items():
         assert shape_of(catalog.get("model", model_id)).params_total == n, model_id
 
@@ -60,3 +66,24 @@ def test_truncated_stack(catalog):
     m = catalog.get("model", "deepseek-v3")
     s = shape_of(m, layers=2)
     assert (s.dense_layers, s.moe_layers) == (2, 0)
+
+
+def test_every_shipped_model_has_a_published_check(catalog):
+    assert {m.id for m in catalog.all("model")} == set(EXPECTED)
+
+
+def test_kv_projections_replicate_beyond_kv_heads(catalog):
+    """Review D12: Qwen3-235B has 4 KV heads; at TP8 each rank holds Q and O over 8 but K and V
+    over 4: 9.44 M attention-projection parameters per rank per layer (8.91 M when all split)."""
+    from pdroof.inputs import model_inputs
+    from pdroof.numeric import evaluate
+
+    m = model_inputs(catalog.get("model", "qwen3-235b-a22b"))
+    s = shape_of(catalog.get("model", "qwen3-235b-a22b"))
+    assert s.kv_projection_params == 2 * 4096 * 4 * 128
+    per_rank = (m["attn_params"] - m["kv_proj_params"]) / 8 + m["kv_proj_params"] / 4
+    assert per_rank == pytest.approx(9.44e6, rel=2e-3)
+    inputs = {**m, "tp": 8, "ep": 1, "weight_bytes": 1.0, "act_bytes": 2.0, "kv_bytes": 1.0, "hbm_bytes": 1e11,
+              "mem_reserve": 0.1, "chunk_tokens": 1.0, "batch": 1.0, "context_tokens": 1.0}
+    only_attn = {**inputs, "dense_layers": 0, "moe_layers": 0, "embed_params": 0}
+    assert evaluate("memory", only_attn)["weights_bytes"] == pytest.approx(m["layers"] * per_rank)

@@ -183,3 +183,56 @@ def test_check_charges_the_tier_fetch_in_tpot(catalog):
     model = catalog.get("model", "qwen3-32b")
     base = _decode_step(in_hbm, model, dec, catalog, d, w, 16)
     assert _decode_step(spilled, model, dec, catalog, d, w, 16) == pytest.approx(base + 10 * 1e9 / 55e9)
+
+
+def test_reservations_cover_the_transfer_window(catalog):
+    """Review D8: the decode destination is preallocated before the first streamed layer moves
+    and held until commit: arrivals × (overlapped prefill + exposed handoff) × KV, not only the
+    exposed part (19 MB for 1.9 ms before; gigabytes over the 40K-token window)."""
+    from pdroof.workload import PRESETS
+
+    p = _plan(catalog, {"hw": "h100-sxm", "weights": "fp8", "kv": "bf16"},
+              {"hw": "h200-sxm", "tp": 2, "weights": "fp8", "kv": "fp8"}, w=PRESETS["agent-request"])
+    o, s = p.doc["ownership"], p.doc["serving"]
+    window = o["destination_reserved_s"]
+    assert window >= p.doc["representation"]["transfer_s"] and window > 0.9 * s["prefill_s"]
+    a = o["decode_admission"]
+    arrivals = a["batch_before_ownership"] / (300 * s["tpot_s"])
+    assert a["in_flight_reservations_bytes"] == pytest.approx(arrivals * window * o["destination_bytes"], rel=1e-9)
+    assert a["in_flight_reservations_bytes"] > 1e9
+
+
+def test_token_range_gate_says_which_way(catalog):
+    """Review D7: the gate's message printed "prompt 200,000 ≤ prefill 40,960" when it failed."""
+    from pdroof.workload import PRESETS
+
+    p = _plan(catalog, {"hw": "h200-sxm"}, {"hw": "h200-sxm"}, w=PRESETS["agent-task"])
+    assert not p.feasible and any("200,000 > prefill 40,960" in r for r in p.reasons)
+
+
+def test_check_reads_every_named_target(cli, tmp_path):
+    """Review D3: deployment files name the statistic of each target; every one given is checked,
+    at least one per metric."""
+    text = (REPO / "examples" / "deployment.yaml").read_text()
+    f = tmp_path / "d.yaml"
+    f.write_text(text.replace("  tpot_p99_ms: 30", "  tpot_p99_ms: 30\n  ttft_p50_ms: 4000\n  ttft_p99_ms: 9000"))
+    code, out, err = cli("check", str(f), "--format", "json")
+    assert code == 0, err
+    names = [c["check"] for c in json.loads(out)["checks"]]
+    assert {"TTFT p50 at the offered rate", "TTFT p90 at the offered rate", "TTFT p99 at the offered rate",
+            "TPOT p99 at that batch"} <= set(names)
+    f.write_text(text.replace("  tpot_p99_ms: 30\n", ""))
+    code, _, err = cli("check", str(f))
+    assert code == 2 and "targets.tpot_ms" in err and "at least one TPOT target" in err
+
+
+def test_check_ttft_percentile_is_the_m_d_1_percentile(cli):
+    """Review D3: p90 TTFT at the offered rate is service + the M/D/1 p90 wait + handoff."""
+    from pdroof.queueing import wait
+
+    code, out, err = cli("check", str(REPO / "examples" / "deployment.yaml"), "--format", "json")
+    doc = json.loads(out)
+    row = next(c for c in doc["checks"] if c["check"] == "TTFT p90 at the offered rate")
+    s, h = doc["plan"]["serving"], doc["plan"]["representation"]["handoff_s"]
+    rho = 0.25 * s["prefill_s"]
+    assert row["value"] == pytest.approx(s["prefill_s"] * (1 + float(wait(rho, "p90"))) + h, rel=1e-9)

@@ -81,3 +81,48 @@ def test_cli_catalog_option(cli, tmp_path):
 
 def test_repo_layout_is_what_ships():
     assert (Path(__file__).resolve().parent.parent / "hardware" / "accelerators").is_dir()
+
+
+def test_hbm_capacities_are_binary(catalog):
+    """Review D1: an H100 holds 80 GiB of which 79.2 are visible (the shared calibration's
+    device report), an H200 139.8 GiB."""
+    gib = 2**30
+    assert catalog.get("accelerator", "h100-sxm").memory.capacity_bytes == pytest.approx(79.2 * gib)
+    assert catalog.get("accelerator", "h200-sxm").memory.capacity_bytes == pytest.approx(139.8 * gib)
+    for a in catalog.all("accelerator"):
+        nominal = a.memory.capacity_gib_bytes or a.memory.capacity_gb_bytes
+        assert 0.9 * nominal <= a.memory.capacity_bytes <= nominal, a.id
+        assert a.memory.capacity_gib_bytes or a.id == "metax-c600", f"{a.id}: HBM/GDDR sizes are binary"
+
+
+def test_one_hop_latency_per_link_kind(catalog):
+    """Review D4: one per-hop collective latency per scale-up link kind, never a per-device
+    accident (a B200 all-reduce must not be slower than an H100's)."""
+    by_kind: dict[str, set] = {}
+    for a in catalog.all("accelerator"):
+        su = a.scale_up
+        if su and su.bandwidth_bytes_per_s:
+            assert su.latency_s, f"{a.id}: a scale-up link with a bandwidth needs its per-hop latency"
+            by_kind.setdefault(su.kind, set()).add(su.latency_s)
+    assert all(len(v) == 1 for v in by_kind.values()), by_kind
+    nvlink = {k: v for k, v in by_kind.items() if k.startswith("nvlink")}
+    assert len(set().union(*nvlink.values())) == 1
+
+
+def test_meshes_are_declared(catalog):
+    """Review D5: xGMI and Gaudi RoCE are full meshes (one direct link per pair)."""
+    for a in catalog.all("accelerator"):
+        if a.scale_up and a.scale_up.kind in ("xgmi", "gaudi-roce"):
+            assert a.scale_up.topology == "full_mesh", a.id
+
+
+def test_rtx_4090_bf16_is_the_fp32_accumulate_rate(catalog):
+    """Review D13: 165.2 TFLOPS dense BF16 (330 is FP16 with FP16 accumulate)."""
+    assert catalog.get("accelerator", "rtx-4090").dense_flops_per_s.bf16 == pytest.approx(165.2e12)
+
+
+def test_rdma_paths_agree_with_each_other(catalog):
+    """Review D2: catalogue numbers that contradict each other are defects (400G RoCE had 0.475
+    of line rate against 0.87 for 200G RoCE, the same engine and verbs)."""
+    eff = [p.efficiency for p in catalog.all("path") if p.kind == "rdma" and p.id != "remote-pool"]  # NIC to NIC
+    assert max(eff) / min(eff) <= 1.25, eff

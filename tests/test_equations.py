@@ -185,3 +185,21 @@ def test_transfer_crossover_is_never_negative(cli, model, hw, link):
     assert code == 0, err
     line = next(x for x in out.splitlines() if "transfer_prompt_tokens:" in x)
     assert float(line.split(":")[1].split()[0].replace(",", "")) >= 0
+
+
+def test_sliding_window_pairs_are_the_sum_of_the_mins(catalog):
+    """Review D11: a sliding layer scores Σᵢ min(w, p + i) query-key pairs (the min of the mean
+    overcounted gpt-oss's sliding attention by a third at S = 256: 9.66e9 FLOPs for 7.27e9)."""
+    from pdroof.estimate import stage_inputs
+    from pdroof.precision import Precision
+
+    m, a = catalog.get("model", "gpt-oss-120b"), catalog.get("accelerator", "h100-sxm")
+    base, _ = stage_inputs(m, a, catalog.get("runtime", "engine"), Precision("bf16", "bf16", "bf16"), 1)
+    per_pair = 2 * base["attn_dim_prefill"] * base["heads"]
+    for new, prefix, window in ((256, 0, 128), (100, 50, 128), (10, 500, 128), (600, 20, 300), (5, 0, 300)):
+        pt = {**base, "batch": 1, "new_tokens": new, "prefix_tokens": prefix, "context_tokens": new + prefix,
+              "window_tokens": window, "full_layers": 0, "sliding_layers": 1}
+        pairs = sum(min(window, prefix + i) for i in range(1, new + 1))
+        assert float(evaluate("prefill", pt)["attention_flops"]) == pytest.approx(per_pair * pairs, rel=1e-12)
+    pt = {**base, "batch": 1, "new_tokens": 256, "prefix_tokens": 0, "context_tokens": 256, "full_layers": 0}
+    assert float(evaluate("prefill", pt)["attention_flops"]) == pytest.approx(7.27e9, rel=2e-3)

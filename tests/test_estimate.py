@@ -131,3 +131,104 @@ def test_batch_one_decode_streams_weights(catalog, hw, w):
     a = catalog.get("accelerator", hw)
     d = estimate(catalog.get("model", "llama-3.1-8b"), a, catalog.get("runtime", "engine"), plan(a, w), batch=1)
     assert all(op["bound"] == "memory" for op in d["decode"]["ops"] if op["kind"] == "gemm")
+
+
+def _decode(catalog, hw, weights, tp=1, batch=1, model="llama-3.1-70b"):
+    a = catalog.get("accelerator", hw)
+    return estimate(catalog.get("model", model), a, catalog.get("runtime", "engine"), plan(a, weights, kv="fp8"),
+                    tp=tp, batch=batch, prompt=2048)
+
+
+@pytest.mark.parametrize("hw", ["h100-sxm", "h200-sxm"])
+def test_int8_takes_fp8s_measured_factors_on_hopper(catalog, hw):
+    """Review D2: INT8 W8A8 runs on the same Hopper tensor path as FP8: without a measurement of
+    its own it takes FP8's (never the plain roofline and the copy efficiency), and says so."""
+    fp8, int8 = _decode(catalog, hw, "fp8", tp=2, batch=32), _decode(catalog, hw, "int8", tp=2, batch=32)
+    assert int8["decode"]["step_seconds"] == pytest.approx(fp8["decode"]["step_seconds"], rel=1e-12)
+    assert int8["prefill"]["seconds"] == pytest.approx(fp8["prefill"]["seconds"], rel=1e-12)
+    origin = int8["inputs"]["efficiency_origin"]
+    assert "as fp8" in origin["weights.int8"] and "as fp8" in origin["gemm_half_rows.int8"]
+
+
+@pytest.mark.parametrize("batch", [256, 1024])
+def test_weight_only_int4_computes_no_faster_than_bf16(catalog, batch):
+    """Review D2: W4A16 runs bf16 MMA plus a dequantisation: where GEMMs are compute-bound its
+    compute is at least the bf16 GEMM's (it was 2x faster with M½ = 0). Below the GEMV ridge its
+    M½ is capped so that one-row GEMMs stay weight-bound (test_batch_one_decode_streams_weights)."""
+    def ffn_compute(w):
+        d = _decode(catalog, "h200-sxm", w, tp=2, batch=batch)
+        return next(op["compute_seconds"] for op in d["decode"]["ops"] if op["name"] == "ffn")
+
+    assert ffn_compute("int4") >= ffn_compute("bf16")
+
+
+def test_unprofiled_siblings_never_beat_profiled_silicon(catalog):
+    """Review D2: an H20 (4.0 TB/s) must not decode faster than an H200 (4.8 TB/s): it takes the
+    Hopper entries' weight-streaming efficiency, not the copy efficiency."""
+    for batch in (1, 32):
+        h20 = _decode(catalog, "h20", "fp8", tp=2, batch=batch)["decode"]["step_seconds"]
+        h200 = _decode(catalog, "h200-sxm", "fp8", tp=2, batch=batch)["decode"]["step_seconds"]
+        assert h20 > h200, batch
+    origin = _decode(catalog, "h20", "fp8")["inputs"]["efficiency_origin"]
+    assert "same family" in origin["weights.fp8"]
+
+
+def test_no_factor_falls_back_to_the_optimistic_bound(catalog):
+    """Review D2: for every accelerator and executable weight format, η_W is never the copy
+    efficiency and M½ is never 0 where the runtime knows a value for any silicon."""
+    rt = catalog.get("runtime", "engine")
+    from pdroof.runtime import resolve
+
+    for a in catalog.all("accelerator"):
+        eff = resolve(rt, a)
+        for w in a.precision_paths.weights:
+            assert eff.weights_for(w) <= 0.78, (a.id, w)  # the best measured weight streaming
+            assert eff.half_rows_for(default_activations(a, w)) > 0, (a.id, w)
+
+
+def _tp_comm(d):
+    return next((op["seconds"] for op in d["decode"]["ops"] if op["name"] == "tp_comm"), 0.0)
+
+
+def test_ring_all_reduce_pays_every_hop(catalog):
+    """Review D4: a ring all-reduce has 2(t−1) dependent steps of one hop each, and NVLink 5
+    is no slower per hop than NVLink 4: a B200 all-reduce is not slower than an H100's."""
+    h100 = _decode(catalog, "h100-sxm", "fp8", tp=8, batch=32)
+    b200 = _decode(catalog, "b200", "fp8", tp=8, batch=32)
+    assert _tp_comm(b200) <= _tp_comm(h100)
+    m = catalog.get("model", "llama-3.1-70b")
+    a = catalog.get("accelerator", "h100-sxm")
+    eff = h100["inputs"]["efficiency"]["eff_link"]
+    bytes_ = 32 * m.hidden_size * 2
+    per_call = 2 * 7 * (a.scale_up.latency_s + bytes_ / (8 * a.scale_up.bandwidth_bytes_per_s * eff))
+    assert _tp_comm(h100) == pytest.approx(2 * m.layers * per_call, rel=1e-9)
+
+
+def test_full_mesh_tp2_runs_over_one_link(catalog):
+    """Review D5: MI300X's xGMI is a full mesh: TP2 collectives get one 64 GB/s link of the
+    7-link 448 GB/s aggregate (prefill at 8K tokens: +58% against the aggregate)."""
+    from pdroof.inputs import tp_link_bandwidth
+
+    mi = catalog.get("accelerator", "mi300x")
+    assert tp_link_bandwidth(mi, 2) == pytest.approx(64e9)
+    assert tp_link_bandwidth(mi, 4) == pytest.approx(192e9)
+    assert tp_link_bandwidth(mi, 8) == pytest.approx(448e9)
+    assert tp_link_bandwidth(catalog.get("accelerator", "h100-sxm"), 2) == pytest.approx(450e9)  # a switch
+    d = estimate(catalog.get("model", "llama-3.1-70b"), mi, catalog.get("runtime", "engine"),
+                 plan(mi, "fp8", kv="fp8"), tp=2, prompt=8192)
+    assert d["prefill"]["seconds"] > 0.9  # 0.617 s with the aggregate
+
+
+@pytest.mark.parametrize("kw", [{"prompt": 200_000}, {"prompt": 1000, "prefix": 131_000}, {"context": 140_000}])
+def test_beyond_the_models_context_is_refused(catalog, kw):
+    """Review D7: estimate refuses what the model cannot hold, as plan does."""
+    a = catalog.get("accelerator", "h100-sxm")
+    with pytest.raises(PdroofError, match="maximum context of 131,072"):
+        estimate(catalog.get("model", "llama-3.1-8b"), a, catalog.get("runtime", "engine"), plan(a), **kw)
+
+
+def test_seventy_b_fp8_fits_one_h100(catalog):
+    """Review D1: with 79.2 GiB visible, Llama-3.1-70B in FP8 with FP8 KV fits one H100 with
+    room for a few sequences at 2K context (it was refused with decimal GB)."""
+    d = _decode(catalog, "h100-sxm", "fp8")
+    assert d["memory"]["fits"] and d["memory"]["max_batch"] >= 3

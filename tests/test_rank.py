@@ -16,7 +16,7 @@ from pdroof.precision import Precision
 from pdroof.queueing import max_utilisation
 from pdroof.rank import COLUMNS, rank
 from pdroof.space import BATCHES, Candidates
-from pdroof.workload import Workload
+from pdroof.workload import PRESETS, Workload
 
 W = Workload("test", prompt_tokens=2048, output_tokens=256, ttft_s=2.0, tpot_s=0.05)
 
@@ -283,3 +283,59 @@ def test_every_configuration_is_accounted_for(catalog, prune):
     assert r.feasible <= full.feasible <= r.feasible + r.dominated
     best = np.nanmin(full.columns["usd_per_million_tokens"][full.columns["feasible"]])
     assert np.nanmin(r.columns["usd_per_million_tokens"][r.columns["feasible"]]) == best
+
+
+@pytest.mark.parametrize("hw", ["h100-sxm", "h200-sxm"])
+def test_int8_never_beats_measured_fp8_on_hopper(catalog, hw):
+    """Review D2: INT8 W8A8 stays executable on Hopper, but without measurements of its own it
+    ties FP8 at best, and ties go to the measured format."""
+    c = _cands(catalog, accs=(hw,), paths=("nvlink4",), model="llama-3.1-70b", workload=PRESETS["chat"])
+    rows = rank(c, "cost", top=0).rows
+    best_fp8 = min(r["usd_per_million_tokens"] for r in rows if "int8" not in (r["decode_weights"], r["prefill_precision"]))
+    for r in rows:
+        if "int8" in (r["decode_weights"], r["prefill_precision"] or ""):
+            assert r["usd_per_million_tokens"] >= best_fp8 * (1 - 1e-12)
+    assert "int8" not in (rows[0]["decode_weights"], rows[0]["prefill_precision"])
+
+
+def test_rank_excludes_prompts_beyond_the_context(catalog):
+    """Review D7: rank recommended Qwen3-32B (40,960 positions) for 200K-token agent tasks."""
+    c = _cands(catalog, accs=("h200-sxm", "b200"), paths=("nvlink4", "nvlink5"), model="qwen3-32b",
+               workload=PRESETS["agent-task"])
+    rk = rank(c, "cost", top=0)
+    assert not rk.rows and rk.results.feasible == 0
+    assert any("exceeds qwen3-32b's maximum context of 40,960" in k for k in rk.results.infeasible)
+    assert sum(rk.results.infeasible.values()) == rk.results.total
+
+
+def test_decode_ingress_is_a_capacity(catalog):
+    """Review D6: a decode instance takes in every request's KV through its own NICs, shared by
+    the prefill instances that feed it: for code completion (1.5K in, 10 out) one B200's 400G
+    NIC admits 147 req/s, far below what its batch would serve (1,539 req/s before)."""
+    w = PRESETS["code-completion"]
+    rows = {}
+    for path in ("ib-ndr-400", "nvlink5"):
+        c = _cands(catalog, accs=("b200",), paths=(path,), model="llama-3.1-70b", workload=w,
+                   weights=("fp8",), kv=("fp8",), tp=(1,))
+        rows[path] = next(r for r in rank(c, "cost", top=0).rows if r["mode"] == "disaggregated")
+    ib, nvl = rows["ib-ndr-400"], rows["nvlink5"]
+    assert ib["decode_capacity"] == pytest.approx(ib["ingress_capacity"]) == pytest.approx(147.0, rel=0.01)
+    assert nvl["decode_capacity"] > 5 * ib["decode_capacity"]
+    assert nvl["usd_per_million_tokens"] < ib["usd_per_million_tokens"]
+
+
+def test_aggregated_ttft_queues_like_the_prefill_pool(catalog):
+    """Review D3: the aggregated baseline had no queueing (TTFT = one unloaded step, slots at
+    100%): its prompts now wait for the prefill budget at the instance's request rate."""
+    from pdroof.load import ttft_at
+
+    c = _cands(catalog, accs=("h100-sxm",), model="llama-3.1-8b", workload=PRESETS["summarization"],
+               weights=("fp8",), kv=("fp8",), tp=(1,))
+    agg = [r for r in rank(c, "cost", top=0).rows if r["mode"] == "aggregated"]
+    assert agg
+    for r in agg:
+        assert r["ttft_s"] > r["ttft_unloaded_s"] and r["ttft_s"] <= PRESETS["summarization"].ttft_s
+        assert r["ttft_stat"] == "p90" and r["tpot_stat"] == "p99"
+    r = agg[0]
+    rate = r["tokens_per_s_per_device"] * r["decode_tp"] / 300  # requests/s the instance serves
+    assert float(ttft_at(rate, r["ttft_unloaded_s"], 0.0, "p90")) == pytest.approx(r["ttft_s"], rel=1e-9)

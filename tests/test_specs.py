@@ -148,3 +148,36 @@ def test_validate_guesses_every_kind(cli):
                          str(REPO / "hardware" / "runtimes" / "engine.yaml"))
     assert code == 0, err
     assert "(deployment qwen3-32b)" in out and "(model qwen3-8b)" in out and "(runtime engine)" in out
+
+
+ACC = """\
+id: my-acc
+name: My accelerator
+vendor: acme
+family: acme-1
+memory: {MEMORY, bandwidth_gb_per_s: 1000}
+dense_tflops: {bf16: 100}
+precision_paths: {weights: [bf16], activations: [bf16], kv: [bf16]}
+"""
+
+
+@pytest.mark.parametrize("memory,expected", [
+    ("capacity_gb: 80", 80e9),                       # decimal GB, as a user's spec may give it
+    ("capacity_gib: 80", 80 * 2**30),                # binary, as the catalogue gives HBM
+    ("capacity_gib: 80, visible_gib: 79.2", 79.2 * 2**30),  # what the device reports, where known
+])
+def test_memory_capacity_units(tmp_path, memory, expected):
+    """Review D1: HBM sizes are binary; decimal GB stays available for users' specs."""
+    rec = load_spec("accelerator", write(tmp_path, ACC.replace("MEMORY", memory)))
+    assert rec.memory.capacity_bytes == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("memory,field", [
+    ("capacity_gb: 80, capacity_gib: 80", "memory.capacity_gib"),
+    ("type: HBM3", "memory.capacity_gib"),
+    ("capacity_gib: 80, visible_gib: 81", "memory.visible_gib"),
+])
+def test_memory_capacity_is_one_clear_figure(tmp_path, memory, field):
+    with pytest.raises(SpecError) as e:
+        load_spec("accelerator", write(tmp_path, ACC.replace("MEMORY", memory)))
+    assert field in str(e.value)

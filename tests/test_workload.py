@@ -45,3 +45,19 @@ def test_rank_with_workload_file(cli, tmp_path):
     f.write_text("id: rag\nprompt_tokens: 8000\noutput_tokens: 200\n")
     code, out, err = cli("rank", "--workload", str(f), "--accelerators", "h100-sxm", "--top", "2", "-f", "csv")
     assert code == 0, err and out.startswith("rank,")
+
+
+def test_targets_name_their_statistic(tmp_path):
+    """Review D3: a target says which statistic it bounds; presets bound the study's p90 TTFT
+    and p99 TPOT; a workload file names one statistic per metric."""
+    assert (PRESETS["chat"].ttft_stat, PRESETS["chat"].tpot_stat) == ("p90", "p99")
+    f = tmp_path / "w.yaml"
+    f.write_text("id: rag\nprompt_tokens: 8000\noutput_tokens: 200\nttft_p50_ms: 800\ntpot_p90_ms: 40\n")
+    w = resolve(str(f))
+    assert (w.ttft_stat, w.ttft_s, w.tpot_stat, w.tpot_s) == ("p50", 0.8, "p90", 0.04)
+    f.write_text("id: rag\nprompt_tokens: 8000\noutput_tokens: 200\nttft_ms: 800\nttft_p99_ms: 2000\n")
+    with pytest.raises(SpecError, match="one statistic of TTFT"):
+        resolve(str(f))
+    assert resolve("chat", ttft_stat="mean").ttft_stat == "mean"
+    with pytest.raises(PdroofError, match="unknown statistic"):
+        resolve("chat", tpot_stat="p95")

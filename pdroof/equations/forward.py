@@ -145,10 +145,12 @@ def prefill_attention(prompts):
     """Attention of ``prompts`` prompts of S new tokens after a cached prefix of p tokens.
 
     Causal: new token i attends to p + i positions, so a layer scores prompts·(S·p + S(S+1)/2)
-    query-key pairs (quadratic in S); sliding layers at most prompts·S·w."""
-    Sn, p, t = S("new_tokens"), S("prefix_tokens"), S("tp")
+    query-key pairs (quadratic in S). A sliding layer scores Σᵢ min(w, p + i): the first
+    m = min(S, max(0, w − p)) new tokens see p + i positions, the rest w."""
+    Sn, p, t, w = S("new_tokens"), S("prefix_tokens"), S("tp"), S("window_tokens")
     pairs_full = prompts * (Sn * p + Sn * (Sn + 1) / 2)
-    pairs_slide = prompts * Sn * sp.Min(S("window_tokens"), p + (Sn + 1) / 2)
+    m = sp.Min(Sn, sp.Max(0, w - p))
+    pairs_slide = prompts * (m * p + m * (m + 1) / 2 + (Sn - m) * w)
     per_pair = 2 * S("attn_dim_prefill") * S("heads") / t
     kv_rw = S("kv_elems") * S("kv_bytes") / kv_shards()
     io = prompts * Sn * 2 * S("hidden") * S("act_bytes") / t
