@@ -24,11 +24,13 @@ from .units import format_bytes
 OBJECTIVES = {  # column, True when larger is better
     "cost": ("usd_per_million_tokens", False),
     "throughput": ("tokens_per_s_per_device", True),
-    "ttft": ("ttft_s", False),
+    # TTFT: the latency floor of an idle instance (at the operating load every pool sized by its
+    # TTFT target sits at that target, so the statistic itself does not separate options)
+    "ttft": ("ttft_unloaded_s", False),
     "tpot": ("tpot_s", False),
     "energy": ("joules_per_token", False),
 }
-PARETO_AXES = (("tokens_per_s_per_device", True), ("ttft_s", False), ("tpot_s", False))
+PARETO_AXES = (("tokens_per_s_per_device", True), ("ttft_unloaded_s", False), ("tpot_s", False))
 BLOCK = 400_000  # configurations per vectorised block
 IMPOSSIBLE = "path or wire format not possible for the pair"
 

@@ -79,11 +79,11 @@ def plot(rk: Ranking, path: str | Path) -> None:
         rows = [r for r in rk.rows if r["mode"] == mode]
         if rows:
             ax.scatter([r["tpot_s"] * 1e3 for r in rows], [r["tokens_per_s_per_device"] for r in rows],
-                       s=[20 + 200 * min(1.0, r["ttft_s"] / rk.candidates.workload.ttft_s) for r in rows],
+                       s=[20 + 200 * min(1.0, r["ttft_unloaded_s"] / rk.candidates.workload.ttft_s) for r in rows],
                        marker=marker, label=mode, alpha=0.7)
     ax.set_xlabel("TPOT (ms)")
     ax.set_ylabel("output tokens/s per device")
-    ax.set_title(f"{rk.candidates.model.id}, {rk.candidates.workload.id}: Pareto front (marker size: TTFT)")
+    ax.set_title(f"{rk.candidates.model.id}, {rk.candidates.workload.id}: Pareto front (marker size: idle TTFT)")
     ax.legend()
     ax.grid(alpha=0.3)
     fd, tmp = tempfile.mkstemp(suffix=".png", dir=Path(path).parent if str(Path(path).parent) else ".")

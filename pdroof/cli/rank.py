@@ -30,7 +30,8 @@ TABLE = [
     Column("rank", "#"), Column("mode", "mode", text=lambda v: "disagg" if v == "disaggregated" else "agg"),
     Column("prefill", "prefill (hw×TP W/A)"), Column("decode", "decode (hw×TP W, KV)"),
     Column("link", "wire · path · tier"),
-    Column("ttft_s", "TTFT (ms)", 1e-3), Column("tpot_s", "TPOT (ms)", 1e-3), Column("decode_batch", "batch"),
+    Column("ttft_unloaded_s", "TTFT idle (ms)", 1e-3), Column("tpot_s", "TPOT (ms)", 1e-3),
+    Column("decode_batch", "batch"),
     Column("prefill_device_share", "P share"), Column("tokens_per_s_per_device", "tok/s/dev"),
     Column("usd_per_million_tokens", "$/Mtok"), Column("joules_per_token", "J/tok"), Column("binding", "binds"),
 ]
