@@ -24,7 +24,7 @@ ARGS['kernels'] = ('batch', 'new_tokens', 'context_tokens', 'heads', 'attn_dim_p
 OUTPUTS['kernels'] = ('gemm_seconds', 'attn_prefill_seconds', 'attn_decode_seconds', 'copy_seconds', 'host_copy_seconds')
 
 
-def prefill(*, batch, new_tokens, prefix_tokens, tp, ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, layer_latency_s, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
+def prefill(*, batch, new_tokens, prefix_tokens, tp, ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, layer_latency_s, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
     """Numeric twin of pdroof.equations groups()["prefill"]."""
     _x0 = numpy.minimum(kv_shardable, tp)**(-1.0)
     _x1 = tp**(-1.0)
@@ -99,11 +99,11 @@ def prefill(*, batch, new_tokens, prefix_tokens, tp, ep, layers, dense_layers, m
     _x70 = _x69*layers
     _x71 = tp - 1
     _x72 = act_bytes*hidden
-    _x73 = _x1*_x4*_x72/(eff_link*link_bytes_per_s)
-    _x74 = 4*_x71*layers*(_x73 + link_latency_s)*numpy.minimum(1, _x71)
+    _x73 = _x1*_x4*_x72/eff_link
+    _x74 = 4*_x71*layers*(_x73/link_bytes_per_s + link_latency_s)*numpy.minimum(1, _x71)
     _x75 = _x1*_x69*experts_per_token*moe_layers
     _x76 = ep - 1
-    _x77 = _x37*_x76*(_x28*_x73*experts_per_token + link_latency_s)*numpy.minimum(1, _x76)
+    _x77 = _x37*_x76*(_x28*_x73*experts_per_token/ep_link_bytes_per_s + link_latency_s)*numpy.minimum(1, _x76)
     _x78 = _x1*vocab
     _x79 = _x6*_x78
     _x80 = _x72*_x78 + batch*(_x72 + 4*_x78)
@@ -168,11 +168,11 @@ def prefill(*, batch, new_tokens, prefix_tokens, tp, ep, layers, dense_layers, m
         'bytes': _x23 + _x31*moe_layers + _x32*moe_layers + _x4*_x65 + _x4*_x66 + _x53*batch + _x55*batch + _x70 + _x75 + _x80 + _x9,
     }
 
-ARGS['prefill'] = ('batch', 'new_tokens', 'prefix_tokens', 'tp', 'ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
+ARGS['prefill'] = ('batch', 'new_tokens', 'prefix_tokens', 'tp', 'ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
 OUTPUTS['prefill'] = ('attn_proj_flops', 'attn_proj_bytes', 'attn_proj_compute_s', 'attn_proj_memory_s', 'attn_proj_seconds', 'ffn_flops', 'ffn_bytes', 'ffn_compute_s', 'ffn_memory_s', 'ffn_seconds', 'experts_flops', 'experts_bytes', 'experts_compute_s', 'experts_memory_s', 'experts_seconds', 'attention_flops', 'attention_bytes', 'attention_compute_s', 'attention_memory_s', 'attention_seconds', 'elementwise_flops', 'elementwise_bytes', 'elementwise_compute_s', 'elementwise_memory_s', 'elementwise_seconds', 'tp_comm_flops', 'tp_comm_bytes', 'tp_comm_compute_s', 'tp_comm_memory_s', 'tp_comm_seconds', 'ep_comm_flops', 'ep_comm_bytes', 'ep_comm_compute_s', 'ep_comm_memory_s', 'ep_comm_seconds', 'lm_head_flops', 'lm_head_bytes', 'lm_head_compute_s', 'lm_head_memory_s', 'lm_head_seconds', 'layer_latency_flops', 'layer_latency_bytes', 'layer_latency_compute_s', 'layer_latency_memory_s', 'layer_latency_seconds', 'step_latency_flops', 'step_latency_bytes', 'step_latency_compute_s', 'step_latency_memory_s', 'step_latency_seconds', 'seconds', 'flops', 'bytes')
 
 
-def decode(*, batch, context_tokens, tp, ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_memory, eff_attn_prefill, eff_attn_decode, eff_link, layer_latency_s, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
+def decode(*, batch, context_tokens, tp, ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_memory, eff_attn_prefill, eff_attn_decode, eff_link, layer_latency_s, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
     """Numeric twin of pdroof.equations groups()["decode"]."""
     _x0 = numpy.minimum(kv_shardable, tp)**(-1.0)
     _x1 = tp**(-1.0)
@@ -242,11 +242,11 @@ def decode(*, batch, context_tokens, tp, ep, layers, dense_layers, moe_layers, f
     _x65 = _x64*layers
     _x66 = tp - 1
     _x67 = act_bytes*hidden
-    _x68 = _x1*_x67*batch/(eff_link*link_bytes_per_s)
-    _x69 = 4*_x66*layers*(_x68 + link_latency_s)*numpy.minimum(1, _x66)
+    _x68 = _x1*_x67*batch/eff_link
+    _x69 = 4*_x66*layers*(_x68/link_bytes_per_s + link_latency_s)*numpy.minimum(1, _x66)
     _x70 = _x27*_x64*experts_per_token
     _x71 = ep - 1
-    _x72 = 2*_x71*moe_layers*(_x29*_x68*experts_per_token + link_latency_s)*numpy.minimum(1, _x71)
+    _x72 = 2*_x71*moe_layers*(_x29*_x68*experts_per_token/ep_link_bytes_per_s + link_latency_s)*numpy.minimum(1, _x71)
     _x73 = _x1*vocab
     _x74 = _x5*_x73
     _x75 = _x67*_x73 + batch*(_x67 + 4*_x73)
@@ -312,11 +312,11 @@ def decode(*, batch, context_tokens, tp, ep, layers, dense_layers, moe_layers, f
         'tokens_per_second': batch/_x80,
     }
 
-ARGS['decode'] = ('batch', 'context_tokens', 'tp', 'ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_memory', 'eff_attn_prefill', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
+ARGS['decode'] = ('batch', 'context_tokens', 'tp', 'ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_memory', 'eff_attn_prefill', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
 OUTPUTS['decode'] = ('attn_proj_flops', 'attn_proj_bytes', 'attn_proj_compute_s', 'attn_proj_memory_s', 'attn_proj_seconds', 'ffn_flops', 'ffn_bytes', 'ffn_compute_s', 'ffn_memory_s', 'ffn_seconds', 'experts_flops', 'experts_bytes', 'experts_compute_s', 'experts_memory_s', 'experts_seconds', 'attention_flops', 'attention_bytes', 'attention_compute_s', 'attention_memory_s', 'attention_seconds', 'elementwise_flops', 'elementwise_bytes', 'elementwise_compute_s', 'elementwise_memory_s', 'elementwise_seconds', 'tp_comm_flops', 'tp_comm_bytes', 'tp_comm_compute_s', 'tp_comm_memory_s', 'tp_comm_seconds', 'ep_comm_flops', 'ep_comm_bytes', 'ep_comm_compute_s', 'ep_comm_memory_s', 'ep_comm_seconds', 'lm_head_flops', 'lm_head_bytes', 'lm_head_compute_s', 'lm_head_memory_s', 'lm_head_seconds', 'layer_latency_flops', 'layer_latency_bytes', 'layer_latency_compute_s', 'layer_latency_memory_s', 'layer_latency_seconds', 'step_latency_flops', 'step_latency_bytes', 'step_latency_compute_s', 'step_latency_memory_s', 'step_latency_seconds', 'seconds', 'flops', 'bytes', 'tokens_per_second')
 
 
-def mixed(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, tp, ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, layer_latency_s, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
+def mixed(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, tp, ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, layer_latency_s, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
     """Numeric twin of pdroof.equations groups()["mixed"]."""
     _x0 = new_tokens*prefill_prompts
     _x1 = _x0 + batch
@@ -404,11 +404,11 @@ def mixed(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, 
     _x83 = tp - 1
     _x84 = act_bytes*hidden
     _x85 = _x1*_x3
-    _x86 = _x84*_x85/(eff_link*link_bytes_per_s)
-    _x87 = 4*_x83*layers*(_x86 + link_latency_s)*numpy.minimum(1, _x83)
+    _x86 = _x84*_x85/eff_link
+    _x87 = 4*_x83*layers*(_x86/link_bytes_per_s + link_latency_s)*numpy.minimum(1, _x83)
     _x88 = _x60*_x8*experts_per_token*moe_layers
     _x89 = ep - 1
-    _x90 = 2*_x89*moe_layers*(_x30*_x86*experts_per_token + link_latency_s)*numpy.minimum(1, _x89)
+    _x90 = 2*_x89*moe_layers*(_x30*_x86*experts_per_token/ep_link_bytes_per_s + link_latency_s)*numpy.minimum(1, _x89)
     _x91 = batch + prefill_prompts
     _x92 = _x3*vocab
     _x93 = _x91*_x92
@@ -477,7 +477,7 @@ def mixed(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, 
         'tokens_per_second': batch/_x99,
     }
 
-ARGS['mixed'] = ('batch', 'prefill_prompts', 'new_tokens', 'prefix_tokens', 'context_tokens', 'tp', 'ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
+ARGS['mixed'] = ('batch', 'prefill_prompts', 'new_tokens', 'prefix_tokens', 'context_tokens', 'tp', 'ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
 OUTPUTS['mixed'] = ('attn_proj_flops', 'attn_proj_bytes', 'attn_proj_compute_s', 'attn_proj_memory_s', 'attn_proj_seconds', 'ffn_flops', 'ffn_bytes', 'ffn_compute_s', 'ffn_memory_s', 'ffn_seconds', 'experts_flops', 'experts_bytes', 'experts_compute_s', 'experts_memory_s', 'experts_seconds', 'attention_flops', 'attention_bytes', 'attention_compute_s', 'attention_memory_s', 'attention_seconds', 'elementwise_flops', 'elementwise_bytes', 'elementwise_compute_s', 'elementwise_memory_s', 'elementwise_seconds', 'tp_comm_flops', 'tp_comm_bytes', 'tp_comm_compute_s', 'tp_comm_memory_s', 'tp_comm_seconds', 'ep_comm_flops', 'ep_comm_bytes', 'ep_comm_compute_s', 'ep_comm_memory_s', 'ep_comm_seconds', 'lm_head_flops', 'lm_head_bytes', 'lm_head_compute_s', 'lm_head_memory_s', 'lm_head_seconds', 'layer_latency_flops', 'layer_latency_bytes', 'layer_latency_compute_s', 'layer_latency_memory_s', 'layer_latency_seconds', 'step_latency_flops', 'step_latency_bytes', 'step_latency_compute_s', 'step_latency_memory_s', 'step_latency_seconds', 'seconds', 'flops', 'bytes', 'tokens_per_second')
 
 

@@ -6,7 +6,14 @@ import numpy as np
 
 from .architecture import shape_of
 from .errors import PdroofError
-from .inputs import capped_half_rows, hardware_inputs, model_inputs, precision_inputs, tp_link_bandwidth
+from .inputs import (
+    capped_half_rows,
+    collective_bandwidth,
+    half_rows_for,
+    hardware_inputs,
+    model_inputs,
+    precision_inputs,
+)
 from .numeric import evaluate
 from .ops import OP_KIND, OPS
 from .precision import Precision
@@ -32,7 +39,7 @@ def tp_reason(model: Record, acc: Record, tp: int) -> str | None:
     domain = acc.scale_up.domain_size if acc.scale_up and acc.scale_up.domain_size else 1
     if tp > domain:
         return f"tp {tp} exceeds the scale-up domain of {acc.id} ({domain} devices)"
-    if tp > 1 and tp_link_bandwidth(acc) is None:
+    if tp > 1 and collective_bandwidth(acc) is None:
         return f"tp {tp} needs a link bandwidth for collectives, and {acc.id}'s spec has none"
     if model.attention_heads % tp:
         return f"tp {tp} does not divide the {model.attention_heads} attention heads of {model.id}"
@@ -42,10 +49,20 @@ def tp_reason(model: Record, acc: Record, tp: int) -> str | None:
 def stage_inputs(model: Record, acc: Record, runtime: Record, p: Precision, tp: int, ep: int = 1) -> dict:
     """All inputs of one stage except the workload (batch, tokens, context)."""
     eff = resolve(runtime, acc)
-    inputs = {**model_inputs(model), **hardware_inputs(acc, eff, p, tp), **precision_inputs(runtime, p),
+    inputs = {**model_inputs(model), **hardware_inputs(acc, eff, p, tp, ep), **precision_inputs(runtime, p),
               "tp": tp, "ep": ep}
     inputs["gemm_half_rows"] = capped_half_rows(inputs)
     return inputs, eff
+
+
+def half_rows_origin(eff, p: Precision, inputs: dict) -> str:
+    """Where the M½ the GEMMs of this stage use came from (``inputs["gemm_half_rows"]``)."""
+    keys = [f"gemm_half_rows.{p.activations}"] + ([f"gemm_half_rows.{p.weights}"] if p.weight_only else [])
+    parts = [f"{k.split('.')[1]}: {eff.origin[k]}" for k in keys if k in eff.origin] or ["none known: 0"]
+    text = ("weight-only, the larger of " if p.weight_only else "") + "; ".join(parts)
+    if inputs["gemm_half_rows"] < half_rows_for(eff, p):
+        text += f"; capped at {inputs['gemm_half_rows']:.4g} rows so that a one-row GEMM stays weight-bound"
+    return text
 
 
 def op_bound(kind: str, compute_s: float, memory_s: float) -> str:
@@ -151,7 +168,7 @@ def estimate(model: Record, acc: Record, runtime: Record, p: Precision, *, tp: i
                                                  "eff_attn_prefill",
                                                  "attn_half_tokens", "eff_attn_decode", "eff_link",
                                                  "layer_latency_s")},
-            "efficiency_origin": eff.origin,
+            "efficiency_origin": {**eff.origin, "gemm_half_rows": half_rows_origin(eff, p, base)},
         },
     }
 
@@ -176,7 +193,7 @@ def aggregated_step(inputs: dict, w: Workload, concurrency, chunk_tokens: float)
     chunks = np.ceil(w.new_tokens / chunk_tokens)
     unloaded = with_prompt + (chunks - 1) * plain
     return {"tpot_s": aggregated_tpot(tpot, marginal, C, w.output_tokens, w.tpot_stat),
-            "ttft_s": aggregated_ttft(unloaded, tpot, C, w.output_tokens, w.ttft_stat),
+            "ttft_s": aggregated_ttft(unloaded, marginal, tpot, C, w.output_tokens, w.ttft_stat),
             "tpot_mean_s": tpot, "ttft_unloaded_s": unloaded}
 
 

@@ -19,16 +19,16 @@ ACT_BYTES = 2.0  # activations between kernels are 16-bit
 DEFAULT_HOP_LATENCY_S = 2.7e-6
 
 
-def tp_link_bandwidth(acc: Record, tp: int | None = None) -> float | None:
-    """Bandwidth per device that collectives among ``tp`` devices run over: the scale-up link (on a
-    full mesh only the tp−1 direct links among them: MI300X TP2 gets one 64 GB/s link of the 7),
+def collective_bandwidth(acc: Record, devices: int | None = None) -> float | None:
+    """Bandwidth per device that collectives among ``devices`` devices run over: the scale-up link
+    (on a full mesh only the direct links among them: MI300X TP2 gets one 64 GB/s link of the 7),
     or for cards without one the host link (PCIe peer traffic); None when neither is known (then
-    TP > 1 is refused). ``tp`` None: the whole domain's."""
+    TP > 1 is refused). ``devices`` None: the whole domain's."""
     su, host = acc.scale_up, acc.host_link
     if su and su.bandwidth_bytes_per_s:
         n = su.domain_size or 1
-        if su.topology == "full_mesh" and n > 1 and tp is not None:
-            return su.bandwidth_bytes_per_s * (max(tp, 2) - 1) / (n - 1)
+        if su.topology == "full_mesh" and n > 1 and devices is not None:
+            return su.bandwidth_bytes_per_s * (min(max(devices, 2), n) - 1) / (n - 1)
         return su.bandwidth_bytes_per_s
     if host and host.bandwidth_bytes_per_s:
         return host.bandwidth_bytes_per_s
@@ -83,23 +83,28 @@ def _model_inputs(model: Record, layers: int | None) -> dict[str, float]:
     }
 
 
-def hardware_inputs(acc: Record, eff: Efficiency, p: Precision, tp: int = 1) -> dict[str, float]:
+def half_rows_for(eff: Efficiency, p: Precision) -> float:
+    """M½ of this precision's GEMMs before the GEMV cap: the activation format's; weight-only GEMMs
+    run their own (dequantising) kernels on the activations' MMA, so the weight format's where
+    measured, never below the activation format's."""
+    own = eff.half_rows_for(p.activations)
+    return max(own, eff.half_rows_for(p.weights)) if p.weight_only else own
+
+
+def hardware_inputs(acc: Record, eff: Efficiency, p: Precision, tp: int = 1, ep: int = 1) -> dict[str, float]:
     peaks = acc.dense_flops_per_s
     su = acc.scale_up
-    # weight-only GEMMs run their own (dequantising) kernels on the activations' MMA: their M½ is
-    # the weight format's where measured, and never below the activation format's
-    half_rows = max(eff.half_rows_for(p.weights), eff.half_rows_for(p.activations)) if p.weight_only \
-        else eff.half_rows_for(p.activations)
     return {
         "peak_flops_per_s": peaks.get(p.activations),
         "attn_peak_flops_per_s": peaks.get(attention_peak_format(acc)),
         "mem_bytes_per_s": acc.memory.bandwidth_bytes_per_s,
         "hbm_bytes": acc.memory.capacity_bytes,
         # unknown only where TP > 1 is refused (tp_reason); at TP 1 the collective term is multiplied by 0
-        "link_bytes_per_s": tp_link_bandwidth(acc, tp) or 1.0,
+        "link_bytes_per_s": collective_bandwidth(acc, tp) or 1.0,
+        "ep_link_bytes_per_s": collective_bandwidth(acc, tp * ep) or 1.0,
         "link_latency_s": su.latency_s if su and su.latency_s else DEFAULT_HOP_LATENCY_S,
         "eff_compute": eff.compute_for(p.activations),
-        "gemm_half_rows": half_rows,
+        "gemm_half_rows": half_rows_for(eff, p),
         "eff_weights": eff.weights_for(p.weights),
         "eff_memory": eff.memory,
         "eff_attn_prefill": eff.attention_prefill,

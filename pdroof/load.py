@@ -3,15 +3,16 @@
 TTFT. Requests arrive as a Poisson stream and a prefill server works through prompts one at a
 time, so a request's TTFT is its service time t_P, its wait in an M/D/1 queue and the handoff
 (``pdroof.queueing`` gives the wait's mean and percentiles in closed and tabulated form). A
-disaggregated prefill instance is that server; an aggregated instance's prefill budget is too
-(a prompt occupies it for the steps that carry its chunks), fed at the instance's request rate.
+disaggregated prefill instance is that server; so is an aggregated instance's prefill work (each prompt adds
+its marginal step time Δ to the steps that carry it), fed at the instance's request rate.
 
 TPOT. A disaggregated decode step carries no prompts: every request in the batch sees the same
 step time (the batch's contexts vary, but their sum over a batch of B, averaged over a request's
 O steps, hardly does), so its TPOT statistics coincide with the step at the admitted batch. In
 aggregated serving a request's O steps also carry the prompts that arrive meanwhile: N of them,
-Poisson with mean C (Little: C requests join per request lifetime at concurrency C), each adding
-its marginal step time Δ. Its TPOT is t̄ + (N − C)·Δ/O, whose q-quantile takes N's.
+with mean C (Little: C requests join per request lifetime at concurrency C), each adding its
+marginal step time Δ; a longer step gathers more arrivals, so N is overdispersed (variance
+C/(1 − λΔ)²). Its TPOT is t̄ + (N − C)·Δ/O, whose q-quantile takes N's.
 """
 
 from __future__ import annotations
@@ -26,7 +27,9 @@ def prefill_utilisation(prefill_s, handoff_s, target_s: float, stat: str) -> np.
     """Highest utilisation of a prefill server whose TTFT ``stat`` stays within ``target_s``."""
     budget = evaluate("load", _load(prefill_s, handoff_s, ttft_target_s=target_s))["wait_budget"]
     ok = np.isfinite(budget) & (budget >= 0)
-    return np.where(ok, max_utilisation(np.where(ok, budget, 0.0), stat), 0.0)
+    # a hair inside the budget (the tabulated inverse is good to ~7e-5 of it): a pool sized at the
+    # utilisation this returns meets its target
+    return np.where(ok, max_utilisation(np.where(ok, budget, 0.0) * (1 - 2e-4), stat), 0.0)
 
 
 def ttft_at(instance_rate, prefill_s, handoff_s, stat: str) -> np.ndarray:
@@ -49,26 +52,39 @@ def _load(prefill_s, handoff_s, **given) -> dict:
             "ttft_target_s": 0.0, "output_tokens": 1.0, "step_s": 0.0, **given}
 
 
-def poisson_quantile(mean, q: float) -> np.ndarray:
-    """Smallest k with P(N ≤ k) ≥ q for N ~ Poisson(mean), vectorised: summed exactly up to a
-    mean of 200, the Cornish–Fisher expansion (error well under one count) beyond."""
-    m = np.asarray(mean, dtype=float)
+def count_quantile(mean, q: float, dispersion=1.0) -> np.ndarray:
+    """Smallest k with P(N ≤ k) ≥ q for a count N of the given mean and variance/mean ratio
+    (``dispersion`` 1: Poisson; above 1: the negative binomial of that mean and variance),
+    vectorised: summed exactly up to a mean of 200, the Cornish–Fisher expansion beyond."""
+    m, d = np.broadcast_arrays(np.asarray(mean, dtype=float), np.asarray(dispersion, dtype=float))
     out = np.empty(m.shape)
     small = m <= 200
     if small.any():
-        ms = m[small]
-        k = np.arange(0, 400)[None, :]
-        # log pmf via lgamma-free recurrence: log p_k = −m + k·log m − log k!
-        logfact = np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, 400)))])
-        with np.errstate(divide="ignore"):
-            logp = -ms[:, None] + k * np.log(ms[:, None]) - logfact[None, :]
-        cdf = np.cumsum(np.exp(logp), axis=1)
-        out[small] = np.argmax(cdf >= q - 1e-12, axis=1)
+        out[small] = _count_quantile_summed(m[small], d[small], q)
     if (~small).any():
         z = _normal_quantile(q)
-        ml = m[~small]
-        out[~small] = np.ceil(ml + z * np.sqrt(ml) + (z * z - 1) / 6 - 0.5)
+        ml, dl = m[~small], d[~small]
+        sd = np.sqrt(ml * dl)
+        skew = (2 * dl - 1) / sd  # Poisson: 1/sd; negative binomial: (2d − 1)/sd
+        out[~small] = np.ceil(ml + z * sd + (z * z - 1) / 6 * skew * sd - 0.5)
     return out
+
+
+def _count_quantile_summed(m: np.ndarray, d: np.ndarray, q: float) -> np.ndarray:
+    n = int(np.max(m + 12 * np.sqrt(m * d) + 30))
+    k = np.arange(n)[None, :]
+    m_, d_ = np.maximum(m, 1e-300)[:, None], d[:, None]
+    poisson = d_ <= 1 + 1e-12
+    # Poisson: log p_k = −m + k·log m − log k!; negative binomial (r = m/(d − 1), p = 1/d):
+    # log p_k = r·log p + Σ_{j<k} log((j + r)/(j + 1)) + k·log(1 − p)
+    logfact = np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, n)))])[None, :]
+    r = np.where(poisson, 1.0, m_ / np.maximum(d_ - 1, 1e-300))
+    steps = np.log((k[:, :-1] + r) / (k[:, :-1] + 1)) if n > 1 else np.zeros((len(m), 0))
+    lognb = r * np.log(1 / np.where(poisson, 2.0, d_)) + np.concatenate(
+        [np.zeros((len(m), 1)), np.cumsum(steps, axis=1)], axis=1) + k * np.log(1 - 1 / np.where(poisson, 2.0, d_))
+    logp = np.where(poisson, -m_ + k * np.log(m_) - logfact, lognb)
+    cdf = np.cumsum(np.exp(logp), axis=1)
+    return np.where(m > 0, np.argmax(cdf >= q - 1e-12, axis=1), 0)
 
 
 def _normal_quantile(q: float) -> float:
@@ -93,17 +109,27 @@ def _normal_quantile(q: float) -> float:
 
 def aggregated_tpot(mean_tpot_s, marginal_prompt_s, concurrency, output_tokens: float, stat: str) -> np.ndarray:
     """TPOT ``stat`` of aggregated serving at ``concurrency``: the mean step plus the deviation
-    of the prompts that ride along a request's life from their mean C, each costing its marginal
-    step time."""
+    of the prompts that ride along a request's O steps from their mean C, each costing its
+    marginal step time Δ. Prompts arrive while steps run, and a step that carries one is longer,
+    so more arrive during it: with m = λ·Δ (λ = C/(O·t̄)) the count's variance is C/(1 − m)²
+    (m ≥ 1: prefill work alone saturates the instance, TPOT unbounded)."""
     q = quantile_of(stat)
+    mean = np.asarray(mean_tpot_s, dtype=float)
     if q is None:
-        return np.asarray(mean_tpot_s, dtype=float)
-    C = np.broadcast_to(np.asarray(concurrency, dtype=float), np.shape(mean_tpot_s))
-    return mean_tpot_s + (poisson_quantile(C, q) - C) * marginal_prompt_s / output_tokens
+        return mean
+    C = np.broadcast_to(np.asarray(concurrency, dtype=float), mean.shape)
+    m = C / (output_tokens * mean) * marginal_prompt_s
+    stable = m < 1
+    dispersion = 1 / np.where(stable, 1 - m, 1.0) ** 2
+    extra = (count_quantile(C, q, dispersion) - C) * marginal_prompt_s / output_tokens
+    return np.where(stable, mean + extra, np.inf)
 
 
-def aggregated_ttft(unloaded_ttft_s, mean_tpot_s, concurrency, output_tokens: float, stat: str) -> np.ndarray:
-    """TTFT ``stat`` of aggregated serving: prompts queue for the prefill budget (M/D/1, service
-    the unloaded TTFT) at the instance's request rate C/(O·t̄)."""
+def aggregated_ttft(unloaded_ttft_s, marginal_prompt_s, mean_tpot_s, concurrency, output_tokens: float,
+                    stat: str) -> np.ndarray:
+    """TTFT ``stat`` of aggregated serving: prompts queue for the engine's prefill work, a server
+    whose service per prompt is the step time it adds (Δ, the same marginal the TPOT model
+    charges), offered the instance's request rate C/(O·t̄); a request's TTFT is the unloaded one
+    plus that queue's wait."""
     rate = concurrency / (output_tokens * mean_tpot_s)
-    return ttft_at(rate, unloaded_ttft_s, 0.0, stat)
+    return ttft_at(rate, marginal_prompt_s, unloaded_ttft_s - marginal_prompt_s, stat)

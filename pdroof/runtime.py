@@ -135,7 +135,9 @@ def resolve(runtime: Record, accelerator: Record) -> Efficiency:
     (int8 from fp8), the runtime's entry before the spec's stack-agnostic values; else, for an
     accelerator the runtime has not profiled, the most conservative value the runtime measured on
     the same silicon family (an H20 from the H100/H200 entries); else the runtime's fallback, never
-    better than any value this accelerator has for that factor."""
+    better than any value this accelerator has for that factor. For an accelerator the runtime has
+    not profiled, a spec value marked assumed yields to a less favourable one the runtime measured
+    on the same family (an H800's assumed GEMM efficiency to the H200's measured one)."""
     prof = runtime.profiles.get(accelerator.id)
     spec = accelerator.efficiency
     fb = runtime.fallback
@@ -151,12 +153,29 @@ def resolve(runtime: Record, accelerator: Record) -> Efficiency:
                 return src.get(name)
         raise KeyError(name)
 
-    values = {name: pick(name, layers) for name in _SILICON}
-    values.update({name: pick(name, [own, generic, theirs]) for name in _STACK})
     family = [] if prof is not None else [
         (f"runtime {runtime.id} {pid} (same family)", entry) for pid, entry in runtime.profiles.items()
         if entry.family is not None and entry.family == accelerator.family]
-    maps = {name: _per_format(name, conservative, [own, theirs], family, generic, origin)
+
+    def no_better_than_family(key: str, value: float, conservative, family_values) -> float:
+        """A spec value marked assumed yields to a less favourable measured value of the family."""
+        if origin.get(key) != theirs[0] or not family_values:
+            return value
+        if accelerator.provenance.get(f"efficiency.{key}", {}).get("basis") != "assumed":
+            return value
+        label, v = conservative(family_values, key=lambda lv: lv[1])
+        if conservative(v, value) == value:
+            return value
+        origin[key] = f"{label}, below this spec's assumed {value:g}"
+        return v
+
+    values = {}
+    for name in _SILICON:
+        conservative = max if name == "attention_prefill_half_tokens" else min
+        values[name] = no_better_than_family(name, pick(name, layers), conservative,
+                                             [(label, e.get(name)) for label, e in family if name in e])
+    values.update({name: pick(name, [own, generic, theirs]) for name in _STACK})
+    maps = {name: _per_format(name, conservative, [own, theirs], family, generic, origin, no_better_than_family)
             for name, conservative in _PER_FORMAT.items()}
     host = prof.host_link if prof is not None else None
     return Efficiency(
@@ -166,7 +185,8 @@ def resolve(runtime: Record, accelerator: Record) -> Efficiency:
     )
 
 
-def _per_format(name: str, conservative, mine, family, generic, origin: dict) -> dict[str, float]:
+def _per_format(name: str, conservative, mine, family, generic, origin: dict, no_better_than_family
+                ) -> dict[str, float]:
     def at(src, fmt):
         return (src.get(name) or {}).get(fmt) if src is not None else None
 
@@ -178,11 +198,14 @@ def _per_format(name: str, conservative, mine, family, generic, origin: dict) ->
         order = [(label, src, f) for label, src in mine for f in (fmt, *SIBLINGS.get(fmt, ()))]
         found = next(((label if f == fmt else f"{label} as {f} (same tensor path)", v)
                       for label, src, f in order if (v := at(src, f)) is not None), None)
-        if found is None and family:
-            vals = [(label, v) for label, src in family for f in (fmt, *SIBLINGS.get(fmt, ()))
-                    if (v := at(src, f)) is not None]
-            if vals:
-                found = conservative(vals, key=lambda lv: lv[1])
+        vals = [(label, v) for label, src in family for f in (fmt, *SIBLINGS.get(fmt, ()))
+                if (v := at(src, f)) is not None]
+        if found is not None:
+            origin[key] = found[0]
+            value = no_better_than_family(key, found[1], conservative, vals)
+            found = (origin[key], value)
+        elif vals:
+            found = conservative(vals, key=lambda lv: lv[1])
         if found is None and (v := at(generic[1], fmt)) is not None:
             capped = conservative([v, *known])
             found = (generic[0] if capped == v else f"{generic[0]}, capped at this accelerator's own values", capped)

@@ -65,7 +65,9 @@ _TABLE = (
     Sym("attn_peak_flops_per_s", "FLOP/s", "dense peak used by attention (bf16/fp16)", "P_A"),
     Sym("mem_bytes_per_s", "B/s", "HBM bandwidth", "M"),
     Sym("link_bytes_per_s", "B/s", "scale-up link bandwidth per direction (TP/EP collectives)", "N"),
-    Sym("link_latency_s", "s", "scale-up collective latency per step", r"\alpha_N"),
+    Sym("ep_link_bytes_per_s", "B/s", "scale-up bandwidth per device that expert-parallel all-to-alls run over "
+        "(on a full mesh: the links to the other tp·ep − 1 devices)", "N_E"),
+    Sym("link_latency_s", "s", "scale-up latency of one step (hop) of a collective", r"\alpha_N"),
     # runtime profile (achieved fractions and structure of the software stack)
     Sym("eff_compute", "1", "achieved fraction of peak in large GEMMs (per compute format)", r"\eta_C"),
     Sym("gemm_half_rows", "rows", "GEMM rows at which compute efficiency is half its large-GEMM value", "M_{1/2}"),

@@ -124,5 +124,10 @@ def test_rtx_4090_bf16_is_the_fp32_accumulate_rate(catalog):
 def test_rdma_paths_agree_with_each_other(catalog):
     """Review D2: catalogue numbers that contradict each other are defects (400G RoCE had 0.475
     of line rate against 0.87 for 200G RoCE, the same engine and verbs)."""
-    eff = [p.efficiency for p in catalog.all("path") if p.kind == "rdma" and p.id != "remote-pool"]  # NIC to NIC
+    nics = [p for p in catalog.all("path") if p.kind == "rdma" and p.id != "remote-pool"]  # NIC to NIC
+    eff = [p.efficiency for p in nics]
     assert max(eff) / min(eff) <= 1.25, eff
+    for a in nics:  # the same line rate, the same NIC class: the same efficiency
+        for b in nics:
+            if a.bandwidth_bytes_per_s == b.bandwidth_bytes_per_s:
+                assert a.efficiency == b.efficiency, (a.id, b.id)

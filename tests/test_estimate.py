@@ -6,7 +6,7 @@ import pytest
 
 from pdroof.errors import PdroofError
 from pdroof.estimate import estimate
-from pdroof.precision import Precision, default_activations, plan
+from pdroof.precision import Precision, default_activations, infeasible_reason, plan
 
 
 def test_json_contract(cli_json):
@@ -152,9 +152,10 @@ def test_int8_takes_fp8s_measured_factors_on_hopper(catalog, hw):
 
 @pytest.mark.parametrize("batch", [256, 1024])
 def test_weight_only_int4_computes_no_faster_than_bf16(catalog, batch):
-    """Review D2: W4A16 runs bf16 MMA plus a dequantisation: where GEMMs are compute-bound its
-    compute is at least the bf16 GEMM's (it was 2x faster with M½ = 0). Below the GEMV ridge its
-    M½ is capped so that one-row GEMMs stay weight-bound (test_batch_one_decode_streams_weights)."""
+    """Review D2: W4A16 runs bf16 MMA plus a dequantisation: where its GEMMs are compute-bound its
+    compute is at least the bf16 GEMM's (it was 2x faster with M½ = 0). At small batches its M½ is
+    capped so that one-row GEMMs stay weight-bound, as Marlin-class kernels keep them
+    (test_weight_only_small_batch_speed_up_as_marlin_measures)."""
     def ffn_compute(w):
         d = _decode(catalog, "h200-sxm", w, tp=2, batch=batch)
         return next(op["compute_seconds"] for op in d["decode"]["ops"] if op["name"] == "ffn")
@@ -177,13 +178,18 @@ def test_no_factor_falls_back_to_the_optimistic_bound(catalog):
     """Review D2: for every accelerator and executable weight format, η_W is never the copy
     efficiency and M½ is never 0 where the runtime knows a value for any silicon."""
     rt = catalog.get("runtime", "engine")
-    from pdroof.runtime import resolve
+    from pdroof.estimate import stage_inputs
+    from pdroof.inputs import gemv_ridge_rows
 
     for a in catalog.all("accelerator"):
-        eff = resolve(rt, a)
         for w in a.precision_paths.weights:
-            assert eff.weights_for(w) <= 0.78, (a.id, w)  # the best measured weight streaming
-            assert eff.half_rows_for(default_activations(a, w)) > 0, (a.id, w)
+            p = Precision(w, default_activations(a, w), a.precision_paths.kv[0])
+            if infeasible_reason(a, p):
+                continue
+            inputs, _ = stage_inputs(catalog.get("model", "llama-3.1-8b"), a, rt, p, 1)
+            assert inputs["eff_weights"] <= 0.78, (a.id, w)  # the best measured weight streaming
+            # the small-GEMM penalty the model uses: only the GEMV ridge may lower it
+            assert inputs["gemm_half_rows"] >= min(107.0, gemv_ridge_rows(inputs) - 1) - 1e-9, (a.id, w)
 
 
 def _tp_comm(d):
@@ -207,13 +213,13 @@ def test_ring_all_reduce_pays_every_hop(catalog):
 def test_full_mesh_tp2_runs_over_one_link(catalog):
     """Review D5: MI300X's xGMI is a full mesh: TP2 collectives get one 64 GB/s link of the
     7-link 448 GB/s aggregate (prefill at 8K tokens: +58% against the aggregate)."""
-    from pdroof.inputs import tp_link_bandwidth
+    from pdroof.inputs import collective_bandwidth
 
     mi = catalog.get("accelerator", "mi300x")
-    assert tp_link_bandwidth(mi, 2) == pytest.approx(64e9)
-    assert tp_link_bandwidth(mi, 4) == pytest.approx(192e9)
-    assert tp_link_bandwidth(mi, 8) == pytest.approx(448e9)
-    assert tp_link_bandwidth(catalog.get("accelerator", "h100-sxm"), 2) == pytest.approx(450e9)  # a switch
+    assert collective_bandwidth(mi, 2) == pytest.approx(64e9)
+    assert collective_bandwidth(mi, 4) == pytest.approx(192e9)
+    assert collective_bandwidth(mi, 8) == pytest.approx(448e9)
+    assert collective_bandwidth(catalog.get("accelerator", "h100-sxm"), 2) == pytest.approx(450e9)  # a switch
     d = estimate(catalog.get("model", "llama-3.1-70b"), mi, catalog.get("runtime", "engine"),
                  plan(mi, "fp8", kv="fp8"), tp=2, prompt=8192)
     assert d["prefill"]["seconds"] > 0.9  # 0.617 s with the aggregate
@@ -232,3 +238,47 @@ def test_seventy_b_fp8_fits_one_h100(catalog):
     room for a few sequences at 2K context (it was refused with decimal GB)."""
     d = _decode(catalog, "h100-sxm", "fp8")
     assert d["memory"]["fits"] and d["memory"]["max_batch"] >= 3
+
+
+def test_expert_all_to_all_spans_the_whole_group(catalog):
+    """An EP all-to-all among tp·ep devices of a full mesh uses their tp·ep − 1 links, whatever
+    the TP group's own collectives get (review of the D5 change: TP1 × EP8 on MI300X had been
+    given one link)."""
+    m, mi, rt = catalog.get("model", "qwen3-235b-a22b"), catalog.get("accelerator", "mi300x"), \
+        catalog.get("runtime", "engine")
+    from pdroof.estimate import stage_inputs
+
+    base, _ = stage_inputs(m, mi, rt, plan(mi, "fp8", kv="fp8"), 1, 8)
+    assert base["ep_link_bytes_per_s"] == pytest.approx(448e9) and base["link_bytes_per_s"] == pytest.approx(64e9)
+    d = estimate(m, mi, rt, plan(mi, "fp8", kv="fp8"), tp=1, ep=8, batch=64)
+    ep_comm = next(op["seconds"] for op in d["decode"]["ops"] if op["name"] == "ep_comm")
+    assert ep_comm < 4e-3  # 14.5 ms over one 64 GB/s link
+
+
+def test_weight_only_small_batch_speed_up_as_marlin_measures(catalog):
+    """W4A16 kernels deliver close to the ideal 4x over FP16 up to batches of 16-32 (Marlin,
+    IST-DASLab/marlin README, on Ampere; Hopper's compute/bandwidth ratio is higher, so less).
+    With bf16's uncapped M½ of 107 rows the model gave 1.8x at batch 16 on an H100; the GEMV cap
+    keeps it between 2.5x and 4x there, and never above 4x."""
+    def ffn(w, batch):
+        d = _decode(catalog, "h100-sxm", w, batch=batch, model="llama-3.1-8b")
+        return next(op["seconds"] for op in d["decode"]["ops"] if op["name"] == "ffn")
+
+    for batch in (1, 16):
+        speed_up = ffn("bf16", batch) / ffn("int4", batch)
+        assert 2.5 <= speed_up <= 4.0, (batch, speed_up)
+
+
+def test_assumed_spec_values_yield_to_the_familys_measurements(catalog):
+    """An H800 (the H100's die) had taken its spec's assumed GEMM efficiency (0.803, a MAMF
+    figure of another stack) over the engine's measured Hopper value, and prefilled faster than
+    the H100 it copies; an H20 had an assumed decode-attention efficiency above the H200's."""
+    m, rt = catalog.get("model", "llama-3.1-8b"), catalog.get("runtime", "engine")
+
+    def prefill(hw):
+        a = catalog.get("accelerator", hw)
+        return estimate(m, a, rt, plan(a), prompt=8192)
+
+    assert prefill("h800")["prefill"]["seconds"] >= prefill("h100-sxm")["prefill"]["seconds"]
+    h20 = prefill("h20")["inputs"]
+    assert h20["efficiency"]["eff_attn_decode"] <= 0.873 and "same family" in h20["efficiency_origin"]["attention_decode"]

@@ -44,7 +44,8 @@ def test_rank_with_workload_file(cli, tmp_path):
     f = tmp_path / "w.yaml"
     f.write_text("id: rag\nprompt_tokens: 8000\noutput_tokens: 200\n")
     code, out, err = cli("rank", "--workload", str(f), "--accelerators", "h100-sxm", "--top", "2", "-f", "csv")
-    assert code == 0, err and out.startswith("rank,")
+    assert code == 0, err
+    assert out.startswith("rank,")
 
 
 def test_targets_name_their_statistic(tmp_path):

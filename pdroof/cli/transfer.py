@@ -24,6 +24,8 @@ def transfer_cmd(
     dst: str = typer.Option(None, "--to", help="decode accelerator: to check the path is possible"),
     runtime: str = typer.Option("engine", "--runtime", help="runtime profile for the prefill time"),
     tp: int = typer.Option(1, "--tp", help="TP of the prefill instance (each rank sends its KV shard)"),
+    dst_tp: int = typer.Option(None, "--dst-tp", help="TP of the decode instance (each rank receives its shard; "
+                                                     "default --tp): the slower end sets the time"),
     weights: str = typer.Option("bf16", "--weights", help="prefill weight format (for the prefill time)"),
     fmt=FormatOpt,
     output=OutOpt,
@@ -52,7 +54,9 @@ def transfer_cmd(
                          f"{pre['prefill']['seconds'] * 1e3:.2f} ms")
         else:
             notes.append(f"{m.id} in {weights} does not fit {a.id}×{tp}: overlap not judged (try --tp)")
-    r = transfer(m, path, kv, tokens, page_tokens=page_tokens, overlap_s=overlap, ends=ends, tp=tp)
+    if dst_tp is not None and dst_tp < 1:
+        raise PdroofError(f"--dst-tp must be at least 1, not {dst_tp}")
+    r = transfer(m, path, kv, tokens, page_tokens=page_tokens, overlap_s=overlap, ends=ends, tp=tp, dst_tp=dst_tp)
     r["prefill_seconds"] = prefill_s
     if fmt.value == "json":
         render.emit(render.json_text(r), output)
@@ -61,7 +65,8 @@ def transfer_cmd(
         render.emit(render.csv_text([r], list(r)), output)
         return
     rows = [
-        {"quantity": "bytes", "value": f"{r['bytes'] / 1e6:,.1f} MB"},
+        {"quantity": "bytes", "value": f"{r['bytes'] / 1e6:,.1f} MB per sending rank, "
+                                       f"{r['receiver_bytes'] / 1e6:,.1f} MB per receiving rank"},
         {"quantity": "messages", "value": f"{r['messages']:,} ({r['granularity']})"},
         {"quantity": "time", "value": f"{r['seconds'] * 1e3:,.3f} ms (of which per-message latency "
                                       f"{r['latency_seconds'] * 1e3:,.3f} ms)"},

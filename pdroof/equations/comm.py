@@ -25,5 +25,5 @@ def alltoall_time(bytes_):
     """Dispatch plus combine of ``bytes_`` routed activations across ep devices: each phase sends
     (e−1)/e of them, in e−1 pairwise exchange steps of one hop each."""
     e = S("ep")
-    bw = S("link_bytes_per_s") * S("eff_link")
+    bw = S("ep_link_bytes_per_s") * S("eff_link")
     return _active(e) * 2 * (e - 1) * (S("link_latency_s") + bytes_ / (e * bw))
