@@ -19,6 +19,7 @@ ACT_BYTES = 2.0  # activations between kernels are 16-bit
 DEFAULT_HOP_LATENCY_S = 2.7e-6
 
 
+@cache
 def collective_bandwidth(acc: Record, devices: int | None = None) -> float | None:
     """Bandwidth per device that collectives among ``devices`` devices run over: the scale-up link
     (on a full mesh only the direct links among them: MI300X TP2 gets one 64 GB/s link of the 7),

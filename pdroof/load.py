@@ -55,36 +55,39 @@ def _load(prefill_s, handoff_s, **given) -> dict:
 def count_quantile(mean, q: float, dispersion=1.0) -> np.ndarray:
     """Smallest k with P(N ≤ k) ≥ q for a count N of the given mean and variance/mean ratio
     (``dispersion`` 1: Poisson; above 1: the negative binomial of that mean and variance),
-    vectorised: summed exactly up to a mean of 200, the Cornish–Fisher expansion beyond."""
-    m, d = np.broadcast_arrays(np.asarray(mean, dtype=float), np.asarray(dispersion, dtype=float))
+    vectorised: summed exactly while the count is small (mean ≤ 30, dispersion ≤ 4), the
+    Cornish–Fisher expansion beyond (within a count or two there)."""
+    m, d = (a.astype(float).ravel() for a in np.broadcast_arrays(np.asarray(mean, dtype=float),
+                                                                 np.asarray(dispersion, dtype=float)))
+    shape = np.broadcast_shapes(np.shape(mean), np.shape(dispersion))
     out = np.empty(m.shape)
-    small = m <= 200
+    small = (m <= 30) & (d <= 4)
     if small.any():
         out[small] = _count_quantile_summed(m[small], d[small], q)
     if (~small).any():
         z = _normal_quantile(q)
         ml, dl = m[~small], d[~small]
         sd = np.sqrt(ml * dl)
-        skew = (2 * dl - 1) / sd  # Poisson: 1/sd; negative binomial: (2d − 1)/sd
-        out[~small] = np.ceil(ml + z * sd + (z * z - 1) / 6 * skew * sd - 0.5)
-    return out
+        skew = (2 * dl - 1) / np.maximum(sd, 1e-300)  # Poisson: 1/sd; negative binomial: (2d − 1)/sd
+        out[~small] = np.maximum(0, np.ceil(ml + z * sd + (z * z - 1) / 6 * skew * sd - 0.5))
+    return out.reshape(shape)
 
 
 def _count_quantile_summed(m: np.ndarray, d: np.ndarray, q: float) -> np.ndarray:
-    n = int(np.max(m + 12 * np.sqrt(m * d) + 30))
-    k = np.arange(n)[None, :]
-    m_, d_ = np.maximum(m, 1e-300)[:, None], d[:, None]
-    poisson = d_ <= 1 + 1e-12
-    # Poisson: log p_k = −m + k·log m − log k!; negative binomial (r = m/(d − 1), p = 1/d):
-    # log p_k = r·log p + Σ_{j<k} log((j + r)/(j + 1)) + k·log(1 − p)
-    logfact = np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, n)))])[None, :]
-    r = np.where(poisson, 1.0, m_ / np.maximum(d_ - 1, 1e-300))
-    steps = np.log((k[:, :-1] + r) / (k[:, :-1] + 1)) if n > 1 else np.zeros((len(m), 0))
-    lognb = r * np.log(1 / np.where(poisson, 2.0, d_)) + np.concatenate(
-        [np.zeros((len(m), 1)), np.cumsum(steps, axis=1)], axis=1) + k * np.log(1 - 1 / np.where(poisson, 2.0, d_))
-    logp = np.where(poisson, -m_ + k * np.log(m_) - logfact, lognb)
-    cdf = np.cumsum(np.exp(logp), axis=1)
-    return np.where(m > 0, np.argmax(cdf >= q - 1e-12, axis=1), 0)
+    """The pmf term by term (Poisson: p_k = p_{k−1}·m/k; negative binomial with r = m/(d − 1),
+    p = 1/d: p_k = p_{k−1}·(k − 1 + r)/k·(1 − p)), accumulated until the CDF reaches q."""
+    poisson = d <= 1 + 1e-12
+    r = np.where(poisson, 1.0, m / np.maximum(d - 1, 1e-12))
+    keep = np.where(poisson, 0.0, 1 - 1 / np.maximum(d, 1.0))
+    pmf = np.where(poisson, np.exp(-m), np.exp(r * np.log(1 / np.maximum(d, 1.0))))
+    cdf, out = pmf.copy(), np.where(m > 0, -1.0, 0.0)
+    n = int(np.max(m + 12 * np.sqrt(m * d) + 30)) if len(m) else 0
+    for k in range(n + 1):
+        if k:
+            pmf = pmf * np.where(poisson, m / k, (k - 1 + r) / k * keep)
+            cdf = cdf + pmf
+        out = np.where((out < 0) & (cdf >= q - 1e-12), k, out)
+    return out
 
 
 def _normal_quantile(q: float) -> float:

@@ -33,18 +33,19 @@ def _negative_binomial_quantile_exact(mean: float, dispersion: float, q: float) 
 
 @pytest.mark.parametrize("q", [0.5, 0.9, 0.99])
 def test_overdispersed_count_quantile(q):
-    for mean, d in ((0.7, 1.5), (24.0, 2.44), (150.0, 4.0), (190.0, 1.1)):
+    for mean, d in ((0.7, 1.5), (24.0, 2.44), (3.0, 4.0)):  # summed exactly
         assert count_quantile(mean, q, d) == _negative_binomial_quantile_exact(mean, d, q), (mean, d)
-    big = float(count_quantile(5000.0, q, 2.0))  # the Cornish–Fisher branch, within a count or two
-    assert abs(big - _negative_binomial_quantile_exact(5000.0, 2.0, q)) <= 2
+    for mean, d in ((150.0, 4.0), (190.0, 1.1), (5000.0, 2.0), (40.0, 9.0)):  # Cornish–Fisher: a count or two
+        assert abs(float(count_quantile(mean, q, d)) - _negative_binomial_quantile_exact(mean, d, q)) <= 2, (mean, d)
 
 
 @pytest.mark.parametrize("q", [0.5, 0.9, 0.99])
-def test_poisson_quantile_is_exact(q):
-    means = np.array([0.0, 0.3, 1.0, 2.5, 17.0, 150.0, 199.9, 200.1, 1234.0, 20_000.0])
+def test_poisson_quantile(q):
+    means = np.array([0.0, 0.3, 1.0, 2.5, 17.0, 29.9, 30.1, 150.0, 1234.0, 20_000.0])
     got = count_quantile(means, q)
     for m, k in zip(means, got, strict=True):
-        assert k == _poisson_quantile_exact(float(m), q), (m, q)
+        exact = _poisson_quantile_exact(float(m), q)
+        assert k == exact if m <= 30 else abs(k - exact) <= 1, (m, q)
 
 
 def test_pool_sized_at_its_capacity_meets_its_target():
