@@ -12,9 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from pdroof.calibrate import e2e_table
-from pdroof.catalog import Catalog
-from pdroof.measurements import read_measurements
+from pdroof.calibration.calibrate import e2e_table
+from pdroof.calibration.measurements import read_measurements
+from pdroof.spec.catalog import Catalog
 
 HERE = Path(__file__).resolve().parent.parent
 

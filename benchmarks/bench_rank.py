@@ -3,7 +3,7 @@
     python benchmarks/bench_rank.py [--model llama-3.1-70b] [--workload chat]
 
 Builds the full grid (every catalogue accelerator for prefill and for decode, every executable
-format per role, KV wire format, KV path, KV tier and TP degree) through ``pdroof.rank.rank``,
+format per role, KV wire format, KV path, KV tier and TP degree) through ``pdroof.serving.rank.rank``,
 the function the command calls. Targets: at least 10^6 configurations in at most 2 s on the
 2-core reference machine; the default ``pdroof rank`` in at most 1 s wall (timed as a process).
 The last line reads ``N configurations in T s = R configurations/s`` for a run that evaluates every
@@ -18,10 +18,10 @@ import subprocess
 import sys
 import time
 
-from pdroof.catalog import Catalog
-from pdroof.rank import rank
-from pdroof.space import Candidates
-from pdroof.workload import resolve
+from pdroof.serving.rank import rank
+from pdroof.serving.space import Candidates
+from pdroof.serving.workload import resolve
+from pdroof.spec.catalog import Catalog
 
 
 def main() -> int:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pdroof.catalog import Catalog
 from pdroof.cli.app import main
+from pdroof.spec.catalog import Catalog
 
 REPO = Path(__file__).resolve().parent.parent
 CALIBRATION = REPO.parent / "shared" / "calibration"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pdroof.architecture import params_active, shape_of, summary
+from pdroof.cost.architecture import params_active, shape_of, summary
 
 # id: (total params, active params, bf16 KV bytes per token); tolerance 0.1% on params.
 EXPECTED = {
@@ -75,8 +75,8 @@ def test_every_shipped_model_has_a_published_check(catalog):
 def test_kv_projections_replicate_beyond_kv_heads(catalog):
     """Review D12: Qwen3-235B has 4 KV heads; at TP8 each rank holds Q and O over 8 but K and V
     over 4: 9.44 M attention-projection parameters per rank per layer (8.91 M when all split)."""
-    from pdroof.inputs import model_inputs
-    from pdroof.numeric import evaluate
+    from pdroof.cost.inputs import model_inputs
+    from pdroof.cost.numeric import evaluate
 
     m = model_inputs(catalog.get("model", "qwen3-235b-a22b"))
     s = shape_of(catalog.get("model", "qwen3-235b-a22b"))

@@ -8,10 +8,10 @@ from dataclasses import replace
 
 import pytest
 
-from pdroof.boundary import Pool, plan
-from pdroof.estimate import estimate
-from pdroof.precision import Precision
-from pdroof.workload import Workload
+from pdroof.cost.precision import Precision
+from pdroof.serving.boundary import Pool, plan
+from pdroof.serving.estimate import estimate
+from pdroof.serving.workload import Workload
 
 from .conftest import REPO
 
@@ -172,8 +172,8 @@ def test_frozen_pool_is_reusable(catalog):
 def test_check_charges_the_tier_fetch_in_tpot(catalog):
     """Sequences beyond HBM have their KV fetched from the tier every step: 10 of them at 1 GB
     over 55 GB/s add 182 ms to the step."""
-    from pdroof.boundary import Plan
-    from pdroof.deployment import _decode_step, load
+    from pdroof.serving.boundary import Plan
+    from pdroof.serving.deployment import _decode_step, load
 
     d = load(REPO / "examples" / "deployment.yaml")
     dec = Pool(catalog.get("accelerator", "h200-sxm"), tp=2, weights="fp8", kv="fp8")
@@ -189,7 +189,7 @@ def test_reservations_cover_the_transfer_window(catalog):
     """Review D8: the decode destination is preallocated before the first streamed layer moves
     and held until commit: arrivals × (overlapped prefill + exposed handoff) × KV, not only the
     exposed part (19 MB for 1.9 ms before; gigabytes over the 40K-token window)."""
-    from pdroof.workload import PRESETS
+    from pdroof.serving.workload import PRESETS
 
     p = _plan(catalog, {"hw": "h100-sxm", "weights": "fp8", "kv": "bf16"},
               {"hw": "h200-sxm", "tp": 2, "weights": "fp8", "kv": "fp8"}, w=PRESETS["agent-request"])
@@ -204,7 +204,7 @@ def test_reservations_cover_the_transfer_window(catalog):
 
 def test_token_range_gate_says_which_way(catalog):
     """Review D7: the gate's message printed "prompt 200,000 ≤ prefill 40,960" when it failed."""
-    from pdroof.workload import PRESETS
+    from pdroof.serving.workload import PRESETS
 
     p = _plan(catalog, {"hw": "h200-sxm"}, {"hw": "h200-sxm"}, w=PRESETS["agent-task"])
     assert not p.feasible and any("200,000 > prefill 40,960" in r for r in p.reasons)
@@ -228,7 +228,7 @@ def test_check_reads_every_named_target(cli, tmp_path):
 
 def test_check_ttft_percentile_is_the_m_d_1_percentile(cli):
     """Review D3: p90 TTFT at the offered rate is service + the M/D/1 p90 wait + handoff."""
-    from pdroof.queueing import wait
+    from pdroof.cost.queueing import wait
 
     code, out, err = cli("check", str(REPO / "examples" / "deployment.yaml"), "--format", "json")
     doc = json.loads(out)

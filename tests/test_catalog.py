@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pdroof.catalog import SUBDIRS, Catalog, builtin_root
-from pdroof.errors import PdroofError
+from pdroof.spec.catalog import SUBDIRS, Catalog, builtin_root
+from pdroof.spec.errors import PdroofError
 
 ROOT = builtin_root()
 KINDS = ("accelerator", "path", "tier", "runtime", "model")

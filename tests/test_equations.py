@@ -8,23 +8,23 @@ import sympy as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pdroof import _generated
-from pdroof.equations import S, codegen, groups
-from pdroof.numeric import evaluate
-from pdroof.ops import OPS
+from pdroof.cost import _generated
+from pdroof.cost.equations import S, codegen, groups
+from pdroof.cost.numeric import evaluate
+from pdroof.cost.ops import OPS
 
 GROUPS = groups()
 
 
 def test_generated_code_is_current():
-    assert (codegen.TARGET.read_text()) == codegen.source(), "run python -m pdroof.equations.codegen"
+    assert (codegen.TARGET.read_text()) == codegen.source(), "run python -m pdroof.cost.equations.codegen"
 
 
 def test_estimate_path_does_not_import_sympy():
     import subprocess
     import sys
 
-    code = ("import sys; import pdroof.estimate, pdroof.cli.estimate, pdroof.catalog; "
+    code = ("import sys; import pdroof.serving.estimate, pdroof.cli.estimate, pdroof.spec.catalog; "
             "sys.exit(1 if 'sympy' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
@@ -163,7 +163,7 @@ def test_equations_cli(cli):
 
 def test_decode_compute_crossover_matches_the_roofline():
     """At the solved batch, the dense GEMMs' compute and weight-streaming terms are equal."""
-    from pdroof.equations.crossover import decode_compute_batch
+    from pdroof.cost.equations.crossover import decode_compute_batch
 
     pt = dict.fromkeys(_generated.ARGS["decode"], 1.0)
     pt.update({"ffn_params": 3 * 4096 * 14336.0, "ffn_size": 14336.0, "hidden": 4096.0, "tp": 1.0,
@@ -190,8 +190,8 @@ def test_transfer_crossover_is_never_negative(cli, model, hw, link):
 def test_sliding_window_pairs_are_the_sum_of_the_mins(catalog):
     """Review D11: a sliding layer scores Σᵢ min(w, p + i) query-key pairs (the min of the mean
     overcounted gpt-oss's sliding attention by a third at S = 256: 9.66e9 FLOPs for 7.27e9)."""
-    from pdroof.estimate import stage_inputs
-    from pdroof.precision import Precision
+    from pdroof.cost.precision import Precision
+    from pdroof.serving.estimate import stage_inputs
 
     m, a = catalog.get("model", "gpt-oss-120b"), catalog.get("accelerator", "h100-sxm")
     base, _ = stage_inputs(m, a, catalog.get("runtime", "engine"), Precision("bf16", "bf16", "bf16"), 1)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pdroof.errors import PdroofError
-from pdroof.estimate import estimate
-from pdroof.precision import Precision, default_activations, infeasible_reason, plan
+from pdroof.cost.precision import Precision, default_activations, infeasible_reason, plan
+from pdroof.serving.estimate import estimate
+from pdroof.spec.errors import PdroofError
 
 
 def test_json_contract(cli_json):
@@ -178,8 +178,8 @@ def test_no_factor_falls_back_to_the_optimistic_bound(catalog):
     """Review D2: for every accelerator and executable weight format, η_W is never the copy
     efficiency and M½ is never 0 where the runtime knows a value for any silicon."""
     rt = catalog.get("runtime", "engine")
-    from pdroof.estimate import stage_inputs
-    from pdroof.inputs import gemv_ridge_rows
+    from pdroof.cost.inputs import gemv_ridge_rows
+    from pdroof.serving.estimate import stage_inputs
 
     for a in catalog.all("accelerator"):
         for w in a.precision_paths.weights:
@@ -213,7 +213,7 @@ def test_ring_all_reduce_pays_every_hop(catalog):
 def test_full_mesh_tp2_runs_over_one_link(catalog):
     """Review D5: MI300X's xGMI is a full mesh: TP2 collectives get one 64 GB/s link of the
     7-link 448 GB/s aggregate (prefill at 8K tokens: +58% against the aggregate)."""
-    from pdroof.inputs import collective_bandwidth
+    from pdroof.cost.inputs import collective_bandwidth
 
     mi = catalog.get("accelerator", "mi300x")
     assert collective_bandwidth(mi, 2) == pytest.approx(64e9)
@@ -246,7 +246,7 @@ def test_expert_all_to_all_spans_the_whole_group(catalog):
     given one link)."""
     m, mi, rt = catalog.get("model", "qwen3-235b-a22b"), catalog.get("accelerator", "mi300x"), \
         catalog.get("runtime", "engine")
-    from pdroof.estimate import stage_inputs
+    from pdroof.serving.estimate import stage_inputs
 
     base, _ = stage_inputs(m, mi, rt, plan(mi, "fp8", kv="fp8"), 1, 8)
     assert base["ep_link_bytes_per_s"] == pytest.approx(448e9) and base["link_bytes_per_s"] == pytest.approx(64e9)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pdroof.handoff import path_reason, transfer
+from pdroof.serving.handoff import path_reason, transfer
 
 
 def test_bytes_and_bulk_messages(catalog):

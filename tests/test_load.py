@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from pdroof.load import aggregated_tpot, count_quantile, prefill_utilisation, ttft_at
+from pdroof.serving.load import aggregated_tpot, count_quantile, prefill_utilisation, ttft_at
 
 
 def _poisson_quantile_exact(mean: float, q: float) -> int:

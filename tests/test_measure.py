@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from pdroof.measurements import read_measurements
+from pdroof.calibration.measurements import read_measurements
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pdroof import queueing as Q
+from pdroof.cost import queueing as Q
 
 QUANTILE_STATS = ("p50", "p90", "p99")
 

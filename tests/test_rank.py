@@ -11,12 +11,12 @@ import math
 import numpy as np
 import pytest
 
-from pdroof.estimate import aggregated, estimate
-from pdroof.precision import Precision
-from pdroof.queueing import max_utilisation
-from pdroof.rank import COLUMNS, rank
-from pdroof.space import BATCHES, Candidates
-from pdroof.workload import PRESETS, Workload
+from pdroof.cost.precision import Precision
+from pdroof.cost.queueing import max_utilisation
+from pdroof.serving.estimate import aggregated, estimate
+from pdroof.serving.rank import COLUMNS, rank
+from pdroof.serving.space import BATCHES, Candidates
+from pdroof.serving.workload import PRESETS, Workload
 
 W = Workload("test", prompt_tokens=2048, output_tokens=256, ttft_s=2.0, tpot_s=0.05)
 
@@ -81,7 +81,7 @@ def test_more_link_bandwidth_never_worse(catalog):
     w = Workload("long", 32_000, 128, ttft_s=10.0, tpot_s=0.05)
     rows = {}
     for scale in (1.0, 4.0):
-        from pdroof.schema import Record
+        from pdroof.spec.schema import Record
 
         path = Record({**base.to_dict(), "bandwidth_bytes_per_s": base.bandwidth_bytes_per_s * scale})
         c = Candidates(catalog.get("model", "llama-3.1-8b"), [catalog.get("accelerator", "h100-sxm"),
@@ -141,7 +141,7 @@ def test_files_are_written_atomically(cli, tmp_path, monkeypatch):
     out = tmp_path / "r.csv"
     code, _, err = cli("rank", "--accelerators", "h100-sxm", "--top", "3", "-f", "csv", "-o", str(out))
     assert code == 0 and out.read_text().startswith("rank,")
-    import pdroof.render as render
+    import pdroof.output.render as render
 
     def boom(*a, **k):
         raise KeyboardInterrupt
@@ -186,7 +186,7 @@ def test_aggregated_steady_state_by_hand(catalog):
     dec = estimate(m, acc, rt, p, batch=C, prompt=S, context=S + O // 2)["decode"]["step_seconds"]
     pre = estimate(m, acc, rt, p, batch=1, prompt=S)["prefill"]["seconds"]
     est = estimate(m, acc, rt, p, batch=C, prompt=S)
-    from pdroof.architecture import shape_of
+    from pdroof.cost.architecture import shape_of
 
     streamed = est["memory"]["weights_bytes"] - shape_of(m).embedding_params * 2  # the lookup table is not streamed
     weights_s = streamed / (acc.memory.bandwidth_bytes_per_s * 0.78)  # engine η_W bf16 on h100-sxm
@@ -274,7 +274,7 @@ def test_a_kv_tier_never_holds_weights(catalog):
 def test_every_configuration_is_accounted_for(catalog, prune):
     """feasible + dominated + infeasible + filtered = enumerated; pruning skips only configurations
     that would have been evaluated, and never one that could rank first."""
-    from pdroof.evaluate import run
+    from pdroof.serving.evaluate import run
 
     c = _cands(catalog, accs=("h100-sxm", "mi300x", "ascend-910b"), paths=("nvlink4", "roce-400", "tcp-100g"),
                tiers=("hbm", "host-dram"), model="llama-3.1-70b", prefill_ids=frozenset({"h100-sxm", "ascend-910b"}))
@@ -329,9 +329,9 @@ def test_aggregated_ttft_queues_like_the_prefill_pool(catalog):
     """Review D3: the aggregated baseline had no queueing (TTFT = one unloaded step, slots at
     100%): its prompts now queue for the engine's prefill work, each served in the step time it
     adds (Δ), at the instance's request rate: TTFT = unloaded + W(λΔ)·Δ, by hand."""
-    from pdroof.estimate import aggregated, stage_inputs
-    from pdroof.numeric import evaluate
-    from pdroof.queueing import wait
+    from pdroof.cost.numeric import evaluate
+    from pdroof.cost.queueing import wait
+    from pdroof.serving.estimate import aggregated, stage_inputs
 
     w = PRESETS["summarization"]
     c = _cands(catalog, accs=("h100-sxm",), model="llama-3.1-8b", workload=w, weights=("fp8",), kv=("fp8",), tp=(1,))

@@ -6,8 +6,8 @@ import textwrap
 
 import pytest
 
-from pdroof.errors import SpecError
-from pdroof.specs import load_spec
+from pdroof.spec.errors import SpecError
+from pdroof.spec.kinds import load_spec
 
 GOOD_PATH = """\
 id: test-link

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pdroof.errors import PdroofError, SpecError
-from pdroof.workload import PRESETS, resolve
+from pdroof.serving.workload import PRESETS, resolve
+from pdroof.spec.errors import PdroofError, SpecError
 
 
 def test_presets_cover_the_study_regimes():

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from ..errors import PdroofError
+from ..spec.errors import PdroofError
 
 app = typer.Typer(
     name="pdroof",

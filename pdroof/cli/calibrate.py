@@ -6,8 +6,8 @@ from pathlib import Path
 
 import typer
 
-from .. import render
-from ..render import Column
+from ..output import render
+from ..output.render import Column
 from .options import catalog
 
 E2E_COLUMNS = [
@@ -30,9 +30,9 @@ def calibrate_cmd(
     """Fit efficiency factors for one accelerator and write a runtime profile with provenance."""
     import yaml
 
-    from ..calibrate import calibrate_runtime
-    from ..catalog import looks_like_path
-    from ..yamlio import read_yaml
+    from ..calibration.calibrate import calibrate_runtime
+    from ..spec.catalog import looks_like_path
+    from ..spec.yamlio import read_yaml
 
     cat = catalog(ctx)
     acc = cat.get("accelerator", hardware)

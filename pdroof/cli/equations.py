@@ -22,10 +22,10 @@ def equations_cmd(
     """Show the symbolic equations; with --model and --hardware also the solved crossovers."""
     import sympy as sp
 
-    from ..equations.catalog import latex as to_latex
-    from ..equations.catalog import named
-    from ..errors import PdroofError
-    from ..symbols import SYMBOLS
+    from ..cost.equations.catalog import latex as to_latex
+    from ..cost.equations.catalog import named
+    from ..cost.symbols import SYMBOLS
+    from ..spec.errors import PdroofError
 
     eqs = named()
     if name and name not in eqs:
@@ -56,12 +56,12 @@ def _headline(key: str) -> bool:
 
 
 def _evaluate_crossovers(ctx, model, hardware, link, runtime, weights, kv, tokens):
-    from ..equations import S
-    from ..equations.crossover import expressions
-    from ..estimate import estimate, stage_inputs
-    from ..handoff import layerwise_overlap
-    from ..precision import plan
-    from ..units import format_bytes
+    from ..cost.equations import S
+    from ..cost.equations.crossover import expressions
+    from ..cost.precision import plan
+    from ..serving.estimate import estimate, stage_inputs
+    from ..serving.handoff import layerwise_overlap
+    from ..spec.units import format_bytes
     from .options import catalog
 
     cat = catalog(ctx)

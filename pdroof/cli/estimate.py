@@ -6,8 +6,8 @@ from enum import Enum
 
 import typer
 
-from .. import render
-from ..render import Column
+from ..output import render
+from ..output.render import Column
 from .options import FormatOpt, OutOpt, Stat, catalog
 
 Serving = Enum("Serving", {"single": "single", "aggregated": "aggregated"}, type=str)
@@ -48,8 +48,8 @@ def estimate_cmd(
     output=OutOpt,
 ):
     """Prefill time, one decode step and memory, broken down by operation with its bound."""
-    from ..estimate import aggregated, estimate
-    from ..precision import plan
+    from ..cost.precision import plan
+    from ..serving.estimate import aggregated, estimate
 
     cat = catalog(ctx)
     m, acc, rt = cat.get("model", model), cat.get("accelerator", hardware), cat.get("runtime", runtime)

@@ -19,8 +19,8 @@ def measure_cmd(
     repeats: int = typer.Option(None, "--repeats", help="timed repeats per point (median reported)"),
 ):
     """Time GEMMs, attention, device copies and the host link; write a file `calibrate` reads."""
-    from .. import render
-    from ..measure import measure
+    from ..calibration.measure import measure
+    from ..output import render
 
     cat = catalog(ctx)
     specs = [cat.get("model", m) for m in models]

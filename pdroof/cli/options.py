@@ -6,7 +6,7 @@ from enum import Enum
 
 import typer
 
-from ..catalog import Catalog
+from ..spec.catalog import Catalog
 
 
 class Fmt(str, Enum):

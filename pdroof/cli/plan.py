@@ -9,8 +9,8 @@ from pathlib import Path
 
 import typer
 
-from .. import render
-from ..render import Column
+from ..output import render
+from ..output.render import Column
 from .options import FormatOpt, OutOpt, Stat, TpotStatOpt, TtftStatOpt, catalog
 
 
@@ -43,10 +43,10 @@ def plan_cmd(
     output=OutOpt,
 ):
     """Compute placement, KV representation and KV ownership for one prefill/decode pairing."""
-    from ..boundary import Pool, plan
-    from ..errors import PdroofError
-    from ..units import check_format
-    from ..workload import resolve
+    from ..serving.boundary import Pool, plan
+    from ..serving.workload import resolve
+    from ..spec.errors import PdroofError
+    from ..spec.units import check_format
 
     if not (retain_gb >= 0 and math.isfinite(retain_gb)):
         raise PdroofError(f"--retain-gb must be a finite, non-negative size, not {retain_gb}")
@@ -113,8 +113,8 @@ def check_cmd(
 ):
     """Check a deployment against its targets: exit 0 when every target holds, 1 when one fails
     (printing which and by how much), 2 for invalid input."""
-    from ..deployment import check
-    from ..errors import PdroofError
+    from ..serving.deployment import check
+    from ..spec.errors import PdroofError
 
     try:
         v = check(deployment, catalog(ctx))

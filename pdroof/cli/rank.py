@@ -9,7 +9,7 @@ from pathlib import Path
 
 import typer
 
-from ..render import Column
+from ..output.render import Column
 from .options import Stat, TpotStatOpt, TtftStatOpt
 
 Objective = Enum("Objective", {k: k for k in ("cost", "throughput", "ttft", "tpot", "energy")}, type=str)
@@ -82,12 +82,12 @@ def rank_cmd(
     plot: Path = typer.Option(None, "--plot", help="draw the Pareto front to this PNG", dir_okay=False),
 ):
     """Rank prefill/decode placements, formats, KV paths and residency for a model and workload."""
-    from .. import export, render
-    from ..errors import PdroofError
-    from ..rank import infeasible_rows
-    from ..space import Candidates
-    from ..units import check_format
-    from ..workload import resolve
+    from ..output import export, render
+    from ..serving.rank import infeasible_rows
+    from ..serving.space import Candidates
+    from ..serving.workload import resolve
+    from ..spec.errors import PdroofError
+    from ..spec.units import check_format
     from .options import catalog
 
     for flag, fmts in (("--weights", _ids(weights)), ("--kv", _ids(kv))):
@@ -178,7 +178,7 @@ class _Progress:
 
 
 def _run(c, objective, top, pareto):
-    from ..rank import rank as run_rank
+    from ..serving.rank import rank as run_rank
 
     progress = _Progress()
     try:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import typer
 
-from .. import render
-from ..architecture import summary
-from ..render import Column
-from ..spec_view import show_rows
-from ..units import GB, GIB, KV_FORMATS, TERA
+from ..cost.architecture import summary
+from ..output import render
+from ..output.render import Column
+from ..spec.units import GB, GIB, KV_FORMATS, TERA
+from ..spec.view import show_rows
 from .options import FormatOpt, OutOpt, catalog
 
 SHOW_COLUMNS = [Column("field", "field"), Column("value", "value"), Column("unit", "unit"),

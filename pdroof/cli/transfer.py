@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from .. import render
-from ..render import Column
+from ..output import render
+from ..output.render import Column
 from .options import FormatOpt, OutOpt, catalog
 
 COLUMNS = [
@@ -31,10 +31,10 @@ def transfer_cmd(
     output=OutOpt,
 ):
     """Bytes, messages and time of one KV handoff, and whether layer-wise overlap hides it."""
-    from ..errors import PdroofError
-    from ..estimate import estimate
-    from ..handoff import layerwise_overlap, path_reason, transfer
-    from ..precision import plan
+    from ..cost.precision import plan
+    from ..serving.estimate import estimate
+    from ..serving.handoff import layerwise_overlap, path_reason, transfer
+    from ..spec.errors import PdroofError
 
     cat = catalog(ctx)
     m, path = cat.get("model", model), cat.get("path", link)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import typer
 
-from ..errors import PdroofError
-from ..specs import KINDS, PATH_KINDS, TIER_KINDS
-from ..yamlio import read_yaml
+from ..spec.errors import PdroofError
+from ..spec.kinds import KINDS, PATH_KINDS, TIER_KINDS
+from ..spec.yamlio import read_yaml
 
 ALL_KINDS = (*KINDS, "runtime", "workload", "deployment")
 SpecKind = Enum("SpecKind", {k: k for k in ALL_KINDS}, type=str)
@@ -19,15 +19,15 @@ SpecKind = Enum("SpecKind", {k: k for k in ALL_KINDS}, type=str)
 def schema_node(kind: str):
     """The schema of any spec kind (imported lazily: most commands never need them all)."""
     if kind == "runtime":
-        from ..runtime import RUNTIME
+        from ..cost.runtime import RUNTIME
 
         return RUNTIME
     if kind == "workload":
-        from ..workload import WORKLOAD
+        from ..serving.workload import WORKLOAD
 
         return WORKLOAD
     if kind == "deployment":
-        from ..deployment import DEPLOYMENT
+        from ..serving.deployment import DEPLOYMENT
 
         return DEPLOYMENT
     return KINDS[kind]
@@ -62,8 +62,8 @@ def validate_cmd(
     kind: SpecKind | None = typer.Option(None, "--kind", help="spec kind (default: from folder name or keys)"),
 ):
     """Check spec files: strict keys, types, units, cross-field rules."""
-    from ..errors import SpecError
-    from ..schema import validate
+    from ..spec.errors import SpecError
+    from ..spec.schema import validate
 
     failed = 0
     for f in files:

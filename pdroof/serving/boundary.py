@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import PdroofError
+from ..cost.inputs import model_inputs
+from ..cost.precision import Precision, default_activations, infeasible_reason
+from ..spec.errors import PdroofError
+from ..spec.schema import Record
 from .estimate import tp_reason
 from .evaluate import BINDINGS, PLACEMENTS, handoff_columns, serving_columns
 from .handoff import path_reason
-from .inputs import model_inputs
-from .precision import Precision, default_activations, infeasible_reason
-from .schema import Record
 from .space import Candidates, decode_stage, pair_links, prefill_stage
 from .workload import Workload
 

@@ -13,8 +13,8 @@ import statistics
 import time
 from collections.abc import Callable
 
-from .errors import PdroofError
-from .schema import Record
+from ..spec.errors import PdroofError
+from ..spec.schema import Record
 
 FULL_M = (1, 8, 32, 128, 512, 2048, 8192)
 SMOKE_M = (1, 8, 32)

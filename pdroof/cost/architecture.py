@@ -1,15 +1,15 @@
 """Counting from a model's architecture: parameters per component and KV-cache bytes per token.
 
 These are exact tallies of the tensors in a checkpoint (no physics); the cost model
-(``pdroof.equations``) takes them as inputs.
+(``pdroof.cost.equations``) takes them as inputs.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .schema import Record
-from .units import format_bytes
+from ..spec.schema import Record
+from ..spec.units import format_bytes
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Serving capacity of the two pools, their sizing, and what a request costs.
 
 Prefill instances serve requests one at a time (compute-bound: batching prompts adds little);
-with Poisson arrivals the M/D/1 queue (``pdroof.queueing``: its wait's mean and percentiles) gives
+with Poisson arrivals the M/D/1 queue (``pdroof.cost.queueing``: its wait's mean and percentiles) gives
 the highest utilisation that keeps the target's statistic of TTFT within it.
 Decode instances run a batch B_D whose step time meets the TPOT target; each request occupies a
 slot for O steps. Pools are sized so that N_P·C_P ≈ N_D·C_D (the study's sizing rule), and the

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .errors import PdroofError
-from .schema import Record
-from .units import FORMAT_BYTES, check_format
+from ..spec.errors import PdroofError
+from ..spec.schema import Record
+from ..spec.units import FORMAT_BYTES, check_format
 
 # Activation formats a weight format pairs with natively (W8A8, W4A4), best first.
 _NATIVE_ACTIVATIONS = {"fp8": ("fp8",), "int8": ("int8",), "fp4": ("fp4", "fp8"), "int4": ()}

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from .schema import F, Map, MapOf, Num, Record, Str, validate
-from .specs import FMT, FRACTION, ID, TEXTS
-from .units import FORMATS, GB, MICRO
-from .yamlio import read_yaml
+from ..spec.kinds import FMT, FRACTION, ID, TEXTS
+from ..spec.schema import F, Map, MapOf, Num, Record, Str, validate
+from ..spec.units import FORMATS, GB, MICRO
+from ..spec.yamlio import read_yaml
 
 BPE = Num(positive=False, minimum=0, doc="bytes per element")
 

@@ -1,7 +1,7 @@
 """The one table of symbols: name, unit and meaning of every input the equations take.
 
 Plain data (no sympy import), so the numeric path and the renderer can read it cheaply.
-``pdroof.equations`` turns each entry into a positive sympy Symbol of the same name.
+``pdroof.cost.equations`` turns each entry into a positive sympy Symbol of the same name.
 """
 
 from __future__ import annotations
@@ -107,7 +107,7 @@ _TABLE = (
     Sym("handoff_s", "s", "time on the TTFT path after prefill: exposed KV transfer and conversion", "t_H"),
     Sym("ttft_target_s", "s", "time-to-first-token target (on its statistic: mean, p50, p90 or p99)", "T_{FT}"),
     Sym("prefill_utilisation", "1", "highest utilisation of a prefill instance whose TTFT statistic meets the "
-        "target (M/D/1, pdroof.queueing)", r"\rho^*"),
+        "target (M/D/1, pdroof.cost.queueing)", r"\rho^*"),
     Sym("wait_factor", "1", "a statistic of the M/D/1 wait, in units of the service time", "W"),
     Sym("step_s", "s", "decode step time at the chosen decode batch", "t_D"),
     Sym("decode_batch", "1", "sequences a decode instance runs concurrently", "B_D"),

@@ -3,11 +3,11 @@ physically possible for a pair of accelerators, and what the transfer costs."""
 
 from __future__ import annotations
 
-from .errors import PdroofError
-from .inputs import model_inputs
-from .numeric import evaluate
-from .schema import Record
-from .units import check_format, format_bytes
+from ..cost.inputs import model_inputs
+from ..cost.numeric import evaluate
+from ..spec.errors import PdroofError
+from ..spec.schema import Record
+from ..spec.units import check_format, format_bytes
 
 
 def layerwise_overlap(prefill_s, layers):

@@ -7,11 +7,11 @@ import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from .errors import PdroofError
-from .schema import F, Map, Num, Record, Str, validate
-from .specs import ID
-from .units import MILLI
-from .yamlio import read_yaml
+from ..spec.errors import PdroofError
+from ..spec.kinds import ID
+from ..spec.schema import F, Map, Num, Record, Str, validate
+from ..spec.units import MILLI
+from ..spec.yamlio import read_yaml
 
 # The study's operating metric r*: the highest rate meeting p90 TTFT < 10 s and p99 TPOT < 25 ms.
 DEFAULT_TTFT_S = 10.0

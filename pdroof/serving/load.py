@@ -2,7 +2,7 @@
 
 TTFT. Requests arrive as a Poisson stream and a prefill server works through prompts one at a
 time, so a request's TTFT is its service time t_P, its wait in an M/D/1 queue and the handoff
-(``pdroof.queueing`` gives the wait's mean and percentiles in closed and tabulated form). A
+(``pdroof.cost.queueing`` gives the wait's mean and percentiles in closed and tabulated form). A
 disaggregated prefill instance is that server; so is an aggregated instance's prefill work (each prompt adds
 its marginal step time Δ to the steps that carry it), fed at the instance's request rate.
 
@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .numeric import evaluate
-from .queueing import max_utilisation, quantile_of, wait
+from ..cost.numeric import evaluate
+from ..cost.queueing import max_utilisation, quantile_of, wait
 
 
 def prefill_utilisation(prefill_s, handoff_s, target_s: float, stat: str) -> np.ndarray:

@@ -5,7 +5,7 @@ operation by operation: prefill and decode share it), ``moe`` (expected experts 
 ``comm`` (collectives over the scale-up link), ``memory`` (capacity and largest batch),
 ``transfer`` (KV handoff between instances) and ``crossover`` (solved thresholds).
 
-``GROUPS`` names every expression the numeric side uses; ``pdroof.equations.codegen`` turns them
+``GROUPS`` names every expression the numeric side uses; ``pdroof.cost.equations.codegen`` turns them
 into ``pdroof/_generated.py`` (numpy only), so the estimate path never imports sympy.
 """
 
@@ -22,7 +22,7 @@ from ..symbols import SYMBOLS
 def S(name: str) -> sp.Symbol:
     """The sympy symbol of a table entry (all inputs are positive reals)."""
     if name not in SYMBOLS:
-        raise KeyError(f"{name} is not in pdroof.symbols")
+        raise KeyError(f"{name} is not in pdroof.cost.symbols")
     return sp.Symbol(name, positive=True)
 
 

@@ -1,7 +1,7 @@
 """Fit a runtime profile's efficiency factors to micro-benchmark measurements.
 
 Each section is fitted to the same kernel expressions the cost model uses
-(``pdroof.equations.kernels``): GEMMs per format (compute and weight-streaming efficiency, plus
+(``pdroof.cost.equations.kernels``): GEMMs per format (compute and weight-streaming efficiency, plus
 the harness's fixed per-call cost τ₀), prefill attention (efficiency and its half-efficiency
 prompt length), decode attention (KV-read efficiency), device copy (elementwise bandwidth) and the
 host-link message sweep (per-copy latency α and bandwidth β). Fits minimise the squared log error
@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import PdroofError
+from ..cost.numeric import evaluate
+from ..spec.errors import PdroofError
+from ..spec.schema import Record
+from ..spec.units import format_bytes
 from .measurements import read_measurements
-from .numeric import evaluate
-from .schema import Record
-from .units import format_bytes
 
 _KERNEL_DEFAULTS = {
     "batch": 1.0, "new_tokens": 1.0, "context_tokens": 1.0, "heads": 1.0, "attn_dim_prefill": 1.0,
@@ -194,7 +194,7 @@ def calibrate(path: str | Path, acc: Record) -> Calibration:
         entry["weights"][fmt] = round(best["eff_weights"], 4)
         fit_err[f"gemm_{fmt}"] = round(err, 4)
         harness[f"gemm_{fmt}"] = best["harness_s"]
-    from .precision import attention_peak_format
+    from ..cost.precision import attention_peak_format
 
     decode_rows = bandwidth_bound(data["attn_decode"], int(data["meta"].get("sms") or 132))
     pre, pre_err, dec, dec_err = fit_attention(data["attn_prefill"], decode_rows, acc,
@@ -229,14 +229,14 @@ def calibrate(path: str | Path, acc: Record) -> Calibration:
 
 def predict_e2e(row: dict, model: Record, acc: Record, runtime: Record) -> float:
     """Predicted seconds of one end-to-end measurement (a whole decoder stack, tp 1)."""
-    from .estimate import stage_inputs
-    from .precision import Precision
+    from ..cost.precision import Precision
+    from ..serving.estimate import stage_inputs
 
     fmt = row.get("dtype", "bf16")
     p = Precision(fmt, fmt, "bf16")
     base, _ = stage_inputs(model, acc, runtime, p, tp=1)
     if "layers_run" in row:
-        from .inputs import model_inputs
+        from ..cost.inputs import model_inputs
 
         base.update(model_inputs(model, int(row["layers_run"])))
     batch = row.get("B", 1)
@@ -280,8 +280,8 @@ def calibrate_runtime(path: str | Path, acc: Record, base_doc: dict, models) -> 
     ``models`` maps a model id to its spec (for end-to-end points)."""
     import copy
 
-    from .runtime import RUNTIME
-    from .schema import validate
+    from ..cost.runtime import RUNTIME
+    from ..spec.schema import validate
 
     cal = calibrate(path, acc)
     doc = copy.deepcopy(base_doc)

@@ -8,16 +8,16 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cost.numeric import evaluate
+from ..spec.catalog import Catalog
+from ..spec.kinds import FMT
+from ..spec.schema import F, Map, Num, Record, Str, validate
+from ..spec.units import GB
+from ..spec.yamlio import read_yaml
 from .boundary import ORDERS, SCALES, Plan, Pool, plan
-from .catalog import Catalog
 from .load import decode_in_flight, ttft_at
-from .numeric import evaluate
-from .schema import F, Map, Num, Record, Str, validate
-from .specs import FMT
-from .units import GB
 from .workload import Workload, target_fields, targets_of
 from .workload import resolve as resolve_workload
-from .yamlio import read_yaml
 
 
 def _one_per_metric(r: Record):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import PdroofError
+from ..spec.errors import PdroofError
 
 FORMATS = ("table", "json", "csv")
 

@@ -13,7 +13,7 @@ import json
 import math
 from pathlib import Path
 
-from .errors import SpecError
+from ..spec.errors import SpecError
 
 REQUIRED = {
     "gemm": ("dtype", "M", "N", "K", "s"),

@@ -1,17 +1,17 @@
 """Spec records → the named inputs of the equations (SI numbers, one per symbol).
 
-Everything here is selection and unit bookkeeping; all physics is in ``pdroof.equations``.
+Everything here is selection and unit bookkeeping; all physics is in ``pdroof.cost.equations``.
 """
 
 from __future__ import annotations
 
 from functools import cache
 
+from ..spec.schema import Record
+from ..spec.units import format_bytes
 from .architecture import shape_of
 from .precision import Precision, attention_peak_format
 from .runtime import Efficiency
-from .schema import Record
-from .units import format_bytes
 
 ACT_BYTES = 2.0  # activations between kernels are 16-bit
 # Per-hop collective latency when a spec gives none: the slowest hop the catalogue cites (NCCL's

@@ -137,7 +137,7 @@ def _totals(ops: dict) -> dict[str, sp.Expr]:
     out["seconds"] = sum(o["seconds"] for o in ops.values())
     out["flops"] = sum(o["flops"] for o in ops.values())
     out["bytes"] = sum(o["bytes"] for o in ops.values())
-    assert set(ops) == set(OPS), "pdroof.ops must name every operation"
+    assert set(ops) == set(OPS), "pdroof.cost.ops must name every operation"
     return out
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .render import human
+from ..output.render import human
 from .schema import Record
 
 # Unit of an SI attribute, from its name suffix: (suffix, human unit, scale).

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..cost.inputs import model_inputs
+from ..cost.numeric import evaluate
+from ..spec.units import format_bytes
 from .handoff import layerwise_overlap
-from .inputs import model_inputs
 from .load import prefill_utilisation, ttft_at
-from .numeric import evaluate
 from .space import Candidates, PairLinks, Stage, aggregated_stage, decode_stage, pair_links, prefill_stage
-from .units import format_bytes
 
 OBJECTIVES = {  # column, True when larger is better
     "cost": ("usd_per_million_tokens", False),

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import PdroofError
+from ..spec.errors import PdroofError
 from .evaluate import BINDINGS, MODES, OBJECTIVES, PLACEMENTS, Results, pareto_mask, run, score
 from .space import Candidates
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .architecture import shape_of
-from .errors import PdroofError
-from .inputs import (
+from ..cost.architecture import shape_of
+from ..cost.inputs import (
     capped_half_rows,
     collective_bandwidth,
     half_rows_for,
@@ -14,11 +13,12 @@ from .inputs import (
     model_inputs,
     precision_inputs,
 )
-from .numeric import evaluate
-from .ops import OP_KIND, OPS
-from .precision import Precision
-from .runtime import resolve
-from .schema import Record
+from ..cost.numeric import evaluate
+from ..cost.ops import OP_KIND, OPS
+from ..cost.precision import Precision
+from ..cost.runtime import resolve
+from ..spec.errors import PdroofError
+from ..spec.schema import Record
 from .workload import Workload
 
 BOUNDS = ("compute", "memory", "link", "latency")
@@ -176,7 +176,7 @@ def estimate(model: Record, acc: Record, runtime: Record, p: Precision, *, tp: i
 def aggregated_step(inputs: dict, w: Workload, concurrency, chunk_tokens: float):
     """Steady state of continuous batching at ``concurrency``: each step decodes C sequences and
     carries the average prefill load of the requests that join (C/O prompts of S new tokens).
-    Returns the TPOT and TTFT statistics the workload's targets name (``pdroof.load``: prompts
+    Returns the TPOT and TTFT statistics the workload's targets name (``pdroof.serving.load``: prompts
     queue for the prefill budget; a request's steps carry a Poisson number of other prompts),
     with the mean TPOT and the unloaded TTFT (one step carrying a whole new prompt, in chunks of
     ``chunk_tokens``)."""

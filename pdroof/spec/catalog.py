@@ -30,11 +30,11 @@ NOUNS = {"accelerator": "accelerator", "path": "KV path", "tier": "KV tier", "ru
 
 def builtin_root() -> Path:
     """Where the shipped catalogue is: inside the installed package, or the repository root."""
-    here = Path(__file__).resolve().parent
-    packaged = here / "_catalog"
+    package = Path(__file__).resolve().parent.parent  # pdroof/
+    packaged = package / "_catalog"
     if (packaged / "models").is_dir():
         return packaged
-    return here.parent
+    return package.parent
 
 
 def looks_like_path(ref: str) -> bool:
@@ -43,10 +43,10 @@ def looks_like_path(ref: str) -> bool:
 
 def _load(kind: str, path: Path) -> Record:
     if kind == "runtime":
-        from .runtime import load_runtime
+        from ..cost.runtime import load_runtime
 
         return load_runtime(path)
-    from .specs import load_spec
+    from .kinds import load_spec
 
     return load_spec(kind, path)
 

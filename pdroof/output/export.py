@@ -1,4 +1,4 @@
-"""Ranking results as files: CSV and JSON (raw SI values, columns named as in pdroof.rank.COLUMNS,
+"""Ranking results as files: CSV and JSON (raw SI values, columns named as in pdroof.serving.rank.COLUMNS,
 with a meta block), XLSX (a results sheet and an inputs sheet; optional extra ``xlsx``), and a
 plot of the Pareto front (optional extra ``plot``). Every file is written atomically."""
 
@@ -9,9 +9,9 @@ import os
 import tempfile
 from pathlib import Path
 
-from . import __version__
-from .errors import PdroofError
-from .rank import COLUMNS, Ranking
+from .. import __version__
+from ..serving.rank import COLUMNS, Ranking
+from ..spec.errors import PdroofError
 from .render import csv_text, json_text, write_atomic
 
 KEYS = [k for k, _ in COLUMNS]
