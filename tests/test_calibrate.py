@@ -9,9 +9,9 @@ import pytest
 
 from pdroof.calibration.calibrate import calibrate_runtime, e2e_table
 from pdroof.calibration.measurements import read_measurements
-from pdroof.cost.runtime import load_runtime
 from pdroof.spec.catalog import builtin_root
 from pdroof.spec.errors import SpecError
+from pdroof.spec.profile import load_runtime
 from pdroof.spec.yamlio import read_yaml
 
 from .conftest import REPO
@@ -47,7 +47,7 @@ def test_micro_benchmarks_alone_predict_h100_end_to_end(catalog, tmp_path):
     base["profiles"] = {}
     doc, _ = calibrate_runtime(tmp_path / "micro.json", catalog.get("accelerator", "h100-sxm"), base,
                                lambda i: catalog.get("model", i))
-    from pdroof.cost.runtime import RUNTIME
+    from pdroof.spec.profile import RUNTIME
     from pdroof.spec.schema import validate
 
     rt = validate(RUNTIME, doc, "micro")

@@ -191,7 +191,7 @@ def test_sliding_window_pairs_are_the_sum_of_the_mins(catalog):
     """Review D11: a sliding layer scores Σᵢ min(w, p + i) query-key pairs (the min of the mean
     overcounted gpt-oss's sliding attention by a third at S = 256: 9.66e9 FLOPs for 7.27e9)."""
     from pdroof.cost.precision import Precision
-    from pdroof.serving.estimate import stage_inputs
+    from pdroof.serving.stage import stage_inputs
 
     m, a = catalog.get("model", "gpt-oss-120b"), catalog.get("accelerator", "h100-sxm")
     base, _ = stage_inputs(m, a, catalog.get("runtime", "engine"), Precision("bf16", "bf16", "bf16"), 1)

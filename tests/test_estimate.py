@@ -179,7 +179,7 @@ def test_no_factor_falls_back_to_the_optimistic_bound(catalog):
     efficiency and M½ is never 0 where the runtime knows a value for any silicon."""
     rt = catalog.get("runtime", "engine")
     from pdroof.cost.inputs import gemv_ridge_rows
-    from pdroof.serving.estimate import stage_inputs
+    from pdroof.serving.stage import stage_inputs
 
     for a in catalog.all("accelerator"):
         for w in a.precision_paths.weights:
@@ -246,7 +246,7 @@ def test_expert_all_to_all_spans_the_whole_group(catalog):
     given one link)."""
     m, mi, rt = catalog.get("model", "qwen3-235b-a22b"), catalog.get("accelerator", "mi300x"), \
         catalog.get("runtime", "engine")
-    from pdroof.serving.estimate import stage_inputs
+    from pdroof.serving.stage import stage_inputs
 
     base, _ = stage_inputs(m, mi, rt, plan(mi, "fp8", kv="fp8"), 1, 8)
     assert base["ep_link_bytes_per_s"] == pytest.approx(448e9) and base["link_bytes_per_s"] == pytest.approx(64e9)

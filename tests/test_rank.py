@@ -331,7 +331,8 @@ def test_aggregated_ttft_queues_like_the_prefill_pool(catalog):
     adds (Δ), at the instance's request rate: TTFT = unloaded + W(λΔ)·Δ, by hand."""
     from pdroof.cost.numeric import evaluate
     from pdroof.cost.queueing import wait
-    from pdroof.serving.estimate import aggregated, stage_inputs
+    from pdroof.serving.estimate import aggregated
+    from pdroof.serving.stage import stage_inputs
 
     w = PRESETS["summarization"]
     c = _cands(catalog, accs=("h100-sxm",), model="llama-3.1-8b", workload=w, weights=("fp8",), kv=("fp8",), tp=(1,))

@@ -230,7 +230,7 @@ def calibrate(path: str | Path, acc: Record) -> Calibration:
 def predict_e2e(row: dict, model: Record, acc: Record, runtime: Record) -> float:
     """Predicted seconds of one end-to-end measurement (a whole decoder stack, tp 1)."""
     from ..cost.precision import Precision
-    from ..serving.estimate import stage_inputs
+    from ..serving.stage import stage_inputs
 
     fmt = row.get("dtype", "bf16")
     p = Precision(fmt, fmt, "bf16")
@@ -280,7 +280,7 @@ def calibrate_runtime(path: str | Path, acc: Record, base_doc: dict, models) -> 
     ``models`` maps a model id to its spec (for end-to-end points)."""
     import copy
 
-    from ..cost.runtime import RUNTIME
+    from ..spec.profile import RUNTIME
     from ..spec.schema import validate
 
     cal = calibrate(path, acc)

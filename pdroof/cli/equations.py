@@ -59,8 +59,9 @@ def _evaluate_crossovers(ctx, model, hardware, link, runtime, weights, kv, token
     from ..cost.equations import S
     from ..cost.equations.crossover import expressions
     from ..cost.precision import plan
-    from ..serving.estimate import estimate, stage_inputs
+    from ..serving.estimate import estimate
     from ..serving.handoff import layerwise_overlap
+    from ..serving.stage import stage_inputs
     from ..spec.units import format_bytes
     from .options import catalog
 

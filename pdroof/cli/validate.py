@@ -19,7 +19,7 @@ SpecKind = Enum("SpecKind", {k: k for k in ALL_KINDS}, type=str)
 def schema_node(kind: str):
     """The schema of any spec kind (imported lazily: most commands never need them all)."""
     if kind == "runtime":
-        from ..cost.runtime import RUNTIME
+        from ..spec.profile import RUNTIME
 
         return RUNTIME
     if kind == "workload":

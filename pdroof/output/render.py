@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..spec.errors import PdroofError
+from ..spec.view import human
 
 FORMATS = ("table", "json", "csv")
 
@@ -38,29 +39,6 @@ class Column:
         if self.text is not None:
             return self.text(v)
         return human(v, self.scale, self.digits)
-
-
-def human(v: Any, scale: float = 1.0, digits: int = 3) -> str:
-    if v is None:
-        return "—"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, (int, float)):
-        x = v / scale
-        if isinstance(v, float) and math.isnan(x):
-            return "—"
-        if isinstance(v, int) and scale == 1.0:
-            return f"{v:,}"
-        if x == 0:
-            return "0"
-        if abs(x) >= 10 ** (digits + 3) or abs(x) < 10 ** (-digits):
-            return f"{x:.{digits}g}"
-        if abs(x) >= 100:
-            return f"{x:,.0f}"
-        return f"{x:.{digits}g}"
-    if isinstance(v, (list, tuple)):
-        return ", ".join(map(str, v))
-    return str(v)
 
 
 def make_console(file=None):

@@ -17,10 +17,10 @@ from ..cost.inputs import model_inputs
 from ..cost.precision import Precision, default_activations, infeasible_reason
 from ..spec.errors import PdroofError
 from ..spec.schema import Record
-from .estimate import tp_reason
-from .evaluate import BINDINGS, PLACEMENTS, handoff_columns, serving_columns
+from .columns import BINDINGS, PLACEMENTS, handoff_columns, serving_columns
 from .handoff import path_reason
 from .space import Candidates, decode_stage, pair_links, prefill_stage
+from .stage import tp_reason
 from .workload import Workload
 
 SCALES = ("tensor", "head", "token", "group")

@@ -166,8 +166,8 @@ def check(path: str | Path, cat: Catalog) -> Verdict:
 
 def _decode_step(p: Plan, model, dec: Pool, cat: Catalog, d: Record, w: Workload, batch: float) -> float:
     """The decode step at ``batch`` sequences, with any KV beyond HBM fetched from the tier."""
-    from .estimate import stage_inputs
     from .space import SERVING_IDLE
+    from .stage import stage_inputs
 
     b = max(1.0, float(np.ceil(batch)))
     inputs, _ = stage_inputs(model, dec.accelerator, cat.get("runtime", d.runtime), dec.precision(), dec.tp)

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..spec.errors import PdroofError
-from .evaluate import BINDINGS, MODES, OBJECTIVES, PLACEMENTS, Results, pareto_mask, run, score
+from .columns import BINDINGS, MODES, PLACEMENTS
+from .evaluate import OBJECTIVES, Results, pareto_mask, run, score
 from .space import Candidates
 
 # Result columns in output order: (key, meaning). CSV/JSON use these keys with raw SI values.

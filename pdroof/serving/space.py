@@ -15,8 +15,8 @@ import numpy as np
 from ..cost.numeric import evaluate
 from ..cost.precision import Precision, default_activations, infeasible_reason
 from ..spec.schema import Record
-from .estimate import aggregated_step, context_reason, stage_inputs, tp_reason
 from .handoff import path_bandwidth, path_reason
+from .stage import aggregated_step, context_reason, stage_inputs, tp_reason
 from .workload import Workload
 
 TP_CHOICES = (1, 2, 4, 8)

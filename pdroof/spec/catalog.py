@@ -43,7 +43,7 @@ def looks_like_path(ref: str) -> bool:
 
 def _load(kind: str, path: Path) -> Record:
     if kind == "runtime":
-        from ..cost.runtime import load_runtime
+        from .profile import load_runtime
 
         return load_runtime(path)
     from .kinds import load_spec

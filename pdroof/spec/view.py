@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
-from ..output.render import human
 from .schema import Record
 
 # Unit of an SI attribute, from its name suffix: (suffix, human unit, scale).
@@ -53,3 +53,26 @@ def show_rows(rec: Record) -> list[dict]:
 def _provenance_for(rec: Record, path: str) -> str:
     p = rec.provenance.get(path, {})
     return " · ".join(b for b in (p.get("basis"), p.get("source")) if b)
+
+
+def human(v: Any, scale: float = 1.0, digits: int = 3) -> str:
+    if v is None:
+        return "—"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, (int, float)):
+        x = v / scale
+        if isinstance(v, float) and math.isnan(x):
+            return "—"
+        if isinstance(v, int) and scale == 1.0:
+            return f"{v:,}"
+        if x == 0:
+            return "0"
+        if abs(x) >= 10 ** (digits + 3) or abs(x) < 10 ** (-digits):
+            return f"{x:.{digits}g}"
+        if abs(x) >= 100:
+            return f"{x:,.0f}"
+        return f"{x:.{digits}g}"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(map(str, v))
+    return str(v)

@@ -1,0 +1,166 @@
+"""The result columns of configurations, given their stage rows: the KV handoff (bytes on each
+side, the transfer either way, where a conversion runs and what it costs), the serving capacities,
+pool sizing, cost and energy, ownership terms and the binding constraint; for disaggregated pairs
+and for the aggregated baseline."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..cost.numeric import evaluate
+from ..spec.units import format_bytes
+from .handoff import layerwise_overlap
+from .load import prefill_utilisation, ttft_at
+from .space import Candidates, PairLinks, Stage
+
+
+def _serving(values: dict, c: Candidates, price, power) -> dict[str, np.ndarray]:
+    w = c.workload
+    if "prefill_utilisation" not in values:
+        values = {**values, "prefill_utilisation": prefill_utilisation(values["prefill_s"], values["handoff_s"],
+                                                                       w.ttft_s, w.ttft_stat)}
+    return evaluate("serving", {**values, "output_tokens": float(w.output_tokens),
+                                "request_rate": w.rate_per_s or 1.0, "device_budget": float(c.devices or 1),
+                                **price, **power})
+
+
+BINDINGS = ("prefill_compute", "link", "prefill_memory", "decode_bandwidth", "kv_capacity", "colocated_interference",
+            "decode_ingress")
+
+
+MODES = ("disaggregated", "aggregated")
+
+
+def binding(cols: dict, share: np.ndarray, kv_bound: np.ndarray) -> np.ndarray:
+    """Index into BINDINGS: the pool that needs more devices, and what limits it (the smallest
+    of its capacities; for decode, memory when the batch stopped short of the TPOT limit)."""
+    pre = np.argmin(np.stack([cols["prefill_capacity"], cols["link_capacity"], cols["hold_capacity"]]), axis=0)
+    dec = np.where(kv_bound | (cols["admission_batch"] < cols["batch_before_ownership"]), 4, 3)
+    dec = np.where(cols["ingress_capacity"] < cols["decode_batch_capacity"], 6, dec)
+    return np.where(share > 0.5, pre, dec).astype(np.int8)
+
+
+def serving_columns(c: Candidates, pre: Stage, dec: Stage, h: dict, pr, dr, price_p, price_d, power_p,
+                    power_d) -> dict[str, np.ndarray]:
+    """Capacities, pool sizing, cost and energy, ownership terms and the binding constraint of
+    disaggregated configurations, given their handoff columns ``h``."""
+    pv, dv = pre.values, dec.values
+    out = _serving({"prefill_s": h["prefill_s"], "handoff_s": h["handoff_s"], "step_s": dv["step_s"][dr],
+                    "decode_batch": dv["decode_batch"][dr], "hbm_batch": dv["hbm_batch"][dr],
+                    "tier_bytes_per_s": dv["tier_bytes_per_s"][dr], "kv_request_bytes": dv["kv_request_bytes"][dr],
+                    "link_request_s": h["link_request_s"], "ingress_request_s": h["ingress_request_s"],
+                    "overlap_s": h["overlap_s"], "tp_prefill": pv["tp"][pr], "tp_decode": dv["tp"][dr],
+                    "kv_dst_bytes": h["kv_dst_bytes"], "prefill_slots": h["prefill_slots"],
+                    "admission_wait_s": dv["step_s"][dr], "kv_capacity_bytes": dv["kv_capacity_bytes"][dr],
+                    "retained_bytes": c.retained_bytes},
+                   c, {"price_prefill": price_p, "price_decode": price_d},
+                   {"power_prefill": power_p, "power_decode": power_d})
+    # TTFT: the target's statistic at the load each prefill instance runs at (its capacity); TPOT:
+    # decode steps carry no prompts, so every statistic is the step at the admitted batch
+    ttft = ttft_at(out["prefill_rate"], h["prefill_s"], h["handoff_s"], c.workload.ttft_stat)
+    out.update({"ttft_s": ttft, "ttft_unloaded_s": h["prefill_s"] + h["handoff_s"], "tpot_s": out["tiered_step_s"],
+                "batch_before_ownership": dv["decode_batch"][dr], "decode_batch": out["admission_batch"]})
+    out["binding"] = binding(out, out["prefill_device_share"], dv["kv_bound"][dr])
+    return out
+
+
+PLACEMENTS = ("producer", "transport", "consumer", "direct")
+
+
+def handoff_columns(c: Candidates, pre: Stage, dec: Stage, links: PairLinks, wires: list[str], pr, dr, iw, ik,
+                    acc_p, acc_d, mi: dict, convert=None, redistribute=None) -> dict[str, np.ndarray]:
+    """The KV handoff of each configuration: bytes each side holds, the transfer in either
+    format, where a conversion or redistribution runs (the cheapest placement), and its cost.
+    Without ``convert``/``redistribute`` they follow from the formats and the TP partitioning
+    (both pools of one runtime share its page layout)."""
+    w = c.workload
+    pv, dv = pre.values, dec.values
+    src_elem = np.array([format_bytes(x) for x in wires])[iw]
+    dst_elem = dv["kv_elem_bytes"][dr]
+    paths = c.paths
+    lat = np.array([p.latency_s for p in paths])[ik]
+    eff = np.array([p.efficiency for p in paths])[ik]
+    bw = links.bandwidth[acc_p, acc_d, ik]
+    prefill_s = pv["prefill_s"][pr]
+    overlap = layerwise_overlap(prefill_s, mi["layers"])
+    base = {**mi, "tp": pv["tp"][pr], "tp_consumer": dv["tp"][dr], "transfer_tokens": float(w.prompt_tokens),
+            "page_tokens": float(w.prompt_tokens), "path_latency_s": lat, "path_bytes_per_s": bw,
+            "eff_path": eff, "overlap_s": overlap}
+    t_src = evaluate("transfer", {**base, "wire_bytes": src_elem})
+    t_dst = evaluate("transfer", {**base, "wire_bytes": dst_elem})
+    shards_p = np.minimum(pv["tp"][pr], mi["kv_shardable"])
+    shards_d = np.minimum(dv["tp"][dr], mi["kv_shardable"])
+    # the request's KV per decode rank, in the consumer's format: the same sequence bytes as the
+    # transfer's (sliding layers capped), over the consumer's shards
+    kv_dst = t_dst["bytes"] * shards_p / shards_d
+    if convert is None:  # a different format, even of the same width (int8 vs fp8), is converted
+        dst_fmt = np.array([wires.index(k) if k in wires else -1 for k in dec.labels["kv"]])[dr]
+        convert = (dst_fmt != iw).astype(float)
+    redistribute = (shards_p != shards_d).astype(float) if redistribute is None else redistribute
+    host_bw = np.minimum(pv["host_bytes_per_s"][pr], dv["host_bytes_per_s"][dr])
+    bounce = np.array([0.0 if p.kind in ("host_staged", "tcp") else 1.0 for p in paths])[ik]
+    b = evaluate("boundary", {"overlap_s": overlap, "layers": mi["layers"], "kv_src_bytes": t_src["bytes"],
+                              "kv_dst_bytes": kv_dst,
+                              "format_ratio": dst_elem / src_elem,
+                              "transfer_src_s": t_src["seconds"], "transfer_dst_s": t_dst["seconds"],
+                              "needs_convert": convert, "needs_redistribute": redistribute,
+                              "prod_bytes_per_s": pv["mem_bytes_per_s"][pr] * pv["eff_memory"][pr],
+                              "cons_bytes_per_s": dv["mem_bytes_per_s"][dr] * dv["eff_memory"][dr],
+                              "host_bytes_per_s": host_bw, "host_bounce": bounce})
+    options = np.stack([b["producer_s"], b["transport_s"], b["consumer_s"]])
+    choice = np.argmin(options, axis=0).astype(np.int8)
+    work = np.maximum(convert, redistribute) > 0
+    choice = np.where(work, choice, 3).astype(np.int8)
+    via_dst = (choice == 0) & (convert > 0)  # the producer converted: the consumer's format travels
+    wire_bytes = np.where(via_dst, t_dst["bytes"], t_src["bytes"])
+    received = np.where(via_dst, t_dst["receiver_bytes"], t_src["receiver_bytes"])
+    transfer_s = np.where(via_dst, t_dst["seconds"], t_src["seconds"])
+    exposed = np.where(via_dst, t_dst["exposed_seconds"], t_src["exposed_seconds"])
+    staging = np.where((choice == 1) | (bounce == 0), wire_bytes, 0.0)
+    return {
+        "prefill_s": prefill_s, "handoff_s": b["handoff_s"], "transfer_s": transfer_s, "exposed_transfer_s": exposed,
+        "convert_s": b["handoff_s"] - exposed, "transfer_bytes": wire_bytes, "placement": choice,
+        "kv_src_bytes": t_src["bytes"], "kv_dst_bytes": kv_dst, "staging_bytes": staging,
+        "transient_bytes": t_src["bytes"] + staging + kv_dst, "link_request_s": wire_bytes / (bw * eff),
+        "ingress_request_s": received / (bw * eff), "overlap_s": overlap,
+        "needs_convert": convert, "needs_redistribute": redistribute,
+        # requests whose producer-format KV the prefill instance can hold at once
+        "prefill_slots": np.floor(pv["kv_capacity_bytes"][pr] / (pv["kv_bytes_per_elem"][pr] * src_elem)),
+        **{f"{name}_option_s": b[f"{name}_s"] for name in PLACEMENTS[:3]},
+    }
+
+
+def aggregated_rows(c: Candidates, agg: Stage, prices, powers, allowed: np.ndarray) -> dict[str, np.ndarray]:
+    rows = np.flatnonzero(allowed)
+    av = agg.values
+    acc = np.asarray(agg.labels["acc"])[rows]
+    # no prefill pool: its capacities are infinite (and reported as not applicable), its devices zero
+    out = _serving({"prefill_s": 0.0, "handoff_s": 0.0, "prefill_utilisation": 1.0, "step_s": av["tpot_mean_s"][rows],
+                    "decode_batch": av["concurrency"][rows], "hbm_batch": av["concurrency"][rows],
+                    "tier_bytes_per_s": np.inf, "kv_request_bytes": 1.0, "link_request_s": 0.0,
+                    "ingress_request_s": 0.0, "overlap_s": 0.0,
+                    "tp_prefill": 0.0, "tp_decode": av["tp"][rows], "kv_dst_bytes": 0.0, "prefill_slots": 1.0,
+                    "admission_wait_s": 0.0, "kv_capacity_bytes": np.inf, "retained_bytes": 0.0},
+                   c, {"price_prefill": 0.0, "price_decode": prices[acc]},
+                   {"power_prefill": 0.0, "power_decode": powers[acc]})
+    cols = dict(out)
+    n = len(rows)
+    for key in ("prefill_capacity", "link_capacity", "hold_capacity", "ingress_capacity"):
+        cols[key] = np.full(n, np.nan)
+    cols.update({
+        "mode": np.ones(n, dtype=np.int8), "prefill_row": np.full(n, -1), "decode_row": rows,
+        "inferred": av["inferred"][rows],
+        "wire": np.full(n, -1), "path": np.full(n, -1), "prefill_s": np.full(n, np.nan),
+        "transfer_s": np.zeros(n), "exposed_transfer_s": np.zeros(n), "convert_s": np.zeros(n),
+        "transfer_bytes": np.zeros(n), "ttft_s": av["ttft_s"][rows], "tpot_s": av["tpot_s"][rows],
+        "ttft_unloaded_s": av["ttft_unloaded_s"][rows],
+        "handoff_s": np.zeros(n), "placement": np.full(n, 3, dtype=np.int8), "kv_src_bytes": np.zeros(n),
+        "kv_dst_bytes": np.zeros(n), "staging_bytes": np.zeros(n), "transient_bytes": np.zeros(n),
+        "link_request_s": np.zeros(n), "ingress_request_s": np.zeros(n), "overlap_s": np.zeros(n),
+        "needs_convert": np.zeros(n), "needs_redistribute": np.zeros(n),
+        "decode_batch": av["concurrency"][rows],
+        "kv_headroom_bytes": av["kv_capacity_bytes"][rows] - av["concurrency"][rows] * av["kv_request_bytes"][rows],
+        "binding": np.where(av["kv_bound"][rows], 4, 5).astype(np.int8),
+        "feasible": np.ones(n, dtype=bool),
+    })
+    return cols

@@ -1,0 +1,86 @@
+"""The runtime-profile spec kind: achieved efficiency belongs to an accelerator running a given
+software stack.
+
+A profile has a ``structure`` block (how the stack moves data between kernels: bytes per element
+of its normalisation, residual, activation and cast passes; weight-only dequantisation cost) and
+per-accelerator ``profiles`` of achieved fractions, fitted or sourced, each with its basis, plus a
+``fallback`` block for accelerators and formats nothing else covers (``pdroof.cost.runtime``
+resolves them).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .kinds import FMT, FRACTION, ID, TEXTS
+from .schema import F, Map, MapOf, Num, Record, Str, validate
+from .units import GB, MICRO
+from .yamlio import read_yaml
+
+BPE = Num(positive=False, minimum=0, doc="bytes per element")
+
+STRUCTURE = Map(fields=(
+    F("norm_bytes_per_element", BPE, required=True, doc="bytes moved per hidden element by one RMSNorm"),
+    F("residual_bytes_per_element", BPE, required=True, doc="bytes moved per hidden element by one residual add"),
+    F("activation_fn_bytes_per_element", BPE, required=True, doc="bytes per FFN element of the gated activation"),
+    F("activation_cast_bytes_per_element", BPE, required=True,
+      doc="bytes per GEMM input element of a separate cast to 8-bit activations (0 when fused)"),
+    F("weight_only_dequant_overhead", Num(positive=False, minimum=0), required=True,
+      doc="extra GEMM compute time fraction when weights are narrower than activations (W4A16)"),
+    F("memory_reserve_fraction", Num(positive=False, minimum=0, maximum=0.9), required=True,
+      doc="fraction of HBM the stack keeps for itself (context, allocator, graphs)"),
+    F("chunk_tokens", Num(integer=True), required=True, doc="most tokens in one forward pass"),
+    F("step_latency_us", Num(scale=MICRO, positive=False, minimum=0), attr="step_latency_s", required=True,
+      doc="fixed cost per forward pass outside the layers: scheduling, sampling, graph launch"),
+    F("kernels_per_layer", Num(integer=True), required=True,
+      doc="kernel boundaries per layer, of which the per-layer latency is the cost"),
+    F("cast_kernels_per_layer", Num(integer=True, positive=False, minimum=0), default=0,
+      doc="extra kernels per layer when activations are quantised by separate casts"),
+    F("note", Str()),
+))
+
+PROFILE_EFFICIENCY = Map(fields=(
+    F("compute", MapOf(FRACTION, key=FMT), default={}, doc="GEMM efficiency per compute format"),
+    F("gemm_half_rows", MapOf(Num(positive=False, minimum=0), key=FMT), default={},
+      doc="per compute format: GEMM rows at which compute efficiency is half its large-GEMM value"),
+    F("weights", MapOf(FRACTION, key=FMT), default={},
+      doc="HBM efficiency streaming weights, per weight format (small-M GEMMs)"),
+    F("memory", FRACTION, doc="HBM efficiency of elementwise passes and copies"),
+    F("attention_prefill", FRACTION, doc="prefill attention FLOP efficiency at long prompts"),
+    F("attention_prefill_half_tokens", Num(positive=False, minimum=0),
+      doc="prompt length at which prefill attention reaches half its efficiency"),
+    F("attention_decode", FRACTION, doc="decode attention KV-read bandwidth efficiency"),
+    F("link", FRACTION, doc="scale-up collective bandwidth efficiency"),
+    F("layer_latency_us", Num(scale=MICRO, positive=False, minimum=0), attr="layer_latency_s",
+      doc="fixed cost per layer per forward pass"),
+    F("host_link", Map(fields=(
+        F("latency_us", Num(scale=MICRO, positive=False, minimum=0), attr="latency_s", required=True),
+        F("gb_per_s", Num(scale=GB), attr="bytes_per_s", required=True),
+    )), doc="fitted per-copy latency α and bandwidth β of device<->host copies"),
+    F("family", Str(), doc="silicon family of the accelerator measured (accelerator spec 'family'): "
+      "accelerators of that family without an entry take its per-format factors, conservatively"),
+    F("fit", MapOf(Num(positive=False, minimum=0), doc="fit error per section"), default={},
+      doc="fit error per section (rms relative error)"),
+    F("source", Str()),
+    F("note", Str()),
+))
+
+RUNTIME = Map(
+    title="runtime",
+    fields=(
+        F("id", ID, required=True),
+        F("name", Str(), required=True),
+        F("description", Str()),
+        F("structure", STRUCTURE, required=True),
+        F("fallback", PROFILE_EFFICIENCY, required=True,
+          doc="factors for accelerators (or formats) that neither the profile nor the spec covers"),
+        F("profiles", MapOf(PROFILE_EFFICIENCY, key=ID), default={}, doc="per accelerator id"),
+        F("provenance", MapOf(Str()), default={}, doc="how the profile was made: input, date, tool"),
+        F("sources", TEXTS, default=()),
+        F("notes", TEXTS, default=()),
+    ),
+)
+
+
+def load_runtime(path: str | Path) -> Record:
+    return validate(RUNTIME, read_yaml(path), str(path))
