@@ -6,7 +6,7 @@ operation by operation: prefill and decode share it), ``moe`` (expected experts 
 ``transfer`` (KV handoff between instances) and ``crossover`` (solved thresholds).
 
 ``GROUPS`` names every expression the numeric side uses; ``pdroof.cost.equations.codegen`` turns them
-into ``pdroof/_generated.py`` (numpy only), so the estimate path never imports sympy.
+into ``pdroof/cost/_generated.py`` (numpy only), so the estimate path never imports sympy.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Generate ``pdroof/_generated.py``: the numeric twins of the expressions, numpy only.
+"""Generate ``pdroof/cost/_generated.py``: the numeric twins of the expressions, numpy only.
 
 Run ``python -m pdroof.cost.equations.codegen`` after changing an equation; a test fails while the
 checked-in file differs from what this writes. Common subexpressions are eliminated once per
