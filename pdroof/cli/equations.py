@@ -20,14 +20,11 @@ def equations_cmd(
     tokens: int = typer.Option(4096, "--tokens", help="prompt tokens (for the bandwidth crossover)"),
 ):
     """Show the symbolic equations; with --model and --hardware also the solved crossovers."""
-    import sympy as sp
-
-    from ..cost.equations.catalog import latex as to_latex
-    from ..cost.equations.catalog import named
+    from ..cost.printed import printed
     from ..cost.symbols import SYMBOLS
     from ..spec.errors import PdroofError
 
-    eqs = named()
+    eqs = printed()
     if name and name not in eqs:
         chosen = {k: v for k, v in eqs.items() if k.startswith(name + ".")}
         if not chosen:
@@ -35,11 +32,11 @@ def equations_cmd(
             raise PdroofError(f"unknown equation {name!r}; groups: {', '.join(groups)} (try `pdroof equations`)")
     else:
         chosen = {name: eqs[name]} if name else {k: v for k, v in eqs.items() if _headline(k)}
-    for key, expr in chosen.items():
+    for key, forms in chosen.items():
         if latex:
-            typer.echo(f"% {key}\n{key.replace('.', '_')} = {to_latex(expr)}\n")
+            typer.echo(f"% {key}\n{key.replace('.', '_')} = {forms['latex']}\n")
         else:
-            typer.echo(f"{key} =\n{sp.pretty(expr, use_unicode=True, wrap_line=False)}\n")
+            typer.echo(f"{key} =\n{forms['text']}\n")
     if not name:
         typer.echo("symbols:")
         for s in SYMBOLS.values():
@@ -56,8 +53,7 @@ def _headline(key: str) -> bool:
 
 
 def _evaluate_crossovers(ctx, model, hardware, link, runtime, weights, kv, tokens):
-    from ..cost.equations import S
-    from ..cost.equations.crossover import expressions
+    from ..cost.numeric import evaluate
     from ..cost.precision import plan
     from ..serving.estimate import estimate
     from ..serving.handoff import layerwise_overlap
@@ -69,8 +65,9 @@ def _evaluate_crossovers(ctx, model, hardware, link, runtime, weights, kv, token
     m, acc, rt = cat.get("model", model), cat.get("accelerator", hardware), cat.get("runtime", runtime)
     p = plan(acc, weights, None, kv)
     inputs, _ = stage_inputs(m, acc, rt, p, tp=1)
-    inputs.update({"batch": 1, "wire_bytes": format_bytes(kv), "transfer_tokens": tokens, "page_tokens": tokens})
-    cx = expressions()
+    inputs.update({"batch": 1, "wire_bytes": format_bytes(kv), "transfer_tokens": tokens, "page_tokens": tokens,
+                   # without a path the transfer crossovers are not shown; these only complete the inputs
+                   "path_latency_s": 0.0, "path_bytes_per_s": 1.0, "eff_path": 1.0, "overlap_s": 0.0})
     values = {"decode_compute_batch": ("decode batch where the dense GEMMs turn compute-bound", "sequences")}
     if link:
         path = cat.get("path", link)
@@ -84,10 +81,9 @@ def _evaluate_crossovers(ctx, model, hardware, link, runtime, weights, kv, token
         values["hiding_bandwidth"] = (f"path bandwidth that hides a {tokens}-token transfer behind layer-wise "
                                       "prefill (negative: latency alone exceeds the overlap)", "GB/s")
     typer.echo(f"crossovers for {m.id} on {acc.id} (runtime {rt.id}, {p.label()}):")
+    cx = evaluate("crossover", inputs)
     for key, (text, unit) in values.items():
-        expr = cx[key]
-        subs = {S(n): v for n, v in inputs.items() if n in {s.name for s in expr.free_symbols}}
-        v = float(expr.xreplace(subs).evalf())
+        v = float(cx[key])
         if unit == "GB/s":
             v /= 1e9
         typer.echo(f"  {key}: {v:,.1f} {unit}  — {text}")

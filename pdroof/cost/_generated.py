@@ -602,3 +602,84 @@ def transfer(*, tp, layers, full_layers, sliding_layers, window_tokens, kv_elems
 
 ARGS['transfer'] = ('tp', 'layers', 'full_layers', 'sliding_layers', 'window_tokens', 'kv_elems', 'kv_tensors', 'page_tokens', 'kv_shardable', 'transfer_tokens', 'tp_consumer', 'wire_bytes', 'path_latency_s', 'path_bytes_per_s', 'eff_path', 'overlap_s')
 OUTPUTS['transfer'] = ('bytes', 'receiver_bytes', 'messages', 'seconds', 'exposed_seconds')
+
+
+def crossover(*, tp, ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, kv_elems, kv_tensors, page_tokens, kv_shardable, weight_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, eff_compute, gemm_half_rows, eff_weights, eff_attn_prefill, transfer_tokens, wire_bytes, path_latency_s, path_bytes_per_s, eff_path, overlap_s):
+    """Numeric twin of pdroof.cost.equations groups()["crossover"]."""
+    _x0 = kv_proj_params*layers
+    _x1 = _x0*tp
+    _x2 = _x1*eff_compute*peak_flops_per_s
+    _x3 = eff_weights*mem_bytes_per_s
+    _x4 = _x3*gemm_half_rows
+    _x5 = 2*_x1*_x4
+    _x6 = numpy.minimum(kv_shardable, tp)
+    _x7 = _x6*eff_compute*peak_flops_per_s
+    _x8 = _x7*weight_bytes
+    _x9 = attn_params*layers
+    _x10 = _x4*_x6
+    _x11 = 2*_x10
+    _x12 = _x11*_x9
+    _x13 = dense_layers*ffn_params
+    _x14 = _x11*_x13
+    _x15 = 2*_x0
+    _x16 = _x10*_x15
+    _x17 = 2*hidden
+    _x18 = _x17*_x3
+    _x19 = _x1*_x18
+    _x20 = _x7*act_bytes
+    _x21 = _x18*_x6
+    _x22 = _x21*_x9
+    _x23 = _x13*_x21
+    _x24 = _x0*_x21
+    _x25 = act_bytes*hidden
+    _x26 = _x20*hidden**2*tp
+    _x27 = 2*layers
+    _x28 = tp**(-1.0)
+    _x29 = 1/(eff_compute*peak_flops_per_s)
+    _x30 = _x28*_x29
+    _x31 = 2*_x30
+    _x32 = _x31*_x9
+    _x33 = _x13*_x31
+    _x34 = _x15*_x30
+    _x35 = _x31*moe_layers
+    _x36 = _x35*shared_params
+    _x37 = _x28*attn_dim_prefill*full_layers*heads/(attn_peak_flops_per_s*eff_attn_prefill)
+    _x38 = _x32*dequant_overhead
+    _x39 = _x33*dequant_overhead
+    _x40 = _x34*dequant_overhead
+    _x41 = _x36*dequant_overhead
+    _x42 = _x35*experts_per_token
+    _x43 = _x42*expert_params
+    _x44 = _x6**(-1.0)
+    _x45 = _x44*kv_proj_params
+    _x46 = _x27*_x29*_x45
+    _x47 = _x46*dequant_overhead
+    _x48 = _x44*kv_elems*wire_bytes/eff_path
+    _x49 = _x32 + _x33 - _x34 + _x36 + _x37 + _x38 + _x39 - _x40 + _x41 + _x43*dequant_overhead + _x43 + _x46 + _x47 - _x48*full_layers/path_bytes_per_s
+    _x50 = kv_tensors*path_latency_s
+    _x51 = _x50*full_layers
+    _x52 = -_x51
+    _x53 = experts/ep
+    _x54 = gemm_half_rows/numpy.maximum(1, experts_per_token)
+    _x55 = _x53*_x54
+    _x56 = _x53*expert_params
+    _x57 = _x42*_x54*_x56
+    _x58 = -4*_x37*(_x32*gemm_half_rows + _x33*gemm_half_rows - _x34*gemm_half_rows + _x36*_x55 + _x38*gemm_half_rows + _x39*gemm_half_rows - _x40*gemm_half_rows + _x41*_x55 + _x46*gemm_half_rows + _x47*gemm_half_rows + _x52 + _x57*dequant_overhead + _x57) + _x49**2
+    _x59 = full_layers**(-1.0)
+    _x60 = _x28*vocab
+    _x61 = 1/(eff_weights*mem_bytes_per_s)
+    _x62 = _x28*weight_bytes
+    _x63 = 3*_x28
+    _x64 = _x61*moe_layers
+    _x65 = _x28*(attn_params - kv_proj_params) + _x45
+    _x66 = page_tokens**(-1.0)
+    _x67 = numpy.minimum(transfer_tokens, window_tokens)
+    return {
+        'decode_compute_batch': numpy.maximum(0, hidden*(_x0*_x8 + _x12*dequant_overhead + _x12 - _x13*_x8 + _x14*dequant_overhead + _x14 - _x16*dequant_overhead - _x16 - _x2*weight_bytes + _x5*dequant_overhead + _x5 - _x8*_x9)/(-_x0*_x20 - _x19*dequant_overhead - _x19 + _x2*act_bytes + _x20*_x9 - _x22*dequant_overhead - _x22 - _x23*dequant_overhead - _x23 + _x24*dequant_overhead + _x24 + 3*_x25*_x7*dense_layers*ffn_size + _x26*_x27 + 2*_x26*dense_layers)),
+        'transfer_prompt_tokens': (numpy.select([numpy.less(_x58, 0),True], [0,1], default=numpy.nan))*numpy.maximum(0, -1/2*_x59*attn_peak_flops_per_s*eff_attn_prefill*tp*(_x49 - numpy.sqrt(numpy.maximum(0, _x58)))/(attn_dim_prefill*heads)),
+        'transfer_floor_tokens': numpy.maximum(0, _x59*_x6*eff_path*path_bytes_per_s*(_x28*_x64*(-_x56*weight_bytes*((1 - experts_per_token/experts)**ep - 1) + 3*act_bytes*expert_ffn_size*experts_per_token) + _x52 + _x61*dense_layers*(_x62*ffn_params + act_bytes*(_x17 + _x63*ffn_size)) + _x61*layers*(_x65*weight_bytes + act_bytes*(_x17 + _x65/hidden)) + _x61*(_x25*_x60 + _x25 + 4*_x60) + _x64*(_x62*shared_params + act_bytes*(_x17 + _x63*shared_ffn_size)))/(kv_elems*wire_bytes)),
+        'hiding_bandwidth': -_x48*(_x67*sliding_layers + full_layers*transfer_tokens)/(_x50*sliding_layers*numpy.ceil(_x66*_x67) + _x51*numpy.ceil(_x66*transfer_tokens) - overlap_s),
+    }
+
+ARGS['crossover'] = ('tp', 'ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'kv_elems', 'kv_tensors', 'page_tokens', 'kv_shardable', 'weight_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_attn_prefill', 'transfer_tokens', 'wire_bytes', 'path_latency_s', 'path_bytes_per_s', 'eff_path', 'overlap_s')
+OUTPUTS['crossover'] = ('decode_compute_batch', 'transfer_prompt_tokens', 'transfer_floor_tokens', 'hiding_bandwidth')

@@ -28,7 +28,7 @@ def S(name: str) -> sp.Symbol:
 
 def groups() -> dict[str, dict[str, sp.Expr]]:
     """Every numeric output, grouped by the generated function that computes it."""
-    from . import boundary, forward, kernels, memory, serving, transfer
+    from . import boundary, crossover, forward, kernels, memory, serving, transfer
 
     return {
         "kernels": kernels.expressions(),
@@ -42,4 +42,5 @@ def groups() -> dict[str, dict[str, sp.Expr]]:
                  "utilisation": S("instance_rate") * S("prefill_s"),
                  "decode_in_flight": S("instance_rate") * S("output_tokens") * S("step_s")},
         "transfer": transfer.expressions(),
+        "crossover": crossover.expressions(),
     }

@@ -9,20 +9,22 @@ from . import S, groups
 from .roofline import roofline
 
 
-def named() -> dict[str, sp.Expr]:
-    """``group.output`` → expression, the roofline itself first and the crossovers last."""
-    from . import crossover
-
+def named(all_groups: dict | None = None) -> dict[str, sp.Expr]:
+    """``group.output`` → expression, the roofline itself first (the crossovers are a group)."""
     out: dict[str, sp.Expr] = {
         "roofline.seconds": roofline(sp.Symbol("flops") / (S("peak_flops_per_s") * S("eff_compute")),
                                      sp.Symbol("bytes") / (S("mem_bytes_per_s") * S("eff_weights"))),
     }
-    for group, exprs in groups().items():
+    for group, exprs in (all_groups or groups()).items():
         for name, e in exprs.items():
             out[f"{group}.{name}"] = sp.sympify(e)
-    for name, e in crossover.expressions().items():
-        out[f"crossover.{name}"] = e
     return out
+
+
+def texts(all_groups: dict | None = None) -> dict[str, dict[str, str]]:
+    """Every named equation printed once, as ``pdroof equations`` shows it: unicode and LaTeX."""
+    return {k: {"text": sp.pretty(e, use_unicode=True, wrap_line=False), "latex": latex(e)}
+            for k, e in named(all_groups).items()}
 
 
 def latex(expr: sp.Expr) -> str:
