@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from enum import Enum
+from pathlib import Path
 
 import typer
 
 from ..output import render
 from ..output.render import Column
-from .options import FormatOpt, OutOpt, Stat, catalog
+from .options import Fmt, FormatOpt, OutOpt, Stat, catalog
 
 Serving = Enum("Serving", {"single": "single", "aggregated": "aggregated"}, type=str)
 
@@ -44,8 +45,8 @@ def estimate_cmd(
     output_tokens: int = typer.Option(256, "--output", help="aggregated: output tokens per request"),
     ttft_stat: Stat = typer.Option(Stat.p90, "--ttft-stat", help="aggregated: TTFT statistic to report under load"),
     tpot_stat: Stat = typer.Option(Stat.p99, "--tpot-stat", help="aggregated: TPOT statistic to report"),
-    fmt=FormatOpt,
-    output=OutOpt,
+    fmt: Fmt = FormatOpt,
+    output: Path | None = OutOpt,
 ):
     """Prefill time, one decode step and memory, broken down by operation with its bound."""
     from ..cost.precision import plan

@@ -11,7 +11,7 @@ import typer
 
 from ..output import render
 from ..output.render import Column
-from .options import FormatOpt, OutOpt, Stat, TpotStatOpt, TtftStatOpt, catalog
+from .options import Fmt, FormatOpt, OutOpt, Stat, TpotStatOpt, TtftStatOpt, catalog
 
 
 def plan_cmd(
@@ -39,8 +39,8 @@ def plan_cmd(
     tpot_stat: Stat = TpotStatOpt,
     retain_gb: float = typer.Option(0.0, "--retain-gb", help="prefix cache retained per decode device (GB)"),
     runtime: str = typer.Option("engine", "--runtime"),
-    fmt=FormatOpt,
-    output=OutOpt,
+    fmt: Fmt = FormatOpt,
+    output: Path | None = OutOpt,
 ):
     """Compute placement, KV representation and KV ownership for one prefill/decode pairing."""
     from ..serving.boundary import Pool, plan
@@ -109,7 +109,7 @@ def _plan_text(doc: dict) -> str:
 def check_cmd(
     ctx: typer.Context,
     deployment: Path = typer.Argument(..., help="deployment YAML", dir_okay=False),
-    fmt=FormatOpt,
+    fmt: Fmt = FormatOpt,
 ):
     """Check a deployment against its targets: exit 0 when every target holds, 1 when one fails
     (printing which and by how much), 2 for invalid input."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from ..cost.architecture import summary
@@ -9,7 +11,7 @@ from ..output import render
 from ..output.render import Column
 from ..spec.units import GB, GIB, KV_FORMATS, TERA
 from ..spec.view import show_rows
-from .options import FormatOpt, OutOpt, catalog
+from .options import Fmt, FormatOpt, OutOpt, catalog
 
 SHOW_COLUMNS = [Column("field", "field"), Column("value", "value"), Column("unit", "unit"),
                 Column("source", "source")]
@@ -78,14 +80,15 @@ def make_group(kind: str, noun: str, columns, row_of) -> typer.Typer:
     group = typer.Typer(help=f"List and show {noun}s.", no_args_is_help=True)
 
     @group.command("list", help=f"List the {noun}s in the catalogue.")
-    def list_(ctx: typer.Context, fmt=FormatOpt, output=OutOpt):
+    def list_(ctx: typer.Context, fmt: Fmt = FormatOpt, output: Path | None = OutOpt):
         recs = catalog(ctx).all(kind)
         rows = [row_of(r) for r in recs]
         doc = [r.to_dict() for r in recs] if fmt.value == "json" else None
         render.emit(render.rows_output(rows, columns, fmt.value, title=f"{noun}s", json_obj=doc), output)
 
     @group.command("show", help=f"Show one {noun} (an id, or a path to a YAML file).")
-    def show(ctx: typer.Context, ref: str = typer.Argument(..., metavar="ID|FILE"), fmt=FormatOpt, output=OutOpt):
+    def show(ctx: typer.Context, ref: str = typer.Argument(..., metavar="ID|FILE"), fmt: Fmt = FormatOpt,
+             output: Path | None = OutOpt):
         rec = catalog(ctx).get(kind, ref)
         derived = summary(rec, KV_FORMATS) if kind == "model" else None
         if fmt.value == "json":

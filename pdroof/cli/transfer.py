@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from ..output import render
 from ..output.render import Column
-from .options import FormatOpt, OutOpt, catalog
+from .options import Fmt, FormatOpt, OutOpt, catalog
 
 COLUMNS = [
     Column("quantity", "quantity"), Column("value", "value"),
@@ -27,8 +29,8 @@ def transfer_cmd(
     dst_tp: int = typer.Option(None, "--dst-tp", help="TP of the decode instance (each rank receives its shard; "
                                                      "default --tp): the slower end sets the time"),
     weights: str = typer.Option("bf16", "--weights", help="prefill weight format (for the prefill time)"),
-    fmt=FormatOpt,
-    output=OutOpt,
+    fmt: Fmt = FormatOpt,
+    output: Path | None = OutOpt,
 ):
     """Bytes, messages and time of one KV handoff, and whether layer-wise overlap hides it."""
     from ..cost.precision import plan
