@@ -65,7 +65,9 @@ def test_setup_commands_match_ci():
 
 
 def test_every_command_is_documented():
-    from pdroof.cli.app import app
+    from pdroof.cli.app import register
+
+    app = register()
 
     names = [c.name for c in app.registered_commands] + [g.name for g in app.registered_groups]
     for name in names:

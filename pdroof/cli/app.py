@@ -28,33 +28,60 @@ def _root(
     ctx.obj = {"catalog_dirs": list(catalog or [])}
 
 
-def _register() -> None:
-    from . import calibrate, equations, estimate, measure, plan, rank, specs, transfer, validate
-
-    app.add_typer(specs.hardware, name="hardware")
-    app.add_typer(specs.models, name="models")
-    app.add_typer(specs.paths, name="paths")
-    app.add_typer(specs.tiers, name="tiers")
-    app.command("rank")(rank.rank_cmd)
-    app.command("plan")(plan.plan_cmd)
-    app.command("check")(plan.check_cmd)
-    app.command("estimate")(estimate.estimate_cmd)
-    app.command("transfer")(transfer.transfer_cmd)
-    app.command("equations")(equations.equations_cmd)
-    app.command("calibrate")(calibrate.calibrate_cmd)
-    app.command("measure")(measure.measure_cmd)
-    app.command("validate")(validate.validate_cmd)
-    app.command("schema")(validate.schema_cmd)
+# command name -> (module, attribute, kind): commands are registered when first needed, so one
+# command's start-up does not import every other command module ("--help" registers them all)
+COMMANDS = {
+    "hardware": ("specs", "hardware", "group"), "models": ("specs", "models", "group"),
+    "paths": ("specs", "paths", "group"), "tiers": ("specs", "tiers", "group"),
+    "rank": ("rank", "rank_cmd", "command"), "plan": ("plan", "plan_cmd", "command"),
+    "check": ("plan", "check_cmd", "command"), "estimate": ("estimate", "estimate_cmd", "command"),
+    "transfer": ("transfer", "transfer_cmd", "command"), "equations": ("equations", "equations_cmd", "command"),
+    "calibrate": ("calibrate", "calibrate_cmd", "command"), "measure": ("measure", "measure_cmd", "command"),
+    "validate": ("validate", "validate_cmd", "command"), "schema": ("validate", "schema_cmd", "command"),
+}
+_registered: set[str] = set()
 
 
-_register()
+def register(names=None) -> typer.Typer:
+    """Register ``names`` (default: every command) on the app, once each; returns the app."""
+    import importlib
+
+    for name in COMMANDS if names is None else names:
+        if name in _registered:
+            continue
+        module, attr, kind = COMMANDS[name]
+        obj = getattr(importlib.import_module(f"{__package__}.{module}"), attr)
+        if kind == "group":
+            app.add_typer(obj, name=name)
+        else:
+            app.command(name)(obj)
+        _registered.add(name)
+    return app
+
+
+def _command_in(argv: list[str]) -> str | None:
+    """The command an argument list invokes (after the global options), or None."""
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a == "--catalog":
+            i += 2
+            continue
+        if a.startswith("--catalog="):
+            i += 1
+            continue
+        return a if a in COMMANDS else None
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: usage errors exit 2 (typer's message), input errors print one ``Error:`` line
     on stderr and exit 1; never a traceback for bad input."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    command = _command_in(args)
+    register([command] if command else None)
     try:
-        app(args=argv, prog_name="pdroof")
+        app(args=args, prog_name="pdroof")
     except SystemExit as exc:
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 1)

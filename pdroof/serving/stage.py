@@ -4,6 +4,8 @@ of aggregated serving. Both ``estimate`` and the design space (``space``) build 
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 
 from ..cost.inputs import capped_half_rows, collective_bandwidth, hardware_inputs, model_inputs, precision_inputs
@@ -37,8 +39,17 @@ def tp_reason(model: Record, acc: Record, tp: int) -> str | None:
     return None
 
 
-def stage_inputs(model: Record, acc: Record, runtime: Record, p: Precision, tp: int, ep: int = 1) -> dict:
-    """All inputs of one stage except the workload (batch, tokens, context)."""
+def stage_inputs(model: Record, acc: Record, runtime: Record, p: Precision, tp: int, ep: int = 1):
+    """All inputs of one stage except the workload (batch, tokens, context), as a fresh dict the
+    caller may complete, and the resolved efficiency they came from."""
+    inputs, eff = _stage_inputs(model, acc, runtime, p, tp, ep)
+    return dict(inputs), eff
+
+
+@cache
+def _stage_inputs(model: Record, acc: Record, runtime: Record, p: Precision, tp: int, ep: int):
+    """Computed once per stage (records are immutable; the design space asks for the same stage
+    from its decode and aggregated tables)."""
     eff = resolve(runtime, acc)
     inputs = {**model_inputs(model), **hardware_inputs(acc, eff, p, tp, ep), **precision_inputs(runtime, p),
               "tp": tp, "ep": ep}
