@@ -10,13 +10,15 @@ Targets (issue 10): ``estimate --format json`` ≤ 1.6×, default ``rank`` ≤ 4
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
-PDROOF = [shutil.which("pdroof") or "pdroof"]
+# the console script beside this interpreter (the baseline runs on the same one)
+_SCRIPT = Path(sys.executable).with_name("pdroof")
+PDROOF = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "pdroof"]
 COMMANDS = {
     "estimate --format json": (PDROOF + ["estimate", "--model", "llama-3.1-8b", "--hardware", "h100-sxm",
                                          "--format", "json"], 1.6),

@@ -56,6 +56,10 @@ def register(names=None) -> typer.Typer:
         else:
             app.command(name)(obj)
         _registered.add(name)
+    if names is None:  # --help lists commands in the table's order, whatever registered first
+        order = list(COMMANDS)
+        app.registered_commands.sort(key=lambda c: order.index(c.name))
+        app.registered_groups.sort(key=lambda g: order.index(g.name))
     return app
 
 

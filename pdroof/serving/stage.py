@@ -4,7 +4,7 @@ of aggregated serving. Both ``estimate`` and the design space (``space``) build 
 
 from __future__ import annotations
 
-from functools import cache
+from functools import lru_cache
 
 import numpy as np
 
@@ -46,7 +46,7 @@ def stage_inputs(model: Record, acc: Record, runtime: Record, p: Precision, tp: 
     return dict(inputs), eff
 
 
-@cache
+@lru_cache(maxsize=4096)  # bounded: records hash by identity, so reloaded catalogues must not pile up
 def _stage_inputs(model: Record, acc: Record, runtime: Record, p: Precision, tp: int, ep: int):
     """Computed once per stage (records are immutable; the design space asks for the same stage
     from its decode and aggregated tables)."""
