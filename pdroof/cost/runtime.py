@@ -28,6 +28,12 @@ class Efficiency:
     host_latency_s: float | None
     host_bytes_per_s: float | None
     origin: dict[str, str]
+    own_formats: frozenset[str] = frozenset()  # per-format keys ("weights.fp8") given for that format itself
+
+    def inferred(self, *keys: str) -> bool:
+        """Whether any of these per-format factors was taken from another format or silicon (a
+        sibling, a family entry or a fallback) rather than given for its own format."""
+        return any(k not in self.own_formats for k in keys)
 
     def compute_for(self, fmt: str) -> float:
         return self.compute[fmt]
@@ -99,18 +105,20 @@ def resolve(runtime: Record, accelerator: Record) -> Efficiency:
         values[name] = no_better_than_family(name, pick(name, layers), conservative,
                                              [(label, e.get(name)) for label, e in family if name in e])
     values.update({name: pick(name, [own, generic, theirs]) for name in _STACK})
-    maps = {name: _per_format(name, conservative, [own, theirs], family, generic, origin, no_better_than_family)
+    measured: set[str] = set()
+    maps = {name: _per_format(name, conservative, [own, theirs], family, generic, origin, no_better_than_family,
+                              measured)
             for name, conservative in _PER_FORMAT.items()}
     host = prof.host_link if prof is not None else None
     return Efficiency(
         **maps,
         host_latency_s=host.latency_s if host else None, host_bytes_per_s=host.bytes_per_s if host else None,
-        origin=origin, **values,
+        origin=origin, own_formats=frozenset(measured), **values,
     )
 
 
-def _per_format(name: str, conservative, mine, family, generic, origin: dict, no_better_than_family
-                ) -> dict[str, float]:
+def _per_format(name: str, conservative, mine, family, generic, origin: dict, no_better_than_family,
+                measured: set) -> dict[str, float]:
     def at(src, fmt):
         return (src.get(name) or {}).get(fmt) if src is not None else None
 
@@ -120,13 +128,16 @@ def _per_format(name: str, conservative, mine, family, generic, origin: dict, no
         key = f"{name}.{fmt}"
         # the stack's own entry first, its sibling format included, then the spec's stack-agnostic values
         order = [(label, src, f) for label, src in mine for f in (fmt, *SIBLINGS.get(fmt, ()))]
-        found = next(((label if f == fmt else f"{label} as {f} (same tensor path)", v)
-                      for label, src, f in order if (v := at(src, f)) is not None), None)
+        hit = next(((label, v, f) for label, src, f in order if (v := at(src, f)) is not None), None)
+        found = None if hit is None else (hit[0] if hit[2] == fmt else f"{hit[0]} as {hit[2]} (same tensor path)",
+                                          hit[1])
         vals = [(label, v) for label, src in family for f in (fmt, *SIBLINGS.get(fmt, ()))
                 if (v := at(src, f)) is not None]
         if found is not None:
             origin[key] = found[0]
             value = no_better_than_family(key, found[1], conservative, vals)
+            if hit[2] == fmt and value == found[1]:
+                measured.add(key)  # this accelerator's own value for this format
             found = (origin[key], value)
         elif vals:
             found = conservative(vals, key=lambda lv: lv[1])

@@ -93,16 +93,9 @@ def _instances(c: Candidates, kv: bool):
             for tp in _tp_options(c, acc):
                 labels = {"acc": ai, "weights": p.weights, "activations": p.activations, "kv": p.kv, "tp": tp}
                 inputs, eff = stage_inputs(c.model, acc, c.runtime, p, tp)
-                yield {**inputs, "inferred": float(_inferred(eff, p))}, labels, reason or too_long
-
-
-def _inferred(eff, p: Precision) -> bool:
-    """Whether this row's GEMM factors were taken from another format or silicon (a sibling, a
-    family entry or a fallback) rather than measured for its own formats: ranks it after an
-    otherwise equal measured row."""
-    keys = (f"compute.{p.activations}", f"weights.{p.weights}")
-    return any(k not in eff.origin or any(w in eff.origin[k] for w in (" as ", "fallback", "same family"))
-               for k in keys)
+                # a row whose GEMM factors were inferred ranks after an otherwise equal measured one
+                inferred = eff.inferred(f"compute.{p.activations}", f"weights.{p.weights}")
+                yield {**inputs, "inferred": float(inferred)}, labels, reason or too_long
 
 
 def _add(st: Stage, labels: dict, reason: str | None) -> None:
