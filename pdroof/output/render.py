@@ -1,4 +1,4 @@
-"""One place that renders results: rich tables (human units in headers, numbers right-aligned),
+"""One place that renders results: text tables (human units in headers, numbers right-aligned),
 CSV and JSON (raw SI values, keys named after the equations). Files are written atomically.
 """
 
@@ -19,6 +19,7 @@ from typing import Any
 
 from ..spec.errors import PdroofError
 from ..spec.view import human
+from .table import format_table
 
 FORMATS = ("table", "json", "csv")
 
@@ -41,34 +42,25 @@ class Column:
         return human(v, self.scale, self.digits)
 
 
-def make_console(file=None):
-    from rich.console import Console
-
-    # On a terminal, its width; otherwise (a pipe, a file) no wrapping: tables keep their natural width.
-    if os.environ.get("COLUMNS"):
-        width = None
-    elif sys.stdout.isatty():
-        width = shutil.get_terminal_size().columns
-    else:
-        width = 250
-    return Console(file=file, width=width, soft_wrap=False)
+def table_width() -> int | None:
+    """Characters a table may take: ``COLUMNS`` when set, a terminal's width, else no limit (a
+    pipe or a file keeps the table's natural width)."""
+    env = os.environ.get("COLUMNS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    if sys.stdout.isatty():
+        return shutil.get_terminal_size().columns
+    return None
 
 
 def table_text(rows: Sequence[dict], columns: Sequence[Column], title: str | None = None,
                caption: str | None = None) -> str:
-    from rich.table import Table
-
-    t = Table(title=title, caption=caption, header_style="bold")
-    for c in columns:
-        numeric = c.text is None and any(isinstance(r.get(c.key), (int, float)) and
-                                         not isinstance(r.get(c.key), bool) for r in rows)
-        t.add_column(c.header, justify="right" if numeric else "left", overflow="fold")
-    for r in rows:
-        t.add_row(*(c.cell(r) for c in columns))
-    buf = io.StringIO()
-    con = make_console(buf)
-    con.print(t)
-    return buf.getvalue()
+    right = [c.text is None and any(isinstance(r.get(c.key), (int, float)) and not isinstance(r.get(c.key), bool)
+                                    for r in rows) for c in columns]
+    cells = [[c.cell(r) for c in columns] for r in rows]
+    bold = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    return format_table([c.header for c in columns], cells, right, title=title, caption=caption,
+                        width=table_width(), bold=bold)
 
 
 def to_jsonable(obj: Any) -> Any:

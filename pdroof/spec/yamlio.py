@@ -1,42 +1,55 @@
-"""Safe YAML reading: plain data only, no object-constructing tags, no aliases (billion laughs)."""
+"""Safe YAML reading: plain data only, no object-constructing tags, no aliases (billion laughs).
+PyYAML is imported only when a file is not in the shipped catalogue's snapshot."""
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
-
-import yaml
 
 from .errors import SpecError
 
 MAX_BYTES = 4 * 2**20
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses aliases: spec files never need them and they enable alias bombs."""
+@cache
+def _loaders():
+    """(PyYAML, the libyaml safe loader or None, a pure-Python strict loader)."""
+    import yaml
 
-    def compose_node(self, parent, index):  # noqa: D401 - PyYAML hook
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise yaml.YAMLError(f"YAML aliases are not allowed (line {event.start_mark.line + 1})")
-        return super().compose_node(parent, index)
+    class StrictLoader(yaml.SafeLoader):
+        """SafeLoader that refuses aliases: spec files never need them and they enable alias bombs."""
 
+        def compose_node(self, parent, index):  # noqa: D401 - PyYAML hook
+            if self.check_event(yaml.AliasEvent):
+                event = self.peek_event()
+                raise yaml.YAMLError(f"YAML aliases are not allowed (line {event.start_mark.line + 1})")
+            return super().compose_node(parent, index)
 
-_FAST = getattr(yaml, "CSafeLoader", None)
+    return yaml, getattr(yaml, "CSafeLoader", None), StrictLoader
 
 
 def _load(text: str):
     """Plain data only. With libyaml, scan the events for aliases first (linear in the text, no
     expansion), then construct with the C safe loader; else the pure-Python strict loader."""
-    if _FAST is None:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - strict safe loader
-    for event in yaml.parse(text, Loader=_FAST):
+    yaml, fast, strict = _loaders()
+    if fast is None:
+        return yaml.load(text, Loader=strict)  # noqa: S506 - strict safe loader
+    for event in yaml.parse(text, Loader=fast):
         if isinstance(event, yaml.AliasEvent):
             raise yaml.YAMLError(f"YAML aliases are not allowed (line {event.start_mark.line + 1})")
-    return yaml.load(text, Loader=_FAST)  # noqa: S506 - libyaml safe loader
+    return yaml.load(text, Loader=fast)  # noqa: S506 - libyaml safe loader
 
 
-def parse_yaml(text: str, file: str):
-    """Parse YAML text into plain Python data; any failure is a SpecError naming ``file``."""
+def parse_yaml(text: str, file: str, *, snapshot: bool = True):
+    """Parse YAML text into plain Python data; any failure is a SpecError naming ``file``. With
+    ``snapshot``, a built-in spec's text is looked up in the catalogue's snapshot first."""
+    if snapshot:
+        from .snapshot import parsed
+
+        known = parsed(text)
+        if known is not None:
+            return known
+    yaml = _loaders()[0]
     try:
         return _load(text)
     except yaml.YAMLError as exc:

@@ -1,0 +1,54 @@
+"""The catalogue snapshot: current with the shipped specs, and only ever a faster way to the same data."""
+
+import subprocess
+import sys
+
+from pdroof.spec import snapshot, yamlio
+from pdroof.spec.catalog import Catalog, builtin_root
+
+KINDS = ("accelerator", "path", "tier", "model", "runtime")
+
+
+def test_snapshot_is_current():
+    assert snapshot.SNAPSHOT.read_text(encoding="utf-8") == snapshot.build(builtin_root()), \
+        "run python -m pdroof.spec.snapshot"
+
+
+def test_every_shipped_file_is_in_it_and_reads_as_yaml_does():
+    for kind in KINDS:
+        for path in Catalog(use_env=False).files(kind).values():
+            text = path.read_text(encoding="utf-8")
+            known = snapshot.parsed(text)
+            assert known is not None, path
+            assert repr(known) == repr(yamlio.parse_yaml(text, str(path), snapshot=False)), path
+
+
+def test_an_edited_file_misses_and_is_parsed(tmp_path):
+    src = next(iter(Catalog(use_env=False).files("accelerator").values()))
+    text = src.read_text(encoding="utf-8").replace("name:", "name: Edited", 1)
+    assert snapshot.parsed(text) is None
+    f = tmp_path / src.name
+    f.write_text(text, encoding="utf-8")
+    assert yamlio.read_yaml(f)["name"].startswith("Edited")
+
+
+def test_copies_are_fresh():
+    text = next(iter(Catalog(use_env=False).files("model").values())).read_text(encoding="utf-8")
+    a = snapshot.parsed(text)
+    a["id"] = "changed"
+    assert snapshot.parsed(text)["id"] != "changed"
+
+
+def test_builtin_specs_never_import_yaml():
+    code = ("import sys; from pdroof.cli.app import main\n"
+            "try:\n    main(['estimate', '--model', 'llama-3.1-8b', '--hardware', 'h100-sxm', '--format', 'json'])\n"
+            "except SystemExit:\n    pass\n"
+            "sys.exit(1 if 'yaml' in sys.modules else 0)")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
+def test_check_mode_fails_when_stale(tmp_path, monkeypatch):
+    monkeypatch.setattr(snapshot, "SNAPSHOT", tmp_path / "stale.json")
+    (tmp_path / "stale.json").write_text("{}\n")
+    monkeypatch.setattr(sys, "argv", ["snapshot", "--check"])
+    assert snapshot.main() == 1
