@@ -1,5 +1,5 @@
 """``python -m pdroof`` runs the command-line interface."""
 
-from .cli.app import run
+from .cli.entry import run
 
 run()

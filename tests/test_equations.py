@@ -209,3 +209,18 @@ def test_sliding_window_pairs_are_the_sum_of_the_mins(catalog):
         assert float(evaluate("prefill", pt)["attention_flops"]) == pytest.approx(per_pair * pairs, rel=1e-12)
     pt = {**base, "batch": 1, "new_tokens": 256, "prefix_tokens": 0, "context_tokens": 256, "full_layers": 0}
     assert float(evaluate("prefill", pt)["attention_flops"]) == pytest.approx(7.27e9, rel=2e-3)
+
+
+def test_narrow_twins_equal_the_full_group():
+    """A narrow twin (only some outputs, for the design space's hot loops) computes what the full
+    group computes, on random physical points."""
+    from pdroof.cost.numeric import evaluate
+
+    rng = np.random.default_rng(7)
+    for (group, outputs), _name in _generated.NARROW.items():
+        inputs = {a: rng.uniform(*REALISTIC.get(a, (0.5, 2.0)), size=64) for a in _generated.ARGS[group]}
+        full = evaluate(group, inputs)
+        narrow = evaluate(group, inputs, outputs)
+        assert set(narrow) == set(outputs)
+        for o in outputs:
+            np.testing.assert_allclose(narrow[o], full[o], rtol=1e-12, err_msg=f"{group}.{o}")

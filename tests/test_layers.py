@@ -87,3 +87,40 @@ def test_the_check_sees_an_upward_import(tmp_path):
     bad.write_text("from pdroof import serving\n\ndef f():\n    from ..serving import rank\n    return rank\n")
     found = [(line, t) for line, t in _imports(bad, "pdroof.spec.probe") if (_layer(t) or 0) > 0]
     assert found == [(1, "pdroof.serving"), (4, "pdroof.serving.rank")]
+
+
+def _architecture_tree() -> dict[str, str]:
+    """Layer -> its line(s) in ARCHITECTURE.md's layer diagram."""
+    text = (PACKAGE.parent / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    block = text.split("```", 2)[1]
+    tree: dict[str, str] = {}
+    layer = None
+    for line in block.splitlines():
+        head = line.split("/", 1)[0].strip() if line[:1].strip() else None
+        if head:
+            layer = head
+        if layer:
+            tree[layer] = tree.get(layer, "") + " " + (line.split("/", 1)[1] if head else line)
+    return tree
+
+
+def test_architecture_md_names_every_module_of_each_layer():
+    """The page's layer diagram lists each layer's modules (and packages); a module it does not
+    name, or a layer it misses, fails here."""
+    tree = _architecture_tree()
+    assert set(tree) == set(LAYERS)
+    for layer in LAYERS:
+        names = {p.stem for p in (PACKAGE / layer).glob("*.py") if p.stem != "__init__"}
+        names |= {p.name for p in (PACKAGE / layer).iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+        missing = sorted(n for n in names if n not in tree[layer])
+        assert not missing, f"ARCHITECTURE.md's {layer}/ line does not name {missing}"
+
+
+def test_architecture_md_paths_exist():
+    """Every ``layer/module.py`` path the page mentions exists."""
+    import re
+
+    text = (PACKAGE.parent / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    layers = "|".join(LAYERS)
+    for ref in set(re.findall(rf"`((?:{layers})/[\w/]+\.(?:py|json))", text)):
+        assert (PACKAGE / ref).exists(), ref

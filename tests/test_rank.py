@@ -352,3 +352,43 @@ def test_aggregated_ttft_queues_like_the_prefill_pool(catalog):
     rho = C / (w.output_tokens * mean) * delta
     assert got["ttft_p90_seconds"] == pytest.approx(got["ttft_seconds"] + float(wait(rho, "p90")) * delta, rel=1e-9)
     assert got["ttft_p90_seconds"] == pytest.approx(agg[0]["ttft_s"], rel=1e-9)
+
+
+def test_ranking_does_not_depend_on_the_block_size(catalog, monkeypatch):
+    """Equal rows come out in one order (the enumeration's) however the grid is split into blocks,
+    and each block keeps every row tied with its last kept one."""
+    from pdroof.serving import evaluate
+
+    c = _cands(catalog, accs=("h100-sxm", "h200-sxm", "b200"), paths=("nvlink4", "nvlink5", "roce-400", "ib-ndr-400"),
+               tiers=("hbm", "host-dram"), model="llama-3.1-70b", workload=PRESETS["chat"])
+    big = rank(c, "cost", top=40).rows
+    monkeypatch.setattr(evaluate, "BLOCK", 500)
+    small = rank(c, "cost", top=40).rows
+    assert len(big) == 40
+    assert small == big
+
+
+def test_handoff_is_shared_only_by_decode_rows_that_see_the_same_one(catalog):
+    """The block computes a handoff once per decode handoff class: recomputed per configuration,
+    every handoff column is the same."""
+    from pdroof.cost.inputs import model_inputs
+    from pdroof.serving import evaluate
+    from pdroof.serving.columns import handoff_columns
+    from pdroof.serving.space import decode_stage, pair_links, prefill_stage
+
+    c = _cands(catalog, accs=("h100-sxm", "mi300x"), paths=("roce-400", "nvlink4"), tiers=("hbm", "host-dram"),
+               model="llama-3.1-70b", workload=PRESETS["chat"])
+    pre, dec = prefill_stage(c), decode_stage(c)
+    links = pair_links(c)
+    wires = ["bf16", "fp8"]
+    cb = evaluate.combos(c, links, wires, sorted(set(dec.labels["kv"])))
+    p_rows, d_rows = np.flatnonzero(pre.feasible), np.flatnonzero(dec.feasible)
+    assert len(evaluate.handoff_classes(dec, d_rows, cb.formats)[1]) < len(d_rows)  # classes do group rows
+    prices = powers = np.ones(len(c.accelerators))
+    mi = model_inputs(c.model)
+    cols, _ = evaluate.disaggregated_block(c, pre, dec, links, wires, cb, p_rows, d_rows, prices, powers, mi)
+    pr, dr = cols["prefill_row"], cols["decode_row"]
+    acc = (np.asarray(pre.labels["acc"])[pr], np.asarray(dec.labels["acc"])[dr])
+    direct = handoff_columns(c, pre, dec, links, wires, pr, dr, cols["wire"], cols["path"], *acc, mi)
+    for key, values in direct.items():
+        np.testing.assert_array_equal(cols[key], values, err_msg=key)

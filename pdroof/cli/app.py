@@ -78,12 +78,17 @@ def _command_in(argv: list[str]) -> str | None:
     return None
 
 
+def prepare(argv: list[str]) -> typer.Typer:
+    """Register what ``argv`` needs: its command, or every command when it names none."""
+    command = _command_in(argv)
+    return register([command] if command else None)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: usage errors exit 2 (typer's message), input errors print one ``Error:`` line
     on stderr and exit 1; never a traceback for bad input."""
     args = sys.argv[1:] if argv is None else list(argv)
-    command = _command_in(args)
-    register([command] if command else None)
+    prepare(args)
     try:
         app(args=args, prog_name="pdroof")
     except SystemExit as exc:
@@ -96,6 +101,3 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     return 0
 
-
-def run() -> None:
-    sys.exit(main())

@@ -683,3 +683,109 @@ def crossover(*, tp, ep, layers, dense_layers, moe_layers, full_layers, sliding_
 
 ARGS['crossover'] = ('tp', 'ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'kv_elems', 'kv_tensors', 'page_tokens', 'kv_shardable', 'weight_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_attn_prefill', 'transfer_tokens', 'wire_bytes', 'path_latency_s', 'path_bytes_per_s', 'eff_path', 'overlap_s')
 OUTPUTS['crossover'] = ('decode_compute_batch', 'transfer_prompt_tokens', 'transfer_floor_tokens', 'hiding_bandwidth')
+
+
+NARROW = {}
+
+
+def decode__seconds(*, batch, context_tokens, tp, ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_memory, eff_attn_prefill, eff_attn_decode, eff_link, layer_latency_s, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
+    """Numeric twin of pdroof.cost.equations groups()["decode"], outputs seconds only."""
+    _x0 = tp - 1
+    _x1 = act_bytes*hidden
+    _x2 = tp**(-1.0)
+    _x3 = _x2*batch
+    _x4 = _x1*_x3/eff_link
+    _x5 = ep - 1
+    _x6 = ep**(-1.0)
+    _x7 = expert_ffn_size*experts_per_token
+    _x8 = mem_bytes_per_s**(-1.0)
+    _x9 = _x8*batch
+    _x10 = 2*_x3*attn_dim_decode*heads/(attn_peak_flops_per_s*eff_attn_prefill)
+    _x11 = 2*hidden
+    _x12 = _x11*_x2*act_bytes
+    _x13 = numpy.minimum(kv_shardable, tp)**(-1.0)
+    _x14 = _x13*kv_bytes*kv_elems
+    _x15 = _x9/eff_attn_decode
+    _x16 = _x2*vocab
+    _x17 = eff_compute**(-1.0)
+    _x18 = peak_flops_per_s**(-1.0)
+    _x19 = _x17*_x18*(batch + gemm_half_rows)
+    _x20 = _x8/eff_weights
+    _x21 = numpy.minimum(context_tokens, window_tokens)
+    _x22 = 2*dequant_overhead + 2
+    _x23 = _x19*_x22
+    _x24 = _x2*_x23
+    _x25 = _x2*weight_bytes
+    _x26 = 3*_x2
+    _x27 = act_bytes*batch
+    _x28 = _x13*kv_proj_params + _x2*(attn_params - kv_proj_params)
+    _x29 = batch*ep
+    _x30 = experts*((1 - experts_per_token/experts)**_x29 - 1)
+    _x31 = numpy.maximum(1, _x29*experts_per_token/numpy.maximum(1, -_x30))
+    return {
+        'seconds': 4*_x0*layers*(_x4/link_bytes_per_s + link_latency_s)*numpy.minimum(1, _x0) + 2*_x5*moe_layers*(_x4*_x6*experts_per_token/ep_link_bytes_per_s + link_latency_s)*numpy.minimum(1, _x5) + _x9*(_x2*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x7 + shared_ffn_size)) + hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem))/eff_memory + dense_layers*numpy.maximum(_x24*ffn_params, _x20*(_x25*ffn_params + _x27*(_x11 + _x26*ffn_size))) + full_layers*numpy.maximum(_x10*context_tokens, _x15*(_x12 + _x14*context_tokens)) + layer_latency_s*layers*(extra_kernel_share + 1) + layers*numpy.maximum(_x23*_x28, _x20*(_x27*(_x11 + _x28/hidden) + _x28*weight_bytes)) + moe_layers*numpy.maximum(_x24*shared_params, _x20*(_x25*shared_params + _x27*(_x11 + _x26*shared_ffn_size))) + moe_layers*numpy.maximum(_x17*_x18*_x22*_x3*expert_params*experts_per_token*(_x31 + gemm_half_rows)/_x31, _x2*_x20*(3*_x27*_x7 - _x30*_x6*expert_params*weight_bytes)) + sliding_layers*numpy.maximum(_x10*_x21, _x15*(_x12 + _x14*_x21)) + step_latency_s + numpy.maximum(_x11*_x16*_x19, _x20*(_x1*_x16 + batch*(_x1 + 4*_x16))),
+    }
+
+ARGS['decode__seconds'] = ('batch', 'context_tokens', 'tp', 'ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_memory', 'eff_attn_prefill', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
+OUTPUTS['decode__seconds'] = ('seconds',)
+NARROW[('decode', ('seconds',))] = 'decode__seconds'
+
+
+def mixed__seconds(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, tp, ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, layer_latency_s, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
+    """Numeric twin of pdroof.cost.equations groups()["mixed"], outputs seconds only."""
+    _x0 = tp - 1
+    _x1 = act_bytes*hidden
+    _x2 = tp**(-1.0)
+    _x3 = batch + new_tokens*prefill_prompts
+    _x4 = _x2*_x3
+    _x5 = _x1*_x4/eff_link
+    _x6 = ep - 1
+    _x7 = ep**(-1.0)
+    _x8 = 2*_x2*heads/(attn_peak_flops_per_s*eff_attn_prefill)
+    _x9 = _x8*attn_dim_decode*batch
+    _x10 = 2*hidden
+    _x11 = _x10*_x2*act_bytes
+    _x12 = numpy.minimum(kv_shardable, tp)**(-1.0)
+    _x13 = _x12*kv_bytes*kv_elems
+    _x14 = mem_bytes_per_s**(-1.0)
+    _x15 = _x14/eff_attn_decode
+    _x16 = _x15*batch
+    _x17 = expert_ffn_size*experts_per_token
+    _x18 = numpy.minimum(context_tokens, window_tokens)
+    _x19 = batch + prefill_prompts
+    _x20 = _x2*vocab
+    _x21 = 1/(eff_compute*peak_flops_per_s)
+    _x22 = _x14/eff_weights
+    _x23 = _x8*attn_dim_prefill*prefill_prompts*(attn_half_tokens + new_tokens)
+    _x24 = _x11*new_tokens
+    _x25 = new_tokens + prefix_tokens
+    _x26 = _x15*prefill_prompts
+    _x27 = 2*_x21*(dequant_overhead + 1)
+    _x28 = _x27*(_x3 + gemm_half_rows)
+    _x29 = _x2*_x28
+    _x30 = _x2*weight_bytes
+    _x31 = 3*_x2
+    _x32 = _x3*act_bytes
+    _x33 = _x12*kv_proj_params + _x2*(attn_params - kv_proj_params)
+    _x34 = numpy.minimum(new_tokens, numpy.maximum(0, -prefix_tokens + window_tokens))
+    _x35 = _x3*ep
+    _x36 = experts*((1 - experts_per_token/experts)**_x35 - 1)
+    _x37 = numpy.maximum(1, _x35*experts_per_token/numpy.maximum(1, -_x36))
+    return {
+        'seconds': 4*_x0*layers*(_x5/link_bytes_per_s + link_latency_s)*numpy.minimum(1, _x0) + _x14*_x3*(_x2*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x17 + shared_ffn_size)) + hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem))/eff_memory + 2*_x6*moe_layers*(_x5*_x7*experts_per_token/ep_link_bytes_per_s + link_latency_s)*numpy.minimum(1, _x6) + dense_layers*numpy.maximum(_x29*ffn_params, _x22*(_x30*ffn_params + _x32*(_x10 + _x31*ffn_size))) + full_layers*numpy.maximum(_x26*(_x13*_x25 + _x24), _x23*((1/2)*new_tokens + prefix_tokens + 1/2)) + full_layers*numpy.maximum(_x9*context_tokens, _x16*(_x11 + _x13*context_tokens)) + layer_latency_s*layers*(extra_kernel_share + 1) + layers*numpy.maximum(_x28*_x33, _x22*(_x32*(_x10 + _x33/hidden) + _x33*weight_bytes)) + moe_layers*numpy.maximum(_x29*shared_params, _x22*(_x30*shared_params + _x32*(_x10 + _x31*shared_ffn_size))) + moe_layers*numpy.maximum(_x27*_x4*expert_params*experts_per_token*(_x37 + gemm_half_rows)/_x37, _x2*_x22*(3*_x17*_x32 - _x36*_x7*expert_params*weight_bytes)) + sliding_layers*numpy.maximum(_x18*_x9, _x16*(_x11 + _x13*_x18)) + sliding_layers*numpy.maximum(_x26*(_x13*numpy.minimum(_x25, window_tokens) + _x24), _x23*(_x34*prefix_tokens + (1/2)*_x34*(_x34 + 1) + window_tokens*(-_x34 + new_tokens))/new_tokens) + step_latency_s + numpy.maximum(_x10*_x20*_x21*(_x19 + gemm_half_rows), _x22*(_x1*_x20 + _x19*(_x1 + 4*_x20))),
+    }
+
+ARGS['mixed__seconds'] = ('batch', 'prefill_prompts', 'new_tokens', 'prefix_tokens', 'context_tokens', 'tp', 'ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
+OUTPUTS['mixed__seconds'] = ('seconds',)
+NARROW[('mixed', ('seconds',))] = 'mixed__seconds'
+
+
+def serving__tiered_step_s(*, overlap_s, handoff_s, step_s, decode_batch, hbm_batch, tier_bytes_per_s, kv_request_bytes, output_tokens, kv_dst_bytes, kv_capacity_bytes, retained_bytes):
+    """Numeric twin of pdroof.cost.equations groups()["serving"], outputs tiered_step_s only."""
+    return {
+        'tiered_step_s': kv_request_bytes*numpy.maximum(0, -hbm_batch + numpy.maximum(0, numpy.minimum(decode_batch, numpy.floor(-(decode_batch*kv_dst_bytes*(handoff_s + overlap_s)/(output_tokens*step_s) - kv_capacity_bytes + retained_bytes)/kv_request_bytes))))/tier_bytes_per_s + step_s,
+    }
+
+ARGS['serving__tiered_step_s'] = ('overlap_s', 'handoff_s', 'step_s', 'decode_batch', 'hbm_batch', 'tier_bytes_per_s', 'kv_request_bytes', 'output_tokens', 'kv_dst_bytes', 'kv_capacity_bytes', 'retained_bytes')
+OUTPUTS['serving__tiered_step_s'] = ('tiered_step_s',)
+NARROW[('serving', ('tiered_step_s',))] = 'serving__tiered_step_s'

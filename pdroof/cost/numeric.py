@@ -7,12 +7,16 @@ import numpy as np
 from . import _generated
 
 
-def evaluate(group: str, inputs: dict) -> dict[str, np.ndarray]:
-    """Evaluate every expression of ``group``; outputs are broadcast to the inputs' common shape
-    (a constant expression comes back as a scalar otherwise)."""
+def evaluate(group: str, inputs: dict, outputs: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+    """Evaluate every expression of ``group`` (or only ``outputs``: a narrow twin computes just
+    those where codegen made one); outputs are broadcast to the inputs' common shape (a constant
+    expression comes back as a scalar otherwise)."""
+    fn = _generated.NARROW.get((group, outputs), group) if outputs else group
     # numpy semantics throughout (x/0 is inf, not an exception), scalars included
-    args = {name: np.asarray(inputs[name], dtype=float) for name in _generated.ARGS[group]}
+    args = {name: np.asarray(inputs[name], dtype=float) for name in _generated.ARGS[fn]}
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        out = getattr(_generated, group)(**args)
+        out = getattr(_generated, fn)(**args)
+    if outputs:
+        out = {k: out[k] for k in outputs}
     shape = np.broadcast_shapes(*(np.shape(v) for v in args.values()))
     return {k: np.broadcast_to(np.asarray(v, dtype=float), shape) for k, v in out.items()}

@@ -4,14 +4,12 @@ CSV and JSON (raw SI values, keys named after the equations). Files are written 
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import math
 import os
 import shutil
 import sys
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +17,6 @@ from typing import Any
 
 from ..spec.errors import PdroofError
 from ..spec.view import human
-from .table import format_table
 
 FORMATS = ("table", "json", "csv")
 
@@ -59,6 +56,8 @@ def table_text(rows: Sequence[dict], columns: Sequence[Column], title: str | Non
                                     for r in rows) for c in columns]
     cells = [[c.cell(r) for c in columns] for r in rows]
     bold = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    from .table import format_table  # textwrap: only tables need it
+
     return format_table([c.header for c in columns], cells, right, title=title, caption=caption,
                         width=table_width(), bold=bold)
 
@@ -84,6 +83,8 @@ def json_text(obj: Any) -> str:
 
 def csv_text(rows: Iterable[dict], keys: Sequence[str]) -> str:
     buf = io.StringIO()
+    import csv
+
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(keys)
     for r in rows:
@@ -105,6 +106,8 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file and a rename: never a partial file."""
     p = Path(path)
     mode = "wb" if isinstance(data, bytes) else "w"
+    import tempfile  # only writers need it (it imports random)
+
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent if str(p.parent) else ".")
     except OSError as exc:

@@ -52,7 +52,8 @@ def serving_columns(c: Candidates, pre: Stage, dec: Stage, h: dict, pr, dr, pric
                     "overlap_s": h["overlap_s"], "tp_prefill": pv["tp"][pr], "tp_decode": dv["tp"][dr],
                     "kv_dst_bytes": h["kv_dst_bytes"], "prefill_slots": h["prefill_slots"],
                     "admission_wait_s": dv["step_s"][dr], "kv_capacity_bytes": dv["kv_capacity_bytes"][dr],
-                    "retained_bytes": c.retained_bytes},
+                    "retained_bytes": c.retained_bytes,
+                    **({"prefill_utilisation": h["prefill_utilisation"]} if "prefill_utilisation" in h else {})},
                    c, {"price_prefill": price_p, "price_decode": price_d},
                    {"power_prefill": power_p, "power_decode": power_d})
     # TTFT: the target's statistic at the load each prefill instance runs at (its capacity); TPOT:

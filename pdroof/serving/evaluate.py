@@ -17,7 +17,8 @@ import numpy as np
 from ..cost.inputs import model_inputs
 from ..spec.units import format_bytes
 from .columns import aggregated_rows, handoff_columns, serving_columns
-from .space import Candidates, PairLinks, Stage, aggregated_stage, decode_stage, pair_links, prefill_stage
+from .load import prefill_utilisation
+from .space import Candidates, PairLinks, Stage, aggregated_stage, decode_stage, instances, pair_links, prefill_stage
 
 OBJECTIVES = {  # column, True when larger is better
     "cost": ("usd_per_million_tokens", False),
@@ -29,7 +30,7 @@ OBJECTIVES = {  # column, True when larger is better
     "energy": ("joules_per_token", False),
 }
 PARETO_AXES = (("tokens_per_s_per_device", True), ("ttft_unloaded_s", False), ("tpot_s", False))
-BLOCK = 400_000  # configurations per vectorised block
+BLOCK = 50_000  # configurations per vectorised block: its temporaries stay in cache (4× 400k was slower)
 IMPOSSIBLE = "path or wire format not possible for the pair"
 
 
@@ -100,50 +101,86 @@ def combos(c: Candidates, links: PairLinks, wires: list[str], formats: list[str]
     producible = np.array([[wf in a.precision_paths.kv for wf in wires] for a in c.accelerators])
     start = np.zeros((A, A, len(formats)), dtype=np.int64)
     count = np.zeros_like(start)
-    possible = np.zeros((A, A), dtype=np.int64)
-    ws, ks = [], []
+    possible = producible.sum(axis=1)[:, None] * links.ok.sum(axis=2)
+    # the wire formats of each (prefill accelerator, decode format), the paths of each pair
+    allowed = []
+    for i in range(A):
+        per_format = []
+        for fmt in formats:
+            own = fmt in wires and producible[i, wires.index(fmt)]
+            dominated = own & (np.array(wires) != fmt) & (wire_b >= format_bytes(fmt))
+            per_format.append(np.flatnonzero(producible[i] & ~(dominated & prune)).tolist())
+        allowed.append(per_format)
+    usable = links.useful if prune else links.ok
+    ws: list[int] = []
+    ks: list[int] = []
     for i in range(A):
         for j in range(A):
-            possible[i, j] = int(producible[i].sum()) * int(links.ok[i, j].sum())
-            for f, fmt in enumerate(formats):
+            paths = np.flatnonzero(usable[i, j]).tolist()
+            for f in range(len(formats)):
                 start[i, j, f] = len(ws)
-                own = fmt in wires and producible[i, wires.index(fmt)]
-                dominated = own & (np.array(wires) != fmt) & (wire_b >= format_bytes(fmt))
-                for wi in np.flatnonzero(producible[i] & ~(dominated & prune)):
-                    for k in np.flatnonzero(links.useful[i, j] if prune else links.ok[i, j]):
-                        ws.append(wi)
-                        ks.append(k)
+                for wi in allowed[i][f]:
+                    ws.extend([wi] * len(paths))
+                    ks.extend(paths)
                 count[i, j, f] = len(ws) - start[i, j, f]
     return Combos(start, count, possible, np.array(ws, dtype=np.int64), np.array(ks, dtype=np.int64), formats)
 
 
+def handoff_classes(dec: Stage, d_rows: np.ndarray, formats: list[str]):
+    """Group decode rows that see the same KV handoff (accelerator, KV format, TP, memory and host
+    rates; not the weights, tier or batch): each row's index into ``formats``, each class's first
+    row, and the rows of each class contiguously (``members[start[k]:start[k] + count[k]]``)."""
+    dv = dec.values
+    f_d = np.array([formats.index(dec.labels["kv"][d]) for d in d_rows], dtype=np.int64)
+    key = np.stack([np.asarray(dec.labels["acc"])[d_rows], f_d, dv["tp"][d_rows], dv["kv_elem_bytes"][d_rows],
+                    dv["mem_bytes_per_s"][d_rows] * dv["eff_memory"][d_rows], dv["host_bytes_per_s"][d_rows]], axis=1)
+    _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.ravel()
+    count = np.bincount(inverse, minlength=len(first))
+    return f_d, first, np.argsort(inverse, kind="stable"), np.cumsum(count) - count, count
+
+
+def _expand(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For items with ``counts`` children each: every child's item and its index among siblings."""
+    item = np.repeat(np.arange(len(counts)), counts)
+    return item, np.arange(len(item)) - np.repeat(np.cumsum(counts) - counts, counts)
+
+
 def disaggregated_block(c: Candidates, pre: Stage, dec: Stage, links: PairLinks, wires: list[str], cb: Combos,
-                        p_rows: np.ndarray, d_rows: np.ndarray, prices, powers, mi: dict):
+                        p_rows: np.ndarray, d_rows: np.ndarray, prices, powers, mi: dict, classes=None):
     """Every useful combination of the given prefill rows, decode rows, wire formats and paths,
-    evaluated. Returns the columns (with stage and choice indices) and (possible, useful) counts."""
+    evaluated. Returns the columns (with stage and choice indices) and (possible, useful) counts.
+    The handoff is computed once per decode handoff class (``classes``: ``handoff_classes`` of
+    ``d_rows``, when the caller has it) and shared by its rows."""
     acc_p = np.asarray(pre.labels["acc"])[p_rows]
     acc_d = np.asarray(dec.labels["acc"])[d_rows]
-    f_d = np.array([cb.formats.index(dec.labels["kv"][d]) for d in d_rows], dtype=np.int64)
-    P, D = len(p_rows), len(d_rows)
-    pp, dd = (a.ravel() for a in np.meshgrid(np.arange(P), np.arange(D), indexing="ij"))
-    n_possible = int(cb.possible[acc_p[pp], acc_d[dd]].sum())
-    key = (acc_p[pp], acc_d[dd], f_d[dd])
-    n = cb.count[key]
-    ip, idd = np.repeat(pp, n), np.repeat(dd, n)
-    first = np.repeat(cb.start[key], n)
-    local = np.arange(len(ip)) - np.repeat(np.cumsum(n) - n, n)
-    iw, ik = cb.wire[first + local], cb.path[first + local]
-    counts = (n_possible, len(ip))
-    pr, dr = p_rows[ip], d_rows[idd]
-    cols = handoff_columns(c, pre, dec, links, wires, pr, dr, iw, ik, acc_p[ip], acc_d[idd], mi)
-    cols.update(serving_columns(c, pre, dec, cols, pr, dr, prices[acc_p[ip]], prices[acc_d[idd]],
-                                powers[acc_p[ip]], powers[acc_d[idd]]))
+    n_possible = int(cb.possible[acc_p][:, acc_d].sum())
+    f_d, first, members, start, size = handoff_classes(dec, d_rows, cb.formats) if classes is None else classes
+    P, K = len(p_rows), len(first)
+    pp, kk = (a.ravel() for a in np.meshgrid(np.arange(P), np.arange(K), indexing="ij"))
+    key = (acc_p[pp], acc_d[first][kk], f_d[first][kk])
+    pair, local = _expand(cb.count[key])
+    choice = cb.start[key][pair] + local
+    iw, ik, ip, ik_class = cb.wire[choice], cb.path[choice], pp[pair], kk[pair]
+    pr = p_rows[ip]
+    h = handoff_columns(c, pre, dec, links, wires, pr, d_rows[first][ik_class], iw, ik, acc_p[ip],
+                        acc_d[first][ik_class], mi)
+    h["prefill_utilisation"] = prefill_utilisation(h["prefill_s"], h["handoff_s"], c.workload.ttft_s,
+                                                   c.workload.ttft_stat)
+    # every class-level configuration once per decode row of its class
+    e, m = _expand(size[ik_class])
+    dr = d_rows[members[start[ik_class[e]] + m]]
+    cols = {k: v[e] for k, v in h.items()}
+    pr, iw, ik, ip = pr[e], iw[e], ik[e], ip[e]
+    ad = np.asarray(dec.labels["acc"])[dr]
+    cols.update(serving_columns(c, pre, dec, cols, pr, dr, prices[acc_p[ip]], prices[ad], powers[acc_p[ip]],
+                                powers[ad]))
     cols.update({"mode": np.zeros(len(pr), dtype=np.int8), "prefill_row": pr, "decode_row": dr, "wire": iw, "path": ik,
                  "inferred": pre.values["inferred"][pr] + dec.values["inferred"][dr]})
     # the prefill pool is sized to its target (its TTFT statistic meets it at capacity by construction):
     # a positive capacity is the TTFT condition
     cols["feasible"] = (cols["prefill_rate"] > 0) & (cols["admission_batch"] >= 1)
-    return cols, counts
+    return cols, (n_possible, len(pr))
 
 
 def _only(c: Candidates, st: Stage, ids) -> np.ndarray:
@@ -164,10 +201,27 @@ def _concat(parts: list[dict]) -> dict:
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
+def ranked(cols: dict, objective: str, rows: np.ndarray | None = None) -> np.ndarray:
+    """``rows`` (default all) best first: by the objective, then the configuration whose factors
+    were measured for its formats, then the faster handoff, then the order of enumeration (mode,
+    stage rows, wire format, path), so that equal rows come out in one order however the grid
+    was split into blocks."""
+    rows = np.arange(len(cols["mode"])) if rows is None else rows
+    # the enumeration order as one mixed-radix integer (-1, "none", becomes 0)
+    digits = [cols[k][rows].astype(np.int64) + 1 for k in ("mode", "prefill_row", "decode_row", "wire", "path")]
+    position = np.zeros(len(rows), dtype=np.int64)
+    for d in digits:
+        position = position * (int(d.max(initial=0)) + 1) + d
+    name = OBJECTIVES[objective][0]
+    return rows[np.lexsort((position, cols["transfer_s"][rows], cols["inferred"][rows],
+                            score({name: cols[name][rows]}, objective)))]
+
+
 def _best(v: np.ndarray, k: int) -> np.ndarray:
+    """The ``k`` smallest of ``v`` and every row tied with the largest of them."""
     if len(v) <= k:
         return np.arange(len(v))
-    return np.argpartition(v, k)[:k]
+    return np.flatnonzero(v <= np.partition(v, k - 1)[k - 1])
 
 
 def _select(cols: dict, objective: str, keep: int, pareto: bool) -> dict:
@@ -178,16 +232,14 @@ def _select(cols: dict, objective: str, keep: int, pareto: bool) -> dict:
         return {}
     name, _ = OBJECTIVES[objective]
     s = score({name: cols[name][feas]}, objective)
-    cand = _best(s, 8 * keep)
-    # ties: the configuration whose factors were measured for its formats, then the faster handoff
-    top = cand[np.lexsort((cols["transfer_s"][feas[cand]], cols["inferred"][feas[cand]], s[cand]))][:keep]
+    top = ranked(cols, objective, feas[_best(s, keep)])[:keep]
     if not pareto:
-        return _take(cols, feas[top])
+        return _take(cols, top)
     axes = {n: cols[n][feas] for n, _ in PARETO_AXES}
     pts = np.stack(list(axes.values()), axis=1)
     _, first = np.unique(pts, axis=0, return_index=True)  # identical outcomes: one representative
     front = first[pareto_mask(_take(axes, first))]
-    return _take(cols, feas[np.union1d(top, front)])
+    return _take(cols, np.union1d(top, feas[front]))
 
 
 def run(c: Candidates, objective: str = "cost", keep: int = 200, pareto: bool = False,
@@ -198,8 +250,9 @@ def run(c: Candidates, objective: str = "cost", keep: int = 200, pareto: bool = 
     better than one evaluated (a slower path, a wider wire format, a tier that adds no batch);
     without it every feasible configuration is evaluated."""
     res = Results()
-    pre, dec = prefill_stage(c), decode_stage(c)
-    agg = aggregated_stage(c) if include_aggregated else Stage()
+    inst = instances(c, kv=True)
+    pre, dec = prefill_stage(c), decode_stage(c, inst)
+    agg = aggregated_stage(c, inst) if include_aggregated else Stage()
     wires = sorted({k for a in c.accelerators for k in a.precision_paths.kv if not c.kv or k in c.kv})
     if "bf16" in wires and "fp16" in wires:
         wires.remove("fp16")  # the same bytes on the wire
@@ -248,11 +301,12 @@ def run(c: Candidates, objective: str = "cost", keep: int = 200, pareto: bool = 
     per_p = max(1, len(d_ok) * combos_n)
     step = max(1, BLOCK // max(1, len(d_ok) * 4))
     done = 0
+    classes = handoff_classes(dec, d_ok, cb.formats) if len(p_ok) else None
     for start in range(0, len(p_ok), step):
         rows = p_ok[start:start + step]
         n_all = len(rows) * len(d_ok) * combos_n
         cols, (n_possible, n_useful) = disaggregated_block(c, pre, dec, links, wires, cb, rows, d_ok, prices,
-                                                          powers, mi)
+                                                          powers, mi, classes)
         res.infeasible[IMPOSSIBLE] += n_all - n_possible
         res.dominated += n_possible - n_useful
         ttft_ok = cols["prefill_rate"] > 0

@@ -87,6 +87,8 @@ def _count_quantile_summed(m: np.ndarray, d: np.ndarray, q: float) -> np.ndarray
             pmf = pmf * np.where(poisson, m / k, (k - 1 + r) / k * keep)
             cdf = cdf + pmf
         out = np.where((out < 0) & (cdf >= q - 1e-12), k, out)
+        if k % 8 == 7 and out.min() >= 0:  # every count has reached q: the rest of the sum changes nothing
+            break
     return out
 
 

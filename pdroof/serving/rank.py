@@ -9,7 +9,7 @@ import numpy as np
 
 from ..spec.errors import PdroofError
 from .columns import BINDINGS, MODES, PLACEMENTS
-from .evaluate import OBJECTIVES, Results, pareto_mask, run, score
+from .evaluate import OBJECTIVES, Results, pareto_mask, ranked, run
 from .space import Candidates
 
 # Result columns in output order: (key, meaning). CSV/JSON use these keys with raw SI values.
@@ -88,7 +88,7 @@ def rank(c: Candidates, objective: str = "cost", top: int = 20, pareto: bool = F
     cols = res.columns
     if not cols:
         return Ranking([], res, stages, c, objective)
-    order = np.lexsort((cols["transfer_s"], cols["inferred"], score(cols, objective)))
+    order = ranked(cols, objective)
     if pareto:
         pm = pareto_mask(cols)
         order = order[pm[order]]

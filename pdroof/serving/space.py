@@ -80,49 +80,64 @@ def _precisions(c: Candidates, acc: Record, kv: bool):
             yield p, infeasible_reason(acc, p)
 
 
-def _instances(c: Candidates, kv: bool):
-    """Every accelerator × executable precision × TP of one stage: the row's equation inputs (to be
-    completed with the workload), its labels, and why it is infeasible (None if it is not). A
-    stage whose tokens exceed the model's context limit is infeasible on every row: prefill by its
-    prompt, decode and aggregated by prompt plus output."""
+@dataclass(frozen=True)
+class Instances:
+    """Every accelerator × executable precision × TP of one stage: the rows' equation inputs as
+    columns (to be completed with the workload), their labels, and why each is infeasible (None
+    if it is not). The decode and aggregated tables share one (``kv=True``)."""
+
+    labels: dict[str, list]
+    reasons: list[str | None]
+    cols: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.reasons)
+
+
+def instances(c: Candidates, kv: bool) -> Instances:
+    """A stage whose tokens exceed the model's context limit is infeasible on every row: prefill
+    by its prompt, decode and aggregated by prompt plus output."""
     w = c.workload
     too_long = (context_reason(c.model, w.prompt_tokens + w.output_tokens, "prompt + output") if kv
                 else context_reason(c.model, w.prompt_tokens, "the prompt"))
+    labels: dict[str, list] = {"acc": [], "weights": [], "activations": [], "kv": [], "tp": []}
+    reasons, rows = [], []
     for ai, acc in enumerate(c.accelerators):
         for p, reason in _precisions(c, acc, kv=kv):
             for tp in _tp_options(c, acc):
-                labels = {"acc": ai, "weights": p.weights, "activations": p.activations, "kv": p.kv, "tp": tp}
+                for key, value in zip(labels, (ai, p.weights, p.activations, p.kv, tp), strict=True):
+                    labels[key].append(value)
                 inputs, eff = stage_inputs(c.model, acc, c.runtime, p, tp)
                 # a row whose GEMM factors were inferred ranks after an otherwise equal measured one
-                inferred = eff.inferred(f"compute.{p.activations}", f"weights.{p.weights}")
-                yield {**inputs, "inferred": float(inferred)}, labels, reason or too_long
+                inputs["inferred"] = float(eff.inferred(f"compute.{p.activations}", f"weights.{p.weights}"))
+                rows.append(inputs)
+                reasons.append(reason or too_long)
+    return Instances(labels, reasons, _stack(rows) if rows else {})
 
 
-def _add(st: Stage, labels: dict, reason: str | None) -> None:
-    for key, values in st.labels.items():
-        values.append(labels[key])
-    st.reasons.append(reason)
+def _stage(inst: Instances, keys: tuple[str, ...], repeat: int = 1) -> Stage:
+    """An empty-valued stage table over ``inst``'s rows, each repeated ``repeat`` times."""
+    labels = {k: [v for v in inst.labels[k] for _ in range(repeat)] for k in keys}
+    return Stage(labels, {}, [r for r in inst.reasons for _ in range(repeat)])
 
 
 def prefill_stage(c: Candidates) -> Stage:
     """Prefill instances: one request's prompt (its new tokens after the prefix hit)."""
     w = c.workload
-    st = Stage({"acc": [], "weights": [], "activations": [], "tp": []})
-    rows = []
-    for inputs, labels, reason in _instances(c, kv=False):
-        inputs.update(batch=1, new_tokens=w.new_tokens, prefix_tokens=w.prefix_tokens, context_tokens=w.prompt_tokens)
-        _add(st, labels, reason)
-        rows.append(inputs)
-    if not rows:
+    inst = instances(c, kv=False)
+    st = _stage(inst, ("acc", "weights", "activations", "tp"))
+    if not len(inst):
         return st
-    cols = _stack(rows)
-    pre = evaluate("prefill", cols)
+    cols = {**inst.cols, "batch": 1.0, "new_tokens": float(w.new_tokens), "prefix_tokens": float(w.prefix_tokens),
+            "context_tokens": float(w.prompt_tokens)}
+    pre = evaluate("prefill", cols, ("seconds",))
     mem = evaluate("memory", cols)
     per_elem = evaluate("memory", {**cols, "kv_bytes": 1.0})["kv_sequence_bytes"]
+    host = np.array([_host_bw(a) for a in c.accelerators])
     st.values = {"prefill_s": pre["seconds"], "tp": cols["tp"], "slots": mem["max_batch"], "inferred": cols["inferred"],
                  "kv_capacity_bytes": mem["kv_capacity_bytes"], "kv_bytes_per_elem": per_elem,
                  "mem_bytes_per_s": cols["mem_bytes_per_s"], "eff_memory": cols["eff_memory"],
-                 "host_bytes_per_s": np.array([_host_bw(c.accelerators[a]) for a in st.labels["acc"]])}
+                 "host_bytes_per_s": host[st.labels["acc"]]}
     for i in range(len(st)):
         if st.reasons[i] is None and mem["max_batch"][i] < 1:
             st.reasons[i] = "weights and one prompt's KV do not fit"
@@ -155,35 +170,39 @@ def _tier_bandwidth(tier: Record, acc: Record) -> float:
     return bw
 
 
-def decode_stage(c: Candidates) -> Stage:
+def decode_stage(c: Candidates, inst: Instances | None = None) -> Stage:
     """Decode instances: the largest batch whose step meets TPOT and whose KV fits (in HBM, or
-    spilling to a slower tier that is fetched from every step)."""
+    spilling to a slower tier that is fetched from every step). ``inst``: ``instances(c, kv=True)``
+    when the caller has it."""
     w = c.workload
-    st = Stage({"acc": [], "weights": [], "kv": [], "tp": [], "tier": []})
-    rows, tier_rows = [], []
-    for inputs, labels, reason in _instances(c, kv=True):
-        inputs.update(new_tokens=1, prefix_tokens=0, context_tokens=w.mean_context)
-        acc = c.accelerators[labels["acc"]]
-        for ti, tier in enumerate(c.tiers):  # innermost: _tier_dominated relies on this order
-            _add(st, {**labels, "tier": ti}, reason)
-            rows.append(inputs)
-            tier_rows.append({"tier_bytes_per_s": _tier_bandwidth(tier, acc),
-                              "tier_capacity_bytes": _tier_capacity(tier, acc)})
-    if not rows:
+    inst = instances(c, kv=True) if inst is None else inst
+    T = len(c.tiers)
+    st = _stage(inst, ("acc", "weights", "kv", "tp"), repeat=T)  # rows: instance × tier, tiers innermost
+    st.labels["tier"] = list(range(T)) * len(inst)  # _tier_dominated relies on this order
+    if not len(st):
         return st
-    cols = _stack(rows)
-    tiers = _stack(tier_rows)
-    mem = evaluate("memory", {**cols, "batch": 1.0})
+    acc = np.asarray(st.labels["acc"])
+    tier_bw = np.array([[_tier_bandwidth(t, a) for t in c.tiers] for a in c.accelerators]).ravel()
+    tier_cap = np.array([[_tier_capacity(t, a) for t in c.tiers] for a in c.accelerators]).ravel()
+    tiers = {"tier_bytes_per_s": tier_bw[acc * T + np.asarray(st.labels["tier"])],
+             "tier_capacity_bytes": tier_cap[acc * T + np.asarray(st.labels["tier"])]}
+    # the step and the memory do not depend on the tier: evaluated once per instance, then repeated
+    base = {**inst.cols, "new_tokens": 1.0, "prefix_tokens": 0.0, "context_tokens": float(w.mean_context)}
+    mem_i = evaluate("memory", {**base, "batch": 1.0})
+    b = BATCHES[None, :]
+    grid = {k: (v[:, None] if np.ndim(v) else v) for k, v in base.items()}
+    step = np.repeat(evaluate("decode", {**grid, "batch": b}, ("seconds",))["seconds"], T, axis=0)
+    cols = {k: np.repeat(inst.cols[k], T) for k in ("inferred", "tp", "mem_bytes_per_s", "eff_memory", "kv_bytes")}
+    mem = {k: np.repeat(mem_i[k], T) for k in ("max_batch", "kv_sequence_bytes", "kv_capacity_bytes")}
+    n = len(st)
     hbm_batch = mem["max_batch"]
     kv_seq = mem["kv_sequence_bytes"]
     # a slower tier holds KV beyond HBM, never weights: without room for the weights, nothing fits
     cap_batch = np.where(mem["kv_capacity_bytes"] > 0, hbm_batch + np.floor(tiers["tier_capacity_bytes"] / kv_seq), 0)
-    n, b = len(rows), BATCHES[None, :]
-    grid = {k: (v[:, None] if np.ndim(v) else v) for k, v in cols.items()}
-    step = evaluate("decode", {**grid, "batch": b})["seconds"]
     tiered = evaluate("serving", {"step_s": step, "decode_batch": b, "hbm_batch": hbm_batch[:, None],
                                   "tier_bytes_per_s": tiers["tier_bytes_per_s"][:, None],
-                                  "kv_request_bytes": kv_seq[:, None], **SERVING_IDLE})["tiered_step_s"]
+                                  "kv_request_bytes": kv_seq[:, None], **SERVING_IDLE},
+                      ("tiered_step_s",))["tiered_step_s"]
     ok = (tiered <= w.tpot_s) & (b <= cap_batch[:, None])
     has = ok.any(axis=1)
     best = np.where(has, ok.shape[1] - 1 - np.argmax(ok[:, ::-1], axis=1), 0)
@@ -193,7 +212,7 @@ def decode_stage(c: Candidates) -> Stage:
         "decode_batch": batch, "inferred": cols["inferred"], "step_s": np.where(has, step[rows_idx, best], np.nan),
         "hbm_batch": hbm_batch, "kv_request_bytes": kv_seq, "tier_bytes_per_s": tiers["tier_bytes_per_s"],
         "tp": cols["tp"], "mem_bytes_per_s": cols["mem_bytes_per_s"], "eff_memory": cols["eff_memory"],
-        "host_bytes_per_s": np.array([_host_bw(c.accelerators[a]) for a in st.labels["acc"]]),
+        "host_bytes_per_s": np.array([_host_bw(a) for a in c.accelerators])[acc],
         "kv_capacity_bytes": mem["kv_capacity_bytes"],
         "kv_elem_bytes": cols["kv_bytes"],
         "tier_dominated": _tier_dominated(batch, len(c.tiers), [t.kind for t in c.tiers]),
@@ -235,18 +254,16 @@ SERVING_IDLE = {"prefill_s": 1.0, "handoff_s": 0.0, "prefill_utilisation": 1.0, 
                  "device_budget": 1.0}
 
 
-def aggregated_stage(c: Candidates) -> Stage:
-    """Colocated instances: the largest concurrency meeting both targets within memory."""
+def aggregated_stage(c: Candidates, inst: Instances | None = None) -> Stage:
+    """Colocated instances: the largest concurrency meeting both targets within memory.
+    ``inst``: ``instances(c, kv=True)`` when the caller has it."""
     w = c.workload
-    st = Stage({"acc": [], "weights": [], "kv": [], "tp": []})
-    rows = []
-    for inputs, labels, reason in _instances(c, kv=True):
-        _add(st, labels, reason)
-        rows.append(inputs)
-    if not rows:
+    inst = instances(c, kv=True) if inst is None else inst
+    st = _stage(inst, ("acc", "weights", "kv", "tp"))
+    if not len(inst):
         return st
-    cols = _stack(rows)
-    mem = evaluate("memory", {**cols, "batch": 1.0, "context_tokens": w.mean_context})
+    cols = inst.cols
+    mem = evaluate("memory", {**cols, "batch": 1.0, "context_tokens": float(w.mean_context)})
     grid = {k: (v[:, None] if np.ndim(v) else v) for k, v in cols.items()}
     b = BATCHES[None, :]
     step = aggregated_step(grid, w, b, c.runtime.structure.chunk_tokens)
@@ -254,7 +271,7 @@ def aggregated_stage(c: Candidates) -> Stage:
     ok = (tpot <= w.tpot_s) & (ttft <= w.ttft_s) & (b <= mem["max_batch"][:, None])
     has = ok.any(axis=1)
     best = np.where(has, ok.shape[1] - 1 - np.argmax(ok[:, ::-1], axis=1), 0)
-    idx = np.arange(len(rows))
+    idx = np.arange(len(inst))
     st.values = {"concurrency": np.where(has, BATCHES[best], 0.0), "inferred": cols["inferred"],
                  "tpot_s": np.where(has, tpot[idx, best], np.nan),
                  "tpot_mean_s": np.where(has, step["tpot_mean_s"][idx, best], np.nan),
@@ -262,7 +279,7 @@ def aggregated_stage(c: Candidates) -> Stage:
                  "ttft_s": np.where(has, ttft[idx, best], np.nan), "tp": cols["tp"],
                  "kv_capacity_bytes": mem["kv_capacity_bytes"], "kv_request_bytes": mem["kv_sequence_bytes"],
                  "kv_bound": has & (BATCHES[np.minimum(best + 1, len(BATCHES) - 1)] > mem["max_batch"])}
-    for i in range(len(rows)):
+    for i in range(len(inst)):
         if st.reasons[i] is None and not has[i]:
             st.reasons[i] = ("weights and one sequence's KV do not fit" if mem["max_batch"][i] < 1
                              else "misses the TTFT or TPOT target even at concurrency 1")

@@ -101,10 +101,14 @@ def aggregated_step(inputs: dict, w: Workload, concurrency, chunk_tokens: float)
     base = {**inputs, "batch": C, "new_tokens": w.new_tokens, "prefix_tokens": w.prefix_tokens,
             "context_tokens": w.mean_context}
     mean_load = C / w.output_tokens
-    tpot = evaluate("mixed", {**base, "prefill_prompts": mean_load})["seconds"]
-    marginal = evaluate("mixed", {**base, "prefill_prompts": mean_load + 1.0})["seconds"] - tpot
-    with_prompt = evaluate("mixed", {**base, "prefill_prompts": 1.0})["seconds"]
-    plain = evaluate("mixed", {**base, "prefill_prompts": 0.0})["seconds"]
+
+    def step_s(prompts):
+        return evaluate("mixed", {**base, "prefill_prompts": prompts}, ("seconds",))["seconds"]
+
+    tpot = step_s(mean_load)
+    marginal = step_s(mean_load + 1.0) - tpot
+    with_prompt = step_s(1.0)
+    plain = step_s(0.0)
     chunks = np.ceil(w.new_tokens / chunk_tokens)
     unloaded = with_prompt + (chunks - 1) * plain
     return {"tpot_s": aggregated_tpot(tpot, marginal, C, w.output_tokens, w.tpot_stat),

@@ -24,17 +24,13 @@ _SOURCED_KEYS = {"value", "source", "basis", "note"}
 class Record:
     """A validated spec object: read-only attributes in SI units, plus ``provenance``."""
 
-    __slots__ = ("_values", "provenance")
-
     def __init__(self, values: dict[str, Any], provenance: dict[str, dict] | None = None):
-        object.__setattr__(self, "_values", dict(values))
-        object.__setattr__(self, "provenance", provenance or {})
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self._values[name]
-        except KeyError:
-            raise AttributeError(name) from None
+        # fields are plain instance attributes (read in the design space's inner loops); a field
+        # named like a method or ``provenance`` is reachable through ``get`` only, as before
+        d = object.__getattribute__(self, "__dict__")
+        d.update((k, v) for k, v in values.items() if not hasattr(Record, k))
+        d["_values"] = dict(values)
+        d["provenance"] = provenance or {}
 
     def __setattr__(self, name, value):
         raise AttributeError("spec records are read-only")

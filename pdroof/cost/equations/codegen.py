@@ -49,6 +49,37 @@ def _ordered_args(exprs) -> list[str]:
     return [n for n in SYMBOLS if n in names]
 
 
+# Narrow twins for the design space's hot loops: only these outputs of a group, with only the
+# subexpressions they need (``numeric.evaluate(group, inputs, outputs)`` picks one when it exists).
+NARROW: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("decode", ("seconds",)),
+    ("mixed", ("seconds",)),
+    ("serving", ("tiered_step_s",)),
+)
+
+
+def narrow_name(group: str, outputs: tuple[str, ...]) -> str:
+    return "__".join((group, *outputs))
+
+
+def _function(printer, name: str, group: str, exprs: dict) -> tuple[list[str], list[str]]:
+    """The source lines of one numeric twin and its argument names."""
+    names = list(exprs)
+    args = _ordered_args(exprs.values())
+    repl, reduced = sp.cse([sp.sympify(exprs[n]) for n in names], symbols=sp.numbered_symbols("_x"),
+                           optimizations="basic")
+    lines = ["", "", f"def {name}(*, {', '.join(args)}):",
+             f'    """Numeric twin of pdroof.cost.equations groups()["{group}"]'
+             + (f", outputs {', '.join(names)} only." if name != group else ".") + '"""']
+    for sym, e in repl:
+        lines.append(f"    {sym} = {printer.doprint(e)}")
+    lines.append("    return {")
+    for n, e in zip(names, reduced, strict=True):
+        lines.append(f"        {n!r}: {printer.doprint(e)},")
+    lines.append("    }")
+    return lines, args
+
+
 def source(all_groups: dict | None = None) -> str:
     printer = _Printer({"fully_qualified_modules": True, "inline": True})
     lines = [
@@ -59,22 +90,16 @@ def source(all_groups: dict | None = None) -> str:
         "ARGS = {}",
         "OUTPUTS = {}",
     ]
-    for group, exprs in (all_groups or groups()).items():
-        names = list(exprs)
-        args = _ordered_args(exprs.values())
-        repl, reduced = sp.cse([sp.sympify(exprs[n]) for n in names], symbols=sp.numbered_symbols("_x"),
-                               optimizations="basic")
-        lines += ["", "", f"def {group}(*, {', '.join(args)}):"]
-        lines.append(f'    """Numeric twin of pdroof.cost.equations groups()["{group}"]."""')
-        for sym, e in repl:
-            lines.append(f"    {sym} = {printer.doprint(e)}")
-        lines.append("    return {")
-        for n, e in zip(names, reduced, strict=True):
-            lines.append(f"        {n!r}: {printer.doprint(e)},")
-        lines.append("    }")
-        lines.append("")
-        lines.append(f"ARGS[{group!r}] = {tuple(args)!r}")
-        lines.append(f"OUTPUTS[{group!r}] = {tuple(names)!r}")
+    all_groups = all_groups or groups()
+    for group, exprs in all_groups.items():
+        body, args = _function(printer, group, group, exprs)
+        lines += [*body, "", f"ARGS[{group!r}] = {tuple(args)!r}", f"OUTPUTS[{group!r}] = {tuple(exprs)!r}"]
+    lines += ["", "", "NARROW = {}"]
+    for group, outs in NARROW:
+        name = narrow_name(group, outs)
+        body, args = _function(printer, name, group, {o: all_groups[group][o] for o in outs})
+        lines += [*body, "", f"ARGS[{name!r}] = {tuple(args)!r}", f"OUTPUTS[{name!r}] = {outs!r}",
+                  f"NARROW[({group!r}, {outs!r})] = {name!r}"]
     return "\n".join(lines) + "\n"
 
 
