@@ -35,6 +35,7 @@ COMMANDS = {
     "paths": ("specs", "paths", "group"), "tiers": ("specs", "tiers", "group"),
     "rank": ("rank", "rank_cmd", "command"), "plan": ("plan", "plan_cmd", "command"),
     "check": ("plan", "check_cmd", "command"), "estimate": ("estimate", "estimate_cmd", "command"),
+    "predict": ("predict", "predict_cmd", "command"),
     "transfer": ("transfer", "transfer_cmd", "command"), "equations": ("equations", "equations_cmd", "command"),
     "calibrate": ("calibrate", "calibrate_cmd", "command"), "measure": ("measure", "measure_cmd", "command"),
     "validate": ("validate", "validate_cmd", "command"), "schema": ("validate", "schema_cmd", "command"),

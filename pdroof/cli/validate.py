@@ -11,6 +11,7 @@ import typer
 from ..spec.errors import PdroofError
 from ..spec.kinds import KINDS, PATH_KINDS, TIER_KINDS
 from ..spec.yamlio import read_yaml
+from .options import catalog
 
 ALL_KINDS = (*KINDS, "runtime", "workload", "deployment")
 SpecKind = Enum("SpecKind", {k: k for k in ALL_KINDS}, type=str)
@@ -58,6 +59,7 @@ def guess_kind(path: Path, data) -> str:
 
 
 def validate_cmd(
+    ctx: typer.Context,
     files: list[Path] = typer.Argument(..., help="spec files to check", metavar="PATH..."),
     kind: SpecKind | None = typer.Option(None, "--kind", help="spec kind (default: from folder name or keys)"),
 ):
@@ -70,7 +72,10 @@ def validate_cmd(
         try:
             data = read_yaml(f)
             k = kind.value if kind else guess_kind(f, data)
-            rec = validate(schema_node(k), data, str(f))
+            if k == "runtime" and isinstance(data, dict) and data.get("inherits"):
+                rec = catalog(ctx).get("runtime", str(f))  # checked with what it inherits
+            else:
+                rec = validate(schema_node(k), data, str(f))
             typer.echo(f"ok: {f} ({k} {rec.get('id') or rec.get('model') or ''})")
         except SpecError as exc:
             failed += 1

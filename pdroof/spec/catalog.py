@@ -12,7 +12,7 @@ import os
 from functools import cache
 from pathlib import Path
 
-from .errors import PdroofError
+from .errors import PdroofError, SpecError
 from .schema import Record
 
 ENV_VAR = "PDROOF_CATALOG"
@@ -42,10 +42,6 @@ def looks_like_path(ref: str) -> bool:
 
 
 def _load(kind: str, path: Path) -> Record:
-    if kind == "runtime":
-        from .profile import load_runtime
-
-        return load_runtime(path)
     from .kinds import load_spec
 
     return load_spec(kind, path)
@@ -56,13 +52,28 @@ def _load_cached(kind: str, path: str, mtime: float) -> Record:
     return _load(kind, Path(path))
 
 
-def load_file(kind: str, path: str | Path) -> Record:
-    p = Path(path)
+def _mtime(path: str | Path) -> float:
     try:
-        mtime = p.stat().st_mtime
+        return Path(path).stat().st_mtime
     except OSError:
-        mtime = -1.0
-    return _load_cached(kind, str(p), mtime)
+        return -1.0
+
+
+def load_file(kind: str, path: str | Path) -> Record:
+    return _load_cached(kind, str(Path(path)), _mtime(path))
+
+
+_RUNTIMES: dict[tuple, Record] = {}
+
+
+def _runtime_cached(path: str, mtime: float, others: tuple, parent_data) -> Record:
+    """A runtime profile, read again only when it or a profile it may inherit from changed."""
+    from .profile import load_runtime
+
+    key = (path, mtime, others)
+    if key not in _RUNTIMES:
+        _RUNTIMES[key] = load_runtime(path, parent_data)
+    return _RUNTIMES[key]
 
 
 class Catalog:
@@ -94,8 +105,13 @@ class Catalog:
 
     def get(self, kind: str, ref: str) -> Record:
         """A spec by id, or by the path of a YAML file."""
+        if kind == "runtime":
+            return self._runtime(ref)
         if looks_like_path(ref):
             return load_file(kind, ref)
+        return self._by_id(kind, ref)
+
+    def _file(self, kind: str, ref: str) -> Path:
         files = self.files(kind)
         if ref not in files:
             import difflib
@@ -103,11 +119,40 @@ class Catalog:
             close = difflib.get_close_matches(ref, list(files), n=3, cutoff=0.6)
             hint = f"; did you mean {', '.join(close)}?" if close else f"; known: {', '.join(sorted(files))}"
             raise PdroofError(f"unknown {NOUNS[kind]} {ref!r}{hint}")
+        return files[ref]
+
+    def _by_id(self, kind: str, ref: str) -> Record:
+        files = {ref: self._file(kind, ref)}
         rec = load_file(kind, files[ref])
         if rec.id != ref:
-            from .errors import SpecError
-
             raise SpecError(str(files[ref]), "id", f"{rec.id!r} does not match the file name {ref!r}")
+        return rec
+
+    def _runtime(self, ref: str) -> Record:
+        """A runtime profile, its ``inherits`` chain resolved by id in this catalogue."""
+        path = Path(ref) if looks_like_path(ref) else self._file("runtime", ref)
+
+        def parent_data(pid: str, child: str, chain: tuple[str, ...] = ()) -> dict:
+            from .profile import merged
+            from .yamlio import read_yaml
+
+            if pid in chain or len(chain) > 8:
+                loop = " -> ".join((*chain, pid))
+                raise SpecError(child, "inherits", f"runtime {pid!r} inherits from itself ({loop})")
+            try:
+                pfile = self._file("runtime", pid)
+            except PdroofError as exc:
+                raise SpecError(child, "inherits", str(exc)) from None
+            data = read_yaml(pfile)
+            if not isinstance(data, dict):
+                raise SpecError(str(pfile), "", "a runtime profile is a mapping")
+            up = data.get("inherits")
+            return merged(parent_data(up, str(pfile), chain + (pid,)), data) if up else data
+
+        mtimes = tuple((str(f), _mtime(f)) for f in self.files("runtime").values())
+        rec = _runtime_cached(str(path), _mtime(path), mtimes, parent_data)
+        if not looks_like_path(ref) and rec.id != ref:
+            raise SpecError(str(path), "id", f"{rec.id!r} does not match the file name {ref!r}")
         return rec
 
     def all(self, kind: str) -> list[Record]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .errors import SpecError
 from .kinds import FMT, FRACTION, ID, TEXTS
 from .schema import F, Map, MapOf, Num, Record, Str, validate
 from .units import GB, MICRO
@@ -36,6 +37,10 @@ STRUCTURE = Map(fields=(
       doc="kernel boundaries per layer, of which the per-layer latency is the cost"),
     F("cast_kernels_per_layer", Num(integer=True, positive=False, minimum=0), default=0,
       doc="extra kernels per layer when activations are quantised by separate casts"),
+    F("default_kv", MapOf(FMT, key=FMT), default={},
+      doc="KV-cache format the stack uses for each weight format when a run does not say"),
+    F("kv_reservation", Str(choices=("used", "full")), default="used",
+      doc="KV a running sequence holds: what it has used so far, or its whole length from admission"),
     F("note", Str()),
 ))
 
@@ -70,6 +75,8 @@ RUNTIME = Map(
     fields=(
         F("id", ID, required=True),
         F("name", Str(), required=True),
+        F("inherits", ID, doc="runtime id whose entries this profile keeps unless it gives its own "
+                              "(maps merge key by key, so a profile entry may override one factor)"),
         F("description", Str()),
         F("structure", STRUCTURE, required=True),
         F("fallback", PROFILE_EFFICIENCY, required=True,
@@ -82,5 +89,23 @@ RUNTIME = Map(
 )
 
 
-def load_runtime(path: str | Path) -> Record:
-    return validate(RUNTIME, read_yaml(path), str(path))
+def merged(parent: dict, child: dict) -> dict:
+    """``child`` over ``parent``: mappings merge key by key, anything else the child gives wins."""
+    out = dict(parent)
+    for key, value in child.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_runtime(path: str | Path, parent_data=None) -> Record:
+    """A runtime profile; ``parent_data(id, file)`` returns the merged raw data of the profile it
+    inherits from (the catalogue resolves ids), required when the file has ``inherits``."""
+    data = read_yaml(path)
+    if isinstance(data, dict) and data.get("inherits") is not None:
+        if parent_data is None:
+            raise SpecError(str(path), "inherits", "a profile that inherits must be loaded through a catalogue")
+        data = merged(parent_data(data["inherits"], str(path)), data)
+    return validate(RUNTIME, data, str(path))

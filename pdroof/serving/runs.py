@@ -1,0 +1,210 @@
+"""Measured (or planned) serving runs in the schema of the shared serving measurements: a JSON
+document (``{"runs": [...]}`` or a list) or a CSV with the same fields flattened (``deployment.tp``,
+``measured.tpot_ms.mean``). A file that is not a run file is one error; a run with a bad or
+missing field is kept with the reason, so the other runs still come out.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..spec.errors import PdroofError
+from ..spec.units import FORMAT_BYTES
+
+MAX_BYTES = 256 * 2**20
+STATS = ("mean", "median", "p90", "p99")
+MODES = ("aggregated", "disaggregated")
+POOL_KEYS = ("accelerator", "instances", "tp", "dp", "moe_tp", "moe_ep", "batch")
+
+
+@dataclass(frozen=True)
+class Pool:
+    accelerator: str
+    instances: int = 1
+    tp: int = 1
+    dp: int = 1
+    moe_tp: int | None = None
+    moe_ep: int = 1
+    batch: int | None = None
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run; ``error`` says why it cannot be read (its other fields may then be partial)."""
+
+    id: str
+    model: str = ""
+    engine: str | None = None
+    engine_version: str | None = None
+    weights: str = ""
+    kv: str | None = None
+    mode: str = "aggregated"
+    isl: int = 0
+    osl: int = 0
+    concurrency: int | None = None
+    pools: dict[str, Pool] = field(default_factory=dict)  # "deployment", or "prefill" and "decode"
+    measured: dict[str, dict[str, float]] = field(default_factory=dict)  # tpot_ms / ttft_ms -> stat -> ms
+    error: str | None = None
+
+
+class _Bad(Exception):
+    pass
+
+
+def _int(v, where: str, minimum: int = 1, optional: bool = False) -> int | None:
+    if v is None or v == "":
+        if optional:
+            return None
+        raise _Bad(f"{where}: missing")
+    if isinstance(v, bool):
+        raise _Bad(f"{where}: must be an integer, not {v!r}")
+    if isinstance(v, str):
+        try:
+            v = float(v)
+        except ValueError:
+            raise _Bad(f"{where}: must be an integer, not {v!r}") from None
+    if not isinstance(v, (int, float)) or not math.isfinite(v) or v != int(v):
+        raise _Bad(f"{where}: must be an integer, not {v!r}")
+    if v < minimum or v > 2**40:
+        raise _Bad(f"{where}: must be between {minimum} and 2**40, not {v!r}")
+    return int(v)
+
+
+def _str(v, where: str, optional: bool = False) -> str | None:
+    if v is None or v == "":
+        if optional:
+            return None
+        raise _Bad(f"{where}: missing")
+    if not isinstance(v, str):
+        raise _Bad(f"{where}: must be a string, not {v!r}")
+    return v
+
+
+def _pool(d, where: str) -> Pool:
+    if not isinstance(d, dict):
+        raise _Bad(f"{where}: must be a mapping")
+    return Pool(accelerator=_str(d.get("accelerator"), f"{where}.accelerator"),
+                instances=_int(d.get("instances", 1), f"{where}.instances"),
+                tp=_int(d.get("tp", 1), f"{where}.tp"), dp=_int(d.get("dp", 1), f"{where}.dp"),
+                moe_tp=_int(d.get("moe_tp"), f"{where}.moe_tp", optional=True),
+                moe_ep=_int(d.get("moe_ep", 1), f"{where}.moe_ep"),
+                batch=_int(d.get("batch"), f"{where}.batch", optional=True))
+
+
+def _measured(d, where: str) -> dict[str, dict[str, float]]:
+    if d is None:
+        return {}
+    if not isinstance(d, dict):
+        raise _Bad(f"{where}: must be a mapping")
+    out: dict[str, dict[str, float]] = {}
+    for metric in ("tpot_ms", "ttft_ms"):
+        m = d.get(metric)
+        if m is None:
+            continue
+        if not isinstance(m, dict):
+            raise _Bad(f"{where}.{metric}: must be a mapping of statistics")
+        vals = {}
+        for stat, v in m.items():
+            if stat not in STATS:
+                raise _Bad(f"{where}.{metric}.{stat}: unknown statistic (one of {', '.join(STATS)})")
+            if v is None or v == "":
+                continue
+            try:
+                x = float(v)
+            except (TypeError, ValueError):
+                raise _Bad(f"{where}.{metric}.{stat}: must be a number, not {v!r}") from None
+            if not math.isfinite(x) or x <= 0:
+                raise _Bad(f"{where}.{metric}.{stat}: must be a positive number, not {v!r}")
+            vals[stat] = x
+        if vals:
+            out[metric] = vals
+    return out
+
+
+def parse_run(d, index: int) -> Run:
+    """One run from its mapping; never raises (a bad run carries its error)."""
+    rid = d.get("id") if isinstance(d, dict) else None
+    rid = str(rid) if rid not in (None, "") else f"#{index + 1}"
+    if not isinstance(d, dict):
+        return Run(rid, error=f"runs[{index}]: must be a mapping, not {type(d).__name__}")
+    try:
+        mode = _str(d.get("mode", "aggregated"), "mode")
+        if mode not in MODES:
+            raise _Bad(f"mode: must be one of {', '.join(MODES)}, not {mode!r}")
+        weights = _str(d.get("weights"), "weights")
+        kv = _str(d.get("kv"), "kv", optional=True)
+        for name, fmt in (("weights", weights), ("kv", kv)):
+            if fmt is not None and fmt not in FORMAT_BYTES:
+                raise _Bad(f"{name}: unknown format {fmt!r}")
+        if mode == "aggregated":
+            pools = {"deployment": _pool(d.get("deployment"), "deployment")}
+        else:
+            pools = {k: _pool(d.get(k), k) for k in ("prefill", "decode")}
+        version = d.get("engine_version")
+        return Run(id=rid, model=_str(d.get("model"), "model"), engine=_str(d.get("engine"), "engine", optional=True),
+                   engine_version=None if version in (None, "") else str(version), weights=weights, kv=kv, mode=mode,
+                   isl=_int(d.get("isl"), "isl"), osl=_int(d.get("osl"), "osl"),
+                   concurrency=_int(d.get("concurrency"), "concurrency", optional=True), pools=pools,
+                   measured=_measured(d.get("measured"), "measured"))
+    except _Bad as exc:
+        return Run(rid, error=str(exc))
+
+
+def _unflatten(row: dict[str, str]) -> dict:
+    out: dict = {}
+    for key, value in row.items():
+        if key is None:
+            continue
+        parts = key.strip().split(".")
+        node = out
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise PdroofError(f"column {key!r} nests under a plain value")
+        node[parts[-1]] = value.strip() if isinstance(value, str) else value
+    return out
+
+
+def parse_runs(text: str, name: str) -> list[Run]:
+    """Runs from the text of a JSON or CSV run file named ``name``."""
+    stripped = text.lstrip()
+    if stripped.startswith(("{", "[")):
+        try:
+            doc = json.loads(text)
+        except ValueError as exc:
+            raise PdroofError(f"{name}: not valid JSON ({exc})") from None
+        items = doc.get("runs") if isinstance(doc, dict) else doc
+        if not isinstance(items, list):
+            raise PdroofError(f"{name}: not a run file: expected a list of runs or an object with 'runs'")
+    else:
+        reader = csv.DictReader(io.StringIO(text))
+        header = reader.fieldnames or []
+        if not {"model", "isl", "osl"} <= {h.strip() for h in header}:
+            raise PdroofError(f"{name}: not a run file: a CSV of runs needs the columns model, isl, osl "
+                              "(and deployment.accelerator, ...)")
+        try:
+            items = [_unflatten(row) for row in reader]
+        except PdroofError as exc:
+            raise PdroofError(f"{name}: {exc}") from None
+    return [parse_run(d, i) for i, d in enumerate(items)]
+
+
+def read_runs(path: str | Path) -> list[Run]:
+    """Runs of a JSON or CSV file; a file that cannot be read or is not a run file is one error."""
+    p = Path(path)
+    try:
+        if not p.is_file():
+            raise PdroofError(f"{path}: not a regular file" if p.exists() else f"{path}: file not found")
+        if p.stat().st_size > MAX_BYTES:
+            raise PdroofError(f"{path}: larger than {MAX_BYTES // 2**20} MiB")
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise PdroofError(f"{path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise PdroofError(f"{path}: cannot read: {exc.strerror}") from None
+    return parse_runs(text, str(path))

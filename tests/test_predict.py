@@ -1,0 +1,157 @@
+"""``predict``: run files in both formats, per-run errors that leave the other runs alone, the
+closed-loop load model's limits, and the error report against measurements."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from pdroof.cost.precision import Precision
+from pdroof.serving.closed_loop import closed_loop
+from pdroof.serving.predict import group_errors, overall, predict
+from pdroof.serving.runs import parse_runs, read_runs
+from pdroof.serving.stage import stage_inputs
+
+DATA = Path(__file__).parent / "data"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "calibration" / "serving" / "fit.json"
+
+RUN = {"id": "r1", "model": "llama-3.1-8b", "engine": "trtllm", "weights": "bf16", "kv": None, "mode": "aggregated",
+       "isl": 1024, "osl": 128, "concurrency": 8, "source": "ignored", "split": "ignored",
+       "deployment": {"accelerator": "h100-sxm", "instances": 1, "tp": 1, "dp": 1, "moe_tp": 1, "moe_ep": 1},
+       "measured": {"tpot_ms": {"mean": 7.9}, "ttft_ms": {"mean": 191.0}}}
+
+
+def test_json_and_csv_read_the_same_fields():
+    from_json = parse_runs(json.dumps({"about": "x", "runs": [RUN]}), "runs.json")[0]
+    from_csv = read_runs(DATA / "runs_sample.csv")
+    assert from_json.error is None and from_csv[0].error is None
+    a, b = from_json, from_csv[0]
+    assert (a.model, a.weights, a.isl, a.osl, a.concurrency, a.pools["deployment"]) == \
+           (b.model, b.weights, b.isl, b.osl, b.concurrency, b.pools["deployment"])
+    assert b.measured == {"tpot_ms": {"mean": 7.9}, "ttft_ms": {"mean": 191.0}}
+    assert from_csv[1].measured == {} and from_csv[1].pools["deployment"].instances == 2
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"isl": "many"}, "isl"), ({"weights": "fp7"}, "weights"), ({"deployment": None}, "deployment"),
+    ({"measured": {"tpot_ms": {"p42": 3}}}, "measured.tpot_ms.p42"), ({"concurrency": -1}, "concurrency"),
+    ({"mode": "both"}, "mode"),
+])
+def test_a_bad_run_names_its_field_and_the_others_still_come_out(catalog, change, field):
+    runs = parse_runs(json.dumps([{**RUN, **change}, RUN]), "runs.json")
+    assert runs[0].error and field in runs[0].error
+    preds = predict(catalog, runs)
+    assert preds[0].error == runs[0].error and preds[0].predicted is None
+    assert preds[1].error is None and preds[1].predicted["tpot_ms"]["mean"] > 0
+
+
+@pytest.mark.parametrize("text", ['{"runs": 3}', '{"x": 1}', "not json, no header\n1,2\n", "a,b\n1,2\n"])
+def test_a_file_that_is_not_a_run_file_is_one_error(text):
+    from pdroof.spec.errors import PdroofError
+
+    with pytest.raises(PdroofError, match="not a run file|not valid JSON"):
+        parse_runs(text, "x")
+
+
+def test_unsupported_parallelism_is_a_reason_not_a_crash(catalog):
+    runs = parse_runs(json.dumps([
+        {**RUN, "mode": "disaggregated", "prefill": RUN["deployment"], "decode": RUN["deployment"]},
+        {**RUN, "model": "deepseek-v3", "weights": "fp8", "deployment": {**RUN["deployment"], "tp": 8, "moe_ep": 8}},
+        {**RUN, "deployment": {**RUN["deployment"], "dp": 2}},
+        {**RUN, "model": "no-such-model"},
+    ]), "runs.json")
+    errors = [p.error for p in predict(catalog, runs)]
+    assert "disaggregated" in errors[0] and "expert parallelism" in errors[1] and "DP attention" in errors[2]
+    assert "unknown model" in errors[3]
+
+
+def _inputs(catalog, model="llama-3.1-8b", acc="h100-sxm", tp=1):
+    inp, _ = stage_inputs(catalog.get("model", model), catalog.get("accelerator", acc),
+                          catalog.get("runtime", "engine"), Precision("bf16", "bf16", "bf16"), tp)
+    return {k: np.array([v]) for k, v in inp.items()}
+
+
+def test_one_client_sees_one_prefill_and_the_decode_step(catalog):
+    """C = 1: TTFT is one prefill, TPOT one decode step at batch 1, and no queue."""
+    from pdroof.serving.estimate import estimate
+
+    cols = _inputs(catalog)
+    res = closed_loop(cols, 1.0, 2048.0, 256.0, 8192.0, 1000.0, waves=1.0)
+    est = estimate(catalog.get("model", "llama-3.1-8b"), catalog.get("accelerator", "h100-sxm"),
+                   catalog.get("runtime", "engine"), Precision("bf16", "bf16", "bf16"), prompt=2048, context=2048 + 128)
+    assert float(res["ttft_mean_s"][0]) == pytest.approx(est["prefill"]["seconds"], rel=0.02)
+    assert float(res["tpot_s"][0]) == pytest.approx(est["decode"]["step_seconds"], rel=0.02)
+    assert float(res["ttft_p99_s"][0]) == float(res["job_s"][0])  # no one ahead of it
+
+
+def test_clients_in_step_are_prefilled_together(catalog):
+    """C·S within the token budget: one job holds every prompt, so TTFT grows with C like C prefills."""
+    cols = _inputs(catalog)
+    one = float(closed_loop(cols, 1.0, 1024.0, 128.0, 8192.0, 1000.0)["ttft_mean_s"][0])
+    eight = float(closed_loop(cols, 8.0, 1024.0, 128.0, 8192.0, 1000.0)["ttft_mean_s"][0])
+    assert 6 * one < eight < 9 * one
+
+
+def test_kv_memory_bounds_the_clients_in_the_engine(catalog):
+    """Clients beyond what KV memory admits wait for a finished request: TTFT grows by their share
+    of the cycle, throughput stays that of the admitted ones."""
+    cols = _inputs(catalog)
+    free = closed_loop(cols, 16.0, 1024.0, 512.0, 8192.0, 1000.0)
+    tight = closed_loop(cols, 16.0, 1024.0, 512.0, 8192.0, 4.0)
+    four = closed_loop(cols, 4.0, 1024.0, 512.0, 8192.0, 1000.0)
+    assert float(tight["requests_per_s"][0]) == pytest.approx(float(four["requests_per_s"][0]), rel=1e-6)
+    cycle = 4 / float(four["requests_per_s"][0])
+    assert float(tight["ttft_p50_s"][0]) > 2.5 * cycle
+    assert float(tight["ttft_mean_s"][0]) > 10 * float(free["ttft_mean_s"][0])
+
+
+def test_more_clients_never_lower_latency(catalog):
+    cols = _inputs(catalog)
+    C = np.array([1, 2, 4, 8, 16, 32, 64, 128, 256.0])
+    res = closed_loop({k: np.repeat(v, len(C)) for k, v in cols.items()}, C, 2048.0, 256.0, 8192.0, 1e6)
+    assert np.all(np.diff(res["tpot_s"]) >= -1e-12)
+    assert np.all(np.diff(res["ttft_mean_s"]) >= -1e-12)
+    assert np.all(np.diff(res["requests_per_s"]) > 0)
+
+
+def test_errors_and_group_report(catalog):
+    runs = parse_runs(json.dumps([RUN, {**RUN, "id": "r2", "measured": {"tpot_ms": {"median": 8.0, "mean": 99}}}]),
+                      "runs.json")
+    preds = predict(catalog, runs)
+    v = preds[1].vs_measured["tpot_ms"]
+    assert v["stat"] == "median" and v["error"] == pytest.approx(v["predicted"] / 8.0 - 1)
+    groups = group_errors(preds)
+    assert len(groups) == 1 and groups[0]["runs"] == 2
+    assert overall(preds)["predicted"] == 2
+
+
+def test_cli_json_contract(cli_json, tmp_path):
+    f = tmp_path / "runs.json"
+    f.write_text(json.dumps({"runs": [RUN, {**RUN, "id": "bad", "model": "nope"}]}))
+    doc = cli_json("predict", str(f))
+    first, second = doc["runs"]
+    assert set(first) >= {"id", "predicted", "vs_measured", "error"} and first["error"] is None
+    assert set(first["predicted"]) >= {"tpot_ms", "ttft_ms", "output_tokens_per_s"}
+    assert set(first["predicted"]["ttft_ms"]) == {"mean", "median", "p90", "p99"}
+    assert second["predicted"] is None and "unknown model" in second["error"]
+
+
+def test_cli_refuses_a_file_that_is_not_runs(cli, tmp_path):
+    f = tmp_path / "x.json"
+    f.write_text('{"hello": 1}')
+    code, out, err = cli("predict", str(f))
+    assert code == 1 and err.count("\n") == 1 and "not a run file" in err and not out
+
+
+@pytest.mark.skipif(not SHARED.exists(), reason="shared measurements not present")
+def test_every_supported_shared_run_is_answered(catalog):
+    runs = read_runs(SHARED)
+    preds = predict(catalog, runs)
+    for p in preds:
+        r = p.run
+        supported = r.mode == "aggregated" and r.pools["deployment"].dp == 1 and r.pools["deployment"].moe_ep == 1
+        if supported:
+            assert p.error is None, (r.id, p.error)
