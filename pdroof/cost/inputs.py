@@ -113,7 +113,18 @@ def hardware_inputs(acc: Record, eff: Efficiency, p: Precision, tp: int = 1, ep:
         "eff_attn_decode": eff.attention_decode,
         "eff_link": eff.link,
         "layer_latency_s": eff.layer_latency_s,
+        "kernel_latency_s": eff.kernel_latency_s,
+        "allreduce_latency_s": eff.allreduce_latency_s,
+        "attn_decode_half_bytes": eff.attention_decode_half_bytes,
     }
+
+
+def decode_attention_efficiency(model: Record, eff: Efficiency) -> float:
+    """KV-read efficiency of decode attention: absorbed-MLA kernels have their own where the
+    profile gives one."""
+    if model.attention.kind == "mla" and eff.attention_decode_mla is not None:
+        return eff.attention_decode_mla
+    return eff.attention_decode
 
 
 def gemv_ridge_rows(inputs: dict) -> float:

@@ -25,6 +25,10 @@ class Efficiency:
     attention_decode: float
     link: float
     layer_latency_s: float
+    kernel_latency_s: float
+    allreduce_latency_s: float
+    attention_decode_half_bytes: float
+    attention_decode_mla: float | None
     host_latency_s: float | None
     host_bytes_per_s: float | None
     origin: dict[str, str]
@@ -50,6 +54,10 @@ class Efficiency:
 # and of the software stack (the runtime's fallback beats a stack-agnostic spec value).
 _SILICON = ("memory", "attention_prefill", "attention_prefill_half_tokens", "attention_decode")
 _STACK = ("link", "layer_latency_s")
+# Stack factors a profile may leave out: none of these terms then (the plain roofline); MLA decode
+# then takes the stack's decode-attention efficiency.
+_OPTIONAL_STACK = {"kernel_latency_s": 0.0, "allreduce_latency_s": 0.0, "attention_decode_half_bytes": 0.0,
+                   "attention_decode_mla": None}
 # Formats that run on the same tensor-core path of one silicon, at the same rate and with the same
 # tiles and bytes (int8 and fp8 on Hopper and later; fp16 and bf16): the nearest measured sibling.
 SIBLINGS = {"int8": ("fp8",), "fp8": ("int8",), "fp16": ("bf16",), "bf16": ("fp16",), "fp4": ("fp8",)}
@@ -105,6 +113,11 @@ def resolve(runtime: Record, accelerator: Record) -> Efficiency:
         values[name] = no_better_than_family(name, pick(name, layers), conservative,
                                              [(label, e.get(name)) for label, e in family if name in e])
     values.update({name: pick(name, [own, generic, theirs]) for name in _STACK})
+    for name, default in _OPTIONAL_STACK.items():
+        try:
+            values[name] = pick(name, [own, generic, theirs])
+        except KeyError:
+            values[name] = default
     measured: set[str] = set()
     maps = {name: _per_format(name, conservative, [own, theirs], family, generic, origin, no_better_than_family,
                               measured)

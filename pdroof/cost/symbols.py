@@ -79,6 +79,10 @@ _TABLE = (
     Sym("eff_attn_decode", "1", "achieved fraction of HBM bandwidth reading KV in decode attention", r"\eta_{AD}"),
     Sym("eff_link", "1", "achieved fraction of scale-up link bandwidth in collectives", r"\eta_N"),
     Sym("layer_latency_s", "s", "fixed cost per layer per forward pass (kernel boundaries)", r"\tau_L"),
+    Sym("kernel_latency_s", "s", "fixed time of each kernel on top of its roofline (launch, ramp-up, tail)", r"\tau_K"),
+    Sym("allreduce_latency_s", "s", "per-call latency of the stack's all-reduce at small messages", r"\alpha_{AR}"),
+    Sym("attn_decode_half_bytes", "B", "KV read per layer and device at which decode attention reaches half its "
+        "efficiency", "R_{1/2}"),
     Sym("extra_kernel_share", "1", "extra kernel boundaries per layer (separate activation casts) as a share "
         "of the stack's kernels per layer", r"\kappa"),
     Sym("step_latency_s", "s", "fixed cost per forward pass outside the layers (scheduling, sampling, launch)",

@@ -8,7 +8,14 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..cost.inputs import capped_half_rows, collective_bandwidth, hardware_inputs, model_inputs, precision_inputs
+from ..cost.inputs import (
+    capped_half_rows,
+    collective_bandwidth,
+    decode_attention_efficiency,
+    hardware_inputs,
+    model_inputs,
+    precision_inputs,
+)
 from ..cost.numeric import evaluate
 from ..cost.precision import Precision
 from ..cost.runtime import resolve
@@ -54,6 +61,7 @@ def _stage_inputs(model: Record, acc: Record, runtime: Record, p: Precision, tp:
     inputs = {**model_inputs(model), **hardware_inputs(acc, eff, p, tp, ep), **precision_inputs(runtime, p),
               "tp": tp, "ep": ep}
     inputs["gemm_half_rows"] = capped_half_rows(inputs)
+    inputs["eff_attn_decode"] = decode_attention_efficiency(model, eff)
     return inputs, eff
 
 

@@ -58,6 +58,13 @@ PROFILE_EFFICIENCY = Map(fields=(
     F("link", FRACTION, doc="scale-up collective bandwidth efficiency"),
     F("layer_latency_us", Num(scale=MICRO, positive=False, minimum=0), attr="layer_latency_s",
       doc="fixed cost per layer per forward pass"),
+    F("kernel_latency_us", Num(scale=MICRO, positive=False, minimum=0), attr="kernel_latency_s",
+      doc="fixed time of each kernel on top of its roofline: launch, ramp-up and tail"),
+    F("allreduce_latency_us", Num(scale=MICRO, positive=False, minimum=0), attr="allreduce_latency_s",
+      doc="per-call latency of the stack's all-reduce at small messages (its one-shot algorithm)"),
+    F("attention_decode_half_mb", Num(scale=1e6, positive=False, minimum=0), attr="attention_decode_half_bytes",
+      doc="KV read per layer and device (MB) at which decode attention reaches half its efficiency"),
+    F("attention_decode_mla", FRACTION, doc="decode attention KV-read efficiency of absorbed MLA kernels"),
     F("host_link", Map(fields=(
         F("latency_us", Num(scale=MICRO, positive=False, minimum=0), attr="latency_s", required=True),
         F("gb_per_s", Num(scale=GB), attr="bytes_per_s", required=True),

@@ -13,12 +13,15 @@ def _active(degree):
 
 
 def allreduce_time(bytes_):
-    """Ring all-reduce of ``bytes_`` across tp devices: 2(t−1) dependent steps (reduce-scatter,
-    then all-gather), each one hop α_N plus a 1/t share of the bytes:
-    2(t−1)·(α_N + bytes / (t·N·η_N))."""
+    """All-reduce of ``bytes_`` across tp devices: the bytes of a ring (reduce-scatter, then
+    all-gather: 2(t−1) steps of a 1/t share each) behind a latency that is the larger of the
+    ring's 2(t−1) hops α_N and the stack's per-call latency α_AR (the one-shot all-reduce engines
+    use for small messages, whose cost is a synchronisation, not hops):
+    max(α_AR, 2(t−1)·α_N) + 2(t−1)·bytes / (t·N·η_N)."""
     t = S("tp")
     bw = S("link_bytes_per_s") * S("eff_link")
-    return _active(t) * 2 * (t - 1) * (S("link_latency_s") + bytes_ / (t * bw))
+    latency = sp.Max(S("allreduce_latency_s"), 2 * (t - 1) * S("link_latency_s"))
+    return _active(t) * (latency + 2 * (t - 1) * bytes_ / (t * bw))
 
 
 def alltoall_time(bytes_):

@@ -17,8 +17,8 @@ def decode_compute_batch() -> sp.Expr:
     B = sp.Symbol("batch", positive=True)
     t, h = S("tp"), S("hidden")
     W_A, W_F, f = attn_params_per_rank(), S("ffn_params"), S("ffn_size")
-    attn = gemm_group(2 * B * W_A, W_A * S("weight_bytes"), B * (2 * h + W_A / h), S("layers"), B)
-    ffn = gemm_group(2 * B * W_F / t, W_F * S("weight_bytes") / t, B * (2 * h + 3 * f / t), S("dense_layers"), B)
+    attn = gemm_group(2 * B * W_A, W_A * S("weight_bytes"), B * (2 * h + W_A / h), S("layers"), B, 2)
+    ffn = gemm_group(2 * B * W_F / t, W_F * S("weight_bytes") / t, B * (2 * h + 3 * f / t), S("dense_layers"), B, 2)
     (sol,) = sp.solve(sp.Eq(attn["compute_s"] + ffn["compute_s"], attn["memory_s"] + ffn["memory_s"]), B)
     return sp.Max(0, sol)  # 0: compute-bound even at one sequence
 
@@ -34,7 +34,7 @@ def _prefill_parts(n):
     t, e, k, E = S("tp"), S("ep"), S("experts_per_token"), S("experts")
     # every expert touched: e·n·k/E rows each (Max(1, k) keeps dense models, k = 0, well defined)
     experts = gemm_group(2 * n * (k * S("expert_params") + S("shared_params")) / t, 0, 0, S("moe_layers"),
-                         e * n * sp.Max(1, k) / E)["compute_s"]
+                         e * n * sp.Max(1, k) / E, 2)["compute_s"]
     compute = sp.expand(sp.cancel(dense.subs(S("new_tokens"), n) + experts))
     poly = sp.Poly(compute, n)
     k0, c1, c2 = (poly.coeff_monomial(n**i) for i in range(3))

@@ -3,7 +3,9 @@
 Prefill (B prompts of S new tokens after an optional cached prefix p) and a decode step
 (B sequences at context L, one new token each) are the same pass with different token counts
 and attention spans. Every operation's time is the roofline of its FLOPs and bytes at achieved
-rates, summed over the layers that have it, plus a fixed latency per layer.
+rates, summed over the layers that have it, plus a fixed latency per layer. Each kernel also
+costs the stack's per-kernel latency τ_K on top of its roofline (launch, ramp-up and tail, a few
+µs): negligible in a prefill, most of a decode step's small GEMMs after tensor-parallel sharding.
 """
 
 from __future__ import annotations
@@ -30,15 +32,21 @@ def attn_params_per_rank():
     return (W_A - W_KV) / S("tp") + W_KV / kv_shards()
 
 
-def gemm_group(flops, weight_bytes, act_elems, layers, rows):
-    """A GEMM group over ``layers`` layers of GEMMs with ``rows`` rows each: weights streamed at
-    η_W, compute at η_C·rows/(rows + M½) (weight-only formats pay a dequantisation overhead q)."""
+def kernels_of(seconds, kernels):
+    """An operation run as ``kernels`` kernels: its roofline time plus their fixed latency."""
+    return seconds + kernels * S("kernel_latency_s")
+
+
+def gemm_group(flops, weight_bytes, act_elems, layers, rows, kernels):
+    """A GEMM group over ``layers`` layers of ``kernels`` GEMMs with ``rows`` rows each: weights
+    streamed at η_W, compute at η_C·rows/(rows + M½) (weight-only formats pay a dequantisation
+    overhead q), plus the kernels' fixed latency."""
     bytes_ = weight_bytes + act_elems * S("act_bytes")
     eff = gemm_efficiency(rows, S("eff_compute"), S("gemm_half_rows"))
     c = compute_time(flops, S("peak_flops_per_s"), eff) * (1 + S("dequant_overhead"))
     m = memory_time(bytes_, S("mem_bytes_per_s"), S("eff_weights"))
     return {"flops": layers * flops, "bytes": layers * bytes_, "compute_s": layers * c, "memory_s": layers * m,
-            "seconds": layers * roofline(c, m)}
+            "seconds": layers * kernels_of(roofline(c, m), kernels)}
 
 
 def _pass(tokens, head_tokens, attention):
@@ -49,11 +57,12 @@ def _pass(tokens, head_tokens, attention):
     ops: dict[str, dict[str, sp.Expr]] = {}
 
     W_A = attn_params_per_rank()
-    ops["attn_proj"] = gemm_group(2 * T * W_A, W_A * bw, T * (2 * h + W_A / h), S("layers"), T)
+    ops["attn_proj"] = gemm_group(2 * T * W_A, W_A * bw, T * (2 * h + W_A / h), S("layers"), T, 2)  # QKV, O
 
     f = S("ffn_size")
     W_F = S("ffn_params")
-    ops["ffn"] = gemm_group(2 * T * W_F / t, W_F * bw / t, T * (2 * h + 3 * f / t), S("dense_layers"), T)
+    ops["ffn"] = gemm_group(2 * T * W_F / t, W_F * bw / t, T * (2 * h + 3 * f / t), S("dense_layers"), T,
+                            2)  # gate+up, down
 
     # Routed experts: compute follows the k experts each token uses; weight traffic follows the
     # distinct experts the step touches (all of them at large batch, few at small batch).
@@ -66,9 +75,9 @@ def _pass(tokens, head_tokens, attention):
     # the router run on the group's own T rows.
     touched = experts_touched(e * T)
     routed = gemm_group(2 * T * k * W_X / t, touched / e * W_X * bw / t, T * 3 * k * S("expert_ffn_size") / t,
-                        S("moe_layers"), sp.Max(1, e * T * k / sp.Max(1, touched)))
+                        S("moe_layers"), sp.Max(1, e * T * k / sp.Max(1, touched)), 3)  # router, 2 grouped
     shared = gemm_group(2 * T * W_S / t, W_S * bw / t, T * (2 * h + 3 * S("shared_ffn_size") / t),
-                        S("moe_layers"), T)
+                        S("moe_layers"), T, sp.Min(1, W_S) * 2)  # gate+up, down when there are shared experts
     ops["experts"] = {key: routed[key] + shared[key] for key in routed}
 
     ops["attention"] = attention
@@ -79,7 +88,8 @@ def _pass(tokens, head_tokens, attention):
     hid = T * h * (2 * S("norm_bytes_per_elem") + 2 * S("residual_bytes_per_elem") + 3 * S("cast_bytes_per_elem"))
     ffn_w = S("dense_layers") * f + S("moe_layers") * f_moe
     elem_bytes = S("layers") * hid + T * ffn_w / t * (S("act_fn_bytes_per_elem") + S("cast_bytes_per_elem"))
-    em = memory_time(elem_bytes, S("mem_bytes_per_s"), S("eff_memory"))
+    # two fused norm(+residual) kernels and the gated activation per layer
+    em = kernels_of(memory_time(elem_bytes, S("mem_bytes_per_s"), S("eff_memory")), 3 * S("layers"))
     ops["elementwise"] = {"flops": sp.Integer(0), "bytes": elem_bytes, "compute_s": sp.Integer(0),
                           "memory_s": em, "seconds": em}
 
@@ -109,23 +119,28 @@ def _head(tokens, V, h, t, ba):
     bytes_ = V * h * ba / t + tokens * (h * ba + V * 4 / t)
     c = compute_time(flops, S("peak_flops_per_s"), gemm_efficiency(tokens, S("eff_compute"), S("gemm_half_rows")))
     m = memory_time(bytes_, S("mem_bytes_per_s"), S("eff_weights"))
-    return {"flops": flops, "bytes": bytes_, "compute_s": c, "memory_s": m, "seconds": roofline(c, m)}
+    return {"flops": flops, "bytes": bytes_, "compute_s": c, "memory_s": m, "seconds": kernels_of(roofline(c, m), 1)}
 
 
-def _attention(flops_full, flops_sliding, bytes_full, bytes_sliding, eff_flops):
-    """Attention core on full and sliding-window layers: its own kernels' efficiency."""
+def _flat_read(bytes_):
+    return S("eff_attn_decode")
+
+
+def _attention(flops_full, flops_sliding, bytes_full, bytes_sliding, eff_flops, read_eff=_flat_read):
+    """Attention core on full and sliding-window layers: its own kernels' efficiency (KV reads at
+    ``read_eff`` of the bytes a layer reads), one kernel per layer."""
     n_F, n_W = S("full_layers"), S("sliding_layers")
     peak = S("attn_peak_flops_per_s")
     cf = compute_time(flops_full, peak, eff_flops)
     cw = compute_time(flops_sliding, peak, eff_flops)
-    mf = memory_time(bytes_full, S("mem_bytes_per_s"), S("eff_attn_decode"))
-    mw = memory_time(bytes_sliding, S("mem_bytes_per_s"), S("eff_attn_decode"))
+    mf = memory_time(bytes_full, S("mem_bytes_per_s"), read_eff(bytes_full))
+    mw = memory_time(bytes_sliding, S("mem_bytes_per_s"), read_eff(bytes_sliding))
     return {
         "flops": n_F * flops_full + n_W * flops_sliding,
         "bytes": n_F * bytes_full + n_W * bytes_sliding,
         "compute_s": n_F * cf + n_W * cw,
         "memory_s": n_F * mf + n_W * mw,
-        "seconds": n_F * roofline(cf, mf) + n_W * roofline(cw, mw),
+        "seconds": n_F * kernels_of(roofline(cf, mf), 1) + n_W * kernels_of(roofline(cw, mw), 1),
     }
 
 
@@ -167,7 +182,13 @@ def decode_attention(seqs):
     kv_rd = S("kv_elems") * S("kv_bytes") / kv_shards() * seqs
     io = seqs * 2 * S("hidden") * S("act_bytes") / t
     L_w = sp.Min(L, S("window_tokens"))
-    return _attention(per_tok * L, per_tok * L_w, kv_rd * L + io, kv_rd * L_w + io, S("eff_attn_prefill"))
+
+    def read_eff(bytes_):
+        """Decode attention reads KV at η_AD·R/(R + R½): a layer that reads little (few or short
+        sequences per device) cannot spread over the whole chip."""
+        return S("eff_attn_decode") * bytes_ / (bytes_ + S("attn_decode_half_bytes"))
+
+    return _attention(per_tok * L, per_tok * L_w, kv_rd * L + io, kv_rd * L_w + io, S("eff_attn_prefill"), read_eff)
 
 
 def prefill() -> dict[str, sp.Expr]:
