@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pdroof.spec.catalog import SUBDIRS, Catalog, builtin_root
-from pdroof.spec.errors import PdroofError
+from pdroof.spec.errors import PdroofError, SpecError
 
 ROOT = builtin_root()
 KINDS = ("accelerator", "path", "tier", "runtime", "model")
@@ -131,3 +131,37 @@ def test_rdma_paths_agree_with_each_other(catalog):
         for b in nics:
             if a.bandwidth_bytes_per_s == b.bandwidth_bytes_per_s:
                 assert a.efficiency == b.efficiency, (a.id, b.id)
+
+
+def test_runtime_inherits_and_merges_key_by_key(tmp_path):
+    """A profile that inherits keeps every entry it does not give; a map merges key by key."""
+    d = tmp_path / "hardware" / "runtimes"
+    d.mkdir(parents=True)
+    (d / "child.yaml").write_text(
+        "id: child\nname: Child\ninherits: engine\nstructure:\n  step_latency_us: 900\n"
+        "profiles:\n  h100-sxm:\n    memory: {value: 0.5, basis: assumed}\n")
+    cat = Catalog([tmp_path], use_env=False)
+    child, base = cat.get("runtime", "child"), cat.get("runtime", "engine")
+    assert child.structure.step_latency_s == pytest.approx(900e-6)
+    assert child.structure.chunk_tokens == base.structure.chunk_tokens
+    assert child.profiles["h100-sxm"].memory == 0.5
+    assert child.profiles["h100-sxm"].attention_decode == base.profiles["h100-sxm"].attention_decode
+    assert child.fallback.memory == base.fallback.memory
+
+
+def test_runtime_inheritance_errors_name_the_file(tmp_path):
+    d = tmp_path / "hardware" / "runtimes"
+    d.mkdir(parents=True)
+    (d / "loop.yaml").write_text("id: loop\nname: L\ninherits: loop\n")
+    (d / "orphan.yaml").write_text("id: orphan\nname: O\ninherits: nowhere\n")
+    cat = Catalog([tmp_path], use_env=False)
+    with pytest.raises(SpecError, match="loop.yaml.*inherits from itself"):
+        cat.get("runtime", "loop")
+    with pytest.raises(SpecError, match="orphan.yaml.*inherits.*unknown runtime 'nowhere'"):
+        cat.get("runtime", "orphan")
+
+
+def test_engine_profiles_resolve_everywhere(catalog):
+    for rid in ("trtllm", "vllm", "sglang", "atom"):
+        rt = catalog.get("runtime", rid)
+        assert rt.inherits == "engine" and rt.structure.default_kv

@@ -119,12 +119,14 @@ def hardware_inputs(acc: Record, eff: Efficiency, p: Precision, tp: int = 1, ep:
     }
 
 
-def decode_attention_efficiency(model: Record, eff: Efficiency) -> float:
-    """KV-read efficiency of decode attention: absorbed-MLA kernels have their own where the
-    profile gives one."""
+def decode_attention_inputs(model: Record, eff: Efficiency) -> dict[str, float]:
+    """KV-read efficiency of decode attention and the bytes at which it is half that: absorbed-MLA
+    kernels have their own where the profile gives them."""
     if model.attention.kind == "mla" and eff.attention_decode_mla is not None:
-        return eff.attention_decode_mla
-    return eff.attention_decode
+        half = eff.attention_decode_mla_half_bytes
+        return {"eff_attn_decode": eff.attention_decode_mla,
+                "attn_decode_half_bytes": eff.attention_decode_half_bytes if half is None else half}
+    return {"eff_attn_decode": eff.attention_decode, "attn_decode_half_bytes": eff.attention_decode_half_bytes}
 
 
 def gemv_ridge_rows(inputs: dict) -> float:

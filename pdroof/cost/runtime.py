@@ -29,6 +29,7 @@ class Efficiency:
     allreduce_latency_s: float
     attention_decode_half_bytes: float
     attention_decode_mla: float | None
+    attention_decode_mla_half_bytes: float | None
     host_latency_s: float | None
     host_bytes_per_s: float | None
     origin: dict[str, str]
@@ -57,7 +58,7 @@ _STACK = ("link", "layer_latency_s")
 # Stack factors a profile may leave out: none of these terms then (the plain roofline); MLA decode
 # then takes the stack's decode-attention efficiency.
 _OPTIONAL_STACK = {"kernel_latency_s": 0.0, "allreduce_latency_s": 0.0, "attention_decode_half_bytes": 0.0,
-                   "attention_decode_mla": None}
+                   "attention_decode_mla": None, "attention_decode_mla_half_bytes": None}
 # Formats that run on the same tensor-core path of one silicon, at the same rate and with the same
 # tiles and bytes (int8 and fp8 on Hopper and later; fp16 and bf16): the nearest measured sibling.
 SIBLINGS = {"int8": ("fp8",), "fp8": ("int8",), "fp16": ("bf16",), "bf16": ("fp16",), "fp4": ("fp8",)}

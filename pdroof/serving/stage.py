@@ -11,7 +11,7 @@ import numpy as np
 from ..cost.inputs import (
     capped_half_rows,
     collective_bandwidth,
-    decode_attention_efficiency,
+    decode_attention_inputs,
     hardware_inputs,
     model_inputs,
     precision_inputs,
@@ -61,7 +61,7 @@ def _stage_inputs(model: Record, acc: Record, runtime: Record, p: Precision, tp:
     inputs = {**model_inputs(model), **hardware_inputs(acc, eff, p, tp, ep), **precision_inputs(runtime, p),
               "tp": tp, "ep": ep}
     inputs["gemm_half_rows"] = capped_half_rows(inputs)
-    inputs["eff_attn_decode"] = decode_attention_efficiency(model, eff)
+    inputs.update(decode_attention_inputs(model, eff))
     return inputs, eff
 
 

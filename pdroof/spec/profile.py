@@ -65,6 +65,8 @@ PROFILE_EFFICIENCY = Map(fields=(
     F("attention_decode_half_mb", Num(scale=1e6, positive=False, minimum=0), attr="attention_decode_half_bytes",
       doc="KV read per layer and device (MB) at which decode attention reaches half its efficiency"),
     F("attention_decode_mla", FRACTION, doc="decode attention KV-read efficiency of absorbed MLA kernels"),
+    F("attention_decode_mla_half_mb", Num(scale=1e6, positive=False, minimum=0), attr="attention_decode_mla_half_bytes",
+      doc="as attention_decode_half_mb, for absorbed MLA kernels"),
     F("host_link", Map(fields=(
         F("latency_us", Num(scale=MICRO, positive=False, minimum=0), attr="latency_s", required=True),
         F("gb_per_s", Num(scale=GB), attr="bytes_per_s", required=True),
