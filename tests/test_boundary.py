@@ -234,5 +234,8 @@ def test_check_ttft_percentile_is_the_m_d_1_percentile(cli):
     doc = json.loads(out)
     row = next(c for c in doc["checks"] if c["check"] == "TTFT p90 at the offered rate")
     s, h = doc["plan"]["serving"], doc["plan"]["representation"]["handoff_s"]
-    rho = 0.25 * s["prefill_s"]
+    import yaml
+
+    dep = yaml.safe_load((REPO / "examples" / "deployment.yaml").read_text())
+    rho = dep["workload"]["rate_per_s"] / dep["prefill"]["count"] * s["prefill_s"]  # per prefill instance
     assert row["value"] == pytest.approx(s["prefill_s"] * (1 + float(wait(rho, "p90"))) + h, rel=1e-9)

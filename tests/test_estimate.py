@@ -181,13 +181,15 @@ def test_no_factor_falls_back_to_the_optimistic_bound(catalog):
     from pdroof.cost.inputs import gemv_ridge_rows
     from pdroof.serving.stage import stage_inputs
 
+    best = max(v for e in rt.profiles.values() for v in e.weights.values())
+    assert best < min(e.memory for e in rt.profiles.values() if e.memory)  # below every copy efficiency
     for a in catalog.all("accelerator"):
         for w in a.precision_paths.weights:
             p = Precision(w, default_activations(a, w), a.precision_paths.kv[0])
             if infeasible_reason(a, p):
                 continue
             inputs, _ = stage_inputs(catalog.get("model", "llama-3.1-8b"), a, rt, p, 1)
-            assert inputs["eff_weights"] <= 0.78, (a.id, w)  # the best measured weight streaming
+            assert inputs["eff_weights"] <= best, (a.id, w)  # never above the best measured weight streaming
             # the small-GEMM penalty the model uses: only the GEMV ridge may lower it
             assert inputs["gemm_half_rows"] >= min(107.0, gemv_ridge_rows(inputs) - 1) - 1e-9, (a.id, w)
 
