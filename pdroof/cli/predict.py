@@ -60,8 +60,8 @@ def predict_cmd(
     preds = predict(cat, read_runs(runs), runtime, waves=waves)
     summary = overall(preds)
     if fmt.value == "json":
-        render.emit(render.json_text({"runs": [p.to_dict() for p in preds], "groups": group_errors(preds),
-                                      "summary": summary}), output)
+        render.emit(render.json_records_text("runs", [p.to_dict() for p in preds],
+                                             {"groups": group_errors(preds), "summary": summary}), output)
         return
     rows = [_row(p) for p in preds]
     if fmt.value == "csv":

@@ -81,6 +81,20 @@ def json_text(obj: Any) -> str:
     return json.dumps(to_jsonable(obj), indent=2) + "\n"
 
 
+def json_records_text(key: str, records: Sequence[Any], rest: dict) -> str:
+    """A JSON object whose ``key`` holds ``records``, one compact record per line (a file of
+    thousands stays readable, greppable and fast to write), then ``rest`` indented."""
+    def line(r) -> str:
+        try:  # plain data already (the common case): no conversion pass
+            return json.dumps(r, separators=(", ", ": "), allow_nan=False)
+        except (TypeError, ValueError):
+            return json.dumps(to_jsonable(r), separators=(", ", ": "))
+
+    lines = ",\n".join(line(r) for r in records)
+    tail = json.dumps(to_jsonable(rest), indent=2)[1:-1].strip("\n")
+    return "{\n" + json.dumps(key) + ": [\n" + lines + "\n]" + ("," + "\n" + tail if tail else "") + "\n}\n"
+
+
 def csv_text(rows: Iterable[dict], keys: Sequence[str]) -> str:
     buf = io.StringIO()
     import csv

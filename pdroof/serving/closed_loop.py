@@ -29,12 +29,13 @@ import numpy as np
 from ..cost.numeric import evaluate
 from ..cost.queueing import wait
 
-ITERATIONS = 40
+ITERATIONS = 40  # at most; it stops once every throughput moves by less than 1e-5 a step
 
 
 def _step(inputs: dict, batch, prompts, prompt_tokens, context_tokens):
-    return evaluate("mixed", {**inputs, "batch": batch, "prefill_prompts": prompts, "new_tokens": prompt_tokens,
-                              "prefix_tokens": 0.0, "context_tokens": context_tokens}, ("seconds",))["seconds"]
+    return np.array(evaluate("mixed", {**inputs, "batch": batch, "prefill_prompts": prompts,
+                                       "new_tokens": prompt_tokens, "prefix_tokens": 0.0,
+                                       "context_tokens": context_tokens}, ("seconds",))["seconds"])
 
 
 def closed_loop(inputs: dict, clients, prompt_tokens, output_tokens, chunk_tokens, admitted, waves=10.0,
@@ -43,37 +44,60 @@ def closed_loop(inputs: dict, clients, prompt_tokens, output_tokens, chunk_token
     requests in flight, ``admitted`` the sequences its KV memory holds, ``waves`` the benchmark's
     requests per client. Returns throughput (requests/s), the mean TPOT, TTFT per statistic
     (``ttft_<stat>_s``), and the internals (job size, utilisation, decode batch)."""
-    C, S, L_out, K, N = (np.asarray(v, dtype=float) for v in (clients, prompt_tokens, output_tokens, chunk_tokens,
-                                                             admitted))
+    shape = np.broadcast_shapes(*(np.shape(v) for v in (clients, prompt_tokens, output_tokens, chunk_tokens,
+                                                        admitted, waves)),
+                                *(np.shape(v) for v in inputs.values()))
+    n = int(np.prod(shape))
+
+    def flat(v):
+        return np.broadcast_to(np.asarray(v, dtype=float), shape).ravel()
+
+    C, S, L_out, K, N, W = (flat(v) for v in (clients, prompt_tokens, output_tokens, chunk_tokens, admitted, waves))
+    inp = {k: (flat(v) if np.ndim(v) else v) for k, v in inputs.items()}
     ctx = S + L_out / 2  # mean context of a decoding sequence
     C_in = np.maximum(np.minimum(C, N), 1.0)
     g = np.clip(np.floor(K / S), 1.0, C_in)
     chunks = np.ceil(g * S / K)
     others = 1 - g / C_in  # share of the jobs a decoding request sees that are other groups'
-    B_d = C_in.copy()
-    tau = _step(inputs, B_d, 0.0, S, ctx)
-    job = _step(inputs, np.maximum(C_in - g, 0.0), g, S, ctx)
+
+    def job_step(sub, idx, batch):
+        """A job's steps: g prompts with ``batch`` decodes, spread over its chunks."""
+        t = _step(sub, batch, g[idx], S[idx], ctx[idx])
+        long = chunks[idx] > 1
+        if long.any():
+            t = t + np.where(long, (chunks[idx] - 1) * _step(sub, batch, 0.0, S[idx], ctx[idx]), 0.0)
+        return t
+
+    everyone = np.arange(n)
+    tau = _step(inp, C_in, 0.0, S, ctx)
+    job = job_step(inp, everyone, np.maximum(C_in - g, 0.0))
     X = C_in / (job + (L_out - 1) * tau)
-    for _ in range(ITERATIONS):
-        r = X / g
-        rho = np.minimum(r * job, 0.999)
-        steps_per_s = r * others * chunks + (1 - r * others * job) / tau
-        tpot = 1 / np.maximum(steps_per_s, 1e-12)
-        decoding = np.minimum(C_in, X * (L_out - 1) * tpot / np.maximum(1 - rho * g / C_in, 1e-3))
-        B_d = np.maximum(decoding, 1.0)
-        B_j = np.minimum(B_d, C_in - g)
-        tau = _step(inputs, B_d, 0.0, S, ctx)
-        job = _step(inputs, B_j, g, S, ctx) + (chunks - 1) * _step(inputs, B_j, 0.0, S, ctx)
-        queue_cap = (C_in / g - 1) * job  # at most every other job ahead
-        w_mean = np.minimum(wait(rho, "mean") * job, queue_cap)
-        X = 0.5 * X + 0.5 * C_in / (job + w_mean + (L_out - 1) * tpot)
+    rho, tpot, B_d = np.zeros(n), tau.copy(), C_in.copy()
+    idx = everyone
+    for _ in range(ITERATIONS):  # only the runs whose throughput still moves
+        sub = {k: (v[idx] if np.ndim(v) else v) for k, v in inp.items()}
+        Xi, gi, Ci, Li = X[idx], g[idx], C_in[idx], L_out[idx]
+        r = Xi / gi
+        rho[idx] = rho_i = np.minimum(r * job[idx], 0.999)
+        tpot[idx] = tpot_i = 1 / np.maximum(r * others[idx] * chunks[idx] + (1 - r * others[idx] * job[idx]) / tau[idx],
+                                            1e-12)
+        decoding = np.minimum(Ci, Xi * (Li - 1) * tpot_i / np.maximum(1 - rho_i * gi / Ci, 1e-3))
+        B_d[idx] = B = np.maximum(decoding, 1.0)
+        tau[idx] = _step(sub, B, 0.0, S[idx], ctx[idx])
+        job[idx] = job_i = job_step(sub, idx, np.minimum(B, Ci - gi))
+        w = np.minimum(wait(rho_i, "mean") * job_i, (Ci / gi - 1) * job_i)
+        X_new = 0.5 * Xi + 0.5 * Ci / (job_i + w + (Li - 1) * tpot_i)
+        moving = np.abs(X_new - Xi) > 1e-5 * Xi
+        X[idx] = X_new
+        idx = idx[moving]
+        if not len(idx):
+            break
+    queue_cap = (C_in / g - 1) * job  # at most every other job ahead
     admission = (C - C_in) / X  # clients beyond what KV memory holds wait for a finished request
     # the first wave: its jobs back to back, the k-th carrying the decodes of the k - 1 before it
     n_jobs = np.ceil(C_in / g)
-    first_job = _step(inputs, np.maximum((n_jobs - 1) / 2 * g, 0.0), g, S, ctx) + (chunks - 1) * _step(
-        inputs, np.maximum((n_jobs - 1) / 2 * g, 0.0), 0.0, S, ctx)
-    first_wave = (n_jobs + 1) / 2 * first_job
-    W = np.maximum(np.asarray(waves, dtype=float), 1.0)
+    first_wave = (n_jobs + 1) / 2 * job_step(inp, everyone, np.maximum((n_jobs - 1) / 2 * g, 0.0))
+    W = np.maximum(W, 1.0)
     out = {"requests_per_s": X, "tpot_s": tpot, "job_prompts": g, "job_s": job, "decode_step_s": tau,
            "decode_batch": B_d, "utilisation": rho, "admitted": C_in, "first_wave_ttft_s": first_wave + admission}
     for stat in stats:
@@ -83,4 +107,4 @@ def closed_loop(inputs: dict, clients, prompt_tokens, output_tokens, chunk_token
         else:  # the first wave's requests are the slowest 1/W of them
             q = {"p50": 0.5, "p90": 0.9, "p99": 0.99}[stat]
             out[f"ttft_{stat}_s"] = np.where(q > 1 - 1 / W, np.maximum(steady, first_wave + admission), steady)
-    return out
+    return {k: v.reshape(shape) for k, v in out.items()}

@@ -46,15 +46,34 @@ def group_key(run: Run) -> str:
                                        run.mode))
 
 
-def _runtime_id(cat: Catalog, run: Run, override: str | None) -> str:
+def _runtime_id(cat: _Specs, run: Run, override: str | None) -> str:
     if override:
         return override
-    if run.engine and run.engine in cat.ids("runtime"):
+    if run.engine and run.engine in cat.runtimes:
         return run.engine
     return "engine"
 
 
-def _setup(cat: Catalog, run: Run, override: str | None):
+class _Specs:
+    """The catalogue's specs, each looked up once for a whole file of runs."""
+
+    def __init__(self, cat: Catalog):
+        self.cat, self.memo, self.runtimes = cat, {}, set(cat.ids("runtime"))
+
+    def get(self, kind: str, ref: str):
+        key = (kind, ref)
+        if key not in self.memo:
+            try:
+                self.memo[key] = self.cat.get(kind, ref)
+            except PdroofError as exc:
+                self.memo[key] = exc
+        found = self.memo[key]
+        if isinstance(found, PdroofError):
+            raise found
+        return found
+
+
+def _setup(cat: _Specs, run: Run, override: str | None):
     """(inputs, per-run scalars) for one run, or raise PdroofError with the reason it cannot be predicted."""
     if run.error:
         raise PdroofError(run.error)
@@ -95,10 +114,21 @@ def predict(cat: Catalog, runs: list[Run], runtime: str | None = None, waves: fl
     """Predictions for ``runs`` (in order); the ones that can be predicted are evaluated together.
     ``waves``: requests per client in each benchmark (its first wave queues)."""
     out = [Prediction(r) for r in runs]
+    specs = _Specs(cat)
     ok, inputs, scalars = [], [], []
+    seen: dict[tuple, tuple] = {}  # runs of one configuration resolve their specs once
     for i, run in enumerate(runs):
         try:
-            rt, inp, sc = _setup(cat, run, runtime)
+            key = (run.error, run.mode, run.model, run.engine, run.weights, run.kv, run.isl, run.osl,
+                   run.concurrency, tuple(sorted(run.pools.items())))
+            if key not in seen:
+                try:
+                    seen[key] = _setup(specs, run, runtime)
+                except PdroofError as exc:
+                    seen[key] = exc
+            if isinstance(seen[key], PdroofError):
+                raise seen[key]
+            rt, inp, sc = seen[key]
         except PdroofError as exc:
             out[i].error = str(exc)
             continue

@@ -88,9 +88,17 @@ class Catalog:
                 raise PdroofError(f"catalogue directory {str(d)!r} does not exist")
             roots.append(p)
         self.roots = roots
+        self._files: dict[str, dict[str, Path]] = {}
 
     def files(self, kind: str) -> dict[str, Path]:
-        """id -> file for every spec of ``kind``; later roots override earlier ones."""
+        """id -> file for every spec of ``kind``; later roots override earlier ones. Listed once
+        per catalogue (one invocation): a command that looks up thousands of specs lists no
+        directory twice."""
+        if kind not in self._files:
+            self._files[kind] = self._list(kind)
+        return self._files[kind]
+
+    def _list(self, kind: str) -> dict[str, Path]:
         found: dict[str, Path] = {}
         for root in self.roots:
             for sub in SUBDIRS[kind]:
