@@ -224,3 +224,26 @@ def test_narrow_twins_equal_the_full_group():
         assert set(narrow) == set(outputs)
         for o in outputs:
             np.testing.assert_allclose(narrow[o], full[o], rtol=1e-12, err_msg=f"{group}.{o}")
+
+
+def test_routed_experts_take_their_own_factors(catalog):
+    """The routed experts run as one grouped-GEMM layer: its fixed time τ_X and its streaming
+    efficiency η_XW are their own (aiconfigurator's MoE tables put τ_X at 15-45 µs, far above three
+    kernels' floor); without them a profile's dense factors apply, so pytorch is unchanged."""
+    from pdroof.cost.precision import Precision
+    from pdroof.serving.stage import stage_inputs
+
+    m, a = catalog.get("model", "deepseek-v3"), catalog.get("accelerator", "h200-sxm")
+    p = Precision("fp8", "fp8", "bf16")
+    plain, _ = stage_inputs(m, a, catalog.get("runtime", "pytorch"), p, 8)
+    assert plain["eff_moe_weights"] == plain["eff_weights"]
+    assert plain["moe_latency_s"] == pytest.approx(3 * plain["kernel_latency_s"])
+    own, eff = stage_inputs(m, a, catalog.get("runtime", "sglang"), p, 8)
+    assert own["moe_latency_s"] == pytest.approx(eff.moe_latency_s["fp8"]) and own["moe_latency_s"] > 1e-5
+    step = {**own, "batch": 4.0, "context_tokens": 1500.0}
+    base = float(evaluate("decode", step)["experts_seconds"])
+    slower = float(evaluate("decode", {**step, "moe_latency_s": own["moe_latency_s"] + 1e-5})["experts_seconds"])
+    assert slower - base == pytest.approx(own["moe_layers"] * 1e-5, rel=1e-9)
+    # a small batch streams the touched experts' weights: no large-GEMM penalty makes it compute-bound
+    out = evaluate("decode", step)
+    assert float(out["experts_compute_s"]) < float(out["experts_memory_s"])

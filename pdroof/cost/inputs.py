@@ -114,6 +114,9 @@ def hardware_inputs(acc: Record, eff: Efficiency, p: Precision, tp: int = 1, ep:
         "eff_link": eff.link,
         "layer_latency_s": eff.layer_latency_s,
         "kernel_latency_s": eff.kernel_latency_s,
+        "eff_moe_compute": eff.moe_compute.get(p.activations, eff.compute_for(p.activations)),
+        "eff_moe_weights": eff.moe_weights.get(p.weights, eff.weights_for(p.weights)),
+        "moe_latency_s": eff.moe_latency_s.get(p.weights, 3 * eff.kernel_latency_s),
         "allreduce_latency_s": eff.allreduce_latency_s,
         "attn_decode_half_bytes": eff.attention_decode_half_bytes,
     }

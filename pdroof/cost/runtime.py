@@ -30,6 +30,9 @@ class Efficiency:
     attention_decode_half_bytes: float
     attention_decode_mla: float | None
     attention_decode_mla_half_bytes: float | None
+    moe_compute: dict[str, float]
+    moe_weights: dict[str, float]
+    moe_latency_s: dict[str, float]
     host_latency_s: float | None
     host_bytes_per_s: float | None
     origin: dict[str, str]
@@ -124,8 +127,11 @@ def resolve(runtime: Record, accelerator: Record) -> Efficiency:
                               measured)
             for name, conservative in _PER_FORMAT.items()}
     host = prof.host_link if prof is not None else None
+    # the routed experts' own kernels: this accelerator's entry only (else the dense GEMMs' factors)
+    moe = {name: dict(prof.get(name) or {}) if prof is not None else {} for name in ("moe_compute", "moe_weights",
+                                                                                      "moe_latency_s")}
     return Efficiency(
-        **maps,
+        **maps, **moe,
         host_latency_s=host.latency_s if host else None, host_bytes_per_s=host.bytes_per_s if host else None,
         origin=origin, own_formats=frozenset(measured), **values,
     )

@@ -72,6 +72,11 @@ _TABLE = (
     Sym("eff_compute", "1", "achieved fraction of peak in large GEMMs (per compute format)", r"\eta_C"),
     Sym("gemm_half_rows", "rows", "GEMM rows at which compute efficiency is half its large-GEMM value", "M_{1/2}"),
     Sym("eff_weights", "1", "achieved fraction of HBM bandwidth streaming weights (per weight format)", r"\eta_W"),
+    Sym("eff_moe_compute", "1", "achieved fraction of peak in the routed experts' grouped GEMMs (large batches)",
+        r"\eta_{XC}"),
+    Sym("eff_moe_weights", "1", "achieved fraction of HBM bandwidth streaming routed experts' weights", r"\eta_{XW}"),
+    Sym("moe_latency_s", "s", "fixed time of a routed-expert layer on top of its roofline (routing, permutation, "
+        "grouped-GEMM launches)", r"\tau_X"),
     Sym("eff_memory", "1", "achieved fraction of HBM bandwidth in elementwise passes", r"\eta_M"),
     Sym("eff_attn_prefill", "1", "achieved fraction of peak in long prefill attention", r"\eta_{AP}"),
     Sym("attn_half_tokens", "tokens", "prompt length at which prefill attention reaches half its efficiency",

@@ -50,6 +50,13 @@ PROFILE_EFFICIENCY = Map(fields=(
       doc="per compute format: GEMM rows at which compute efficiency is half its large-GEMM value"),
     F("weights", MapOf(FRACTION, key=FMT), default={},
       doc="HBM efficiency streaming weights, per weight format (small-M GEMMs)"),
+    F("moe_compute", MapOf(FRACTION, key=FMT), default={},
+      doc="per compute format: routed experts' grouped-GEMM efficiency at large batches (default: compute)"),
+    F("moe_weights", MapOf(FRACTION, key=FMT), default={},
+      doc="per weight format: HBM efficiency streaming routed experts' weights (default: weights)"),
+    F("moe_latency_us", MapOf(Num(scale=MICRO, positive=False, minimum=0), key=FMT), attr="moe_latency_s",
+      default={}, doc="per weight format: fixed time of a routed-expert layer beyond its roofline "
+      "(routing, permutation, grouped-GEMM launches; default: three kernels' latency)"),
     F("memory", FRACTION, doc="HBM efficiency of elementwise passes and copies"),
     F("attention_prefill", FRACTION, doc="prefill attention FLOP efficiency at long prompts"),
     F("attention_prefill_half_tokens", Num(positive=False, minimum=0),

@@ -37,16 +37,22 @@ def kernels_of(seconds, kernels):
     return seconds + kernels * S("kernel_latency_s")
 
 
-def gemm_group(flops, weight_bytes, act_elems, layers, rows, kernels):
+def gemm_group(flops, weight_bytes, act_elems, layers, rows, kernels, moe=False):
     """A GEMM group over ``layers`` layers of ``kernels`` GEMMs with ``rows`` rows each: weights
     streamed at η_W, compute at η_C·rows/(rows + M½) (weight-only formats pay a dequantisation
-    overhead q), plus the kernels' fixed latency."""
+    overhead q), plus the kernels' fixed latency. The routed experts (``moe``) run as one fused
+    grouped-GEMM layer with its own efficiencies η_XC, η_XW and fixed time τ_X; their rows per
+    expert are few wherever compute could bind below η_XC's batches, so no M½ applies."""
     bytes_ = weight_bytes + act_elems * S("act_bytes")
-    eff = gemm_efficiency(rows, S("eff_compute"), S("gemm_half_rows"))
+    if moe:  # η_XC is measured over the batches at which the grouped GEMMs are compute-bound at all
+        eff, eta_w = S("eff_moe_compute"), S("eff_moe_weights")
+    else:
+        eff, eta_w = gemm_efficiency(rows, S("eff_compute"), S("gemm_half_rows")), S("eff_weights")
     c = compute_time(flops, S("peak_flops_per_s"), eff) * (1 + S("dequant_overhead"))
-    m = memory_time(bytes_, S("mem_bytes_per_s"), S("eff_weights"))
+    m = memory_time(bytes_, S("mem_bytes_per_s"), eta_w)
+    one = roofline(c, m) + S("moe_latency_s") if moe else kernels_of(roofline(c, m), kernels)
     return {"flops": layers * flops, "bytes": layers * bytes_, "compute_s": layers * c, "memory_s": layers * m,
-            "seconds": layers * kernels_of(roofline(c, m), kernels)}
+            "seconds": layers * one}
 
 
 def _pass(tokens, head_tokens, attention):
@@ -75,7 +81,7 @@ def _pass(tokens, head_tokens, attention):
     # the router run on the group's own T rows.
     touched = experts_touched(e * T)
     routed = gemm_group(2 * T * k * W_X / t, touched / e * W_X * bw / t, T * 3 * k * S("expert_ffn_size") / t,
-                        S("moe_layers"), sp.Max(1, e * T * k / sp.Max(1, touched)), 3)  # router, 2 grouped
+                        S("moe_layers"), sp.Max(1, e * T * k / sp.Max(1, touched)), 3, moe=True)
     shared = gemm_group(2 * T * W_S / t, W_S * bw / t, T * (2 * h + 3 * S("shared_ffn_size") / t),
                         S("moe_layers"), T, sp.Min(1, W_S) * 2)  # gate+up, down when there are shared experts
     ops["experts"] = {key: routed[key] + shared[key] for key in routed}
