@@ -155,3 +155,47 @@ def test_every_supported_shared_run_is_answered(catalog):
         supported = r.mode == "aggregated" and r.pools["deployment"].dp == 1 and r.pools["deployment"].moe_ep == 1
         if supported:
             assert p.error is None, (r.id, p.error)
+
+
+def test_prompts_first_keeps_every_wave_synchronised(catalog):
+    """prefill_first: a wave's n jobs run back to back without decodes, so the mean TTFT is
+    (n + 1)/2 jobs, the k-th median job ⌈n/2⌉, and each request's decode waits for the jobs after
+    its own: (n − 1)/2 jobs over O − 1 tokens on top of the decode step."""
+    cols = _inputs(catalog)
+    C, S, O = 64.0, 4096.0, 128.0
+    res = closed_loop(cols, C, S, O, 8192.0, 1000.0, prefill_first=True)
+    g = 2.0  # 8192 // 4096
+    n = C / g
+    job, tau = float(res["job_s"][0]), float(res["decode_step_s"][0])
+    assert float(res["job_prompts"][0]) == g
+    assert float(res["ttft_mean_s"][0]) == pytest.approx((n + 1) / 2 * job)
+    assert float(res["ttft_p50_s"][0]) == pytest.approx(np.ceil(0.5 * n) * job)
+    assert float(res["tpot_s"][0]) == pytest.approx(tau + (n - 1) / 2 * job / (O - 1))
+    assert float(res["requests_per_s"][0]) == pytest.approx(C / (n * job + (O - 1) * tau))
+    mixed = closed_loop(cols, C, S, O, 8192.0, 1000.0)
+    assert float(res["ttft_mean_s"][0]) > float(mixed["ttft_mean_s"][0])  # whole waves wait
+
+
+def test_engine_version_picks_the_profile_that_stands_for_it(catalog):
+    from pdroof.spec.profile import version_key
+
+    assert version_key("0.5.1") < version_key("0.5.1.post1") < version_key("0.5.2rc1") < version_key("0.5.2")
+    assert version_key("lmsysorg/sglang:v0.5.12-rocm700-mi30x") == version_key("0.5.12")
+    assert version_key("nightly") is None
+    base = {**RUN, "engine": "sglang", "model": "qwen3-32b", "deployment": {**RUN["deployment"], "tp": 4}}
+    runs = parse_runs(json.dumps([{**base, "id": v, "engine_version": v}
+                                  for v in ("0.5.1.post1", "0.4.9", "0.5.2", None, "nightly")]), "runs.json")
+    assert [p.runtime for p in predict(catalog, runs)] == ["sglang-0.5.1", "sglang-0.5.1", "sglang", "sglang",
+                                                            "sglang"]
+    assert [p.runtime for p in predict(catalog, runs, runtime="vllm")] == ["vllm"] * 5
+
+
+def test_a_profile_version_that_is_not_one_is_refused(tmp_path):
+    from pdroof.spec.errors import SpecError
+    from pdroof.spec.profile import load_runtime
+
+    f = tmp_path / "old.yaml"
+    f.write_text((Path(__file__).parents[1] / "hardware" / "runtimes" / "pytorch.yaml").read_text()
+                 + "\nup_to_version: latest\n")
+    with pytest.raises(SpecError, match="up_to_version"):
+        load_runtime(f)

@@ -20,6 +20,13 @@ A benchmark starts with every client's first request at once: that first wave qu
 ⌈C/g⌉ jobs back to back (mean TTFT ≈ (n + 1)/2 job times), and it is one of the ``waves`` (requests
 ÷ clients) the run averages over; the mean TTFT carries its share, the median and the upper
 percentiles see it only when the first wave is that large a share of the requests.
+
+An engine that schedules prompts first (``prefill_first``: decodes pause while a prompt waits,
+SGLang without mixed chunks) never lets the waves drift apart: a wave's n jobs run back to back,
+prompts only, then its requests decode together and finish together, and the next wave arrives
+together. Every wave is then the first: the k-th job's requests see their first token after k job
+times (mean (n + 1)/2), then wait for the n − k jobs after theirs before decoding, which adds
+(n − 1)/2 job times over O − 1 tokens to the mean TPOT; X = C_admitted / (n·T_job + (O − 1)·τ).
 """
 
 from __future__ import annotations
@@ -39,20 +46,22 @@ def _step(inputs: dict, batch, prompts, prompt_tokens, context_tokens):
 
 
 def closed_loop(inputs: dict, clients, prompt_tokens, output_tokens, chunk_tokens, admitted, waves=10.0,
-                stats=("mean", "p50", "p90", "p99")) -> dict[str, np.ndarray]:
+                prefill_first=False, stats=("mean", "p50", "p90", "p99")) -> dict[str, np.ndarray]:
     """Steady state of one engine instance per element of the (broadcast) arrays: ``clients``
     requests in flight, ``admitted`` the sequences its KV memory holds, ``waves`` the benchmark's
-    requests per client. Returns throughput (requests/s), the mean TPOT, TTFT per statistic
+    requests per client, ``prefill_first`` where the engine runs waiting prompts ahead of decodes.
+    Returns throughput (requests/s), the mean TPOT, TTFT per statistic
     (``ttft_<stat>_s``), and the internals (job size, utilisation, decode batch)."""
     shape = np.broadcast_shapes(*(np.shape(v) for v in (clients, prompt_tokens, output_tokens, chunk_tokens,
-                                                        admitted, waves)),
+                                                        admitted, waves, prefill_first)),
                                 *(np.shape(v) for v in inputs.values()))
     n = int(np.prod(shape))
 
     def flat(v):
         return np.broadcast_to(np.asarray(v, dtype=float), shape).ravel()
 
-    C, S, L_out, K, N, W = (flat(v) for v in (clients, prompt_tokens, output_tokens, chunk_tokens, admitted, waves))
+    C, S, L_out, K, N, W, PF = (flat(v) for v in (clients, prompt_tokens, output_tokens, chunk_tokens, admitted,
+                                                   waves, prefill_first))
     inp = {k: (flat(v) if np.ndim(v) else v) for k, v in inputs.items()}
     ctx = S + L_out / 2  # mean context of a decoding sequence
     C_in = np.maximum(np.minimum(C, N), 1.0)
@@ -69,12 +78,22 @@ def closed_loop(inputs: dict, clients, prompt_tokens, output_tokens, chunk_token
         return t
 
     everyone = np.arange(n)
+    first = PF > 0
+    idx = everyone[~first]
     tau = _step(inp, C_in, 0.0, S, ctx)
     job = job_step(inp, everyone, np.maximum(C_in - g, 0.0))
     X = C_in / (job + (L_out - 1) * tau)
     rho, tpot, B_d = np.zeros(n), tau.copy(), C_in.copy()
-    idx = everyone
+    n_jobs = np.ceil(C_in / g)
+    if first.any():  # prompts first: every wave is synchronised, its jobs carry no decodes
+        pf = everyone[first]
+        job[pf] = job_step({k: (v[pf] if np.ndim(v) else v) for k, v in inp.items()}, pf, 0.0)
+        tpot[pf] = tau[pf] + (n_jobs[pf] - 1) / 2 * job[pf] / np.maximum(L_out[pf] - 1, 1.0)
+        X[pf] = C_in[pf] / (n_jobs[pf] * job[pf] + (L_out[pf] - 1) * tau[pf])
+        rho[pf] = n_jobs[pf] * job[pf] * X[pf] / C_in[pf]
     for _ in range(ITERATIONS):  # only the runs whose throughput still moves
+        if not len(idx):
+            break
         sub = {k: (v[idx] if np.ndim(v) else v) for k, v in inp.items()}
         Xi, gi, Ci, Li = X[idx], g[idx], C_in[idx], L_out[idx]
         r = Xi / gi
@@ -90,21 +109,20 @@ def closed_loop(inputs: dict, clients, prompt_tokens, output_tokens, chunk_token
         moving = np.abs(X_new - Xi) > 1e-5 * Xi
         X[idx] = X_new
         idx = idx[moving]
-        if not len(idx):
-            break
     queue_cap = (C_in / g - 1) * job  # at most every other job ahead
     admission = (C - C_in) / X  # clients beyond what KV memory holds wait for a finished request
     # the first wave: its jobs back to back, the k-th carrying the decodes of the k - 1 before it
-    n_jobs = np.ceil(C_in / g)
-    first_wave = (n_jobs + 1) / 2 * job_step(inp, everyone, np.maximum((n_jobs - 1) / 2 * g, 0.0))
+    first_wave = (n_jobs + 1) / 2 * np.where(first, job, job_step(inp, everyone, np.maximum((n_jobs - 1) / 2 * g, 0.0)))
     W = np.maximum(W, 1.0)
     out = {"requests_per_s": X, "tpot_s": tpot, "job_prompts": g, "job_s": job, "decode_step_s": tau,
            "decode_batch": B_d, "utilisation": rho, "admitted": C_in, "first_wave_ttft_s": first_wave + admission}
     for stat in stats:
         steady = job + np.minimum(wait(rho, stat) * job, queue_cap) + admission
         if stat == "mean":
-            out["ttft_mean_s"] = steady + np.maximum(first_wave + admission - steady, 0.0) / W
+            ttft = steady + np.maximum(first_wave + admission - steady, 0.0) / W
+            out["ttft_mean_s"] = np.where(first, first_wave + admission, ttft)
         else:  # the first wave's requests are the slowest 1/W of them
             q = {"p50": 0.5, "p90": 0.9, "p99": 0.99}[stat]
-            out[f"ttft_{stat}_s"] = np.where(q > 1 - 1 / W, np.maximum(steady, first_wave + admission), steady)
+            ttft = np.where(q > 1 - 1 / W, np.maximum(steady, first_wave + admission), steady)
+            out[f"ttft_{stat}_s"] = np.where(first, np.ceil(q * n_jobs) * job + admission, ttft)
     return {k: v.reshape(shape) for k, v in out.items()}

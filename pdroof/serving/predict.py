@@ -18,6 +18,7 @@ from ..cost.numeric import evaluate
 from ..cost.precision import Precision, default_activations, infeasible_reason
 from ..spec.catalog import Catalog
 from ..spec.errors import PdroofError
+from ..spec.profile import version_key
 from .closed_loop import closed_loop
 from .runs import Run
 from .stage import context_reason, stage_inputs, tp_reason
@@ -47,8 +48,17 @@ def group_key(run: Run) -> str:
 
 
 def _runtime_id(cat: _Specs, run: Run, override: str | None) -> str:
+    """``override``, else the profile of the run's engine for its version — the one with the
+    lowest ``up_to_version`` at or above it, else the engine's profile without one (its latest) —
+    else ``engine``."""
     if override:
         return override
+    versions = cat.versions().get(run.engine or "", [])
+    key = version_key(run.engine_version)
+    if key is not None:
+        for bound, rid in versions:
+            if key <= bound:
+                return rid
     if run.engine and run.engine in cat.runtimes:
         return run.engine
     return "engine"
@@ -59,6 +69,22 @@ class _Specs:
 
     def __init__(self, cat: Catalog):
         self.cat, self.memo, self.runtimes = cat, {}, set(cat.ids("runtime"))
+        self._versions: dict[str, list[tuple[tuple, str]]] | None = None
+
+    def versions(self) -> dict[str, list[tuple[tuple, str]]]:
+        """engine -> [(up_to_version key, runtime id)], lowest bound first, for the profiles that
+        stand for an engine's older versions."""
+        if self._versions is None:
+            found: dict[str, list] = defaultdict(list)
+            for rid in sorted(self.runtimes):
+                try:
+                    rt = self.get("runtime", rid)
+                except PdroofError:  # a broken profile is reported by the runs that use it
+                    continue
+                if rt.up_to_version is not None:
+                    found[rt.engine or rid].append((version_key(rt.up_to_version), rid))
+            self._versions = {e: sorted(v) for e, v in found.items()}
+        return self._versions
 
     def get(self, kind: str, ref: str):
         key = (kind, ref)
@@ -103,7 +129,8 @@ def _setup(cat: _Specs, run: Run, override: str | None):
     per_instance = max(1.0, load / pool.instances)
     return rt, inputs, {"clients": per_instance, "prompt": float(run.isl), "output": float(run.osl),
                         "chunk": float(rt.structure.chunk_tokens), "instances": float(pool.instances),
-                        "reserve_full": 1.0 if rt.structure.kv_reservation == "full" else 0.0}
+                        "reserve_full": 1.0 if rt.structure.kv_reservation == "full" else 0.0,
+                        "prefill_first": 1.0 if rt.structure.prefill_schedule == "prefill_first" else 0.0}
 
 
 def _stack(dicts: list[dict]) -> dict[str, np.ndarray]:
@@ -119,8 +146,8 @@ def predict(cat: Catalog, runs: list[Run], runtime: str | None = None, waves: fl
     seen: dict[tuple, tuple] = {}  # runs of one configuration resolve their specs once
     for i, run in enumerate(runs):
         try:
-            key = (run.error, run.mode, run.model, run.engine, run.weights, run.kv, run.isl, run.osl,
-                   run.concurrency, tuple(sorted(run.pools.items())))
+            key = (run.error, run.mode, run.model, run.engine, run.engine_version, run.weights, run.kv, run.isl,
+                   run.osl, run.concurrency, tuple(sorted(run.pools.items())))
             if key not in seen:
                 try:
                     seen[key] = _setup(specs, run, runtime)
@@ -141,7 +168,8 @@ def predict(cat: Catalog, runs: list[Run], runtime: str | None = None, waves: fl
     cols, sc = _stack(inputs), _stack(scalars)
     context = sc["prompt"] + np.where(sc["reserve_full"] > 0, sc["output"], sc["output"] / 2)
     admitted = np.floor(evaluate("memory", {**cols, "batch": 1.0, "context_tokens": context})["max_batch"])
-    res = closed_loop(cols, sc["clients"], sc["prompt"], sc["output"], sc["chunk"], admitted, waves)
+    res = closed_loop(cols, sc["clients"], sc["prompt"], sc["output"], sc["chunk"], admitted, waves,
+                      sc["prefill_first"])
     for j, i in enumerate(ok):
         if admitted[j] < 1:
             out[i].error = "the weights leave no KV memory for one sequence"

@@ -10,6 +10,7 @@ resolves them).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from .errors import SpecError
@@ -41,6 +42,9 @@ STRUCTURE = Map(fields=(
       doc="KV-cache format the stack uses for each weight format when a run does not say"),
     F("kv_reservation", Str(choices=("used", "full")), default="used",
       doc="KV a running sequence holds: what it has used so far, or its whole length from admission"),
+    F("prefill_schedule", Str(choices=("mixed", "prefill_first")), default="mixed",
+      doc="how waiting prompts share the engine with running decodes: in the same steps under the "
+          "token budget (mixed), or ahead of them, decodes pausing until no prompt waits (prefill_first)"),
     F("note", Str()),
 ))
 
@@ -98,11 +102,30 @@ RUNTIME = Map(
         F("fallback", PROFILE_EFFICIENCY, required=True,
           doc="factors for accelerators (or formats) that neither the profile nor the spec covers"),
         F("profiles", MapOf(PROFILE_EFFICIENCY, key=ID), default={}, doc="per accelerator id"),
+        F("engine", Str(), doc="the serving engine whose runs this profile predicts (a run's 'engine'); "
+                               "default: the profile's id"),
+        F("up_to_version", Str(), doc="the newest engine version this profile stands for: a run of the "
+                                      "engine at this version or older takes it over the profile without one"),
         F("provenance", MapOf(Str()), default={}, doc="how the profile was made: input, date, tool"),
         F("sources", TEXTS, default=()),
         F("notes", TEXTS, default=()),
     ),
 )
+
+
+_VERSION = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?(?:[.-]?(rc|post|dev)\.?(\d*))?")
+_TIER = {"dev": 0, "rc": 1, None: 2, "post": 3}
+
+
+def version_key(text: str | None) -> tuple | None:
+    """An engine version (``0.5.1.post1``, ``1.2.0rc2``, or a container tag such as
+    ``lmsysorg/sglang:v0.5.12-rocm700-mi30x``) as a tuple that orders releases: dev < rc < release
+    < post; None where the text holds no version."""
+    m = _VERSION.search(text or "")
+    if not m:
+        return None
+    major, minor, patch, tier, n = m.groups()
+    return int(major), int(minor), int(patch or 0), _TIER[tier], int(n or 0)
 
 
 def merged(parent: dict, child: dict) -> dict:
@@ -124,4 +147,7 @@ def load_runtime(path: str | Path, parent_data=None) -> Record:
         if parent_data is None:
             raise SpecError(str(path), "inherits", "a profile that inherits must be loaded through a catalogue")
         data = merged(parent_data(data["inherits"], str(path)), data)
-    return validate(RUNTIME, data, str(path))
+    rt = validate(RUNTIME, data, str(path))
+    if rt.up_to_version is not None and version_key(rt.up_to_version) is None:
+        raise SpecError(str(path), "up_to_version", f"{rt.up_to_version!r} is not a version (e.g. 0.5.1.post1)")
+    return rt
