@@ -160,19 +160,19 @@ def test_every_supported_shared_run_is_answered(catalog):
 def test_prompts_first_keeps_every_wave_synchronised(catalog):
     """prefill_first: a wave's n jobs run back to back without decodes, so the mean TTFT is
     (n + 1)/2 jobs, the k-th median job ⌈n/2⌉, and each request's decode waits for the jobs after
-    its own: (n − 1)/2 jobs over O − 1 tokens on top of the decode step."""
+    its own: (n − 1)/2 jobs over L_out − 1 tokens on top of the decode step."""
     cols = _inputs(catalog)
-    C, S, O = 64.0, 4096.0, 128.0
-    res = closed_loop(cols, C, S, O, 8192.0, 1000.0, prefill_first=True)
+    C, S, L_out = 64.0, 4096.0, 128.0
+    res = closed_loop(cols, C, S, L_out, 8192.0, 1000.0, prefill_first=True)
     g = 2.0  # 8192 // 4096
     n = C / g
     job, tau = float(res["job_s"][0]), float(res["decode_step_s"][0])
     assert float(res["job_prompts"][0]) == g
     assert float(res["ttft_mean_s"][0]) == pytest.approx((n + 1) / 2 * job)
     assert float(res["ttft_p50_s"][0]) == pytest.approx(np.ceil(0.5 * n) * job)
-    assert float(res["tpot_s"][0]) == pytest.approx(tau + (n - 1) / 2 * job / (O - 1))
-    assert float(res["requests_per_s"][0]) == pytest.approx(C / (n * job + (O - 1) * tau))
-    mixed = closed_loop(cols, C, S, O, 8192.0, 1000.0)
+    assert float(res["tpot_s"][0]) == pytest.approx(tau + (n - 1) / 2 * job / (L_out - 1))
+    assert float(res["requests_per_s"][0]) == pytest.approx(C / (n * job + (L_out - 1) * tau))
+    mixed = closed_loop(cols, C, S, L_out, 8192.0, 1000.0)
     assert float(res["ttft_mean_s"][0]) > float(mixed["ttft_mean_s"][0])  # whole waves wait
 
 
