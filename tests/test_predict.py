@@ -199,3 +199,28 @@ def test_a_profile_version_that_is_not_one_is_refused(tmp_path):
                  + "\nup_to_version: latest\n")
     with pytest.raises(SpecError, match="up_to_version"):
         load_runtime(f)
+
+
+def test_a_requests_own_overhead_adds_to_its_ttft_and_its_cycle(catalog):
+    """request_s is spent outside the engine: with one client TTFT grows by exactly that much and
+    the client's cycle (TTFT + (O − 1)·TPOT) with it; the engine's steps do not change."""
+    cols = _inputs(catalog)
+    base = closed_loop(cols, 1.0, 2048.0, 256.0, 8192.0, 1000.0, waves=1.0)
+    slow = closed_loop(cols, 1.0, 2048.0, 256.0, 8192.0, 1000.0, waves=1.0, request_s=0.015)
+    for stat in ("mean", "p50", "p99"):
+        assert float(slow[f"ttft_{stat}_s"][0]) == pytest.approx(float(base[f"ttft_{stat}_s"][0]) + 0.015)
+    assert float(slow["tpot_s"][0]) == pytest.approx(float(base["tpot_s"][0]))
+    assert 1 / float(slow["requests_per_s"][0]) == pytest.approx(1 / float(base["requests_per_s"][0]) + 0.015)
+
+
+def test_the_engines_profile_says_its_request_overhead(catalog):
+    """predict takes request_latency_us from the run's engine profile (pytorch has none)."""
+    rt = catalog.get("runtime", "trtllm")
+    assert rt.structure.request_latency_s > 0 and catalog.get("runtime", "pytorch").structure.request_latency_s == 0
+    inp, _ = stage_inputs(catalog.get("model", "llama-3.1-8b"), catalog.get("accelerator", "h100-sxm"), rt,
+                          Precision("bf16", "bf16", "bf16"), 1)
+    engine_only = closed_loop({k: np.array([v]) for k, v in inp.items()}, 1.0, 1024.0, 128.0,
+                              rt.structure.chunk_tokens, 1000.0)
+    pred = predict(catalog, parse_runs(json.dumps([{**RUN, "concurrency": 1}]), "r.json"))[0].predicted
+    assert pred["ttft_ms"]["mean"] == pytest.approx((float(engine_only["ttft_mean_s"][0])
+                                                     + rt.structure.request_latency_s) * 1e3, rel=1e-6)

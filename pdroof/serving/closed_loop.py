@@ -11,7 +11,9 @@ a fraction ρ = r·T_job of the time, so a job waits behind the others (an M/D/1
 the jobs there are). A request's TTFT is its job's wait and service, plus, when fewer than C
 sequences fit in KV memory, its wait for admission; its TPOT is the mean step it sees while it
 decodes: decode steps, and the steps of the *other* groups' jobs. Little's law closes the loop:
-X = C_admitted / (TTFT_engine + (O − 1)·TPOT), solved by damped iteration over all runs at once.
+X = C_admitted / (TTFT + (O − 1)·TPOT), solved by damped iteration over all runs at once. TTFT
+includes the time a request spends outside the forward passes (``request_s``: the server receiving
+and tokenising it, streaming its first token back), which occupies its client but not the engine.
 
 With C/g = 1 (one job holds every prompt) this is the synchronised wave the benchmarks show at low
 concurrency: TTFT = one step carrying all C prompts (≈ C prefills), TPOT = the decode step.
@@ -46,22 +48,23 @@ def _step(inputs: dict, batch, prompts, prompt_tokens, context_tokens):
 
 
 def closed_loop(inputs: dict, clients, prompt_tokens, output_tokens, chunk_tokens, admitted, waves=10.0,
-                prefill_first=False, stats=("mean", "p50", "p90", "p99")) -> dict[str, np.ndarray]:
+                prefill_first=False, request_s=0.0, stats=("mean", "p50", "p90", "p99")) -> dict[str, np.ndarray]:
     """Steady state of one engine instance per element of the (broadcast) arrays: ``clients``
     requests in flight, ``admitted`` the sequences its KV memory holds, ``waves`` the benchmark's
-    requests per client, ``prefill_first`` where the engine runs waiting prompts ahead of decodes.
+    requests per client, ``prefill_first`` where the engine runs waiting prompts ahead of decodes,
+    ``request_s`` each request's time outside the forward passes before its first token.
     Returns throughput (requests/s), the mean TPOT, TTFT per statistic
     (``ttft_<stat>_s``), and the internals (job size, utilisation, decode batch)."""
     shape = np.broadcast_shapes(*(np.shape(v) for v in (clients, prompt_tokens, output_tokens, chunk_tokens,
-                                                        admitted, waves, prefill_first)),
+                                                        admitted, waves, prefill_first, request_s)),
                                 *(np.shape(v) for v in inputs.values()))
     n = int(np.prod(shape))
 
     def flat(v):
         return np.broadcast_to(np.asarray(v, dtype=float), shape).ravel()
 
-    C, S, L_out, K, N, W, PF = (flat(v) for v in (clients, prompt_tokens, output_tokens, chunk_tokens, admitted,
-                                                   waves, prefill_first))
+    C, S, L_out, K, N, W, PF, R = (flat(v) for v in (clients, prompt_tokens, output_tokens, chunk_tokens, admitted,
+                                                      waves, prefill_first, request_s))
     inp = {k: (flat(v) if np.ndim(v) else v) for k, v in inputs.items()}
     ctx = S + L_out / 2  # mean context of a decoding sequence
     C_in = np.maximum(np.minimum(C, N), 1.0)
@@ -82,14 +85,14 @@ def closed_loop(inputs: dict, clients, prompt_tokens, output_tokens, chunk_token
     idx = everyone[~first]
     tau = _step(inp, C_in, 0.0, S, ctx)
     job = job_step(inp, everyone, np.maximum(C_in - g, 0.0))
-    X = C_in / (job + (L_out - 1) * tau)
+    X = C_in / (R + job + (L_out - 1) * tau)
     rho, tpot, B_d = np.zeros(n), tau.copy(), C_in.copy()
     n_jobs = np.ceil(C_in / g)
     if first.any():  # prompts first: every wave is synchronised, its jobs carry no decodes
         pf = everyone[first]
         job[pf] = job_step({k: (v[pf] if np.ndim(v) else v) for k, v in inp.items()}, pf, 0.0)
         tpot[pf] = tau[pf] + (n_jobs[pf] - 1) / 2 * job[pf] / np.maximum(L_out[pf] - 1, 1.0)
-        X[pf] = C_in[pf] / (n_jobs[pf] * job[pf] + (L_out[pf] - 1) * tau[pf])
+        X[pf] = C_in[pf] / (R[pf] + n_jobs[pf] * job[pf] + (L_out[pf] - 1) * tau[pf])
         rho[pf] = n_jobs[pf] * job[pf] * X[pf] / C_in[pf]
     for _ in range(ITERATIONS):  # only the runs whose throughput still moves
         if not len(idx):
@@ -105,24 +108,26 @@ def closed_loop(inputs: dict, clients, prompt_tokens, output_tokens, chunk_token
         tau[idx] = _step(sub, B, 0.0, S[idx], ctx[idx])
         job[idx] = job_i = job_step(sub, idx, np.minimum(B, Ci - gi))
         w = np.minimum(wait(rho_i, "mean") * job_i, (Ci / gi - 1) * job_i)
-        X_new = 0.5 * Xi + 0.5 * Ci / (job_i + w + (Li - 1) * tpot_i)
+        X_new = 0.5 * Xi + 0.5 * Ci / (R[idx] + job_i + w + (Li - 1) * tpot_i)
         moving = np.abs(X_new - Xi) > 1e-5 * Xi
         X[idx] = X_new
         idx = idx[moving]
     queue_cap = (C_in / g - 1) * job  # at most every other job ahead
-    admission = (C - C_in) / X  # clients beyond what KV memory holds wait for a finished request
+    # time outside the engine's jobs: clients beyond what KV memory holds wait for a finished
+    # request, and every request has its own overhead
+    outside = (C - C_in) / X + R
     # the first wave: its jobs back to back, the k-th carrying the decodes of the k - 1 before it
     first_wave = (n_jobs + 1) / 2 * np.where(first, job, job_step(inp, everyone, np.maximum((n_jobs - 1) / 2 * g, 0.0)))
     W = np.maximum(W, 1.0)
     out = {"requests_per_s": X, "tpot_s": tpot, "job_prompts": g, "job_s": job, "decode_step_s": tau,
-           "decode_batch": B_d, "utilisation": rho, "admitted": C_in, "first_wave_ttft_s": first_wave + admission}
+           "decode_batch": B_d, "utilisation": rho, "admitted": C_in, "first_wave_ttft_s": first_wave + outside}
     for stat in stats:
-        steady = job + np.minimum(wait(rho, stat) * job, queue_cap) + admission
+        steady = job + np.minimum(wait(rho, stat) * job, queue_cap) + outside
         if stat == "mean":
-            ttft = steady + np.maximum(first_wave + admission - steady, 0.0) / W
-            out["ttft_mean_s"] = np.where(first, first_wave + admission, ttft)
+            ttft = steady + np.maximum(first_wave + outside - steady, 0.0) / W
+            out["ttft_mean_s"] = np.where(first, first_wave + outside, ttft)
         else:  # the first wave's requests are the slowest 1/W of them
             q = {"p50": 0.5, "p90": 0.9, "p99": 0.99}[stat]
-            ttft = np.where(q > 1 - 1 / W, np.maximum(steady, first_wave + admission), steady)
-            out[f"ttft_{stat}_s"] = np.where(first, np.ceil(q * n_jobs) * job + admission, ttft)
+            ttft = np.where(q > 1 - 1 / W, np.maximum(steady, first_wave + outside), steady)
+            out[f"ttft_{stat}_s"] = np.where(first, np.ceil(q * n_jobs) * job + outside, ttft)
     return {k: v.reshape(shape) for k, v in out.items()}

@@ -130,7 +130,8 @@ def _setup(cat: _Specs, run: Run, override: str | None):
     return rt, inputs, {"clients": per_instance, "prompt": float(run.isl), "output": float(run.osl),
                         "chunk": float(rt.structure.chunk_tokens), "instances": float(pool.instances),
                         "reserve_full": 1.0 if rt.structure.kv_reservation == "full" else 0.0,
-                        "prefill_first": 1.0 if rt.structure.prefill_schedule == "prefill_first" else 0.0}
+                        "prefill_first": 1.0 if rt.structure.prefill_schedule == "prefill_first" else 0.0,
+                        "request_s": float(rt.structure.request_latency_s)}
 
 
 def _stack(dicts: list[dict]) -> dict[str, np.ndarray]:
@@ -169,7 +170,7 @@ def predict(cat: Catalog, runs: list[Run], runtime: str | None = None, waves: fl
     context = sc["prompt"] + np.where(sc["reserve_full"] > 0, sc["output"], sc["output"] / 2)
     admitted = np.floor(evaluate("memory", {**cols, "batch": 1.0, "context_tokens": context})["max_batch"])
     res = closed_loop(cols, sc["clients"], sc["prompt"], sc["output"], sc["chunk"], admitted, waves,
-                      sc["prefill_first"])
+                      sc["prefill_first"], sc["request_s"])
     for j, i in enumerate(ok):
         if admitted[j] < 1:
             out[i].error = "the weights leave no KV memory for one sequence"

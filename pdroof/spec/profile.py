@@ -34,6 +34,9 @@ STRUCTURE = Map(fields=(
     F("chunk_tokens", Num(integer=True), required=True, doc="most tokens in one forward pass"),
     F("step_latency_us", Num(scale=MICRO, positive=False, minimum=0), attr="step_latency_s", required=True,
       doc="fixed cost per forward pass outside the layers: scheduling, sampling, graph launch"),
+    F("request_latency_us", Num(scale=MICRO, positive=False, minimum=0), attr="request_latency_s", default=0.0,
+      doc="time a request spends outside the forward passes before its first token reaches the client: "
+          "the server receiving and tokenising it, handing it to the scheduler, streaming the token back"),
     F("kernels_per_layer", Num(integer=True), required=True,
       doc="kernel boundaries per layer, of which the per-layer latency is the cost"),
     F("cast_kernels_per_layer", Num(integer=True, positive=False, minimum=0), default=0,

@@ -1,0 +1,109 @@
+"""The two per-engine constants that kernel tables cannot give, fitted to measured serving runs,
+and the error with each group of runs left out of the fit.
+
+    python benchmarks/fit_engines.py [RUNS.json] [--engines trtllm,vllm,sglang] [--yaml]
+
+Kernel factors come from per-op measurements (``benchmarks/engine_factors.py``); what an engine
+adds around its kernels does not show there:
+
+- ``step_latency_us``: the time a forward pass costs beyond its kernels (scheduling, sampling,
+  input preparation, graph launch), as far as the engine does not overlap it with the previous
+  pass;
+- ``request_latency_us``: the time a request spends outside the forward passes before its first
+  token reaches the client (HTTP, tokenisation, hand-off to the scheduler, streaming back).
+
+Each engine's pair is the point of a grid that minimises the mean absolute relative error of
+TPOT and TTFT together (median where measured, else mean) over that engine's runs in RUNS
+(default ``../shared/calibration/serving/fit.json``). Leave-one-group-out: for every group
+(model · accelerator · engine · version · weights · mode) the engine's pair is fitted again
+without it and the group is predicted with that pair; the table prints both errors. ``--yaml``
+prints the fitted pairs as runtime-profile structure entries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from pdroof.serving.predict import group_key, predict
+from pdroof.serving.runs import read_runs
+from pdroof.spec.catalog import Catalog, builtin_root
+
+HERE = Path(__file__).resolve().parent.parent
+RUNS = HERE.parent / "shared" / "calibration" / "serving" / "fit.json"
+STEP_US = (0, 100, 200, 300, 500, 750, 1000, 1500, 2000, 3000)
+REQUEST_US = (0, 2500, 5000, 10000, 15000, 20000, 30000, 50000)
+
+
+def _catalog(tmp: Path, engine: str, step_us: float, request_us: float) -> Catalog:
+    """The built-in catalogue with ``engine``'s profile carrying this pair (a user catalogue
+    overrides the built-in file; version profiles that inherit it see the pair too)."""
+    src = builtin_root() / "hardware" / "runtimes" / f"{engine}.yaml"
+    data = yaml.safe_load(src.read_text())
+    note = "benchmarks/fit_engines.py grid point"
+    data["structure"]["step_latency_us"] = {"value": step_us, "basis": "fitted", "source": note}
+    data["structure"]["request_latency_us"] = {"value": request_us, "basis": "fitted", "source": note}
+    d = tmp / f"{engine}-{step_us}-{request_us}" / "hardware" / "runtimes"
+    d.mkdir(parents=True, exist_ok=True)
+    (d / f"{engine}.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    return Catalog([d.parent.parent], use_env=False)
+
+
+def _errors(preds) -> dict[str, list[float]]:
+    """group -> absolute relative errors of TPOT and TTFT of its runs."""
+    out: dict[str, list[float]] = defaultdict(list)
+    for p in preds:
+        for v in (p.vs_measured or {}).values():
+            out[group_key(p.run)].append(abs(v["error"]))
+    return out
+
+
+def _grid(runs, engine: str, tmp: Path) -> dict[tuple, dict[str, list[float]]]:
+    """(step_us, request_us) -> group -> errors, for every grid point."""
+    return {(s, r): _errors(predict(_catalog(tmp, engine, s, r), runs))
+            for s, r in itertools.product(STEP_US, REQUEST_US)}
+
+
+def _best(grid: dict, leave_out: str | None = None) -> tuple:
+    def score(errs: dict[str, list[float]]) -> float:
+        kept = [e for g, v in errs.items() if g != leave_out for e in v]
+        return float(np.mean(kept)) if kept else 0.0
+    return min(grid, key=lambda k: (score(grid[k]), k))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("runs", nargs="?", default=str(RUNS))
+    ap.add_argument("--engines", default="trtllm,vllm,sglang")
+    ap.add_argument("--yaml", action="store_true", help="print the fitted pairs as profile structure entries")
+    args = ap.parse_args()
+    runs = [r for r in read_runs(args.runs) if r.measured]
+    with tempfile.TemporaryDirectory() as t:
+        for engine in args.engines.split(","):
+            mine = [r for r in runs if r.engine == engine]
+            grid = _grid(mine, engine, Path(t))
+            step, request = _best(grid)
+            groups = sorted({g for errs in grid.values() for g in errs})
+            n = sum(len(grid[(step, request)][g]) for g in groups) // 2
+            if args.yaml:
+                src = f"benchmarks/fit_engines.py on {Path(args.runs).name}: {n} runs, {len(groups)} groups"
+                print(f"# {engine}\n  step_latency_us: {{value: {step}, basis: fitted, source: \"{src}\"}}\n"
+                      f"  request_latency_us: {{value: {request}, basis: fitted, source: \"{src}\"}}")
+                continue
+            print(f"{engine}: step_latency_us {step}, request_latency_us {request} ({n} runs)")
+            print(f"  {'group':84} {'fitted':>7} {'left out':>9}  pair without it")
+            for g in groups:
+                held = _best(grid, leave_out=g)
+                fit_err, held_err = np.mean(grid[(step, request)][g]), np.mean(grid[held][g])
+                print(f"  {g:84} {fit_err:7.1%} {held_err:9.1%}  {held}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
