@@ -55,26 +55,31 @@ def _catalog(tmp: Path, engine: str, step_us: float, request_us: float) -> Catal
     return Catalog([d.parent.parent], use_env=False)
 
 
-def _errors(preds) -> dict[str, list[float]]:
-    """group -> absolute relative errors of TPOT and TTFT of its runs."""
-    out: dict[str, list[float]] = defaultdict(list)
+def _errors(preds) -> dict[str, dict[str, list[float]]]:
+    """group -> metric (tpot_ms, ttft_ms) -> absolute relative errors of its runs."""
+    out: dict[str, dict[str, list[float]]] = defaultdict(lambda: {"tpot_ms": [], "ttft_ms": []})
     for p in preds:
-        for v in (p.vs_measured or {}).values():
-            out[group_key(p.run)].append(abs(v["error"]))
+        for metric, v in (p.vs_measured or {}).items():
+            out[group_key(p.run)][metric].append(abs(v["error"]))
     return out
 
 
-def _grid(runs, engine: str, tmp: Path) -> dict[tuple, dict[str, list[float]]]:
-    """(step_us, request_us) -> group -> errors, for every grid point."""
+def _grid(runs, engine: str, tmp: Path) -> dict[tuple, dict]:
+    """(step_us, request_us) -> group -> metric -> errors, for every grid point."""
     return {(s, r): _errors(predict(_catalog(tmp, engine, s, r), runs))
             for s, r in itertools.product(STEP_US, REQUEST_US)}
 
 
 def _best(grid: dict, leave_out: str | None = None) -> tuple:
-    def score(errs: dict[str, list[float]]) -> float:
-        kept = [e for g, v in errs.items() if g != leave_out for e in v]
+    """The grid point with the least mean error of TPOT and TTFT over the groups kept."""
+    def score(errs: dict) -> float:
+        kept = [e for g, m in errs.items() if g != leave_out for v in m.values() for e in v]
         return float(np.mean(kept)) if kept else 0.0
     return min(grid, key=lambda k: (score(grid[k]), k))
+
+
+def _mae(values: list[float]) -> str:
+    return f"{np.mean(values):.1%}" if values else "-"
 
 
 def main() -> int:
@@ -84,24 +89,31 @@ def main() -> int:
     ap.add_argument("--yaml", action="store_true", help="print the fitted pairs as profile structure entries")
     args = ap.parse_args()
     runs = [r for r in read_runs(args.runs) if r.measured]
+    held_out: dict[str, list[float]] = {"tpot_ms": [], "ttft_ms": []}
     with tempfile.TemporaryDirectory() as t:
         for engine in args.engines.split(","):
-            mine = [r for r in runs if r.engine == engine]
-            grid = _grid(mine, engine, Path(t))
+            grid = _grid([r for r in runs if r.engine == engine], engine, Path(t))
             step, request = _best(grid)
             groups = sorted({g for errs in grid.values() for g in errs})
-            n = sum(len(grid[(step, request)][g]) for g in groups) // 2
+            n = sum(len(grid[(step, request)][g]["tpot_ms"]) for g in groups)
             if args.yaml:
                 src = f"benchmarks/fit_engines.py on {Path(args.runs).name}: {n} runs, {len(groups)} groups"
                 print(f"# {engine}\n  step_latency_us: {{value: {step}, basis: fitted, source: \"{src}\"}}\n"
                       f"  request_latency_us: {{value: {request}, basis: fitted, source: \"{src}\"}}")
                 continue
             print(f"{engine}: step_latency_us {step}, request_latency_us {request} ({n} runs)")
-            print(f"  {'group':84} {'fitted':>7} {'left out':>9}  pair without it")
+            print(f"  {'group':84} {'TPOT fitted':>11} {'left out':>8} {'TTFT fitted':>11} {'left out':>8}  "
+                  "pair without it")
             for g in groups:
                 held = _best(grid, leave_out=g)
-                fit_err, held_err = np.mean(grid[(step, request)][g]), np.mean(grid[held][g])
-                print(f"  {g:84} {fit_err:7.1%} {held_err:9.1%}  {held}")
+                cells = []
+                for metric in ("tpot_ms", "ttft_ms"):
+                    held_out[metric] += grid[held][g][metric]
+                    cells += [_mae(grid[(step, request)][g][metric]), _mae(grid[held][g][metric])]
+                print(f"  {g:84} {cells[0]:>11} {cells[1]:>8} {cells[2]:>11} {cells[3]:>8}  {held}")
+    if not args.yaml:
+        print(f"every group left out of its engine's fit: TPOT MAE {_mae(held_out['tpot_ms'])}, "
+              f"TTFT {_mae(held_out['ttft_ms'])} over {len(held_out['tpot_ms'])} runs")
     return 0
 
 
