@@ -224,3 +224,11 @@ def test_the_engines_profile_says_its_request_overhead(catalog):
     pred = predict(catalog, parse_runs(json.dumps([{**RUN, "concurrency": 1}]), "r.json"))[0].predicted
     assert pred["ttft_ms"]["mean"] == pytest.approx((float(engine_only["ttft_mean_s"][0])
                                                      + rt.structure.request_latency_s) * 1e3, rel=1e-6)
+
+
+def test_runs_of_one_deployment_share_its_pool_but_not_its_errors():
+    good = {**RUN, "deployment": {**RUN["deployment"], "tp": 1}}
+    bad = [{**RUN, "id": f"b{i}", "deployment": {**RUN["deployment"], "tp": v}} for i, v in enumerate((True, 1.5, [1]))]
+    runs = parse_runs(json.dumps([good, *bad, good]), "runs.json")
+    assert runs[0].error is None and runs[4].error is None and runs[0].pools == runs[4].pools
+    assert all(r.error and "deployment.tp" in r.error for r in runs[1:4])

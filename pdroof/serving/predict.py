@@ -53,10 +53,9 @@ def _runtime_id(cat: _Specs, run: Run, override: str | None) -> str:
     else ``engine``."""
     if override:
         return override
-    versions = cat.versions().get(run.engine or "", [])
     key = version_key(run.engine_version)
     if key is not None:
-        for bound, rid in versions:
+        for bound, rid in cat.versions().get(run.engine or "", []):
             if key <= bound:
                 return rid
     if run.engine and run.engine in cat.runtimes:
@@ -99,10 +98,9 @@ class _Specs:
         return found
 
 
-def _setup(cat: _Specs, run: Run, override: str | None):
-    """(inputs, per-run scalars) for one run, or raise PdroofError with the reason it cannot be predicted."""
-    if run.error:
-        raise PdroofError(run.error)
+def _configuration(cat: _Specs, run: Run, override: str | None):
+    """(runtime, model, stage inputs) of a run's deployment, or raise PdroofError with the reason
+    it cannot be predicted; the same for every run of one configuration."""
     if run.mode != "aggregated":
         raise PdroofError(f"disaggregated runs are {UNSUPPORTED}")
     pool = run.pools["deployment"]
@@ -112,7 +110,7 @@ def _setup(cat: _Specs, run: Run, override: str | None):
         raise PdroofError(f"DP attention (dp {pool.dp}) is {UNSUPPORTED}")
     if model.moe is not None and pool.moe_ep > 1:
         raise PdroofError(f"expert parallelism (moe_ep {pool.moe_ep}) is {UNSUPPORTED}")
-    reason = tp_reason(model, acc, pool.tp) or context_reason(model, run.isl + run.osl, "isl + osl")
+    reason = tp_reason(model, acc, pool.tp)
     if reason:
         raise PdroofError(reason)
     kv = run.kv or rt.structure.default_kv.get(run.weights) or ("fp8" if run.weights in ("fp8", "fp4") else "bf16")
@@ -122,16 +120,24 @@ def _setup(cat: _Specs, run: Run, override: str | None):
     reason = infeasible_reason(acc, p)
     if reason:
         raise PdroofError(reason)
+    inputs, _ = stage_inputs(model, acc, rt, p, pool.tp)
+    return rt, model, inputs
+
+
+def _scalars(rt, model, run: Run) -> dict[str, float]:
+    """The run's own load and lengths, with its profile's scheduler constants, or raise PdroofError."""
+    reason = context_reason(model, run.isl + run.osl, "isl + osl")
+    if reason:
+        raise PdroofError(reason)
+    pool = run.pools["deployment"]
     load = run.concurrency if run.concurrency is not None else pool.batch
     if load is None:
         raise PdroofError("neither concurrency nor the deployment's batch gives the load")
-    inputs, _ = stage_inputs(model, acc, rt, p, pool.tp)
-    per_instance = max(1.0, load / pool.instances)
-    return rt, inputs, {"clients": per_instance, "prompt": float(run.isl), "output": float(run.osl),
-                        "chunk": float(rt.structure.chunk_tokens), "instances": float(pool.instances),
-                        "reserve_full": 1.0 if rt.structure.kv_reservation == "full" else 0.0,
-                        "prefill_first": 1.0 if rt.structure.prefill_schedule == "prefill_first" else 0.0,
-                        "request_s": float(rt.structure.request_latency_s)}
+    return {"clients": max(1.0, load / pool.instances), "prompt": float(run.isl), "output": float(run.osl),
+            "chunk": float(rt.structure.chunk_tokens), "instances": float(pool.instances),
+            "reserve_full": 1.0 if rt.structure.kv_reservation == "full" else 0.0,
+            "prefill_first": 1.0 if rt.structure.prefill_schedule == "prefill_first" else 0.0,
+            "request_s": float(rt.structure.request_latency_s)}
 
 
 def _stack(dicts: list[dict]) -> dict[str, np.ndarray]:
@@ -144,19 +150,22 @@ def predict(cat: Catalog, runs: list[Run], runtime: str | None = None, waves: fl
     out = [Prediction(r) for r in runs]
     specs = _Specs(cat)
     ok, inputs, scalars = [], [], []
-    seen: dict[tuple, tuple] = {}  # runs of one configuration resolve their specs once
+    seen: dict[tuple, tuple | PdroofError] = {}  # runs of one configuration resolve their specs once
     for i, run in enumerate(runs):
         try:
-            key = (run.error, run.mode, run.model, run.engine, run.engine_version, run.weights, run.kv, run.isl,
-                   run.osl, run.concurrency, tuple(sorted(run.pools.items())))
+            if run.error:
+                raise PdroofError(run.error)
+            key = (run.mode, run.model, run.engine, run.engine_version, run.weights, run.kv,
+                   tuple(sorted(run.pools.items())))
             if key not in seen:
                 try:
-                    seen[key] = _setup(specs, run, runtime)
+                    seen[key] = _configuration(specs, run, runtime)
                 except PdroofError as exc:
                     seen[key] = exc
             if isinstance(seen[key], PdroofError):
                 raise seen[key]
-            rt, inp, sc = seen[key]
+            rt, model, inp = seen[key]
+            sc = _scalars(rt, model, run)
         except PdroofError as exc:
             out[i].error = str(exc)
             continue

@@ -57,6 +57,8 @@ class _Bad(Exception):
 
 
 def _int(v, where: str, minimum: int = 1, optional: bool = False) -> int | None:
+    if type(v) is int and minimum <= v <= 2**40:  # the common case, checked first (thousands of runs)
+        return v
     if v is None or v == "":
         if optional:
             return None
@@ -85,9 +87,22 @@ def _str(v, where: str, optional: bool = False) -> str | None:
     return v
 
 
-def _pool(d, where: str) -> Pool:
+def _pool(d, where: str, seen: dict) -> Pool:
+    """A pool; ``seen`` holds the pools parsed so far (runs of one deployment share it, and a file
+    of thousands of runs has a few dozen)."""
     if not isinstance(d, dict):
         raise _Bad(f"{where}: must be a mapping")
+    try:
+        key = (where, *((k, type(v), v) for k, v in d.items()))  # the type: True must not pass as 1
+        return seen[key]
+    except TypeError:  # an unhashable value: parse it, and report it if it is wrong
+        return _parse_pool(d, where)
+    except KeyError:
+        pool = seen[key] = _parse_pool(d, where)
+        return pool
+
+
+def _parse_pool(d: dict, where: str) -> Pool:
     return Pool(accelerator=_str(d.get("accelerator"), f"{where}.accelerator"),
                 instances=_int(d.get("instances", 1), f"{where}.instances"),
                 tp=_int(d.get("tp", 1), f"{where}.tp"), dp=_int(d.get("dp", 1), f"{where}.dp"),
@@ -126,8 +141,10 @@ def _measured(d, where: str) -> dict[str, dict[str, float]]:
     return out
 
 
-def parse_run(d, index: int) -> Run:
-    """One run from its mapping; never raises (a bad run carries its error)."""
+def parse_run(d, index: int, pools_seen: dict | None = None) -> Run:
+    """One run from its mapping; never raises (a bad run carries its error). ``pools_seen``: the
+    pools of the runs parsed before it in the same file."""
+    seen = {} if pools_seen is None else pools_seen
     rid = d.get("id") if isinstance(d, dict) else None
     rid = str(rid) if rid not in (None, "") else f"#{index + 1}"
     if not isinstance(d, dict):
@@ -142,9 +159,9 @@ def parse_run(d, index: int) -> Run:
             if fmt is not None and fmt not in FORMAT_BYTES:
                 raise _Bad(f"{name}: unknown format {fmt!r}")
         if mode == "aggregated":
-            pools = {"deployment": _pool(d.get("deployment"), "deployment")}
+            pools = {"deployment": _pool(d.get("deployment"), "deployment", seen)}
         else:
-            pools = {k: _pool(d.get(k), k) for k in ("prefill", "decode")}
+            pools = {k: _pool(d.get(k), k, seen) for k in ("prefill", "decode")}
         version = d.get("engine_version")
         return Run(id=rid, model=_str(d.get("model"), "model"), engine=_str(d.get("engine"), "engine", optional=True),
                    engine_version=None if version in (None, "") else str(version), weights=weights, kv=kv, mode=mode,
@@ -191,7 +208,8 @@ def parse_runs(text: str, name: str) -> list[Run]:
             items = [_unflatten(row) for row in reader]
         except PdroofError as exc:
             raise PdroofError(f"{name}: {exc}") from None
-    return [parse_run(d, i) for i, d in enumerate(items)]
+    seen: dict = {}
+    return [parse_run(d, i, seen) for i, d in enumerate(items)]
 
 
 def read_runs(path: str | Path) -> list[Run]:
