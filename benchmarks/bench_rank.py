@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 
+from pdroof.cost.runtime import runtimes_for
 from pdroof.serving.rank import rank
 from pdroof.serving.space import Candidates
 from pdroof.serving.workload import resolve
@@ -37,7 +38,8 @@ def main() -> int:
         print(f"default `pdroof rank`: {time.perf_counter() - t:.2f} s wall (target 1 s)")
     cat = Catalog()
     c = Candidates(cat.get("model", args.model), cat.all("accelerator"), cat.all("path"), cat.all("tier"),
-                   cat.get("runtime", "engine"), resolve(args.workload))
+                   cat.get("runtime", "engine"), resolve(args.workload),
+                   runtimes=runtimes_for(cat, "engine", cat.all("accelerator")))
     t = time.perf_counter()
     rk = rank(c, "cost", top=20)
     dt = time.perf_counter() - t

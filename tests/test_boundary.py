@@ -12,6 +12,7 @@ from pdroof.cost.precision import Precision
 from pdroof.serving.boundary import Pool, plan
 from pdroof.serving.estimate import estimate
 from pdroof.serving.workload import Workload
+from pdroof.spec.errors import PdroofError
 
 from .conftest import REPO
 
@@ -239,3 +240,26 @@ def test_check_ttft_percentile_is_the_m_d_1_percentile(cli):
     dep = yaml.safe_load((REPO / "examples" / "deployment.yaml").read_text())
     rho = dep["workload"]["rate_per_s"] / dep["prefill"]["count"] * s["prefill_s"]  # per prefill instance
     assert row["value"] == pytest.approx(s["prefill_s"] * (1 + float(wait(rho, "p90"))) + h, rel=1e-9)
+
+
+def test_each_pool_runs_the_engine_best_supported_on_it(cli, catalog):
+    """``plan`` and ``check`` resolve the default runtime per pool and say which each ran."""
+    from pdroof.cost.runtime import engine_id
+
+    amd = engine_id(catalog, catalog.get("accelerator", "mi300x"))
+    code, out, err = cli("plan", "--model", "llama-3.1-8b", "--prefill", "h100-sxm", "--decode", "mi300x",
+                         "--format", "json")
+    assert code == 0, err
+    placement = json.loads(out)["placement"]
+    assert (placement["prefill"]["runtime"], placement["decode"]["runtime"]) == ("trtllm", amd)
+    code, out, err = cli("check", str(REPO / "examples" / "deployment.yaml"), "--format", "json")
+    placement = json.loads(out)["plan"]["placement"]  # prefill on MI300X, decode on H200
+    assert (placement["prefill"]["runtime"], placement["decode"]["runtime"]) == (amd, "trtllm")
+    code, out, err = cli("check", str(REPO / "examples" / "deployment.yaml"))
+    assert f"(runtime prefill {amd}, decode trtllm)" in out
+
+
+def test_one_accelerator_runs_one_runtime(catalog):
+    with pytest.raises(PdroofError, match="both on h100-sxm run one runtime"):
+        _plan(catalog, {"hw": "h100-sxm", "runtime": catalog.get("runtime", "vllm")},
+              {"hw": "h100-sxm", "runtime": catalog.get("runtime", "sglang")}, model="llama-3.1-8b")

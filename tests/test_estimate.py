@@ -284,3 +284,17 @@ def test_assumed_spec_values_yield_to_the_familys_measurements(catalog):
     assert prefill("h800")["prefill"]["seconds"] >= prefill("h100-sxm")["prefill"]["seconds"]
     h20 = prefill("h20")["inputs"]
     assert h20["efficiency"]["eff_attn_decode"] <= 0.873 and "same family" in h20["efficiency_origin"]["attention_decode"]
+
+
+def test_default_runtime_is_the_engine_best_supported_on_the_accelerator(cli, cli_json):
+    """``engine`` (the default) runs TensorRT-LLM's profile on an H100, with the same numbers as
+    asking for it; an explicit runtime is kept; the header and the JSON say which ran."""
+    args = ("estimate", "-m", "llama-3.1-8b", "--hardware", "h100-sxm", "--weights", "fp8")
+    default, trtllm = cli_json(*args), cli_json(*args, "--runtime", "trtllm")
+    assert default["inputs"]["runtime"] == "trtllm" and default == trtllm
+    assert cli_json(*args, "--runtime", "pytorch")["inputs"]["runtime"] == "pytorch"
+    agg = cli_json(*args, "--serving", "aggregated")
+    assert agg["inputs"]["runtime"] == "trtllm"
+    for extra in ((), ("--serving", "aggregated")):
+        code, out, err = cli(*args, *extra)
+        assert code == 0 and "llama-3.1-8b on h100-sxm · runtime trtllm" in out, err

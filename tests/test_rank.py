@@ -18,14 +18,16 @@ from pdroof.serving.rank import COLUMNS, rank
 from pdroof.serving.space import BATCHES, Candidates
 from pdroof.serving.workload import PRESETS, Workload
 
+from .conftest import REPO
+
 W = Workload("test", prompt_tokens=2048, output_tokens=256, ttft_s=2.0, tpot_s=0.05)
 
 
 def _cands(catalog, accs=("h100-sxm", "h200-sxm"), paths=("roce-400",), tiers=("hbm",), model="llama-3.1-8b",
-           workload=W, **kw):
+           workload=W, runtime=None, **kw):
     return Candidates(catalog.get("model", model), [catalog.get("accelerator", a) for a in accs],
                       [catalog.get("path", p) for p in paths], [catalog.get("tier", t) for t in tiers],
-                      catalog.get("runtime", "engine"), workload, **kw)
+                      runtime or catalog.get("runtime", "engine"), workload, **kw)
 
 
 def test_small_grid_by_hand(catalog):
@@ -392,3 +394,53 @@ def test_handoff_is_shared_only_by_decode_rows_that_see_the_same_one(catalog):
     direct = handoff_columns(c, pre, dec, links, wires, pr, dr, cols["wire"], cols["path"], *acc, mi)
     for key, values in direct.items():
         np.testing.assert_array_equal(cols[key], values, err_msg=key)
+
+
+def test_a_heterogeneous_row_names_both_engines(cli, catalog):
+    """The default runtime resolves per accelerator: an H100 prefill pool runs TensorRT-LLM, an
+    MI300X decode pool whatever engine it is best supported by (never TensorRT-LLM); every row
+    says which, the table as prefill→decode."""
+    from pdroof.cost.runtime import engine_id
+
+    amd = engine_id(catalog, catalog.get("accelerator", "mi300x"))
+    args = ("rank", "-m", "llama-3.1-8b", "--accelerators", "h100-sxm,mi300x", "--prefill-hw", "h100-sxm",
+            "--decode-hw", "mi300x", "--top", "3")
+    code, out, err = cli(*args, "--format", "json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["meta"]["runtime"] == "engine"
+    assert doc["meta"]["runtimes"] == {"h100-sxm": "trtllm", "mi300x": amd} and amd != "trtllm"
+    pair = [r for r in doc["results"] if r["mode"] == "disaggregated"]
+    assert pair and all((r["prefill_runtime"], r["decode_runtime"]) == ("trtllm", amd) for r in pair)
+    code, out, err = cli(*args)
+    assert code == 0 and f"trtllm→{amd}" in out and "runtime engine per accelerator" in out
+
+
+def test_an_explicit_runtime_runs_on_every_accelerator(cli_json):
+    doc = cli_json("rank", "-m", "llama-3.1-8b", "--accelerators", "h100-sxm,mi300x", "--runtime", "vllm",
+                   "--top", "20")
+    assert set(doc["meta"]["runtimes"].values()) == {"vllm"}
+    assert {r["decode_runtime"] for r in doc["results"]} == {"vllm"}
+    assert {r["prefill_runtime"] for r in doc["results"]} <= {"vllm", None}
+
+
+def test_each_accelerator_is_evaluated_under_its_own_runtime(catalog, tmp_path):
+    """Stage tables and the aggregated baseline (its chunked prefill) use the runtime of each row's
+    accelerator: the H100 rows of a mixed ranking are those of a ranking under its runtime alone."""
+    f = tmp_path / "small-chunks.yaml"
+    f.write_text((REPO / "hardware" / "runtimes" / "engine.yaml").read_text()
+                 .replace("id: engine", "id: small-chunks").replace("chunk_tokens: 8192", "chunk_tokens: 512"))
+    small = catalog.get("runtime", str(f))
+    assert small.structure.chunk_tokens == 512
+    mixed = _cands(catalog, accs=("h100-sxm", "mi300x"), weights=("bf16",), kv=("bf16",), tp=(1,),
+                   runtimes={"h100-sxm": small})
+    alone = _cands(catalog, accs=("h100-sxm",), weights=("bf16",), kv=("bf16",), tp=(1,), runtime=small)
+    key = ("mode", "prefill_hw", "decode_hw")
+    rows = {tuple(r[k] for k in key): r for r in rank(mixed, "cost", top=0).rows}
+    for r in rank(alone, "cost", top=0).rows:
+        m = rows[tuple(r[k] for k in key)]
+        assert m["decode_runtime"] == "small-chunks"
+        for col in ("ttft_unloaded_s", "tpot_s", "usd_per_million_tokens"):
+            assert m[col] == pytest.approx(r[col], rel=1e-9), (r["mode"], col)
+    agg = {r["decode_hw"]: r for r in rank(mixed, "cost", top=0).rows if r["mode"] == "aggregated"}
+    assert agg["mi300x"]["decode_runtime"] == "engine"

@@ -14,7 +14,8 @@ def equations_cmd(
     model: str = typer.Option(None, "--model", "-m", help="evaluate crossovers for this model ..."),
     hardware: str = typer.Option(None, "--hardware", help="... on this accelerator"),
     link: str = typer.Option(None, "--link", help="... with this KV path"),
-    runtime: str = typer.Option("engine", "--runtime", help="runtime profile for the evaluation"),
+    runtime: str = typer.Option("engine", "--runtime", help="runtime profile for the evaluation (engine: the "
+                                                            "engine profile best supported on the accelerator)"),
     weights: str = typer.Option("bf16", "--weights"),
     kv: str = typer.Option("bf16", "--kv"),
     tokens: int = typer.Option(4096, "--tokens", help="prompt tokens (for the bandwidth crossover)"),
@@ -55,6 +56,7 @@ def _headline(key: str) -> bool:
 def _evaluate_crossovers(ctx, model, hardware, link, runtime, weights, kv, tokens):
     from ..cost.numeric import evaluate
     from ..cost.precision import plan
+    from ..cost.runtime import runtime_for
     from ..serving.estimate import estimate
     from ..serving.handoff import layerwise_overlap
     from ..serving.stage import stage_inputs
@@ -62,7 +64,8 @@ def _evaluate_crossovers(ctx, model, hardware, link, runtime, weights, kv, token
     from .options import catalog
 
     cat = catalog(ctx)
-    m, acc, rt = cat.get("model", model), cat.get("accelerator", hardware), cat.get("runtime", runtime)
+    m, acc = cat.get("model", model), cat.get("accelerator", hardware)
+    rt = runtime_for(cat, runtime, acc)
     p = plan(acc, weights, None, kv)
     inputs, _ = stage_inputs(m, acc, rt, p, tp=1)
     inputs.update({"batch": 1, "wire_bytes": format_bytes(kv), "transfer_tokens": tokens, "page_tokens": tokens,

@@ -9,7 +9,7 @@ import typer
 
 from ..output import render
 from ..output.render import Column
-from .options import Fmt, FormatOpt, OutOpt, Stat, catalog
+from .options import Fmt, FormatOpt, OutOpt, RuntimeOpt, Stat, catalog
 
 Serving = Enum("Serving", {"single": "single", "aggregated": "aggregated"}, type=str)
 
@@ -20,7 +20,6 @@ OP_COLUMNS = [
 
 ModelOpt = typer.Option(..., "--model", "-m", help="model id or YAML file")
 HardwareOpt = typer.Option(..., "--hardware", help="accelerator id or YAML file")
-RuntimeOpt = typer.Option("engine", "--runtime", help="runtime profile id or YAML file (engine, pytorch, ...)")
 
 
 def estimate_cmd(
@@ -50,10 +49,12 @@ def estimate_cmd(
 ):
     """Prefill time, one decode step and memory, broken down by operation with its bound."""
     from ..cost.precision import plan
+    from ..cost.runtime import runtime_for
     from ..serving.estimate import aggregated, estimate
 
     cat = catalog(ctx)
-    m, acc, rt = cat.get("model", model), cat.get("accelerator", hardware), cat.get("runtime", runtime)
+    m, acc = cat.get("model", model), cat.get("accelerator", hardware)
+    rt = runtime_for(cat, runtime, acc)
     p = plan(acc, weights, activations, kv)
     if serving.value == "aggregated":
         result = aggregated(m, acc, rt, p, tp=tp, concurrency=concurrency, prompt=prompt, output=output_tokens,
@@ -61,10 +62,12 @@ def estimate_cmd(
         if fmt.value == "json":
             render.emit(render.json_text(result), output)
         else:
-            a = result["aggregated"]
+            a, i = result["aggregated"], result["inputs"]
             rows = [{"quantity": k, "value": v} for k, v in a.items()]
-            render.emit(render.rows_output(rows, [Column("quantity", "aggregated steady state"),
-                                                  Column("value", "value")], fmt.value), output)
+            text = render.rows_output(rows, [Column("quantity", "aggregated steady state"), Column("value", "value")],
+                                      fmt.value)
+            head = f"{i['model']} on {i['hardware']} · runtime {i['runtime']}\n" if fmt.value == "table" else ""
+            render.emit(head + text, output)
         return
     result = estimate(m, acc, rt, p, tp=tp, batch=batch, prompt=prompt, context=context, prefix=prefix, ep=ep)
     if fmt.value == "json":

@@ -27,6 +27,9 @@ class Stat(str, Enum):
 TtftStatOpt = typer.Option(None, "--ttft-stat", help="statistic the TTFT target bounds (default p90, the study's r*)")
 TpotStatOpt = typer.Option(None, "--tpot-stat", help="statistic the TPOT target bounds (default p99, the study's r*)")
 
+RuntimeOpt = typer.Option("engine", "--runtime", help="runtime profile id or YAML file (engine, pytorch, trtllm, "
+                                                     "...); engine: on each accelerator the engine profile best "
+                                                     "supported there, any other on every accelerator")
 FormatOpt = typer.Option(Fmt.table, "--format", "-f", help="table (human units), json or csv (raw SI values)")
 OutOpt = typer.Option(None, "--output-file", "-o", help="write to this file (atomically) instead of stdout",
                       dir_okay=False)

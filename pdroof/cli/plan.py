@@ -11,7 +11,7 @@ import typer
 
 from ..output import render
 from ..output.render import Column
-from .options import Fmt, FormatOpt, OutOpt, Stat, TpotStatOpt, TtftStatOpt, catalog
+from .options import Fmt, FormatOpt, OutOpt, RuntimeOpt, Stat, TpotStatOpt, TtftStatOpt, catalog
 
 
 def plan_cmd(
@@ -38,11 +38,12 @@ def plan_cmd(
     ttft_stat: Stat = TtftStatOpt,
     tpot_stat: Stat = TpotStatOpt,
     retain_gb: float = typer.Option(0.0, "--retain-gb", help="prefix cache retained per decode device (GB)"),
-    runtime: str = typer.Option("engine", "--runtime"),
+    runtime: str = RuntimeOpt,
     fmt: Fmt = FormatOpt,
     output: Path | None = OutOpt,
 ):
     """Compute placement, KV representation and KV ownership for one prefill/decode pairing."""
+    from ..cost.runtime import runtime_for
     from ..serving.boundary import Pool, plan
     from ..serving.workload import resolve
     from ..spec.errors import PdroofError
@@ -57,11 +58,12 @@ def plan_cmd(
     w = resolve(workload, prompt_tokens=prompt, output_tokens=output_tokens, prefix_hit=prefix_hit,
                 ttft_s=ttft / 1e3 if ttft is not None else None, tpot_s=tpot / 1e3 if tpot is not None else None,
                 ttft_stat=ttft_stat and ttft_stat.value, tpot_stat=tpot_stat and tpot_stat.value)
+    pre_acc, dec_acc = cat.get("accelerator", prefill), cat.get("accelerator", decode)
     p = plan(cat.get("model", model),
-             Pool(cat.get("accelerator", prefill), tp=prefill_tp, weights=prefill_weights, kv=prefill_kv,
-                  page_tokens=prefill_page),
-             Pool(cat.get("accelerator", decode), tp=decode_tp, weights=decode_weights, kv=kv, page_tokens=decode_page,
-                  tier=tier),
+             Pool(pre_acc, tp=prefill_tp, weights=prefill_weights, kv=prefill_kv, page_tokens=prefill_page,
+                  runtime=runtime_for(cat, runtime, pre_acc)),
+             Pool(dec_acc, tp=decode_tp, weights=decode_weights, kv=kv, page_tokens=decode_page, tier=tier,
+                  runtime=runtime_for(cat, runtime, dec_acc)),
              cat.get("path", link), cat.all("tier"), cat.get("runtime", runtime), w, retained_bytes=retain_gb * 1e9)
     doc = {"feasible": p.feasible, "reasons": p.reasons, **p.doc}
     if fmt.value == "json":
@@ -129,7 +131,7 @@ def check_cmd(
         cols = [Column("check", "check"), Column("passed", "ok"), Column("value", "value", digits=4),
                 Column("limit", "limit", digits=4), Column("unit", "unit"), Column("margin", "margin"),
                 Column("detail", "detail")]
-        title = f"{deployment}: " + ("all targets hold" if v.passed else "FAILS")
+        title = f"{deployment}{_engines(v.plan)}: " + ("all targets hold" if v.passed else "FAILS")
         render.emit(render.table_text(checks, cols, title=title))
         for c in v.checks:
             if not c.passed:
@@ -137,6 +139,14 @@ def check_cmd(
                                                               f"({_margin(c)})")
                 print(f"FAIL {c.name}: {what}", file=sys.stderr)
     raise typer.Exit(0 if v.passed else 1)
+
+
+def _engines(p) -> str:
+    """`` (runtime prefill X, decode Y)``: what each pool was judged to run."""
+    placement = p.doc.get("placement", {}) if p is not None else {}
+    if not placement:
+        return ""
+    return " (runtime " + ", ".join(f"{side} {placement[side]['runtime']}" for side in ("prefill", "decode")) + ")"
 
 
 def _margin(c) -> str:

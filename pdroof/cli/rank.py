@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 
 from ..output.render import Column
-from .options import Stat, TpotStatOpt, TtftStatOpt
+from .options import RuntimeOpt, Stat, TpotStatOpt, TtftStatOpt
 
 Objective = Enum("Objective", {k: k for k in ("cost", "throughput", "ttft", "tpot", "energy")}, type=str)
 RankFormat = Enum("RankFormat", {k: k for k in ("table", "csv", "json", "xlsx")}, type=str)
@@ -29,12 +29,18 @@ def _hw(r: dict, side: str) -> str:
 TABLE = [
     Column("rank", "#"), Column("mode", "mode", text=lambda v: "disagg" if v == "disaggregated" else "agg"),
     Column("prefill", "prefill (hw×TP W/A)"), Column("decode", "decode (hw×TP W, KV)"),
-    Column("link", "wire · path · tier"),
+    Column("link", "wire · path · tier"), Column("engine", "engine"),
     Column("ttft_unloaded_s", "TTFT idle (ms)", 1e-3), Column("tpot_s", "TPOT (ms)", 1e-3),
     Column("decode_batch", "batch"),
     Column("prefill_device_share", "P share"), Column("tokens_per_s_per_device", "tok/s/dev"),
     Column("usd_per_million_tokens", "$/Mtok"), Column("joules_per_token", "J/tok"), Column("binding", "binds"),
 ]
+
+
+def _engine(r: dict) -> str:
+    """The row's runtime profiles: one id, or prefill→decode where the pools run different ones."""
+    pre, dec = r["prefill_runtime"], r["decode_runtime"]
+    return dec if pre in (None, dec) else f"{pre}→{dec}"
 
 
 def _table_rows(rows: list[dict]) -> list[dict]:
@@ -43,7 +49,7 @@ def _table_rows(rows: list[dict]) -> list[dict]:
         pre = "—" if r["prefill_hw"] is None else f"{_hw(r, 'prefill')} {r['prefill_precision']}"
         dec = f"{_hw(r, 'decode')} {r['decode_weights']}, {r['kv_format']}"
         link = "colocated" if r["path"] is None else f"{r['wire_format']} · {r['path']} · {r['tier']}"
-        out.append({**r, "prefill": pre, "decode": dec, "link": link})
+        out.append({**r, "prefill": pre, "decode": dec, "link": link, "engine": _engine(r)})
     return out
 
 
@@ -72,7 +78,7 @@ def rank_cmd(
     tp: str = typer.Option("1,2,4,8", "--tp", help="TP degrees to try"),
     retain_gb: float = typer.Option(0.0, "--retain-gb", help="prefix cache retained per decode device (GB); "
                                                              "a choice separate from the KV tier"),
-    runtime: str = typer.Option("engine", "--runtime", help="runtime profile id or YAML file"),
+    runtime: str = RuntimeOpt,
     objective: Objective = typer.Option(Objective.cost, "--objective", help="what to rank by"),
     pareto: bool = typer.Option(False, "--pareto", help="only the non-dominated set (tokens/s/device, TTFT, TPOT)"),
     top: int = typer.Option(20, "--top", help="rows to show (0: all kept)"),
@@ -82,6 +88,7 @@ def rank_cmd(
     plot: Path = typer.Option(None, "--plot", help="draw the Pareto front to this PNG", dir_okay=False),
 ):
     """Rank prefill/decode placements, formats, KV paths and residency for a model and workload."""
+    from ..cost.runtime import runtimes_for
     from ..output import export, render
     from ..serving.rank import infeasible_rows
     from ..serving.space import Candidates
@@ -118,7 +125,7 @@ def rank_cmd(
                    weights=_ids(weights), kv=_ids(kv), tp=tps,
                    prefill_ids=frozenset(_ids(prefill_hw)) if prefill_hw else None,
                    decode_ids=frozenset(_ids(decode_hw)) if decode_hw else None, devices=devices,
-                   retained_bytes=retain_gb * 1e9)
+                   retained_bytes=retain_gb * 1e9, runtimes=runtimes_for(cat, runtime, accs))
     rk = _run(c, objective.value, top, pareto)
     bad = infeasible_rows(rk) if show_infeasible else None
     if plot:
@@ -137,6 +144,7 @@ def rank_cmd(
         title = (f"{c.model.id} · {w_.id}: {w_.prompt_tokens:,} in / {w_.output_tokens:,} out"
                  + (f", prefix hit {w_.prefix_hit:.0%}" if w_.prefix_hit else "")
                  + f" · {w_.targets_text()} · runtime {c.runtime.id}"
+                 + (" per accelerator" if any(r is not c.runtime for r in c.runtimes.values()) else "")
                  + f" · by {objective.value}" + (" · Pareto" if pareto else ""))
         cols = list(TABLE)
         if w_.rate_per_s:

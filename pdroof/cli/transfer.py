@@ -8,7 +8,7 @@ import typer
 
 from ..output import render
 from ..output.render import Column
-from .options import Fmt, FormatOpt, OutOpt, catalog
+from .options import Fmt, FormatOpt, OutOpt, RuntimeOpt, catalog
 
 COLUMNS = [
     Column("quantity", "quantity"), Column("value", "value"),
@@ -24,7 +24,7 @@ def transfer_cmd(
     page_tokens: int = typer.Option(None, "--page-tokens", help="tokens per page (default: per-layer bulk)"),
     src: str = typer.Option(None, "--from", help="prefill accelerator: to judge overlap with its prefill"),
     dst: str = typer.Option(None, "--to", help="decode accelerator: to check the path is possible"),
-    runtime: str = typer.Option("engine", "--runtime", help="runtime profile for the prefill time"),
+    runtime: str = RuntimeOpt,
     tp: int = typer.Option(1, "--tp", help="TP of the prefill instance (each rank sends its KV shard)"),
     dst_tp: int = typer.Option(None, "--dst-tp", help="TP of the decode instance (each rank receives its shard; "
                                                      "default --tp): the slower end sets the time"),
@@ -34,6 +34,7 @@ def transfer_cmd(
 ):
     """Bytes, messages and time of one KV handoff, and whether layer-wise overlap hides it."""
     from ..cost.precision import plan
+    from ..cost.runtime import runtime_for
     from ..serving.estimate import estimate
     from ..serving.handoff import layerwise_overlap, path_reason, transfer
     from ..spec.errors import PdroofError
@@ -48,11 +49,12 @@ def transfer_cmd(
             raise PdroofError(f"infeasible: {reason}")
     if src:
         a = ends[0]
-        pre = estimate(m, a, cat.get("runtime", runtime), plan(a, weights, None, kv), prompt=tokens, tp=tp)
+        rt = runtime_for(cat, runtime, a)
+        pre = estimate(m, a, rt, plan(a, weights, None, kv), prompt=tokens, tp=tp)
         if pre["memory"]["fits"]:
             prefill_s = pre["prefill"]["seconds"]
             overlap = layerwise_overlap(prefill_s, m.layers)
-            notes.append(f"prefill of {tokens} tokens on {a.id}×{tp} ({weights}): "
+            notes.append(f"prefill of {tokens} tokens on {a.id}×{tp} ({weights}, runtime {rt.id}): "
                          f"{pre['prefill']['seconds'] * 1e3:.2f} ms")
         else:
             notes.append(f"{m.id} in {weights} does not fit {a.id}×{tp}: overlap not judged (try --tp)")

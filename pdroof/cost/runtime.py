@@ -1,14 +1,52 @@
 """Efficiency of an accelerator running a given software stack, resolved from a runtime profile
 (``pdroof.spec.profile``), the accelerator's own spec and the profile's fallback; ``resolve``
-says which source each factor took."""
+says which source each factor took. ``runtime_for`` says which profile an accelerator runs when
+the default, ``engine``, is asked for."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cache
+from typing import TYPE_CHECKING
 
 from ..spec.schema import Record
 from ..spec.units import FORMATS
+
+if TYPE_CHECKING:
+    from ..spec.catalog import Catalog
+
+GENERIC = "engine"
+# What the default runtime, ``engine``, stands for on an accelerator: the first of these engine
+# profiles with its own entry for it (factors measured for that engine there), else the generic
+# ``engine`` profile. On NVIDIA parts trtllm, sglang and vllm are measured on the same
+# accelerators and TensorRT-LLM is NVIDIA's own engine; SGLang next, the engine of the public AMD runs
+# (DeepSeek-R1 on MI300X, MI325X, MI355X); then vLLM; ATOM, AMD's own engine, last, its scheduler
+# defaults being stand-ins taken from SGLang. README ("Runtimes") states this order.
+ENGINE_PREFERENCE = ("trtllm", "sglang", "vllm", "atom")
+
+
+def engine_id(cat: Catalog, accelerator: Record) -> str:
+    """The runtime id ``engine`` resolves to on ``accelerator``: the first of ENGINE_PREFERENCE
+    whose own file states an entry for it (an entry it only inherits from ``engine`` does not
+    count, and a version profile, which stands for an engine's older releases, is never one),
+    else ``engine``."""
+    for rid in ENGINE_PREFERENCE:
+        if accelerator.id in cat.stated_profiles(rid) and cat.get("runtime", rid).up_to_version is None:
+            return rid
+    return GENERIC
+
+
+def runtimes_for(cat: Catalog, ref: str, accelerators: list[Record]) -> dict[str, Record]:
+    """Accelerator id -> the runtime profile it runs when ``ref`` is asked for: ``engine`` (the
+    default) per accelerator as ``engine_id`` says; any other id or YAML file on every one."""
+    ids = {a.id: engine_id(cat, a) if ref == GENERIC else ref for a in accelerators}
+    records = {rid: cat.get("runtime", rid) for rid in dict.fromkeys(ids.values())}
+    return {aid: records[rid] for aid, rid in ids.items()}
+
+
+def runtime_for(cat: Catalog, ref: str, accelerator: Record) -> Record:
+    """The runtime profile ``accelerator`` runs when ``ref`` is asked for (see ``runtimes_for``)."""
+    return runtimes_for(cat, ref, [accelerator])[accelerator.id]
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,8 @@ def meta(rk: Ranking) -> dict:
     c = rk.candidates
     r = rk.results
     return {
-        "pdroof": __version__, "model": c.model.id, "runtime": c.runtime.id, "objective": rk.objective,
+        "pdroof": __version__, "model": c.model.id, "runtime": c.runtime.id,
+        "runtimes": {a.id: c.runtime_of(a).id for a in c.accelerators}, "objective": rk.objective,
         "workload": c.workload.to_dict(), "accelerators": [a.id for a in c.accelerators],
         "paths": [p.id for p in c.paths], "tiers": [t.id for t in c.tiers],
         "weights": list(c.weights or []), "kv": list(c.kv or []), "tp": list(c.tp), "devices": c.devices,

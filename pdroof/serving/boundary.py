@@ -59,6 +59,7 @@ class Pool:
     model: Record | None = None  # a different model or revision than the deployment's: a gate failure
     rope_theta: float | None = None  # position-encoding override (engine flag): must match the other side
     tier: str = "hbm"
+    runtime: Record | None = None  # the runtime profile (engine) this pool runs; None: the plan's
 
     def precision(self) -> Precision:
         implied = default_activations(self.accelerator, self.weights)
@@ -127,12 +128,14 @@ def plan(model: Record, prefill: Pool, decode: Pool, path: Record, tiers: list[R
         raise PdroofError(f"unknown KV tier {decode.tier!r}; known: {', '.join(t.id for t in tiers)}")
     accs = [prefill.accelerator] + ([decode.accelerator] if decode.accelerator.id != prefill.accelerator.id else [])
     c = Candidates(model, accs, [path], [tier], runtime, w, tp=tuple(sorted({prefill.tp, decode.tp})),
-                   retained_bytes=retained_bytes)
+                   retained_bytes=retained_bytes, runtimes=_runtimes(prefill, decode, runtime))
     placement = {
         "prefill": {"accelerator": prefill.accelerator.id, "tp": prefill.tp, "instances": prefill.count,
-                    "precision": f"W{pp.weights}/A{pp.activations}", "kv": pp.kv},
+                    "precision": f"W{pp.weights}/A{pp.activations}", "kv": pp.kv,
+                    "runtime": c.runtime_of(prefill.accelerator).id},
         "decode": {"accelerator": decode.accelerator.id, "tp": decode.tp, "instances": decode.count,
-                   "precision": f"W{dp.weights}/A{dp.activations}", "kv": dp.kv, "tier": tier.id},
+                   "precision": f"W{dp.weights}/A{dp.activations}", "kv": dp.kv, "tier": tier.id,
+                   "runtime": c.runtime_of(decode.accelerator).id},
     }
     doc = {"placement": placement, "representation": {"gate": checks}}
     if reasons:
@@ -211,6 +214,15 @@ def plan(model: Record, prefill: Pool, decode: Pool, path: Record, tiers: list[R
     reasons = ([] if c_p > 0 else ["prefill misses its TTFT target even unloaded"]) + (
         [] if f["admission_batch"] >= 1 else ["no decode admission room after reservations and retained cache"])
     return Plan(not reasons, reasons, doc, tier_values)
+
+
+def _runtimes(prefill: Pool, decode: Pool, runtime: Record) -> dict[str, Record]:
+    """Accelerator id -> the runtime each pool runs (the plan's where a pool names none)."""
+    pre, dec = prefill.runtime or runtime, decode.runtime or runtime
+    if prefill.accelerator.id == decode.accelerator.id and pre is not dec:
+        raise PdroofError(f"prefill and decode both on {decode.accelerator.id} run one runtime here, "
+                          f"not {pre.id} and {dec.id}")
+    return {prefill.accelerator.id: pre, decode.accelerator.id: dec}
 
 
 def _row(st, acc: int, tp: int, **labels) -> int | None:

@@ -73,7 +73,7 @@ def handoff_columns(c: Candidates, pre: Stage, dec: Stage, links: PairLinks, wir
     """The KV handoff of each configuration: bytes each side holds, the transfer in either
     format, where a conversion or redistribution runs (the cheapest placement), and its cost.
     Without ``convert``/``redistribute`` they follow from the formats and the TP partitioning
-    (both pools of one runtime share its page layout)."""
+    (runtime profiles carry no page layout: both pools share one, whichever engine each runs)."""
     w = c.workload
     pv, dv = pre.values, dec.values
     src_elem = np.array([format_bytes(x) for x in wires])[iw]

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..cost.numeric import evaluate
+from ..cost.runtime import runtime_for
 from ..spec.catalog import Catalog
 from ..spec.kinds import FMT
 from ..spec.schema import F, Map, Num, Record, Str, validate
@@ -52,7 +53,8 @@ POOL = Map(fields=(
 
 DEPLOYMENT = Map(title="deployment", fields=(
     F("model", Str(), required=True, doc="model id or YAML file"),
-    F("runtime", Str(), default="engine"),
+    F("runtime", Str(), default="engine", doc="runtime profile id or YAML file for both pools; engine (the "
+                                              "default): on each pool's accelerator the engine best supported there"),
     F("workload", Map(fields=(
         F("preset", Str(), doc="start from a preset (chat, summarization, ...), then override"),
         F("prompt_tokens", Num(integer=True)),
@@ -93,12 +95,14 @@ def load(path: str | Path) -> Record:
     return validate(DEPLOYMENT, read_yaml(path), str(path))
 
 
-def _pool(cat: Catalog, spec: Record) -> Pool:
-    return Pool(cat.get("accelerator", spec.accelerator), tp=spec.tp, count=spec.count, weights=spec.weights,
+def _pool(cat: Catalog, spec: Record, runtime: str) -> Pool:
+    """One pool of the file, running ``runtime`` (``engine``: the engine best supported on its accelerator)."""
+    acc = cat.get("accelerator", spec.accelerator)
+    return Pool(acc, tp=spec.tp, count=spec.count, weights=spec.weights,
                 activations=spec.activations, kv=spec.kv, kv_scale=spec.kv_scale, page_tokens=spec.page_tokens,
                 order=spec.order, max_context=spec.max_context,
                 model=cat.get("model", spec.model) if spec.model else None, rope_theta=spec.rope_theta,
-                tier=spec.tier)
+                tier=spec.tier, runtime=runtime_for(cat, runtime, acc))
 
 
 def _workload(d: Record) -> Workload:
@@ -119,7 +123,7 @@ def check(path: str | Path, cat: Catalog) -> Verdict:
     d = load(path)
     model = cat.get("model", d.model)
     w = _workload(d)
-    pre, dec = _pool(cat, d.prefill), _pool(cat, d.decode)
+    pre, dec = _pool(cat, d.prefill, d.runtime), _pool(cat, d.decode, d.runtime)
     p = plan(model, pre, dec, cat.get("path", d.kv_path), cat.all("tier"), cat.get("runtime", d.runtime), w,
              retained_bytes=d.retained_bytes)
     v = Verdict(False, plan=p, deployment=d.to_dict())
@@ -170,7 +174,8 @@ def _decode_step(p: Plan, model, dec: Pool, cat: Catalog, d: Record, w: Workload
     from .stage import stage_inputs
 
     b = max(1.0, float(np.ceil(batch)))
-    inputs, _ = stage_inputs(model, dec.accelerator, cat.get("runtime", d.runtime), dec.precision(), dec.tp)
+    rt = dec.runtime or runtime_for(cat, d.runtime, dec.accelerator)
+    inputs, _ = stage_inputs(model, dec.accelerator, rt, dec.precision(), dec.tp)
     inputs.update(batch=b, new_tokens=1, prefix_tokens=0, context_tokens=w.mean_context)
     step = float(evaluate("decode", inputs)["seconds"])
     return float(evaluate("serving", {**SERVING_IDLE, **p.decode_tier, "step_s": step,

@@ -23,6 +23,8 @@ COLUMNS = (
     ("prefill_kv", "KV format the prefill pool writes"),
     ("wire_format", "KV format on the wire"), ("path", "KV path between the pools"), ("tier", "KV residency"),
     ("kv_placement", "where the KV conversion/redistribution runs: producer, transport, consumer, or direct"),
+    ("prefill_runtime", "runtime profile (engine) the prefill pool runs"),
+    ("decode_runtime", "runtime profile (engine) the decode pool runs (aggregated: the one pool)"),
     ("ttft_s", "time to first token, the statistic ttft_stat names, at the load each instance runs at "
                "(M/D/1 queueing of prefill, exposed transfer and conversion)"),
     ("ttft_stat", "statistic the TTFT target bounds and ttft_s reports: mean, p50, p90 or p99"),
@@ -110,8 +112,9 @@ def _row(c: Candidates, stages: dict, cols: dict, i: int, position: int) -> dict
                  "kv_placement": PLACEMENTS[int(cols["placement"][i])]}
     if row["mode"] == "aggregated":
         a = int(cols["decode_row"][i])
-        row.update(prefill_hw=None, prefill_tp=None, prefill_precision=None,
+        row.update(prefill_hw=None, prefill_tp=None, prefill_precision=None, prefill_runtime=None,
                    decode_hw=accs[agg.labels["acc"][a]].id, decode_tp=agg.labels["tp"][a],
+                   decode_runtime=c.runtime_of(accs[agg.labels["acc"][a]]).id,
                    decode_weights=agg.labels["weights"][a], kv_format=agg.labels["kv"][a],
                    prefill_kv=None, wire_format=None, path=None, tier="hbm", kv_placement=None,
                    hold_capacity=None)
@@ -119,7 +122,9 @@ def _row(c: Candidates, stages: dict, cols: dict, i: int, position: int) -> dict
         p, d = int(cols["prefill_row"][i]), int(cols["decode_row"][i])
         row.update(prefill_hw=accs[pre.labels["acc"][p]].id, prefill_tp=pre.labels["tp"][p],
                    prefill_precision=f"{pre.labels['weights'][p]}/{pre.labels['activations'][p]}",
+                   prefill_runtime=c.runtime_of(accs[pre.labels["acc"][p]]).id,
                    decode_hw=accs[dec.labels["acc"][d]].id, decode_tp=dec.labels["tp"][d],
+                   decode_runtime=c.runtime_of(accs[dec.labels["acc"][d]]).id,
                    decode_weights=dec.labels["weights"][d], kv_format=dec.labels["kv"][d],
                    prefill_kv=stages["wires"][int(cols["wire"][i])],
                    wire_format=(dec.labels["kv"][d] if row["kv_placement"] == "producer"

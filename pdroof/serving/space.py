@@ -43,7 +43,9 @@ class Stage:
 @dataclass
 class Candidates:
     """What to enumerate: the model, the candidate accelerators and links, the runtime and the
-    workload, and optional format filters."""
+    workload, and optional format filters. ``runtime`` is the profile asked for; ``runtimes``
+    (accelerator id -> profile, ``cost.runtime.runtimes_for``) the one each accelerator runs where
+    it differs, as when the default ``engine`` resolves per accelerator."""
 
     model: Record
     accelerators: list[Record]
@@ -58,6 +60,11 @@ class Candidates:
     decode_ids: frozenset[str] | None = None   # restrict the decode pool's accelerators
     devices: int | None = None                  # device budget: report the largest rate it sustains
     retained_bytes: float = 0.0                 # prefix cache retained per decode device (not a tier)
+    runtimes: dict[str, Record] = field(default_factory=dict)  # accelerator id -> its runtime (default: runtime)
+
+    def runtime_of(self, acc: Record) -> Record:
+        """The runtime profile ``acc`` runs."""
+        return self.runtimes.get(acc.id, self.runtime)
 
 
 def _tp_options(c: Candidates, acc: Record) -> list[int]:
@@ -107,7 +114,7 @@ def instances(c: Candidates, kv: bool) -> Instances:
             for tp in _tp_options(c, acc):
                 for key, value in zip(labels, (ai, p.weights, p.activations, p.kv, tp), strict=True):
                     labels[key].append(value)
-                inputs, eff = stage_inputs(c.model, acc, c.runtime, p, tp)
+                inputs, eff = stage_inputs(c.model, acc, c.runtime_of(acc), p, tp)
                 # a row whose GEMM factors were inferred ranks after an otherwise equal measured one
                 inputs["inferred"] = float(eff.inferred(f"compute.{p.activations}", f"weights.{p.weights}"))
                 rows.append(inputs)
@@ -266,7 +273,7 @@ def aggregated_stage(c: Candidates, inst: Instances | None = None) -> Stage:
     mem = evaluate("memory", {**cols, "batch": 1.0, "context_tokens": float(w.mean_context)})
     grid = {k: (v[:, None] if np.ndim(v) else v) for k, v in cols.items()}
     b = BATCHES[None, :]
-    step = aggregated_step(grid, w, b, c.runtime.structure.chunk_tokens)
+    step = aggregated_step(grid, w, b, grid["chunk_tokens"])  # each accelerator's runtime's token budget
     tpot, ttft = step["tpot_s"], step["ttft_s"]
     ok = (tpot <= w.tpot_s) & (ttft <= w.ttft_s) & (b <= mem["max_batch"][:, None])
     has = ok.any(axis=1)

@@ -89,6 +89,7 @@ class Catalog:
             roots.append(p)
         self.roots = roots
         self._files: dict[str, dict[str, Path]] = {}
+        self._stated: dict[str, frozenset[str]] = {}
 
     def files(self, kind: str) -> dict[str, Path]:
         """id -> file for every spec of ``kind``; later roots override earlier ones. Listed once
@@ -162,6 +163,18 @@ class Catalog:
         if not looks_like_path(ref) and rec.id != ref:
             raise SpecError(str(path), "id", f"{rec.id!r} does not match the file name {ref!r}")
         return rec
+
+    def stated_profiles(self, runtime_id: str) -> frozenset[str]:
+        """Accelerator ids whose ``profiles`` entry the runtime profile's own file states, not the
+        ones it inherits (empty for an id this catalogue lacks). Read once per catalogue."""
+        if runtime_id not in self._stated:
+            from .yamlio import read_yaml
+
+            path = self.files("runtime").get(runtime_id)
+            data = read_yaml(path) if path is not None else {}
+            profiles = data.get("profiles") if isinstance(data, dict) else None
+            self._stated[runtime_id] = frozenset(profiles) if isinstance(profiles, dict) else frozenset()
+        return self._stated[runtime_id]
 
     def all(self, kind: str) -> list[Record]:
         return [self.get(kind, i) for i in self.ids(kind)]

@@ -1,0 +1,86 @@
+"""Which runtime profile an accelerator runs: the default ``engine`` resolves per accelerator to
+the first engine profile (in ``ENGINE_PREFERENCE``) whose own file has an entry for it; any other
+runtime asked for stays itself on every accelerator."""
+
+from __future__ import annotations
+
+import pytest
+
+from pdroof.cost.runtime import ENGINE_PREFERENCE, GENERIC, engine_id, runtime_for, runtimes_for
+from pdroof.spec.catalog import Catalog
+from pdroof.spec.errors import PdroofError
+
+from .conftest import REPO
+
+
+def _engines(tmp_path, stated: dict[str, tuple[str, ...]], extra: dict[str, str] | None = None) -> Catalog:
+    """A user catalogue overriding each engine profile: it inherits ``engine`` (so every entry of
+    ``engine`` reaches it merged) and states entries of its own only for ``stated[id]``."""
+    d = tmp_path / "hardware" / "runtimes"
+    d.mkdir(parents=True)
+    for rid in ENGINE_PREFERENCE:
+        entries = "".join(f"  {a}:\n    memory: {{value: 0.5, basis: assumed}}\n" for a in stated.get(rid, ()))
+        text = f"id: {rid}\nname: {rid}\ninherits: engine\n" + (extra or {}).get(rid, "")
+        (d / f"{rid}.yaml").write_text(text + ("profiles:\n" + entries if entries else ""))
+    return Catalog([tmp_path], use_env=False)
+
+
+STATED = {"trtllm": ("h100-sxm",), "sglang": ("h100-sxm", "mi300x"), "vllm": ("mi300x", "l40s"),
+          "atom": ("mi300x", "gaudi3")}
+
+
+def test_the_order_is_documented():
+    readme = (REPO / "README.md").read_text()
+    assert ENGINE_PREFERENCE == ("trtllm", "sglang", "vllm", "atom")
+    assert "the first of\n`trtllm`, `sglang`, `vllm`, `atom` whose own file" in readme
+
+
+@pytest.mark.parametrize("acc,expected", [
+    ("h100-sxm", "trtllm"),   # stated by trtllm and sglang: the first in the order
+    ("mi300x", "sglang"),     # sglang before vllm and atom
+    ("l40s", "vllm"),
+    ("gaudi3", "atom"),
+    ("h200-sxm", GENERIC),    # every engine profile has it, but only inherited from engine's own entry
+    ("b200", GENERIC),        # nobody's
+])
+def test_engine_resolves_to_the_first_engine_with_its_own_entry(tmp_path, acc, expected):
+    cat = _engines(tmp_path, STATED)
+    a = cat.get("accelerator", acc)
+    assert "h200-sxm" in cat.get("runtime", "vllm").profiles  # merged from engine: present, yet not its own
+    assert engine_id(cat, a) == expected
+    assert runtime_for(cat, "engine", a).id == expected
+
+
+def test_a_version_profile_is_never_a_default(tmp_path):
+    """A profile standing for an engine's older releases (``up_to_version``) is skipped."""
+    cat = _engines(tmp_path, STATED, {"sglang": "up_to_version: 0.5.1\n"})
+    assert engine_id(cat, cat.get("accelerator", "mi300x")) == "vllm"
+
+
+def test_shipped_engines(catalog):
+    """On the shipped catalogue: NVIDIA parts measured for TensorRT-LLM take it; a version profile
+    (``sglang-0.5.1``) and ``pytorch`` are never picked; unprofiled parts keep ``engine``."""
+    picked = {a.id: engine_id(catalog, a) for a in catalog.all("accelerator")}
+    assert {picked[a] for a in ("h100-sxm", "h200-sxm", "b200", "gb200")} == {"trtllm"}
+    assert set(picked.values()) <= {*ENGINE_PREFERENCE, GENERIC}
+    assert picked["rtx-4090"] == GENERIC
+
+
+def test_an_explicit_runtime_runs_on_every_accelerator(catalog):
+    accs = [catalog.get("accelerator", a) for a in ("h100-sxm", "mi300x", "l40s")]
+    for ref in ("vllm", "pytorch", str(REPO / "hardware" / "runtimes" / "engine.yaml")):
+        ids = {a: r.id for a, r in runtimes_for(catalog, ref, accs).items()}
+        assert set(ids.values()) == {catalog.get("runtime", ref).id}, ref
+    assert runtimes_for(catalog, "engine", accs)["h100-sxm"] is catalog.get("runtime", "trtllm")
+
+
+def test_an_unknown_runtime_is_one_error(catalog):
+    with pytest.raises(PdroofError, match="unknown runtime 'nosuch'"):
+        runtime_for(catalog, "nosuch", catalog.get("accelerator", "h100-sxm"))
+
+
+def test_stated_profiles_are_the_files_own(catalog):
+    assert catalog.stated_profiles("trtllm") >= {"h100-sxm", "h200-sxm", "b200", "gb200"}
+    assert "mi300x" in catalog.get("runtime", "trtllm").profiles  # inherited from engine
+    assert "mi300x" not in catalog.stated_profiles("trtllm")
+    assert catalog.stated_profiles("no-such-runtime") == frozenset()
