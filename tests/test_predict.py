@@ -232,3 +232,17 @@ def test_runs_of_one_deployment_share_its_pool_but_not_its_errors():
     runs = parse_runs(json.dumps([good, *bad, good]), "runs.json")
     assert runs[0].error is None and runs[4].error is None and runs[0].pools == runs[4].pools
     assert all(r.error and "deployment.tp" in r.error for r in runs[1:4])
+
+
+def test_a_run_without_an_engine_takes_what_the_default_resolves_to(catalog):
+    """No engine (or an override of ``engine``): the profile ``rank`` would use on that accelerator."""
+    from pdroof.cost.runtime import engine_id
+
+    base = {**RUN, "engine": None}
+    runs = parse_runs(json.dumps([base, {**base, "model": "qwen3-32b", "deployment": {**RUN["deployment"],
+                                                                                      "accelerator": "mi300x"}}]),
+                      "runs.json")
+    want = [engine_id(catalog, catalog.get("accelerator", a)) for a in ("h100-sxm", "mi300x")]
+    assert want[0] != "engine"  # an engine profile measured the H100
+    assert [p.runtime for p in predict(catalog, runs)] == want
+    assert [p.runtime for p in predict(catalog, parse_runs(json.dumps([RUN]), "r.json"), runtime="engine")] == want[:1]

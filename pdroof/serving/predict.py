@@ -16,6 +16,7 @@ import numpy as np
 
 from ..cost.numeric import evaluate
 from ..cost.precision import Precision, default_activations, infeasible_reason
+from ..cost.runtime import GENERIC, engine_id
 from ..spec.catalog import Catalog
 from ..spec.errors import PdroofError
 from ..spec.profile import version_key
@@ -50,17 +51,19 @@ def group_key(run: Run) -> str:
 def _runtime_id(cat: _Specs, run: Run, override: str | None) -> str:
     """``override``, else the profile of the run's engine for its version — the one with the
     lowest ``up_to_version`` at or above it, else the engine's profile without one (its latest) —
-    else ``engine``."""
-    if override:
+    else what the default runtime, ``engine``, resolves to on the run's accelerator (as ``rank``
+    does; so does an override of ``engine``)."""
+    if override and override != GENERIC:
         return override
-    key = version_key(run.engine_version)
-    if key is not None:
-        for bound, rid in cat.versions().get(run.engine or "", []):
-            if key <= bound:
-                return rid
-    if run.engine and run.engine in cat.runtimes:
-        return run.engine
-    return "engine"
+    if not override:
+        key = version_key(run.engine_version)
+        if key is not None:
+            for bound, rid in cat.versions().get(run.engine or "", []):
+                if key <= bound:
+                    return rid
+        if run.engine and run.engine in cat.runtimes:
+            return run.engine
+    return engine_id(cat.cat, cat.get("accelerator", run.pools["deployment"].accelerator))
 
 
 class _Specs:
