@@ -263,3 +263,17 @@ def test_one_accelerator_runs_one_runtime(catalog):
     with pytest.raises(PdroofError, match="both on h100-sxm run one runtime"):
         _plan(catalog, {"hw": "h100-sxm", "runtime": catalog.get("runtime", "vllm")},
               {"hw": "h100-sxm", "runtime": catalog.get("runtime", "sglang")}, model="llama-3.1-8b")
+
+
+def test_the_prefill_engines_request_overhead_is_in_the_disaggregated_ttft(catalog):
+    """TTFT = prefill + wait + handoff + the prefill runtime's time per request outside the passes."""
+    from pdroof.serving.workload import PRESETS
+
+    rt = catalog.get("runtime", "trtllm")
+    assert rt.structure.request_latency_s > 0
+    pool = Pool(catalog.get("accelerator", "h100-sxm"))
+    doc = plan(catalog.get("model", "llama-3.1-8b"), pool, replace(pool), catalog.get("path", "nvlink4"),
+               catalog.all("tier"), rt, PRESETS["chat"]).doc
+    s = doc["serving"]
+    assert s["request_s"] == rt.structure.request_latency_s
+    assert s["ttft_unloaded_s"] == pytest.approx(s["prefill_s"] + doc["representation"]["handoff_s"] + s["request_s"])

@@ -83,3 +83,28 @@ def test_aggregated_tpot_against_a_continuous_batching_simulation():
         model = float(aggregated_tpot(mean_s, delta_s, C, O, stat))
         assert model == pytest.approx(float(np.quantile(tpot, q)), rel=0.03), stat
     assert float(aggregated_tpot(mean_s, delta_s, C, O, "mean")) == mean_s
+
+
+def test_a_requests_own_time_delays_its_first_token_under_either_arrival_process(catalog):
+    """request_latency_s adds to every TTFT statistic and to nothing else, for Poisson traffic as for
+    a benchmark's clients (where it also lengthens each client's cycle)."""
+    import numpy as np
+
+    from pdroof.cost.precision import Precision
+    from pdroof.serving.load import aggregated_load
+    from pdroof.serving.stage import stage_inputs
+
+    base, _ = stage_inputs(catalog.get("model", "llama-3.1-8b"), catalog.get("accelerator", "h100-sxm"),
+                           catalog.get("runtime", "engine"), Precision("bf16", "bf16", "bf16"), 1)
+    assert base["request_latency_s"] == 0
+    slow = {**base, "request_latency_s": 0.02}
+    for arrivals in ("poisson", "closed"):
+        kw = {"arrivals": arrivals, "ttft_stat": "p90", "tpot_stat": "p99", "admitted": 1e6}
+        a, b = aggregated_load(base, 32.0, 1024.0, 256.0, **kw), aggregated_load(slow, 32.0, 1024.0, 256.0, **kw)
+        assert float(b["ttft_unloaded_s"]) == pytest.approx(float(a["ttft_unloaded_s"]) + 0.02)
+        if arrivals == "poisson":
+            assert float(b["ttft_s"]) == pytest.approx(float(a["ttft_s"]) + 0.02)
+            assert np.allclose(b["tpot_s"], a["tpot_s"]) and np.allclose(b["requests_per_s"], a["requests_per_s"])
+        else:  # the clients wait longer between requests: a little less load, never more TTFT than +0.02
+            assert float(a["ttft_s"]) < float(b["ttft_s"]) <= float(a["ttft_s"]) + 0.02 + 1e-9
+            assert float(b["requests_per_s"]) < float(a["requests_per_s"])

@@ -246,3 +246,21 @@ def test_a_run_without_an_engine_takes_what_the_default_resolves_to(catalog):
     assert want[0] != "engine"  # an engine profile measured the H100
     assert [p.runtime for p in predict(catalog, runs)] == want
     assert [p.runtime for p in predict(catalog, parse_runs(json.dumps([RUN]), "r.json"), runtime="engine")] == want[:1]
+
+
+def test_estimate_of_a_benchmark_is_predict_of_the_same_run(catalog):
+    """estimate --serving aggregated (closed arrivals) and predict run one load model: the same
+    configuration gives the same TTFT, TPOT and throughput."""
+    from pdroof.serving.estimate import aggregated
+
+    run = {**RUN, "isl": 2048, "osl": 256, "concurrency": 48}
+    pred = predict(catalog, parse_runs(json.dumps([run]), "r.json"))[0]
+    rt = catalog.get("runtime", pred.runtime)
+    for stat, name in (("mean", "mean"), ("p50", "median"), ("p90", "p90")):
+        est = aggregated(catalog.get("model", "llama-3.1-8b"), catalog.get("accelerator", "h100-sxm"), rt,
+                         Precision("bf16", "bf16", "bf16"), concurrency=48, prompt=2048, output=256,
+                         ttft_stat=stat)["aggregated"]
+        assert est[f"ttft_{stat}_seconds"] * 1e3 == pytest.approx(pred.predicted["ttft_ms"][name], rel=1e-9)
+    assert est["tpot_seconds"] * 1e3 == pytest.approx(pred.predicted["tpot_ms"]["mean"], rel=1e-9)
+    assert est["tokens_per_second"] == pytest.approx(pred.predicted["output_tokens_per_s"], rel=1e-9)
+    assert est["ttft_seconds"] >= rt.structure.request_latency_s > 0  # the idle TTFT has the request's own time

@@ -181,9 +181,8 @@ def test_aggregated_steady_state_by_hand(catalog):
         catalog.get("runtime", "engine")
     p = Precision("bf16", "bf16", "bf16")
     C, S, O = 8, 16, 16  # noqa: E741 - the paper's names
-    agg = aggregated(m, acc, rt, p, concurrency=C, prompt=S, output=O)["aggregated"]
-    assert agg["step_tokens"] == C + C * S / O
-    assert agg["tokens_per_second"] == pytest.approx(C / agg["tpot_seconds"])
+    agg = aggregated(m, acc, rt, p, concurrency=C, prompt=S, output=O, arrivals="poisson")["aggregated"]
+    assert agg["tokens_per_second"] == pytest.approx(C / agg["tpot_seconds"])  # Little: C in flight, O tokens each
     # TTFT: one step carrying a whole prompt with the C decodes
     dec = estimate(m, acc, rt, p, batch=C, prompt=S, context=S + O // 2)["decode"]["step_seconds"]
     pre = estimate(m, acc, rt, p, batch=1, prompt=S)["prefill"]["seconds"]
@@ -201,8 +200,14 @@ def test_aggregated_cli_json(cli_json):
     d = cli_json("estimate", "-m", "llama-3.1-8b", "--hardware", "h100-sxm", "--serving", "aggregated",
                  "--concurrency", "64", "--prompt", "1000", "--output", "1000", "--weights", "fp8")
     a = d["aggregated"]
-    assert {"tpot_seconds", "ttft_seconds", "tokens_per_second"} <= set(a)
-    assert a["tokens_per_second"] == pytest.approx(64 / a["tpot_seconds"])
+    assert {"tpot_seconds", "ttft_seconds", "tokens_per_second", "requests_per_second"} <= set(a)
+    assert a["arrivals"] == "closed" and a["tokens_per_second"] == pytest.approx(1000 * a["requests_per_second"])
+    mean = cli_json("estimate", "-m", "llama-3.1-8b", "--hardware", "h100-sxm", "--serving", "aggregated",
+                    "--concurrency", "64", "--prompt", "1000", "--output", "1000", "--weights", "fp8",
+                    "--ttft-stat", "mean", "--waves", "1000")["aggregated"]
+    # Little's law over the 64 clients: each cycle is a TTFT and 999 more tokens
+    cycle = mean["ttft_mean_seconds"] + 999 * mean["tpot_seconds"]
+    assert 64 / cycle == pytest.approx(mean["requests_per_second"], rel=0.02)
 
 
 def test_prefill_heavy_prefers_more_prefill_devices(catalog):
@@ -346,7 +351,8 @@ def test_aggregated_ttft_queues_like_the_prefill_pool(catalog):
         catalog.get("runtime", "engine")
     p = Precision("fp8", "fp8", "fp8")
     C = agg[0]["decode_batch"]
-    got = aggregated(m, a, rt, p, concurrency=C, prompt=w.prompt_tokens, output=w.output_tokens)["aggregated"]
+    got = aggregated(m, a, rt, p, concurrency=C, prompt=w.prompt_tokens, output=w.output_tokens,
+                     arrivals="poisson")["aggregated"]
     base, _ = stage_inputs(m, a, rt, p, 1)
     step = {**base, "batch": C, "new_tokens": w.new_tokens, "prefix_tokens": 0, "context_tokens": w.mean_context}
     mean = float(evaluate("mixed", {**step, "prefill_prompts": C / w.output_tokens})["seconds"])

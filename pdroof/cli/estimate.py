@@ -12,6 +12,7 @@ from ..output.render import Column
 from .options import Fmt, FormatOpt, OutOpt, RuntimeOpt, Stat, catalog
 
 Serving = Enum("Serving", {"single": "single", "aggregated": "aggregated"}, type=str)
+Arrivals = Enum("Arrivals", {"closed": "closed", "poisson": "poisson"}, type=str)
 
 OP_COLUMNS = [
     Column("name", "operation"), Column("kind", "kind"), Column("seconds", "time (ms)", 1e-3),
@@ -40,8 +41,14 @@ def estimate_cmd(
     serving: Serving = typer.Option(Serving.single, "--serving",
                                     help="single: one prefill and one decode step; aggregated: the steady "
                                          "state of continuous batching (with --concurrency, --output)"),
-    concurrency: int = typer.Option(32, "--concurrency", help="aggregated: sequences in flight"),
+    concurrency: int = typer.Option(32, "--concurrency", help="aggregated: requests in flight"),
+    arrivals: Arrivals = typer.Option(Arrivals.closed, "--arrivals",
+                                      help="aggregated: closed (a benchmark's clients, each replacing its finished "
+                                           "request at once, as predict models them) or poisson (traffic keeping "
+                                           "--concurrency in flight on average, as rank plans for)"),
     output_tokens: int = typer.Option(256, "--output", help="aggregated: output tokens per request"),
+    waves: float = typer.Option(10.0, "--waves", min=1.0,
+                                help="aggregated, closed: requests each client sends (the first, all at once, queue)"),
     ttft_stat: Stat = typer.Option(Stat.p90, "--ttft-stat", help="aggregated: TTFT statistic to report under load"),
     tpot_stat: Stat = typer.Option(Stat.p99, "--tpot-stat", help="aggregated: TPOT statistic to report"),
     fmt: Fmt = FormatOpt,
@@ -58,7 +65,8 @@ def estimate_cmd(
     p = plan(acc, weights, activations, kv)
     if serving.value == "aggregated":
         result = aggregated(m, acc, rt, p, tp=tp, concurrency=concurrency, prompt=prompt, output=output_tokens,
-                            prefix=prefix, ttft_stat=ttft_stat.value, tpot_stat=tpot_stat.value)
+                            prefix=prefix, ttft_stat=ttft_stat.value, tpot_stat=tpot_stat.value,
+                            arrivals=arrivals.value, waves=waves)
         if fmt.value == "json":
             render.emit(render.json_text(result), output)
         else:

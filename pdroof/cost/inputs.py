@@ -162,4 +162,8 @@ def precision_inputs(runtime: Record, p: Precision) -> dict[str, float]:
         "mem_reserve": st.memory_reserve_fraction,
         "chunk_tokens": st.chunk_tokens,
         "step_latency_s": st.step_latency_s,
+        # the scheduler's, read by the load model (serving.load), not by the equations
+        "request_latency_s": st.request_latency_s,
+        "prefill_first": 1.0 if st.prefill_schedule == "prefill_first" else 0.0,
+        "kv_reserve_full": 1.0 if st.kv_reservation == "full" else 0.0,
     }

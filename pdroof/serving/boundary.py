@@ -203,6 +203,7 @@ def plan(model: Record, prefill: Pool, decode: Pool, path: Record, tiers: list[R
     doc["serving"] = {
         "ttft_s": f["ttft_s"], "ttft_stat": w.ttft_stat, "ttft_unloaded_s": f["ttft_unloaded_s"],
         "tpot_s": f["tiered_step_s"], "tpot_stat": w.tpot_stat, "prefill_s": f["prefill_s"],
+        "request_s": f["request_s"],
         "ingress_capacity": f["ingress_capacity"],
         "decode_batch": f["admission_batch"], "prefill_capacity": c_p, "decode_capacity": f["decode_capacity"],
         "link_capacity": f["link_capacity"], "prefill_device_share": f["prefill_device_share"],

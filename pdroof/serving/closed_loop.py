@@ -41,32 +41,34 @@ from ..cost.queueing import wait
 ITERATIONS = 40  # at most; it stops once every throughput moves by less than 1e-5 a step
 
 
-def _step(inputs: dict, batch, prompts, prompt_tokens, context_tokens):
+def _step(inputs: dict, batch, prompts, prompt_tokens, prefix_tokens, context_tokens):
     return np.array(evaluate("mixed", {**inputs, "batch": batch, "prefill_prompts": prompts,
-                                       "new_tokens": prompt_tokens, "prefix_tokens": 0.0,
+                                       "new_tokens": prompt_tokens, "prefix_tokens": prefix_tokens,
                                        "context_tokens": context_tokens}, ("seconds",))["seconds"])
 
 
 def closed_loop(inputs: dict, clients, prompt_tokens, output_tokens, chunk_tokens, admitted, waves=10.0,
-                prefill_first=False, request_s=0.0, stats=("mean", "p50", "p90", "p99")) -> dict[str, np.ndarray]:
+                prefill_first=False, request_s=0.0, prefix_tokens=0.0,
+                stats=("mean", "p50", "p90", "p99")) -> dict[str, np.ndarray]:
     """Steady state of one engine instance per element of the (broadcast) arrays: ``clients``
     requests in flight, ``admitted`` the sequences its KV memory holds, ``waves`` the benchmark's
     requests per client, ``prefill_first`` where the engine runs waiting prompts ahead of decodes,
-    ``request_s`` each request's time outside the forward passes before its first token.
+    ``request_s`` each request's time outside the forward passes before its first token,
+    ``prefix_tokens`` the cached prefix each prompt's ``prompt_tokens`` new tokens follow.
     Returns throughput (requests/s), the mean TPOT, TTFT per statistic
     (``ttft_<stat>_s``), and the internals (job size, utilisation, decode batch)."""
     shape = np.broadcast_shapes(*(np.shape(v) for v in (clients, prompt_tokens, output_tokens, chunk_tokens,
-                                                        admitted, waves, prefill_first, request_s)),
+                                                        admitted, waves, prefill_first, request_s, prefix_tokens)),
                                 *(np.shape(v) for v in inputs.values()))
     n = int(np.prod(shape))
 
     def flat(v):
         return np.broadcast_to(np.asarray(v, dtype=float), shape).ravel()
 
-    C, S, L_out, K, N, W, PF, R = (flat(v) for v in (clients, prompt_tokens, output_tokens, chunk_tokens, admitted,
-                                                      waves, prefill_first, request_s))
+    C, S, L_out, K, N, W, PF, R, P = (flat(v) for v in (clients, prompt_tokens, output_tokens, chunk_tokens, admitted,
+                                                         waves, prefill_first, request_s, prefix_tokens))
     inp = {k: (flat(v) if np.ndim(v) else v) for k, v in inputs.items()}
-    ctx = S + L_out / 2  # mean context of a decoding sequence
+    ctx = P + S + L_out / 2  # mean context of a decoding sequence
     C_in = np.maximum(np.minimum(C, N), 1.0)
     g = np.clip(np.floor(K / S), 1.0, C_in)
     chunks = np.ceil(g * S / K)
@@ -74,16 +76,16 @@ def closed_loop(inputs: dict, clients, prompt_tokens, output_tokens, chunk_token
 
     def job_step(sub, idx, batch):
         """A job's steps: g prompts with ``batch`` decodes, spread over its chunks."""
-        t = _step(sub, batch, g[idx], S[idx], ctx[idx])
+        t = _step(sub, batch, g[idx], S[idx], P[idx], ctx[idx])
         long = chunks[idx] > 1
         if long.any():
-            t = t + np.where(long, (chunks[idx] - 1) * _step(sub, batch, 0.0, S[idx], ctx[idx]), 0.0)
+            t = t + np.where(long, (chunks[idx] - 1) * _step(sub, batch, 0.0, S[idx], P[idx], ctx[idx]), 0.0)
         return t
 
     everyone = np.arange(n)
     first = PF > 0
     idx = everyone[~first]
-    tau = _step(inp, C_in, 0.0, S, ctx)
+    tau = _step(inp, C_in, 0.0, S, P, ctx)
     job = job_step(inp, everyone, np.maximum(C_in - g, 0.0))
     X = C_in / (R + job + (L_out - 1) * tau)
     rho, tpot, B_d = np.zeros(n), tau.copy(), C_in.copy()
@@ -105,7 +107,7 @@ def closed_loop(inputs: dict, clients, prompt_tokens, output_tokens, chunk_token
                                             1e-12)
         decoding = np.minimum(Ci, Xi * (Li - 1) * tpot_i / np.maximum(1 - rho_i * gi / Ci, 1e-3))
         B_d[idx] = B = np.maximum(decoding, 1.0)
-        tau[idx] = _step(sub, B, 0.0, S[idx], ctx[idx])
+        tau[idx] = _step(sub, B, 0.0, S[idx], P[idx], ctx[idx])
         job[idx] = job_i = job_step(sub, idx, np.minimum(B, Ci - gi))
         w = np.minimum(wait(rho_i, "mean") * job_i, (Ci / gi - 1) * job_i)
         X_new = 0.5 * Xi + 0.5 * Ci / (R[idx] + job_i + w + (Li - 1) * tpot_i)

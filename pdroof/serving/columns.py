@@ -17,8 +17,9 @@ from .space import Candidates, PairLinks, Stage
 def _serving(values: dict, c: Candidates, price, power) -> dict[str, np.ndarray]:
     w = c.workload
     if "prefill_utilisation" not in values:
-        values = {**values, "prefill_utilisation": prefill_utilisation(values["prefill_s"], values["handoff_s"],
-                                                                       w.ttft_s, w.ttft_stat)}
+        outside = values["handoff_s"] + values.get("request_s", 0.0)
+        values = {**values, "prefill_utilisation": prefill_utilisation(values["prefill_s"], outside, w.ttft_s,
+                                                                       w.ttft_stat)}
     return evaluate("serving", {**values, "output_tokens": float(w.output_tokens),
                                 "request_rate": w.rate_per_s or 1.0, "device_budget": float(c.devices or 1),
                                 **price, **power})
@@ -45,7 +46,8 @@ def serving_columns(c: Candidates, pre: Stage, dec: Stage, h: dict, pr, dr, pric
     """Capacities, pool sizing, cost and energy, ownership terms and the binding constraint of
     disaggregated configurations, given their handoff columns ``h``."""
     pv, dv = pre.values, dec.values
-    out = _serving({"prefill_s": h["prefill_s"], "handoff_s": h["handoff_s"], "step_s": dv["step_s"][dr],
+    out = _serving({"prefill_s": h["prefill_s"], "handoff_s": h["handoff_s"], "request_s": h["request_s"],
+                    "step_s": dv["step_s"][dr],
                     "decode_batch": dv["decode_batch"][dr], "hbm_batch": dv["hbm_batch"][dr],
                     "tier_bytes_per_s": dv["tier_bytes_per_s"][dr], "kv_request_bytes": dv["kv_request_bytes"][dr],
                     "link_request_s": h["link_request_s"], "ingress_request_s": h["ingress_request_s"],
@@ -58,8 +60,10 @@ def serving_columns(c: Candidates, pre: Stage, dec: Stage, h: dict, pr, dr, pric
                    {"power_prefill": power_p, "power_decode": power_d})
     # TTFT: the target's statistic at the load each prefill instance runs at (its capacity); TPOT:
     # decode steps carry no prompts, so every statistic is the step at the admitted batch
-    ttft = ttft_at(out["prefill_rate"], h["prefill_s"], h["handoff_s"], c.workload.ttft_stat)
-    out.update({"ttft_s": ttft, "ttft_unloaded_s": h["prefill_s"] + h["handoff_s"], "tpot_s": out["tiered_step_s"],
+    # (the handoff and the request's own overhead delay its first token, not the prefill server)
+    outside = h["handoff_s"] + h["request_s"]
+    ttft = ttft_at(out["prefill_rate"], h["prefill_s"], outside, c.workload.ttft_stat)
+    out.update({"ttft_s": ttft, "ttft_unloaded_s": h["prefill_s"] + outside, "tpot_s": out["tiered_step_s"],
                 "batch_before_ownership": dv["decode_batch"][dr], "decode_batch": out["admission_batch"]})
     out["binding"] = binding(out, out["prefill_device_share"], dv["kv_bound"][dr])
     return out
@@ -120,6 +124,7 @@ def handoff_columns(c: Candidates, pre: Stage, dec: Stage, links: PairLinks, wir
     staging = np.where((choice == 1) | (bounce == 0), wire_bytes, 0.0)
     return {
         "prefill_s": prefill_s, "handoff_s": b["handoff_s"], "transfer_s": transfer_s, "exposed_transfer_s": exposed,
+        "request_s": pv["request_s"][pr],  # the prefill runtime's time per request outside the passes
         "convert_s": b["handoff_s"] - exposed, "transfer_bytes": wire_bytes, "placement": choice,
         "kv_src_bytes": t_src["bytes"], "kv_dst_bytes": kv_dst, "staging_bytes": staging,
         "transient_bytes": t_src["bytes"] + staging + kv_dst, "link_request_s": wire_bytes / (bw * eff),

@@ -9,7 +9,7 @@ from ..cost.ops import OP_KIND, OPS
 from ..cost.precision import Precision
 from ..spec.errors import PdroofError
 from ..spec.schema import Record
-from .stage import aggregated_step, check_context, check_ep, check_tp, stage_inputs
+from .stage import check_context, check_ep, check_tp, stage_inputs
 from .workload import Workload
 
 BOUNDS = ("compute", "memory", "link", "latency")
@@ -104,36 +104,45 @@ def estimate(model: Record, acc: Record, runtime: Record, p: Precision, *, tp: i
 
 def aggregated(model: Record, acc: Record, runtime: Record, p: Precision, *, tp: int = 1, concurrency: int = 32,
                prompt: int = 2048, output: int = 256, prefix: int = 0, ttft_stat: str = "p90",
-               tpot_stat: str = "p99") -> dict:
-    """Colocated serving in the steady state of continuous batching at ``concurrency``: each step
-    decodes C sequences and carries the prefill of the requests that join on average (C·S/O new
-    tokens in the same forward pass, weights read once). The mean TPOT and the unloaded TTFT (one
-    step carrying a whole new prompt, chunked at the runtime's token budget), and the statistics
-    ``ttft_stat`` and ``tpot_stat`` under the load that concurrency implies."""
+               tpot_stat: str = "p99", arrivals: str = "closed", waves: float = 10.0) -> dict:
+    """Colocated serving under continuous batching at ``concurrency`` requests in flight, on the
+    load model ``predict`` and ``rank`` use (``load.aggregated_load``): a benchmark's closed loop
+    of that many clients (``arrivals="closed"``, ``waves`` requests each; KV memory admits at most
+    ``max_concurrency`` of them, the others wait) or a Poisson stream keeping that many in flight
+    (``"poisson"``). The mean TPOT, the idle TTFT (one step carrying a whole new prompt, chunked at
+    the runtime's token budget, and the request's own overhead), the statistics ``ttft_stat`` and
+    ``tpot_stat`` under that load, and the throughput."""
+    from .load import ARRIVALS, admitted_sequences, aggregated_load
+
     check_tp(model, acc, tp)
     for name, v in (("concurrency", concurrency), ("prompt", prompt), ("output", output)):
         if v < 1:
             raise PdroofError(f"--{name} must be at least 1, not {v}")
     if not 0 <= prefix < prompt:
         raise PdroofError(f"--prefix must be in [0, prompt), not {prefix}")
+    if arrivals not in ARRIVALS:
+        raise PdroofError(f"--arrivals must be one of {', '.join(ARRIVALS)}, not {arrivals!r}")
     check_context(model, prompt + output, "--prompt + --output")
     w = Workload("aggregated", prompt, output, prefix_hit=prefix / prompt, ttft_stat=ttft_stat, tpot_stat=tpot_stat)
     base, eff = stage_inputs(model, acc, runtime, p, tp)
-    step = aggregated_step(base, w, float(concurrency), runtime.structure.chunk_tokens)
-    step = {k: float(v) for k, v in step.items()}
-    mem = evaluate("memory", {**base, "batch": 1.0, "context_tokens": w.mean_context})
-    tpot = step["tpot_mean_s"]
+    admitted = int(admitted_sequences(base, float(prompt), float(output)))
+    if arrivals == "closed" and admitted < 1:
+        raise PdroofError("the weights leave no KV memory for one sequence")
+    load = {k: float(v) for k, v in aggregated_load(
+        base, float(concurrency), w.new_tokens, float(output), prefix_tokens=w.prefix_tokens, arrivals=arrivals,
+        admitted=float(admitted), ttft_stat=ttft_stat, tpot_stat=tpot_stat, waves=waves).items()}
     return {
         "aggregated": {
-            "tpot_seconds": tpot, "ttft_seconds": step["ttft_unloaded_s"],
-            f"tpot_{tpot_stat}_seconds": step["tpot_s"], f"ttft_{ttft_stat}_seconds": step["ttft_s"],
-            "tokens_per_second": concurrency / tpot,
-            "requests_per_second": concurrency / (output * tpot),
-            "step_tokens": concurrency * (1 + w.new_tokens / output),
-            "concurrency": concurrency, "max_concurrency": int(mem["max_batch"]),
-            "fits": int(mem["max_batch"]) >= concurrency,
+            "arrivals": arrivals,
+            "tpot_seconds": load["tpot_mean_s"], "ttft_seconds": load["ttft_unloaded_s"],
+            f"tpot_{tpot_stat}_seconds": load["tpot_s"], f"ttft_{ttft_stat}_seconds": load["ttft_s"],
+            "requests_per_second": load["requests_per_s"],
+            "tokens_per_second": load["requests_per_s"] * output,
+            "concurrency": concurrency, "max_concurrency": admitted,
+            "fits": admitted >= concurrency,
         },
         "inputs": {"model": model.id, "hardware": acc.id, "runtime": runtime.id, "weights": p.weights,
                    "activations": p.activations, "kv": p.kv, "tp": tp, "concurrency": concurrency,
-                   "prompt": prompt, "output": output, "prefix": prefix, "efficiency_origin": eff.origin},
+                   "prompt": prompt, "output": output, "prefix": prefix, "arrivals": arrivals,
+                   "efficiency_origin": eff.origin},
     }

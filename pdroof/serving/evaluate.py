@@ -165,7 +165,7 @@ def disaggregated_block(c: Candidates, pre: Stage, dec: Stage, links: PairLinks,
     pr = p_rows[ip]
     h = handoff_columns(c, pre, dec, links, wires, pr, d_rows[first][ik_class], iw, ik, acc_p[ip],
                         acc_d[first][ik_class], mi)
-    h["prefill_utilisation"] = prefill_utilisation(h["prefill_s"], h["handoff_s"], c.workload.ttft_s,
+    h["prefill_utilisation"] = prefill_utilisation(h["prefill_s"], h["handoff_s"] + h["request_s"], c.workload.ttft_s,
                                                    c.workload.ttft_stat)
     # every class-level configuration once per decode row of its class
     e, m = _expand(size[ik_class])

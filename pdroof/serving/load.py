@@ -1,4 +1,11 @@
-"""What a target bounds under load: the statistic (mean, p50, p90, p99) of TTFT and of TPOT.
+"""What a target bounds under load: the statistic (mean, p50, p90, p99) of TTFT and of TPOT, and
+the load model of aggregated serving under either arrival process (``aggregated_load``).
+
+Arrivals. Traffic arrives as a Poisson stream (``poisson``: what ``rank`` and ``check`` plan
+for); a benchmark keeps C requests in flight, replacing each finished one at once (``closed``:
+``pdroof.serving.closed_loop``, what ``predict`` and ``estimate --serving aggregated`` model). Both
+run on the same engine: steps of the ``mixed`` equations under the runtime's token budget, prompts
+chunked at it, and each request's own time outside the forward passes (``request_latency_s``).
 
 TTFT. Requests arrive as a Poisson stream and a prefill server works through prompts one at a
 time, so a request's TTFT is its service time t_P, its wait in an M/D/1 queue and the handoff
@@ -138,3 +145,53 @@ def aggregated_ttft(unloaded_ttft_s, marginal_prompt_s, mean_tpot_s, concurrency
     plus that queue's wait."""
     rate = concurrency / (output_tokens * mean_tpot_s)
     return ttft_at(rate, marginal_prompt_s, unloaded_ttft_s - marginal_prompt_s, stat)
+
+
+ARRIVALS = ("closed", "poisson")
+
+
+def aggregated_load(inputs: dict, concurrency, new_tokens, output_tokens, *, prefix_tokens=0.0,
+                    arrivals: str = "poisson", admitted=np.inf, ttft_stat: str = "mean", tpot_stat: str = "mean",
+                    waves: float = 10.0) -> dict[str, np.ndarray]:
+    """Aggregated serving at ``concurrency`` requests in flight (arrays broadcast over the stage
+    inputs): ``tpot_s`` and ``ttft_s`` (the statistics named), ``tpot_mean_s``, ``ttft_unloaded_s``
+    (a request alone: one step carrying its prompt, chunked at the token budget, and its own
+    overhead) and ``requests_per_s``.
+
+    ``poisson``: prompts queue for the engine's prefill work (a server whose service per prompt is
+    the step time it adds, Δ, offered C/(O·t̄)) and a request's O steps carry an overdispersed
+    count of others' prompts (``aggregated_ttft``, ``aggregated_tpot``). ``closed``: the benchmark's
+    clients (``closed_loop``), at most ``admitted`` of them in the engine (the others wait for KV
+    memory), ``waves`` requests per client; its requests are alike, so every TPOT statistic is the
+    mean, and every TTFT statistic comes back too (``ttft_<stat>_s``)."""
+    if arrivals not in ARRIVALS:
+        raise ValueError(f"arrivals must be one of {ARRIVALS}, not {arrivals!r}")
+    from .closed_loop import _step, closed_loop
+
+    C = np.asarray(concurrency, dtype=float)
+    request_s = inputs["request_latency_s"]
+    chunks = np.ceil(new_tokens / inputs["chunk_tokens"])
+    context = prefix_tokens + new_tokens + output_tokens / 2
+
+    def step_s(batch, prompts):
+        return _step(inputs, batch, prompts, new_tokens, prefix_tokens, context)
+
+    unloaded = step_s(C, 1.0) + (chunks - 1) * step_s(C, 0.0)
+    if arrivals == "closed":
+        res = closed_loop(inputs, C, new_tokens, output_tokens, inputs["chunk_tokens"], admitted, waves,
+                          inputs["prefill_first"], request_s, prefix_tokens)
+        return {**res, "tpot_mean_s": res["tpot_s"], "ttft_s": res[f"ttft_{ttft_stat}_s"],
+                "ttft_unloaded_s": unloaded + request_s}
+    load = C / output_tokens  # prompts a step carries on average (C/O join per step)
+    tpot = step_s(C, load)
+    marginal = step_s(C, load + 1.0) - tpot
+    return {"tpot_s": aggregated_tpot(tpot, marginal, C, output_tokens, tpot_stat), "tpot_mean_s": tpot,
+            "ttft_s": aggregated_ttft(unloaded, marginal, tpot, C, output_tokens, ttft_stat) + request_s,
+            "ttft_unloaded_s": unloaded + request_s, "requests_per_s": C / (output_tokens * tpot)}
+
+
+def admitted_sequences(inputs: dict, prompt_tokens, output_tokens) -> np.ndarray:
+    """Sequences an instance's KV memory holds at once: each its prompt and, where the runtime
+    reserves a whole sequence at admission, all its output, else half of it on average."""
+    held = prompt_tokens + np.where(inputs["kv_reserve_full"] > 0, output_tokens, np.divide(output_tokens, 2))
+    return np.floor(evaluate("memory", {**inputs, "batch": 1.0, "context_tokens": held})["max_batch"])

@@ -14,13 +14,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..cost.numeric import evaluate
 from ..cost.precision import Precision, default_activations, infeasible_reason
 from ..cost.runtime import GENERIC, engine_id
 from ..spec.catalog import Catalog
 from ..spec.errors import PdroofError
 from ..spec.profile import version_key
-from .closed_loop import closed_loop
+from .load import admitted_sequences, aggregated_load
 from .runs import Run
 from .stage import context_reason, stage_inputs, tp_reason
 
@@ -127,8 +126,8 @@ def _configuration(cat: _Specs, run: Run, override: str | None):
     return rt, model, inputs
 
 
-def _scalars(rt, model, run: Run) -> dict[str, float]:
-    """The run's own load and lengths, with its profile's scheduler constants, or raise PdroofError."""
+def _scalars(model, run: Run) -> dict[str, float]:
+    """The run's own load and lengths, or raise PdroofError."""
     reason = context_reason(model, run.isl + run.osl, "isl + osl")
     if reason:
         raise PdroofError(reason)
@@ -137,10 +136,7 @@ def _scalars(rt, model, run: Run) -> dict[str, float]:
     if load is None:
         raise PdroofError("neither concurrency nor the deployment's batch gives the load")
     return {"clients": max(1.0, load / pool.instances), "prompt": float(run.isl), "output": float(run.osl),
-            "chunk": float(rt.structure.chunk_tokens), "instances": float(pool.instances),
-            "reserve_full": 1.0 if rt.structure.kv_reservation == "full" else 0.0,
-            "prefill_first": 1.0 if rt.structure.prefill_schedule == "prefill_first" else 0.0,
-            "request_s": float(rt.structure.request_latency_s)}
+            "instances": float(pool.instances)}
 
 
 def _stack(dicts: list[dict]) -> dict[str, np.ndarray]:
@@ -168,7 +164,7 @@ def predict(cat: Catalog, runs: list[Run], runtime: str | None = None, waves: fl
             if isinstance(seen[key], PdroofError):
                 raise seen[key]
             rt, model, inp = seen[key]
-            sc = _scalars(rt, model, run)
+            sc = _scalars(model, run)
         except PdroofError as exc:
             out[i].error = str(exc)
             continue
@@ -179,10 +175,9 @@ def predict(cat: Catalog, runs: list[Run], runtime: str | None = None, waves: fl
     if not ok:
         return out
     cols, sc = _stack(inputs), _stack(scalars)
-    context = sc["prompt"] + np.where(sc["reserve_full"] > 0, sc["output"], sc["output"] / 2)
-    admitted = np.floor(evaluate("memory", {**cols, "batch": 1.0, "context_tokens": context})["max_batch"])
-    res = closed_loop(cols, sc["clients"], sc["prompt"], sc["output"], sc["chunk"], admitted, waves,
-                      sc["prefill_first"], sc["request_s"])
+    admitted = admitted_sequences(cols, sc["prompt"], sc["output"])
+    res = aggregated_load(cols, sc["clients"], sc["prompt"], sc["output"], arrivals="closed", admitted=admitted,
+                          waves=waves)
     for j, i in enumerate(ok):
         if admitted[j] < 1:
             out[i].error = "the weights leave no KV memory for one sequence"

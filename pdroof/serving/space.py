@@ -16,7 +16,8 @@ from ..cost.numeric import evaluate
 from ..cost.precision import Precision, default_activations, infeasible_reason
 from ..spec.schema import Record
 from .handoff import path_bandwidth, path_reason
-from .stage import aggregated_step, context_reason, stage_inputs, tp_reason
+from .load import aggregated_load
+from .stage import context_reason, stage_inputs, tp_reason
 from .workload import Workload
 
 TP_CHOICES = (1, 2, 4, 8)
@@ -144,7 +145,8 @@ def prefill_stage(c: Candidates) -> Stage:
     st.values = {"prefill_s": pre["seconds"], "tp": cols["tp"], "slots": mem["max_batch"], "inferred": cols["inferred"],
                  "kv_capacity_bytes": mem["kv_capacity_bytes"], "kv_bytes_per_elem": per_elem,
                  "mem_bytes_per_s": cols["mem_bytes_per_s"], "eff_memory": cols["eff_memory"],
-                 "host_bytes_per_s": host[st.labels["acc"]]}
+                 "host_bytes_per_s": host[st.labels["acc"]],
+                 "request_s": cols["request_latency_s"]}
     for i in range(len(st)):
         if st.reasons[i] is None and mem["max_batch"][i] < 1:
             st.reasons[i] = "weights and one prompt's KV do not fit"
@@ -273,7 +275,9 @@ def aggregated_stage(c: Candidates, inst: Instances | None = None) -> Stage:
     mem = evaluate("memory", {**cols, "batch": 1.0, "context_tokens": float(w.mean_context)})
     grid = {k: (v[:, None] if np.ndim(v) else v) for k, v in cols.items()}
     b = BATCHES[None, :]
-    step = aggregated_step(grid, w, b, grid["chunk_tokens"])  # each accelerator's runtime's token budget
+    # traffic arrives as a Poisson stream; each accelerator's runtime's token budget and overheads
+    step = aggregated_load(grid, b, w.new_tokens, w.output_tokens, prefix_tokens=w.prefix_tokens, arrivals="poisson",
+                           ttft_stat=w.ttft_stat, tpot_stat=w.tpot_stat)
     tpot, ttft = step["tpot_s"], step["ttft_s"]
     ok = (tpot <= w.tpot_s) & (ttft <= w.ttft_s) & (b <= mem["max_batch"][:, None])
     has = ok.any(axis=1)

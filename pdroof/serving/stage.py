@@ -1,12 +1,11 @@
 """One stage of an instance: its equation inputs from the specs (model, accelerator, runtime,
-precision, TP/EP), whether the stage can exist (TP, EP and context limits), and the steady state
-of aggregated serving. Both ``estimate`` and the design space (``space``) build on these."""
+precision, TP/EP) and whether the stage can exist (TP, EP and context limits). ``estimate``,
+``predict`` and the design space (``space``) build on these; aggregated serving's load is
+``load.aggregated_load``."""
 
 from __future__ import annotations
 
 from functools import lru_cache
-
-import numpy as np
 
 from ..cost.inputs import (
     capped_half_rows,
@@ -16,12 +15,10 @@ from ..cost.inputs import (
     model_inputs,
     precision_inputs,
 )
-from ..cost.numeric import evaluate
 from ..cost.precision import Precision
 from ..cost.runtime import resolve
 from ..spec.errors import PdroofError
 from ..spec.schema import Record
-from .workload import Workload
 
 
 def check_tp(model: Record, acc: Record, tp: int) -> None:
@@ -94,31 +91,3 @@ def check_ep(model: Record, acc: Record, tp: int, ep: int) -> None:
     reason = tp_reason(model, acc, tp * ep) if tp * ep > 1 else None
     if reason and "exceeds" in reason:
         raise PdroofError(f"infeasible: tp {tp} × ep {ep} devices exceed the scale-up domain of {acc.id}")
-
-
-def aggregated_step(inputs: dict, w: Workload, concurrency, chunk_tokens: float):
-    """Steady state of continuous batching at ``concurrency``: each step decodes C sequences and
-    carries the average prefill load of the requests that join (C/O prompts of S new tokens).
-    Returns the TPOT and TTFT statistics the workload's targets name (``pdroof.serving.load``: prompts
-    queue for the prefill budget; a request's steps carry a Poisson number of other prompts),
-    with the mean TPOT and the unloaded TTFT (one step carrying a whole new prompt, in chunks of
-    ``chunk_tokens``)."""
-    from .load import aggregated_tpot, aggregated_ttft
-
-    C = concurrency
-    base = {**inputs, "batch": C, "new_tokens": w.new_tokens, "prefix_tokens": w.prefix_tokens,
-            "context_tokens": w.mean_context}
-    mean_load = C / w.output_tokens
-
-    def step_s(prompts):
-        return evaluate("mixed", {**base, "prefill_prompts": prompts}, ("seconds",))["seconds"]
-
-    tpot = step_s(mean_load)
-    marginal = step_s(mean_load + 1.0) - tpot
-    with_prompt = step_s(1.0)
-    plain = step_s(0.0)
-    chunks = np.ceil(w.new_tokens / chunk_tokens)
-    unloaded = with_prompt + (chunks - 1) * plain
-    return {"tpot_s": aggregated_tpot(tpot, marginal, C, w.output_tokens, w.tpot_stat),
-            "ttft_s": aggregated_ttft(unloaded, marginal, tpot, C, w.output_tokens, w.ttft_stat),
-            "tpot_mean_s": tpot, "ttft_unloaded_s": unloaded}
