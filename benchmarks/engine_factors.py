@@ -42,11 +42,6 @@ from collections import defaultdict
 
 import numpy as np
 
-try:
-    import pyarrow.parquet as pq
-except ImportError:  # pragma: no cover - a development script
-    sys.exit("benchmarks/engine_factors.py needs pyarrow (pip install pyarrow)")
-
 from pdroof.spec.catalog import Catalog
 from pdroof.spec.units import FORMAT_BYTES
 
@@ -63,6 +58,10 @@ MLA_LATENT = 512 + 64  # DeepSeek-V3's compressed KV and RoPE key per token
 
 
 def table(path: str) -> dict[str, np.ndarray]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:  # pragma: no cover - a development script
+        sys.exit("benchmarks/engine_factors.py needs pyarrow to read the tables (pip install pyarrow)")
     t = pq.read_table(path)
     return {name: np.asarray(t.column(name).to_pylist()) for name in t.column_names}
 
@@ -133,9 +132,14 @@ def fit_mla(d: dict, bw: float, tau_k: float) -> dict:
 
 def fit_moe(d: dict, peaks: dict, bw: float) -> dict:
     """Routed experts with tensor-parallel experts only (ep 1), tokens spread evenly ('balanced'):
-    t = τ_X + bytes/(η_XW·BW) over up to 64 tokens, bytes those of the experts the tokens touch,
-    E(1 − (1 − k/E)^T) of them (pdroof's expected count); η_XC the median achieved fraction of the
-    computing format's peak at 8192 tokens and more."""
+    t = τ_X + bytes/(η_XW·BW) over up to 64 tokens, bytes those of the experts the tokens touch;
+    η_XC the median achieved fraction of the computing format's peak at 8192 tokens and more.
+
+    'balanced' is aiconfigurator's ``balanced_logits``: token t's j-th expert is (t + j·⌈E/k⌉) mod E
+    (spread over ⌈E/k⌉ when T < ⌈E/k⌉), so T tokens touch exactly min(E, T·k) experts, not the
+    E(1 − (1 − k/E)^T) that random routing touches on average (which pdroof's cost model uses for
+    serving traffic); counting the latter here took the full-weight times of T·k ≥ E as fewer bytes
+    and read η_XW low."""
     out = {}
     base = (d["distribution"] == "balanced") & (d["moe_ep_size"] == 1)
     for fmt, dtypes in MOE_FORMATS.items():
@@ -146,7 +150,7 @@ def fit_moe(d: dict, peaks: dict, bw: float) -> dict:
         T, h, f, k, E, tp = (d[c][sel].astype(float) for c in
                              ("num_tokens", "hidden_size", "inter_size", "topk", "num_experts", "moe_tp_size"))
         t = d["latency"][sel].astype(float) * 1e-3
-        touched = E * (1 - (1 - k / E) ** T)
+        touched = np.minimum(E, T * k)  # balanced_logits: every assignment on its own expert
         bytes_ = touched * 3 * h * f * FORMAT_BYTES[fmt] / tp
         small = T <= 64
         t0, inv = rel_lsq(np.column_stack([np.ones(small.sum()), bytes_[small] / bw]), t[small])

@@ -1,0 +1,45 @@
+"""``benchmarks/engine_factors.py``: the kernel-table fits read back the factors a table was made
+with (synthetic tables in the layout of aiconfigurator's; the script itself needs pyarrow only
+to read the real ones)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from .conftest import REPO
+
+
+@pytest.fixture(scope="module")
+def factors():
+    spec = importlib.util.spec_from_file_location("engine_factors", REPO / "benchmarks" / "engine_factors.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _balanced_moe_table(eta: float, tau_s: float, bw: float, peak: float) -> dict[str, np.ndarray]:
+    """aiconfigurator's 'balanced' routing puts token t's j-th expert at (t + j·⌈E/k⌉) mod E: T
+    tokens touch min(E, T·k) experts, each streamed once; large batches at 20% of peak."""
+    rows = []
+    for E, k, h, f, tp in ((128, 4, 2880, 2880, 1), (256, 8, 7168, 256, 8), (128, 8, 4096, 1536, 2)):
+        for T in (1, 2, 4, 8, 16, 32, 64, 8192, 16384):
+            bytes_ = min(E, T * k) * 3 * h * f * 1.0 / tp
+            t = max(tau_s + bytes_ / (eta * bw), 2 * T * k * 3 * h * f / tp / (0.2 * peak))
+            rows.append({"moe_dtype": "fp8_block", "num_tokens": T, "hidden_size": h, "inter_size": f, "topk": k,
+                         "num_experts": E, "moe_tp_size": tp, "moe_ep_size": 1, "distribution": "balanced",
+                         "latency": t * 1e3})
+    return {key: np.array([r[key] for r in rows]) for key in rows[0]}
+
+
+def test_moe_fit_counts_the_experts_balanced_routing_touches(factors):
+    """A table made with η_XW 0.8 and τ_X 20 µs fits back to them: the bytes of min(E, T·k) experts
+    (the old fit counted random routing's E(1 − (1 − k/E)^T), fewer bytes for the same times, and
+    read η_XW low)."""
+    bw, peak = 3.35e12, 1979e12
+    fit = factors.fit_moe(_balanced_moe_table(0.8, 20e-6, bw, peak), {"fp8": peak}, bw)["fp8"]
+    assert fit["weights"] == pytest.approx(0.8, rel=1e-3)
+    assert fit["latency_us"] == pytest.approx(20.0, rel=1e-3)
+    assert fit["compute"] == pytest.approx(0.2, rel=1e-3)
