@@ -450,3 +450,21 @@ def test_each_accelerator_is_evaluated_under_its_own_runtime(catalog, tmp_path):
             assert m[col] == pytest.approx(r[col], rel=1e-9), (r["mode"], col)
     agg = {r["decode_hw"]: r for r in rank(mixed, "cost", top=0).rows if r["mode"] == "aggregated"}
     assert agg["mi300x"]["decode_runtime"] == "engine"
+
+
+def test_aggregated_rows_admit_what_the_runtime_reserves(catalog):
+    """A runtime that reserves a sequence's whole length at admission (TensorRT-LLM) holds fewer
+    sequences than one that grows KV as it goes: rank's aggregated batch stays within what
+    estimate says memory admits under that runtime (it used to size by the mean context)."""
+    from pdroof.serving.estimate import aggregated
+
+    rt = catalog.get("runtime", "trtllm")
+    assert rt.structure.kv_reservation == "full"
+    w = Workload("long-out", 512, 4096, ttft_s=1e3, tpot_s=1.0)
+    c = _cands(catalog, accs=("h100-sxm",), model="llama-3.1-70b", workload=w, runtime=rt, weights=("fp8",),
+               kv=("fp8",), tp=(8,))
+    agg = [r for r in rank(c, "cost", top=0).rows if r["mode"] == "aggregated"]
+    assert agg
+    est = aggregated(catalog.get("model", "llama-3.1-70b"), catalog.get("accelerator", "h100-sxm"), rt,
+                     Precision("fp8", "fp8", "fp8"), tp=8, concurrency=1, prompt=512, output=4096)["aggregated"]
+    assert max(r["decode_batch"] for r in agg) <= est["max_concurrency"]

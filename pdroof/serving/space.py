@@ -16,7 +16,7 @@ from ..cost.numeric import evaluate
 from ..cost.precision import Precision, default_activations, infeasible_reason
 from ..spec.schema import Record
 from .handoff import path_bandwidth, path_reason
-from .load import aggregated_load
+from .load import admitted_sequences, aggregated_load
 from .stage import context_reason, stage_inputs, tp_reason
 from .workload import Workload
 
@@ -273,13 +273,14 @@ def aggregated_stage(c: Candidates, inst: Instances | None = None) -> Stage:
         return st
     cols = inst.cols
     mem = evaluate("memory", {**cols, "batch": 1.0, "context_tokens": float(w.mean_context)})
+    admitted = admitted_sequences(cols, float(w.prompt_tokens), float(w.output_tokens))  # as the runtime reserves
     grid = {k: (v[:, None] if np.ndim(v) else v) for k, v in cols.items()}
     b = BATCHES[None, :]
     # traffic arrives as a Poisson stream; each accelerator's runtime's token budget and overheads
     step = aggregated_load(grid, b, w.new_tokens, w.output_tokens, prefix_tokens=w.prefix_tokens, arrivals="poisson",
                            ttft_stat=w.ttft_stat, tpot_stat=w.tpot_stat)
     tpot, ttft = step["tpot_s"], step["ttft_s"]
-    ok = (tpot <= w.tpot_s) & (ttft <= w.ttft_s) & (b <= mem["max_batch"][:, None])
+    ok = (tpot <= w.tpot_s) & (ttft <= w.ttft_s) & (b <= admitted[:, None])
     has = ok.any(axis=1)
     best = np.where(has, ok.shape[1] - 1 - np.argmax(ok[:, ::-1], axis=1), 0)
     idx = np.arange(len(inst))
@@ -289,10 +290,10 @@ def aggregated_stage(c: Candidates, inst: Instances | None = None) -> Stage:
                  "ttft_unloaded_s": np.where(has, step["ttft_unloaded_s"][idx, best], np.nan),
                  "ttft_s": np.where(has, ttft[idx, best], np.nan), "tp": cols["tp"],
                  "kv_capacity_bytes": mem["kv_capacity_bytes"], "kv_request_bytes": mem["kv_sequence_bytes"],
-                 "kv_bound": has & (BATCHES[np.minimum(best + 1, len(BATCHES) - 1)] > mem["max_batch"])}
+                 "kv_bound": has & (BATCHES[np.minimum(best + 1, len(BATCHES) - 1)] > admitted)}
     for i in range(len(inst)):
         if st.reasons[i] is None and not has[i]:
-            st.reasons[i] = ("weights and one sequence's KV do not fit" if mem["max_batch"][i] < 1
+            st.reasons[i] = ("weights and one sequence's KV do not fit" if admitted[i] < 1
                              else "misses the TTFT or TPOT target even at concurrency 1")
     return st
 
