@@ -264,3 +264,17 @@ def test_estimate_of_a_benchmark_is_predict_of_the_same_run(catalog):
     assert est["tpot_seconds"] * 1e3 == pytest.approx(pred.predicted["tpot_ms"]["mean"], rel=1e-9)
     assert est["tokens_per_second"] == pytest.approx(pred.predicted["output_tokens_per_s"], rel=1e-9)
     assert est["ttft_seconds"] >= rt.structure.request_latency_s > 0  # the idle TTFT has the request's own time
+
+
+def test_with_the_engine_full_a_requests_overhead_overlaps_its_wait_for_memory(catalog):
+    """More clients than KV memory admits: the engine is never idle, so throughput is the
+    admitted sequences over their time in the engine, and a request's own overhead is spent
+    while it would have waited for memory anyway: neither moves (it used to count twice)."""
+    cols = _inputs(catalog)
+    kw = {"waves": 1e6}
+    base = closed_loop(cols, 16.0, 1024.0, 512.0, 8192.0, 4.0, **kw)
+    slow = closed_loop(cols, 16.0, 1024.0, 512.0, 8192.0, 4.0, request_s=0.01, **kw)
+    assert float(slow["requests_per_s"][0]) == pytest.approx(float(base["requests_per_s"][0]), rel=1e-6)
+    assert float(slow["ttft_p50_s"][0]) == pytest.approx(float(base["ttft_p50_s"][0]), rel=1e-6)
+    free = closed_loop(cols, 4.0, 1024.0, 512.0, 8192.0, 4.0, request_s=0.01, **kw)  # all admitted: R adds
+    assert float(free["ttft_p50_s"][0]) > float(closed_loop(cols, 4.0, 1024.0, 512.0, 8192.0, 4.0, **kw)["ttft_p50_s"][0])

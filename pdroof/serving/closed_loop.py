@@ -11,9 +11,11 @@ a fraction ρ = r·T_job of the time, so a job waits behind the others (an M/D/1
 the jobs there are). A request's TTFT is its job's wait and service, plus, when fewer than C
 sequences fit in KV memory, its wait for admission; its TPOT is the mean step it sees while it
 decodes: decode steps, and the steps of the *other* groups' jobs. Little's law closes the loop:
-X = C_admitted / (TTFT + (O − 1)·TPOT), solved by damped iteration over all runs at once. TTFT
-includes the time a request spends outside the forward passes (``request_s``: the server receiving
-and tokenising it, streaming its first token back), which occupies its client but not the engine.
+X = C / (R + T_engine), T_engine = T_job + wait + (O − 1)·TPOT, or C_admitted / T_engine where
+KV memory admits fewer than C (the engine is then full), solved by damped iteration over all runs
+at once. R (``request_s``) is the time a request spends outside the forward passes before its
+first token (the server receiving and tokenising it, streaming the token back): it occupies its
+client and is part of its TTFT, not the engine's time.
 
 With C/g = 1 (one job holds every prompt) this is the synchronised wave the benchmarks show at low
 concurrency: TTFT = one step carrying all C prompts (≈ C prefills), TPOT = the decode step.
@@ -28,7 +30,7 @@ SGLang without mixed chunks) never lets the waves drift apart: a wave's n jobs r
 prompts only, then its requests decode together and finish together, and the next wave arrives
 together. Every wave is then the first: the k-th job's requests see their first token after k job
 times (mean (n + 1)/2), then wait for the n − k jobs after theirs before decoding, which adds
-(n − 1)/2 job times over O − 1 tokens to the mean TPOT; X = C_admitted / (n·T_job + (O − 1)·τ).
+(n − 1)/2 job times over O − 1 tokens to the mean TPOT; T_engine = n·T_job + (O − 1)·τ.
 """
 
 from __future__ import annotations
@@ -39,6 +41,13 @@ from ..cost.numeric import evaluate
 from ..cost.queueing import wait
 
 ITERATIONS = 40  # at most; it stops once every throughput moves by less than 1e-5 a step
+
+
+def _throughput(clients, admitted, request_s, engine_s):
+    """Requests/s of C clients whose requests each spend ``request_s`` outside the engine and
+    ``engine_s`` in it, at most ``admitted`` of them in it at once: C/(R + T), or N/T where the
+    engine is full (the clients in their overhead then do not leave it idle)."""
+    return np.minimum(clients / (request_s + engine_s), admitted / engine_s)
 
 
 def _step(inputs: dict, batch, prompts, prompt_tokens, prefix_tokens, context_tokens):
@@ -87,14 +96,16 @@ def closed_loop(inputs: dict, clients, prompt_tokens, output_tokens, chunk_token
     idx = everyone[~first]
     tau = _step(inp, C_in, 0.0, S, P, ctx)
     job = job_step(inp, everyone, np.maximum(C_in - g, 0.0))
-    X = C_in / (R + job + (L_out - 1) * tau)
+    engine = job + (L_out - 1) * tau  # a request's time in the engine, from its job to its last token
+    X = _throughput(C, C_in, R, engine)
     rho, tpot, B_d = np.zeros(n), tau.copy(), C_in.copy()
     n_jobs = np.ceil(C_in / g)
     if first.any():  # prompts first: every wave is synchronised, its jobs carry no decodes
         pf = everyone[first]
         job[pf] = job_step({k: (v[pf] if np.ndim(v) else v) for k, v in inp.items()}, pf, 0.0)
         tpot[pf] = tau[pf] + (n_jobs[pf] - 1) / 2 * job[pf] / np.maximum(L_out[pf] - 1, 1.0)
-        X[pf] = C_in[pf] / (R[pf] + n_jobs[pf] * job[pf] + (L_out[pf] - 1) * tau[pf])
+        engine[pf] = n_jobs[pf] * job[pf] + (L_out[pf] - 1) * tau[pf]  # its wave's, every request alike
+        X[pf] = _throughput(C[pf], C_in[pf], R[pf], engine[pf])
         rho[pf] = n_jobs[pf] * job[pf] * X[pf] / C_in[pf]
     for _ in range(ITERATIONS):  # only the runs whose throughput still moves
         if not len(idx):
@@ -110,14 +121,15 @@ def closed_loop(inputs: dict, clients, prompt_tokens, output_tokens, chunk_token
         tau[idx] = _step(sub, B, 0.0, S[idx], P[idx], ctx[idx])
         job[idx] = job_i = job_step(sub, idx, np.minimum(B, Ci - gi))
         w = np.minimum(wait(rho_i, "mean") * job_i, (Ci / gi - 1) * job_i)
-        X_new = 0.5 * Xi + 0.5 * Ci / (R[idx] + job_i + w + (Li - 1) * tpot_i)
+        engine[idx] = engine_i = job_i + w + (Li - 1) * tpot_i
+        X_new = 0.5 * Xi + 0.5 * _throughput(C[idx], Ci, R[idx], engine_i)
         moving = np.abs(X_new - Xi) > 1e-5 * Xi
         X[idx] = X_new
         idx = idx[moving]
     queue_cap = (C_in / g - 1) * job  # at most every other job ahead
-    # time outside the engine's jobs: clients beyond what KV memory holds wait for a finished
-    # request, and every request has its own overhead
-    outside = (C - C_in) / X + R
+    # time outside the engine: every request's own overhead, and, where more clients send than KV
+    # memory admits, the wait for a finished request (a client's cycle C/X less the rest)
+    outside = R + np.maximum(C / X - R - engine, 0.0)
     # the first wave: its jobs back to back, the k-th carrying the decodes of the k - 1 before it
     first_wave = (n_jobs + 1) / 2 * np.where(first, job, job_step(inp, everyone, np.maximum((n_jobs - 1) / 2 * g, 0.0)))
     W = np.maximum(W, 1.0)
