@@ -181,7 +181,8 @@ def test_engine_version_picks_the_profile_that_stands_for_it(catalog):
 
     assert version_key("0.5.1") < version_key("0.5.1.post1") < version_key("0.5.2rc1") < version_key("0.5.2")
     assert version_key("lmsysorg/sglang:v0.5.12-rocm700-mi30x") == version_key("0.5.12")
-    assert version_key("nightly") is None
+    assert version_key("rocm/vllm:rocm6.4.1_vllm_0.10.1") == version_key("0.10.1")  # not ROCm's version
+    assert version_key("nightly") is None and version_key("lmsysorg/sglang:dev-cu12.8") is None
     base = {**RUN, "engine": "sglang", "model": "qwen3-32b", "deployment": {**RUN["deployment"], "tp": 4}}
     runs = parse_runs(json.dumps([{**base, "id": v, "engine_version": v}
                                   for v in ("0.5.1.post1", "0.4.9", "0.5.2", None, "nightly")]), "runs.json")
@@ -278,3 +279,37 @@ def test_with_the_engine_full_a_requests_overhead_overlaps_its_wait_for_memory(c
     assert float(slow["ttft_p50_s"][0]) == pytest.approx(float(base["ttft_p50_s"][0]), rel=1e-6)
     free = closed_loop(cols, 4.0, 1024.0, 512.0, 8192.0, 4.0, request_s=0.01, **kw)  # all admitted: R adds
     assert float(free["ttft_p50_s"][0]) > float(closed_loop(cols, 4.0, 1024.0, 512.0, 8192.0, 4.0, **kw)["ttft_p50_s"][0])
+
+
+def test_an_engine_version_is_text(catalog):
+    """A JSON number loses digits (0.10 reads as 0.1): the run says what to write instead."""
+    runs = parse_runs(json.dumps([{**RUN, "engine_version": 0.10}, {**RUN, "id": "ok", "engine_version": "0.10"}]),
+                      "runs.json")
+    assert "engine_version" in runs[0].error and runs[1].error is None
+
+
+def test_a_broken_version_profile_is_reported_not_skipped(catalog, tmp_path):
+    """A user's profile for an engine's older releases that does not load names its file and field
+    in the runs that needed the version table (it used to be skipped, and the run took another)."""
+    from pdroof.spec.catalog import Catalog
+
+    d = tmp_path / "hardware" / "runtimes"
+    d.mkdir(parents=True)
+    (d / "sglang-0.4.yaml").write_text("id: sglang-0.4\nname: old\ninherits: sglang\nengine: sglang\n"
+                                       "up_to_version: 0.4.9\nstructure: {request_latency_us: -1}\n")
+    runs = parse_runs(json.dumps([{**RUN, "engine": "sglang", "engine_version": "0.4.3"}]), "runs.json")
+    (p,) = predict(Catalog([tmp_path], use_env=False), runs)
+    assert p.predicted is None and "sglang-0.4.yaml" in p.error and "request_latency_us" in p.error
+
+
+def test_bad_waves_and_an_unknown_override_are_the_commands_errors(catalog, cli, tmp_path):
+    from pdroof.spec.errors import PdroofError
+
+    runs = parse_runs(json.dumps([RUN]), "runs.json")
+    for waves in (float("nan"), 0.5):
+        with pytest.raises(PdroofError, match="waves"):
+            predict(catalog, runs, waves=waves)
+    f = tmp_path / "runs.json"
+    f.write_text(json.dumps([RUN]))
+    code, out, err = cli("predict", str(f), "--runtime", "no-such-runtime")
+    assert code == 1 and err.count("\n") == 1 and "no-such-runtime" in err and not out

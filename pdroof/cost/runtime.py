@@ -36,6 +36,22 @@ def engine_id(cat: Catalog, accelerator: Record) -> str:
     return GENERIC
 
 
+def engine_profile_id(cat: Catalog, engine: str | None, version: str | None, accelerator: Record) -> str:
+    """The runtime id a run of ``engine`` at ``version`` on ``accelerator`` takes: the profile
+    with the lowest ``up_to_version`` at or above the version, else the engine's own profile (its
+    latest release), else what the default, ``engine``, resolves to there (``engine_id``)."""
+    from ..spec.profile import version_key
+
+    key = version_key(version)
+    if key is not None:
+        for bound, rid in cat.version_profiles().get(engine or "", []):
+            if key <= bound:
+                return rid
+    if engine and engine in cat.files("runtime"):
+        return engine
+    return engine_id(cat, accelerator)
+
+
 def runtimes_for(cat: Catalog, ref: str, accelerators: list[Record]) -> dict[str, Record]:
     """Accelerator id -> the runtime profile it runs when ``ref`` is asked for: ``engine`` (the
     default) per accelerator as ``engine_id`` says; any other id or YAML file on every one."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from ..cost.architecture import shape_of
 from ..cost.inputs import half_rows_for
 from ..cost.numeric import evaluate
@@ -122,6 +124,8 @@ def aggregated(model: Record, acc: Record, runtime: Record, p: Precision, *, tp:
         raise PdroofError(f"--prefix must be in [0, prompt), not {prefix}")
     if arrivals not in ARRIVALS:
         raise PdroofError(f"--arrivals must be one of {', '.join(ARRIVALS)}, not {arrivals!r}")
+    if not (math.isfinite(waves) and waves >= 1):
+        raise PdroofError(f"--waves must be a number of at least 1, not {waves!r}")
     check_context(model, prompt + output, "--prompt + --output")
     w = Workload("aggregated", prompt, output, prefix_hit=prefix / prompt, ttft_stat=ttft_stat, tpot_stat=tpot_stat)
     base, eff = stage_inputs(model, acc, runtime, p, tp)

@@ -163,7 +163,10 @@ def aggregated_load(inputs: dict, concurrency, new_tokens, output_tokens, *, pre
     count of others' prompts (``aggregated_ttft``, ``aggregated_tpot``). ``closed``: the benchmark's
     clients (``closed_loop``), at most ``admitted`` of them in the engine (the others wait for KV
     memory), ``waves`` requests per client; its requests are alike, so every TPOT statistic is the
-    mean, and every TTFT statistic comes back too (``ttft_<stat>_s``)."""
+    mean, and every TTFT statistic comes back too (``ttft_<stat>_s``). The runtime's
+    ``prefill_first`` schedule shapes the closed loop only: under Poisson arrivals prompts come
+    one at a time and the mixed model's marginal step approximates either schedule (a prompt's own
+    step would read the weights once more)."""
     if arrivals not in ARRIVALS:
         raise ValueError(f"arrivals must be one of {ARRIVALS}, not {arrivals!r}")
     from .closed_loop import _step, closed_loop
@@ -176,7 +179,8 @@ def aggregated_load(inputs: dict, concurrency, new_tokens, output_tokens, *, pre
     def step_s(batch, prompts):
         return _step(inputs, batch, prompts, new_tokens, prefix_tokens, context)
 
-    unloaded = step_s(C, 1.0) + (chunks - 1) * step_s(C, 0.0)
+    running = np.minimum(C, admitted)  # what the engine holds while a prompt joins
+    unloaded = step_s(running, 1.0) + (chunks - 1) * step_s(running, 0.0)
     if arrivals == "closed":
         res = closed_loop(inputs, C, new_tokens, output_tokens, inputs["chunk_tokens"], admitted, waves,
                           inputs["prefill_first"], request_s, prefix_tokens)

@@ -15,10 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..cost.precision import Precision, default_activations, infeasible_reason
-from ..cost.runtime import GENERIC, engine_id
+from ..cost.runtime import GENERIC, engine_id, engine_profile_id
 from ..spec.catalog import Catalog
 from ..spec.errors import PdroofError
-from ..spec.profile import version_key
 from .load import admitted_sequences, aggregated_load
 from .runs import Run
 from .stage import context_reason, stage_inputs, tp_reason
@@ -48,44 +47,21 @@ def group_key(run: Run) -> str:
 
 
 def _runtime_id(cat: _Specs, run: Run, override: str | None) -> str:
-    """``override``, else the profile of the run's engine for its version — the one with the
-    lowest ``up_to_version`` at or above it, else the engine's profile without one (its latest) —
-    else what the default runtime, ``engine``, resolves to on the run's accelerator (as ``rank``
-    does; so does an override of ``engine``)."""
+    """``override``, else the profile that stands for the run's engine at its version (or what the
+    default resolves to on its accelerator, as ``rank`` does; so does an override of ``engine``)."""
     if override and override != GENERIC:
         return override
-    if not override:
-        key = version_key(run.engine_version)
-        if key is not None:
-            for bound, rid in cat.versions().get(run.engine or "", []):
-                if key <= bound:
-                    return rid
-        if run.engine and run.engine in cat.runtimes:
-            return run.engine
-    return engine_id(cat.cat, cat.get("accelerator", run.pools["deployment"].accelerator))
+    acc = cat.get("accelerator", run.pools["deployment"].accelerator)
+    if override:
+        return engine_id(cat.cat, acc)
+    return engine_profile_id(cat.cat, run.engine, run.engine_version, acc)
 
 
 class _Specs:
     """The catalogue's specs, each looked up once for a whole file of runs."""
 
     def __init__(self, cat: Catalog):
-        self.cat, self.memo, self.runtimes = cat, {}, set(cat.ids("runtime"))
-        self._versions: dict[str, list[tuple[tuple, str]]] | None = None
-
-    def versions(self) -> dict[str, list[tuple[tuple, str]]]:
-        """engine -> [(up_to_version key, runtime id)], lowest bound first, for the profiles that
-        stand for an engine's older versions."""
-        if self._versions is None:
-            found: dict[str, list] = defaultdict(list)
-            for rid in sorted(self.runtimes):
-                try:
-                    rt = self.get("runtime", rid)
-                except PdroofError:  # a broken profile is reported by the runs that use it
-                    continue
-                if rt.up_to_version is not None:
-                    found[rt.engine or rid].append((version_key(rt.up_to_version), rid))
-            self._versions = {e: sorted(v) for e, v in found.items()}
-        return self._versions
+        self.cat, self.memo = cat, {}
 
     def get(self, kind: str, ref: str):
         key = (kind, ref)
@@ -146,6 +122,10 @@ def _stack(dicts: list[dict]) -> dict[str, np.ndarray]:
 def predict(cat: Catalog, runs: list[Run], runtime: str | None = None, waves: float = 10.0) -> list[Prediction]:
     """Predictions for ``runs`` (in order); the ones that can be predicted are evaluated together.
     ``waves``: requests per client in each benchmark (its first wave queues)."""
+    if not (np.isfinite(waves) and waves >= 1):
+        raise PdroofError(f"--waves must be a number of at least 1, not {waves!r}")
+    if runtime:  # an override that does not resolve is the command's error, not each run's
+        cat.get("runtime", runtime)
     out = [Prediction(r) for r in runs]
     specs = _Specs(cat)
     ok, inputs, scalars = [], [], []

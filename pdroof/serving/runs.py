@@ -163,6 +163,8 @@ def parse_run(d, index: int, pools_seen: dict | None = None) -> Run:
         else:
             pools = {k: _pool(d.get(k), k, seen) for k in ("prefill", "decode")}
         version = d.get("engine_version")
+        if version not in (None, "") and not isinstance(version, str):  # a JSON number loses digits: 0.10 -> 0.1
+            raise _Bad(f"engine_version: must be a string such as \"0.5.1.post1\", not {version!r}")
         return Run(id=rid, model=_str(d.get("model"), "model"), engine=_str(d.get("engine"), "engine", optional=True),
                    engine_version=None if version in (None, "") else str(version), weights=weights, kv=kv, mode=mode,
                    isl=_int(d.get("isl"), "isl"), osl=_int(d.get("osl"), "osl"),

@@ -90,6 +90,7 @@ class Catalog:
         self.roots = roots
         self._files: dict[str, dict[str, Path]] = {}
         self._stated: dict[str, frozenset[str]] = {}
+        self._versions: dict[str, list[tuple[tuple, str]]] | None = None
 
     def files(self, kind: str) -> dict[str, Path]:
         """id -> file for every spec of ``kind``; later roots override earlier ones. Listed once
@@ -175,6 +176,21 @@ class Catalog:
             profiles = data.get("profiles") if isinstance(data, dict) else None
             self._stated[runtime_id] = frozenset(profiles) if isinstance(profiles, dict) else frozenset()
         return self._stated[runtime_id]
+
+    def version_profiles(self) -> dict[str, list[tuple[tuple, str]]]:
+        """Engine -> [(version key of ``up_to_version``, runtime id)], lowest bound first: the
+        profiles that stand for an engine's older releases. Read once per catalogue; a profile
+        that does not load raises its error (file and field), as any lookup of it would."""
+        if self._versions is None:
+            from .profile import version_key
+
+            found: dict[str, list[tuple[tuple, str]]] = {}
+            for rid in self.ids("runtime"):
+                rt = self.get("runtime", rid)
+                if rt.up_to_version is not None:
+                    found.setdefault(rt.engine or rid, []).append((version_key(rt.up_to_version), rid))
+            self._versions = {e: sorted(v) for e, v in found.items()}
+        return self._versions
 
     def all(self, kind: str) -> list[Record]:
         return [self.get(kind, i) for i in self.ids(kind)]

@@ -122,13 +122,18 @@ _TIER = {"dev": 0, "rc": 1, None: 2, "post": 3}
 
 def version_key(text: str | None) -> tuple | None:
     """An engine version (``0.5.1.post1``, ``1.2.0rc2``, or a container tag such as
-    ``lmsysorg/sglang:v0.5.12-rocm700-mi30x``) as a tuple that orders releases: dev < rc < release
-    < post; None where the text holds no version."""
-    m = _VERSION.search(text or "")
-    if not m:
-        return None
-    major, minor, patch, tier, n = m.groups()
-    return int(major), int(minor), int(patch or 0), _TIER[tier], int(n or 0)
+    ``lmsysorg/sglang:v0.5.12-rocm700-mi30x`` or ``rocm/vllm:rocm6.4.1_vllm_0.10.1``) as a tuple
+    that orders releases: dev < rc < release < post. The first dotted number not glued to a word
+    (a ``v`` prefix aside: ``rocm6.4.1``, ``cu12.8`` and ``py3.12`` name other software); None where
+    the text holds no version."""
+    text = text or ""
+    for m in _VERSION.finditer(text):
+        word = re.search(r"[A-Za-z]*$", text[:m.start()]).group()  # the letters the number is glued to
+        if word not in ("", "v", "V"):
+            continue
+        major, minor, patch, tier, n = m.groups()
+        return int(major), int(minor), int(patch or 0), _TIER[tier], int(n or 0)
+    return None
 
 
 def merged(parent: dict, child: dict) -> dict:
