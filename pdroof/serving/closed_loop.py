@@ -50,7 +50,9 @@ def _throughput(clients, admitted, request_s, engine_s):
     return np.minimum(clients / (request_s + engine_s), admitted / engine_s)
 
 
-def _step(inputs: dict, batch, prompts, prompt_tokens, prefix_tokens, context_tokens):
+def mixed_step_s(inputs: dict, batch, prompts, prompt_tokens, prefix_tokens, context_tokens):
+    """One forward pass: ``batch`` decodes at ``context_tokens`` and ``prompts`` prompts of
+    ``prompt_tokens`` new tokens after a cached prefix (the ``mixed`` equations)."""
     return np.array(evaluate("mixed", {**inputs, "batch": batch, "prefill_prompts": prompts,
                                        "new_tokens": prompt_tokens, "prefix_tokens": prefix_tokens,
                                        "context_tokens": context_tokens}, ("seconds",))["seconds"])
@@ -85,16 +87,16 @@ def closed_loop(inputs: dict, clients, prompt_tokens, output_tokens, chunk_token
 
     def job_step(sub, idx, batch):
         """A job's steps: g prompts with ``batch`` decodes, spread over its chunks."""
-        t = _step(sub, batch, g[idx], S[idx], P[idx], ctx[idx])
+        t = mixed_step_s(sub, batch, g[idx], S[idx], P[idx], ctx[idx])
         long = chunks[idx] > 1
         if long.any():
-            t = t + np.where(long, (chunks[idx] - 1) * _step(sub, batch, 0.0, S[idx], P[idx], ctx[idx]), 0.0)
+            t = t + np.where(long, (chunks[idx] - 1) * mixed_step_s(sub, batch, 0.0, S[idx], P[idx], ctx[idx]), 0.0)
         return t
 
     everyone = np.arange(n)
     first = PF > 0
     idx = everyone[~first]
-    tau = _step(inp, C_in, 0.0, S, P, ctx)
+    tau = mixed_step_s(inp, C_in, 0.0, S, P, ctx)
     job = job_step(inp, everyone, np.maximum(C_in - g, 0.0))
     engine = job + (L_out - 1) * tau  # a request's time in the engine, from its job to its last token
     X = _throughput(C, C_in, R, engine)
@@ -118,7 +120,7 @@ def closed_loop(inputs: dict, clients, prompt_tokens, output_tokens, chunk_token
                                             1e-12)
         decoding = np.minimum(Ci, Xi * (Li - 1) * tpot_i / np.maximum(1 - rho_i * gi / Ci, 1e-3))
         B_d[idx] = B = np.maximum(decoding, 1.0)
-        tau[idx] = _step(sub, B, 0.0, S[idx], P[idx], ctx[idx])
+        tau[idx] = mixed_step_s(sub, B, 0.0, S[idx], P[idx], ctx[idx])
         job[idx] = job_i = job_step(sub, idx, np.minimum(B, Ci - gi))
         w = np.minimum(wait(rho_i, "mean") * job_i, (Ci / gi - 1) * job_i)
         engine[idx] = engine_i = job_i + w + (Li - 1) * tpot_i

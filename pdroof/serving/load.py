@@ -28,6 +28,7 @@ import numpy as np
 
 from ..cost.numeric import evaluate
 from ..cost.queueing import max_utilisation, quantile_of, wait
+from .closed_loop import closed_loop, mixed_step_s
 
 
 def prefill_utilisation(prefill_s, handoff_s, target_s: float, stat: str) -> np.ndarray:
@@ -169,15 +170,13 @@ def aggregated_load(inputs: dict, concurrency, new_tokens, output_tokens, *, pre
     step would read the weights once more)."""
     if arrivals not in ARRIVALS:
         raise ValueError(f"arrivals must be one of {ARRIVALS}, not {arrivals!r}")
-    from .closed_loop import _step, closed_loop
-
     C = np.asarray(concurrency, dtype=float)
     request_s = inputs["request_latency_s"]
     chunks = np.ceil(new_tokens / inputs["chunk_tokens"])
     context = prefix_tokens + new_tokens + output_tokens / 2
 
     def step_s(batch, prompts):
-        return _step(inputs, batch, prompts, new_tokens, prefix_tokens, context)
+        return mixed_step_s(inputs, batch, prompts, new_tokens, prefix_tokens, context)
 
     running = np.minimum(C, admitted)  # what the engine holds while a prompt joins
     unloaded = step_s(running, 1.0) + (chunks - 1) * step_s(running, 0.0)
