@@ -28,6 +28,37 @@ OPTIONAL = {
 TEXT_FIELDS = {"dtype", "shape", "kind", "model", "phase"}
 
 
+def measurement_kinds(path: str | Path) -> set[str]:
+    """What a measurement file holds: ``micro`` (micro-benchmark sections), ``runs`` (measured
+    serving runs, the schema of ../shared/calibration/serving), or both in one JSON object. A file
+    that holds neither is one SpecError."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise SpecError(str(path), "", "file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(str(path), "", f"cannot read: {exc}") from None
+    kinds = set()
+    if p.suffix.lower() == ".csv":
+        header = set((text.splitlines() or [""])[0].replace(" ", "").split(","))
+        kinds |= {"micro"} if "section" in header else set()
+        kinds |= {"runs"} if {"model", "isl", "osl"} <= header else set()
+    else:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SpecError(str(path), "", f"malformed JSON: {exc.msg} (line {exc.lineno})") from None
+        if isinstance(data, list) or isinstance(data, dict) and "runs" in data:
+            kinds.add("runs")
+        if isinstance(data, dict) and any(s in data for s in (*REQUIRED, *OPTIONAL)):
+            kinds.add("micro")
+    if not kinds:
+        raise SpecError(str(path), "", "holds neither micro-benchmark sections (gemm, attn_prefill, ...) "
+                                       "nor serving runs ('runs', or a CSV with model, isl, osl)")
+    return kinds
+
+
 def read_measurements(path: str | Path) -> dict[str, list[dict]]:
     """Read and check a measurement file; every problem is one SpecError naming file and field."""
     p = Path(path)

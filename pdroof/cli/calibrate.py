@@ -17,35 +17,62 @@ E2E_COLUMNS = [
 ]
 
 
+RUN_COLUMNS = [
+    Column("id", "run"), Column("isl", "in"), Column("osl", "out"), Column("concurrency", "clients"),
+    Column("tpot_before", "TPOT base"), Column("tpot_fitted", "fitted"), Column("tpot_left_out", "left out"),
+    Column("ttft_before", "TTFT base"), Column("ttft_fitted", "fitted"), Column("ttft_left_out", "left out"),
+]
+
+
 def calibrate_cmd(
     ctx: typer.Context,
-    measurements: Path = typer.Argument(..., help="micro-benchmark results (JSON, or CSV with a section column)",
+    measurements: Path = typer.Argument(..., help="micro-benchmark results (JSON, or CSV with a section column), "
+                                                  "measured serving runs (JSON or CSV, as pdroof predict reads), or "
+                                                  "both in one JSON object ('runs' beside the sections)",
                                         dir_okay=False),
     hardware: str = typer.Option(..., "--hardware", help="accelerator the measurements were taken on"),
-    runtime: str = typer.Option("pytorch", "--runtime",
-                                help="runtime to start from (its structure, fallback and other profiles)"),
+    runtime: str = typer.Option(None, "--runtime",
+                                help="runtime to start from (its structure, fallback and other profiles); default: "
+                                     "pytorch for micro-benchmarks, the runs' engine profile for serving runs"),
     output: Path = typer.Option(..., "--output-file", "-o", help="runtime profile YAML to write", dir_okay=False),
     report: Path = typer.Option(None, "--report", help="also write the fit report as JSON", dir_okay=False),
 ):
     """Fit efficiency factors for one accelerator and write a runtime profile with provenance."""
     import yaml
 
-    from ..calibration.calibrate import calibrate_runtime
-    from ..spec.catalog import looks_like_path
-    from ..spec.yamlio import read_yaml
+    from ..calibration.measurements import measurement_kinds
 
     cat = catalog(ctx)
     acc = cat.get("accelerator", hardware)
-    base_path = runtime if looks_like_path(runtime) else cat.files("runtime").get(runtime)
-    if base_path is None:
-        cat.get("runtime", runtime)  # raises the unknown-id error
-    doc, rep = calibrate_runtime(measurements, acc, read_yaml(base_path), lambda i: cat.get("model", i))
+    kinds = measurement_kinds(measurements)
+    doc, rep = None, {}
+    if "micro" in kinds:
+        doc, rep = _micro(cat, measurements, acc, runtime or "pytorch")
+    if "runs" in kinds:
+        doc, rep["serving"] = _serving(cat, measurements, acc, runtime, doc, output.stem)
     text = "# Written by pdroof calibrate; see provenance.\n" + yaml.safe_dump(doc, sort_keys=False, width=110)
     render.write_atomic(output, text)
     if report:
         render.write_atomic(report, render.json_text(rep))
+    typer.echo(f"wrote {output}: runtime {doc['id']}")
+
+
+def _base_doc(cat, runtime: str) -> dict:
+    from ..spec.catalog import looks_like_path
+    from ..spec.yamlio import read_yaml
+
+    path = runtime if looks_like_path(runtime) else cat.files("runtime").get(runtime)
+    if path is None:
+        cat.get("runtime", runtime)  # raises the unknown-id error
+    return read_yaml(path)
+
+
+def _micro(cat, measurements: Path, acc, runtime: str) -> tuple[dict, dict]:
+    from ..calibration.calibrate import calibrate_runtime
+
+    doc, rep = calibrate_runtime(measurements, acc, _base_doc(cat, runtime), lambda i: cat.get("model", i))
     fit = rep["fit"]
-    lines = [f"wrote {output}: profile {acc.id} in runtime {doc['id']}",
+    lines = [f"micro-benchmarks: profile {acc.id} in runtime {doc['id']}",
              "fit error (rms of log ratio): " + ", ".join(f"{k} {v:.1%}" for k, v in fit.items())]
     for row in rep.get("paged_transfer", []):
         lines.append(f"host copy {row['kind']}: {row['messages']} message(s), "
@@ -59,3 +86,30 @@ def calibrate_cmd(
             mape = sum(abs(r["error"]) for r in rep[key]) / len(rows)
             typer.echo(render.table_text(rows, E2E_COLUMNS, title=title, caption=f"mean absolute error {mape:.1%}"),
                        nl=False)
+    return doc, rep
+
+
+def _serving(cat, measurements: Path, acc, runtime: str | None, micro_doc: dict | None, profile_id: str):
+    from ..calibration.serving_fit import calibrate_serving, default_base, runs_to_fit
+    from ..serving.runs import read_runs
+
+    runs = runs_to_fit(read_runs(measurements), measurements, acc)
+    base_doc = micro_doc if micro_doc is not None else _base_doc(cat, runtime or default_base(cat, runs, acc))
+    doc, rep = calibrate_serving(cat, runs, measurements, acc, base_doc, profile_id)
+    lines = [f"serving runs: {len(runs)} on {acc.id}, from {rep['base']}, written as runtime {doc['id']}"]
+    lines += [f"  fitted {k}: {v['base']:.4g} -> {v['value']:.4g}" for k, v in rep["fitted"].items()]
+    lines += [f"  kept {k} {v['value']:.4g}: {v['why']}" for k, v in rep["kept"].items()]
+    typer.echo("\n".join(lines))
+    rows = [{k: (f"{v:+.1%}" if k.startswith(("tpot", "ttft")) and v is not None else ("—" if v is None else v))
+             for k, v in r.items()} for r in rep["runs"]]
+    mae = rep["mae"]
+    caption = "mean absolute error: " + "; ".join(
+        f"{m.upper()} base {_pct(mae['before'][m])}, fitted {_pct(mae['fitted'][m])}, "
+        f"left out {_pct(mae['left_out'][m])}" for m in ("tpot", "ttft"))
+    typer.echo(render.table_text(rows, RUN_COLUMNS, title="predicted against measured (relative error)",
+                                 caption=caption), nl=False)
+    return doc, rep
+
+
+def _pct(v) -> str:
+    return "—" if v is None else f"{v:.1%}"

@@ -1,0 +1,336 @@
+"""Fit a runtime profile to measured serving runs (``pdroof calibrate RUNS``): the few factors such
+runs determine, each within physical bounds; every other factor stays the base profile's.
+
+A serving run measures whole requests (TTFT, TPOT), so a factor can be fitted only where the runs
+move with it and it can be told apart from the others: weight streaming from decode steps at few
+sequences, decode attention from long contexts at many, GEMM compute from long prompts, the
+per-step overhead from two or more loads, the per-request overhead from TTFTs at few clients. Each
+is judged by the sensitivity of the predicted TTFT and TPOT to it (d log prediction per step of the
+factor, by finite differences) at the base profile: a factor the runs barely move, or one whose
+effect is nearly a combination of better-determined ones, keeps the base's value, and the report
+names the kind of run that would determine it; no more factors are fitted than half the
+measurements of their metric. The decode factors are fitted to TPOT, then the prefill and request
+ones to TTFT (median where measured, else mean) by coordinate search on grids refined around the
+best point, each candidate evaluated by ``predict`` — the same closed-loop load model — on a
+profile written to a scratch catalogue, so that what is written is exactly what was evaluated.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import tempfile
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+from ..cost.runtime import resolve
+from ..serving.predict import predict
+from ..serving.runs import Run
+from ..spec.catalog import Catalog
+from ..spec.errors import PdroofError
+from ..spec.schema import Record
+
+SENSITIVE = 0.01  # a factor's step must move the predictions by 1% (rms) to be fitted
+SEPARABLE = 0.3  # ... and that much of its effect must be its own, not the others' combination
+GRID, ROUNDS, SWEEPS = 9, 3, 3
+
+
+@dataclass(frozen=True)
+class Factor:
+    """One fitted quantity: where it sits in the profile document, its bounds, how it is searched
+    (``step``: a multiplicative step for efficiencies, an additive one in µs for latencies) and
+    the kind of run that determines it."""
+
+    path: tuple[str, ...]
+    lo: float
+    hi: float
+    step: float
+    multiplicative: bool
+    needs: str
+    metric: int = 0  # what determines it: 0 TPOT (the decode step), 1 TTFT (the prefill and the request)
+
+    @property
+    def name(self) -> str:
+        """``weights.fp8``, ``attention_decode``, ``step_latency_us``: the key under the profile entry."""
+        return ".".join(self.path[2:] if self.path[0] == "profiles" else self.path[1:])
+
+
+def _factors(acc: Record, models: list[Record], weights: set[str], activations: set[str]) -> list[Factor]:
+    """The factors serving runs of these models and formats can determine on ``acc``."""
+    a = acc.id
+    moe = any(m.moe is not None for m in models)
+    mla = any(m.attention.kind == "mla" for m in models)
+    gqa = any(m.attention.kind != "mla" for m in models)
+    out = []
+    for fmt in sorted(weights):  # dense GEMMs (attention projections, dense layers), then routed experts
+        out.append(Factor(("profiles", a, "weights", fmt), 0.2, 0.95, 1.1, True,
+                          "runs at one or a few clients, where a decode step streams the weights"))
+        if moe:
+            out.append(Factor(("profiles", a, "moe_weights", fmt), 0.1, 0.95, 1.1, True,
+                              "runs at a few clients, where a decode step streams the experts it touches"))
+    if gqa:
+        out.append(Factor(("profiles", a, "attention_decode"), 0.1, 0.95, 1.1, True,
+                          "runs with long outputs or contexts at many clients, where decode reads mostly KV"))
+    if mla:
+        out.append(Factor(("profiles", a, "attention_decode_mla"), 0.05, 0.95, 1.1, True,
+                          "runs with long contexts at many clients, where decode reads mostly the latent KV"))
+    for fmt in sorted(activations):
+        out.append(Factor(("profiles", a, "compute", fmt), 0.1, 0.95, 1.1, True,
+                          "runs with long prompts, where prefill is compute-bound", 1))
+        if moe:
+            out.append(Factor(("profiles", a, "moe_compute", fmt), 0.02, 0.95, 1.1, True,
+                              "runs with long prompts, where the routed experts' prefill is compute-bound", 1))
+    out.append(Factor(("structure", "step_latency_us"), 0.0, 5000.0, 250.0, False,
+                      "runs at two or more concurrencies with otherwise equal steps"))
+    out.append(Factor(("structure", "request_latency_us"), 0.0, 200000.0, 10000.0, False,
+                      "runs at one or a few clients, where TTFT is one prefill", 1))
+    return out
+
+
+def _base_value(f: Factor, rt: Record, acc: Record) -> float:
+    """The value the base profile gives (as it resolves on ``acc``), in the document's units."""
+    if f.path[0] == "structure":
+        return float(getattr(rt.structure, f.path[1].replace("_us", "_s"))) * 1e6
+    eff = resolve(rt, acc)
+    key = f.path[2]
+    if len(f.path) == 4:
+        return float(getattr(eff, key)[f.path[3]])
+    value = getattr(eff, key)
+    return float(value if value is not None else eff.attention_decode)
+
+
+class _Evaluator:
+    """Predictions of the runs under candidate values, on a profile written to a scratch catalogue
+    (memoised by value)."""
+
+    def __init__(self, cat: Catalog, base_doc: dict, profile_id: str, runs: list[Run]):
+        self.base_doc, self.id, self.runs = base_doc, profile_id, runs
+        self.tmp = tempfile.TemporaryDirectory(prefix="pdroof-calibrate-")
+        self.dir = Path(self.tmp.name) / "hardware" / "runtimes"
+        self.dir.mkdir(parents=True)
+        self.roots = [*cat.roots[1:], Path(self.tmp.name)]  # the caller's catalogue, then the candidate
+        self.memo: dict[tuple, np.ndarray] = {}
+
+    def document(self, values: dict[Factor, float], sources: dict[Factor, str] | None = None) -> dict:
+        doc = copy.deepcopy(self.base_doc)
+        doc["id"] = self.id
+        doc.pop("up_to_version", None)
+        for f, v in values.items():
+            node = doc
+            for key in f.path[:-1]:
+                node = node.setdefault(key, {})
+                if not isinstance(node, dict):
+                    raise PdroofError(f"base profile: {'.'.join(f.path)} is not a mapping")
+            value = round(float(v), 4 if f.multiplicative else 1)
+            node[f.path[-1]] = ({"value": value, "basis": "fitted", "source": sources[f]} if sources else value)
+        return doc
+
+    def record(self, values: dict[Factor, float]) -> Record:
+        """The candidate profile as the catalogue loads it."""
+        (self.dir / f"{self.id}.yaml").write_text(json.dumps(self.document(values)))
+        return Catalog(self.roots, use_env=False).get("runtime", self.id)
+
+    def log_ratios(self, values: dict[Factor, float]) -> np.ndarray:
+        """log(predicted / measured) per run and metric (nan where a run measured none)."""
+        key = tuple(sorted((f.path, round(float(v), 6)) for f, v in values.items()))
+        if key not in self.memo:
+            (self.dir / f"{self.id}.yaml").write_text(json.dumps(self.document(values)))
+            preds = predict(Catalog(self.roots, use_env=False), self.runs, runtime=self.id)
+            out = np.full((len(preds), 2), np.nan)
+            for i, p in enumerate(preds):
+                if p.error:
+                    raise PdroofError(f"run {p.run.id}: {p.error}")
+                for j, metric in enumerate(("tpot_ms", "ttft_ms")):
+                    v = (p.vs_measured or {}).get(metric)
+                    if v:
+                        out[i, j] = np.log(v["predicted"] / v["measured"])
+            self.memo[key] = out
+        return self.memo[key]
+
+    def loss(self, values: dict[Factor, float], metric: int, rows=None, tpot_cap: float = np.inf) -> float:
+        """Mean |log error| of TPOT (``metric`` 0) or of TTFT (1), the latter plus a steep penalty
+        for TPOT beyond ``tpot_cap``."""
+        r = self.log_ratios(values)
+        r = r if rows is None else r[rows]
+        tpot = float(np.nanmean(np.abs(r[:, 0]))) if np.isfinite(r[:, 0]).any() else 0.0
+        if metric == 0:
+            return tpot
+        ttft = float(np.nanmean(np.abs(r[:, 1]))) if np.isfinite(r[:, 1]).any() else 0.0
+        return ttft + 10 * max(0.0, tpot - tpot_cap)
+
+
+def _moved(f: Factor, v: float, sign: float = 1.0) -> float:
+    return float(np.clip(v * f.step ** sign if f.multiplicative else v + sign * f.step, f.lo, f.hi))
+
+
+def determined(ev: _Evaluator, factors: list[Factor], values: dict[Factor, float], metric: int) -> dict[Factor, str]:
+    """Each factor the runs cannot determine, with the reason. A factor's column is the change of
+    every log prediction for one step of it; it is determined when that moves the predictions by
+    ``SENSITIVE`` (rms), ``SEPARABLE`` of its column is not a combination of the columns already
+    accepted (taken in order of their size), and the runs measured this metric at least twice for
+    every factor accepted (fewer would fit noise: three runs determine one factor)."""
+    base = ev.log_ratios(values)[:, metric]
+    ok = ~np.isnan(base)
+    cols = {}
+    for f in factors:
+        v = values[f]
+        up = _moved(f, v) if _moved(f, v) != v else _moved(f, v, -1.0)
+        cols[f] = (ev.log_ratios({**values, f: up})[:, metric] - base)[ok]
+    reasons, accepted = {}, []
+    for f in sorted(factors, key=lambda f: -np.sqrt(np.mean(cols[f] ** 2))):
+        c = cols[f]
+        size = float(np.sqrt(np.mean(c ** 2))) if len(c) else 0.0
+        if size < SENSITIVE:
+            reasons[f] = f"these runs hardly depend on it (a step moves them {size:.1%}); needs {f.needs}"
+            continue
+        if accepted:
+            basis = np.column_stack([cols[a] for a in accepted])
+            own = c - basis @ np.linalg.lstsq(basis, c, rcond=None)[0]
+            if np.sqrt(np.mean(own ** 2)) < SEPARABLE * size:
+                names = ", ".join(a.name for a in accepted)
+                reasons[f] = f"these runs cannot tell it apart from {names}; needs {f.needs}"
+                continue
+        if len(accepted) >= max(1, len(base[ok]) // 2):  # two observations per fitted factor, at least
+            reasons[f] = (f"{len(base[ok])} measurements determine at most {len(accepted)} factor(s) and "
+                          f"{', '.join(a.name for a in accepted)} move them more; needs more runs: {f.needs}")
+            continue
+        accepted.append(f)
+    return reasons
+
+
+def fit(ev: _Evaluator, factors: list[Factor], start: dict[Factor, float], rows=None,
+        sweeps: int = SWEEPS) -> dict[Factor, float]:
+    """Coordinate search: each factor over a grid across its bounds, then grids refined around the
+    best point, for ``sweeps`` passes. The decode factors come first, on TPOT alone (it measures
+    them cleanly); then the prefill and request ones with those fixed, on TTFT, as far as TPOT
+    stays within a point of its fit (prefill jobs also lengthen the steps decodes see, and a TTFT
+    the model cannot follow must not pull the decode back off)."""
+    values = _fit_metric(ev, [f for f in factors if f.metric == 0], dict(start), 0, rows, sweeps)
+    cap = ev.loss(values, 0, rows) + 0.01  # the prefill factors may not undo the decode fit
+    return _fit_metric(ev, [f for f in factors if f.metric == 1], values, 1, rows, sweeps, cap)
+
+
+def _fit_metric(ev: _Evaluator, factors: list[Factor], values: dict[Factor, float], metric: int, rows,
+                sweeps: int, tpot_cap: float = np.inf) -> dict[Factor, float]:
+    values = dict(values)
+    for _ in range(sweeps):
+        for f in factors:
+            lo, hi = f.lo, f.hi
+            for _ in range(ROUNDS):
+                axis = (np.geomspace(max(lo, 1e-3), hi, GRID) if f.multiplicative else np.linspace(lo, hi, GRID))
+                losses = [ev.loss({**values, f: float(x)}, metric, rows, tpot_cap) for x in axis]
+                i = int(np.argmin(losses))
+                if losses[i] < ev.loss(values, metric, rows, tpot_cap):
+                    values[f] = float(axis[i])
+                lo, hi = float(axis[max(i - 1, 0)]), float(axis[min(i + 1, GRID - 1)])
+    return values
+
+
+def runs_to_fit(runs: list[Run], path: str | Path, acc: Record) -> list[Run]:
+    """The measured runs of ``path``, refused whole where a run is broken or measured on another
+    accelerator, engine or kind of deployment than one profile can stand for."""
+    for r in runs:
+        if r.error:
+            raise PdroofError(f"{path}: run {r.id}: {r.error}")
+    measured = [r for r in runs if r.measured]
+    split = sorted({r.mode for r in measured} - {"aggregated"})
+    if split:
+        raise PdroofError(f"{path}: {split[0]} runs are not supported yet "
+                          "(disaggregated pools come with the MoE work)")
+    others = sorted({r.pools["deployment"].accelerator for r in measured} - {acc.id})
+    if others:
+        raise PdroofError(f"{path}: runs measured on {', '.join(others)}, not {acc.id}: a profile is fitted to "
+                          "one accelerator's runs")
+    engines = sorted({r.engine or "?" for r in measured})
+    if len(engines) > 1:
+        raise PdroofError(f"{path}: runs of several engines ({', '.join(engines)}): a profile stands for one engine")
+    return measured
+
+
+def default_base(cat: Catalog, runs: list[Run], acc: Record) -> str:
+    """The profile the runs' engine and releases resolve to (as ``predict`` picks it)."""
+    from ..cost.runtime import engine_profile_id
+
+    ids = sorted({engine_profile_id(cat, r.engine, r.engine_version, acc) for r in runs})
+    if len(ids) > 1:
+        raise PdroofError(f"the runs' releases stand for different profiles ({', '.join(ids)}): "
+                          "name one with --runtime")
+    return ids[0]
+
+
+def calibrate_serving(cat: Catalog, runs: list[Run], runs_path: str | Path, acc: Record, base_doc: dict,
+                      profile_id: str) -> tuple[dict, dict]:
+    """A runtime document (YAML-ready) fitted to ``runs`` on ``acc``, starting from the raw runtime
+    document ``base_doc``, and a report: per factor fitted or kept (with why), predicted against
+    measured for every run, and the error with each run left out of the fit."""
+    if not runs:
+        raise PdroofError(f"{runs_path}: no run carries measurements to fit")
+    models = [cat.get("model", m) for m in dict.fromkeys(r.model for r in runs)]
+    weights = {r.weights for r in runs}
+    activations = {_activations(acc, w) for w in weights}
+    factors = _factors(acc, models, weights, activations)
+    ev = _Evaluator(cat, base_doc, profile_id, runs)
+    base = ev.record({})
+    start = {f: _base_value(f, base, acc) for f in factors}
+    kept = {**determined(ev, [f for f in factors if f.metric == 0], start, 0),
+            **determined(ev, [f for f in factors if f.metric == 1], start, 1)}
+    free = [f for f in factors if f not in kept]
+    values = fit(ev, free, start) if free else dict(start)
+    fitted = {f: values[f] for f in free}
+    before, after = ev.log_ratios(start), ev.log_ratios(values)
+    loo = np.full_like(after, np.nan)
+    if len(runs) > 1 and free:
+        for i in range(len(runs)):
+            others = np.array([j != i for j in range(len(runs))])
+            loo[i] = ev.log_ratios(fit(ev, free, values, rows=others, sweeps=1))[i]
+    digest = hashlib.sha256(Path(runs_path).read_bytes()).hexdigest()
+    err = float(np.nanmean(np.abs(after)))
+    source = (f"pdroof calibrate on {Path(runs_path).name} (sha256 {digest[:12]}): {len(runs)} runs, mean |log error| "
+              f"of TPOT and TTFT {err:.1%}")
+    doc = ev.document(fitted, {f: source for f in fitted})
+    origin = base_doc.get("id", "?")
+    doc["name"] = f"{base.name} calibrated on {acc.id}"
+    doc["description"] = (f"{origin} with the factors {len(runs)} measured serving runs on {acc.id} determine "
+                          f"fitted ({', '.join(f.name for f in fitted) or 'none'}); the rest as {origin}.")
+    doc["engine"] = base.engine or origin
+    doc["provenance"] = {**(doc.get("provenance") or {}), "input": f"{runs_path} (sha256 {digest})",
+                         "date": date.today().isoformat(), "tool": "pdroof calibrate (serving runs)",
+                         "base": origin}
+    report = {"hardware": acc.id, "base": origin, "profile": profile_id,
+              "fitted": {f.name: {"value": values[f], "base": start[f]} for f in fitted},
+              "kept": {f.name: {"value": start[f], "why": kept[f]} for f in kept},
+              "runs": [_row(r, before[i], after[i], loo[i]) for i, r in enumerate(runs)],
+              "mae": {"before": _mae(before), "fitted": _mae(after), "left_out": _mae(loo)}}
+    return doc, report
+
+
+def _activations(acc: Record, weights: str) -> str:
+    from ..cost.precision import default_activations
+
+    return default_activations(acc, weights)
+
+
+def _row(run: Run, before, after, loo) -> dict:
+    row = {"id": run.id, "isl": run.isl, "osl": run.osl, "concurrency": run.concurrency}
+    for j, metric in enumerate(("tpot", "ttft")):
+        row[f"{metric}_before"], row[f"{metric}_fitted"], row[f"{metric}_left_out"] = (
+            _err(before[j]), _err(after[j]), _err(loo[j]))
+    return row
+
+
+def _err(log_ratio) -> float | None:
+    return None if np.isnan(log_ratio) else float(np.expm1(log_ratio))
+
+
+def _mae(log_ratios: np.ndarray) -> dict[str, float | None]:
+    out = {}
+    for j, metric in enumerate(("tpot", "ttft")):
+        v = log_ratios[:, j]
+        v = v[~np.isnan(v)]
+        out[metric] = float(np.mean(np.abs(np.expm1(v)))) if len(v) else None
+    return out
+

@@ -1,0 +1,118 @@
+"""``pdroof calibrate`` on measured serving runs: factors the runs determine are recovered, the
+others keep the base's value with the reason, runs that one profile cannot stand for are refused,
+and the written profile works wherever a runtime does."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+
+from pdroof.calibration.serving_fit import calibrate_serving, runs_to_fit
+from pdroof.serving.predict import predict
+from pdroof.serving.runs import parse_runs
+from pdroof.spec.catalog import Catalog, builtin_root
+from pdroof.spec.errors import PdroofError
+
+from .conftest import REPO
+
+RUN = {"model": "llama-3.1-8b", "engine": "vllm", "engine_version": None, "weights": "bf16", "kv": None,
+       "mode": "aggregated", "deployment": {"accelerator": "h100-sxm", "instances": 1, "tp": 1, "dp": 1,
+                                            "moe_tp": 1, "moe_ep": 1}}
+# one client (decode streams the weights, TTFT is one prefill plus the request's own time), long
+# prompts (prefill compute), and many clients at long contexts (decode attention)
+LOADS = [(1024, 128, 1), (8192, 64, 1), (1024, 2048, 96), (2048, 512, 32)]
+
+
+def _measured(tmp_path, truth: dict) -> tuple[list, object]:
+    """Runs 'measured' on a profile that differs from vllm's by ``truth`` (profile-entry values)."""
+    doc = yaml.safe_load((builtin_root() / "hardware" / "runtimes" / "vllm.yaml").read_text())
+    doc["id"] = "truth"
+    for key, value in truth.items():
+        node = doc
+        *path, last = key.split(".")
+        for p in path:
+            node = node.setdefault(p, {})
+        node[last] = value
+    d = tmp_path / "truth" / "hardware" / "runtimes"
+    d.mkdir(parents=True)
+    (d / "truth.yaml").write_text(yaml.safe_dump(doc))
+    runs = parse_runs(json.dumps([{**RUN, "id": f"r{i}", "isl": s, "osl": o, "concurrency": c}
+                                  for i, (s, o, c) in enumerate(LOADS)]), "runs.json")
+    preds = predict(Catalog([tmp_path / "truth"], use_env=False), runs, runtime="truth")
+    measured = [{**RUN, "id": f"r{i}", "isl": s, "osl": o, "concurrency": c,
+                 "measured": {"tpot_ms": {"mean": p.predicted["tpot_ms"]["mean"]},
+                              "ttft_ms": {"mean": p.predicted["ttft_ms"]["mean"]}}}
+                for i, ((s, o, c), p) in enumerate(zip(LOADS, preds, strict=True))]
+    f = tmp_path / "runs.json"
+    f.write_text(json.dumps({"runs": measured}))
+    return parse_runs(f.read_text(), str(f)), f
+
+
+def test_factors_the_runs_determine_are_recovered(catalog, tmp_path):
+    runs, f = _measured(tmp_path, {"profiles.h100-sxm.weights.bf16": 0.6,
+                                   "structure.request_latency_us": 20000})
+    base = yaml.safe_load((builtin_root() / "hardware" / "runtimes" / "vllm.yaml").read_text())
+    doc, rep = calibrate_serving(catalog, runs_to_fit(runs, f, catalog.get("accelerator", "h100-sxm")), f,
+                                 catalog.get("accelerator", "h100-sxm"), base, "mine")
+    fitted = rep["fitted"]
+    assert fitted["weights.bf16"]["value"] == pytest.approx(0.6, rel=0.05)
+    assert fitted["request_latency_us"]["value"] == pytest.approx(20000, rel=0.1)
+    assert rep["mae"]["fitted"]["tpot"] < 0.02 and rep["mae"]["fitted"]["ttft"] < 0.03
+    assert rep["mae"]["before"]["tpot"] > 0.1  # the base was off: the fit did the work
+    entry = doc["profiles"]["h100-sxm"]["weights"]["bf16"]
+    assert entry["basis"] == "fitted" and "runs.json" in entry["source"] and "sha256" in doc["provenance"]["input"]
+    assert doc["id"] == "mine"
+
+
+def test_a_factor_the_runs_cannot_see_keeps_the_base_value_and_says_why(catalog, tmp_path):
+    runs, f = _measured(tmp_path, {"profiles.h100-sxm.weights.bf16": 0.6})
+    one_load = [r for r in runs if r.concurrency == 1 and r.isl == 1024]  # one short run at one client
+    base = yaml.safe_load((builtin_root() / "hardware" / "runtimes" / "vllm.yaml").read_text())
+    _, rep = calibrate_serving(catalog, one_load, f, catalog.get("accelerator", "h100-sxm"), base, "mine")
+    from pdroof.cost.runtime import resolve
+
+    assert "attention_decode" in rep["kept"] and "needs" in rep["kept"]["attention_decode"]["why"]
+    as_base = resolve(catalog.get("runtime", "vllm"), catalog.get("accelerator", "h100-sxm")).attention_decode
+    assert rep["kept"]["attention_decode"]["value"] == pytest.approx(as_base)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"deployment": {**RUN["deployment"], "accelerator": "h200-sxm"}}, "h200-sxm"),
+    ({"engine": "sglang"}, "several engines"),
+    ({"isl": "many"}, "isl"),
+])
+def test_runs_one_profile_cannot_stand_for_are_refused(catalog, change, message):
+    good = {**RUN, "id": "a", "isl": 1024, "osl": 128, "concurrency": 4, "measured": {"tpot_ms": {"mean": 8.0}}}
+    runs = parse_runs(json.dumps([good, {**good, "id": "b", **change}]), "runs.json")
+    with pytest.raises(PdroofError, match=message):
+        runs_to_fit(runs, "runs.json", catalog.get("accelerator", "h100-sxm"))
+
+
+def test_cli_writes_a_profile_that_works_everywhere(cli, tmp_path, catalog):
+    _, f = _measured(tmp_path, {"profiles.h100-sxm.weights.bf16": 0.6})
+    out = tmp_path / "my-vllm.yaml"
+    code, text, err = cli("calibrate", str(f), "--hardware", "h100-sxm", "-o", str(out))
+    assert code == 0, err
+    assert "fitted weights.bf16" in text and "left out" in text
+    assert yaml.safe_load(out.read_text())["id"] == "my-vllm"
+    for args in (("predict", str(f), "--runtime", str(out)),
+                 ("estimate", "-m", "llama-3.1-8b", "--hardware", "h100-sxm", "--runtime", str(out))):
+        code, _, err = cli(*args)
+        assert code == 0, err
+
+
+def test_cli_refuses_a_file_that_holds_neither_kind(cli, tmp_path):
+    f = tmp_path / "x.json"
+    f.write_text('{"hello": 1}')
+    code, out, err = cli("calibrate", str(f), "--hardware", "h100-sxm", "-o", str(tmp_path / "o.yaml"))
+    assert code == 1 and err.count("\n") == 1 and "neither" in err and not (tmp_path / "o.yaml").exists()
+
+
+def test_micro_benchmark_files_still_calibrate_as_before(cli, tmp_path):
+    out = tmp_path / "h200.yaml"
+    code, text, err = cli("calibrate", str(REPO / "tests" / "data" / "h200-sxm.json"), "--hardware", "h200-sxm",
+                          "-o", str(out))
+    assert code == 0, err
+    assert "micro-benchmarks" in text and yaml.safe_load(out.read_text())["profiles"]["h200-sxm"]
