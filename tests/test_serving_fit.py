@@ -82,11 +82,24 @@ def test_a_factor_the_runs_cannot_see_keeps_the_base_value_and_says_why(catalog,
     ({"deployment": {**RUN["deployment"], "accelerator": "h200-sxm"}}, "h200-sxm"),
     ({"engine": "sglang"}, "several engines"),
     ({"isl": "many"}, "isl"),
+    ({"deployment": {**RUN["deployment"], "dp": 2}}, None),  # refused when predicted (DP attention)
 ])
 def test_runs_one_profile_cannot_stand_for_are_refused(catalog, change, message):
     good = {**RUN, "id": "a", "isl": 1024, "osl": 128, "concurrency": 4, "measured": {"tpot_ms": {"mean": 8.0}}}
     runs = parse_runs(json.dumps([good, {**good, "id": "b", **change}]), "runs.json")
+    acc = catalog.get("accelerator", "h100-sxm")
+    if message is None:
+        base = yaml.safe_load((builtin_root() / "hardware" / "runtimes" / "vllm.yaml").read_text())
+        with pytest.raises(PdroofError, match="DP attention"):
+            calibrate_serving(catalog, runs_to_fit(runs, "runs.json", acc), "runs.json", acc, base, "x")
+        return
     with pytest.raises(PdroofError, match=message):
+        runs_to_fit(runs, "runs.json", acc)
+
+
+def test_runs_without_measurements_are_one_error(catalog):
+    runs = parse_runs(json.dumps([{**RUN, "id": "a", "isl": 1024, "osl": 128, "concurrency": 4}]), "runs.json")
+    with pytest.raises(PdroofError, match="no run carries measurements"):
         runs_to_fit(runs, "runs.json", catalog.get("accelerator", "h100-sxm"))
 
 

@@ -237,6 +237,8 @@ def runs_to_fit(runs: list[Run], path: str | Path, acc: Record) -> list[Run]:
         if r.error:
             raise PdroofError(f"{path}: run {r.id}: {r.error}")
     measured = [r for r in runs if r.measured]
+    if not measured:
+        raise PdroofError(f"{path}: no run carries measurements (measured.tpot_ms, measured.ttft_ms) to fit")
     split = sorted({r.mode for r in measured} - {"aggregated"})
     if split:
         raise PdroofError(f"{path}: {split[0]} runs are not supported yet "
