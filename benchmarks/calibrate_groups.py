@@ -24,13 +24,10 @@ from pdroof.serving.predict import group_key, predict
 from pdroof.serving.runs import read_runs
 from pdroof.spec.catalog import Catalog
 from pdroof.spec.errors import PdroofError
+from pdroof.spec.view import percent
 
 HERE = Path(__file__).resolve().parent.parent
 RUNS = HERE.parent / "shared" / "calibration" / "serving" / "fit.json"
-
-
-def _pct(v) -> str:
-    return "   —  " if v is None else f"{v:6.1%}"
 
 
 def main() -> int:
@@ -60,13 +57,13 @@ def main() -> int:
             for metric in ("tpot", "ttft"):
                 totals[(stage, metric)] += [abs(r[f"{metric}_{stage}"]) for r in rep["runs"]
                                             if r[f"{metric}_{stage}"] is not None]
-        print(f"{key:88} {len(runs):4}  {_pct(m['before']['tpot']):>9} {_pct(m['fitted']['tpot'])} "
-              f"{_pct(m['left_out']['tpot']):>8}  {_pct(m['before']['ttft']):>9} {_pct(m['fitted']['ttft'])} "
-              f"{_pct(m['left_out']['ttft']):>8}  {', '.join(rep['fitted']) or '—'}")
+        print(f"{key:88} {len(runs):4}  {percent(m['before']['tpot']):>9} {percent(m['fitted']['tpot'])} "
+              f"{percent(m['left_out']['tpot']):>8}  {percent(m['before']['ttft']):>9} {percent(m['fitted']['ttft'])} "
+              f"{percent(m['left_out']['ttft']):>8}  {', '.join(rep['fitted']) or '—'}")
     mean = {k: sum(v) / len(v) if v else None for k, v in totals.items()}
-    print(f"{'all runs':88} {len(totals[('before', 'tpot')]):4}  {_pct(mean[('before', 'tpot')]):>9} "
-          f"{_pct(mean[('fitted', 'tpot')])} {_pct(mean[('left_out', 'tpot')]):>8}  "
-          f"{_pct(mean[('before', 'ttft')]):>9} {_pct(mean[('fitted', 'ttft')])} {_pct(mean[('left_out', 'ttft')]):>8}")
+    cells = [percent(mean[(stage, metric)], w) for metric in ("tpot", "ttft")
+             for stage, w in (("before", 9), ("fitted", 6), ("left_out", 8))]
+    print(f"{'all runs':88} {len(totals[('before', 'tpot')]):4}  {' '.join(cells[:3])}  {' '.join(cells[3:])}")
     return 0
 
 

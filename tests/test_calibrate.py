@@ -72,7 +72,7 @@ def test_cli_calibrate_writes_a_usable_runtime(cli, tmp_path):
     code, text, err = cli("estimate", "-m", "llama-3.1-8b", "--hardware", "h200-sxm", "--runtime", str(out),
                           "-f", "json")
     assert code == 0, err
-    assert json.loads(text)["inputs"]["efficiency_origin"]["compute.bf16"] == "runtime pytorch"
+    assert json.loads(text)["inputs"]["efficiency_origin"]["compute.bf16"] == "runtime h200"  # the file's name
 
 
 def _bad(tmp_path, mutate):

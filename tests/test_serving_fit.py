@@ -25,7 +25,7 @@ RUN = {"model": "llama-3.1-8b", "engine": "vllm", "engine_version": None, "weigh
 LOADS = [(1024, 128, 1), (8192, 64, 1), (1024, 2048, 96), (2048, 512, 32)]
 
 
-def _measured(tmp_path, truth: dict) -> tuple[list, object]:
+def _measured(tmp_path, truth: dict, run: dict = RUN, loads=LOADS) -> tuple[list, object]:
     """Runs 'measured' on a profile that differs from vllm's by ``truth`` (profile-entry values)."""
     doc = yaml.safe_load((builtin_root() / "hardware" / "runtimes" / "vllm.yaml").read_text())
     doc["id"] = "truth"
@@ -38,13 +38,13 @@ def _measured(tmp_path, truth: dict) -> tuple[list, object]:
     d = tmp_path / "truth" / "hardware" / "runtimes"
     d.mkdir(parents=True)
     (d / "truth.yaml").write_text(yaml.safe_dump(doc))
-    runs = parse_runs(json.dumps([{**RUN, "id": f"r{i}", "isl": s, "osl": o, "concurrency": c}
-                                  for i, (s, o, c) in enumerate(LOADS)]), "runs.json")
+    runs = parse_runs(json.dumps([{**run, "id": f"r{i}", "isl": s, "osl": o, "concurrency": c}
+                                  for i, (s, o, c) in enumerate(loads)]), "runs.json")
     preds = predict(Catalog([tmp_path / "truth"], use_env=False), runs, runtime="truth")
-    measured = [{**RUN, "id": f"r{i}", "isl": s, "osl": o, "concurrency": c,
+    measured = [{**run, "id": f"r{i}", "isl": s, "osl": o, "concurrency": c,
                  "measured": {"tpot_ms": {"mean": p.predicted["tpot_ms"]["mean"]},
                               "ttft_ms": {"mean": p.predicted["ttft_ms"]["mean"]}}}
-                for i, ((s, o, c), p) in enumerate(zip(LOADS, preds, strict=True))]
+                for i, ((s, o, c), p) in enumerate(zip(loads, preds, strict=True))]
     f = tmp_path / "runs.json"
     f.write_text(json.dumps({"runs": measured}))
     return parse_runs(f.read_text(), str(f)), f
@@ -62,7 +62,7 @@ def test_factors_the_runs_determine_are_recovered(catalog, tmp_path):
     assert rep["mae"]["fitted"]["tpot"] < 0.02 and rep["mae"]["fitted"]["ttft"] < 0.03
     assert rep["mae"]["before"]["tpot"] > 0.1  # the base was off: the fit did the work
     entry = doc["profiles"]["h100-sxm"]["weights"]["bf16"]
-    assert entry["basis"] == "fitted" and "runs.json" in entry["source"] and "sha256" in doc["provenance"]["input"]
+    assert entry["basis"] == "fitted" and "runs.json" in entry["source"] and "sha256" in doc["provenance"]["serving_runs"]
     assert doc["id"] == "mine"
 
 
@@ -99,7 +99,7 @@ def test_runs_one_profile_cannot_stand_for_are_refused(catalog, change, message)
 
 def test_runs_without_measurements_are_one_error(catalog):
     runs = parse_runs(json.dumps([{**RUN, "id": "a", "isl": 1024, "osl": 128, "concurrency": 4}]), "runs.json")
-    with pytest.raises(PdroofError, match="no run carries measurements"):
+    with pytest.raises(PdroofError, match="no run measured a TPOT or TTFT mean or median"):
         runs_to_fit(runs, "runs.json", catalog.get("accelerator", "h100-sxm"))
 
 
@@ -129,3 +129,53 @@ def test_micro_benchmark_files_still_calibrate_as_before(cli, tmp_path):
                           "-o", str(out))
     assert code == 0, err
     assert "micro-benchmarks" in text and yaml.safe_load(out.read_text())["profiles"]["h200-sxm"]
+
+
+def test_the_written_profile_predicts_what_the_fit_reported(cli, tmp_path):
+    """On an accelerator vllm has no entry for (H800: its factors come from the Hopper family), the
+    written profile carries what vllm resolves there, so predicting with it gives the fitted column:
+    only the fitted factors changed."""
+    run = {**RUN, "deployment": {**RUN["deployment"], "accelerator": "h800"}}
+    _, f = _measured(tmp_path, {"profiles.h800.weights.bf16": 0.5, "profiles.h800.family": "nvidia-hopper"}, run)
+    out, rep = tmp_path / "my-h800.yaml", tmp_path / "report.json"
+    code, _, err = cli("calibrate", str(f), "--hardware", "h800", "-o", str(out), "--report", str(rep))
+    assert code == 0, err
+    fitted = {r["id"]: r for r in json.loads(rep.read_text())["serving"]["runs"]}
+    code, text, err = cli("predict", str(f), "--runtime", str(out), "--format", "json")
+    assert code == 0, err
+    for p in json.loads(text)["runs"]:
+        for metric in ("tpot", "ttft"):
+            assert p["vs_measured"][f"{metric}_ms"]["error"] == pytest.approx(fitted[p["id"]][f"{metric}_fitted"],
+                                                                            abs=1e-9)
+
+
+def test_a_mixture_of_experts_model_fits_its_experts(catalog, tmp_path):
+    run = {**RUN, "model": "mixtral-8x7b", "deployment": {**RUN["deployment"], "tp": 2}}
+    runs, f = _measured(tmp_path, {"profiles.h100-sxm.moe_weights.bf16": 0.5}, run)
+    base = yaml.safe_load((builtin_root() / "hardware" / "runtimes" / "vllm.yaml").read_text())
+    _, rep = calibrate_serving(catalog, runs, f, catalog.get("accelerator", "h100-sxm"), base, "mine")
+    assert rep["fitted"]["moe_weights.bf16"]["value"] == pytest.approx(0.5, rel=0.05)
+
+
+def test_one_file_with_micro_benchmarks_and_runs_fits_both(cli, tmp_path):
+    """Micro-benchmark sections first (the profile's kernel factors), then the runs on top, from
+    the runs' engine profile."""
+    _, f = _measured(tmp_path, {"profiles.h100-sxm.weights.bf16": 0.6})
+    both = {**json.loads((REPO / "tests" / "data" / "h100-sxm.json").read_text()),
+            "runs": json.loads(f.read_text())["runs"]}
+    g = tmp_path / "both.json"
+    g.write_text(json.dumps(both))
+    out = tmp_path / "both-h100.yaml"
+    code, text, err = cli("calibrate", str(g), "--hardware", "h100-sxm", "-o", str(out))
+    assert code == 0, err
+    doc = yaml.safe_load(out.read_text())
+    assert "micro-benchmarks" in text and "serving runs" in text
+    assert doc["engine"] == "vllm" and doc["profiles"]["h100-sxm"]["weights"]["bf16"]["basis"] == "fitted"
+    assert "fit" in doc["profiles"]["h100-sxm"]  # the micro-benchmark fit's errors
+
+
+@pytest.mark.parametrize("name, message", [("UPPER.yaml", "profile's id"), ("my profile.yaml", "profile's id")])
+def test_an_output_name_that_cannot_be_the_profiles_id_is_refused_before_fitting(cli, tmp_path, name, message):
+    code, _, err = cli("calibrate", str(REPO / "tests" / "data" / "serving_llama8b_h100_trtllm.json"),
+                       "--hardware", "h100-sxm", "-o", str(tmp_path / name))
+    assert code == 1 and message in err and err.count("\n") == 1 and not (tmp_path / name).exists()

@@ -20,6 +20,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 import tempfile
 from dataclasses import dataclass
 from datetime import date
@@ -33,10 +34,11 @@ from ..serving.runs import Run
 from ..spec.catalog import Catalog
 from ..spec.errors import PdroofError
 from ..spec.schema import Record
+from ..spec.view import percent
 
 SENSITIVE = 0.01  # a factor's step must move the predictions by 1% (rms) to be fitted
 SEPARABLE = 0.3  # ... and that much of its effect must be its own, not the others' combination
-GRID, ROUNDS, SWEEPS = 9, 3, 3
+GRID, ROUNDS, SWEEPS, ALTERNATIONS = 7, 3, 2, 3
 
 
 @dataclass(frozen=True)
@@ -97,10 +99,39 @@ def _base_value(f: Factor, rt: Record, acc: Record) -> float:
         return float(getattr(rt.structure, f.path[1].replace("_us", "_s"))) * 1e6
     eff = resolve(rt, acc)
     key = f.path[2]
+    if key == "moe_weights":  # as cost.inputs reads them: the dense factor where no expert one is given
+        return float(eff.moe_weights.get(f.path[3], eff.weights[f.path[3]]))
+    if key == "moe_compute":
+        return float(eff.moe_compute.get(f.path[3], eff.compute[f.path[3]]))
     if len(f.path) == 4:
         return float(getattr(eff, key)[f.path[3]])
     value = getattr(eff, key)
     return float(value if value is not None else eff.attention_decode)
+
+
+def resolved_entry(rt: Record, acc: Record) -> dict:
+    """Every factor ``rt`` resolves for ``acc`` (from its family, the spec or its fallback), as a
+    profile entry: written where the base has no entry of its own, so that the fitted factors are
+    the only ones that change (an entry of its own stops the family and fallback resolution)."""
+    eff = resolve(rt, acc)
+    us = {k: v * 1e6 for k, v in eff.moe_latency_s.items()}
+    entry = {"compute": dict(eff.compute), "gemm_half_rows": dict(eff.gemm_half_rows), "weights": dict(eff.weights),
+             "moe_compute": dict(eff.moe_compute), "moe_weights": dict(eff.moe_weights), "moe_latency_us": us,
+             "memory": eff.memory, "attention_prefill": eff.attention_prefill,
+             "attention_prefill_half_tokens": eff.attention_prefill_half_tokens,
+             "attention_decode": eff.attention_decode, "link": eff.link,
+             "layer_latency_us": eff.layer_latency_s * 1e6, "kernel_latency_us": eff.kernel_latency_s * 1e6,
+             "allreduce_latency_us": eff.allreduce_latency_s * 1e6,
+             "attention_decode_half_mb": eff.attention_decode_half_bytes / 1e6,
+             "source": f"as {rt.id} resolves it for {acc.id} (its family, spec and fallback), where it has no entry"}
+    if eff.attention_decode_mla is not None:
+        entry["attention_decode_mla"] = eff.attention_decode_mla
+        entry["attention_decode_mla_half_mb"] = (eff.attention_decode_mla_half_bytes or 0.0) / 1e6
+    if eff.host_latency_s is not None:
+        entry["host_link"] = {"latency_us": eff.host_latency_s * 1e6, "gb_per_s": eff.host_bytes_per_s / 1e9}
+    if acc.family:
+        entry["family"] = acc.family
+    return entry
 
 
 class _Evaluator:
@@ -112,8 +143,16 @@ class _Evaluator:
         self.tmp = tempfile.TemporaryDirectory(prefix="pdroof-calibrate-")
         self.dir = Path(self.tmp.name) / "hardware" / "runtimes"
         self.dir.mkdir(parents=True)
-        self.roots = [*cat.roots[1:], Path(self.tmp.name)]  # the caller's catalogue, then the candidate
+        self.cat = cat  # candidates are looked up by path: the caller's catalogue resolves what they inherit
         self.memo: dict[tuple, np.ndarray] = {}
+        self.written = 0
+
+    def _write(self, values: dict[Factor, float]) -> str:
+        """The candidate as a file of its own (the catalogue caches profiles by file and time)."""
+        self.written += 1
+        path = self.dir / f"{self.id}-candidate-{self.written}.yaml"
+        path.write_text(json.dumps(self.document(values)))
+        return str(path)
 
     def document(self, values: dict[Factor, float], sources: dict[Factor, str] | None = None) -> dict:
         doc = copy.deepcopy(self.base_doc)
@@ -131,15 +170,13 @@ class _Evaluator:
 
     def record(self, values: dict[Factor, float]) -> Record:
         """The candidate profile as the catalogue loads it."""
-        (self.dir / f"{self.id}.yaml").write_text(json.dumps(self.document(values)))
-        return Catalog(self.roots, use_env=False).get("runtime", self.id)
+        return self.cat.get("runtime", self._write(values))
 
     def log_ratios(self, values: dict[Factor, float]) -> np.ndarray:
         """log(predicted / measured) per run and metric (nan where a run measured none)."""
         key = tuple(sorted((f.path, round(float(v), 6)) for f, v in values.items()))
         if key not in self.memo:
-            (self.dir / f"{self.id}.yaml").write_text(json.dumps(self.document(values)))
-            preds = predict(Catalog(self.roots, use_env=False), self.runs, runtime=self.id)
+            preds = predict(self.cat, self.runs, runtime=self._write(values))
             out = np.full((len(preds), 2), np.nan)
             for i, p in enumerate(preds):
                 if p.error:
@@ -172,9 +209,12 @@ def determined(ev: _Evaluator, factors: list[Factor], values: dict[Factor, float
     every log prediction for one step of it; it is determined when that moves the predictions by
     ``SENSITIVE`` (rms), ``SEPARABLE`` of its column is not a combination of the columns already
     accepted (taken in order of their size), and the runs measured this metric at least twice for
-    every factor accepted (fewer would fit noise: three runs determine one factor)."""
+    every factor accepted (fewer would fit noise: two or three runs determine one factor)."""
     base = ev.log_ratios(values)[:, metric]
     ok = ~np.isnan(base)
+    if not ok.any():
+        what = ("TPOT", "TTFT")[metric]
+        return {f: f"no run measured the {what} mean or median it moves; needs {f.needs}" for f in factors}
     cols = {}
     for f in factors:
         v = values[f]
@@ -183,7 +223,7 @@ def determined(ev: _Evaluator, factors: list[Factor], values: dict[Factor, float
     reasons, accepted = {}, []
     for f in sorted(factors, key=lambda f: -np.sqrt(np.mean(cols[f] ** 2))):
         c = cols[f]
-        size = float(np.sqrt(np.mean(c ** 2))) if len(c) else 0.0
+        size = float(np.sqrt(np.mean(c ** 2)))
         if size < SENSITIVE:
             reasons[f] = f"these runs hardly depend on it (a step moves them {size:.1%}); needs {f.needs}"
             continue
@@ -194,9 +234,10 @@ def determined(ev: _Evaluator, factors: list[Factor], values: dict[Factor, float
                 names = ", ".join(a.name for a in accepted)
                 reasons[f] = f"these runs cannot tell it apart from {names}; needs {f.needs}"
                 continue
-        if len(accepted) >= max(1, len(base[ok]) // 2):  # two observations per fitted factor, at least
-            reasons[f] = (f"{len(base[ok])} measurements determine at most {len(accepted)} factor(s) and "
-                          f"{', '.join(a.name for a in accepted)} move them more; needs more runs: {f.needs}")
+        if len(accepted) + 1 > len(c) // 2:  # two measurements per fitted factor, at least
+            more = f" and {', '.join(a.name for a in accepted)} move them more" if accepted else ""
+            reasons[f] = (f"{len(c)} measurement(s) determine at most {len(c) // 2} factor(s){more}; "
+                          f"needs more runs: {f.needs}")
             continue
         accepted.append(f)
     return reasons
@@ -209,9 +250,15 @@ def fit(ev: _Evaluator, factors: list[Factor], start: dict[Factor, float], rows=
     them cleanly); then the prefill and request ones with those fixed, on TTFT, as far as TPOT
     stays within a point of its fit (prefill jobs also lengthen the steps decodes see, and a TTFT
     the model cannot follow must not pull the decode back off)."""
-    values = _fit_metric(ev, [f for f in factors if f.metric == 0], dict(start), 0, rows, sweeps)
-    cap = ev.loss(values, 0, rows) + 0.01  # the prefill factors may not undo the decode fit
-    return _fit_metric(ev, [f for f in factors if f.metric == 1], values, 1, rows, sweeps, cap)
+    values = dict(start)
+    for _ in range(ALTERNATIONS):  # the stages again until neither moves: prefill jobs shape TPOT too
+        before = dict(values)
+        values = _fit_metric(ev, [f for f in factors if f.metric == 0], values, 0, rows, sweeps)
+        cap = ev.loss(values, 0, rows) + 0.01  # the prefill factors may not undo the decode fit
+        values = _fit_metric(ev, [f for f in factors if f.metric == 1], values, 1, rows, sweeps, cap)
+        if values == before:
+            break
+    return values
 
 
 def _fit_metric(ev: _Evaluator, factors: list[Factor], values: dict[Factor, float], metric: int, rows,
@@ -236,9 +283,10 @@ def runs_to_fit(runs: list[Run], path: str | Path, acc: Record) -> list[Run]:
     for r in runs:
         if r.error:
             raise PdroofError(f"{path}: run {r.id}: {r.error}")
-    measured = [r for r in runs if r.measured]
+    measured = [r for r in runs if any(s in m for m in r.measured.values() for s in ("mean", "median"))]
     if not measured:
-        raise PdroofError(f"{path}: no run carries measurements (measured.tpot_ms, measured.ttft_ms) to fit")
+        raise PdroofError(f"{path}: no run measured a TPOT or TTFT mean or median (measured.tpot_ms.mean, ...) "
+                          "to fit")
     split = sorted({r.mode for r in measured} - {"aggregated"})
     if split:
         raise PdroofError(f"{path}: {split[0]} runs are not supported yet "
@@ -264,6 +312,25 @@ def default_base(cat: Catalog, runs: list[Run], acc: Record) -> str:
     return ids[0]
 
 
+def check_base(base: Record, runs: list[Run]) -> None:
+    """Refuse a base that is another engine's profile than the runs'."""
+    from ..cost.runtime import ENGINE_PREFERENCE
+
+    engine = base.engine or base.id
+    ran = {r.engine for r in runs} - {None}
+    if engine in ENGINE_PREFERENCE and ran and engine not in ran:
+        raise PdroofError(f"runtime {base.id} stands for {engine}, but the runs were measured on {', '.join(ran)}")
+
+
+def check_profile_id(profile_id: str) -> None:
+    """The output file's name is the profile's id: refuse one that is not an id."""
+    from ..spec.kinds import ID
+
+    if not re.fullmatch(ID.pattern, profile_id):
+        raise PdroofError(f"{profile_id!r}: the output file's name is the profile's id: lower-case letters, digits, "
+                          "'.', '_' and '-' (e.g. my-h100.yaml)")
+
+
 def calibrate_serving(cat: Catalog, runs: list[Run], runs_path: str | Path, acc: Record, base_doc: dict,
                       profile_id: str) -> tuple[dict, dict]:
     """A runtime document (YAML-ready) fitted to ``runs`` on ``acc``, starting from the raw runtime
@@ -277,36 +344,45 @@ def calibrate_serving(cat: Catalog, runs: list[Run], runs_path: str | Path, acc:
     factors = _factors(acc, models, weights, activations)
     ev = _Evaluator(cat, base_doc, profile_id, runs)
     base = ev.record({})
+    if acc.id not in base.profiles:  # write what it resolves to, so that only the fitted factors change
+        ev.base_doc = copy.deepcopy(base_doc)
+        ev.base_doc["profiles"] = {**(base_doc.get("profiles") or {}), acc.id: resolved_entry(base, acc)}
+        base = ev.record({})
     start = {f: _base_value(f, base, acc) for f in factors}
     kept = {**determined(ev, [f for f in factors if f.metric == 0], start, 0),
             **determined(ev, [f for f in factors if f.metric == 1], start, 1)}
     free = [f for f in factors if f not in kept]
     values = fit(ev, free, start) if free else dict(start)
-    fitted = {f: values[f] for f in free}
+    for f in free:
+        if round(values[f], 4) == round(start[f], 4):
+            kept[f] = "the fit left it at the base's value"
+    fitted = {f: values[f] for f in free if f not in kept}
     before, after = ev.log_ratios(start), ev.log_ratios(values)
     loo = np.full_like(after, np.nan)
-    if len(runs) > 1 and free:
+    if len(runs) > 1 and fitted:  # each run predicted by a fit, from the base, to the others
         for i in range(len(runs)):
             others = np.array([j != i for j in range(len(runs))])
-            loo[i] = ev.log_ratios(fit(ev, free, values, rows=others, sweeps=1))[i]
-    digest = hashlib.sha256(Path(runs_path).read_bytes()).hexdigest()
-    err = float(np.nanmean(np.abs(after)))
-    source = (f"pdroof calibrate on {Path(runs_path).name} (sha256 {digest[:12]}): {len(runs)} runs, mean |log error| "
-              f"of TPOT and TTFT {err:.1%}")
-    doc = ev.document(fitted, {f: source for f in fitted})
+            loo[i] = ev.log_ratios(fit(ev, list(fitted), start, rows=others, sweeps=1))[i]
+    name, digest = Path(runs_path).name, hashlib.sha256(Path(runs_path).read_bytes()).hexdigest()
+    mae_before, mae_after = _mae(before), _mae(after)
+    metric = ("tpot", "ttft")
+    sources = {f: (f"pdroof calibrate on {name} (sha256 {digest[:12]}), {len(runs)} runs: {metric[f.metric].upper()} "
+                   f"mean absolute error {percent(mae_before[metric[f.metric]])} with {base_doc.get('id', '?')}, "
+                   f"{percent(mae_after[metric[f.metric]])} fitted") for f in fitted}
+    doc = ev.document(fitted, sources)
     origin = base_doc.get("id", "?")
     doc["name"] = f"{base.name} calibrated on {acc.id}"
     doc["description"] = (f"{origin} with the factors {len(runs)} measured serving runs on {acc.id} determine "
                           f"fitted ({', '.join(f.name for f in fitted) or 'none'}); the rest as {origin}.")
     doc["engine"] = base.engine or origin
-    doc["provenance"] = {**(doc.get("provenance") or {}), "input": f"{runs_path} (sha256 {digest})",
-                         "date": date.today().isoformat(), "tool": "pdroof calibrate (serving runs)",
-                         "base": origin}
+    doc["provenance"] = {**(doc.get("provenance") or {}),
+                         "serving_runs": f"{name} (sha256 {digest}), {len(runs)} runs on {acc.id}, fitted "
+                                         f"{date.today().isoformat()} by pdroof calibrate from {origin}"}
     report = {"hardware": acc.id, "base": origin, "profile": profile_id,
               "fitted": {f.name: {"value": values[f], "base": start[f]} for f in fitted},
               "kept": {f.name: {"value": start[f], "why": kept[f]} for f in kept},
               "runs": [_row(r, before[i], after[i], loo[i]) for i, r in enumerate(runs)],
-              "mae": {"before": _mae(before), "fitted": _mae(after), "left_out": _mae(loo)}}
+              "mae": {"before": mae_before, "fitted": mae_after, "left_out": _mae(loo)}}
     return doc, report
 
 
@@ -335,4 +411,3 @@ def _mae(log_ratios: np.ndarray) -> dict[str, float | None]:
         v = v[~np.isnan(v)]
         out[metric] = float(np.mean(np.abs(np.expm1(v)))) if len(v) else None
     return out
-

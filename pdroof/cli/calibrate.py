@@ -41,15 +41,29 @@ def calibrate_cmd(
     import yaml
 
     from ..calibration.measurements import measurement_kinds
+    from ..calibration.serving_fit import check_base, check_profile_id, default_base, runs_to_fit
+    from ..serving.runs import read_runs
+    from ..spec.errors import PdroofError
 
     cat = catalog(ctx)
     acc = cat.get("accelerator", hardware)
+    for path in (output, report):  # before the fit, not after it
+        if path is not None and not path.resolve().parent.is_dir():
+            raise PdroofError(f"{path}: directory {path.resolve().parent} does not exist")
+    check_profile_id(output.stem)
     kinds = measurement_kinds(measurements)
+    runs = runs_to_fit(read_runs(measurements), measurements, acc) if "runs" in kinds else None
+    if runs is not None:  # serving runs name their engine: the base is its profile unless named
+        runtime = runtime or default_base(cat, runs, acc)
+        check_base(cat.get("runtime", runtime), runs)
     doc, rep = None, {}
     if "micro" in kinds:
-        doc, rep = _micro(cat, measurements, acc, runtime or "pytorch")
-    if "runs" in kinds:
-        doc, rep["serving"] = _serving(cat, measurements, acc, runtime, doc, output.stem)
+        base = cat.get("runtime", runtime or "pytorch")
+        doc, rep = _micro(cat, measurements, acc, cat.runtime_document(base.id if runtime is None else runtime))
+        doc["engine"], doc["id"] = base.engine or base.id, output.stem  # the stack it stands for; the file's name
+    if runs is not None:
+        base_doc = cat.runtime_document(runtime) if doc is None else doc
+        doc, rep["serving"] = _serving(cat, measurements, runs, acc, base_doc, output.stem)
     text = "# Written by pdroof calibrate; see provenance.\n" + yaml.safe_dump(doc, sort_keys=False, width=110)
     render.write_atomic(output, text)
     if report:
@@ -57,20 +71,10 @@ def calibrate_cmd(
     typer.echo(f"wrote {output}: runtime {doc['id']}")
 
 
-def _base_doc(cat, runtime: str) -> dict:
-    from ..spec.catalog import looks_like_path
-    from ..spec.yamlio import read_yaml
-
-    path = runtime if looks_like_path(runtime) else cat.files("runtime").get(runtime)
-    if path is None:
-        cat.get("runtime", runtime)  # raises the unknown-id error
-    return read_yaml(path)
-
-
-def _micro(cat, measurements: Path, acc, runtime: str) -> tuple[dict, dict]:
+def _micro(cat, measurements: Path, acc, base_doc: dict) -> tuple[dict, dict]:
     from ..calibration.calibrate import calibrate_runtime
 
-    doc, rep = calibrate_runtime(measurements, acc, _base_doc(cat, runtime), lambda i: cat.get("model", i))
+    doc, rep = calibrate_runtime(measurements, acc, base_doc, lambda i: cat.get("model", i))
     fit = rep["fit"]
     lines = [f"micro-benchmarks: profile {acc.id} in runtime {doc['id']}",
              "fit error (rms of log ratio): " + ", ".join(f"{k} {v:.1%}" for k, v in fit.items())]
@@ -89,12 +93,10 @@ def _micro(cat, measurements: Path, acc, runtime: str) -> tuple[dict, dict]:
     return doc, rep
 
 
-def _serving(cat, measurements: Path, acc, runtime: str | None, micro_doc: dict | None, profile_id: str):
-    from ..calibration.serving_fit import calibrate_serving, default_base, runs_to_fit
-    from ..serving.runs import read_runs
+def _serving(cat, measurements: Path, runs: list, acc, base_doc: dict, profile_id: str):
+    from ..calibration.serving_fit import calibrate_serving
+    from ..spec.view import percent
 
-    runs = runs_to_fit(read_runs(measurements), measurements, acc)
-    base_doc = micro_doc if micro_doc is not None else _base_doc(cat, runtime or default_base(cat, runs, acc))
     doc, rep = calibrate_serving(cat, runs, measurements, acc, base_doc, profile_id)
     lines = [f"serving runs: {len(runs)} on {acc.id}, from {rep['base']}, written as runtime {doc['id']}"]
     lines += [f"  fitted {k}: {v['base']:.4g} -> {v['value']:.4g}" for k, v in rep["fitted"].items()]
@@ -104,12 +106,8 @@ def _serving(cat, measurements: Path, acc, runtime: str | None, micro_doc: dict 
              for k, v in r.items()} for r in rep["runs"]]
     mae = rep["mae"]
     caption = "mean absolute error: " + "; ".join(
-        f"{m.upper()} base {_pct(mae['before'][m])}, fitted {_pct(mae['fitted'][m])}, "
-        f"left out {_pct(mae['left_out'][m])}" for m in ("tpot", "ttft"))
+        f"{m.upper()} base {percent(mae['before'][m])}, fitted {percent(mae['fitted'][m])}, "
+        f"left out {percent(mae['left_out'][m])}" for m in ("tpot", "ttft"))
     typer.echo(render.table_text(rows, RUN_COLUMNS, title="predicted against measured (relative error)",
                                  caption=caption), nl=False)
     return doc, rep
-
-
-def _pct(v) -> str:
-    return "—" if v is None else f"{v:.1%}"

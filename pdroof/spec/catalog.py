@@ -141,29 +141,42 @@ class Catalog:
     def _runtime(self, ref: str) -> Record:
         """A runtime profile, its ``inherits`` chain resolved by id in this catalogue."""
         path = Path(ref) if looks_like_path(ref) else self._file("runtime", ref)
-
-        def parent_data(pid: str, child: str, chain: tuple[str, ...] = ()) -> dict:
-            from .profile import merged
-            from .yamlio import read_yaml
-
-            if pid in chain or len(chain) > 8:
-                loop = " -> ".join((*chain, pid))
-                raise SpecError(child, "inherits", f"runtime {pid!r} inherits from itself ({loop})")
-            try:
-                pfile = self._file("runtime", pid)
-            except PdroofError as exc:
-                raise SpecError(child, "inherits", str(exc)) from None
-            data = read_yaml(pfile)
-            if not isinstance(data, dict):
-                raise SpecError(str(pfile), "", "a runtime profile is a mapping")
-            up = data.get("inherits")
-            return merged(parent_data(up, str(pfile), chain + (pid,)), data) if up else data
-
         mtimes = tuple((str(f), _mtime(f)) for f in self.files("runtime").values())
-        rec = _runtime_cached(str(path), _mtime(path), mtimes, parent_data)
+        rec = _runtime_cached(str(path), _mtime(path), mtimes, self._parent_data)
         if not looks_like_path(ref) and rec.id != ref:
             raise SpecError(str(path), "id", f"{rec.id!r} does not match the file name {ref!r}")
         return rec
+
+    def _parent_data(self, pid: str, child: str, chain: tuple[str, ...] = ()) -> dict:
+        """The raw document of runtime ``pid`` with what it inherits merged in (``child``: the file
+        that names it, for errors)."""
+        from .profile import merged
+        from .yamlio import read_yaml
+
+        if pid in chain or len(chain) > 8:
+            loop = " -> ".join((*chain, pid))
+            raise SpecError(child, "inherits", f"runtime {pid!r} inherits from itself ({loop})")
+        try:
+            pfile = self._file("runtime", pid)
+        except PdroofError as exc:
+            raise SpecError(child, "inherits", str(exc)) from None
+        data = read_yaml(pfile)
+        if not isinstance(data, dict):
+            raise SpecError(str(pfile), "", "a runtime profile is a mapping")
+        up = data.get("inherits")
+        return merged(self._parent_data(up, str(pfile), chain + (pid,)), data) if up else data
+
+    def runtime_document(self, ref: str) -> dict:
+        """A runtime profile's document as written, with what it inherits merged in and the
+        ``inherits`` key gone: a standalone profile (``calibrate`` writes its fits onto one)."""
+        from .profile import merged
+        from .yamlio import read_yaml
+
+        self.get("runtime", ref)  # a bad profile is reported as its own file and field
+        path = Path(ref) if looks_like_path(ref) else self._file("runtime", ref)
+        data = read_yaml(path)
+        up = data.pop("inherits", None)
+        return merged(self._parent_data(up, str(path)), data) if up else data
 
     def stated_profiles(self, runtime_id: str) -> frozenset[str]:
         """Accelerator ids whose ``profiles`` entry the runtime profile's own file states, not the

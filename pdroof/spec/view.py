@@ -55,6 +55,11 @@ def _provenance_for(rec: Record, path: str) -> str:
     return " · ".join(b for b in (p.get("basis"), p.get("source")) if b)
 
 
+def percent(v: float | None, width: int = 0) -> str:
+    """A fraction as a percentage with one decimal (``—`` where there is none), right-aligned to ``width``."""
+    return f"{'—' if v is None else f'{v:.1%}':>{width}}"
+
+
 def human(v: Any, scale: float = 1.0, digits: int = 3) -> str:
     if v is None:
         return "—"
