@@ -39,6 +39,10 @@ def measurement_kinds(path: str | Path) -> set[str]:
         raise SpecError(str(path), "", "file not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(str(path), "", f"cannot read: {exc}") from None
+    from ..serving.run_formats import detect
+
+    if detect(text) != "pdroof":  # another benchmark's result file: serving runs
+        return {"runs"}
     kinds = set()
     if p.suffix.lower() == ".csv":
         header = set((text.splitlines() or [""])[0].replace(" ", "").split(","))

@@ -36,13 +36,19 @@ def calibrate_cmd(
                                      "pytorch for micro-benchmarks, the runs' engine profile for serving runs"),
     output: Path = typer.Option(..., "--output-file", "-o", help="runtime profile YAML to write", dir_okay=False),
     report: Path = typer.Option(None, "--report", help="also write the fit report as JSON", dir_okay=False),
+    model: str = typer.Option(None, "--model", help="runs of another tool's result file: pdroof's model id, where "
+                                                    "the file names none pdroof knows"),
+    engine: str = typer.Option(None, "--engine", help="... the engine that served them (trtllm, vllm, sglang, atom)"),
+    engine_version: str = typer.Option(None, "--engine-version", help="... its release"),
+    weights: str = typer.Option(None, "--weights", help="... the weight format (bf16, fp8, fp4, ...)"),
+    tp: int = typer.Option(None, "--tp", min=1, help="... the tensor-parallel degree of the instance"),
 ):
     """Fit efficiency factors for one accelerator and write a runtime profile with provenance."""
     import yaml
 
     from ..calibration.measurements import measurement_kinds
     from ..calibration.serving_fit import check_base, check_profile_id, default_base, runs_to_fit
-    from ..serving.runs import read_runs
+    from ..serving.run_formats import RunDefaults, read_any_runs
     from ..spec.errors import PdroofError
 
     cat = catalog(ctx)
@@ -52,7 +58,8 @@ def calibrate_cmd(
             raise PdroofError(f"{path}: directory {path.resolve().parent} does not exist")
     check_profile_id(output.stem)
     kinds = measurement_kinds(measurements)
-    runs = runs_to_fit(read_runs(measurements), measurements, acc) if "runs" in kinds else None
+    given = RunDefaults(model, engine, engine_version, weights, acc.id, tp)
+    runs = runs_to_fit(read_any_runs(measurements, given, cat)[1], measurements, acc) if "runs" in kinds else None
     if runs is not None:  # serving runs name their engine: the base is its profile unless named
         runtime = runtime or default_base(cat, runs, acc)
         check_base(cat.get("runtime", runtime), runs)

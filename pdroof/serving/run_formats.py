@@ -1,0 +1,239 @@
+"""Result files of other serving benchmarks, read as runs (the schema ``runs`` reads): vLLM's
+``vllm bench serve --save-result`` JSON, SGLang's ``bench_serving --output-file`` JSONL (one result a
+line) and InferenceX's published result records. The format is recognised from the text.
+
+Each holds what it measured: the concurrency (``max_concurrency``; InferenceX ``conc``), the
+tokens per request (vLLM and SGLang: total input and output tokens over completed requests, since
+their random datasets vary lengths; InferenceX: its nominal ``isl``/``osl``) and TTFT and TPOT
+statistics (InferenceX in seconds). What a file does not hold comes from ``RunDefaults`` (the
+options of ``calibrate``): pdroof's model id (else recognised from a Hugging Face name), the engine,
+its release, the weight format, the accelerator and the TP degree. Sources of the field names:
+vllm-project/vllm vllm/benchmarks/serve.py; sgl-project/sglang python/sglang/bench_serving.py;
+SemiAnalysisAI/InferenceX utils/process_result.py and the InferenceX app's API records.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..spec.errors import PdroofError
+from .runs import MAX_BYTES, Run, parse_run, read_runs
+
+FORMATS = ("pdroof", "vllm", "sglang", "inferencex")
+STATS = ("mean", "median", "p90", "p99")
+ENGINES = {"vllm": "vllm", "sglang": "sglang", "trt": "trtllm", "trtllm": "trtllm", "tensorrt-llm": "trtllm",
+           "atom": "atom"}
+# InferenceX's names: hardware and model prefixes
+INFERENCEX_HW = {"h100": "h100-sxm", "h200": "h200-sxm", "b200": "b200", "gb200": "gb200", "mi300x": "mi300x",
+                 "mi325x": "mi325x", "mi355x": "mi355x", "h20": "h20"}
+INFERENCEX_MODELS = {"dsr1": "deepseek-v3", "gptoss": "gpt-oss-120b", "llama70b": "llama-3.1-70b"}
+
+
+@dataclass(frozen=True)
+class RunDefaults:
+    """What a result file may not say, from the caller."""
+
+    model: str | None = None
+    engine: str | None = None
+    engine_version: str | None = None
+    weights: str | None = None
+    accelerator: str | None = None
+    tp: int | None = None
+
+
+def detect(text: str) -> str:
+    """Which format ``text`` is: one of FORMATS (``pdroof`` for anything else, whose reader then
+    says what is wrong)."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if len(lines) > 1 and lines[0].lstrip().startswith("{") and lines[1].lstrip().startswith("{"):
+        first = _json(lines[0])
+        if isinstance(first, dict) and _has_latency(first, "_ms"):
+            return "sglang"
+    doc = _json(text)
+    if isinstance(doc, dict) and "runs" not in doc:
+        if "model_id" in doc and _has_latency(doc, "_ms"):
+            return "vllm"
+        if "backend" in doc and _has_latency(doc, "_ms"):
+            return "sglang"
+    records = doc if isinstance(doc, list) else None
+    if records and isinstance(records[0], dict) and {"conc", "isl", "osl"} <= set(records[0]):
+        return "inferencex"
+    return "pdroof"
+
+
+def read_any_runs(path: str | Path, defaults: RunDefaults = RunDefaults(), cat=None) -> tuple[str, list[Run]]:
+    """(format, runs) of a result file in any of FORMATS; a file that cannot be read is one error,
+    a record that cannot become a run carries its reason (as ``runs`` does). ``cat``: the catalogue
+    whose models a Hugging Face name is matched against (default: the built-in one)."""
+    p = Path(path)
+    try:
+        if p.is_file() and p.stat().st_size > MAX_BYTES:
+            raise PdroofError(f"{path}: larger than {MAX_BYTES // 2**20} MiB")
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PdroofError(f"{path}: file not found") from None
+    except UnicodeDecodeError:
+        raise PdroofError(f"{path}: not UTF-8 text") from None
+    except OSError as exc:
+        raise PdroofError(f"{path}: cannot read: {exc.strerror}") from None
+    fmt = detect(text)
+    if fmt == "pdroof":
+        return fmt, read_runs(path)
+    if fmt == "sglang":
+        records = [_json(ln) for ln in text.splitlines() if ln.strip()]
+    else:
+        doc = _json(text)
+        records = doc if isinstance(doc, list) else [doc]
+    convert = {"vllm": _from_vllm, "sglang": _from_sglang, "inferencex": _from_inferencex}[fmt]
+    runs = []
+    for i, rec in enumerate(records):
+        where = f"{Path(path).name}[{i}]"
+        try:
+            if not isinstance(rec, dict):
+                raise PdroofError("not a JSON object")
+            d = convert(rec, defaults, cat)
+        except PdroofError as exc:
+            runs.append(Run(where, error=f"{fmt} result: {exc}"))
+            continue
+        runs.append(parse_run({"id": where, **d}, i))
+    return fmt, runs
+
+
+def _json(text: str):
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _has_latency(d: dict, suffix: str) -> bool:
+    return any(f"{s}_{m}{suffix}" in d for s in ("mean", "median") for m in ("ttft", "tpot"))
+
+
+def _measured(rec: dict, key, scale: float) -> dict:
+    out = {}
+    for metric in ("tpot", "ttft"):
+        vals = {s: float(rec[key(s, metric)]) * scale for s in STATS
+                if isinstance(rec.get(key(s, metric)), (int, float)) and math.isfinite(rec[key(s, metric)])}
+        if vals:
+            out[f"{metric}_ms"] = vals
+    return out
+
+
+def _per_request(rec: dict, total_keys: tuple[str, ...]) -> int:
+    """Tokens per request: a total over the completed requests (its first key that is present)."""
+    done = rec.get("completed")
+    total = next((rec[k] for k in total_keys if isinstance(rec.get(k), (int, float))), None)
+    if not isinstance(done, (int, float)) or done <= 0 or total is None:
+        raise PdroofError(f"needs 'completed' and '{total_keys[0]}' to give the tokens per request")
+    return max(1, round(total / done))
+
+
+def _model(name: str | None, defaults: RunDefaults, cat) -> str:
+    if defaults.model:
+        return defaults.model
+    found = _model_from_hf(name, cat) if name else None
+    if not found:
+        raise PdroofError(f"does not name a pdroof model ({name or 'no model field'}): pass --model")
+    return found
+
+
+def _norm(name: str) -> str:
+    """A model name without its organisation and instruct/chat or quantisation suffixes."""
+    s = name.rsplit("/", 1)[-1].lower()
+    while True:
+        t = re.sub(r"[-_](instruct|chat|it|fp8|fp4|nvfp4|mxfp4|awq|gptq|int4|int8|bf16|dynamic|w8a8)$", "", s)
+        if t == s:
+            return s
+        s = t
+
+
+def _model_from_hf(name: str, cat) -> str | None:
+    """pdroof's model whose id or Hugging Face repository (``hf_repo``) is ``name`` up to an
+    instruct/chat or quantisation suffix (meta-llama/Llama-3.1-8B-Instruct is llama-3.1-8b)."""
+    from ..spec.catalog import Catalog
+
+    cat = cat or Catalog()
+    key = _norm(name)
+    hits = {m for m in cat.ids("model")
+            if key in (_norm(m), _norm(getattr(cat.get("model", m), "hf_repo", None) or ""))}
+    return hits.pop() if len(hits) == 1 else None
+
+
+def _engine(backend: str | None, defaults: RunDefaults, fallback: str | None) -> str:
+    if defaults.engine:
+        return defaults.engine
+    engine = ENGINES.get((backend or "").lower()) or fallback
+    if not engine:
+        raise PdroofError(f"does not say which engine served it (backend {backend!r}): pass --engine")
+    return engine
+
+
+def _deployment(defaults: RunDefaults, tp=None, dp: int = 1, ep: int = 1) -> dict:
+    accelerator, tp = defaults.accelerator, defaults.tp or tp
+    if not accelerator:
+        raise PdroofError("does not say which accelerator it ran on: pass --hardware")
+    if not tp:
+        raise PdroofError("does not say the tensor-parallel degree: pass --tp")
+    return {"accelerator": accelerator, "instances": 1, "tp": tp, "dp": dp, "moe_tp": tp, "moe_ep": ep}
+
+
+def _weights(defaults: RunDefaults, precision: str | None = None) -> str:
+    weights = defaults.weights or precision
+    if not weights:
+        raise PdroofError("does not say the weight format: pass --weights")
+    return weights
+
+
+def _from_vllm(rec: dict, defaults: RunDefaults, cat) -> dict:
+    return {"model": _model(rec.get("model_id"), defaults, cat),
+            "engine": _engine(rec.get("backend"), defaults, None), "engine_version": defaults.engine_version,
+            "weights": _weights(defaults), "kv": None, "mode": "aggregated",
+            "isl": _per_request(rec, ("total_input_tokens",)), "osl": _per_request(rec, ("total_output_tokens",)),
+            "concurrency": _concurrency(rec.get("max_concurrency"), rec.get("request_rate")),
+            "deployment": _deployment(defaults), "measured": _measured(rec, lambda s, m: f"{s}_{m}_ms", 1.0)}
+
+
+def _from_sglang(rec: dict, defaults: RunDefaults, cat) -> dict:
+    info = rec.get("server_info") if isinstance(rec.get("server_info"), dict) else {}
+    version = defaults.engine_version or (str(info["version"]) if info.get("version") else None)
+    return {"model": _model(info.get("model_path"), defaults, cat),
+            "engine": _engine(rec.get("backend"), defaults, None), "engine_version": version,
+            "weights": _weights(defaults), "kv": None, "mode": "aggregated",
+            "isl": _per_request(rec, ("total_input_tokens", "total_input")),
+            "osl": _per_request(rec, ("total_output_tokens", "total_output")),
+            "concurrency": _concurrency(rec.get("max_concurrency"), rec.get("request_rate")),
+            "deployment": _deployment(defaults, info.get("tp_size")),
+            "measured": _measured(rec, lambda s, m: f"{s}_{m}_ms", 1.0)}
+
+
+def _from_inferencex(rec: dict, defaults: RunDefaults, cat) -> dict:
+    if rec.get("disagg") or rec.get("is_multinode"):
+        raise PdroofError("disaggregated or multi-node runs are not supported yet (they come with the MoE work)")
+    name = str(rec.get("model") or "")  # InferenceX's prefix (dsr1), or a Hugging Face id in raw records
+    hw = str(rec.get("hardware") or rec.get("hw") or "").lower()
+    defaults = RunDefaults(defaults.model or INFERENCEX_MODELS.get(name), defaults.engine,
+                           defaults.engine_version or rec.get("image"), defaults.weights,
+                           defaults.accelerator or INFERENCEX_HW.get(hw), defaults.tp)
+    tp = rec.get("decode_tp", rec.get("tp"))
+    ep = rec.get("decode_ep", rec.get("ep")) or 1
+    dp_attention = str(rec.get("decode_dp_attention", rec.get("dp_attention"))).lower() == "true"
+    # DP attention: one attention replica per device, the experts over all of them
+    deployment = _deployment(defaults, 1, dp=tp, ep=ep) if dp_attention and tp else _deployment(defaults, tp, ep=ep)
+    metrics = rec["metrics"] if isinstance(rec.get("metrics"), dict) else rec
+    return {"model": _model(name, defaults, cat),
+            "engine": _engine(rec.get("framework"), defaults, None), "engine_version": defaults.engine_version,
+            "weights": _weights(defaults, rec.get("precision")), "kv": None, "mode": "aggregated",
+            "isl": rec.get("isl"), "osl": rec.get("osl"), "concurrency": rec.get("conc"),
+            "deployment": deployment, "measured": _measured(metrics, lambda s, m: f"{s}_{m}", 1e3)}
+
+
+def _concurrency(max_concurrency, request_rate):
+    if isinstance(max_concurrency, int) and max_concurrency > 0:
+        return max_concurrency
+    raise PdroofError(f"open-loop load (request rate {request_rate}, no max concurrency): pdroof predicts "
+                      "closed-loop benchmark runs (--max-concurrency)")

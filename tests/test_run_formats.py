@@ -1,0 +1,94 @@
+"""Other benchmarks' result files read as runs: each format recognised, its fields mapped (tokens
+per request from totals, InferenceX's seconds to ms), and what a file does not say asked for by
+the option that gives it."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pdroof.serving.run_formats import RunDefaults, detect, read_any_runs
+
+from .conftest import REPO
+
+DATA = REPO / "tests" / "data"
+GIVEN = RunDefaults(engine="vllm", weights="bf16", accelerator="h100-sxm", tp=1)
+
+
+def test_vllm_bench_serve_json():
+    fmt, (run,) = read_any_runs(DATA / "vllm_bench_serve.json", GIVEN)
+    doc = json.loads((DATA / "vllm_bench_serve.json").read_text())
+    assert fmt == "vllm" and run.error is None
+    assert run.model == "llama-3.1-8b"  # meta-llama/Llama-3.1-8B-Instruct, by the model's hf_repo
+    assert (run.isl, run.osl) == (doc["total_input_tokens"] // doc["completed"], doc["total_output_tokens"] // doc["completed"])
+    assert run.concurrency == doc["max_concurrency"] and run.pools["deployment"].tp == 1
+    assert run.measured["ttft_ms"] == {"mean": doc["mean_ttft_ms"], "median": doc["median_ttft_ms"],
+                                       "p90": doc["p90_ttft_ms"], "p99": doc["p99_ttft_ms"]}
+
+
+def test_sglang_bench_serving_jsonl():
+    fmt, runs = read_any_runs(DATA / "sglang_bench_serving.jsonl", RunDefaults(weights="bf16", accelerator="h100-sxm"))
+    lines = [json.loads(ln) for ln in (DATA / "sglang_bench_serving.jsonl").read_text().splitlines()]
+    assert fmt == "sglang" and runs[0].error is None
+    first = runs[0]
+    assert first.model == "qwen2.5-7b" and first.engine == "sglang" and first.pools["deployment"].tp == 1
+    # random_range_ratio 0: lengths average half the nominal, so the totals say what ran
+    assert first.isl == lines[0]["total_input_tokens"] // lines[0]["completed"] != lines[0]["random_input_len"]
+    assert first.measured["tpot_ms"]["p99"] == lines[0]["p99_tpot_ms"]
+    assert "open-loop" in runs[1].error and "--max-concurrency" in runs[1].error  # a request-rate run
+
+
+def test_inferencex_records_in_seconds():
+    fmt, runs = read_any_runs(DATA / "inferencex_results.json")
+    rec = json.loads((DATA / "inferencex_results.json").read_text())[0]
+    run = runs[0]
+    assert fmt == "inferencex" and run.error is None
+    assert (run.model, run.engine, run.weights) == ("llama-3.1-70b", "vllm", "fp8")
+    assert run.pools["deployment"].accelerator == "h100-sxm" and run.pools["deployment"].tp == rec["decode_tp"]
+    assert run.measured["ttft_ms"]["median"] == pytest.approx(rec["metrics"]["median_ttft"] * 1e3)
+    assert run.engine_version == rec["image"] and (run.isl, run.osl, run.concurrency) == (1024, 1024, rec["conc"])
+
+
+def test_dp_attention_is_one_attention_replica_per_device(tmp_path):
+    rec = {**json.loads((DATA / "inferencex_results.json").read_text())[0], "model": "dsr1", "decode_tp": 8,
+           "decode_ep": 8, "decode_dp_attention": True, "hardware": "mi355x", "framework": "sglang"}
+    f = tmp_path / "ix.json"
+    f.write_text(json.dumps([rec]))
+    (run,) = read_any_runs(f)[1]
+    pool = run.pools["deployment"]
+    assert run.model == "deepseek-v3" and (pool.tp, pool.dp, pool.moe_ep) == (1, 8, 8)
+
+
+@pytest.mark.parametrize("missing, option", [("engine", "--engine"), ("weights", "--weights"), ("tp", "--tp"),
+                                             ("accelerator", "--hardware")])
+def test_what_a_file_does_not_say_names_its_option(missing, option):
+    given = RunDefaults(**{**GIVEN.__dict__, missing: None})
+    (run,) = read_any_runs(DATA / "vllm_bench_serve.json", given)[1]
+    assert run.error and option in run.error
+
+
+def test_an_unknown_model_name_asks_for_model(tmp_path):
+    doc = {**json.loads((DATA / "vllm_bench_serve.json").read_text()), "model_id": "acme/Wonder-13B"}
+    f = tmp_path / "r.json"
+    f.write_text(json.dumps(doc))
+    (run,) = read_any_runs(f, GIVEN)[1]
+    assert "--model" in run.error and "Wonder" in run.error
+    (run,) = read_any_runs(f, RunDefaults(**{**GIVEN.__dict__, "model": "qwen3-8b"}))[1]
+    assert run.error is None and run.model == "qwen3-8b"
+
+
+def test_pdroof_run_files_are_read_as_before():
+    assert detect((DATA / "serving_llama8b_h100_trtllm.json").read_text()) == "pdroof"
+    fmt, runs = read_any_runs(DATA / "serving_llama8b_h100_trtllm.json")
+    assert fmt == "pdroof" and len(runs) == 5 and all(r.error is None for r in runs)
+
+
+def test_calibrate_reads_another_tools_results(cli, tmp_path):
+    out = tmp_path / "ix.yaml"
+    code, text, err = cli("calibrate", str(DATA / "inferencex_results.json"), "--hardware", "h100-sxm", "-o", str(out))
+    assert code == 0, err
+    assert "serving runs: 2 on h100-sxm" in text
+    code, _, err = cli("calibrate", str(DATA / "vllm_bench_serve.json"), "--hardware", "h100-sxm", "-o",
+                       str(tmp_path / "v.yaml"))
+    assert code == 1 and "--engine" in err and err.count("\n") == 1
