@@ -31,8 +31,17 @@ RUNS = HERE.parent / "shared" / "calibration" / "serving" / "fit.json"
 
 
 def main() -> int:
+    widths = (9, 6, 8, 9, 6, 8)
+
+    def row(name: str, n: int, cells: list, factors: str) -> str:
+        if args.markdown:
+            return f"| {name} | {n} | " + " | ".join(percent(c) for c in cells) + f" | {factors} |"
+        text = " ".join(percent(c, w) for c, w in zip(cells, widths, strict=True))
+        return f"{name:88} {n:4}  {text}  {factors}"
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="?", default=str(RUNS))
+    ap.add_argument("--markdown", action="store_true", help="a Markdown table (as README quotes it)")
     args = ap.parse_args()
     cat = Catalog()
     groups = defaultdict(list)
@@ -41,8 +50,12 @@ def main() -> int:
         if p.error is None:
             groups[group_key(p.run)].append(p.run)
     totals = defaultdict(list)
-    print(f"{'group':88} {'runs':>4}  {'TPOT base':>9} {'fitted':>6} {'left out':>8}  {'TTFT base':>9} "
-          f"{'fitted':>6} {'left out':>8}  factors fitted")
+    if args.markdown:
+        print("| group | runs | TPOT base | fitted | left out | TTFT base | fitted | left out | factors fitted |\n"
+              "|---|---|---|---|---|---|---|---|---|")
+    else:
+        print(f"{'group':88} {'runs':>4}  {'TPOT base':>9} {'fitted':>6} {'left out':>8} {'TTFT base':>9} "
+              f"{'fitted':>6} {'left out':>8}  factors fitted")
     for key, runs in groups.items():
         acc = cat.get("accelerator", runs[0].pools["deployment"].accelerator)
         try:
@@ -50,20 +63,19 @@ def main() -> int:
             base_doc = yaml.safe_load(cat.files("runtime")[base_id].read_text())
             _, rep = calibrate_serving(cat, runs, args.runs, acc, base_doc, "calibrated")
         except PdroofError as exc:
-            print(f"{key:88} {len(runs):4}  not calibrated: {exc}")
+            print(f"| {key} | {len(runs)} | not calibrated: {exc} |" if args.markdown
+                  else f"{key:88} {len(runs):4}  not calibrated: {exc}")
             continue
         m = rep["mae"]
         for stage in ("before", "fitted", "left_out"):
             for metric in ("tpot", "ttft"):
                 totals[(stage, metric)] += [abs(r[f"{metric}_{stage}"]) for r in rep["runs"]
                                             if r[f"{metric}_{stage}"] is not None]
-        print(f"{key:88} {len(runs):4}  {percent(m['before']['tpot']):>9} {percent(m['fitted']['tpot'])} "
-              f"{percent(m['left_out']['tpot']):>8}  {percent(m['before']['ttft']):>9} {percent(m['fitted']['ttft'])} "
-              f"{percent(m['left_out']['ttft']):>8}  {', '.join(rep['fitted']) or '—'}")
+        print(row(key, len(runs), [m[stage][metric] for metric in ("tpot", "ttft")
+                                   for stage in ("before", "fitted", "left_out")], ", ".join(rep["fitted"]) or "—"))
     mean = {k: sum(v) / len(v) if v else None for k, v in totals.items()}
-    cells = [percent(mean[(stage, metric)], w) for metric in ("tpot", "ttft")
-             for stage, w in (("before", 9), ("fitted", 6), ("left_out", 8))]
-    print(f"{'all runs':88} {len(totals[('before', 'tpot')]):4}  {' '.join(cells[:3])}  {' '.join(cells[3:])}")
+    print(row("all runs", len(totals[("before", "tpot")]), [mean[(stage, metric)] for metric in ("tpot", "ttft")
+                                                             for stage in ("before", "fitted", "left_out")], ""))
     return 0
 
 
