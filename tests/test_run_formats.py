@@ -36,7 +36,8 @@ def test_sglang_bench_serving_jsonl():
     # random_range_ratio 0: lengths average half the nominal, so the totals say what ran
     assert first.isl == lines[0]["total_input_tokens"] // lines[0]["completed"] != lines[0]["random_input_len"]
     assert first.measured["tpot_ms"]["p99"] == lines[0]["p99_tpot_ms"]
-    assert "open-loop" in runs[1].error and "--max-concurrency" in runs[1].error  # a request-rate run
+    assert "not a closed loop" in runs[1].error and "--max-concurrency" in runs[1].error  # a request-rate run
+    assert runs[1].id == "sglang_bench_serving.jsonl:2"  # named by its line
 
 
 def test_inferencex_records_in_seconds():
@@ -92,3 +93,39 @@ def test_calibrate_reads_another_tools_results(cli, tmp_path):
     code, _, err = cli("calibrate", str(DATA / "vllm_bench_serve.json"), "--hardware", "h100-sxm", "-o",
                        str(tmp_path / "v.yaml"))
     assert code == 1 and "--engine" in err and err.count("\n") == 1
+
+
+def test_an_inferencex_records_own_hardware_wins_and_is_checked(tmp_path, catalog):
+    from pdroof.calibration.serving_fit import runs_to_fit
+    from pdroof.spec.errors import PdroofError
+
+    rec = json.loads((DATA / "inferencex_results.json").read_text())[0]
+    f = tmp_path / "ix.json"
+    f.write_text(json.dumps([rec, {**rec, "hardware": "b200"}, {**rec, "hardware": "h200-nv"}, {**rec, "hardware": "tpu7"}]))
+    runs = read_any_runs(f, RunDefaults(accelerator="h100-sxm"))[1]
+    assert [r.pools["deployment"].accelerator for r in runs[:3]] == ["h100-sxm", "b200", "h200-sxm"]
+    assert "tpu7" in runs[3].error
+    with pytest.raises(PdroofError, match="b200"):
+        runs_to_fit(runs[:2], f, catalog.get("accelerator", "h100-sxm"))
+
+
+@pytest.mark.parametrize("name, model", [("meta-llama/Meta-Llama-3.1-70B-Instruct", "llama-3.1-70b"),
+                                         ("deepseek-ai/DeepSeek-R1-0528", "deepseek-v3"),
+                                         ("Qwen/Qwen3-32B-FP8", "qwen3-32b")])
+def test_models_are_matched_by_their_hugging_face_names(tmp_path, name, model):
+    doc = {**json.loads((DATA / "vllm_bench_serve.json").read_text()), "model_id": name}
+    f = tmp_path / "r.json"
+    f.write_text(json.dumps(doc))
+    (run,) = read_any_runs(f, GIVEN)[1]
+    assert run.error is None and run.model == model
+
+
+def test_vllm_append_result_lines_engine_aliases_and_rate_limits(tmp_path):
+    doc = json.loads((DATA / "vllm_bench_serve.json").read_text())
+    f = tmp_path / "append.jsonl"
+    f.write_text("\n".join(json.dumps(d) for d in (doc, {**doc, "request_rate": 4.0}, {**doc, "backend": "x"}))
+                 + "\n{broken\n")
+    fmt, runs = read_any_runs(f, RunDefaults(**{**GIVEN.__dict__, "engine": "tensorrt-llm"}))
+    assert fmt == "vllm" and runs[0].error is None and runs[0].engine == "trtllm"
+    assert "not a closed loop" in runs[1].error  # a request rate with a concurrency cap is rate-limited
+    assert "not valid JSON" in runs[3].error and runs[3].id == "append.jsonl:4"

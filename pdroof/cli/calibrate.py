@@ -36,9 +36,9 @@ def calibrate_cmd(
                                      "pytorch for micro-benchmarks, the runs' engine profile for serving runs"),
     output: Path = typer.Option(..., "--output-file", "-o", help="runtime profile YAML to write", dir_okay=False),
     report: Path = typer.Option(None, "--report", help="also write the fit report as JSON", dir_okay=False),
-    model: str = typer.Option(None, "--model", help="runs of another tool's result file: pdroof's model id, where "
-                                                    "the file names none pdroof knows"),
-    engine: str = typer.Option(None, "--engine", help="... the engine that served them (trtllm, vllm, sglang, atom)"),
+    model: str = typer.Option(None, "--model", help="for another tool's result file (vLLM, SGLang, InferenceX; "
+                                                    "over what the file says): pdroof's model id"),
+    engine: str = typer.Option(None, "--engine", help="... the engine that served the runs (trtllm, vllm, sglang)"),
     engine_version: str = typer.Option(None, "--engine-version", help="... its release"),
     weights: str = typer.Option(None, "--weights", help="... the weight format (bf16, fp8, fp4, ...)"),
     tp: int = typer.Option(None, "--tp", min=1, help="... the tensor-parallel degree of the instance"),

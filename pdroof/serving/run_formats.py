@@ -21,16 +21,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..spec.errors import PdroofError
-from .runs import MAX_BYTES, Run, parse_run, read_runs
+from .runs import STATS, Run, parse_run, parse_runs, read_text
 
 FORMATS = ("pdroof", "vllm", "sglang", "inferencex")
-STATS = ("mean", "median", "p90", "p99")
-ENGINES = {"vllm": "vllm", "sglang": "sglang", "trt": "trtllm", "trtllm": "trtllm", "tensorrt-llm": "trtllm",
-           "atom": "atom"}
-# InferenceX's names: hardware and model prefixes
+# engine names as the tools' backends and frameworks spell them
+ENGINES = {"vllm": "vllm", "vllm-chat": "vllm", "sglang": "sglang", "sglang-oai": "sglang", "trt": "trtllm",
+           "trtllm": "trtllm", "tensorrt-llm": "trtllm", "tensorrt_llm": "trtllm", "atom": "atom"}
+# InferenceX's names: hardware (a suffix names the cluster: h200-nv) and model prefixes
 INFERENCEX_HW = {"h100": "h100-sxm", "h200": "h200-sxm", "b200": "b200", "gb200": "gb200", "mi300x": "mi300x",
                  "mi325x": "mi325x", "mi355x": "mi355x", "h20": "h20"}
 INFERENCEX_MODELS = {"dsr1": "deepseek-v3", "gptoss": "gpt-oss-120b", "llama70b": "llama-3.1-70b"}
+# Hugging Face names whose architecture a pdroof model stands for (DeepSeek-R1 is DeepSeek-V3's)
+MODEL_ALIASES = {"deepseek-r1": "deepseek-v3"}
 
 
 @dataclass(frozen=True)
@@ -51,8 +53,8 @@ def detect(text: str) -> str:
     lines = [ln for ln in text.splitlines() if ln.strip()]
     if len(lines) > 1 and lines[0].lstrip().startswith("{") and lines[1].lstrip().startswith("{"):
         first = _json(lines[0])
-        if isinstance(first, dict) and _has_latency(first, "_ms"):
-            return "sglang"
+        if isinstance(first, dict) and _has_latency(first, "_ms"):  # one result a line
+            return "vllm" if "model_id" in first else "sglang"  # (vLLM's --append-result, SGLang's --output-file)
     doc = _json(text)
     if isinstance(doc, dict) and "runs" not in doc:
         if "model_id" in doc and _has_latency(doc, "_ms"):
@@ -69,32 +71,22 @@ def read_any_runs(path: str | Path, defaults: RunDefaults = RunDefaults(), cat=N
     """(format, runs) of a result file in any of FORMATS; a file that cannot be read is one error,
     a record that cannot become a run carries its reason (as ``runs`` does). ``cat``: the catalogue
     whose models a Hugging Face name is matched against (default: the built-in one)."""
-    p = Path(path)
-    try:
-        if p.is_file() and p.stat().st_size > MAX_BYTES:
-            raise PdroofError(f"{path}: larger than {MAX_BYTES // 2**20} MiB")
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PdroofError(f"{path}: file not found") from None
-    except UnicodeDecodeError:
-        raise PdroofError(f"{path}: not UTF-8 text") from None
-    except OSError as exc:
-        raise PdroofError(f"{path}: cannot read: {exc.strerror}") from None
+    text = read_text(path)
     fmt = detect(text)
     if fmt == "pdroof":
-        return fmt, read_runs(path)
-    if fmt == "sglang":
-        records = [_json(ln) for ln in text.splitlines() if ln.strip()]
+        return fmt, parse_runs(text, str(path))
+    name = Path(path).name
+    doc = _json(text)
+    if doc is None:  # one result a line: each named by its line
+        records = [(f"{name}:{n}", _json(ln)) for n, ln in enumerate(text.splitlines(), 1) if ln.strip()]
     else:
-        doc = _json(text)
-        records = doc if isinstance(doc, list) else [doc]
+        records = [(f"{name}[{i}]", r) for i, r in enumerate(doc if isinstance(doc, list) else [doc])]
     convert = {"vllm": _from_vllm, "sglang": _from_sglang, "inferencex": _from_inferencex}[fmt]
     runs = []
-    for i, rec in enumerate(records):
-        where = f"{Path(path).name}[{i}]"
+    for i, (where, rec) in enumerate(records):
         try:
             if not isinstance(rec, dict):
-                raise PdroofError("not a JSON object")
+                raise PdroofError("not a JSON object" if rec is not None else "not valid JSON")
             d = convert(rec, defaults, cat)
         except PdroofError as exc:
             runs.append(Run(where, error=f"{fmt} result: {exc}"))
@@ -143,12 +135,13 @@ def _model(name: str | None, defaults: RunDefaults, cat) -> str:
 
 
 def _norm(name: str) -> str:
-    """A model name without its organisation and instruct/chat or quantisation suffixes."""
-    s = name.rsplit("/", 1)[-1].lower()
+    """A model name without its organisation, a ``Meta-`` prefix and instruct/chat, quantisation or
+    revision suffixes (``-2507``, ``-0528``)."""
+    s = re.sub(r"^meta-", "", name.rsplit("/", 1)[-1].lower())
     while True:
-        t = re.sub(r"[-_](instruct|chat|it|fp8|fp4|nvfp4|mxfp4|awq|gptq|int4|int8|bf16|dynamic|w8a8)$", "", s)
+        t = re.sub(r"[-_](instruct|chat|it|fp8|fp4|nvfp4|mxfp4|awq|gptq|int4|int8|bf16|dynamic|w8a8|\d{4})$", "", s)
         if t == s:
-            return s
+            return MODEL_ALIASES.get(s, s)
         s = t
 
 
@@ -166,7 +159,7 @@ def _model_from_hf(name: str, cat) -> str | None:
 
 def _engine(backend: str | None, defaults: RunDefaults, fallback: str | None) -> str:
     if defaults.engine:
-        return defaults.engine
+        return ENGINES.get(defaults.engine.lower(), defaults.engine)
     engine = ENGINES.get((backend or "").lower()) or fallback
     if not engine:
         raise PdroofError(f"does not say which engine served it (backend {backend!r}): pass --engine")
@@ -179,7 +172,9 @@ def _deployment(defaults: RunDefaults, tp=None, dp: int = 1, ep: int = 1) -> dic
         raise PdroofError("does not say which accelerator it ran on: pass --hardware")
     if not tp:
         raise PdroofError("does not say the tensor-parallel degree: pass --tp")
-    return {"accelerator": accelerator, "instances": 1, "tp": tp, "dp": dp, "moe_tp": tp, "moe_ep": ep}
+    devices = tp * dp  # the routed experts split over the instance's devices: moe_tp × moe_ep of them
+    return {"accelerator": accelerator, "instances": 1, "tp": tp, "dp": dp, "moe_tp": max(1, devices // ep),
+            "moe_ep": ep}
 
 
 def _weights(defaults: RunDefaults, precision: str | None = None) -> str:
@@ -214,15 +209,21 @@ def _from_sglang(rec: dict, defaults: RunDefaults, cat) -> dict:
 def _from_inferencex(rec: dict, defaults: RunDefaults, cat) -> dict:
     if rec.get("disagg") or rec.get("is_multinode"):
         raise PdroofError("disaggregated or multi-node runs are not supported yet (they come with the MoE work)")
-    name = str(rec.get("model") or "")  # InferenceX's prefix (dsr1), or a Hugging Face id in raw records
+    name = str(rec.get("model") or "")  # the app's prefix (dsr1), or a Hugging Face id in raw records
+    prefix = str(rec.get("infmax_model_prefix") or name)
     hw = str(rec.get("hardware") or rec.get("hw") or "").lower()
-    defaults = RunDefaults(defaults.model or INFERENCEX_MODELS.get(name), defaults.engine,
+    accelerator = INFERENCEX_HW.get(hw) or INFERENCEX_HW.get(hw.split("-")[0])
+    if hw and not accelerator:
+        raise PdroofError(f"hardware {hw!r} is none pdroof knows by InferenceX's name")
+    # the record's own hardware wins: a file of several accelerators is refused, not fitted as one
+    defaults = RunDefaults(defaults.model or INFERENCEX_MODELS.get(prefix), defaults.engine,
                            defaults.engine_version or rec.get("image"), defaults.weights,
-                           defaults.accelerator or INFERENCEX_HW.get(hw), defaults.tp)
+                           accelerator or defaults.accelerator, defaults.tp)
     tp = rec.get("decode_tp", rec.get("tp"))
     ep = rec.get("decode_ep", rec.get("ep")) or 1
     dp_attention = str(rec.get("decode_dp_attention", rec.get("dp_attention"))).lower() == "true"
-    # DP attention: one attention replica per device, the experts over all of them
+    # DP attention: one attention replica per device, the experts over all of them; else the
+    # experts over the instance's tp devices, ep groups of tp/ep
     deployment = _deployment(defaults, 1, dp=tp, ep=ep) if dp_attention and tp else _deployment(defaults, tp, ep=ep)
     metrics = rec["metrics"] if isinstance(rec.get("metrics"), dict) else rec
     return {"model": _model(name, defaults, cat),
@@ -233,7 +234,11 @@ def _from_inferencex(rec: dict, defaults: RunDefaults, cat) -> dict:
 
 
 def _concurrency(max_concurrency, request_rate):
-    if isinstance(max_concurrency, int) and max_concurrency > 0:
+    """The clients a closed-loop run kept in flight: its max concurrency, with requests sent as fast
+    as they finish (request rate unlimited)."""
+    unlimited = request_rate in (None, "inf", "Infinity") or (isinstance(request_rate, float)
+                                                                and math.isinf(request_rate))
+    if type(max_concurrency) is int and max_concurrency > 0 and unlimited:
         return max_concurrency
-    raise PdroofError(f"open-loop load (request rate {request_rate}, no max concurrency): pdroof predicts "
-                      "closed-loop benchmark runs (--max-concurrency)")
+    raise PdroofError(f"not a closed loop (request rate {request_rate}, max concurrency {max_concurrency}): pdroof "
+                      "predicts benchmark runs that keep --max-concurrency requests in flight at an unlimited rate")

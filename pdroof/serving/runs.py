@@ -216,6 +216,11 @@ def parse_runs(text: str, name: str) -> list[Run]:
 
 def read_runs(path: str | Path) -> list[Run]:
     """Runs of a JSON or CSV file; a file that cannot be read or is not a run file is one error."""
+    return parse_runs(read_text(path), str(path))
+
+
+def read_text(path: str | Path) -> str:
+    """A run file's text; one that is missing, not a file, too large or not UTF-8 is one error."""
     p = Path(path)
     try:
         if not p.is_file():
@@ -227,4 +232,4 @@ def read_runs(path: str | Path) -> list[Run]:
         raise PdroofError(f"{path}: not UTF-8 text") from None
     except OSError as exc:
         raise PdroofError(f"{path}: cannot read: {exc.strerror}") from None
-    return parse_runs(text, str(path))
+    return text
