@@ -129,3 +129,12 @@ def test_vllm_append_result_lines_engine_aliases_and_rate_limits(tmp_path):
     assert fmt == "vllm" and runs[0].error is None and runs[0].engine == "trtllm"
     assert "not a closed loop" in runs[1].error  # a request rate with a concurrency cap is rate-limited
     assert "not valid JSON" in runs[3].error and runs[3].id == "append.jsonl:4"
+
+
+def test_predict_reads_another_tools_results(cli_json):
+    doc = cli_json("predict", str(DATA / "vllm_bench_serve.json"), "--hardware", "h100-sxm", "--engine", "vllm",
+                   "--weights", "bf16", "--tp", "1")
+    (run,) = doc["runs"]
+    assert run["error"] is None and run["vs_measured"]["ttft_ms"]["stat"] == "median"
+    doc = cli_json("predict", str(DATA / "vllm_bench_serve.json"))
+    assert "--engine" in doc["runs"][0]["error"]  # the run says what is missing; the command still answers

@@ -8,7 +8,7 @@ import typer
 
 from ..output import render
 from ..output.render import Column
-from .options import catalog
+from .options import EngineOpt, EngineVersionOpt, ModelOpt, TpOpt, WeightsOpt, catalog
 
 E2E_COLUMNS = [
     Column("model", "model"), Column("phase", "phase"), Column("dtype", "dtype"), Column("B", "B"),
@@ -36,12 +36,11 @@ def calibrate_cmd(
                                      "pytorch for micro-benchmarks, the runs' engine profile for serving runs"),
     output: Path = typer.Option(..., "--output-file", "-o", help="runtime profile YAML to write", dir_okay=False),
     report: Path = typer.Option(None, "--report", help="also write the fit report as JSON", dir_okay=False),
-    model: str = typer.Option(None, "--model", help="for another tool's result file (vLLM, SGLang, InferenceX; "
-                                                    "over what the file says): pdroof's model id"),
-    engine: str = typer.Option(None, "--engine", help="... the engine that served the runs (trtllm, vllm, sglang)"),
-    engine_version: str = typer.Option(None, "--engine-version", help="... its release"),
-    weights: str = typer.Option(None, "--weights", help="... the weight format (bf16, fp8, fp4, ...)"),
-    tp: int = typer.Option(None, "--tp", min=1, help="... the tensor-parallel degree of the instance"),
+    model: str = ModelOpt,
+    engine: str = EngineOpt,
+    engine_version: str = EngineVersionOpt,
+    weights: str = WeightsOpt,
+    tp: int = TpOpt,
 ):
     """Fit efficiency factors for one accelerator and write a runtime profile with provenance."""
     import yaml

@@ -35,6 +35,15 @@ OutOpt = typer.Option(None, "--output-file", "-o", help="write to this file (ato
                       dir_okay=False)
 
 
+# What another tool's result file (vLLM, SGLang, InferenceX) may not say, for predict and calibrate
+ModelOpt = typer.Option(None, "--model", help="for another tool's result file (vLLM, SGLang, InferenceX; over what "
+                                              "the file says): pdroof's model id")
+EngineOpt = typer.Option(None, "--engine", help="... the engine that served the runs (trtllm, vllm, sglang)")
+EngineVersionOpt = typer.Option(None, "--engine-version", help="... its release")
+WeightsOpt = typer.Option(None, "--weights", help="... the weight format (bf16, fp8, fp4, ...)")
+TpOpt = typer.Option(None, "--tp", min=1, help="... the tensor-parallel degree of the instance")
+
+
 def catalog(ctx: typer.Context) -> Catalog:
     """The catalogue for this invocation (built-in plus --catalog and PDROOF_CATALOG dirs)."""
     root = ctx.find_root()

@@ -8,7 +8,7 @@ import typer
 
 from ..output import render
 from ..output.render import Column
-from .options import Fmt, FormatOpt, OutOpt, catalog
+from .options import EngineOpt, EngineVersionOpt, Fmt, FormatOpt, ModelOpt, OutOpt, TpOpt, WeightsOpt, catalog
 
 RUN_COLUMNS = [
     Column("id", "run"), Column("runtime", "runtime"),
@@ -44,20 +44,29 @@ def _row(p) -> dict:
 
 def predict_cmd(
     ctx: typer.Context,
-    runs: Path = typer.Argument(..., help="serving-run file: JSON ({\"runs\": [...]} or a list) or CSV",
+    runs: Path = typer.Argument(..., help="serving-run file: JSON ({\"runs\": [...]} or a list) or CSV; or vLLM's, "
+                                          "SGLang's or InferenceX's result file",
                                 metavar="RUNS", dir_okay=False),
     runtime: str = typer.Option(None, "--runtime", help="runtime profile for every run (default: the run's engine)"),
     waves: float = typer.Option(10.0, "--waves", min=1.0,
                                 help="requests per client in each benchmark run (the first wave queues)"),
     fmt: Fmt = FormatOpt,
     output: Path | None = OutOpt,
+    hardware: str = typer.Option(None, "--hardware", help="for another tool's result file: the accelerator it ran on"),
+    model: str = ModelOpt,
+    engine: str = EngineOpt,
+    engine_version: str = EngineVersionOpt,
+    weights: str = WeightsOpt,
+    tp: int = TpOpt,
 ):
     """Predict each run's TTFT and TPOT statistics and output tokens/s; with measurements, the error."""
     from ..serving.predict import group_errors, overall, predict
-    from ..serving.runs import read_runs
+    from ..serving.run_formats import RunDefaults, read_any_runs
 
     cat = catalog(ctx)
-    preds = predict(cat, read_runs(runs), runtime, waves=waves)
+    acc = cat.get("accelerator", hardware).id if hardware else None
+    given = RunDefaults(model, engine, engine_version, weights, acc, tp)
+    preds = predict(cat, read_any_runs(runs, given, cat)[1], runtime, waves=waves)
     summary = overall(preds)
     if fmt.value == "json":
         render.emit(render.json_records_text("runs", [p.to_dict() for p in preds],
