@@ -14,6 +14,7 @@ SemiAnalysisAI/InferenceX utils/process_result.py and the InferenceX app's API r
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -50,21 +51,27 @@ class RunDefaults:
 def detect(text: str) -> str:
     """Which format ``text`` is: one of FORMATS (``pdroof`` for anything else, whose reader then
     says what is wrong)."""
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    if len(lines) > 1 and lines[0].lstrip().startswith("{") and lines[1].lstrip().startswith("{"):
-        first = _json(lines[0])
-        if isinstance(first, dict) and _has_latency(first, "_ms"):  # one result a line
-            return "vllm" if "model_id" in first else "sglang"  # (vLLM's --append-result, SGLang's --output-file)
+    return _classify(text)[0]
+
+
+def _classify(text: str) -> tuple[str, object]:
+    """(format, the text parsed as one JSON document or None): parsed once for its reader."""
+    lines = itertools.islice((ln for ln in text.splitlines() if ln.strip()), 2)
+    first, second = (list(lines) + ["", ""])[:2]
+    if first.lstrip().startswith("{") and second.lstrip().startswith("{"):
+        head = _json(first)
+        if isinstance(head, dict) and _has_latency(head, "_ms"):  # one result a line
+            return ("vllm" if "model_id" in head else "sglang"), None  # (vLLM's --append-result, SGLang's file)
     doc = _json(text)
     if isinstance(doc, dict) and "runs" not in doc:
         if "model_id" in doc and _has_latency(doc, "_ms"):
-            return "vllm"
+            return "vllm", doc
         if "backend" in doc and _has_latency(doc, "_ms"):
-            return "sglang"
+            return "sglang", doc
     records = doc if isinstance(doc, list) else None
     if records and isinstance(records[0], dict) and {"conc", "isl", "osl"} <= set(records[0]):
-        return "inferencex"
-    return "pdroof"
+        return "inferencex", doc
+    return "pdroof", doc
 
 
 def read_any_runs(path: str | Path, defaults: RunDefaults = RunDefaults(), cat=None) -> tuple[str, list[Run]]:
@@ -72,11 +79,10 @@ def read_any_runs(path: str | Path, defaults: RunDefaults = RunDefaults(), cat=N
     a record that cannot become a run carries its reason (as ``runs`` does). ``cat``: the catalogue
     whose models a Hugging Face name is matched against (default: the built-in one)."""
     text = read_text(path)
-    fmt = detect(text)
+    fmt, doc = _classify(text)
     if fmt == "pdroof":
-        return fmt, parse_runs(text, str(path))
+        return fmt, parse_runs(text, str(path), doc)
     name = Path(path).name
-    doc = _json(text)
     if doc is None:  # one result a line: each named by its line
         records = [(f"{name}:{n}", _json(ln)) for n, ln in enumerate(text.splitlines(), 1) if ln.strip()]
     else:

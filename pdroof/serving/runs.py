@@ -189,12 +189,13 @@ def _unflatten(row: dict[str, str]) -> dict:
     return out
 
 
-def parse_runs(text: str, name: str) -> list[Run]:
-    """Runs from the text of a JSON or CSV run file named ``name``."""
+def parse_runs(text: str, name: str, doc=None) -> list[Run]:
+    """Runs from the text of a JSON or CSV run file named ``name`` (``doc``: the text already
+    parsed as JSON, where the caller has it)."""
     stripped = text.lstrip()
     if stripped.startswith(("{", "[")):
         try:
-            doc = json.loads(text)
+            doc = json.loads(text) if doc is None else doc
         except ValueError as exc:
             raise PdroofError(f"{name}: not valid JSON ({exc})") from None
         items = doc.get("runs") if isinstance(doc, dict) else doc
