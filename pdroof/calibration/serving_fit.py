@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cost.runtime import resolve
+from ..cost.runtime import resolve, resolved_entry
 from ..serving.predict import predict
 from ..serving.runs import Run
 from ..spec.catalog import Catalog
@@ -107,31 +107,6 @@ def _base_value(f: Factor, rt: Record, acc: Record) -> float:
         return float(getattr(eff, key)[f.path[3]])
     value = getattr(eff, key)
     return float(value if value is not None else eff.attention_decode)
-
-
-def resolved_entry(rt: Record, acc: Record) -> dict:
-    """Every factor ``rt`` resolves for ``acc`` (from its family, the spec or its fallback), as a
-    profile entry: written where the base has no entry of its own, so that the fitted factors are
-    the only ones that change (an entry of its own stops the family and fallback resolution)."""
-    eff = resolve(rt, acc)
-    us = {k: v * 1e6 for k, v in eff.moe_latency_s.items()}
-    entry = {"compute": dict(eff.compute), "gemm_half_rows": dict(eff.gemm_half_rows), "weights": dict(eff.weights),
-             "moe_compute": dict(eff.moe_compute), "moe_weights": dict(eff.moe_weights), "moe_latency_us": us,
-             "memory": eff.memory, "attention_prefill": eff.attention_prefill,
-             "attention_prefill_half_tokens": eff.attention_prefill_half_tokens,
-             "attention_decode": eff.attention_decode, "link": eff.link,
-             "layer_latency_us": eff.layer_latency_s * 1e6, "kernel_latency_us": eff.kernel_latency_s * 1e6,
-             "allreduce_latency_us": eff.allreduce_latency_s * 1e6,
-             "attention_decode_half_mb": eff.attention_decode_half_bytes / 1e6,
-             "source": f"as {rt.id} resolves it for {acc.id} (its family, spec and fallback), where it has no entry"}
-    if eff.attention_decode_mla is not None:
-        entry["attention_decode_mla"] = eff.attention_decode_mla
-        entry["attention_decode_mla_half_mb"] = (eff.attention_decode_mla_half_bytes or 0.0) / 1e6
-    if eff.host_latency_s is not None:
-        entry["host_link"] = {"latency_us": eff.host_latency_s * 1e6, "gb_per_s": eff.host_bytes_per_s / 1e9}
-    if acc.family:
-        entry["family"] = acc.family
-    return entry
 
 
 class _Evaluator:
