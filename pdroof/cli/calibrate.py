@@ -65,7 +65,7 @@ def calibrate_cmd(
     doc, rep = None, {}
     if "micro" in kinds:
         base = cat.get("runtime", runtime or "pytorch")
-        doc, rep = _micro(cat, measurements, acc, cat.runtime_document(base.id if runtime is None else runtime))
+        doc, rep = _micro(cat, measurements, acc, cat.runtime_document(runtime or "pytorch"))
         doc["engine"], doc["id"] = base.engine or base.id, output.stem  # the stack it stands for; the file's name
     if runs is not None:
         base_doc = cat.runtime_document(runtime) if doc is None else doc
