@@ -38,7 +38,7 @@ from pdroof.spec.catalog import Catalog, builtin_root
 HERE = Path(__file__).resolve().parent.parent
 RUNS = HERE.parent / "shared" / "calibration" / "serving" / "fit.json"
 STEP_US = (0, 100, 200, 300, 500, 750, 1000, 1500, 2000, 3000)
-REQUEST_US = (0, 2500, 5000, 10000, 15000, 20000, 30000, 50000)
+REQUEST_US = (0, 2500, 5000, 10000, 15000, 20000, 30000, 50000, 75000, 100000)
 
 
 def _catalog(tmp: Path, engine: str, step_us: float, request_us: float) -> Catalog:

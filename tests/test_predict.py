@@ -313,3 +313,51 @@ def test_bad_waves_and_an_unknown_override_are_the_commands_errors(catalog, cli,
     f.write_text(json.dumps([RUN]))
     code, out, err = cli("predict", str(f), "--runtime", "no-such-runtime")
     assert code == 1 and err.count("\n") == 1 and "no-such-runtime" in err and not out
+
+
+def test_drifting_clients_are_prefilled_as_they_arrive(catalog):
+    """Lengths that vary scatter the requests: past the first wave a prompt waits for the step in
+    progress and is prefilled with the few that arrived meanwhile, not behind its whole wave; so
+    TTFT hardly grows with the clients at light load, while the synchronised loop's grows like C."""
+    cols = _inputs(catalog)
+    C = np.array([1.0, 8.0, 32.0])
+    many = {k: np.repeat(v, len(C)) for k, v in cols.items()}
+    fixed = closed_loop(many, C, 1024.0, 512.0, 8192.0, 1e6)
+    drift = closed_loop(many, C, 1024.0, 512.0, 8192.0, 1e6, drift=True)
+    assert float(drift["ttft_p50_s"][0]) == pytest.approx(float(fixed["ttft_p50_s"][0]), rel=0.05)  # one client
+    assert float(drift["ttft_p50_s"][1]) < 1.5 * float(drift["ttft_p50_s"][0])
+    assert float(fixed["ttft_p50_s"][1]) > 4 * float(fixed["ttft_p50_s"][0])
+    assert np.all(drift["job_prompts"] >= 1) and np.all(drift["job_prompts"] < fixed["job_prompts"] + 1e-9)
+    assert np.all(np.diff(drift["ttft_p50_s"]) >= 0) and np.all(np.diff(drift["tpot_s"]) >= 0)
+    # the first wave still arrives at once: its requests are the slowest tenth
+    assert float(drift["ttft_p99_s"][2]) == pytest.approx(float(drift["first_wave_ttft_s"][2]))
+
+
+def test_a_drifting_engine_that_runs_prompts_first_pauses_its_decodes(catalog):
+    """Under prompts first, a drifting request's job runs alone: the decodes get no token from it,
+    so TPOT is longer than when its steps carry them; TTFT is still one job and part of a step."""
+    cols = _inputs(catalog)
+    mixed = closed_loop(cols, 32.0, 1024.0, 512.0, 8192.0, 1e6, drift=True)
+    first = closed_loop(cols, 32.0, 1024.0, 512.0, 8192.0, 1e6, drift=True, prefill_first=True)
+    assert float(first["tpot_s"][0]) > float(mixed["tpot_s"][0])
+    steady = float(first["job_s"][0]) + float(first["decode_step_s"][0])
+    assert float(first["ttft_p50_s"][0]) < steady
+
+
+def test_a_runs_length_range_gives_its_mean_lengths_and_drift(catalog):
+    base = {**RUN, "concurrency": 32}
+    fixed, ranged, inferencex, csv_cell = parse_runs(json.dumps([
+        base, {**base, "length_range": [0.8, 1.0]},
+        {**base, "source": "SemiAnalysisAI/InferenceX results"}, {**base, "length_range": "0.8, 1"}]), "r.json")
+    assert fixed.length_range == (1.0, 1.0) and not fixed.lengths_vary
+    assert ranged.length_range == inferencex.length_range == csv_cell.length_range == (0.8, 1.0)
+    assert ranged.lengths_vary and ranged.length_mean == pytest.approx(0.9)
+    p_fixed, p_ranged = predict(catalog, [fixed, ranged])
+    assert p_ranged.predicted["ttft_ms"]["median"] < p_fixed.predicted["ttft_ms"]["median"]
+    assert p_ranged.predicted["load"]["job_prompts"] < p_fixed.predicted["load"]["job_prompts"]
+
+
+@pytest.mark.parametrize("value", [[1.0], [0.9, 0.8], [-0.1, 1.0], [0.5, 3.0], "a,b", [0.0, 0.0]])
+def test_a_bad_length_range_names_its_field(value):
+    run = parse_runs(json.dumps([{**RUN, "length_range": value}]), "r.json")[0]
+    assert run.error and run.error.startswith("length_range:")

@@ -36,6 +36,7 @@ def test_sglang_bench_serving_jsonl():
     # random_range_ratio 0: lengths average half the nominal, so the totals say what ran
     assert first.isl == lines[0]["total_input_tokens"] // lines[0]["completed"] != lines[0]["random_input_len"]
     assert first.measured["tpot_ms"]["p99"] == lines[0]["p99_tpot_ms"]
+    assert first.length_range == (0.0, 2.0)  # uniform over [1, L]: 0 to twice the mean recorded
     assert "not a closed loop" in runs[1].error and "--max-concurrency" in runs[1].error  # a request-rate run
     assert runs[1].id == "sglang_bench_serving.jsonl:2"  # named by its line
 
@@ -49,6 +50,7 @@ def test_inferencex_records_in_seconds():
     assert run.pools["deployment"].accelerator == "h100-sxm" and run.pools["deployment"].tp == rec["decode_tp"]
     assert run.measured["ttft_ms"]["median"] == pytest.approx(rec["metrics"]["median_ttft"] * 1e3)
     assert run.engine_version == rec["image"] and (run.isl, run.osl, run.concurrency) == (1024, 1024, rec["conc"])
+    assert run.length_range == (0.8, 1.0) and run.lengths_vary  # its benchmark's RANDOM_RANGE_RATIO
 
 
 def test_dp_attention_is_one_attention_replica_per_device(tmp_path):

@@ -31,6 +31,17 @@ prompts only, then its requests decode together and finish together, and the nex
 together. Every wave is then the first: the k-th job's requests see their first token after k job
 times (mean (n + 1)/2), then wait for the n − k jobs after theirs before decoding, which adds
 (n − 1)/2 job times over O − 1 tokens to the mean TPOT; T_engine = n·T_job + (O − 1)·τ.
+
+Where lengths vary from request to request (``drift``: a benchmark drawing them from a range, as
+InferenceX's does), requests finish at scattered steps after the first wave, and their successors
+arrive one by one at the throughput X. The engine starts each job at the next step boundary with
+the prompts that arrived during the step before: with arrivals during a step of length T_job
+Poisson of mean m = X·T_job, a job holds g = m/(1 − e^(−m)) of them (one at light load, m at heavy,
+at most the token budget's K/S). A request waits for the rest of the step in progress, where that
+step is another request's (a share 1 − g/C of the time), half of the mean step length weighted by
+time, ρ·T_job + (1 − ρ)·τ (ρ = X/g·T_job, the time in jobs), then its job. Under ``prefill_first``
+such a job runs alone and gives the decodes no token; otherwise it carries them. Only the first
+wave is synchronised.
 """
 
 from __future__ import annotations
@@ -59,73 +70,83 @@ def mixed_step_s(inputs: dict, batch, prompts, prompt_tokens, prefix_tokens, con
 
 
 def closed_loop(inputs: dict, clients, prompt_tokens, output_tokens, chunk_tokens, admitted, waves=10.0,
-                prefill_first=False, request_s=0.0, prefix_tokens=0.0,
+                prefill_first=False, request_s=0.0, prefix_tokens=0.0, drift=False,
                 stats=("mean", "p50", "p90", "p99")) -> dict[str, np.ndarray]:
     """Steady state of one engine instance per element of the (broadcast) arrays: ``clients``
     requests in flight, ``admitted`` the sequences its KV memory holds, ``waves`` the benchmark's
     requests per client, ``prefill_first`` where the engine runs waiting prompts ahead of decodes,
     ``request_s`` each request's time outside the forward passes before its first token,
-    ``prefix_tokens`` the cached prefix each prompt's ``prompt_tokens`` new tokens follow.
-    Returns throughput (requests/s), the mean TPOT, TTFT per statistic
+    ``prefix_tokens`` the cached prefix each prompt's ``prompt_tokens`` new tokens follow,
+    ``drift`` where lengths vary from request to request (the clients drift apart; the lengths
+    given are then the means). Returns throughput (requests/s), the mean TPOT, TTFT per statistic
     (``ttft_<stat>_s``), and the internals (job size, utilisation, decode batch)."""
     shape = np.broadcast_shapes(*(np.shape(v) for v in (clients, prompt_tokens, output_tokens, chunk_tokens,
-                                                        admitted, waves, prefill_first, request_s, prefix_tokens)),
+                                                        admitted, waves, prefill_first, request_s, prefix_tokens,
+                                                        drift)),
                                 *(np.shape(v) for v in inputs.values()))
     n = int(np.prod(shape))
 
     def flat(v):
         return np.broadcast_to(np.asarray(v, dtype=float), shape).ravel()
 
-    C, S, L_out, K, N, W, PF, R, P = (flat(v) for v in (clients, prompt_tokens, output_tokens, chunk_tokens, admitted,
-                                                         waves, prefill_first, request_s, prefix_tokens))
+    C, S, L_out, K, N, W, PF, R, P, D = (flat(v) for v in (clients, prompt_tokens, output_tokens, chunk_tokens,
+                                                            admitted, waves, prefill_first, request_s, prefix_tokens,
+                                                            drift))
     inp = {k: (flat(v) if np.ndim(v) else v) for k, v in inputs.items()}
     ctx = P + S + L_out / 2  # mean context of a decoding sequence
     C_in = np.maximum(np.minimum(C, N), 1.0)
-    g = np.clip(np.floor(K / S), 1.0, C_in)
-    chunks = np.ceil(g * S / K)
-    others = 1 - g / C_in  # share of the jobs a decoding request sees that are other groups'
+    g_wave = np.clip(np.floor(K / S), 1.0, C_in)  # a synchronised job: the prompts the budget holds
+    drifting = D > 0
+    g = np.where(drifting, 1.0, g_wave)
+    synced_first = (PF > 0) & ~drifting  # prompts first, fixed lengths: every wave is the first
+    carries = PF <= 0  # a job's steps carry the running decodes (else they pause for it)
 
-    def job_step(sub, idx, batch):
-        """A job's steps: g prompts with ``batch`` decodes, spread over its chunks."""
-        t = mixed_step_s(sub, batch, g[idx], S[idx], P[idx], ctx[idx])
-        long = chunks[idx] > 1
+    def job_step(sub, idx, prompts, batch):
+        """A job's steps: ``prompts`` prompts with ``batch`` decodes, spread over its chunks."""
+        t = mixed_step_s(sub, batch, prompts, S[idx], P[idx], ctx[idx])
+        chunks = np.ceil(prompts * S[idx] / K[idx])
+        long = chunks > 1
         if long.any():
-            t = t + np.where(long, (chunks[idx] - 1) * mixed_step_s(sub, batch, 0.0, S[idx], P[idx], ctx[idx]), 0.0)
+            t = t + np.where(long, (chunks - 1) * mixed_step_s(sub, batch, 0.0, S[idx], P[idx], ctx[idx]), 0.0)
         return t
 
+    def rows(idx):
+        return {k: (v[idx] if np.ndim(v) else v) for k, v in inp.items()}
+
     everyone = np.arange(n)
-    first = PF > 0
-    idx = everyone[~first]
     tau = mixed_step_s(inp, C_in, 0.0, S, P, ctx)
-    job = job_step(inp, everyone, np.maximum(C_in - g, 0.0))
+    job = job_step(inp, everyone, g, np.where(carries, np.maximum(C_in - g, 0.0), 0.0))
     engine = job + (L_out - 1) * tau  # a request's time in the engine, from its job to its last token
     X = _throughput(C, C_in, R, engine)
     rho, tpot, B_d = np.zeros(n), tau.copy(), C_in.copy()
-    n_jobs = np.ceil(C_in / g)
-    if first.any():  # prompts first: every wave is synchronised, its jobs carry no decodes
-        pf = everyone[first]
-        job[pf] = job_step({k: (v[pf] if np.ndim(v) else v) for k, v in inp.items()}, pf, 0.0)
-        tpot[pf] = tau[pf] + (n_jobs[pf] - 1) / 2 * job[pf] / np.maximum(L_out[pf] - 1, 1.0)
-        engine[pf] = n_jobs[pf] * job[pf] + (L_out[pf] - 1) * tau[pf]  # its wave's, every request alike
+    n_wave = np.ceil(C_in / g_wave)  # jobs of a synchronised wave
+    if synced_first.any():  # its jobs run back to back, then its requests decode together
+        pf = everyone[synced_first]
+        tpot[pf] = tau[pf] + (n_wave[pf] - 1) / 2 * job[pf] / np.maximum(L_out[pf] - 1, 1.0)
+        engine[pf] = n_wave[pf] * job[pf] + (L_out[pf] - 1) * tau[pf]  # its wave's, every request alike
         X[pf] = _throughput(C[pf], C_in[pf], R[pf], engine[pf])
-        rho[pf] = n_jobs[pf] * job[pf] * X[pf] / C_in[pf]
+        rho[pf] = n_wave[pf] * job[pf] * X[pf] / C_in[pf]
+    idx = everyone[~synced_first]
     for _ in range(ITERATIONS):  # only the runs whose throughput still moves
         if not len(idx):
             break
-        sub = {k: (v[idx] if np.ndim(v) else v) for k, v in inp.items()}
-        Xi, gi, Ci, Li = X[idx], g[idx], C_in[idx], L_out[idx]
-        r = Xi / gi
+        sub = rows(idx)
+        Xi, gi, Ci, Li, Di = X[idx], g[idx], C_in[idx], L_out[idx], drifting[idx]
+        r, others = Xi / gi, 1 - gi / Ci  # jobs per second; the share of them that are others'
         rho[idx] = rho_i = np.minimum(r * job[idx], 0.999)
-        tpot[idx] = tpot_i = 1 / np.maximum(r * others[idx] * chunks[idx] + (1 - r * others[idx] * job[idx]) / tau[idx],
-                                            1e-12)
+        tokens = np.where(carries[idx], np.ceil(gi * S[idx] / K[idx]), 0.0)  # a job's steps give a decode
+        tpot[idx] = tpot_i = 1 / np.maximum(r * others * tokens + (1 - r * others * job[idx]) / tau[idx], 1e-12)
         decoding = np.minimum(Ci, Xi * (Li - 1) * tpot_i / np.maximum(1 - rho_i * gi / Ci, 1e-3))
         B_d[idx] = B = np.maximum(decoding, 1.0)
         tau[idx] = mixed_step_s(sub, B, 0.0, S[idx], P[idx], ctx[idx])
-        job[idx] = job_i = job_step(sub, idx, np.minimum(B, Ci - gi))
-        w = np.minimum(wait(rho_i, "mean") * job_i, (Ci / gi - 1) * job_i)
+        job[idx] = job_i = job_step(sub, idx, gi, np.where(carries[idx], np.minimum(B, Ci - gi), 0.0))
+        w = np.where(Di, others * (rho_i * job_i + (1 - rho_i) * tau[idx]) / 2,
+                     np.minimum(wait(rho_i, "mean") * job_i, (Ci / gi - 1) * job_i))
         engine[idx] = engine_i = job_i + w + (Li - 1) * tpot_i
         X_new = 0.5 * Xi + 0.5 * _throughput(C[idx], Ci, R[idx], engine_i)
-        moving = np.abs(X_new - Xi) > 1e-5 * Xi
+        m = X_new * job_i  # prompts arriving during a job: the next job's, at least one
+        g[idx] = np.where(Di, 0.5 * gi + 0.5 * np.clip(m / -np.expm1(-np.maximum(m, 1e-9)), 1.0, g_wave[idx]), gi)
+        moving = (np.abs(X_new - Xi) > 1e-5 * Xi) | (np.abs(g[idx] - gi) > 1e-4 * gi)
         X[idx] = X_new
         idx = idx[moving]
     queue_cap = (C_in / g - 1) * job  # at most every other job ahead
@@ -133,17 +154,21 @@ def closed_loop(inputs: dict, clients, prompt_tokens, output_tokens, chunk_token
     # memory admits, the wait for a finished request (a client's cycle C/X less the rest)
     outside = R + np.maximum(C / X - R - engine, 0.0)
     # the first wave: its jobs back to back, the k-th carrying the decodes of the k - 1 before it
-    first_wave = (n_jobs + 1) / 2 * np.where(first, job, job_step(inp, everyone, np.maximum((n_jobs - 1) / 2 * g, 0.0)))
+    wave_job = np.where(synced_first, job, job_step(inp, everyone, g_wave,
+                                                    np.where(carries, np.maximum((n_wave - 1) / 2 * g_wave, 0.0), 0.0)))
+    first_wave = (n_wave + 1) / 2 * wave_job
     W = np.maximum(W, 1.0)
     out = {"requests_per_s": X, "tpot_s": tpot, "job_prompts": g, "job_s": job, "decode_step_s": tau,
            "decode_batch": B_d, "utilisation": rho, "admitted": C_in, "first_wave_ttft_s": first_wave + outside}
     for stat in stats:
-        steady = job + np.minimum(wait(rho, stat) * job, queue_cap) + outside
+        q = {"mean": 0.5, "p50": 0.5, "p90": 0.9, "p99": 0.99}[stat]
+        # drifting: the rest of the step in progress (uniform over it) then its job
+        steady = job + outside + np.where(drifting, q * (1 - g / C_in) * (rho * job + (1 - rho) * tau),
+                                          np.minimum(wait(rho, stat) * job, queue_cap))
         if stat == "mean":
             ttft = steady + np.maximum(first_wave + outside - steady, 0.0) / W
-            out["ttft_mean_s"] = np.where(first, first_wave + outside, ttft)
+            out["ttft_mean_s"] = np.where(synced_first, first_wave + outside, ttft)
         else:  # the first wave's requests are the slowest 1/W of them
-            q = {"p50": 0.5, "p90": 0.9, "p99": 0.99}[stat]
             ttft = np.where(q > 1 - 1 / W, np.maximum(steady, first_wave + outside), steady)
-            out[f"ttft_{stat}_s"] = np.where(first, np.ceil(q * n_jobs) * job + outside, ttft)
+            out[f"ttft_{stat}_s"] = np.where(synced_first, np.ceil(q * n_wave) * job + outside, ttft)
     return {k: v.reshape(shape) for k, v in out.items()}

@@ -153,7 +153,7 @@ ARRIVALS = ("closed", "poisson")
 
 def aggregated_load(inputs: dict, concurrency, new_tokens, output_tokens, *, prefix_tokens=0.0,
                     arrivals: str = "poisson", admitted=np.inf, ttft_stat: str = "mean", tpot_stat: str = "mean",
-                    waves: float = 10.0) -> dict[str, np.ndarray]:
+                    waves: float = 10.0, drift=False) -> dict[str, np.ndarray]:
     """Aggregated serving at ``concurrency`` requests in flight (arrays broadcast over the stage
     inputs): ``tpot_s`` and ``ttft_s`` (the statistics named), ``tpot_mean_s``, ``ttft_unloaded_s``
     (a request alone: one step carrying its prompt, chunked at the token budget, and its own
@@ -163,8 +163,9 @@ def aggregated_load(inputs: dict, concurrency, new_tokens, output_tokens, *, pre
     the step time it adds, Δ, offered C/(O·t̄)) and a request's O steps carry an overdispersed
     count of others' prompts (``aggregated_ttft``, ``aggregated_tpot``). ``closed``: the benchmark's
     clients (``closed_loop``), at most ``admitted`` of them in the engine (the others wait for KV
-    memory), ``waves`` requests per client; its requests are alike, so every TPOT statistic is the
-    mean, and every TTFT statistic comes back too (``ttft_<stat>_s``). The runtime's
+    memory), ``waves`` requests per client, ``drift`` where their lengths vary (the lengths given
+    are then the means); every TPOT statistic is the mean, and every TTFT statistic comes back too
+    (``ttft_<stat>_s``). The runtime's
     ``prefill_first`` schedule shapes the closed loop only: under Poisson arrivals prompts come
     one at a time and the mixed model's marginal step approximates either schedule (a prompt's own
     step would read the weights once more)."""
@@ -182,7 +183,7 @@ def aggregated_load(inputs: dict, concurrency, new_tokens, output_tokens, *, pre
     unloaded = step_s(running, 1.0) + (chunks - 1) * step_s(running, 0.0)
     if arrivals == "closed":
         res = closed_loop(inputs, C, new_tokens, output_tokens, inputs["chunk_tokens"], admitted, waves,
-                          inputs["prefill_first"], request_s, prefix_tokens)
+                          inputs["prefill_first"], request_s, prefix_tokens, drift)
         return {**res, "tpot_mean_s": res["tpot_s"], "ttft_s": res[f"ttft_{ttft_stat}_s"],
                 "ttft_unloaded_s": unloaded + request_s}
     load = C / output_tokens  # prompts a step carries on average (C/O join per step)

@@ -111,8 +111,8 @@ def _scalars(model, run: Run) -> dict[str, float]:
     load = run.concurrency if run.concurrency is not None else pool.batch
     if load is None:
         raise PdroofError("neither concurrency nor the deployment's batch gives the load")
-    return {"clients": max(1.0, load / pool.instances), "prompt": float(run.isl), "output": float(run.osl),
-            "instances": float(pool.instances)}
+    return {"clients": max(1.0, load / pool.instances), "prompt": run.isl * run.length_mean,
+            "output": run.osl * run.length_mean, "instances": float(pool.instances), "drift": float(run.lengths_vary)}
 
 
 def _stack(dicts: list[dict]) -> dict[str, np.ndarray]:
@@ -157,7 +157,7 @@ def predict(cat: Catalog, runs: list[Run], runtime: str | None = None, waves: fl
     cols, sc = _stack(inputs), _stack(scalars)
     admitted = admitted_sequences(cols, sc["prompt"], sc["output"])
     res = aggregated_load(cols, sc["clients"], sc["prompt"], sc["output"], arrivals="closed", admitted=admitted,
-                          waves=waves)
+                          waves=waves, drift=sc["drift"])
     for j, i in enumerate(ok):
         if admitted[j] < 1:
             out[i].error = "the weights leave no KV memory for one sequence"

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..spec.errors import PdroofError
-from .runs import STATS, Run, parse_run, parse_runs, read_text
+from .runs import INFERENCEX_LENGTH_RANGE, STATS, Run, parse_run, parse_runs, read_text
 
 FORMATS = ("pdroof", "vllm", "sglang", "inferencex")
 # engine names as the tools' backends and frameworks spell them
@@ -208,8 +208,18 @@ def _from_sglang(rec: dict, defaults: RunDefaults, cat) -> dict:
             "isl": _per_request(rec, ("total_input_tokens", "total_input")),
             "osl": _per_request(rec, ("total_output_tokens", "total_output")),
             "concurrency": _concurrency(rec.get("max_concurrency"), rec.get("request_rate")),
+            "length_range": _sglang_length_range(rec.get("random_range_ratio"), rec.get("dataset_name")),
             "deployment": _deployment(defaults, info.get("tp_size")),
             "measured": _measured(rec, lambda s, m: f"{s}_{m}_ms", 1.0)}
+
+
+def _sglang_length_range(ratio, dataset) -> list[float]:
+    """bench_serving's random dataset draws each length uniformly from [max(1, r·L), L]; the
+    record's isl and osl are the means (totals over requests), so the range is [2r, 2]/(1 + r) of
+    them. Other datasets: lengths as recorded (taken as fixed)."""
+    if dataset != "random" or not isinstance(ratio, (int, float)) or not 0 <= ratio <= 1:
+        return [1.0, 1.0]
+    return [2 * ratio / (1 + ratio), 2 / (1 + ratio)]
 
 
 def _from_inferencex(rec: dict, defaults: RunDefaults, cat) -> dict:
@@ -236,6 +246,7 @@ def _from_inferencex(rec: dict, defaults: RunDefaults, cat) -> dict:
             "engine": _engine(rec.get("framework"), defaults, None), "engine_version": defaults.engine_version,
             "weights": _weights(defaults, rec.get("precision")), "kv": None, "mode": "aggregated",
             "isl": rec.get("isl"), "osl": rec.get("osl"), "concurrency": rec.get("conc"),
+            "length_range": list(INFERENCEX_LENGTH_RANGE),
             "deployment": deployment, "measured": _measured(metrics, lambda s, m: f"{s}_{m}", 1e3)}
 
 

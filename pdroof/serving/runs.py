@@ -20,6 +20,11 @@ MAX_BYTES = 256 * 2**20
 STATS = ("mean", "median", "p90", "p99")
 MODES = ("aggregated", "disaggregated")
 POOL_KEYS = ("accelerator", "instances", "tp", "dp", "moe_tp", "moe_ep", "batch")
+FIXED_LENGTHS = (1.0, 1.0)
+# InferenceX's benchmark draws each request's lengths uniformly between 0.8 and 1 times the nominal
+# isl and osl (RANDOM_RANGE_RATIO=0.8 in its benchmark scripts; kimbochen/bench_serving's
+# sample_random_requests): what a run from it that does not say its length_range took
+INFERENCEX_LENGTH_RANGE = (0.8, 1.0)
 
 
 @dataclass(frozen=True)
@@ -49,7 +54,18 @@ class Run:
     concurrency: int | None = None
     pools: dict[str, Pool] = field(default_factory=dict)  # "deployment", or "prefill" and "decode"
     measured: dict[str, dict[str, float]] = field(default_factory=dict)  # tpot_ms / ttft_ms -> stat -> ms
+    # each request's isl and osl drawn uniformly between these fractions of the run's
+    length_range: tuple[float, float] = FIXED_LENGTHS
     error: str | None = None
+
+    @property
+    def length_mean(self) -> float:
+        """A request's mean length as a fraction of the run's isl and osl."""
+        return (self.length_range[0] + self.length_range[1]) / 2
+
+    @property
+    def lengths_vary(self) -> bool:
+        return self.length_range[0] < self.length_range[1]
 
 
 class _Bad(Exception):
@@ -141,6 +157,21 @@ def _measured(d, where: str) -> dict[str, dict[str, float]]:
     return out
 
 
+def _length_range(d: dict) -> tuple[float, float]:
+    v = d.get("length_range")
+    if v is None or v == "":
+        return INFERENCEX_LENGTH_RANGE if "inferencex" in str(d.get("source") or "").lower() else FIXED_LENGTHS
+    if isinstance(v, str):  # a CSV cell: "0.8,1" or "[0.8, 1]"
+        v = v.strip("[]() ").replace(",", " ").split()
+    try:
+        lo, hi = (float(x) for x in v)
+    except (TypeError, ValueError):
+        raise _Bad(f"length_range: must be two fractions [low, high] of isl and osl, not {v!r}") from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and 0 <= lo <= hi <= 2 and hi > 0):
+        raise _Bad(f"length_range: must be fractions with 0 <= low <= high <= 2 and high > 0, not {[lo, hi]!r}")
+    return lo, hi
+
+
 def parse_run(d, index: int, pools_seen: dict | None = None) -> Run:
     """One run from its mapping; never raises (a bad run carries its error). ``pools_seen``: the
     pools of the runs parsed before it in the same file."""
@@ -169,7 +200,7 @@ def parse_run(d, index: int, pools_seen: dict | None = None) -> Run:
                    engine_version=None if version in (None, "") else str(version), weights=weights, kv=kv, mode=mode,
                    isl=_int(d.get("isl"), "isl"), osl=_int(d.get("osl"), "osl"),
                    concurrency=_int(d.get("concurrency"), "concurrency", optional=True), pools=pools,
-                   measured=_measured(d.get("measured"), "measured"))
+                   measured=_measured(d.get("measured"), "measured"), length_range=_length_range(d))
     except _Bad as exc:
         return Run(rid, error=str(exc))
 
