@@ -12,6 +12,8 @@ EXPECTED = {
     "llama-3.1-70b": (70.55e9, 70.55e9, 327_680),
     "qwen3-32b": (32.76e9, 32.76e9, 262_144),
     "deepseek-v3": (671.0e9, 37.55e9, 70_272),
+    "kimi-k2.5": (1026.4e9, 32.86e9, 70_272),
+    "minimax-m2.5": (228.69e9, 10.42e9, 253_952),
     "qwen3-235b-a22b": (235.1e9, 22.19e9, 192_512),
     "mixtral-8x7b": (46.70e9, 12.88e9, 131_072),
     "gpt-oss-120b": (116.83e9, 5.13e9, 36_864),
@@ -83,7 +85,7 @@ def test_kv_projections_replicate_beyond_kv_heads(catalog):
     assert s.kv_projection_params == 2 * 4096 * 4 * 128
     per_rank = (m["attn_params"] - m["kv_proj_params"]) / 8 + m["kv_proj_params"] / 4
     assert per_rank == pytest.approx(9.44e6, rel=2e-3)
-    inputs = {**m, "tp": 8, "ep": 1, "weight_bytes": 1.0, "act_bytes": 2.0, "kv_bytes": 1.0, "hbm_bytes": 1e11,
+    inputs = {**m, "tp": 8, "dp": 1, "moe_tp": 8, "moe_ep": 1, "weight_bytes": 1.0, "act_bytes": 2.0, "kv_bytes": 1.0, "hbm_bytes": 1e11,
               "mem_reserve": 0.1, "chunk_tokens": 1.0, "batch": 1.0, "context_tokens": 1.0}
     only_attn = {**inputs, "dense_layers": 0, "moe_layers": 0, "embed_params": 0}
     assert evaluate("memory", only_attn)["weights_bytes"] == pytest.approx(m["layers"] * per_rank)

@@ -45,7 +45,7 @@ def _point(draw_values):
 
 REALISTIC = {
     "batch": (1, 256), "new_tokens": (1, 32768), "prefix_tokens": (0, 8192), "context_tokens": (1, 131072),
-    "tp": (1, 8), "ep": (1, 8), "layers": (1, 128), "hidden": (512, 16384), "heads": (8, 128),
+    "tp": (1, 8), "dp": (1, 8), "moe_tp": (1, 8), "moe_ep": (1, 8), "ep_imbalance_32": (1, 3), "layers": (1, 128), "hidden": (512, 16384), "heads": (8, 128),
     "experts": (1, 256), "experts_per_token": (0, 8), "window_tokens": (1, 4096),
     "eff_compute": (0.1, 1), "eff_weights": (0.1, 1), "eff_memory": (0.1, 1), "eff_attn_prefill": (0.1, 1),
     "eff_attn_decode": (0.1, 1), "eff_link": (0.1, 1), "eff_path": (0.1, 1), "mem_reserve": (0, 0.5),
@@ -141,7 +141,8 @@ def test_prefill_attention_is_quadratic_in_prompt():
 def test_expected_experts_touched():
     pt = dict.fromkeys(_generated.ARGS["decode"], 1.0)
     pt.update({"experts": 8.0, "experts_per_token": 2.0, "expert_params": 1e6, "moe_layers": 1.0,
-               "shared_params": 0.0, "weight_bytes": 1.0, "act_bytes": 0.0, "tp": 1.0, "ep": 1.0})
+               "shared_params": 0.0, "weight_bytes": 1.0, "act_bytes": 0.0, "tp": 1.0, "dp": 1.0,
+               "moe_tp": 1.0, "moe_ep": 1.0, "ep_imbalance_32": 1.0})
     one = float(evaluate("decode", {**pt, "batch": 1.0})["experts_bytes"])
     big = float(evaluate("decode", {**pt, "batch": 1e4})["experts_bytes"])
     assert one == pytest.approx(2e6)  # one token touches exactly k experts

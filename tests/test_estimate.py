@@ -114,14 +114,62 @@ def test_unknown_format_is_one_error_line(cli, args):
 
 
 def test_expert_parallelism_splits_experts_and_adds_all_to_all(catalog):
-    one = _run(catalog, "deepseek-v3", hw="h200-sxm", p=("fp8", "fp8", "fp8"), tp=8, batch=16, prompt=1024)
-    with pytest.raises(PdroofError, match="exceed the scale-up domain"):
-        _run(catalog, "deepseek-v3", hw="h200-sxm", p=("fp8", "fp8", "fp8"), tp=8, ep=2)
-    ep8 = _run(catalog, "qwen3-235b-a22b", hw="h200-sxm", p=("fp8", "fp8", "fp8"), tp=1, ep=8, batch=16, prompt=1024)
-    tp1 = _run(catalog, "qwen3-235b-a22b", hw="h200-sxm", p=("fp8", "fp8", "fp8"), tp=1, batch=16, prompt=1024)
+    fp8 = ("fp8", "fp8", "fp8")
+    one = _run(catalog, "deepseek-v3", hw="h200-sxm", p=fp8, tp=8, batch=16, prompt=1024)
+    ep8 = _run(catalog, "qwen3-235b-a22b", hw="h200-sxm", p=fp8, tp=1, dp=8, moe_ep=8, batch=16, prompt=1024)
+    tp1 = _run(catalog, "qwen3-235b-a22b", hw="h200-sxm", p=fp8, tp=1, batch=16, prompt=1024)
     assert ep8["memory"]["weights_bytes"] < tp1["memory"]["weights_bytes"] / 4
     assert any(op["name"] == "ep_comm" for op in ep8["decode"]["ops"])
     assert not any(op["name"] == "ep_comm" for op in one["decode"]["ops"])
+    assert ep8["inputs"]["moe_tp"] == 1 and ep8["inputs"]["devices"] == 8 and ep8["inputs"]["nodes"] == 1
+
+
+def test_the_experts_split_must_cover_the_instance(catalog):
+    with pytest.raises(PdroofError, match=r"moe_tp 2 × moe_ep 2 must equal"):
+        _run(catalog, "deepseek-v3", hw="h200-sxm", p=("fp8", "fp8", "fp8"), tp=2, dp=4, moe_tp=2, moe_ep=2)
+    with pytest.raises(PdroofError, match="does not divide the 256 experts"):
+        _run(catalog, "deepseek-v3", hw="h200-sxm", p=("fp8", "fp8", "fp8"), tp=1, dp=6, moe_ep=6)
+    with pytest.raises(PdroofError, match="needs a mixture-of-experts model"):
+        _run(catalog, "llama-3.1-70b", tp=1, dp=2, moe_ep=2)
+
+
+def test_dp_attention_replicas_share_the_instances_batch(catalog):
+    """--batch counts the instance's sequences: each of the dp replicas holds its share and its own
+    KV, so the instance admits dp times a replica's batch and decodes batch tokens a step."""
+    fp8 = ("fp8", "fp8", "fp8")
+    dp8 = _run(catalog, "deepseek-v3", hw="h200-sxm", p=fp8, tp=1, dp=8, moe_ep=8, batch=64, prompt=1024)
+    dp8_8 = _run(catalog, "deepseek-v3", hw="h200-sxm", p=fp8, tp=1, dp=8, moe_ep=8, batch=8, prompt=1024)
+    assert dp8["decode"]["tokens_per_second"] == pytest.approx(64 / dp8["decode"]["step_seconds"])
+    assert dp8["memory"]["max_batch"] % 8 == 0
+    # a replica's attention sees its 8 sequences: far less than 8x the one-sequence replicas' step
+    assert dp8["decode"]["step_seconds"] < 3 * dp8_8["decode"]["step_seconds"]
+
+
+def test_dp_attention_without_expert_parallelism_gathers_the_tokens(catalog):
+    """gpt-oss under DP4 with its experts split four ways (moe_tp 4): the replicas gather their
+    tokens around the experts (a collective, where TP4 alone has only its all-reduces)."""
+    fp4 = ("fp4", "fp8", "fp8")
+    dp4 = _run(catalog, "gpt-oss-120b", hw="b200", p=fp4, tp=1, dp=4, batch=64, prompt=1024)
+    tp4 = _run(catalog, "gpt-oss-120b", hw="b200", p=fp4, tp=4, batch=64, prompt=1024)
+    assert dp4["inputs"]["moe_tp"] == 4 and dp4["inputs"]["moe_ep"] == 1
+    comm = {op["name"]: op["seconds"] for op in dp4["decode"]["ops"]}
+    assert comm.get("ep_comm", 0) > 0 and "ep_comm" not in {op["name"] for op in tp4["decode"]["ops"]}
+    experts = {r["inputs"]["tp"]: r for r in (dp4, tp4)}
+    assert experts[1]["memory"]["weights_bytes"] > experts[4]["memory"]["weights_bytes"]  # attention replicated
+
+
+def test_an_instance_wider_than_a_node_crosses_the_scale_out_network(catalog):
+    fp8 = ("fp8", "fp8", "fp8")
+    node = _run(catalog, "deepseek-v3", hw="h200-sxm", p=fp8, tp=1, dp=8, moe_ep=8, batch=64, prompt=1024)
+    two = _run(catalog, "deepseek-v3", hw="h200-sxm", p=fp8, tp=1, dp=16, moe_ep=16, batch=128, prompt=1024)
+    assert two["inputs"]["nodes"] == 2 and two["inputs"]["devices"] == 16
+
+    def comm(r):
+        return next(op for op in r["prefill"]["ops"] if op["name"] == "ep_comm")
+
+    # the same bytes per device (64 tokens a replica) take longer over the NIC than over NVLink
+    assert comm(two)["seconds"] > 2 * comm(node)["seconds"]
+    assert two["memory"]["weights_bytes"] < node["memory"]["weights_bytes"]
 
 
 @pytest.mark.parametrize("hw,w", [("h20", "bf16"), ("h100-sxm", "int4"), ("h20", "int4"), ("l40s", "fp8")])
@@ -248,13 +296,14 @@ def test_expert_all_to_all_spans_the_whole_group(catalog):
     given one link)."""
     m, mi, rt = catalog.get("model", "qwen3-235b-a22b"), catalog.get("accelerator", "mi300x"), \
         catalog.get("runtime", "engine")
+    from pdroof.cost.parallelism import Parallelism
     from pdroof.serving.stage import stage_inputs
 
-    base, _ = stage_inputs(m, mi, rt, plan(mi, "fp8", kv="fp8"), 1, 8)
+    base, _ = stage_inputs(m, mi, rt, plan(mi, "fp8", kv="fp8"), 1, Parallelism(1, 8, moe_ep=8))
     assert base["ep_link_bytes_per_s"] == pytest.approx(448e9) and base["link_bytes_per_s"] == pytest.approx(64e9)
-    d = estimate(m, mi, rt, plan(mi, "fp8", kv="fp8"), tp=1, ep=8, batch=64)
+    d = estimate(m, mi, rt, plan(mi, "fp8", kv="fp8"), tp=1, dp=8, moe_ep=8, batch=64)
     ep_comm = next(op["seconds"] for op in d["decode"]["ops"] if op["name"] == "ep_comm")
-    assert ep_comm < 4e-3  # 14.5 ms over one 64 GB/s link
+    assert ep_comm < 8e-3  # 14.5 ms over one 64 GB/s link, times the busiest group's excess (2.2 at EP8)
 
 
 def test_weight_only_small_batch_speed_up_as_marlin_measures(catalog):

@@ -56,16 +56,36 @@ def test_a_file_that_is_not_a_run_file_is_one_error(text):
         parse_runs(text, "x")
 
 
-def test_unsupported_parallelism_is_a_reason_not_a_crash(catalog):
+def test_what_cannot_be_predicted_is_a_reason_not_a_crash(catalog):
     runs = parse_runs(json.dumps([
-        {**RUN, "mode": "disaggregated", "prefill": RUN["deployment"], "decode": RUN["deployment"]},
-        {**RUN, "model": "deepseek-v3", "weights": "fp8", "deployment": {**RUN["deployment"], "tp": 8, "moe_ep": 8}},
-        {**RUN, "deployment": {**RUN["deployment"], "dp": 2}},
+        {**RUN, "mode": "disaggregated", "prefill": RUN["deployment"], "decode": {**RUN["deployment"], "tp": 3}},
+        {**RUN, "model": "deepseek-v3", "weights": "fp8", "deployment": {**RUN["deployment"], "tp": 8, "moe_ep": 7}},
         {**RUN, "model": "no-such-model"},
     ]), "runs.json")
     errors = [p.error for p in predict(catalog, runs)]
-    assert "disaggregated" in errors[0] and "expert parallelism" in errors[1] and "DP attention" in errors[2]
-    assert "unknown model" in errors[3]
+    assert "tp 3 does not divide" in errors[0] and "does not divide the 256 experts" in errors[1]
+    assert "unknown model" in errors[2]
+
+
+def test_dp_attention_and_expert_parallelism_are_predicted_as_the_run_gives_them(catalog):
+    """DeepSeek-V3 on eight H200 as TP8, as DP8 with the experts over eight groups, and as a run
+    whose source filled moe_tp with 1 (its experts then split over the instance's devices)."""
+    ds = {**RUN, "model": "deepseek-v3", "weights": "fp8", "kv": "fp8", "concurrency": 64,
+          "deployment": {"accelerator": "h200-sxm", "instances": 1, "tp": 8, "dp": 1, "moe_tp": 8, "moe_ep": 1}}
+    runs = parse_runs(json.dumps([
+        ds, {**ds, "deployment": {**ds["deployment"], "tp": 1, "dp": 8, "moe_tp": 1, "moe_ep": 8}},
+        {**ds, "deployment": {**ds["deployment"], "moe_tp": 1}}]), "runs.json")
+    tp8, dp8, filled = predict(catalog, runs)
+    assert tp8.error is None and dp8.error is None and filled.error is None
+    assert filled.predicted == tp8.predicted
+    assert dp8.predicted["output_tokens_per_s"] > 0
+    # MLA's latent is replicated over a replica's TP ranks: eight replicas of one device hold eight
+    # times the sequences one TP8 replica does
+    big = {**ds, "isl": 8192, "osl": 1024, "concurrency": 8192}
+    tp8, dp8 = predict(catalog, parse_runs(json.dumps([
+        big, {**big, "deployment": {**ds["deployment"], "tp": 1, "dp": 8, "moe_tp": 1, "moe_ep": 8}}]), "r.json"))
+    held = [p.predicted["load"]["admitted_per_instance"] for p in (tp8, dp8)]
+    assert held[1] > 4 * held[0]
 
 
 def _inputs(catalog, model="llama-3.1-8b", acc="h100-sxm", tp=1):
@@ -361,3 +381,49 @@ def test_a_runs_length_range_gives_its_mean_lengths_and_drift(catalog):
 def test_a_bad_length_range_names_its_field(value):
     run = parse_runs(json.dumps([{**RUN, "length_range": value}]), "r.json")[0]
     assert run.error and run.error.startswith("length_range:")
+
+
+DISAGG = {**RUN, "model": "deepseek-v3", "engine": "sglang", "weights": "fp8", "kv": "fp8", "mode": "disaggregated",
+          "isl": 8192, "osl": 1024, "deployment": None,
+          "prefill": {"accelerator": "h200-sxm", "instances": 1, "tp": 8, "dp": 1, "moe_tp": 8, "moe_ep": 1},
+          "decode": {"accelerator": "h200-sxm", "instances": 1, "tp": 8, "dp": 1, "moe_tp": 8, "moe_ep": 1}}
+
+
+def test_disaggregated_runs_are_predicted_from_both_pools(catalog):
+    """One client: TTFT is its prefill (plus its own overhead and the exposed hand-off), TPOT the
+    decode pool's step at one sequence; more prefill instances lift a prefill-bound loop's
+    throughput and cut its TTFT, and the pools' batches cap what they hold."""
+    more = {**DISAGG, "concurrency": 256, "prefill": {**DISAGG["prefill"], "instances": 4}}
+    one, busy, more_prefill, both = predict(catalog, parse_runs(json.dumps([
+        {**DISAGG, "concurrency": 1}, {**DISAGG, "concurrency": 256}, more,
+        {**more, "decode": {**DISAGG["decode"], "instances": 2}}]), "r.json"))
+    assert one.error is None and one.predicted["load"]["bound"] is None
+    assert busy.predicted["load"]["bound"] == "prefill"
+    # four prefill instances fill the decode pool's KV memory: the bound moves there
+    assert more_prefill.predicted["load"]["bound"] == "decode"
+    assert more_prefill.predicted["output_tokens_per_s"] > busy.predicted["output_tokens_per_s"]
+    assert both.predicted["ttft_ms"]["mean"] < busy.predicted["ttft_ms"]["mean"] / 4
+    assert both.predicted["output_tokens_per_s"] > 1.5 * busy.predicted["output_tokens_per_s"]
+    est = estimate_for(catalog)
+    assert one.predicted["tpot_ms"]["mean"] == pytest.approx(est["decode"]["step_seconds"] * 1e3, rel=0.02)
+    assert one.predicted["ttft_ms"]["median"] > est["prefill"]["seconds"] * 1e3
+    assert one.predicted["load"]["handoff_ms"] >= 0
+
+
+def estimate_for(catalog):
+    from pdroof.serving.estimate import estimate
+
+    return estimate(catalog.get("model", "deepseek-v3"), catalog.get("accelerator", "h200-sxm"),
+                    catalog.get("runtime", "sglang"), Precision("fp8", "fp8", "fp8"), tp=8, batch=1, prompt=8192,
+                    context=8192 + 512)
+
+
+def test_without_a_concurrency_the_decode_pools_batch_is_the_load(catalog):
+    runs = parse_runs(json.dumps([
+        {**DISAGG, "concurrency": None, "decode": {**DISAGG["decode"], "instances": 2, "batch": 16}},
+        {**DISAGG, "concurrency": None},
+        {**DISAGG, "concurrency": 64, "decode": {**DISAGG["decode"], "batch": 8}}]), "r.json")
+    by_batch, no_load, capped = predict(catalog, runs)
+    assert by_batch.error is None and by_batch.predicted["load"]["decode_batch_per_replica"] <= 16
+    assert "neither concurrency nor the decode pool's batch" in no_load.error
+    assert capped.predicted["load"]["decode_batch_per_replica"] <= 8 and capped.predicted["load"]["bound"] == "decode"

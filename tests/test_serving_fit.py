@@ -82,7 +82,7 @@ def test_a_factor_the_runs_cannot_see_keeps_the_base_value_and_says_why(catalog,
     ({"deployment": {**RUN["deployment"], "accelerator": "h200-sxm"}}, "h200-sxm"),
     ({"engine": "sglang"}, "several engines"),
     ({"isl": "many"}, "isl"),
-    ({"deployment": {**RUN["deployment"], "dp": 2}}, None),  # refused when predicted (DP attention)
+    ({"mode": "disaggregated", "prefill": RUN["deployment"], "decode": RUN["deployment"]}, None),  # when predicted
 ])
 def test_runs_one_profile_cannot_stand_for_are_refused(catalog, change, message):
     good = {**RUN, "id": "a", "isl": 1024, "osl": 128, "concurrency": 4, "measured": {"tpot_ms": {"mean": 8.0}}}
@@ -90,7 +90,7 @@ def test_runs_one_profile_cannot_stand_for_are_refused(catalog, change, message)
     acc = catalog.get("accelerator", "h100-sxm")
     if message is None:
         base = yaml.safe_load((builtin_root() / "hardware" / "runtimes" / "vllm.yaml").read_text())
-        with pytest.raises(PdroofError, match="DP attention"):
+        with pytest.raises(PdroofError, match="disaggregated"):
             calibrate_serving(catalog, runs_to_fit(runs, "runs.json", acc), "runs.json", acc, base, "x")
         return
     with pytest.raises(PdroofError, match=message):

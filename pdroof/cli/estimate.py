@@ -32,9 +32,16 @@ def estimate_cmd(
     activations: str = typer.Option(None, "--activations", help="activation (GEMM compute) format; "
                                     "default: what the weight format implies on the accelerator"),
     kv: str = typer.Option("bf16", "--kv", help="KV-cache format"),
-    tp: int = typer.Option(1, "--tp", help="tensor-parallel degree"),
-    ep: int = typer.Option(1, "--ep", help="expert-parallel degree (MoE): instances of tp × ep devices"),
-    batch: int = typer.Option(1, "--batch", "-b", help="prompts in the prefill, sequences in the decode step"),
+    tp: int = typer.Option(1, "--tp", help="attention tensor-parallel degree (devices per attention replica)"),
+    dp: int = typer.Option(None, "--dp", help="attention data-parallel replicas per instance (DP attention; "
+                           "devices per instance tp × dp)  [default: 1]"),
+    moe_tp: int = typer.Option(None, "--moe-tp", help="MoE: tensor-parallel split of each routed expert "
+                               "[default: tp × dp / moe-ep]"),
+    moe_ep: int = typer.Option(None, "--moe-ep", help="MoE: expert-parallel groups the routed experts are spread "
+                               "over  [default: 1]"),
+    ep: int = typer.Option(None, "--ep", help="MoE: the same as --dp E --moe-ep E"),
+    batch: int = typer.Option(1, "--batch", "-b", help="prompts in the prefill, sequences in the decode step "
+                              "(per instance)"),
     prompt: int = typer.Option(2048, "--prompt", help="new prompt tokens per sequence"),
     context: int = typer.Option(None, "--context", help="decode context length (default: --prefix + --prompt)"),
     prefix: int = typer.Option(0, "--prefix", help="already-cached prefix tokens per prompt"),
@@ -59,12 +66,16 @@ def estimate_cmd(
     from ..cost.runtime import runtime_for
     from ..serving.estimate import aggregated, estimate
 
+    if ep is not None and (dp is not None or moe_ep is not None):
+        raise typer.BadParameter("--ep E stands for --dp E --moe-ep E: give one or the other", param_hint="--ep")
+    dp, moe_ep = (ep, ep) if ep is not None else (dp or 1, moe_ep or 1)
+    split = {"tp": tp, "dp": dp, "moe_tp": moe_tp, "moe_ep": moe_ep}
     cat = catalog(ctx)
     m, acc = cat.get("model", model), cat.get("accelerator", hardware)
     rt = runtime_for(cat, runtime, acc)
     p = plan(acc, weights, activations, kv)
     if serving.value == "aggregated":
-        result = aggregated(m, acc, rt, p, tp=tp, concurrency=concurrency, prompt=prompt, output=output_tokens,
+        result = aggregated(m, acc, rt, p, **split, concurrency=concurrency, prompt=prompt, output=output_tokens,
                             prefix=prefix, ttft_stat=ttft_stat.value, tpot_stat=tpot_stat.value,
                             arrivals=arrivals.value, waves=waves)
         if fmt.value == "json":
@@ -77,7 +88,7 @@ def estimate_cmd(
             head = f"{i['model']} on {i['hardware']} · runtime {i['runtime']}\n" if fmt.value == "table" else ""
             render.emit(head + text, output)
         return
-    result = estimate(m, acc, rt, p, tp=tp, batch=batch, prompt=prompt, context=context, prefix=prefix, ep=ep)
+    result = estimate(m, acc, rt, p, **split, batch=batch, prompt=prompt, context=context, prefix=prefix)
     if fmt.value == "json":
         render.emit(render.json_text(result), output)
     elif fmt.value == "csv":
@@ -99,10 +110,22 @@ def _csv_rows(r: dict) -> list[dict]:
     return rows
 
 
+def _split(i: dict) -> str:
+    """TP4, or TP1 · DP8 · experts 1×8 (EP) over 16 devices on 2 nodes."""
+    text = f"TP{i['tp']}"
+    if i["dp"] > 1:
+        text += f" · DP{i['dp']}"
+    if i["moe_ep"] > 1 or i["moe_tp"] != i["devices"]:
+        text += f" · experts TP{i['moe_tp']}×EP{i['moe_ep']}"
+    if i["nodes"] > 1:
+        text += f" · {i['devices']} devices on {i['nodes']} nodes"
+    return text
+
+
 def _table(r: dict) -> str:
     i = r["inputs"]
     head = (f"{i['model']} on {i['hardware']} · runtime {i['runtime']} · W{i['weights']}/A{i['activations']}/"
-            f"KV{i['kv']} · TP{i['tp']} · batch {i['batch']}")
+            f"KV{i['kv']} · {_split(i)} · batch {i['batch']}")
     parts = [head + "\n"]
     pre, dec, mem = r["prefill"], r["decode"], r["memory"]
     for stage, total, title in (

@@ -24,7 +24,7 @@ ARGS['kernels'] = ('batch', 'new_tokens', 'context_tokens', 'heads', 'attn_dim_p
 OUTPUTS['kernels'] = ('gemm_seconds', 'attn_prefill_seconds', 'attn_decode_seconds', 'copy_seconds', 'host_copy_seconds')
 
 
-def prefill(*, batch, new_tokens, prefix_tokens, tp, ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_latency_s, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
+def prefill(*, batch, new_tokens, prefix_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_latency_s, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
     """Numeric twin of pdroof.cost.equations groups()["prefill"]."""
     _x0 = numpy.minimum(kv_shardable, tp)**(-1.0)
     _x1 = tp**(-1.0)
@@ -39,142 +39,146 @@ def prefill(*, batch, new_tokens, prefix_tokens, tp, ep, layers, dense_layers, m
     _x10 = eff_compute**(-1.0)
     _x11 = _x10*(_x4 + gemm_half_rows)
     _x12 = peak_flops_per_s**(-1.0)
-    _x13 = _x12*(dequant_overhead + 1)
-    _x14 = 2*_x13
-    _x15 = _x11*_x14
-    _x16 = eff_weights**(-1.0)
-    _x17 = mem_bytes_per_s**(-1.0)
-    _x18 = _x16*_x17
-    _x19 = 2*kernel_latency_s
-    _x20 = layers*(_x19 + numpy.maximum(_x15*_x2, _x18*_x8))
-    _x21 = dense_layers*ffn_params
-    _x22 = _x1*_x5
-    _x23 = _x1*weight_bytes
-    _x24 = 3*_x1
-    _x25 = _x23*ffn_params + _x7*(_x24*ffn_size + _x6)
-    _x26 = _x25*dense_layers
-    _x27 = _x1*_x15
-    _x28 = dense_layers*(_x19 + numpy.maximum(_x18*_x25, _x27*ffn_params))
-    _x29 = expert_params*experts_per_token
-    _x30 = expert_ffn_size*experts_per_token
-    _x31 = ep**(-1.0)
-    _x32 = _x1*(3*_x30*_x7 - _x31*expert_params*experts*weight_bytes*((1 - experts_per_token/experts)**(_x4*ep) - 1))
-    _x33 = _x23*shared_params + _x7*(_x24*shared_ffn_size + _x6)
-    _x34 = _x29/eff_moe_compute
-    _x35 = _x11*shared_params
-    _x36 = 2*moe_layers
-    _x37 = _x16*_x33
-    _x38 = _x32/eff_moe_weights
-    _x39 = moe_latency_s + numpy.maximum(_x17*_x38, _x13*_x22*_x34)
-    _x40 = _x19*numpy.minimum(1, shared_params) + numpy.maximum(_x17*_x37, _x1*_x14*_x35)
-    _x41 = 2*prefix_tokens
-    _x42 = full_layers*(_x41 + new_tokens + 1)
-    _x43 = numpy.minimum(new_tokens, numpy.maximum(0, -prefix_tokens + window_tokens))
-    _x44 = window_tokens*(-_x43 + new_tokens)
-    _x45 = _x43*(_x43 + 1)
-    _x46 = sliding_layers*(_x41*_x43 + 2*_x44 + _x45)
-    _x47 = _x1*attn_dim_prefill*heads
-    _x48 = _x47*batch
-    _x49 = _x1*new_tokens
-    _x50 = _x49*_x6*act_bytes
-    _x51 = new_tokens + prefix_tokens
-    _x52 = _x0*kv_bytes*kv_elems
-    _x53 = _x50 + _x51*_x52
-    _x54 = _x53*full_layers
-    _x55 = _x50 + _x52*numpy.minimum(_x51, window_tokens)
-    _x56 = _x55*sliding_layers
-    _x57 = batch*(_x54 + _x56)
-    _x58 = new_tokens**(-1.0)
-    _x59 = (attn_half_tokens + new_tokens)/(attn_peak_flops_per_s*eff_attn_prefill)
-    _x60 = _x17/eff_attn_decode
-    _x61 = (1/2)*new_tokens
-    _x62 = 2*batch
-    _x63 = _x47*_x59*_x62
-    _x64 = _x60*batch
-    _x65 = full_layers*(kernel_latency_s + numpy.maximum(_x53*_x64, _x63*(_x61 + prefix_tokens + 1/2))) + sliding_layers*(kernel_latency_s + numpy.maximum(_x55*_x64, _x58*_x63*(_x43*prefix_tokens + _x44 + (1/2)*_x45)))
-    _x66 = hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem)
-    _x67 = _x1*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x30 + shared_ffn_size))
-    _x68 = _x4*(_x66 + _x67)
-    _x69 = _x17*_x68/eff_memory + 3*kernel_latency_s*layers
-    _x70 = _x6*_x7
-    _x71 = _x70*layers
-    _x72 = tp - 1
-    _x73 = eff_link**(-1.0)
-    _x74 = _x1*_x70
-    _x75 = 2*layers*(_x72*_x73*_x74/link_bytes_per_s + numpy.maximum(allreduce_latency_s, 2*_x72*link_latency_s))*numpy.minimum(1, _x72)
-    _x76 = _x74*experts_per_token*moe_layers
-    _x77 = ep - 1
-    _x78 = act_bytes*hidden
-    _x79 = _x36*_x77*(_x1*_x31*_x4*_x73*_x78*experts_per_token/ep_link_bytes_per_s + link_latency_s)*numpy.minimum(1, _x77)
-    _x80 = _x1*vocab
-    _x81 = _x6*_x80
-    _x82 = _x78*_x80 + batch*(_x78 + 4*_x80)
-    _x83 = _x10*_x12*_x81*(batch + gemm_half_rows)
-    _x84 = _x18*_x82
-    _x85 = kernel_latency_s + numpy.maximum(_x83, _x84)
-    _x86 = layer_latency_s*layers*(extra_kernel_share + 1)
-    _x87 = _x49*moe_layers
+    _x13 = 2*_x12*(dequant_overhead + 1)
+    _x14 = _x11*_x13
+    _x15 = eff_weights**(-1.0)
+    _x16 = mem_bytes_per_s**(-1.0)
+    _x17 = _x15*_x16
+    _x18 = 2*kernel_latency_s
+    _x19 = layers*(_x18 + numpy.maximum(_x14*_x2, _x17*_x8))
+    _x20 = _x1*ffn_params
+    _x21 = _x20*dense_layers
+    _x22 = 3*_x1
+    _x23 = _x20*weight_bytes + _x7*(_x22*ffn_size + _x6)
+    _x24 = _x23*dense_layers
+    _x25 = dense_layers*(_x18 + numpy.maximum(_x14*_x20, _x17*_x23))
+    _x26 = _x1*shared_params
+    _x27 = moe_ep**(-1.0)
+    _x28 = _x27/moe_tp
+    _x29 = (ep_imbalance_32 - 1)*numpy.sqrt(numpy.log(moe_ep))/numpy.sqrt(numpy.log(32)) + 1
+    _x30 = _x29*experts_per_token
+    _x31 = _x28*_x30*expert_params
+    _x32 = _x31*dp
+    _x33 = _x4*dp
+    _x34 = expert_ffn_size*experts_per_token
+    _x35 = _x28*(3*_x29*_x33*_x34*act_bytes - expert_params*experts*weight_bytes*((1 - experts_per_token/experts)**_x33 - 1))
+    _x36 = _x26*weight_bytes + _x7*(_x22*shared_ffn_size + _x6)
+    _x37 = _x11*_x26
+    _x38 = _x31*_x33/eff_moe_compute
+    _x39 = _x15*_x36
+    _x40 = _x35/eff_moe_weights
+    _x41 = moe_latency_s + numpy.maximum(_x13*_x38, _x16*_x40)
+    _x42 = _x18*numpy.minimum(1, shared_params) + numpy.maximum(_x13*_x37, _x16*_x39)
+    _x43 = 2*prefix_tokens
+    _x44 = full_layers*(_x43 + new_tokens + 1)
+    _x45 = numpy.minimum(new_tokens, numpy.maximum(0, -prefix_tokens + window_tokens))
+    _x46 = window_tokens*(-_x45 + new_tokens)
+    _x47 = _x45*(_x45 + 1)
+    _x48 = sliding_layers*(_x43*_x45 + 2*_x46 + _x47)
+    _x49 = _x1*attn_dim_prefill*heads
+    _x50 = _x49*batch
+    _x51 = _x1*_x6
+    _x52 = _x51*act_bytes*new_tokens
+    _x53 = new_tokens + prefix_tokens
+    _x54 = _x0*kv_bytes*kv_elems
+    _x55 = _x52 + _x53*_x54
+    _x56 = _x55*full_layers
+    _x57 = _x52 + _x54*numpy.minimum(_x53, window_tokens)
+    _x58 = _x57*sliding_layers
+    _x59 = batch*(_x56 + _x58)
+    _x60 = new_tokens**(-1.0)
+    _x61 = (attn_half_tokens + new_tokens)/(attn_peak_flops_per_s*eff_attn_prefill)
+    _x62 = _x16/eff_attn_decode
+    _x63 = (1/2)*new_tokens
+    _x64 = 2*batch
+    _x65 = _x49*_x61*_x64
+    _x66 = _x62*batch
+    _x67 = full_layers*(kernel_latency_s + numpy.maximum(_x55*_x66, _x65*(_x63 + prefix_tokens + 1/2))) + sliding_layers*(kernel_latency_s + numpy.maximum(_x57*_x66, _x60*_x65*(_x45*prefix_tokens + _x46 + (1/2)*_x47)))
+    _x68 = hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem)
+    _x69 = _x1*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x34 + shared_ffn_size))
+    _x70 = _x4*(_x68 + _x69)
+    _x71 = _x16*_x70/eff_memory + 3*kernel_latency_s*layers
+    _x72 = _x6*_x7
+    _x73 = _x72*layers
+    _x74 = tp - 1
+    _x75 = 2*link_latency_s
+    _x76 = eff_link**(-1.0)
+    _x77 = _x51*_x7
+    _x78 = 2*layers*(_x74*_x76*_x77/link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x74*_x75))*numpy.minimum(1, _x74)
+    _x79 = _x77*experts_per_token*moe_layers
+    _x80 = numpy.maximum(1, _x1*moe_tp) - 1
+    _x81 = moe_ep - 1
+    _x82 = act_bytes*hidden
+    _x83 = moe_layers*((_x72*_x76*_x80/dp_link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x75*_x80))*numpy.minimum(1, _x80) + 2*(_x1*_x27*_x30*_x4*_x76*_x81*_x82/ep_link_bytes_per_s + numpy.maximum(alltoall_latency_s, _x81*link_latency_s))*numpy.minimum(1, _x81))
+    _x84 = _x1*vocab
+    _x85 = _x6*_x84
+    _x86 = _x82*_x84 + batch*(_x82 + 4*_x84)
+    _x87 = _x10*_x12*_x85*(batch + gemm_half_rows)
+    _x88 = _x17*_x86
+    _x89 = kernel_latency_s + numpy.maximum(_x87, _x88)
+    _x90 = layer_latency_s*layers*(extra_kernel_share + 1)
+    _x91 = moe_layers*new_tokens
     return {
         'attn_proj_flops': _x3*_x5,
         'attn_proj_bytes': _x9,
-        'attn_proj_compute_s': _x15*_x3,
-        'attn_proj_memory_s': _x18*_x9,
-        'attn_proj_seconds': _x20,
-        'ffn_flops': _x21*_x22,
-        'ffn_bytes': _x26,
-        'ffn_compute_s': _x21*_x27,
-        'ffn_memory_s': _x18*_x26,
-        'ffn_seconds': _x28,
-        'experts_flops': _x22*moe_layers*(_x29 + shared_params),
-        'experts_bytes': moe_layers*(_x32 + _x33),
-        'experts_compute_s': _x1*_x13*_x36*(_x34*_x4 + _x35),
-        'experts_memory_s': _x17*moe_layers*(_x37 + _x38),
-        'experts_seconds': moe_layers*(_x39 + _x40),
-        'attention_flops': _x48*(_x42*new_tokens + _x46),
-        'attention_bytes': _x57,
-        'attention_compute_s': _x48*_x59*(_x42 + _x46*_x58),
-        'attention_memory_s': _x57*_x60,
-        'attention_seconds': _x65,
+        'attn_proj_compute_s': _x14*_x3,
+        'attn_proj_memory_s': _x17*_x9,
+        'attn_proj_seconds': _x19,
+        'ffn_flops': _x21*_x5,
+        'ffn_bytes': _x24,
+        'ffn_compute_s': _x14*_x21,
+        'ffn_memory_s': _x17*_x24,
+        'ffn_seconds': _x25,
+        'experts_flops': _x5*moe_layers*(_x26 + _x32),
+        'experts_bytes': moe_layers*(_x35 + _x36),
+        'experts_compute_s': _x13*moe_layers*(_x37 + _x38),
+        'experts_memory_s': _x16*moe_layers*(_x39 + _x40),
+        'experts_seconds': moe_layers*(_x41 + _x42),
+        'attention_flops': _x50*(_x44*new_tokens + _x48),
+        'attention_bytes': _x59,
+        'attention_compute_s': _x50*_x61*(_x44 + _x48*_x60),
+        'attention_memory_s': _x59*_x62,
+        'attention_seconds': _x67,
         'elementwise_flops': 0,
-        'elementwise_bytes': _x68,
+        'elementwise_bytes': _x70,
         'elementwise_compute_s': 0,
-        'elementwise_memory_s': _x69,
-        'elementwise_seconds': _x69,
+        'elementwise_memory_s': _x71,
+        'elementwise_seconds': _x71,
         'tp_comm_flops': 0,
-        'tp_comm_bytes': _x71,
+        'tp_comm_bytes': _x73,
         'tp_comm_compute_s': 0,
-        'tp_comm_memory_s': _x75,
-        'tp_comm_seconds': _x75,
+        'tp_comm_memory_s': _x78,
+        'tp_comm_seconds': _x78,
         'ep_comm_flops': 0,
-        'ep_comm_bytes': _x76,
+        'ep_comm_bytes': _x79,
         'ep_comm_compute_s': 0,
-        'ep_comm_memory_s': _x79,
-        'ep_comm_seconds': _x79,
-        'lm_head_flops': _x81*batch,
-        'lm_head_bytes': _x82,
-        'lm_head_compute_s': _x83,
-        'lm_head_memory_s': _x84,
-        'lm_head_seconds': _x85,
+        'ep_comm_memory_s': _x83,
+        'ep_comm_seconds': _x83,
+        'lm_head_flops': _x85*batch,
+        'lm_head_bytes': _x86,
+        'lm_head_compute_s': _x87,
+        'lm_head_memory_s': _x88,
+        'lm_head_seconds': _x89,
         'layer_latency_flops': 0,
         'layer_latency_bytes': 0,
         'layer_latency_compute_s': 0,
         'layer_latency_memory_s': 0,
-        'layer_latency_seconds': _x86,
+        'layer_latency_seconds': _x90,
         'step_latency_flops': 0,
         'step_latency_bytes': 0,
         'step_latency_compute_s': 0,
         'step_latency_memory_s': 0,
         'step_latency_seconds': step_latency_s,
-        'seconds': _x20 + _x28 + _x39*moe_layers + _x40*moe_layers + _x65 + _x69 + _x75 + _x79 + _x85 + _x86 + step_latency_s,
-        'flops': _x62*(_x21*_x49 + _x29*_x87 + _x3*new_tokens + _x42*_x47*_x61 + (1/2)*_x46*_x47 + _x80*hidden + _x87*shared_params),
-        'bytes': _x26 + _x32*moe_layers + _x33*moe_layers + _x4*_x66 + _x4*_x67 + _x54*batch + _x56*batch + _x71 + _x76 + _x82 + _x9,
+        'seconds': _x19 + _x25 + _x41*moe_layers + _x42*moe_layers + _x67 + _x71 + _x78 + _x83 + _x89 + _x90 + step_latency_s,
+        'flops': _x64*(_x21*new_tokens + _x26*_x91 + _x3*new_tokens + _x32*_x91 + _x44*_x49*_x63 + (1/2)*_x48*_x49 + _x84*hidden),
+        'bytes': _x24 + _x35*moe_layers + _x36*moe_layers + _x4*_x68 + _x4*_x69 + _x56*batch + _x58*batch + _x73 + _x79 + _x86 + _x9,
     }
 
-ARGS['prefill'] = ('batch', 'new_tokens', 'prefix_tokens', 'tp', 'ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
+ARGS['prefill'] = ('batch', 'new_tokens', 'prefix_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
 OUTPUTS['prefill'] = ('attn_proj_flops', 'attn_proj_bytes', 'attn_proj_compute_s', 'attn_proj_memory_s', 'attn_proj_seconds', 'ffn_flops', 'ffn_bytes', 'ffn_compute_s', 'ffn_memory_s', 'ffn_seconds', 'experts_flops', 'experts_bytes', 'experts_compute_s', 'experts_memory_s', 'experts_seconds', 'attention_flops', 'attention_bytes', 'attention_compute_s', 'attention_memory_s', 'attention_seconds', 'elementwise_flops', 'elementwise_bytes', 'elementwise_compute_s', 'elementwise_memory_s', 'elementwise_seconds', 'tp_comm_flops', 'tp_comm_bytes', 'tp_comm_compute_s', 'tp_comm_memory_s', 'tp_comm_seconds', 'ep_comm_flops', 'ep_comm_bytes', 'ep_comm_compute_s', 'ep_comm_memory_s', 'ep_comm_seconds', 'lm_head_flops', 'lm_head_bytes', 'lm_head_compute_s', 'lm_head_memory_s', 'lm_head_seconds', 'layer_latency_flops', 'layer_latency_bytes', 'layer_latency_compute_s', 'layer_latency_memory_s', 'layer_latency_seconds', 'step_latency_flops', 'step_latency_bytes', 'step_latency_compute_s', 'step_latency_memory_s', 'step_latency_seconds', 'seconds', 'flops', 'bytes')
 
 
-def decode(*, batch, context_tokens, tp, ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_latency_s, eff_memory, eff_attn_prefill, eff_attn_decode, eff_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, attn_decode_half_bytes, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
+def decode(*, batch, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_latency_s, eff_memory, eff_attn_prefill, eff_attn_decode, eff_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, attn_decode_half_bytes, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
     """Numeric twin of pdroof.cost.equations groups()["decode"]."""
     _x0 = numpy.minimum(kv_shardable, tp)**(-1.0)
     _x1 = tp**(-1.0)
@@ -185,141 +189,144 @@ def decode(*, batch, context_tokens, tp, ep, layers, dense_layers, moe_layers, f
     _x6 = act_bytes*batch
     _x7 = _x2*weight_bytes + _x6*(_x2/hidden + _x5)
     _x8 = _x7*layers
-    _x9 = peak_flops_per_s**(-1.0)
-    _x10 = (batch + gemm_half_rows)/eff_compute
-    _x11 = _x10*_x9
-    _x12 = dequant_overhead + 1
-    _x13 = 2*_x12
-    _x14 = _x11*_x13
-    _x15 = eff_weights**(-1.0)
-    _x16 = mem_bytes_per_s**(-1.0)
-    _x17 = _x15*_x16
-    _x18 = 2*kernel_latency_s
-    _x19 = layers*(_x18 + numpy.maximum(_x14*_x2, _x17*_x7))
-    _x20 = _x1*ffn_params
-    _x21 = _x20*dense_layers
-    _x22 = _x1*weight_bytes
-    _x23 = 3*_x1
-    _x24 = _x22*ffn_params + _x6*(_x23*ffn_size + _x5)
-    _x25 = _x24*dense_layers
-    _x26 = dense_layers*(_x18 + numpy.maximum(_x14*_x20, _x17*_x24))
-    _x27 = expert_params*experts_per_token
-    _x28 = _x1*moe_layers
-    _x29 = expert_ffn_size*experts_per_token
-    _x30 = ep**(-1.0)
-    _x31 = _x1*(3*_x29*_x6 - _x30*expert_params*experts*weight_bytes*((1 - experts_per_token/experts)**(batch*ep) - 1))
-    _x32 = _x22*shared_params + _x6*(_x23*shared_ffn_size + _x5)
-    _x33 = _x27/eff_moe_compute
-    _x34 = _x10*shared_params
-    _x35 = _x13*_x9
-    _x36 = _x15*_x32
-    _x37 = _x31/eff_moe_weights
-    _x38 = moe_latency_s + numpy.maximum(_x16*_x37, _x1*_x12*_x33*_x4*_x9)
-    _x39 = _x18*numpy.minimum(1, shared_params) + numpy.maximum(_x16*_x36, _x1*_x34*_x35)
-    _x40 = context_tokens*full_layers
-    _x41 = numpy.minimum(context_tokens, window_tokens)
-    _x42 = _x41*sliding_layers
-    _x43 = _x1*attn_dim_decode*heads
-    _x44 = _x4*_x43
-    _x45 = _x44*(_x40 + _x42)
-    _x46 = _x1*_x5
-    _x47 = _x46*act_bytes
-    _x48 = _x0*kv_bytes*kv_elems
-    _x49 = _x48*context_tokens
-    _x50 = full_layers*(_x47 + _x49)
-    _x51 = _x41*_x48
-    _x52 = sliding_layers*(_x47 + _x51)
-    _x53 = 1/(attn_peak_flops_per_s*eff_attn_prefill)
-    _x54 = _x46*_x6
-    _x55 = _x54 + attn_decode_half_bytes
-    _x56 = _x49*batch + _x55
-    _x57 = _x51*batch + _x55
-    _x58 = _x16/eff_attn_decode
-    _x59 = _x44*_x53
-    _x60 = full_layers*(kernel_latency_s + numpy.maximum(_x56*_x58, _x59*context_tokens)) + sliding_layers*(kernel_latency_s + numpy.maximum(_x41*_x59, _x57*_x58))
-    _x61 = hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem)
-    _x62 = _x1*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x29 + shared_ffn_size))
-    _x63 = batch*(_x61 + _x62)
-    _x64 = _x16*_x63/eff_memory + 3*kernel_latency_s*layers
-    _x65 = _x5*_x6
-    _x66 = _x65*layers
-    _x67 = tp - 1
-    _x68 = eff_link**(-1.0)
-    _x69 = 2*layers*(_x54*_x67*_x68/link_bytes_per_s + numpy.maximum(allreduce_latency_s, 2*_x67*link_latency_s))*numpy.minimum(1, _x67)
-    _x70 = _x28*_x65*experts_per_token
-    _x71 = ep - 1
-    _x72 = act_bytes*hidden
-    _x73 = 2*_x71*moe_layers*(_x1*_x30*_x68*_x72*batch*experts_per_token/ep_link_bytes_per_s + link_latency_s)*numpy.minimum(1, _x71)
-    _x74 = _x1*vocab
-    _x75 = _x5*_x74
-    _x76 = _x72*_x74 + batch*(_x72 + 4*_x74)
-    _x77 = _x11*_x75
-    _x78 = _x17*_x76
-    _x79 = kernel_latency_s + numpy.maximum(_x77, _x78)
-    _x80 = layer_latency_s*layers*(extra_kernel_share + 1)
-    _x81 = _x19 + _x26 + _x38*moe_layers + _x39*moe_layers + _x60 + _x64 + _x69 + _x73 + _x79 + _x80 + step_latency_s
+    _x9 = (batch + gemm_half_rows)/eff_compute
+    _x10 = peak_flops_per_s**(-1.0)
+    _x11 = 2*_x10*(dequant_overhead + 1)
+    _x12 = _x11*_x9
+    _x13 = eff_weights**(-1.0)
+    _x14 = mem_bytes_per_s**(-1.0)
+    _x15 = _x13*_x14
+    _x16 = 2*kernel_latency_s
+    _x17 = layers*(_x16 + numpy.maximum(_x12*_x2, _x15*_x7))
+    _x18 = _x1*ffn_params
+    _x19 = _x18*dense_layers
+    _x20 = 3*_x1
+    _x21 = _x18*weight_bytes + _x6*(_x20*ffn_size + _x5)
+    _x22 = _x21*dense_layers
+    _x23 = dense_layers*(_x16 + numpy.maximum(_x12*_x18, _x15*_x21))
+    _x24 = _x1*shared_params
+    _x25 = moe_ep**(-1.0)
+    _x26 = _x25/moe_tp
+    _x27 = (ep_imbalance_32 - 1)*numpy.sqrt(numpy.log(moe_ep))/numpy.sqrt(numpy.log(32)) + 1
+    _x28 = _x27*experts_per_token
+    _x29 = _x26*_x28*expert_params
+    _x30 = _x29*dp
+    _x31 = batch*dp
+    _x32 = expert_ffn_size*experts_per_token
+    _x33 = _x26*(3*_x27*_x31*_x32*act_bytes - expert_params*experts*weight_bytes*((1 - experts_per_token/experts)**_x31 - 1))
+    _x34 = _x24*weight_bytes + _x6*(_x20*shared_ffn_size + _x5)
+    _x35 = _x24*_x9
+    _x36 = _x29*_x31/eff_moe_compute
+    _x37 = _x13*_x34
+    _x38 = _x33/eff_moe_weights
+    _x39 = moe_latency_s + numpy.maximum(_x11*_x36, _x14*_x38)
+    _x40 = _x16*numpy.minimum(1, shared_params) + numpy.maximum(_x11*_x35, _x14*_x37)
+    _x41 = context_tokens*full_layers
+    _x42 = numpy.minimum(context_tokens, window_tokens)
+    _x43 = _x42*sliding_layers
+    _x44 = _x1*attn_dim_decode*heads
+    _x45 = _x4*_x44
+    _x46 = _x45*(_x41 + _x43)
+    _x47 = _x1*_x5
+    _x48 = _x47*act_bytes
+    _x49 = _x0*kv_bytes*kv_elems
+    _x50 = _x49*context_tokens
+    _x51 = full_layers*(_x48 + _x50)
+    _x52 = _x42*_x49
+    _x53 = sliding_layers*(_x48 + _x52)
+    _x54 = 1/(attn_peak_flops_per_s*eff_attn_prefill)
+    _x55 = _x47*_x6
+    _x56 = _x55 + attn_decode_half_bytes
+    _x57 = _x50*batch + _x56
+    _x58 = _x52*batch + _x56
+    _x59 = _x14/eff_attn_decode
+    _x60 = _x45*_x54
+    _x61 = full_layers*(kernel_latency_s + numpy.maximum(_x57*_x59, _x60*context_tokens)) + sliding_layers*(kernel_latency_s + numpy.maximum(_x42*_x60, _x58*_x59))
+    _x62 = hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem)
+    _x63 = _x1*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x32 + shared_ffn_size))
+    _x64 = batch*(_x62 + _x63)
+    _x65 = _x14*_x64/eff_memory + 3*kernel_latency_s*layers
+    _x66 = _x5*_x6
+    _x67 = _x66*layers
+    _x68 = tp - 1
+    _x69 = 2*link_latency_s
+    _x70 = eff_link**(-1.0)
+    _x71 = 2*layers*(_x55*_x68*_x70/link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x68*_x69))*numpy.minimum(1, _x68)
+    _x72 = _x55*experts_per_token*moe_layers
+    _x73 = numpy.maximum(1, _x1*moe_tp) - 1
+    _x74 = moe_ep - 1
+    _x75 = act_bytes*hidden
+    _x76 = moe_layers*((_x66*_x70*_x73/dp_link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x69*_x73))*numpy.minimum(1, _x73) + 2*(_x1*_x25*_x28*_x70*_x74*_x75*batch/ep_link_bytes_per_s + numpy.maximum(alltoall_latency_s, _x74*link_latency_s))*numpy.minimum(1, _x74))
+    _x77 = _x1*vocab
+    _x78 = _x5*_x77
+    _x79 = _x75*_x77 + batch*(_x75 + 4*_x77)
+    _x80 = _x10*_x78*_x9
+    _x81 = _x15*_x79
+    _x82 = kernel_latency_s + numpy.maximum(_x80, _x81)
+    _x83 = layer_latency_s*layers*(extra_kernel_share + 1)
+    _x84 = _x17 + _x23 + _x39*moe_layers + _x40*moe_layers + _x61 + _x65 + _x71 + _x76 + _x82 + _x83 + step_latency_s
     return {
         'attn_proj_flops': _x3*_x4,
         'attn_proj_bytes': _x8,
-        'attn_proj_compute_s': _x14*_x3,
-        'attn_proj_memory_s': _x17*_x8,
-        'attn_proj_seconds': _x19,
-        'ffn_flops': _x21*_x4,
-        'ffn_bytes': _x25,
-        'ffn_compute_s': _x14*_x21,
-        'ffn_memory_s': _x17*_x25,
-        'ffn_seconds': _x26,
-        'experts_flops': _x28*_x4*(_x27 + shared_params),
-        'experts_bytes': moe_layers*(_x31 + _x32),
-        'experts_compute_s': _x28*_x35*(_x33*batch + _x34),
-        'experts_memory_s': _x16*moe_layers*(_x36 + _x37),
-        'experts_seconds': moe_layers*(_x38 + _x39),
-        'attention_flops': _x45,
-        'attention_bytes': batch*(_x50 + _x52),
-        'attention_compute_s': _x45*_x53,
-        'attention_memory_s': _x58*(_x56*full_layers + _x57*sliding_layers),
-        'attention_seconds': _x60,
+        'attn_proj_compute_s': _x12*_x3,
+        'attn_proj_memory_s': _x15*_x8,
+        'attn_proj_seconds': _x17,
+        'ffn_flops': _x19*_x4,
+        'ffn_bytes': _x22,
+        'ffn_compute_s': _x12*_x19,
+        'ffn_memory_s': _x15*_x22,
+        'ffn_seconds': _x23,
+        'experts_flops': _x4*moe_layers*(_x24 + _x30),
+        'experts_bytes': moe_layers*(_x33 + _x34),
+        'experts_compute_s': _x11*moe_layers*(_x35 + _x36),
+        'experts_memory_s': _x14*moe_layers*(_x37 + _x38),
+        'experts_seconds': moe_layers*(_x39 + _x40),
+        'attention_flops': _x46,
+        'attention_bytes': batch*(_x51 + _x53),
+        'attention_compute_s': _x46*_x54,
+        'attention_memory_s': _x59*(_x57*full_layers + _x58*sliding_layers),
+        'attention_seconds': _x61,
         'elementwise_flops': 0,
-        'elementwise_bytes': _x63,
+        'elementwise_bytes': _x64,
         'elementwise_compute_s': 0,
-        'elementwise_memory_s': _x64,
-        'elementwise_seconds': _x64,
+        'elementwise_memory_s': _x65,
+        'elementwise_seconds': _x65,
         'tp_comm_flops': 0,
-        'tp_comm_bytes': _x66,
+        'tp_comm_bytes': _x67,
         'tp_comm_compute_s': 0,
-        'tp_comm_memory_s': _x69,
-        'tp_comm_seconds': _x69,
+        'tp_comm_memory_s': _x71,
+        'tp_comm_seconds': _x71,
         'ep_comm_flops': 0,
-        'ep_comm_bytes': _x70,
+        'ep_comm_bytes': _x72,
         'ep_comm_compute_s': 0,
-        'ep_comm_memory_s': _x73,
-        'ep_comm_seconds': _x73,
-        'lm_head_flops': _x75*batch,
-        'lm_head_bytes': _x76,
-        'lm_head_compute_s': _x77,
-        'lm_head_memory_s': _x78,
-        'lm_head_seconds': _x79,
+        'ep_comm_memory_s': _x76,
+        'ep_comm_seconds': _x76,
+        'lm_head_flops': _x78*batch,
+        'lm_head_bytes': _x79,
+        'lm_head_compute_s': _x80,
+        'lm_head_memory_s': _x81,
+        'lm_head_seconds': _x82,
         'layer_latency_flops': 0,
         'layer_latency_bytes': 0,
         'layer_latency_compute_s': 0,
         'layer_latency_memory_s': 0,
-        'layer_latency_seconds': _x80,
+        'layer_latency_seconds': _x83,
         'step_latency_flops': 0,
         'step_latency_bytes': 0,
         'step_latency_compute_s': 0,
         'step_latency_memory_s': 0,
         'step_latency_seconds': step_latency_s,
-        'seconds': _x81,
-        'flops': _x4*(_x21 + _x27*_x28 + _x28*shared_params + _x3 + _x40*_x43 + _x42*_x43 + _x74*hidden),
-        'bytes': _x25 + _x31*moe_layers + _x32*moe_layers + _x50*batch + _x52*batch + _x61*batch + _x62*batch + _x66 + _x70 + _x76 + _x8,
-        'tokens_per_second': batch/_x81,
+        'seconds': _x84,
+        'flops': _x4*(_x19 + _x24*moe_layers + _x3 + _x30*moe_layers + _x41*_x44 + _x43*_x44 + _x77*hidden),
+        'bytes': _x22 + _x33*moe_layers + _x34*moe_layers + _x51*batch + _x53*batch + _x62*batch + _x63*batch + _x67 + _x72 + _x79 + _x8,
+        'tokens_per_second': batch/_x84,
     }
 
-ARGS['decode'] = ('batch', 'context_tokens', 'tp', 'ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'attn_decode_half_bytes', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
+ARGS['decode'] = ('batch', 'context_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'attn_decode_half_bytes', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
 OUTPUTS['decode'] = ('attn_proj_flops', 'attn_proj_bytes', 'attn_proj_compute_s', 'attn_proj_memory_s', 'attn_proj_seconds', 'ffn_flops', 'ffn_bytes', 'ffn_compute_s', 'ffn_memory_s', 'ffn_seconds', 'experts_flops', 'experts_bytes', 'experts_compute_s', 'experts_memory_s', 'experts_seconds', 'attention_flops', 'attention_bytes', 'attention_compute_s', 'attention_memory_s', 'attention_seconds', 'elementwise_flops', 'elementwise_bytes', 'elementwise_compute_s', 'elementwise_memory_s', 'elementwise_seconds', 'tp_comm_flops', 'tp_comm_bytes', 'tp_comm_compute_s', 'tp_comm_memory_s', 'tp_comm_seconds', 'ep_comm_flops', 'ep_comm_bytes', 'ep_comm_compute_s', 'ep_comm_memory_s', 'ep_comm_seconds', 'lm_head_flops', 'lm_head_bytes', 'lm_head_compute_s', 'lm_head_memory_s', 'lm_head_seconds', 'layer_latency_flops', 'layer_latency_bytes', 'layer_latency_compute_s', 'layer_latency_memory_s', 'layer_latency_seconds', 'step_latency_flops', 'step_latency_bytes', 'step_latency_compute_s', 'step_latency_memory_s', 'step_latency_seconds', 'seconds', 'flops', 'bytes', 'tokens_per_second')
 
 
-def mixed(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, tp, ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_latency_s, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, attn_decode_half_bytes, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
+def mixed(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_latency_s, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, attn_decode_half_bytes, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
     """Numeric twin of pdroof.cost.equations groups()["mixed"]."""
     _x0 = new_tokens*prefill_prompts
     _x1 = _x0 + batch
@@ -335,166 +342,170 @@ def mixed(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, 
     _x11 = eff_compute**(-1.0)
     _x12 = _x11*(_x1 + gemm_half_rows)
     _x13 = peak_flops_per_s**(-1.0)
-    _x14 = _x13*(dequant_overhead + 1)
+    _x14 = 2*_x13*(dequant_overhead + 1)
     _x15 = _x12*_x14
-    _x16 = 2*_x15
-    _x17 = eff_weights**(-1.0)
-    _x18 = mem_bytes_per_s**(-1.0)
-    _x19 = _x17*_x18
-    _x20 = 2*kernel_latency_s
-    _x21 = layers*(_x20 + numpy.maximum(_x16*_x4, _x19*_x9))
-    _x22 = dense_layers*ffn_params
-    _x23 = 2*_x3
-    _x24 = _x1*_x23
-    _x25 = _x3*weight_bytes
-    _x26 = 3*_x3
-    _x27 = _x25*ffn_params + _x8*(_x26*ffn_size + _x7)
-    _x28 = _x27*dense_layers
-    _x29 = _x15*_x23
-    _x30 = dense_layers*(_x20 + numpy.maximum(_x19*_x27, _x29*ffn_params))
-    _x31 = expert_params*experts_per_token
-    _x32 = expert_ffn_size*experts_per_token
-    _x33 = ep**(-1.0)
-    _x34 = _x3*(3*_x32*_x8 - _x33*expert_params*experts*weight_bytes*((1 - experts_per_token/experts)**(_x1*ep) - 1))
-    _x35 = _x25*shared_params + _x8*(_x26*shared_ffn_size + _x7)
-    _x36 = _x12*shared_params
-    _x37 = _x1*_x31
-    _x38 = _x37/eff_moe_compute
-    _x39 = _x14*_x23
-    _x40 = _x17*_x35
-    _x41 = _x34/eff_moe_weights
-    _x42 = moe_latency_s + numpy.maximum(_x18*_x41, _x38*_x39)
-    _x43 = _x20*numpy.minimum(1, shared_params) + numpy.maximum(_x18*_x40, _x36*_x39)
-    _x44 = numpy.minimum(new_tokens, numpy.maximum(0, -prefix_tokens + window_tokens))
-    _x45 = 2*prefix_tokens
-    _x46 = window_tokens*(-_x44 + new_tokens)
-    _x47 = _x44*(_x44 + 1)
-    _x48 = (1/2)*attn_dim_prefill
-    _x49 = _x48*prefill_prompts
-    _x50 = _x49*sliding_layers*(_x44*_x45 + 2*_x46 + _x47)
-    _x51 = full_layers*(_x45 + new_tokens + 1)
-    _x52 = _x0*_x48*_x51
-    _x53 = batch*full_layers
-    _x54 = attn_dim_decode*context_tokens
-    _x55 = _x53*_x54
-    _x56 = batch*sliding_layers
-    _x57 = numpy.minimum(context_tokens, window_tokens)
-    _x58 = _x57*attn_dim_decode
-    _x59 = _x56*_x58
-    _x60 = _x55 + _x59
-    _x61 = _x23*heads
-    _x62 = _x3*_x7
-    _x63 = _x62*act_bytes
-    _x64 = _x2*kv_bytes*kv_elems
-    _x65 = _x64*context_tokens
-    _x66 = _x57*_x64
-    _x67 = _x63*new_tokens
-    _x68 = new_tokens + prefix_tokens
-    _x69 = prefill_prompts*(_x64*_x68 + _x67)
-    _x70 = prefill_prompts*(_x64*numpy.minimum(_x68, window_tokens) + _x67)
-    _x71 = _x69*full_layers + _x70*sliding_layers
-    _x72 = _x53*(_x63 + _x65) + _x56*(_x63 + _x66) + _x71
-    _x73 = attn_half_tokens + new_tokens
-    _x74 = _x73/new_tokens
-    _x75 = _x61/(attn_peak_flops_per_s*eff_attn_prefill)
-    _x76 = _x63*batch + attn_decode_half_bytes
-    _x77 = _x65*batch + _x76
-    _x78 = _x66*batch + _x76
-    _x79 = _x18/eff_attn_decode
-    _x80 = _x75*batch
-    _x81 = _x75*attn_dim_prefill*prefill_prompts
-    _x82 = full_layers*(kernel_latency_s + numpy.maximum(_x54*_x80, _x77*_x79)) + full_layers*(kernel_latency_s + numpy.maximum(_x69*_x79, _x73*_x81*((1/2)*new_tokens + prefix_tokens + 1/2))) + sliding_layers*(kernel_latency_s + numpy.maximum(_x58*_x80, _x78*_x79)) + sliding_layers*(kernel_latency_s + numpy.maximum(_x70*_x79, _x74*_x81*(_x44*prefix_tokens + _x46 + (1/2)*_x47)))
-    _x83 = hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem)
-    _x84 = _x3*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x32 + shared_ffn_size))
-    _x85 = _x1*(_x83 + _x84)
-    _x86 = _x18*_x85/eff_memory + 3*kernel_latency_s*layers
-    _x87 = _x7*_x8*layers
-    _x88 = tp - 1
-    _x89 = eff_link**(-1.0)
-    _x90 = _x62*_x8
-    _x91 = 2*layers*(_x88*_x89*_x90/link_bytes_per_s + numpy.maximum(allreduce_latency_s, 2*_x88*link_latency_s))*numpy.minimum(1, _x88)
-    _x92 = _x90*experts_per_token*moe_layers
-    _x93 = ep - 1
-    _x94 = act_bytes*hidden
-    _x95 = _x1*_x3
-    _x96 = 2*_x93*moe_layers*(_x33*_x89*_x94*_x95*experts_per_token/ep_link_bytes_per_s + link_latency_s)*numpy.minimum(1, _x93)
-    _x97 = batch + prefill_prompts
-    _x98 = _x3*vocab
-    _x99 = _x97*_x98
-    _x100 = _x94*_x98 + _x97*(_x94 + 4*_x98)
-    _x101 = _x11*_x13*_x7*_x98*(_x97 + gemm_half_rows)
-    _x102 = _x100*_x19
-    _x103 = kernel_latency_s + numpy.maximum(_x101, _x102)
-    _x104 = layer_latency_s*layers*(extra_kernel_share + 1)
-    _x105 = _x103 + _x104 + _x21 + _x30 + _x42*moe_layers + _x43*moe_layers + _x82 + _x86 + _x91 + _x96 + step_latency_s
-    _x106 = _x3*heads
+    _x16 = eff_weights**(-1.0)
+    _x17 = mem_bytes_per_s**(-1.0)
+    _x18 = _x16*_x17
+    _x19 = 2*kernel_latency_s
+    _x20 = layers*(_x19 + numpy.maximum(_x15*_x4, _x18*_x9))
+    _x21 = _x3*ffn_params
+    _x22 = _x21*dense_layers
+    _x23 = _x1*_x22
+    _x24 = 3*_x3
+    _x25 = _x21*weight_bytes + _x8*(_x24*ffn_size + _x7)
+    _x26 = _x25*dense_layers
+    _x27 = dense_layers*(_x19 + numpy.maximum(_x15*_x21, _x18*_x25))
+    _x28 = _x3*shared_params
+    _x29 = moe_ep**(-1.0)
+    _x30 = _x29/moe_tp
+    _x31 = (ep_imbalance_32 - 1)*numpy.sqrt(numpy.log(moe_ep))/numpy.sqrt(numpy.log(32)) + 1
+    _x32 = _x31*experts_per_token
+    _x33 = _x30*_x32*expert_params
+    _x34 = _x1*moe_layers
+    _x35 = _x1*dp
+    _x36 = expert_ffn_size*experts_per_token
+    _x37 = _x30*(3*_x31*_x35*_x36*act_bytes - expert_params*experts*weight_bytes*((1 - experts_per_token/experts)**_x35 - 1))
+    _x38 = _x28*weight_bytes + _x8*(_x24*shared_ffn_size + _x7)
+    _x39 = _x12*_x28
+    _x40 = _x33*_x35
+    _x41 = _x40/eff_moe_compute
+    _x42 = _x16*_x38
+    _x43 = _x37/eff_moe_weights
+    _x44 = moe_latency_s + numpy.maximum(_x14*_x41, _x17*_x43)
+    _x45 = _x19*numpy.minimum(1, shared_params) + numpy.maximum(_x14*_x39, _x17*_x42)
+    _x46 = numpy.minimum(new_tokens, numpy.maximum(0, -prefix_tokens + window_tokens))
+    _x47 = 2*prefix_tokens
+    _x48 = window_tokens*(-_x46 + new_tokens)
+    _x49 = _x46*(_x46 + 1)
+    _x50 = (1/2)*attn_dim_prefill
+    _x51 = _x50*prefill_prompts
+    _x52 = _x51*sliding_layers*(_x46*_x47 + 2*_x48 + _x49)
+    _x53 = full_layers*(_x47 + new_tokens + 1)
+    _x54 = _x0*_x50*_x53
+    _x55 = batch*full_layers
+    _x56 = attn_dim_decode*context_tokens
+    _x57 = _x55*_x56
+    _x58 = batch*sliding_layers
+    _x59 = numpy.minimum(context_tokens, window_tokens)
+    _x60 = _x59*attn_dim_decode
+    _x61 = _x58*_x60
+    _x62 = _x57 + _x61
+    _x63 = _x3*heads
+    _x64 = 2*_x63
+    _x65 = _x3*_x7
+    _x66 = _x65*act_bytes
+    _x67 = _x2*kv_bytes*kv_elems
+    _x68 = _x67*context_tokens
+    _x69 = _x59*_x67
+    _x70 = _x66*new_tokens
+    _x71 = new_tokens + prefix_tokens
+    _x72 = prefill_prompts*(_x67*_x71 + _x70)
+    _x73 = prefill_prompts*(_x67*numpy.minimum(_x71, window_tokens) + _x70)
+    _x74 = _x72*full_layers + _x73*sliding_layers
+    _x75 = _x55*(_x66 + _x68) + _x58*(_x66 + _x69) + _x74
+    _x76 = attn_half_tokens + new_tokens
+    _x77 = _x76/new_tokens
+    _x78 = _x64/(attn_peak_flops_per_s*eff_attn_prefill)
+    _x79 = _x66*batch + attn_decode_half_bytes
+    _x80 = _x68*batch + _x79
+    _x81 = _x69*batch + _x79
+    _x82 = _x17/eff_attn_decode
+    _x83 = _x78*batch
+    _x84 = _x78*attn_dim_prefill*prefill_prompts
+    _x85 = full_layers*(kernel_latency_s + numpy.maximum(_x56*_x83, _x80*_x82)) + full_layers*(kernel_latency_s + numpy.maximum(_x72*_x82, _x76*_x84*((1/2)*new_tokens + prefix_tokens + 1/2))) + sliding_layers*(kernel_latency_s + numpy.maximum(_x60*_x83, _x81*_x82)) + sliding_layers*(kernel_latency_s + numpy.maximum(_x73*_x82, _x77*_x84*(_x46*prefix_tokens + _x48 + (1/2)*_x49)))
+    _x86 = hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem)
+    _x87 = _x3*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x36 + shared_ffn_size))
+    _x88 = _x1*(_x86 + _x87)
+    _x89 = _x17*_x88/eff_memory + 3*kernel_latency_s*layers
+    _x90 = _x7*_x8
+    _x91 = _x90*layers
+    _x92 = tp - 1
+    _x93 = 2*link_latency_s
+    _x94 = eff_link**(-1.0)
+    _x95 = _x65*_x8
+    _x96 = 2*layers*(_x92*_x94*_x95/link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x92*_x93))*numpy.minimum(1, _x92)
+    _x97 = _x95*experts_per_token*moe_layers
+    _x98 = numpy.maximum(1, _x3*moe_tp) - 1
+    _x99 = moe_ep - 1
+    _x100 = act_bytes*hidden
+    _x101 = moe_layers*((_x90*_x94*_x98/dp_link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x93*_x98))*numpy.minimum(1, _x98) + 2*(_x1*_x100*_x29*_x3*_x32*_x94*_x99/ep_link_bytes_per_s + numpy.maximum(alltoall_latency_s, _x99*link_latency_s))*numpy.minimum(1, _x99))
+    _x102 = batch + prefill_prompts
+    _x103 = _x3*vocab
+    _x104 = _x102*_x103
+    _x105 = _x100*_x103 + _x102*(_x100 + 4*_x103)
+    _x106 = _x103*_x11*_x13*_x7*(_x102 + gemm_half_rows)
+    _x107 = _x105*_x18
+    _x108 = kernel_latency_s + numpy.maximum(_x106, _x107)
+    _x109 = layer_latency_s*layers*(extra_kernel_share + 1)
+    _x110 = _x101 + _x108 + _x109 + _x20 + _x27 + _x44*moe_layers + _x45*moe_layers + _x85 + _x89 + _x96 + step_latency_s
     return {
         'attn_proj_flops': 2*_x6,
         'attn_proj_bytes': _x10,
-        'attn_proj_compute_s': _x16*_x5,
-        'attn_proj_memory_s': _x10*_x19,
-        'attn_proj_seconds': _x21,
-        'ffn_flops': _x22*_x24,
-        'ffn_bytes': _x28,
-        'ffn_compute_s': _x22*_x29,
-        'ffn_memory_s': _x19*_x28,
-        'ffn_seconds': _x30,
-        'experts_flops': _x24*moe_layers*(_x31 + shared_params),
-        'experts_bytes': moe_layers*(_x34 + _x35),
-        'experts_compute_s': _x39*moe_layers*(_x36 + _x38),
-        'experts_memory_s': _x18*moe_layers*(_x40 + _x41),
-        'experts_seconds': moe_layers*(_x42 + _x43),
-        'attention_flops': _x61*(_x50 + _x52 + _x60),
-        'attention_bytes': _x72,
-        'attention_compute_s': _x75*(_x49*_x51*_x73 + _x50*_x74 + _x60),
-        'attention_memory_s': _x79*(_x71 + _x77*full_layers + _x78*sliding_layers),
-        'attention_seconds': _x82,
+        'attn_proj_compute_s': _x15*_x5,
+        'attn_proj_memory_s': _x10*_x18,
+        'attn_proj_seconds': _x20,
+        'ffn_flops': 2*_x23,
+        'ffn_bytes': _x26,
+        'ffn_compute_s': _x15*_x22,
+        'ffn_memory_s': _x18*_x26,
+        'ffn_seconds': _x27,
+        'experts_flops': 2*_x34*(_x28 + _x33*dp),
+        'experts_bytes': moe_layers*(_x37 + _x38),
+        'experts_compute_s': _x14*moe_layers*(_x39 + _x41),
+        'experts_memory_s': _x17*moe_layers*(_x42 + _x43),
+        'experts_seconds': moe_layers*(_x44 + _x45),
+        'attention_flops': _x64*(_x52 + _x54 + _x62),
+        'attention_bytes': _x75,
+        'attention_compute_s': _x78*(_x51*_x53*_x76 + _x52*_x77 + _x62),
+        'attention_memory_s': _x82*(_x74 + _x80*full_layers + _x81*sliding_layers),
+        'attention_seconds': _x85,
         'elementwise_flops': 0,
-        'elementwise_bytes': _x85,
+        'elementwise_bytes': _x88,
         'elementwise_compute_s': 0,
-        'elementwise_memory_s': _x86,
-        'elementwise_seconds': _x86,
+        'elementwise_memory_s': _x89,
+        'elementwise_seconds': _x89,
         'tp_comm_flops': 0,
-        'tp_comm_bytes': _x87,
+        'tp_comm_bytes': _x91,
         'tp_comm_compute_s': 0,
-        'tp_comm_memory_s': _x91,
-        'tp_comm_seconds': _x91,
+        'tp_comm_memory_s': _x96,
+        'tp_comm_seconds': _x96,
         'ep_comm_flops': 0,
-        'ep_comm_bytes': _x92,
+        'ep_comm_bytes': _x97,
         'ep_comm_compute_s': 0,
-        'ep_comm_memory_s': _x96,
-        'ep_comm_seconds': _x96,
-        'lm_head_flops': _x7*_x99,
-        'lm_head_bytes': _x100,
-        'lm_head_compute_s': _x101,
-        'lm_head_memory_s': _x102,
-        'lm_head_seconds': _x103,
+        'ep_comm_memory_s': _x101,
+        'ep_comm_seconds': _x101,
+        'lm_head_flops': _x104*_x7,
+        'lm_head_bytes': _x105,
+        'lm_head_compute_s': _x106,
+        'lm_head_memory_s': _x107,
+        'lm_head_seconds': _x108,
         'layer_latency_flops': 0,
         'layer_latency_bytes': 0,
         'layer_latency_compute_s': 0,
         'layer_latency_memory_s': 0,
-        'layer_latency_seconds': _x104,
+        'layer_latency_seconds': _x109,
         'step_latency_flops': 0,
         'step_latency_bytes': 0,
         'step_latency_compute_s': 0,
         'step_latency_memory_s': 0,
         'step_latency_seconds': step_latency_s,
-        'seconds': _x105,
-        'flops': 2*_x106*_x50 + 2*_x106*_x52 + 2*_x106*_x55 + 2*_x106*_x59 + 2*_x22*_x95 + 2*_x3*_x37*moe_layers + 2*_x6 + 2*_x95*moe_layers*shared_params + 2*_x99*hidden,
-        'bytes': _x1*_x83 + _x1*_x84 + _x10 + _x100 + _x28 + _x34*moe_layers + _x35*moe_layers + _x72 + _x87 + _x92,
-        'tokens_per_second': batch/_x105,
+        'seconds': _x110,
+        'flops': 2*_x104*hidden + 2*_x23 + 2*_x28*_x34 + 2*_x40*moe_layers + 2*_x52*_x63 + 2*_x54*_x63 + 2*_x57*_x63 + 2*_x6 + 2*_x61*_x63,
+        'bytes': _x1*_x86 + _x1*_x87 + _x10 + _x105 + _x26 + _x37*moe_layers + _x38*moe_layers + _x75 + _x91 + _x97,
+        'tokens_per_second': batch/_x110,
     }
 
-ARGS['mixed'] = ('batch', 'prefill_prompts', 'new_tokens', 'prefix_tokens', 'context_tokens', 'tp', 'ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'attn_decode_half_bytes', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
+ARGS['mixed'] = ('batch', 'prefill_prompts', 'new_tokens', 'prefix_tokens', 'context_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'attn_decode_half_bytes', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
 OUTPUTS['mixed'] = ('attn_proj_flops', 'attn_proj_bytes', 'attn_proj_compute_s', 'attn_proj_memory_s', 'attn_proj_seconds', 'ffn_flops', 'ffn_bytes', 'ffn_compute_s', 'ffn_memory_s', 'ffn_seconds', 'experts_flops', 'experts_bytes', 'experts_compute_s', 'experts_memory_s', 'experts_seconds', 'attention_flops', 'attention_bytes', 'attention_compute_s', 'attention_memory_s', 'attention_seconds', 'elementwise_flops', 'elementwise_bytes', 'elementwise_compute_s', 'elementwise_memory_s', 'elementwise_seconds', 'tp_comm_flops', 'tp_comm_bytes', 'tp_comm_compute_s', 'tp_comm_memory_s', 'tp_comm_seconds', 'ep_comm_flops', 'ep_comm_bytes', 'ep_comm_compute_s', 'ep_comm_memory_s', 'ep_comm_seconds', 'lm_head_flops', 'lm_head_bytes', 'lm_head_compute_s', 'lm_head_memory_s', 'lm_head_seconds', 'layer_latency_flops', 'layer_latency_bytes', 'layer_latency_compute_s', 'layer_latency_memory_s', 'layer_latency_seconds', 'step_latency_flops', 'step_latency_bytes', 'step_latency_compute_s', 'step_latency_memory_s', 'step_latency_seconds', 'seconds', 'flops', 'bytes', 'tokens_per_second')
 
 
-def memory(*, batch, context_tokens, tp, ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, embed_params, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, hbm_bytes, chunk_tokens, mem_reserve):
+def memory(*, batch, context_tokens, tp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, embed_params, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, hbm_bytes, chunk_tokens, mem_reserve):
     """Numeric twin of pdroof.cost.equations groups()["memory"]."""
     _x0 = tp**(-1.0)
     _x1 = numpy.minimum(kv_shardable, tp)
     _x2 = _x1**(-1.0)
-    _x3 = _x0*act_bytes*embed_params + weight_bytes*(_x0*(dense_layers*ffn_params + moe_layers*(shared_params + expert_params*experts/ep)) + layers*(_x0*(attn_params - kv_proj_params) + _x2*kv_proj_params))
+    _x3 = _x0*act_bytes*embed_params + weight_bytes*(_x0*(dense_layers*ffn_params + moe_layers*shared_params) + expert_params*experts*moe_layers/(moe_ep*moe_tp) + layers*(_x0*(attn_params - kv_proj_params) + _x2*kv_proj_params))
     _x4 = 4*_x0*batch*vocab + act_bytes*chunk_tokens*(3*_x0*numpy.maximum(ffn_size, expert_ffn_size*experts_per_token + shared_ffn_size) + 4*hidden)
     _x5 = context_tokens*full_layers + sliding_layers*numpy.minimum(context_tokens, window_tokens)
     _x6 = -_x3 - _x4 - hbm_bytes*(mem_reserve - 1)
@@ -506,7 +517,7 @@ def memory(*, batch, context_tokens, tp, ep, layers, dense_layers, moe_layers, f
         'max_batch': numpy.floor(_x1*numpy.maximum(0, _x6)/(_x5*kv_bytes*kv_elems)),
     }
 
-ARGS['memory'] = ('batch', 'context_tokens', 'tp', 'ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'embed_params', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'hbm_bytes', 'chunk_tokens', 'mem_reserve')
+ARGS['memory'] = ('batch', 'context_tokens', 'tp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'embed_params', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'hbm_bytes', 'chunk_tokens', 'mem_reserve')
 OUTPUTS['memory'] = ('weights_bytes', 'workspace_bytes', 'kv_sequence_bytes', 'kv_capacity_bytes', 'max_batch')
 
 
@@ -612,178 +623,207 @@ ARGS['transfer'] = ('tp', 'layers', 'full_layers', 'sliding_layers', 'window_tok
 OUTPUTS['transfer'] = ('bytes', 'receiver_bytes', 'messages', 'seconds', 'exposed_seconds')
 
 
-def crossover(*, tp, ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, kv_elems, kv_tensors, page_tokens, kv_shardable, weight_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_weights, eff_attn_prefill, transfer_tokens, wire_bytes, path_latency_s, path_bytes_per_s, eff_path, overlap_s):
+def crossover(*, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, kv_elems, kv_tensors, page_tokens, kv_shardable, weight_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, ep_imbalance_32, eff_compute, gemm_half_rows, eff_weights, eff_moe_weights, eff_attn_prefill, transfer_tokens, wire_bytes, path_latency_s, path_bytes_per_s, eff_path, overlap_s):
     """Numeric twin of pdroof.cost.equations groups()["crossover"]."""
     _x0 = kv_proj_params*layers
     _x1 = _x0*tp
     _x2 = _x1*eff_compute*peak_flops_per_s
     _x3 = eff_weights*mem_bytes_per_s
-    _x4 = _x3*gemm_half_rows
-    _x5 = 2*_x1*_x4
+    _x4 = 2*_x3*gemm_half_rows
+    _x5 = _x1*_x4
     _x6 = numpy.minimum(kv_shardable, tp)
     _x7 = _x6*eff_compute*peak_flops_per_s
     _x8 = _x7*weight_bytes
     _x9 = attn_params*layers
     _x10 = _x4*_x6
-    _x11 = 2*_x10
-    _x12 = _x11*_x9
-    _x13 = dense_layers*ffn_params
-    _x14 = _x11*_x13
-    _x15 = 2*_x0
-    _x16 = _x10*_x15
-    _x17 = 2*hidden
-    _x18 = _x17*_x3
-    _x19 = _x1*_x18
-    _x20 = _x7*act_bytes
-    _x21 = _x18*_x6
-    _x22 = _x21*_x9
-    _x23 = _x13*_x21
-    _x24 = _x0*_x21
-    _x25 = act_bytes*hidden
-    _x26 = 2*_x20*hidden**2*tp
-    _x27 = tp**(-1.0)
-    _x28 = 1/(eff_compute*peak_flops_per_s)
-    _x29 = _x27*_x28
-    _x30 = 2*_x29
-    _x31 = _x30*_x9
-    _x32 = _x13*_x30
-    _x33 = _x15*_x29
-    _x34 = _x27*moe_layers
-    _x35 = 2*_x28
-    _x36 = _x34*_x35
-    _x37 = _x36*shared_params
-    _x38 = _x27*attn_dim_prefill*full_layers*heads/(attn_peak_flops_per_s*eff_attn_prefill)
-    _x39 = _x31*dequant_overhead
-    _x40 = _x32*dequant_overhead
-    _x41 = _x33*dequant_overhead
-    _x42 = _x37*dequant_overhead
-    _x43 = _x36*experts_per_token
-    _x44 = _x43*expert_params
-    _x45 = _x6**(-1.0)
-    _x46 = _x45*kv_proj_params
-    _x47 = _x35*_x46*layers
-    _x48 = _x47*dequant_overhead
-    _x49 = _x45*kv_elems*wire_bytes/eff_path
-    _x50 = _x31 + _x32 - _x33 + _x37 + _x38 + _x39 + _x40 - _x41 + _x42 + _x44*dequant_overhead + _x44 + _x47 + _x48 - _x49*full_layers/path_bytes_per_s
-    _x51 = kv_tensors*path_latency_s
-    _x52 = _x51*full_layers
-    _x53 = -_x52
-    _x54 = experts/ep
-    _x55 = gemm_half_rows/numpy.maximum(1, experts_per_token)
-    _x56 = _x54*_x55
-    _x57 = _x54*expert_params
-    _x58 = _x43*_x55*_x57
-    _x59 = -4*_x38*(_x31*gemm_half_rows + _x32*gemm_half_rows - _x33*gemm_half_rows + _x37*_x56 + _x39*gemm_half_rows + _x40*gemm_half_rows - _x41*gemm_half_rows + _x42*_x56 + _x47*gemm_half_rows + _x48*gemm_half_rows + _x53 + _x58*dequant_overhead + _x58) + _x50**2
-    _x60 = full_layers**(-1.0)
-    _x61 = _x27*vocab
-    _x62 = mem_bytes_per_s**(-1.0)
-    _x63 = _x62/eff_weights
-    _x64 = _x27*weight_bytes
-    _x65 = 3*_x27
-    _x66 = _x27*(attn_params - kv_proj_params) + _x46
-    _x67 = page_tokens**(-1.0)
-    _x68 = numpy.minimum(transfer_tokens, window_tokens)
+    _x11 = _x10*_x9
+    _x12 = dense_layers*ffn_params
+    _x13 = _x10*_x12
+    _x14 = _x0*_x10
+    _x15 = 2*hidden
+    _x16 = _x15*_x3
+    _x17 = _x1*_x16
+    _x18 = _x7*act_bytes
+    _x19 = _x16*_x6
+    _x20 = _x19*_x9
+    _x21 = _x12*_x19
+    _x22 = _x0*_x19
+    _x23 = act_bytes*hidden
+    _x24 = 2*_x18*hidden**2*tp
+    _x25 = tp**(-1.0)
+    _x26 = 1/(eff_compute*peak_flops_per_s)
+    _x27 = 10*_x26
+    _x28 = _x25*_x27
+    _x29 = _x28*_x9
+    _x30 = _x12*_x28
+    _x31 = _x0*_x28
+    _x32 = moe_layers*shared_params
+    _x33 = _x28*_x32
+    _x34 = _x25*attn_dim_prefill*full_layers*heads/(attn_peak_flops_per_s*eff_attn_prefill)
+    _x35 = _x29*dequant_overhead
+    _x36 = _x30*dequant_overhead
+    _x37 = _x31*dequant_overhead
+    _x38 = _x33*dequant_overhead
+    _x39 = _x6**(-1.0)
+    _x40 = _x39*kv_proj_params
+    _x41 = _x40*layers
+    _x42 = _x27*_x41
+    _x43 = _x42*dequant_overhead
+    _x44 = _x39*kv_elems*wire_bytes/eff_path
+    _x45 = _x44*full_layers/path_bytes_per_s
+    _x46 = moe_layers/(moe_ep*moe_tp)
+    _x47 = _x27*_x46
+    _x48 = dp*experts_per_token
+    _x49 = _x48*expert_params
+    _x50 = _x47*_x49
+    _x51 = 2*_x26
+    _x52 = _x46*_x49
+    _x53 = _x51*_x52
+    _x54 = numpy.sqrt(numpy.log(moe_ep))
+    _x55 = numpy.sqrt(5)*_x54/numpy.sqrt(numpy.log(2))
+    _x56 = _x53*_x55
+    _x57 = _x53*dequant_overhead
+    _x58 = _x55*_x57
+    _x59 = kv_tensors*path_latency_s
+    _x60 = _x59*full_layers
+    _x61 = gemm_half_rows/numpy.maximum(1, experts_per_token)
+    _x62 = _x61*experts/dp
+    _x63 = expert_params*experts
+    _x64 = _x61*_x63*experts_per_token
+    _x65 = _x47*_x64
+    _x66 = _x46*_x51*_x55*_x64
+    _x67 = _x66*dequant_overhead
+    _x68 = -4/5*_x34*(_x29*gemm_half_rows + _x30*gemm_half_rows - _x31*gemm_half_rows + _x33*_x62 + _x35*gemm_half_rows + _x36*gemm_half_rows - _x37*gemm_half_rows + _x38*_x62 + _x42*gemm_half_rows + _x43*gemm_half_rows - 5*_x60 + _x65*dequant_overhead + _x65 + _x66*ep_imbalance_32 - _x66 + _x67*ep_imbalance_32 - _x67) + (1/25)*(_x29 + _x30 - _x31 + _x33 + 5*_x34 + _x35 + _x36 - _x37 + _x38 + _x42 + _x43 - 5*_x45 + _x50*dequant_overhead + _x50 + _x56*ep_imbalance_32 - _x56 + _x58*ep_imbalance_32 - _x58)**2
+    _x69 = full_layers**(-1.0)
+    _x70 = _x25*_x51
+    _x71 = _x70*_x9
+    _x72 = _x12*_x70
+    _x73 = _x0*_x70
+    _x74 = _x32*_x70
+    _x75 = _x41*_x51
+    _x76 = (2/5)*_x26*_x52*_x55
+    _x77 = _x76*dequant_overhead
+    _x78 = _x25*vocab
+    _x79 = mem_bytes_per_s**(-1.0)
+    _x80 = _x79/eff_weights
+    _x81 = _x25*weight_bytes
+    _x82 = 3*_x25
+    _x83 = _x25*(attn_params - kv_proj_params) + _x40
+    _x84 = page_tokens**(-1.0)
+    _x85 = numpy.minimum(transfer_tokens, window_tokens)
     return {
-        'decode_compute_batch': numpy.maximum(0, hidden*(_x0*_x8 + _x12*dequant_overhead + _x12 - _x13*_x8 + _x14*dequant_overhead + _x14 - _x16*dequant_overhead - _x16 - _x2*weight_bytes + _x5*dequant_overhead + _x5 - _x8*_x9)/(-_x0*_x20 - _x19*dequant_overhead - _x19 + _x2*act_bytes + _x20*_x9 - _x22*dequant_overhead - _x22 - _x23*dequant_overhead - _x23 + _x24*dequant_overhead + _x24 + 3*_x25*_x7*dense_layers*ffn_size + _x26*dense_layers + _x26*layers)),
-        'transfer_prompt_tokens': (numpy.select([numpy.less(_x59, 0),True], [0,1], default=numpy.nan))*numpy.maximum(0, -1/2*_x60*attn_peak_flops_per_s*eff_attn_prefill*tp*(_x50 - numpy.sqrt(numpy.maximum(0, _x59)))/(attn_dim_prefill*heads)),
-        'transfer_floor_tokens': numpy.maximum(0, _x6*_x60*eff_path*path_bytes_per_s*(_x34*_x62*(-_x57*weight_bytes*((1 - experts_per_token/experts)**ep - 1) + 3*act_bytes*expert_ffn_size*experts_per_token)/eff_moe_weights + _x53 + _x63*dense_layers*(_x64*ffn_params + act_bytes*(_x17 + _x65*ffn_size)) + _x63*layers*(_x66*weight_bytes + act_bytes*(_x17 + _x66/hidden)) + _x63*moe_layers*(_x64*shared_params + act_bytes*(_x17 + _x65*shared_ffn_size)) + _x63*(_x25*_x61 + _x25 + 4*_x61))/(kv_elems*wire_bytes)),
-        'hiding_bandwidth': -_x49*(_x68*sliding_layers + full_layers*transfer_tokens)/(_x51*sliding_layers*numpy.ceil(_x67*_x68) + _x52*numpy.ceil(_x67*transfer_tokens) - overlap_s),
+        'decode_compute_batch': numpy.maximum(0, hidden*(_x0*_x8 + _x11*dequant_overhead + _x11 - _x12*_x8 + _x13*dequant_overhead + _x13 - _x14*dequant_overhead - _x14 - _x2*weight_bytes + _x5*dequant_overhead + _x5 - _x8*_x9)/(-_x0*_x18 - _x17*dequant_overhead - _x17 + _x18*_x9 + _x2*act_bytes - _x20*dequant_overhead - _x20 - _x21*dequant_overhead - _x21 + _x22*dequant_overhead + _x22 + 3*_x23*_x7*dense_layers*ffn_size + _x24*dense_layers + _x24*layers)),
+        'transfer_prompt_tokens': (numpy.select([numpy.less(_x68, 0),True], [0,1], default=numpy.nan))*numpy.maximum(0, -1/2*_x69*attn_peak_flops_per_s*eff_attn_prefill*tp*(_x34 - _x45 + _x53 + _x57 + _x71*dequant_overhead + _x71 + _x72*dequant_overhead + _x72 - _x73*dequant_overhead - _x73 + _x74*dequant_overhead + _x74 + _x75*dequant_overhead + _x75 + _x76*ep_imbalance_32 - _x76 + _x77*ep_imbalance_32 - _x77 - numpy.sqrt(numpy.maximum(0, _x68)))/(attn_dim_prefill*heads)),
+        'transfer_floor_tokens': numpy.maximum(0, _x6*_x69*eff_path*path_bytes_per_s*(_x46*_x79*(3*_x48*act_bytes*expert_ffn_size*(_x54*(ep_imbalance_32 - 1)/numpy.sqrt(numpy.log(32)) + 1) - _x63*weight_bytes*((1 - experts_per_token/experts)**dp - 1))/eff_moe_weights - _x60 + _x80*dense_layers*(_x81*ffn_params + act_bytes*(_x15 + _x82*ffn_size)) + _x80*layers*(_x83*weight_bytes + act_bytes*(_x15 + _x83/hidden)) + _x80*moe_layers*(_x81*shared_params + act_bytes*(_x15 + _x82*shared_ffn_size)) + _x80*(_x23*_x78 + _x23 + 4*_x78))/(kv_elems*wire_bytes)),
+        'hiding_bandwidth': -_x44*(_x85*sliding_layers + full_layers*transfer_tokens)/(_x59*sliding_layers*numpy.ceil(_x84*_x85) + _x60*numpy.ceil(_x84*transfer_tokens) - overlap_s),
     }
 
-ARGS['crossover'] = ('tp', 'ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'kv_elems', 'kv_tensors', 'page_tokens', 'kv_shardable', 'weight_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_weights', 'eff_attn_prefill', 'transfer_tokens', 'wire_bytes', 'path_latency_s', 'path_bytes_per_s', 'eff_path', 'overlap_s')
+ARGS['crossover'] = ('tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'kv_elems', 'kv_tensors', 'page_tokens', 'kv_shardable', 'weight_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'ep_imbalance_32', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_weights', 'eff_attn_prefill', 'transfer_tokens', 'wire_bytes', 'path_latency_s', 'path_bytes_per_s', 'eff_path', 'overlap_s')
 OUTPUTS['crossover'] = ('decode_compute_batch', 'transfer_prompt_tokens', 'transfer_floor_tokens', 'hiding_bandwidth')
 
 
 NARROW = {}
 
 
-def decode__seconds(*, batch, context_tokens, tp, ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_latency_s, eff_memory, eff_attn_prefill, eff_attn_decode, eff_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, attn_decode_half_bytes, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
+def decode__seconds(*, batch, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_latency_s, eff_memory, eff_attn_prefill, eff_attn_decode, eff_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, attn_decode_half_bytes, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
     """Numeric twin of pdroof.cost.equations groups()["decode"], outputs seconds only."""
-    _x0 = ep - 1
-    _x1 = ep**(-1.0)
+    _x0 = tp - 1
+    _x1 = 2*link_latency_s
     _x2 = eff_link**(-1.0)
-    _x3 = act_bytes*hidden
-    _x4 = tp**(-1.0)
-    _x5 = _x4*batch*experts_per_token
-    _x6 = tp - 1
-    _x7 = 2*hidden
-    _x8 = act_bytes*batch
-    _x9 = _x4*_x7*_x8
-    _x10 = mem_bytes_per_s**(-1.0)
-    _x11 = expert_ffn_size*experts_per_token
-    _x12 = _x4*vocab
-    _x13 = peak_flops_per_s**(-1.0)
-    _x14 = _x13*(batch + gemm_half_rows)/eff_compute
-    _x15 = _x10/eff_weights
-    _x16 = batch*context_tokens
-    _x17 = 2*_x4*attn_dim_decode*heads/(attn_peak_flops_per_s*eff_attn_prefill)
-    _x18 = numpy.minimum(kv_shardable, tp)**(-1.0)
-    _x19 = _x18*kv_bytes*kv_elems
-    _x20 = _x9 + attn_decode_half_bytes
-    _x21 = _x10/eff_attn_decode
-    _x22 = batch*numpy.minimum(context_tokens, window_tokens)
-    _x23 = 2*kernel_latency_s
-    _x24 = 2*dequant_overhead + 2
-    _x25 = _x14*_x24
-    _x26 = _x25*_x4
-    _x27 = _x4*weight_bytes
-    _x28 = 3*_x4
-    _x29 = _x18*kv_proj_params + _x4*(attn_params - kv_proj_params)
+    _x3 = tp**(-1.0)
+    _x4 = 2*hidden
+    _x5 = act_bytes*batch
+    _x6 = _x4*_x5
+    _x7 = _x3*_x6
+    _x8 = mem_bytes_per_s**(-1.0)
+    _x9 = expert_ffn_size*experts_per_token
+    _x10 = _x3*vocab
+    _x11 = peak_flops_per_s**(-1.0)
+    _x12 = _x11*(batch + gemm_half_rows)/eff_compute
+    _x13 = act_bytes*hidden
+    _x14 = _x8/eff_weights
+    _x15 = batch*context_tokens
+    _x16 = 2*_x3*attn_dim_decode*heads/(attn_peak_flops_per_s*eff_attn_prefill)
+    _x17 = numpy.minimum(kv_shardable, tp)**(-1.0)
+    _x18 = _x17*kv_bytes*kv_elems
+    _x19 = _x7 + attn_decode_half_bytes
+    _x20 = _x8/eff_attn_decode
+    _x21 = batch*numpy.minimum(context_tokens, window_tokens)
+    _x22 = 2*kernel_latency_s
+    _x23 = 2*dequant_overhead + 2
+    _x24 = _x12*_x23
+    _x25 = _x24*_x3
+    _x26 = _x3*weight_bytes
+    _x27 = 3*_x3
+    _x28 = _x17*kv_proj_params + _x3*(attn_params - kv_proj_params)
+    _x29 = moe_ep**(-1.0)
+    _x30 = _x29/moe_tp
+    _x31 = (ep_imbalance_32 - 1)*numpy.sqrt(numpy.log(moe_ep))/numpy.sqrt(numpy.log(32)) + 1
+    _x32 = batch*dp
+    _x33 = _x31*_x32
+    _x34 = numpy.maximum(1, _x3*moe_tp) - 1
+    _x35 = moe_ep - 1
     return {
-        'seconds': 2*_x0*moe_layers*(_x1*_x2*_x3*_x5/ep_link_bytes_per_s + link_latency_s)*numpy.minimum(1, _x0) + _x10*batch*(_x4*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x11 + shared_ffn_size)) + hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem))/eff_memory + dense_layers*(_x23 + numpy.maximum(_x26*ffn_params, _x15*(_x27*ffn_params + _x8*(_x28*ffn_size + _x7)))) + full_layers*(kernel_latency_s + numpy.maximum(_x16*_x17, _x21*(_x16*_x19 + _x20))) + 3*kernel_latency_s*layers + kernel_latency_s + layer_latency_s*layers*(extra_kernel_share + 1) + layers*(_x23 + numpy.maximum(_x25*_x29, _x15*(_x29*weight_bytes + _x8*(_x29/hidden + _x7)))) + 2*layers*(_x2*_x6*_x9/link_bytes_per_s + numpy.maximum(allreduce_latency_s, 2*_x6*link_latency_s))*numpy.minimum(1, _x6) + moe_layers*(moe_latency_s + numpy.maximum(_x13*_x24*_x5*expert_params/eff_moe_compute, _x10*_x4*(-_x1*expert_params*experts*weight_bytes*((1 - experts_per_token/experts)**(batch*ep) - 1) + 3*_x11*_x8)/eff_moe_weights)) + moe_layers*(_x23*numpy.minimum(1, shared_params) + numpy.maximum(_x26*shared_params, _x15*(_x27*shared_params + _x8*(_x28*shared_ffn_size + _x7)))) + sliding_layers*(kernel_latency_s + numpy.maximum(_x17*_x22, _x21*(_x19*_x22 + _x20))) + step_latency_s + numpy.maximum(_x12*_x14*_x7, _x15*(_x12*_x3 + batch*(4*_x12 + _x3))),
+        'seconds': _x8*batch*(_x3*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x9 + shared_ffn_size)) + hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem))/eff_memory + dense_layers*(_x22 + numpy.maximum(_x25*ffn_params, _x14*(_x26*ffn_params + _x5*(_x27*ffn_size + _x4)))) + full_layers*(kernel_latency_s + numpy.maximum(_x15*_x16, _x20*(_x15*_x18 + _x19))) + 3*kernel_latency_s*layers + kernel_latency_s + layer_latency_s*layers*(extra_kernel_share + 1) + layers*(_x22 + numpy.maximum(_x24*_x28, _x14*(_x28*weight_bytes + _x5*(_x28/hidden + _x4)))) + 2*layers*(_x0*_x2*_x7/link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x0*_x1))*numpy.minimum(1, _x0) + moe_layers*(moe_latency_s + numpy.maximum(_x11*_x23*_x30*_x33*expert_params*experts_per_token/eff_moe_compute, _x30*_x8*(3*_x33*_x9*act_bytes - expert_params*experts*weight_bytes*((1 - experts_per_token/experts)**_x32 - 1))/eff_moe_weights)) + moe_layers*(_x22*numpy.minimum(1, shared_params) + numpy.maximum(_x25*shared_params, _x14*(_x26*shared_params + _x5*(_x27*shared_ffn_size + _x4)))) + moe_layers*((_x2*_x34*_x6/dp_link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x1*_x34))*numpy.minimum(1, _x34) + 2*(_x13*_x2*_x29*_x3*_x31*_x35*batch*experts_per_token/ep_link_bytes_per_s + numpy.maximum(alltoall_latency_s, _x35*link_latency_s))*numpy.minimum(1, _x35)) + sliding_layers*(kernel_latency_s + numpy.maximum(_x16*_x21, _x20*(_x18*_x21 + _x19))) + step_latency_s + numpy.maximum(_x10*_x12*_x4, _x14*(_x10*_x13 + batch*(4*_x10 + _x13))),
     }
 
-ARGS['decode__seconds'] = ('batch', 'context_tokens', 'tp', 'ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'attn_decode_half_bytes', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
+ARGS['decode__seconds'] = ('batch', 'context_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'attn_decode_half_bytes', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
 OUTPUTS['decode__seconds'] = ('seconds',)
 NARROW[('decode', ('seconds',))] = 'decode__seconds'
 
 
-def mixed__seconds(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, tp, ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_latency_s, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, attn_decode_half_bytes, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
+def mixed__seconds(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_latency_s, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, attn_decode_half_bytes, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
     """Numeric twin of pdroof.cost.equations groups()["mixed"], outputs seconds only."""
-    _x0 = ep - 1
-    _x1 = ep**(-1.0)
-    _x2 = eff_link**(-1.0)
-    _x3 = act_bytes*hidden
-    _x4 = tp**(-1.0)
+    _x0 = tp - 1
+    _x1 = 2*link_latency_s
+    _x2 = tp**(-1.0)
+    _x3 = eff_link**(-1.0)
+    _x4 = 2*hidden
     _x5 = batch + new_tokens*prefill_prompts
-    _x6 = _x4*_x5*experts_per_token
-    _x7 = tp - 1
-    _x8 = 2*hidden
-    _x9 = _x5*act_bytes
-    _x10 = mem_bytes_per_s**(-1.0)
-    _x11 = expert_ffn_size*experts_per_token
-    _x12 = _x4*batch
-    _x13 = 2*heads/(attn_peak_flops_per_s*eff_attn_prefill)
-    _x14 = _x12*_x13*attn_dim_decode
-    _x15 = numpy.minimum(kv_shardable, tp)**(-1.0)
-    _x16 = _x15*kv_bytes*kv_elems
-    _x17 = _x16*batch
-    _x18 = _x8*act_bytes
-    _x19 = _x12*_x18 + attn_decode_half_bytes
-    _x20 = _x10/eff_attn_decode
-    _x21 = batch + prefill_prompts
-    _x22 = _x4*vocab
-    _x23 = peak_flops_per_s**(-1.0)
-    _x24 = _x23/eff_compute
-    _x25 = _x10/eff_weights
-    _x26 = numpy.minimum(context_tokens, window_tokens)
-    _x27 = _x13*_x4*attn_dim_prefill*prefill_prompts*(attn_half_tokens + new_tokens)
-    _x28 = _x18*_x4*new_tokens
-    _x29 = new_tokens + prefix_tokens
-    _x30 = _x20*prefill_prompts
-    _x31 = 2*kernel_latency_s
-    _x32 = 2*dequant_overhead + 2
-    _x33 = _x24*_x32*(_x5 + gemm_half_rows)
-    _x34 = _x33*_x4
-    _x35 = _x4*weight_bytes
-    _x36 = 3*_x4
-    _x37 = _x15*kv_proj_params + _x4*(attn_params - kv_proj_params)
-    _x38 = numpy.minimum(new_tokens, numpy.maximum(0, -prefix_tokens + window_tokens))
+    _x6 = _x5*act_bytes
+    _x7 = _x3*_x4*_x6
+    _x8 = mem_bytes_per_s**(-1.0)
+    _x9 = expert_ffn_size*experts_per_token
+    _x10 = _x2*batch
+    _x11 = 2*heads/(attn_peak_flops_per_s*eff_attn_prefill)
+    _x12 = _x10*_x11*attn_dim_decode
+    _x13 = numpy.minimum(kv_shardable, tp)**(-1.0)
+    _x14 = _x13*kv_bytes*kv_elems
+    _x15 = _x14*batch
+    _x16 = _x4*act_bytes
+    _x17 = _x10*_x16 + attn_decode_half_bytes
+    _x18 = _x8/eff_attn_decode
+    _x19 = batch + prefill_prompts
+    _x20 = _x2*vocab
+    _x21 = peak_flops_per_s**(-1.0)
+    _x22 = _x21/eff_compute
+    _x23 = act_bytes*hidden
+    _x24 = _x8/eff_weights
+    _x25 = numpy.minimum(context_tokens, window_tokens)
+    _x26 = _x11*_x2*attn_dim_prefill*prefill_prompts*(attn_half_tokens + new_tokens)
+    _x27 = _x16*_x2*new_tokens
+    _x28 = new_tokens + prefix_tokens
+    _x29 = _x18*prefill_prompts
+    _x30 = 2*kernel_latency_s
+    _x31 = 2*dequant_overhead + 2
+    _x32 = _x22*_x31*(_x5 + gemm_half_rows)
+    _x33 = _x2*_x32
+    _x34 = _x2*weight_bytes
+    _x35 = 3*_x2
+    _x36 = _x13*kv_proj_params + _x2*(attn_params - kv_proj_params)
+    _x37 = numpy.minimum(new_tokens, numpy.maximum(0, -prefix_tokens + window_tokens))
+    _x38 = moe_ep**(-1.0)
+    _x39 = _x38/moe_tp
+    _x40 = (ep_imbalance_32 - 1)*numpy.sqrt(numpy.log(moe_ep))/numpy.sqrt(numpy.log(32)) + 1
+    _x41 = _x5*dp
+    _x42 = _x40*_x41
+    _x43 = numpy.maximum(1, _x2*moe_tp) - 1
+    _x44 = moe_ep - 1
     return {
-        'seconds': 2*_x0*moe_layers*(_x1*_x2*_x3*_x6/ep_link_bytes_per_s + link_latency_s)*numpy.minimum(1, _x0) + _x10*_x5*(_x4*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x11 + shared_ffn_size)) + hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem))/eff_memory + dense_layers*(_x31 + numpy.maximum(_x34*ffn_params, _x25*(_x35*ffn_params + _x9*(_x36*ffn_size + _x8)))) + full_layers*(kernel_latency_s + numpy.maximum(_x14*context_tokens, _x20*(_x17*context_tokens + _x19))) + full_layers*(kernel_latency_s + numpy.maximum(_x30*(_x16*_x29 + _x28), _x27*((1/2)*new_tokens + prefix_tokens + 1/2))) + 3*kernel_latency_s*layers + kernel_latency_s + layer_latency_s*layers*(extra_kernel_share + 1) + layers*(_x31 + numpy.maximum(_x33*_x37, _x25*(_x37*weight_bytes + _x9*(_x37/hidden + _x8)))) + 2*layers*(_x2*_x4*_x7*_x8*_x9/link_bytes_per_s + numpy.maximum(allreduce_latency_s, 2*_x7*link_latency_s))*numpy.minimum(1, _x7) + moe_layers*(moe_latency_s + numpy.maximum(_x23*_x32*_x6*expert_params/eff_moe_compute, _x10*_x4*(-_x1*expert_params*experts*weight_bytes*((1 - experts_per_token/experts)**(_x5*ep) - 1) + 3*_x11*_x9)/eff_moe_weights)) + moe_layers*(_x31*numpy.minimum(1, shared_params) + numpy.maximum(_x34*shared_params, _x25*(_x35*shared_params + _x9*(_x36*shared_ffn_size + _x8)))) + sliding_layers*(kernel_latency_s + numpy.maximum(_x14*_x26, _x20*(_x17*_x26 + _x19))) + sliding_layers*(kernel_latency_s + numpy.maximum(_x30*(_x16*numpy.minimum(_x29, window_tokens) + _x28), _x27*(_x38*prefix_tokens + (1/2)*_x38*(_x38 + 1) + window_tokens*(-_x38 + new_tokens))/new_tokens)) + step_latency_s + numpy.maximum(_x22*_x24*_x8*(_x21 + gemm_half_rows), _x25*(_x21*(4*_x22 + _x3) + _x22*_x3)),
+        'seconds': _x5*_x8*(_x2*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x9 + shared_ffn_size)) + hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem))/eff_memory + dense_layers*(_x30 + numpy.maximum(_x33*ffn_params, _x24*(_x34*ffn_params + _x6*(_x35*ffn_size + _x4)))) + full_layers*(kernel_latency_s + numpy.maximum(_x12*context_tokens, _x18*(_x15*context_tokens + _x17))) + full_layers*(kernel_latency_s + numpy.maximum(_x29*(_x14*_x28 + _x27), _x26*((1/2)*new_tokens + prefix_tokens + 1/2))) + 3*kernel_latency_s*layers + kernel_latency_s + layer_latency_s*layers*(extra_kernel_share + 1) + layers*(_x30 + numpy.maximum(_x32*_x36, _x24*(_x36*weight_bytes + _x6*(_x36/hidden + _x4)))) + 2*layers*(_x0*_x2*_x7/link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x0*_x1))*numpy.minimum(1, _x0) + moe_layers*(moe_latency_s + numpy.maximum(_x21*_x31*_x39*_x42*expert_params*experts_per_token/eff_moe_compute, _x39*_x8*(3*_x42*_x9*act_bytes - expert_params*experts*weight_bytes*((1 - experts_per_token/experts)**_x41 - 1))/eff_moe_weights)) + moe_layers*(_x30*numpy.minimum(1, shared_params) + numpy.maximum(_x33*shared_params, _x24*(_x34*shared_params + _x6*(_x35*shared_ffn_size + _x4)))) + moe_layers*((_x43*_x7/dp_link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x1*_x43))*numpy.minimum(1, _x43) + 2*(_x2*_x23*_x3*_x38*_x40*_x44*_x5*experts_per_token/ep_link_bytes_per_s + numpy.maximum(alltoall_latency_s, _x44*link_latency_s))*numpy.minimum(1, _x44)) + sliding_layers*(kernel_latency_s + numpy.maximum(_x12*_x25, _x18*(_x15*_x25 + _x17))) + sliding_layers*(kernel_latency_s + numpy.maximum(_x29*(_x14*numpy.minimum(_x28, window_tokens) + _x27), _x26*(_x37*prefix_tokens + (1/2)*_x37*(_x37 + 1) + window_tokens*(-_x37 + new_tokens))/new_tokens)) + step_latency_s + numpy.maximum(_x20*_x22*_x4*(_x19 + gemm_half_rows), _x24*(_x19*(4*_x20 + _x23) + _x20*_x23)),
     }
 
-ARGS['mixed__seconds'] = ('batch', 'prefill_prompts', 'new_tokens', 'prefix_tokens', 'context_tokens', 'tp', 'ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'attn_decode_half_bytes', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
+ARGS['mixed__seconds'] = ('batch', 'prefill_prompts', 'new_tokens', 'prefix_tokens', 'context_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'attn_decode_half_bytes', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
 OUTPUTS['mixed__seconds'] = ('seconds',)
 NARROW[('mixed', ('seconds',))] = 'mixed__seconds'
 

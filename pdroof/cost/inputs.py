@@ -10,6 +10,7 @@ from functools import cache
 from ..spec.schema import Record
 from ..spec.units import format_bytes
 from .architecture import shape_of
+from .parallelism import Parallelism
 from .precision import Precision, attention_peak_format
 from .runtime import Efficiency
 
@@ -34,6 +35,25 @@ def collective_bandwidth(acc: Record, devices: int | None = None) -> float | Non
     if host and host.bandwidth_bytes_per_s:
         return host.bandwidth_bytes_per_s
     return None
+
+
+def group_bandwidth(acc: Record, devices: int) -> float | None:
+    """Bandwidth per device of an exchange among ``devices`` devices that may span nodes: within
+    the scale-up domain ``collective_bandwidth``; beyond it, a device's traffic to the other
+    domain − 1 devices of its node crosses the scale-up link and to the devices − domain others its
+    scale-out NIC, concurrently, so the slower share sets the time."""
+    local = collective_bandwidth(acc, min(devices, _domain(acc)))
+    domain = _domain(acc)
+    if devices <= domain or local is None:
+        return local
+    nic = acc.scale_out_bytes_per_s
+    if not nic:
+        return None
+    return (devices - 1) / max((domain - 1) / local, (devices - domain) / nic)
+
+
+def _domain(acc: Record) -> int:
+    return acc.scale_up.domain_size if acc.scale_up and acc.scale_up.domain_size else 1
 
 
 def model_inputs(model: Record, layers: int | None = None) -> dict[str, float]:
@@ -92,9 +112,12 @@ def half_rows_for(eff: Efficiency, p: Precision) -> float:
     return max(own, eff.half_rows_for(p.weights)) if p.weight_only else own
 
 
-def hardware_inputs(acc: Record, eff: Efficiency, p: Precision, tp: int = 1, ep: int = 1) -> dict[str, float]:
+def hardware_inputs(acc: Record, eff: Efficiency, p: Precision, par: Parallelism = Parallelism()) -> dict[str, float]:
+    """The accelerator's and the stack's factors for a stage split as ``par`` (already resolved for
+    the model: ``Parallelism.for_model``)."""
     peaks = acc.dense_flops_per_s
     su = acc.scale_up
+    tp = par.tp
     return {
         "peak_flops_per_s": peaks.get(p.activations),
         "attn_peak_flops_per_s": peaks.get(attention_peak_format(acc)),
@@ -102,7 +125,8 @@ def hardware_inputs(acc: Record, eff: Efficiency, p: Precision, tp: int = 1, ep:
         "hbm_bytes": acc.memory.capacity_bytes,
         # unknown only where TP > 1 is refused (tp_reason); at TP 1 the collective term is multiplied by 0
         "link_bytes_per_s": collective_bandwidth(acc, tp) or 1.0,
-        "ep_link_bytes_per_s": collective_bandwidth(acc, tp * ep) or 1.0,
+        "ep_link_bytes_per_s": group_bandwidth(acc, par.devices) or 1.0,
+        "dp_link_bytes_per_s": group_bandwidth(acc, par.experts_tp) or 1.0,
         "link_latency_s": su.latency_s if su and su.latency_s else DEFAULT_HOP_LATENCY_S,
         "eff_compute": eff.compute_for(p.activations),
         "gemm_half_rows": half_rows_for(eff, p),
@@ -118,6 +142,7 @@ def hardware_inputs(acc: Record, eff: Efficiency, p: Precision, tp: int = 1, ep:
         "eff_moe_weights": eff.moe_weights.get(p.weights, eff.weights_for(p.weights)),
         "moe_latency_s": eff.moe_latency_s.get(p.weights, 3 * eff.kernel_latency_s),
         "allreduce_latency_s": eff.allreduce_latency_s,
+        "alltoall_latency_s": eff.alltoall_latency_s,
         "attn_decode_half_bytes": eff.attention_decode_half_bytes,
     }
 

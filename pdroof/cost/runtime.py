@@ -82,6 +82,7 @@ class Efficiency:
     layer_latency_s: float
     kernel_latency_s: float
     allreduce_latency_s: float
+    alltoall_latency_s: float
     attention_decode_half_bytes: float
     attention_decode_mla: float | None
     attention_decode_mla_half_bytes: float | None
@@ -115,7 +116,8 @@ _SILICON = ("memory", "attention_prefill", "attention_prefill_half_tokens", "att
 _STACK = ("link", "layer_latency_s")
 # Stack factors a profile may leave out: none of these terms then (the plain roofline); MLA decode
 # then takes the stack's decode-attention efficiency.
-_OPTIONAL_STACK = {"kernel_latency_s": 0.0, "allreduce_latency_s": 0.0, "attention_decode_half_bytes": 0.0,
+_OPTIONAL_STACK = {"kernel_latency_s": 0.0, "allreduce_latency_s": 0.0, "alltoall_latency_s": 0.0,
+                   "attention_decode_half_bytes": 0.0,
                    "attention_decode_mla": None, "attention_decode_mla_half_bytes": None}
 # Formats that run on the same tensor-core path of one silicon, at the same rate and with the same
 # tiles and bytes (int8 and fp8 on Hopper and later; fp16 and bf16): the nearest measured sibling.
@@ -237,6 +239,7 @@ def resolved_entry(rt: Record, acc: Record) -> dict:
              "attention_decode": eff.attention_decode, "link": eff.link,
              "layer_latency_us": eff.layer_latency_s * 1e6, "kernel_latency_us": eff.kernel_latency_s * 1e6,
              "allreduce_latency_us": eff.allreduce_latency_s * 1e6,
+             "alltoall_latency_us": eff.alltoall_latency_s * 1e6,
              "attention_decode_half_mb": eff.attention_decode_half_bytes / 1e6,
              "source": f"as {rt.id} resolves it for {acc.id} (its family, spec and fallback), where it has no entry"}
     if eff.attention_decode_mla is not None:

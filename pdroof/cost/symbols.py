@@ -25,8 +25,10 @@ _TABLE = (
     Sym("new_tokens", "tokens", "new tokens per sequence in a prefill pass", "S"),
     Sym("prefix_tokens", "tokens", "already-cached prefix tokens per sequence (attention spans them)", "p"),
     Sym("context_tokens", "tokens", "context length of each sequence at a decode step", "L"),
-    Sym("tp", "1", "tensor-parallel degree (devices per instance)", "t"),
-    Sym("ep", "1", "expert-parallel degree of the routed experts", "e"),
+    Sym("tp", "1", "attention tensor-parallel degree (devices per attention replica)", "t"),
+    Sym("dp", "1", "attention data-parallel replicas per instance (DP attention; devices per instance t·d)", "d"),
+    Sym("moe_tp", "1", "tensor-parallel split of each routed expert", "t_X"),
+    Sym("moe_ep", "1", "expert-parallel groups the routed experts are spread over (t_X·e_X = t·d)", "e_X"),
     # model architecture
     Sym("layers", "1", "decoder layers", "n_L"),
     Sym("dense_layers", "1", "layers with a dense FFN", "n_D"),
@@ -65,8 +67,14 @@ _TABLE = (
     Sym("attn_peak_flops_per_s", "FLOP/s", "dense peak used by attention (bf16/fp16)", "P_A"),
     Sym("mem_bytes_per_s", "B/s", "HBM bandwidth", "M"),
     Sym("link_bytes_per_s", "B/s", "scale-up link bandwidth per direction (TP/EP collectives)", "N"),
-    Sym("ep_link_bytes_per_s", "B/s", "scale-up bandwidth per device that expert-parallel all-to-alls run over "
-        "(on a full mesh: the links to the other tp·ep − 1 devices)", "N_E"),
+    Sym("ep_link_bytes_per_s", "B/s", "bandwidth per device that the experts' all-to-alls run over (on a full "
+        "mesh the links to the other devices; across nodes the scale-out share)", "N_E"),
+    Sym("dp_link_bytes_per_s", "B/s", "bandwidth per device that DP attention's gather and scatter around the "
+        "experts run over (among the t_X devices of an expert's split)", "N_G"),
+    Sym("alltoall_latency_s", "s", "per-call latency of the stack's expert all-to-all (dispatch or combine)",
+        r"\alpha_{A}"),
+    Sym("ep_imbalance_32", "1", "routed tokens of the busiest of 32 expert-parallel groups over the mean "
+        "(the stack's expert placement on real traffic)", r"\iota_{32}"),
     Sym("link_latency_s", "s", "scale-up latency of one step (hop) of a collective", r"\alpha_N"),
     # runtime profile (achieved fractions and structure of the software stack)
     Sym("eff_compute", "1", "achieved fraction of peak in large GEMMs (per compute format)", r"\eta_C"),

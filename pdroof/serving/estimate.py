@@ -8,10 +8,11 @@ from ..cost.architecture import shape_of
 from ..cost.inputs import half_rows_for
 from ..cost.numeric import evaluate
 from ..cost.ops import OP_KIND, OPS
+from ..cost.parallelism import Parallelism, nodes
 from ..cost.precision import Precision
 from ..spec.errors import PdroofError
 from ..spec.schema import Record
-from .stage import check_context, check_ep, check_tp, stage_inputs
+from .stage import check_context, check_parallelism, stage_inputs
 from .workload import Workload
 
 BOUNDS = ("compute", "memory", "link", "latency")
@@ -52,11 +53,14 @@ def breakdown(out: dict, index=()) -> tuple[list[dict], str]:
 
 
 def estimate(model: Record, acc: Record, runtime: Record, p: Precision, *, tp: int = 1, batch: int = 1,
-             prompt: int = 2048, context: int | None = None, prefix: int = 0, ep: int = 1) -> dict:
-    """The JSON contract of ``pdroof estimate``: prefill, decode step, memory, inputs. Numbers
-    are per device of an instance of tp × ep devices."""
-    check_tp(model, acc, tp)
-    check_ep(model, acc, tp, ep)
+             prompt: int = 2048, context: int | None = None, prefix: int = 0, dp: int = 1, moe_tp: int | None = None,
+             moe_ep: int = 1) -> dict:
+    """The JSON contract of ``pdroof estimate``: prefill, decode step, memory, inputs, for an
+    instance of tp·dp devices (``Parallelism``) carrying ``batch`` sequences. Times are those of
+    its busiest attention replica (⌈batch/dp⌉ sequences; the experts see all of them), bytes and
+    FLOPs per device, the batch and the decode rate the instance's."""
+    par = Parallelism(tp, dp, moe_tp, moe_ep)
+    check_parallelism(model, acc, par)
     for name, v in (("batch", batch), ("prompt", prompt)):
         if v < 1:
             raise PdroofError(f"--{name} must be at least 1, not {v}")
@@ -67,8 +71,9 @@ def estimate(model: Record, acc: Record, runtime: Record, p: Precision, *, tp: i
         raise PdroofError(f"--context must be at least 1, not {context}")
     check_context(model, prefix + prompt, "--prefix + --prompt")
     check_context(model, context, "--context")
-    base, eff = stage_inputs(model, acc, runtime, p, tp, ep)
-    work = {"batch": batch, "new_tokens": prompt, "prefix_tokens": prefix, "context_tokens": context}
+    base, eff = stage_inputs(model, acc, runtime, p, tp, par)
+    replica = math.ceil(batch / dp)
+    work = {"batch": replica, "new_tokens": prompt, "prefix_tokens": prefix, "context_tokens": context}
     inputs = {**base, **work}
     pre = evaluate("prefill", inputs)
     dec = evaluate("decode", inputs)
@@ -76,11 +81,11 @@ def estimate(model: Record, acc: Record, runtime: Record, p: Precision, *, tp: i
     pre_ops, pre_bound = breakdown(pre)
     dec_ops, dec_bound = breakdown(dec)
     shape = shape_of(model)
-    max_batch = int(mem["max_batch"])
+    max_batch = int(mem["max_batch"]) * dp
     return {
         "prefill": {"seconds": float(pre["seconds"]), "flops": float(pre["flops"]), "bytes": float(pre["bytes"]),
                     "bound": pre_bound, "ops": pre_ops},
-        "decode": {"step_seconds": float(dec["seconds"]), "tokens_per_second": float(dec["tokens_per_second"]),
+        "decode": {"step_seconds": float(dec["seconds"]), "tokens_per_second": batch / float(dec["seconds"]),
                    "flops": float(dec["flops"]), "bytes": float(dec["bytes"]), "bound": dec_bound, "ops": dec_ops},
         "memory": {
             "weights_bytes": float(mem["weights_bytes"]),
@@ -94,7 +99,9 @@ def estimate(model: Record, acc: Record, runtime: Record, p: Precision, *, tp: i
         "inputs": {
             "model": model.id, "hardware": acc.id, "runtime": runtime.id,
             "weights": p.weights, "activations": p.activations, "kv": p.kv,
-            "tp": tp, "ep": ep, "batch": batch, "prompt": prompt, "context": context, "prefix": prefix,
+            "tp": tp, "dp": dp, "moe_tp": int(base["moe_tp"]), "moe_ep": int(base["moe_ep"]),
+            "devices": par.devices, "nodes": nodes(acc, par.devices),
+            "batch": batch, "prompt": prompt, "context": context, "prefix": prefix,
             "efficiency": {k: base[k] for k in ("eff_compute", "gemm_half_rows", "eff_weights", "eff_memory",
                                                  "eff_attn_prefill",
                                                  "attn_half_tokens", "eff_attn_decode", "eff_link",
@@ -106,17 +113,20 @@ def estimate(model: Record, acc: Record, runtime: Record, p: Precision, *, tp: i
 
 def aggregated(model: Record, acc: Record, runtime: Record, p: Precision, *, tp: int = 1, concurrency: int = 32,
                prompt: int = 2048, output: int = 256, prefix: int = 0, ttft_stat: str = "p90",
-               tpot_stat: str = "p99", arrivals: str = "closed", waves: float = 10.0) -> dict:
+               tpot_stat: str = "p99", arrivals: str = "closed", waves: float = 10.0, dp: int = 1,
+               moe_tp: int | None = None, moe_ep: int = 1) -> dict:
     """Colocated serving under continuous batching at ``concurrency`` requests in flight, on the
     load model ``predict`` and ``rank`` use (``load.aggregated_load``): a benchmark's closed loop
     of that many clients (``arrivals="closed"``, ``waves`` requests each; KV memory admits at most
     ``max_concurrency`` of them, the others wait) or a Poisson stream keeping that many in flight
     (``"poisson"``). The mean TPOT, the idle TTFT (one step carrying a whole new prompt, chunked at
     the runtime's token budget, and the request's own overhead), the statistics ``ttft_stat`` and
-    ``tpot_stat`` under that load, and the throughput."""
+    ``tpot_stat`` under that load, and the throughput. Under DP attention each of the dp replicas
+    carries its share of the concurrency and holds its own sequences' KV."""
     from .load import ARRIVALS, admitted_sequences, aggregated_load
 
-    check_tp(model, acc, tp)
+    par = Parallelism(tp, dp, moe_tp, moe_ep)
+    check_parallelism(model, acc, par)
     for name, v in (("concurrency", concurrency), ("prompt", prompt), ("output", output)):
         if v < 1:
             raise PdroofError(f"--{name} must be at least 1, not {v}")
@@ -128,13 +138,15 @@ def aggregated(model: Record, acc: Record, runtime: Record, p: Precision, *, tp:
         raise PdroofError(f"--waves must be a number of at least 1, not {waves!r}")
     check_context(model, prompt + output, "--prompt + --output")
     w = Workload("aggregated", prompt, output, prefix_hit=prefix / prompt, ttft_stat=ttft_stat, tpot_stat=tpot_stat)
-    base, eff = stage_inputs(model, acc, runtime, p, tp)
-    admitted = int(admitted_sequences(base, float(prompt), float(output)))
+    base, eff = stage_inputs(model, acc, runtime, p, tp, par)
+    admitted = int(admitted_sequences(base, float(prompt), float(output)))  # per replica
     if arrivals == "closed" and admitted < 1:
         raise PdroofError("the weights leave no KV memory for one sequence")
     load = {k: float(v) for k, v in aggregated_load(
-        base, float(concurrency), w.new_tokens, float(output), prefix_tokens=w.prefix_tokens, arrivals=arrivals,
+        base, concurrency / dp, w.new_tokens, float(output), prefix_tokens=w.prefix_tokens, arrivals=arrivals,
         admitted=float(admitted), ttft_stat=ttft_stat, tpot_stat=tpot_stat, waves=waves).items()}
+    load["requests_per_s"] *= dp
+    admitted *= dp
     return {
         "aggregated": {
             "arrivals": arrivals,
@@ -146,7 +158,8 @@ def aggregated(model: Record, acc: Record, runtime: Record, p: Precision, *, tp:
             "fits": admitted >= concurrency,
         },
         "inputs": {"model": model.id, "hardware": acc.id, "runtime": runtime.id, "weights": p.weights,
-                   "activations": p.activations, "kv": p.kv, "tp": tp, "concurrency": concurrency,
+                   "activations": p.activations, "kv": p.kv, "tp": tp, "dp": dp, "moe_tp": int(base["moe_tp"]),
+                   "moe_ep": int(base["moe_ep"]), "concurrency": concurrency,
                    "prompt": prompt, "output": output, "prefix": prefix, "arrivals": arrivals,
                    "efficiency_origin": eff.origin},
     }

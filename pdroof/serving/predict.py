@@ -3,8 +3,9 @@ deployment's output tokens per second — vectorised over all runs, with the rel
 against what a run measured and the mean absolute error per group.
 
 A run's ``engine`` picks its runtime profile (``runtime`` overrides); a run whose KV format is not
-given takes the profile's default for its weights. Runs this model cannot predict yet (unknown
-specs, expert parallelism, DP attention, disaggregated pools) carry the reason in ``error``.
+given takes the profile's default for its weights. A deployment's split (tp, dp, moe_tp, moe_ep) is
+taken as the run gives it; under DP attention each replica carries its share of the clients. Runs
+this model cannot predict (unknown specs, disaggregated pools as yet) carry the reason in ``error``.
 """
 
 from __future__ import annotations
@@ -14,16 +15,19 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..cost.numeric import evaluate
+from ..cost.parallelism import Parallelism, split_reason
 from ..cost.precision import Precision, default_activations, infeasible_reason
 from ..cost.runtime import GENERIC, engine_id, engine_profile_id
 from ..spec.catalog import Catalog
 from ..spec.errors import PdroofError
+from .handoff import layerwise_overlap, path_reason, transfer
 from .load import admitted_sequences, aggregated_load
-from .runs import Run
+from .pool_loop import pool_loop
+from .runs import Pool, Run
 from .stage import context_reason, stage_inputs, tp_reason
 
 STATS = {"mean": "mean", "median": "p50", "p90": "p90", "p99": "p99"}  # schema name -> model statistic
-UNSUPPORTED = "not supported yet (expert parallelism, DP attention and disaggregated pools come with the MoE work)"
 
 
 @dataclass
@@ -46,12 +50,13 @@ def group_key(run: Run) -> str:
                                        run.mode))
 
 
-def _runtime_id(cat: _Specs, run: Run, override: str | None) -> str:
+def _runtime_id(cat: _Specs, run: Run, pool: Pool, override: str | None) -> str:
     """``override``, else the profile that stands for the run's engine at its version (or what the
-    default resolves to on its accelerator, as ``rank`` does; so does an override of ``engine``)."""
+    default resolves to on the pool's accelerator, as ``rank`` does; so does an override of
+    ``engine``)."""
     if override and override != GENERIC:
         return override
-    acc = cat.get("accelerator", run.pools["deployment"].accelerator)
+    acc = cat.get("accelerator", pool.accelerator)
     if override:
         return engine_id(cat.cat, acc)
     return engine_profile_id(cat.cat, run.engine, run.engine_version, acc)
@@ -77,18 +82,21 @@ class _Specs:
 
 
 def _configuration(cat: _Specs, run: Run, override: str | None):
-    """(runtime, model, stage inputs) of a run's deployment, or raise PdroofError with the reason
-    it cannot be predicted; the same for every run of one configuration."""
-    if run.mode != "aggregated":
-        raise PdroofError(f"disaggregated runs are {UNSUPPORTED}")
-    pool = run.pools["deployment"]
-    model, acc = cat.get("model", run.model), cat.get("accelerator", pool.accelerator)
-    rt = cat.get("runtime", _runtime_id(cat, run, override))
-    if pool.dp > 1:
-        raise PdroofError(f"DP attention (dp {pool.dp}) is {UNSUPPORTED}")
-    if model.moe is not None and pool.moe_ep > 1:
-        raise PdroofError(f"expert parallelism (moe_ep {pool.moe_ep}) is {UNSUPPORTED}")
-    reason = tp_reason(model, acc, pool.tp)
+    """(model, {pool name: (runtime, accelerator, precision, stage inputs)}) of a run's pools, or
+    raise PdroofError with the reason it cannot be predicted; the same for every run of one
+    configuration."""
+    model = cat.get("model", run.model)
+    return model, {name: _pool_stage(cat, run, model, pool, override) for name, pool in run.pools.items()}
+
+
+def _pool_stage(cat: _Specs, run: Run, model, pool: Pool, override: str | None):
+    acc = cat.get("accelerator", pool.accelerator)
+    rt = cat.get("runtime", _runtime_id(cat, run, pool, override))
+    par = Parallelism(pool.tp, pool.dp, pool.moe_tp, pool.moe_ep)
+    if par.experts_tp * par.moe_ep != par.devices and par.devices % par.moe_ep == 0:
+        # a source that fills moe_tp with 1 (or leaves it): every device of the instance holds experts
+        par = Parallelism(pool.tp, pool.dp, None, pool.moe_ep)
+    reason = tp_reason(model, acc, pool.tp) or split_reason(model, acc, par, given=True)
     if reason:
         raise PdroofError(reason)
     kv = run.kv or rt.structure.default_kv.get(run.weights) or ("fp8" if run.weights in ("fp8", "fp4") else "bf16")
@@ -98,21 +106,35 @@ def _configuration(cat: _Specs, run: Run, override: str | None):
     reason = infeasible_reason(acc, p)
     if reason:
         raise PdroofError(reason)
-    inputs, _ = stage_inputs(model, acc, rt, p, pool.tp)
-    return rt, model, inputs
+    inputs, _ = stage_inputs(model, acc, rt, p, pool.tp, par)
+    return rt, acc, p, inputs
 
 
 def _scalars(model, run: Run) -> dict[str, float]:
-    """The run's own load and lengths, or raise PdroofError."""
+    """The run's own load and lengths per attention replica, or raise PdroofError."""
     reason = context_reason(model, run.isl + run.osl, "isl + osl")
     if reason:
         raise PdroofError(reason)
-    pool = run.pools["deployment"]
-    load = run.concurrency if run.concurrency is not None else pool.batch
-    if load is None:
-        raise PdroofError("neither concurrency nor the deployment's batch gives the load")
-    return {"clients": max(1.0, load / pool.instances), "prompt": run.isl * run.length_mean,
-            "output": run.osl * run.length_mean, "instances": float(pool.instances), "drift": float(run.lengths_vary)}
+    lengths = {"prompt": run.isl * run.length_mean, "output": run.osl * run.length_mean,
+               "drift": float(run.lengths_vary)}
+    if run.mode == "aggregated":
+        pool = run.pools["deployment"]
+        load = run.concurrency if run.concurrency is not None else pool.batch
+        if load is None:
+            raise PdroofError("neither concurrency nor the deployment's batch gives the load")
+        replicas = pool.instances * pool.dp  # each attention replica runs its share of the clients
+        return {"clients": max(1.0, load / replicas), "instances": float(replicas), "dp": float(pool.dp), **lengths}
+    pre, dec = run.pools["prefill"], run.pools["decode"]
+    replicas = {"prefill": pre.instances * pre.dp, "decode": dec.instances * dec.dp}
+    if run.concurrency is None and dec.batch is None:
+        raise PdroofError("neither concurrency nor the decode pool's batch gives the load")
+    # without a concurrency the decode pool's batch (per attention replica) is the load; with one,
+    # each pool's batch is its engine's cap (a prefill job's prompts, a decode replica's sequences)
+    clients = run.concurrency if run.concurrency is not None else dec.batch * replicas["decode"]
+    return {"clients": float(clients), "prefill_replicas": float(replicas["prefill"]),
+            "decode_replicas": float(replicas["decode"]),
+            "job_cap": float(pre.batch) if pre.batch is not None else np.inf,
+            "batch_cap": float(dec.batch) if dec.batch is not None else np.inf, **lengths}
 
 
 def _stack(dicts: list[dict]) -> dict[str, np.ndarray]:
@@ -120,15 +142,16 @@ def _stack(dicts: list[dict]) -> dict[str, np.ndarray]:
 
 
 def predict(cat: Catalog, runs: list[Run], runtime: str | None = None, waves: float = 10.0) -> list[Prediction]:
-    """Predictions for ``runs`` (in order); the ones that can be predicted are evaluated together.
-    ``waves``: requests per client in each benchmark (its first wave queues)."""
+    """Predictions for ``runs`` (in order); the ones that can be predicted are evaluated together,
+    aggregated and disaggregated runs each in one pass. ``waves``: requests per client in each
+    benchmark (its first wave queues)."""
     if not (np.isfinite(waves) and waves >= 1):
         raise PdroofError(f"--waves must be a number of at least 1, not {waves!r}")
     if runtime:  # an override that does not resolve is the command's error, not each run's
         cat.get("runtime", runtime)
     out = [Prediction(r) for r in runs]
     specs = _Specs(cat)
-    ok, inputs, scalars = [], [], []
+    ready: dict[str, list] = {"aggregated": [], "disaggregated": []}  # (index, model, stages, scalars)
     seen: dict[tuple, tuple | PdroofError] = {}  # runs of one configuration resolve their specs once
     for i, run in enumerate(runs):
         try:
@@ -143,36 +166,88 @@ def predict(cat: Catalog, runs: list[Run], runtime: str | None = None, waves: fl
                     seen[key] = exc
             if isinstance(seen[key], PdroofError):
                 raise seen[key]
-            rt, model, inp = seen[key]
+            model, stages = seen[key]
             sc = _scalars(model, run)
         except PdroofError as exc:
             out[i].error = str(exc)
             continue
-        out[i].runtime = rt.id
-        ok.append(i)
-        inputs.append(inp)
-        scalars.append(sc)
-    if not ok:
-        return out
-    cols, sc = _stack(inputs), _stack(scalars)
+        out[i].runtime = stages.get("deployment", stages.get("decode"))[0].id
+        ready[run.mode].append((i, model, stages, sc))
+    if ready["aggregated"]:
+        _aggregated(ready["aggregated"], out, waves)
+    if ready["disaggregated"]:
+        _disaggregated(specs, ready["disaggregated"], out, waves)
+    for p in out:
+        if p.predicted is not None:
+            p.vs_measured = vs_measured(p.predicted, p.run.measured)
+    return out
+
+
+def _aggregated(rows: list, out: list[Prediction], waves: float) -> None:
+    cols, sc = _stack([st["deployment"][3] for _, _, st, _ in rows]), _stack([s for *_, s in rows])
     admitted = admitted_sequences(cols, sc["prompt"], sc["output"])
     res = aggregated_load(cols, sc["clients"], sc["prompt"], sc["output"], arrivals="closed", admitted=admitted,
                           waves=waves, drift=sc["drift"])
-    for j, i in enumerate(ok):
+    for j, (i, *_) in enumerate(rows):
         if admitted[j] < 1:
             out[i].error = "the weights leave no KV memory for one sequence"
             continue
-        tpot = float(res["tpot_s"][j]) * 1e3
-        pred = {"tpot_ms": {"mean": tpot, "median": tpot},
-                "ttft_ms": {name: float(res[f"ttft_{stat}_s"][j]) * 1e3 for name, stat in STATS.items()},
-                "output_tokens_per_s": float(res["requests_per_s"][j] * sc["output"][j] * sc["instances"][j]),
-                "requests_per_s": float(res["requests_per_s"][j] * sc["instances"][j]),
-                "load": {"admitted_per_instance": int(res["admitted"][j]),
-                         "decode_batch": float(res["decode_batch"][j]), "job_prompts": int(res["job_prompts"][j]),
-                         "prefill_utilisation": float(res["utilisation"][j])}}
-        out[i].predicted = pred
-        out[i].vs_measured = vs_measured(pred, runs[i].measured)
-    return out
+        out[i].predicted = _prediction(res, j, sc["output"][j], sc["instances"][j], {
+            "admitted_per_instance": int(res["admitted"][j] * sc["dp"][j]),
+            "decode_batch": float(res["decode_batch"][j] * sc["dp"][j]),
+            "job_prompts": round(float(res["job_prompts"][j]), 2),
+            "prefill_utilisation": float(res["utilisation"][j])})
+
+
+def _disaggregated(specs: _Specs, rows: list, out: list[Prediction], waves: float) -> None:
+    pre = _stack([st["prefill"][3] for _, _, st, _ in rows])
+    dec = _stack([st["decode"][3] for _, _, st, _ in rows])
+    sc = _stack([s for *_, s in rows])
+    admitted = admitted_sequences(dec, sc["prompt"], sc["output"])  # a decode replica's KV memory
+    handoff = np.array([_handoff_s(specs, model, st, s) for _, model, st, s in rows])
+    res = pool_loop(pre, dec, sc["clients"], sc["prompt"], sc["output"], prefill_replicas=sc["prefill_replicas"],
+                    decode_replicas=sc["decode_replicas"], job_cap=sc["job_cap"],
+                    batch_cap=np.minimum(admitted, sc["batch_cap"]), handoff_s=handoff,
+                    request_s=dec["request_latency_s"], drift=sc["drift"], waves=waves)
+    for j, (i, *_) in enumerate(rows):
+        if admitted[j] < 1:
+            out[i].error = "the decode pool's weights leave no KV memory for one sequence"
+            continue
+        out[i].predicted = _prediction(res, j, sc["output"][j], 1.0, {
+            "decode_batch_per_replica": float(res["decode_batch"][j]),
+            "job_prompts": round(float(res["job_prompts"][j]), 2),
+            "prefill_utilisation": float(res["utilisation"][j]), "handoff_ms": float(handoff[j]) * 1e3,
+            "bound": "prefill" if res["prefill_bound"][j] else "decode" if res["decode_bound"][j] else None})
+
+
+def _prediction(res: dict, j: int, output: float, instances: float, load: dict) -> dict:
+    tpot = float(res["tpot_s"][j]) * 1e3
+    return {"tpot_ms": {"mean": tpot, "median": tpot},
+            "ttft_ms": {name: float(res[f"ttft_{stat}_s"][j]) * 1e3 for name, stat in STATS.items()},
+            "output_tokens_per_s": float(res["requests_per_s"][j] * output * instances),
+            "requests_per_s": float(res["requests_per_s"][j] * instances), "load": load}
+
+
+# The KV path between a run's pools, which runs do not name: the first of these both ends can use
+# (GPU-direct RDMA at the NICs the measured systems carry, then plain RoCE, then TCP)
+KV_PATHS = ("ib-ndr-400", "roce-400", "tcp-100g")
+
+
+def _handoff_s(specs: _Specs, model, stages: dict, sc: dict) -> float:
+    """Exposed time of one prompt's KV crossing from a prefill replica to a decode replica, moved
+    layer by layer behind its prefill."""
+    (_, src, p_src, inp), (_, dst, _, dst_inp) = stages["prefill"], stages["decode"]
+    for pid in KV_PATHS:
+        path = specs.get("path", pid)
+        if path_reason(path, src, dst) is None:
+            break
+    else:
+        raise PdroofError(f"no KV path joins {src.id} and {dst.id}")
+    prefill_s = float(evaluate("prefill", {**inp, "batch": 1.0, "new_tokens": sc["prompt"], "prefix_tokens": 0.0,
+                                           "context_tokens": sc["prompt"]}, ("seconds",))["seconds"])
+    moved = transfer(model, path, p_src.kv, max(1, round(sc["prompt"])), tp=int(inp["tp"]),
+                     overlap_s=layerwise_overlap(prefill_s, model.layers), ends=(src, dst), dst_tp=int(dst_inp["tp"]))
+    return moved["exposed_seconds"]
 
 
 def vs_measured(pred: dict, measured: dict) -> dict | None:

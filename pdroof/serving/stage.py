@@ -1,5 +1,5 @@
 """One stage of an instance: its equation inputs from the specs (model, accelerator, runtime,
-precision, TP/EP) and whether the stage can exist (TP, EP and context limits). ``estimate``,
+precision, parallelism) and whether the stage can exist (TP, the experts' split and context limits). ``estimate``,
 ``predict`` and the design space (``space``) build on these; aggregated serving's load is
 ``load.aggregated_load``."""
 
@@ -15,6 +15,7 @@ from ..cost.inputs import (
     model_inputs,
     precision_inputs,
 )
+from ..cost.parallelism import Parallelism, split_reason
 from ..cost.precision import Precision
 from ..cost.runtime import resolve
 from ..spec.errors import PdroofError
@@ -43,20 +44,23 @@ def tp_reason(model: Record, acc: Record, tp: int) -> str | None:
     return None
 
 
-def stage_inputs(model: Record, acc: Record, runtime: Record, p: Precision, tp: int, ep: int = 1):
+def stage_inputs(model: Record, acc: Record, runtime: Record, p: Precision, tp: int, par: Parallelism | None = None):
     """All inputs of one stage except the workload (batch, tokens, context), as a fresh dict the
-    caller may complete, and the resolved efficiency they came from."""
-    inputs, eff = _stage_inputs(model, acc, runtime, p, tp, ep)
+    caller may complete, and the resolved efficiency they came from. ``par``: the instance's split
+    (default: ``tp`` alone, the experts split as the attention)."""
+    par = (par or Parallelism(tp)).for_model(model)
+    inputs, eff = _stage_inputs(model, acc, runtime, p, par)
     return dict(inputs), eff
 
 
 @lru_cache(maxsize=4096)  # bounded: records hash by identity, so reloaded catalogues must not pile up
-def _stage_inputs(model: Record, acc: Record, runtime: Record, p: Precision, tp: int, ep: int):
+def _stage_inputs(model: Record, acc: Record, runtime: Record, p: Precision, par: Parallelism):
     """Computed once per stage (records are immutable; the design space asks for the same stage
     from its decode and aggregated tables)."""
     eff = resolve(runtime, acc)
-    inputs = {**model_inputs(model), **hardware_inputs(acc, eff, p, tp, ep), **precision_inputs(runtime, p),
-              "tp": tp, "ep": ep}
+    inputs = {**model_inputs(model), **hardware_inputs(acc, eff, p, par), **precision_inputs(runtime, p),
+              "tp": par.tp, "dp": par.dp, "moe_tp": par.experts_tp, "moe_ep": par.moe_ep,
+              "ep_imbalance_32": runtime.structure.ep_imbalance_32}
     inputs["gemm_half_rows"] = capped_half_rows(inputs)
     inputs.update(decode_attention_inputs(model, eff))
     return inputs, eff
@@ -77,17 +81,10 @@ def check_context(model: Record, tokens: int, what: str) -> None:
         raise PdroofError(f"infeasible: {reason}")
 
 
-def check_ep(model: Record, acc: Record, tp: int, ep: int) -> None:
-    """Expert parallelism: routed experts split over ``ep`` groups of ``tp`` devices (attention
-    data-parallel across the groups), all inside one scale-up domain."""
-    if ep < 1:
-        raise PdroofError(f"--ep must be at least 1, not {ep}")
-    if ep == 1:
-        return
-    if model.moe is None:
-        raise PdroofError(f"infeasible: --ep {ep} needs a mixture-of-experts model; {model.id} is dense")
-    if model.moe.routed_experts % ep:
-        raise PdroofError(f"infeasible: ep {ep} does not divide the {model.moe.routed_experts} experts of {model.id}")
-    reason = tp_reason(model, acc, tp * ep) if tp * ep > 1 else None
-    if reason and "exceeds" in reason:
-        raise PdroofError(f"infeasible: tp {tp} × ep {ep} devices exceed the scale-up domain of {acc.id}")
+def check_parallelism(model: Record, acc: Record, par: Parallelism) -> None:
+    """Refuse a split the instance cannot run: TP inside a replica (one scale-up domain), the
+    experts' split, nodes without a scale-out NIC."""
+    check_tp(model, acc, par.tp)
+    reason = split_reason(model, acc, par)
+    if reason:
+        raise PdroofError(f"infeasible: {reason}" if "must be at least" not in reason else f"--{reason}")

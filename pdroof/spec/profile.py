@@ -37,6 +37,9 @@ STRUCTURE = Map(fields=(
     F("request_latency_us", Num(scale=MICRO, positive=False, minimum=0), attr="request_latency_s", default=0.0,
       doc="time a request spends outside the forward passes before its first token reaches the client: "
           "the server receiving and tokenising it, handing it to the scheduler, streaming the token back"),
+    F("ep_imbalance_32", Num(minimum=1), default=1.0,
+      doc="routed tokens of the busiest of 32 expert-parallel groups over the mean, as the stack places "
+          "experts on real traffic (1: balanced); other group counts scale its excess by √(ln e / ln 32)"),
     F("kernels_per_layer", Num(integer=True), required=True,
       doc="kernel boundaries per layer, of which the per-layer latency is the cost"),
     F("cast_kernels_per_layer", Num(integer=True, positive=False, minimum=0), default=0,
@@ -76,6 +79,8 @@ PROFILE_EFFICIENCY = Map(fields=(
       doc="fixed time of each kernel on top of its roofline: launch, ramp-up and tail"),
     F("allreduce_latency_us", Num(scale=MICRO, positive=False, minimum=0), attr="allreduce_latency_s",
       doc="per-call latency of the stack's all-reduce at small messages (its one-shot algorithm)"),
+    F("alltoall_latency_us", Num(scale=MICRO, positive=False, minimum=0), attr="alltoall_latency_s",
+      doc="per-call latency of the stack's expert all-to-all (one dispatch or combine) at small batches"),
     F("attention_decode_half_mb", Num(scale=1e6, positive=False, minimum=0), attr="attention_decode_half_bytes",
       doc="KV read per layer and device (MB) at which decode attention reaches half its efficiency"),
     F("attention_decode_mla", FRACTION, doc="decode attention KV-read efficiency of absorbed MLA kernels"),

@@ -1,4 +1,5 @@
-"""Collectives over the scale-up link: tensor-parallel all-reduce, expert-parallel all-to-all."""
+"""Collectives: tensor-parallel all-reduce, the experts' all-to-all, and DP attention's gather and
+scatter around the experts."""
 
 from __future__ import annotations
 
@@ -25,8 +26,22 @@ def allreduce_time(bytes_):
 
 
 def alltoall_time(bytes_):
-    """Dispatch plus combine of ``bytes_`` routed activations across ep devices: each phase sends
-    (e−1)/e of them, in e−1 pairwise exchange steps of one hop each."""
-    e = S("ep")
+    """Dispatch plus combine of ``bytes_`` routed activations per device across the e_X
+    expert-parallel groups: each phase sends (e_X−1)/e_X of them, behind the larger of the stack's
+    per-call latency α_A and e_X−1 pairwise exchange hops:
+    2·(max(α_A, (e_X−1)·α_N) + (e_X−1)·bytes/(e_X·N_E·η_N))."""
+    e = S("moe_ep")
     bw = S("ep_link_bytes_per_s") * S("eff_link")
-    return _active(e) * 2 * (e - 1) * (S("link_latency_s") + bytes_ / (e * bw))
+    latency = sp.Max(S("alltoall_latency_s"), (e - 1) * S("link_latency_s"))
+    return _active(e) * 2 * (latency + (e - 1) * bytes_ / (e * bw))
+
+
+def gather_scatter_time(bytes_):
+    """DP attention around the experts: where an expert's t_X-way split spans g = t_X/t replicas,
+    those replicas all-gather their tokens before the experts and reduce-scatter the outputs after
+    (``bytes_``: one replica's activations); each phase moves (g−1)/g of the gathered g·bytes over
+    g−1 hops: the traffic of one ring all-reduce of g·bytes among g parties."""
+    g = sp.Max(1, S("moe_tp") / S("tp"))
+    bw = S("dp_link_bytes_per_s") * S("eff_link")
+    latency = sp.Max(S("allreduce_latency_s"), 2 * (g - 1) * S("link_latency_s"))
+    return _active(g) * (latency + 2 * (g - 1) * bytes_ / bw)

@@ -6,6 +6,7 @@ import sympy as sp
 
 from . import S
 from .forward import attn_params_per_rank, gemm_group, prefill
+from .moe import ep_imbalance
 from .transfer import transfer_seconds
 
 
@@ -31,10 +32,12 @@ def _prefill_parts(n):
     pre = prefill()
     fix = {S("batch"): 1, S("prefix_tokens"): 0, S("sliding_layers"): 0, S("attn_half_tokens"): 0}
     dense = sum(pre[f"{op}_compute_s"] for op in ("attn_proj", "ffn", "attention")).subs(fix)
-    t, e, k, E = S("tp"), S("ep"), S("experts_per_token"), S("experts")
-    # every expert touched: e·n·k/E rows each (Max(1, k) keeps dense models, k = 0, well defined)
-    experts = gemm_group(2 * n * (k * S("expert_params") + S("shared_params")) / t, 0, 0, S("moe_layers"),
-                         e * n * sp.Max(1, k) / E, 2)["compute_s"]
+    t, d, k, E = S("tp"), S("dp"), S("experts_per_token"), S("experts")
+    # every expert touched: d·n·k/E rows each (Max(1, k) keeps dense models, k = 0, well defined);
+    # a device's share of the routed rows, d·n·k/(t_X·e_X), is n·k/t where the experts span the instance
+    routed = d * n * k / (S("moe_tp") * S("moe_ep")) * ep_imbalance()
+    experts = gemm_group(2 * (routed * S("expert_params") + n * S("shared_params") / t), 0, 0, S("moe_layers"),
+                         d * n * sp.Max(1, k) / E, 2)["compute_s"]
     compute = sp.expand(sp.cancel(dense.subs(S("new_tokens"), n) + experts))
     poly = sp.Poly(compute, n)
     k0, c1, c2 = (poly.coeff_monomial(n**i) for i in range(3))

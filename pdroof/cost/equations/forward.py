@@ -14,8 +14,8 @@ import sympy as sp
 
 from ..ops import OPS
 from . import S
-from .comm import allreduce_time, alltoall_time
-from .moe import experts_touched
+from .comm import allreduce_time, alltoall_time, gather_scatter_time
+from .moe import ep_imbalance, experts_touched
 from .roofline import compute_time, gemm_efficiency, memory_time, roofline
 
 
@@ -71,17 +71,20 @@ def _pass(tokens, head_tokens, attention):
                             2)  # gate+up, down
 
     # Routed experts: compute follows the k experts each token uses; weight traffic follows the
-    # distinct experts the step touches (all of them at large batch, few at small batch).
-    k, W_X, W_S, e = S("experts_per_token"), S("expert_params"), S("shared_params"), S("ep")
+    # distinct experts the step touches (all of them at large batch, few at small batch). The d
+    # attention replicas of an instance each send their T tokens to the experts, spread over e_X
+    # expert-parallel groups and split t_X ways inside each (t_X·e_X = t·d devices): a device
+    # computes its share of the d·T·k routed rows, the busiest group ι times the mean, and streams
+    # its group's share of the experts that all d·T tokens touch, 1/t_X of each; each touched expert
+    # multiplies d·T·k / touched rows (tokens spread evenly). Shared experts and the router run on
+    # the replica's own T rows.
+    k, W_X, W_S = S("experts_per_token"), S("expert_params"), S("shared_params")
+    d, t_X, e_X = S("dp"), S("moe_tp"), S("moe_ep")
     f_moe = k * S("expert_ffn_size") + S("shared_ffn_size")
-    # With expert parallelism the e attention groups each send their T tokens to the experts,
-    # which are split over the groups: a device computes its share of e·T·k routed rows (= T·k)
-    # and streams the experts that all e·T tokens touch, divided among the e groups; each
-    # touched expert multiplies e·T·k / touched rows (tokens spread evenly). Shared experts and
-    # the router run on the group's own T rows.
-    touched = experts_touched(e * T)
-    routed = gemm_group(2 * T * k * W_X / t, touched / e * W_X * bw / t, T * 3 * k * S("expert_ffn_size") / t,
-                        S("moe_layers"), sp.Max(1, e * T * k / sp.Max(1, touched)), 3, moe=True)
+    touched = experts_touched(d * T)
+    load = d * T * k / (t_X * e_X) * ep_imbalance()  # routed rows' share of the busiest device
+    routed = gemm_group(2 * load * W_X, touched / e_X * W_X * bw / t_X, load * 3 * S("expert_ffn_size"),
+                        S("moe_layers"), sp.Max(1, d * T * k / sp.Max(1, touched)), 3, moe=True)
     shared = gemm_group(2 * T * W_S / t, W_S * bw / t, T * (2 * h + 3 * S("shared_ffn_size") / t),
                         S("moe_layers"), T, sp.Min(1, W_S) * 2)  # gate+up, down when there are shared experts
     ops["experts"] = {key: routed[key] + shared[key] for key in routed}
@@ -102,7 +105,9 @@ def _pass(tokens, head_tokens, attention):
     ar = S("layers") * 2 * allreduce_time(T * h * ba)
     ops["tp_comm"] = {"flops": sp.Integer(0), "bytes": S("layers") * 2 * T * h * ba, "compute_s": sp.Integer(0),
                       "memory_s": ar, "seconds": ar}
-    a2a = S("moe_layers") * alltoall_time(T * k * h * ba / t)
+    # the experts' all-to-all carries a device's share of its replica's routed tokens (the busiest
+    # group's), DP attention's gather and scatter the replica's activations
+    a2a = S("moe_layers") * (alltoall_time(T * k * h * ba / t * ep_imbalance()) + gather_scatter_time(T * h * ba))
     ops["ep_comm"] = {"flops": sp.Integer(0), "bytes": S("moe_layers") * 2 * T * k * h * ba / t,
                       "compute_s": sp.Integer(0), "memory_s": a2a, "seconds": a2a}
 

@@ -9,12 +9,13 @@ from .forward import attn_params_per_rank, kv_shards
 
 
 def weights_bytes():
-    """Weights per device: sharded by TP (experts also by EP; K/V projections only by KV head);
-    embeddings and LM head in 16-bit."""
+    """Weights per device: sharded by the replica's TP (K/V projections only by KV head; every
+    attention replica holds its own copy), routed experts over all t_X·e_X devices of the
+    instance; embeddings and LM head in 16-bit."""
     t = S("tp")
-    body = (S("dense_layers") * S("ffn_params")
-            + S("moe_layers") * (S("experts") * S("expert_params") / S("ep") + S("shared_params")))
-    layers = body / t + S("layers") * attn_params_per_rank()
+    body = S("dense_layers") * S("ffn_params") + S("moe_layers") * S("shared_params")
+    experts = S("moe_layers") * S("experts") * S("expert_params") / (S("moe_tp") * S("moe_ep"))
+    layers = body / t + experts + S("layers") * attn_params_per_rank()
     return layers * S("weight_bytes") + S("embed_params") * S("act_bytes") / t
 
 

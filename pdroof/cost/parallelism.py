@@ -1,0 +1,73 @@
+"""How one engine instance splits a model over its devices, in the vocabulary of the serving runs:
+``tp`` attention tensor parallelism inside a replica, ``dp`` attention data-parallel replicas (DP
+attention), and the routed experts split ``moe_tp`` ways each over ``moe_ep`` expert-parallel
+groups. Devices per instance = tp·dp; for MoE models moe_tp·moe_ep equals it (by default moe_ep = 1,
+moe_tp = tp·dp). An instance wider than the accelerator's scale-up domain spans nodes: its
+collectives beyond the domain cross the scale-out network.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..spec.schema import Record
+
+
+@dataclass(frozen=True)
+class Parallelism:
+    tp: int = 1
+    dp: int = 1
+    moe_tp: int | None = None  # None: tp·dp / moe_ep
+    moe_ep: int = 1
+
+    @property
+    def devices(self) -> int:
+        return self.tp * self.dp
+
+    @property
+    def experts_tp(self) -> int:
+        return self.moe_tp if self.moe_tp is not None else max(1, self.devices // self.moe_ep)
+
+    def for_model(self, model: Record) -> Parallelism:
+        """The split as ``model`` runs it: a dense model has no experts to split."""
+        if model.moe is None:
+            return Parallelism(self.tp, self.dp, self.devices, 1)
+        return Parallelism(self.tp, self.dp, self.experts_tp, self.moe_ep)
+
+    def label(self) -> str:
+        parts = [f"tp {self.tp}"]
+        if self.dp > 1:
+            parts.append(f"dp {self.dp}")
+        if self.moe_ep > 1 or (self.moe_tp is not None and self.moe_tp != self.devices):
+            parts.append(f"moe_tp {self.experts_tp} × moe_ep {self.moe_ep}")
+        return ", ".join(parts)
+
+
+def nodes(acc: Record, devices: int) -> int:
+    """Scale-up domains (nodes) an instance of ``devices`` devices spans."""
+    domain = acc.scale_up.domain_size if acc.scale_up and acc.scale_up.domain_size else 1
+    return math.ceil(devices / domain)
+
+
+def split_reason(model: Record, acc: Record, par: Parallelism, given: bool = False) -> str | None:
+    """Why ``par`` cannot run ``model`` on ``acc`` beyond what TP alone rules out (``tp_reason``), or
+    None. ``given``: a measured run's split, taken as its source gives it (experts' split not
+    required to cover the instance exactly)."""
+    for name in ("tp", "dp", "moe_ep"):
+        if getattr(par, name) < 1:
+            return f"{name} must be at least 1, not {getattr(par, name)}"
+    if par.moe_tp is not None and par.moe_tp < 1:
+        return f"moe_tp must be at least 1, not {par.moe_tp}"
+    if model.moe is not None:
+        if model.moe.routed_experts % par.moe_ep:
+            return f"moe_ep {par.moe_ep} does not divide the {model.moe.routed_experts} experts of {model.id}"
+        if not given and par.experts_tp * par.moe_ep != par.devices:
+            return (f"moe_tp {par.experts_tp} × moe_ep {par.moe_ep} must equal the instance's "
+                    f"tp {par.tp} × dp {par.dp} = {par.devices} devices")
+    elif par.moe_ep > 1:
+        return f"moe_ep {par.moe_ep} needs a mixture-of-experts model; {model.id} is dense"
+    if nodes(acc, par.devices) > 1 and not acc.scale_out_bytes_per_s:
+        return (f"{par.devices} devices span {nodes(acc, par.devices)} nodes of {acc.id}, whose spec gives no "
+                "scale-out NIC bandwidth")
+    return None

@@ -1,0 +1,96 @@
+"""A closed-loop benchmark over disaggregated pools: C clients each keep one request in flight; a
+request queues for one of the prefill pool's N_P replicas, is prefilled in a job with the prompts
+waiting with it, its KV crosses to the decode pool (the exposed hand-off t_H), and it decodes on
+one of the N_D decode replicas, whose running batch is capped by KV memory or the engine's limit.
+
+Throughput X closes the loop: X = C / (T_FT + (O − 1)·TPOT), with TPOT the decode step at the
+batch Little's law gives a replica, B = X·(O − 1)·TPOT / N_D. Neither pool can exceed its capacity:
+the prefill pool's N_P·g/T_job(g) at full jobs of g prompts, the decode pool's N_D·B_cap /
+((O − 1)·TPOT(B_cap)). Where one binds, the clients it cannot serve wait in front of it, inside
+TTFT (a decode pool that admits no more holds the prompts back before their prefill, as the engines'
+pre-allocation does): T_FT = C/X − (O − 1)·TPOT.
+
+Below capacity a request's TTFT is its own overhead R, its job T_job and the hand-off. With fixed
+lengths the first wave's jobs of g prompts return together and stay in step (no queue); where
+lengths vary (``drift``) prompts arrive one by one and a job holds those that arrived during the
+one before (``closed_loop``'s rule), waiting in an M/D/1 queue of the replica's utilisation. The
+first wave, every client at once, queues ⌈C/(N_P·g)⌉ jobs on each replica: the mean carries its
+share over the ``waves`` requests per client, the percentiles above 1 − 1/waves see it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..cost.numeric import evaluate
+from ..cost.queueing import wait
+
+ITERATIONS = 60
+
+
+def _prefill_s(inputs: dict, prompts, prompt_tokens) -> np.ndarray:
+    return np.asarray(evaluate("prefill", {**inputs, "batch": prompts, "new_tokens": prompt_tokens,
+                                           "prefix_tokens": 0.0, "context_tokens": prompt_tokens},
+                               ("seconds",))["seconds"], dtype=float)
+
+
+def _decode_s(inputs: dict, batch, context) -> np.ndarray:
+    return np.asarray(evaluate("decode", {**inputs, "batch": batch, "new_tokens": 1.0, "prefix_tokens": 0.0,
+                                          "context_tokens": context}, ("seconds",))["seconds"], dtype=float)
+
+
+def pool_loop(prefill: dict, decode: dict, clients, prompt_tokens, output_tokens, *, prefill_replicas,
+              decode_replicas, job_cap, batch_cap, handoff_s, request_s, drift, waves=10.0,
+              stats=("mean", "p50", "p90", "p99")) -> dict[str, np.ndarray]:
+    """Steady state per run (arrays of equal length): ``prefill`` and ``decode`` the pools' stage
+    inputs (one replica each), ``job_cap`` the prompts a prefill job may hold (its engine's batch
+    limit, inf for none), ``batch_cap`` the sequences a decode replica may run (KV memory or the
+    engine's limit). Returns ``requests_per_s``, ``tpot_s``, ``ttft_<stat>_s`` and the internals."""
+    C, S, L_out = (np.asarray(v, dtype=float) for v in (clients, prompt_tokens, output_tokens))
+    N_P, N_D = np.asarray(prefill_replicas, dtype=float), np.asarray(decode_replicas, dtype=float)
+    H, R = np.asarray(handoff_s, dtype=float), np.asarray(request_s, dtype=float)
+    D = np.asarray(drift, dtype=float) > 0
+    B_cap = np.maximum(np.asarray(batch_cap, dtype=float), 1.0)
+    steps = np.maximum(L_out - 1, 1.0)
+    ctx = S + L_out / 2
+    g_wave = np.clip(np.floor(prefill["chunk_tokens"] / S), 1.0, np.minimum(job_cap, np.ceil(C / N_P)))
+    job_wave = _prefill_s(prefill, g_wave, S)
+    mu_P = N_P * g_wave / job_wave
+    tpot_cap = _decode_s(decode, B_cap, ctx)
+    mu_D = N_D * B_cap / (steps * tpot_cap)
+    g = np.where(D, 1.0, g_wave)
+    job = np.where(D, _prefill_s(prefill, g, S), job_wave)
+    tpot = _decode_s(decode, np.ones_like(C), ctx)
+    X = np.minimum.reduce([C / (R + job + H + steps * tpot), mu_P, mu_D])
+    rho = np.zeros_like(C)
+    for _ in range(ITERATIONS):
+        B = np.clip(X * steps * tpot / N_D, 1.0, B_cap)
+        tpot = _decode_s(decode, B, ctx)
+        if D.any():
+            m = X / N_P * job
+            g = np.where(D, 0.5 * g + 0.5 * np.clip(m / -np.expm1(-np.maximum(m, 1e-9)), 1.0, g_wave), g)
+            job = np.where(D, _prefill_s(prefill, g, S), job)
+        rho = np.minimum(X * job / (g * N_P), 0.999)
+        queued = np.where(D, wait(rho, "mean") * job, 0.0)
+        X_new = np.minimum.reduce([C / (R + job + queued + H + steps * tpot), mu_P, N_D * B_cap / (steps * tpot)])
+        X_new = 0.5 * X + 0.5 * X_new
+        if np.all(np.abs(X_new - X) <= 1e-6 * X):
+            X = X_new
+            break
+        X = X_new
+    cycle_ttft = C / X - steps * tpot  # what the loop leaves for TTFT: at a bound, the wait in front of it
+    n_wave = np.ceil(C / (N_P * g_wave))
+    first_wave = R + (n_wave + 1) / 2 * job_wave + H
+    W = np.maximum(np.asarray(waves, dtype=float), 1.0)
+    out = {"requests_per_s": X, "tpot_s": tpot, "decode_batch": np.clip(X * steps * tpot / N_D, 1.0, B_cap),
+           "job_prompts": g, "job_s": job, "utilisation": rho, "first_wave_ttft_s": first_wave,
+           "prefill_bound": X >= mu_P * 0.98, "decode_bound": X >= N_D * B_cap / (steps * tpot) * 0.98}
+    for stat in stats:
+        q = {"mean": None, "p50": 0.5, "p90": 0.9, "p99": 0.99}[stat]
+        queued = np.where(D, wait(rho, stat) * job, 0.0)
+        steady = np.maximum(R + job + queued + H, cycle_ttft)
+        if q is None:
+            out["ttft_mean_s"] = steady + np.maximum(first_wave - steady, 0.0) / W
+        else:
+            out[f"ttft_{stat}_s"] = np.where(q > 1 - 1 / W, np.maximum(steady, first_wave), steady)
+    return out
