@@ -468,3 +468,42 @@ def test_aggregated_rows_admit_what_the_runtime_reserves(catalog):
     est = aggregated(catalog.get("model", "llama-3.1-70b"), catalog.get("accelerator", "h100-sxm"), rt,
                      Precision("fp8", "fp8", "fp8"), tp=8, concurrency=1, prompt=512, output=4096)["aggregated"]
     assert max(r["decode_batch"] for r in agg) <= est["max_concurrency"]
+
+
+def test_moe_models_rank_expert_parallel_and_dp_attention_deployments(catalog):
+    """DeepSeek-V3 in FP8 on H100/H200: the ranking lists instances whose experts are expert-
+    parallel (TP with EP, or DP attention over one-device replicas), each row saying its split, its
+    devices per instance, and per-instance batch and capacity (dp replicas' worth)."""
+    c = _cands(catalog, model="deepseek-v3", weights=("fp8",), kv=("fp8",))
+    rk = rank(c, "cost", top=0)
+    ep = [r for r in rk.rows if (r["decode_moe_ep"] or 1) > 1]
+    assert ep, "no expert-parallel deployment ranked"
+    for r in ep:
+        assert r["decode_devices"] == r["decode_tp"] * r["decode_dp"]
+        assert r["decode_dp"] == 1 or r["decode_moe_ep"] == r["decode_devices"]
+        assert r["decode_batch"] % r["decode_dp"] == 0
+    dp = next(r for r in ep if r["decode_dp"] > 1)
+    assert dp["decode_tp"] == 1 and dp["decode_weights"] == "fp8"
+    # dense models are enumerated as before: TP only
+    dense = rank(_cands(catalog), "cost", top=0)
+    assert all(r["decode_dp"] == 1 and r["decode_moe_ep"] == 1 for r in dense.rows)
+
+
+def test_dp_and_moe_ep_filters(catalog, cli_json):
+    only = rank(_cands(catalog, model="deepseek-v3", weights=("fp8",), kv=("fp8",), dp=(8,)), "cost", top=0)
+    assert only.rows and all(r["decode_dp"] == 8 for r in only.rows if r["decode_hw"])
+    assert all(r["prefill_dp"] in (None, 8) for r in only.rows)
+    none = rank(_cands(catalog, model="deepseek-v3", weights=("fp8",), kv=("fp8",), moe_ep=(1,)), "cost", top=0)
+    assert all(r["decode_moe_ep"] == 1 for r in none.rows)
+    out = cli_json("rank", "-m", "deepseek-v3", "--accelerators", "h200-sxm", "--weights", "fp8", "--dp", "16",
+                   "--top", "3")
+    rows = [r for r in out["results"] if r["mode"] == "disaggregated"]
+    assert rows and all(r["decode_devices"] == 16 for r in rows)  # two nodes of eight
+
+
+def test_bad_parallel_degrees_are_one_error(cli):
+    for flag in ("--dp", "--moe-ep"):
+        code, _, err = cli("rank", "-m", "deepseek-v3", flag, "two")
+        assert code == 1 and f"{flag} takes comma-separated integers" in err
+        code, _, err = cli("rank", "-m", "deepseek-v3", flag, "0")
+        assert code == 1 and "at least 1" in err

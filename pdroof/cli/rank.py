@@ -21,14 +21,20 @@ def _ids(text: str | None) -> tuple[str, ...] | None:
 
 
 def _hw(r: dict, side: str) -> str:
+    """h200-sxm×8, or h200-sxm×16 DP16 EP16 where the instance splits beyond TP."""
     if r[f"{side}_hw"] is None:
         return "—"
-    return f"{r[f'{side}_hw']}×{r[f'{side}_tp']}"
+    text = f"{r[f'{side}_hw']}×{r[f'{side}_devices']}"
+    if r[f"{side}_dp"] > 1:
+        text += f" DP{r[f'{side}_dp']}"
+    if r[f"{side}_moe_ep"] > 1:
+        text += f" EP{r[f'{side}_moe_ep']}"
+    return text
 
 
 TABLE = [
     Column("rank", "#"), Column("mode", "mode", text=lambda v: "disagg" if v == "disaggregated" else "agg"),
-    Column("prefill", "prefill (hw×TP W/A)"), Column("decode", "decode (hw×TP W, KV)"),
+    Column("prefill", "prefill (hw×devices W/A)"), Column("decode", "decode (hw×devices W, KV)"),
     Column("link", "wire · path · tier"), Column("engine", "engine"),
     Column("ttft_unloaded_s", "TTFT idle (ms)", 1e-3), Column("tpot_s", "TPOT (ms)", 1e-3),
     Column("decode_batch", "batch"),
@@ -76,6 +82,9 @@ def rank_cmd(
     kv: str = typer.Option(None, "--kv", help="only these KV formats"),
     link: str = typer.Option(None, "--link", help="only these KV paths"),
     tp: str = typer.Option("1,2,4,8", "--tp", help="TP degrees to try"),
+    dp: str = typer.Option(None, "--dp", help="MoE: only these DP-attention degrees (1: none); default: 1 and "
+                                              "2-32 replicas of one device with the experts over all of them"),
+    moe_ep: str = typer.Option(None, "--moe-ep", help="MoE: only these expert-parallel degrees (1: none)"),
     retain_gb: float = typer.Option(0.0, "--retain-gb", help="prefix cache retained per decode device (GB); "
                                                              "a choice separate from the KV tier"),
     runtime: str = RuntimeOpt,
@@ -105,12 +114,7 @@ def rank_cmd(
                 rate_per_s=rate, ttft_s=ttft / 1e3 if ttft is not None else None,
                 tpot_s=tpot / 1e3 if tpot is not None else None, ttft_stat=ttft_stat and ttft_stat.value,
                 tpot_stat=tpot_stat and tpot_stat.value)
-    try:
-        tps = tuple(int(x) for x in tp.split(","))
-    except ValueError:
-        raise PdroofError(f"--tp takes comma-separated integers, not {tp!r}") from None
-    if any(t < 1 for t in tps):
-        raise PdroofError(f"--tp degrees must be at least 1, not {tp!r}")
+    tps, dps, eps = (_degrees(flag, text) for flag, text in (("--tp", tp), ("--dp", dp), ("--moe-ep", moe_ep)))
     if devices is not None and devices < 1:
         raise PdroofError(f"--devices must be at least 1, not {devices}")
     if not (retain_gb >= 0 and math.isfinite(retain_gb)):
@@ -122,7 +126,7 @@ def rank_cmd(
                 accs.append(cat.get("accelerator", i))
     paths = [cat.get("path", p) for p in _ids(link)] if link else cat.all("path")
     c = Candidates(cat.get("model", model), accs, paths, cat.all("tier"), cat.get("runtime", runtime), w,
-                   weights=_ids(weights), kv=_ids(kv), tp=tps,
+                   weights=_ids(weights), kv=_ids(kv), tp=tps, dp=dps, moe_ep=eps,
                    prefill_ids=frozenset(_ids(prefill_hw)) if prefill_hw else None,
                    decode_ids=frozenset(_ids(decode_hw)) if decode_hw else None, devices=devices,
                    retained_bytes=retain_gb * 1e9, runtimes=runtimes_for(cat, runtime, accs))
@@ -156,6 +160,21 @@ def rank_cmd(
             text += render.table_text(bad, [Column("stage", "stage"), Column("configuration", "configuration"),
                                             Column("reason", "reason")], title="excluded")
         render.emit(text, output)
+
+
+def _degrees(flag: str, text: str | None) -> tuple[int, ...] | None:
+    """Comma-separated parallel degrees, each at least 1 (None: the option was not given)."""
+    from ..spec.errors import PdroofError
+
+    if text is None:
+        return None
+    try:
+        out = tuple(dict.fromkeys(int(x) for x in text.split(",")))
+    except ValueError:
+        raise PdroofError(f"{flag} takes comma-separated integers, not {text!r}") from None
+    if not out or any(t < 1 for t in out):
+        raise PdroofError(f"{flag} degrees must be at least 1, not {text!r}")
+    return out
 
 
 PROGRESS_FROM = 50_000_000  # enumerated configurations: below this a sweep takes well under a second

@@ -99,7 +99,9 @@ def handoff_columns(c: Candidates, pre: Stage, dec: Stage, links: PairLinks, wir
     # transfer's (sliding layers capped), over the consumer's shards
     kv_dst = t_dst["bytes"] * shards_p / shards_d
     if convert is None:  # a different format, even of the same width (int8 vs fp8), is converted
-        dst_fmt = np.array([wires.index(k) if k in wires else -1 for k in dec.labels["kv"]])[dr]
+        if "kv_wire" not in dec.values:  # each decode row's KV format as a wire index, once per stage
+            dec.values["kv_wire"] = np.array([wires.index(k) if k in wires else -1 for k in dec.labels["kv"]])
+        dst_fmt = dec.values["kv_wire"][dr]
         convert = (dst_fmt != iw).astype(float)
     redistribute = (shards_p != shards_d).astype(float) if redistribute is None else redistribute
     host_bw = np.minimum(pv["host_bytes_per_s"][pr], dv["host_bytes_per_s"][dr])

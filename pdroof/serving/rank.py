@@ -16,9 +16,16 @@ from .space import Candidates
 COLUMNS = (
     ("rank", "position under the objective"),
     ("mode", "disaggregated (separate pools) or aggregated (colocated baseline)"),
-    ("prefill_hw", "prefill accelerator"), ("prefill_tp", "devices per prefill instance"),
+    ("prefill_hw", "prefill accelerator"), ("prefill_tp", "attention tensor-parallel degree of a prefill replica"),
+    ("prefill_dp", "attention data-parallel replicas per prefill instance (DP attention)"),
+    ("prefill_moe_ep", "expert-parallel groups the prefill instance spreads its routed experts over"),
+    ("prefill_devices", "devices per prefill instance (tp × dp)"),
     ("prefill_precision", "prefill weights/activations"),
-    ("decode_hw", "decode accelerator (aggregated: the one pool)"), ("decode_tp", "devices per decode instance"),
+    ("decode_hw", "decode accelerator (aggregated: the one pool)"),
+    ("decode_tp", "attention tensor-parallel degree of a decode replica"),
+    ("decode_dp", "attention data-parallel replicas per decode instance (DP attention)"),
+    ("decode_moe_ep", "expert-parallel groups the decode instance spreads its routed experts over"),
+    ("decode_devices", "devices per decode instance (tp × dp)"),
     ("decode_weights", "decode weight format"), ("kv_format", "KV storage format on the decode side"),
     ("prefill_kv", "KV format the prefill pool writes"),
     ("wire_format", "KV format on the wire"), ("path", "KV path between the pools"), ("tier", "KV residency"),
@@ -112,18 +119,19 @@ def _row(c: Candidates, stages: dict, cols: dict, i: int, position: int) -> dict
                  "kv_placement": PLACEMENTS[int(cols["placement"][i])]}
     if row["mode"] == "aggregated":
         a = int(cols["decode_row"][i])
-        row.update(prefill_hw=None, prefill_tp=None, prefill_precision=None, prefill_runtime=None,
-                   decode_hw=accs[agg.labels["acc"][a]].id, decode_tp=agg.labels["tp"][a],
+        row.update(prefill_hw=None, prefill_tp=None, prefill_dp=None, prefill_moe_ep=None, prefill_devices=None,
+                   prefill_precision=None, prefill_runtime=None,
+                   decode_hw=accs[agg.labels["acc"][a]].id, **_split("decode", agg, a),
                    decode_runtime=c.runtime_of(accs[agg.labels["acc"][a]]).id,
                    decode_weights=agg.labels["weights"][a], kv_format=agg.labels["kv"][a],
                    prefill_kv=None, wire_format=None, path=None, tier="hbm", kv_placement=None,
                    hold_capacity=None)
     else:
         p, d = int(cols["prefill_row"][i]), int(cols["decode_row"][i])
-        row.update(prefill_hw=accs[pre.labels["acc"][p]].id, prefill_tp=pre.labels["tp"][p],
+        row.update(prefill_hw=accs[pre.labels["acc"][p]].id, **_split("prefill", pre, p),
                    prefill_precision=f"{pre.labels['weights'][p]}/{pre.labels['activations'][p]}",
                    prefill_runtime=c.runtime_of(accs[pre.labels["acc"][p]]).id,
-                   decode_hw=accs[dec.labels["acc"][d]].id, decode_tp=dec.labels["tp"][d],
+                   decode_hw=accs[dec.labels["acc"][d]].id, **_split("decode", dec, d),
                    decode_runtime=c.runtime_of(accs[dec.labels["acc"][d]]).id,
                    decode_weights=dec.labels["weights"][d], kv_format=dec.labels["kv"][d],
                    prefill_kv=stages["wires"][int(cols["wire"][i])],
@@ -134,13 +142,24 @@ def _row(c: Candidates, stages: dict, cols: dict, i: int, position: int) -> dict
     for key, _ in COLUMNS:
         if key not in row and key in cols:
             row[key] = _num(cols[key][i])
-    row["decode_batch"] = int(cols["decode_batch"][i])
+    # the evaluation's unit is one attention replica: an instance holds dp of them
+    for pool, keys in (("prefill", ("prefill_capacity", "link_capacity")),
+                       ("decode", ("decode_capacity", "ingress_capacity"))):
+        for key in keys:
+            if row.get(key) is not None and row[f"{pool}_dp"]:
+                row[key] *= row[f"{pool}_dp"]
+    row["decode_batch"] = int(cols["decode_batch"][i]) * row["decode_dp"]
     row["ttft_stat"], row["tpot_stat"] = c.workload.ttft_stat, c.workload.tpot_stat
     if not c.workload.rate_per_s:
         row["devices_for_rate"] = None
     if not c.devices:
         row["max_rate_for_devices"] = None
     return {key: row.get(key) for key, _ in COLUMNS}
+
+
+def _split(pool: str, st, i: int) -> dict:
+    tp, dp = st.labels["tp"][i], st.labels["dp"][i]
+    return {f"{pool}_tp": tp, f"{pool}_dp": dp, f"{pool}_moe_ep": st.labels["moe_ep"][i], f"{pool}_devices": tp * dp}
 
 
 def infeasible_rows(rk: Ranking) -> list[dict]:
@@ -153,7 +172,9 @@ def infeasible_rows(rk: Ranking) -> list[dict]:
         for i, reason in enumerate(st.reasons):
             if reason:
                 labels = {k: v[i] for k, v in st.labels.items()}
-                what = f"{accs[labels['acc']].id} TP{labels['tp']} W{labels['weights']}"
+                what = f"{accs[labels['acc']].id} TP{labels['tp']}"
+                what += (f" DP{labels['dp']}" if labels["dp"] > 1 else "") + (
+                    f" EP{labels['moe_ep']}" if labels["moe_ep"] > 1 else "") + f" W{labels['weights']}"
                 if "kv" in labels:
                     what += f" KV{labels['kv']}"
                 tiers = grouped.setdefault((stage_name, what, reason), [])

@@ -1,7 +1,9 @@
 """The design space as flat numpy columns: per-stage tables (prefill instances, decode instances,
 aggregated instances) evaluated once, and the joint disaggregated grid as index columns into them.
 
-A stage row is one accelerator × precision × TP (× KV tier for decode); the joint grid pairs
+A stage row is one accelerator × precision × split (TP; for MoE models also expert parallelism
+and DP attention, ``splits``) × KV tier for decode; its numbers are those of one attention replica
+(tp devices) as it runs inside its instance of tp·dp devices. The joint grid pairs
 every feasible prefill row with every feasible decode row, KV wire format and physically possible
 KV path. Infeasible stage rows carry a reason and are counted, not evaluated further.
 """
@@ -13,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..cost.numeric import evaluate
+from ..cost.parallelism import Parallelism, split_reason
 from ..cost.precision import Precision, default_activations, infeasible_reason
 from ..spec.schema import Record
 from .handoff import path_bandwidth, path_reason
@@ -21,6 +24,9 @@ from .stage import context_reason, stage_inputs, tp_reason
 from .workload import Workload
 
 TP_CHOICES = (1, 2, 4, 8)
+# MoE models also run with DP attention: replicas of one device, the routed experts spread over all
+# of them (the wide-EP form engines deploy), up to four nodes of eight
+DP_CHOICES = (2, 4, 8, 16, 32)
 # Decode/aggregated batch sizes tried: dense at small batch, geometric above.
 BATCHES = np.unique(np.concatenate([np.arange(1, 17), np.round(16 * 1.2 ** np.arange(1, 35))])).astype(float)
 
@@ -57,6 +63,8 @@ class Candidates:
     weights: tuple[str, ...] | None = None
     kv: tuple[str, ...] | None = None
     tp: tuple[int, ...] = TP_CHOICES
+    dp: tuple[int, ...] | None = None       # restrict attention data parallelism (MoE; dense: 1)
+    moe_ep: tuple[int, ...] | None = None   # restrict the experts' expert-parallel degree (MoE)
     prefill_ids: frozenset[str] | None = None  # restrict the prefill pool's accelerators
     decode_ids: frozenset[str] | None = None   # restrict the decode pool's accelerators
     devices: int | None = None                  # device budget: report the largest rate it sustains
@@ -68,8 +76,18 @@ class Candidates:
         return self.runtimes.get(acc.id, self.runtime)
 
 
-def _tp_options(c: Candidates, acc: Record) -> list[int]:
-    return [t for t in c.tp if tp_reason(c.model, acc, t) is None]
+def splits(c: Candidates, acc: Record) -> list[Parallelism]:
+    """How an instance of ``acc`` may split the model: TP alone; for MoE models also TP with the
+    experts expert-parallel over the same devices (moe_ep = tp), and DP attention over one-device
+    replicas with the experts over all of them (moe_ep = dp), across nodes where the accelerator has
+    a scale-out NIC. ``c.dp`` and ``c.moe_ep`` filter them."""
+    out = [Parallelism(t) for t in c.tp]
+    if c.model.moe is not None:
+        out += [Parallelism(t, 1, 1, t) for t in c.tp if t > 1]
+        out += [Parallelism(1, d, 1, d) for d in DP_CHOICES]
+    return [par for par in out
+            if (c.dp is None or par.dp in c.dp) and (c.moe_ep is None or par.moe_ep in c.moe_ep)
+            and tp_reason(c.model, acc, par.tp) is None and split_reason(c.model, acc, par) is None]
 
 
 def _stack(rows: list[dict]) -> dict[str, np.ndarray]:
@@ -108,14 +126,16 @@ def instances(c: Candidates, kv: bool) -> Instances:
     w = c.workload
     too_long = (context_reason(c.model, w.prompt_tokens + w.output_tokens, "prompt + output") if kv
                 else context_reason(c.model, w.prompt_tokens, "the prompt"))
-    labels: dict[str, list] = {"acc": [], "weights": [], "activations": [], "kv": [], "tp": []}
+    labels: dict[str, list] = {"acc": [], "weights": [], "activations": [], "kv": [], "tp": [], "dp": [], "moe_ep": []}
     reasons, rows = [], []
     for ai, acc in enumerate(c.accelerators):
+        options = splits(c, acc)
         for p, reason in _precisions(c, acc, kv=kv):
-            for tp in _tp_options(c, acc):
-                for key, value in zip(labels, (ai, p.weights, p.activations, p.kv, tp), strict=True):
+            for par in options:
+                for key, value in zip(labels, (ai, p.weights, p.activations, p.kv, par.tp, par.dp, par.moe_ep),
+                                      strict=True):
                     labels[key].append(value)
-                inputs, eff = stage_inputs(c.model, acc, c.runtime_of(acc), p, tp)
+                inputs, eff = stage_inputs(c.model, acc, c.runtime_of(acc), p, par.tp, par)
                 # a row whose GEMM factors were inferred ranks after an otherwise equal measured one
                 inputs["inferred"] = float(eff.inferred(f"compute.{p.activations}", f"weights.{p.weights}"))
                 rows.append(inputs)
@@ -133,7 +153,7 @@ def prefill_stage(c: Candidates) -> Stage:
     """Prefill instances: one request's prompt (its new tokens after the prefix hit)."""
     w = c.workload
     inst = instances(c, kv=False)
-    st = _stage(inst, ("acc", "weights", "activations", "tp"))
+    st = _stage(inst, ("acc", "weights", "activations", "tp", "dp", "moe_ep"))
     if not len(inst):
         return st
     cols = {**inst.cols, "batch": 1.0, "new_tokens": float(w.new_tokens), "prefix_tokens": float(w.prefix_tokens),
@@ -186,7 +206,8 @@ def decode_stage(c: Candidates, inst: Instances | None = None) -> Stage:
     w = c.workload
     inst = instances(c, kv=True) if inst is None else inst
     T = len(c.tiers)
-    st = _stage(inst, ("acc", "weights", "kv", "tp"), repeat=T)  # rows: instance × tier, tiers innermost
+    # rows: instance × tier, tiers innermost
+    st = _stage(inst, ("acc", "weights", "kv", "tp", "dp", "moe_ep"), repeat=T)
     st.labels["tier"] = list(range(T)) * len(inst)  # _tier_dominated relies on this order
     if not len(st):
         return st
@@ -268,7 +289,7 @@ def aggregated_stage(c: Candidates, inst: Instances | None = None) -> Stage:
     ``inst``: ``instances(c, kv=True)`` when the caller has it."""
     w = c.workload
     inst = instances(c, kv=True) if inst is None else inst
-    st = _stage(inst, ("acc", "weights", "kv", "tp"))
+    st = _stage(inst, ("acc", "weights", "kv", "tp", "dp", "moe_ep"))
     if not len(inst):
         return st
     cols = inst.cols

@@ -58,12 +58,21 @@ def _stage_inputs(model: Record, acc: Record, runtime: Record, p: Precision, par
     """Computed once per stage (records are immutable; the design space asks for the same stage
     from its decode and aggregated tables)."""
     eff = resolve(runtime, acc)
-    inputs = {**model_inputs(model), **hardware_inputs(acc, eff, p, par), **precision_inputs(runtime, p),
-              "tp": par.tp, "dp": par.dp, "moe_tp": par.experts_tp, "moe_ep": par.moe_ep,
-              "ep_imbalance_32": runtime.structure.ep_imbalance_32}
+    inputs = {**_silicon_inputs(model, acc, runtime, p.weights, p.activations, par), **precision_inputs(runtime, p)}
     inputs["gemm_half_rows"] = capped_half_rows(inputs)
-    inputs.update(decode_attention_inputs(model, eff))
     return inputs, eff
+
+
+@lru_cache(maxsize=4096)
+def _silicon_inputs(model: Record, acc: Record, runtime: Record, weights: str, activations: str,
+                    par: Parallelism) -> dict:
+    """The model's, the accelerator's and the split's inputs: the same for every KV format of a
+    weight and activation format (the design space asks for each KV format in turn)."""
+    eff = resolve(runtime, acc)
+    p = Precision(weights, activations, weights)
+    return {**model_inputs(model), **hardware_inputs(acc, eff, p, par), "tp": par.tp, "dp": par.dp,
+            "moe_tp": par.experts_tp, "moe_ep": par.moe_ep, "ep_imbalance_32": runtime.structure.ep_imbalance_32,
+            **decode_attention_inputs(model, eff)}
 
 
 def context_reason(model: Record, tokens: int, what: str) -> str | None:
