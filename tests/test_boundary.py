@@ -238,7 +238,7 @@ def test_check_ttft_percentile_is_the_m_d_1_percentile(cli):
     import yaml
 
     dep = yaml.safe_load((REPO / "examples" / "deployment.yaml").read_text())
-    rho = dep["workload"]["rate_per_s"] / dep["prefill"]["count"] * s["prefill_s"]  # per prefill instance
+    rho = dep["workload"]["rate_per_s"] / dep["prefill"]["instances"] * s["prefill_s"]  # per prefill instance
     assert row["value"] == pytest.approx(s["prefill_s"] * (1 + float(wait(rho, "p90"))) + h, rel=1e-9)
 
 
@@ -277,3 +277,45 @@ def test_the_prefill_engines_request_overhead_is_in_the_disaggregated_ttft(catal
     s = doc["serving"]
     assert s["request_s"] == rt.structure.request_latency_s
     assert s["ttft_unloaded_s"] == pytest.approx(s["prefill_s"] + doc["representation"]["handoff_s"] + s["request_s"])
+
+
+def test_a_deployment_pool_says_instances_and_its_split(cli, tmp_path):
+    """The run schema's vocabulary: instances (count its older name, not both), and per pool tp,
+    dp, moe_tp and moe_ep; a DP-attention decode pool is checked per attention replica."""
+    text = (REPO / "examples" / "deployment.yaml").read_text()
+    old = tmp_path / "count.yaml"
+    old.write_text(text.replace("instances: 14   ", "count: 14       "))
+    code, out, err = cli("check", str(old), "--format", "json")
+    assert code == 0, err
+    both = tmp_path / "both.yaml"
+    both.write_text(text.replace("instances: 14", "instances: 14\n  count: 14"))
+    code, _, err = cli("check", str(both))
+    assert code == 2 and "count" in err and "not both" in err
+    ds = tmp_path / "ds.yaml"
+    ds.write_text("""model: deepseek-v3
+workload: {prompt_tokens: 2048, output_tokens: 256, rate_per_s: 4.0}
+targets: {ttft_p90_ms: 3000, tpot_p99_ms: 60}
+prefill: {accelerator: h200-sxm, instances: 2, tp: 8, weights: fp8, kv: fp8}
+decode: {accelerator: h200-sxm, instances: 1, tp: 1, dp: 8, moe_ep: 8, weights: fp8, kv: fp8}
+kv_path: ib-ndr-400
+""")
+    code, out, err = cli("check", str(ds), "--format", "json")
+    doc = json.loads(out)
+    dec = doc["plan"]["placement"]["decode"]
+    assert (dec["tp"], dec["dp"], dec["moe_tp"], dec["moe_ep"], dec["devices"]) == (1, 8, 1, 8, 8)
+    ingress = next(c for c in doc["checks"] if c["check"] == "decode ingress capacity")
+    assert "per decode attention replica" in ingress["detail"] and ingress["value"] == pytest.approx(4.0 / 8)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(ds.read_text().replace("moe_ep: 8", "moe_ep: 8, moe_tp: 2"))
+    code, out, err = cli("check", str(bad), "--format", "json")
+    assert code == 1 and "must equal" in out
+
+
+def test_plan_takes_each_pools_split(cli):
+    code, out, err = cli("plan", "--model", "deepseek-v3", "--prefill", "h200-sxm", "--decode", "h200-sxm",
+                         "--prefill-tp", "8", "--decode-dp", "8", "--decode-moe-ep", "8", "--prefill-weights", "fp8",
+                         "--decode-weights", "fp8", "--prefill-kv", "fp8", "--kv", "fp8", "--link", "ib-ndr-400",
+                         "--format", "json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["feasible"] and doc["placement"]["decode"]["moe_ep"] == 8 and doc["placement"]["decode"]["dp"] == 8

@@ -20,8 +20,15 @@ def plan_cmd(
     prefill: str = typer.Option(..., "--prefill", help="prefill accelerator"),
     decode: str = typer.Option(..., "--decode", help="decode accelerator"),
     link: str = typer.Option("roce-400", "--link", help="KV path"),
-    prefill_tp: int = typer.Option(1, "--prefill-tp"),
-    decode_tp: int = typer.Option(1, "--decode-tp"),
+    prefill_tp: int = typer.Option(1, "--prefill-tp", help="attention TP of a prefill replica"),
+    decode_tp: int = typer.Option(1, "--decode-tp", help="attention TP of a decode replica"),
+    prefill_dp: int = typer.Option(1, "--prefill-dp", help="DP-attention replicas per prefill instance"),
+    decode_dp: int = typer.Option(1, "--decode-dp", help="DP-attention replicas per decode instance"),
+    prefill_moe_tp: int = typer.Option(None, "--prefill-moe-tp", help="MoE: the prefill experts' TP split "
+                                       "[default: tp × dp / moe-ep]"),
+    decode_moe_tp: int = typer.Option(None, "--decode-moe-tp", help="MoE: the decode experts' TP split"),
+    prefill_moe_ep: int = typer.Option(1, "--prefill-moe-ep", help="MoE: the prefill experts' EP degree"),
+    decode_moe_ep: int = typer.Option(1, "--decode-moe-ep", help="MoE: the decode experts' EP degree"),
     prefill_weights: str = typer.Option("bf16", "--prefill-weights"),
     decode_weights: str = typer.Option("bf16", "--decode-weights"),
     prefill_kv: str = typer.Option("bf16", "--prefill-kv", help="KV format the prefill pool writes"),
@@ -60,9 +67,11 @@ def plan_cmd(
                 ttft_stat=ttft_stat and ttft_stat.value, tpot_stat=tpot_stat and tpot_stat.value)
     pre_acc, dec_acc = cat.get("accelerator", prefill), cat.get("accelerator", decode)
     p = plan(cat.get("model", model),
-             Pool(pre_acc, tp=prefill_tp, weights=prefill_weights, kv=prefill_kv, page_tokens=prefill_page,
+             Pool(pre_acc, tp=prefill_tp, dp=prefill_dp, moe_tp=prefill_moe_tp, moe_ep=prefill_moe_ep,
+                  weights=prefill_weights, kv=prefill_kv, page_tokens=prefill_page,
                   runtime=runtime_for(cat, runtime, pre_acc)),
-             Pool(dec_acc, tp=decode_tp, weights=decode_weights, kv=kv, page_tokens=decode_page, tier=tier,
+             Pool(dec_acc, tp=decode_tp, dp=decode_dp, moe_tp=decode_moe_tp, moe_ep=decode_moe_ep,
+                  weights=decode_weights, kv=kv, page_tokens=decode_page, tier=tier,
                   runtime=runtime_for(cat, runtime, dec_acc)),
              cat.get("path", link), cat.all("tier"), cat.get("runtime", runtime), w, retained_bytes=retain_gb * 1e9)
     doc = {"feasible": p.feasible, "reasons": p.reasons, **p.doc}

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..cost.inputs import model_inputs
+from ..cost.parallelism import Parallelism, split_reason
 from ..cost.precision import Precision, default_activations, infeasible_reason
 from ..spec.errors import PdroofError
 from ..spec.schema import Record
@@ -49,6 +50,9 @@ class Pool:
     accelerator: Record
     tp: int = 1
     count: int = 1
+    dp: int = 1                 # attention data-parallel replicas per instance (DP attention)
+    moe_tp: int | None = None   # the routed experts' split (default: over all tp·dp devices)
+    moe_ep: int = 1
     weights: str = "bf16"
     activations: str | None = None
     kv: str = "bf16"
@@ -60,6 +64,15 @@ class Pool:
     rope_theta: float | None = None  # position-encoding override (engine flag): must match the other side
     tier: str = "hbm"
     runtime: Record | None = None  # the runtime profile (engine) this pool runs; None: the plan's
+
+    @property
+    def split(self) -> Parallelism:
+        return Parallelism(self.tp, self.dp, self.moe_tp, self.moe_ep)
+
+    @property
+    def replicas(self) -> int:
+        """Attention replicas in the pool: the units its load spreads over."""
+        return self.count * self.dp
 
     def precision(self) -> Precision:
         implied = default_activations(self.accelerator, self.weights)
@@ -111,6 +124,9 @@ def plan(model: Record, prefill: Pool, decode: Pool, path: Record, tiers: list[R
         if pool.tp < 1 or pool.count < 1 or pool.page_tokens < 1:
             raise PdroofError(f"{side}: tp, instance count and page tokens must be at least 1, not {pool.tp}, "
                               f"{pool.count} and {pool.page_tokens}")
+        r = split_reason(model, pool.accelerator, pool.split)
+        if r:
+            reasons.append(f"{side}: {r}")
     if not (retained_bytes >= 0 and math.isfinite(retained_bytes)):
         raise PdroofError(f"retained cache must be a finite, non-negative size, not {retained_bytes}")
     checks = gate(model, prefill, decode, w)
@@ -128,12 +144,13 @@ def plan(model: Record, prefill: Pool, decode: Pool, path: Record, tiers: list[R
         raise PdroofError(f"unknown KV tier {decode.tier!r}; known: {', '.join(t.id for t in tiers)}")
     accs = [prefill.accelerator] + ([decode.accelerator] if decode.accelerator.id != prefill.accelerator.id else [])
     c = Candidates(model, accs, [path], [tier], runtime, w, tp=tuple(sorted({prefill.tp, decode.tp})),
-                   retained_bytes=retained_bytes, runtimes=_runtimes(prefill, decode, runtime))
+                   retained_bytes=retained_bytes, runtimes=_runtimes(prefill, decode, runtime),
+                   given_splits=tuple(dict.fromkeys(pool.split.for_model(model) for pool in (prefill, decode))))
     placement = {
-        "prefill": {"accelerator": prefill.accelerator.id, "tp": prefill.tp, "instances": prefill.count,
+        "prefill": {"accelerator": prefill.accelerator.id, **_split_doc(model, prefill),
                     "precision": f"W{pp.weights}/A{pp.activations}", "kv": pp.kv,
                     "runtime": c.runtime_of(prefill.accelerator).id},
-        "decode": {"accelerator": decode.accelerator.id, "tp": decode.tp, "instances": decode.count,
+        "decode": {"accelerator": decode.accelerator.id, **_split_doc(model, decode),
                    "precision": f"W{dp.weights}/A{dp.activations}", "kv": dp.kv, "tier": tier.id,
                    "runtime": c.runtime_of(decode.accelerator).id},
     }
@@ -142,8 +159,9 @@ def plan(model: Record, prefill: Pool, decode: Pool, path: Record, tiers: list[R
         return Plan(False, reasons, doc)
     pre, dec = prefill_stage(c), decode_stage(c)
     ids = [a.id for a in accs]  # by id: a spec given as a file is another record than the catalogue's
-    pi = _row(pre, ids.index(prefill.accelerator.id), prefill.tp, weights=pp.weights)
-    di = _row(dec, ids.index(decode.accelerator.id), decode.tp, weights=dp.weights, kv=dp.kv, tier=0)
+    pi = _row(pre, ids.index(prefill.accelerator.id), prefill.split.for_model(model), weights=pp.weights)
+    di = _row(dec, ids.index(decode.accelerator.id), decode.split.for_model(model), weights=dp.weights, kv=dp.kv,
+              tier=0)
     for side, pool, st, i in (("prefill", prefill, pre, pi), ("decode", decode, dec, di)):
         if i is None:
             reasons.append(f"{side}: {tp_reason(model, pool.accelerator, pool.tp)}")
@@ -226,9 +244,15 @@ def _runtimes(prefill: Pool, decode: Pool, runtime: Record) -> dict[str, Record]
     return {prefill.accelerator.id: pre, decode.accelerator.id: dec}
 
 
-def _row(st, acc: int, tp: int, **labels) -> int | None:
+def _row(st, acc: int, par: Parallelism, **labels) -> int | None:
+    labels = {"acc": acc, "tp": par.tp, "dp": par.dp, "moe_ep": par.moe_ep, **labels}
     for i in range(len(st)):
-        if st.labels["acc"][i] == acc and st.labels["tp"][i] == tp and all(
-                st.labels[k][i] == v for k, v in labels.items()):
+        if all(st.labels[k][i] == v for k, v in labels.items()):
             return i
     return None
+
+
+def _split_doc(model: Record, pool: Pool) -> dict:
+    par = pool.split.for_model(model)
+    return {"tp": par.tp, "dp": par.dp, "moe_tp": par.experts_tp, "moe_ep": par.moe_ep, "devices": par.devices,
+            "instances": pool.count}

@@ -35,10 +35,22 @@ def _tokens_or_preset(r: Record):
     return None
 
 
-POOL = Map(fields=(
+def _one_instance_count(r: Record):
+    if r.instances is not None and r.count is not None:
+        return ("count", "give instances (count is its older name), not both")
+    return None
+
+
+POOL = Map(checks=(_one_instance_count,), fields=(
     F("accelerator", Str(), required=True, doc="accelerator id or YAML file"),
-    F("count", Num(integer=True), default=1, doc="instances in the pool"),
-    F("tp", Num(integer=True), default=1, doc="devices per instance"),
+    F("instances", Num(integer=True), doc="instances in the pool (default 1)"),
+    F("count", Num(integer=True), doc="instances in the pool: the older name of instances"),
+    F("tp", Num(integer=True), default=1, doc="attention tensor parallelism: devices per attention replica"),
+    F("dp", Num(integer=True), default=1, doc="attention data-parallel replicas per instance (DP attention); "
+                                              "devices per instance tp × dp"),
+    F("moe_tp", Num(integer=True), doc="MoE: tensor-parallel split of each routed expert (default tp × dp / "
+                                       "moe_ep)"),
+    F("moe_ep", Num(integer=True), default=1, doc="MoE: expert-parallel groups the routed experts spread over"),
     F("weights", FMT, default="bf16"),
     F("activations", FMT),
     F("kv", FMT, default="bf16", doc="KV storage format"),
@@ -98,7 +110,8 @@ def load(path: str | Path) -> Record:
 def _pool(cat: Catalog, spec: Record, runtime: str) -> Pool:
     """One pool of the file, running ``runtime`` (``engine``: the engine best supported on its accelerator)."""
     acc = cat.get("accelerator", spec.accelerator)
-    return Pool(acc, tp=spec.tp, count=spec.count, weights=spec.weights,
+    count = spec.instances if spec.instances is not None else spec.count if spec.count is not None else 1
+    return Pool(acc, tp=spec.tp, count=count, dp=spec.dp, moe_tp=spec.moe_tp, moe_ep=spec.moe_ep, weights=spec.weights,
                 activations=spec.activations, kv=spec.kv, kv_scale=spec.kv_scale, page_tokens=spec.page_tokens,
                 order=spec.order, max_context=spec.max_context,
                 model=cat.get("model", spec.model) if spec.model else None, rope_theta=spec.rope_theta,
@@ -141,20 +154,20 @@ def check(path: str | Path, cat: Catalog) -> Verdict:
             v.checks.append(Check(f"TPOT {stat}", s["tpot_s"] <= limit, s["tpot_s"], limit, "s", "no offered rate"))
         v.passed = all(c.passed for c in v.checks)
         return v
-    per_p = rate / pre.count
+    per_p = rate / pre.replicas  # each attention replica serves its share (DP attention: dp per instance)
     t_p = s["prefill_s"]
     rho = per_p * t_p
     outside = p.doc["representation"]["handoff_s"] + s["request_s"]  # delays the first token, not the server
     for stat, limit in targets["ttft"]:
         ttft = float(ttft_at(per_p, t_p, outside, stat))
         v.checks.append(Check(f"TTFT {stat} at the offered rate", ttft <= limit, ttft, limit, "s",
-                              f"M/D/1 at {per_p:.3g} req/s per prefill instance (utilisation {rho:.0%})"))
+                              f"M/D/1 at {per_p:.3g} req/s per prefill {_unit(pre)} (utilisation {rho:.0%})"))
     for name, cap in (("KV link capacity", s["link_capacity"]),
                       ("prefill memory (KV held until handoff)", p.doc["ownership"]["prefill_hold_capacity"])):
-        v.checks.append(Check(name, per_p <= cap, per_p, cap, "req/s", "per prefill instance"))
-    per_d = rate / dec.count
+        v.checks.append(Check(name, per_p <= cap, per_p, cap, "req/s", f"per prefill {_unit(pre)}"))
+    per_d = rate / dec.replicas
     v.checks.append(Check("decode ingress capacity", per_d <= s["ingress_capacity"], per_d, s["ingress_capacity"],
-                          "req/s", "per decode instance: the prefill instances feeding it share its NICs"))
+                          "req/s", f"per decode {_unit(dec)}: the prefill instances feeding it share its NICs"))
     step = s["tpot_s"]
     need = float(decode_in_flight(per_d, w.output_tokens, step))
     batch = s["decode_batch"]
@@ -163,9 +176,14 @@ def check(path: str | Path, cat: Catalog) -> Verdict:
                           f"{per_d:.3g} req/s × {w.output_tokens} tokens × {step * 1e3:.1f} ms per step"))
     for stat, limit in targets["tpot"]:
         v.checks.append(Check(f"TPOT {stat} at that batch", tpot <= limit, tpot, limit, "s",
-                              "per decode instance; decode steps carry no prompts, so every statistic is the step"))
+                              f"per decode {_unit(dec)}; decode steps carry no prompts, so every statistic is the "
+                              "step"))
     v.passed = all(c.passed for c in v.checks)
     return v
+
+
+def _unit(pool: Pool) -> str:
+    return "attention replica" if pool.dp > 1 else "instance"
 
 
 def _decode_step(p: Plan, model, dec: Pool, cat: Catalog, d: Record, w: Workload, batch: float) -> float:
@@ -175,7 +193,7 @@ def _decode_step(p: Plan, model, dec: Pool, cat: Catalog, d: Record, w: Workload
 
     b = max(1.0, float(np.ceil(batch)))
     rt = dec.runtime or runtime_for(cat, d.runtime, dec.accelerator)
-    inputs, _ = stage_inputs(model, dec.accelerator, rt, dec.precision(), dec.tp)
+    inputs, _ = stage_inputs(model, dec.accelerator, rt, dec.precision(), dec.tp, dec.split)
     inputs.update(batch=b, new_tokens=1, prefix_tokens=0, context_tokens=w.mean_context)
     step = float(evaluate("decode", inputs)["seconds"])
     return float(evaluate("serving", {**SERVING_IDLE, **p.decode_tier, "step_s": step,

@@ -70,6 +70,7 @@ class Candidates:
     devices: int | None = None                  # device budget: report the largest rate it sustains
     retained_bytes: float = 0.0                 # prefix cache retained per decode device (not a tier)
     runtimes: dict[str, Record] = field(default_factory=dict)  # accelerator id -> its runtime (default: runtime)
+    given_splits: tuple[Parallelism, ...] | None = None  # exactly these splits (a deployment's), not the enumeration
 
     def runtime_of(self, acc: Record) -> Record:
         """The runtime profile ``acc`` runs."""
@@ -81,6 +82,9 @@ def splits(c: Candidates, acc: Record) -> list[Parallelism]:
     experts expert-parallel over the same devices (moe_ep = tp), and DP attention over one-device
     replicas with the experts over all of them (moe_ep = dp), across nodes where the accelerator has
     a scale-out NIC. ``c.dp`` and ``c.moe_ep`` filter them."""
+    if c.given_splits is not None:
+        return [par for par in c.given_splits
+                if tp_reason(c.model, acc, par.tp) is None and split_reason(c.model, acc, par) is None]
     out = [Parallelism(t) for t in c.tp]
     if c.model.moe is not None:
         out += [Parallelism(t, 1, 1, t) for t in c.tp if t > 1]
