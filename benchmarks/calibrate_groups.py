@@ -45,8 +45,8 @@ def main() -> int:
     args = ap.parse_args()
     cat = Catalog()
     groups = defaultdict(list)
-    runs = [r for r in read_runs(args.runs) if r.measured and not r.error and r.mode == "aggregated"]
-    for p in predict(cat, runs):  # the runs predict can answer (no EP or DP attention yet)
+    runs = [r for r in read_runs(args.runs) if r.measured and not r.error]
+    for p in predict(cat, runs):  # the runs predict can answer
         if p.error is None:
             groups[group_key(p.run)].append(p.run)
     totals = defaultdict(list)
@@ -57,7 +57,7 @@ def main() -> int:
         print(f"{'group':88} {'runs':>4}  {'TPOT base':>9} {'fitted':>6} {'left out':>8} {'TTFT base':>9} "
               f"{'fitted':>6} {'left out':>8}  factors fitted")
     for key, runs in groups.items():
-        acc = cat.get("accelerator", runs[0].pools["deployment"].accelerator)
+        acc = cat.get("accelerator", next(iter(runs[0].pools.values())).accelerator)
         try:
             base_id = default_base(cat, runs, acc)
             base_doc = yaml.safe_load(cat.files("runtime")[base_id].read_text())

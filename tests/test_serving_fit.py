@@ -82,17 +82,13 @@ def test_a_factor_the_runs_cannot_see_keeps_the_base_value_and_says_why(catalog,
     ({"deployment": {**RUN["deployment"], "accelerator": "h200-sxm"}}, "h200-sxm"),
     ({"engine": "sglang"}, "several engines"),
     ({"isl": "many"}, "isl"),
-    ({"mode": "disaggregated", "prefill": RUN["deployment"], "decode": RUN["deployment"]}, None),  # when predicted
+    ({"mode": "disaggregated", "prefill": RUN["deployment"],
+      "decode": {**RUN["deployment"], "accelerator": "h200-sxm"}}, "h200-sxm"),  # a pool on another accelerator
 ])
 def test_runs_one_profile_cannot_stand_for_are_refused(catalog, change, message):
     good = {**RUN, "id": "a", "isl": 1024, "osl": 128, "concurrency": 4, "measured": {"tpot_ms": {"mean": 8.0}}}
     runs = parse_runs(json.dumps([good, {**good, "id": "b", **change}]), "runs.json")
     acc = catalog.get("accelerator", "h100-sxm")
-    if message is None:
-        base = yaml.safe_load((builtin_root() / "hardware" / "runtimes" / "vllm.yaml").read_text())
-        with pytest.raises(PdroofError, match="disaggregated"):
-            calibrate_serving(catalog, runs_to_fit(runs, "runs.json", acc), "runs.json", acc, base, "x")
-        return
     with pytest.raises(PdroofError, match=message):
         runs_to_fit(runs, "runs.json", acc)
 
@@ -179,3 +175,15 @@ def test_an_output_name_that_cannot_be_the_profiles_id_is_refused_before_fitting
     code, _, err = cli("calibrate", str(REPO / "tests" / "data" / "serving_llama8b_h100_trtllm.json"),
                        "--hardware", "h100-sxm", "-o", str(tmp_path / name))
     assert code == 1 and message in err and err.count("\n") == 1 and not (tmp_path / name).exists()
+
+
+def test_disaggregated_runs_calibrate_like_aggregated_ones(catalog, tmp_path):
+    """Runs over a prefill and a decode pool of the accelerator fit its factors too (predict's pool
+    loop is the model they are fitted through)."""
+    pool = RUN["deployment"]
+    run = {**RUN, "mode": "disaggregated", "deployment": None, "prefill": pool, "decode": {**pool, "instances": 2}}
+    runs, f = _measured(tmp_path, {"profiles.h100-sxm.weights.bf16": 0.6}, run)
+    assert all(r.mode == "disaggregated" for r in runs)
+    base = yaml.safe_load((builtin_root() / "hardware" / "runtimes" / "vllm.yaml").read_text())
+    _, rep = calibrate_serving(catalog, runs, f, catalog.get("accelerator", "h100-sxm"), base, "mine")
+    assert rep["fitted"]["weights.bf16"]["value"] == pytest.approx(0.6, rel=0.05)

@@ -262,11 +262,7 @@ def runs_to_fit(runs: list[Run], path: str | Path, acc: Record) -> list[Run]:
     if not measured:
         raise PdroofError(f"{path}: no run measured a TPOT or TTFT mean or median (measured.tpot_ms.mean, ...) "
                           "to fit")
-    split = sorted({r.mode for r in measured} - {"aggregated"})
-    if split:
-        raise PdroofError(f"{path}: {split[0]} runs are not supported yet "
-                          "(disaggregated pools come with the MoE work)")
-    others = sorted({r.pools["deployment"].accelerator for r in measured} - {acc.id})
+    others = sorted({pool.accelerator for r in measured for pool in r.pools.values()} - {acc.id})
     if others:
         raise PdroofError(f"{path}: runs measured on {', '.join(others)}, not {acc.id}: a profile is fitted to "
                           "one accelerator's runs")
