@@ -507,3 +507,15 @@ def test_bad_parallel_degrees_are_one_error(cli):
         assert code == 1 and f"{flag} takes comma-separated integers" in err
         code, _, err = cli("rank", "-m", "deepseek-v3", flag, "0")
         assert code == 1 and "at least 1" in err
+
+
+def test_rows_the_objective_cannot_price_rank_by_output_per_device(catalog):
+    """H20 and the MetaX C600 have no price: by cost their rows come after priced ones, ordered
+    among themselves by output tokens per device, not by enumeration order."""
+    rows = rank(_cands(catalog, accs=("h20", "metax-c600", "h100-sxm")), "cost", top=0).rows
+    priced = [r["usd_per_million_tokens"] is not None for r in rows]
+    assert priced == sorted(priced, reverse=True)  # every priced row first
+    rows = rank(_cands(catalog, accs=("h20", "metax-c600")), "cost", top=0).rows
+    unpriced = [r["tokens_per_s_per_device"] for r in rows]
+    assert unpriced and all(r["usd_per_million_tokens"] is None for r in rows)
+    assert unpriced == sorted(unpriced, reverse=True)

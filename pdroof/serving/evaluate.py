@@ -202,8 +202,9 @@ def _concat(parts: list[dict]) -> dict:
 
 
 def ranked(cols: dict, objective: str, rows: np.ndarray | None = None) -> np.ndarray:
-    """``rows`` (default all) best first: by the objective, then the configuration whose factors
-    were measured for its formats, then the faster handoff, then the order of enumeration (mode,
+    """``rows`` (default all) best first: by the objective, then by output per device (what orders
+    rows whose price or power is unknown), then the configuration whose factors were measured for
+    its formats, then the faster handoff, then the order of enumeration (mode,
     stage rows, wire format, path), so that equal rows come out in one order however the grid
     was split into blocks."""
     rows = np.arange(len(cols["mode"])) if rows is None else rows
@@ -213,7 +214,10 @@ def ranked(cols: dict, objective: str, rows: np.ndarray | None = None) -> np.nda
     for d in digits:
         position = position * (int(d.max(initial=0)) + 1) + d
     name = OBJECTIVES[objective][0]
-    return rows[np.lexsort((position, cols["transfer_s"][rows], cols["inferred"][rows],
+    # rows the objective cannot price (no device price or power) rank after the others, among
+    # themselves by output per device (as if their devices cost alike)
+    per_device = -np.nan_to_num(cols["tokens_per_s_per_device"][rows].astype(float), nan=-np.inf)
+    return rows[np.lexsort((position, cols["transfer_s"][rows], cols["inferred"][rows], per_device,
                             score({name: cols[name][rows]}, objective)))]
 
 
