@@ -21,6 +21,9 @@ EXPECTED = {
     "qwen2.5-7b": (7.62e9, 7.62e9, 57_344),
     "qwen2.5-72b": (72.71e9, 72.71e9, 327_680),
     "qwen3-8b": (8.19e9, 8.19e9, 147_456),
+    "qwen3.5-397b-a17b": (396.35e9, 17.35e9, 30_720),  # K/V of the 15 full-attention layers only
+    "glm-5": (743.91e9, 40.83e9, 100_152),  # MLA latent + the indexer's FP8 key (132 B) x 78 layers
+    "glm-5.1": (743.91e9, 40.83e9, 100_152),
 }
 
 
@@ -32,7 +35,7 @@ def test_published_numbers(catalog, model_id):
     assert s.params_total == pytest.approx(total, rel=1e-3)
     assert params_active(m, s) == pytest.approx(active, rel=2e-3)
     assert s.kv_bytes_per_token("bf16") == kv
-    assert s.kv_bytes_per_token("fp8") == kv / 2
+    assert s.kv_bytes_per_token("fp8") == (kv + s.index_key_bytes_per_token) / 2  # a DSA indexer key stays FP8
 
 
 def test_exact_counts_match_reference_tallies(catalog):

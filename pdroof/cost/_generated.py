@@ -24,7 +24,7 @@ ARGS['kernels'] = ('batch', 'new_tokens', 'context_tokens', 'heads', 'attn_dim_p
 OUTPUTS['kernels'] = ('gemm_seconds', 'attn_prefill_seconds', 'attn_decode_seconds', 'copy_seconds', 'host_copy_seconds')
 
 
-def prefill(*, batch, new_tokens, prefix_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_latency_s, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
+def prefill(*, batch, new_tokens, prefix_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, sparse_layers, topk_tokens, index_heads, index_head_dim, index_key_bytes, linear_layers, linear_heads, linear_key_dim, linear_value_dim, conv_dim, conv_kernel, state_bytes, state_shardable, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_latency_s, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
     """Numeric twin of pdroof.cost.equations groups()["prefill"]."""
     _x0 = numpy.minimum(kv_shardable, tp)**(-1.0)
     _x1 = tp**(-1.0)
@@ -70,54 +70,87 @@ def prefill(*, batch, new_tokens, prefix_tokens, tp, dp, moe_tp, moe_ep, layers,
     _x41 = moe_latency_s + numpy.maximum(_x13*_x38, _x16*_x40)
     _x42 = _x18*numpy.minimum(1, shared_params) + numpy.maximum(_x13*_x37, _x16*_x39)
     _x43 = 2*prefix_tokens
-    _x44 = full_layers*(_x43 + new_tokens + 1)
-    _x45 = numpy.minimum(new_tokens, numpy.maximum(0, -prefix_tokens + window_tokens))
-    _x46 = window_tokens*(-_x45 + new_tokens)
-    _x47 = _x45*(_x45 + 1)
-    _x48 = sliding_layers*(_x43*_x45 + 2*_x46 + _x47)
-    _x49 = _x1*attn_dim_prefill*heads
-    _x50 = _x49*batch
-    _x51 = _x1*_x6
-    _x52 = _x51*act_bytes*new_tokens
-    _x53 = new_tokens + prefix_tokens
-    _x54 = _x0*kv_bytes*kv_elems
-    _x55 = _x52 + _x53*_x54
-    _x56 = _x55*full_layers
-    _x57 = _x52 + _x54*numpy.minimum(_x53, window_tokens)
-    _x58 = _x57*sliding_layers
-    _x59 = batch*(_x56 + _x58)
-    _x60 = new_tokens**(-1.0)
-    _x61 = (attn_half_tokens + new_tokens)/(attn_peak_flops_per_s*eff_attn_prefill)
-    _x62 = _x16/eff_attn_decode
-    _x63 = (1/2)*new_tokens
-    _x64 = 2*batch
-    _x65 = _x49*_x61*_x64
-    _x66 = _x62*batch
-    _x67 = full_layers*(kernel_latency_s + numpy.maximum(_x55*_x66, _x65*(_x63 + prefix_tokens + 1/2))) + sliding_layers*(kernel_latency_s + numpy.maximum(_x57*_x66, _x60*_x65*(_x45*prefix_tokens + _x46 + (1/2)*_x47)))
-    _x68 = hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem)
-    _x69 = _x1*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x34 + shared_ffn_size))
-    _x70 = _x4*(_x68 + _x69)
-    _x71 = _x16*_x70/eff_memory + 3*kernel_latency_s*layers
-    _x72 = _x6*_x7
-    _x73 = _x72*layers
-    _x74 = tp - 1
-    _x75 = 2*link_latency_s
-    _x76 = eff_link**(-1.0)
-    _x77 = _x51*_x7
-    _x78 = 2*layers*(_x74*_x76*_x77/link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x74*_x75))*numpy.minimum(1, _x74)
-    _x79 = _x77*experts_per_token*moe_layers
-    _x80 = numpy.maximum(1, _x1*moe_tp) - 1
-    _x81 = moe_ep - 1
-    _x82 = act_bytes*hidden
-    _x83 = moe_layers*((_x72*_x76*_x80/dp_link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x75*_x80))*numpy.minimum(1, _x80) + 2*(_x1*_x27*_x30*_x4*_x76*_x81*_x82/ep_link_bytes_per_s + numpy.maximum(alltoall_latency_s, _x81*link_latency_s))*numpy.minimum(1, _x81))
-    _x84 = _x1*vocab
-    _x85 = _x6*_x84
-    _x86 = _x82*_x84 + batch*(_x82 + 4*_x84)
-    _x87 = _x10*_x12*_x85*(batch + gemm_half_rows)
-    _x88 = _x17*_x86
-    _x89 = kernel_latency_s + numpy.maximum(_x87, _x88)
-    _x90 = layer_latency_s*layers*(extra_kernel_share + 1)
-    _x91 = moe_layers*new_tokens
+    _x44 = _x43 + new_tokens + 1
+    _x45 = _x44*new_tokens
+    _x46 = index_heads*(index_head_dim + 1)
+    _x47 = 3*_x46*sparse_layers
+    _x48 = _x22*heads
+    _x49 = _x48*attn_dim_prefill
+    _x50 = _x49*full_layers
+    _x51 = 3*conv_dim
+    _x52 = linear_heads*(9*linear_key_dim*linear_value_dim + 576*linear_key_dim + 384*linear_value_dim + 2048)
+    _x53 = numpy.minimum(state_shardable, tp)**(-1.0)
+    _x54 = _x53*linear_layers
+    _x55 = _x54*(_x51*conv_kernel + _x52)
+    _x56 = 2*_x55
+    _x57 = numpy.minimum(new_tokens, numpy.maximum(0, -prefix_tokens + topk_tokens))
+    _x58 = topk_tokens*(-_x57 + new_tokens)
+    _x59 = _x57*(_x57 + 1)
+    _x60 = attn_dim_decode*sparse_layers*(_x43*_x57 + 2*_x58 + _x59)
+    _x61 = _x48*_x60
+    _x62 = numpy.minimum(new_tokens, numpy.maximum(0, -prefix_tokens + window_tokens))
+    _x63 = window_tokens*(-_x62 + new_tokens)
+    _x64 = _x62*(_x62 + 1)
+    _x65 = sliding_layers*(_x43*_x62 + 2*_x63 + _x64)
+    _x66 = _x49*_x65
+    _x67 = (1/3)*batch
+    _x68 = act_bytes*new_tokens
+    _x69 = _x1*_x6
+    _x70 = _x68*_x69
+    _x71 = new_tokens + prefix_tokens
+    _x72 = _x0*_x71
+    _x73 = kv_bytes*kv_elems
+    _x74 = _x70 + _x72*_x73
+    _x75 = _x74*full_layers
+    _x76 = 4*_x45 + _x72*index_key_bytes
+    _x77 = _x76*sparse_layers
+    _x78 = _x74*sparse_layers
+    _x79 = _x0*_x73*numpy.minimum(_x71, window_tokens) + _x70
+    _x80 = _x79*sliding_layers
+    _x81 = linear_heads*linear_value_dim
+    _x82 = _x68*_x81*linear_key_dim
+    _x83 = _x68*(_x51 + _x81)
+    _x84 = (1/32)*_x54*(_x82 + 32*_x83 + 64*state_bytes)
+    _x85 = batch*(_x75 + _x77 + _x78 + _x80 + _x84)
+    _x86 = new_tokens**(-1.0)
+    _x87 = (attn_half_tokens + new_tokens)/(attn_peak_flops_per_s*eff_attn_prefill)
+    _x88 = _x16/eff_attn_decode
+    _x89 = _x1*heads
+    _x90 = _x89*attn_dim_prefill
+    _x91 = (1/2)*new_tokens
+    _x92 = 2*batch
+    _x93 = _x87*_x92
+    _x94 = _x93*(_x91 + prefix_tokens + 1/2)
+    _x95 = _x88*batch
+    _x96 = _x74*_x95
+    _x97 = _x86*_x93
+    _x98 = full_layers*(kernel_latency_s + numpy.maximum(_x96, _x90*_x94)) + linear_layers*(7*kernel_latency_s + numpy.maximum(_x53*_x93*((1/3)*_x52 + conv_dim*conv_kernel), _x53*_x95*((1/32)*_x82 + _x83 + 2*state_bytes))) + sliding_layers*(kernel_latency_s + numpy.maximum(_x79*_x95, _x90*_x97*(_x62*prefix_tokens + _x63 + (1/2)*_x64))) + sparse_layers*(_x18 + numpy.maximum(_x46*_x94, _x76*_x95)) + sparse_layers*(kernel_latency_s + numpy.maximum(_x96, _x89*_x97*attn_dim_decode*(_x57*prefix_tokens + _x58 + (1/2)*_x59)))
+    _x99 = hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem)
+    _x100 = _x1*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x34 + shared_ffn_size))
+    _x101 = _x4*(_x100 + _x99)
+    _x102 = _x101*_x16/eff_memory + 3*kernel_latency_s*layers
+    _x103 = _x6*_x7
+    _x104 = _x103*layers
+    _x105 = tp - 1
+    _x106 = 2*link_latency_s
+    _x107 = eff_link**(-1.0)
+    _x108 = _x69*_x7
+    _x109 = 2*layers*(_x105*_x107*_x108/link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x105*_x106))*numpy.minimum(1, _x105)
+    _x110 = _x108*experts_per_token*moe_layers
+    _x111 = numpy.maximum(1, _x1*moe_tp) - 1
+    _x112 = moe_ep - 1
+    _x113 = act_bytes*hidden
+    _x114 = moe_layers*((_x103*_x107*_x111/dp_link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x106*_x111))*numpy.minimum(1, _x111) + 2*(_x1*_x107*_x112*_x113*_x27*_x30*_x4/ep_link_bytes_per_s + numpy.maximum(alltoall_latency_s, _x112*link_latency_s))*numpy.minimum(1, _x112))
+    _x115 = _x1*vocab
+    _x116 = _x115*_x6
+    _x117 = _x113*_x115 + batch*(_x113 + 4*_x115)
+    _x118 = _x10*_x116*_x12*(batch + gemm_half_rows)
+    _x119 = _x117*_x17
+    _x120 = kernel_latency_s + numpy.maximum(_x118, _x119)
+    _x121 = layer_latency_s*layers*(extra_kernel_share + 1)
+    _x122 = moe_layers*new_tokens
+    _x123 = _x44*_x91
+    _x124 = (1/2)*_x89
     return {
         'attn_proj_flops': _x3*_x5,
         'attn_proj_bytes': _x9,
@@ -134,390 +167,458 @@ def prefill(*, batch, new_tokens, prefix_tokens, tp, dp, moe_tp, moe_ep, layers,
         'experts_compute_s': _x13*moe_layers*(_x37 + _x38),
         'experts_memory_s': _x16*moe_layers*(_x39 + _x40),
         'experts_seconds': moe_layers*(_x41 + _x42),
-        'attention_flops': _x50*(_x44*new_tokens + _x48),
-        'attention_bytes': _x59,
-        'attention_compute_s': _x50*_x61*(_x44 + _x48*_x60),
-        'attention_memory_s': _x59*_x62,
-        'attention_seconds': _x67,
+        'attention_flops': _x67*(_x45*_x47 + _x45*_x50 + _x56*new_tokens + _x61 + _x66),
+        'attention_bytes': _x85,
+        'attention_compute_s': _x67*_x87*(_x44*_x47 + _x44*_x50 + _x56 + _x61*_x86 + _x66*_x86),
+        'attention_memory_s': _x85*_x88,
+        'attention_seconds': _x98,
         'elementwise_flops': 0,
-        'elementwise_bytes': _x70,
+        'elementwise_bytes': _x101,
         'elementwise_compute_s': 0,
-        'elementwise_memory_s': _x71,
-        'elementwise_seconds': _x71,
+        'elementwise_memory_s': _x102,
+        'elementwise_seconds': _x102,
         'tp_comm_flops': 0,
-        'tp_comm_bytes': _x73,
+        'tp_comm_bytes': _x104,
         'tp_comm_compute_s': 0,
-        'tp_comm_memory_s': _x78,
-        'tp_comm_seconds': _x78,
+        'tp_comm_memory_s': _x109,
+        'tp_comm_seconds': _x109,
         'ep_comm_flops': 0,
-        'ep_comm_bytes': _x79,
+        'ep_comm_bytes': _x110,
         'ep_comm_compute_s': 0,
-        'ep_comm_memory_s': _x83,
-        'ep_comm_seconds': _x83,
-        'lm_head_flops': _x85*batch,
-        'lm_head_bytes': _x86,
-        'lm_head_compute_s': _x87,
-        'lm_head_memory_s': _x88,
-        'lm_head_seconds': _x89,
+        'ep_comm_memory_s': _x114,
+        'ep_comm_seconds': _x114,
+        'lm_head_flops': _x116*batch,
+        'lm_head_bytes': _x117,
+        'lm_head_compute_s': _x118,
+        'lm_head_memory_s': _x119,
+        'lm_head_seconds': _x120,
         'layer_latency_flops': 0,
         'layer_latency_bytes': 0,
         'layer_latency_compute_s': 0,
         'layer_latency_memory_s': 0,
-        'layer_latency_seconds': _x90,
+        'layer_latency_seconds': _x121,
         'step_latency_flops': 0,
         'step_latency_bytes': 0,
         'step_latency_compute_s': 0,
         'step_latency_memory_s': 0,
         'step_latency_seconds': step_latency_s,
-        'seconds': _x19 + _x25 + _x41*moe_layers + _x42*moe_layers + _x67 + _x71 + _x78 + _x83 + _x89 + _x90 + step_latency_s,
-        'flops': _x64*(_x21*new_tokens + _x26*_x91 + _x3*new_tokens + _x32*_x91 + _x44*_x49*_x63 + (1/2)*_x48*_x49 + _x84*hidden),
-        'bytes': _x24 + _x35*moe_layers + _x36*moe_layers + _x4*_x68 + _x4*_x69 + _x56*batch + _x58*batch + _x73 + _x79 + _x86 + _x9,
+        'seconds': _x102 + _x109 + _x114 + _x120 + _x121 + _x19 + _x25 + _x41*moe_layers + _x42*moe_layers + _x98 + step_latency_s,
+        'flops': _x92*(_x115*hidden + _x122*_x26 + _x122*_x32 + _x123*_x46*sparse_layers + _x123*_x90*full_layers + _x124*_x60 + _x124*_x65*attn_dim_prefill + _x21*new_tokens + _x3*new_tokens + (1/3)*_x55*new_tokens),
+        'bytes': _x100*_x4 + _x104 + _x110 + _x117 + _x24 + _x35*moe_layers + _x36*moe_layers + _x4*_x99 + _x75*batch + _x77*batch + _x78*batch + _x80*batch + _x84*batch + _x9,
     }
 
-ARGS['prefill'] = ('batch', 'new_tokens', 'prefix_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
+ARGS['prefill'] = ('batch', 'new_tokens', 'prefix_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'topk_tokens', 'index_heads', 'index_head_dim', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'conv_dim', 'conv_kernel', 'state_bytes', 'state_shardable', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
 OUTPUTS['prefill'] = ('attn_proj_flops', 'attn_proj_bytes', 'attn_proj_compute_s', 'attn_proj_memory_s', 'attn_proj_seconds', 'ffn_flops', 'ffn_bytes', 'ffn_compute_s', 'ffn_memory_s', 'ffn_seconds', 'experts_flops', 'experts_bytes', 'experts_compute_s', 'experts_memory_s', 'experts_seconds', 'attention_flops', 'attention_bytes', 'attention_compute_s', 'attention_memory_s', 'attention_seconds', 'elementwise_flops', 'elementwise_bytes', 'elementwise_compute_s', 'elementwise_memory_s', 'elementwise_seconds', 'tp_comm_flops', 'tp_comm_bytes', 'tp_comm_compute_s', 'tp_comm_memory_s', 'tp_comm_seconds', 'ep_comm_flops', 'ep_comm_bytes', 'ep_comm_compute_s', 'ep_comm_memory_s', 'ep_comm_seconds', 'lm_head_flops', 'lm_head_bytes', 'lm_head_compute_s', 'lm_head_memory_s', 'lm_head_seconds', 'layer_latency_flops', 'layer_latency_bytes', 'layer_latency_compute_s', 'layer_latency_memory_s', 'layer_latency_seconds', 'step_latency_flops', 'step_latency_bytes', 'step_latency_compute_s', 'step_latency_memory_s', 'step_latency_seconds', 'seconds', 'flops', 'bytes')
 
 
-def decode(*, batch, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_latency_s, eff_memory, eff_attn_prefill, eff_attn_decode, eff_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, attn_decode_half_bytes, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
+def decode(*, batch, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, sparse_layers, topk_tokens, index_heads, index_head_dim, index_key_bytes, linear_layers, linear_heads, linear_key_dim, linear_value_dim, conv_dim, conv_kernel, state_bytes, state_shardable, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_latency_s, eff_memory, eff_attn_prefill, eff_attn_decode, eff_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, attn_decode_half_bytes, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
     """Numeric twin of pdroof.cost.equations groups()["decode"]."""
     _x0 = numpy.minimum(kv_shardable, tp)**(-1.0)
     _x1 = tp**(-1.0)
     _x2 = _x0*kv_proj_params + _x1*(attn_params - kv_proj_params)
-    _x3 = _x2*layers
-    _x4 = 2*batch
+    _x3 = 2*layers
+    _x4 = _x2*_x3
     _x5 = 2*hidden
     _x6 = act_bytes*batch
     _x7 = _x2*weight_bytes + _x6*(_x2/hidden + _x5)
     _x8 = _x7*layers
     _x9 = (batch + gemm_half_rows)/eff_compute
     _x10 = peak_flops_per_s**(-1.0)
-    _x11 = 2*_x10*(dequant_overhead + 1)
+    _x11 = _x10*(dequant_overhead + 1)
     _x12 = _x11*_x9
     _x13 = eff_weights**(-1.0)
     _x14 = mem_bytes_per_s**(-1.0)
     _x15 = _x13*_x14
     _x16 = 2*kernel_latency_s
-    _x17 = layers*(_x16 + numpy.maximum(_x12*_x2, _x15*_x7))
+    _x17 = layers*(_x16 + numpy.maximum(_x15*_x7, 2*_x12*_x2))
     _x18 = _x1*ffn_params
-    _x19 = _x18*dense_layers
-    _x20 = 3*_x1
-    _x21 = _x18*weight_bytes + _x6*(_x20*ffn_size + _x5)
-    _x22 = _x21*dense_layers
-    _x23 = dense_layers*(_x16 + numpy.maximum(_x12*_x18, _x15*_x21))
-    _x24 = _x1*shared_params
-    _x25 = moe_ep**(-1.0)
-    _x26 = _x25/moe_tp
-    _x27 = (ep_imbalance_32 - 1)*numpy.sqrt(numpy.log(moe_ep))/numpy.sqrt(numpy.log(32)) + 1
-    _x28 = _x27*experts_per_token
-    _x29 = _x26*_x28*expert_params
-    _x30 = _x29*dp
-    _x31 = batch*dp
-    _x32 = expert_ffn_size*experts_per_token
-    _x33 = _x26*(3*_x27*_x31*_x32*act_bytes - expert_params*experts*weight_bytes*((1 - experts_per_token/experts)**_x31 - 1))
-    _x34 = _x24*weight_bytes + _x6*(_x20*shared_ffn_size + _x5)
-    _x35 = _x24*_x9
-    _x36 = _x29*_x31/eff_moe_compute
-    _x37 = _x13*_x34
-    _x38 = _x33/eff_moe_weights
-    _x39 = moe_latency_s + numpy.maximum(_x11*_x36, _x14*_x38)
-    _x40 = _x16*numpy.minimum(1, shared_params) + numpy.maximum(_x11*_x35, _x14*_x37)
-    _x41 = context_tokens*full_layers
-    _x42 = numpy.minimum(context_tokens, window_tokens)
-    _x43 = _x42*sliding_layers
-    _x44 = _x1*attn_dim_decode*heads
-    _x45 = _x4*_x44
-    _x46 = _x45*(_x41 + _x43)
-    _x47 = _x1*_x5
-    _x48 = _x47*act_bytes
-    _x49 = _x0*kv_bytes*kv_elems
-    _x50 = _x49*context_tokens
-    _x51 = full_layers*(_x48 + _x50)
-    _x52 = _x42*_x49
-    _x53 = sliding_layers*(_x48 + _x52)
-    _x54 = 1/(attn_peak_flops_per_s*eff_attn_prefill)
-    _x55 = _x47*_x6
-    _x56 = _x55 + attn_decode_half_bytes
-    _x57 = _x50*batch + _x56
-    _x58 = _x52*batch + _x56
-    _x59 = _x14/eff_attn_decode
-    _x60 = _x45*_x54
-    _x61 = full_layers*(kernel_latency_s + numpy.maximum(_x57*_x59, _x60*context_tokens)) + sliding_layers*(kernel_latency_s + numpy.maximum(_x42*_x60, _x58*_x59))
-    _x62 = hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem)
-    _x63 = _x1*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x32 + shared_ffn_size))
-    _x64 = batch*(_x62 + _x63)
-    _x65 = _x14*_x64/eff_memory + 3*kernel_latency_s*layers
-    _x66 = _x5*_x6
-    _x67 = _x66*layers
-    _x68 = tp - 1
-    _x69 = 2*link_latency_s
-    _x70 = eff_link**(-1.0)
-    _x71 = 2*layers*(_x55*_x68*_x70/link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x68*_x69))*numpy.minimum(1, _x68)
-    _x72 = _x55*experts_per_token*moe_layers
-    _x73 = numpy.maximum(1, _x1*moe_tp) - 1
-    _x74 = moe_ep - 1
-    _x75 = act_bytes*hidden
-    _x76 = moe_layers*((_x66*_x70*_x73/dp_link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x69*_x73))*numpy.minimum(1, _x73) + 2*(_x1*_x25*_x28*_x70*_x74*_x75*batch/ep_link_bytes_per_s + numpy.maximum(alltoall_latency_s, _x74*link_latency_s))*numpy.minimum(1, _x74))
-    _x77 = _x1*vocab
-    _x78 = _x5*_x77
-    _x79 = _x75*_x77 + batch*(_x75 + 4*_x77)
-    _x80 = _x10*_x78*_x9
-    _x81 = _x15*_x79
-    _x82 = kernel_latency_s + numpy.maximum(_x80, _x81)
-    _x83 = layer_latency_s*layers*(extra_kernel_share + 1)
-    _x84 = _x17 + _x23 + _x39*moe_layers + _x40*moe_layers + _x61 + _x65 + _x71 + _x76 + _x82 + _x83 + step_latency_s
+    _x19 = 2*_x18
+    _x20 = _x19*dense_layers
+    _x21 = 3*_x1
+    _x22 = _x18*weight_bytes + _x6*(_x21*ffn_size + _x5)
+    _x23 = _x22*dense_layers
+    _x24 = dense_layers*(_x16 + numpy.maximum(_x12*_x19, _x15*_x22))
+    _x25 = _x1*shared_params
+    _x26 = moe_ep**(-1.0)
+    _x27 = _x26/moe_tp
+    _x28 = (ep_imbalance_32 - 1)*numpy.sqrt(numpy.log(moe_ep))/numpy.sqrt(numpy.log(32)) + 1
+    _x29 = _x28*experts_per_token
+    _x30 = _x27*_x29*expert_params
+    _x31 = _x30*dp
+    _x32 = 2*moe_layers
+    _x33 = batch*dp
+    _x34 = expert_ffn_size*experts_per_token
+    _x35 = _x27*(3*_x28*_x33*_x34*act_bytes - expert_params*experts*weight_bytes*((1 - experts_per_token/experts)**_x33 - 1))
+    _x36 = _x25*weight_bytes + _x6*(_x21*shared_ffn_size + _x5)
+    _x37 = _x25*_x9
+    _x38 = _x30*_x33/eff_moe_compute
+    _x39 = _x13*_x36
+    _x40 = _x35/eff_moe_weights
+    _x41 = 2*_x11
+    _x42 = moe_latency_s + numpy.maximum(_x14*_x40, _x38*_x41)
+    _x43 = _x16*numpy.minimum(1, shared_params) + numpy.maximum(_x14*_x39, _x37*_x41)
+    _x44 = 2*context_tokens
+    _x45 = _x44*index_heads*(index_head_dim + 1)
+    _x46 = _x1*attn_dim_decode*heads
+    _x47 = _x44*_x46
+    _x48 = numpy.minimum(context_tokens, window_tokens)
+    _x49 = 2*_x46
+    _x50 = _x48*_x49
+    _x51 = numpy.minimum(context_tokens, topk_tokens)
+    _x52 = _x49*_x51
+    _x53 = linear_heads*linear_value_dim
+    _x54 = 7*_x53*linear_key_dim + 2*conv_dim*conv_kernel
+    _x55 = numpy.minimum(state_shardable, tp)**(-1.0)
+    _x56 = _x55*linear_layers
+    _x57 = _x45*sparse_layers + _x47*full_layers + _x50*sliding_layers + _x52*sparse_layers + _x54*_x56
+    _x58 = _x57*batch
+    _x59 = context_tokens*(_x0*index_key_bytes + 8)
+    _x60 = _x59*sparse_layers
+    _x61 = _x1*_x5
+    _x62 = _x61*act_bytes
+    _x63 = _x0*kv_bytes*kv_elems
+    _x64 = _x63*context_tokens
+    _x65 = full_layers*(_x62 + _x64)
+    _x66 = act_bytes*(_x53 + 3*conv_dim) + 2*state_bytes
+    _x67 = _x56*_x66
+    _x68 = _x48*_x63
+    _x69 = sliding_layers*(_x62 + _x68)
+    _x70 = _x51*_x63
+    _x71 = sparse_layers*(_x62 + _x70)
+    _x72 = 1/(attn_peak_flops_per_s*eff_attn_prefill)
+    _x73 = _x59*batch + attn_decode_half_bytes
+    _x74 = _x6*_x61
+    _x75 = _x74 + attn_decode_half_bytes
+    _x76 = _x64*batch + _x75
+    _x77 = _x55*batch
+    _x78 = _x66*_x77 + attn_decode_half_bytes
+    _x79 = _x68*batch + _x75
+    _x80 = _x70*batch + _x75
+    _x81 = _x14/eff_attn_decode
+    _x82 = _x72*batch
+    _x83 = full_layers*(kernel_latency_s + numpy.maximum(_x47*_x82, _x76*_x81)) + linear_layers*(_x16 + numpy.maximum(_x78*_x81, _x54*_x72*_x77)) + sliding_layers*(kernel_latency_s + numpy.maximum(_x50*_x82, _x79*_x81)) + sparse_layers*(_x16 + numpy.maximum(_x45*_x82, _x73*_x81)) + sparse_layers*(kernel_latency_s + numpy.maximum(_x52*_x82, _x80*_x81))
+    _x84 = hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem)
+    _x85 = _x1*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x34 + shared_ffn_size))
+    _x86 = batch*(_x84 + _x85)
+    _x87 = _x14*_x86/eff_memory + 3*kernel_latency_s*layers
+    _x88 = _x5*_x6
+    _x89 = _x88*layers
+    _x90 = tp - 1
+    _x91 = 2*link_latency_s
+    _x92 = eff_link**(-1.0)
+    _x93 = _x3*(_x74*_x90*_x92/link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x90*_x91))*numpy.minimum(1, _x90)
+    _x94 = _x74*experts_per_token*moe_layers
+    _x95 = numpy.maximum(1, _x1*moe_tp) - 1
+    _x96 = moe_ep - 1
+    _x97 = act_bytes*hidden
+    _x98 = moe_layers*((_x88*_x92*_x95/dp_link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x91*_x95))*numpy.minimum(1, _x95) + 2*(_x1*_x26*_x29*_x92*_x96*_x97*batch/ep_link_bytes_per_s + numpy.maximum(alltoall_latency_s, _x96*link_latency_s))*numpy.minimum(1, _x96))
+    _x99 = _x1*vocab
+    _x100 = _x5*_x99
+    _x101 = _x97*_x99 + batch*(_x97 + 4*_x99)
+    _x102 = _x10*_x100*_x9
+    _x103 = _x101*_x15
+    _x104 = kernel_latency_s + numpy.maximum(_x102, _x103)
+    _x105 = layer_latency_s*layers*(extra_kernel_share + 1)
+    _x106 = _x104 + _x105 + _x17 + _x24 + _x42*moe_layers + _x43*moe_layers + _x83 + _x87 + _x93 + _x98 + step_latency_s
     return {
-        'attn_proj_flops': _x3*_x4,
+        'attn_proj_flops': _x4*batch,
         'attn_proj_bytes': _x8,
-        'attn_proj_compute_s': _x12*_x3,
+        'attn_proj_compute_s': _x12*_x4,
         'attn_proj_memory_s': _x15*_x8,
         'attn_proj_seconds': _x17,
-        'ffn_flops': _x19*_x4,
-        'ffn_bytes': _x22,
-        'ffn_compute_s': _x12*_x19,
-        'ffn_memory_s': _x15*_x22,
-        'ffn_seconds': _x23,
-        'experts_flops': _x4*moe_layers*(_x24 + _x30),
-        'experts_bytes': moe_layers*(_x33 + _x34),
-        'experts_compute_s': _x11*moe_layers*(_x35 + _x36),
-        'experts_memory_s': _x14*moe_layers*(_x37 + _x38),
-        'experts_seconds': moe_layers*(_x39 + _x40),
-        'attention_flops': _x46,
-        'attention_bytes': batch*(_x51 + _x53),
-        'attention_compute_s': _x46*_x54,
-        'attention_memory_s': _x59*(_x57*full_layers + _x58*sliding_layers),
-        'attention_seconds': _x61,
+        'ffn_flops': _x20*batch,
+        'ffn_bytes': _x23,
+        'ffn_compute_s': _x12*_x20,
+        'ffn_memory_s': _x15*_x23,
+        'ffn_seconds': _x24,
+        'experts_flops': _x32*batch*(_x25 + _x31),
+        'experts_bytes': moe_layers*(_x35 + _x36),
+        'experts_compute_s': _x11*_x32*(_x37 + _x38),
+        'experts_memory_s': _x14*moe_layers*(_x39 + _x40),
+        'experts_seconds': moe_layers*(_x42 + _x43),
+        'attention_flops': _x58,
+        'attention_bytes': batch*(_x60 + _x65 + _x67 + _x69 + _x71),
+        'attention_compute_s': _x58*_x72,
+        'attention_memory_s': _x81*(_x73*sparse_layers + _x76*full_layers + _x78*linear_layers + _x79*sliding_layers + _x80*sparse_layers),
+        'attention_seconds': _x83,
         'elementwise_flops': 0,
-        'elementwise_bytes': _x64,
+        'elementwise_bytes': _x86,
         'elementwise_compute_s': 0,
-        'elementwise_memory_s': _x65,
-        'elementwise_seconds': _x65,
+        'elementwise_memory_s': _x87,
+        'elementwise_seconds': _x87,
         'tp_comm_flops': 0,
-        'tp_comm_bytes': _x67,
+        'tp_comm_bytes': _x89,
         'tp_comm_compute_s': 0,
-        'tp_comm_memory_s': _x71,
-        'tp_comm_seconds': _x71,
+        'tp_comm_memory_s': _x93,
+        'tp_comm_seconds': _x93,
         'ep_comm_flops': 0,
-        'ep_comm_bytes': _x72,
+        'ep_comm_bytes': _x94,
         'ep_comm_compute_s': 0,
-        'ep_comm_memory_s': _x76,
-        'ep_comm_seconds': _x76,
-        'lm_head_flops': _x78*batch,
-        'lm_head_bytes': _x79,
-        'lm_head_compute_s': _x80,
-        'lm_head_memory_s': _x81,
-        'lm_head_seconds': _x82,
+        'ep_comm_memory_s': _x98,
+        'ep_comm_seconds': _x98,
+        'lm_head_flops': _x100*batch,
+        'lm_head_bytes': _x101,
+        'lm_head_compute_s': _x102,
+        'lm_head_memory_s': _x103,
+        'lm_head_seconds': _x104,
         'layer_latency_flops': 0,
         'layer_latency_bytes': 0,
         'layer_latency_compute_s': 0,
         'layer_latency_memory_s': 0,
-        'layer_latency_seconds': _x83,
+        'layer_latency_seconds': _x105,
         'step_latency_flops': 0,
         'step_latency_bytes': 0,
         'step_latency_compute_s': 0,
         'step_latency_memory_s': 0,
         'step_latency_seconds': step_latency_s,
-        'seconds': _x84,
-        'flops': _x4*(_x19 + _x24*moe_layers + _x3 + _x30*moe_layers + _x41*_x44 + _x43*_x44 + _x77*hidden),
-        'bytes': _x22 + _x33*moe_layers + _x34*moe_layers + _x51*batch + _x53*batch + _x62*batch + _x63*batch + _x67 + _x72 + _x79 + _x8,
-        'tokens_per_second': batch/_x84,
+        'seconds': _x106,
+        'flops': batch*(_x100 + _x20 + _x25*_x32 + _x31*_x32 + _x4 + _x57),
+        'bytes': _x101 + _x23 + _x35*moe_layers + _x36*moe_layers + _x60*batch + _x65*batch + _x67*batch + _x69*batch + _x71*batch + _x8 + _x84*batch + _x85*batch + _x89 + _x94,
+        'tokens_per_second': batch/_x106,
     }
 
-ARGS['decode'] = ('batch', 'context_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'attn_decode_half_bytes', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
+ARGS['decode'] = ('batch', 'context_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'topk_tokens', 'index_heads', 'index_head_dim', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'conv_dim', 'conv_kernel', 'state_bytes', 'state_shardable', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'attn_decode_half_bytes', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
 OUTPUTS['decode'] = ('attn_proj_flops', 'attn_proj_bytes', 'attn_proj_compute_s', 'attn_proj_memory_s', 'attn_proj_seconds', 'ffn_flops', 'ffn_bytes', 'ffn_compute_s', 'ffn_memory_s', 'ffn_seconds', 'experts_flops', 'experts_bytes', 'experts_compute_s', 'experts_memory_s', 'experts_seconds', 'attention_flops', 'attention_bytes', 'attention_compute_s', 'attention_memory_s', 'attention_seconds', 'elementwise_flops', 'elementwise_bytes', 'elementwise_compute_s', 'elementwise_memory_s', 'elementwise_seconds', 'tp_comm_flops', 'tp_comm_bytes', 'tp_comm_compute_s', 'tp_comm_memory_s', 'tp_comm_seconds', 'ep_comm_flops', 'ep_comm_bytes', 'ep_comm_compute_s', 'ep_comm_memory_s', 'ep_comm_seconds', 'lm_head_flops', 'lm_head_bytes', 'lm_head_compute_s', 'lm_head_memory_s', 'lm_head_seconds', 'layer_latency_flops', 'layer_latency_bytes', 'layer_latency_compute_s', 'layer_latency_memory_s', 'layer_latency_seconds', 'step_latency_flops', 'step_latency_bytes', 'step_latency_compute_s', 'step_latency_memory_s', 'step_latency_seconds', 'seconds', 'flops', 'bytes', 'tokens_per_second')
 
 
-def mixed(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_latency_s, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, attn_decode_half_bytes, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
+def mixed(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, sparse_layers, topk_tokens, index_heads, index_head_dim, index_key_bytes, linear_layers, linear_heads, linear_key_dim, linear_value_dim, conv_dim, conv_kernel, state_bytes, state_shardable, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_latency_s, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, attn_decode_half_bytes, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
     """Numeric twin of pdroof.cost.equations groups()["mixed"]."""
     _x0 = new_tokens*prefill_prompts
     _x1 = _x0 + batch
-    _x2 = numpy.minimum(kv_shardable, tp)**(-1.0)
-    _x3 = tp**(-1.0)
-    _x4 = _x2*kv_proj_params + _x3*(attn_params - kv_proj_params)
-    _x5 = _x4*layers
-    _x6 = _x1*_x5
-    _x7 = 2*hidden
-    _x8 = _x1*act_bytes
-    _x9 = _x4*weight_bytes + _x8*(_x4/hidden + _x7)
-    _x10 = _x9*layers
-    _x11 = eff_compute**(-1.0)
-    _x12 = _x11*(_x1 + gemm_half_rows)
-    _x13 = peak_flops_per_s**(-1.0)
-    _x14 = 2*_x13*(dequant_overhead + 1)
-    _x15 = _x12*_x14
-    _x16 = eff_weights**(-1.0)
-    _x17 = mem_bytes_per_s**(-1.0)
-    _x18 = _x16*_x17
-    _x19 = 2*kernel_latency_s
-    _x20 = layers*(_x19 + numpy.maximum(_x15*_x4, _x18*_x9))
-    _x21 = _x3*ffn_params
-    _x22 = _x21*dense_layers
-    _x23 = _x1*_x22
-    _x24 = 3*_x3
-    _x25 = _x21*weight_bytes + _x8*(_x24*ffn_size + _x7)
-    _x26 = _x25*dense_layers
-    _x27 = dense_layers*(_x19 + numpy.maximum(_x15*_x21, _x18*_x25))
-    _x28 = _x3*shared_params
-    _x29 = moe_ep**(-1.0)
-    _x30 = _x29/moe_tp
-    _x31 = (ep_imbalance_32 - 1)*numpy.sqrt(numpy.log(moe_ep))/numpy.sqrt(numpy.log(32)) + 1
-    _x32 = _x31*experts_per_token
-    _x33 = _x30*_x32*expert_params
-    _x34 = _x1*moe_layers
-    _x35 = _x1*dp
-    _x36 = expert_ffn_size*experts_per_token
-    _x37 = _x30*(3*_x31*_x35*_x36*act_bytes - expert_params*experts*weight_bytes*((1 - experts_per_token/experts)**_x35 - 1))
-    _x38 = _x28*weight_bytes + _x8*(_x24*shared_ffn_size + _x7)
-    _x39 = _x12*_x28
-    _x40 = _x33*_x35
-    _x41 = _x40/eff_moe_compute
-    _x42 = _x16*_x38
-    _x43 = _x37/eff_moe_weights
-    _x44 = moe_latency_s + numpy.maximum(_x14*_x41, _x17*_x43)
-    _x45 = _x19*numpy.minimum(1, shared_params) + numpy.maximum(_x14*_x39, _x17*_x42)
-    _x46 = numpy.minimum(new_tokens, numpy.maximum(0, -prefix_tokens + window_tokens))
-    _x47 = 2*prefix_tokens
-    _x48 = window_tokens*(-_x46 + new_tokens)
-    _x49 = _x46*(_x46 + 1)
-    _x50 = (1/2)*attn_dim_prefill
-    _x51 = _x50*prefill_prompts
-    _x52 = _x51*sliding_layers*(_x46*_x47 + 2*_x48 + _x49)
-    _x53 = full_layers*(_x47 + new_tokens + 1)
-    _x54 = _x0*_x50*_x53
-    _x55 = batch*full_layers
-    _x56 = attn_dim_decode*context_tokens
-    _x57 = _x55*_x56
-    _x58 = batch*sliding_layers
-    _x59 = numpy.minimum(context_tokens, window_tokens)
-    _x60 = _x59*attn_dim_decode
-    _x61 = _x58*_x60
-    _x62 = _x57 + _x61
-    _x63 = _x3*heads
-    _x64 = 2*_x63
-    _x65 = _x3*_x7
-    _x66 = _x65*act_bytes
-    _x67 = _x2*kv_bytes*kv_elems
-    _x68 = _x67*context_tokens
-    _x69 = _x59*_x67
-    _x70 = _x66*new_tokens
-    _x71 = new_tokens + prefix_tokens
-    _x72 = prefill_prompts*(_x67*_x71 + _x70)
-    _x73 = prefill_prompts*(_x67*numpy.minimum(_x71, window_tokens) + _x70)
-    _x74 = _x72*full_layers + _x73*sliding_layers
-    _x75 = _x55*(_x66 + _x68) + _x58*(_x66 + _x69) + _x74
-    _x76 = attn_half_tokens + new_tokens
-    _x77 = _x76/new_tokens
-    _x78 = _x64/(attn_peak_flops_per_s*eff_attn_prefill)
-    _x79 = _x66*batch + attn_decode_half_bytes
-    _x80 = _x68*batch + _x79
-    _x81 = _x69*batch + _x79
-    _x82 = _x17/eff_attn_decode
-    _x83 = _x78*batch
-    _x84 = _x78*attn_dim_prefill*prefill_prompts
-    _x85 = full_layers*(kernel_latency_s + numpy.maximum(_x56*_x83, _x80*_x82)) + full_layers*(kernel_latency_s + numpy.maximum(_x72*_x82, _x76*_x84*((1/2)*new_tokens + prefix_tokens + 1/2))) + sliding_layers*(kernel_latency_s + numpy.maximum(_x60*_x83, _x81*_x82)) + sliding_layers*(kernel_latency_s + numpy.maximum(_x73*_x82, _x77*_x84*(_x46*prefix_tokens + _x48 + (1/2)*_x49)))
-    _x86 = hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem)
-    _x87 = _x3*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x36 + shared_ffn_size))
-    _x88 = _x1*(_x86 + _x87)
-    _x89 = _x17*_x88/eff_memory + 3*kernel_latency_s*layers
-    _x90 = _x7*_x8
-    _x91 = _x90*layers
-    _x92 = tp - 1
-    _x93 = 2*link_latency_s
-    _x94 = eff_link**(-1.0)
-    _x95 = _x65*_x8
-    _x96 = 2*layers*(_x92*_x94*_x95/link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x92*_x93))*numpy.minimum(1, _x92)
-    _x97 = _x95*experts_per_token*moe_layers
-    _x98 = numpy.maximum(1, _x3*moe_tp) - 1
-    _x99 = moe_ep - 1
-    _x100 = act_bytes*hidden
-    _x101 = moe_layers*((_x90*_x94*_x98/dp_link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x93*_x98))*numpy.minimum(1, _x98) + 2*(_x1*_x100*_x29*_x3*_x32*_x94*_x99/ep_link_bytes_per_s + numpy.maximum(alltoall_latency_s, _x99*link_latency_s))*numpy.minimum(1, _x99))
-    _x102 = batch + prefill_prompts
-    _x103 = _x3*vocab
-    _x104 = _x102*_x103
-    _x105 = _x100*_x103 + _x102*(_x100 + 4*_x103)
-    _x106 = _x103*_x11*_x13*_x7*(_x102 + gemm_half_rows)
-    _x107 = _x105*_x18
-    _x108 = kernel_latency_s + numpy.maximum(_x106, _x107)
-    _x109 = layer_latency_s*layers*(extra_kernel_share + 1)
-    _x110 = _x101 + _x108 + _x109 + _x20 + _x27 + _x44*moe_layers + _x45*moe_layers + _x85 + _x89 + _x96 + step_latency_s
+    _x2 = 2*_x1
+    _x3 = numpy.minimum(kv_shardable, tp)**(-1.0)
+    _x4 = tp**(-1.0)
+    _x5 = _x3*kv_proj_params + _x4*(attn_params - kv_proj_params)
+    _x6 = _x5*layers
+    _x7 = _x2*_x6
+    _x8 = 2*hidden
+    _x9 = _x1*act_bytes
+    _x10 = _x5*weight_bytes + _x9*(_x5/hidden + _x8)
+    _x11 = _x10*layers
+    _x12 = eff_compute**(-1.0)
+    _x13 = _x12*(_x1 + gemm_half_rows)
+    _x14 = peak_flops_per_s**(-1.0)
+    _x15 = _x14*(dequant_overhead + 1)
+    _x16 = 2*_x15
+    _x17 = _x13*_x16
+    _x18 = eff_weights**(-1.0)
+    _x19 = mem_bytes_per_s**(-1.0)
+    _x20 = _x18*_x19
+    _x21 = 2*kernel_latency_s
+    _x22 = layers*(_x21 + numpy.maximum(_x10*_x20, _x17*_x5))
+    _x23 = _x4*ffn_params
+    _x24 = _x23*dense_layers
+    _x25 = _x2*_x24
+    _x26 = 3*_x4
+    _x27 = _x23*weight_bytes + _x9*(_x26*ffn_size + _x8)
+    _x28 = _x27*dense_layers
+    _x29 = dense_layers*(_x21 + numpy.maximum(_x17*_x23, _x20*_x27))
+    _x30 = _x4*shared_params
+    _x31 = moe_ep**(-1.0)
+    _x32 = _x31/moe_tp
+    _x33 = (ep_imbalance_32 - 1)*numpy.sqrt(numpy.log(moe_ep))/numpy.sqrt(numpy.log(32)) + 1
+    _x34 = _x33*experts_per_token
+    _x35 = _x32*_x34*expert_params
+    _x36 = _x2*moe_layers
+    _x37 = _x1*dp
+    _x38 = expert_ffn_size*experts_per_token
+    _x39 = _x32*(3*_x33*_x37*_x38*act_bytes - expert_params*experts*weight_bytes*((1 - experts_per_token/experts)**_x37 - 1))
+    _x40 = _x30*weight_bytes + _x9*(_x26*shared_ffn_size + _x8)
+    _x41 = _x13*_x30
+    _x42 = _x35*_x37
+    _x43 = _x42/eff_moe_compute
+    _x44 = 2*moe_layers
+    _x45 = _x18*_x40
+    _x46 = _x39/eff_moe_weights
+    _x47 = moe_latency_s + numpy.maximum(_x16*_x43, _x19*_x46)
+    _x48 = _x21*numpy.minimum(1, shared_params) + numpy.maximum(_x16*_x41, _x19*_x45)
+    _x49 = numpy.minimum(state_shardable, tp)**(-1.0)
+    _x50 = 3*conv_dim
+    _x51 = linear_heads*(9*linear_key_dim*linear_value_dim + 576*linear_key_dim + 384*linear_value_dim + 2048)
+    _x52 = (2/3)*_x50*conv_kernel + (2/3)*_x51
+    _x53 = numpy.minimum(new_tokens, numpy.maximum(0, -prefix_tokens + topk_tokens))
+    _x54 = 2*prefix_tokens
+    _x55 = topk_tokens*(-_x53 + new_tokens)
+    _x56 = _x53*(_x53 + 1)
+    _x57 = prefill_prompts*sparse_layers
+    _x58 = _x4*heads
+    _x59 = _x58*attn_dim_decode
+    _x60 = _x57*_x59*(_x53*_x54 + 2*_x55 + _x56)
+    _x61 = numpy.minimum(new_tokens, numpy.maximum(0, -prefix_tokens + window_tokens))
+    _x62 = window_tokens*(-_x61 + new_tokens)
+    _x63 = _x61*(_x61 + 1)
+    _x64 = _x58*attn_dim_prefill
+    _x65 = _x64*prefill_prompts
+    _x66 = _x65*sliding_layers*(_x54*_x61 + 2*_x62 + _x63)
+    _x67 = _x54 + new_tokens + 1
+    _x68 = index_heads*(index_head_dim + 1)
+    _x69 = _x67*_x68
+    _x70 = _x67*full_layers
+    _x71 = conv_dim*conv_kernel
+    _x72 = linear_heads*linear_value_dim
+    _x73 = _x72*linear_key_dim
+    _x74 = _x49*batch
+    _x75 = _x74*(2*_x71 + 7*_x73)
+    _x76 = batch*sparse_layers
+    _x77 = 2*context_tokens
+    _x78 = _x68*_x77
+    _x79 = batch*full_layers
+    _x80 = _x59*_x77
+    _x81 = batch*sliding_layers
+    _x82 = numpy.minimum(context_tokens, window_tokens)
+    _x83 = 2*_x59
+    _x84 = _x82*_x83
+    _x85 = numpy.minimum(context_tokens, topk_tokens)
+    _x86 = _x83*_x85
+    _x87 = _x75*linear_layers + _x76*_x78 + _x76*_x86 + _x79*_x80 + _x81*_x84
+    _x88 = _x0*_x49*_x52*linear_layers + _x0*_x64*_x70 + _x0*_x69*sparse_layers + _x60 + _x66 + _x87
+    _x89 = _x4*_x8
+    _x90 = _x89*act_bytes
+    _x91 = _x3*kv_bytes*kv_elems
+    _x92 = _x91*context_tokens
+    _x93 = _x82*_x91
+    _x94 = _x85*_x91
+    _x95 = _x3*index_key_bytes
+    _x96 = context_tokens*(_x95 + 8)
+    _x97 = 2*state_bytes
+    _x98 = act_bytes*(_x50 + _x72)
+    _x99 = _x74*(_x97 + _x98)
+    _x100 = _x90*new_tokens
+    _x101 = new_tokens + prefix_tokens
+    _x102 = prefill_prompts*(_x100 + _x101*_x91)
+    _x103 = prefill_prompts*(_x100 + _x91*numpy.minimum(_x101, window_tokens))
+    _x104 = prefill_prompts*(_x101*_x95 + 4*_x67*new_tokens)
+    _x105 = _x73*act_bytes*new_tokens
+    _x106 = _x98*new_tokens
+    _x107 = _x49*prefill_prompts
+    _x108 = _x107*linear_layers
+    _x109 = _x102*full_layers + _x102*sparse_layers + _x103*sliding_layers + _x104*sparse_layers + (1/32)*_x108*(_x105 + 32*_x106 + 64*state_bytes)
+    _x110 = _x109 + _x76*_x96 + _x76*(_x90 + _x94) + _x79*(_x90 + _x92) + _x81*(_x90 + _x93) + _x99*linear_layers
+    _x111 = attn_half_tokens + new_tokens
+    _x112 = _x111*_x65
+    _x113 = new_tokens**(-1.0)
+    _x114 = _x111*_x113
+    _x115 = 1/(attn_peak_flops_per_s*eff_attn_prefill)
+    _x116 = _x90*batch + attn_decode_half_bytes
+    _x117 = _x116 + _x92*batch
+    _x118 = _x99 + attn_decode_half_bytes
+    _x119 = _x116 + _x93*batch
+    _x120 = _x96*batch + attn_decode_half_bytes
+    _x121 = _x116 + _x94*batch
+    _x122 = _x19/eff_attn_decode
+    _x123 = _x115*batch
+    _x124 = (1/2)*new_tokens + prefix_tokens + 1/2
+    _x125 = 2*_x115
+    _x126 = _x112*_x125
+    _x127 = _x102*_x122
+    _x128 = _x111*_x125
+    _x129 = full_layers*(kernel_latency_s + numpy.maximum(_x127, _x124*_x126)) + full_layers*(kernel_latency_s + numpy.maximum(_x117*_x122, _x123*_x80)) + linear_layers*(_x21 + numpy.maximum(_x115*_x75, _x118*_x122)) + linear_layers*(7*kernel_latency_s + numpy.maximum(_x107*_x128*((1/3)*_x51 + _x71), _x107*_x122*((1/32)*_x105 + _x106 + _x97))) + sliding_layers*(kernel_latency_s + numpy.maximum(_x103*_x122, _x113*_x126*(_x61*prefix_tokens + _x62 + (1/2)*_x63))) + sliding_layers*(kernel_latency_s + numpy.maximum(_x119*_x122, _x123*_x84)) + sparse_layers*(_x21 + numpy.maximum(_x104*_x122, _x124*_x128*_x68*prefill_prompts)) + sparse_layers*(_x21 + numpy.maximum(_x120*_x122, _x123*_x78)) + sparse_layers*(kernel_latency_s + numpy.maximum(_x127, _x114*_x115*_x83*prefill_prompts*(_x53*prefix_tokens + _x55 + (1/2)*_x56))) + sparse_layers*(kernel_latency_s + numpy.maximum(_x121*_x122, _x123*_x86))
+    _x130 = hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem)
+    _x131 = _x4*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x38 + shared_ffn_size))
+    _x132 = _x1*(_x130 + _x131)
+    _x133 = _x132*_x19/eff_memory + 3*kernel_latency_s*layers
+    _x134 = _x8*_x9
+    _x135 = _x134*layers
+    _x136 = tp - 1
+    _x137 = 2*link_latency_s
+    _x138 = eff_link**(-1.0)
+    _x139 = _x89*_x9
+    _x140 = 2*layers*(_x136*_x138*_x139/link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x136*_x137))*numpy.minimum(1, _x136)
+    _x141 = _x139*experts_per_token*moe_layers
+    _x142 = numpy.maximum(1, _x4*moe_tp) - 1
+    _x143 = moe_ep - 1
+    _x144 = act_bytes*hidden
+    _x145 = moe_layers*((_x134*_x138*_x142/dp_link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x137*_x142))*numpy.minimum(1, _x142) + 2*(_x1*_x138*_x143*_x144*_x31*_x34*_x4/ep_link_bytes_per_s + numpy.maximum(alltoall_latency_s, _x143*link_latency_s))*numpy.minimum(1, _x143))
+    _x146 = batch + prefill_prompts
+    _x147 = _x4*vocab
+    _x148 = _x147*_x8
+    _x149 = _x146*_x148
+    _x150 = _x144*_x147 + _x146*(_x144 + 4*_x147)
+    _x151 = _x12*_x14*_x148*(_x146 + gemm_half_rows)
+    _x152 = _x150*_x20
+    _x153 = kernel_latency_s + numpy.maximum(_x151, _x152)
+    _x154 = layer_latency_s*layers*(extra_kernel_share + 1)
+    _x155 = _x129 + _x133 + _x140 + _x145 + _x153 + _x154 + _x22 + _x29 + _x47*moe_layers + _x48*moe_layers + step_latency_s
     return {
-        'attn_proj_flops': 2*_x6,
-        'attn_proj_bytes': _x10,
-        'attn_proj_compute_s': _x15*_x5,
-        'attn_proj_memory_s': _x10*_x18,
-        'attn_proj_seconds': _x20,
-        'ffn_flops': 2*_x23,
-        'ffn_bytes': _x26,
-        'ffn_compute_s': _x15*_x22,
-        'ffn_memory_s': _x18*_x26,
-        'ffn_seconds': _x27,
-        'experts_flops': 2*_x34*(_x28 + _x33*dp),
-        'experts_bytes': moe_layers*(_x37 + _x38),
-        'experts_compute_s': _x14*moe_layers*(_x39 + _x41),
-        'experts_memory_s': _x17*moe_layers*(_x42 + _x43),
-        'experts_seconds': moe_layers*(_x44 + _x45),
-        'attention_flops': _x64*(_x52 + _x54 + _x62),
-        'attention_bytes': _x75,
-        'attention_compute_s': _x78*(_x51*_x53*_x76 + _x52*_x77 + _x62),
-        'attention_memory_s': _x82*(_x74 + _x80*full_layers + _x81*sliding_layers),
-        'attention_seconds': _x85,
+        'attn_proj_flops': _x7,
+        'attn_proj_bytes': _x11,
+        'attn_proj_compute_s': _x17*_x6,
+        'attn_proj_memory_s': _x11*_x20,
+        'attn_proj_seconds': _x22,
+        'ffn_flops': _x25,
+        'ffn_bytes': _x28,
+        'ffn_compute_s': _x17*_x24,
+        'ffn_memory_s': _x20*_x28,
+        'ffn_seconds': _x29,
+        'experts_flops': _x36*(_x30 + _x35*dp),
+        'experts_bytes': moe_layers*(_x39 + _x40),
+        'experts_compute_s': _x15*_x44*(_x41 + _x43),
+        'experts_memory_s': _x19*moe_layers*(_x45 + _x46),
+        'experts_seconds': moe_layers*(_x47 + _x48),
+        'attention_flops': _x88,
+        'attention_bytes': _x110,
+        'attention_compute_s': _x115*(_x108*_x111*_x52 + _x111*_x57*_x69 + _x112*_x70 + _x114*_x60 + _x114*_x66 + _x87),
+        'attention_memory_s': _x122*(_x109 + _x117*full_layers + _x118*linear_layers + _x119*sliding_layers + _x120*sparse_layers + _x121*sparse_layers),
+        'attention_seconds': _x129,
         'elementwise_flops': 0,
-        'elementwise_bytes': _x88,
+        'elementwise_bytes': _x132,
         'elementwise_compute_s': 0,
-        'elementwise_memory_s': _x89,
-        'elementwise_seconds': _x89,
+        'elementwise_memory_s': _x133,
+        'elementwise_seconds': _x133,
         'tp_comm_flops': 0,
-        'tp_comm_bytes': _x91,
+        'tp_comm_bytes': _x135,
         'tp_comm_compute_s': 0,
-        'tp_comm_memory_s': _x96,
-        'tp_comm_seconds': _x96,
+        'tp_comm_memory_s': _x140,
+        'tp_comm_seconds': _x140,
         'ep_comm_flops': 0,
-        'ep_comm_bytes': _x97,
+        'ep_comm_bytes': _x141,
         'ep_comm_compute_s': 0,
-        'ep_comm_memory_s': _x101,
-        'ep_comm_seconds': _x101,
-        'lm_head_flops': _x104*_x7,
-        'lm_head_bytes': _x105,
-        'lm_head_compute_s': _x106,
-        'lm_head_memory_s': _x107,
-        'lm_head_seconds': _x108,
+        'ep_comm_memory_s': _x145,
+        'ep_comm_seconds': _x145,
+        'lm_head_flops': _x149,
+        'lm_head_bytes': _x150,
+        'lm_head_compute_s': _x151,
+        'lm_head_memory_s': _x152,
+        'lm_head_seconds': _x153,
         'layer_latency_flops': 0,
         'layer_latency_bytes': 0,
         'layer_latency_compute_s': 0,
         'layer_latency_memory_s': 0,
-        'layer_latency_seconds': _x109,
+        'layer_latency_seconds': _x154,
         'step_latency_flops': 0,
         'step_latency_bytes': 0,
         'step_latency_compute_s': 0,
         'step_latency_memory_s': 0,
         'step_latency_seconds': step_latency_s,
-        'seconds': _x110,
-        'flops': 2*_x104*hidden + 2*_x23 + 2*_x28*_x34 + 2*_x40*moe_layers + 2*_x52*_x63 + 2*_x54*_x63 + 2*_x57*_x63 + 2*_x6 + 2*_x61*_x63,
-        'bytes': _x1*_x86 + _x1*_x87 + _x10 + _x105 + _x26 + _x37*moe_layers + _x38*moe_layers + _x75 + _x91 + _x97,
-        'tokens_per_second': batch/_x110,
+        'seconds': _x155,
+        'flops': _x149 + _x25 + _x30*_x36 + _x42*_x44 + _x7 + _x88,
+        'bytes': _x1*_x130 + _x1*_x131 + _x11 + _x110 + _x135 + _x141 + _x150 + _x28 + _x39*moe_layers + _x40*moe_layers,
+        'tokens_per_second': batch/_x155,
     }
 
-ARGS['mixed'] = ('batch', 'prefill_prompts', 'new_tokens', 'prefix_tokens', 'context_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'attn_decode_half_bytes', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
+ARGS['mixed'] = ('batch', 'prefill_prompts', 'new_tokens', 'prefix_tokens', 'context_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'topk_tokens', 'index_heads', 'index_head_dim', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'conv_dim', 'conv_kernel', 'state_bytes', 'state_shardable', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'attn_decode_half_bytes', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
 OUTPUTS['mixed'] = ('attn_proj_flops', 'attn_proj_bytes', 'attn_proj_compute_s', 'attn_proj_memory_s', 'attn_proj_seconds', 'ffn_flops', 'ffn_bytes', 'ffn_compute_s', 'ffn_memory_s', 'ffn_seconds', 'experts_flops', 'experts_bytes', 'experts_compute_s', 'experts_memory_s', 'experts_seconds', 'attention_flops', 'attention_bytes', 'attention_compute_s', 'attention_memory_s', 'attention_seconds', 'elementwise_flops', 'elementwise_bytes', 'elementwise_compute_s', 'elementwise_memory_s', 'elementwise_seconds', 'tp_comm_flops', 'tp_comm_bytes', 'tp_comm_compute_s', 'tp_comm_memory_s', 'tp_comm_seconds', 'ep_comm_flops', 'ep_comm_bytes', 'ep_comm_compute_s', 'ep_comm_memory_s', 'ep_comm_seconds', 'lm_head_flops', 'lm_head_bytes', 'lm_head_compute_s', 'lm_head_memory_s', 'lm_head_seconds', 'layer_latency_flops', 'layer_latency_bytes', 'layer_latency_compute_s', 'layer_latency_memory_s', 'layer_latency_seconds', 'step_latency_flops', 'step_latency_bytes', 'step_latency_compute_s', 'step_latency_memory_s', 'step_latency_seconds', 'seconds', 'flops', 'bytes', 'tokens_per_second')
 
 
-def memory(*, batch, context_tokens, tp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, embed_params, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, hbm_bytes, chunk_tokens, mem_reserve):
+def memory(*, batch, context_tokens, tp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, sparse_layers, index_key_bytes, linear_layers, linear_heads, linear_key_dim, linear_value_dim, state_bytes, state_shardable, hidden, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, embed_params, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, hbm_bytes, chunk_tokens, mem_reserve):
     """Numeric twin of pdroof.cost.equations groups()["memory"]."""
     _x0 = tp**(-1.0)
-    _x1 = numpy.minimum(kv_shardable, tp)
-    _x2 = _x1**(-1.0)
-    _x3 = _x0*act_bytes*embed_params + weight_bytes*(_x0*(dense_layers*ffn_params + moe_layers*shared_params) + expert_params*experts*moe_layers/(moe_ep*moe_tp) + layers*(_x0*(attn_params - kv_proj_params) + _x2*kv_proj_params))
-    _x4 = 4*_x0*batch*vocab + act_bytes*chunk_tokens*(3*_x0*numpy.maximum(ffn_size, expert_ffn_size*experts_per_token + shared_ffn_size) + 4*hidden)
-    _x5 = context_tokens*full_layers + sliding_layers*numpy.minimum(context_tokens, window_tokens)
-    _x6 = -_x3 - _x4 - hbm_bytes*(mem_reserve - 1)
+    _x1 = numpy.minimum(kv_shardable, tp)**(-1.0)
+    _x2 = _x0*act_bytes*embed_params + weight_bytes*(_x0*(dense_layers*ffn_params + moe_layers*shared_params) + expert_params*experts*moe_layers/(moe_ep*moe_tp) + layers*(_x0*(attn_params - kv_proj_params) + _x1*kv_proj_params))
+    _x3 = numpy.minimum(state_shardable, tp)**(-1.0)
+    _x4 = act_bytes*chunk_tokens
+    _x5 = 4*_x0*batch*vocab + (1/64)*_x3*_x4*linear_heads*linear_key_dim*linear_value_dim + _x4*(3*_x0*numpy.maximum(ffn_size, expert_ffn_size*experts_per_token + shared_ffn_size) + 4*hidden)
+    _x6 = _x1*context_tokens*index_key_bytes*sparse_layers + _x1*kv_bytes*kv_elems*(context_tokens*(full_layers + sparse_layers) + sliding_layers*numpy.minimum(context_tokens, window_tokens)) + _x3*linear_layers*state_bytes
+    _x7 = -_x2 - _x5 - hbm_bytes*(mem_reserve - 1)
     return {
-        'weights_bytes': _x3,
-        'workspace_bytes': _x4,
-        'kv_sequence_bytes': _x2*_x5*kv_bytes*kv_elems,
-        'kv_capacity_bytes': _x6,
-        'max_batch': numpy.floor(_x1*numpy.maximum(0, _x6)/(_x5*kv_bytes*kv_elems)),
+        'weights_bytes': _x2,
+        'workspace_bytes': _x5,
+        'kv_sequence_bytes': _x6,
+        'kv_capacity_bytes': _x7,
+        'max_batch': numpy.floor(numpy.maximum(0, _x7)/_x6),
     }
 
-ARGS['memory'] = ('batch', 'context_tokens', 'tp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'embed_params', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'hbm_bytes', 'chunk_tokens', 'mem_reserve')
+ARGS['memory'] = ('batch', 'context_tokens', 'tp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'state_bytes', 'state_shardable', 'hidden', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'embed_params', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'hbm_bytes', 'chunk_tokens', 'mem_reserve')
 OUTPUTS['memory'] = ('weights_bytes', 'workspace_bytes', 'kv_sequence_bytes', 'kv_capacity_bytes', 'max_batch')
 
 
@@ -602,130 +703,183 @@ ARGS['load'] = ('prefill_s', 'handoff_s', 'ttft_target_s', 'wait_factor', 'step_
 OUTPUTS['load'] = ('ttft_s', 'wait_budget', 'utilisation', 'decode_in_flight')
 
 
-def transfer(*, tp, layers, full_layers, sliding_layers, window_tokens, kv_elems, kv_tensors, page_tokens, kv_shardable, transfer_tokens, tp_consumer, wire_bytes, path_latency_s, path_bytes_per_s, eff_path, overlap_s):
+def transfer(*, tp, layers, full_layers, sliding_layers, window_tokens, sparse_layers, index_key_bytes, linear_layers, state_bytes, state_shardable, kv_elems, kv_tensors, page_tokens, kv_shardable, transfer_tokens, tp_consumer, wire_bytes, path_latency_s, path_bytes_per_s, eff_path, overlap_s):
     """Numeric twin of pdroof.cost.equations groups()["transfer"]."""
-    _x0 = numpy.minimum(transfer_tokens, window_tokens)
-    _x1 = kv_elems*wire_bytes*(_x0*sliding_layers + full_layers*transfer_tokens)
-    _x2 = _x1/numpy.minimum(kv_shardable, tp)
-    _x3 = _x1/numpy.minimum(kv_shardable, tp_consumer)
-    _x4 = page_tokens**(-1.0)
-    _x5 = kv_tensors*(full_layers*numpy.ceil(_x4*transfer_tokens) + sliding_layers*numpy.ceil(_x0*_x4))
-    _x6 = _x5*path_latency_s + numpy.maximum(_x2, _x3)/(eff_path*path_bytes_per_s)
+    _x0 = linear_layers*state_bytes
+    _x1 = numpy.minimum(kv_shardable, tp)**(-1.0)
+    _x2 = index_key_bytes*sparse_layers*transfer_tokens
+    _x3 = numpy.minimum(transfer_tokens, window_tokens)
+    _x4 = kv_elems*wire_bytes*(_x3*sliding_layers + transfer_tokens*(full_layers + sparse_layers))
+    _x5 = _x0/numpy.minimum(state_shardable, tp) + _x1*_x2 + _x1*_x4
+    _x6 = numpy.minimum(kv_shardable, tp_consumer)**(-1.0)
+    _x7 = _x0/numpy.minimum(state_shardable, tp_consumer) + _x2*_x6 + _x4*_x6
+    _x8 = page_tokens**(-1.0)
+    _x9 = numpy.ceil(_x8*transfer_tokens)
+    _x10 = _x9*sparse_layers*(kv_tensors + 1) + kv_tensors*(_x9*full_layers + sliding_layers*numpy.ceil(_x3*_x8)) + 2*linear_layers
+    _x11 = _x10*path_latency_s + numpy.maximum(_x5, _x7)/(eff_path*path_bytes_per_s)
     return {
-        'bytes': _x2,
-        'receiver_bytes': _x3,
-        'messages': _x5,
-        'seconds': _x6,
-        'exposed_seconds': numpy.maximum(_x6/layers, _x6 - overlap_s),
+        'bytes': _x5,
+        'receiver_bytes': _x7,
+        'messages': _x10,
+        'seconds': _x11,
+        'exposed_seconds': numpy.maximum(_x11/layers, _x11 - overlap_s),
     }
 
-ARGS['transfer'] = ('tp', 'layers', 'full_layers', 'sliding_layers', 'window_tokens', 'kv_elems', 'kv_tensors', 'page_tokens', 'kv_shardable', 'transfer_tokens', 'tp_consumer', 'wire_bytes', 'path_latency_s', 'path_bytes_per_s', 'eff_path', 'overlap_s')
+ARGS['transfer'] = ('tp', 'layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'index_key_bytes', 'linear_layers', 'state_bytes', 'state_shardable', 'kv_elems', 'kv_tensors', 'page_tokens', 'kv_shardable', 'transfer_tokens', 'tp_consumer', 'wire_bytes', 'path_latency_s', 'path_bytes_per_s', 'eff_path', 'overlap_s')
 OUTPUTS['transfer'] = ('bytes', 'receiver_bytes', 'messages', 'seconds', 'exposed_seconds')
 
 
-def crossover(*, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, kv_elems, kv_tensors, page_tokens, kv_shardable, weight_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, ep_imbalance_32, eff_compute, gemm_half_rows, eff_weights, eff_moe_weights, eff_attn_prefill, transfer_tokens, wire_bytes, path_latency_s, path_bytes_per_s, eff_path, overlap_s):
+def crossover(*, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, sparse_layers, index_heads, index_head_dim, index_key_bytes, linear_layers, linear_heads, linear_key_dim, linear_value_dim, conv_dim, conv_kernel, state_bytes, state_shardable, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, attn_dim_decode, kv_elems, kv_tensors, page_tokens, kv_shardable, weight_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, ep_imbalance_32, eff_compute, gemm_half_rows, eff_weights, eff_moe_weights, eff_attn_prefill, transfer_tokens, wire_bytes, path_latency_s, path_bytes_per_s, eff_path, overlap_s):
     """Numeric twin of pdroof.cost.equations groups()["crossover"]."""
     _x0 = kv_proj_params*layers
     _x1 = _x0*tp
     _x2 = _x1*eff_compute*peak_flops_per_s
     _x3 = eff_weights*mem_bytes_per_s
-    _x4 = 2*_x3*gemm_half_rows
-    _x5 = _x1*_x4
+    _x4 = 2*_x3
+    _x5 = _x1*_x4*gemm_half_rows
     _x6 = numpy.minimum(kv_shardable, tp)
     _x7 = _x6*eff_compute*peak_flops_per_s
     _x8 = _x7*weight_bytes
     _x9 = attn_params*layers
     _x10 = _x4*_x6
-    _x11 = _x10*_x9
-    _x12 = dense_layers*ffn_params
-    _x13 = _x10*_x12
-    _x14 = _x0*_x10
-    _x15 = 2*hidden
-    _x16 = _x15*_x3
-    _x17 = _x1*_x16
-    _x18 = _x7*act_bytes
-    _x19 = _x16*_x6
-    _x20 = _x19*_x9
-    _x21 = _x12*_x19
-    _x22 = _x0*_x19
-    _x23 = act_bytes*hidden
-    _x24 = 2*_x18*hidden**2*tp
-    _x25 = tp**(-1.0)
-    _x26 = 1/(eff_compute*peak_flops_per_s)
-    _x27 = 10*_x26
-    _x28 = _x25*_x27
-    _x29 = _x28*_x9
-    _x30 = _x12*_x28
-    _x31 = _x0*_x28
-    _x32 = moe_layers*shared_params
-    _x33 = _x28*_x32
-    _x34 = _x25*attn_dim_prefill*full_layers*heads/(attn_peak_flops_per_s*eff_attn_prefill)
-    _x35 = _x29*dequant_overhead
-    _x36 = _x30*dequant_overhead
-    _x37 = _x31*dequant_overhead
-    _x38 = _x33*dequant_overhead
-    _x39 = _x6**(-1.0)
-    _x40 = _x39*kv_proj_params
-    _x41 = _x40*layers
-    _x42 = _x27*_x41
-    _x43 = _x42*dequant_overhead
-    _x44 = _x39*kv_elems*wire_bytes/eff_path
-    _x45 = _x44*full_layers/path_bytes_per_s
-    _x46 = moe_layers/(moe_ep*moe_tp)
-    _x47 = _x27*_x46
-    _x48 = dp*experts_per_token
-    _x49 = _x48*expert_params
-    _x50 = _x47*_x49
-    _x51 = 2*_x26
-    _x52 = _x46*_x49
-    _x53 = _x51*_x52
-    _x54 = numpy.sqrt(numpy.log(moe_ep))
-    _x55 = numpy.sqrt(5)*_x54/numpy.sqrt(numpy.log(2))
-    _x56 = _x53*_x55
-    _x57 = _x53*dequant_overhead
-    _x58 = _x55*_x57
-    _x59 = kv_tensors*path_latency_s
-    _x60 = _x59*full_layers
-    _x61 = gemm_half_rows/numpy.maximum(1, experts_per_token)
-    _x62 = _x61*experts/dp
-    _x63 = expert_params*experts
-    _x64 = _x61*_x63*experts_per_token
-    _x65 = _x47*_x64
-    _x66 = _x46*_x51*_x55*_x64
-    _x67 = _x66*dequant_overhead
-    _x68 = -4/5*_x34*(_x29*gemm_half_rows + _x30*gemm_half_rows - _x31*gemm_half_rows + _x33*_x62 + _x35*gemm_half_rows + _x36*gemm_half_rows - _x37*gemm_half_rows + _x38*_x62 + _x42*gemm_half_rows + _x43*gemm_half_rows - 5*_x60 + _x65*dequant_overhead + _x65 + _x66*ep_imbalance_32 - _x66 + _x67*ep_imbalance_32 - _x67) + (1/25)*(_x29 + _x30 - _x31 + _x33 + 5*_x34 + _x35 + _x36 - _x37 + _x38 + _x42 + _x43 - 5*_x45 + _x50*dequant_overhead + _x50 + _x56*ep_imbalance_32 - _x56 + _x58*ep_imbalance_32 - _x58)**2
-    _x69 = full_layers**(-1.0)
-    _x70 = _x25*_x51
-    _x71 = _x70*_x9
-    _x72 = _x12*_x70
-    _x73 = _x0*_x70
-    _x74 = _x32*_x70
-    _x75 = _x41*_x51
-    _x76 = (2/5)*_x26*_x52*_x55
-    _x77 = _x76*dequant_overhead
-    _x78 = _x25*vocab
-    _x79 = mem_bytes_per_s**(-1.0)
-    _x80 = _x79/eff_weights
-    _x81 = _x25*weight_bytes
-    _x82 = 3*_x25
-    _x83 = _x25*(attn_params - kv_proj_params) + _x40
-    _x84 = page_tokens**(-1.0)
-    _x85 = numpy.minimum(transfer_tokens, window_tokens)
+    _x11 = _x10*gemm_half_rows
+    _x12 = _x11*_x9
+    _x13 = dense_layers*ffn_params
+    _x14 = _x11*_x13
+    _x15 = _x0*gemm_half_rows
+    _x16 = _x10*_x15
+    _x17 = 2*hidden
+    _x18 = _x17*_x3
+    _x19 = _x1*_x18
+    _x20 = _x7*act_bytes
+    _x21 = _x18*_x6
+    _x22 = _x21*_x9
+    _x23 = _x13*_x21
+    _x24 = _x0*_x21
+    _x25 = act_bytes*hidden
+    _x26 = 2*_x20*hidden**2*tp
+    _x27 = index_heads*sparse_layers
+    _x28 = _x27*index_head_dim
+    _x29 = tp**(-1.0)
+    _x30 = _x29*heads
+    _x31 = _x30*attn_dim_decode*sparse_layers
+    _x32 = _x30*attn_dim_prefill*full_layers
+    _x33 = _x27 + _x28 + _x31 + _x32
+    _x34 = 1/(eff_compute*peak_flops_per_s)
+    _x35 = 10*_x34
+    _x36 = _x29*_x35
+    _x37 = _x36*gemm_half_rows
+    _x38 = _x37*_x9
+    _x39 = _x13*_x37
+    _x40 = _x15*_x36
+    _x41 = 2*linear_layers
+    _x42 = full_layers*kv_tensors
+    _x43 = path_latency_s*(_x41 + _x42 + sparse_layers*(kv_tensors + 1))
+    _x44 = numpy.minimum(state_shardable, tp)
+    _x45 = _x44**(-1.0)
+    _x46 = linear_layers*state_bytes
+    _x47 = eff_path**(-1.0)
+    _x48 = _x47/path_bytes_per_s
+    _x49 = _x45*_x46*_x48
+    _x50 = _x6**(-1.0)
+    _x51 = _x50*kv_proj_params
+    _x52 = _x51*layers
+    _x53 = _x35*gemm_half_rows
+    _x54 = _x52*_x53
+    _x55 = moe_layers*shared_params
+    _x56 = numpy.maximum(1, experts_per_token)**(-1.0)
+    _x57 = _x56*experts/dp
+    _x58 = _x37*_x55*_x57
+    _x59 = expert_params*experts
+    _x60 = moe_layers/(moe_ep*moe_tp)
+    _x61 = _x56*_x59*_x60*experts_per_token
+    _x62 = _x53*_x61
+    _x63 = 2*_x34
+    _x64 = _x61*gemm_half_rows
+    _x65 = _x63*_x64
+    _x66 = numpy.sqrt(numpy.log(moe_ep))
+    _x67 = numpy.sqrt(5)*_x66/numpy.sqrt(numpy.log(2))
+    _x68 = _x65*_x67
+    _x69 = _x65*dequant_overhead
+    _x70 = _x67*_x69
+    _x71 = 1/(attn_peak_flops_per_s*eff_attn_prefill)
+    _x72 = _x27*_x71
+    _x73 = _x28*_x71
+    _x74 = 30*_x34
+    _x75 = _x29*_x74
+    _x76 = _x75*_x9
+    _x77 = _x13*_x75
+    _x78 = _x0*_x75
+    _x79 = _x55*_x75
+    _x80 = _x31*_x71
+    _x81 = _x32*_x71
+    _x82 = _x45*_x71
+    _x83 = _x82*linear_layers
+    _x84 = _x83*linear_heads
+    _x85 = _x52*_x74
+    _x86 = conv_dim*conv_kernel
+    _x87 = _x84*linear_key_dim
+    _x88 = _x84*linear_value_dim
+    _x89 = _x88*linear_key_dim
+    _x90 = dp*experts_per_token
+    _x91 = _x60*_x90*expert_params
+    _x92 = _x74*_x91
+    _x93 = index_key_bytes*sparse_layers
+    _x94 = kv_elems*wire_bytes
+    _x95 = _x93 + _x94*(full_layers + sparse_layers)
+    _x96 = _x48*_x50*_x95
+    _x97 = _x34*_x67
+    _x98 = _x91*_x97
+    _x99 = 6*_x98
+    _x100 = _x99*dequant_overhead
+    _x101 = -4/5*_x33*_x71*(_x38*dequant_overhead + _x38 + _x39*dequant_overhead + _x39 - _x40*dequant_overhead - _x40 - 5*_x43 - 5*_x49 + _x54*dequant_overhead + _x54 + _x58*dequant_overhead + _x58 + _x62*dequant_overhead + _x62 + _x68*ep_imbalance_32 - _x68 + _x70*ep_imbalance_32 - _x70) + (1/225)*(_x100*ep_imbalance_32 - _x100 + 15*_x72 + 15*_x73 + _x76*dequant_overhead + _x76 + _x77*dequant_overhead + _x77 - _x78*dequant_overhead - _x78 + _x79*dequant_overhead + _x79 + 15*_x80 + 15*_x81 + 30*_x83*_x86 + 20480*_x84 + _x85*dequant_overhead + _x85 + 5760*_x87 + 3840*_x88 + 90*_x89 + _x92*dequant_overhead + _x92 - 15*_x96 + _x99*ep_imbalance_32 - _x99)**2
+    _x102 = _x29*_x63
+    _x103 = _x0*_x102
+    _x104 = _x102*_x9
+    _x105 = _x102*_x13
+    _x106 = _x52*_x63
+    _x107 = _x103*dequant_overhead
+    _x108 = _x104*dequant_overhead
+    _x109 = _x105*dequant_overhead
+    _x110 = _x106*dequant_overhead
+    _x111 = _x102*_x55
+    _x112 = _x57*gemm_half_rows
+    _x113 = _x111*dequant_overhead
+    _x114 = (2/5)*_x64*_x97
+    _x115 = _x114*dequant_overhead
+    _x116 = -_x43 - _x49
+    _x117 = numpy.sqrt(numpy.maximum(0, _x101))
+    _x118 = _x63*_x91
+    _x119 = (2/5)*_x98
+    _x120 = _x119*dequant_overhead
+    _x121 = -_x103 + _x104 + _x105 + _x106 - _x107 + _x108 + _x109 + _x110 + _x111 + _x113 + _x118*dequant_overhead + _x118 + _x119*ep_imbalance_32 - _x119 + _x120*ep_imbalance_32 - _x120 + _x41*_x82*_x86 + _x72 + _x73 + _x80 + _x81 + (4096/3)*_x84 + 384*_x87 + 256*_x88 + 6*_x89 - _x96
+    _x122 = _x29*vocab
+    _x123 = mem_bytes_per_s**(-1.0)
+    _x124 = _x123/eff_weights
+    _x125 = _x29*weight_bytes
+    _x126 = 3*_x29
+    _x127 = _x29*(attn_params - kv_proj_params) + _x51
+    _x128 = _x44*transfer_tokens
+    _x129 = _x128*_x94
+    _x130 = numpy.minimum(transfer_tokens, window_tokens)
+    _x131 = page_tokens**(-1.0)
+    _x132 = path_latency_s*numpy.ceil(_x131*transfer_tokens)
+    _x133 = _x132*sparse_layers
     return {
-        'decode_compute_batch': numpy.maximum(0, hidden*(_x0*_x8 + _x11*dequant_overhead + _x11 - _x12*_x8 + _x13*dequant_overhead + _x13 - _x14*dequant_overhead - _x14 - _x2*weight_bytes + _x5*dequant_overhead + _x5 - _x8*_x9)/(-_x0*_x18 - _x17*dequant_overhead - _x17 + _x18*_x9 + _x2*act_bytes - _x20*dequant_overhead - _x20 - _x21*dequant_overhead - _x21 + _x22*dequant_overhead + _x22 + 3*_x23*_x7*dense_layers*ffn_size + _x24*dense_layers + _x24*layers)),
-        'transfer_prompt_tokens': (numpy.select([numpy.less(_x68, 0),True], [0,1], default=numpy.nan))*numpy.maximum(0, -1/2*_x69*attn_peak_flops_per_s*eff_attn_prefill*tp*(_x34 - _x45 + _x53 + _x57 + _x71*dequant_overhead + _x71 + _x72*dequant_overhead + _x72 - _x73*dequant_overhead - _x73 + _x74*dequant_overhead + _x74 + _x75*dequant_overhead + _x75 + _x76*ep_imbalance_32 - _x76 + _x77*ep_imbalance_32 - _x77 - numpy.sqrt(numpy.maximum(0, _x68)))/(attn_dim_prefill*heads)),
-        'transfer_floor_tokens': numpy.maximum(0, _x6*_x69*eff_path*path_bytes_per_s*(_x46*_x79*(3*_x48*act_bytes*expert_ffn_size*(_x54*(ep_imbalance_32 - 1)/numpy.sqrt(numpy.log(32)) + 1) - _x63*weight_bytes*((1 - experts_per_token/experts)**dp - 1))/eff_moe_weights - _x60 + _x80*dense_layers*(_x81*ffn_params + act_bytes*(_x15 + _x82*ffn_size)) + _x80*layers*(_x83*weight_bytes + act_bytes*(_x15 + _x83/hidden)) + _x80*moe_layers*(_x81*shared_params + act_bytes*(_x15 + _x82*shared_ffn_size)) + _x80*(_x23*_x78 + _x23 + 4*_x78))/(kv_elems*wire_bytes)),
-        'hiding_bandwidth': -_x44*(_x85*sliding_layers + full_layers*transfer_tokens)/(_x59*sliding_layers*numpy.ceil(_x84*_x85) + _x60*numpy.ceil(_x84*transfer_tokens) - overlap_s),
+        'decode_compute_batch': numpy.maximum(0, hidden*(_x0*_x8 + _x12*dequant_overhead + _x12 - _x13*_x8 + _x14*dequant_overhead + _x14 - _x16*dequant_overhead - _x16 - _x2*weight_bytes + _x5*dequant_overhead + _x5 - _x8*_x9)/(-_x0*_x20 - _x19*dequant_overhead - _x19 + _x2*act_bytes + _x20*_x9 - _x22*dequant_overhead - _x22 - _x23*dequant_overhead - _x23 + _x24*dequant_overhead + _x24 + 3*_x25*_x7*dense_layers*ffn_size + _x26*dense_layers + _x26*layers)),
+        'transfer_prompt_tokens': (numpy.select([numpy.less(_x101, 0),True], [0,1], default=numpy.nan))*numpy.maximum(0, numpy.select([numpy.greater(_x121, 0),True], [-2*(-_x103*gemm_half_rows + _x104*gemm_half_rows + _x105*gemm_half_rows + _x106*gemm_half_rows - _x107*gemm_half_rows + _x108*gemm_half_rows + _x109*gemm_half_rows + _x110*gemm_half_rows + _x111*_x112 + _x112*_x113 + _x114*ep_imbalance_32 - _x114 + _x115*ep_imbalance_32 - _x115 + _x116 + _x65 + _x69)/(_x117 + _x121),-1/2*attn_peak_flops_per_s*eff_attn_prefill*(-_x117 + _x121)/_x33], default=numpy.nan)),
+        'transfer_floor_tokens': numpy.maximum(0, _x6*eff_path*path_bytes_per_s*(_x116 + _x123*_x60*(-_x59*weight_bytes*((1 - experts_per_token/experts)**dp - 1) + 3*_x90*act_bytes*expert_ffn_size*(_x66*(ep_imbalance_32 - 1)/numpy.sqrt(numpy.log(32)) + 1))/eff_moe_weights + _x124*dense_layers*(_x125*ffn_params + act_bytes*(_x126*ffn_size + _x17)) + _x124*layers*(_x127*weight_bytes + act_bytes*(_x127/hidden + _x17)) + _x124*moe_layers*(_x125*shared_params + act_bytes*(_x126*shared_ffn_size + _x17)) + _x124*(_x122*_x25 + 4*_x122 + _x25))/_x95),
+        'hiding_bandwidth': -_x45*_x47*_x50*(_x128*_x93 + _x129*full_layers + _x129*sparse_layers + _x130*_x44*_x94*sliding_layers + _x46*_x6)/(_x132*_x42 + _x133*kv_tensors + _x133 + _x41*path_latency_s + kv_tensors*path_latency_s*sliding_layers*numpy.ceil(_x130*_x131) - overlap_s),
     }
 
-ARGS['crossover'] = ('tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'kv_elems', 'kv_tensors', 'page_tokens', 'kv_shardable', 'weight_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'ep_imbalance_32', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_weights', 'eff_attn_prefill', 'transfer_tokens', 'wire_bytes', 'path_latency_s', 'path_bytes_per_s', 'eff_path', 'overlap_s')
+ARGS['crossover'] = ('tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'index_heads', 'index_head_dim', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'conv_dim', 'conv_kernel', 'state_bytes', 'state_shardable', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'attn_dim_decode', 'kv_elems', 'kv_tensors', 'page_tokens', 'kv_shardable', 'weight_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'ep_imbalance_32', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_weights', 'eff_attn_prefill', 'transfer_tokens', 'wire_bytes', 'path_latency_s', 'path_bytes_per_s', 'eff_path', 'overlap_s')
 OUTPUTS['crossover'] = ('decode_compute_batch', 'transfer_prompt_tokens', 'transfer_floor_tokens', 'hiding_bandwidth')
 
 
 NARROW = {}
 
 
-def decode__seconds(*, batch, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_latency_s, eff_memory, eff_attn_prefill, eff_attn_decode, eff_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, attn_decode_half_bytes, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
+def decode__seconds(*, batch, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, sparse_layers, topk_tokens, index_heads, index_head_dim, index_key_bytes, linear_layers, linear_heads, linear_key_dim, linear_value_dim, conv_dim, conv_kernel, state_bytes, state_shardable, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_latency_s, eff_memory, eff_attn_prefill, eff_attn_decode, eff_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, attn_decode_half_bytes, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
     """Numeric twin of pdroof.cost.equations groups()["decode"], outputs seconds only."""
     _x0 = tp - 1
     _x1 = 2*link_latency_s
@@ -737,42 +891,50 @@ def decode__seconds(*, batch, context_tokens, tp, dp, moe_tp, moe_ep, layers, de
     _x7 = _x3*_x6
     _x8 = mem_bytes_per_s**(-1.0)
     _x9 = expert_ffn_size*experts_per_token
-    _x10 = _x3*vocab
-    _x11 = peak_flops_per_s**(-1.0)
-    _x12 = _x11*(batch + gemm_half_rows)/eff_compute
-    _x13 = act_bytes*hidden
-    _x14 = _x8/eff_weights
-    _x15 = batch*context_tokens
-    _x16 = 2*_x3*attn_dim_decode*heads/(attn_peak_flops_per_s*eff_attn_prefill)
-    _x17 = numpy.minimum(kv_shardable, tp)**(-1.0)
-    _x18 = _x17*kv_bytes*kv_elems
-    _x19 = _x7 + attn_decode_half_bytes
-    _x20 = _x8/eff_attn_decode
-    _x21 = batch*numpy.minimum(context_tokens, window_tokens)
-    _x22 = 2*kernel_latency_s
-    _x23 = 2*dequant_overhead + 2
-    _x24 = _x12*_x23
-    _x25 = _x24*_x3
-    _x26 = _x3*weight_bytes
-    _x27 = 3*_x3
-    _x28 = _x17*kv_proj_params + _x3*(attn_params - kv_proj_params)
-    _x29 = moe_ep**(-1.0)
-    _x30 = _x29/moe_tp
-    _x31 = (ep_imbalance_32 - 1)*numpy.sqrt(numpy.log(moe_ep))/numpy.sqrt(numpy.log(32)) + 1
-    _x32 = batch*dp
-    _x33 = _x31*_x32
-    _x34 = numpy.maximum(1, _x3*moe_tp) - 1
-    _x35 = moe_ep - 1
+    _x10 = 2*kernel_latency_s
+    _x11 = batch*context_tokens
+    _x12 = 1/(attn_peak_flops_per_s*eff_attn_prefill)
+    _x13 = 2*_x12
+    _x14 = _x11*_x13
+    _x15 = numpy.minimum(kv_shardable, tp)**(-1.0)
+    _x16 = _x8/eff_attn_decode
+    _x17 = _x3*vocab
+    _x18 = peak_flops_per_s**(-1.0)
+    _x19 = _x18*(batch + gemm_half_rows)/eff_compute
+    _x20 = act_bytes*hidden
+    _x21 = _x8/eff_weights
+    _x22 = _x3*attn_dim_decode*heads
+    _x23 = _x15*kv_bytes*kv_elems
+    _x24 = _x7 + attn_decode_half_bytes
+    _x25 = numpy.minimum(context_tokens, window_tokens)
+    _x26 = _x13*_x22*batch
+    _x27 = _x23*batch
+    _x28 = numpy.minimum(context_tokens, topk_tokens)
+    _x29 = 2*dequant_overhead + 2
+    _x30 = _x19*_x29
+    _x31 = _x3*_x30
+    _x32 = _x3*weight_bytes
+    _x33 = 3*_x3
+    _x34 = linear_heads*linear_value_dim
+    _x35 = batch/numpy.minimum(state_shardable, tp)
+    _x36 = _x15*kv_proj_params + _x3*(attn_params - kv_proj_params)
+    _x37 = moe_ep**(-1.0)
+    _x38 = _x37/moe_tp
+    _x39 = (ep_imbalance_32 - 1)*numpy.sqrt(numpy.log(moe_ep))/numpy.sqrt(numpy.log(32)) + 1
+    _x40 = batch*dp
+    _x41 = _x39*_x40
+    _x42 = numpy.maximum(1, _x3*moe_tp) - 1
+    _x43 = moe_ep - 1
     return {
-        'seconds': _x8*batch*(_x3*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x9 + shared_ffn_size)) + hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem))/eff_memory + dense_layers*(_x22 + numpy.maximum(_x25*ffn_params, _x14*(_x26*ffn_params + _x5*(_x27*ffn_size + _x4)))) + full_layers*(kernel_latency_s + numpy.maximum(_x15*_x16, _x20*(_x15*_x18 + _x19))) + 3*kernel_latency_s*layers + kernel_latency_s + layer_latency_s*layers*(extra_kernel_share + 1) + layers*(_x22 + numpy.maximum(_x24*_x28, _x14*(_x28*weight_bytes + _x5*(_x28/hidden + _x4)))) + 2*layers*(_x0*_x2*_x7/link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x0*_x1))*numpy.minimum(1, _x0) + moe_layers*(moe_latency_s + numpy.maximum(_x11*_x23*_x30*_x33*expert_params*experts_per_token/eff_moe_compute, _x30*_x8*(3*_x33*_x9*act_bytes - expert_params*experts*weight_bytes*((1 - experts_per_token/experts)**_x32 - 1))/eff_moe_weights)) + moe_layers*(_x22*numpy.minimum(1, shared_params) + numpy.maximum(_x25*shared_params, _x14*(_x26*shared_params + _x5*(_x27*shared_ffn_size + _x4)))) + moe_layers*((_x2*_x34*_x6/dp_link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x1*_x34))*numpy.minimum(1, _x34) + 2*(_x13*_x2*_x29*_x3*_x31*_x35*batch*experts_per_token/ep_link_bytes_per_s + numpy.maximum(alltoall_latency_s, _x35*link_latency_s))*numpy.minimum(1, _x35)) + sliding_layers*(kernel_latency_s + numpy.maximum(_x16*_x21, _x20*(_x18*_x21 + _x19))) + step_latency_s + numpy.maximum(_x10*_x12*_x4, _x14*(_x10*_x13 + batch*(4*_x10 + _x13))),
+        'seconds': _x8*batch*(_x3*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x9 + shared_ffn_size)) + hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem))/eff_memory + dense_layers*(_x10 + numpy.maximum(_x31*ffn_params, _x21*(_x32*ffn_params + _x5*(_x33*ffn_size + _x4)))) + full_layers*(kernel_latency_s + numpy.maximum(_x14*_x22, _x16*(_x11*_x23 + _x24))) + 3*kernel_latency_s*layers + kernel_latency_s + layer_latency_s*layers*(extra_kernel_share + 1) + layers*(_x10 + numpy.maximum(_x30*_x36, _x21*(_x36*weight_bytes + _x5*(_x36/hidden + _x4)))) + 2*layers*(_x0*_x2*_x7/link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x0*_x1))*numpy.minimum(1, _x0) + linear_layers*(_x10 + numpy.maximum(_x12*_x35*(7*_x34*linear_key_dim + 2*conv_dim*conv_kernel), _x16*(_x35*(act_bytes*(_x34 + 3*conv_dim) + 2*state_bytes) + attn_decode_half_bytes))) + moe_layers*(moe_latency_s + numpy.maximum(_x18*_x29*_x38*_x41*expert_params*experts_per_token/eff_moe_compute, _x38*_x8*(3*_x41*_x9*act_bytes - expert_params*experts*weight_bytes*((1 - experts_per_token/experts)**_x40 - 1))/eff_moe_weights)) + moe_layers*(_x10*numpy.minimum(1, shared_params) + numpy.maximum(_x31*shared_params, _x21*(_x32*shared_params + _x5*(_x33*shared_ffn_size + _x4)))) + moe_layers*((_x2*_x42*_x6/dp_link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x1*_x42))*numpy.minimum(1, _x42) + 2*(_x2*_x20*_x3*_x37*_x39*_x43*batch*experts_per_token/ep_link_bytes_per_s + numpy.maximum(alltoall_latency_s, _x43*link_latency_s))*numpy.minimum(1, _x43)) + sliding_layers*(kernel_latency_s + numpy.maximum(_x25*_x26, _x16*(_x24 + _x25*_x27))) + sparse_layers*(_x10 + numpy.maximum(_x14*index_heads*(index_head_dim + 1), _x16*(_x11*(_x15*index_key_bytes + 8) + attn_decode_half_bytes))) + sparse_layers*(kernel_latency_s + numpy.maximum(_x26*_x28, _x16*(_x24 + _x27*_x28))) + step_latency_s + numpy.maximum(_x17*_x19*_x4, _x21*(_x17*_x20 + batch*(4*_x17 + _x20))),
     }
 
-ARGS['decode__seconds'] = ('batch', 'context_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'attn_decode_half_bytes', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
+ARGS['decode__seconds'] = ('batch', 'context_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'topk_tokens', 'index_heads', 'index_head_dim', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'conv_dim', 'conv_kernel', 'state_bytes', 'state_shardable', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'attn_decode_half_bytes', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
 OUTPUTS['decode__seconds'] = ('seconds',)
 NARROW[('decode', ('seconds',))] = 'decode__seconds'
 
 
-def mixed__seconds(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_latency_s, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, attn_decode_half_bytes, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
+def mixed__seconds(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, sparse_layers, topk_tokens, index_heads, index_head_dim, index_key_bytes, linear_layers, linear_heads, linear_key_dim, linear_value_dim, conv_dim, conv_kernel, state_bytes, state_shardable, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_latency_s, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, attn_decode_half_bytes, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
     """Numeric twin of pdroof.cost.equations groups()["mixed"], outputs seconds only."""
     _x0 = tp - 1
     _x1 = 2*link_latency_s
@@ -782,48 +944,68 @@ def mixed__seconds(*, batch, prefill_prompts, new_tokens, prefix_tokens, context
     _x5 = batch + new_tokens*prefill_prompts
     _x6 = _x5*act_bytes
     _x7 = _x3*_x4*_x6
-    _x8 = mem_bytes_per_s**(-1.0)
-    _x9 = expert_ffn_size*experts_per_token
-    _x10 = _x2*batch
-    _x11 = 2*heads/(attn_peak_flops_per_s*eff_attn_prefill)
-    _x12 = _x10*_x11*attn_dim_decode
-    _x13 = numpy.minimum(kv_shardable, tp)**(-1.0)
-    _x14 = _x13*kv_bytes*kv_elems
-    _x15 = _x14*batch
-    _x16 = _x4*act_bytes
-    _x17 = _x10*_x16 + attn_decode_half_bytes
-    _x18 = _x8/eff_attn_decode
-    _x19 = batch + prefill_prompts
-    _x20 = _x2*vocab
-    _x21 = peak_flops_per_s**(-1.0)
-    _x22 = _x21/eff_compute
-    _x23 = act_bytes*hidden
-    _x24 = _x8/eff_weights
-    _x25 = numpy.minimum(context_tokens, window_tokens)
-    _x26 = _x11*_x2*attn_dim_prefill*prefill_prompts*(attn_half_tokens + new_tokens)
-    _x27 = _x16*_x2*new_tokens
-    _x28 = new_tokens + prefix_tokens
-    _x29 = _x18*prefill_prompts
-    _x30 = 2*kernel_latency_s
-    _x31 = 2*dequant_overhead + 2
-    _x32 = _x22*_x31*(_x5 + gemm_half_rows)
-    _x33 = _x2*_x32
-    _x34 = _x2*weight_bytes
-    _x35 = 3*_x2
-    _x36 = _x13*kv_proj_params + _x2*(attn_params - kv_proj_params)
-    _x37 = numpy.minimum(new_tokens, numpy.maximum(0, -prefix_tokens + window_tokens))
-    _x38 = moe_ep**(-1.0)
-    _x39 = _x38/moe_tp
-    _x40 = (ep_imbalance_32 - 1)*numpy.sqrt(numpy.log(moe_ep))/numpy.sqrt(numpy.log(32)) + 1
-    _x41 = _x5*dp
-    _x42 = _x40*_x41
-    _x43 = numpy.maximum(1, _x2*moe_tp) - 1
-    _x44 = moe_ep - 1
+    _x8 = 2*kernel_latency_s
+    _x9 = batch*context_tokens
+    _x10 = 1/(attn_peak_flops_per_s*eff_attn_prefill)
+    _x11 = 2*_x10
+    _x12 = _x11*_x9
+    _x13 = index_heads*(index_head_dim + 1)
+    _x14 = numpy.minimum(kv_shardable, tp)**(-1.0)
+    _x15 = _x14*index_key_bytes
+    _x16 = mem_bytes_per_s**(-1.0)
+    _x17 = _x16/eff_attn_decode
+    _x18 = expert_ffn_size*experts_per_token
+    _x19 = attn_dim_decode*heads
+    _x20 = _x19*_x2
+    _x21 = _x14*kv_bytes*kv_elems
+    _x22 = _x2*batch
+    _x23 = _x4*act_bytes
+    _x24 = _x22*_x23 + attn_decode_half_bytes
+    _x25 = batch + prefill_prompts
+    _x26 = _x2*vocab
+    _x27 = peak_flops_per_s**(-1.0)
+    _x28 = _x27/eff_compute
+    _x29 = act_bytes*hidden
+    _x30 = _x16/eff_weights
+    _x31 = numpy.minimum(context_tokens, window_tokens)
+    _x32 = _x11*_x19*_x22
+    _x33 = _x21*batch
+    _x34 = numpy.minimum(context_tokens, topk_tokens)
+    _x35 = _x11*prefill_prompts*(attn_half_tokens + new_tokens)
+    _x36 = _x35*((1/2)*new_tokens + prefix_tokens + 1/2)
+    _x37 = _x2*attn_dim_prefill*heads
+    _x38 = _x2*_x23*new_tokens
+    _x39 = new_tokens + prefix_tokens
+    _x40 = _x17*prefill_prompts
+    _x41 = _x40*(_x21*_x39 + _x38)
+    _x42 = 2*dequant_overhead + 2
+    _x43 = _x28*_x42*(_x5 + gemm_half_rows)
+    _x44 = _x2*_x43
+    _x45 = _x2*weight_bytes
+    _x46 = 3*_x2
+    _x47 = conv_dim*conv_kernel
+    _x48 = linear_heads*linear_value_dim
+    _x49 = _x48*linear_key_dim
+    _x50 = numpy.minimum(state_shardable, tp)**(-1.0)
+    _x51 = _x50*batch
+    _x52 = 2*state_bytes
+    _x53 = act_bytes*(_x48 + 3*conv_dim)
+    _x54 = _x14*kv_proj_params + _x2*(attn_params - kv_proj_params)
+    _x55 = numpy.minimum(new_tokens, numpy.maximum(0, -prefix_tokens + topk_tokens))
+    _x56 = _x35/new_tokens
+    _x57 = numpy.minimum(new_tokens, numpy.maximum(0, -prefix_tokens + window_tokens))
+    _x58 = moe_ep**(-1.0)
+    _x59 = _x58/moe_tp
+    _x60 = (ep_imbalance_32 - 1)*numpy.sqrt(numpy.log(moe_ep))/numpy.sqrt(numpy.log(32)) + 1
+    _x61 = _x5*dp
+    _x62 = _x60*_x61
+    _x63 = numpy.maximum(1, _x2*moe_tp) - 1
+    _x64 = moe_ep - 1
     return {
-        'seconds': _x5*_x8*(_x2*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x9 + shared_ffn_size)) + hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem))/eff_memory + dense_layers*(_x30 + numpy.maximum(_x33*ffn_params, _x24*(_x34*ffn_params + _x6*(_x35*ffn_size + _x4)))) + full_layers*(kernel_latency_s + numpy.maximum(_x12*context_tokens, _x18*(_x15*context_tokens + _x17))) + full_layers*(kernel_latency_s + numpy.maximum(_x29*(_x14*_x28 + _x27), _x26*((1/2)*new_tokens + prefix_tokens + 1/2))) + 3*kernel_latency_s*layers + kernel_latency_s + layer_latency_s*layers*(extra_kernel_share + 1) + layers*(_x30 + numpy.maximum(_x32*_x36, _x24*(_x36*weight_bytes + _x6*(_x36/hidden + _x4)))) + 2*layers*(_x0*_x2*_x7/link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x0*_x1))*numpy.minimum(1, _x0) + moe_layers*(moe_latency_s + numpy.maximum(_x21*_x31*_x39*_x42*expert_params*experts_per_token/eff_moe_compute, _x39*_x8*(3*_x42*_x9*act_bytes - expert_params*experts*weight_bytes*((1 - experts_per_token/experts)**_x41 - 1))/eff_moe_weights)) + moe_layers*(_x30*numpy.minimum(1, shared_params) + numpy.maximum(_x33*shared_params, _x24*(_x34*shared_params + _x6*(_x35*shared_ffn_size + _x4)))) + moe_layers*((_x43*_x7/dp_link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x1*_x43))*numpy.minimum(1, _x43) + 2*(_x2*_x23*_x3*_x38*_x40*_x44*_x5*experts_per_token/ep_link_bytes_per_s + numpy.maximum(alltoall_latency_s, _x44*link_latency_s))*numpy.minimum(1, _x44)) + sliding_layers*(kernel_latency_s + numpy.maximum(_x12*_x25, _x18*(_x15*_x25 + _x17))) + sliding_layers*(kernel_latency_s + numpy.maximum(_x29*(_x14*numpy.minimum(_x28, window_tokens) + _x27), _x26*(_x37*prefix_tokens + (1/2)*_x37*(_x37 + 1) + window_tokens*(-_x37 + new_tokens))/new_tokens)) + step_latency_s + numpy.maximum(_x20*_x22*_x4*(_x19 + gemm_half_rows), _x24*(_x19*(4*_x20 + _x23) + _x20*_x23)),
+        'seconds': _x16*_x5*(_x2*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x18 + shared_ffn_size)) + hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem))/eff_memory + dense_layers*(_x8 + numpy.maximum(_x44*ffn_params, _x30*(_x45*ffn_params + _x6*(_x4 + _x46*ffn_size)))) + full_layers*(kernel_latency_s + numpy.maximum(_x41, _x36*_x37)) + full_layers*(kernel_latency_s + numpy.maximum(_x12*_x20, _x17*(_x21*_x9 + _x24))) + 3*kernel_latency_s*layers + kernel_latency_s + layer_latency_s*layers*(extra_kernel_share + 1) + layers*(_x8 + numpy.maximum(_x43*_x54, _x30*(_x54*weight_bytes + _x6*(_x4 + _x54/hidden)))) + 2*layers*(_x0*_x2*_x7/link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x0*_x1))*numpy.minimum(1, _x0) + linear_layers*(_x8 + numpy.maximum(_x17*(_x51*(_x52 + _x53) + attn_decode_half_bytes), _x10*_x51*(2*_x47 + 7*_x49))) + linear_layers*(7*kernel_latency_s + numpy.maximum(_x40*_x50*((1/32)*_x49*act_bytes*new_tokens + _x52 + _x53*new_tokens), _x35*_x50*(_x47 + (1/3)*linear_heads*(9*linear_key_dim*linear_value_dim + 576*linear_key_dim + 384*linear_value_dim + 2048)))) + moe_layers*(moe_latency_s + numpy.maximum(_x27*_x42*_x59*_x62*expert_params*experts_per_token/eff_moe_compute, _x16*_x59*(3*_x18*_x62*act_bytes - expert_params*experts*weight_bytes*((1 - experts_per_token/experts)**_x61 - 1))/eff_moe_weights)) + moe_layers*(_x8*numpy.minimum(1, shared_params) + numpy.maximum(_x44*shared_params, _x30*(_x45*shared_params + _x6*(_x4 + _x46*shared_ffn_size)))) + moe_layers*((_x63*_x7/dp_link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x1*_x63))*numpy.minimum(1, _x63) + 2*(_x2*_x29*_x3*_x5*_x58*_x60*_x64*experts_per_token/ep_link_bytes_per_s + numpy.maximum(alltoall_latency_s, _x64*link_latency_s))*numpy.minimum(1, _x64)) + sliding_layers*(kernel_latency_s + numpy.maximum(_x31*_x32, _x17*(_x24 + _x31*_x33))) + sliding_layers*(kernel_latency_s + numpy.maximum(_x40*(_x21*numpy.minimum(_x39, window_tokens) + _x38), _x37*_x56*(_x57*prefix_tokens + (1/2)*_x57*(_x57 + 1) + window_tokens*(-_x57 + new_tokens)))) + sparse_layers*(_x8 + numpy.maximum(_x12*_x13, _x17*(_x9*(_x15 + 8) + attn_decode_half_bytes))) + sparse_layers*(_x8 + numpy.maximum(_x13*_x36, _x40*(_x15*_x39 + 4*new_tokens*(new_tokens + 2*prefix_tokens + 1)))) + sparse_layers*(kernel_latency_s + numpy.maximum(_x41, _x20*_x56*(_x55*prefix_tokens + (1/2)*_x55*(_x55 + 1) + topk_tokens*(-_x55 + new_tokens)))) + sparse_layers*(kernel_latency_s + numpy.maximum(_x32*_x34, _x17*(_x24 + _x33*_x34))) + step_latency_s + numpy.maximum(_x26*_x28*_x4*(_x25 + gemm_half_rows), _x30*(_x25*(4*_x26 + _x29) + _x26*_x29)),
     }
 
-ARGS['mixed__seconds'] = ('batch', 'prefill_prompts', 'new_tokens', 'prefix_tokens', 'context_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'attn_decode_half_bytes', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
+ARGS['mixed__seconds'] = ('batch', 'prefill_prompts', 'new_tokens', 'prefix_tokens', 'context_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'topk_tokens', 'index_heads', 'index_head_dim', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'conv_dim', 'conv_kernel', 'state_bytes', 'state_shardable', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'attn_decode_half_bytes', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
 OUTPUTS['mixed__seconds'] = ('seconds',)
 NARROW[('mixed', ('seconds',))] = 'mixed__seconds'
 

@@ -19,8 +19,8 @@ class Shape:
     layers: int
     dense_layers: int            # layers with a dense FFN (all layers for a dense model)
     moe_layers: int
-    attention_params: int        # per layer, norms included
-    kv_projection_params: int    # per layer, of attention_params: split across TP only by KV head
+    attention_params: int        # per attention (full, sliding or sparse) layer, norms included
+    kv_projection_params: int    # per attention layer, of attention_params: split across TP only by KV head
     dense_ffn_params: int        # per dense layer
     expert_params: int           # per routed expert (per MoE layer)
     routed_experts: int
@@ -35,12 +35,28 @@ class Shape:
     sliding_window_tokens: int          # 0 when there are no sliding layers
     full_attention_layers: int
     sliding_layers: int
+    linear_layers: int = 0              # linear-attention layers: a fixed-size state, no KV
+    linear_attention_params: int = 0    # per linear layer, norms included
+    state_bytes_per_layer: int = 0      # one sequence's recurrent state and convolution window, per linear layer
+    sparse_layers: int = 0              # DeepSeek-sparse-attention layers (KV grows with context, as full)
+    index_key_bytes_per_token: float = 0.0  # the indexer's cached keys, summed over sparse layers (own format)
+
+    @property
+    def attention_layers(self) -> int:
+        """Layers with softmax attention and a KV cache: full, sliding and sparse."""
+        return self.layers - self.linear_layers
+
+    @property
+    def state_bytes_per_sequence(self) -> int:
+        """Bytes of one sequence's fixed-size state over all linear layers, whatever its length."""
+        return self.linear_layers * self.state_bytes_per_layer
 
     @property
     def params_total(self) -> int:
         per_moe = self.routed_experts * self.expert_params + self.shared_expert_params + self.router_params
         return (
-            self.layers * self.attention_params
+            self.attention_layers * self.attention_params
+            + self.linear_layers * self.linear_attention_params
             + self.dense_layers * self.dense_ffn_params
             + self.moe_layers * per_moe
             + self.embedding_params
@@ -59,13 +75,16 @@ class Shape:
         return self.params_total - self.params_inactive - self.embedding_params
 
     def kv_bytes_per_token(self, fmt: str) -> float:
-        """KV bytes one more token adds to a long sequence (layers whose KV grows with context)."""
-        return self.kv_elements_per_token_full * format_bytes(fmt)
+        """KV bytes one more token adds to a long sequence (layers whose KV grows with context): the
+        KV in ``fmt``, plus a sparse layer's indexer key in its own format."""
+        return self.kv_elements_per_token_full * format_bytes(fmt) + self.index_key_bytes_per_token
 
     def kv_bytes_per_sequence(self, fmt: str, tokens: float) -> float:
-        """KV bytes of one sequence of ``tokens``: full layers grow, sliding layers stop at the window."""
+        """KV bytes of one sequence of ``tokens``: full and sparse layers grow, sliding layers stop at
+        the window, linear layers hold their fixed state."""
         sliding = self.kv_elements_per_token_sliding * min(tokens, self.sliding_window_tokens)
-        return (self.kv_elements_per_token_full * tokens + sliding) * format_bytes(fmt)
+        return ((self.kv_elements_per_token_full * tokens + sliding) * format_bytes(fmt)
+                + self.index_key_bytes_per_token * tokens + self.state_bytes_per_sequence)
 
 
 def shape_of(model: Record, layers: int | None = None) -> Shape:
@@ -100,18 +119,39 @@ def shape_of(model: Record, layers: int | None = None) -> Shape:
             attn += 2 * d
         if att.sinks:
             attn += heads
+        if att.output_gate:
+            attn += h * heads * d  # q_proj's second half: a sigmoid gate per head and channel
         kv_per_layer = 2 * kvh * d
+    index_key_bytes = 0.0
+    dsa = att.sparse_attention
+    if dsa is not None:
+        # the lightning indexer (DeepSeek-V3.2 Indexer, GLM-5's GlmMoeDsaIndexer): wq_b from the query
+        # latent, one key head wk with a LayerNorm (weight and bias), a weight per head; engines keep it
+        # whole on every TP rank (vLLM: "No tensor parallel, just replicated")
+        H_I, d_I = dsa.index_heads, dsa.index_head_dim
+        indexer = att.mla.q_lora_rank * H_I * d_I + h * d_I + 2 * d_I + h * H_I
+        attn += indexer
+        replicated += indexer
+        # cached key: d_I elements in key_format plus one fp32 scale per scale_block (vLLM's indexer
+        # cache: head_dim + head_dim // quant_block_size * 4 = 132 B for d_I = 128)
+        index_key_bytes = d_I * format_bytes(dsa.key_format) + 4 * -(-d_I // dsa.scale_block)
     attention_params = attn + norms
 
     layers = model.layers if layers is None else layers
-    sw = att.sliding_window
+    sw, lin = att.sliding_window, att.linear_attention
     if sw is not None:
         pattern = sw.pattern
         sliding = sum(1 for i in range(layers) if pattern[i % len(pattern)] == "sliding")
         window = sw.window_tokens
     else:
         sliding, window = 0, 0
-    full = layers - sliding
+    linear, linear_params, state_bytes = 0, 0, 0
+    if lin is not None:
+        linear = sum(1 for i in range(layers) if lin.pattern[i % len(lin.pattern)] == "linear")
+        linear_params = _linear_attention_params(h, lin) + norms
+        state_bytes = _state_bytes(lin)
+    sparse = layers - sliding - linear if dsa is not None else 0
+    full = layers - sliding - linear - sparse
 
     moe = model.moe
     if moe is None:
@@ -124,6 +164,7 @@ def shape_of(model: Record, layers: int | None = None) -> Shape:
         expert = 3 * h * f + ((2 * f + h) if moe.expert_bias else 0)
         shared = moe.shared_experts * 3 * h * f
         router = moe.routed_experts * h + (moe.routed_experts if moe.router_bias else 0)
+        router += h if moe.shared_experts and moe.shared_expert_gate else 0
         experts, k = moe.routed_experts, moe.experts_per_token
     dense_ffn = 3 * h * model.ffn_size if dense_layers else 0
 
@@ -143,12 +184,42 @@ def shape_of(model: Record, layers: int | None = None) -> Shape:
         embedding_params=emb,
         lm_head_params=0 if model.tied_embeddings else emb,
         final_norm_params=h,
-        kv_elements_per_token_full=kv_per_layer * full,
+        kv_elements_per_token_full=kv_per_layer * (full + sparse),
         kv_elements_per_token_sliding=kv_per_layer * sliding,
         sliding_window_tokens=window,
         full_attention_layers=full,
         sliding_layers=sliding,
+        linear_layers=linear,
+        linear_attention_params=linear_params,
+        state_bytes_per_layer=state_bytes,
+        sparse_layers=sparse,
+        index_key_bytes_per_token=index_key_bytes * sparse,
     )
+
+
+def conv_channels(lin: Record) -> int:
+    """Channels of a linear layer's short convolution: q and k (key heads) and v (value heads)."""
+    return 2 * lin.key_heads * lin.key_head_dim + lin.value_heads * lin.value_head_dim
+
+
+def _linear_attention_params(h: int, lin: Record) -> int:
+    """One Gated DeltaNet layer (Qwen3.5's Qwen3_5MoeGatedDeltaNet): in_proj_qkv and in_proj_z,
+    in_proj_b and in_proj_a (one per value head), the depthwise conv1d (no bias), dt_bias and A_log
+    per value head, the gated RMSNorm over a value head, out_proj."""
+    value = lin.value_heads * lin.value_head_dim
+    conv = conv_channels(lin)
+    return (h * (conv + value) + 2 * h * lin.value_heads + conv * lin.conv_kernel + 2 * lin.value_heads
+            + lin.value_head_dim + value * h)
+
+
+def _state_bytes(lin: Record) -> int:
+    """One sequence's state in one linear layer, as vLLM allocates it
+    (MambaStateShapeCalculator.gated_delta_net_state_shape): a key_head_dim x value_head_dim matrix per
+    value head in state_format, and the last conv_kernel - 1 inputs of every convolution channel in
+    conv_format."""
+    recurrent = lin.value_heads * lin.key_head_dim * lin.value_head_dim * format_bytes(lin.state_format)
+    window = conv_channels(lin) * (lin.conv_kernel - 1) * format_bytes(lin.conv_format)
+    return int(recurrent + window)
 
 
 def params_active(model: Record, shape: Shape | None = None) -> int:
@@ -171,6 +242,13 @@ def summary(model: Record, kv_formats: tuple[str, ...]) -> dict:
         "layers": s.layers,
         "full_attention_layers": s.full_attention_layers,
     }
+    if s.linear_layers:
+        out["linear_attention_layers"] = s.linear_layers
+        out["state_bytes_per_sequence"] = s.state_bytes_per_sequence
+    if s.sparse_layers:
+        out["sparse_attention_layers"] = s.sparse_layers
+        out["topk_tokens"] = model.attention.sparse_attention.topk_tokens
+        out["index_key_bytes_per_token"] = _int_if_whole(s.index_key_bytes_per_token)
     if s.sliding_layers:
         out["sliding_layers"] = s.sliding_layers
         out["sliding_window_tokens"] = s.sliding_window_tokens

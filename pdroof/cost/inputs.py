@@ -9,7 +9,7 @@ from functools import cache
 
 from ..spec.schema import Record
 from ..spec.units import format_bytes
-from .architecture import shape_of
+from .architecture import conv_channels, shape_of
 from .parallelism import Parallelism
 from .precision import Precision, attention_peak_format
 from .runtime import Efficiency
@@ -74,7 +74,12 @@ def _model_inputs(model: Record, layers: int | None) -> dict[str, float]:
     else:
         dim_prefill = dim_decode = 2 * model.head_dim
         shardable, tensors = model.kv_heads, 2
-    layers_kv = max(s.full_attention_layers + s.sliding_layers, 1)
+    layers_kv = max(s.full_attention_layers + s.sliding_layers + s.sparse_layers, 1)
+    # attention projections as a mean per layer: linear layers have their own (and shard by head, so
+    # none of theirs replicates); the totals, all the equations use, are exact
+    n = max(s.layers, 1)
+    attn_params = (s.attention_layers * s.attention_params + s.linear_layers * s.linear_attention_params) / n
+    kv_proj_params = s.attention_layers * s.kv_projection_params / n
     return {
         "layers": s.layers,
         "dense_layers": s.dense_layers,
@@ -82,10 +87,12 @@ def _model_inputs(model: Record, layers: int | None) -> dict[str, float]:
         "full_layers": s.full_attention_layers,
         "sliding_layers": s.sliding_layers,
         "window_tokens": s.sliding_window_tokens or 1,
+        **_sparse_inputs(model, s),
+        **_linear_inputs(model, s),
         "hidden": model.hidden_size,
         "heads": model.attention_heads,
-        "attn_params": s.attention_params,
-        "kv_proj_params": s.kv_projection_params,
+        "attn_params": attn_params,
+        "kv_proj_params": kv_proj_params,
         "ffn_params": s.dense_ffn_params,
         "ffn_size": model.ffn_size or 0,
         "experts": s.routed_experts or 1,
@@ -102,6 +109,26 @@ def _model_inputs(model: Record, layers: int | None) -> dict[str, float]:
         "kv_shardable": shardable,
         "kv_tensors": tensors,
     }
+
+
+def _sparse_inputs(model: Record, s) -> dict[str, float]:
+    """DeepSeek sparse attention's sizes (inert values where there are no sparse layers)."""
+    dsa = model.attention.sparse_attention
+    if not s.sparse_layers:
+        return {"sparse_layers": 0, "topk_tokens": 1, "index_heads": 0, "index_head_dim": 0, "index_key_bytes": 0}
+    return {"sparse_layers": s.sparse_layers, "topk_tokens": dsa.topk_tokens, "index_heads": dsa.index_heads,
+            "index_head_dim": dsa.index_head_dim, "index_key_bytes": s.index_key_bytes_per_token / s.sparse_layers}
+
+
+def _linear_inputs(model: Record, s) -> dict[str, float]:
+    """Linear attention's sizes (inert values where there are no linear layers)."""
+    lin = model.attention.linear_attention
+    if not s.linear_layers:
+        return {"linear_layers": 0, "linear_heads": 0, "linear_key_dim": 0, "linear_value_dim": 0, "conv_dim": 0,
+                "conv_kernel": 0, "state_bytes": 0, "state_shardable": 1}
+    return {"linear_layers": s.linear_layers, "linear_heads": lin.value_heads, "linear_key_dim": lin.key_head_dim,
+            "linear_value_dim": lin.value_head_dim, "conv_dim": conv_channels(lin), "conv_kernel": lin.conv_kernel,
+            "state_bytes": s.state_bytes_per_layer, "state_shardable": lin.key_heads}
 
 
 def half_rows_for(eff: Efficiency, p: Precision) -> float:

@@ -175,6 +175,15 @@ def _heads_divisible(rec: Record):
         return ("head_dim", "missing required field (needed unless attention kind is mla)")
     if att.kind == "mha" and rec.kv_heads != rec.attention_heads:
         return ("kv_heads", "attention kind mha needs kv_heads == attention_heads")
+    mixed = [name for name in ("sliding_window", "linear_attention", "sparse_attention") if name in att]
+    if len(mixed) > 1:
+        return (f"attention.{mixed[1]}", f"cannot be combined with attention.{mixed[0]} (not modelled)")
+    lin = att.linear_attention
+    if lin is not None and lin.value_heads % lin.key_heads:
+        return ("attention.linear_attention.value_heads",
+                f"{lin.value_heads} is not divisible by key_heads {lin.key_heads}")
+    if att.sparse_attention is not None and (att.kind != "mla" or att.mla is None or not att.mla.q_lora_rank):
+        return ("attention.sparse_attention", "the indexer reads MLA's query latent: needs kind mla with q_lora_rank")
     moe = rec.moe
     if moe is not None:
         if moe.experts_per_token > moe.routed_experts:
@@ -214,11 +223,40 @@ MODEL = Map(
                 F("qk_nope_head_dim", Num(integer=True), required=True),
                 F("v_head_dim", Num(integer=True), required=True),
             ))),
+            F("output_gate", B(), default=False,
+              doc="the query projection also gives a per-head, per-channel gate on the attention output "
+                  "(Qwen3-Next/Qwen3.5 gated attention: q_proj is twice as wide)"),
             F("sliding_window", Map(fields=(
                 F("window_tokens", Num(integer=True), required=True),
                 F("pattern", List(Str(choices=("sliding", "full")), min_items=1), required=True,
                   doc="layer kinds repeated cyclically from layer 0"),
             ))),
+            F("linear_attention", Map(fields=(
+                F("pattern", List(Str(choices=("linear", "full")), min_items=1), required=True,
+                  doc="layer kinds repeated cyclically from layer 0: linear layers keep a fixed-size recurrent "
+                      "state per sequence instead of a KV cache, full layers are the attention described above"),
+                F("key_heads", Num(integer=True), required=True, doc="query/key heads (linear_num_key_heads)"),
+                F("value_heads", Num(integer=True), required=True,
+                  doc="value heads (linear_num_value_heads): one key_head_dim x value_head_dim state each"),
+                F("key_head_dim", Num(integer=True), required=True),
+                F("value_head_dim", Num(integer=True), required=True),
+                F("conv_kernel", Num(integer=True), required=True,
+                  doc="width of the short causal convolution on q, k and v (linear_conv_kernel_dim); its "
+                      "last conv_kernel - 1 inputs are kept per sequence"),
+                F("state_format", FMT, default="fp32",
+                  doc="format of the recurrent state (Qwen3.5 configs: mamba_ssm_dtype float32)"),
+                F("conv_format", FMT, default="bf16", doc="format of the convolution window (the model dtype)"),
+            ), doc="Gated DeltaNet-style linear attention (kind gives the full layers' attention)")),
+            F("sparse_attention", Map(fields=(
+                F("index_heads", Num(integer=True), required=True, doc="indexer heads (index_n_heads)"),
+                F("index_head_dim", Num(integer=True), required=True, doc="indexer head size (index_head_dim)"),
+                F("topk_tokens", Num(integer=True), required=True,
+                  doc="past tokens each query attends to (index_topk)"),
+                F("key_format", FMT, default="fp8", doc="format of the indexer's cached key (one per token)"),
+                F("scale_block", Num(integer=True), default=128,
+                  doc="key elements per fp32 scale stored beside the cached key"),
+            ), doc="DeepSeek Sparse Attention: a lightning indexer scores every past token and each query "
+                   "attends to the top topk_tokens of them (every layer)")),
         )), required=True),
         F("position", Map(fields=(
             F("kind", Str(choices=("rope", "none")), required=True),
@@ -236,6 +274,8 @@ MODEL = Map(
               doc="leading layers with a dense FFN (ffn_size) instead of experts"),
             F("router_bias", B(), default=False),
             F("expert_bias", B(), default=False, doc="biases on expert projections"),
+            F("shared_expert_gate", B(), default=False,
+              doc="a learned scalar gate (hidden -> 1) on the shared experts' output (Qwen2-MoE family)"),
         ))),
         F("mtp_layers", Num(integer=True, positive=False, minimum=0), default=0,
           doc="multi-token-prediction modules; not counted in the main model"),

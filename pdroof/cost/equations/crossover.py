@@ -28,9 +28,11 @@ def _prefill_parts(n):
     """Prefill of one prompt of n tokens (no prefix, full-attention layers at their long-prompt
     efficiency, every routed expert touched as at long prompts): its compute, exactly
     k0 + c1·n + c2·n² (k0 from the small-GEMM term), and its weight-streaming floor c0 (the
-    memory terms of the weight GEMMs at one token)."""
+    memory terms of the weight GEMMs at one token). Sparse layers attend to every earlier token (as
+    they do while n ≤ k_I); linear layers are linear in n."""
     pre = prefill()
-    fix = {S("batch"): 1, S("prefix_tokens"): 0, S("sliding_layers"): 0, S("attn_half_tokens"): 0}
+    fix = {S("batch"): 1, S("prefix_tokens"): 0, S("sliding_layers"): 0, S("attn_half_tokens"): 0,
+           S("topk_tokens"): n}
     dense = sum(pre[f"{op}_compute_s"] for op in ("attn_proj", "ffn", "attention")).subs(fix)
     t, d, k, E = S("tp"), S("dp"), S("experts_per_token"), S("experts")
     # every expert touched: d·n·k/E rows each (Max(1, k) keeps dense models, k = 0, well defined);
@@ -66,7 +68,12 @@ def transfer_prompt_tokens() -> sp.Expr:
     k0, c1, c2, _ = _prefill_parts(n)
     b = c1 - a1
     disc = b**2 - 4 * c2 * (k0 - a0)
-    return sp.Max(0, (-b + sp.sqrt(sp.Max(0, disc))) / (2 * c2)) * sp.Heaviside(disc, 1)
+    root_disc = sp.sqrt(sp.Max(0, disc))
+    # the larger root, written so that it never subtracts nearly equal numbers: for b > 0 it is
+    # 2·(a0 − k0)/(b + √disc) (a fixed transfer cost, such as a linear layer's state, above k0 makes
+    # it a small difference of large ones in the textbook form)
+    root = sp.Piecewise((2 * (a0 - k0) / (b + root_disc), b > 0), ((-b + root_disc) / (2 * c2), True))
+    return sp.Max(0, root) * sp.Heaviside(disc, 1)
 
 
 def transfer_floor_tokens() -> sp.Expr:

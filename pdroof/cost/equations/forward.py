@@ -19,9 +19,15 @@ from .moe import ep_imbalance, experts_touched
 from .roofline import compute_time, gemm_efficiency, memory_time, roofline
 
 
-def kv_shards():
-    """KV of a layer splits across TP ranks by KV head, never finer (MLA's latent: not at all)."""
-    return sp.Min(S("tp"), S("kv_shardable"))
+def kv_shards(tp=None):
+    """KV of a layer splits across the ``tp`` ranks of a replica (default: the stage's) by KV head,
+    never finer (MLA's latent: not at all)."""
+    return sp.Min(S("tp") if tp is None else tp, S("kv_shardable"))
+
+
+def linear_shards(tp=None):
+    """A linear layer's heads, state and convolution channels split across TP ranks by key head."""
+    return sp.Min(S("tp") if tp is None else tp, S("state_shardable"))
 
 
 def attn_params_per_rank():
@@ -137,22 +143,73 @@ def _flat_read(bytes_):
     return S("eff_attn_decode")
 
 
-def _attention(flops_full, flops_sliding, bytes_full, bytes_sliding, eff_flops, read_eff=_flat_read):
-    """Attention core on full and sliding-window layers: its own kernels' efficiency (KV reads at
-    ``read_eff`` of the bytes a layer reads), one kernel per layer."""
-    n_F, n_W = S("full_layers"), S("sliding_layers")
-    peak = S("attn_peak_flops_per_s")
-    cf = compute_time(flops_full, peak, eff_flops)
-    cw = compute_time(flops_sliding, peak, eff_flops)
-    mf = memory_time(bytes_full, S("mem_bytes_per_s"), read_eff(bytes_full))
-    mw = memory_time(bytes_sliding, S("mem_bytes_per_s"), read_eff(bytes_sliding))
-    return {
-        "flops": n_F * flops_full + n_W * flops_sliding,
-        "bytes": n_F * bytes_full + n_W * bytes_sliding,
-        "compute_s": n_F * cf + n_W * cw,
-        "memory_s": n_F * mf + n_W * mw,
-        "seconds": n_F * kernels_of(roofline(cf, mf), 1) + n_W * kernels_of(roofline(cw, mw), 1),
-    }
+def _layers(count, flops, bytes_, eff_flops, read_eff=_flat_read, kernels=1):
+    """``count`` layers each running an attention-core operation of ``flops`` and ``bytes_`` as
+    ``kernels`` kernels: its own kernels' efficiency (FLOPs at ``eff_flops`` of the attention peak,
+    bytes at ``read_eff`` of what a layer reads)."""
+    c = compute_time(flops, S("attn_peak_flops_per_s"), eff_flops)
+    m = memory_time(bytes_, S("mem_bytes_per_s"), read_eff(bytes_))
+    return {"flops": count * flops, "bytes": count * bytes_, "compute_s": count * c, "memory_s": count * m,
+            "seconds": count * kernels_of(roofline(c, m), kernels)}
+
+
+def _together(*parts):
+    return {key: sum(part[key] for part in parts) for key in parts[0]}
+
+
+# Tokens per chunk of the chunked gated delta rule (FLA's chunk_gated_delta_rule_fwd, which vLLM and
+# SGLang run for Gated DeltaNet prefill: chunk_size 64).
+DELTA_CHUNK = 64
+# Bytes per (query, key) pair the sparse-attention indexer moves besides its keys: the fp32 score it
+# writes and the top-k selection reads back (vLLM's DSA indexer materialises the logits).
+INDEX_SCORE_BYTES = 8
+
+
+def _index_pair_flops():
+    """Indexer FLOPs per (query, past token) pair: I = Σ_j w_j·ReLU(q_j·k) over H_I heads, a d_I-wide
+    dot product and a weighted sum per head (DeepSeek-V3.2 paper, eq. 1)."""
+    return 2 * S("index_heads") * (S("index_head_dim") + 1)
+
+
+def _linear_io_per_token():
+    """Activation bytes a linear layer's core moves per token: the convolution reads and writes q, k
+    and v (c_C channels) and the delta rule reads them, and writes one output per value channel."""
+    return (3 * S("conv_dim") + S("linear_heads") * S("linear_value_dim")) * S("act_bytes")
+
+
+def linear_prefill(prompts, eff):
+    """Linear-attention layers over ``prompts`` prompts of S new tokens: linear in S.
+
+    Chunked gated delta rule (Yang et al., Parallelizing Linear Transformers with the Delta Rule over
+    Sequence Length, NeurIPS 2024, O(L·C·d + L·d²); the WY form of FLA's chunk_gated_delta_rule_fwd),
+    derived per chunk of C tokens and value head (multiply-add = 2 FLOPs): K·Kᵀ 2C²d_k, the
+    triangular solve C³/3, W and U 2C²(d_k + d_v), U − W·S and the state update 4C·d_k·d_v, the
+    output Q·S 2C·d_k·d_v plus the masked intra-chunk (Q·Kᵀ)·V 2C²(d_k + d_v): per token
+    H_R·(6·d_k·d_v + C·(6·d_k + 4·d_v) + C²/3), plus the causal convolution 2·K_C·c_C. Bytes: q, k,
+    v and the output (``_linear_io_per_token``), the per-chunk states the kernels write and read back
+    (2·H_R·d_k·d_v activations per chunk), and each prompt's state read and written once. Seven
+    kernels per layer (convolution, gate cumsum, K·Kᵀ, solve, W/U, states, output)."""
+    T = prompts * S("new_tokens")
+    C = DELTA_CHUNK
+    H, dk, dv = S("linear_heads"), S("linear_key_dim"), S("linear_value_dim")
+    per_token = H * (6 * dk * dv + C * (6 * dk + 4 * dv) + sp.Rational(C * C, 3)) + 2 * S("conv_kernel") * S("conv_dim")
+    chunk_states = T / C * 2 * H * dk * dv * S("act_bytes")
+    bytes_ = T * _linear_io_per_token() + chunk_states + prompts * 2 * S("state_bytes")
+    shards = linear_shards()
+    return _layers(S("linear_layers"), T * per_token / shards, bytes_ / shards, eff, kernels=7)
+
+
+def linear_decode(seqs, read_eff):
+    """Linear-attention layers for one new token of each of ``seqs`` sequences: flat in context. The
+    recurrent gated delta rule per value head (FLA's fused_recurrent_gated_delta_rule): decay the
+    state d_k·d_v, Sᵀk 2·d_k·d_v, the rank-one update 2·d_k·d_v, Sᵀq 2·d_k·d_v, so 7·H_R·d_k·d_v
+    FLOPs, plus the convolution step 2·K_C·c_C; every sequence's state is read and written back
+    (2·b_R). Two kernels (convolution update, recurrent step)."""
+    H, dk, dv = S("linear_heads"), S("linear_key_dim"), S("linear_value_dim")
+    flops = seqs * (7 * H * dk * dv + 2 * S("conv_kernel") * S("conv_dim"))
+    bytes_ = seqs * (2 * S("state_bytes") + _linear_io_per_token())
+    shards = linear_shards()
+    return _layers(S("linear_layers"), flops / shards, bytes_ / shards, S("eff_attn_prefill"), read_eff, kernels=2)
 
 
 def _totals(ops: dict) -> dict[str, sp.Expr]:
@@ -167,39 +224,77 @@ def _totals(ops: dict) -> dict[str, sp.Expr]:
     return out
 
 
+def _capped_pairs(prompts, cap):
+    """Query-key pairs of ``prompts`` prompts of S new tokens after p cached ones when a query sees at
+    most ``cap`` positions: Σᵢ min(cap, p + i), the first m = min(S, max(0, cap − p)) new tokens see
+    p + i positions, the rest ``cap``."""
+    Sn, p = S("new_tokens"), S("prefix_tokens")
+    m = sp.Min(Sn, sp.Max(0, cap - p))
+    return prompts * (m * p + m * (m + 1) / 2 + (Sn - m) * cap)
+
+
 def prefill_attention(prompts):
     """Attention of ``prompts`` prompts of S new tokens after a cached prefix of p tokens.
 
     Causal: new token i attends to p + i positions, so a layer scores prompts·(S·p + S(S+1)/2)
-    query-key pairs (quadratic in S). A sliding layer scores Σᵢ min(w, p + i): the first
-    m = min(S, max(0, w − p)) new tokens see p + i positions, the rest w."""
+    query-key pairs (quadratic in S). A sliding layer scores Σᵢ min(w, p + i). A sparse layer's
+    indexer scores every causal pair and its attention min(k_I, p + i) per query; linear layers are
+    linear in S (``linear_prefill``)."""
     Sn, p, t, w = S("new_tokens"), S("prefix_tokens"), S("tp"), S("window_tokens")
     pairs_full = prompts * (Sn * p + Sn * (Sn + 1) / 2)
-    m = sp.Min(Sn, sp.Max(0, w - p))
-    pairs_slide = prompts * (m * p + m * (m + 1) / 2 + (Sn - m) * w)
+    pairs_slide = _capped_pairs(prompts, w)
     per_pair = 2 * S("attn_dim_prefill") * S("heads") / t
     kv_rw = S("kv_elems") * S("kv_bytes") / kv_shards()
     io = prompts * Sn * 2 * S("hidden") * S("act_bytes") / t
     eff = S("eff_attn_prefill") * Sn / (Sn + S("attn_half_tokens"))
-    return _attention(per_pair * pairs_full, per_pair * pairs_slide,
-                      prompts * (p + Sn) * kv_rw + io, prompts * sp.Min(S("window_tokens"), p + Sn) * kv_rw + io, eff)
+    full = _layers(S("full_layers"), per_pair * pairs_full, prompts * (p + Sn) * kv_rw + io, eff)
+    sliding = _layers(S("sliding_layers"), per_pair * pairs_slide,
+                      prompts * sp.Min(S("window_tokens"), p + Sn) * kv_rw + io, eff)
+    return _together(full, sliding, sparse_prefill(prompts, pairs_full, eff), linear_prefill(prompts, eff))
+
+
+def sparse_prefill(prompts, pairs_all, eff):
+    """DeepSeek-sparse-attention layers: the indexer scores all ``pairs_all`` causal pairs at
+    2·H_I·(d_I + 1) FLOPs each (whole on every TP rank: engines replicate it), moving its keys and
+    an fp32 score per pair (written, then read by the top-k selection); the attention then scores
+    each query against min(k_I, p + i) selected keys in MLA's MQA (absorbed) mode, the latent
+    width d_D per head (DeepSeek-V3.2: DSA is instantiated on MQA-mode MLA; vLLM's FlashMLA sparse
+    kernels take 576-wide queries). Indexer: two kernels (scores, top-k); attention: one."""
+    Sn, p = S("new_tokens"), S("prefix_tokens")
+    index = _layers(S("sparse_layers"), _index_pair_flops() * pairs_all,
+                    prompts * (p + Sn) * S("index_key_bytes") / kv_shards() + INDEX_SCORE_BYTES * pairs_all, eff,
+                    kernels=2)
+    kv_rw = S("kv_elems") * S("kv_bytes") / kv_shards()
+    io = prompts * Sn * 2 * S("hidden") * S("act_bytes") / S("tp")
+    per_pair = 2 * S("attn_dim_decode") * S("heads") / S("tp")
+    attend = _layers(S("sparse_layers"), per_pair * _capped_pairs(prompts, S("topk_tokens")),
+                     prompts * (p + Sn) * kv_rw + io, eff)
+    return _together(index, attend)
 
 
 def decode_attention(seqs):
     """Attention of one new token for each of ``seqs`` sequences at context L: every sequence's
-    KV is read (sliding layers: at most the window)."""
+    KV is read (sliding layers: at most the window; sparse layers: min(L, k_I) selected tokens of
+    latent, and the indexer's keys of all L; linear layers: their fixed state)."""
     L, t = S("context_tokens"), S("tp")
     per_tok = 2 * S("attn_dim_decode") * S("heads") / t * seqs
     kv_rd = S("kv_elems") * S("kv_bytes") / kv_shards() * seqs
     io = seqs * 2 * S("hidden") * S("act_bytes") / t
     L_w = sp.Min(L, S("window_tokens"))
+    L_k = sp.Min(L, S("topk_tokens"))
 
     def read_eff(bytes_):
         """Decode attention reads KV at η_AD·R/(R + R½): a layer that reads little (few or short
         sequences per device) cannot spread over the whole chip."""
         return S("eff_attn_decode") * bytes_ / (bytes_ + S("attn_decode_half_bytes"))
 
-    return _attention(per_tok * L, per_tok * L_w, kv_rd * L + io, kv_rd * L_w + io, S("eff_attn_prefill"), read_eff)
+    eff = S("eff_attn_prefill")
+    full = _layers(S("full_layers"), per_tok * L, kv_rd * L + io, eff, read_eff)
+    sliding = _layers(S("sliding_layers"), per_tok * L_w, kv_rd * L_w + io, eff, read_eff)
+    index = _layers(S("sparse_layers"), _index_pair_flops() * L * seqs,
+                    (S("index_key_bytes") / kv_shards() + INDEX_SCORE_BYTES) * L * seqs, eff, read_eff, kernels=2)
+    attend = _layers(S("sparse_layers"), per_tok * L_k, kv_rd * L_k + io, eff, read_eff)
+    return _together(full, sliding, index, attend, linear_decode(seqs, read_eff))
 
 
 def prefill() -> dict[str, sp.Expr]:

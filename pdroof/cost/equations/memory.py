@@ -5,7 +5,7 @@ from __future__ import annotations
 import sympy as sp
 
 from . import S
-from .forward import attn_params_per_rank, kv_shards
+from .forward import DELTA_CHUNK, attn_params_per_rank, kv_shards, linear_shards
 
 
 def weights_bytes():
@@ -19,18 +19,31 @@ def weights_bytes():
     return layers * S("weight_bytes") + S("embed_params") * S("act_bytes") / t
 
 
-def kv_sequence_bytes(tokens, element_bytes):
-    """KV bytes per device of one sequence of ``tokens``: full layers grow with it, sliding layers
-    stop at the window; split across TP ranks by KV head."""
-    per_layer = S("kv_elems") * element_bytes / kv_shards()
-    return (S("full_layers") * tokens + S("sliding_layers") * sp.Min(tokens, S("window_tokens"))) * per_layer
+def kv_sequence_bytes(tokens, element_bytes, tp=None):
+    """KV bytes per device of one sequence of ``tokens`` on a replica of ``tp`` devices (default: the
+    stage's): full and sparse layers grow with it, sliding layers stop at the window, split across TP
+    ranks by KV head; a sparse layer adds its indexer's key per token (own format, whole on every
+    rank: DSA sits on MLA); a linear layer holds its fixed state, in its own formats, split by key
+    head."""
+    shards = kv_shards(tp)
+    per_layer = S("kv_elems") * element_bytes / shards
+    grows = S("full_layers") + S("sparse_layers")
+    kv = (grows * tokens + S("sliding_layers") * sp.Min(tokens, S("window_tokens"))) * per_layer
+    index = S("sparse_layers") * tokens * S("index_key_bytes") / shards
+    state = S("linear_layers") * S("state_bytes") / linear_shards(tp)
+    return kv + index + state
 
 
 def workspace_bytes():
-    """Activation workspace of the largest pass (chunk_tokens tokens) plus fp32 logits."""
+    """Activation workspace of the largest pass (chunk_tokens tokens) plus fp32 logits, plus the
+    per-chunk states a linear layer's chunked prefill keeps (one H_R·d_k·d_v matrix of activations
+    per chunk of 64 tokens, on its rank's share of the heads)."""
     t = S("tp")
     widest = sp.Max(S("ffn_size"), S("experts_per_token") * S("expert_ffn_size") + S("shared_ffn_size"))
-    return S("chunk_tokens") * (4 * S("hidden") + 3 * widest / t) * S("act_bytes") + S("batch") * S("vocab") * 4 / t
+    chunk_states = (S("chunk_tokens") / DELTA_CHUNK * S("linear_heads") * S("linear_key_dim") * S("linear_value_dim")
+                    * S("act_bytes") / linear_shards())
+    return (S("chunk_tokens") * (4 * S("hidden") + 3 * widest / t) * S("act_bytes") + S("batch") * S("vocab") * 4 / t
+            + chunk_states)
 
 
 def expressions() -> dict[str, sp.Expr]:
