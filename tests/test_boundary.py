@@ -319,3 +319,17 @@ def test_plan_takes_each_pools_split(cli):
     assert code == 0, err
     doc = json.loads(out)
     assert doc["feasible"] and doc["placement"]["decode"]["moe_ep"] == 8 and doc["placement"]["decode"]["dp"] == 8
+
+
+def test_the_studys_production_deployment_holds_its_targets(cli):
+    """examples/production-glm.yaml: GLM-5.1, prefill on four TP8 MetaX C600 instances in INT8
+    W8A8, decode on one H20 instance of sixteen (DP16, EP16, two nodes) in FP8; 64K in with 90%
+    prefix hits, 512 out, 1.8 req/s: TTFT p50 <= 5 s and TPOT p90 <= 30 ms, as the study ran it."""
+    code, out, err = cli("check", str(REPO / "examples" / "production-glm.yaml"), "--format", "json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["passed"]
+    dec = doc["plan"]["placement"]["decode"]
+    assert (dec["accelerator"], dec["dp"], dec["moe_ep"], dec["devices"]) == ("h20", 16, 16, 16)
+    pre = doc["plan"]["placement"]["prefill"]
+    assert (pre["accelerator"], pre["tp"], pre["instances"]) == ("metax-c600", 8, 4)
