@@ -5,7 +5,8 @@ user runs them (fresh processes, the same interpreter, interleaved; medians).
 
 Target (issue 11): predict on 5,000 runs at most about 3x one estimate process. The runs are
 synthetic but span what the shared serving set holds: models, accelerators, engines, TP degrees,
-loads and lengths (the cost is the same whatever the runs measured).
+DP attention with expert parallelism, disaggregated pools, loads and lengths (the cost is the same
+whatever the runs measured).
 """
 
 from __future__ import annotations
@@ -25,13 +26,14 @@ _SCRIPT = Path(sys.executable).with_name("pdroof")
 PDROOF = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "pdroof"]
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 TARGET = 3.0
-SPACE = [  # (model, accelerator, engine, weights, tp)
+SPACE = [  # (model, accelerator, engine, weights, tp; DP-attention replicas with the experts over them where dp > 1)
     ("llama-3.1-8b", "h100-sxm", "trtllm", "bf16", 1), ("llama-3.1-70b", "h200-sxm", "trtllm", "fp8", 4),
     ("llama-3.1-70b", "b200", "vllm", "fp8", 8), ("qwen3-32b", "h100-sxm", "sglang", "bf16", 2),
     ("qwen3-32b", "h100-sxm", "vllm", "bf16", 4), ("gpt-oss-120b", "b200", "trtllm", "fp4", 2),
     ("deepseek-v3", "h200-sxm", "sglang", "fp8", 8), ("deepseek-v3", "mi355x", "sglang", "fp4", 8),
-    ("deepseek-v3", "mi300x", "sglang", "fp8", 8),
+    ("deepseek-v3", "mi300x", "sglang", "fp8", 8), ("deepseek-v3", "h200-sxm", "sglang", "fp8", -8),
 ]
+DISAGGREGATED_EVERY = 5  # one run in five over prefill and decode pools
 
 
 def runs(n: int) -> list[dict]:
@@ -41,9 +43,15 @@ def runs(n: int) -> list[dict]:
     for i, ((model, acc, engine, weights, tp), (isl, osl)) in zip(range(n), grid, strict=False):
         c = 1 + i % 256
         isl += i // (len(SPACE) * 3 * 256)  # a different length once the loads repeat
-        out.append({"id": f"r{i}", "model": model, "engine": engine, "weights": weights, "kv": None,
-                    "mode": "aggregated", "isl": isl, "osl": osl, "concurrency": c,
-                    "deployment": {"accelerator": acc, "instances": 1, "tp": tp, "dp": 1, "moe_tp": tp, "moe_ep": 1}})
+        dp = -tp if tp < 0 else 1
+        pool = {"accelerator": acc, "instances": 1, "tp": max(tp, 1), "dp": dp, "moe_tp": max(tp, 1), "moe_ep": dp}
+        run = {"id": f"r{i}", "model": model, "engine": engine, "weights": weights, "kv": None,
+               "isl": isl, "osl": osl, "concurrency": c}
+        if i % DISAGGREGATED_EVERY == DISAGGREGATED_EVERY - 1:
+            run.update(mode="disaggregated", prefill=pool, decode={**pool, "instances": 2})
+        else:
+            run.update(mode="aggregated", deployment=pool)
+        out.append(run)
     return out
 
 

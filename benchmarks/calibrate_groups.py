@@ -57,7 +57,8 @@ def main() -> int:
         print(f"{'group':88} {'runs':>4}  {'TPOT base':>9} {'fitted':>6} {'left out':>8} {'TTFT base':>9} "
               f"{'fitted':>6} {'left out':>8}  factors fitted")
     for key, runs in groups.items():
-        acc = cat.get("accelerator", next(iter(runs[0].pools.values())).accelerator)
+        pool = runs[0].pools.get("deployment") or runs[0].pools["decode"]  # the one group_key names
+        acc = cat.get("accelerator", pool.accelerator)
         try:
             base_id = default_base(cat, runs, acc)
             base_doc = yaml.safe_load(cat.files("runtime")[base_id].read_text())

@@ -156,12 +156,27 @@ def fit_moe(d: dict, peaks: dict, bw: float) -> dict:
         t0, inv = rel_lsq(np.column_stack([np.ones(small.sum()), bytes_[small] / bw]), t[small])
         act = fmt if fmt != "fp4" or peaks.get("fp4") else "fp8"
         big = T >= 8192
-        eta_c = float(np.median(2 * T[big] * k[big] * 3 * h[big] * f[big] / tp[big] / t[big] / peaks[act])) \
-            if big.any() else float("nan")
+        eta_c, half, c_err = (fit_width(f[big] / tp[big], 2 * T[big] * k[big] * 3 * h[big] * f[big] / tp[big]
+                                        / t[big] / peaks[act]) if big.any() else (float("nan"),) * 3)
         pred = t0 + bytes_[small] * inv / bw
         out[fmt] = {"kernel": dtype, "weights": 1 / inv, "latency_us": t0 * 1e6, "compute": eta_c, "act": act,
+                    "half_width": half, "compute_err": c_err, "compute_n": int(big.sum()),
                     "err": float(np.median(np.abs(np.log(pred / t[small])))), "n": int(small.sum())}
     return out
+
+
+def fit_width(width: np.ndarray, eta: np.ndarray) -> tuple[float, float, float]:
+    """η = η_max·w/(w + w½) over the achieved fractions ``eta`` at expert slice widths ``width``
+    (columns per device): w½ on a log grid, η_max the median ratio at each, the pair with the least
+    median absolute log error; returns (η_max, w½, that error)."""
+    best = (np.inf, float("nan"), float("nan"))
+    for half in np.geomspace(16, 65536, 241):
+        x = width / (width + half)
+        a = float(np.exp(np.median(np.log(eta / x))))
+        err = float(np.median(np.abs(np.log(a * x / eta))))
+        if err < best[0]:
+            best = (err, a, float(half))
+    return best[1], best[2], best[0]
 
 
 def fit_allreduce(d: dict, link_bw: float) -> dict:
@@ -300,12 +315,20 @@ def entry_yaml(acc: str, engine: str, ver: str, dev: str, f: dict) -> str:
         v, cap = _eta(x["weights"])
         lines.append(f"      {fmt}: {{value: {v}, basis: fitted, source: \"{sx}: "
                      f"{x['kernel']}, t = tau_X + bytes/(eta BW) up to 64 tokens, median error {x['err']:.0%}{cap}\"}}")
-    comp = {x["act"]: x for x in f.get("moe", {}).values() if np.isfinite(x["compute"])}
+    comp: dict = {}  # per compute format: its own weight format's kernels before a weight-only one's
+    for fmt, x in f.get("moe", {}).items():
+        if np.isfinite(x["compute"]) and (x["act"] not in comp or fmt == x["act"]):
+            comp[x["act"]] = x
     if comp:
         lines.append("    moe_compute:")
         for act, x in comp.items():
-            lines.append(f"      {act}: {{value: {x['compute']:.3f}, basis: measured, source: \"{sx}: "
-                         f"{x['kernel']}, median at 8192+ tokens\"}}")
+            v, cap = _eta(x["compute"])
+            lines.append(f"      {act}: {{value: {v}, basis: fitted, source: \"{sx}: {x['kernel']}, "
+                         f"eta w/(w + w_half) over {x['compute_n']} rows at 8192+ tokens, w the expert columns per "
+                         f"device, median error {x['compute_err']:.0%}{cap}\"}}")
+        lines.append("    moe_half_width:")
+        for act, x in comp.items():
+            lines.append(f"      {act}: {{value: {x['half_width']:.0f}, basis: fitted, source: \"same fit\"}}")
     for fmt, x in f.get("moe", {}).items():
         if fmt == next(iter(f.get("moe", {}))):
             lines.append("    moe_latency_us:")

@@ -129,8 +129,15 @@ def test_the_experts_split_must_cover_the_instance(catalog):
         _run(catalog, "deepseek-v3", hw="h200-sxm", p=("fp8", "fp8", "fp8"), tp=2, dp=4, moe_tp=2, moe_ep=2)
     with pytest.raises(PdroofError, match="does not divide the 256 experts"):
         _run(catalog, "deepseek-v3", hw="h200-sxm", p=("fp8", "fp8", "fp8"), tp=1, dp=6, moe_ep=6)
-    with pytest.raises(PdroofError, match="needs a mixture-of-experts model"):
-        _run(catalog, "llama-3.1-70b", tp=1, dp=2, moe_ep=2)
+    dense = _run(catalog, "llama-3.1-70b", tp=1, dp=2, moe_ep=2, batch=2)  # a dense model ignores the experts' split
+    assert dense["inputs"]["moe_ep"] == 1 and dense["inputs"]["devices"] == 2
+
+
+def test_bad_split_flags_are_named(cli):
+    for args, flag in ((("--dp", "0"), "--dp"), (("--moe-ep", "0"), "--moe-ep"), (("--moe-tp", "0"), "--moe-tp"),
+                       (("--ep", "0"), "--ep")):
+        code, _, err = cli("estimate", "-m", "deepseek-v3", "--hardware", "h200-sxm", *args)
+        assert code in (1, 2) and flag in err and "at least 1" in err and len(err.strip().splitlines()) <= 3, err
 
 
 def test_dp_attention_replicas_share_the_instances_batch(catalog):

@@ -393,17 +393,16 @@ def test_disaggregated_runs_are_predicted_from_both_pools(catalog):
     """One client: TTFT is its prefill (plus its own overhead and the exposed hand-off), TPOT the
     decode pool's step at one sequence; more prefill instances lift a prefill-bound loop's
     throughput and cut its TTFT, and the pools' batches cap what they hold."""
-    more = {**DISAGG, "concurrency": 256, "prefill": {**DISAGG["prefill"], "instances": 4}}
-    one, busy, more_prefill, both = predict(catalog, parse_runs(json.dumps([
-        {**DISAGG, "concurrency": 1}, {**DISAGG, "concurrency": 256}, more,
-        {**more, "decode": {**DISAGG["decode"], "instances": 2}}]), "r.json"))
+    two = {**DISAGG, "concurrency": 256, "decode": {**DISAGG["decode"], "instances": 2}}
+    one, busy, more_prefill = predict(catalog, parse_runs(json.dumps([
+        {**DISAGG, "concurrency": 1}, two, {**two, "prefill": {**DISAGG["prefill"], "instances": 4}}]), "r.json"))
     assert one.error is None and one.predicted["load"]["bound"] is None
-    assert busy.predicted["load"]["bound"] == "prefill"
-    # four prefill instances fill the decode pool's KV memory: the bound moves there
-    assert more_prefill.predicted["load"]["bound"] == "decode"
-    assert more_prefill.predicted["output_tokens_per_s"] > busy.predicted["output_tokens_per_s"]
-    assert both.predicted["ttft_ms"]["mean"] < busy.predicted["ttft_ms"]["mean"] / 4
-    assert both.predicted["output_tokens_per_s"] > 1.5 * busy.predicted["output_tokens_per_s"]
+    assert busy.predicted["load"]["bound"] == "prefill" and busy.predicted["load"]["prefill_utilisation"] > 0.95
+    # four prefill instances: no longer the bound (the two decode instances hold nearly their KV's worth)
+    assert more_prefill.predicted["load"]["bound"] != "prefill"
+    assert more_prefill.predicted["load"]["decode_batch_per_replica"] > 100
+    assert more_prefill.predicted["output_tokens_per_s"] > 1.5 * busy.predicted["output_tokens_per_s"]
+    assert more_prefill.predicted["ttft_ms"]["mean"] < busy.predicted["ttft_ms"]["mean"] / 4
     est = estimate_for(catalog)
     assert one.predicted["tpot_ms"]["mean"] == pytest.approx(est["decode"]["step_seconds"] * 1e3, rel=0.02)
     assert one.predicted["ttft_ms"]["median"] > est["prefill"]["seconds"] * 1e3
@@ -427,3 +426,20 @@ def test_without_a_concurrency_the_decode_pools_batch_is_the_load(catalog):
     assert by_batch.error is None and by_batch.predicted["load"]["decode_batch_per_replica"] <= 16
     assert "neither concurrency nor the decode pool's batch" in no_load.error
     assert capped.predicted["load"]["decode_batch_per_replica"] <= 8 and capped.predicted["load"]["bound"] == "decode"
+
+
+def test_the_pool_loop_is_the_closed_loops_fixed_point(catalog):
+    """Below every bound the clients are exactly those the loop holds, C = X·(T_FT + (O − 1)·TPOT),
+    with lengths fixed or drifting; it is solved (bisection), not iterated to a stopping point."""
+    from pdroof.serving.pool_loop import pool_loop
+
+    cols = _inputs(catalog)
+    C = np.array([4.0, 32.0, 32.0])
+    res = pool_loop(cols, cols, C, 2048.0, 256.0, prefill_replicas=2.0, decode_replicas=1.0, job_cap=np.inf,
+                    batch_cap=1000.0, handoff_s=0.001, request_s=0.002, drift=np.array([0.0, 0.0, 1.0]))
+    assert not res["prefill_bound"].any() and not res["decode_bound"].any()
+    held = res["requests_per_s"] * (res["ttft_mean_s"] + 255 * res["tpot_s"])
+    assert held[0] == pytest.approx(4.0, rel=0.03)  # the first wave adds its share to the mean
+    held = res["requests_per_s"] * (res["ttft_p50_s"] + 255 * res["tpot_s"])
+    assert held[2] == pytest.approx(32.0, rel=0.03)
+    assert res["decode_batch"][1] == pytest.approx(res["requests_per_s"][1] * 255 * res["tpot_s"][1], rel=1e-6)

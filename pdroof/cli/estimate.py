@@ -65,10 +65,13 @@ def estimate_cmd(
     from ..cost.precision import plan
     from ..cost.runtime import runtime_for
     from ..serving.estimate import aggregated, estimate
+    from ..spec.errors import PdroofError
 
     if ep is not None and (dp is not None or moe_ep is not None):
         raise typer.BadParameter("--ep E stands for --dp E --moe-ep E: give one or the other", param_hint="--ep")
-    dp, moe_ep = (ep, ep) if ep is not None else (dp or 1, moe_ep or 1)
+    if ep is not None and ep < 1:
+        raise PdroofError(f"--ep must be at least 1, not {ep}")
+    dp, moe_ep = (ep, ep) if ep is not None else (1 if dp is None else dp, 1 if moe_ep is None else moe_ep)
     split = {"tp": tp, "dp": dp, "moe_tp": moe_tp, "moe_ep": moe_ep}
     cat = catalog(ctx)
     m, acc = cat.get("model", model), cat.get("accelerator", hardware)

@@ -24,7 +24,7 @@ ARGS['kernels'] = ('batch', 'new_tokens', 'context_tokens', 'heads', 'attn_dim_p
 OUTPUTS['kernels'] = ('gemm_seconds', 'attn_prefill_seconds', 'attn_decode_seconds', 'copy_seconds', 'host_copy_seconds')
 
 
-def prefill(*, batch, new_tokens, prefix_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, sparse_layers, topk_tokens, index_heads, index_head_dim, index_key_bytes, linear_layers, linear_heads, linear_key_dim, linear_value_dim, conv_dim, conv_kernel, state_bytes, state_shardable, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_latency_s, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
+def prefill(*, batch, new_tokens, prefix_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, sparse_layers, topk_tokens, index_heads, index_head_dim, index_key_bytes, linear_layers, linear_heads, linear_key_dim, linear_value_dim, conv_dim, conv_kernel, state_bytes, state_shardable, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dispatch_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_half_width, moe_latency_s, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
     """Numeric twin of pdroof.cost.equations groups()["prefill"]."""
     _x0 = numpy.minimum(kv_shardable, tp)**(-1.0)
     _x1 = tp**(-1.0)
@@ -53,104 +53,106 @@ def prefill(*, batch, new_tokens, prefix_tokens, tp, dp, moe_tp, moe_ep, layers,
     _x24 = _x23*dense_layers
     _x25 = dense_layers*(_x18 + numpy.maximum(_x14*_x20, _x17*_x23))
     _x26 = _x1*shared_params
-    _x27 = moe_ep**(-1.0)
-    _x28 = _x27/moe_tp
-    _x29 = (ep_imbalance_32 - 1)*numpy.sqrt(numpy.log(moe_ep))/numpy.sqrt(numpy.log(32)) + 1
-    _x30 = _x29*experts_per_token
-    _x31 = _x28*_x30*expert_params
-    _x32 = _x31*dp
-    _x33 = _x4*dp
-    _x34 = expert_ffn_size*experts_per_token
-    _x35 = _x28*(3*_x29*_x33*_x34*act_bytes - expert_params*experts*weight_bytes*((1 - experts_per_token/experts)**_x33 - 1))
-    _x36 = _x26*weight_bytes + _x7*(_x22*shared_ffn_size + _x6)
-    _x37 = _x11*_x26
-    _x38 = _x31*_x33/eff_moe_compute
-    _x39 = _x15*_x36
-    _x40 = _x35/eff_moe_weights
-    _x41 = moe_latency_s + numpy.maximum(_x13*_x38, _x16*_x40)
-    _x42 = _x18*numpy.minimum(1, shared_params) + numpy.maximum(_x13*_x37, _x16*_x39)
-    _x43 = 2*prefix_tokens
-    _x44 = _x43 + new_tokens + 1
-    _x45 = _x44*new_tokens
-    _x46 = index_heads*(index_head_dim + 1)
-    _x47 = 3*_x46*sparse_layers
-    _x48 = _x22*heads
-    _x49 = _x48*attn_dim_prefill
-    _x50 = _x49*full_layers
-    _x51 = 3*conv_dim
-    _x52 = linear_heads*(9*linear_key_dim*linear_value_dim + 576*linear_key_dim + 384*linear_value_dim + 2048)
-    _x53 = numpy.minimum(state_shardable, tp)**(-1.0)
-    _x54 = _x53*linear_layers
-    _x55 = _x54*(_x51*conv_kernel + _x52)
-    _x56 = 2*_x55
-    _x57 = numpy.minimum(new_tokens, numpy.maximum(0, -prefix_tokens + topk_tokens))
-    _x58 = topk_tokens*(-_x57 + new_tokens)
-    _x59 = _x57*(_x57 + 1)
-    _x60 = attn_dim_decode*sparse_layers*(_x43*_x57 + 2*_x58 + _x59)
-    _x61 = _x48*_x60
-    _x62 = numpy.minimum(new_tokens, numpy.maximum(0, -prefix_tokens + window_tokens))
-    _x63 = window_tokens*(-_x62 + new_tokens)
-    _x64 = _x62*(_x62 + 1)
-    _x65 = sliding_layers*(_x43*_x62 + 2*_x63 + _x64)
-    _x66 = _x49*_x65
-    _x67 = (1/3)*batch
-    _x68 = act_bytes*new_tokens
-    _x69 = _x1*_x6
-    _x70 = _x68*_x69
-    _x71 = new_tokens + prefix_tokens
-    _x72 = _x0*_x71
-    _x73 = kv_bytes*kv_elems
-    _x74 = _x70 + _x72*_x73
-    _x75 = _x74*full_layers
-    _x76 = 4*_x45 + _x72*index_key_bytes
-    _x77 = _x76*sparse_layers
-    _x78 = _x74*sparse_layers
-    _x79 = _x0*_x73*numpy.minimum(_x71, window_tokens) + _x70
-    _x80 = _x79*sliding_layers
-    _x81 = linear_heads*linear_value_dim
-    _x82 = _x68*_x81*linear_key_dim
-    _x83 = _x68*(_x51 + _x81)
-    _x84 = (1/32)*_x54*(_x82 + 32*_x83 + 64*state_bytes)
-    _x85 = batch*(_x75 + _x77 + _x78 + _x80 + _x84)
-    _x86 = new_tokens**(-1.0)
-    _x87 = (attn_half_tokens + new_tokens)/(attn_peak_flops_per_s*eff_attn_prefill)
-    _x88 = _x16/eff_attn_decode
-    _x89 = _x1*heads
-    _x90 = _x89*attn_dim_prefill
-    _x91 = (1/2)*new_tokens
-    _x92 = 2*batch
-    _x93 = _x87*_x92
-    _x94 = _x93*(_x91 + prefix_tokens + 1/2)
-    _x95 = _x88*batch
-    _x96 = _x74*_x95
-    _x97 = _x86*_x93
-    _x98 = full_layers*(kernel_latency_s + numpy.maximum(_x96, _x90*_x94)) + linear_layers*(7*kernel_latency_s + numpy.maximum(_x53*_x93*((1/3)*_x52 + conv_dim*conv_kernel), _x53*_x95*((1/32)*_x82 + _x83 + 2*state_bytes))) + sliding_layers*(kernel_latency_s + numpy.maximum(_x79*_x95, _x90*_x97*(_x62*prefix_tokens + _x63 + (1/2)*_x64))) + sparse_layers*(_x18 + numpy.maximum(_x46*_x94, _x76*_x95)) + sparse_layers*(kernel_latency_s + numpy.maximum(_x96, _x89*_x97*attn_dim_decode*(_x57*prefix_tokens + _x58 + (1/2)*_x59)))
-    _x99 = hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem)
-    _x100 = _x1*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x34 + shared_ffn_size))
-    _x101 = _x4*(_x100 + _x99)
-    _x102 = _x101*_x16/eff_memory + 3*kernel_latency_s*layers
-    _x103 = _x6*_x7
-    _x104 = _x103*layers
-    _x105 = tp - 1
-    _x106 = 2*link_latency_s
-    _x107 = eff_link**(-1.0)
-    _x108 = _x69*_x7
-    _x109 = 2*layers*(_x105*_x107*_x108/link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x105*_x106))*numpy.minimum(1, _x105)
-    _x110 = _x108*experts_per_token*moe_layers
-    _x111 = numpy.maximum(1, _x1*moe_tp) - 1
-    _x112 = moe_ep - 1
-    _x113 = act_bytes*hidden
-    _x114 = moe_layers*((_x103*_x107*_x111/dp_link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x106*_x111))*numpy.minimum(1, _x111) + 2*(_x1*_x107*_x112*_x113*_x27*_x30*_x4/ep_link_bytes_per_s + numpy.maximum(alltoall_latency_s, _x112*link_latency_s))*numpy.minimum(1, _x112))
-    _x115 = _x1*vocab
-    _x116 = _x115*_x6
-    _x117 = _x113*_x115 + batch*(_x113 + 4*_x115)
-    _x118 = _x10*_x116*_x12*(batch + gemm_half_rows)
-    _x119 = _x117*_x17
-    _x120 = kernel_latency_s + numpy.maximum(_x118, _x119)
-    _x121 = layer_latency_s*layers*(extra_kernel_share + 1)
-    _x122 = moe_layers*new_tokens
-    _x123 = _x44*_x91
-    _x124 = (1/2)*_x89
+    _x27 = moe_tp**(-1.0)
+    _x28 = moe_ep**(-1.0)
+    _x29 = _x27*_x28
+    _x30 = (ep_imbalance_32 - 1)*numpy.sqrt(numpy.log(moe_ep))/numpy.sqrt(numpy.log(32)) + 1
+    _x31 = _x30*experts_per_token
+    _x32 = _x29*_x31*expert_params
+    _x33 = _x32*dp
+    _x34 = _x4*dp
+    _x35 = expert_ffn_size*experts_per_token
+    _x36 = _x29*(3*_x30*_x34*_x35*act_bytes - expert_params*experts*weight_bytes*((1 - experts_per_token/experts)**_x34 - 1))
+    _x37 = _x26*weight_bytes + _x7*(_x22*shared_ffn_size + _x6)
+    _x38 = _x11*_x26
+    _x39 = numpy.maximum(1, _x27*expert_ffn_size)
+    _x40 = _x32*_x34*(_x39 + moe_half_width)/(_x39*eff_moe_compute)
+    _x41 = _x15*_x37
+    _x42 = _x36/eff_moe_weights
+    _x43 = moe_latency_s + numpy.maximum(_x13*_x40, _x16*_x42)
+    _x44 = _x18*numpy.minimum(1, shared_params) + numpy.maximum(_x13*_x38, _x16*_x41)
+    _x45 = 2*prefix_tokens
+    _x46 = _x45 + new_tokens + 1
+    _x47 = _x46*new_tokens
+    _x48 = index_heads*(index_head_dim + 1)
+    _x49 = 3*_x48*sparse_layers
+    _x50 = _x22*heads
+    _x51 = _x50*attn_dim_prefill
+    _x52 = _x51*full_layers
+    _x53 = 3*conv_dim
+    _x54 = linear_heads*(9*linear_key_dim*linear_value_dim + 576*linear_key_dim + 384*linear_value_dim + 2048)
+    _x55 = numpy.minimum(state_shardable, tp)**(-1.0)
+    _x56 = _x55*linear_layers
+    _x57 = _x56*(_x53*conv_kernel + _x54)
+    _x58 = 2*_x57
+    _x59 = numpy.minimum(new_tokens, numpy.maximum(0, -prefix_tokens + topk_tokens))
+    _x60 = topk_tokens*(-_x59 + new_tokens)
+    _x61 = _x59*(_x59 + 1)
+    _x62 = attn_dim_decode*sparse_layers*(_x45*_x59 + 2*_x60 + _x61)
+    _x63 = _x50*_x62
+    _x64 = numpy.minimum(new_tokens, numpy.maximum(0, -prefix_tokens + window_tokens))
+    _x65 = window_tokens*(-_x64 + new_tokens)
+    _x66 = _x64*(_x64 + 1)
+    _x67 = sliding_layers*(_x45*_x64 + 2*_x65 + _x66)
+    _x68 = _x51*_x67
+    _x69 = (1/3)*batch
+    _x70 = act_bytes*new_tokens
+    _x71 = _x1*_x6
+    _x72 = _x70*_x71
+    _x73 = new_tokens + prefix_tokens
+    _x74 = _x0*_x73
+    _x75 = kv_bytes*kv_elems
+    _x76 = _x72 + _x74*_x75
+    _x77 = _x76*full_layers
+    _x78 = 4*_x47 + _x74*index_key_bytes
+    _x79 = _x78*sparse_layers
+    _x80 = _x76*sparse_layers
+    _x81 = _x0*_x75*numpy.minimum(_x73, window_tokens) + _x72
+    _x82 = _x81*sliding_layers
+    _x83 = linear_heads*linear_value_dim
+    _x84 = _x70*_x83*linear_key_dim
+    _x85 = _x70*(_x53 + _x83)
+    _x86 = (1/32)*_x56*(_x84 + 32*_x85 + 64*state_bytes)
+    _x87 = batch*(_x77 + _x79 + _x80 + _x82 + _x86)
+    _x88 = new_tokens**(-1.0)
+    _x89 = (attn_half_tokens + new_tokens)/(attn_peak_flops_per_s*eff_attn_prefill)
+    _x90 = _x16/eff_attn_decode
+    _x91 = _x1*heads
+    _x92 = _x91*attn_dim_prefill
+    _x93 = (1/2)*new_tokens
+    _x94 = 2*batch
+    _x95 = _x89*_x94
+    _x96 = _x95*(_x93 + prefix_tokens + 1/2)
+    _x97 = _x90*batch
+    _x98 = _x76*_x97
+    _x99 = _x88*_x95
+    _x100 = full_layers*(kernel_latency_s + numpy.maximum(_x98, _x92*_x96)) + linear_layers*(7*kernel_latency_s + numpy.maximum(_x55*_x95*((1/3)*_x54 + conv_dim*conv_kernel), _x55*_x97*((1/32)*_x84 + _x85 + 2*state_bytes))) + sliding_layers*(kernel_latency_s + numpy.maximum(_x81*_x97, _x92*_x99*(_x64*prefix_tokens + _x65 + (1/2)*_x66))) + sparse_layers*(_x18 + numpy.maximum(_x48*_x96, _x78*_x97)) + sparse_layers*(kernel_latency_s + numpy.maximum(_x98, _x91*_x99*attn_dim_decode*(_x59*prefix_tokens + _x60 + (1/2)*_x61)))
+    _x101 = hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem)
+    _x102 = _x1*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x35 + shared_ffn_size))
+    _x103 = _x4*(_x101 + _x102)
+    _x104 = _x103*_x16/eff_memory + 3*kernel_latency_s*layers
+    _x105 = _x6*_x7
+    _x106 = _x105*layers
+    _x107 = tp - 1
+    _x108 = 2*link_latency_s
+    _x109 = eff_link**(-1.0)
+    _x110 = 2*layers*(_x107*_x109*_x7*_x71/link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x107*_x108))*numpy.minimum(1, _x107)
+    _x111 = _x1*_x4*hidden*(act_bytes + dispatch_bytes)
+    _x112 = _x111*experts_per_token*moe_layers
+    _x113 = numpy.maximum(1, _x1*moe_tp) - 1
+    _x114 = moe_ep - 1
+    _x115 = moe_layers*((_x105*_x109*_x113/dp_link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x108*_x113))*numpy.minimum(1, _x113) + (_x109*_x111*_x114*_x28*_x31/ep_link_bytes_per_s + 2*numpy.maximum(alltoall_latency_s, _x114*link_latency_s))*numpy.minimum(1, _x114))
+    _x116 = _x1*vocab
+    _x117 = _x116*_x6
+    _x118 = act_bytes*hidden
+    _x119 = _x116*_x118 + batch*(4*_x116 + _x118)
+    _x120 = _x10*_x117*_x12*(batch + gemm_half_rows)
+    _x121 = _x119*_x17
+    _x122 = kernel_latency_s + numpy.maximum(_x120, _x121)
+    _x123 = layer_latency_s*layers*(extra_kernel_share + 1)
+    _x124 = moe_layers*new_tokens
+    _x125 = _x46*_x93
+    _x126 = (1/2)*_x91
     return {
         'attn_proj_flops': _x3*_x5,
         'attn_proj_bytes': _x9,
@@ -162,56 +164,56 @@ def prefill(*, batch, new_tokens, prefix_tokens, tp, dp, moe_tp, moe_ep, layers,
         'ffn_compute_s': _x14*_x21,
         'ffn_memory_s': _x17*_x24,
         'ffn_seconds': _x25,
-        'experts_flops': _x5*moe_layers*(_x26 + _x32),
-        'experts_bytes': moe_layers*(_x35 + _x36),
-        'experts_compute_s': _x13*moe_layers*(_x37 + _x38),
-        'experts_memory_s': _x16*moe_layers*(_x39 + _x40),
-        'experts_seconds': moe_layers*(_x41 + _x42),
-        'attention_flops': _x67*(_x45*_x47 + _x45*_x50 + _x56*new_tokens + _x61 + _x66),
-        'attention_bytes': _x85,
-        'attention_compute_s': _x67*_x87*(_x44*_x47 + _x44*_x50 + _x56 + _x61*_x86 + _x66*_x86),
-        'attention_memory_s': _x85*_x88,
-        'attention_seconds': _x98,
+        'experts_flops': _x5*moe_layers*(_x26 + _x33),
+        'experts_bytes': moe_layers*(_x36 + _x37),
+        'experts_compute_s': _x13*moe_layers*(_x38 + _x40),
+        'experts_memory_s': _x16*moe_layers*(_x41 + _x42),
+        'experts_seconds': moe_layers*(_x43 + _x44),
+        'attention_flops': _x69*(_x47*_x49 + _x47*_x52 + _x58*new_tokens + _x63 + _x68),
+        'attention_bytes': _x87,
+        'attention_compute_s': _x69*_x89*(_x46*_x49 + _x46*_x52 + _x58 + _x63*_x88 + _x68*_x88),
+        'attention_memory_s': _x87*_x90,
+        'attention_seconds': _x100,
         'elementwise_flops': 0,
-        'elementwise_bytes': _x101,
+        'elementwise_bytes': _x103,
         'elementwise_compute_s': 0,
-        'elementwise_memory_s': _x102,
-        'elementwise_seconds': _x102,
+        'elementwise_memory_s': _x104,
+        'elementwise_seconds': _x104,
         'tp_comm_flops': 0,
-        'tp_comm_bytes': _x104,
+        'tp_comm_bytes': _x106,
         'tp_comm_compute_s': 0,
-        'tp_comm_memory_s': _x109,
-        'tp_comm_seconds': _x109,
+        'tp_comm_memory_s': _x110,
+        'tp_comm_seconds': _x110,
         'ep_comm_flops': 0,
-        'ep_comm_bytes': _x110,
+        'ep_comm_bytes': _x112,
         'ep_comm_compute_s': 0,
-        'ep_comm_memory_s': _x114,
-        'ep_comm_seconds': _x114,
-        'lm_head_flops': _x116*batch,
-        'lm_head_bytes': _x117,
-        'lm_head_compute_s': _x118,
-        'lm_head_memory_s': _x119,
-        'lm_head_seconds': _x120,
+        'ep_comm_memory_s': _x115,
+        'ep_comm_seconds': _x115,
+        'lm_head_flops': _x117*batch,
+        'lm_head_bytes': _x119,
+        'lm_head_compute_s': _x120,
+        'lm_head_memory_s': _x121,
+        'lm_head_seconds': _x122,
         'layer_latency_flops': 0,
         'layer_latency_bytes': 0,
         'layer_latency_compute_s': 0,
         'layer_latency_memory_s': 0,
-        'layer_latency_seconds': _x121,
+        'layer_latency_seconds': _x123,
         'step_latency_flops': 0,
         'step_latency_bytes': 0,
         'step_latency_compute_s': 0,
         'step_latency_memory_s': 0,
         'step_latency_seconds': step_latency_s,
-        'seconds': _x102 + _x109 + _x114 + _x120 + _x121 + _x19 + _x25 + _x41*moe_layers + _x42*moe_layers + _x98 + step_latency_s,
-        'flops': _x92*(_x115*hidden + _x122*_x26 + _x122*_x32 + _x123*_x46*sparse_layers + _x123*_x90*full_layers + _x124*_x60 + _x124*_x65*attn_dim_prefill + _x21*new_tokens + _x3*new_tokens + (1/3)*_x55*new_tokens),
-        'bytes': _x100*_x4 + _x104 + _x110 + _x117 + _x24 + _x35*moe_layers + _x36*moe_layers + _x4*_x99 + _x75*batch + _x77*batch + _x78*batch + _x80*batch + _x84*batch + _x9,
+        'seconds': _x100 + _x104 + _x110 + _x115 + _x122 + _x123 + _x19 + _x25 + _x43*moe_layers + _x44*moe_layers + step_latency_s,
+        'flops': _x94*(_x116*hidden + _x124*_x26 + _x124*_x33 + _x125*_x48*sparse_layers + _x125*_x92*full_layers + _x126*_x62 + _x126*_x67*attn_dim_prefill + _x21*new_tokens + _x3*new_tokens + (1/3)*_x57*new_tokens),
+        'bytes': _x101*_x4 + _x102*_x4 + _x106 + _x112 + _x119 + _x24 + _x36*moe_layers + _x37*moe_layers + _x77*batch + _x79*batch + _x80*batch + _x82*batch + _x86*batch + _x9,
     }
 
-ARGS['prefill'] = ('batch', 'new_tokens', 'prefix_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'topk_tokens', 'index_heads', 'index_head_dim', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'conv_dim', 'conv_kernel', 'state_bytes', 'state_shardable', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
+ARGS['prefill'] = ('batch', 'new_tokens', 'prefix_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'topk_tokens', 'index_heads', 'index_head_dim', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'conv_dim', 'conv_kernel', 'state_bytes', 'state_shardable', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dispatch_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_half_width', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
 OUTPUTS['prefill'] = ('attn_proj_flops', 'attn_proj_bytes', 'attn_proj_compute_s', 'attn_proj_memory_s', 'attn_proj_seconds', 'ffn_flops', 'ffn_bytes', 'ffn_compute_s', 'ffn_memory_s', 'ffn_seconds', 'experts_flops', 'experts_bytes', 'experts_compute_s', 'experts_memory_s', 'experts_seconds', 'attention_flops', 'attention_bytes', 'attention_compute_s', 'attention_memory_s', 'attention_seconds', 'elementwise_flops', 'elementwise_bytes', 'elementwise_compute_s', 'elementwise_memory_s', 'elementwise_seconds', 'tp_comm_flops', 'tp_comm_bytes', 'tp_comm_compute_s', 'tp_comm_memory_s', 'tp_comm_seconds', 'ep_comm_flops', 'ep_comm_bytes', 'ep_comm_compute_s', 'ep_comm_memory_s', 'ep_comm_seconds', 'lm_head_flops', 'lm_head_bytes', 'lm_head_compute_s', 'lm_head_memory_s', 'lm_head_seconds', 'layer_latency_flops', 'layer_latency_bytes', 'layer_latency_compute_s', 'layer_latency_memory_s', 'layer_latency_seconds', 'step_latency_flops', 'step_latency_bytes', 'step_latency_compute_s', 'step_latency_memory_s', 'step_latency_seconds', 'seconds', 'flops', 'bytes')
 
 
-def decode(*, batch, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, sparse_layers, topk_tokens, index_heads, index_head_dim, index_key_bytes, linear_layers, linear_heads, linear_key_dim, linear_value_dim, conv_dim, conv_kernel, state_bytes, state_shardable, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_latency_s, eff_memory, eff_attn_prefill, eff_attn_decode, eff_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, attn_decode_half_bytes, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
+def decode(*, batch, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, sparse_layers, topk_tokens, index_heads, index_head_dim, index_key_bytes, linear_layers, linear_heads, linear_key_dim, linear_value_dim, conv_dim, conv_kernel, state_bytes, state_shardable, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dispatch_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_half_width, moe_latency_s, eff_memory, eff_attn_prefill, eff_attn_decode, eff_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, attn_decode_half_bytes, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
     """Numeric twin of pdroof.cost.equations groups()["decode"]."""
     _x0 = numpy.minimum(kv_shardable, tp)**(-1.0)
     _x1 = tp**(-1.0)
@@ -239,87 +241,90 @@ def decode(*, batch, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layer
     _x23 = _x22*dense_layers
     _x24 = dense_layers*(_x16 + numpy.maximum(_x12*_x19, _x15*_x22))
     _x25 = _x1*shared_params
-    _x26 = moe_ep**(-1.0)
-    _x27 = _x26/moe_tp
-    _x28 = (ep_imbalance_32 - 1)*numpy.sqrt(numpy.log(moe_ep))/numpy.sqrt(numpy.log(32)) + 1
-    _x29 = _x28*experts_per_token
-    _x30 = _x27*_x29*expert_params
-    _x31 = _x30*dp
-    _x32 = 2*moe_layers
-    _x33 = batch*dp
-    _x34 = expert_ffn_size*experts_per_token
-    _x35 = _x27*(3*_x28*_x33*_x34*act_bytes - expert_params*experts*weight_bytes*((1 - experts_per_token/experts)**_x33 - 1))
-    _x36 = _x25*weight_bytes + _x6*(_x21*shared_ffn_size + _x5)
-    _x37 = _x25*_x9
-    _x38 = _x30*_x33/eff_moe_compute
-    _x39 = _x13*_x36
-    _x40 = _x35/eff_moe_weights
-    _x41 = 2*_x11
-    _x42 = moe_latency_s + numpy.maximum(_x14*_x40, _x38*_x41)
-    _x43 = _x16*numpy.minimum(1, shared_params) + numpy.maximum(_x14*_x39, _x37*_x41)
-    _x44 = 2*context_tokens
-    _x45 = _x44*index_heads*(index_head_dim + 1)
-    _x46 = _x1*attn_dim_decode*heads
-    _x47 = _x44*_x46
-    _x48 = numpy.minimum(context_tokens, window_tokens)
-    _x49 = 2*_x46
-    _x50 = _x48*_x49
-    _x51 = numpy.minimum(context_tokens, topk_tokens)
-    _x52 = _x49*_x51
-    _x53 = linear_heads*linear_value_dim
-    _x54 = 7*_x53*linear_key_dim + 2*conv_dim*conv_kernel
-    _x55 = numpy.minimum(state_shardable, tp)**(-1.0)
-    _x56 = _x55*linear_layers
-    _x57 = _x45*sparse_layers + _x47*full_layers + _x50*sliding_layers + _x52*sparse_layers + _x54*_x56
-    _x58 = _x57*batch
-    _x59 = context_tokens*(_x0*index_key_bytes + 8)
-    _x60 = _x59*sparse_layers
-    _x61 = _x1*_x5
-    _x62 = _x61*act_bytes
-    _x63 = _x0*kv_bytes*kv_elems
-    _x64 = _x63*context_tokens
-    _x65 = full_layers*(_x62 + _x64)
-    _x66 = act_bytes*(_x53 + 3*conv_dim) + 2*state_bytes
-    _x67 = _x56*_x66
-    _x68 = _x48*_x63
-    _x69 = sliding_layers*(_x62 + _x68)
-    _x70 = _x51*_x63
-    _x71 = sparse_layers*(_x62 + _x70)
-    _x72 = 1/(attn_peak_flops_per_s*eff_attn_prefill)
-    _x73 = _x59*batch + attn_decode_half_bytes
-    _x74 = _x6*_x61
-    _x75 = _x74 + attn_decode_half_bytes
-    _x76 = _x64*batch + _x75
-    _x77 = _x55*batch
-    _x78 = _x66*_x77 + attn_decode_half_bytes
-    _x79 = _x68*batch + _x75
-    _x80 = _x70*batch + _x75
-    _x81 = _x14/eff_attn_decode
-    _x82 = _x72*batch
-    _x83 = full_layers*(kernel_latency_s + numpy.maximum(_x47*_x82, _x76*_x81)) + linear_layers*(_x16 + numpy.maximum(_x78*_x81, _x54*_x72*_x77)) + sliding_layers*(kernel_latency_s + numpy.maximum(_x50*_x82, _x79*_x81)) + sparse_layers*(_x16 + numpy.maximum(_x45*_x82, _x73*_x81)) + sparse_layers*(kernel_latency_s + numpy.maximum(_x52*_x82, _x80*_x81))
-    _x84 = hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem)
-    _x85 = _x1*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x34 + shared_ffn_size))
-    _x86 = batch*(_x84 + _x85)
-    _x87 = _x14*_x86/eff_memory + 3*kernel_latency_s*layers
-    _x88 = _x5*_x6
-    _x89 = _x88*layers
-    _x90 = tp - 1
-    _x91 = 2*link_latency_s
-    _x92 = eff_link**(-1.0)
-    _x93 = _x3*(_x74*_x90*_x92/link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x90*_x91))*numpy.minimum(1, _x90)
-    _x94 = _x74*experts_per_token*moe_layers
-    _x95 = numpy.maximum(1, _x1*moe_tp) - 1
-    _x96 = moe_ep - 1
-    _x97 = act_bytes*hidden
-    _x98 = moe_layers*((_x88*_x92*_x95/dp_link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x91*_x95))*numpy.minimum(1, _x95) + 2*(_x1*_x26*_x29*_x92*_x96*_x97*batch/ep_link_bytes_per_s + numpy.maximum(alltoall_latency_s, _x96*link_latency_s))*numpy.minimum(1, _x96))
-    _x99 = _x1*vocab
-    _x100 = _x5*_x99
-    _x101 = _x97*_x99 + batch*(_x97 + 4*_x99)
-    _x102 = _x10*_x100*_x9
-    _x103 = _x101*_x15
-    _x104 = kernel_latency_s + numpy.maximum(_x102, _x103)
-    _x105 = layer_latency_s*layers*(extra_kernel_share + 1)
-    _x106 = _x104 + _x105 + _x17 + _x24 + _x42*moe_layers + _x43*moe_layers + _x83 + _x87 + _x93 + _x98 + step_latency_s
+    _x26 = moe_tp**(-1.0)
+    _x27 = moe_ep**(-1.0)
+    _x28 = _x26*_x27
+    _x29 = (ep_imbalance_32 - 1)*numpy.sqrt(numpy.log(moe_ep))/numpy.sqrt(numpy.log(32)) + 1
+    _x30 = _x29*experts_per_token
+    _x31 = _x28*_x30*expert_params
+    _x32 = _x31*dp
+    _x33 = 2*moe_layers
+    _x34 = batch*dp
+    _x35 = expert_ffn_size*experts_per_token
+    _x36 = _x28*(3*_x29*_x34*_x35*act_bytes - expert_params*experts*weight_bytes*((1 - experts_per_token/experts)**_x34 - 1))
+    _x37 = _x25*weight_bytes + _x6*(_x21*shared_ffn_size + _x5)
+    _x38 = _x25*_x9
+    _x39 = numpy.maximum(1, _x26*expert_ffn_size)
+    _x40 = _x31*_x34*(_x39 + moe_half_width)/(_x39*eff_moe_compute)
+    _x41 = _x13*_x37
+    _x42 = _x36/eff_moe_weights
+    _x43 = 2*_x11
+    _x44 = moe_latency_s + numpy.maximum(_x14*_x42, _x40*_x43)
+    _x45 = _x16*numpy.minimum(1, shared_params) + numpy.maximum(_x14*_x41, _x38*_x43)
+    _x46 = 2*context_tokens
+    _x47 = _x46*index_heads*(index_head_dim + 1)
+    _x48 = _x1*attn_dim_decode*heads
+    _x49 = _x46*_x48
+    _x50 = numpy.minimum(context_tokens, window_tokens)
+    _x51 = 2*_x48
+    _x52 = _x50*_x51
+    _x53 = numpy.minimum(context_tokens, topk_tokens)
+    _x54 = _x51*_x53
+    _x55 = linear_heads*linear_value_dim
+    _x56 = 7*_x55*linear_key_dim + 2*conv_dim*conv_kernel
+    _x57 = numpy.minimum(state_shardable, tp)**(-1.0)
+    _x58 = _x57*linear_layers
+    _x59 = _x47*sparse_layers + _x49*full_layers + _x52*sliding_layers + _x54*sparse_layers + _x56*_x58
+    _x60 = _x59*batch
+    _x61 = context_tokens*(_x0*index_key_bytes + 8)
+    _x62 = _x61*sparse_layers
+    _x63 = _x1*_x5
+    _x64 = _x63*act_bytes
+    _x65 = _x0*kv_bytes*kv_elems
+    _x66 = _x65*context_tokens
+    _x67 = full_layers*(_x64 + _x66)
+    _x68 = act_bytes*(_x55 + 3*conv_dim) + 2*state_bytes
+    _x69 = _x58*_x68
+    _x70 = _x50*_x65
+    _x71 = sliding_layers*(_x64 + _x70)
+    _x72 = _x53*_x65
+    _x73 = sparse_layers*(_x64 + _x72)
+    _x74 = 1/(attn_peak_flops_per_s*eff_attn_prefill)
+    _x75 = _x61*batch + attn_decode_half_bytes
+    _x76 = _x6*_x63
+    _x77 = _x76 + attn_decode_half_bytes
+    _x78 = _x66*batch + _x77
+    _x79 = _x57*batch
+    _x80 = _x68*_x79 + attn_decode_half_bytes
+    _x81 = _x70*batch + _x77
+    _x82 = _x72*batch + _x77
+    _x83 = _x14/eff_attn_decode
+    _x84 = _x74*batch
+    _x85 = full_layers*(kernel_latency_s + numpy.maximum(_x49*_x84, _x78*_x83)) + linear_layers*(_x16 + numpy.maximum(_x80*_x83, _x56*_x74*_x79)) + sliding_layers*(kernel_latency_s + numpy.maximum(_x52*_x84, _x81*_x83)) + sparse_layers*(_x16 + numpy.maximum(_x47*_x84, _x75*_x83)) + sparse_layers*(kernel_latency_s + numpy.maximum(_x54*_x84, _x82*_x83))
+    _x86 = hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem)
+    _x87 = _x1*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x35 + shared_ffn_size))
+    _x88 = batch*(_x86 + _x87)
+    _x89 = _x14*_x88/eff_memory + 3*kernel_latency_s*layers
+    _x90 = _x5*_x6
+    _x91 = _x90*layers
+    _x92 = tp - 1
+    _x93 = 2*link_latency_s
+    _x94 = eff_link**(-1.0)
+    _x95 = _x3*(_x76*_x92*_x94/link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x92*_x93))*numpy.minimum(1, _x92)
+    _x96 = _x1*batch*hidden*(act_bytes + dispatch_bytes)
+    _x97 = _x96*experts_per_token*moe_layers
+    _x98 = numpy.maximum(1, _x1*moe_tp) - 1
+    _x99 = moe_ep - 1
+    _x100 = moe_layers*((_x90*_x94*_x98/dp_link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x93*_x98))*numpy.minimum(1, _x98) + (_x27*_x30*_x94*_x96*_x99/ep_link_bytes_per_s + 2*numpy.maximum(alltoall_latency_s, _x99*link_latency_s))*numpy.minimum(1, _x99))
+    _x101 = _x1*vocab
+    _x102 = _x101*_x5
+    _x103 = act_bytes*hidden
+    _x104 = _x101*_x103 + batch*(4*_x101 + _x103)
+    _x105 = _x10*_x102*_x9
+    _x106 = _x104*_x15
+    _x107 = kernel_latency_s + numpy.maximum(_x105, _x106)
+    _x108 = layer_latency_s*layers*(extra_kernel_share + 1)
+    _x109 = _x100 + _x107 + _x108 + _x17 + _x24 + _x44*moe_layers + _x45*moe_layers + _x85 + _x89 + _x95 + step_latency_s
     return {
         'attn_proj_flops': _x4*batch,
         'attn_proj_bytes': _x8,
@@ -331,57 +336,57 @@ def decode(*, batch, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layer
         'ffn_compute_s': _x12*_x20,
         'ffn_memory_s': _x15*_x23,
         'ffn_seconds': _x24,
-        'experts_flops': _x32*batch*(_x25 + _x31),
-        'experts_bytes': moe_layers*(_x35 + _x36),
-        'experts_compute_s': _x11*_x32*(_x37 + _x38),
-        'experts_memory_s': _x14*moe_layers*(_x39 + _x40),
-        'experts_seconds': moe_layers*(_x42 + _x43),
-        'attention_flops': _x58,
-        'attention_bytes': batch*(_x60 + _x65 + _x67 + _x69 + _x71),
-        'attention_compute_s': _x58*_x72,
-        'attention_memory_s': _x81*(_x73*sparse_layers + _x76*full_layers + _x78*linear_layers + _x79*sliding_layers + _x80*sparse_layers),
-        'attention_seconds': _x83,
+        'experts_flops': _x33*batch*(_x25 + _x32),
+        'experts_bytes': moe_layers*(_x36 + _x37),
+        'experts_compute_s': _x11*_x33*(_x38 + _x40),
+        'experts_memory_s': _x14*moe_layers*(_x41 + _x42),
+        'experts_seconds': moe_layers*(_x44 + _x45),
+        'attention_flops': _x60,
+        'attention_bytes': batch*(_x62 + _x67 + _x69 + _x71 + _x73),
+        'attention_compute_s': _x60*_x74,
+        'attention_memory_s': _x83*(_x75*sparse_layers + _x78*full_layers + _x80*linear_layers + _x81*sliding_layers + _x82*sparse_layers),
+        'attention_seconds': _x85,
         'elementwise_flops': 0,
-        'elementwise_bytes': _x86,
+        'elementwise_bytes': _x88,
         'elementwise_compute_s': 0,
-        'elementwise_memory_s': _x87,
-        'elementwise_seconds': _x87,
+        'elementwise_memory_s': _x89,
+        'elementwise_seconds': _x89,
         'tp_comm_flops': 0,
-        'tp_comm_bytes': _x89,
+        'tp_comm_bytes': _x91,
         'tp_comm_compute_s': 0,
-        'tp_comm_memory_s': _x93,
-        'tp_comm_seconds': _x93,
+        'tp_comm_memory_s': _x95,
+        'tp_comm_seconds': _x95,
         'ep_comm_flops': 0,
-        'ep_comm_bytes': _x94,
+        'ep_comm_bytes': _x97,
         'ep_comm_compute_s': 0,
-        'ep_comm_memory_s': _x98,
-        'ep_comm_seconds': _x98,
-        'lm_head_flops': _x100*batch,
-        'lm_head_bytes': _x101,
-        'lm_head_compute_s': _x102,
-        'lm_head_memory_s': _x103,
-        'lm_head_seconds': _x104,
+        'ep_comm_memory_s': _x100,
+        'ep_comm_seconds': _x100,
+        'lm_head_flops': _x102*batch,
+        'lm_head_bytes': _x104,
+        'lm_head_compute_s': _x105,
+        'lm_head_memory_s': _x106,
+        'lm_head_seconds': _x107,
         'layer_latency_flops': 0,
         'layer_latency_bytes': 0,
         'layer_latency_compute_s': 0,
         'layer_latency_memory_s': 0,
-        'layer_latency_seconds': _x105,
+        'layer_latency_seconds': _x108,
         'step_latency_flops': 0,
         'step_latency_bytes': 0,
         'step_latency_compute_s': 0,
         'step_latency_memory_s': 0,
         'step_latency_seconds': step_latency_s,
-        'seconds': _x106,
-        'flops': batch*(_x100 + _x20 + _x25*_x32 + _x31*_x32 + _x4 + _x57),
-        'bytes': _x101 + _x23 + _x35*moe_layers + _x36*moe_layers + _x60*batch + _x65*batch + _x67*batch + _x69*batch + _x71*batch + _x8 + _x84*batch + _x85*batch + _x89 + _x94,
-        'tokens_per_second': batch/_x106,
+        'seconds': _x109,
+        'flops': batch*(_x102 + _x20 + _x25*_x33 + _x32*_x33 + _x4 + _x59),
+        'bytes': _x104 + _x23 + _x36*moe_layers + _x37*moe_layers + _x62*batch + _x67*batch + _x69*batch + _x71*batch + _x73*batch + _x8 + _x86*batch + _x87*batch + _x91 + _x97,
+        'tokens_per_second': batch/_x109,
     }
 
-ARGS['decode'] = ('batch', 'context_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'topk_tokens', 'index_heads', 'index_head_dim', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'conv_dim', 'conv_kernel', 'state_bytes', 'state_shardable', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'attn_decode_half_bytes', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
+ARGS['decode'] = ('batch', 'context_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'topk_tokens', 'index_heads', 'index_head_dim', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'conv_dim', 'conv_kernel', 'state_bytes', 'state_shardable', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dispatch_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_half_width', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'attn_decode_half_bytes', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
 OUTPUTS['decode'] = ('attn_proj_flops', 'attn_proj_bytes', 'attn_proj_compute_s', 'attn_proj_memory_s', 'attn_proj_seconds', 'ffn_flops', 'ffn_bytes', 'ffn_compute_s', 'ffn_memory_s', 'ffn_seconds', 'experts_flops', 'experts_bytes', 'experts_compute_s', 'experts_memory_s', 'experts_seconds', 'attention_flops', 'attention_bytes', 'attention_compute_s', 'attention_memory_s', 'attention_seconds', 'elementwise_flops', 'elementwise_bytes', 'elementwise_compute_s', 'elementwise_memory_s', 'elementwise_seconds', 'tp_comm_flops', 'tp_comm_bytes', 'tp_comm_compute_s', 'tp_comm_memory_s', 'tp_comm_seconds', 'ep_comm_flops', 'ep_comm_bytes', 'ep_comm_compute_s', 'ep_comm_memory_s', 'ep_comm_seconds', 'lm_head_flops', 'lm_head_bytes', 'lm_head_compute_s', 'lm_head_memory_s', 'lm_head_seconds', 'layer_latency_flops', 'layer_latency_bytes', 'layer_latency_compute_s', 'layer_latency_memory_s', 'layer_latency_seconds', 'step_latency_flops', 'step_latency_bytes', 'step_latency_compute_s', 'step_latency_memory_s', 'step_latency_seconds', 'seconds', 'flops', 'bytes', 'tokens_per_second')
 
 
-def mixed(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, sparse_layers, topk_tokens, index_heads, index_head_dim, index_key_bytes, linear_layers, linear_heads, linear_key_dim, linear_value_dim, conv_dim, conv_kernel, state_bytes, state_shardable, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_latency_s, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, attn_decode_half_bytes, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
+def mixed(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, sparse_layers, topk_tokens, index_heads, index_head_dim, index_key_bytes, linear_layers, linear_heads, linear_key_dim, linear_value_dim, conv_dim, conv_kernel, state_bytes, state_shardable, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dispatch_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_half_width, moe_latency_s, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, attn_decode_half_bytes, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
     """Numeric twin of pdroof.cost.equations groups()["mixed"]."""
     _x0 = new_tokens*prefill_prompts
     _x1 = _x0 + batch
@@ -414,131 +419,133 @@ def mixed(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, 
     _x28 = _x27*dense_layers
     _x29 = dense_layers*(_x21 + numpy.maximum(_x17*_x23, _x20*_x27))
     _x30 = _x4*shared_params
-    _x31 = moe_ep**(-1.0)
-    _x32 = _x31/moe_tp
-    _x33 = (ep_imbalance_32 - 1)*numpy.sqrt(numpy.log(moe_ep))/numpy.sqrt(numpy.log(32)) + 1
-    _x34 = _x33*experts_per_token
-    _x35 = _x32*_x34*expert_params
-    _x36 = _x2*moe_layers
-    _x37 = _x1*dp
-    _x38 = expert_ffn_size*experts_per_token
-    _x39 = _x32*(3*_x33*_x37*_x38*act_bytes - expert_params*experts*weight_bytes*((1 - experts_per_token/experts)**_x37 - 1))
-    _x40 = _x30*weight_bytes + _x9*(_x26*shared_ffn_size + _x8)
-    _x41 = _x13*_x30
-    _x42 = _x35*_x37
-    _x43 = _x42/eff_moe_compute
-    _x44 = 2*moe_layers
-    _x45 = _x18*_x40
-    _x46 = _x39/eff_moe_weights
-    _x47 = moe_latency_s + numpy.maximum(_x16*_x43, _x19*_x46)
-    _x48 = _x21*numpy.minimum(1, shared_params) + numpy.maximum(_x16*_x41, _x19*_x45)
-    _x49 = numpy.minimum(state_shardable, tp)**(-1.0)
-    _x50 = 3*conv_dim
-    _x51 = linear_heads*(9*linear_key_dim*linear_value_dim + 576*linear_key_dim + 384*linear_value_dim + 2048)
-    _x52 = (2/3)*_x50*conv_kernel + (2/3)*_x51
-    _x53 = numpy.minimum(new_tokens, numpy.maximum(0, -prefix_tokens + topk_tokens))
-    _x54 = 2*prefix_tokens
-    _x55 = topk_tokens*(-_x53 + new_tokens)
-    _x56 = _x53*(_x53 + 1)
-    _x57 = prefill_prompts*sparse_layers
-    _x58 = _x4*heads
-    _x59 = _x58*attn_dim_decode
-    _x60 = _x57*_x59*(_x53*_x54 + 2*_x55 + _x56)
-    _x61 = numpy.minimum(new_tokens, numpy.maximum(0, -prefix_tokens + window_tokens))
-    _x62 = window_tokens*(-_x61 + new_tokens)
-    _x63 = _x61*(_x61 + 1)
-    _x64 = _x58*attn_dim_prefill
-    _x65 = _x64*prefill_prompts
-    _x66 = _x65*sliding_layers*(_x54*_x61 + 2*_x62 + _x63)
-    _x67 = _x54 + new_tokens + 1
-    _x68 = index_heads*(index_head_dim + 1)
-    _x69 = _x67*_x68
-    _x70 = _x67*full_layers
-    _x71 = conv_dim*conv_kernel
-    _x72 = linear_heads*linear_value_dim
-    _x73 = _x72*linear_key_dim
-    _x74 = _x49*batch
-    _x75 = _x74*(2*_x71 + 7*_x73)
-    _x76 = batch*sparse_layers
-    _x77 = 2*context_tokens
-    _x78 = _x68*_x77
-    _x79 = batch*full_layers
-    _x80 = _x59*_x77
-    _x81 = batch*sliding_layers
-    _x82 = numpy.minimum(context_tokens, window_tokens)
-    _x83 = 2*_x59
-    _x84 = _x82*_x83
-    _x85 = numpy.minimum(context_tokens, topk_tokens)
-    _x86 = _x83*_x85
-    _x87 = _x75*linear_layers + _x76*_x78 + _x76*_x86 + _x79*_x80 + _x81*_x84
-    _x88 = _x0*_x49*_x52*linear_layers + _x0*_x64*_x70 + _x0*_x69*sparse_layers + _x60 + _x66 + _x87
-    _x89 = _x4*_x8
-    _x90 = _x89*act_bytes
-    _x91 = _x3*kv_bytes*kv_elems
-    _x92 = _x91*context_tokens
-    _x93 = _x82*_x91
-    _x94 = _x85*_x91
-    _x95 = _x3*index_key_bytes
-    _x96 = context_tokens*(_x95 + 8)
-    _x97 = 2*state_bytes
-    _x98 = act_bytes*(_x50 + _x72)
-    _x99 = _x74*(_x97 + _x98)
-    _x100 = _x90*new_tokens
-    _x101 = new_tokens + prefix_tokens
-    _x102 = prefill_prompts*(_x100 + _x101*_x91)
-    _x103 = prefill_prompts*(_x100 + _x91*numpy.minimum(_x101, window_tokens))
-    _x104 = prefill_prompts*(_x101*_x95 + 4*_x67*new_tokens)
-    _x105 = _x73*act_bytes*new_tokens
-    _x106 = _x98*new_tokens
-    _x107 = _x49*prefill_prompts
-    _x108 = _x107*linear_layers
-    _x109 = _x102*full_layers + _x102*sparse_layers + _x103*sliding_layers + _x104*sparse_layers + (1/32)*_x108*(_x105 + 32*_x106 + 64*state_bytes)
-    _x110 = _x109 + _x76*_x96 + _x76*(_x90 + _x94) + _x79*(_x90 + _x92) + _x81*(_x90 + _x93) + _x99*linear_layers
-    _x111 = attn_half_tokens + new_tokens
-    _x112 = _x111*_x65
-    _x113 = new_tokens**(-1.0)
-    _x114 = _x111*_x113
-    _x115 = 1/(attn_peak_flops_per_s*eff_attn_prefill)
-    _x116 = _x90*batch + attn_decode_half_bytes
-    _x117 = _x116 + _x92*batch
-    _x118 = _x99 + attn_decode_half_bytes
-    _x119 = _x116 + _x93*batch
-    _x120 = _x96*batch + attn_decode_half_bytes
-    _x121 = _x116 + _x94*batch
-    _x122 = _x19/eff_attn_decode
-    _x123 = _x115*batch
-    _x124 = (1/2)*new_tokens + prefix_tokens + 1/2
-    _x125 = 2*_x115
-    _x126 = _x112*_x125
-    _x127 = _x102*_x122
-    _x128 = _x111*_x125
-    _x129 = full_layers*(kernel_latency_s + numpy.maximum(_x127, _x124*_x126)) + full_layers*(kernel_latency_s + numpy.maximum(_x117*_x122, _x123*_x80)) + linear_layers*(_x21 + numpy.maximum(_x115*_x75, _x118*_x122)) + linear_layers*(7*kernel_latency_s + numpy.maximum(_x107*_x128*((1/3)*_x51 + _x71), _x107*_x122*((1/32)*_x105 + _x106 + _x97))) + sliding_layers*(kernel_latency_s + numpy.maximum(_x103*_x122, _x113*_x126*(_x61*prefix_tokens + _x62 + (1/2)*_x63))) + sliding_layers*(kernel_latency_s + numpy.maximum(_x119*_x122, _x123*_x84)) + sparse_layers*(_x21 + numpy.maximum(_x104*_x122, _x124*_x128*_x68*prefill_prompts)) + sparse_layers*(_x21 + numpy.maximum(_x120*_x122, _x123*_x78)) + sparse_layers*(kernel_latency_s + numpy.maximum(_x127, _x114*_x115*_x83*prefill_prompts*(_x53*prefix_tokens + _x55 + (1/2)*_x56))) + sparse_layers*(kernel_latency_s + numpy.maximum(_x121*_x122, _x123*_x86))
-    _x130 = hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem)
-    _x131 = _x4*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x38 + shared_ffn_size))
-    _x132 = _x1*(_x130 + _x131)
-    _x133 = _x132*_x19/eff_memory + 3*kernel_latency_s*layers
-    _x134 = _x8*_x9
-    _x135 = _x134*layers
-    _x136 = tp - 1
-    _x137 = 2*link_latency_s
-    _x138 = eff_link**(-1.0)
-    _x139 = _x89*_x9
-    _x140 = 2*layers*(_x136*_x138*_x139/link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x136*_x137))*numpy.minimum(1, _x136)
-    _x141 = _x139*experts_per_token*moe_layers
-    _x142 = numpy.maximum(1, _x4*moe_tp) - 1
-    _x143 = moe_ep - 1
-    _x144 = act_bytes*hidden
-    _x145 = moe_layers*((_x134*_x138*_x142/dp_link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x137*_x142))*numpy.minimum(1, _x142) + 2*(_x1*_x138*_x143*_x144*_x31*_x34*_x4/ep_link_bytes_per_s + numpy.maximum(alltoall_latency_s, _x143*link_latency_s))*numpy.minimum(1, _x143))
-    _x146 = batch + prefill_prompts
-    _x147 = _x4*vocab
-    _x148 = _x147*_x8
-    _x149 = _x146*_x148
-    _x150 = _x144*_x147 + _x146*(_x144 + 4*_x147)
-    _x151 = _x12*_x14*_x148*(_x146 + gemm_half_rows)
-    _x152 = _x150*_x20
-    _x153 = kernel_latency_s + numpy.maximum(_x151, _x152)
-    _x154 = layer_latency_s*layers*(extra_kernel_share + 1)
-    _x155 = _x129 + _x133 + _x140 + _x145 + _x153 + _x154 + _x22 + _x29 + _x47*moe_layers + _x48*moe_layers + step_latency_s
+    _x31 = moe_tp**(-1.0)
+    _x32 = moe_ep**(-1.0)
+    _x33 = _x31*_x32
+    _x34 = (ep_imbalance_32 - 1)*numpy.sqrt(numpy.log(moe_ep))/numpy.sqrt(numpy.log(32)) + 1
+    _x35 = _x34*experts_per_token
+    _x36 = _x33*_x35*expert_params
+    _x37 = _x2*moe_layers
+    _x38 = _x1*dp
+    _x39 = expert_ffn_size*experts_per_token
+    _x40 = _x33*(3*_x34*_x38*_x39*act_bytes - expert_params*experts*weight_bytes*((1 - experts_per_token/experts)**_x38 - 1))
+    _x41 = _x30*weight_bytes + _x9*(_x26*shared_ffn_size + _x8)
+    _x42 = _x13*_x30
+    _x43 = numpy.maximum(1, _x31*expert_ffn_size)
+    _x44 = _x36*_x38
+    _x45 = _x44*(_x43 + moe_half_width)/(_x43*eff_moe_compute)
+    _x46 = 2*moe_layers
+    _x47 = _x18*_x41
+    _x48 = _x40/eff_moe_weights
+    _x49 = moe_latency_s + numpy.maximum(_x16*_x45, _x19*_x48)
+    _x50 = _x21*numpy.minimum(1, shared_params) + numpy.maximum(_x16*_x42, _x19*_x47)
+    _x51 = numpy.minimum(state_shardable, tp)**(-1.0)
+    _x52 = 3*conv_dim
+    _x53 = linear_heads*(9*linear_key_dim*linear_value_dim + 576*linear_key_dim + 384*linear_value_dim + 2048)
+    _x54 = (2/3)*_x52*conv_kernel + (2/3)*_x53
+    _x55 = numpy.minimum(new_tokens, numpy.maximum(0, -prefix_tokens + topk_tokens))
+    _x56 = 2*prefix_tokens
+    _x57 = topk_tokens*(-_x55 + new_tokens)
+    _x58 = _x55*(_x55 + 1)
+    _x59 = prefill_prompts*sparse_layers
+    _x60 = _x4*heads
+    _x61 = _x60*attn_dim_decode
+    _x62 = _x59*_x61*(_x55*_x56 + 2*_x57 + _x58)
+    _x63 = numpy.minimum(new_tokens, numpy.maximum(0, -prefix_tokens + window_tokens))
+    _x64 = window_tokens*(-_x63 + new_tokens)
+    _x65 = _x63*(_x63 + 1)
+    _x66 = _x60*attn_dim_prefill
+    _x67 = _x66*prefill_prompts
+    _x68 = _x67*sliding_layers*(_x56*_x63 + 2*_x64 + _x65)
+    _x69 = _x56 + new_tokens + 1
+    _x70 = index_heads*(index_head_dim + 1)
+    _x71 = _x69*_x70
+    _x72 = _x69*full_layers
+    _x73 = conv_dim*conv_kernel
+    _x74 = linear_heads*linear_value_dim
+    _x75 = _x74*linear_key_dim
+    _x76 = _x51*batch
+    _x77 = _x76*(2*_x73 + 7*_x75)
+    _x78 = batch*sparse_layers
+    _x79 = 2*context_tokens
+    _x80 = _x70*_x79
+    _x81 = batch*full_layers
+    _x82 = _x61*_x79
+    _x83 = batch*sliding_layers
+    _x84 = numpy.minimum(context_tokens, window_tokens)
+    _x85 = 2*_x61
+    _x86 = _x84*_x85
+    _x87 = numpy.minimum(context_tokens, topk_tokens)
+    _x88 = _x85*_x87
+    _x89 = _x77*linear_layers + _x78*_x80 + _x78*_x88 + _x81*_x82 + _x83*_x86
+    _x90 = _x0*_x51*_x54*linear_layers + _x0*_x66*_x72 + _x0*_x71*sparse_layers + _x62 + _x68 + _x89
+    _x91 = _x4*_x8
+    _x92 = _x91*act_bytes
+    _x93 = _x3*kv_bytes*kv_elems
+    _x94 = _x93*context_tokens
+    _x95 = _x84*_x93
+    _x96 = _x87*_x93
+    _x97 = _x3*index_key_bytes
+    _x98 = context_tokens*(_x97 + 8)
+    _x99 = 2*state_bytes
+    _x100 = act_bytes*(_x52 + _x74)
+    _x101 = _x76*(_x100 + _x99)
+    _x102 = _x92*new_tokens
+    _x103 = new_tokens + prefix_tokens
+    _x104 = prefill_prompts*(_x102 + _x103*_x93)
+    _x105 = prefill_prompts*(_x102 + _x93*numpy.minimum(_x103, window_tokens))
+    _x106 = prefill_prompts*(_x103*_x97 + 4*_x69*new_tokens)
+    _x107 = _x75*act_bytes*new_tokens
+    _x108 = _x100*new_tokens
+    _x109 = _x51*prefill_prompts
+    _x110 = _x109*linear_layers
+    _x111 = _x104*full_layers + _x104*sparse_layers + _x105*sliding_layers + _x106*sparse_layers + (1/32)*_x110*(_x107 + 32*_x108 + 64*state_bytes)
+    _x112 = _x101*linear_layers + _x111 + _x78*_x98 + _x78*(_x92 + _x96) + _x81*(_x92 + _x94) + _x83*(_x92 + _x95)
+    _x113 = attn_half_tokens + new_tokens
+    _x114 = _x113*_x67
+    _x115 = new_tokens**(-1.0)
+    _x116 = _x113*_x115
+    _x117 = 1/(attn_peak_flops_per_s*eff_attn_prefill)
+    _x118 = _x92*batch + attn_decode_half_bytes
+    _x119 = _x118 + _x94*batch
+    _x120 = _x101 + attn_decode_half_bytes
+    _x121 = _x118 + _x95*batch
+    _x122 = _x98*batch + attn_decode_half_bytes
+    _x123 = _x118 + _x96*batch
+    _x124 = _x19/eff_attn_decode
+    _x125 = _x117*batch
+    _x126 = (1/2)*new_tokens + prefix_tokens + 1/2
+    _x127 = 2*_x117
+    _x128 = _x114*_x127
+    _x129 = _x104*_x124
+    _x130 = _x113*_x127
+    _x131 = full_layers*(kernel_latency_s + numpy.maximum(_x129, _x126*_x128)) + full_layers*(kernel_latency_s + numpy.maximum(_x119*_x124, _x125*_x82)) + linear_layers*(_x21 + numpy.maximum(_x117*_x77, _x120*_x124)) + linear_layers*(7*kernel_latency_s + numpy.maximum(_x109*_x130*((1/3)*_x53 + _x73), _x109*_x124*((1/32)*_x107 + _x108 + _x99))) + sliding_layers*(kernel_latency_s + numpy.maximum(_x105*_x124, _x115*_x128*(_x63*prefix_tokens + _x64 + (1/2)*_x65))) + sliding_layers*(kernel_latency_s + numpy.maximum(_x121*_x124, _x125*_x86)) + sparse_layers*(_x21 + numpy.maximum(_x106*_x124, _x126*_x130*_x70*prefill_prompts)) + sparse_layers*(_x21 + numpy.maximum(_x122*_x124, _x125*_x80)) + sparse_layers*(kernel_latency_s + numpy.maximum(_x129, _x116*_x117*_x85*prefill_prompts*(_x55*prefix_tokens + _x57 + (1/2)*_x58))) + sparse_layers*(kernel_latency_s + numpy.maximum(_x123*_x124, _x125*_x88))
+    _x132 = hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem)
+    _x133 = _x4*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x39 + shared_ffn_size))
+    _x134 = _x1*(_x132 + _x133)
+    _x135 = _x134*_x19/eff_memory + 3*kernel_latency_s*layers
+    _x136 = _x8*_x9
+    _x137 = _x136*layers
+    _x138 = tp - 1
+    _x139 = 2*link_latency_s
+    _x140 = eff_link**(-1.0)
+    _x141 = 2*layers*(_x138*_x140*_x9*_x91/link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x138*_x139))*numpy.minimum(1, _x138)
+    _x142 = _x1*_x4*hidden*(act_bytes + dispatch_bytes)
+    _x143 = _x142*experts_per_token*moe_layers
+    _x144 = numpy.maximum(1, _x4*moe_tp) - 1
+    _x145 = moe_ep - 1
+    _x146 = moe_layers*((_x136*_x140*_x144/dp_link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x139*_x144))*numpy.minimum(1, _x144) + (_x140*_x142*_x145*_x32*_x35/ep_link_bytes_per_s + 2*numpy.maximum(alltoall_latency_s, _x145*link_latency_s))*numpy.minimum(1, _x145))
+    _x147 = batch + prefill_prompts
+    _x148 = _x4*vocab
+    _x149 = _x148*_x8
+    _x150 = _x147*_x149
+    _x151 = act_bytes*hidden
+    _x152 = _x147*(4*_x148 + _x151) + _x148*_x151
+    _x153 = _x12*_x14*_x149*(_x147 + gemm_half_rows)
+    _x154 = _x152*_x20
+    _x155 = kernel_latency_s + numpy.maximum(_x153, _x154)
+    _x156 = layer_latency_s*layers*(extra_kernel_share + 1)
+    _x157 = _x131 + _x135 + _x141 + _x146 + _x155 + _x156 + _x22 + _x29 + _x49*moe_layers + _x50*moe_layers + step_latency_s
     return {
         'attn_proj_flops': _x7,
         'attn_proj_bytes': _x11,
@@ -550,53 +557,53 @@ def mixed(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, 
         'ffn_compute_s': _x17*_x24,
         'ffn_memory_s': _x20*_x28,
         'ffn_seconds': _x29,
-        'experts_flops': _x36*(_x30 + _x35*dp),
-        'experts_bytes': moe_layers*(_x39 + _x40),
-        'experts_compute_s': _x15*_x44*(_x41 + _x43),
-        'experts_memory_s': _x19*moe_layers*(_x45 + _x46),
-        'experts_seconds': moe_layers*(_x47 + _x48),
-        'attention_flops': _x88,
-        'attention_bytes': _x110,
-        'attention_compute_s': _x115*(_x108*_x111*_x52 + _x111*_x57*_x69 + _x112*_x70 + _x114*_x60 + _x114*_x66 + _x87),
-        'attention_memory_s': _x122*(_x109 + _x117*full_layers + _x118*linear_layers + _x119*sliding_layers + _x120*sparse_layers + _x121*sparse_layers),
-        'attention_seconds': _x129,
+        'experts_flops': _x37*(_x30 + _x36*dp),
+        'experts_bytes': moe_layers*(_x40 + _x41),
+        'experts_compute_s': _x15*_x46*(_x42 + _x45),
+        'experts_memory_s': _x19*moe_layers*(_x47 + _x48),
+        'experts_seconds': moe_layers*(_x49 + _x50),
+        'attention_flops': _x90,
+        'attention_bytes': _x112,
+        'attention_compute_s': _x117*(_x110*_x113*_x54 + _x113*_x59*_x71 + _x114*_x72 + _x116*_x62 + _x116*_x68 + _x89),
+        'attention_memory_s': _x124*(_x111 + _x119*full_layers + _x120*linear_layers + _x121*sliding_layers + _x122*sparse_layers + _x123*sparse_layers),
+        'attention_seconds': _x131,
         'elementwise_flops': 0,
-        'elementwise_bytes': _x132,
+        'elementwise_bytes': _x134,
         'elementwise_compute_s': 0,
-        'elementwise_memory_s': _x133,
-        'elementwise_seconds': _x133,
+        'elementwise_memory_s': _x135,
+        'elementwise_seconds': _x135,
         'tp_comm_flops': 0,
-        'tp_comm_bytes': _x135,
+        'tp_comm_bytes': _x137,
         'tp_comm_compute_s': 0,
-        'tp_comm_memory_s': _x140,
-        'tp_comm_seconds': _x140,
+        'tp_comm_memory_s': _x141,
+        'tp_comm_seconds': _x141,
         'ep_comm_flops': 0,
-        'ep_comm_bytes': _x141,
+        'ep_comm_bytes': _x143,
         'ep_comm_compute_s': 0,
-        'ep_comm_memory_s': _x145,
-        'ep_comm_seconds': _x145,
-        'lm_head_flops': _x149,
-        'lm_head_bytes': _x150,
-        'lm_head_compute_s': _x151,
-        'lm_head_memory_s': _x152,
-        'lm_head_seconds': _x153,
+        'ep_comm_memory_s': _x146,
+        'ep_comm_seconds': _x146,
+        'lm_head_flops': _x150,
+        'lm_head_bytes': _x152,
+        'lm_head_compute_s': _x153,
+        'lm_head_memory_s': _x154,
+        'lm_head_seconds': _x155,
         'layer_latency_flops': 0,
         'layer_latency_bytes': 0,
         'layer_latency_compute_s': 0,
         'layer_latency_memory_s': 0,
-        'layer_latency_seconds': _x154,
+        'layer_latency_seconds': _x156,
         'step_latency_flops': 0,
         'step_latency_bytes': 0,
         'step_latency_compute_s': 0,
         'step_latency_memory_s': 0,
         'step_latency_seconds': step_latency_s,
-        'seconds': _x155,
-        'flops': _x149 + _x25 + _x30*_x36 + _x42*_x44 + _x7 + _x88,
-        'bytes': _x1*_x130 + _x1*_x131 + _x11 + _x110 + _x135 + _x141 + _x150 + _x28 + _x39*moe_layers + _x40*moe_layers,
-        'tokens_per_second': batch/_x155,
+        'seconds': _x157,
+        'flops': _x150 + _x25 + _x30*_x37 + _x44*_x46 + _x7 + _x90,
+        'bytes': _x1*_x132 + _x1*_x133 + _x11 + _x112 + _x137 + _x143 + _x152 + _x28 + _x40*moe_layers + _x41*moe_layers,
+        'tokens_per_second': batch/_x157,
     }
 
-ARGS['mixed'] = ('batch', 'prefill_prompts', 'new_tokens', 'prefix_tokens', 'context_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'topk_tokens', 'index_heads', 'index_head_dim', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'conv_dim', 'conv_kernel', 'state_bytes', 'state_shardable', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'attn_decode_half_bytes', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
+ARGS['mixed'] = ('batch', 'prefill_prompts', 'new_tokens', 'prefix_tokens', 'context_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'topk_tokens', 'index_heads', 'index_head_dim', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'conv_dim', 'conv_kernel', 'state_bytes', 'state_shardable', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dispatch_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_half_width', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'attn_decode_half_bytes', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
 OUTPUTS['mixed'] = ('attn_proj_flops', 'attn_proj_bytes', 'attn_proj_compute_s', 'attn_proj_memory_s', 'attn_proj_seconds', 'ffn_flops', 'ffn_bytes', 'ffn_compute_s', 'ffn_memory_s', 'ffn_seconds', 'experts_flops', 'experts_bytes', 'experts_compute_s', 'experts_memory_s', 'experts_seconds', 'attention_flops', 'attention_bytes', 'attention_compute_s', 'attention_memory_s', 'attention_seconds', 'elementwise_flops', 'elementwise_bytes', 'elementwise_compute_s', 'elementwise_memory_s', 'elementwise_seconds', 'tp_comm_flops', 'tp_comm_bytes', 'tp_comm_compute_s', 'tp_comm_memory_s', 'tp_comm_seconds', 'ep_comm_flops', 'ep_comm_bytes', 'ep_comm_compute_s', 'ep_comm_memory_s', 'ep_comm_seconds', 'lm_head_flops', 'lm_head_bytes', 'lm_head_compute_s', 'lm_head_memory_s', 'lm_head_seconds', 'layer_latency_flops', 'layer_latency_bytes', 'layer_latency_compute_s', 'layer_latency_memory_s', 'layer_latency_seconds', 'step_latency_flops', 'step_latency_bytes', 'step_latency_compute_s', 'step_latency_memory_s', 'step_latency_seconds', 'seconds', 'flops', 'bytes', 'tokens_per_second')
 
 
@@ -644,7 +651,7 @@ ARGS['boundary'] = ('layers', 'overlap_s', 'kv_src_bytes', 'kv_dst_bytes', 'tran
 OUTPUTS['boundary'] = ('producer_s', 'transport_s', 'consumer_s', 'handoff_s')
 
 
-def serving(*, overlap_s, prefill_s, handoff_s, prefill_utilisation, step_s, decode_batch, hbm_batch, tier_bytes_per_s, kv_request_bytes, output_tokens, link_request_s, ingress_request_s, request_rate, device_budget, tp_prefill, tp_decode, price_prefill, price_decode, power_prefill, power_decode, kv_dst_bytes, prefill_slots, admission_wait_s, kv_capacity_bytes, retained_bytes):
+def serving(*, overlap_s, prefill_s, handoff_s, prefill_utilisation, step_s, decode_batch, hbm_batch, tier_bytes_per_s, kv_request_bytes, output_tokens, link_request_s, ingress_request_s, request_rate, device_budget, tp_prefill, tp_decode, dp_prefill, dp_decode, price_prefill, price_decode, power_prefill, power_decode, kv_dst_bytes, prefill_slots, admission_wait_s, kv_capacity_bytes, retained_bytes):
     """Numeric twin of pdroof.cost.equations groups()["serving"]."""
     _x0 = prefill_utilisation/prefill_s
     _x1 = link_request_s**(-1.0)
@@ -664,6 +671,8 @@ def serving(*, overlap_s, prefill_s, handoff_s, prefill_utilisation, step_s, dec
     _x15 = _x14*tp_decode
     _x16 = _x13 + _x15
     _x17 = _x16**(-1.0)
+    _x18 = numpy.ceil(_x12*request_rate/dp_prefill)
+    _x19 = numpy.ceil(_x14*request_rate/dp_decode)
     return {
         'prefill_capacity': _x0,
         'link_capacity': _x1,
@@ -681,12 +690,14 @@ def serving(*, overlap_s, prefill_s, handoff_s, prefill_utilisation, step_s, dec
         'tokens_per_s_per_device': _x17*output_tokens,
         'usd_per_million_tokens': (2500/9)*_x4*(_x13*price_prefill + _x15*price_decode),
         'joules_per_token': _x4*(_x13*power_prefill + _x15*power_decode),
-        'devices_for_rate': tp_decode*numpy.ceil(_x14*request_rate) + tp_prefill*numpy.ceil(_x12*request_rate),
+        'prefill_instances': _x18,
+        'decode_instances': _x19,
+        'devices_for_rate': _x18*dp_prefill*tp_prefill + _x19*dp_decode*tp_decode,
         'max_rate_for_devices': _x17*device_budget,
     }
 
-ARGS['serving'] = ('overlap_s', 'prefill_s', 'handoff_s', 'prefill_utilisation', 'step_s', 'decode_batch', 'hbm_batch', 'tier_bytes_per_s', 'kv_request_bytes', 'output_tokens', 'link_request_s', 'ingress_request_s', 'request_rate', 'device_budget', 'tp_prefill', 'tp_decode', 'price_prefill', 'price_decode', 'power_prefill', 'power_decode', 'kv_dst_bytes', 'prefill_slots', 'admission_wait_s', 'kv_capacity_bytes', 'retained_bytes')
-OUTPUTS['serving'] = ('prefill_capacity', 'link_capacity', 'ingress_capacity', 'hold_capacity', 'admission_batch', 'reservation_bytes', 'kv_headroom_bytes', 'prefill_rate', 'tiered_step_s', 'decode_batch_capacity', 'decode_capacity', 'devices_per_rate', 'prefill_device_share', 'tokens_per_s_per_device', 'usd_per_million_tokens', 'joules_per_token', 'devices_for_rate', 'max_rate_for_devices')
+ARGS['serving'] = ('overlap_s', 'prefill_s', 'handoff_s', 'prefill_utilisation', 'step_s', 'decode_batch', 'hbm_batch', 'tier_bytes_per_s', 'kv_request_bytes', 'output_tokens', 'link_request_s', 'ingress_request_s', 'request_rate', 'device_budget', 'tp_prefill', 'tp_decode', 'dp_prefill', 'dp_decode', 'price_prefill', 'price_decode', 'power_prefill', 'power_decode', 'kv_dst_bytes', 'prefill_slots', 'admission_wait_s', 'kv_capacity_bytes', 'retained_bytes')
+OUTPUTS['serving'] = ('prefill_capacity', 'link_capacity', 'ingress_capacity', 'hold_capacity', 'admission_batch', 'reservation_bytes', 'kv_headroom_bytes', 'prefill_rate', 'tiered_step_s', 'decode_batch_capacity', 'decode_capacity', 'devices_per_rate', 'prefill_device_share', 'tokens_per_s_per_device', 'usd_per_million_tokens', 'joules_per_token', 'prefill_instances', 'decode_instances', 'devices_for_rate', 'max_rate_for_devices')
 
 
 def load(*, prefill_s, handoff_s, ttft_target_s, wait_factor, step_s, output_tokens, instance_rate):
@@ -879,7 +890,7 @@ OUTPUTS['crossover'] = ('decode_compute_batch', 'transfer_prompt_tokens', 'trans
 NARROW = {}
 
 
-def decode__seconds(*, batch, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, sparse_layers, topk_tokens, index_heads, index_head_dim, index_key_bytes, linear_layers, linear_heads, linear_key_dim, linear_value_dim, conv_dim, conv_kernel, state_bytes, state_shardable, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_latency_s, eff_memory, eff_attn_prefill, eff_attn_decode, eff_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, attn_decode_half_bytes, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
+def decode__seconds(*, batch, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, sparse_layers, topk_tokens, index_heads, index_head_dim, index_key_bytes, linear_layers, linear_heads, linear_key_dim, linear_value_dim, conv_dim, conv_kernel, state_bytes, state_shardable, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dispatch_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_half_width, moe_latency_s, eff_memory, eff_attn_prefill, eff_attn_decode, eff_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, attn_decode_half_bytes, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
     """Numeric twin of pdroof.cost.equations groups()["decode"], outputs seconds only."""
     _x0 = tp - 1
     _x1 = 2*link_latency_s
@@ -918,23 +929,25 @@ def decode__seconds(*, batch, context_tokens, tp, dp, moe_tp, moe_ep, layers, de
     _x34 = linear_heads*linear_value_dim
     _x35 = batch/numpy.minimum(state_shardable, tp)
     _x36 = _x15*kv_proj_params + _x3*(attn_params - kv_proj_params)
-    _x37 = moe_ep**(-1.0)
-    _x38 = _x37/moe_tp
-    _x39 = (ep_imbalance_32 - 1)*numpy.sqrt(numpy.log(moe_ep))/numpy.sqrt(numpy.log(32)) + 1
-    _x40 = batch*dp
-    _x41 = _x39*_x40
-    _x42 = numpy.maximum(1, _x3*moe_tp) - 1
-    _x43 = moe_ep - 1
+    _x37 = numpy.maximum(1, _x3*moe_tp) - 1
+    _x38 = moe_ep - 1
+    _x39 = moe_ep**(-1.0)
+    _x40 = (ep_imbalance_32 - 1)*numpy.sqrt(numpy.log(moe_ep))/numpy.sqrt(numpy.log(32)) + 1
+    _x41 = moe_tp**(-1.0)
+    _x42 = numpy.maximum(1, _x41*expert_ffn_size)
+    _x43 = _x39*_x41
+    _x44 = batch*dp
+    _x45 = _x40*_x44
     return {
-        'seconds': _x8*batch*(_x3*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x9 + shared_ffn_size)) + hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem))/eff_memory + dense_layers*(_x10 + numpy.maximum(_x31*ffn_params, _x21*(_x32*ffn_params + _x5*(_x33*ffn_size + _x4)))) + full_layers*(kernel_latency_s + numpy.maximum(_x14*_x22, _x16*(_x11*_x23 + _x24))) + 3*kernel_latency_s*layers + kernel_latency_s + layer_latency_s*layers*(extra_kernel_share + 1) + layers*(_x10 + numpy.maximum(_x30*_x36, _x21*(_x36*weight_bytes + _x5*(_x36/hidden + _x4)))) + 2*layers*(_x0*_x2*_x7/link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x0*_x1))*numpy.minimum(1, _x0) + linear_layers*(_x10 + numpy.maximum(_x12*_x35*(7*_x34*linear_key_dim + 2*conv_dim*conv_kernel), _x16*(_x35*(act_bytes*(_x34 + 3*conv_dim) + 2*state_bytes) + attn_decode_half_bytes))) + moe_layers*(moe_latency_s + numpy.maximum(_x18*_x29*_x38*_x41*expert_params*experts_per_token/eff_moe_compute, _x38*_x8*(3*_x41*_x9*act_bytes - expert_params*experts*weight_bytes*((1 - experts_per_token/experts)**_x40 - 1))/eff_moe_weights)) + moe_layers*(_x10*numpy.minimum(1, shared_params) + numpy.maximum(_x31*shared_params, _x21*(_x32*shared_params + _x5*(_x33*shared_ffn_size + _x4)))) + moe_layers*((_x2*_x42*_x6/dp_link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x1*_x42))*numpy.minimum(1, _x42) + 2*(_x2*_x20*_x3*_x37*_x39*_x43*batch*experts_per_token/ep_link_bytes_per_s + numpy.maximum(alltoall_latency_s, _x43*link_latency_s))*numpy.minimum(1, _x43)) + sliding_layers*(kernel_latency_s + numpy.maximum(_x25*_x26, _x16*(_x24 + _x25*_x27))) + sparse_layers*(_x10 + numpy.maximum(_x14*index_heads*(index_head_dim + 1), _x16*(_x11*(_x15*index_key_bytes + 8) + attn_decode_half_bytes))) + sparse_layers*(kernel_latency_s + numpy.maximum(_x26*_x28, _x16*(_x24 + _x27*_x28))) + step_latency_s + numpy.maximum(_x17*_x19*_x4, _x21*(_x17*_x20 + batch*(4*_x17 + _x20))),
+        'seconds': _x8*batch*(_x3*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x9 + shared_ffn_size)) + hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem))/eff_memory + dense_layers*(_x10 + numpy.maximum(_x31*ffn_params, _x21*(_x32*ffn_params + _x5*(_x33*ffn_size + _x4)))) + full_layers*(kernel_latency_s + numpy.maximum(_x14*_x22, _x16*(_x11*_x23 + _x24))) + 3*kernel_latency_s*layers + kernel_latency_s + layer_latency_s*layers*(extra_kernel_share + 1) + layers*(_x10 + numpy.maximum(_x30*_x36, _x21*(_x36*weight_bytes + _x5*(_x36/hidden + _x4)))) + 2*layers*(_x0*_x2*_x7/link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x0*_x1))*numpy.minimum(1, _x0) + linear_layers*(_x10 + numpy.maximum(_x12*_x35*(7*_x34*linear_key_dim + 2*conv_dim*conv_kernel), _x16*(_x35*(act_bytes*(_x34 + 3*conv_dim) + 2*state_bytes) + attn_decode_half_bytes))) + moe_layers*(moe_latency_s + numpy.maximum(_x18*_x29*_x43*_x45*expert_params*experts_per_token*(_x42 + moe_half_width)/(_x42*eff_moe_compute), _x43*_x8*(3*_x45*_x9*act_bytes - expert_params*experts*weight_bytes*((1 - experts_per_token/experts)**_x44 - 1))/eff_moe_weights)) + moe_layers*(_x10*numpy.minimum(1, shared_params) + numpy.maximum(_x31*shared_params, _x21*(_x32*shared_params + _x5*(_x33*shared_ffn_size + _x4)))) + moe_layers*((_x2*_x37*_x6/dp_link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x1*_x37))*numpy.minimum(1, _x37) + (_x2*_x3*_x38*_x39*_x40*batch*experts_per_token*hidden*(act_bytes + dispatch_bytes)/ep_link_bytes_per_s + 2*numpy.maximum(alltoall_latency_s, _x38*link_latency_s))*numpy.minimum(1, _x38)) + sliding_layers*(kernel_latency_s + numpy.maximum(_x25*_x26, _x16*(_x24 + _x25*_x27))) + sparse_layers*(_x10 + numpy.maximum(_x14*index_heads*(index_head_dim + 1), _x16*(_x11*(_x15*index_key_bytes + 8) + attn_decode_half_bytes))) + sparse_layers*(kernel_latency_s + numpy.maximum(_x26*_x28, _x16*(_x24 + _x27*_x28))) + step_latency_s + numpy.maximum(_x17*_x19*_x4, _x21*(_x17*_x20 + batch*(4*_x17 + _x20))),
     }
 
-ARGS['decode__seconds'] = ('batch', 'context_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'topk_tokens', 'index_heads', 'index_head_dim', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'conv_dim', 'conv_kernel', 'state_bytes', 'state_shardable', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'attn_decode_half_bytes', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
+ARGS['decode__seconds'] = ('batch', 'context_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'topk_tokens', 'index_heads', 'index_head_dim', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'conv_dim', 'conv_kernel', 'state_bytes', 'state_shardable', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dispatch_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_half_width', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'attn_decode_half_bytes', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
 OUTPUTS['decode__seconds'] = ('seconds',)
 NARROW[('decode', ('seconds',))] = 'decode__seconds'
 
 
-def mixed__seconds(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, sparse_layers, topk_tokens, index_heads, index_head_dim, index_key_bytes, linear_layers, linear_heads, linear_key_dim, linear_value_dim, conv_dim, conv_kernel, state_bytes, state_shardable, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_latency_s, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, attn_decode_half_bytes, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
+def mixed__seconds(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, sparse_layers, topk_tokens, index_heads, index_head_dim, index_key_bytes, linear_layers, linear_heads, linear_key_dim, linear_value_dim, conv_dim, conv_kernel, state_bytes, state_shardable, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dispatch_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_half_width, moe_latency_s, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, attn_decode_half_bytes, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
     """Numeric twin of pdroof.cost.equations groups()["mixed"], outputs seconds only."""
     _x0 = tp - 1
     _x1 = 2*link_latency_s
@@ -994,18 +1007,20 @@ def mixed__seconds(*, batch, prefill_prompts, new_tokens, prefix_tokens, context
     _x55 = numpy.minimum(new_tokens, numpy.maximum(0, -prefix_tokens + topk_tokens))
     _x56 = _x35/new_tokens
     _x57 = numpy.minimum(new_tokens, numpy.maximum(0, -prefix_tokens + window_tokens))
-    _x58 = moe_ep**(-1.0)
-    _x59 = _x58/moe_tp
-    _x60 = (ep_imbalance_32 - 1)*numpy.sqrt(numpy.log(moe_ep))/numpy.sqrt(numpy.log(32)) + 1
-    _x61 = _x5*dp
-    _x62 = _x60*_x61
-    _x63 = numpy.maximum(1, _x2*moe_tp) - 1
-    _x64 = moe_ep - 1
+    _x58 = numpy.maximum(1, _x2*moe_tp) - 1
+    _x59 = moe_ep - 1
+    _x60 = moe_ep**(-1.0)
+    _x61 = (ep_imbalance_32 - 1)*numpy.sqrt(numpy.log(moe_ep))/numpy.sqrt(numpy.log(32)) + 1
+    _x62 = moe_tp**(-1.0)
+    _x63 = numpy.maximum(1, _x62*expert_ffn_size)
+    _x64 = _x60*_x62
+    _x65 = _x5*dp
+    _x66 = _x61*_x65
     return {
-        'seconds': _x16*_x5*(_x2*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x18 + shared_ffn_size)) + hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem))/eff_memory + dense_layers*(_x8 + numpy.maximum(_x44*ffn_params, _x30*(_x45*ffn_params + _x6*(_x4 + _x46*ffn_size)))) + full_layers*(kernel_latency_s + numpy.maximum(_x41, _x36*_x37)) + full_layers*(kernel_latency_s + numpy.maximum(_x12*_x20, _x17*(_x21*_x9 + _x24))) + 3*kernel_latency_s*layers + kernel_latency_s + layer_latency_s*layers*(extra_kernel_share + 1) + layers*(_x8 + numpy.maximum(_x43*_x54, _x30*(_x54*weight_bytes + _x6*(_x4 + _x54/hidden)))) + 2*layers*(_x0*_x2*_x7/link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x0*_x1))*numpy.minimum(1, _x0) + linear_layers*(_x8 + numpy.maximum(_x17*(_x51*(_x52 + _x53) + attn_decode_half_bytes), _x10*_x51*(2*_x47 + 7*_x49))) + linear_layers*(7*kernel_latency_s + numpy.maximum(_x40*_x50*((1/32)*_x49*act_bytes*new_tokens + _x52 + _x53*new_tokens), _x35*_x50*(_x47 + (1/3)*linear_heads*(9*linear_key_dim*linear_value_dim + 576*linear_key_dim + 384*linear_value_dim + 2048)))) + moe_layers*(moe_latency_s + numpy.maximum(_x27*_x42*_x59*_x62*expert_params*experts_per_token/eff_moe_compute, _x16*_x59*(3*_x18*_x62*act_bytes - expert_params*experts*weight_bytes*((1 - experts_per_token/experts)**_x61 - 1))/eff_moe_weights)) + moe_layers*(_x8*numpy.minimum(1, shared_params) + numpy.maximum(_x44*shared_params, _x30*(_x45*shared_params + _x6*(_x4 + _x46*shared_ffn_size)))) + moe_layers*((_x63*_x7/dp_link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x1*_x63))*numpy.minimum(1, _x63) + 2*(_x2*_x29*_x3*_x5*_x58*_x60*_x64*experts_per_token/ep_link_bytes_per_s + numpy.maximum(alltoall_latency_s, _x64*link_latency_s))*numpy.minimum(1, _x64)) + sliding_layers*(kernel_latency_s + numpy.maximum(_x31*_x32, _x17*(_x24 + _x31*_x33))) + sliding_layers*(kernel_latency_s + numpy.maximum(_x40*(_x21*numpy.minimum(_x39, window_tokens) + _x38), _x37*_x56*(_x57*prefix_tokens + (1/2)*_x57*(_x57 + 1) + window_tokens*(-_x57 + new_tokens)))) + sparse_layers*(_x8 + numpy.maximum(_x12*_x13, _x17*(_x9*(_x15 + 8) + attn_decode_half_bytes))) + sparse_layers*(_x8 + numpy.maximum(_x13*_x36, _x40*(_x15*_x39 + 4*new_tokens*(new_tokens + 2*prefix_tokens + 1)))) + sparse_layers*(kernel_latency_s + numpy.maximum(_x41, _x20*_x56*(_x55*prefix_tokens + (1/2)*_x55*(_x55 + 1) + topk_tokens*(-_x55 + new_tokens)))) + sparse_layers*(kernel_latency_s + numpy.maximum(_x32*_x34, _x17*(_x24 + _x33*_x34))) + step_latency_s + numpy.maximum(_x26*_x28*_x4*(_x25 + gemm_half_rows), _x30*(_x25*(4*_x26 + _x29) + _x26*_x29)),
+        'seconds': _x16*_x5*(_x2*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x18 + shared_ffn_size)) + hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem))/eff_memory + dense_layers*(_x8 + numpy.maximum(_x44*ffn_params, _x30*(_x45*ffn_params + _x6*(_x4 + _x46*ffn_size)))) + full_layers*(kernel_latency_s + numpy.maximum(_x41, _x36*_x37)) + full_layers*(kernel_latency_s + numpy.maximum(_x12*_x20, _x17*(_x21*_x9 + _x24))) + 3*kernel_latency_s*layers + kernel_latency_s + layer_latency_s*layers*(extra_kernel_share + 1) + layers*(_x8 + numpy.maximum(_x43*_x54, _x30*(_x54*weight_bytes + _x6*(_x4 + _x54/hidden)))) + 2*layers*(_x0*_x2*_x7/link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x0*_x1))*numpy.minimum(1, _x0) + linear_layers*(_x8 + numpy.maximum(_x17*(_x51*(_x52 + _x53) + attn_decode_half_bytes), _x10*_x51*(2*_x47 + 7*_x49))) + linear_layers*(7*kernel_latency_s + numpy.maximum(_x40*_x50*((1/32)*_x49*act_bytes*new_tokens + _x52 + _x53*new_tokens), _x35*_x50*(_x47 + (1/3)*linear_heads*(9*linear_key_dim*linear_value_dim + 576*linear_key_dim + 384*linear_value_dim + 2048)))) + moe_layers*(moe_latency_s + numpy.maximum(_x27*_x42*_x64*_x66*expert_params*experts_per_token*(_x63 + moe_half_width)/(_x63*eff_moe_compute), _x16*_x64*(3*_x18*_x66*act_bytes - expert_params*experts*weight_bytes*((1 - experts_per_token/experts)**_x65 - 1))/eff_moe_weights)) + moe_layers*(_x8*numpy.minimum(1, shared_params) + numpy.maximum(_x44*shared_params, _x30*(_x45*shared_params + _x6*(_x4 + _x46*shared_ffn_size)))) + moe_layers*((_x58*_x7/dp_link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x1*_x58))*numpy.minimum(1, _x58) + (_x2*_x3*_x5*_x59*_x60*_x61*experts_per_token*hidden*(act_bytes + dispatch_bytes)/ep_link_bytes_per_s + 2*numpy.maximum(alltoall_latency_s, _x59*link_latency_s))*numpy.minimum(1, _x59)) + sliding_layers*(kernel_latency_s + numpy.maximum(_x31*_x32, _x17*(_x24 + _x31*_x33))) + sliding_layers*(kernel_latency_s + numpy.maximum(_x40*(_x21*numpy.minimum(_x39, window_tokens) + _x38), _x37*_x56*(_x57*prefix_tokens + (1/2)*_x57*(_x57 + 1) + window_tokens*(-_x57 + new_tokens)))) + sparse_layers*(_x8 + numpy.maximum(_x12*_x13, _x17*(_x9*(_x15 + 8) + attn_decode_half_bytes))) + sparse_layers*(_x8 + numpy.maximum(_x13*_x36, _x40*(_x15*_x39 + 4*new_tokens*(new_tokens + 2*prefix_tokens + 1)))) + sparse_layers*(kernel_latency_s + numpy.maximum(_x41, _x20*_x56*(_x55*prefix_tokens + (1/2)*_x55*(_x55 + 1) + topk_tokens*(-_x55 + new_tokens)))) + sparse_layers*(kernel_latency_s + numpy.maximum(_x32*_x34, _x17*(_x24 + _x33*_x34))) + step_latency_s + numpy.maximum(_x26*_x28*_x4*(_x25 + gemm_half_rows), _x30*(_x25*(4*_x26 + _x29) + _x26*_x29)),
     }
 
-ARGS['mixed__seconds'] = ('batch', 'prefill_prompts', 'new_tokens', 'prefix_tokens', 'context_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'topk_tokens', 'index_heads', 'index_head_dim', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'conv_dim', 'conv_kernel', 'state_bytes', 'state_shardable', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'attn_decode_half_bytes', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
+ARGS['mixed__seconds'] = ('batch', 'prefill_prompts', 'new_tokens', 'prefix_tokens', 'context_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'topk_tokens', 'index_heads', 'index_head_dim', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'conv_dim', 'conv_kernel', 'state_bytes', 'state_shardable', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dispatch_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_half_width', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'attn_decode_half_bytes', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
 OUTPUTS['mixed__seconds'] = ('seconds',)
 NARROW[('mixed', ('seconds',))] = 'mixed__seconds'
 

@@ -166,6 +166,8 @@ def hardware_inputs(acc: Record, eff: Efficiency, p: Precision, par: Parallelism
         "layer_latency_s": eff.layer_latency_s,
         "kernel_latency_s": eff.kernel_latency_s,
         "eff_moe_compute": eff.moe_compute.get(p.activations, eff.compute_for(p.activations)),
+        # the width dependence belongs to a measured expert factor; the dense factor stands alone
+        "moe_half_width": eff.moe_half_width.get(p.activations, 0.0) if p.activations in eff.moe_compute else 0.0,
         "eff_moe_weights": eff.moe_weights.get(p.weights, eff.weights_for(p.weights)),
         "moe_latency_s": eff.moe_latency_s.get(p.weights, 3 * eff.kernel_latency_s),
         "allreduce_latency_s": eff.allreduce_latency_s,
@@ -205,6 +207,10 @@ def precision_inputs(runtime: Record, p: Precision) -> dict[str, float]:
         "weight_bytes": format_bytes(p.weights),
         "kv_bytes": format_bytes(p.kv),
         "act_bytes": ACT_BYTES,
+        # DeepEP and TensorRT-LLM dispatch FP8 tokens (with their block scales) to FP8 experts and
+        # combine in BF16; nothing dispatches narrower than 8 bits
+        "dispatch_bytes": min(ACT_BYTES, max(1.0, format_bytes(p.activations))) if p.quantized_activations
+        else ACT_BYTES,
         "dequant_overhead": st.weight_only_dequant_overhead if p.weight_only else 0.0,
         "norm_bytes_per_elem": st.norm_bytes_per_element,
         "residual_bytes_per_elem": st.residual_bytes_per_element,

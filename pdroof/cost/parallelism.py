@@ -52,8 +52,8 @@ def nodes(acc: Record, devices: int) -> int:
 
 def split_reason(model: Record, acc: Record, par: Parallelism, given: bool = False) -> str | None:
     """Why ``par`` cannot run ``model`` on ``acc`` beyond what TP alone rules out (``tp_reason``), or
-    None. ``given``: a measured run's split, taken as its source gives it (experts' split not
-    required to cover the instance exactly)."""
+    None. A dense model ignores the experts' fields. ``given``: a measured run's split, taken as its
+    source gives it (experts' split not required to cover the instance exactly)."""
     for name in ("tp", "dp", "moe_ep"):
         if getattr(par, name) < 1:
             return f"{name} must be at least 1, not {getattr(par, name)}"
@@ -65,8 +65,6 @@ def split_reason(model: Record, acc: Record, par: Parallelism, given: bool = Fal
         if not given and par.experts_tp * par.moe_ep != par.devices:
             return (f"moe_tp {par.experts_tp} × moe_ep {par.moe_ep} must equal the instance's "
                     f"tp {par.tp} × dp {par.dp} = {par.devices} devices")
-    elif par.moe_ep > 1:
-        return f"moe_ep {par.moe_ep} needs a mixture-of-experts model; {model.id} is dense"
     if nodes(acc, par.devices) > 1 and not acc.scale_out_bytes_per_s:
         return (f"{par.devices} devices span {nodes(acc, par.devices)} nodes of {acc.id}, whose spec gives no "
                 "scale-out NIC bandwidth")

@@ -87,6 +87,7 @@ class Efficiency:
     attention_decode_mla: float | None
     attention_decode_mla_half_bytes: float | None
     moe_compute: dict[str, float]
+    moe_half_width: dict[str, float]
     moe_weights: dict[str, float]
     moe_latency_s: dict[str, float]
     host_latency_s: float | None
@@ -185,8 +186,8 @@ def resolve(runtime: Record, accelerator: Record) -> Efficiency:
             for name, conservative in _PER_FORMAT.items()}
     host = prof.host_link if prof is not None else None
     # the routed experts' own kernels: this accelerator's entry only (else the dense GEMMs' factors)
-    moe = {name: dict(prof.get(name) or {}) if prof is not None else {} for name in ("moe_compute", "moe_weights",
-                                                                                      "moe_latency_s")}
+    moe = {name: dict(prof.get(name) or {}) if prof is not None else {}
+           for name in ("moe_compute", "moe_half_width", "moe_weights", "moe_latency_s")}
     return Efficiency(
         **maps, **moe,
         host_latency_s=host.latency_s if host else None, host_bytes_per_s=host.bytes_per_s if host else None,
@@ -233,7 +234,8 @@ def resolved_entry(rt: Record, acc: Record) -> dict:
     eff = resolve(rt, acc)
     us = {k: v * 1e6 for k, v in eff.moe_latency_s.items()}
     entry = {"compute": dict(eff.compute), "gemm_half_rows": dict(eff.gemm_half_rows), "weights": dict(eff.weights),
-             "moe_compute": dict(eff.moe_compute), "moe_weights": dict(eff.moe_weights), "moe_latency_us": us,
+             "moe_compute": dict(eff.moe_compute), "moe_half_width": dict(eff.moe_half_width),
+             "moe_weights": dict(eff.moe_weights), "moe_latency_us": us,
              "memory": eff.memory, "attention_prefill": eff.attention_prefill,
              "attention_prefill_half_tokens": eff.attention_prefill_half_tokens,
              "attention_decode": eff.attention_decode, "link": eff.link,

@@ -79,6 +79,8 @@ _TABLE = (
     Sym("weight_bytes", "B", "bytes per weight element (scales included)", "b_W"),
     Sym("kv_bytes", "B", "bytes per KV element in the storage format", "b_{KV}"),
     Sym("act_bytes", "B", "bytes per activation element between kernels", "b_A"),
+    Sym("dispatch_bytes", "B", "bytes per element of the routed tokens the experts' all-to-all dispatches "
+        "(their GEMM input format, 8-bit at the narrowest; the combine returns 16-bit)", "b_X"),
     Sym("dequant_overhead", "1", "extra GEMM compute time fraction for weight-only formats", "q"),
     # hardware
     Sym("peak_flops_per_s", "FLOP/s", "dense peak of the GEMM compute format", "P"),
@@ -98,9 +100,12 @@ _TABLE = (
     Sym("eff_compute", "1", "achieved fraction of peak in large GEMMs (per compute format)", r"\eta_C"),
     Sym("gemm_half_rows", "rows", "GEMM rows at which compute efficiency is half its large-GEMM value", "M_{1/2}"),
     Sym("eff_weights", "1", "achieved fraction of HBM bandwidth streaming weights (per weight format)", r"\eta_W"),
-    Sym("eff_moe_compute", "1", "achieved fraction of peak in the routed experts' grouped GEMMs (large batches)",
+    Sym("eff_moe_compute", "1", "achieved fraction of peak in the routed experts' grouped GEMMs (large batches, "
+        "wide experts)",
         r"\eta_{XC}"),
     Sym("eff_moe_weights", "1", "achieved fraction of HBM bandwidth streaming routed experts' weights", r"\eta_{XW}"),
+    Sym("moe_half_width", "1", "columns of one expert per device (its width over the experts' TP split) at which "
+        "the grouped GEMMs reach half their large-batch efficiency (0: none)", r"w_{1/2}"),
     Sym("moe_latency_s", "s", "fixed time of a routed-expert layer on top of its roofline (routing, permutation, "
         "grouped-GEMM launches)", r"\tau_X"),
     Sym("eff_memory", "1", "achieved fraction of HBM bandwidth in elementwise passes", r"\eta_M"),
@@ -155,8 +160,10 @@ _TABLE = (
     Sym("request_rate", "1/s", "offered request rate", "R"),
     Sym("instance_rate", "1/s", "offered requests/s per instance of a pool (deployment check)", r"\lambda"),
     Sym("device_budget", "1", "devices available for the deployment", "N"),
-    Sym("tp_prefill", "1", "devices per prefill instance", "t_P"),
-    Sym("tp_decode", "1", "devices per decode instance", "t_D"),
+    Sym("tp_prefill", "1", "devices per prefill attention replica (per instance without DP attention)", "t_P"),
+    Sym("tp_decode", "1", "devices per decode attention replica (per instance without DP attention)", "t_D"),
+    Sym("dp_prefill", "1", "attention replicas per prefill instance (the units t_P and C_P count)", "d_P"),
+    Sym("dp_decode", "1", "attention replicas per decode instance (the units t_D and C_D count)", "d_D"),
     Sym("price_prefill", "$/h", "price per prefill device-hour", "c_P"),
     Sym("price_decode", "$/h", "price per decode device-hour", "c_D"),
     Sym("power_prefill", "W", "power per prefill device", "w_P"),

@@ -219,6 +219,9 @@ def plan(model: Record, prefill: Pool, decode: Pool, path: Record, tiers: list[R
     }
     c_p = min(f["prefill_capacity"], f["link_capacity"], f["hold_capacity"])
     doc["serving"] = {
+        # capacities and the batch are one attention replica's: an instance holds dp of them
+        "per": {"prefill": "instance" if prefill.dp == 1 else f"attention replica ({prefill.dp} per instance)",
+                "decode": "instance" if decode.dp == 1 else f"attention replica ({decode.dp} per instance)"},
         "ttft_s": f["ttft_s"], "ttft_stat": w.ttft_stat, "ttft_unloaded_s": f["ttft_unloaded_s"],
         "tpot_s": f["tiered_step_s"], "tpot_stat": w.tpot_stat, "prefill_s": f["prefill_s"],
         "request_s": f["request_s"],

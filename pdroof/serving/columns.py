@@ -52,6 +52,7 @@ def serving_columns(c: Candidates, pre: Stage, dec: Stage, h: dict, pr, dr, pric
                     "tier_bytes_per_s": dv["tier_bytes_per_s"][dr], "kv_request_bytes": dv["kv_request_bytes"][dr],
                     "link_request_s": h["link_request_s"], "ingress_request_s": h["ingress_request_s"],
                     "overlap_s": h["overlap_s"], "tp_prefill": pv["tp"][pr], "tp_decode": dv["tp"][dr],
+                    "dp_prefill": pv["dp"][pr], "dp_decode": dv["dp"][dr],
                     "kv_dst_bytes": h["kv_dst_bytes"], "prefill_slots": h["prefill_slots"],
                     "admission_wait_s": dv["step_s"][dr], "kv_capacity_bytes": dv["kv_capacity_bytes"][dr],
                     "retained_bytes": c.retained_bytes,
@@ -147,7 +148,8 @@ def aggregated_rows(c: Candidates, agg: Stage, prices, powers, allowed: np.ndarr
                     "decode_batch": av["concurrency"][rows], "hbm_batch": av["concurrency"][rows],
                     "tier_bytes_per_s": np.inf, "kv_request_bytes": 1.0, "link_request_s": 0.0,
                     "ingress_request_s": 0.0, "overlap_s": 0.0,
-                    "tp_prefill": 0.0, "tp_decode": av["tp"][rows], "kv_dst_bytes": 0.0, "prefill_slots": 1.0,
+                    "tp_prefill": 0.0, "tp_decode": av["tp"][rows], "dp_prefill": 1.0, "dp_decode": av["dp"][rows],
+                    "kv_dst_bytes": 0.0, "prefill_slots": 1.0,
                     "admission_wait_s": 0.0, "kv_capacity_bytes": np.inf, "retained_bytes": 0.0},
                    c, {"price_prefill": 0.0, "price_decode": prices[acc]},
                    {"power_prefill": 0.0, "power_decode": powers[acc]})

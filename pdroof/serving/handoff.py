@@ -63,12 +63,8 @@ def transfer(model: Record, path: Record, kv: str, tokens: int, *, page_tokens: 
     if page_tokens is not None and page_tokens < 1:
         raise PdroofError(f"--page-tokens must be at least 1, not {page_tokens}")
     m = model_inputs(model)
-    inputs = {**m, "tp": tp, "tp_consumer": dst_tp or tp, "transfer_tokens": tokens,
-              "page_tokens": page_tokens or tokens,
-              "wire_bytes": format_bytes(kv), "path_latency_s": path.latency_s,
-              "path_bytes_per_s": path_bandwidth(path, *ends), "eff_path": path.efficiency,
-              "overlap_s": overlap_s or 0.0}
-    out = evaluate("transfer", inputs)
+    out = transfer_columns(m, path, path_bandwidth(path, *ends), format_bytes(kv), tokens, page_tokens or tokens,
+                           tp, dst_tp or tp, overlap_s or 0.0)
     secs, exposed = float(out["seconds"]), float(out["exposed_seconds"])
     return {
         "model": model.id, "path": path.id, "kv": kv, "tokens": tokens,
@@ -76,8 +72,19 @@ def transfer(model: Record, path: Record, kv: str, tokens: int, *, page_tokens: 
         "bytes": float(out["bytes"]), "receiver_bytes": float(out["receiver_bytes"]),
         "messages": int(out["messages"]), "seconds": secs,
         "latency_seconds": float(out["messages"]) * path.latency_s,
-        "path_bytes_per_s": inputs["path_bytes_per_s"],
+        "path_bytes_per_s": path_bandwidth(path, *ends),
         "overlap_seconds": overlap_s, "exposed_seconds": exposed if overlap_s is not None else None,
         # hidden: nothing exposed beyond the last layer's share, which no overlap can hide
         "hidden": exposed <= secs / m["layers"] * (1 + 1e-9) if overlap_s is not None else None,
     }
+
+
+def transfer_columns(model_cols: dict, path: Record, bandwidth, wire_bytes, tokens, page_tokens, tp, dst_tp,
+                     overlap_s) -> dict:
+    """The ``transfer`` equations over columns (scalars or arrays broadcasting together): ``tokens``
+    of KV in elements of ``wire_bytes`` over ``path`` at ``bandwidth``, from ``tp`` to ``dst_tp``
+    shards, hiding behind ``overlap_s``."""
+    return evaluate("transfer", {**model_cols, "tp": tp, "tp_consumer": dst_tp, "transfer_tokens": tokens,
+                                 "page_tokens": page_tokens, "wire_bytes": wire_bytes,
+                                 "path_latency_s": path.latency_s, "path_bytes_per_s": bandwidth,
+                                 "eff_path": path.efficiency, "overlap_s": overlap_s})

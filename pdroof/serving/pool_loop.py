@@ -14,6 +14,7 @@ Below capacity a request's TTFT is its own overhead R, its job T_job and the han
 lengths the first wave's jobs of g prompts return together and stay in step (no queue); where
 lengths vary (``drift``) prompts arrive one by one and a job holds those that arrived during the
 one before (``closed_loop``'s rule), waiting in an M/D/1 queue of the replica's utilisation. The
+loop is solved for the decode batch B the clients hold (they grow with it), by bisection. The
 first wave, every client at once, queues ⌈C/(N_P·g)⌉ jobs on each replica: the mean carries its
 share over the ``waves`` requests per client, the percentiles above 1 − 1/waves see it.
 """
@@ -24,8 +25,6 @@ import numpy as np
 
 from ..cost.numeric import evaluate
 from ..cost.queueing import wait
-
-ITERATIONS = 60
 
 
 def _prefill_s(inputs: dict, prompts, prompt_tokens) -> np.ndarray:
@@ -55,39 +54,49 @@ def pool_loop(prefill: dict, decode: dict, clients, prompt_tokens, output_tokens
     ctx = S + L_out / 2
     g_wave = np.clip(np.floor(prefill["chunk_tokens"] / S), 1.0, np.minimum(job_cap, np.ceil(C / N_P)))
     job_wave = _prefill_s(prefill, g_wave, S)
-    mu_P = N_P * g_wave / job_wave
-    tpot_cap = _decode_s(decode, B_cap, ctx)
-    mu_D = N_D * B_cap / (steps * tpot_cap)
-    g = np.where(D, 1.0, g_wave)
-    job = np.where(D, _prefill_s(prefill, g, S), job_wave)
-    tpot = _decode_s(decode, np.ones_like(C), ctx)
-    X = np.minimum.reduce([C / (R + job + H + steps * tpot), mu_P, mu_D])
-    rho = np.zeros_like(C)
-    for _ in range(ITERATIONS):
-        B = np.clip(X * steps * tpot / N_D, 1.0, B_cap)
+
+    def state(B):
+        """The loop at a decode batch B per replica: its TPOT, throughput (Little's law at the
+        decode pool), prefill job and utilisation, and the clients that keep it so."""
         tpot = _decode_s(decode, B, ctx)
-        if D.any():
-            m = X / N_P * job
-            g = np.where(D, 0.5 * g + 0.5 * np.clip(m / -np.expm1(-np.maximum(m, 1e-9)), 1.0, g_wave), g)
-            job = np.where(D, _prefill_s(prefill, g, S), job)
-        rho = np.minimum(X * job / (g * N_P), 0.999)
-        queued = np.where(D, wait(rho, "mean") * job, 0.0)
-        X_new = np.minimum.reduce([C / (R + job + queued + H + steps * tpot), mu_P, N_D * B_cap / (steps * tpot)])
-        X_new = 0.5 * X + 0.5 * X_new
-        if np.all(np.abs(X_new - X) <= 1e-6 * X):
-            X = X_new
-            break
-        X = X_new
+        X = N_D * B / (steps * tpot)
+        g, job = g_wave, job_wave
+        if D.any():  # a job holds the prompts that arrived during the one before
+            g = np.ones_like(C)
+            for _ in range(4):
+                job = np.where(D, _prefill_s(prefill, g, S), job_wave)
+                m = X / N_P * job
+                g = np.where(D, np.clip(m / -np.expm1(-np.maximum(m, 1e-9)), 1.0, g_wave), g_wave)
+            job = np.where(D, _prefill_s(prefill, g, S), job_wave)
+        rho = X * job / (g * N_P)
+        stable = rho < 0.999
+        queued = np.where(D & stable, wait(np.minimum(rho, 0.99), "mean") * job, 0.0)
+        clients = np.where(stable, X * (R + job + queued + H) + N_D * B, np.inf)
+        return tpot, X, g, job, np.minimum(rho, 0.999), clients
+
+    # the decode batch that C clients hold: clients needed grow with it, so bisect (in log space)
+    # between next to none and the cap; where even the cap needs fewer than C (or the prefill pool
+    # saturates first), the loop runs at that bound and the other clients wait in front of it
+    lo, hi = np.full_like(C, 1e-6), B_cap.copy()
+    at_cap = state(hi)[5] <= C
+    for _ in range(32):  # from 1e-6 to the cap (at most ~1e9 apart) to within a part in 10^8
+        mid = np.sqrt(lo * hi)
+        fits = state(mid)[5] <= C
+        lo, hi = np.where(fits, mid, lo), np.where(fits, hi, mid)
+    B = np.where(at_cap, B_cap, lo)
+    tpot, X, g, job, rho, _ = state(B)
+    mu_P = N_P * g / job
     cycle_ttft = C / X - steps * tpot  # what the loop leaves for TTFT: at a bound, the wait in front of it
     n_wave = np.ceil(C / (N_P * g_wave))
     first_wave = R + (n_wave + 1) / 2 * job_wave + H
     W = np.maximum(np.asarray(waves, dtype=float), 1.0)
-    out = {"requests_per_s": X, "tpot_s": tpot, "decode_batch": np.clip(X * steps * tpot / N_D, 1.0, B_cap),
-           "job_prompts": g, "job_s": job, "utilisation": rho, "first_wave_ttft_s": first_wave,
-           "prefill_bound": X >= mu_P * 0.98, "decode_bound": X >= N_D * B_cap / (steps * tpot) * 0.98}
+    out = {"requests_per_s": X, "tpot_s": tpot, "decode_batch": B, "job_prompts": g, "job_s": job,
+           "utilisation": rho, "first_wave_ttft_s": first_wave,
+           "prefill_bound": ~at_cap & (X >= 0.99 * mu_P), "decode_bound": at_cap & (B >= B_cap)}
     for stat in stats:
         q = {"mean": None, "p50": 0.5, "p90": 0.9, "p99": 0.99}[stat]
-        queued = np.where(D, wait(rho, stat) * job, 0.0)
+        # a replica's queue holds at most every client's job
+        queued = np.where(D, np.minimum(wait(rho, stat) * job, C / (g * N_P) * job), 0.0)
         steady = np.maximum(R + job + queued + H, cycle_ttft)
         if q is None:
             out["ttft_mean_s"] = steady + np.maximum(first_wave - steady, 0.0) / W

@@ -21,7 +21,8 @@ from ..cost.precision import Precision, default_activations, infeasible_reason
 from ..cost.runtime import GENERIC, engine_id, engine_profile_id
 from ..spec.catalog import Catalog
 from ..spec.errors import PdroofError
-from .handoff import layerwise_overlap, path_reason, transfer
+from ..spec.schema import Record
+from .handoff import layerwise_overlap, path_bandwidth, path_reason, transfer_columns
 from .load import admitted_sequences, aggregated_load
 from .pool_loop import pool_loop
 from .runs import Pool, Run
@@ -86,7 +87,10 @@ def _configuration(cat: _Specs, run: Run, override: str | None):
     raise PdroofError with the reason it cannot be predicted; the same for every run of one
     configuration."""
     model = cat.get("model", run.model)
-    return model, {name: _pool_stage(cat, run, model, pool, override) for name, pool in run.pools.items()}
+    stages = {name: _pool_stage(cat, run, model, pool, override) for name, pool in run.pools.items()}
+    if run.mode == "disaggregated":
+        stages["path"] = _kv_path(cat, stages["prefill"][1], stages["decode"][1])
+    return model, stages
 
 
 def _pool_stage(cat: _Specs, run: Run, model, pool: Pool, override: str | None):
@@ -123,7 +127,8 @@ def _scalars(model, run: Run) -> dict[str, float]:
         if load is None:
             raise PdroofError("neither concurrency nor the deployment's batch gives the load")
         replicas = pool.instances * pool.dp  # each attention replica runs its share of the clients
-        return {"clients": max(1.0, load / replicas), "instances": float(replicas), "dp": float(pool.dp), **lengths}
+        # fewer clients than replicas leave some idle: a fractional share, not one each
+        return {"clients": load / replicas, "instances": float(replicas), "dp": float(pool.dp), **lengths}
     pre, dec = run.pools["prefill"], run.pools["decode"]
     replicas = {"prefill": pre.instances * pre.dp, "decode": dec.instances * dec.dp}
     if run.concurrency is None and dec.batch is None:
@@ -138,7 +143,11 @@ def _scalars(model, run: Run) -> dict[str, float]:
 
 
 def _stack(dicts: list[dict]) -> dict[str, np.ndarray]:
-    return {k: np.array([d[k] for d in dicts], dtype=float) for k in dicts[0]}
+    """Columns of ``dicts``; runs of one configuration share their inputs' dict, stacked once."""
+    first: dict[int, int] = {}
+    index = np.array([first.setdefault(id(d), len(first)) for d in dicts])
+    unique = list({id(d): d for d in dicts}.values())
+    return {k: np.array([d[k] for d in unique], dtype=float)[index] for k in unique[0]}
 
 
 def predict(cat: Catalog, runs: list[Run], runtime: str | None = None, waves: float = 10.0) -> list[Prediction]:
@@ -176,7 +185,7 @@ def predict(cat: Catalog, runs: list[Run], runtime: str | None = None, waves: fl
     if ready["aggregated"]:
         _aggregated(ready["aggregated"], out, waves)
     if ready["disaggregated"]:
-        _disaggregated(specs, ready["disaggregated"], out, waves)
+        _disaggregated(ready["disaggregated"], out, waves)
     for p in out:
         if p.predicted is not None:
             p.vs_measured = vs_measured(p.predicted, p.run.measured)
@@ -188,44 +197,50 @@ def _aggregated(rows: list, out: list[Prediction], waves: float) -> None:
     admitted = admitted_sequences(cols, sc["prompt"], sc["output"])
     res = aggregated_load(cols, sc["clients"], sc["prompt"], sc["output"], arrivals="closed", admitted=admitted,
                           waves=waves, drift=sc["drift"])
+    per_run = _per_run(res, sc["output"], sc["instances"], {
+        "admitted_per_instance": np.floor(res["admitted"] * sc["dp"]), "decode_batch": res["decode_batch"] * sc["dp"],
+        "job_prompts": np.round(res["job_prompts"], 2), "prefill_utilisation": res["utilisation"]})
     for j, (i, *_) in enumerate(rows):
         if admitted[j] < 1:
             out[i].error = "the weights leave no KV memory for one sequence"
-            continue
-        out[i].predicted = _prediction(res, j, sc["output"][j], sc["instances"][j], {
-            "admitted_per_instance": int(res["admitted"][j] * sc["dp"][j]),
-            "decode_batch": float(res["decode_batch"][j] * sc["dp"][j]),
-            "job_prompts": round(float(res["job_prompts"][j]), 2),
-            "prefill_utilisation": float(res["utilisation"][j])})
+        else:
+            out[i].predicted = per_run[j]
+            out[i].predicted["load"]["admitted_per_instance"] = int(out[i].predicted["load"]["admitted_per_instance"])
 
 
-def _disaggregated(specs: _Specs, rows: list, out: list[Prediction], waves: float) -> None:
+def _disaggregated(rows: list, out: list[Prediction], waves: float) -> None:
     pre = _stack([st["prefill"][3] for _, _, st, _ in rows])
     dec = _stack([st["decode"][3] for _, _, st, _ in rows])
     sc = _stack([s for *_, s in rows])
     admitted = admitted_sequences(dec, sc["prompt"], sc["output"])  # a decode replica's KV memory
-    handoff = np.array([_handoff_s(specs, model, st, s) for _, model, st, s in rows])
+    handoff = _handoff_s(rows, pre, dec, sc)
     res = pool_loop(pre, dec, sc["clients"], sc["prompt"], sc["output"], prefill_replicas=sc["prefill_replicas"],
                     decode_replicas=sc["decode_replicas"], job_cap=sc["job_cap"],
                     batch_cap=np.minimum(admitted, sc["batch_cap"]), handoff_s=handoff,
                     request_s=dec["request_latency_s"], drift=sc["drift"], waves=waves)
+    bound = np.where(res["prefill_bound"], "prefill", np.where(res["decode_bound"], "decode", ""))
+    per_run = _per_run(res, sc["output"], np.ones_like(sc["output"]), {
+        "decode_batch_per_replica": res["decode_batch"], "job_prompts": np.round(res["job_prompts"], 2),
+        "prefill_utilisation": res["utilisation"], "handoff_ms": handoff * 1e3})
     for j, (i, *_) in enumerate(rows):
         if admitted[j] < 1:
             out[i].error = "the decode pool's weights leave no KV memory for one sequence"
-            continue
-        out[i].predicted = _prediction(res, j, sc["output"][j], 1.0, {
-            "decode_batch_per_replica": float(res["decode_batch"][j]),
-            "job_prompts": round(float(res["job_prompts"][j]), 2),
-            "prefill_utilisation": float(res["utilisation"][j]), "handoff_ms": float(handoff[j]) * 1e3,
-            "bound": "prefill" if res["prefill_bound"][j] else "decode" if res["decode_bound"][j] else None})
+        else:
+            out[i].predicted = per_run[j]
+            out[i].predicted["load"]["bound"] = str(bound[j]) or None
 
 
-def _prediction(res: dict, j: int, output: float, instances: float, load: dict) -> dict:
-    tpot = float(res["tpot_s"][j]) * 1e3
-    return {"tpot_ms": {"mean": tpot, "median": tpot},
-            "ttft_ms": {name: float(res[f"ttft_{stat}_s"][j]) * 1e3 for name, stat in STATS.items()},
-            "output_tokens_per_s": float(res["requests_per_s"][j] * output * instances),
-            "requests_per_s": float(res["requests_per_s"][j] * instances), "load": load}
+def _per_run(res: dict, output, instances, load: dict[str, np.ndarray]) -> list[dict]:
+    """Each run's prediction (ms, tokens/s and the load's internals), from the columns as Python
+    numbers (converted once, not element by element)."""
+    tpot = (res["tpot_s"] * 1e3).tolist()
+    ttft = {name: (res[f"ttft_{stat}_s"] * 1e3).tolist() for name, stat in STATS.items()}
+    rate = (res["requests_per_s"] * instances).tolist()
+    tokens = (res["requests_per_s"] * output * instances).tolist()
+    loads = {k: np.asarray(v, dtype=float).tolist() for k, v in load.items()}
+    return [{"tpot_ms": {"mean": tpot[j], "median": tpot[j]}, "ttft_ms": {name: v[j] for name, v in ttft.items()},
+             "output_tokens_per_s": tokens[j], "requests_per_s": rate[j],
+             "load": {k: v[j] for k, v in loads.items()}} for j in range(len(tpot))]
 
 
 # The KV path between a run's pools, which runs do not name: the first of these both ends can use
@@ -233,23 +248,31 @@ def _prediction(res: dict, j: int, output: float, instances: float, load: dict) 
 KV_PATHS = ("ib-ndr-400", "roce-400", "tcp-100g")
 
 
-def _handoff_s(specs: _Specs, model, stages: dict, sc: dict) -> float:
-    """Exposed time of one prompt's KV crossing from a prefill replica to a decode replica, moved
-    layer by layer behind its prefill."""
-    (_, src, p_src, inp), (_, dst, _, dst_inp) = stages["prefill"], stages["decode"]
+def _handoff_s(rows: list, pre: dict, dec: dict, sc: dict) -> np.ndarray:
+    """Exposed time of each run's prompt KV crossing from a prefill replica to a decode replica,
+    moved layer by layer behind its prefill (all runs in one evaluation)."""
+    paths = [st["path"] for _, _, st, _ in rows]
+    bandwidth = np.array([path_bandwidth(st["path"], st["prefill"][1], st["decode"][1]) for _, _, st, _ in rows])
+    prefill_s = evaluate("prefill", {**pre, "batch": 1.0, "new_tokens": sc["prompt"], "prefix_tokens": 0.0,
+                                     "context_tokens": sc["prompt"]}, ("seconds",))["seconds"]
+    tokens = np.maximum(1.0, np.round(sc["prompt"]))
+    out = {"exposed_seconds": np.empty(len(rows))}
+    for path in dict.fromkeys(paths):  # one evaluation per path (its latency and efficiency are scalars)
+        on = np.array([p is path for p in paths])
+        sub = {k: (v[on] if np.ndim(v) else v) for k, v in pre.items()}
+        res = transfer_columns(sub, path, bandwidth[on], pre["kv_bytes"][on], tokens[on], tokens[on], pre["tp"][on],
+                               dec["tp"][on], layerwise_overlap(prefill_s[on], pre["layers"][on]))
+        out["exposed_seconds"][on] = res["exposed_seconds"]
+    return out["exposed_seconds"]
+
+
+def _kv_path(specs: _Specs, src: Record, dst: Record) -> Record:
+    """The first of ``KV_PATHS`` both ends can use."""
     for pid in KV_PATHS:
         path = specs.get("path", pid)
         if path_reason(path, src, dst) is None:
-            break
-    else:
-        raise PdroofError(f"no KV path joins {src.id} and {dst.id}")
-    prefill_s = float(evaluate("prefill", {**inp, "batch": 1.0, "new_tokens": sc["prompt"], "prefix_tokens": 0.0,
-                                           "context_tokens": sc["prompt"]}, ("seconds",))["seconds"])
-    moved = transfer(model, path, p_src.kv, max(1, round(sc["prompt"])), tp=int(inp["tp"]),
-                     overlap_s=layerwise_overlap(prefill_s, model.layers), ends=(src, dst), dst_tp=int(dst_inp["tp"]))
-    return moved["exposed_seconds"]
-
-
+            return path
+    raise PdroofError(f"no KV path joins {src.id} and {dst.id}")
 def vs_measured(pred: dict, measured: dict) -> dict | None:
     """Relative error (predicted / measured − 1) per metric, on the median where measured, else the mean."""
     if not measured:

@@ -47,6 +47,8 @@ COLUMNS = (
     ("tokens_per_s_per_device", "output tokens/s per device"),
     ("usd_per_million_tokens", "$ per million output tokens (device-hour prices)"),
     ("joules_per_token", "energy per output token (device power)"),
+    ("prefill_instances", "prefill instances for the offered rate (whole)"),
+    ("decode_instances", "decode instances for the offered rate (whole; aggregated: the one pool's)"),
     ("devices_for_rate", "devices for the offered rate (whole instances)"),
     ("max_rate_for_devices", "largest request rate the device budget sustains"),
     ("transfer_s", "KV transfer time of one request"), ("exposed_transfer_s", "transfer not hidden by prefill"),
@@ -143,7 +145,7 @@ def _row(c: Candidates, stages: dict, cols: dict, i: int, position: int) -> dict
         if key not in row and key in cols:
             row[key] = _num(cols[key][i])
     # the evaluation's unit is one attention replica: an instance holds dp of them
-    for pool, keys in (("prefill", ("prefill_capacity", "link_capacity")),
+    for pool, keys in (("prefill", ("prefill_capacity", "link_capacity", "hold_capacity")),
                        ("decode", ("decode_capacity", "ingress_capacity"))):
         for key in keys:
             if row.get(key) is not None and row[f"{pool}_dp"]:
@@ -151,7 +153,9 @@ def _row(c: Candidates, stages: dict, cols: dict, i: int, position: int) -> dict
     row["decode_batch"] = int(cols["decode_batch"][i]) * row["decode_dp"]
     row["ttft_stat"], row["tpot_stat"] = c.workload.ttft_stat, c.workload.tpot_stat
     if not c.workload.rate_per_s:
-        row["devices_for_rate"] = None
+        row["devices_for_rate"] = row["prefill_instances"] = row["decode_instances"] = None
+    if row["mode"] == "aggregated":
+        row["prefill_instances"] = None
     if not c.devices:
         row["max_rate_for_devices"] = None
     return {key: row.get(key) for key, _ in COLUMNS}

@@ -166,7 +166,8 @@ def prefill_stage(c: Candidates) -> Stage:
     mem = evaluate("memory", cols)
     per_elem = evaluate("memory", {**cols, "kv_bytes": 1.0})["kv_sequence_bytes"]
     host = np.array([_host_bw(a) for a in c.accelerators])
-    st.values = {"prefill_s": pre["seconds"], "tp": cols["tp"], "slots": mem["max_batch"], "inferred": cols["inferred"],
+    st.values = {"prefill_s": pre["seconds"], "tp": cols["tp"], "dp": cols["dp"], "slots": mem["max_batch"],
+                 "inferred": cols["inferred"],
                  "kv_capacity_bytes": mem["kv_capacity_bytes"], "kv_bytes_per_elem": per_elem,
                  "mem_bytes_per_s": cols["mem_bytes_per_s"], "eff_memory": cols["eff_memory"],
                  "host_bytes_per_s": host[st.labels["acc"]],
@@ -226,7 +227,8 @@ def decode_stage(c: Candidates, inst: Instances | None = None) -> Stage:
     b = BATCHES[None, :]
     grid = {k: (v[:, None] if np.ndim(v) else v) for k, v in base.items()}
     step = np.repeat(evaluate("decode", {**grid, "batch": b}, ("seconds",))["seconds"], T, axis=0)
-    cols = {k: np.repeat(inst.cols[k], T) for k in ("inferred", "tp", "mem_bytes_per_s", "eff_memory", "kv_bytes")}
+    cols = {k: np.repeat(inst.cols[k], T) for k in ("inferred", "tp", "dp", "mem_bytes_per_s", "eff_memory",
+                                                     "kv_bytes")}
     mem = {k: np.repeat(mem_i[k], T) for k in ("max_batch", "kv_sequence_bytes", "kv_capacity_bytes")}
     n = len(st)
     hbm_batch = mem["max_batch"]
@@ -245,8 +247,8 @@ def decode_stage(c: Candidates, inst: Instances | None = None) -> Stage:
     st.values = {
         "decode_batch": batch, "inferred": cols["inferred"], "step_s": np.where(has, step[rows_idx, best], np.nan),
         "hbm_batch": hbm_batch, "kv_request_bytes": kv_seq, "tier_bytes_per_s": tiers["tier_bytes_per_s"],
-        "tp": cols["tp"], "mem_bytes_per_s": cols["mem_bytes_per_s"], "eff_memory": cols["eff_memory"],
-        "host_bytes_per_s": np.array([_host_bw(a) for a in c.accelerators])[acc],
+        "tp": cols["tp"], "dp": cols["dp"], "mem_bytes_per_s": cols["mem_bytes_per_s"],
+        "eff_memory": cols["eff_memory"], "host_bytes_per_s": np.array([_host_bw(a) for a in c.accelerators])[acc],
         "kv_capacity_bytes": mem["kv_capacity_bytes"],
         "kv_elem_bytes": cols["kv_bytes"],
         "tier_dominated": _tier_dominated(batch, len(c.tiers), [t.kind for t in c.tiers]),
@@ -283,7 +285,7 @@ SERVING_IDLE = {"prefill_s": 1.0, "handoff_s": 0.0, "prefill_utilisation": 1.0, 
                  "kv_dst_bytes": 0.0, "prefill_slots": 1.0, "admission_wait_s": 0.0, "kv_capacity_bytes": np.inf,
                  "retained_bytes": 0.0,
                  "link_request_s": 1.0, "ingress_request_s": 0.0, "overlap_s": 0.0,
-                 "tp_prefill": 0.0, "tp_decode": 1.0, "price_prefill": 0.0,
+                 "tp_prefill": 0.0, "tp_decode": 1.0, "dp_prefill": 1.0, "dp_decode": 1.0, "price_prefill": 0.0,
                  "price_decode": 0.0, "power_prefill": 0.0, "power_decode": 0.0, "request_rate": 1.0,
                  "device_budget": 1.0}
 
@@ -313,7 +315,7 @@ def aggregated_stage(c: Candidates, inst: Instances | None = None) -> Stage:
                  "tpot_s": np.where(has, tpot[idx, best], np.nan),
                  "tpot_mean_s": np.where(has, step["tpot_mean_s"][idx, best], np.nan),
                  "ttft_unloaded_s": np.where(has, step["ttft_unloaded_s"][idx, best], np.nan),
-                 "ttft_s": np.where(has, ttft[idx, best], np.nan), "tp": cols["tp"],
+                 "ttft_s": np.where(has, ttft[idx, best], np.nan), "tp": cols["tp"], "dp": cols["dp"],
                  "kv_capacity_bytes": mem["kv_capacity_bytes"], "kv_request_bytes": mem["kv_sequence_bytes"],
                  "kv_bound": has & (BATCHES[np.minimum(best + 1, len(BATCHES) - 1)] > admitted)}
     for i in range(len(inst)):

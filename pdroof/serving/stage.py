@@ -95,5 +95,8 @@ def check_parallelism(model: Record, acc: Record, par: Parallelism) -> None:
     experts' split, nodes without a scale-out NIC."""
     check_tp(model, acc, par.tp)
     reason = split_reason(model, acc, par)
+    if reason and "must be at least" in reason:  # a usage error, named as the flag
+        name, rest = reason.split(" ", 1)
+        raise PdroofError(f"--{name.replace('_', '-')} {rest}")
     if reason:
-        raise PdroofError(f"infeasible: {reason}" if "must be at least" not in reason else f"--{reason}")
+        raise PdroofError(f"infeasible: {reason}")

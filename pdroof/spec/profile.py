@@ -62,6 +62,9 @@ PROFILE_EFFICIENCY = Map(fields=(
       doc="HBM efficiency streaming weights, per weight format (small-M GEMMs)"),
     F("moe_compute", MapOf(FRACTION, key=FMT), default={},
       doc="per compute format: routed experts' grouped-GEMM efficiency at large batches (default: compute)"),
+    F("moe_half_width", MapOf(Num(positive=False, minimum=0), key=FMT), default={},
+      doc="per compute format: columns of one expert per device at which moe_compute is half its value "
+          "(moe_compute then stands for wide experts; 0 or absent: no dependence on the split)"),
     F("moe_weights", MapOf(FRACTION, key=FMT), default={},
       doc="per weight format: HBM efficiency streaming routed experts' weights (default: weights)"),
     F("moe_latency_us", MapOf(Num(scale=MICRO, positive=False, minimum=0), key=FMT), attr="moe_latency_s",

@@ -25,15 +25,15 @@ def allreduce_time(bytes_):
     return _active(t) * (latency + 2 * (t - 1) * bytes_ / (t * bw))
 
 
-def alltoall_time(bytes_):
-    """Dispatch plus combine of ``bytes_`` routed activations per device across the e_X
-    expert-parallel groups: each phase sends (e_X−1)/e_X of them, behind the larger of the stack's
-    per-call latency α_A and e_X−1 pairwise exchange hops:
-    2·(max(α_A, (e_X−1)·α_N) + (e_X−1)·bytes/(e_X·N_E·η_N))."""
+def alltoall_time(dispatch_bytes, combine_bytes):
+    """Dispatch of ``dispatch_bytes`` routed activations per device across the e_X expert-parallel
+    groups, then the combine of ``combine_bytes``: each phase sends (e_X−1)/e_X of its bytes,
+    behind the larger of the stack's per-call latency α_A and e_X−1 pairwise exchange hops:
+    Σ_phases max(α_A, (e_X−1)·α_N) + (e_X−1)·bytes/(e_X·N_E·η_N)."""
     e = S("moe_ep")
     bw = S("ep_link_bytes_per_s") * S("eff_link")
     latency = sp.Max(S("alltoall_latency_s"), (e - 1) * S("link_latency_s"))
-    return _active(e) * 2 * (latency + (e - 1) * bytes_ / (e * bw))
+    return _active(e) * (2 * latency + (e - 1) * (dispatch_bytes + combine_bytes) / (e * bw))
 
 
 def gather_scatter_time(bytes_):

@@ -47,11 +47,12 @@ def gemm_group(flops, weight_bytes, act_elems, layers, rows, kernels, moe=False)
     """A GEMM group over ``layers`` layers of ``kernels`` GEMMs with ``rows`` rows each: weights
     streamed at η_W, compute at η_C·rows/(rows + M½) (weight-only formats pay a dequantisation
     overhead q), plus the kernels' fixed latency. The routed experts (``moe``) run as one fused
-    grouped-GEMM layer with its own efficiencies η_XC, η_XW and fixed time τ_X; their rows per
-    expert are few wherever compute could bind below η_XC's batches, so no M½ applies."""
+    grouped-GEMM layer with its own efficiencies η_XC (by the width of a device's expert slice,
+    ``moe_compute_efficiency``), η_XW and fixed time τ_X; their rows per expert are few wherever
+    compute could bind below η_XC's batches, so no M½ applies."""
     bytes_ = weight_bytes + act_elems * S("act_bytes")
     if moe:  # η_XC is measured over the batches at which the grouped GEMMs are compute-bound at all
-        eff, eta_w = S("eff_moe_compute"), S("eff_moe_weights")
+        eff, eta_w = moe_compute_efficiency(), S("eff_moe_weights")
     else:
         eff, eta_w = gemm_efficiency(rows, S("eff_compute"), S("gemm_half_rows")), S("eff_weights")
     c = compute_time(flops, S("peak_flops_per_s"), eff) * (1 + S("dequant_overhead"))
@@ -59,6 +60,15 @@ def gemm_group(flops, weight_bytes, act_elems, layers, rows, kernels, moe=False)
     one = roofline(c, m) + S("moe_latency_s") if moe else kernels_of(roofline(c, m), kernels)
     return {"flops": layers * flops, "bytes": layers * bytes_, "compute_s": layers * c, "memory_s": layers * m,
             "seconds": layers * one}
+
+
+def moe_compute_efficiency():
+    """Grouped-GEMM efficiency of the routed experts: η_XC·w/(w + w½), w = f_X/t_X the columns of
+    one expert a device holds. Narrow slices (experts split many ways) leave the tiles short, so the
+    kernels reach a fraction of what whole experts (expert parallelism) do; measured per engine and
+    accelerator over the split widths of the kernel tables (``benchmarks/engine_factors.py``)."""
+    w = sp.Max(1, S("expert_ffn_size") / S("moe_tp"))  # a dense model has none: one column keeps it defined
+    return S("eff_moe_compute") * w / (w + S("moe_half_width"))
 
 
 def _pass(tokens, head_tokens, attention):
@@ -112,9 +122,12 @@ def _pass(tokens, head_tokens, attention):
     ops["tp_comm"] = {"flops": sp.Integer(0), "bytes": S("layers") * 2 * T * h * ba, "compute_s": sp.Integer(0),
                       "memory_s": ar, "seconds": ar}
     # the experts' all-to-all carries a device's share of its replica's routed tokens (the busiest
-    # group's), DP attention's gather and scatter the replica's activations
-    a2a = S("moe_layers") * (alltoall_time(T * k * h * ba / t * ep_imbalance()) + gather_scatter_time(T * h * ba))
-    ops["ep_comm"] = {"flops": sp.Integer(0), "bytes": S("moe_layers") * 2 * T * k * h * ba / t,
+    # group's): dispatched in the experts' input format, combined in 16-bit; DP attention's gather
+    # and scatter carry the replica's activations
+    routed_elems = T * k * h / t * ep_imbalance()
+    a2a = S("moe_layers") * (alltoall_time(routed_elems * S("dispatch_bytes"), routed_elems * ba)
+                             + gather_scatter_time(T * h * ba))
+    ops["ep_comm"] = {"flops": sp.Integer(0), "bytes": S("moe_layers") * T * k * h / t * (S("dispatch_bytes") + ba),
                       "compute_s": sp.Integer(0), "memory_s": a2a, "seconds": a2a}
 
     # LM head: only the last position of each prompt in prefill; kept in 16-bit weights.
