@@ -519,3 +519,18 @@ def test_rows_the_objective_cannot_price_rank_by_output_per_device(catalog):
     unpriced = [r["tokens_per_s_per_device"] for r in rows]
     assert unpriced and all(r["usd_per_million_tokens"] is None for r in rows)
     assert unpriced == sorted(unpriced, reverse=True)
+
+
+def test_the_studys_production_question_sizes_pools_as_the_study_did(cli_json):
+    """GLM-5.1, 64K in (90% prefix hits) / 512 out at 1.8 req/s, TTFT 5 s and TPOT 30 ms, prefill on
+    MetaX C600 and decode on H20: the best disaggregated row's whole pools hold between 1.3 and 3.5
+    prefill devices per decode device (the study ran 2:1)."""
+    out = cli_json("rank", "-m", "glm-5.1", "--prompt", "65536", "--output", "512", "--prefix-hit", "0.9", "--ttft",
+                   "5000", "--tpot", "30", "--prefill-hw", "metax-c600", "--decode-hw", "h20", "--rate", "1.8",
+                   "--top", "3")
+    best = next(r for r in out["results"] if r["mode"] == "disaggregated")
+    assert (best["prefill_hw"], best["decode_hw"]) == ("metax-c600", "h20")
+    prefill = best["prefill_instances"] * best["prefill_devices"]
+    decode = best["decode_instances"] * best["decode_devices"]
+    assert prefill + decode == best["devices_for_rate"]
+    assert 1.3 <= prefill / decode <= 3.5

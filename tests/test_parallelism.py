@@ -1,0 +1,100 @@
+"""``cost/parallelism`` and the collectives of an instance split over tp, dp, moe_tp and moe_ep:
+the vocabulary's defaults and refusals, the all-to-all and gather/scatter terms, the busiest
+expert-parallel group's excess, and bandwidth across nodes."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from pdroof.cost.inputs import collective_bandwidth, group_bandwidth
+from pdroof.cost.numeric import evaluate
+from pdroof.cost.parallelism import Parallelism, nodes, split_reason
+from pdroof.cost.precision import Precision
+from pdroof.serving.stage import stage_inputs
+
+
+def test_defaults_split_the_experts_over_every_device(catalog):
+    ds, llama = catalog.get("model", "deepseek-v3"), catalog.get("model", "llama-3.1-8b")
+    assert Parallelism(2, 4).for_model(ds) == Parallelism(2, 4, 8, 1)
+    assert Parallelism(1, 8, None, 8).for_model(ds).experts_tp == 1
+    assert Parallelism(4, 1, None, 2).for_model(ds).experts_tp == 2
+    assert Parallelism(2, 2, 1, 4).for_model(llama) == Parallelism(2, 2, 4, 1)  # dense: no experts to split
+
+
+def test_splits_that_cannot_run_say_why(catalog):
+    ds, h200, mi300x = (catalog.get("model", "deepseek-v3"), catalog.get("accelerator", "h200-sxm"),
+                        catalog.get("accelerator", "mi300x"))
+    assert "must equal" in split_reason(ds, h200, Parallelism(2, 4, 2, 2))
+    assert split_reason(ds, h200, Parallelism(2, 4, 2, 2), given=True) is None  # a run as its source gives it
+    assert "does not divide the 256 experts" in split_reason(ds, h200, Parallelism(1, 6, 1, 6))
+    assert split_reason(ds, h200, Parallelism(1, 16, 1, 16)) is None and nodes(h200, 16) == 2
+    assert "no scale-out NIC" in split_reason(ds, mi300x, Parallelism(1, 16, 1, 16))  # its spec gives none
+
+
+def test_bandwidth_across_nodes_is_set_by_the_nic_share(catalog):
+    h200 = catalog.get("accelerator", "h200-sxm")
+    nvl, nic = collective_bandwidth(h200, 8), h200.scale_out_bytes_per_s
+    assert group_bandwidth(h200, 8) == nvl
+    # 16 devices: 7 peers over NVLink and 8 over the NIC at once, the NIC's share the slower
+    assert group_bandwidth(h200, 16) == pytest.approx(15 / max(7 / nvl, 8 / nic))
+    assert group_bandwidth(h200, 64) < group_bandwidth(h200, 16) < nvl
+
+
+def _decode(catalog, par, batch=64.0, model="deepseek-v3", acc="h200-sxm", **over):
+    inp, _ = stage_inputs(catalog.get("model", model), catalog.get("accelerator", acc),
+                          catalog.get("runtime", "engine"), Precision("fp8", "fp8", "fp8"), par.tp, par)
+    return evaluate("decode", {**inp, "batch": batch, "new_tokens": 1.0, "prefix_tokens": 0.0,
+                               "context_tokens": 2048.0, **over})
+
+
+def test_the_all_to_all_by_its_formula(catalog):
+    """Dispatch in the experts' input format and combine in 16-bit, (e−1)/e of a device's share of
+    its replica's routed tokens over the link, each phase behind the per-call latency; the busiest
+    group carries 1 + (ι₃₂ − 1)·√(ln e / ln 32) of the mean."""
+    par = Parallelism(1, 8, 1, 8)
+    inp, _ = stage_inputs(catalog.get("model", "deepseek-v3"), catalog.get("accelerator", "h200-sxm"),
+                          catalog.get("runtime", "engine"), Precision("fp8", "fp8", "fp8"), 1, par)
+    T, e = 64.0, 8.0
+    iota = 1 + (inp["ep_imbalance_32"] - 1) * math.sqrt(math.log(e) / math.log(32))
+    elems = T * inp["experts_per_token"] * inp["hidden"] * iota
+    latency = max(inp["alltoall_latency_s"], (e - 1) * inp["link_latency_s"])
+    per_layer = 2 * latency + (e - 1) * elems * (inp["dispatch_bytes"] + inp["act_bytes"]) / (
+        e * inp["ep_link_bytes_per_s"] * inp["eff_link"])
+    got = float(_decode(catalog, par, batch=T)["ep_comm_seconds"])
+    assert inp["dispatch_bytes"] == 1.0 and got == pytest.approx(inp["moe_layers"] * per_layer, rel=1e-9)
+    balanced = float(_decode(catalog, par, batch=T, ep_imbalance_32=1.0)["ep_comm_seconds"])
+    assert balanced < got
+
+
+def test_dp_attention_without_ep_gathers_like_an_all_reduce_of_the_group(catalog):
+    par = Parallelism(1, 4, 4, 1)  # experts split four ways over four one-device replicas
+    model = "gpt-oss-120b"
+    d = _decode(catalog, par, model=model, acc="b200", batch=16.0)
+    inp, _ = stage_inputs(catalog.get("model", model), catalog.get("accelerator", "b200"),
+                          catalog.get("runtime", "engine"), Precision("fp8", "fp8", "fp8"), 1, par)
+    g = 4.0
+    bytes_ = 16.0 * inp["hidden"] * inp["act_bytes"]
+    per_layer = max(inp["allreduce_latency_s"], 2 * (g - 1) * inp["link_latency_s"]) + 2 * (g - 1) * bytes_ / (
+        inp["dp_link_bytes_per_s"] * inp["eff_link"])
+    assert float(d["ep_comm_seconds"]) == pytest.approx(inp["moe_layers"] * per_layer, rel=1e-9)
+    assert float(_decode(catalog, Parallelism(4), model=model, acc="b200", batch=16.0)["ep_comm_seconds"]) == 0
+
+
+def test_narrow_expert_slices_compute_below_whole_experts(catalog):
+    """The experts' grouped GEMMs reach η_XC·w/(w + w½): gpt-oss's 2880-wide experts split eight
+    ways (TP8) run well below the same experts whole on each device (EP8); it has no shared expert,
+    so the experts' compute is the routed GEMMs' alone."""
+    ds, h200, rt = catalog.get("model", "gpt-oss-120b"), catalog.get("accelerator", "h200-sxm"), \
+        catalog.get("runtime", "trtllm")
+    p = Precision("fp8", "fp8", "fp8")
+    out = {}
+    for name, par in (("tp8", Parallelism(8)), ("ep8", Parallelism(8, 1, 1, 8))):
+        inp, _ = stage_inputs(ds, h200, rt, p, par.tp, par)
+        pre = evaluate("prefill", {**inp, "batch": 4.0, "new_tokens": 8192.0, "prefix_tokens": 0.0,
+                                   "context_tokens": 8192.0})
+        out[name] = float(pre["experts_flops"]) / float(pre["experts_compute_s"])
+    w8, w1 = 2880 / 8, 2880.0
+    half = inp["moe_half_width"]
+    assert half > 0 and out["ep8"] / out["tp8"] == pytest.approx((w1 / (w1 + half)) / (w8 / (w8 + half)), rel=0.01)  # the router, a dense GEMM, rides along
