@@ -10,7 +10,7 @@ from functools import cache
 from ..spec.schema import Record
 from ..spec.units import format_bytes
 from .architecture import conv_channels, shape_of
-from .parallelism import Parallelism
+from .parallelism import Parallelism, scale_up_domain
 from .precision import Precision, attention_peak_format
 from .runtime import Efficiency
 
@@ -42,18 +42,14 @@ def group_bandwidth(acc: Record, devices: int) -> float | None:
     the scale-up domain ``collective_bandwidth``; beyond it, a device's traffic to the other
     domain − 1 devices of its node crosses the scale-up link and to the devices − domain others its
     scale-out NIC, concurrently, so the slower share sets the time."""
-    local = collective_bandwidth(acc, min(devices, _domain(acc)))
-    domain = _domain(acc)
+    local = collective_bandwidth(acc, min(devices, scale_up_domain(acc)))
+    domain = scale_up_domain(acc)
     if devices <= domain or local is None:
         return local
     nic = acc.scale_out_bytes_per_s
     if not nic:
         return None
     return (devices - 1) / max((domain - 1) / local, (devices - domain) / nic)
-
-
-def _domain(acc: Record) -> int:
-    return acc.scale_up.domain_size if acc.scale_up and acc.scale_up.domain_size else 1
 
 
 def model_inputs(model: Record, layers: int | None = None) -> dict[str, float]:

@@ -35,19 +35,15 @@ class Parallelism:
             return Parallelism(self.tp, self.dp, self.devices, 1)
         return Parallelism(self.tp, self.dp, self.experts_tp, self.moe_ep)
 
-    def label(self) -> str:
-        parts = [f"tp {self.tp}"]
-        if self.dp > 1:
-            parts.append(f"dp {self.dp}")
-        if self.moe_ep > 1 or (self.moe_tp is not None and self.moe_tp != self.devices):
-            parts.append(f"moe_tp {self.experts_tp} × moe_ep {self.moe_ep}")
-        return ", ".join(parts)
+
+def scale_up_domain(acc: Record) -> int:
+    """Devices in one scale-up domain (a node) of ``acc``: 1 where the spec gives none."""
+    return acc.scale_up.domain_size if acc.scale_up and acc.scale_up.domain_size else 1
 
 
 def nodes(acc: Record, devices: int) -> int:
     """Scale-up domains (nodes) an instance of ``devices`` devices spans."""
-    domain = acc.scale_up.domain_size if acc.scale_up and acc.scale_up.domain_size else 1
-    return math.ceil(devices / domain)
+    return math.ceil(devices / scale_up_domain(acc))
 
 
 def split_reason(model: Record, acc: Record, par: Parallelism, given: bool = False) -> str | None:

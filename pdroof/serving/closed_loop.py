@@ -61,6 +61,13 @@ def _throughput(clients, admitted, request_s, engine_s):
     return np.minimum(clients / (request_s + engine_s), admitted / engine_s)
 
 
+def job_prompts(arriving, most) -> np.ndarray:
+    """Prompts a job holds where they arrive one by one: those that arrived during the job before,
+    Poisson of mean m = ``arriving``, given at least one: m/(1 − e^(−m)), between 1 and ``most``."""
+    m = np.maximum(arriving, 1e-9)
+    return np.clip(m / -np.expm1(-m), 1.0, most)
+
+
 def mixed_step_s(inputs: dict, batch, prompts, prompt_tokens, prefix_tokens, context_tokens):
     """One forward pass: ``batch`` decodes at ``context_tokens`` and ``prompts`` prompts of
     ``prompt_tokens`` new tokens after a cached prefix (the ``mixed`` equations)."""
@@ -145,7 +152,7 @@ def closed_loop(inputs: dict, clients, prompt_tokens, output_tokens, chunk_token
         engine[idx] = engine_i = job_i + w + (Li - 1) * tpot_i
         X_new = 0.5 * Xi + 0.5 * _throughput(C[idx], Ci, R[idx], engine_i)
         m = X_new * job_i  # prompts arriving during a job: the next job's, at least one
-        g[idx] = np.where(Di, 0.5 * gi + 0.5 * np.clip(m / -np.expm1(-np.maximum(m, 1e-9)), 1.0, g_wave[idx]), gi)
+        g[idx] = np.where(Di, 0.5 * gi + 0.5 * job_prompts(m, g_wave[idx]), gi)
         moving = (np.abs(X_new - Xi) > 1e-5 * Xi) | (np.abs(g[idx] - gi) > 1e-4 * gi)
         X[idx] = X_new
         idx = idx[moving]

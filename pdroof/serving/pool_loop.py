@@ -25,6 +25,7 @@ import numpy as np
 
 from ..cost.numeric import evaluate
 from ..cost.queueing import wait
+from .closed_loop import job_prompts
 
 
 def _prefill_s(inputs: dict, prompts, prompt_tokens) -> np.ndarray:
@@ -66,7 +67,7 @@ def pool_loop(prefill: dict, decode: dict, clients, prompt_tokens, output_tokens
             for _ in range(4):
                 job = np.where(D, _prefill_s(prefill, g, S), job_wave)
                 m = X / N_P * job
-                g = np.where(D, np.clip(m / -np.expm1(-np.maximum(m, 1e-9)), 1.0, g_wave), g_wave)
+                g = np.where(D, job_prompts(m, g_wave), g_wave)
             job = np.where(D, _prefill_s(prefill, g, S), job_wave)
         rho = X * job / (g * N_P)
         stable = rho < 0.999

@@ -15,7 +15,7 @@ from ..cost.inputs import (
     model_inputs,
     precision_inputs,
 )
-from ..cost.parallelism import Parallelism, split_reason
+from ..cost.parallelism import Parallelism, scale_up_domain, split_reason
 from ..cost.precision import Precision
 from ..cost.runtime import resolve
 from ..spec.errors import PdroofError
@@ -34,7 +34,7 @@ def tp_reason(model: Record, acc: Record, tp: int) -> str | None:
     """Why ``tp`` devices of ``acc`` cannot form one instance of ``model``, or None."""
     if tp < 1:
         return f"tp must be at least 1, not {tp}"
-    domain = acc.scale_up.domain_size if acc.scale_up and acc.scale_up.domain_size else 1
+    domain = scale_up_domain(acc)
     if tp > domain:
         return f"tp {tp} exceeds the scale-up domain of {acc.id} ({domain} devices)"
     if tp > 1 and collective_bandwidth(acc) is None:
