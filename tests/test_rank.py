@@ -534,3 +534,17 @@ def test_the_studys_production_question_sizes_pools_as_the_study_did(cli_json):
     decode = best["decode_instances"] * best["decode_devices"]
     assert prefill + decode == best["devices_for_rate"]
     assert 1.3 <= prefill / decode <= 3.5
+
+
+def test_a_scale_up_kv_path_joins_only_instances_that_fit_one_domain(catalog, cli):
+    """NVLink between a TP8 prefill instance and a TP8 decode instance of H100 (sixteen devices, a
+    domain of eight) is not a path: such rows are excluded and counted, and the network path that
+    NVLink would have dominated for small instances is still ranked."""
+    c = _cands(catalog, accs=("h100-sxm",), paths=("nvlink4", "roce-400"), model="llama-3.1-70b", tp=(8,))
+    rk = rank(c, "cost", top=0)
+    assert rk.rows and all(r["path"] != "nvlink4" for r in rk.rows if r["mode"] == "disaggregated")
+    assert rk.results.infeasible["a scale-up KV path between instances that do not fit one scale-up domain "
+                                 "together"] > 0
+    code, out, err = cli("plan", "--model", "llama-3.1-8b", "--prefill", "h100-sxm", "--decode", "h100-sxm",
+                         "--prefill-tp", "8", "--decode-tp", "2", "--link", "nvlink4", "--format", "json")
+    assert "a prefill and a decode instance take 10" in out

@@ -15,10 +15,21 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..cost.inputs import model_inputs
+from ..cost.parallelism import scale_up_domain
 from ..spec.units import format_bytes
 from .columns import aggregated_rows, handoff_columns, serving_columns
 from .load import prefill_utilisation
-from .space import Candidates, PairLinks, Stage, aggregated_stage, decode_stage, instances, pair_links, prefill_stage
+from .space import (
+    SCALE_UP_PATHS,
+    Candidates,
+    PairLinks,
+    Stage,
+    aggregated_stage,
+    decode_stage,
+    instances,
+    pair_links,
+    prefill_stage,
+)
 
 OBJECTIVES = {  # column, True when larger is better
     "cost": ("usd_per_million_tokens", False),
@@ -32,6 +43,7 @@ OBJECTIVES = {  # column, True when larger is better
 PARETO_AXES = (("tokens_per_s_per_device", True), ("ttft_unloaded_s", False), ("tpot_s", False))
 BLOCK = 50_000  # configurations per vectorised block: its temporaries stay in cache (4× 400k was slower)
 IMPOSSIBLE = "path or wire format not possible for the pair"
+APART = "a scale-up KV path between instances that do not fit one scale-up domain together"
 
 
 @dataclass
@@ -177,9 +189,14 @@ def disaggregated_block(c: Candidates, pre: Stage, dec: Stage, links: PairLinks,
                                 powers[ad]))
     cols.update({"mode": np.zeros(len(pr), dtype=np.int8), "prefill_row": pr, "decode_row": dr, "wire": iw, "path": ik,
                  "inferred": pre.values["inferred"][pr] + dec.values["inferred"][dr]})
+    # a scale-up path joins a prefill and a decode instance that fit one domain together
+    scale = np.array([p.kind in SCALE_UP_PATHS for p in c.paths])[ik]
+    domain = np.array([scale_up_domain(a) for a in c.accelerators])[acc_p[ip]]
+    together = pre.values["tp"][pr] * pre.values["dp"][pr] + dec.values["tp"][dr] * dec.values["dp"][dr]
+    cols["path_fits"] = ~scale | (together <= domain)
     # the prefill pool is sized to its target (its TTFT statistic meets it at capacity by construction):
     # a positive capacity is the TTFT condition
-    cols["feasible"] = (cols["prefill_rate"] > 0) & (cols["admission_batch"] >= 1)
+    cols["feasible"] = (cols["prefill_rate"] > 0) & (cols["admission_batch"] >= 1) & cols["path_fits"]
     return cols, (n_possible, len(pr))
 
 
@@ -315,8 +332,9 @@ def run(c: Candidates, objective: str = "cost", keep: int = 200, pareto: bool = 
         res.dominated += n_possible - n_useful
         ttft_ok = cols["prefill_rate"] > 0
         res.infeasible["misses TTFT (prefill, queueing margin and handoff)"] += int((~ttft_ok).sum())
+        res.infeasible[APART] += int((ttft_ok & ~cols["path_fits"]).sum())
         res.infeasible["no decode admission room after reservations and retained cache"] += int(
-            (ttft_ok & ~cols["feasible"]).sum())
+            (ttft_ok & cols["path_fits"] & ~cols["feasible"]).sum())
         res.feasible += int(cols["feasible"].sum())
         res.evaluated += n_useful
         parts.append(_select(cols, objective, keep, pareto))

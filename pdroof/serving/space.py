@@ -24,6 +24,7 @@ from .stage import context_reason, stage_inputs, tp_reason
 from .workload import Workload
 
 TP_CHOICES = (1, 2, 4, 8)
+SCALE_UP_PATHS = ("nvlink", "scale_up")  # path kinds inside one scale-up domain
 # MoE models also run with DP attention: replicas of one device, the routed experts spread over all
 # of them (the wide-EP form engines deploy), up to four nodes of eight
 DP_CHOICES = (2, 4, 8, 16, 32)
@@ -357,6 +358,10 @@ def pair_links(c: Candidates) -> PairLinks:
               & ok[:, :, :, None])  # [i, j, k_other, k]: k_other at least as good as k
     strictly = (rate[:, :, :, None] > rate[:, :, None, :]) | (lat[None, None, :, None] < lat[None, None, None, :])
     first = np.arange(len(c.paths))[:, None] < np.arange(len(c.paths))[None, :]  # ties: keep the first
+    # a scale-up path holds only instances that fit one domain together (judged per row, later):
+    # it never stands in for a network path
+    scale = np.array([p.kind in SCALE_UP_PATHS for p in c.paths])
+    better &= ~(scale[:, None] & ~scale[None, :])[None, None]
     dominated = (better & (strictly | first[None, None])).any(axis=2) & ok
     return PairLinks(ok=ok, useful=ok & ~dominated, bandwidth=bw, reasons=reasons)
 
