@@ -109,7 +109,7 @@ def test_no_executable_format_never_feasible(catalog):
         assert r["decode_hw"] != "ascend-910b"  # no fp8 KV path on the 910B
         assert r["prefill_hw"] != "ascend-910b"  # it cannot write an fp8 wire format either
         if r["prefill_hw"] == "a100-sxm-80g":
-            assert r["prefill_precision"].endswith("/bf16")  # no fp8 activations on Ampere
+            assert not r["prefill_precision"].endswith("/fp8")  # no fp8 activations on Ampere
 
 
 def test_cross_vendor_pairs_use_network_paths(catalog):
@@ -548,3 +548,39 @@ def test_a_scale_up_kv_path_joins_only_instances_that_fit_one_domain(catalog, cl
     code, out, err = cli("plan", "--model", "llama-3.1-8b", "--prefill", "h100-sxm", "--decode", "h100-sxm",
                          "--prefill-tp", "8", "--decode-tp", "2", "--link", "nvlink4", "--format", "json")
     assert "a prefill and a decode instance take 10" in out
+
+
+def test_a_ranking_with_no_row_exits_1_naming_the_binding_target(cli):
+    code, out, err = cli("rank", "--ttft", "1")
+    assert code == 1 and not out.strip() and err.startswith("Error: no configuration meets TTFT p90 ≤ 1 ms")
+    assert "(binding: misses TTFT" in err and len(err.strip().splitlines()) == 1
+    code, _, err = cli("rank", "--tpot", "1", "--format", "json")
+    assert code == 1 and "(binding: decode: misses TPOT 1 ms" in err
+
+
+def test_top_zero_keeps_every_row_and_mode_filters(cli_json):
+    everything = cli_json("rank", "-m", "llama-3.1-8b", "--accelerators", "h100-sxm,h200-sxm", "--top", "0")["results"]
+    assert len(everything) > 150  # it stopped at 150 before
+    agg = cli_json("rank", "-m", "llama-3.1-8b", "--accelerators", "h100-sxm,h200-sxm", "--mode", "agg", "--top", "0")
+    assert agg["results"] and all(r["mode"] == "aggregated" for r in agg["results"])
+    assert len(agg["results"]) == sum(r["mode"] == "aggregated" for r in everything)
+
+
+def test_prices_override_the_catalogue_and_bad_ones_are_one_error(cli, cli_json):
+    base = cli_json("rank", "-m", "llama-3.1-8b", "--accelerators", "h100-sxm", "--top", "1")["results"][0]
+    cheap = cli_json("rank", "-m", "llama-3.1-8b", "--accelerators", "h100-sxm", "--price", "h100-sxm=1.0",
+                     "--top", "1")["results"][0]
+    assert cheap["usd_per_million_tokens"] < base["usd_per_million_tokens"]
+    for bad, says in (("h100-sxm=-1", "positive price"), ("h100-sxm", "ACC=USD_PER_HOUR"),
+                      ("h999=2", "not a candidate accelerator")):
+        code, _, err = cli("rank", "-m", "llama-3.1-8b", "--accelerators", "h100-sxm", "--price", bad)
+        assert code == 1 and says in err
+    code, _, err = cli("rank", "--top", "-1")
+    assert code == 1 and "must not be negative" in err
+
+
+def test_version(cli):
+    from pdroof import __version__
+
+    code, out, _ = cli("--version")
+    assert code == 0 and out.strip() == f"pdroof {__version__}"

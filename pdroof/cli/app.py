@@ -18,12 +18,22 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        typer.echo(f"pdroof {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _root(
     ctx: typer.Context,
     catalog: list[Path] = typer.Option(
         None, "--catalog", help="extra catalogue directory (repeatable; also $PDROOF_CATALOG)",
         file_okay=False, metavar="DIR"),
+    version: bool = typer.Option(False, "--version", help="print the version and exit", is_eager=True,
+                                 callback=_version),
 ):
     ctx.obj = {"catalog_dirs": list(catalog or [])}
 

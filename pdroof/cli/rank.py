@@ -13,6 +13,8 @@ from ..output.render import Column
 from .options import RuntimeOpt, Stat, TpotStatOpt, TtftStatOpt
 
 Objective = Enum("Objective", {k: k for k in ("cost", "throughput", "ttft", "tpot", "energy")}, type=str)
+Mode = Enum("Mode", {"disagg": "disagg", "agg": "agg"}, type=str)
+MODE_NAMES = {"disagg": "disaggregated", "agg": "aggregated"}
 RankFormat = Enum("RankFormat", {k: k for k in ("table", "csv", "json", "xlsx")}, type=str)
 
 
@@ -89,6 +91,9 @@ def rank_cmd(
                                                              "a choice separate from the KV tier"),
     runtime: str = RuntimeOpt,
     objective: Objective = typer.Option(Objective.cost, "--objective", help="what to rank by"),
+    mode: Mode = typer.Option(None, "--mode", help="only disaggregated (disagg) or aggregated (agg) rows"),
+    price: str = typer.Option(None, "--price", help="device-hour prices over the catalogue's: "
+                                                    "ACC=USD_PER_HOUR[,ACC=USD_PER_HOUR...]"),
     pareto: bool = typer.Option(False, "--pareto", help="only the non-dominated set (tokens/s/device, TTFT, TPOT)"),
     top: int = typer.Option(20, "--top", help="rows to show (0: all kept)"),
     show_infeasible: bool = typer.Option(False, "--show-infeasible", help="list excluded configurations and why"),
@@ -99,7 +104,7 @@ def rank_cmd(
     """Rank prefill/decode placements, formats, KV paths and residency for a model and workload."""
     from ..cost.runtime import runtimes_for
     from ..output import export, render
-    from ..serving.rank import infeasible_rows
+    from ..serving.rank import dead_end, infeasible_rows
     from ..serving.space import Candidates
     from ..serving.workload import resolve
     from ..spec.errors import PdroofError
@@ -129,8 +134,9 @@ def rank_cmd(
                    weights=_ids(weights), kv=_ids(kv), tp=tps, dp=dps, moe_ep=eps,
                    prefill_ids=frozenset(_ids(prefill_hw)) if prefill_hw else None,
                    decode_ids=frozenset(_ids(decode_hw)) if decode_hw else None, devices=devices,
-                   retained_bytes=retain_gb * 1e9, runtimes=runtimes_for(cat, runtime, accs))
-    rk = _run(c, objective.value, top, pareto)
+                   retained_bytes=retain_gb * 1e9, runtimes=runtimes_for(cat, runtime, accs),
+                   prices=_prices(price, {a.id for a in accs}))
+    rk = _run(c, objective.value, top, pareto, mode and MODE_NAMES[mode.value])
     bad = infeasible_rows(rk) if show_infeasible else None
     if plot:
         export.plot(rk if pareto and not top else _run(c, objective.value, 0, True), plot)
@@ -155,11 +161,15 @@ def rank_cmd(
             cols.insert(-1, Column("devices_for_rate", f"devices @{w_.rate_per_s:g}/s"))
         if devices:
             cols.insert(-1, Column("max_rate_for_devices", f"req/s @{devices} dev"))
-        text = render.table_text(_table_rows(rk.rows), cols, title=title, caption=rk.summary())
+        text = render.table_text(_table_rows(rk.rows), cols, title=title, caption=rk.summary()) if rk.rows else ""
         if bad:
             text += render.table_text(bad, [Column("stage", "stage"), Column("configuration", "configuration"),
                                             Column("reason", "reason")], title="excluded")
-        render.emit(text, output)
+        if text:
+            render.emit(text, output)
+    reason = dead_end(rk)
+    if reason:  # a ranking with no row is a failure to find one, not an empty success
+        raise PdroofError(reason)
 
 
 def _degrees(flag: str, text: str | None) -> tuple[int, ...] | None:
@@ -204,11 +214,33 @@ class _Progress:
             self.bar.stop()
 
 
-def _run(c, objective, top, pareto):
+def _prices(text: str | None, known: set[str]) -> dict[str, float]:
+    """``ACC=USD_PER_HOUR`` pairs, each a candidate accelerator and a finite positive price."""
+    from ..spec.errors import PdroofError
+
+    out: dict[str, float] = {}
+    for item in (text or "").split(","):
+        if not item.strip():
+            continue
+        acc, sep, value = item.partition("=")
+        acc = acc.strip()
+        try:
+            usd = float(value) if sep else math.nan
+        except ValueError:
+            usd = math.nan
+        if not (math.isfinite(usd) and usd > 0):
+            raise PdroofError(f"--price takes ACC=USD_PER_HOUR with a positive price, not {item.strip()!r}")
+        if acc not in known:
+            raise PdroofError(f"--price names {acc!r}, which is not a candidate accelerator")
+        out[acc] = usd
+    return out
+
+
+def _run(c, objective, top, pareto, mode=None):
     from ..serving.rank import rank as run_rank
 
     progress = _Progress()
     try:
-        return run_rank(c, objective, top, pareto, progress=progress)
+        return run_rank(c, objective, top, pareto, progress=progress, mode=mode)
     finally:
         progress.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -67,6 +68,7 @@ class Ranking:
     stages: dict
     candidates: Candidates
     objective: str
+    mode: str | None = None  # the one mode kept, if one was asked for
 
     def summary(self) -> str:
         r = self.results
@@ -88,9 +90,15 @@ class Ranking:
 
 
 def rank(c: Candidates, objective: str = "cost", top: int = 20, pareto: bool = False,
-         progress: Callable[[int, int], None] | None = None, prune: bool = True) -> Ranking:
-    """Enumerate, evaluate and order the design space of ``c`` (see ``evaluate.run``)."""
-    res, stages = run(c, objective, keep=max(top, 50), pareto=pareto, progress=progress, prune=prune)
+         progress: Callable[[int, int], None] | None = None, prune: bool = True, mode: str | None = None) -> Ranking:
+    """Enumerate, evaluate and order the design space of ``c`` (see ``evaluate.run``); ``top`` 0
+    keeps every feasible row; ``mode`` (disaggregated or aggregated) keeps that mode's rows only."""
+    if mode is not None and mode not in MODES:
+        raise PdroofError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    if top < 0:
+        raise PdroofError(f"--top must not be negative (0: all rows), not {top}")
+    keep = max(top, 50) if top else sys.maxsize
+    res, stages = run(c, objective, keep=keep, pareto=pareto, progress=progress, prune=prune)
     if res.total == 0:
         raise PdroofError(
             f"nothing to rank: no candidate accelerator runs {c.model.id} with TP in {list(c.tp)}"
@@ -98,15 +106,38 @@ def rank(c: Candidates, objective: str = "cost", top: int = 20, pareto: bool = F
             + (f", KV in {list(c.kv)}" if c.kv else "") + " on an executable path")
     cols = res.columns
     if not cols:
-        return Ranking([], res, stages, c, objective)
+        return Ranking([], res, stages, c, objective, mode)
     order = ranked(cols, objective)
+    if mode is not None:
+        order = order[cols["mode"][order] == MODES.index(mode)]
     if pareto:
         pm = pareto_mask(cols)
         order = order[pm[order]]
     if top:
         order = order[:top]
     rows = [_row(c, stages, cols, i, pos + 1) for pos, i in enumerate(order)]
-    return Ranking(rows, res, stages, c, objective)
+    return Ranking(rows, res, stages, c, objective, mode)
+
+
+def dead_end(rk: Ranking) -> str | None:
+    """Why a ranking has no row (None if it has one): its targets and every reason that excluded
+    configurations, largest first, the binding one named."""
+    if rk.rows:
+        return None
+    r, w = rk.results, rk.candidates.workload
+    if r.feasible:
+        return f"no {rk.mode} configuration meets {w.targets_text()}: {r.feasible:,} of the other mode do"
+    reasons = [(n, k) for k, n in r.infeasible.most_common() if n]
+    if r.filtered:
+        reasons.append((r.filtered, "excluded by filters"))
+    if not reasons:
+        return f"no configuration meets {w.targets_text()}"
+    # binding: the target that turned away what passed every other gate (the joint grid's TTFT),
+    # else the target that excluded the most
+    last = [k for n, k in reasons if k.startswith("misses TTFT")]
+    target = (last or [k for _, k in reasons if "TTFT" in k or "TPOT" in k] or [reasons[0][1]])[0]
+    counts = "; ".join(f"{n:,} {k}" for n, k in reasons)
+    return f"no configuration meets {w.targets_text()} (binding: {target}): {counts}"
 
 
 def _num(v) -> float | None:

@@ -72,6 +72,7 @@ class Candidates:
     retained_bytes: float = 0.0                 # prefix cache retained per decode device (not a tier)
     runtimes: dict[str, Record] = field(default_factory=dict)  # accelerator id -> its runtime (default: runtime)
     given_splits: tuple[Parallelism, ...] | None = None  # exactly these splits (a deployment's), not the enumeration
+    prices: dict[str, float] = field(default_factory=dict)  # accelerator id -> USD per device-hour, over the spec's
 
     def runtime_of(self, acc: Record) -> Record:
         """The runtime profile ``acc`` runs."""
