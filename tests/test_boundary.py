@@ -333,3 +333,21 @@ def test_the_studys_production_deployment_holds_its_targets(cli):
     assert (dec["accelerator"], dec["dp"], dec["moe_ep"], dec["devices"]) == ("h20", 16, 16, 16)
     pre = doc["plan"]["placement"]["prefill"]
     assert (pre["accelerator"], pre["tp"], pre["instances"]) == ("metax-c600", 8, 4)
+
+
+def test_check_sizes_the_decode_batch_at_the_step_it_reports(cli):
+    """The batch the rate needs and the TPOT reported are one fixed point, B = λ·O·t(B): the step
+    the batch was sized with is the TPOT checked (it had sized from the full pool's slower step)."""
+    code, out, err = cli("check", str(REPO / "examples" / "deployment.yaml"), "--format", "json")
+    doc = json.loads(out)
+    fits = next(c for c in doc["checks"] if c["check"] == "decode batch that fits")
+    tpot = next(c for c in doc["checks"] if c["check"].startswith("TPOT"))
+    assert f"{tpot['value'] * 1e3:.1f} ms per step" in fits["detail"]
+    import yaml
+
+    dep = yaml.safe_load((REPO / "examples" / "deployment.yaml").read_text())
+    rate = dep["workload"]["rate_per_s"] / dep["decode"]["instances"]
+    from pdroof.serving.workload import resolve
+
+    out_tokens = resolve(dep["workload"]["preset"]).output_tokens
+    assert fits["value"] == pytest.approx(rate * out_tokens * tpot["value"], rel=0.02)

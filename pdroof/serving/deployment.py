@@ -168,10 +168,19 @@ def check(path: str | Path, cat: Catalog) -> Verdict:
     per_d = rate / dec.replicas
     v.checks.append(Check("decode ingress capacity", per_d <= s["ingress_capacity"], per_d, s["ingress_capacity"],
                           "req/s", f"per decode {_unit(dec)}: the prefill instances feeding it share its NICs"))
+    batch = s["decode_batch"]
+    # the batch the rate holds at the step that batch runs: B = λ·O·t(B), a fixed point (t grows
+    # slowly with B), from the step at the most the pool admits; beyond that, it does not fit
     step = s["tpot_s"]
     need = float(decode_in_flight(per_d, w.output_tokens, step))
-    batch = s["decode_batch"]
-    tpot = _decode_step(p, model, dec, cat, d, w, need) if need <= batch else float("inf")
+    for _ in range(30):
+        if need > batch:
+            break
+        step = _decode_step(p, model, dec, cat, d, w, need)
+        moved, need = need, float(decode_in_flight(per_d, w.output_tokens, step))
+        if abs(need - moved) <= 1e-6 * max(need, 1e-9):
+            break
+    tpot = step if need <= batch else float("inf")
     v.checks.append(Check("decode batch that fits", need <= batch, need, batch, "sequences",
                           f"{per_d:.3g} req/s × {w.output_tokens} tokens × {step * 1e3:.1f} ms per step"))
     for stat, limit in targets["tpot"]:
