@@ -45,6 +45,45 @@ TABLE = [
 ]
 
 
+# The default table: one line a row at 100 columns (--wide: every column of TABLE; --columns: a choice)
+COMPACT = [
+    Column("rank", "#"), Column("prefill_short", "prefill W"), Column("decode_short", "decode W/KV"),
+    Column("path_short", "KV path"), Column("ttft_unloaded_s", "TTFT", 1e-3), Column("tpot_s", "TPOT", 1e-3),
+    Column("tokens_per_s_per_device", "tok/s/dev"), Column("usd_per_million_tokens", "$/Mtok"),
+]
+
+
+def _short(r: dict, side: str) -> str:
+    """h200-sxm×8 fp8 (decode: weights/KV format)."""
+    if r[f"{side}_hw"] is None:
+        return "—"
+    if side == "prefill":
+        return f"{_hw(r, side)} {r['prefill_precision'].split('/')[0]}"
+    return f"{_hw(r, side)} {r['decode_weights']}/{r['kv_format']}"
+
+
+def _columns(wide: bool, names: str | None, rate: float | None, devices: int | None) -> list[Column]:
+    """The table's columns: ``--columns`` (keys of the rows, or of TABLE's and COMPACT's), else the
+    compact or the wide set, with the sizing columns a rate or a device budget adds."""
+    from ..serving.rank import COLUMNS
+    from ..spec.errors import PdroofError
+
+    if names:
+        known = {c.key: c for c in (*TABLE, *COMPACT)}
+        keys = _ids(names) or ()
+        bad = [k for k in keys if k not in known and k not in dict(COLUMNS)]
+        if bad:
+            raise PdroofError(f"--columns: unknown column {bad[0]!r}; known: "
+                              f"{', '.join(sorted(set(known) | set(dict(COLUMNS))))}")
+        return [known.get(k) or Column(k, k) for k in keys]
+    cols = list(TABLE if wide else COMPACT)
+    if rate:
+        cols.insert(len(cols) - 1 if wide else len(cols), Column("devices_for_rate", f"devices @{rate:g}/s"))
+    if devices:
+        cols.insert(len(cols) - 1 if wide else len(cols), Column("max_rate_for_devices", f"req/s @{devices} dev"))
+    return cols
+
+
 def _engine(r: dict) -> str:
     """The row's runtime profiles: one id, or prefill→decode where the pools run different ones."""
     pre, dec = r["prefill_runtime"], r["decode_runtime"]
@@ -57,7 +96,9 @@ def _table_rows(rows: list[dict]) -> list[dict]:
         pre = "—" if r["prefill_hw"] is None else f"{_hw(r, 'prefill')} {r['prefill_precision']}"
         dec = f"{_hw(r, 'decode')} {r['decode_weights']}, {r['kv_format']}"
         link = "colocated" if r["path"] is None else f"{r['wire_format']} · {r['path']} · {r['tier']}"
-        out.append({**r, "prefill": pre, "decode": dec, "link": link, "engine": _engine(r)})
+        out.append({**r, "prefill": pre, "decode": dec, "link": link, "engine": _engine(r),
+                    "prefill_short": _short(r, "prefill"), "decode_short": _short(r, "decode"),
+                    "path_short": "colocated" if r["path"] is None else r["path"]})
     return out
 
 
@@ -97,6 +138,9 @@ def rank_cmd(
     pareto: bool = typer.Option(False, "--pareto", help="only the non-dominated set (tokens/s/device, TTFT, TPOT)"),
     top: int = typer.Option(20, "--top", help="rows to show (0: all kept)"),
     show_infeasible: bool = typer.Option(False, "--show-infeasible", help="list excluded configurations and why"),
+    wide: bool = typer.Option(False, "--wide", help="table: every column (the default fits 100 columns)"),
+    columns: str = typer.Option(None, "--columns", help="table: these columns, comma-separated (row keys, as in "
+                                                        "JSON and CSV, or prefill, decode, link, engine)"),
     fmt: RankFormat = typer.Option(RankFormat.table, "--format", "-f", help="table, csv, json or xlsx"),
     output: Path = typer.Option(None, "--output-file", "-o", help="write to this file (atomically)", dir_okay=False),
     plot: Path = typer.Option(None, "--plot", help="draw the Pareto front to this PNG", dir_okay=False),
@@ -156,12 +200,15 @@ def rank_cmd(
                  + f" · {w_.targets_text()} · runtime {c.runtime.id}"
                  + (" per accelerator" if any(r is not c.runtime for r in c.runtimes.values()) else "")
                  + f" · by {objective.value}" + (" · Pareto" if pareto else ""))
-        cols = list(TABLE)
-        if w_.rate_per_s:
-            cols.insert(-1, Column("devices_for_rate", f"devices @{w_.rate_per_s:g}/s"))
-        if devices:
-            cols.insert(-1, Column("max_rate_for_devices", f"req/s @{devices} dev"))
-        text = render.table_text(_table_rows(rk.rows), cols, title=title, caption=rk.summary()) if rk.rows else ""
+        table_rows = _table_rows(rk.rows)
+        cols = _columns(wide, columns, w_.rate_per_s, devices)
+        engines = {r["engine"] for r in table_rows}
+        if not (wide or columns) and len(engines) > 1:  # rows on different engines: a column, else the title
+            cols.insert(4, Column("engine", "engine"))
+        elif not (wide or columns) and engines:
+            title += f" · engine {engines.pop()}"
+        units = "" if wide or columns else "TTFT (idle) and TPOT in ms. "
+        text = render.table_text(table_rows, cols, title=title, caption=units + rk.summary()) if rk.rows else ""
         if bad:
             text += render.table_text(bad, [Column("stage", "stage"), Column("configuration", "configuration"),
                                             Column("reason", "reason")], title="excluded")
