@@ -1,0 +1,82 @@
+"""Output never destroys what is not ours (``output.render.write_atomic``, through the CLI in a
+subprocess, as a user's shell runs it): devices and FIFOs are written through, a symbolic link's
+target is replaced and the link kept, a directory or a full device is one error line with the
+old file kept, new files take the user's umask, and no temporary file is left."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+PDROOF = [str(Path(sys.executable).with_name("pdroof"))] if Path(sys.executable).with_name("pdroof").exists() \
+    else [sys.executable, "-m", "pdroof"]
+
+
+def _run(*args: str, cwd: Path, umask: int | None = None, stdout=subprocess.PIPE) -> subprocess.CompletedProcess:
+    def pre():
+        if umask is not None:
+            os.umask(umask)
+
+    return subprocess.run([*PDROOF, *args], cwd=cwd, stdout=stdout, stderr=subprocess.PIPE, text=True,
+                          preexec_fn=pre, timeout=120)
+
+
+def test_a_symlink_keeps_pointing_and_its_target_is_replaced(tmp_path):
+    (tmp_path / "real.csv").write_text("old\n")
+    (tmp_path / "link.csv").symlink_to("real.csv")
+    r = _run("hardware", "list", "--format", "csv", "-o", "link.csv", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "link.csv").is_symlink() and os.readlink(tmp_path / "link.csv") == "real.csv"
+    assert (tmp_path / "real.csv").read_text().startswith("id,name")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.csv", "real.csv"]  # no temporary file left
+
+
+def test_devices_and_fifos_are_written_through(tmp_path):
+    # through a link of our own: code that replaced what it is given would replace the link, never
+    # the system's /dev/null (as root, a regression here must not remove a device node)
+    (tmp_path / "sink").symlink_to("/dev/null")
+    r = _run("hardware", "list", "--format", "csv", "-o", "sink", cwd=tmp_path)
+    assert r.returncode == 0 and (tmp_path / "sink").is_symlink() and stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()))
+    reader.start()
+    r = _run("hardware", "list", "--format", "csv", "-o", str(fifo), cwd=tmp_path)
+    reader.join(timeout=60)
+    assert r.returncode == 0 and stat.S_ISFIFO(os.stat(fifo).st_mode) and got and got[0].startswith("id,name")
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
+def test_a_full_device_or_a_directory_is_one_error_line_and_the_old_file_stays(tmp_path):
+    (tmp_path / "full").symlink_to("/dev/full")  # a link of our own, as above
+    r = _run("hardware", "list", "-o", "full", cwd=tmp_path)
+    assert r.returncode == 1 and r.stderr.strip().splitlines() == ["Error: full: cannot write: No space left on device"]
+    assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
+    with open("/dev/full", "w") as full:
+        r = _run("hardware", "list", cwd=tmp_path, stdout=full)
+    assert r.returncode == 1 and r.stderr.startswith("Error: cannot write to standard output")
+    (tmp_path / "d").mkdir()
+    r = _run("rank", "-m", "llama-3.1-8b", "--accelerators", "h100-sxm", "-o", "d", cwd=tmp_path)
+    assert r.returncode == 1 and r.stderr.strip() == "Error: d: is a directory"
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_new_files_take_the_users_umask(tmp_path, umask, mode):
+    r = _run("hardware", "list", "--format", "json", "-o", "out.json", cwd=tmp_path, umask=umask)
+    assert r.returncode == 0, r.stderr
+    assert stat.S_IMODE(os.stat(tmp_path / "out.json").st_mode) == mode
+
+
+def test_a_replaced_file_keeps_its_permissions(tmp_path):
+    f = tmp_path / "kept.csv"
+    f.write_text("old\n")
+    f.chmod(0o640)
+    r = _run("hardware", "list", "--format", "csv", "-o", "kept.csv", cwd=tmp_path, umask=0o022)
+    assert r.returncode == 0 and stat.S_IMODE(os.stat(f).st_mode) == 0o640 and f.read_text() != "old\n"
