@@ -13,7 +13,8 @@ import json
 import math
 from pathlib import Path
 
-from ..spec.errors import SpecError
+from ..spec.errors import PdroofError, SpecError
+from ..spec.files import read_capped
 
 REQUIRED = {
     "gemm": ("dtype", "M", "N", "K", "s"),
@@ -28,17 +29,22 @@ OPTIONAL = {
 TEXT_FIELDS = {"dtype", "shape", "kind", "model", "phase"}
 
 
+MAX_BYTES = 64 * 2**20
+
+
+def _read(path: str | Path) -> str:
+    try:
+        return read_capped(path, MAX_BYTES, "measurement file")
+    except PdroofError as exc:
+        raise SpecError(str(path), "", str(exc).removeprefix(f"{path}: ")) from None
+
+
 def measurement_kinds(path: str | Path) -> set[str]:
     """What a measurement file holds: ``micro`` (micro-benchmark sections), ``runs`` (measured
     serving runs, the schema of ../shared/calibration/serving), or both in one JSON object. A file
     that holds neither is one SpecError."""
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(str(path), "", "file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(str(path), "", f"cannot read: {exc}") from None
+    text = _read(path)
     from ..serving.run_formats import detect
 
     if detect(text) != "pdroof":  # another benchmark's result file: serving runs
@@ -67,12 +73,7 @@ def read_measurements(path: str | Path) -> dict[str, list[dict]]:
     """Read and check a measurement file; every problem is one SpecError naming file and field."""
     p = Path(path)
     name = str(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(name, "", "file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(name, "", f"cannot read: {exc}") from None
+    text = _read(path)
     if p.suffix.lower() == ".csv":
         data = _from_csv(text, name)
     else:

@@ -28,14 +28,13 @@ def calibrate_cmd(
     ctx: typer.Context,
     measurements: Path = typer.Argument(..., help="micro-benchmark results (JSON, or CSV with a section column), "
                                                   "measured serving runs (JSON or CSV, as pdroof predict reads), or "
-                                                  "both in one JSON object ('runs' beside the sections)",
-                                        dir_okay=False),
+                                                  "both in one JSON object ('runs' beside the sections)"),
     hardware: str = typer.Option(..., "--hardware", help="accelerator the measurements were taken on"),
     runtime: str = typer.Option(None, "--runtime",
                                 help="runtime to start from (its structure, fallback and other profiles); default: "
                                      "pytorch for micro-benchmarks, the runs' engine profile for serving runs"),
-    output: Path = typer.Option(..., "--output-file", "-o", help="runtime profile YAML to write", dir_okay=False),
-    report: Path = typer.Option(None, "--report", help="also write the fit report as JSON", dir_okay=False),
+    output: Path = typer.Option(..., "--output-file", "-o", help="runtime profile YAML to write"),
+    report: Path = typer.Option(None, "--report", help="also write the fit report as JSON"),
     model: str = ModelOpt,
     engine: str = EngineOpt,
     engine_version: str = EngineVersionOpt,

@@ -11,7 +11,7 @@ from .options import catalog
 
 def measure_cmd(
     ctx: typer.Context,
-    output: Path = typer.Option(..., "--output-file", "-o", help="measurement JSON to write", dir_okay=False),
+    output: Path = typer.Option(..., "--output-file", "-o", help="measurement JSON to write"),
     smoke: bool = typer.Option(False, "--smoke", help="tiny shapes, runs on a CPU in seconds (a self-test)"),
     device: str = typer.Option(None, "--device", help="torch device (default: cuda if present, else cpu)"),
     models: list[str] = typer.Option(["llama-3.1-8b", "llama-3.1-70b"], "--model", "-m",

@@ -31,8 +31,7 @@ RuntimeOpt = typer.Option("engine", "--runtime", help="runtime profile id or YAM
                                                      "...); engine: on each accelerator the engine profile best "
                                                      "supported there, any other on every accelerator")
 FormatOpt = typer.Option(Fmt.table, "--format", "-f", help="table (human units), json or csv (raw SI values)")
-OutOpt = typer.Option(None, "--output-file", "-o", help="write to this file (atomically) instead of stdout",
-                      dir_okay=False)
+OutOpt = typer.Option(None, "--output-file", "-o", help="write to this file (atomically) instead of stdout")
 
 
 # What another tool's result file (vLLM, SGLang, InferenceX) may not say, for predict and calibrate

@@ -119,7 +119,7 @@ def _plan_text(doc: dict) -> str:
 
 def check_cmd(
     ctx: typer.Context,
-    deployment: Path = typer.Argument(..., help="deployment YAML", dir_okay=False),
+    deployment: Path = typer.Argument(..., help="deployment YAML"),
     fmt: Fmt = FormatOpt,
 ):
     """Check a deployment against its targets: exit 0 when every target holds, 1 when one fails

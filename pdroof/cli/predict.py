@@ -46,7 +46,7 @@ def predict_cmd(
     ctx: typer.Context,
     runs: Path = typer.Argument(..., help="serving-run file: JSON ({\"runs\": [...]} or a list) or CSV; or vLLM's, "
                                           "SGLang's or InferenceX's result file",
-                                metavar="RUNS", dir_okay=False),
+                                metavar="RUNS"),
     runtime: str = typer.Option(None, "--runtime", help="runtime profile for every run (default: the run's engine)"),
     waves: float = typer.Option(10.0, "--waves", min=1.0,
                                 help="requests per client in each benchmark run (the first wave queues)"),

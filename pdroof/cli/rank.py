@@ -142,8 +142,8 @@ def rank_cmd(
     columns: str = typer.Option(None, "--columns", help="table: these columns, comma-separated (row keys, as in "
                                                         "JSON and CSV, or prefill, decode, link, engine)"),
     fmt: RankFormat = typer.Option(RankFormat.table, "--format", "-f", help="table, csv, json or xlsx"),
-    output: Path = typer.Option(None, "--output-file", "-o", help="write to this file (atomically)", dir_okay=False),
-    plot: Path = typer.Option(None, "--plot", help="draw the Pareto front to this PNG", dir_okay=False),
+    output: Path = typer.Option(None, "--output-file", "-o", help="write to this file (atomically)"),
+    plot: Path = typer.Option(None, "--plot", help="draw the Pareto front to this PNG"),
 ):
     """Rank prefill/decode placements, formats, KV paths and residency for a model and workload."""
     from ..cost.runtime import runtimes_for

@@ -5,8 +5,6 @@ plot of the Pareto front (optional extra ``plot``). Every file is written atomic
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 from pathlib import Path
 
 from .. import __version__
@@ -87,12 +85,9 @@ def plot(rk: Ranking, path: str | Path) -> None:
     ax.set_title(f"{rk.candidates.model.id}, {rk.candidates.workload.id}: Pareto front (marker size: idle TTFT)")
     ax.legend()
     ax.grid(alpha=0.3)
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=Path(path).parent if str(Path(path).parent) else ".")
-    os.close(fd)
+    buf = io.BytesIO()  # drawn in memory, written as every export is (no temporary file of its own)
     try:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight")
-        os.replace(tmp, path)
+        fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_atomic(path, buf.getvalue())

@@ -117,19 +117,44 @@ def _csv_cell(v: Any) -> Any:
 
 
 def write_atomic(path: str | Path, data: str | bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file and a rename: never a partial file."""
-    p = Path(path)
-    mode = "wb" if isinstance(data, bytes) else "w"
+    """Write ``data`` to ``path`` without destroying what is not ours: a regular file (or the one a
+    symbolic link points to, the link kept) is replaced atomically through a temporary file beside
+    it, with the permissions the user's umask gives a new file; a device or a FIFO is written
+    through; a directory is refused. Any failure (a full disk, no permission) is one error and
+    leaves the old file and no temporary one."""
+    import stat
     import tempfile  # only writers need it (it imports random)
 
+    p = Path(path)
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", dir=p.parent if str(p.parent) else ".")
+        st = os.stat(p)  # follows a symbolic link to what it names
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise PdroofError(f"{path}: cannot write: {exc.strerror}") from None
+    if st is not None and stat.S_ISDIR(st.st_mode):
+        raise PdroofError(f"{path}: is a directory")
+    # /dev/null, /dev/stdout (whatever it leads to), a FIFO: written through, never replaced
+    if st is not None and (not stat.S_ISREG(st.st_mode) or str(p).startswith(("/dev/", "/proc/"))):
+        try:
+            with open(p, "ab" if isinstance(data, bytes) else "a", **_text_mode(data)) as f:
+                f.write(data)
+        except OSError as exc:
+            raise PdroofError(f"{path}: cannot write: {exc.strerror}") from None
+        return
+    target = Path(os.path.realpath(p))  # a link's target is replaced, the link stays
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     except OSError as exc:
         raise PdroofError(f"{path}: cannot write: {exc.strerror}") from None
     try:
-        with os.fdopen(fd, mode, **({} if mode == "wb" else {"encoding": "utf-8", "newline": ""})) as f:
-            f.write(data)
-        os.replace(tmp, p)
+        try:
+            with os.fdopen(fd, "wb" if isinstance(data, bytes) else "w", **_text_mode(data)) as f:
+                f.write(data)
+            os.chmod(tmp, (st.st_mode & 0o7777) if st is not None else 0o666 & ~_umask())
+            os.replace(tmp, target)
+        except OSError as exc:
+            raise PdroofError(f"{path}: cannot write: {exc.strerror}") from None
     except BaseException:
         try:
             os.unlink(tmp)
@@ -138,12 +163,31 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
         raise
 
 
+def _text_mode(data: str | bytes) -> dict:
+    return {} if isinstance(data, bytes) else {"encoding": "utf-8", "newline": ""}
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def emit(text: str, out: str | Path | None = None) -> None:
-    """Print ``text``, or write it atomically to ``out``."""
-    if out is None:
-        sys.stdout.write(text)
-    else:
+    """Print ``text``, or write it atomically to ``out``; a standard output that cannot take it
+    (closed, a full device) is one error."""
+    if out is not None:
         write_atomic(out, text)
+        return
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        raise PdroofError(f"cannot write to standard output: {exc.strerror}") from None
+    except ValueError:  # closed
+        raise PdroofError("cannot write to standard output: it is closed") from None
 
 
 def rows_output(rows: Sequence[dict], columns: Sequence[Column], fmt: str, *, title: str | None = None,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..spec.errors import PdroofError
+from ..spec.files import read_capped
 from ..spec.units import FORMAT_BYTES
 
 MAX_BYTES = 256 * 2**20
@@ -252,16 +253,5 @@ def read_runs(path: str | Path) -> list[Run]:
 
 
 def read_text(path: str | Path) -> str:
-    """A run file's text; one that is missing, not a file, too large or not UTF-8 is one error."""
-    p = Path(path)
-    try:
-        if not p.is_file():
-            raise PdroofError(f"{path}: not a regular file" if p.exists() else f"{path}: file not found")
-        if p.stat().st_size > MAX_BYTES:
-            raise PdroofError(f"{path}: larger than {MAX_BYTES // 2**20} MiB")
-        text = p.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise PdroofError(f"{path}: not UTF-8 text") from None
-    except OSError as exc:
-        raise PdroofError(f"{path}: cannot read: {exc.strerror}") from None
-    return text
+    """A run file's text; one that is missing, not a regular file, too large or not UTF-8 is one error."""
+    return read_capped(path, MAX_BYTES, "run file")

@@ -6,7 +6,8 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-from .errors import SpecError
+from .errors import PdroofError, SpecError
+from .files import read_capped
 
 MAX_BYTES = 4 * 2**20
 
@@ -62,20 +63,11 @@ def parse_yaml(text: str, file: str, *, snapshot: bool = True):
 
 def read_yaml(path: str | Path):
     """Read a YAML file into plain data, with the file named in every error."""
-    p = Path(path)
     name = str(path)
     try:
-        if p.stat().st_size > MAX_BYTES:
-            raise SpecError(name, "", f"file is larger than {MAX_BYTES // 2**20} MiB")
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise SpecError(name, "", "file not found") from None
-    except IsADirectoryError:
-        raise SpecError(name, "", "is a directory, not a YAML file") from None
-    except UnicodeDecodeError:
-        raise SpecError(name, "", "not UTF-8 text") from None
-    except OSError as exc:
-        raise SpecError(name, "", f"cannot read: {exc.strerror}") from None
+        text = read_capped(path, MAX_BYTES, "YAML file")
+    except PdroofError as exc:  # as a spec error: the file, no field
+        raise SpecError(name, "", str(exc).removeprefix(f"{name}: ")) from None
     data = parse_yaml(text, name)
     if data is None:
         raise SpecError(name, "", "file is empty")
