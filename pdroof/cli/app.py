@@ -95,6 +95,15 @@ def prepare(argv: list[str]) -> typer.Typer:
     return register([command] if command else None)
 
 
+ERROR_CHARS = 2000  # an error line longer than this is cut: a value pasted into a file can be huge
+
+
+def one_line(text: str) -> str:
+    """An error as one line: newlines and other control characters escaped, the rest cut."""
+    text = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+    return text if len(text) <= ERROR_CHARS else text[:ERROR_CHARS] + f"… ({len(text):,} characters)"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: usage errors exit 2 (typer's message), input errors print one ``Error:`` line
     on stderr and exit 1; never a traceback for bad input."""
@@ -106,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 1)
     except PdroofError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
+        print(f"Error: {one_line(str(exc))}", file=sys.stderr)
         return 1
     except BrokenPipeError:
         return 0

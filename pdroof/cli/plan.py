@@ -126,11 +126,12 @@ def check_cmd(
     (printing which and by how much), 2 for invalid input."""
     from ..serving.deployment import check
     from ..spec.errors import PdroofError
+    from .app import one_line
 
     try:
         v = check(deployment, catalog(ctx))
     except PdroofError as exc:
-        print(f"Error: {exc}", file=sys.stderr)
+        print(f"Error: {one_line(str(exc))}", file=sys.stderr)
         raise typer.Exit(2) from None
     checks = [{"check": c.name, "passed": c.passed, "value": c.value, "limit": c.limit, "unit": c.unit,
                "margin": _margin(c), "detail": c.detail} for c in v.checks]

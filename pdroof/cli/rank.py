@@ -19,7 +19,8 @@ RankFormat = Enum("RankFormat", {k: k for k in ("table", "csv", "json", "xlsx")}
 
 
 def _ids(text: str | None) -> tuple[str, ...] | None:
-    return tuple(x.strip() for x in text.split(",") if x.strip()) if text else None
+    """Comma-separated ids, each once (a repeated id would evaluate its rows twice)."""
+    return tuple(dict.fromkeys(x.strip() for x in text.split(",") if x.strip())) if text else None
 
 
 def _hw(r: dict, side: str) -> str:

@@ -180,7 +180,11 @@ def emit(text: str, out: str | Path | None = None) -> None:
         write_atomic(out, text)
         return
     try:
-        sys.stdout.write(text)
+        try:
+            sys.stdout.write(text)
+        except UnicodeEncodeError:  # a terminal that cannot show a character (PYTHONIOENCODING=ascii): '?'
+            sys.stdout.flush()
+            sys.stdout.buffer.write(text.encode(sys.stdout.encoding or "ascii", errors="replace"))
         sys.stdout.flush()
     except BrokenPipeError:
         raise

@@ -62,6 +62,9 @@ def transfer(model: Record, path: Record, kv: str, tokens: int, *, page_tokens: 
         raise PdroofError(f"--tokens must be at least 1, not {tokens}")
     if page_tokens is not None and page_tokens < 1:
         raise PdroofError(f"--page-tokens must be at least 1, not {page_tokens}")
+    for flag, v in (("--tp", tp), ("--dst-tp", dst_tp)):
+        if v is not None and v < 1:
+            raise PdroofError(f"{flag} must be at least 1, not {v}")
     m = model_inputs(model)
     out = transfer_columns(m, path, path_bandwidth(path, *ends), format_bytes(kv), tokens, page_tokens or tokens,
                            tp, dst_tp or tp, overlap_s or 0.0)

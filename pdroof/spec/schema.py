@@ -77,8 +77,12 @@ class _Ctx:
 
 
 def _yaml_float(text: str) -> str:
+    """The form PyYAML reads as a number: a decimal point and a signed exponent (1.0e+12)."""
     mantissa, exp = re.split(r"[eE]", text.strip())
-    return f"{mantissa if '.' in mantissa else mantissa + '.0'}e{exp}"
+    return f"{mantissa if '.' in mantissa else mantissa + '.0'}e{exp if exp[0] in '+-' else '+' + exp}"
+
+
+PHYSICAL_MAX = 1e30  # no quantity a spec gives comes near this in SI units (1e30 bytes, FLOP/s, ...)
 
 
 def _typename(v: Any) -> str:
@@ -138,10 +142,15 @@ class Num(Node):
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             hint = ""
             if isinstance(v, str) and re.fullmatch(r"[-+]?\d+(\.\d*)?[eE][-+]?\d+", v.strip()):
-                hint = f"; YAML reads {v} as text: write it with a decimal point, e.g. {_yaml_float(v)}"
+                hint = (f"; YAML reads {v} as text: write it with a decimal point and a signed exponent, "
+                        f"e.g. {_yaml_float(v)}")
             ctx.fail(path, f"must be a number, not {_typename(v)}{hint}")
+        if isinstance(v, int) and abs(v) > 2**53:  # beyond a float's integers (400 digits would overflow)
+            ctx.fail(path, f"is out of any physical range ({str(v)[:12]}... has {len(str(abs(v)))} digits)")
         if not math.isfinite(v):
             ctx.fail(path, "must be a finite number")
+        if abs(float(v) * self.scale) > PHYSICAL_MAX:
+            ctx.fail(path, f"is out of any physical range ({v:g} in the file's unit)")
         if self.integer and (not float(v).is_integer()):
             ctx.fail(path, f"must be a whole number, not {v}")
         if self.positive and v <= 0:

@@ -30,15 +30,45 @@ def _loaders():
 
 
 def _load(text: str):
-    """Plain data only. With libyaml, scan the events for aliases first (linear in the text, no
-    expansion), then construct with the C safe loader; else the pure-Python strict loader."""
+    """Plain data only. Scan the events first (linear in the text, no expansion): aliases and a
+    key given twice in one mapping are refused (PyYAML would keep the last silently); then
+    construct with the C safe loader where there is one, else the pure-Python strict loader."""
     yaml, fast, strict = _loaders()
+    _scan(yaml, yaml.parse(text, Loader=fast or strict))
     if fast is None:
         return yaml.load(text, Loader=strict)  # noqa: S506 - strict safe loader
-    for event in yaml.parse(text, Loader=fast):
-        if isinstance(event, yaml.AliasEvent):
-            raise yaml.YAMLError(f"YAML aliases are not allowed (line {event.start_mark.line + 1})")
     return yaml.load(text, Loader=fast)  # noqa: S506 - libyaml safe loader
+
+
+def _scan(yaml, events) -> None:
+    """Refuse aliases and duplicate keys. A stack of open collections: a mapping's keys so far and
+    whether a key comes next; a nested collection, once closed, stands for its parent's value."""
+    stack: list[list] = []  # [keys or None (a sequence), expecting a key]
+
+    def value_done():
+        if stack and stack[-1][0] is not None:
+            stack[-1][1] = True
+
+    for event in events:
+        line = event.start_mark.line + 1 if event.start_mark else 0
+        if isinstance(event, yaml.AliasEvent):
+            raise yaml.YAMLError(f"YAML aliases are not allowed (line {line})")
+        if isinstance(event, yaml.ScalarEvent):
+            top = stack[-1] if stack else None
+            if top is not None and top[0] is not None and top[1]:
+                if event.value in top[0]:
+                    raise yaml.YAMLError(f"duplicate key {event.value!r} (line {line})")
+                top[0].add(event.value)
+                top[1] = False
+            else:
+                value_done()
+        elif isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
+            if stack and stack[-1][0] is not None and stack[-1][1]:  # a collection as a key: no name to compare
+                stack[-1][1] = False
+            stack.append([set() if isinstance(event, yaml.MappingStartEvent) else None, True])
+        elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
+            stack.pop()
+            value_done()
 
 
 def parse_yaml(text: str, file: str, *, snapshot: bool = True):

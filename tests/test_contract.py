@@ -1,0 +1,73 @@
+"""Every command keeps the contract: numbers stay physical and finite, a file is what it says,
+errors are one line, odd terminals still work, repeated ids count once."""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import REPO
+
+LLAMA = (REPO / "models" / "llama-3.1-8b.yaml").read_text()
+H100 = (REPO / "hardware" / "accelerators" / "h100-sxm.yaml").read_text()
+
+
+@pytest.mark.parametrize("old, new, says", [
+    ("layers: 32", "layers: 1000000000", "layers: must be <= 10000"),
+    ("hidden_size: 4096", "hidden_size: " + "9" * 400, "hidden_size: is out of any physical range"),
+    ("hidden_size: 4096", "hidden_size: 1e160", "e.g. 1.0e+160"),
+    ("vocab_size: 128256", "vocab_size: 128256\nvocab_size: 128257", "duplicate key 'vocab_size'"),
+])
+def test_a_model_out_of_any_physical_range_is_one_error(cli, tmp_path, old, new, says):
+    assert old in LLAMA
+    f = tmp_path / "m.yaml"
+    f.write_text(LLAMA.replace(old, new, 1))
+    code, _, err = cli("estimate", "-m", str(f), "--hardware", "h100-sxm")
+    assert code == 1 and says in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_capacity_beyond_physics_is_refused_after_its_unit(cli, tmp_path):
+    f = tmp_path / "a.yaml"
+    f.write_text(H100.replace("  capacity_gib: 80", "  capacity_gib: 1.0e+300", 1))
+    code, _, err = cli("estimate", "-m", "llama-3.1-8b", "--hardware", str(f))
+    assert code == 1 and "memory.capacity_gib: is out of any physical range" in err
+
+
+def test_the_exponent_hint_is_a_form_yaml_reads_as_a_number():
+    import yaml
+
+    from pdroof.spec.schema import _yaml_float
+
+    for text in ("1e12", "2.5E-3", "3e+4"):
+        assert isinstance(yaml.safe_load(_yaml_float(text)), float)
+
+
+def test_an_error_is_one_line_however_the_value_reads(cli, tmp_path):
+    f = tmp_path / "m.yaml"
+    f.write_text('id: "a\\nb"\nname: x\n')
+    code, _, err = cli("estimate", "-m", str(f), "--hardware", "h100-sxm")
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "\\n" in err
+
+
+def test_transfer_refuses_a_tp_of_zero(cli):
+    for flag in ("--tp", "--dst-tp"):
+        code, _, err = cli("transfer", "-m", "llama-3.1-8b", "--link", "roce-400", flag, "0")
+        assert code == 1 and f"{flag} must be at least 1" in err
+
+
+def test_repeated_accelerators_count_once(cli_json):
+    once = cli_json("rank", "-m", "llama-3.1-8b", "--accelerators", "h100-sxm", "--top", "0")["meta"]
+    twice = cli_json("rank", "-m", "llama-3.1-8b", "--accelerators", "h100-sxm,h100-sxm", "--top", "0")["meta"]
+    assert twice["configurations"] == once["configurations"] and twice["accelerators"] == ["h100-sxm"]
+
+
+def test_an_ascii_terminal_still_gets_its_table():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = Path(sys.executable).with_name("pdroof")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "pdroof"]
+    r = subprocess.run([*cmd, "hardware", "list"], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONIOENCODING": "ascii", "COLUMNS": "0"})
+    assert r.returncode == 0 and "h100-sxm" in r.stdout and not r.stderr
