@@ -71,3 +71,23 @@ def test_an_ascii_terminal_still_gets_its_table():
     r = subprocess.run([*cmd, "hardware", "list"], capture_output=True, text=True, timeout=120,
                        env={**os.environ, "PYTHONIOENCODING": "ascii", "COLUMNS": "0"})
     assert r.returncode == 0 and "h100-sxm" in r.stdout and not r.stderr
+
+
+def test_a_runtime_that_validates_cannot_fail_later(cli, tmp_path):
+    """A standalone runtime profile with an empty fallback validated and then failed mid-command (a
+    KeyError traceback): the fallback must give what uncovered accelerators take."""
+    import yaml
+
+    doc = yaml.safe_load((REPO / "hardware" / "runtimes" / "pytorch.yaml").read_text())
+    doc["id"] = "mine"
+    full = tmp_path / "full.yaml"
+    full.write_text(yaml.safe_dump(doc))
+    code, _, err = cli("estimate", "-m", "llama-3.1-8b", "--hardware", "metax-c600", "--weights", "int8",
+                       "--runtime", str(full))
+    assert code == 0, err
+    for drop, field in (("memory", "fallback.memory"), ("compute", "fallback.compute.fp32")):
+        part = dict(doc, fallback={k: v for k, v in doc["fallback"].items() if k != drop})
+        f = tmp_path / f"no-{drop}.yaml"
+        f.write_text(yaml.safe_dump(part))
+        code, _, err = cli("estimate", "-m", "llama-3.1-8b", "--hardware", "h100-sxm", "--runtime", str(f))
+        assert code == 1 and f"{field}: missing" in err and "Traceback" not in err

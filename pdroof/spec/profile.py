@@ -101,8 +101,31 @@ PROFILE_EFFICIENCY = Map(fields=(
     F("note", Str()),
 ))
 
+# What an accelerator the profile does not cover takes from its fallback (cost.runtime.resolve):
+# a profile that validates must give all of it, or it would fail later, mid-command
+FALLBACK_SCALARS = {"memory": "memory", "attention_prefill": "attention_prefill",  # YAML key -> attribute
+                    "attention_prefill_half_tokens": "attention_prefill_half_tokens",
+                    "attention_decode": "attention_decode", "link": "link", "layer_latency_us": "layer_latency_s"}
+FALLBACK_FORMATS = {"compute": ("fp32", "tf32", "bf16", "fp16", "fp8", "int8", "int4", "fp4"),
+                    "weights": ("bf16", "fp16", "fp8", "int8", "int4", "fp4")}
+
+
+def _complete_fallback(r: Record):
+    fb = r.fallback
+    for key, attr in FALLBACK_SCALARS.items():
+        if fb.get(attr) is None:
+            return (f"fallback.{key}", "missing: accelerators the profile has no entry for take it from here")
+    for key, formats in FALLBACK_FORMATS.items():
+        missing = [f for f in formats if f not in (fb.get(key) or {})]
+        if missing:
+            return (f"fallback.{key}.{missing[0]}", "missing: an accelerator the profile has no entry for "
+                                                    f"takes each format's {key} factor from here")
+    return None
+
+
 RUNTIME = Map(
     title="runtime",
+    checks=(_complete_fallback,),
     fields=(
         F("id", ID, required=True),
         F("name", Str(), required=True),
