@@ -600,3 +600,17 @@ def test_the_default_table_takes_a_line_a_row_at_100_columns(cli, monkeypatch):
     assert code == 0 and "decode_hw" in header and "binds" in header and "prefill" not in header
     code, _, err = cli("rank", "--columns", "rank,nonsense")
     assert code == 1 and "unknown column 'nonsense'" in err
+
+
+def test_xlsx_inputs_cannot_carry_formulas(cli, tmp_path):
+    """A workload's text lands in the inputs sheet: text that a spreadsheet would evaluate
+    (=, +, -, @ first) is stored as text, never a formula."""
+    openpyxl = pytest.importorskip("openpyxl")
+    w = tmp_path / "w.yaml"
+    w.write_text('id: sneaky\ndescription: "=HYPERLINK(\\"http://x\\")"\nprompt_tokens: 512\noutput_tokens: 64\n')
+    out = tmp_path / "r.xlsx"
+    code, _, err = cli("rank", "-w", str(w), "--accelerators", "h100-sxm", "--top", "2", "-f", "xlsx", "-o", str(out))
+    assert code == 0, err
+    ws = openpyxl.load_workbook(out)["inputs"]
+    cell = next(row[1] for row in ws.iter_rows() if row[0].value == "workload.description")
+    assert cell.value.startswith("=HYPERLINK") and cell.data_type == "s"

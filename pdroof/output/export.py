@@ -49,19 +49,30 @@ def to_xlsx(rk: Ranking, path: str | Path) -> None:
     wb = Workbook()
     ws = wb.active
     ws.title = "results"
-    ws.append(KEYS)
+    _append(ws, KEYS)
     for row in rk.rows:
-        ws.append([row.get(k) for k in KEYS])
+        _append(ws, [row.get(k) for k in KEYS])
     inp = wb.create_sheet("inputs")
     for key, value in meta(rk).items():
         if isinstance(value, dict):
             for k, v in value.items():
-                inp.append([f"{key}.{k}", str(v) if isinstance(v, (list, dict)) else v])
+                _append(inp, [f"{key}.{k}", str(v) if isinstance(v, (list, dict)) else v])
         else:
-            inp.append([key, ", ".join(map(str, value)) if isinstance(value, list) else value])
+            _append(inp, [key, ", ".join(map(str, value)) if isinstance(value, list) else value])
     buf = io.BytesIO()
     wb.save(buf)
     write_atomic(path, buf.getvalue())
+
+
+FORMULA_STARTS = ("=", "+", "-", "@")  # what a spreadsheet would evaluate (a workload's text is the user's)
+
+
+def _append(ws, values: list) -> None:
+    """A row whose text cells stay text: one that starts as a formula would is stored as a string."""
+    ws.append(values)
+    for cell in ws[ws.max_row]:
+        if isinstance(cell.value, str) and cell.value.startswith(FORMULA_STARTS):
+            cell.data_type = "s"
 
 
 def plot(rk: Ranking, path: str | Path) -> None:
