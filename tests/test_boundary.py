@@ -351,3 +351,16 @@ def test_check_sizes_the_decode_batch_at_the_step_it_reports(cli):
 
     out_tokens = resolve(dep["workload"]["preset"]).output_tokens
     assert fits["value"] == pytest.approx(rate * out_tokens * tpot["value"], rel=0.02)
+
+
+def test_checks_decode_batch_is_the_least_fixed_point(catalog, tmp_path, cli):
+    """Started from the full pool's slower step the iteration could overshoot the pool and report
+    a false failure; from below it rises to the least batch that holds the rate."""
+    text = (REPO / "examples" / "deployment.yaml").read_text().replace("rate_per_s: 2.0", "rate_per_s: 3.0")
+    f = tmp_path / "d.yaml"
+    f.write_text(text)
+    code, out, _ = cli("check", str(f), "--format", "json")
+    doc = json.loads(out)
+    fits = next(c for c in doc["checks"] if c["check"] == "decode batch that fits")
+    tpot = next(c for c in doc["checks"] if c["check"].startswith("TPOT"))
+    assert fits["value"] <= fits["limit"] and tpot["value"] < float("inf")

@@ -91,3 +91,20 @@ def test_a_runtime_that_validates_cannot_fail_later(cli, tmp_path):
         f.write_text(yaml.safe_dump(part))
         code, _, err = cli("estimate", "-m", "llama-3.1-8b", "--hardware", "h100-sxm", "--runtime", str(f))
         assert code == 1 and f"{field}: missing" in err and "Traceback" not in err
+
+
+def test_huge_integers_in_any_input_are_one_error(cli, tmp_path):
+    """A 400-digit integer in a run file, a 5,000-digit one (beyond Python's digit limit) in a run,
+    measurement or YAML file: one error line, never an overflow traceback."""
+    import json
+
+    run = json.loads((REPO / "tests" / "data" / "serving_llama8b_h100_trtllm.json").read_text())["runs"][0]
+    (tmp_path / "r.json").write_text(json.dumps({"runs": [{**run, "concurrency": int("9" * 400)}]}))
+    code, out, err = cli("predict", str(tmp_path / "r.json"), "--format", "json")
+    assert code == 0 and "concurrency: must be between 1 and 2**40" in out
+    (tmp_path / "big.json").write_text('{"runs": [{"isl": ' + "9" * 5000 + "}]}")
+    (tmp_path / "big.yaml").write_text("id: x\nlayers: " + "9" * 5000 + "\n")
+    for args in (("predict", "big.json"), ("calibrate", "big.json", "--hardware", "h100-sxm", "-o", "o.yaml"),
+                 ("estimate", "-m", "big.yaml", "--hardware", "h100-sxm")):
+        code, _, err = cli(*(str(tmp_path / a) if a.startswith("big") else a for a in args))
+        assert code == 1 and "digits" in err and len(err.strip().splitlines()) == 1, err

@@ -544,11 +544,17 @@ def test_a_scale_up_kv_path_joins_only_instances_that_fit_one_domain(catalog, cl
     c = _cands(catalog, accs=("h100-sxm",), paths=("nvlink4", "roce-400"), model="llama-3.1-70b", tp=(8,))
     rk = rank(c, "cost", top=0)
     assert rk.rows and all(r["path"] != "nvlink4" for r in rk.rows if r["mode"] == "disaggregated")
-    assert rk.results.infeasible["a scale-up KV path between instances that do not fit one scale-up domain "
-                                 "together"] > 0
+    assert rk.results.infeasible["a KV path inside one node or scale-up domain between pools that do not fit it"] > 0
     code, out, err = cli("plan", "--model", "llama-3.1-8b", "--prefill", "h100-sxm", "--decode", "h100-sxm",
                          "--prefill-tp", "8", "--decode-tp", "2", "--link", "nvlink4", "--format", "json")
-    assert "a prefill and a decode instance take 10" in out
+    assert "stays inside 8 devices (one node or scale-up domain); the two pools take 10" in out
+    # a rate sizes whole pools: they, not one pair, must fit the node a host-staged path stays in
+    c = _cands(catalog, accs=("h100-sxm",), paths=("pcie5-host-staged", "roce-400"), model="llama-3.1-8b", tp=(1,),
+               workload=Workload("test", prompt_tokens=2048, output_tokens=256, ttft_s=2.0, tpot_s=0.05,
+                                 rate_per_s=50.0))
+    for r in rank(c, "cost", top=0).rows:
+        if r["mode"] == "disaggregated" and r["path"] == "pcie5-host-staged":
+            assert r["devices_for_rate"] <= 8
 
 
 def test_a_ranking_with_no_row_exits_1_naming_the_binding_target(cli):
@@ -614,3 +620,22 @@ def test_xlsx_inputs_cannot_carry_formulas(cli, tmp_path):
     ws = openpyxl.load_workbook(out)["inputs"]
     cell = next(row[1] for row in ws.iter_rows() if row[0].value == "workload.description")
     assert cell.value.startswith("=HYPERLINK") and cell.data_type == "s"
+
+
+def test_a_modes_pareto_front_is_its_own(catalog):
+    """--mode agg --pareto: the aggregated rows' own front (it was the joint front, filtered, and
+    could come out empty)."""
+    c = _cands(catalog, model="llama-3.1-70b")
+    rows = rank(c, "cost", top=0, pareto=True, mode="aggregated").rows
+    assert rows and all(r["mode"] == "aggregated" for r in rows)
+
+
+def test_int8_experts_are_costed_as_fp8s_on_the_same_silicon(catalog):
+    """No expert kernel was measured in int8: it takes fp8's (same tensor path), width penalty
+    included, not the dense GEMMs' factor (which made it eight times cheaper)."""
+    out = {}
+    for w in ("fp8", "int8"):
+        d = estimate(catalog.get("model", "deepseek-v3"), catalog.get("accelerator", "h200-sxm"),
+                     catalog.get("runtime", "trtllm"), Precision(w, w, "fp8"), tp=8, batch=4, prompt=8192)
+        out[w] = next(op["seconds"] for op in d["prefill"]["ops"] if op["name"] == "experts")
+    assert out["int8"] == pytest.approx(out["fp8"], rel=1e-9)

@@ -39,6 +39,10 @@ def _read(path: str | Path) -> str:
         raise SpecError(str(path), "", str(exc).removeprefix(f"{path}: ")) from None
 
 
+def _json_problem(exc: ValueError) -> str:
+    return f"{exc.msg} (line {exc.lineno})" if isinstance(exc, json.JSONDecodeError) else str(exc).split(";")[0]
+
+
 def measurement_kinds(path: str | Path) -> set[str]:
     """What a measurement file holds: ``micro`` (micro-benchmark sections), ``runs`` (measured
     serving runs, the schema of ../shared/calibration/serving), or both in one JSON object. A file
@@ -57,8 +61,8 @@ def measurement_kinds(path: str | Path) -> set[str]:
     else:
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise SpecError(str(path), "", f"malformed JSON: {exc.msg} (line {exc.lineno})") from None
+        except ValueError as exc:  # JSONDecodeError, or an integer beyond Python's digit limit
+            raise SpecError(str(path), "", f"malformed JSON: {_json_problem(exc)}") from None
         if isinstance(data, list) or isinstance(data, dict) and "runs" in data:
             kinds.add("runs")
         if isinstance(data, dict) and any(s in data for s in (*REQUIRED, *OPTIONAL)):
@@ -79,8 +83,8 @@ def read_measurements(path: str | Path) -> dict[str, list[dict]]:
     else:
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise SpecError(name, "", f"malformed JSON: {exc.msg} (line {exc.lineno})") from None
+        except ValueError as exc:  # JSONDecodeError, or an integer beyond Python's digit limit
+            raise SpecError(name, "", f"malformed JSON: {_json_problem(exc)}") from None
     if not isinstance(data, dict):
         raise SpecError(name, "", "must be a JSON object with one list per section")
     out: dict[str, list[dict]] = {"meta": data.get("meta") or {}}
@@ -112,8 +116,9 @@ def _check_row(row, fields, where: str, name: str) -> dict:
         if k in TEXT_FIELDS:
             clean[k] = str(v)
             continue
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise SpecError(name, f"{where}.{k}", f"must be a number, not {v!r}")
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or (isinstance(v, int) and abs(v) > 2**53) \
+                or not math.isfinite(v):
+            raise SpecError(name, f"{where}.{k}", f"must be a number (finite), not {repr(v)[:40]}")
         if v <= 0:
             raise SpecError(name, f"{where}.{k}", f"must be positive, not {v}")
         clean[k] = v

@@ -183,6 +183,12 @@ def rank_cmd(
                    prices=_prices(price, {a.id for a in accs}))
     rk = _run(c, objective.value, top, pareto, mode and MODE_NAMES[mode.value])
     bad = infeasible_rows(rk) if show_infeasible else None
+    reason = dead_end(rk)
+    if reason:  # a ranking with no row is a failure to find one, not an empty success: nothing written
+        if bad:
+            render.emit(render.table_text(bad, [Column("stage", "stage"), Column("configuration", "configuration"),
+                                                Column("reason", "reason")], title="excluded"))
+        raise PdroofError(reason)
     if plot:
         export.plot(rk if pareto and not top else _run(c, objective.value, 0, True), plot)
     if fmt.value == "xlsx":
@@ -209,15 +215,11 @@ def rank_cmd(
         elif not (wide or columns) and engines:
             title += f" · engine {engines.pop()}"
         units = "" if wide or columns else "TTFT (idle) and TPOT in ms. "
-        text = render.table_text(table_rows, cols, title=title, caption=units + rk.summary()) if rk.rows else ""
+        text = render.table_text(table_rows, cols, title=title, caption=units + rk.summary())
         if bad:
             text += render.table_text(bad, [Column("stage", "stage"), Column("configuration", "configuration"),
                                             Column("reason", "reason")], title="excluded")
-        if text:
-            render.emit(text, output)
-    reason = dead_end(rk)
-    if reason:  # a ranking with no row is a failure to find one, not an empty success
-        raise PdroofError(reason)
+        render.emit(text, output)
 
 
 def _degrees(flag: str, text: str | None) -> tuple[int, ...] | None:

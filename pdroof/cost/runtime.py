@@ -188,6 +188,11 @@ def resolve(runtime: Record, accelerator: Record) -> Efficiency:
     # the routed experts' own kernels: this accelerator's entry only (else the dense GEMMs' factors)
     moe = {name: dict(prof.get(name) or {}) if prof is not None else {}
            for name in ("moe_compute", "moe_half_width", "moe_weights", "moe_latency_s")}
+    for found in moe.values():  # a format the experts' kernels were not measured in takes its sibling's
+        for fmt, siblings in SIBLINGS.items():
+            sib = next((s for s in siblings if s in found), None)
+            if fmt not in found and sib is not None:
+                found[fmt] = found[sib]
     return Efficiency(
         **maps, **moe,
         host_latency_s=host.latency_s if host else None, host_bytes_per_s=host.bytes_per_s if host else None,

@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..cost.inputs import model_inputs
-from ..cost.parallelism import Parallelism, scale_up_domain, split_reason
+from ..cost.parallelism import Parallelism, split_reason
 from ..cost.precision import Precision, default_activations, infeasible_reason
 from ..spec.errors import PdroofError
 from ..spec.schema import Record
 from .columns import BINDINGS, PLACEMENTS, handoff_columns, serving_columns
 from .handoff import path_reason
-from .space import SCALE_UP_PATHS, Candidates, decode_stage, pair_links, prefill_stage
+from .space import Candidates, decode_stage, pair_links, path_reach, prefill_stage
 from .stage import tp_reason
 from .workload import Workload
 
@@ -139,10 +139,11 @@ def plan(model: Record, prefill: Pool, decode: Pool, path: Record, tiers: list[R
     r = path_reason(path, prefill.accelerator, decode.accelerator)
     if r:
         reasons.append(f"path: {r}")
-    together = prefill.split.devices + decode.split.devices
-    if not r and path.kind in SCALE_UP_PATHS and together > scale_up_domain(prefill.accelerator):
-        reasons.append(f"path: {path.id} joins one scale-up domain of {scale_up_domain(prefill.accelerator)} "
-                       f"devices; a prefill and a decode instance take {together}")
+    together = prefill.count * prefill.split.devices + decode.count * decode.split.devices
+    reach = path_reach(path, prefill.accelerator)
+    if not r and together > reach:
+        reasons.append(f"path: {path.id} stays inside {reach:g} devices (one node or scale-up domain); "
+                       f"the two pools take {together}")
     tier = next((t for t in tiers if t.id == decode.tier), None)
     if tier is None:
         raise PdroofError(f"unknown KV tier {decode.tier!r}; known: {', '.join(t.id for t in tiers)}")

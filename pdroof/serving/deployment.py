@@ -169,11 +169,12 @@ def check(path: str | Path, cat: Catalog) -> Verdict:
     v.checks.append(Check("decode ingress capacity", per_d <= s["ingress_capacity"], per_d, s["ingress_capacity"],
                           "req/s", f"per decode {_unit(dec)}: the prefill instances feeding it share its NICs"))
     batch = s["decode_batch"]
-    # the batch the rate holds at the step that batch runs: B = λ·O·t(B), a fixed point (t grows
-    # slowly with B), from the step at the most the pool admits; beyond that, it does not fit
-    step = s["tpot_s"]
+    # the batch the rate holds at the step that batch runs: B = λ·O·t(B), the least fixed point,
+    # reached from below (t grows with B, so the iterates rise to it); past the most the pool
+    # admits, it does not fit
+    step = _decode_step(p, model, dec, cat, d, w, 1.0)
     need = float(decode_in_flight(per_d, w.output_tokens, step))
-    for _ in range(30):
+    for _ in range(60):
         if need > batch:
             break
         step = _decode_step(p, model, dec, cat, d, w, need)

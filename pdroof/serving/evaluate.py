@@ -15,12 +15,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..cost.inputs import model_inputs
-from ..cost.parallelism import scale_up_domain
 from ..spec.units import format_bytes
 from .columns import aggregated_rows, handoff_columns, serving_columns
 from .load import prefill_utilisation
 from .space import (
-    SCALE_UP_PATHS,
     Candidates,
     PairLinks,
     Stage,
@@ -28,6 +26,7 @@ from .space import (
     decode_stage,
     instances,
     pair_links,
+    path_reach,
     prefill_stage,
 )
 
@@ -43,7 +42,7 @@ OBJECTIVES = {  # column, True when larger is better
 PARETO_AXES = (("tokens_per_s_per_device", True), ("ttft_unloaded_s", False), ("tpot_s", False))
 BLOCK = 50_000  # configurations per vectorised block: its temporaries stay in cache (4× 400k was slower)
 IMPOSSIBLE = "path or wire format not possible for the pair"
-APART = "a scale-up KV path between instances that do not fit one scale-up domain together"
+APART = "a KV path inside one node or scale-up domain between pools that do not fit it"
 
 
 @dataclass
@@ -189,11 +188,13 @@ def disaggregated_block(c: Candidates, pre: Stage, dec: Stage, links: PairLinks,
                                 powers[ad]))
     cols.update({"mode": np.zeros(len(pr), dtype=np.int8), "prefill_row": pr, "decode_row": dr, "wire": iw, "path": ik,
                  "inferred": pre.values["inferred"][pr] + dec.values["inferred"][dr]})
-    # a scale-up path joins a prefill and a decode instance that fit one domain together
-    scale = np.array([p.kind in SCALE_UP_PATHS for p in c.paths])[ik]
-    domain = np.array([scale_up_domain(a) for a in c.accelerators])[acc_p[ip]]
+    # a path inside a node (or a scale-up domain) joins pools that fit it: a prefill and a decode
+    # instance, and where a rate sizes them, the whole pools
+    reach = np.array([[path_reach(p, a) for p in c.paths] for a in c.accelerators])[acc_p[ip], ik]
     together = pre.values["tp"][pr] * pre.values["dp"][pr] + dec.values["tp"][dr] * dec.values["dp"][dr]
-    cols["path_fits"] = ~scale | (together <= domain)
+    if c.workload.rate_per_s:
+        together = np.maximum(together, cols["devices_for_rate"])
+    cols["path_fits"] = together <= reach
     # the prefill pool is sized to its target (its TTFT statistic meets it at capacity by construction):
     # a positive capacity is the TTFT condition
     cols["feasible"] = (cols["prefill_rate"] > 0) & (cols["admission_batch"] >= 1) & cols["path_fits"]

@@ -110,9 +110,10 @@ def rank(c: Candidates, objective: str = "cost", top: int = 20, pareto: bool = F
     order = ranked(cols, objective)
     if mode is not None:
         order = order[cols["mode"][order] == MODES.index(mode)]
-    if pareto:
-        pm = pareto_mask(cols)
-        order = order[pm[order]]
+    if pareto:  # the front of the rows kept (one mode's own front, where a mode is asked for)
+        kept = np.sort(order)
+        front = kept[pareto_mask({k: v[kept] for k, v in cols.items()})]
+        order = order[np.isin(order, front)]
     if top:
         order = order[:top]
     rows = [_row(c, stages, cols, i, pos + 1) for pos, i in enumerate(order)]

@@ -82,6 +82,8 @@ def _int(v, where: str, minimum: int = 1, optional: bool = False) -> int | None:
         raise _Bad(f"{where}: missing")
     if isinstance(v, bool):
         raise _Bad(f"{where}: must be an integer, not {v!r}")
+    if isinstance(v, int) and not minimum <= v <= 2**40:  # before any float conversion (400 digits overflow)
+        raise _Bad(f"{where}: must be between {minimum} and 2**40, not {str(v)[:20]}")
     if isinstance(v, str):
         try:
             v = float(v)
@@ -148,7 +150,7 @@ def _measured(d, where: str) -> dict[str, dict[str, float]]:
                 continue
             try:
                 x = float(v)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise _Bad(f"{where}.{metric}.{stat}: must be a number, not {v!r}") from None
             if not math.isfinite(x) or x <= 0:
                 raise _Bad(f"{where}.{metric}.{stat}: must be a positive number, not {v!r}")

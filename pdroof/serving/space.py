@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..cost.numeric import evaluate
-from ..cost.parallelism import Parallelism, split_reason
+from ..cost.parallelism import Parallelism, scale_up_domain, split_reason
 from ..cost.precision import Precision, default_activations, infeasible_reason
 from ..spec.schema import Record
 from .handoff import path_bandwidth, path_reason
@@ -24,7 +24,16 @@ from .stage import context_reason, stage_inputs, tp_reason
 from .workload import Workload
 
 TP_CHOICES = (1, 2, 4, 8)
-SCALE_UP_PATHS = ("nvlink", "scale_up")  # path kinds inside one scale-up domain
+NODE_DEVICES = 8  # devices of a node where the spec gives no scale-up domain (PCIe cards): assumed
+
+
+def path_reach(path: Record, acc: Record) -> float:
+    """Devices a KV path can join, both pools together: any number across nodes; a scale-up path
+    its domain; another path inside one node (host-staged PCIe, local NVMe) one node."""
+    if path.cross_node:
+        return np.inf
+    domain = scale_up_domain(acc)
+    return domain if path.kind in ("nvlink", "scale_up") or domain > 1 else NODE_DEVICES
 # MoE models also run with DP attention: replicas of one device, the routed experts spread over all
 # of them (the wide-EP form engines deploy), up to four nodes of eight
 DP_CHOICES = (2, 4, 8, 16, 32)
@@ -359,10 +368,10 @@ def pair_links(c: Candidates) -> PairLinks:
               & ok[:, :, :, None])  # [i, j, k_other, k]: k_other at least as good as k
     strictly = (rate[:, :, :, None] > rate[:, :, None, :]) | (lat[None, None, :, None] < lat[None, None, None, :])
     first = np.arange(len(c.paths))[:, None] < np.arange(len(c.paths))[None, :]  # ties: keep the first
-    # a scale-up path holds only instances that fit one domain together (judged per row, later):
-    # it never stands in for a network path
-    scale = np.array([p.kind in SCALE_UP_PATHS for p in c.paths])
-    better &= ~(scale[:, None] & ~scale[None, :])[None, None]
+    # a path inside a node joins only instances that fit it together (judged per row, later): it
+    # never stands in for a path across nodes
+    local = np.array([not p.cross_node for p in c.paths])
+    better &= ~(local[:, None] & ~local[None, :])[None, None]
     dominated = (better & (strictly | first[None, None])).any(axis=2) & ok
     return PairLinks(ok=ok, useful=ok & ~dominated, bandwidth=bw, reasons=reasons)
 

@@ -89,6 +89,8 @@ def parse_yaml(text: str, file: str, *, snapshot: bool = True):
         where = f" (line {mark.line + 1})" if mark is not None else ""
         problem = getattr(exc, "problem", None) or msg
         raise SpecError(file, "", f"malformed YAML: {problem}{where}") from None
+    except ValueError as exc:  # an integer beyond Python's digit limit, met while constructing
+        raise SpecError(file, "", f"malformed YAML: {str(exc).split(';')[0]}") from None
 
 
 def read_yaml(path: str | Path):
