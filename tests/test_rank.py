@@ -639,3 +639,12 @@ def test_int8_experts_are_costed_as_fp8s_on_the_same_silicon(catalog):
                      catalog.get("runtime", "trtllm"), Precision(w, w, "fp8"), tp=8, batch=4, prompt=8192)
         out[w] = next(op["seconds"] for op in d["prefill"]["ops"] if op["name"] == "experts")
     assert out["int8"] == pytest.approx(out["fp8"], rel=1e-9)
+
+
+def test_rows_without_a_price_are_announced_and_overrides_recorded(cli, cli_json):
+    code, out, _ = cli("rank", "-m", "llama-3.1-8b", "--accelerators", "h20,h100-sxm", "--prefill-hw", "h20",
+                       "--top", "2")
+    words = " ".join(out.split())
+    assert code == 0 and "rows have no usd per million tokens (no price for h20)" in words
+    meta = cli_json("rank", "-m", "llama-3.1-8b", "--accelerators", "h20", "--price", "h20=1.5", "--top", "1")["meta"]
+    assert meta["price_overrides"] == {"h20": 1.5} and meta["prices"]["h20"] == 1.5

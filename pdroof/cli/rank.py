@@ -24,14 +24,15 @@ def _ids(text: str | None) -> tuple[str, ...] | None:
 
 
 def _hw(r: dict, side: str) -> str:
-    """h200-sxm×8, or h200-sxm×16 DP16 EP16 where the instance splits beyond TP."""
+    """h200-sxm×8, h200-sxm×8 EP8, or h200-sxm×16 DP16·EP (the experts over every device)."""
     if r[f"{side}_hw"] is None:
         return "—"
     text = f"{r[f'{side}_hw']}×{r[f'{side}_devices']}"
+    ep = r[f"{side}_moe_ep"]
     if r[f"{side}_dp"] > 1:
-        text += f" DP{r[f'{side}_dp']}"
-    if r[f"{side}_moe_ep"] > 1:
-        text += f" EP{r[f'{side}_moe_ep']}"
+        text += f" DP{r[f'{side}_dp']}" + ("·EP" if ep == r[f"{side}_devices"] else f"·EP{ep}" if ep > 1 else "")
+    elif ep > 1:
+        text += f" EP{ep}"
     return text
 
 

@@ -94,11 +94,13 @@ def pool_loop(prefill: dict, decode: dict, clients, prompt_tokens, output_tokens
     out = {"requests_per_s": X, "tpot_s": tpot, "decode_batch": B, "job_prompts": g, "job_s": job,
            "utilisation": rho, "first_wave_ttft_s": first_wave,
            "prefill_bound": ~at_cap & (X >= 0.99 * mu_P), "decode_bound": at_cap & (B >= B_cap)}
+    bound = out["prefill_bound"] | out["decode_bound"]
     for stat in stats:
         q = {"mean": None, "p50": 0.5, "p90": 0.9, "p99": 0.99}[stat]
-        # a replica's queue holds at most every client's job
+        # a replica's queue holds at most every client's job; at a bound the clients' cycle (Little's
+        # law) is the TTFT: the wait in front of the bound, whatever a queue formula would say
         queued = np.where(D, np.minimum(wait(rho, stat) * job, C / (g * N_P) * job), 0.0)
-        steady = np.maximum(R + job + queued + H, cycle_ttft)
+        steady = np.where(bound, cycle_ttft, np.maximum(R + job + queued + H, cycle_ttft))
         if q is None:
             out["ttft_mean_s"] = steady + np.maximum(first_wave - steady, 0.0) / W
         else:

@@ -81,6 +81,15 @@ class Ranking:
             top = ", ".join(f"{n:,} {k}" for k, n in r.infeasible.most_common(3) if n)
             parts.append(f"({top})")
         col, larger = OBJECTIVES[self.objective]
+        unpriced = [x for x in self.rows if x.get(col) is None]
+        if unpriced:  # never silently: which rows the objective could not weigh, and where they went
+            ids = sorted({x[k] for x in unpriced for k in ("prefill_hw", "decode_hw") if x[k]}
+                         - {acc.id for acc in self.candidates.accelerators
+                            if (self.candidates.prices.get(acc.id) or acc.price_usd_per_hour)}) \
+                if self.objective == "cost" else []
+            parts.append(f"; {len(unpriced):,} rows have no {col.replace('_', ' ')}"
+                         + (f" (no price for {', '.join(ids)})" if ids else "")
+                         + ": ranked after the others, by output per device")
         d, a = best["disaggregated"], best["aggregated"]
         if d and a and d[col] is not None and a[col] is not None:
             better = d[col] > a[col] if larger else d[col] < a[col]
