@@ -26,7 +26,6 @@ from .space import (
     decode_stage,
     instances,
     pair_links,
-    path_reach,
     prefill_stage,
 )
 
@@ -190,7 +189,7 @@ def disaggregated_block(c: Candidates, pre: Stage, dec: Stage, links: PairLinks,
                  "inferred": pre.values["inferred"][pr] + dec.values["inferred"][dr]})
     # a path inside a node (or a scale-up domain) joins pools that fit it: a prefill and a decode
     # instance, and where a rate sizes them, the whole pools
-    reach = np.array([[path_reach(p, a) for p in c.paths] for a in c.accelerators])[acc_p[ip], ik]
+    reach = links.reach[acc_p[ip], ik]
     together = pre.values["tp"][pr] * pre.values["dp"][pr] + dec.values["tp"][dr] * dec.values["dp"][dr]
     if c.workload.rate_per_s:
         together = np.maximum(together, cols["devices_for_rate"])

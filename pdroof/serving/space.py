@@ -345,6 +345,7 @@ class PairLinks:
     useful: np.ndarray      # [A, A, paths] bool: possible and not dominated by another path
     bandwidth: np.ndarray   # [A, A, paths] bytes/s nominal (capped by device ports)
     reasons: dict[tuple[int, int, int], str]
+    reach: np.ndarray       # [A, paths] devices a path can join on the accelerator (path_reach)
 
 
 def pair_links(c: Candidates) -> PairLinks:
@@ -373,5 +374,6 @@ def pair_links(c: Candidates) -> PairLinks:
     local = np.array([not p.cross_node for p in c.paths])
     better &= ~(local[:, None] & ~local[None, :])[None, None]
     dominated = (better & (strictly | first[None, None])).any(axis=2) & ok
-    return PairLinks(ok=ok, useful=ok & ~dominated, bandwidth=bw, reasons=reasons)
+    reach = np.array([[path_reach(p, a) for p in c.paths] for a in c.accelerators]).reshape(A, P)
+    return PairLinks(ok=ok, useful=ok & ~dominated, bandwidth=bw, reasons=reasons, reach=reach)
 
