@@ -180,7 +180,9 @@ def aggregated_load(inputs: dict, concurrency, new_tokens, output_tokens, *, pre
         return mixed_step_s(inputs, batch, prompts, new_tokens, prefix_tokens, context)
 
     running = np.minimum(C, admitted)  # what the engine holds while a prompt joins
-    unloaded = step_s(running, 1.0) + (chunks - 1) * step_s(running, 0.0)
+    unloaded = step_s(running, 1.0)
+    if np.any(chunks > 1):  # a prompt beyond the token budget takes more steps
+        unloaded = unloaded + (chunks - 1) * step_s(running, 0.0)
     if arrivals == "closed":
         res = closed_loop(inputs, C, new_tokens, output_tokens, inputs["chunk_tokens"], admitted, waves,
                           inputs["prefill_first"], request_s, prefix_tokens, drift)

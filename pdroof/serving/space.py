@@ -11,6 +11,7 @@ KV path. Infeasible stage rows carry a reason and are counted, not evaluated fur
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 import numpy as np
 
@@ -106,8 +107,11 @@ def splits(c: Candidates, acc: Record) -> list[Parallelism]:
 
 
 def _stack(rows: list[dict]) -> dict[str, np.ndarray]:
-    keys = rows[0].keys()
-    return {k: np.array([r[k] for r in rows], dtype=float) for k in keys}
+    """Columns of rows that share their keys: one matrix, read row by row in C (itemgetter)."""
+    keys = list(rows[0])
+    get = itemgetter(*keys)
+    matrix = np.array([get(r) for r in rows], dtype=float).reshape(len(rows), len(keys))
+    return {k: np.ascontiguousarray(matrix[:, j]) for j, k in enumerate(keys)}
 
 
 def _precisions(c: Candidates, acc: Record, kv: bool):
