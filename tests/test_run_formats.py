@@ -140,3 +140,19 @@ def test_predict_reads_another_tools_results(cli_json):
     assert run["error"] is None and run["vs_measured"]["ttft_ms"]["stat"] == "median"
     doc = cli_json("predict", str(DATA / "vllm_bench_serve.json"))
     assert "--engine" in doc["runs"][0]["error"]  # the run says what is missing; the command still answers
+
+
+def test_inferencex_disaggregated_and_multinode_records_are_read(tmp_path):
+    """A disaggregated record becomes prefill and decode pools (its workers the instances, DP
+    attention and EP per side); a multi-node one is an instance across nodes, predicted as such."""
+    rec = {**json.loads((DATA / "inferencex_results.json").read_text())[0], "model": "dsr1", "hardware": "h200",
+           "disagg": True, "is_multinode": True, "prefill_tp": 8, "prefill_ep": 8, "prefill_dp_attention": True,
+           "prefill_num_workers": 2, "decode_tp": 16, "decode_ep": 16, "decode_dp_attention": True,
+           "decode_num_workers": 1, "precision": "fp8"}
+    f = tmp_path / "ix.json"
+    f.write_text(json.dumps([rec]))
+    _, (run,) = read_any_runs(f)
+    assert run.error is None and run.mode == "disaggregated"
+    pre, dec = run.pools["prefill"], run.pools["decode"]
+    assert (pre.instances, pre.tp, pre.dp, pre.moe_ep) == (2, 1, 8, 8)
+    assert (dec.instances, dec.tp, dec.dp, dec.moe_ep) == (1, 1, 16, 16)

@@ -223,8 +223,6 @@ def _sglang_length_range(ratio, dataset) -> list[float]:
 
 
 def _from_inferencex(rec: dict, defaults: RunDefaults, cat) -> dict:
-    if rec.get("disagg") or rec.get("is_multinode"):
-        raise PdroofError("disaggregated or multi-node runs are not supported yet (they come with the MoE work)")
     name = str(rec.get("model") or "")  # the app's prefix (dsr1), or a Hugging Face id in raw records
     prefix = str(rec.get("infmax_model_prefix") or name)
     hw = str(rec.get("hardware") or rec.get("hw") or "").lower()
@@ -235,19 +233,29 @@ def _from_inferencex(rec: dict, defaults: RunDefaults, cat) -> dict:
     defaults = RunDefaults(defaults.model or INFERENCEX_MODELS.get(prefix), defaults.engine,
                            defaults.engine_version or rec.get("image"), defaults.weights,
                            accelerator or defaults.accelerator, defaults.tp)
-    tp = rec.get("decode_tp", rec.get("tp"))
-    ep = rec.get("decode_ep", rec.get("ep")) or 1
-    dp_attention = str(rec.get("decode_dp_attention", rec.get("dp_attention"))).lower() == "true"
-    # DP attention: one attention replica per device, the experts over all of them; else the
-    # experts over the instance's tp devices, ep groups of tp/ep
-    deployment = _deployment(defaults, 1, dp=tp, ep=ep) if dp_attention and tp else _deployment(defaults, tp, ep=ep)
     metrics = rec["metrics"] if isinstance(rec.get("metrics"), dict) else rec
-    return {"model": _model(name, defaults, cat),
-            "engine": _engine(rec.get("framework"), defaults, None), "engine_version": defaults.engine_version,
-            "weights": _weights(defaults, rec.get("precision")), "kv": None, "mode": "aggregated",
-            "isl": rec.get("isl"), "osl": rec.get("osl"), "concurrency": rec.get("conc"),
-            "length_range": list(INFERENCEX_LENGTH_RANGE),
-            "deployment": deployment, "measured": _measured(metrics, lambda s, m: f"{s}_{m}", 1e3)}
+    run = {"model": _model(name, defaults, cat),
+           "engine": _engine(rec.get("framework"), defaults, None), "engine_version": defaults.engine_version,
+           "weights": _weights(defaults, rec.get("precision")), "kv": None,
+           "isl": rec.get("isl"), "osl": rec.get("osl"), "concurrency": rec.get("conc"),
+           "length_range": list(INFERENCEX_LENGTH_RANGE), "measured": _measured(metrics, lambda s, m: f"{s}_{m}", 1e3)}
+    if rec.get("disagg"):  # prefill and decode pools, each of its workers
+        return {**run, "mode": "disaggregated", "prefill": _inferencex_pool(rec, "prefill", defaults),
+                "decode": _inferencex_pool(rec, "decode", defaults)}
+    return {**run, "mode": "aggregated", "deployment": _inferencex_pool(rec, "decode", defaults, workers=False)}
+
+
+def _inferencex_pool(rec: dict, side: str, defaults: RunDefaults, workers: bool = True) -> dict:
+    """A pool of an InferenceX record: DP attention puts one attention replica on each device with
+    the experts over all of them; else the experts over the instance's tp devices, ep groups of tp/ep.
+    An aggregated record's fields are the decode side's (or unprefixed)."""
+    tp = rec.get(f"{side}_tp", rec.get("tp"))
+    ep = rec.get(f"{side}_ep", rec.get("ep")) or 1
+    dp_attention = str(rec.get(f"{side}_dp_attention", rec.get("dp_attention"))).lower() == "true"
+    pool = _deployment(defaults, 1, dp=tp, ep=ep) if dp_attention and tp else _deployment(defaults, tp, ep=ep)
+    if workers:
+        pool["instances"] = rec.get(f"{side}_num_workers") or 1
+    return pool
 
 
 def _concurrency(max_concurrency, request_rate):
