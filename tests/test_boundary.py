@@ -364,3 +364,20 @@ def test_checks_decode_batch_is_the_least_fixed_point(catalog, tmp_path, cli):
     fits = next(c for c in doc["checks"] if c["check"] == "decode batch that fits")
     tpot = next(c for c in doc["checks"] if c["check"].startswith("TPOT"))
     assert fits["value"] <= fits["limit"] and tpot["value"] < float("inf")
+
+
+def test_plan_and_check_honour_csv_and_output_files(cli, tmp_path):
+    import csv
+    import io
+
+    code, out, err = cli("check", str(REPO / "examples" / "deployment.yaml"), "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and rows[0]["check"].startswith("TTFT") and float(rows[0]["value"]) > 0
+    code, out, err = cli("plan", "--model", "llama-3.1-8b", "--prefill", "h100-sxm", "--decode", "h200-sxm",
+                         "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and {"decision", "quantity", "value"} == set(rows[0])
+    assert any(r["decision"] == "plan.representation.gate" and r["value"] == "True" for r in rows)
+    f = tmp_path / "check.json"
+    code, _, _ = cli("check", str(REPO / "examples" / "deployment.yaml"), "--format", "json", "-o", str(f))
+    assert code == 0 and json.loads(f.read_text())["passed"]

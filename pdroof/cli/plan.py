@@ -77,16 +77,26 @@ def plan_cmd(
     doc = {"feasible": p.feasible, "reasons": p.reasons, **p.doc}
     if fmt.value == "json":
         render.emit(render.json_text(doc), output)
+    elif fmt.value == "csv":  # every quantity a row, raw SI values
+        rows: list[dict] = []
+        rep = doc.get("representation", {})
+        gate = {g["check"]: g["passed"] for g in rep.get("gate", [])}  # the hard gate: each check's verdict
+        _kv(rows, "plan", doc | {"representation": {**rep, "gate": gate}}, {}, raw=True)
+        render.emit(render.csv_text(rows, ["decision", "quantity", "value"]), output)
     else:
         render.emit(_plan_text(doc), output)
     if not p.feasible:
         raise typer.Exit(1)
 
 
-def _kv(rows, section: str, data: dict, units: dict[str, tuple[str, float]]):
+def _kv(rows, section: str, data: dict, units: dict[str, tuple[str, float]], raw: bool = False):
     for k, v in data.items():
         if isinstance(v, dict):
-            _kv(rows, f"{section}.{k}", v, units)
+            _kv(rows, f"{section}.{k}", v, units, raw)
+            continue
+        if raw:
+            rows.append({"decision": section, "quantity": k,
+                         "value": ";".join(map(str, v)) if isinstance(v, list) else v})
             continue
         unit, scale = next(((u, sc) for suffix, (u, sc) in units.items() if k.endswith(suffix)), ("", 1.0))
         rows.append({"decision": section, "quantity": k,
@@ -121,6 +131,7 @@ def check_cmd(
     ctx: typer.Context,
     deployment: Path = typer.Argument(..., help="deployment YAML"),
     fmt: Fmt = FormatOpt,
+    output: Path | None = OutOpt,
 ):
     """Check a deployment against its targets: exit 0 when every target holds, 1 when one fails
     (printing which and by how much), 2 for invalid input."""
@@ -136,13 +147,16 @@ def check_cmd(
     checks = [{"check": c.name, "passed": c.passed, "value": c.value, "limit": c.limit, "unit": c.unit,
                "margin": _margin(c), "detail": c.detail} for c in v.checks]
     if fmt.value == "json":
-        render.emit(render.json_text({"passed": v.passed, "checks": checks, "plan": v.plan.doc if v.plan else None}))
+        render.emit(render.json_text({"passed": v.passed, "checks": checks, "plan": v.plan.doc if v.plan else None}),
+                    output)
+    elif fmt.value == "csv":
+        render.emit(render.csv_text(checks, ["check", "passed", "value", "limit", "unit", "margin", "detail"]), output)
     else:
         cols = [Column("check", "check"), Column("passed", "ok"), Column("value", "value", digits=4),
                 Column("limit", "limit", digits=4), Column("unit", "unit"), Column("margin", "margin"),
                 Column("detail", "detail")]
         title = f"{deployment}{_engines(v.plan)}: " + ("all targets hold" if v.passed else "FAILS")
-        render.emit(render.table_text(checks, cols, title=title))
+        render.emit(render.table_text(checks, cols, title=title), output)
         for c in v.checks:
             if not c.passed:
                 what = c.detail if c.name == "feasible" else (f"{c.value:.4g} {c.unit} against {c.limit:.4g} "
