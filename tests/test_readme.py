@@ -72,3 +72,15 @@ def test_every_command_is_documented():
     names = [c.name for c in app.registered_commands] + [g.name for g in app.registered_groups]
     for name in names:
         assert f"`pdroof {name}" in README, name
+
+
+def test_gitignore_covers_what_readmes_commands_write():
+    """Files README's commands write with -o are ignored, so following README leaves no stray file."""
+    import fnmatch
+
+    patterns = [ln.strip() for ln in (REPO / ".gitignore").read_text().splitlines() if ln.strip()
+                and not ln.startswith("#")]
+    written = set(re.findall(r"-o ([A-Za-z0-9._-]+\.[a-z]+)", (REPO / "README.md").read_text()))
+    assert written
+    for name in written:
+        assert any(fnmatch.fnmatch(name, p) for p in patterns), name
