@@ -381,3 +381,17 @@ def test_plan_and_check_honour_csv_and_output_files(cli, tmp_path):
     f = tmp_path / "check.json"
     code, _, _ = cli("check", str(REPO / "examples" / "deployment.yaml"), "--format", "json", "-o", str(f))
     assert code == 0 and json.loads(f.read_text())["passed"]
+
+
+def test_the_examples_ship_and_write_out(cli, tmp_path):
+    """`pdroof examples` lists the shipped examples (packaged in the wheel, beside the catalogue);
+    one written out with -o passes `check` from wherever it lands."""
+    code, out, _ = cli("examples")
+    assert code == 0 and "deployment" in out and "production-glm" in out
+    f = tmp_path / "prod.yaml"
+    code, _, err = cli("examples", "production-glm", "-o", str(f))
+    assert code == 0 and f.read_text() == (REPO / "examples" / "production-glm.yaml").read_text()
+    code, _, err = cli("check", str(f))
+    assert code == 0, err
+    code, _, err = cli("examples", "nope")
+    assert code == 1 and "the examples: deployment, production-glm" in err

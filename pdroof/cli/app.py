@@ -49,6 +49,7 @@ COMMANDS = {
     "transfer": ("transfer", "transfer_cmd", "command"), "equations": ("equations", "equations_cmd", "command"),
     "calibrate": ("calibrate", "calibrate_cmd", "command"), "measure": ("measure", "measure_cmd", "command"),
     "validate": ("validate", "validate_cmd", "command"), "schema": ("validate", "schema_cmd", "command"),
+    "examples": ("examples", "examples_cmd", "command"),
 }
 _registered: set[str] = set()
 
