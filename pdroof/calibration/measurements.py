@@ -13,8 +13,8 @@ import json
 import math
 from pathlib import Path
 
-from ..spec.errors import PdroofError, SpecError
-from ..spec.files import read_capped
+from ..spec.errors import SpecError
+from ..spec.files import FileError, read_capped
 
 REQUIRED = {
     "gemm": ("dtype", "M", "N", "K", "s"),
@@ -35,8 +35,8 @@ MAX_BYTES = 64 * 2**20
 def _read(path: str | Path) -> str:
     try:
         return read_capped(path, MAX_BYTES, "measurement file")
-    except PdroofError as exc:
-        raise SpecError(str(path), "", str(exc).removeprefix(f"{path}: ")) from None
+    except FileError as exc:
+        raise SpecError(str(path), "", exc.what) from None
 
 
 def _json_problem(exc: ValueError) -> str:

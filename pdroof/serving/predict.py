@@ -26,6 +26,7 @@ from .handoff import layerwise_overlap, path_bandwidth, path_reason, transfer_co
 from .load import admitted_sequences, aggregated_load
 from .pool_loop import pool_loop
 from .runs import Pool, Run
+from .space import stack_rows
 from .stage import context_reason, stage_inputs, tp_reason
 
 STATS = {"mean": "mean", "median": "p50", "p90": "p90", "p99": "p99"}  # schema name -> model statistic
@@ -146,8 +147,7 @@ def _stack(dicts: list[dict]) -> dict[str, np.ndarray]:
     """Columns of ``dicts``; runs of one configuration share their inputs' dict, stacked once."""
     first: dict[int, int] = {}
     index = np.array([first.setdefault(id(d), len(first)) for d in dicts])
-    unique = list({id(d): d for d in dicts}.values())
-    return {k: np.array([d[k] for d in unique], dtype=float)[index] for k in unique[0]}
+    return {k: v[index] for k, v in stack_rows(list({id(d): d for d in dicts}.values())).items()}
 
 
 def predict(cat: Catalog, runs: list[Run], runtime: str | None = None, waves: float = 10.0) -> list[Prediction]:

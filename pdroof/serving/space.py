@@ -106,7 +106,7 @@ def splits(c: Candidates, acc: Record) -> list[Parallelism]:
             and tp_reason(c.model, acc, par.tp) is None and split_reason(c.model, acc, par) is None]
 
 
-def _stack(rows: list[dict]) -> dict[str, np.ndarray]:
+def stack_rows(rows: list[dict]) -> dict[str, np.ndarray]:
     """Columns of rows that share their keys: one matrix, read row by row in C (itemgetter)."""
     keys = list(rows[0])
     get = itemgetter(*keys)
@@ -159,7 +159,7 @@ def instances(c: Candidates, kv: bool) -> Instances:
                 inputs["inferred"] = float(eff.inferred(f"compute.{p.activations}", f"weights.{p.weights}"))
                 rows.append(inputs)
                 reasons.append(reason or too_long)
-    return Instances(labels, reasons, _stack(rows) if rows else {})
+    return Instances(labels, reasons, stack_rows(rows) if rows else {})
 
 
 def _stage(inst: Instances, keys: tuple[str, ...], repeat: int = 1) -> Stage:

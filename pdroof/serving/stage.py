@@ -69,7 +69,7 @@ def _silicon_inputs(model: Record, acc: Record, runtime: Record, weights: str, a
     """The model's, the accelerator's and the split's inputs: the same for every KV format of a
     weight and activation format (the design space asks for each KV format in turn)."""
     eff = resolve(runtime, acc)
-    p = Precision(weights, activations, weights)
+    p = Precision(weights, activations, weights)  # the KV format enters none of these: any stands in
     return {**model_inputs(model), **hardware_inputs(acc, eff, p, par), "tp": par.tp, "dp": par.dp,
             "moe_tp": par.experts_tp, "moe_ep": par.moe_ep, "ep_imbalance_32": runtime.structure.ep_imbalance_32,
             **decode_attention_inputs(model, eff)}

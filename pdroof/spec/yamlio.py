@@ -6,8 +6,8 @@ from __future__ import annotations
 from functools import cache
 from pathlib import Path
 
-from .errors import PdroofError, SpecError
-from .files import read_capped
+from .errors import SpecError
+from .files import FileError, read_capped
 
 MAX_BYTES = 4 * 2**20
 
@@ -98,8 +98,8 @@ def read_yaml(path: str | Path):
     name = str(path)
     try:
         text = read_capped(path, MAX_BYTES, "YAML file")
-    except PdroofError as exc:  # as a spec error: the file, no field
-        raise SpecError(name, "", str(exc).removeprefix(f"{name}: ")) from None
+    except FileError as exc:  # as a spec error: the file, no field
+        raise SpecError(name, "", exc.what) from None
     data = parse_yaml(text, name)
     if data is None:
         raise SpecError(name, "", "file is empty")
