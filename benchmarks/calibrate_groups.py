@@ -3,10 +3,9 @@
     python benchmarks/calibrate_groups.py [RUNS.json]
 
 A group is what one profile stands for: model · accelerator · engine · version · weights · mode
-(``predict.group_key``). For every aggregated group of RUNS (default
-``../shared/calibration/serving/fit.json``) that ``predict`` can answer, the runs are fitted from
-the profile their engine and release resolve to, and each run is predicted by a fit to the others
-(runs ``predict`` cannot answer yet, with expert parallelism or DP attention, are left out).
+(``predict.group_key``). For every group of RUNS (default ``../shared/calibration/serving/fit.json``),
+aggregated or disaggregated, the runs ``predict`` can answer are fitted from the profile their
+engine and release resolve to, and each run is predicted by a fit to the others.
 Prints, per group, the factors fitted and the mean absolute TPOT and TTFT error: with the base
 profile, fitted (in-sample) and left out.
 """
@@ -16,8 +15,6 @@ from __future__ import annotations
 import argparse
 from collections import defaultdict
 from pathlib import Path
-
-import yaml
 
 from pdroof.calibration.serving_fit import calibrate_serving, default_base
 from pdroof.serving.predict import group_key, predict
@@ -61,7 +58,7 @@ def main() -> int:
         acc = cat.get("accelerator", pool.accelerator)
         try:
             base_id = default_base(cat, runs, acc)
-            base_doc = yaml.safe_load(cat.files("runtime")[base_id].read_text())
+            base_doc = cat.runtime_document(base_id)
             _, rep = calibrate_serving(cat, runs, args.runs, acc, base_doc, "calibrated")
         except PdroofError as exc:
             print(f"| {key} | {len(runs)} | not calibrated: {exc} |" if args.markdown

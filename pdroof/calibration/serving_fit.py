@@ -28,11 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cost.runtime import resolve, resolved_entry
+from ..cost.precision import default_activations
+from ..cost.runtime import ENGINE_PREFERENCE, engine_profile_id, resolve, resolved_entry
 from ..serving.predict import predict
 from ..serving.runs import Run
 from ..spec.catalog import Catalog
 from ..spec.errors import PdroofError
+from ..spec.kinds import ID
 from ..spec.schema import Record
 from ..spec.view import percent
 
@@ -274,8 +276,6 @@ def runs_to_fit(runs: list[Run], path: str | Path, acc: Record) -> list[Run]:
 
 def default_base(cat: Catalog, runs: list[Run], acc: Record) -> str:
     """The profile the runs' engine and releases resolve to (as ``predict`` picks it)."""
-    from ..cost.runtime import engine_profile_id
-
     ids = sorted({engine_profile_id(cat, r.engine, r.engine_version, acc) for r in runs})
     if len(ids) > 1:
         raise PdroofError(f"the runs' releases stand for different profiles ({', '.join(ids)}): "
@@ -285,8 +285,6 @@ def default_base(cat: Catalog, runs: list[Run], acc: Record) -> str:
 
 def check_base(base: Record, runs: list[Run]) -> None:
     """Refuse a base that is another engine's profile than the runs'."""
-    from ..cost.runtime import ENGINE_PREFERENCE
-
     engine = base.engine or base.id
     ran = {r.engine for r in runs} - {None}
     if engine in ENGINE_PREFERENCE and ran and engine not in ran:
@@ -295,8 +293,6 @@ def check_base(base: Record, runs: list[Run]) -> None:
 
 def check_profile_id(profile_id: str) -> None:
     """The output file's name is the profile's id: refuse one that is not an id."""
-    from ..spec.kinds import ID
-
     if not re.fullmatch(ID.pattern, profile_id):
         raise PdroofError(f"{profile_id!r}: the output file's name is the profile's id: lower-case letters, digits, "
                           "'.', '_' and '-' (e.g. my-h100.yaml)")
@@ -311,7 +307,7 @@ def calibrate_serving(cat: Catalog, runs: list[Run], runs_path: str | Path, acc:
         raise PdroofError(f"{runs_path}: no run carries measurements to fit")
     models = [cat.get("model", m) for m in dict.fromkeys(r.model for r in runs)]
     weights = {r.weights for r in runs}
-    activations = {_activations(acc, w) for w in weights}
+    activations = {default_activations(acc, w) for w in weights}
     factors = _factors(acc, models, weights, activations)
     ev = _Evaluator(cat, base_doc, profile_id, runs)
     base = ev.record({})
@@ -355,12 +351,6 @@ def calibrate_serving(cat: Catalog, runs: list[Run], runs_path: str | Path, acc:
               "runs": [_row(r, before[i], after[i], loo[i]) for i, r in enumerate(runs)],
               "mae": {"before": mae_before, "fitted": mae_after, "left_out": _mae(loo)}}
     return doc, report
-
-
-def _activations(acc: Record, weights: str) -> str:
-    from ..cost.precision import default_activations
-
-    return default_activations(acc, weights)
 
 
 def _row(run: Run, before, after, loo) -> dict:

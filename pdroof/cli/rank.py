@@ -47,6 +47,9 @@ TABLE = [
 ]
 
 
+# --show-infeasible: the stage rows excluded, each with its reason
+EXCLUDED = [Column("stage", "stage"), Column("configuration", "configuration"), Column("reason", "reason")]
+
 # The default table: one line a row at 100 columns (--wide: every column of TABLE; --columns: a choice)
 COMPACT = [
     Column("rank", "#"), Column("prefill_short", "prefill W"), Column("decode_short", "decode W/KV"),
@@ -187,8 +190,7 @@ def rank_cmd(
     reason = dead_end(rk)
     if reason:  # a ranking with no row is a failure to find one, not an empty success: nothing written
         if bad:
-            render.emit(render.table_text(bad, [Column("stage", "stage"), Column("configuration", "configuration"),
-                                                Column("reason", "reason")], title="excluded"))
+            render.emit(render.table_text(bad, EXCLUDED, title="excluded"))
         raise PdroofError(reason)
     if plot:
         export.plot(rk if pareto and not top else _run(c, objective.value, 0, True), plot)
@@ -218,8 +220,7 @@ def rank_cmd(
         units = "" if wide or columns else "TTFT (idle) and TPOT in ms. "
         text = render.table_text(table_rows, cols, title=title, caption=units + rk.summary())
         if bad:
-            text += render.table_text(bad, [Column("stage", "stage"), Column("configuration", "configuration"),
-                                            Column("reason", "reason")], title="excluded")
+            text += render.table_text(bad, EXCLUDED, title="excluded")
         render.emit(text, output)
 
 

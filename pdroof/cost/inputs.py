@@ -42,8 +42,8 @@ def group_bandwidth(acc: Record, devices: int) -> float | None:
     the scale-up domain ``collective_bandwidth``; beyond it, a device's traffic to the other
     domain − 1 devices of its node crosses the scale-up link and to the devices − domain others its
     scale-out NIC, concurrently, so the slower share sets the time."""
-    local = collective_bandwidth(acc, min(devices, scale_up_domain(acc)))
     domain = scale_up_domain(acc)
+    local = collective_bandwidth(acc, min(devices, domain))
     if devices <= domain or local is None:
         return local
     nic = acc.scale_out_bytes_per_s

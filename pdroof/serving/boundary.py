@@ -19,8 +19,8 @@ from ..cost.precision import Precision, default_activations, infeasible_reason
 from ..spec.errors import PdroofError
 from ..spec.schema import Record
 from .columns import BINDINGS, PLACEMENTS, handoff_columns, serving_columns
-from .handoff import path_reason
-from .space import Candidates, decode_stage, pair_links, path_reach, prefill_stage
+from .handoff import path_reach, path_reason
+from .space import Candidates, decode_stage, pair_links, prefill_stage
 from .stage import tp_reason
 from .workload import Workload
 

@@ -277,7 +277,7 @@ def run(c: Candidates, objective: str = "cost", keep: int = 200, pareto: bool = 
     wires = sorted({k for a in c.accelerators for k in a.precision_paths.kv if not c.kv or k in c.kv})
     if "bf16" in wires and "fp16" in wires:
         wires.remove("fp16")  # the same bytes on the wire
-    prices = np.array([c.prices.get(a.id) or a.price_usd_per_hour or np.nan for a in c.accelerators])
+    prices = np.array([c.price_of(a) or np.nan for a in c.accelerators])
     powers = np.array([a.power_w if a.power_w else np.nan for a in c.accelerators])
     mi = model_inputs(c.model)
 

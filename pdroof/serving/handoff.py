@@ -3,8 +3,11 @@ physically possible for a pair of accelerators, and what the transfer costs."""
 
 from __future__ import annotations
 
+import math
+
 from ..cost.inputs import model_inputs
 from ..cost.numeric import evaluate
+from ..cost.parallelism import scale_up_domain
 from ..spec.errors import PdroofError
 from ..spec.schema import Record
 from ..spec.units import check_format, format_bytes
@@ -37,6 +40,18 @@ def path_reason(path: Record, src: Record, dst: Record) -> str | None:
     return None
 
 
+NODE_DEVICES = 8  # devices of a node where the spec gives no scale-up domain (PCIe cards): assumed
+
+
+def path_reach(path: Record, acc: Record) -> float:
+    """Devices a KV path can join, both pools together: any number across nodes; a scale-up path
+    its domain; another path inside one node (host-staged PCIe, local NVMe) one node."""
+    if path.cross_node:
+        return math.inf
+    domain = scale_up_domain(acc)
+    return domain if path.kind in ("nvlink", "scale_up") or domain > 1 else NODE_DEVICES
+
+
 def path_bandwidth(path: Record, *ends: Record) -> float:
     """Nominal bandwidth of ``path`` between ``ends``: a scale-up path runs no faster than either
     device's own scale-up port (an H800's NVLink is narrower than an H100's)."""
@@ -66,8 +81,9 @@ def transfer(model: Record, path: Record, kv: str, tokens: int, *, page_tokens: 
         if v is not None and v < 1:
             raise PdroofError(f"{flag} must be at least 1, not {v}")
     m = model_inputs(model)
-    out = transfer_columns(m, path, path_bandwidth(path, *ends), format_bytes(kv), tokens, page_tokens or tokens,
-                           tp, dst_tp or tp, overlap_s or 0.0)
+    bandwidth = path_bandwidth(path, *ends)
+    out = transfer_columns(m, path, bandwidth, format_bytes(kv), tokens, page_tokens or tokens, tp, dst_tp or tp,
+                           overlap_s or 0.0)
     secs, exposed = float(out["seconds"]), float(out["exposed_seconds"])
     return {
         "model": model.id, "path": path.id, "kv": kv, "tokens": tokens,
@@ -75,7 +91,7 @@ def transfer(model: Record, path: Record, kv: str, tokens: int, *, page_tokens: 
         "bytes": float(out["bytes"]), "receiver_bytes": float(out["receiver_bytes"]),
         "messages": int(out["messages"]), "seconds": secs,
         "latency_seconds": float(out["messages"]) * path.latency_s,
-        "path_bytes_per_s": path_bandwidth(path, *ends),
+        "path_bytes_per_s": bandwidth,
         "overlap_seconds": overlap_s, "exposed_seconds": exposed if overlap_s is not None else None,
         # hidden: nothing exposed beyond the last layer's share, which no overlap can hide
         "hidden": exposed <= secs / m["layers"] * (1 + 1e-9) if overlap_s is not None else None,

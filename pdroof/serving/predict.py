@@ -4,8 +4,11 @@ against what a run measured and the mean absolute error per group.
 
 A run's ``engine`` picks its runtime profile (``runtime`` overrides); a run whose KV format is not
 given takes the profile's default for its weights. A deployment's split (tp, dp, moe_tp, moe_ep) is
-taken as the run gives it; under DP attention each replica carries its share of the clients. Runs
-this model cannot predict (unknown specs, disaggregated pools as yet) carry the reason in ``error``.
+taken as the run gives it; under DP attention each replica carries its share of the clients.
+Aggregated runs take the closed loop of one engine (``load.aggregated_load``), disaggregated ones
+the loop over their prefill and decode pools with the KV hand-off between them (``pool_loop``).
+Runs this model cannot predict (unknown specs, a split the model or accelerator cannot run) carry
+the reason in ``error``.
 """
 
 from __future__ import annotations
@@ -256,14 +259,14 @@ def _handoff_s(rows: list, pre: dict, dec: dict, sc: dict) -> np.ndarray:
     prefill_s = evaluate("prefill", {**pre, "batch": 1.0, "new_tokens": sc["prompt"], "prefix_tokens": 0.0,
                                      "context_tokens": sc["prompt"]}, ("seconds",))["seconds"]
     tokens = np.maximum(1.0, np.round(sc["prompt"]))
-    out = {"exposed_seconds": np.empty(len(rows))}
+    exposed = np.empty(len(rows))
     for path in dict.fromkeys(paths):  # one evaluation per path (its latency and efficiency are scalars)
         on = np.array([p is path for p in paths])
         sub = {k: (v[on] if np.ndim(v) else v) for k, v in pre.items()}
-        res = transfer_columns(sub, path, bandwidth[on], pre["kv_bytes"][on], tokens[on], tokens[on], pre["tp"][on],
-                               dec["tp"][on], layerwise_overlap(prefill_s[on], pre["layers"][on]))
-        out["exposed_seconds"][on] = res["exposed_seconds"]
-    return out["exposed_seconds"]
+        exposed[on] = transfer_columns(sub, path, bandwidth[on], pre["kv_bytes"][on], tokens[on], tokens[on],
+                                       pre["tp"][on], dec["tp"][on],
+                                       layerwise_overlap(prefill_s[on], pre["layers"][on]))["exposed_seconds"]
+    return exposed
 
 
 def _kv_path(specs: _Specs, src: Record, dst: Record) -> Record:

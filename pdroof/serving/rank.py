@@ -83,9 +83,8 @@ class Ranking:
         col, larger = OBJECTIVES[self.objective]
         unpriced = [x for x in self.rows if x.get(col) is None]
         if unpriced:  # never silently: which rows the objective could not weigh, and where they went
-            ids = sorted({x[k] for x in unpriced for k in ("prefill_hw", "decode_hw") if x[k]}
-                         - {acc.id for acc in self.candidates.accelerators
-                            if (self.candidates.prices.get(acc.id) or acc.price_usd_per_hour)}) \
+            priced = {acc.id for acc in self.candidates.accelerators if self.candidates.price_of(acc)}
+            ids = sorted({x[k] for x in unpriced for k in ("prefill_hw", "decode_hw") if x[k]} - priced) \
                 if self.objective == "cost" else []
             parts.append(f"; {len(unpriced):,} rows have no {col.replace('_', ' ')}"
                          + (f" (no price for {', '.join(ids)})" if ids else "")

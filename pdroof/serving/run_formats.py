@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..cost.parallelism import Parallelism
 from ..spec.errors import PdroofError
 from .runs import INFERENCEX_LENGTH_RANGE, STATS, Run, parse_run, parse_runs, read_text
 
@@ -178,9 +179,9 @@ def _deployment(defaults: RunDefaults, tp=None, dp: int = 1, ep: int = 1) -> dic
         raise PdroofError("does not say which accelerator it ran on: pass --hardware")
     if not tp:
         raise PdroofError("does not say the tensor-parallel degree: pass --tp")
-    devices = tp * dp  # the routed experts split over the instance's devices: moe_tp × moe_ep of them
-    return {"accelerator": accelerator, "instances": 1, "tp": tp, "dp": dp, "moe_tp": max(1, devices // ep),
-            "moe_ep": ep}
+    # the routed experts split over the instance's devices: moe_tp × moe_ep of them
+    return {"accelerator": accelerator, "instances": 1, "tp": tp, "dp": dp,
+            "moe_tp": Parallelism(tp, dp, moe_ep=ep).experts_tp, "moe_ep": ep}
 
 
 def _weights(defaults: RunDefaults, precision: str | None = None) -> str:

@@ -16,25 +16,15 @@ from operator import itemgetter
 import numpy as np
 
 from ..cost.numeric import evaluate
-from ..cost.parallelism import Parallelism, scale_up_domain, split_reason
+from ..cost.parallelism import Parallelism, split_reason
 from ..cost.precision import Precision, default_activations, infeasible_reason
 from ..spec.schema import Record
-from .handoff import path_bandwidth, path_reason
+from .handoff import path_bandwidth, path_reach, path_reason
 from .load import admitted_sequences, aggregated_load
 from .stage import context_reason, stage_inputs, tp_reason
 from .workload import Workload
 
 TP_CHOICES = (1, 2, 4, 8)
-NODE_DEVICES = 8  # devices of a node where the spec gives no scale-up domain (PCIe cards): assumed
-
-
-def path_reach(path: Record, acc: Record) -> float:
-    """Devices a KV path can join, both pools together: any number across nodes; a scale-up path
-    its domain; another path inside one node (host-staged PCIe, local NVMe) one node."""
-    if path.cross_node:
-        return np.inf
-    domain = scale_up_domain(acc)
-    return domain if path.kind in ("nvlink", "scale_up") or domain > 1 else NODE_DEVICES
 # MoE models also run with DP attention: replicas of one device, the routed experts spread over all
 # of them (the wide-EP form engines deploy), up to four nodes of eight
 DP_CHOICES = (2, 4, 8, 16, 32)
@@ -88,6 +78,10 @@ class Candidates:
         """The runtime profile ``acc`` runs."""
         return self.runtimes.get(acc.id, self.runtime)
 
+    def price_of(self, acc: Record) -> float | None:
+        """USD per device-hour of ``acc``: the price given over the spec's, else the spec's (None: unknown)."""
+        return self.prices.get(acc.id) or acc.price_usd_per_hour
+
 
 def splits(c: Candidates, acc: Record) -> list[Parallelism]:
     """How an instance of ``acc`` may split the model: TP alone; for MoE models also TP with the
@@ -95,15 +89,15 @@ def splits(c: Candidates, acc: Record) -> list[Parallelism]:
     replicas with the experts over all of them (moe_ep = dp), across nodes where the accelerator has
     a scale-out NIC. ``c.dp`` and ``c.moe_ep`` filter them."""
     if c.given_splits is not None:
-        return [par for par in c.given_splits
-                if tp_reason(c.model, acc, par.tp) is None and split_reason(c.model, acc, par) is None]
-    out = [Parallelism(t) for t in c.tp]
-    if c.model.moe is not None:
-        out += [Parallelism(t, 1, 1, t) for t in c.tp if t > 1]
-        out += [Parallelism(1, d, 1, d) for d in DP_CHOICES]
-    return [par for par in out
-            if (c.dp is None or par.dp in c.dp) and (c.moe_ep is None or par.moe_ep in c.moe_ep)
-            and tp_reason(c.model, acc, par.tp) is None and split_reason(c.model, acc, par) is None]
+        out = list(c.given_splits)
+    else:
+        out = [Parallelism(t) for t in c.tp]
+        if c.model.moe is not None:
+            out += [Parallelism(t, 1, 1, t) for t in c.tp if t > 1]
+            out += [Parallelism(1, d, 1, d) for d in DP_CHOICES]
+        out = [par for par in out
+               if (c.dp is None or par.dp in c.dp) and (c.moe_ep is None or par.moe_ep in c.moe_ep)]
+    return [par for par in out if tp_reason(c.model, acc, par.tp) is None and split_reason(c.model, acc, par) is None]
 
 
 def stack_rows(rows: list[dict]) -> dict[str, np.ndarray]:
