@@ -149,6 +149,22 @@ def test_runtime_inherits_and_merges_key_by_key(tmp_path):
     assert child.fallback.memory == base.fallback.memory
 
 
+
+def test_runtime_document_is_standalone_through_every_level(catalog, tmp_path):
+    """A profile two levels down (sglang-0.5.1 -> sglang -> engine) comes out with no inherits at
+    any level, and loads as itself from that document alone."""
+    import json
+
+    assert catalog.get("runtime", "sglang-0.5.1").inherits == "sglang"
+    doc = catalog.runtime_document("sglang-0.5.1")
+    assert "inherits" not in doc
+    (tmp_path / "alone.yaml").write_text(json.dumps({**doc, "id": "alone"}))
+    alone = Catalog([], use_env=False).get("runtime", str(tmp_path / "alone.yaml")).to_dict()
+    own = catalog.get("runtime", "sglang-0.5.1").to_dict()
+    for d in (alone, own):
+        d.pop("id"), d.pop("inherits")
+    assert alone == own
+
 def test_runtime_inheritance_errors_name_the_file(tmp_path):
     d = tmp_path / "hardware" / "runtimes"
     d.mkdir(parents=True)

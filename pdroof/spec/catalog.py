@@ -175,8 +175,10 @@ class Catalog:
         self.get("runtime", ref)  # a bad profile is reported as its own file and field
         path = Path(ref) if looks_like_path(ref) else self._file("runtime", ref)
         data = read_yaml(path)
-        up = data.pop("inherits", None)
-        return merged(self._parent_data(up, str(path)), data) if up else data
+        up = data.get("inherits")
+        doc = merged(self._parent_data(up, str(path)), data) if up else data
+        doc.pop("inherits", None)  # the merged chain's too: a parent's own inherits comes in with it
+        return doc
 
     def stated_profiles(self, runtime_id: str) -> frozenset[str]:
         """Accelerator ids whose ``profiles`` entry the runtime profile's own file states, not the
