@@ -102,7 +102,7 @@ def test_blackwell_ultra_numbers(catalog, acc_id, fp4, fp8, int8, domain, nic):
     assert a.memory.capacity_bytes < a.memory.capacity_gib_bytes  # what nvidia-smi reports
     assert a.scale_up.kind == "nvlink5" and a.scale_up.bandwidth_bytes_per_s == 900e9
     assert a.scale_up.domain_size == domain and a.scale_out_bytes_per_s == nic * 1e9 / 8
-    assert a.price_usd_per_hour is None  # no dated public price
+    assert a.price_usd_per_hour is None or a.provenance["price_usd_per_hour"]["source"]
     for path, prov in a.provenance.items():  # every sourced number names its source and its basis
         assert prov.get("source") and prov.get("basis"), path
 
@@ -119,3 +119,15 @@ def test_estimate_runs(cli_json, acc_id, model_id, tp, kv_per_device):
     assert d["prefill"]["seconds"] > 0 and d["decode"]["tokens_per_second"] > 0
     assert d["memory"]["fits"] and d["memory"]["max_batch"] >= 8
     assert d["memory"]["kv_bytes_per_token"] == kv_per_device
+
+
+def test_every_price_names_its_source_and_date(catalog):
+    """A price is a public on-demand listing: its source is named and it is dated (or says it is not)."""
+    import re
+
+    priced = [a for a in catalog.all("accelerator") if a.price_usd_per_hour]
+    assert len(priced) >= 12
+    for a in priced:
+        where = a.provenance["price_usd_per_hour"]
+        text = f"{where.get('source', '')} {where.get('note', '')}"
+        assert where.get("source") and re.search(r"20[12]\d|undated|no date", text), a.id
