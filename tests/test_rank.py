@@ -73,9 +73,13 @@ def test_pool_sizing_rule(catalog):
             continue
         n_p = math.ceil(37.0 / min(r["prefill_capacity"], r["link_capacity"]))
         n_d = math.ceil(37.0 / r["decode_capacity"])
-        assert r["devices_for_rate"] == n_p + n_d  # N_P·C_P ≥ R and N_D·C_D ≥ R with whole instances
-        per_rate = 1 / min(r["prefill_capacity"], r["link_capacity"]) + 1 / r["decode_capacity"]
-        assert r["max_rate_for_devices"] == pytest.approx(64 / per_rate)
+        assert r["devices_for_rate"] == r["devices"] == n_p + n_d  # N_P·C_P ≥ R and N_D·C_D ≥ R, whole
+        assert (r["prefill_instances"], r["decode_instances"], r["requests_per_s"]) == (n_p, n_d, 37.0)
+        # within 64 devices: the best whole split, found by trying every one
+        c_p = min(r["prefill_capacity"], r["link_capacity"], r["hold_capacity"])
+        best = max(min(k * c_p, (64 - k) * r["decode_capacity"]) for k in range(1, 64))
+        assert r["max_rate_for_devices"] == pytest.approx(best, rel=1e-9)
+        assert r["max_rate_for_devices"] <= 64 / (1 / c_p + 1 / r["decode_capacity"])  # never the fractional more
 
 
 def test_more_link_bandwidth_never_worse(catalog):
@@ -324,7 +328,7 @@ def test_decode_ingress_is_a_capacity(catalog):
     rows = {}
     for path in ("ib-ndr-400", "nvlink5"):
         c = _cands(catalog, accs=("b200",), paths=(path,), model="llama-3.1-70b", workload=w,
-                   weights=("fp8",), kv=("fp8",), tp=(1,))
+                   weights=("fp8",), kv=("fp8",), tp=(1,), devices=8)  # NVLink: pools within one node
         rows[path] = next(r for r in rank(c, "cost", top=0).rows if r["mode"] == "disaggregated")
     ib, nvl = rows["ib-ndr-400"], rows["nvlink5"]
     assert ib["decode_capacity"] == pytest.approx(ib["ingress_capacity"]) == pytest.approx(147.0, rel=0.01)
@@ -405,7 +409,7 @@ def test_handoff_is_shared_only_by_decode_rows_that_see_the_same_one(catalog):
 def test_a_heterogeneous_row_names_both_engines(cli, catalog):
     """The default runtime resolves per accelerator: an H100 prefill pool runs TensorRT-LLM, an
     MI300X decode pool whatever engine it is best supported by (never TensorRT-LLM); every row
-    says which, the table as prefill→decode."""
+    says which: the compact table's title per accelerator, the wide table as prefill→decode."""
     from pdroof.cost.runtime import engine_id
 
     amd = engine_id(catalog, catalog.get("accelerator", "mi300x"))
@@ -420,7 +424,9 @@ def test_a_heterogeneous_row_names_both_engines(cli, catalog):
     assert pair and all((r["prefill_runtime"], r["decode_runtime"]) == ("trtllm", amd) for r in pair)
     code, out, err = cli(*args)
     words = " ".join(out.split())  # the title wraps to the table's width
-    assert code == 0 and f"trtllm→{amd}" in words and "runtime engine per accelerator" in words
+    assert code == 0 and f"engines h100-sxm trtllm, mi300x {amd}" in words and "runtime engine per accelerator" in words
+    code, out, err = cli(*args, "--wide")
+    assert code == 0 and f"trtllm→{amd}" in " ".join(out.split())
 
 
 def test_an_explicit_runtime_runs_on_every_accelerator(cli_json):
@@ -499,7 +505,7 @@ def test_dp_and_moe_ep_filters(catalog, cli_json):
     out = cli_json("rank", "-m", "deepseek-v3", "--accelerators", "h200-sxm", "--weights", "fp8", "--dp", "16",
                    "--top", "3")
     rows = [r for r in out["results"] if r["mode"] == "disaggregated"]
-    assert rows and all(r["decode_devices"] == 16 for r in rows)  # two nodes of eight
+    assert rows and all(r["decode_tp"] * r["decode_dp"] == 16 for r in rows)  # two nodes of eight
 
 
 def test_bad_parallel_degrees_are_one_error(cli):
@@ -511,12 +517,12 @@ def test_bad_parallel_degrees_are_one_error(cli):
 
 
 def test_rows_the_objective_cannot_price_rank_by_output_per_device(catalog):
-    """H20 and the MetaX C600 have no price: by cost their rows come after priced ones, ordered
+    """H800 and the MetaX C600 have no price: by cost their rows come after priced ones, ordered
     among themselves by output tokens per device, not by enumeration order."""
-    rows = rank(_cands(catalog, accs=("h20", "metax-c600", "h100-sxm")), "cost", top=0).rows
+    rows = rank(_cands(catalog, accs=("h800", "metax-c600", "h100-sxm")), "cost", top=0).rows
     priced = [r["usd_per_million_tokens"] is not None for r in rows]
     assert priced == sorted(priced, reverse=True)  # every priced row first
-    rows = rank(_cands(catalog, accs=("h20", "metax-c600")), "cost", top=0).rows
+    rows = rank(_cands(catalog, accs=("h800", "metax-c600")), "cost", top=0).rows
     unpriced = [r["tokens_per_s_per_device"] for r in rows]
     assert unpriced and all(r["usd_per_million_tokens"] is None for r in rows)
     assert unpriced == sorted(unpriced, reverse=True)
@@ -531,9 +537,10 @@ def test_the_studys_production_question_sizes_pools_as_the_study_did(cli_json):
                    "--top", "3")
     best = next(r for r in out["results"] if r["mode"] == "disaggregated")
     assert (best["prefill_hw"], best["decode_hw"]) == ("metax-c600", "h20")
-    prefill = best["prefill_instances"] * best["prefill_devices"]
-    decode = best["decode_instances"] * best["decode_devices"]
-    assert prefill + decode == best["devices_for_rate"]
+    prefill, decode = best["prefill_devices"], best["decode_devices"]
+    assert prefill == best["prefill_instances"] * best["prefill_tp"] * best["prefill_dp"]
+    assert decode == best["decode_instances"] * best["decode_tp"] * best["decode_dp"]
+    assert prefill + decode == best["devices_for_rate"] == best["devices"]
     assert 1.3 <= prefill / decode <= 3.5
 
 
@@ -597,7 +604,10 @@ def test_the_default_table_takes_a_line_a_row_at_100_columns(cli, monkeypatch):
     monkeypatch.setenv("COLUMNS", "100")
     code, out, _ = cli("rank", "--top", "5")
     body = [ln for ln in out.splitlines() if ln.startswith("│")]
-    assert code == 0 and len(body) == 5 and all(len(ln) <= 100 for ln in out.splitlines())
+    ranks = [ln.split("│")[1].strip() for ln in body]
+    assert code == 0 and all(ranks) and all(len(ln) <= 100 for ln in out.splitlines())  # one line a row
+    shown = [int(x) for r in ranks for x in (range(int(r.split("–")[0]), int(r.split("–")[-1]) + 1))]
+    assert shown == [1, 2, 3, 4, 5]  # folded rows keep their ranks as a range
     monkeypatch.setenv("COLUMNS", "250")
     code, out, _ = cli("rank", "--top", "2", "--wide")
     assert code == 0 and "binds" in out and "P share" in out
@@ -642,9 +652,69 @@ def test_int8_experts_are_costed_as_fp8s_on_the_same_silicon(catalog):
 
 
 def test_rows_without_a_price_are_announced_and_overrides_recorded(cli, cli_json):
-    code, out, _ = cli("rank", "-m", "llama-3.1-8b", "--accelerators", "h20,h100-sxm", "--prefill-hw", "h20",
+    code, out, _ = cli("rank", "-m", "llama-3.1-8b", "--accelerators", "h800,h100-sxm", "--prefill-hw", "h800",
                        "--top", "2")
     words = " ".join(out.split())
-    assert code == 0 and "rows have no usd per million tokens (no price for h20)" in words
+    assert code == 0 and "rows have no usd per million tokens (no price for h800)" in words
     meta = cli_json("rank", "-m", "llama-3.1-8b", "--accelerators", "h20", "--price", "h20=1.5", "--top", "1")["meta"]
     assert meta["price_overrides"] == {"h20": 1.5} and meta["prices"]["h20"] == 1.5
+
+
+def test_rows_alike_in_every_number_fold_in_the_table_not_in_the_export(cli, cli_json):
+    """Rows that differ only in an axis that changes no number (here the KV path, the transfer hidden
+    behind prefill; or a KV format of the same width) fold into one table row listing both."""
+    from pdroof.cli.rank import COMPACT, _join, fold
+
+    rows = [{"rank": 1, "path_short": "nvlink5", "decode_short": "1× b200 fp4/bf16", "tpot_s": 0.02},
+            {"rank": 2, "path_short": "ib-ndr-400", "decode_short": "1× b200 fp4/bf16", "tpot_s": 0.02},
+            {"rank": 3, "path_short": "ib-ndr-400", "decode_short": "1× b200 fp4/fp16", "tpot_s": 0.02},
+            {"rank": 4, "path_short": "ib-ndr-400", "decode_short": "1× b200 fp4/fp16", "tpot_s": 0.03}]
+    cols = [c for c in COMPACT if c.key in ("rank", "path_short", "decode_short", "tpot_s")]
+    out = fold(rows, cols)
+    assert [r["rank"] for r in out] == ["1–2", 3, 4]  # one axis a group: the third differs in another
+    assert out[0]["path_short"] == "nvlink5|ib-ndr-400" and out[0]["decode_short"] == "1× b200 fp4/bf16"
+    assert _join("1× b200 DP8·EP fp4, bf16", "1× b200 DP8·EP fp4, fp16") == "1× b200 DP8·EP fp4, bf16|fp16"
+    args = ("rank", "-m", "deepseek-v3", "--accelerators", "h200-sxm,b200", "--top", "5")
+    code, text, _ = cli(*args)
+    assert code == 0 and "|" in text and "alternatives joined by |" in " ".join(text.split())
+    assert len(cli_json(*args)["results"]) == 5
+
+
+def test_devices_counts_whole_instances_and_the_emitted_deployment_passes_check(cli, cli_json, tmp_path):
+    """What rank claims for N devices is buildable: whole instances within N, and the row written as a
+    deployment passes check at the rate it claims (fractional pools claimed more than any build holds)."""
+    args = ("rank", "-m", "llama-3.1-70b", "--accelerators", "h100-sxm", "--devices", "16", "--top", "3")
+    rows = cli_json(*args)["results"]
+    for r in rows:
+        assert r["devices"] <= 16 and r["max_rate_for_devices"] == r["requests_per_s"] > 0
+        if r["prefill_hw"]:  # never more than pools of fractional instances would carry
+            c_p = min(r["prefill_capacity"], r["link_capacity"], r["hold_capacity"])
+            fractional = 16 / (r["prefill_tp"] * r["prefill_dp"] / c_p + r["decode_tp"] * r["decode_dp"]
+                               / r["decode_capacity"])
+            assert r["requests_per_s"] <= fractional * (1 + 1e-9)
+        used = sum(r[f"{s}_instances"] * r[f"{s}_tp"] * r[f"{s}_dp"] for s in ("prefill", "decode") if r[f"{s}_hw"])
+        assert used == r["devices"] == (r["prefill_devices"] or 0) + r["decode_devices"]
+    for pick, extra in ((1, ()), (2, ()), (1, ("--mode", "agg")), (1, ("--rate", "30"))):
+        path = tmp_path / f"d{pick}{len(extra)}.yaml"
+        code, _, err = cli(*args, *extra, "--pick", str(pick), "--emit-deployment", str(path))
+        assert code == 0 and path.exists(), err
+        code, out, err = cli("check", str(path))
+        assert code == 0, out + err
+    code, _, err = cli(*args, "--pick", "9", "--emit-deployment", str(tmp_path / "x.yaml"))
+    assert code == 1 and "--pick 9" in err and not (tmp_path / "x.yaml").exists()
+
+
+def test_an_aggregated_deployment_is_checked_at_its_load(cli, tmp_path):
+    doc = ("mode: aggregated\nmodel: llama-3.1-8b\nworkload: {preset: chat, rate_per_s: RATE}\n"
+           "targets: {ttft_p90_ms: 2000, tpot_p99_ms: 40}\n"
+           "pool: {accelerator: h100-sxm, instances: 1, tp: 1, weights: fp8, kv: fp8}\n")
+    path = tmp_path / "agg.yaml"
+    path.write_text(doc.replace("RATE", "5"))
+    code, out, _ = cli("check", str(path))
+    assert code == 0 and "TPOT p99 at that load" in out
+    path.write_text(doc.replace("RATE", "500"))
+    code, out, _ = cli("check", str(path))
+    assert code == 1 and "inf" not in out and "request rate the KV memory admits" in out
+    path.write_text(doc.replace("RATE", "5") + "kv_path: roce-400\n")
+    code, _, err = cli("check", str(path))
+    assert code == 2 and "kv_path" in err

@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from ..output.render import Column
+from ..spec.view import human
 from .options import RuntimeOpt, Stat, TpotStatOpt, TtftStatOpt
 
 Objective = Enum("Objective", {k: k for k in ("cost", "throughput", "ttft", "tpot", "energy")}, type=str)
@@ -24,21 +25,23 @@ def _ids(text: str | None) -> tuple[str, ...] | None:
 
 
 def _hw(r: dict, side: str) -> str:
-    """h200-sxm×8, h200-sxm×8 EP8, or h200-sxm×16 DP16·EP (the experts over every device)."""
+    """Whole instances of a pool and their split: 3× b200 (one device each), 2× h200-sxm TP8,
+    1× h200-sxm TP8·EP8, or
+    1× h200-sxm DP16·EP (DP attention over one-device replicas, the experts over every device)."""
     if r[f"{side}_hw"] is None:
         return "—"
-    text = f"{r[f'{side}_hw']}×{r[f'{side}_devices']}"
-    ep = r[f"{side}_moe_ep"]
-    if r[f"{side}_dp"] > 1:
-        text += f" DP{r[f'{side}_dp']}" + ("·EP" if ep == r[f"{side}_devices"] else f"·EP{ep}" if ep > 1 else "")
-    elif ep > 1:
-        text += f" EP{ep}"
-    return text
+    tp, dp, ep = r[f"{side}_tp"], r[f"{side}_dp"], r[f"{side}_moe_ep"]
+    split = [f"TP{tp}"] if tp > 1 else []  # one device an instance: no split to name
+    if dp > 1:
+        split.append(f"DP{dp}")
+    if ep > 1:
+        split.append("EP" if ep == tp * dp and dp > 1 else f"EP{ep}")
+    return " ".join([f"{r[f'{side}_instances']}× {r[f'{side}_hw']}", *(["·".join(split)] if split else [])])
 
 
 TABLE = [
     Column("rank", "#"), Column("mode", "mode", text=lambda v: "disagg" if v == "disaggregated" else "agg"),
-    Column("prefill", "prefill (hw×devices W/A)"), Column("decode", "decode (hw×devices W, KV)"),
+    Column("prefill", "prefill (instances W/A)"), Column("decode", "decode (instances W, KV)"),
     Column("link", "wire · path · tier"), Column("engine", "engine"),
     Column("ttft_unloaded_s", "TTFT idle (ms)", 1e-3), Column("tpot_s", "TPOT (ms)", 1e-3),
     Column("decode_batch", "batch"),
@@ -107,6 +110,56 @@ def _table_rows(rows: list[dict]) -> list[dict]:
     return out
 
 
+# what a table row reports beyond its descriptive cells: rows alike in all of these (as printed)
+# and different in one descriptive cell fold into one
+OUTCOMES = ("ttft_s", "ttft_unloaded_s", "tpot_s", "tokens_per_s_per_device", "usd_per_million_tokens",
+            "joules_per_token", "decode_batch", "prefill_instances", "decode_instances", "devices", "requests_per_s",
+            "max_rate_for_devices", "binding")
+
+
+def _join(a: str, b: str) -> str:
+    """Two cells as one with the part that differs listed: fp4/bf16 and fp4/fp16 → fp4/bf16|fp16."""
+    if b in a.split("|"):
+        return a
+    cut = " /·,"
+    head = 0
+    while head < min(len(a), len(b)) and a[head] == b[head]:
+        head += 1
+    while head and a[head - 1] not in cut:  # back to a word's start
+        head -= 1
+    tail = 0
+    while tail < min(len(a), len(b)) - head and a[len(a) - 1 - tail] == b[len(b) - 1 - tail]:
+        tail += 1
+    while tail and a[len(a) - tail] not in cut:
+        tail -= 1
+    return a[:len(a) - tail] + "|" + b[head:len(b) - tail] + a[len(a) - tail:]
+
+
+def fold(rows: list[dict], columns: list[Column]) -> list[dict]:
+    """Table rows, consecutive ones that differ only in one shown descriptive cell, with the same
+    numbers (as printed), folded into the first: its rank becomes a range and that cell lists the
+    alternatives. JSON and CSV keep every row."""
+    def numbers(r):
+        return tuple(human(r.get(k)) for k in OUTCOMES) + tuple(
+            c.cell(r) for c in columns if isinstance(r.get(c.key), (int, float)) and c.key != "rank")
+
+    words = [c for c in columns if c.key != "rank" and not isinstance(rows[0].get(c.key), (int, float))] if rows else []
+    out: list[dict] = []
+    axis = None  # the cell the current group differs in
+    for r in rows:
+        if out and numbers(out[-1]["_first"]) == numbers(r):
+            first = out[-1]["_first"]
+            diff = [c for c in words if c.cell(first) != c.cell(r)]
+            if len(diff) == 1 and axis in (None, diff[0].key):
+                axis = diff[0].key
+                prev = out[-1]
+                out[-1] = {**prev, axis: _join(prev[axis], diff[0].cell(r)), "rank": f"{first['rank']}–{r['rank']}"}
+                continue
+        axis = None
+        out.append({**r, "_first": r})
+    return out
+
+
 def rank_cmd(
     ctx: typer.Context,
     model: str = typer.Option("llama-3.1-70b", "--model", "-m", help="model id or YAML file"),
@@ -149,6 +202,9 @@ def rank_cmd(
     fmt: RankFormat = typer.Option(RankFormat.table, "--format", "-f", help="table, csv, json or xlsx"),
     output: Path = typer.Option(None, "--output-file", "-o", help="write to this file (atomically)"),
     plot: Path = typer.Option(None, "--plot", help="draw the Pareto front to this PNG"),
+    emit_deployment: Path = typer.Option(None, "--emit-deployment", help="write the picked row as a deployment "
+                                         "file for pdroof check (at --rate, else the rate the row sustains)"),
+    pick: int = typer.Option(1, "--pick", help="the row --emit-deployment writes (its rank)"),
 ):
     """Rank prefill/decode placements, formats, KV paths and residency for a model and workload."""
     from ..cost.runtime import runtimes_for
@@ -192,6 +248,8 @@ def rank_cmd(
         if bad:
             render.emit(render.table_text(bad, EXCLUDED, title="excluded"))
         raise PdroofError(reason)
+    if emit_deployment:
+        _emit_deployment(rk, pick, emit_deployment, model, runtime, rate, retain_gb)
     if plot:
         export.plot(rk if pareto and not top else _run(c, objective.value, 0, True), plot)
     if fmt.value == "xlsx":
@@ -212,16 +270,42 @@ def rank_cmd(
                  + f" · by {objective.value}" + (" · Pareto" if pareto else ""))
         table_rows = _table_rows(rk.rows)
         cols = _columns(wide, columns, w_.rate_per_s, devices)
-        engines = {r["engine"] for r in table_rows}
-        if not (wide or columns) and len(engines) > 1:  # rows on different engines: a column, else the title
-            cols.insert(4, Column("engine", "engine"))
-        elif not (wide or columns) and engines:
-            title += f" · engine {engines.pop()}"
+        if not (wide or columns):  # the engines in the title: one, or the one each accelerator runs
+            engines = {r[f"{side}_hw"]: r[f"{side}_runtime"] for r in rk.rows for side in ("prefill", "decode")
+                       if r[f"{side}_hw"]}
+            if len(set(engines.values())) == 1:
+                title += f" · engine {next(iter(engines.values()))}"
+            elif engines:
+                title += " · engines " + ", ".join(f"{hw} {engines[hw]}" for hw in sorted(engines))
         units = "" if wide or columns else "TTFT (idle) and TPOT in ms. "
-        text = render.table_text(table_rows, cols, title=title, caption=units + rk.summary())
+        folded = fold(table_rows, cols)
+        if len(folded) < len(table_rows):
+            units += "Rows alike in every number fold into one, their alternatives joined by |. "
+        text = render.table_text(folded, cols, title=title, caption=units + rk.summary())
         if bad:
             text += render.table_text(bad, EXCLUDED, title="excluded")
         render.emit(text, output)
+
+
+def _emit_deployment(rk, pick: int, path: Path, model: str, runtime: str, rate: float | None,
+                     retain_gb: float) -> None:
+    """Row ``pick`` of the ranking as a deployment file (YAML, written atomically)."""
+    import yaml
+
+    from ..output.render import write_atomic
+    from ..serving.deployment import from_row
+    from ..spec.errors import PdroofError
+
+    if not 1 <= pick <= len(rk.rows):
+        raise PdroofError(f"--pick {pick}: the ranking has rows 1 to {len(rk.rows)}")
+    row = rk.rows[pick - 1]
+    model_ref = str(Path(model).resolve()) if Path(model).suffix in (".yaml", ".yml") else model
+    runtime_ref = str(Path(runtime).resolve()) if Path(runtime).suffix in (".yaml", ".yml") else runtime
+    doc = from_row(row, rk.candidates.workload, model_ref, runtime_ref, rate, retain_gb)
+    head = (f"# row {pick} of pdroof rank ({rk.objective}): check it with pdroof check {path.name}\n"
+            f"# it sustains {row['requests_per_s']:.4g} req/s on {row['devices']} devices by the model's numbers\n")
+    write_atomic(path, head + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+    typer.echo(f"wrote {path}: row {pick} as a deployment at {doc['workload']['rate_per_s']:g} req/s", err=True)
 
 
 def _degrees(flag: str, text: str | None) -> tuple[int, ...] | None:

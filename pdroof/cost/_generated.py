@@ -651,7 +651,7 @@ ARGS['boundary'] = ('layers', 'overlap_s', 'kv_src_bytes', 'kv_dst_bytes', 'tran
 OUTPUTS['boundary'] = ('producer_s', 'transport_s', 'consumer_s', 'handoff_s')
 
 
-def serving(*, overlap_s, prefill_s, handoff_s, prefill_utilisation, step_s, decode_batch, hbm_batch, tier_bytes_per_s, kv_request_bytes, output_tokens, link_request_s, ingress_request_s, request_rate, device_budget, tp_prefill, tp_decode, dp_prefill, dp_decode, price_prefill, price_decode, power_prefill, power_decode, kv_dst_bytes, prefill_slots, admission_wait_s, kv_capacity_bytes, retained_bytes):
+def serving(*, overlap_s, prefill_s, handoff_s, prefill_utilisation, step_s, decode_batch, hbm_batch, tier_bytes_per_s, kv_request_bytes, output_tokens, link_request_s, ingress_request_s, tp_prefill, tp_decode, price_prefill, price_decode, power_prefill, power_decode, kv_dst_bytes, prefill_slots, admission_wait_s, kv_capacity_bytes, retained_bytes):
     """Numeric twin of pdroof.cost.equations groups()["serving"]."""
     _x0 = prefill_utilisation/prefill_s
     _x1 = link_request_s**(-1.0)
@@ -665,14 +665,10 @@ def serving(*, overlap_s, prefill_s, handoff_s, prefill_utilisation, step_s, dec
     _x9 = kv_request_bytes*numpy.maximum(0, _x7 - hbm_batch)/tier_bytes_per_s + step_s
     _x10 = _x4*_x7/_x9
     _x11 = numpy.minimum(_x10, _x2)
-    _x12 = _x8**(-1.0)
-    _x13 = _x12*tp_prefill
-    _x14 = _x11**(-1.0)
-    _x15 = _x14*tp_decode
-    _x16 = _x13 + _x15
-    _x17 = _x16**(-1.0)
-    _x18 = numpy.ceil(_x12*request_rate/dp_prefill)
-    _x19 = numpy.ceil(_x14*request_rate/dp_decode)
+    _x12 = tp_prefill/_x8
+    _x13 = tp_decode/_x11
+    _x14 = _x12 + _x13
+    _x15 = _x14**(-1.0)
     return {
         'prefill_capacity': _x0,
         'link_capacity': _x1,
@@ -685,19 +681,15 @@ def serving(*, overlap_s, prefill_s, handoff_s, prefill_utilisation, step_s, dec
         'tiered_step_s': _x9,
         'decode_batch_capacity': _x10,
         'decode_capacity': _x11,
-        'devices_per_rate': _x16,
-        'prefill_device_share': _x13*_x17,
-        'tokens_per_s_per_device': _x17*output_tokens,
-        'usd_per_million_tokens': (2500/9)*_x4*(_x13*price_prefill + _x15*price_decode),
-        'joules_per_token': _x4*(_x13*power_prefill + _x15*power_decode),
-        'prefill_instances': _x18,
-        'decode_instances': _x19,
-        'devices_for_rate': _x18*dp_prefill*tp_prefill + _x19*dp_decode*tp_decode,
-        'max_rate_for_devices': _x17*device_budget,
+        'devices_per_rate': _x14,
+        'prefill_device_share': _x12*_x15,
+        'tokens_per_s_per_device': _x15*output_tokens,
+        'usd_per_million_tokens': (2500/9)*_x4*(_x12*price_prefill + _x13*price_decode),
+        'joules_per_token': _x4*(_x12*power_prefill + _x13*power_decode),
     }
 
-ARGS['serving'] = ('overlap_s', 'prefill_s', 'handoff_s', 'prefill_utilisation', 'step_s', 'decode_batch', 'hbm_batch', 'tier_bytes_per_s', 'kv_request_bytes', 'output_tokens', 'link_request_s', 'ingress_request_s', 'request_rate', 'device_budget', 'tp_prefill', 'tp_decode', 'dp_prefill', 'dp_decode', 'price_prefill', 'price_decode', 'power_prefill', 'power_decode', 'kv_dst_bytes', 'prefill_slots', 'admission_wait_s', 'kv_capacity_bytes', 'retained_bytes')
-OUTPUTS['serving'] = ('prefill_capacity', 'link_capacity', 'ingress_capacity', 'hold_capacity', 'admission_batch', 'reservation_bytes', 'kv_headroom_bytes', 'prefill_rate', 'tiered_step_s', 'decode_batch_capacity', 'decode_capacity', 'devices_per_rate', 'prefill_device_share', 'tokens_per_s_per_device', 'usd_per_million_tokens', 'joules_per_token', 'prefill_instances', 'decode_instances', 'devices_for_rate', 'max_rate_for_devices')
+ARGS['serving'] = ('overlap_s', 'prefill_s', 'handoff_s', 'prefill_utilisation', 'step_s', 'decode_batch', 'hbm_batch', 'tier_bytes_per_s', 'kv_request_bytes', 'output_tokens', 'link_request_s', 'ingress_request_s', 'tp_prefill', 'tp_decode', 'price_prefill', 'price_decode', 'power_prefill', 'power_decode', 'kv_dst_bytes', 'prefill_slots', 'admission_wait_s', 'kv_capacity_bytes', 'retained_bytes')
+OUTPUTS['serving'] = ('prefill_capacity', 'link_capacity', 'ingress_capacity', 'hold_capacity', 'admission_batch', 'reservation_bytes', 'kv_headroom_bytes', 'prefill_rate', 'tiered_step_s', 'decode_batch_capacity', 'decode_capacity', 'devices_per_rate', 'prefill_device_share', 'tokens_per_s_per_device', 'usd_per_million_tokens', 'joules_per_token')
 
 
 def load(*, prefill_s, handoff_s, ttft_target_s, wait_factor, step_s, output_tokens, instance_rate):

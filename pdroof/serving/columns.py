@@ -11,6 +11,7 @@ from ..cost.numeric import evaluate
 from ..spec.units import format_bytes
 from .handoff import layerwise_overlap
 from .load import prefill_utilisation, ttft_at
+from .sizing import whole_instances, whole_pools
 from .space import Candidates, PairLinks, Stage
 
 
@@ -21,7 +22,6 @@ def _serving(values: dict, c: Candidates, price, power) -> dict[str, np.ndarray]
         values = {**values, "prefill_utilisation": prefill_utilisation(values["prefill_s"], outside, w.ttft_s,
                                                                        w.ttft_stat)}
     return evaluate("serving", {**values, "output_tokens": float(w.output_tokens),
-                                "request_rate": w.rate_per_s or 1.0, "device_budget": float(c.devices or 1),
                                 **price, **power})
 
 
@@ -67,6 +67,10 @@ def serving_columns(c: Candidates, pre: Stage, dec: Stage, h: dict, pr, dr, pric
     out.update({"ttft_s": ttft, "ttft_unloaded_s": h["prefill_s"] + outside, "tpot_s": out["tiered_step_s"],
                 "batch_before_ownership": dv["decode_batch"][dr], "decode_batch": out["admission_batch"]})
     out["binding"] = binding(out, out["prefill_device_share"], dv["kv_bound"][dr])
+    # whole instances, each of dp attention replicas (the capacities' unit)
+    dp_p, dp_d = pv["dp"][pr], dv["dp"][dr]
+    out.update(whole_pools(dp_p * out["prefill_rate"], pv["tp"][pr] * dp_p, dp_d * out["decode_capacity"],
+                           dv["tp"][dr] * dp_d, c.workload.rate_per_s, c.devices))
     return out
 
 
@@ -171,6 +175,9 @@ def aggregated_rows(c: Candidates, agg: Stage, prices, powers, allowed: np.ndarr
         "decode_batch": av["concurrency"][rows],
         "kv_headroom_bytes": av["kv_capacity_bytes"][rows] - av["concurrency"][rows] * av["kv_request_bytes"][rows],
         "binding": np.where(av["kv_bound"][rows], 4, 5).astype(np.int8),
-        "feasible": np.ones(n, dtype=bool),
     })
+    sized = whole_instances(av["dp"][rows] * out["decode_capacity"], av["tp"][rows] * av["dp"][rows],
+                            c.workload.rate_per_s, c.devices)
+    cols.update(prefill_instances=np.zeros(n), decode_instances=sized.pop("instances"), **sized,
+                feasible=sized["requests_per_s"] > 0)
     return cols

@@ -3,12 +3,15 @@ offered rate, by the model's numbers? Used by ``pdroof check`` in CI pipelines."
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..cost.numeric import evaluate
+from ..cost.parallelism import split_reason
+from ..cost.precision import infeasible_reason
 from ..cost.runtime import runtime_for
 from ..spec.catalog import Catalog
 from ..spec.kinds import FMT
@@ -63,7 +66,29 @@ POOL = Map(checks=(_one_instance_count,), fields=(
     F("tier", Str(), default="hbm", doc="decode: KV residency tier"),
 ))
 
-DEPLOYMENT = Map(title="deployment", fields=(
+MODES = ("disaggregated", "aggregated")
+
+
+def _pools_of_mode(r: Record):
+    """Disaggregated: prefill, decode and kv_path; aggregated: one pool."""
+    if r.mode == "aggregated":
+        for key in ("prefill", "decode", "kv_path"):
+            if r.get(key) is not None:
+                return (key, "an aggregated deployment has one pool: give pool, not prefill, decode or kv_path")
+        if r.pool is None:
+            return ("pool", "an aggregated deployment needs its pool")
+        return None
+    if r.pool is not None:
+        return ("pool", "a disaggregated deployment has prefill and decode pools, not pool (or set mode: aggregated)")
+    for key in ("prefill", "decode", "kv_path"):
+        if r.get(key) is None:
+            return (key, f"a disaggregated deployment needs {key}")
+    return None
+
+
+DEPLOYMENT = Map(title="deployment", checks=(_pools_of_mode,), fields=(
+    F("mode", Str(choices=MODES), default="disaggregated",
+      doc="disaggregated (prefill and decode pools joined by kv_path) or aggregated (one pool serves both)"),
     F("model", Str(), required=True, doc="model id or YAML file"),
     F("runtime", Str(), default="engine", doc="runtime profile id or YAML file for both pools; engine (the "
                                               "default): on each pool's accelerator the engine best supported there"),
@@ -77,9 +102,10 @@ DEPLOYMENT = Map(title="deployment", fields=(
     F("targets", Map(fields=target_fields(), checks=(_one_per_metric,),
                      doc="any of ttft_ms (mean), ttft_p50_ms (median), ttft_p90_ms, ttft_p99_ms and the same for "
                          "TPOT; at least one per metric, each checked"), required=True),
-    F("prefill", POOL, required=True),
-    F("decode", POOL, required=True),
-    F("kv_path", Str(), required=True, doc="KV path id or YAML file"),
+    F("prefill", POOL, doc="disaggregated: the prefill pool"),
+    F("decode", POOL, doc="disaggregated: the decode pool"),
+    F("pool", POOL, doc="aggregated: the one pool (its kv the KV format it stores; tier hbm)"),
+    F("kv_path", Str(), doc="disaggregated: KV path id or YAML file"),
     F("retained_cache_gb", Num(scale=GB, positive=False, minimum=0), attr="retained_bytes", default=0.0,
       doc="prefix cache retained per decode device"),
 ))
@@ -136,6 +162,8 @@ def check(path: str | Path, cat: Catalog) -> Verdict:
     d = load(path)
     model = cat.get("model", d.model)
     w = _workload(d)
+    if d.mode == "aggregated":
+        return _check_aggregated(d, cat, model, w)
     pre, dec = _pool(cat, d.prefill, d.runtime), _pool(cat, d.decode, d.runtime)
     p = plan(model, pre, dec, cat.get("path", d.kv_path), cat.all("tier"), cat.get("runtime", d.runtime), w,
              retained_bytes=d.retained_bytes)
@@ -181,9 +209,13 @@ def check(path: str | Path, cat: Catalog) -> Verdict:
         moved, need = need, float(decode_in_flight(per_d, w.output_tokens, step))
         if abs(need - moved) <= 1e-6 * max(need, 1e-9):
             break
-    tpot = step if need <= batch else float("inf")
-    v.checks.append(Check("decode batch that fits", need <= batch, need, batch, "sequences",
+    fits = need <= batch
+    v.checks.append(Check("decode batch that fits", fits, need, batch, "sequences",
                           f"{per_d:.3g} req/s × {w.output_tokens} tokens × {step * 1e3:.1f} ms per step"))
+    if not fits:  # past the batch the pool admits the queue grows without bound: no TPOT to report
+        v.passed = False
+        return v
+    tpot = step
     for stat, limit in targets["tpot"]:
         v.checks.append(Check(f"TPOT {stat} at that batch", tpot <= limit, tpot, limit, "s",
                               f"per decode {_unit(dec)}; decode steps carry no prompts, so every statistic is the "
@@ -208,3 +240,94 @@ def _decode_step(p: Plan, model, dec: Pool, cat: Catalog, d: Record, w: Workload
     step = float(evaluate("decode", inputs)["seconds"])
     return float(evaluate("serving", {**SERVING_IDLE, **p.decode_tier, "step_s": step,
                                       "decode_batch": b})["tiered_step_s"])
+
+
+def _check_aggregated(d: Record, cat: Catalog, model: Record, w: Workload) -> Verdict:
+    """One pool serving prompts and steps together under Poisson arrivals, as ``rank``'s aggregated
+    rows: the concurrency the offered rate holds each replica at (C = λ·O·t̄(C), by bisection), and
+    every target at it; the KV memory must admit that many sequences."""
+    from .load import admitted_sequences, aggregated_load
+    from .stage import context_reason, stage_inputs
+
+    pool = _pool(cat, d.pool, d.runtime)
+    v = Verdict(False, deployment=d.to_dict())
+    reasons = [r for r in (split_reason(model, pool.accelerator, pool.split),
+                           infeasible_reason(pool.accelerator, pool.precision()),
+                           context_reason(model, w.prompt_tokens + w.output_tokens, "prompt + output"))
+               if r]
+    if pool.tier != "hbm":
+        reasons.append(f"an aggregated pool keeps its KV in HBM, not {pool.tier}")
+    if reasons:
+        v.checks = [Check("feasible", False, 0, 1, "", r) for r in reasons]
+        return v
+    inputs, _ = stage_inputs(model, pool.accelerator, pool.runtime, pool.precision(), pool.tp, pool.split)
+    admitted = float(admitted_sequences(inputs, float(w.prompt_tokens), float(w.output_tokens)))
+    if admitted < 1:
+        v.checks = [Check("feasible", False, 0, 1, "", "weights and one sequence's KV do not fit")]
+        return v
+    targets = targets_of(d.targets)
+
+    def load_at(concurrency: float, ttft_stat: str = "mean", tpot_stat: str = "mean") -> dict:
+        return aggregated_load(inputs, np.array([concurrency]), w.new_tokens, w.output_tokens,
+                               prefix_tokens=w.prefix_tokens, arrivals="poisson", ttft_stat=ttft_stat,
+                               tpot_stat=tpot_stat)
+
+    rate = w.rate_per_s
+    unit = _unit(pool)
+    at = 1.0  # no offered rate: one request alone
+    if rate is not None:
+        per, most = rate / pool.replicas, float(load_at(admitted)["requests_per_s"][0])
+        v.checks.append(Check("request rate the KV memory admits", per <= most, per, most, "req/s",
+                              f"per {unit}: at most {admitted:g} sequences in flight"))
+        if per > most:  # past the most the pool admits, the queue grows without bound
+            return v
+        lo, hi = 0.0, admitted
+        for _ in range(60):  # requests/s rises with concurrency: the least C carrying the rate
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if float(load_at(mid)["requests_per_s"][0]) < per else (lo, mid)
+        at = hi
+    for metric, key in (("ttft", "ttft_s"), ("tpot", "tpot_s")):
+        for stat, limit in targets[metric]:
+            value = float(load_at(at, stat, stat)[key][0])
+            v.checks.append(Check(f"{metric.upper()} {stat} at that load", value <= limit, value, limit, "s",
+                                  f"aggregated, per {unit}, {at:.3g} requests in flight: prompts queue for the "
+                                  "engine's prefill work"))
+    v.passed = all(c.passed for c in v.checks)
+    return v
+
+
+def _round_down(x: float, digits: int = 3) -> float:
+    """``x`` to ``digits`` significant digits, never up (a rate written so stays within the claim)."""
+    scale = 10.0 ** (math.floor(math.log10(x)) + 1 - digits)
+    return math.floor(x / scale * (1 + 1e-12)) * scale
+
+
+def from_row(row: dict, w: Workload, model: str, runtime: str, rate: float | None = None,
+             retained_gb: float = 0.0) -> dict:
+    """A ranked row (``rank.COLUMNS``) as a deployment document that ``check`` reads: its pools'
+    whole instances, formats and splits, the workload and targets it was ranked for, at ``rate``
+    (default: the rate the row sustains, to three significant digits, rounded down)."""
+    rate = rate or _round_down(row["requests_per_s"])
+    key = {"mean": "{}_ms"}
+    targets = {key.get(w.ttft_stat, f"{{}}_{w.ttft_stat}_ms").format("ttft"): round(w.ttft_s * 1e3, 6),
+               key.get(w.tpot_stat, f"{{}}_{w.tpot_stat}_ms").format("tpot"): round(w.tpot_s * 1e3, 6)}
+    workload = {"prompt_tokens": w.prompt_tokens, "output_tokens": w.output_tokens,
+                **({"prefix_hit": w.prefix_hit} if w.prefix_hit else {}), "rate_per_s": rate}
+
+    def pool(side: str, weights: str, kv: str, activations: str | None = None) -> dict:
+        out = {"accelerator": row[f"{side}_hw"], "instances": row[f"{side}_instances"], "tp": row[f"{side}_tp"]}
+        if row[f"{side}_dp"] > 1:
+            out["dp"] = row[f"{side}_dp"]
+        if row[f"{side}_moe_ep"] > 1:
+            out["moe_ep"] = row[f"{side}_moe_ep"]
+        return {**out, "weights": weights, **({"activations": activations} if activations else {}), "kv": kv}
+
+    doc = {"model": model, "runtime": runtime, "workload": workload, "targets": targets}
+    if row["mode"] == "aggregated":
+        return {"mode": "aggregated", **doc, "pool": pool("decode", row["decode_weights"], row["kv_format"])}
+    weights, activations = row["prefill_precision"].split("/")
+    decode = pool("decode", row["decode_weights"], row["kv_format"])
+    if row["tier"] != "hbm":
+        decode["tier"] = row["tier"]
+    return {**doc, "prefill": pool("prefill", weights, row["prefill_kv"], activations), "decode": decode,
+            "kv_path": row["path"], **({"retained_cache_gb": retained_gb} if retained_gb else {})}

@@ -191,13 +191,26 @@ def disaggregated_block(c: Candidates, pre: Stage, dec: Stage, links: PairLinks,
     # instance, and where a rate sizes them, the whole pools
     reach = links.reach[acc_p[ip], ik]
     together = pre.values["tp"][pr] * pre.values["dp"][pr] + dec.values["tp"][dr] * dec.values["dp"][dr]
-    if c.workload.rate_per_s:
-        together = np.maximum(together, cols["devices_for_rate"])
-    cols["path_fits"] = together <= reach
+    cols["path_fits"] = np.maximum(together, cols["devices"]) <= reach
+    cols["within_budget"] = within_budget(c, cols)
     # the prefill pool is sized to its target (its TTFT statistic meets it at capacity by construction):
     # a positive capacity is the TTFT condition
-    cols["feasible"] = (cols["prefill_rate"] > 0) & (cols["admission_batch"] >= 1) & cols["path_fits"]
+    cols["feasible"] = ((cols["prefill_rate"] > 0) & (cols["admission_batch"] >= 1) & cols["path_fits"]
+                        & cols["within_budget"])
     return cols, (n_possible, len(pr))
+
+
+def within_budget(c: Candidates, cols: dict) -> np.ndarray:
+    """Rows whose whole instances fit the device budget (every row without one)."""
+    if not c.devices:
+        return np.ones(len(cols["devices"]), dtype=bool)
+    return (cols["devices"] <= c.devices) & (cols["max_rate_for_devices"] > 0)
+
+
+def budget_reason(c: Candidates) -> str:
+    """Why a row does not fit the device budget."""
+    return (f"needs more than {c.devices:,} devices for {c.workload.rate_per_s:g} req/s" if c.workload.rate_per_s
+            else f"one instance of each pool needs more than {c.devices:,} devices")
 
 
 def _only(c: Candidates, st: Stage, ids) -> np.ndarray:
@@ -314,6 +327,9 @@ def run(c: Candidates, objective: str = "cost", keep: int = 200, pareto: bool = 
     if include_aggregated and len(agg):
         res.filtered += int((agg.feasible & ~a_allowed).sum())
         a_cols = aggregated_rows(c, agg, prices, powers, agg.feasible & a_allowed)
+        a_cols["feasible"] &= within_budget(c, a_cols)
+        if c.devices:
+            res.infeasible[f"aggregated: {budget_reason(c)}"] += int((~a_cols["feasible"]).sum())
         res.feasible += int(a_cols["feasible"].sum())
         res.evaluated += len(a_cols["feasible"])
         parts.append(_select(a_cols, objective, keep, pareto))
@@ -333,8 +349,11 @@ def run(c: Candidates, objective: str = "cost", keep: int = 200, pareto: bool = 
         ttft_ok = cols["prefill_rate"] > 0
         res.infeasible["misses TTFT (prefill, queueing margin and handoff)"] += int((~ttft_ok).sum())
         res.infeasible[APART] += int((ttft_ok & ~cols["path_fits"]).sum())
+        roomy = ttft_ok & cols["path_fits"] & (cols["admission_batch"] >= 1)
         res.infeasible["no decode admission room after reservations and retained cache"] += int(
-            (ttft_ok & cols["path_fits"] & ~cols["feasible"]).sum())
+            (ttft_ok & cols["path_fits"] & ~roomy).sum())
+        if c.devices:
+            res.infeasible[budget_reason(c)] += int((roomy & ~cols["within_budget"]).sum())
         res.feasible += int(cols["feasible"].sum())
         res.evaluated += n_useful
         parts.append(_select(cols, objective, keep, pareto))

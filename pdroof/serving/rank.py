@@ -20,13 +20,20 @@ COLUMNS = (
     ("prefill_hw", "prefill accelerator"), ("prefill_tp", "attention tensor-parallel degree of a prefill replica"),
     ("prefill_dp", "attention data-parallel replicas per prefill instance (DP attention)"),
     ("prefill_moe_ep", "expert-parallel groups the prefill instance spreads its routed experts over"),
-    ("prefill_devices", "devices per prefill instance (tp × dp)"),
+    ("prefill_instances", "prefill instances (whole): for the offered rate, within the device budget, or else "
+                          "the smallest balanced deployment"),
+    ("prefill_devices", "devices in the prefill pool (instances × tp × dp)"),
     ("prefill_precision", "prefill weights/activations"),
     ("decode_hw", "decode accelerator (aggregated: the one pool)"),
     ("decode_tp", "attention tensor-parallel degree of a decode replica"),
     ("decode_dp", "attention data-parallel replicas per decode instance (DP attention)"),
     ("decode_moe_ep", "expert-parallel groups the decode instance spreads its routed experts over"),
-    ("decode_devices", "devices per decode instance (tp × dp)"),
+    ("decode_instances", "decode instances (whole), sized as prefill_instances"),
+    ("decode_devices", "devices in the decode pool (instances × tp × dp)"),
+    ("hw", "aggregated: the accelerator of the one pool"),
+    ("instances", "aggregated: instances of the one pool (whole), sized as prefill_instances"),
+    ("devices", "devices the deployment takes (both pools)"),
+    ("requests_per_s", "requests/s the deployment sustains within the targets (with --rate: the rate)"),
     ("decode_weights", "decode weight format"), ("kv_format", "KV storage format on the decode side"),
     ("prefill_kv", "KV format the prefill pool writes"),
     ("wire_format", "KV format on the wire"), ("path", "KV path between the pools"), ("tier", "KV residency"),
@@ -48,10 +55,9 @@ COLUMNS = (
     ("tokens_per_s_per_device", "output tokens/s per device"),
     ("usd_per_million_tokens", "$ per million output tokens (device-hour prices)"),
     ("joules_per_token", "energy per output token (device power)"),
-    ("prefill_instances", "prefill instances for the offered rate (whole)"),
-    ("decode_instances", "decode instances for the offered rate (whole; aggregated: the one pool's)"),
-    ("devices_for_rate", "devices for the offered rate (whole instances)"),
-    ("max_rate_for_devices", "largest request rate the device budget sustains"),
+    ("devices_for_rate", "devices for the offered rate (whole instances; with --rate, as devices)"),
+    ("max_rate_for_devices", "largest request rate the device budget sustains with whole instances (with "
+                             "--devices, as requests_per_s)"),
     ("transfer_s", "KV transfer time of one request"), ("exposed_transfer_s", "transfer not hidden by prefill"),
     ("convert_s", "KV conversion or redistribution on the TTFT path (at the chosen placement)"),
     ("transient_bytes", "per request in flight: source + staging + reserved destination (bytes per rank)"),
@@ -161,7 +167,7 @@ def _row(c: Candidates, stages: dict, cols: dict, i: int, position: int) -> dict
                  "kv_placement": PLACEMENTS[int(cols["placement"][i])]}
     if row["mode"] == "aggregated":
         a = int(cols["decode_row"][i])
-        row.update(prefill_hw=None, prefill_tp=None, prefill_dp=None, prefill_moe_ep=None, prefill_devices=None,
+        row.update(prefill_hw=None, prefill_tp=None, prefill_dp=None, prefill_moe_ep=None,
                    prefill_precision=None, prefill_runtime=None,
                    decode_hw=accs[agg.labels["acc"][a]].id, **_split("decode", agg, a),
                    decode_runtime=c.runtime_of(accs[agg.labels["acc"][a]]).id,
@@ -192,18 +198,21 @@ def _row(c: Candidates, stages: dict, cols: dict, i: int, position: int) -> dict
                 row[key] *= row[f"{pool}_dp"]
     row["decode_batch"] = int(cols["decode_batch"][i]) * row["decode_dp"]
     row["ttft_stat"], row["tpot_stat"] = c.workload.ttft_stat, c.workload.tpot_stat
-    if not c.workload.rate_per_s:
-        row["devices_for_rate"] = row["prefill_instances"] = row["decode_instances"] = None
+    for pool in ("prefill", "decode"):
+        if row[f"{pool}_hw"] is not None:
+            row[f"{pool}_instances"] = int(cols[f"{pool}_instances"][i])
+            row[f"{pool}_devices"] = row[f"{pool}_instances"] * row[f"{pool}_tp"] * row[f"{pool}_dp"]
+    row["devices"] = int(cols["devices"][i])
     if row["mode"] == "aggregated":
-        row["prefill_instances"] = None
-    if not c.devices:
-        row["max_rate_for_devices"] = None
+        row.update(prefill_instances=None, prefill_devices=None, hw=row["decode_hw"],
+                   instances=row["decode_instances"])
+    row["devices_for_rate"] = row["devices"] if c.workload.rate_per_s else None
     return {key: row.get(key) for key, _ in COLUMNS}
 
 
 def _split(pool: str, st, i: int) -> dict:
     tp, dp = st.labels["tp"][i], st.labels["dp"][i]
-    return {f"{pool}_tp": tp, f"{pool}_dp": dp, f"{pool}_moe_ep": st.labels["moe_ep"][i], f"{pool}_devices": tp * dp}
+    return {f"{pool}_tp": tp, f"{pool}_dp": dp, f"{pool}_moe_ep": st.labels["moe_ep"][i]}
 
 
 def infeasible_rows(rk: Ranking) -> list[dict]:

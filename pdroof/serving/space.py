@@ -295,8 +295,7 @@ SERVING_IDLE = {"prefill_s": 1.0, "handoff_s": 0.0, "prefill_utilisation": 1.0, 
                  "retained_bytes": 0.0,
                  "link_request_s": 1.0, "ingress_request_s": 0.0, "overlap_s": 0.0,
                  "tp_prefill": 0.0, "tp_decode": 1.0, "dp_prefill": 1.0, "dp_decode": 1.0, "price_prefill": 0.0,
-                 "price_decode": 0.0, "power_prefill": 0.0, "power_decode": 0.0, "request_rate": 1.0,
-                 "device_budget": 1.0}
+                 "price_decode": 0.0, "power_prefill": 0.0, "power_decode": 0.0}
 
 
 def aggregated_stage(c: Candidates, inst: Instances | None = None) -> Stage:

@@ -7,7 +7,7 @@ Decode instances run a batch B_D whose step time meets the TPOT target; each req
 slot for O steps. Under DP attention the unit of these capacities is one attention replica, d of
 them to an instance. Pools are sized so that N_P·C_P ≈ N_D·C_D (the study's sizing rule), and the
 KV link of each prefill instance is a third capacity (and the ingress of each decode instance a
-fourth).
+fourth). Whole instance counts are an integer search over these capacities (``serving.sizing``).
 """
 
 from __future__ import annotations
@@ -80,9 +80,6 @@ def expressions() -> dict[str, sp.Expr]:
     c_d = sp.Min(by_batch, ingress_capacity())
     per_rate = S("tp_prefill") / c_p + S("tp_decode") / c_d  # devices per request/s
     out_tokens = S("output_tokens")
-    # whole instances, each of d attention replicas: N_P·d_P·C_P ≥ R and N_D·d_D·C_D ≥ R
-    n_p = sp.ceiling(S("request_rate") / (S("dp_prefill") * c_p))
-    n_d = sp.ceiling(S("request_rate") / (S("dp_decode") * c_d))
     return {
         "prefill_capacity": prefill_capacity(),
         "link_capacity": link_capacity(),
@@ -103,9 +100,4 @@ def expressions() -> dict[str, sp.Expr]:
                                    + S("tp_decode") * S("price_decode") / c_d) / (3600 * out_tokens) * 10**6,
         "joules_per_token": (S("tp_prefill") * S("power_prefill") / c_p
                              + S("tp_decode") * S("power_decode") / c_d) / out_tokens,
-        "prefill_instances": n_p,
-        "decode_instances": n_d,
-        "devices_for_rate": S("tp_prefill") * S("dp_prefill") * n_p + S("tp_decode") * S("dp_decode") * n_d,
-        # the largest rate N devices sustain when split in the ratio of the two pools
-        "max_rate_for_devices": S("device_budget") / per_rate,
     }

@@ -1,0 +1,84 @@
+"""Whole instances: how many of each pool a configuration deploys, and the rate they sustain.
+
+A pool is built from instances of ``size`` devices, each carrying ``capacity`` requests/s within
+its target. Three questions size a configuration, vectorised over rows:
+
+- an offered rate R: the fewest instances of each pool that carry it, ⌈R / capacity⌉;
+- a device budget N: the instance counts, within N devices, that sustain the largest rate, with
+  one instance of each pool at least (a pool of fractional instances cannot be built);
+- neither: the smallest balanced deployment, one instance of the pool whose instance carries
+  more and as many of the other as it takes to keep up with it.
+
+An aggregated configuration is one pool (prefill ``size`` 0).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+EPS = 1e-9  # relative slack for ratios that are whole numbers in exact arithmetic
+
+
+def _ceil(x: np.ndarray) -> np.ndarray:
+    return np.ceil(x * (1 - EPS))
+
+
+def _limited(cap_a, size_a, cap_b, size_b, budget: float):
+    """The most instances of pool a within ``budget`` devices when pool b is matched to it
+    (⌈n_a·cap_a / cap_b⌉ instances): integer bisection, each row at once. Returns (n_a, n_b)."""
+    ratio = cap_a / cap_b
+    lo = np.zeros(len(cap_a))
+    hi = np.floor(budget / size_a) + 1
+    while (hi - lo > 1).any():
+        mid = np.floor((lo + hi) / 2)
+        fits = mid * size_a + _ceil(mid * ratio) * size_b <= budget
+        lo, hi = np.where(fits, mid, lo), np.where(fits, hi, mid)
+    return lo, np.where(lo > 0, _ceil(lo * ratio), 0.0)
+
+
+def _budget(cp, size_p, cd, size_d, budget: float):
+    """The instance counts within ``budget`` devices that sustain the largest rate."""
+    p1, d1 = _limited(cp, size_p, cd, size_d, budget)  # the prefill pool limits
+    d2, p2 = _limited(cd, size_d, cp, size_p, budget)  # the decode pool limits
+    r1, r2 = p1 * cp, d2 * cd
+    first = (r1 > r2) | ((r1 == r2) & (p1 * size_p + d1 * size_d <= p2 * size_p + d2 * size_d))
+    return np.where(first, p1, p2), np.where(first, d1, d2)
+
+
+def whole_pools(cap_p, size_p, cap_d, size_d, rate: float | None = None,
+                budget: float | None = None) -> dict[str, np.ndarray]:
+    """Instances of each pool, the rate they sustain and the devices they take, for disaggregated
+    rows (per-instance capacities ``cap_*`` requests/s, ``size_*`` devices an instance): for the
+    rate if one is offered, else within the budget, else the smallest balanced deployment. With a
+    budget, ``max_rate_for_devices`` is the most it sustains (0 where one instance of each pool
+    does not fit)."""
+    cap_p, cap_d = (np.asarray(x, dtype=float) for x in (cap_p, cap_d))
+    size_p, size_d = (np.broadcast_to(np.asarray(x, dtype=float), cap_p.shape) for x in (size_p, size_d))
+    ok = (cap_p > 0) & (cap_d > 0) & np.isfinite(cap_p) & np.isfinite(cap_d)
+    cp, cd = np.where(ok, cap_p, 1.0), np.where(ok, cap_d, 1.0)
+    out = {}
+    if budget:
+        n_p, n_d = _budget(cp, size_p, cd, size_d, budget)
+        out["max_rate_for_devices"] = np.where(ok, np.minimum(n_p * cp, n_d * cd), 0.0)
+    if rate:
+        n_p, n_d = _ceil(rate / cp), _ceil(rate / cd)
+    elif not budget:
+        prefill_first = cp >= cd
+        n_p = np.where(prefill_first, 1.0, _ceil(cd / cp))
+        n_d = np.where(prefill_first, _ceil(cp / cd), 1.0)
+    n_p, n_d = np.where(ok, n_p, 0.0), np.where(ok, n_d, 0.0)
+    sustained = np.full(cp.shape, float(rate)) * ok if rate else np.minimum(n_p * cp, n_d * cd)
+    return {**out, "prefill_instances": n_p, "decode_instances": n_d, "requests_per_s": sustained,
+            "devices": n_p * size_p + n_d * size_d}
+
+
+def whole_instances(cap, size, rate: float | None = None, budget: float | None = None) -> dict[str, np.ndarray]:
+    """Instances of one pool (aggregated rows): for the rate, else within the budget, else one."""
+    cap = np.asarray(cap, dtype=float)
+    size = np.broadcast_to(np.asarray(size, dtype=float), cap.shape)
+    ok = (cap > 0) & np.isfinite(cap)
+    c = np.where(ok, cap, 1.0)
+    out = {"max_rate_for_devices": np.floor(budget / size) * c * ok} if budget else {}
+    n = np.where(ok, _ceil(rate / c) if rate else np.floor(budget / size) if budget else 1.0, 0.0)
+    return {**out, "instances": n, "requests_per_s": np.full(cap.shape, float(rate)) * ok if rate else n * c,
+            "devices": n * size}
