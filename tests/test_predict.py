@@ -443,3 +443,26 @@ def test_the_pool_loop_is_the_closed_loops_fixed_point(catalog):
     held = res["requests_per_s"] * (res["ttft_p50_s"] + 255 * res["tpot_s"])
     assert held[2] == pytest.approx(32.0, rel=0.03)
     assert res["decode_batch"][1] == pytest.approx(res["requests_per_s"][1] * 255 * res["tpot_s"][1], rel=1e-6)
+
+
+def test_an_engine_that_steps_on_the_first_arrival_breaks_up_only_waves_that_idle_it(catalog):
+    """``arrivals: drifting`` (vLLM's engine core steps as soon as one request is in): where one job
+    holds a whole wave the engine idles between waves and the first prompt back runs alone, so the
+    loop drifts as if lengths varied; where a wave takes several jobs the engine never idles and the
+    clients stay in step, as under ``synchronised``."""
+    from pdroof.serving.load import aggregated_load
+
+    assert catalog.get("runtime", "vllm").structure.arrivals == "drifting"
+    assert catalog.get("runtime", "trtllm").structure.arrivals == "synchronised"
+    cols = _inputs(catalog)
+    C = np.array([4.0, 64.0])  # 1024-token prompts under an 8192-token budget: one job, then eight
+    many = {k: np.repeat(v, len(C)) for k, v in cols.items()}
+    kept = aggregated_load({**many, "drifting_arrivals": np.zeros(2)}, C, 1024.0, 512.0, arrivals="closed",
+                           admitted=1e6)
+    idle = aggregated_load({**many, "drifting_arrivals": np.ones(2)}, C, 1024.0, 512.0, arrivals="closed",
+                           admitted=1e6)
+    drift = aggregated_load({**many, "drifting_arrivals": np.zeros(2)}, C, 1024.0, 512.0, arrivals="closed",
+                            admitted=1e6, drift=np.ones(2))
+    assert float(idle["ttft_s"][0]) == pytest.approx(float(drift["ttft_s"][0]))
+    assert float(idle["ttft_s"][0]) < 0.5 * float(kept["ttft_s"][0])
+    assert float(idle["ttft_s"][1]) == pytest.approx(float(kept["ttft_s"][1]))

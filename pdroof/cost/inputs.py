@@ -220,4 +220,5 @@ def precision_inputs(runtime: Record, p: Precision) -> dict[str, float]:
         "request_latency_s": st.request_latency_s,
         "prefill_first": 1.0 if st.prefill_schedule == "prefill_first" else 0.0,
         "kv_reserve_full": 1.0 if st.kv_reservation == "full" else 0.0,
+        "drifting_arrivals": 1.0 if st.arrivals == "drifting" else 0.0,
     }

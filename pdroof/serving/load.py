@@ -164,8 +164,9 @@ def aggregated_load(inputs: dict, concurrency, new_tokens, output_tokens, *, pre
     count of others' prompts (``aggregated_ttft``, ``aggregated_tpot``). ``closed``: the benchmark's
     clients (``closed_loop``), at most ``admitted`` of them in the engine (the others wait for KV
     memory), ``waves`` requests per client, ``drift`` where their lengths vary (the lengths given
-    are then the means); every TPOT statistic is the mean, and every TTFT statistic comes back too
-    (``ttft_<stat>_s``). The runtime's
+    are then the means; a runtime with ``arrivals: drifting`` drifts too where one job holds the whole
+    wave, since its engine then idles between waves and starts on the first prompt back); every TPOT
+    statistic is the mean, and every TTFT statistic comes back too (``ttft_<stat>_s``). The runtime's
     ``prefill_first`` schedule shapes the closed loop only: under Poisson arrivals prompts come
     one at a time and the mixed model's marginal step approximates either schedule (a prompt's own
     step would read the weights once more)."""
@@ -184,6 +185,10 @@ def aggregated_load(inputs: dict, concurrency, new_tokens, output_tokens, *, pre
     if np.any(chunks > 1):  # a prompt beyond the token budget takes more steps
         unloaded = unloaded + (chunks - 1) * step_s(running, 0.0)
     if arrivals == "closed":
+        # where one job holds a whole wave the engine idles between waves; one that then steps on the
+        # first prompt to arrive (``arrivals: drifting``) breaks the wave up, as varied lengths do
+        one_job = np.minimum(C, admitted) <= np.floor(inputs["chunk_tokens"] / new_tokens)
+        drift = np.maximum(np.asarray(drift, dtype=float), np.where(one_job, inputs["drifting_arrivals"], 0.0))
         res = closed_loop(inputs, C, new_tokens, output_tokens, inputs["chunk_tokens"], admitted, waves,
                           inputs["prefill_first"], request_s, prefix_tokens, drift)
         return {**res, "tpot_mean_s": res["tpot_s"], "ttft_s": res[f"ttft_{ttft_stat}_s"],

@@ -51,6 +51,10 @@ STRUCTURE = Map(fields=(
     F("prefill_schedule", Str(choices=("mixed", "prefill_first")), default="mixed",
       doc="how waiting prompts share the engine with running decodes: in the same steps under the "
           "token budget (mixed), or ahead of them, decodes pausing until no prompt waits (prefill_first)"),
+    F("arrivals", Str(choices=("synchronised", "drifting")), default="synchronised",
+      doc="how a closed-loop benchmark's prompts of fixed lengths reach the scheduler: together, the "
+          "clients of a wave staying in step (synchronised), or one by one, an idle engine starting each "
+          "with the few that arrived meanwhile, so that the waves fall apart as where lengths vary (drifting)"),
     F("note", Str()),
 ))
 
