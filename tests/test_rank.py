@@ -718,3 +718,37 @@ def test_an_aggregated_deployment_is_checked_at_its_load(cli, tmp_path):
     path.write_text(doc.replace("RATE", "5") + "kv_path: roce-400\n")
     code, _, err = cli("check", str(path))
     assert code == 2 and "kv_path" in err
+
+
+def test_an_inventory_is_never_over_committed(cli_json, cli):
+    """The study's everyday question: prefill on what is available, decode on what is bandwidth-strong.
+    Either pool may use either type; a type's devices are counted once across both pools."""
+    stock = {"h100-sxm": 16, "mi300x": 8}
+    args = ("rank", "--inventory", "h100-sxm=16,mi300x=8", "--objective", "rate", "--top", "0")
+    rows = cli_json(*args)["results"]
+    assert rows
+    for r in rows:
+        used: dict[str, int] = {}
+        for side in ("prefill", "decode"):
+            if r[f"{side}_hw"]:
+                used[r[f"{side}_hw"]] = used.get(r[f"{side}_hw"], 0) + r[f"{side}_devices"]
+        assert all(n <= stock[hw] for hw, n in used.items()), r
+        assert r["requests_per_s"] == r["max_rate_for_devices"] > 0
+    rates = [r["max_rate_for_devices"] for r in rows]
+    assert rates == sorted(rates, reverse=True)  # ranked by the rate each sustains
+    assert any(r["prefill_hw"] and r["prefill_hw"] != r["decode_hw"] for r in rows)  # mixed pairs too
+    code, _, err = cli("rank", "--inventory", "h100-sxm=16", "--devices", "8")
+    assert code == 1 and "--inventory" in err
+    code, _, err = cli("rank", "--inventory", "h100-sxm=0")
+    assert code == 1 and "whole count" in err
+
+
+def test_the_devices_objective_takes_the_fewest_devices_for_the_rate(cli_json, cli):
+    rows = cli_json("rank", "--accelerators", "h100-sxm,h200-sxm", "--rate", "40", "--objective", "devices",
+                    "--top", "0")["results"]
+    devices = [r["devices"] for r in rows]
+    assert devices and devices == sorted(devices) and all(r["requests_per_s"] == 40 for r in rows)
+    code, _, err = cli("rank", "--objective", "devices")
+    assert code == 1 and "--rate" in err
+    code, _, err = cli("rank", "--objective", "rate")
+    assert code == 1 and "--devices or --inventory" in err

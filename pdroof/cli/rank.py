@@ -13,7 +13,8 @@ from ..output.render import Column
 from ..spec.view import human
 from .options import RuntimeOpt, Stat, TpotStatOpt, TtftStatOpt
 
-Objective = Enum("Objective", {k: k for k in ("cost", "throughput", "ttft", "tpot", "energy")}, type=str)
+Objective = Enum("Objective", {k: k for k in ("cost", "throughput", "ttft", "tpot", "energy", "devices", "rate")},
+                 type=str)
 Mode = Enum("Mode", {"disagg": "disagg", "agg": "agg"}, type=str)
 MODE_NAMES = {"disagg": "disaggregated", "agg": "aggregated"}
 RankFormat = Enum("RankFormat", {k: k for k in ("table", "csv", "json", "xlsx")}, type=str)
@@ -70,7 +71,7 @@ def _short(r: dict, side: str) -> str:
     return f"{_hw(r, side)} {r['decode_weights']}/{r['kv_format']}"
 
 
-def _columns(wide: bool, names: str | None, rate: float | None, devices: int | None) -> list[Column]:
+def _columns(wide: bool, names: str | None, rate: float | None, devices: int | str | None) -> list[Column]:
     """The table's columns: ``--columns`` (keys of the rows, or of TABLE's and COMPACT's), else the
     compact or the wide set, with the sizing columns a rate or a device budget adds."""
     from ..serving.rank import COLUMNS
@@ -88,7 +89,8 @@ def _columns(wide: bool, names: str | None, rate: float | None, devices: int | N
     if rate:
         cols.insert(len(cols) - 1 if wide else len(cols), Column("devices_for_rate", f"devices @{rate:g}/s"))
     if devices:
-        cols.insert(len(cols) - 1 if wide else len(cols), Column("max_rate_for_devices", f"req/s @{devices} dev"))
+        at = f"{devices} dev" if isinstance(devices, int) else devices
+        cols.insert(len(cols) - 1 if wide else len(cols), Column("max_rate_for_devices", f"req/s @{at}"))
     return cols
 
 
@@ -170,7 +172,11 @@ def rank_cmd(
     output_tokens: int = typer.Option(None, "--output", help="output tokens per request"),
     prefix_hit: float = typer.Option(None, "--prefix-hit", help="fraction of each prompt served from a prefix cache"),
     rate: float = typer.Option(None, "--rate", help="offered requests/s: report devices needed"),
-    devices: int = typer.Option(None, "--devices", help="device budget: report the largest rate it sustains"),
+    devices: int = typer.Option(None, "--devices", help="device budget: report the largest rate whole instances "
+                                                        "within it sustain"),
+    inventory: str = typer.Option(None, "--inventory", help="devices on hand, ACC=COUNT[,ACC=COUNT...]: "
+                                  "deployments that fit them (either pool on any of those types, never a device "
+                                  "twice) and the rate each sustains"),
     ttft: float = typer.Option(None, "--ttft", help="TTFT target (ms); default 10,000 (the study's r*)"),
     tpot: float = typer.Option(None, "--tpot", help="TPOT target (ms); default 25 (the study's r*)"),
     ttft_stat: Stat = TtftStatOpt,
@@ -189,7 +195,9 @@ def rank_cmd(
     retain_gb: float = typer.Option(0.0, "--retain-gb", help="prefix cache retained per decode device (GB); "
                                                              "a choice separate from the KV tier"),
     runtime: str = RuntimeOpt,
-    objective: Objective = typer.Option(Objective.cost, "--objective", help="what to rank by"),
+    objective: Objective = typer.Option(Objective.cost, "--objective", help="what to rank by: cost, throughput "
+                                        "(tokens/s/device), ttft, tpot, energy, devices (fewest for --rate), rate "
+                                        "(most req/s within --devices or --inventory)"),
     mode: Mode = typer.Option(None, "--mode", help="only disaggregated (disagg) or aggregated (agg) rows"),
     price: str = typer.Option(None, "--price", help="device-hour prices over the catalogue's: "
                                                     "ACC=USD_PER_HOUR[,ACC=USD_PER_HOUR...]"),
@@ -227,9 +235,19 @@ def rank_cmd(
     tps, dps, eps = (_degrees(flag, text) for flag, text in (("--tp", tp), ("--dp", dp), ("--moe-ep", moe_ep)))
     if devices is not None and devices < 1:
         raise PdroofError(f"--devices must be at least 1, not {devices}")
+    if objective.value == "devices" and not rate:
+        raise PdroofError("--objective devices ranks by the fewest devices for a rate: give --rate")
+    if objective.value == "rate" and not (devices or inventory):
+        raise PdroofError("--objective rate ranks by the most requests/s within a budget: give --devices or "
+                          "--inventory")
+    stock = _inventory(inventory, cat) if inventory else None
+    if stock is not None and (devices or accelerators):
+        raise PdroofError("--inventory names the accelerators and their counts: give it without --devices and "
+                          "--accelerators")
     if not (retain_gb >= 0 and math.isfinite(retain_gb)):
         raise PdroofError(f"--retain-gb must be a finite, non-negative size, not {retain_gb}")
-    accs = [cat.get("accelerator", a) for a in _ids(accelerators)] if accelerators else cat.all("accelerator")
+    accs = ([cat.get("accelerator", a) for a in stock] if stock is not None
+            else [cat.get("accelerator", a) for a in _ids(accelerators)] if accelerators else cat.all("accelerator"))
     for ids in (_ids(prefill_hw), _ids(decode_hw)):
         for i in ids or ():
             if i not in {a.id for a in accs}:
@@ -240,7 +258,7 @@ def rank_cmd(
                    prefill_ids=frozenset(_ids(prefill_hw)) if prefill_hw else None,
                    decode_ids=frozenset(_ids(decode_hw)) if decode_hw else None, devices=devices,
                    retained_bytes=retain_gb * 1e9, runtimes=runtimes_for(cat, runtime, accs),
-                   prices=_prices(price, {a.id for a in accs}))
+                   prices=_prices(price, {a.id for a in accs}), inventory=stock)
     rk = _run(c, objective.value, top, pareto, mode and MODE_NAMES[mode.value])
     bad = infeasible_rows(rk) if show_infeasible else None
     reason = dead_end(rk)
@@ -269,7 +287,7 @@ def rank_cmd(
                  + (" per accelerator" if any(r is not c.runtime for r in c.runtimes.values()) else "")
                  + f" · by {objective.value}" + (" · Pareto" if pareto else ""))
         table_rows = _table_rows(rk.rows)
-        cols = _columns(wide, columns, w_.rate_per_s, devices)
+        cols = _columns(wide, columns, w_.rate_per_s, devices or (inventory and "inventory"))
         if not (wide or columns):  # the engines in the title: one, or the one each accelerator runs
             engines = {r[f"{side}_hw"]: r[f"{side}_runtime"] for r in rk.rows for side in ("prefill", "decode")
                        if r[f"{side}_hw"]}
@@ -348,6 +366,30 @@ class _Progress:
     def close(self) -> None:
         if self.bar is not None:
             self.bar.stop()
+
+
+def _inventory(text: str, cat) -> dict[str, int]:
+    """``ACC=COUNT`` pairs: catalogue accelerators (or YAML files) and whole device counts; a type
+    named twice adds up."""
+    from ..spec.errors import PdroofError
+
+    out: dict[str, int] = {}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        acc, sep, value = item.partition("=")
+        try:
+            count = int(value) if sep else 0
+        except ValueError:
+            count = 0
+        if count < 1 or count > 1_000_000:
+            raise PdroofError(f"--inventory takes ACC=COUNT with a whole count from 1 to 1,000,000, not "
+                              f"{item.strip()!r}")
+        a = cat.get("accelerator", acc.strip())
+        out[a.id] = out.get(a.id, 0) + count
+    if not out:
+        raise PdroofError("--inventory names no accelerator: give ACC=COUNT[,ACC=COUNT...]")
+    return out
 
 
 def _prices(text: str | None, known: set[str]) -> dict[str, float]:

@@ -69,8 +69,12 @@ def serving_columns(c: Candidates, pre: Stage, dec: Stage, h: dict, pr, dr, pric
     out["binding"] = binding(out, out["prefill_device_share"], dv["kv_bound"][dr])
     # whole instances, each of dp attention replicas (the capacities' unit)
     dp_p, dp_d = pv["dp"][pr], dv["dp"][dr]
+    stock = c.stock()
+    if stock is not None:
+        acc_p, acc_d = np.asarray(pre.labels["acc"])[pr], np.asarray(dec.labels["acc"])[dr]
+        stock = (stock[acc_p], stock[acc_d], acc_p == acc_d)
     out.update(whole_pools(dp_p * out["prefill_rate"], pv["tp"][pr] * dp_p, dp_d * out["decode_capacity"],
-                           dv["tp"][dr] * dp_d, c.workload.rate_per_s, c.devices))
+                           dv["tp"][dr] * dp_d, c.workload.rate_per_s, c.devices, stock))
     return out
 
 
@@ -176,8 +180,9 @@ def aggregated_rows(c: Candidates, agg: Stage, prices, powers, allowed: np.ndarr
         "kv_headroom_bytes": av["kv_capacity_bytes"][rows] - av["concurrency"][rows] * av["kv_request_bytes"][rows],
         "binding": np.where(av["kv_bound"][rows], 4, 5).astype(np.int8),
     })
+    stock = c.stock()
     sized = whole_instances(av["dp"][rows] * out["decode_capacity"], av["tp"][rows] * av["dp"][rows],
-                            c.workload.rate_per_s, c.devices)
+                            c.workload.rate_per_s, c.devices if stock is None else stock[acc])
     cols.update(prefill_instances=np.zeros(n), decode_instances=sized.pop("instances"), **sized,
-                feasible=sized["requests_per_s"] > 0)
+                devices_p=np.zeros(n), devices_d=sized["devices"], feasible=sized["requests_per_s"] > 0)
     return cols

@@ -37,6 +37,8 @@ OBJECTIVES = {  # column, True when larger is better
     "ttft": ("ttft_unloaded_s", False),
     "tpot": ("tpot_s", False),
     "energy": ("joules_per_token", False),
+    "devices": ("devices", False),               # fewest devices for the offered rate (whole instances)
+    "rate": ("max_rate_for_devices", True),      # most requests/s within the device budget or inventory
 }
 PARETO_AXES = (("tokens_per_s_per_device", True), ("ttft_unloaded_s", False), ("tpot_s", False))
 BLOCK = 50_000  # configurations per vectorised block: its temporaries stay in cache (4× 400k was slower)
@@ -192,7 +194,7 @@ def disaggregated_block(c: Candidates, pre: Stage, dec: Stage, links: PairLinks,
     reach = links.reach[acc_p[ip], ik]
     together = pre.values["tp"][pr] * pre.values["dp"][pr] + dec.values["tp"][dr] * dec.values["dp"][dr]
     cols["path_fits"] = np.maximum(together, cols["devices"]) <= reach
-    cols["within_budget"] = within_budget(c, cols)
+    cols["within_budget"] = within_budget(c, cols, acc_p[ip], ad)
     # the prefill pool is sized to its target (its TTFT statistic meets it at capacity by construction):
     # a positive capacity is the TTFT condition
     cols["feasible"] = ((cols["prefill_rate"] > 0) & (cols["admission_batch"] >= 1) & cols["path_fits"]
@@ -200,17 +202,27 @@ def disaggregated_block(c: Candidates, pre: Stage, dec: Stage, links: PairLinks,
     return cols, (n_possible, len(pr))
 
 
-def within_budget(c: Candidates, cols: dict) -> np.ndarray:
-    """Rows whose whole instances fit the device budget (every row without one)."""
-    if not c.devices:
+def within_budget(c: Candidates, cols: dict, acc_p=None, acc_d=None) -> np.ndarray:
+    """Rows whose whole instances fit the device budget or the inventory (every row without
+    either); ``acc_p``/``acc_d``: each row's pool accelerators (aggregated rows: ``acc_p`` None)."""
+    if c.devices:
+        return (cols["devices"] <= c.devices) & (cols["max_rate_for_devices"] > 0)
+    stock = c.stock()
+    if stock is None:
         return np.ones(len(cols["devices"]), dtype=bool)
-    return (cols["devices"] <= c.devices) & (cols["max_rate_for_devices"] > 0)
+    if acc_p is None:
+        return (cols["devices"] <= stock[acc_d]) & (cols["max_rate_for_devices"] > 0)
+    same = acc_p == acc_d
+    fits = np.where(same, cols["devices"] <= stock[acc_p],
+                    (cols["devices_p"] <= stock[acc_p]) & (cols["devices_d"] <= stock[acc_d]))
+    return fits & (cols["max_rate_for_devices"] > 0)
 
 
-def budget_reason(c: Candidates) -> str:
-    """Why a row does not fit the device budget."""
-    return (f"needs more than {c.devices:,} devices for {c.workload.rate_per_s:g} req/s" if c.workload.rate_per_s
-            else f"one instance of each pool needs more than {c.devices:,} devices")
+def budget_reason(c: Candidates, pools: str = "one instance of each pool") -> str:
+    """Why a row does not fit the device budget or the inventory."""
+    have = f"{c.devices:,} devices" if c.devices else "the inventory"
+    return (f"needs more than {have} for {c.workload.rate_per_s:g} req/s" if c.workload.rate_per_s
+            else f"{pools} needs more than {have}")
 
 
 def _only(c: Candidates, st: Stage, ids) -> np.ndarray:
@@ -327,9 +339,9 @@ def run(c: Candidates, objective: str = "cost", keep: int = 200, pareto: bool = 
     if include_aggregated and len(agg):
         res.filtered += int((agg.feasible & ~a_allowed).sum())
         a_cols = aggregated_rows(c, agg, prices, powers, agg.feasible & a_allowed)
-        a_cols["feasible"] &= within_budget(c, a_cols)
-        if c.devices:
-            res.infeasible[f"aggregated: {budget_reason(c)}"] += int((~a_cols["feasible"]).sum())
+        a_cols["feasible"] &= within_budget(c, a_cols, None, np.asarray(agg.labels["acc"])[a_cols["decode_row"]])
+        if c.devices or c.inventory is not None:
+            res.infeasible[f"aggregated: {budget_reason(c, 'one instance')}"] += int((~a_cols["feasible"]).sum())
         res.feasible += int(a_cols["feasible"].sum())
         res.evaluated += len(a_cols["feasible"])
         parts.append(_select(a_cols, objective, keep, pareto))
@@ -352,7 +364,7 @@ def run(c: Candidates, objective: str = "cost", keep: int = 200, pareto: bool = 
         roomy = ttft_ok & cols["path_fits"] & (cols["admission_batch"] >= 1)
         res.infeasible["no decode admission room after reservations and retained cache"] += int(
             (ttft_ok & cols["path_fits"] & ~roomy).sum())
-        if c.devices:
+        if c.devices or c.inventory is not None:
             res.infeasible[budget_reason(c)] += int((roomy & ~cols["within_budget"]).sum())
         res.feasible += int(cols["feasible"].sum())
         res.evaluated += n_useful

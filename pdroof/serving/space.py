@@ -73,6 +73,12 @@ class Candidates:
     runtimes: dict[str, Record] = field(default_factory=dict)  # accelerator id -> its runtime (default: runtime)
     given_splits: tuple[Parallelism, ...] | None = None  # exactly these splits (a deployment's), not the enumeration
     prices: dict[str, float] = field(default_factory=dict)  # accelerator id -> USD per device-hour, over the spec's
+    inventory: dict[str, int] | None = None  # accelerator id -> devices on hand: deployments must fit them
+
+    def stock(self) -> np.ndarray | None:
+        """Devices on hand of each candidate accelerator (the inventory's order), or None."""
+        return None if self.inventory is None else np.array(
+            [float(self.inventory.get(a.id, 0)) for a in self.accelerators])
 
     def runtime_of(self, acc: Record) -> Record:
         """The runtime profile ``acc`` runs."""
