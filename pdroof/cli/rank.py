@@ -71,9 +71,9 @@ def _short(r: dict, side: str) -> str:
     return f"{_hw(r, side)} {r['decode_weights']}/{r['kv_format']}"
 
 
-def _columns(wide: bool, names: str | None, rate: float | None, devices: int | str | None) -> list[Column]:
+def _columns(wide: bool, names: str | None, rate: float | None, devices) -> list[Column]:
     """The table's columns: ``--columns`` (keys of the rows, or of TABLE's and COMPACT's), else the
-    compact or the wide set, with the sizing columns a rate or a device budget adds."""
+    compact or the wide set, with the sizing columns a rate or a device budget (or inventory) adds."""
     from ..serving.rank import COLUMNS
     from ..spec.errors import PdroofError
 
@@ -86,11 +86,10 @@ def _columns(wide: bool, names: str | None, rate: float | None, devices: int | s
                               f"{', '.join(sorted(set(known) | set(dict(COLUMNS))))}")
         return [known.get(k) or Column(k, k) for k in keys]
     cols = list(TABLE if wide else COMPACT)
-    if rate:
-        cols.insert(len(cols) - 1 if wide else len(cols), Column("devices_for_rate", f"devices @{rate:g}/s"))
+    if rate:  # the title says for what rate, and within what budget
+        cols.insert(len(cols) - 1 if wide else len(cols), Column("devices", "devices"))
     if devices:
-        at = f"{devices} dev" if isinstance(devices, int) else devices
-        cols.insert(len(cols) - 1 if wide else len(cols), Column("max_rate_for_devices", f"req/s @{at}"))
+        cols.insert(len(cols) - 1 if wide else len(cols), Column("max_rate_for_devices", "max req/s"))
     return cols
 
 
@@ -285,9 +284,12 @@ def rank_cmd(
                  + (f", prefix hit {w_.prefix_hit:.0%}" if w_.prefix_hit else "")
                  + f" · {w_.targets_text()} · runtime {c.runtime.id}"
                  + (" per accelerator" if any(r is not c.runtime for r in c.runtimes.values()) else "")
+                 + (f" · {w_.rate_per_s:g} req/s" if w_.rate_per_s else "")
+                 + (f" · within {devices:,} devices" if devices else "")
+                 + (" · within " + ", ".join(f"{k}={n:,}" for k, n in stock.items()) if stock else "")
                  + f" · by {objective.value}" + (" · Pareto" if pareto else ""))
         table_rows = _table_rows(rk.rows)
-        cols = _columns(wide, columns, w_.rate_per_s, devices or (inventory and "inventory"))
+        cols = _columns(wide, columns, w_.rate_per_s, devices or stock)
         if not (wide or columns):  # the engines in the title: one, or the one each accelerator runs
             engines = {r[f"{side}_hw"]: r[f"{side}_runtime"] for r in rk.rows for side in ("prefill", "decode")
                        if r[f"{side}_hw"]}
