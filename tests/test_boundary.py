@@ -48,7 +48,7 @@ def test_producer_conversion_shrinks_the_wire(catalog):
     p = _plan(catalog, {"hw": "h100-sxm", "weights": "fp8", "kv": "bf16"}, {"hw": "mi300x", "weights": "fp8", "kv": "fp8"},
               model="llama-3.1-8b", path="tcp-100g", w=w)
     rep = p.doc["representation"]
-    assert rep["chosen_placement"] == "producer" and rep["wire_format"] == "fp8"
+    assert rep["chosen_placement"] == "producer" and rep["wire_format"] == "fp8_e4m3fnuz"  # the consumer's bits
     assert rep["wire_bytes"] == pytest.approx(p.doc["ownership"]["source_bytes"] / 2)
 
 
@@ -395,3 +395,15 @@ def test_the_examples_ship_and_write_out(cli, tmp_path):
     assert code == 0, err
     code, _, err = cli("examples", "nope")
     assert code == 1 and "the examples: deployment, production-glm" in err
+
+
+def test_fp8_is_counted_by_its_bits(catalog):
+    """FP8 on an MI300X is e4m3fnuz, on an H100 or an MI355X OCP e4m3fn: KV written as one cannot be
+    read as the other, so between them a conversion is planned, and between two e4m3fn pools none."""
+    nv = {"hw": "h100-sxm", "weights": "fp8", "kv": "fp8"}
+    mi300 = _plan(catalog, dict(nv), {"hw": "mi300x", "weights": "fp8", "kv": "fp8"}).doc["representation"]
+    assert mi300["producer_layout"]["format"] == "fp8_e4m3fn" and mi300["consumer_layout"]["format"] == "fp8_e4m3fnuz"
+    assert "convert" in mi300["actions"]
+    for other in ("h200-sxm", "mi355x"):
+        rep = _plan(catalog, dict(nv), {"hw": other, "weights": "fp8", "kv": "fp8"}).doc["representation"]
+        assert rep["actions"] == ["consume directly"], other

@@ -752,3 +752,12 @@ def test_the_devices_objective_takes_the_fewest_devices_for_the_rate(cli_json, c
     assert code == 1 and "--rate" in err
     code, _, err = cli("rank", "--objective", "rate")
     assert code == 1 and "--devices or --inventory" in err
+
+
+def test_rank_converts_fp8_between_encodings(catalog):
+    """An H100 writing FP8 KV for an MI300X decode pool converts it (e4m3fn to e4m3fnuz); for an H200 it does not."""
+    c = _cands(catalog, accs=("h100-sxm", "mi300x", "h200-sxm"), weights=("fp8",), kv=("fp8",), tp=(1,),
+               prefill_ids=frozenset({"h100-sxm"}))
+    rows = [r for r in rank(c, "cost", top=0, prune=False).rows if r["mode"] == "disaggregated"]
+    by_decode = {r["decode_hw"]: r["kv_placement"] for r in rows if r["prefill_kv"] == "fp8"}
+    assert by_decode["h200-sxm"] == "direct" and by_decode["mi300x"] in ("producer", "transport", "consumer")

@@ -79,3 +79,9 @@ def plan(acc: Record, weights: str = "bf16", activations: str | None = None, kv:
 
 def attention_peak_format(acc: Record) -> str:
     return next(f for f in ("bf16", "fp16", "fp8", "fp32") if f in acc.dense_flops_per_s)
+
+
+def kv_encoding(acc: Record, fmt: str) -> str:
+    """The exact encoding ``fmt`` is stored in on ``acc``: FP8 by its bits (fp8_e4m3fn or
+    fp8_e4m3fnuz, ``precision_paths.fp8_encoding``), any other format by its name."""
+    return f"fp8_{acc.precision_paths.fp8_encoding}" if fmt == "fp8" else fmt

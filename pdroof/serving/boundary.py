@@ -15,7 +15,7 @@ import numpy as np
 
 from ..cost.inputs import model_inputs
 from ..cost.parallelism import Parallelism, split_reason
-from ..cost.precision import Precision, default_activations, infeasible_reason
+from ..cost.precision import Precision, default_activations, infeasible_reason, kv_encoding
 from ..spec.errors import PdroofError
 from ..spec.schema import Record
 from .columns import BINDINGS, PLACEMENTS, handoff_columns, serving_columns
@@ -181,8 +181,11 @@ def plan(model: Record, prefill: Pool, decode: Pool, path: Record, tiers: list[R
     acc_p = np.array([pre.labels["acc"][pi]])
     acc_d = np.array([dec.labels["acc"][di]])
     shards = lambda tp: int(min(tp, mi["kv_shardable"]))  # noqa: E731
-    lay_p = Layout(pp.kv, prefill.kv_scale, prefill.page_tokens, prefill.order, shards(prefill.tp))
-    lay_d = Layout(dp.kv, decode.kv_scale, decode.page_tokens, decode.order, shards(decode.tp))
+    # formats by their exact encoding: FP8 on an MI300 is not FP8 on an H100
+    lay_p = Layout(kv_encoding(prefill.accelerator, pp.kv), prefill.kv_scale, prefill.page_tokens, prefill.order,
+                   shards(prefill.tp))
+    lay_d = Layout(kv_encoding(decode.accelerator, dp.kv), decode.kv_scale, decode.page_tokens, decode.order,
+                   shards(decode.tp))
     h = handoff_columns(c, pre, dec, links, wires, pr, dr, np.array([0]), np.array([0]), acc_p, acc_d, mi,
                         convert=np.array([float(lay_p.format != lay_d.format or lay_p.scale != lay_d.scale)]),
                         redistribute=np.array([float((lay_p.page_tokens, lay_p.order, lay_p.kv_shards)
@@ -201,7 +204,7 @@ def plan(model: Record, prefill: Pool, decode: Pool, path: Record, tiers: list[R
         "actions": actions or ["consume directly"],
         "placement_costs_s": {p: boundary.get(f"{p}_option_s") for p in PLACEMENTS[:3]} if actions else {},
         "chosen_placement": chosen,
-        "wire_format": dp.kv if chosen == "producer" and "convert" in actions else pp.kv,
+        "wire_format": lay_d.format if chosen == "producer" and "convert" in actions else lay_p.format,
         "wire_bytes": f["transfer_bytes"], "transfer_s": f["transfer_s"], "exposed_transfer_s": f["exposed_transfer_s"],
         "transform_s": f["convert_s"], "handoff_s": f["handoff_s"], "validation": "metadata only (no byte pass)",
     })

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..cost.numeric import evaluate
-from ..spec.units import format_bytes
+from ..spec.units import FP8_ENCODINGS, format_bytes
 from .handoff import layerwise_overlap
 from .load import prefill_utilisation, ttft_at
 from .sizing import whole_instances, whole_pools
@@ -111,7 +111,10 @@ def handoff_columns(c: Candidates, pre: Stage, dec: Stage, links: PairLinks, wir
         if "kv_wire" not in dec.values:  # each decode row's KV format as a wire index, once per stage
             dec.values["kv_wire"] = np.array([wires.index(k) if k in wires else -1 for k in dec.labels["kv"]])
         dst_fmt = dec.values["kv_wire"][dr]
-        convert = (dst_fmt != iw).astype(float)
+        # so is FP8 between accelerators that mean different bits by it (e4m3fn and e4m3fnuz)
+        fp8_bits = np.array([FP8_ENCODINGS.index(a.precision_paths.fp8_encoding) for a in c.accelerators])
+        is_fp8 = np.array([x == "fp8" for x in wires])[iw]
+        convert = ((dst_fmt != iw) | (is_fp8 & (fp8_bits[acc_p] != fp8_bits[acc_d]))).astype(float)
     redistribute = (shards_p != shards_d).astype(float) if redistribute is None else redistribute
     host_bw = np.minimum(pv["host_bytes_per_s"][pr], dv["host_bytes_per_s"][dr])
     bounce = np.array([0.0 if p.kind in ("host_staged", "tcp") else 1.0 for p in paths])[ik]

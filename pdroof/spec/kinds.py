@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .schema import Bool as B
 from .schema import F, List, Map, MapOf, Num, Record, Str, validate
-from .units import FORMATS, GB, GIB, MICRO, TERA
+from .units import FORMATS, FP8_ENCODINGS, GB, GIB, MICRO, TERA
 from .yamlio import read_yaml
 
 ID = Str(pattern=r"[a-z0-9][a-z0-9._-]*", doc="lower-case identifier")
@@ -91,6 +91,9 @@ ACCELERATOR = Map(
             F("weights", List(FMT, min_items=1, unique=True), required=True),
             F("activations", List(FMT, min_items=1, unique=True), required=True),
             F("kv", List(FMT, min_items=1, unique=True), required=True),
+            F("fp8_encoding", Str(choices=FP8_ENCODINGS), default="e4m3fn",
+              doc="the bits FP8 means here: OCP e4m3fn, or e4m3fnuz (MI300-series gfx942); KV in one cannot be "
+                  "read as the other"),
             F("note", Str()),
         ), doc="formats with a complete executable software path (kernels + runtime) per role"),
           required=True),

@@ -29,6 +29,9 @@ FORMAT_SCALE_OVERHEAD: dict[str, float] = {
 
 FORMATS = tuple(FORMAT_BYTES)
 KV_FORMATS = ("bf16", "fp16", "fp8", "int8", "int4")
+# what FP8 means on an accelerator: OCP e4m3fn (NVIDIA, MI355X) or e4m3fnuz (MI300-series gfx942:
+# another exponent bias and NaN, so bytes written as one cannot be read as the other)
+FP8_ENCODINGS = ("e4m3fn", "e4m3fnuz")
 
 
 def check_format(fmt: str, flag: str = "format") -> str:
