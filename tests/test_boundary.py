@@ -357,6 +357,7 @@ def test_checks_decode_batch_is_the_least_fixed_point(catalog, tmp_path, cli):
     """Started from the full pool's slower step the iteration could overshoot the pool and report
     a false failure; from below it rises to the least batch that holds the rate."""
     text = (REPO / "examples" / "deployment.yaml").read_text().replace("rate_per_s: 2.0", "rate_per_s: 3.0")
+    text = text.replace("  kv: bf16\nkv_path", "  kv: fp8\nkv_path")  # an FP8 decode cache holds the batch
     f = tmp_path / "d.yaml"
     f.write_text(text)
     code, out, _ = cli("check", str(f), "--format", "json")

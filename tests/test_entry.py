@@ -35,3 +35,15 @@ def test_collector_back_on_when_start_up_fails(monkeypatch):
     with pytest.raises(RuntimeError):
         entry.run()
     assert gc.isenabled()
+
+
+def test_shell_completion_is_offered_and_completes_commands_and_options():
+    import os
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "pdroof", "--help"], capture_output=True, text=True).stdout
+    assert "--install-completion" in out and "--show-completion" in out
+    env = {**os.environ, "_PDROOF_COMPLETE": "complete_bash", "COMP_WORDS": "pdroof rank --obj", "COMP_CWORD": "2"}
+    done = subprocess.run([sys.executable, "-m", "pdroof"], capture_output=True, text=True, env=env)
+    assert "--objective" in done.stdout

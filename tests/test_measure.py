@@ -27,6 +27,7 @@ def test_smoke_on_cpu_writes_a_readable_file(cli, tmp_path):
 def test_without_torch_is_one_clear_error(cli, tmp_path):
     code, _, err = cli("measure", "--smoke", "-o", str(tmp_path / "m.json"))
     assert code == 1 and "needs PyTorch" in err and not (tmp_path / "m.json").exists()
+    assert "download.pytorch.org/whl/cpu" in err  # how to get a CPU-only build
 
 
 def test_full_size_on_cpu_is_refused(cli, tmp_path):

@@ -54,6 +54,8 @@ def test_readme_command(cli, workdir, line, fails):
         assert code == 0, err
         if "-o" in argv:
             assert (workdir / argv[argv.index("-o") + 1]).stat().st_size > 0
+        elif "--out-dir" in argv:
+            assert any((workdir / argv[argv.index("--out-dir") + 1]).iterdir())
         else:
             assert out.strip()
 
@@ -80,7 +82,11 @@ def test_gitignore_covers_what_readmes_commands_write():
 
     patterns = [ln.strip() for ln in (REPO / ".gitignore").read_text().splitlines() if ln.strip()
                 and not ln.startswith("#")]
-    written = set(re.findall(r"-o ([A-Za-z0-9._-]+\.[a-z]+)", (REPO / "README.md").read_text()))
-    assert written
+    text = (REPO / "README.md").read_text()
+    written = set(re.findall(r"(?:-o|--emit-deployment) ([A-Za-z0-9._-]+\.[a-z]+)", text))
+    folders = set(re.findall(r"^pdroof .*--out-dir ([A-Za-z0-9._-]+)", text, flags=re.M))
+    assert written and folders
     for name in written:
         assert any(fnmatch.fnmatch(name, p) for p in patterns), name
+    for name in folders:
+        assert f"{name}/" in patterns, name

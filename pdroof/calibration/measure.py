@@ -25,7 +25,9 @@ def _torch():
     try:
         import torch
     except ImportError:
-        raise PdroofError("pdroof measure needs PyTorch: pip install 'pdroof[measure]'") from None
+        raise PdroofError("pdroof measure needs PyTorch: pip install 'pdroof[measure]' (without a GPU, first the "
+                          "CPU-only build: pip install torch --index-url https://download.pytorch.org/whl/cpu)"
+                          ) from None
     return torch
 
 

@@ -13,7 +13,7 @@ app = typer.Typer(
     name="pdroof",
     help="Roofline planner for heterogeneous prefill/decode LLM serving.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 
@@ -49,7 +49,7 @@ COMMANDS = {
     "transfer": ("transfer", "transfer_cmd", "command"), "equations": ("equations", "equations_cmd", "command"),
     "calibrate": ("calibrate", "calibrate_cmd", "command"), "measure": ("measure", "measure_cmd", "command"),
     "validate": ("validate", "validate_cmd", "command"), "schema": ("validate", "schema_cmd", "command"),
-    "examples": ("examples", "examples_cmd", "command"),
+    "examples": ("examples", "examples_cmd", "command"), "deploy": ("deploy", "deploy_cmd", "command"),
 }
 _registered: set[str] = set()
 

@@ -41,6 +41,13 @@ def scale_up_domain(acc: Record) -> int:
     return acc.scale_up.domain_size if acc.scale_up and acc.scale_up.domain_size else 1
 
 
+def host_devices(acc: Record) -> int:
+    """Devices one host drives (one engine process group): the spec's, else the scale-up domain up
+    to eight."""
+    given = acc.scale_up.host_devices if acc.scale_up else None
+    return int(given) if given else min(scale_up_domain(acc), 8)
+
+
 def nodes(acc: Record, devices: int) -> int:
     """Scale-up domains (nodes) an instance of ``devices`` devices spans."""
     return math.ceil(devices / scale_up_domain(acc))

@@ -108,6 +108,8 @@ ACCELERATOR = Map(
             F("latency_us", Num(scale=MICRO), attr="latency_s",
               doc="per step of a ring collective (one hop), one value per link kind"),
             F("domain_size", Num(integer=True), doc="devices in one scale-up domain"),
+            F("host_devices", Num(integer=True), doc="devices one host (one OS, one engine process group) drives; "
+                                                     "default the domain, at most 8"),
         ))),
         F("host_link", Map(fields=(
             F("pcie_gen", Num(integer=True)),

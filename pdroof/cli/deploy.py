@@ -1,0 +1,40 @@
+"""``deploy``: the launch commands of a deployment's pools for one engine."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+EngineName = Enum("EngineName", {k: k for k in ("sglang", "vllm", "trtllm")}, type=str)
+
+
+def deploy_cmd(
+    ctx: typer.Context,
+    deployment: Path = typer.Argument(..., help="deployment YAML (as pdroof check reads)"),
+    engine: EngineName = typer.Option(..., "--engine", "-e", help="the serving engine: sglang, vllm or trtllm"),
+    transfer: str = typer.Option(None, "--transfer", help="KV transfer backend (sglang: mooncake, nixl, mori; vllm: "
+                                                          "nixl, mooncake, mori; trtllm: nixl, ucx); default the "
+                                                          "engine's"),
+    out_dir: Path = typer.Option(None, "--out-dir", help="write one script per pool (and the router's) into DIR"),
+):
+    """Print the launch commands of each pool of a deployment (and the router), for one engine."""
+    from ..output import render
+    from ..serving.deployment import load
+    from ..serving.launch import launch_scripts
+    from ..spec.errors import PdroofError
+    from .options import catalog
+
+    scripts = launch_scripts(load(deployment), catalog(ctx), engine.value, transfer, deployment.name)
+    if out_dir is None:
+        render.emit("\n".join(f"### {s.name}\n{s.text}" for s in scripts))
+        return
+    if out_dir.exists() and not out_dir.is_dir():
+        raise PdroofError(f"--out-dir {out_dir}: not a directory")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for s in scripts:
+        path = out_dir / s.name
+        render.write_atomic(path, s.text)
+        path.chmod(path.stat().st_mode | 0o111)  # scripts run as they are
+    typer.echo(f"wrote {', '.join(s.name for s in scripts)} to {out_dir}", err=True)
