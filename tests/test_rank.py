@@ -761,3 +761,25 @@ def test_rank_converts_fp8_between_encodings(catalog):
     rows = [r for r in rank(c, "cost", top=0, prune=False).rows if r["mode"] == "disaggregated"]
     by_decode = {r["decode_hw"]: r["kv_placement"] for r in rows if r["prefill_kv"] == "fp8"}
     assert by_decode["h200-sxm"] == "direct" and by_decode["mi300x"] in ("producer", "transport", "consumer")
+
+
+def test_show_infeasible_honours_the_filters_and_every_format(cli, cli_json, tmp_path):
+    args = ("rank", "--accelerators", "h100-sxm,mi300x", "--prefill-hw", "h100-sxm", "--show-infeasible", "--top", "2")
+    doc = cli_json(*args)
+    bad = doc["infeasible"]
+    assert bad and not [x for x in bad if x["stage"] == "prefill" and x["configuration"].startswith("mi300x")]
+    assert not [x for x in bad if x["stage"] == "link" and x["configuration"].startswith("mi300x ->")]
+    agg = cli_json(*args, "--mode", "agg")["infeasible"]
+    assert agg and {x["stage"] for x in agg} == {"aggregated"}
+    code, out, _ = cli(*args, "--format", "csv")
+    lines = out.splitlines()
+    assert code == 0 and lines[0].startswith("status,rank,") and lines[0].endswith("stage,configuration,reason")
+    assert {ln.split(",")[0] for ln in lines[1:]} == {"ranked", "excluded"}
+    code, out, _ = cli(*args, "--format", "csv", "--ttft", "1")  # a dead end still says what was excluded
+    assert code == 1 and out.startswith("status,") and "excluded" in out
+    pytest.importorskip("openpyxl")
+    from openpyxl import load_workbook
+
+    code, _, err = cli(*args, "--format", "xlsx", "-o", str(tmp_path / "r.xlsx"))
+    assert code == 0, err
+    assert load_workbook(tmp_path / "r.xlsx")["excluded"].max_row == len(bad) + 1

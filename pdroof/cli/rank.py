@@ -262,8 +262,9 @@ def rank_cmd(
     bad = infeasible_rows(rk) if show_infeasible else None
     reason = dead_end(rk)
     if reason:  # a ranking with no row is a failure to find one, not an empty success: nothing written
-        if bad:
-            render.emit(render.table_text(bad, EXCLUDED, title="excluded"))
+        if bad is not None:  # what was excluded, on standard output in the format asked for
+            render.emit(export.to_json(rk, bad) if fmt.value == "json" else export.to_csv(rk, bad)
+                        if fmt.value == "csv" else render.table_text(bad, EXCLUDED, title="excluded"))
         raise PdroofError(reason)
     if emit_deployment:
         _emit_deployment(rk, pick, emit_deployment, model, runtime, rate, retain_gb)
@@ -272,12 +273,12 @@ def rank_cmd(
     if fmt.value == "xlsx":
         if output is None:
             raise PdroofError("--format xlsx needs -o FILE.xlsx")
-        export.to_xlsx(rk, output)
+        export.to_xlsx(rk, output, bad)
         typer.echo(f"wrote {output}: {len(rk.rows)} configurations")
     elif fmt.value == "json":
         render.emit(export.to_json(rk, bad), output)
     elif fmt.value == "csv":
-        render.emit(export.to_csv(rk), output)
+        render.emit(export.to_csv(rk, bad), output)
     else:
         w_ = c.workload
         title = (f"{c.model.id} · {w_.id}: {w_.prompt_tokens:,} in / {w_.output_tokens:,} out"

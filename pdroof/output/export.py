@@ -39,11 +39,19 @@ def to_json(rk: Ranking, infeasible: list[dict] | None = None) -> str:
     return json_text(doc)
 
 
-def to_csv(rk: Ranking) -> str:
-    return csv_text(rk.rows, KEYS)
+EXCLUDED_KEYS = ["stage", "configuration", "reason"]
 
 
-def to_xlsx(rk: Ranking, path: str | Path) -> None:
+def to_csv(rk: Ranking, infeasible: list[dict] | None = None) -> str:
+    """The ranked rows; with ``infeasible``, one table of both, told apart by ``status`` (ranked or
+    excluded) so a spreadsheet filter separates them."""
+    if infeasible is None:
+        return csv_text(rk.rows, KEYS)
+    rows = [{"status": "ranked", **r} for r in rk.rows] + [{"status": "excluded", **x} for x in infeasible]
+    return csv_text(rows, ["status", *KEYS, *EXCLUDED_KEYS])
+
+
+def to_xlsx(rk: Ranking, path: str | Path, infeasible: list[dict] | None = None) -> None:
     try:
         from openpyxl import Workbook
     except ImportError:
@@ -61,6 +69,11 @@ def to_xlsx(rk: Ranking, path: str | Path) -> None:
                 _append(inp, [f"{key}.{k}", str(v) if isinstance(v, (list, dict)) else v])
         else:
             _append(inp, [key, ", ".join(map(str, value)) if isinstance(value, list) else value])
+    if infeasible is not None:
+        excluded = wb.create_sheet("excluded")
+        _append(excluded, EXCLUDED_KEYS)
+        for x in infeasible:
+            _append(excluded, [x.get(k) for k in EXCLUDED_KEYS])
     buf = io.BytesIO()
     wb.save(buf)
     write_atomic(path, buf.getvalue())

@@ -216,14 +216,20 @@ def _split(pool: str, st, i: int) -> dict:
 
 
 def infeasible_rows(rk: Ranking) -> list[dict]:
-    """Stage rows excluded, each with its reason (for ``--show-infeasible``); decode rows that
-    differ only in the KV tier are listed once with their tiers."""
-    accs = rk.candidates.accelerators
+    """Stage rows excluded, each with its reason (for ``--show-infeasible``), as far as the ranking's
+    filters reach (the accelerators each pool may use, the mode); decode rows that differ only in
+    the KV tier are listed once with their tiers."""
+    c = rk.candidates
+    accs = c.accelerators
+    pools = {"prefill": c.prefill_ids, "decode": c.decode_ids,
+             "aggregated": (c.prefill_ids or frozenset()) | (c.decode_ids or frozenset()) or None}
+    stages = {None: ("prefill", "decode", "aggregated"), "aggregated": ("aggregated",),
+              "disaggregated": ("prefill", "decode")}[rk.mode]
     grouped: dict[tuple, list[str]] = {}
-    for stage_name in ("prefill", "decode", "aggregated"):
+    for stage_name in stages:
         st = rk.stages[stage_name]
         for i, reason in enumerate(st.reasons):
-            if reason:
+            if reason and (pools[stage_name] is None or accs[st.labels["acc"][i]].id in pools[stage_name]):
                 labels = {k: v[i] for k, v in st.labels.items()}
                 what = f"{accs[labels['acc']].id} TP{labels['tp']}"
                 what += (f" DP{labels['dp']}" if labels["dp"] > 1 else "") + (
@@ -237,7 +243,9 @@ def infeasible_rows(rk: Ranking) -> list[dict]:
             "reason": reason} for (stage, what, reason), tiers in grouped.items()]
     links = rk.stages["links"]
     seen = set()
-    for (i, j, k), reason in links.reasons.items():
+    for (i, j, k), reason in links.reasons.items() if rk.mode != "aggregated" else ():
+        if (c.prefill_ids and accs[i].id not in c.prefill_ids) or (c.decode_ids and accs[j].id not in c.decode_ids):
+            continue
         key = (accs[i].vendor, accs[j].vendor, rk.candidates.paths[k].id)
         if key not in seen:
             seen.add(key)
