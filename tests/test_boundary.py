@@ -198,9 +198,32 @@ def test_reservations_cover_the_transfer_window(catalog):
     window = o["destination_reserved_s"]
     assert window >= p.doc["representation"]["transfer_s"] and window > 0.9 * s["prefill_s"]
     a = o["decode_admission"]
-    arrivals = a["batch_before_ownership"] / (300 * s["tpot_s"])
+    arrivals = a["admitted_batch"] / (300 * s["tpot_s"])  # the admitted batch's replacements
     assert a["in_flight_reservations_bytes"] == pytest.approx(arrivals * window * o["destination_bytes"], rel=1e-9)
     assert a["in_flight_reservations_bytes"] > 1e9
+    # the most sequences whose KV and whose arrivals' reservations fit: one more would not
+    per_sequence = a["active_kv_bytes"] / a["admitted_batch"] + a["in_flight_reservations_bytes"] / a["admitted_batch"]
+    free = a["kv_capacity_bytes"] - a["retained_cache_bytes"]
+    assert a["admitted_batch"] * per_sequence <= free * (1 + 1e-12)
+    assert a["admitted_batch"] == a["batch_before_ownership"] or (a["admitted_batch"] + 1) * per_sequence > free
+
+
+def test_fewer_admitted_sequences_bring_fewer_reservations(catalog):
+    """Reservations were charged at the batch TPOT allows, before ownership cut it: a fast decode pool
+    whose arrivals' reservations alone exceeded its memory admitted nothing. A smaller batch brings
+    fewer arrivals, so the admitted batch is the most that fits with its own reservations."""
+    from pdroof.serving.workload import PRESETS
+
+    # 30K-token prompts, 30 output tokens: each sequence is replaced every 30 steps, its successor's
+    # destination held over a long prefill
+    p = _plan(catalog, {"hw": "mi300x", "weights": "fp8", "kv": "bf16"},
+              {"hw": "h100-sxm", "tp": 1, "weights": "fp8", "kv": "fp8"}, w=PRESETS["long-context-retrieval"],
+              model="llama-3.1-8b")
+    a = p.doc["ownership"]["decode_admission"]
+    per_sequence = a["in_flight_reservations_bytes"] / a["admitted_batch"]
+    free = a["kv_capacity_bytes"] - a["retained_cache_bytes"]
+    assert a["batch_before_ownership"] * per_sequence > free  # charged at that batch, nothing was admitted
+    assert p.feasible and 1 <= a["admitted_batch"] < a["batch_before_ownership"] and a["headroom_bytes"] >= 0
 
 
 def test_token_range_gate_says_which_way(catalog):

@@ -3,6 +3,8 @@ errors are one line, odd terminals still work, repeated ids count once."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from .conftest import REPO
@@ -108,3 +110,38 @@ def test_huge_integers_in_any_input_are_one_error(cli, tmp_path):
                  ("estimate", "-m", "big.yaml", "--hardware", "h100-sxm")):
         code, _, err = cli(*(str(tmp_path / a) if a.startswith("big") else a for a in args))
         assert code == 1 and "digits" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_user_file_that_reuses_a_catalogue_id_is_used_in_every_command(cli, cli_json, tmp_path):
+    """A user's spec named like a catalogue entry (here an H100 with ten times the memory bandwidth) is
+    the one each command evaluates, never swapped for the catalogue's by its id."""
+    from .conftest import REPO
+
+    text = (REPO / "hardware" / "accelerators" / "h100-sxm.yaml").read_text()
+    mine = tmp_path / "my-h100.yaml"
+    mine.write_text(text.replace("bandwidth_gb_per_s: {value: 3350", "bandwidth_gb_per_s: {value: 33500"))
+
+    def decode_s(doc):
+        return doc["decode"]["step_seconds"]
+
+    est = {hw: decode_s(cli_json("estimate", "-m", "llama-3.1-8b", "--hardware", hw, "--batch", "1"))
+           for hw in ("h100-sxm", str(mine))}
+    assert est[str(mine)] < 0.5 * est["h100-sxm"]
+    plans = {hw: cli_json("plan", "-m", "llama-3.1-8b", "--prefill", "h200-sxm", "--decode", hw)["serving"]
+             for hw in ("h100-sxm", str(mine))}
+    assert plans[str(mine)]["decode_capacity"] > 1.5 * plans["h100-sxm"]["decode_capacity"]
+    ranks = {hw: cli_json("rank", "-m", "llama-3.1-8b", "--accelerators", hw, "--mode", "agg", "--weights", "bf16",
+                          "--kv", "bf16", "--tp", "1", "--top", "1")["results"][0]["decode_capacity"]
+             for hw in ("h100-sxm", str(mine))}
+    assert ranks[str(mine)] > 1.2 * ranks["h100-sxm"]
+    dep = (REPO / "examples" / "deployment.yaml").read_text().replace("accelerator: h200-sxm", "accelerator: ACC")
+    dep = dep.replace("  kv: bf16\nkv_path", "  kv: fp8\nkv_path").replace("rate_per_s: 2.0", "rate_per_s: 0.5")
+    checks = {}
+    for hw in ("h100-sxm", str(mine)):
+        f = tmp_path / f"d-{len(checks)}.yaml"
+        f.write_text(dep.replace("ACC", hw))
+        code, out, err = cli("check", str(f), "--format", "json")
+        doc = json.loads(out)
+        checks[hw] = next(c["value"] for c in doc["checks"] if c["check"].startswith("TPOT"))
+        assert doc["plan"]["placement"]["decode"]["accelerator"] == "h100-sxm"
+    assert checks[str(mine)] < 0.5 * checks["h100-sxm"]

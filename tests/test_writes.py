@@ -80,3 +80,21 @@ def test_a_replaced_file_keeps_its_permissions(tmp_path):
     f.chmod(0o640)
     r = _run("hardware", "list", "--format", "csv", "-o", "kept.csv", cwd=tmp_path, umask=0o022)
     assert r.returncode == 0 and stat.S_IMODE(os.stat(f).st_mode) == 0o640 and f.read_text() != "old\n"
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="only root can give a file away")
+def test_root_replacing_a_users_file_leaves_it_theirs(tmp_path):
+    f = tmp_path / "theirs.csv"
+    f.write_text("old\n")
+    os.chown(f, 4321, 4321)
+    r = _run("hardware", "list", "--format", "csv", "-o", "theirs.csv", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (os.stat(f).st_uid, os.stat(f).st_gid) == (4321, 4321) and f.read_text() != "old\n"
+
+
+def test_no_inf_or_nan_where_a_number_belongs():
+    from pdroof.output.render import csv_text
+    from pdroof.spec.view import human
+
+    assert human(float("inf")) == human(float("nan")) == human(-float("inf"), 1e-3) == "—"
+    assert csv_text([{"a": float("inf"), "b": float("nan"), "c": 1.5}], ["a", "b", "c"]) == "a,b,c\n,,1.5\n"

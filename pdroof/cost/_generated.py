@@ -658,34 +658,35 @@ def serving(*, overlap_s, prefill_s, handoff_s, prefill_utilisation, step_s, dec
     _x2 = ingress_request_s**(-1.0)
     _x3 = prefill_slots/(admission_wait_s + handoff_s + prefill_s)
     _x4 = output_tokens**(-1.0)
-    _x5 = _x4*decode_batch*kv_dst_bytes*(handoff_s + overlap_s)/step_s
-    _x6 = _x5 - kv_capacity_bytes + retained_bytes
-    _x7 = numpy.maximum(0, numpy.minimum(decode_batch, numpy.floor(-_x6/kv_request_bytes)))
-    _x8 = numpy.minimum(numpy.minimum(_x0, _x1), _x3)
-    _x9 = kv_request_bytes*numpy.maximum(0, _x7 - hbm_batch)/tier_bytes_per_s + step_s
-    _x10 = _x4*_x7/_x9
-    _x11 = numpy.minimum(_x10, _x2)
-    _x12 = tp_prefill/_x8
-    _x13 = tp_decode/_x11
-    _x14 = _x12 + _x13
-    _x15 = _x14**(-1.0)
+    _x5 = kv_dst_bytes*(handoff_s + overlap_s)/step_s
+    _x6 = numpy.maximum(0, numpy.minimum(decode_batch, numpy.floor((kv_capacity_bytes - retained_bytes)/(_x4*_x5 + kv_request_bytes))))
+    _x7 = _x4*_x6
+    _x8 = _x5*_x7
+    _x9 = numpy.minimum(numpy.minimum(_x0, _x1), _x3)
+    _x10 = kv_request_bytes*numpy.maximum(0, _x6 - hbm_batch)/tier_bytes_per_s + step_s
+    _x11 = _x7/_x10
+    _x12 = numpy.minimum(_x11, _x2)
+    _x13 = tp_prefill/_x9
+    _x14 = tp_decode/_x12
+    _x15 = _x13 + _x14
+    _x16 = _x15**(-1.0)
     return {
         'prefill_capacity': _x0,
         'link_capacity': _x1,
         'ingress_capacity': _x2,
         'hold_capacity': _x3,
-        'admission_batch': _x7,
-        'reservation_bytes': _x5,
-        'kv_headroom_bytes': -_x6 - _x7*kv_request_bytes,
-        'prefill_rate': _x8,
-        'tiered_step_s': _x9,
-        'decode_batch_capacity': _x10,
-        'decode_capacity': _x11,
-        'devices_per_rate': _x14,
-        'prefill_device_share': _x12*_x15,
-        'tokens_per_s_per_device': _x15*output_tokens,
-        'usd_per_million_tokens': (2500/9)*_x4*(_x12*price_prefill + _x13*price_decode),
-        'joules_per_token': _x4*(_x12*power_prefill + _x13*power_decode),
+        'admission_batch': _x6,
+        'reservation_bytes': _x8,
+        'kv_headroom_bytes': -_x6*kv_request_bytes - _x8 + kv_capacity_bytes - retained_bytes,
+        'prefill_rate': _x9,
+        'tiered_step_s': _x10,
+        'decode_batch_capacity': _x11,
+        'decode_capacity': _x12,
+        'devices_per_rate': _x15,
+        'prefill_device_share': _x13*_x16,
+        'tokens_per_s_per_device': _x16*output_tokens,
+        'usd_per_million_tokens': (2500/9)*_x4*(_x13*price_prefill + _x14*price_decode),
+        'joules_per_token': _x4*(_x13*power_prefill + _x14*power_decode),
     }
 
 ARGS['serving'] = ('overlap_s', 'prefill_s', 'handoff_s', 'prefill_utilisation', 'step_s', 'decode_batch', 'hbm_batch', 'tier_bytes_per_s', 'kv_request_bytes', 'output_tokens', 'link_request_s', 'ingress_request_s', 'tp_prefill', 'tp_decode', 'price_prefill', 'price_decode', 'power_prefill', 'power_decode', 'kv_dst_bytes', 'prefill_slots', 'admission_wait_s', 'kv_capacity_bytes', 'retained_bytes')
@@ -1020,7 +1021,7 @@ NARROW[('mixed', ('seconds',))] = 'mixed__seconds'
 def serving__tiered_step_s(*, overlap_s, handoff_s, step_s, decode_batch, hbm_batch, tier_bytes_per_s, kv_request_bytes, output_tokens, kv_dst_bytes, kv_capacity_bytes, retained_bytes):
     """Numeric twin of pdroof.cost.equations groups()["serving"], outputs tiered_step_s only."""
     return {
-        'tiered_step_s': kv_request_bytes*numpy.maximum(0, -hbm_batch + numpy.maximum(0, numpy.minimum(decode_batch, numpy.floor(-(decode_batch*kv_dst_bytes*(handoff_s + overlap_s)/(output_tokens*step_s) - kv_capacity_bytes + retained_bytes)/kv_request_bytes))))/tier_bytes_per_s + step_s,
+        'tiered_step_s': kv_request_bytes*numpy.maximum(0, -hbm_batch + numpy.maximum(0, numpy.minimum(decode_batch, numpy.floor((kv_capacity_bytes - retained_bytes)/(kv_dst_bytes*(handoff_s + overlap_s)/(output_tokens*step_s) + kv_request_bytes)))))/tier_bytes_per_s + step_s,
     }
 
 ARGS['serving__tiered_step_s'] = ('overlap_s', 'handoff_s', 'step_s', 'decode_batch', 'hbm_batch', 'tier_bytes_per_s', 'kv_request_bytes', 'output_tokens', 'kv_dst_bytes', 'kv_capacity_bytes', 'retained_bytes')

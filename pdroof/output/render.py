@@ -112,7 +112,7 @@ def _csv_cell(v: Any) -> Any:
     if isinstance(v, (list, tuple)):
         return ";".join(map(str, v))
     if isinstance(v, float):
-        return repr(v)
+        return repr(v) if math.isfinite(v) else ""  # no inf or nan where a number belongs
     return v
 
 
@@ -152,6 +152,8 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
             with os.fdopen(fd, "wb" if isinstance(data, bytes) else "w", **_text_mode(data)) as f:
                 f.write(data)
             os.chmod(tmp, (st.st_mode & 0o7777) if st is not None else 0o666 & ~_umask())
+            if st is not None and (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
+                _keep_owner(tmp, st)
             os.replace(tmp, target)
         except OSError as exc:
             raise PdroofError(f"{path}: cannot write: {exc.strerror}") from None
@@ -161,6 +163,17 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
         except OSError:
             pass
         raise
+
+
+def _keep_owner(tmp: str, st: os.stat_result) -> None:
+    """A replaced file keeps its owner and group where we may give them (root may; another user
+    may keep the group if a member), so root's -o onto a user's file does not take it over."""
+    for uid, gid in ((st.st_uid, st.st_gid), (-1, st.st_gid)):
+        try:
+            os.chown(tmp, uid, gid)
+            return
+        except PermissionError:
+            continue
 
 
 def _text_mode(data: str | bytes) -> dict:

@@ -67,7 +67,7 @@ def human(v: Any, scale: float = 1.0, digits: int = 3) -> str:
         return "yes" if v else "no"
     if isinstance(v, (int, float)):
         x = v / scale
-        if isinstance(v, float) and math.isnan(x):
+        if isinstance(v, float) and not math.isfinite(x):  # never inf or nan where a number belongs
             return "—"
         if isinstance(v, int) and scale == 1.0:
             return f"{v:,}"

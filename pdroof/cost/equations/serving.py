@@ -41,19 +41,26 @@ def hold_capacity():
     return S("prefill_slots") / (S("prefill_s") + S("handoff_s") + S("admission_wait_s"))
 
 
-def reservations():
-    """Destinations reserved on a decode device for transfers in flight: arrivals × reserved
-    time × KV per request (Little's law). The destination is allocated before the first byte
-    moves (engines preallocate it), so it is held for the whole transfer window: from the first
-    streamed layer (the overlapped prefill t_O) through the exposed handoff t_H."""
-    arrivals = S("decode_batch") / (S("output_tokens") * S("step_s"))
-    return arrivals * (S("overlap_s") + S("handoff_s")) * S("kv_dst_bytes")
+def reservation_per_sequence():
+    """Destination bytes reserved on a decode device for transfers in flight, per sequence its batch
+    runs: each admitted sequence is replaced every O steps (arrivals B/(O·t_D)), and each arrival's
+    destination is held for its whole transfer window (Little's law). The destination is allocated
+    before the first byte moves (engines preallocate it): from the first streamed layer (the
+    overlapped prefill t_O) through the exposed handoff t_H."""
+    return (S("overlap_s") + S("handoff_s")) * S("kv_dst_bytes") / (S("output_tokens") * S("step_s"))
 
 
 def admission_batch():
-    """Decode batch after ownership: capacity less the retained cache and the reservations."""
-    free = S("kv_capacity_bytes") - S("retained_bytes") - reservations()
-    return sp.Max(0, sp.Min(S("decode_batch"), sp.floor(free / S("kv_request_bytes"))))
+    """Decode batch after ownership: the most sequences whose KV and the reservations their arrivals
+    bring fit beside the retained cache, B·(K_R + r) ≤ capacity − retained (a smaller batch brings
+    fewer arrivals, so fewer reservations), at most the batch TPOT allows."""
+    free = S("kv_capacity_bytes") - S("retained_bytes")
+    return sp.Max(0, sp.Min(S("decode_batch"), sp.floor(free / (S("kv_request_bytes") + reservation_per_sequence()))))
+
+
+def reservations():
+    """Destinations reserved for transfers in flight at the admitted batch."""
+    return admission_batch() * reservation_per_sequence()
 
 
 def link_capacity():
