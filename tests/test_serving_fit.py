@@ -187,3 +187,17 @@ def test_disaggregated_runs_calibrate_like_aggregated_ones(catalog, tmp_path):
     base = yaml.safe_load((builtin_root() / "hardware" / "runtimes" / "vllm.yaml").read_text())
     _, rep = calibrate_serving(catalog, runs, f, catalog.get("accelerator", "h100-sxm"), base, "mine")
     assert rep["fitted"]["weights.bf16"]["value"] == pytest.approx(0.6, rel=0.05)
+
+
+def test_the_memory_an_engine_keeps_from_its_kv_pool_is_fitted_where_requests_wait_for_it(catalog, tmp_path):
+    """Sixteen clients of a 32B model on one H100: how many sequences the KV pool admits sets how
+    long requests wait, so TTFT determines the engine's memory reserve. Candidates that leave no
+    room for the weights cannot serve a run: they score as infinitely wrong, never as a perfect fit."""
+    run = {**RUN, "model": "qwen3-32b"}
+    runs, f = _measured(tmp_path, {"structure.memory_reserve_fraction": 0.19}, run,
+                        loads=[(1024, 128, 16), (1024, 512, 16), (2048, 512, 16), (1024, 128, 1)])
+    base = yaml.safe_load((builtin_root() / "hardware" / "runtimes" / "vllm.yaml").read_text())
+    acc = catalog.get("accelerator", "h100-sxm")
+    doc, rep = calibrate_serving(catalog, runs_to_fit(runs, f, acc), f, acc, base, "mine")
+    assert rep["fitted"]["memory_reserve_fraction"]["value"] == pytest.approx(0.19, abs=0.015)
+    assert rep["mae"]["before"]["ttft"] > 0.3 and rep["mae"]["fitted"]["ttft"] < rep["mae"]["before"]["ttft"] / 3

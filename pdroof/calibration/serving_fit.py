@@ -92,13 +92,20 @@ def _factors(acc: Record, models: list[Record], weights: set[str], activations: 
                       "runs at two or more concurrencies with otherwise equal steps"))
     out.append(Factor(("structure", "request_latency_us"), 0.0, 200000.0, 10000.0, False,
                       "runs at one or a few clients, where TTFT is one prefill", 1))
+    # the memory an engine keeps from the KV pool (activations, CUDA graphs: SGLang's reserved_mem
+    # heuristic, vLLM's gpu_memory_utilization): where the clients' sequences do not all fit, requests
+    # wait for admission and TTFT follows it
+    out.append(Factor(("structure", "memory_reserve_fraction"), 0.02, 0.6, 1.15, True,
+                      "runs at many clients whose sequences do not all fit in KV memory, so requests wait "
+                      "for admission", 1))
     return out
 
 
 def _base_value(f: Factor, rt: Record, acc: Record) -> float:
     """The value the base profile gives (as it resolves on ``acc``), in the document's units."""
-    if f.path[0] == "structure":
-        return float(getattr(rt.structure, f.path[1].replace("_us", "_s"))) * 1e6
+    if f.path[0] == "structure":  # latencies in µs in the document, seconds in the record
+        value = float(getattr(rt.structure, f.path[1].replace("_us", "_s")))
+        return value * 1e6 if f.path[1].endswith("_us") else value
     eff = resolve(rt, acc)
     key = f.path[2]
     if key == "moe_weights":  # as cost.inputs reads them: the dense factor where no expert one is given
@@ -123,6 +130,7 @@ class _Evaluator:
         self.cat = cat  # candidates are looked up by path: the caller's catalogue resolves what they inherit
         self.memo: dict[tuple, np.ndarray] = {}
         self.written = 0
+        self.start: dict[Factor, float] = {}  # the base profile's values (set once they are read)
 
     def _write(self, values: dict[Factor, float]) -> str:
         """The candidate as a file of its own (the catalogue caches profiles by file and time)."""
@@ -150,12 +158,17 @@ class _Evaluator:
         return self.cat.get("runtime", self._write(values))
 
     def log_ratios(self, values: dict[Factor, float]) -> np.ndarray:
-        """log(predicted / measured) per run and metric (nan where a run measured none)."""
+        """log(predicted / measured) per run and metric (nan where a run measured none). A candidate
+        under which a run cannot be served (its memory reserve leaves no room for the weights) is
+        infinitely wrong for it; the base profile is not allowed that."""
         key = tuple(sorted((f.path, round(float(v), 6)) for f, v in values.items()))
         if key not in self.memo:
             preds = predict(self.cat, self.runs, runtime=self._write(values))
             out = np.full((len(preds), 2), np.nan)
             for i, p in enumerate(preds):
+                if p.error and values and any(v != self.start.get(f) for f, v in values.items()):
+                    out[i] = np.inf
+                    continue
                 if p.error:
                     raise PdroofError(f"run {p.run.id}: {p.error}")
                 for j, metric in enumerate(("tpot_ms", "ttft_ms")):
@@ -170,10 +183,11 @@ class _Evaluator:
         for TPOT beyond ``tpot_cap``."""
         r = self.log_ratios(values)
         r = r if rows is None else r[rows]
-        tpot = float(np.nanmean(np.abs(r[:, 0]))) if np.isfinite(r[:, 0]).any() else 0.0
+        # nan: not measured; inf: a run the candidate cannot serve (never a loss of 0)
+        tpot = float(np.nanmean(np.abs(r[:, 0]))) if (~np.isnan(r[:, 0])).any() else 0.0
         if metric == 0:
             return tpot
-        ttft = float(np.nanmean(np.abs(r[:, 1]))) if np.isfinite(r[:, 1]).any() else 0.0
+        ttft = float(np.nanmean(np.abs(r[:, 1]))) if (~np.isnan(r[:, 1])).any() else 0.0
         return ttft + 10 * max(0.0, tpot - tpot_cap)
 
 
@@ -316,6 +330,7 @@ def calibrate_serving(cat: Catalog, runs: list[Run], runs_path: str | Path, acc:
         ev.base_doc["profiles"] = {**(base_doc.get("profiles") or {}), acc.id: resolved_entry(base, acc)}
         base = ev.record({})
     start = {f: _base_value(f, base, acc) for f in factors}
+    ev.start = start
     kept = {**determined(ev, [f for f in factors if f.metric == 0], start, 0),
             **determined(ev, [f for f in factors if f.metric == 1], start, 1)}
     free = [f for f in factors if f not in kept]
