@@ -201,3 +201,41 @@ def test_out_dir_writes_one_executable_script_a_pool(cli, tmp_path):
     (tmp_path / "file").write_text("x")
     code, _, err = cli("deploy", str(HET), "--engine", "vllm", "--out-dir", str(tmp_path / "file"))
     assert code == 1 and "not a directory" in err
+
+
+def test_replicas_over_hosts_and_side_by_side_ports(cli, tmp_path):
+    """DP over hosts that do not divide evenly start every replica; DP instances side by side get ports
+    (NIXL side channel, DP coordinator) apart by their replicas."""
+    dense = """model: llama-3.1-70b
+workload: {preset: chat, rate_per_s: 4}
+targets: {ttft_p90_ms: 5000, tpot_p99_ms: 50}
+prefill: {accelerator: h200-sxm, instances: 2, tp: 1, dp: 2, weights: fp8, kv: fp8}
+decode: {accelerator: h200-sxm, instances: 1, tp: 4, dp: 3, weights: fp8, kv: fp8}
+kv_path: ib-ndr-400
+"""
+    scripts = _scripts(cli, _write(tmp_path, dense), "vllm")
+    _check_documented("vllm", scripts)
+    dec, pre = scripts["decode.sh"], scripts["prefill.sh"]
+    local = [ln for ln in dec.splitlines() if ln.startswith("LOCAL=")][0]
+    for rank, want in ((0, 2), (1, 1)):  # two replicas of four devices on the first host, the third on the next
+        got = subprocess.run(["bash", "-c", f"NODE_RANK={rank}; {local}; echo $LOCAL"], capture_output=True, text=True)
+        assert got.stdout.strip() == str(want)
+    assert "$((NODE_RANK * 2))" in dec and '"${HEADLESS[@]}"' in dec
+    assert "VLLM_NIXL_SIDE_CHANNEL_PORT=$((5600 + (PORT - 30000) * 2))" in pre  # two DP ranks an instance
+    assert _values(pre, "--data-parallel-rpc-port") == ["$((5757 + PORT - 30000))"]
+    scripts = _scripts(cli, HET, "vllm", "--transfer", "mooncake")
+    assert "VLLM_MOONCAKE_BOOTSTRAP_PORT=$((8998 + (PORT - 30000)))" in scripts["prefill.sh"]
+
+
+def test_what_the_plan_decides_and_the_engine_cannot_is_refused_or_said(cli, tmp_path):
+    tiered = HET.read_text().replace("kv_path: roce-400", "kv_path: roce-400").replace(
+        "  kv: bf16\nkv_path", "  kv: bf16\n  tier: host-dram\nkv_path")
+    code, _, err = cli("deploy", str(_write(tmp_path, tiered)), "--engine", "sglang")
+    assert code == 1 and "host-dram" in err
+    scripts = _scripts(cli, HET, "sglang")
+    assert "retains 10 GB of prefix cache" in scripts["decode.sh"]
+    assert 'MODEL_PATH="${MODEL_PATH:?a checkpoint of Qwen/Qwen3-32B in fp8}"' in scripts["prefill.sh"]
+    code, _, err = cli("deploy", str(_write(tmp_path, "model: qwen3-32b\n", "bad.yaml")), "--engine", "sglang")
+    assert code == 2 and err.startswith("Error:")
+    agg = _scripts(cli, _write(tmp_path, AGG), "trtllm")["pool.sh"]
+    assert "the pool of d.yaml" in agg and "load balancer" in agg and "router.sh" not in agg

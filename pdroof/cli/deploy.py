@@ -19,14 +19,21 @@ def deploy_cmd(
                                                           "engine's"),
     out_dir: Path = typer.Option(None, "--out-dir", help="write one script per pool (and the router's) into DIR"),
 ):
-    """Print the launch commands of each pool of a deployment (and the router), for one engine."""
+    """Print the launch commands of each pool of a deployment (and the router), for one engine: exit 0,
+    1 when the engine cannot run what the deployment plans, 2 for an invalid deployment file."""
     from ..output import render
     from ..serving.deployment import load
     from ..serving.launch import launch_scripts
     from ..spec.errors import PdroofError
+    from .app import one_line
     from .options import catalog
 
-    scripts = launch_scripts(load(deployment), catalog(ctx), engine.value, transfer, deployment.name)
+    try:  # an invalid deployment file exits 2, as pdroof check does
+        d = load(deployment)
+    except PdroofError as exc:
+        typer.echo(f"Error: {one_line(str(exc))}", err=True)
+        raise typer.Exit(2) from None
+    scripts = launch_scripts(d, catalog(ctx), engine.value, transfer, deployment.name)
     if out_dir is None:
         render.emit("\n".join(f"### {s.name}\n{s.text}" for s in scripts))
         return

@@ -9,156 +9,14 @@ from pathlib import Path
 
 import typer
 
-from ..output.render import Column
-from ..spec.view import human
 from .options import RuntimeOpt, Stat, TpotStatOpt, TtftStatOpt
+from .rank_table import EXCLUDED, columns_for, fold, id_list, table_rows
 
 Objective = Enum("Objective", {k: k for k in ("cost", "throughput", "ttft", "tpot", "energy", "devices", "rate")},
                  type=str)
 Mode = Enum("Mode", {"disagg": "disagg", "agg": "agg"}, type=str)
 MODE_NAMES = {"disagg": "disaggregated", "agg": "aggregated"}
 RankFormat = Enum("RankFormat", {k: k for k in ("table", "csv", "json", "xlsx")}, type=str)
-
-
-def _ids(text: str | None) -> tuple[str, ...] | None:
-    """Comma-separated ids, each once (a repeated id would evaluate its rows twice)."""
-    return tuple(dict.fromkeys(x.strip() for x in text.split(",") if x.strip())) if text else None
-
-
-def _hw(r: dict, side: str) -> str:
-    """Whole instances of a pool and their split: 3× b200 (one device each), 2× h200-sxm TP8,
-    1× h200-sxm TP8·EP8, or
-    1× h200-sxm DP16·EP (DP attention over one-device replicas, the experts over every device)."""
-    if r[f"{side}_hw"] is None:
-        return "—"
-    tp, dp, ep = r[f"{side}_tp"], r[f"{side}_dp"], r[f"{side}_moe_ep"]
-    split = [f"TP{tp}"] if tp > 1 else []  # one device an instance: no split to name
-    if dp > 1:
-        split.append(f"DP{dp}")
-    if ep > 1:
-        split.append("EP" if ep == tp * dp and dp > 1 else f"EP{ep}")
-    return " ".join([f"{r[f'{side}_instances']}× {r[f'{side}_hw']}", *(["·".join(split)] if split else [])])
-
-
-TABLE = [
-    Column("rank", "#"), Column("mode", "mode", text=lambda v: "disagg" if v == "disaggregated" else "agg"),
-    Column("prefill", "prefill (instances W/A)"), Column("decode", "decode (instances W, KV)"),
-    Column("link", "wire · path · tier"), Column("engine", "engine"),
-    Column("ttft_unloaded_s", "TTFT idle (ms)", 1e-3), Column("tpot_s", "TPOT (ms)", 1e-3),
-    Column("decode_batch", "batch"),
-    Column("prefill_device_share", "P share"), Column("tokens_per_s_per_device", "tok/s/dev"),
-    Column("usd_per_million_tokens", "$/Mtok"), Column("joules_per_token", "J/tok"), Column("binding", "binds"),
-]
-
-
-# --show-infeasible: the stage rows excluded, each with its reason
-EXCLUDED = [Column("stage", "stage"), Column("configuration", "configuration"), Column("reason", "reason")]
-
-# The default table: one line a row at 100 columns (--wide: every column of TABLE; --columns: a choice)
-COMPACT = [
-    Column("rank", "#"), Column("prefill_short", "prefill W"), Column("decode_short", "decode W/KV"),
-    Column("path_short", "KV path"), Column("ttft_unloaded_s", "TTFT", 1e-3), Column("tpot_s", "TPOT", 1e-3),
-    Column("tokens_per_s_per_device", "tok/s/dev"), Column("usd_per_million_tokens", "$/Mtok"),
-]
-
-
-def _short(r: dict, side: str) -> str:
-    """h200-sxm×8 fp8 (decode: weights/KV format)."""
-    if r[f"{side}_hw"] is None:
-        return "—"
-    if side == "prefill":
-        return f"{_hw(r, side)} {r['prefill_precision'].split('/')[0]}"
-    return f"{_hw(r, side)} {r['decode_weights']}/{r['kv_format']}"
-
-
-def _columns(wide: bool, names: str | None, rate: float | None, devices) -> list[Column]:
-    """The table's columns: ``--columns`` (keys of the rows, or of TABLE's and COMPACT's), else the
-    compact or the wide set, with the sizing columns a rate or a device budget (or inventory) adds."""
-    from ..serving.rank import COLUMNS
-    from ..spec.errors import PdroofError
-
-    if names:
-        known = {c.key: c for c in (*TABLE, *COMPACT)}
-        keys = _ids(names) or ()
-        bad = [k for k in keys if k not in known and k not in dict(COLUMNS)]
-        if bad:
-            raise PdroofError(f"--columns: unknown column {bad[0]!r}; known: "
-                              f"{', '.join(sorted(set(known) | set(dict(COLUMNS))))}")
-        return [known.get(k) or Column(k, k) for k in keys]
-    cols = list(TABLE if wide else COMPACT)
-    if rate:  # the title says for what rate, and within what budget
-        cols.insert(len(cols) - 1 if wide else len(cols), Column("devices", "devices"))
-    if devices:
-        cols.insert(len(cols) - 1 if wide else len(cols), Column("max_rate_for_devices", "max req/s"))
-    return cols
-
-
-def _engine(r: dict) -> str:
-    """The row's runtime profiles: one id, or prefill→decode where the pools run different ones."""
-    pre, dec = r["prefill_runtime"], r["decode_runtime"]
-    return dec if pre in (None, dec) else f"{pre}→{dec}"
-
-
-def _table_rows(rows: list[dict]) -> list[dict]:
-    out = []
-    for r in rows:
-        pre = "—" if r["prefill_hw"] is None else f"{_hw(r, 'prefill')} {r['prefill_precision']}"
-        dec = f"{_hw(r, 'decode')} {r['decode_weights']}, {r['kv_format']}"
-        link = "colocated" if r["path"] is None else f"{r['wire_format']} · {r['path']} · {r['tier']}"
-        out.append({**r, "prefill": pre, "decode": dec, "link": link, "engine": _engine(r),
-                    "prefill_short": _short(r, "prefill"), "decode_short": _short(r, "decode"),
-                    "path_short": "colocated" if r["path"] is None else r["path"]})
-    return out
-
-
-# what a table row reports beyond its descriptive cells: rows alike in all of these (as printed)
-# and different in one descriptive cell fold into one
-OUTCOMES = ("ttft_s", "ttft_unloaded_s", "tpot_s", "tokens_per_s_per_device", "usd_per_million_tokens",
-            "joules_per_token", "decode_batch", "prefill_instances", "decode_instances", "devices", "requests_per_s",
-            "max_rate_for_devices", "binding")
-
-
-def _join(a: str, b: str) -> str:
-    """Two cells as one with the part that differs listed: fp4/bf16 and fp4/fp16 → fp4/bf16|fp16."""
-    if b in a.split("|"):
-        return a
-    cut = " /·,"
-    head = 0
-    while head < min(len(a), len(b)) and a[head] == b[head]:
-        head += 1
-    while head and a[head - 1] not in cut:  # back to a word's start
-        head -= 1
-    tail = 0
-    while tail < min(len(a), len(b)) - head and a[len(a) - 1 - tail] == b[len(b) - 1 - tail]:
-        tail += 1
-    while tail and a[len(a) - tail] not in cut:
-        tail -= 1
-    return a[:len(a) - tail] + "|" + b[head:len(b) - tail] + a[len(a) - tail:]
-
-
-def fold(rows: list[dict], columns: list[Column]) -> list[dict]:
-    """Table rows, consecutive ones that differ only in one shown descriptive cell, with the same
-    numbers (as printed), folded into the first: its rank becomes a range and that cell lists the
-    alternatives. JSON and CSV keep every row."""
-    def numbers(r):
-        return tuple(human(r.get(k)) for k in OUTCOMES) + tuple(
-            c.cell(r) for c in columns if isinstance(r.get(c.key), (int, float)) and c.key != "rank")
-
-    words = [c for c in columns if c.key != "rank" and not isinstance(rows[0].get(c.key), (int, float))] if rows else []
-    out: list[dict] = []
-    axis = None  # the cell the current group differs in
-    for r in rows:
-        if out and numbers(out[-1]["_first"]) == numbers(r):
-            first = out[-1]["_first"]
-            diff = [c for c in words if c.cell(first) != c.cell(r)]
-            if len(diff) == 1 and axis in (None, diff[0].key):
-                axis = diff[0].key
-                prev = out[-1]
-                out[-1] = {**prev, axis: _join(prev[axis], diff[0].cell(r)), "rank": f"{first['rank']}–{r['rank']}"}
-                continue
-        axis = None
-        out.append({**r, "_first": r})
-    return out
 
 
 def rank_cmd(
@@ -223,7 +81,7 @@ def rank_cmd(
     from ..spec.units import check_format
     from .options import catalog
 
-    for flag, fmts in (("--weights", _ids(weights)), ("--kv", _ids(kv))):
+    for flag, fmts in (("--weights", id_list(weights)), ("--kv", id_list(kv))):
         for f in fmts or ():
             check_format(f, flag)
     cat = catalog(ctx)
@@ -234,6 +92,10 @@ def rank_cmd(
     tps, dps, eps = (_degrees(flag, text) for flag, text in (("--tp", tp), ("--dp", dp), ("--moe-ep", moe_ep)))
     if devices is not None and devices < 1:
         raise PdroofError(f"--devices must be at least 1, not {devices}")
+    if pick != 1 and not emit_deployment:
+        raise PdroofError("--pick chooses the row --emit-deployment writes: give --emit-deployment FILE")
+    if pick < 1:
+        raise PdroofError(f"--pick counts rows from 1, not {pick}")
     if objective.value == "devices" and not rate:
         raise PdroofError("--objective devices ranks by the fewest devices for a rate: give --rate")
     if objective.value == "rate" and not (devices or inventory):
@@ -246,16 +108,16 @@ def rank_cmd(
     if not (retain_gb >= 0 and math.isfinite(retain_gb)):
         raise PdroofError(f"--retain-gb must be a finite, non-negative size, not {retain_gb}")
     accs = ([cat.get("accelerator", a) for a in stock] if stock is not None
-            else [cat.get("accelerator", a) for a in _ids(accelerators)] if accelerators else cat.all("accelerator"))
-    for ids in (_ids(prefill_hw), _ids(decode_hw)):
+            else [cat.get("accelerator", a) for a in id_list(accelerators)] if accelerators else cat.all("accelerator"))
+    for ids in (id_list(prefill_hw), id_list(decode_hw)):
         for i in ids or ():
             if i not in {a.id for a in accs}:
                 accs.append(cat.get("accelerator", i))
-    paths = [cat.get("path", p) for p in _ids(link)] if link else cat.all("path")
+    paths = [cat.get("path", p) for p in id_list(link)] if link else cat.all("path")
     c = Candidates(cat.get("model", model), accs, paths, cat.all("tier"), cat.get("runtime", runtime), w,
-                   weights=_ids(weights), kv=_ids(kv), tp=tps, dp=dps, moe_ep=eps,
-                   prefill_ids=frozenset(_ids(prefill_hw)) if prefill_hw else None,
-                   decode_ids=frozenset(_ids(decode_hw)) if decode_hw else None, devices=devices,
+                   weights=id_list(weights), kv=id_list(kv), tp=tps, dp=dps, moe_ep=eps,
+                   prefill_ids=frozenset(id_list(prefill_hw)) if prefill_hw else None,
+                   decode_ids=frozenset(id_list(decode_hw)) if decode_hw else None, devices=devices,
                    retained_bytes=retain_gb * 1e9, runtimes=runtimes_for(cat, runtime, accs),
                    prices=_prices(price, {a.id for a in accs}), inventory=stock)
     rk = _run(c, objective.value, top, pareto, mode and MODE_NAMES[mode.value])
@@ -266,6 +128,8 @@ def rank_cmd(
             render.emit(export.to_json(rk, bad) if fmt.value == "json" else export.to_csv(rk, bad)
                         if fmt.value == "csv" else render.table_text(bad, EXCLUDED, title="excluded"))
         raise PdroofError(reason)
+    if fmt.value == "xlsx" and output is None:
+        raise PdroofError("--format xlsx needs -o FILE.xlsx")
     if emit_deployment:
         _emit_deployment(rk, pick, emit_deployment, model, runtime, rate, retain_gb)
     if plot:
@@ -289,8 +153,8 @@ def rank_cmd(
                  + (f" · within {devices:,} devices" if devices else "")
                  + (" · within " + ", ".join(f"{k}={n:,}" for k, n in stock.items()) if stock else "")
                  + f" · by {objective.value}" + (" · Pareto" if pareto else ""))
-        table_rows = _table_rows(rk.rows)
-        cols = _columns(wide, columns, w_.rate_per_s, devices or stock)
+        rows_shown = table_rows(rk.rows)
+        cols = columns_for(wide, columns, w_.rate_per_s, devices or stock)
         if not (wide or columns):  # the engines in the title: one, or the one each accelerator runs
             engines = {r[f"{side}_hw"]: r[f"{side}_runtime"] for r in rk.rows for side in ("prefill", "decode")
                        if r[f"{side}_hw"]}
@@ -299,8 +163,8 @@ def rank_cmd(
             elif engines:
                 title += " · engines " + ", ".join(f"{hw} {engines[hw]}" for hw in sorted(engines))
         units = "" if wide or columns else "TTFT (idle) and TPOT in ms. "
-        folded = fold(table_rows, cols)
-        if len(folded) < len(table_rows):
+        folded = fold(rows_shown, cols)
+        if len(folded) < len(rows_shown):
             units += "Rows alike in every number fold into one, their alternatives joined by |. "
         text = render.table_text(folded, cols, title=title, caption=units + rk.summary())
         if bad:
@@ -324,7 +188,8 @@ def _emit_deployment(rk, pick: int, path: Path, model: str, runtime: str, rate: 
     runtime_ref = str(Path(runtime).resolve()) if Path(runtime).suffix in (".yaml", ".yml") else runtime
     doc = from_row(row, rk.candidates.workload, model_ref, runtime_ref, rate, retain_gb)
     head = (f"# row {pick} of pdroof rank ({rk.objective}): check it with pdroof check {path.name}\n"
-            f"# it sustains {row['requests_per_s']:.4g} req/s on {row['devices']} devices by the model's numbers\n")
+            f"# it sustains {row['requests_per_s']:.4g} req/s on {row['devices']} device"
+            f"{'s' if row['devices'] != 1 else ''} by the model's numbers\n")
     write_atomic(path, head + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
     typer.echo(f"wrote {path}: row {pick} as a deployment at {doc['workload']['rate_per_s']:g} req/s", err=True)
 

@@ -693,6 +693,19 @@ ARGS['serving'] = ('overlap_s', 'prefill_s', 'handoff_s', 'prefill_utilisation',
 OUTPUTS['serving'] = ('prefill_capacity', 'link_capacity', 'ingress_capacity', 'hold_capacity', 'admission_batch', 'reservation_bytes', 'kv_headroom_bytes', 'prefill_rate', 'tiered_step_s', 'decode_batch_capacity', 'decode_capacity', 'devices_per_rate', 'prefill_device_share', 'tokens_per_s_per_device', 'usd_per_million_tokens', 'joules_per_token')
 
 
+def deployment(*, output_tokens, requests_per_s, devices_prefill, devices_decode, price_prefill, price_decode, power_prefill, power_decode):
+    """Numeric twin of pdroof.cost.equations groups()["deployment"]."""
+    _x0 = 1/(output_tokens*requests_per_s)
+    return {
+        'tokens_per_s_per_device': output_tokens*requests_per_s/(devices_decode + devices_prefill),
+        'usd_per_million_tokens': (2500/9)*_x0*(devices_decode*price_decode + devices_prefill*price_prefill),
+        'joules_per_token': _x0*(devices_decode*power_decode + devices_prefill*power_prefill),
+    }
+
+ARGS['deployment'] = ('output_tokens', 'requests_per_s', 'devices_prefill', 'devices_decode', 'price_prefill', 'price_decode', 'power_prefill', 'power_decode')
+OUTPUTS['deployment'] = ('tokens_per_s_per_device', 'usd_per_million_tokens', 'joules_per_token')
+
+
 def load(*, prefill_s, handoff_s, ttft_target_s, wait_factor, step_s, output_tokens, instance_rate):
     """Numeric twin of pdroof.cost.equations groups()["load"]."""
     _x0 = handoff_s + prefill_s

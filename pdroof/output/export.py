@@ -24,6 +24,7 @@ def meta(rk: Ranking) -> dict:
         "workload": c.workload.to_dict(), "accelerators": [a.id for a in c.accelerators],
         "paths": [p.id for p in c.paths], "tiers": [t.id for t in c.tiers],
         "weights": list(c.weights or []), "kv": list(c.kv or []), "tp": list(c.tp), "devices": c.devices,
+        "inventory": c.inventory,
         "prices": {a.id: c.price_of(a) for a in c.accelerators},
         "price_overrides": dict(c.prices),
         "configurations": r.total, "feasible": r.feasible, "evaluated": r.evaluated, "dominated": r.dominated,

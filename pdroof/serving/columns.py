@@ -75,6 +75,19 @@ def serving_columns(c: Candidates, pre: Stage, dec: Stage, h: dict, pr, dr, pric
         stock = (stock[acc_p], stock[acc_d], acc_p == acc_d)
     out.update(whole_pools(dp_p * out["prefill_rate"], pv["tp"][pr] * dp_p, dp_d * out["decode_capacity"],
                            dv["tp"][dr] * dp_d, c.workload.rate_per_s, c.devices, stock))
+    return _built(c, out, price_p, price_d, power_p, power_d)
+
+
+def _built(c: Candidates, out: dict, price_p, price_d, power_p, power_d) -> dict:
+    """Rows sized for a rate, a device budget or an inventory: output per device, cost and energy per
+    token are the built deployment's (whole instances), not those of pools at scale."""
+    if not (c.workload.rate_per_s or c.devices or c.inventory is not None):
+        return out
+    out.update(evaluate("deployment", {"requests_per_s": out["requests_per_s"],
+                                       "output_tokens": float(c.workload.output_tokens),
+                                       "devices_prefill": out["devices_p"], "devices_decode": out["devices_d"],
+                                       "price_prefill": price_p, "price_decode": price_d,
+                                       "power_prefill": power_p, "power_decode": power_d}))
     return out
 
 
@@ -188,4 +201,4 @@ def aggregated_rows(c: Candidates, agg: Stage, prices, powers, allowed: np.ndarr
                             c.workload.rate_per_s, c.devices if stock is None else stock[acc])
     cols.update(prefill_instances=np.zeros(n), decode_instances=sized.pop("instances"), **sized,
                 devices_p=np.zeros(n), devices_d=sized["devices"], feasible=sized["requests_per_s"] > 0)
-    return cols
+    return _built(c, cols, 0.0, prices[acc], 0.0, powers[acc])

@@ -47,7 +47,9 @@ ENGINES = {
                      {"bf16": "bf16", "fp8": "fp8_e4m3"},
                      {"mooncake": "mooncake", "nixl": "nixl", "mori": "mori"}, "mooncake", ("nvidia", "amd"),
                      tcp_transfer="mooncake_tcp"),
-    "vllm": Engine("vllm", "0.34.0", "vllm serve", {"bf16": "bfloat16", "fp16": "float16", "fp8": "fp8"},
+    # vLLM: "auto" is the model's dtype (bf16 for every catalogue model); an explicit bfloat16 "must match
+    # the model data type" and is refused for some checkpoints (its --kv-cache-dtype help)
+    "vllm": Engine("vllm", "0.34.0", "vllm serve", {"bf16": "auto", "fp8": "fp8"},
                    {"nixl": "NixlConnector", "mooncake": "MooncakeConnector", "mori": "MoRIIOConnector"}, "nixl",
                    ("nvidia", "amd")),
     # bf16: "auto" keeps the checkpoint's own KV format (a bf16 checkpoint stores bf16)
@@ -80,6 +82,7 @@ class PoolLaunch:
     max_context: int | None
     page_tokens: int
     per_host: int        # instances one host runs side by side (1 where an instance takes a host or more)
+    replicas_per_host: int  # an instance over several hosts: its attention replicas on each (DP attention)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -96,8 +99,20 @@ class PoolLaunch:
 def _pool(role: str, spec: Record, acc: Record, moe: bool, kv: str) -> PoolLaunch:
     count = spec.instances if spec.instances is not None else spec.count if spec.count is not None else 1
     devices, host = spec.tp * spec.dp, host_devices(acc)
-    return PoolLaunch(role, acc, count, spec.tp, spec.dp, spec.moe_ep if moe else 1, kv, -(-devices // host),
-                      spec.max_context, spec.page_tokens, max(1, host // devices))
+    # over several hosts, whole attention replicas to a host: the last host may hold fewer
+    per_host_replicas = max(1, host // spec.tp)
+    hosts = -(-spec.dp // per_host_replicas) if spec.tp <= host else -(-devices // host)
+    return PoolLaunch(role, acc, count, spec.tp, spec.dp, spec.moe_ep if moe else 1, kv, hosts,
+                      spec.max_context, spec.page_tokens, max(1, host // devices), per_host_replicas)
+
+
+def engine_conversion(acc_p: Record, kv_p: str, acc_d: Record, kv_d: str) -> str | None:
+    """The KV conversion between the pools that no engine can make, named (None: there is none, or
+    the producer can write the consumer's exact encoding itself)."""
+    src, dst = kv_encoding(acc_p, kv_p), kv_encoding(acc_d, kv_d)
+    if src == dst or (kv_d in acc_p.precision_paths.kv and kv_encoding(acc_p, kv_d) == dst):
+        return None
+    return f"{src} ({acc_p.id}) to {dst} ({acc_d.id})"
 
 
 def _kv_formats(prefill: Record, decode: Record, acc_p: Record, acc_d: Record) -> tuple[str, str, str | None]:
@@ -106,13 +121,14 @@ def _kv_formats(prefill: Record, decode: Record, acc_p: Record, acc_d: Record) -
     src, dst = kv_encoding(acc_p, prefill.kv), kv_encoding(acc_d, decode.kv)
     if src == dst:
         return prefill.kv, decode.kv, None
-    if decode.kv in acc_p.precision_paths.kv and kv_encoding(acc_p, decode.kv) == dst:
-        return decode.kv, decode.kv, (f"the plan converts KV {src} to {dst}: the prefill engine writes {dst} "
-                                      "itself, since transfer backends move bytes, not formats")
-    raise PdroofError(f"the KV conversion {src} ({acc_p.id}) to {dst} ({acc_d.id}) cannot be deployed: transfer "
-                      f"backends move bytes without converting them, and {acc_p.id} does not store {dst}; store one "
-                      "format on both pools (bf16 reads alike everywhere) or decode on an accelerator whose format "
-                      "the prefill side writes")
+    refused = engine_conversion(acc_p, prefill.kv, acc_d, decode.kv)
+    if refused:
+        raise PdroofError(f"the KV conversion {refused} cannot be deployed: transfer backends move bytes without "
+                          f"converting them, and {acc_p.id} does not store {dst}; store one format on both pools "
+                          "(bf16 reads alike everywhere) or decode on an accelerator whose format the prefill side "
+                          "writes")
+    return decode.kv, decode.kv, (f"the plan converts KV {src} to {dst}: the prefill engine writes {dst} itself, "
+                                  "since transfer backends move bytes, not formats")
 
 
 def _check(engine: Engine, pool: PoolLaunch, model: Record) -> None:
@@ -133,6 +149,31 @@ def _check(engine: Engine, pool: PoolLaunch, model: Record) -> None:
     if engine.name == "trtllm" and pool.nodes > 1:
         raise PdroofError(f"the {pool.role} pool's instances span {pool.nodes} nodes: trtllm-serve starts them "
                           "through mpirun or Slurm, which pdroof deploy does not write")
+    if pool.nodes > 1 and pool.dp > 1 and pool.tp > host_devices(pool.acc):
+        raise PdroofError(f"the {pool.role} pool's attention replicas (tp {pool.tp}) are wider than a host: "
+                          f"{engine.name} cannot launch DP attention over them")
+    if engine.name == "sglang" and pool.nodes > 1 and pool.devices % pool.nodes:
+        raise PdroofError(f"sglang splits an instance evenly over its hosts: {pool.devices} devices of the "
+                          f"{pool.role} pool do not divide over {pool.nodes}")
+
+
+def _plan_notes(pool: PoolLaunch, spec: Record, model: Record, retained_bytes: float) -> None:
+    """What the plan decided that the launch flags do not carry: refused where the engine would run
+    something else, said in the script where the engine does it on its own."""
+    if spec.tier != "hbm":
+        raise PdroofError(f"the {pool.role} pool keeps KV in {spec.tier}: pdroof deploy writes pools whose KV "
+                          "lives in HBM only (an offload tier is the engine's own configuration)")
+    if model.moe is not None and spec.moe_tp is not None and spec.moe_tp * pool.moe_ep != pool.devices:
+        raise PdroofError(f"the {pool.role} pool splits each expert over {spec.moe_tp} devices: the engines "
+                          "split the experts over every device of an instance, not written by pdroof deploy")
+    if spec.activations:
+        pool.notes.append(f"the plan runs {spec.weights} weights with {spec.activations} activations: the "
+                          "checkpoint's quantisation config must say so")
+    if spec.kv_scale != "tensor":
+        pool.notes.append(f"the plan scales the KV cache per {spec.kv_scale}: the engine uses its own scales")
+    if retained_bytes and pool.role == "decode":
+        pool.notes.append(f"the plan retains {retained_bytes / 1e9:g} GB of prefix cache a device: the engine's "
+                          "prefix cache (on by default) keeps what its KV pool has room for")
 
 
 def _transfer(engine: Engine, path: Record, choice: str | None) -> str:
@@ -156,21 +197,28 @@ def _transfer(engine: Engine, path: Record, choice: str | None) -> str:
 VISIBLE = {"nvidia": "CUDA_VISIBLE_DEVICES", "amd": "HIP_VISIBLE_DEVICES"}
 
 
-def _header(engine: Engine, pool: PoolLaunch, model: Record, weights: str, deployment: str) -> list[str]:
+def _header(engine: Engine, pool: PoolLaunch, model: Record, weights: str, deployment: str,
+            routed: bool) -> list[str]:
     n = pool.instances
+    what = "the pool" if pool.role == "pool" else f"the {pool.role} pool"
     where = (f", each over {pool.nodes} hosts" if pool.nodes > 1
              else f", {pool.per_host} to a host" if pool.per_host > 1 else ", one to a host")
     run = (f"{pool.role}.sh INSTANCE NODE_RANK on each host of each instance" if pool.nodes > 1
            else f"{pool.role}.sh INSTANCE on its host")
+    hosts = ("hosts as router.sh names them" if routed
+             else f"hosts {pool.role}-0, ...: put an HTTP load balancer in front of the instances' ports")
+    repo = model.hf_repo or model.id
+    model_path = (f'MODEL_PATH="${{MODEL_PATH:-{repo}}}"' if weights == "bf16"
+                  else f'MODEL_PATH="${{MODEL_PATH:?a checkpoint of {repo} in {weights}}}"')
     lines = [
         "#!/usr/bin/env bash",
-        f"# {pool.role} pool of {deployment}: {n} instance{'s' if n > 1 else ''} of {pool.devices}× {pool.acc.id}"
+        f"# {what} of {deployment}: {n} instance{'s' if n > 1 else ''} of {pool.devices}× {pool.acc.id}"
         f"{where}; {engine.name} {engine.version}. Written by pdroof deploy.",
-        f"# Run {run} (instances 0..{n - 1}; hosts as router.sh names them).",
-        f"# MODEL_PATH: a checkpoint of {model.hf_repo or model.id} in {weights} (the engine reads its quantisation).",
+        f"# Run {run} (instances 0..{n - 1}; {hosts}).",
+        f"# MODEL_PATH: a checkpoint of {repo} in {weights} (the engine reads its quantisation).",
         *(f"# {note}" for note in pool.notes),
         "set -euo pipefail",
-        f'MODEL_PATH="${{MODEL_PATH:-{model.hf_repo or model.id}}}"',
+        model_path,
         f'INSTANCE="${{1:?instance 0..{n - 1}}}"',
     ]
     if pool.nodes > 1:
@@ -178,6 +226,10 @@ def _header(engine: Engine, pool: PoolLaunch, model: Record, weights: str, deplo
                   f'HEAD_ADDR="${{HEAD_ADDR:-{pool.role}-$((INSTANCE * {pool.nodes}))}}"  # the instance\'s first host']
         if engine.name == "vllm":  # vLLM's nodes after the first run without an API server
             lines.append('HEADLESS=(); if [ "$NODE_RANK" -gt 0 ]; then HEADLESS=(--headless); fi')
+            if pool.dp > 1:  # whole replicas to a host, the last host what is left
+                rph = pool.replicas_per_host
+                lines.append(f"LOCAL=$(( {pool.dp} - NODE_RANK * {rph} < {rph} ? {pool.dp} - NODE_RANK * {rph} "
+                             f": {rph} ))")
     if pool.per_host > 1:  # instances side by side: each its devices and its ports
         visible = VISIBLE.get(pool.acc.vendor, "CUDA_VISIBLE_DEVICES")
         lines += [f"SLOT=$((INSTANCE % {pool.per_host}))",
@@ -221,13 +273,15 @@ def _server_args(engine: Engine, pool: PoolLaunch, model: Record, transfer: str 
         args += ["--kv-cache-dtype", kv]
         if pool.max_context:
             args += ["--max-model-len", str(pool.max_context)]
-        if pool.nodes > 1 and pool.dp > 1:  # replicas over nodes: the head node's address, each node's share
-            local = pool.dp // pool.nodes
-            args += ["--data-parallel-size-local", str(local), "--data-parallel-address", "$HEAD_ADDR",
-                     "--data-parallel-rpc-port", str(DIST_PORT), "--data-parallel-start-rank",
-                     f"$((NODE_RANK * {local}))", "${HEADLESS[@]}"]  # --headless on the nodes after the first
+        if pool.dp > 1:  # the DP coordinator's port: one an instance on a host
+            args += ["--data-parallel-rpc-port", f"$(({DIST_PORT} + PORT - {BASE_PORT}))"]
+        if pool.nodes > 1 and pool.dp > 1:  # replicas over hosts: the head's address, each host's share
+            args += ["--data-parallel-size-local", "$LOCAL", "--data-parallel-address", "$HEAD_ADDR",
+                     "--data-parallel-start-rank", f"$((NODE_RANK * {pool.replicas_per_host}))"]
         elif pool.nodes > 1:
             args += ["--nnodes", str(pool.nodes), "--node-rank", "$NODE_RANK", "--master-addr", "$HEAD_ADDR"]
+        if pool.nodes > 1:
+            args.append("${HEADLESS[@]}")  # --headless on the hosts after the first
         if transfer:
             role = "kv_producer" if pool.role == "prefill" else "kv_consumer"
             args += ["--kv-transfer-config", json.dumps({"kv_connector": transfer, "kv_role": role},
@@ -272,13 +326,16 @@ def _command(engine: Engine, args: list[str]) -> str:
 
 
 def _pool_script(engine: Engine, pool: PoolLaunch, model: Record, weights: str, transfer: str | None,
-                 deployment: str) -> Script:
-    lines = _header(engine, pool, model, weights, deployment)
+                 deployment: str, routed: bool) -> Script:
+    lines = _header(engine, pool, model, weights, deployment, routed)
+    slot = f"(PORT - {BASE_PORT})"
     if engine.name == "vllm" and transfer == "NixlConnector":
-        # NIXL's side channel (vllm/envs.py: host default localhost, port 5600): reachable by the other
-        # pool, one port per instance on a host
-        lines += ['export VLLM_NIXL_SIDE_CHANNEL_HOST="${VLLM_NIXL_SIDE_CHANNEL_HOST:-$(hostname -i)}"',
-                  f"export VLLM_NIXL_SIDE_CHANNEL_PORT=$((5600 + PORT - {BASE_PORT}))"]
+        # NIXL's side channel (vllm/envs.py: host default localhost, port 5600, one port a DP rank from
+        # there): an address the other pool reaches, and ports apart for instances side by side
+        lines += ['export VLLM_NIXL_SIDE_CHANNEL_HOST="${VLLM_NIXL_SIDE_CHANNEL_HOST:-$(hostname -I | cut -d" " -f1)}"',
+                  f"export VLLM_NIXL_SIDE_CHANNEL_PORT=$((5600 + {slot} * {pool.dp}))"]
+    if engine.name == "vllm" and transfer == "MooncakeConnector":  # vllm/envs.py: bootstrap port default 8998
+        lines.append(f"export VLLM_MOONCAKE_BOOTSTRAP_PORT=$(({BOOTSTRAP_PORT} + {slot}))")
     if engine.name == "trtllm":
         import yaml
 
@@ -351,8 +408,11 @@ def launch_scripts(d: Record, cat, engine_name: str, transfer: str | None = None
                                   "documentation does not say its transfer backend does; test it first")
         transfer_name = _transfer(engine, cat.get("path", d.kv_path), transfer)
         weights = {"prefill": d.prefill.weights, "decode": d.decode.weights}
+    specs = {"pool": d.pool} if d.mode == "aggregated" else {"prefill": d.prefill, "decode": d.decode}
     for pool in pools:
         _check(engine, pool, model)
-    scripts = [_pool_script(engine, p, model, weights[p.role], transfer_name, deployment) for p in pools]
+        _plan_notes(pool, specs[pool.role], model, d.get("retained_bytes") or 0.0)
     router = _router_script(engine, pools, transfer_name, deployment)
+    scripts = [_pool_script(engine, p, model, weights[p.role], transfer_name, deployment, router is not None)
+               for p in pools]
     return scripts + ([router] if router else [])

@@ -11,6 +11,7 @@ import numpy as np
 from ..spec.errors import PdroofError
 from .columns import BINDINGS, MODES, PLACEMENTS
 from .evaluate import OBJECTIVES, Results, pareto_mask, ranked, run
+from .launch import engine_conversion
 from .space import Candidates
 
 # Result columns in output order: (key, meaning). CSV/JSON use these keys with raw SI values.
@@ -20,8 +21,8 @@ COLUMNS = (
     ("prefill_hw", "prefill accelerator"), ("prefill_tp", "attention tensor-parallel degree of a prefill replica"),
     ("prefill_dp", "attention data-parallel replicas per prefill instance (DP attention)"),
     ("prefill_moe_ep", "expert-parallel groups the prefill instance spreads its routed experts over"),
-    ("prefill_instances", "prefill instances (whole): for the offered rate, within the device budget, or else "
-                          "the smallest balanced deployment"),
+    ("prefill_instances", "prefill instances (whole): for the offered rate, else within the device budget or "
+                          "the inventory, else the smallest balanced deployment"),
     ("prefill_devices", "devices in the prefill pool (instances × tp × dp)"),
     ("prefill_precision", "prefill weights/activations"),
     ("decode_hw", "decode accelerator (aggregated: the one pool)"),
@@ -38,6 +39,8 @@ COLUMNS = (
     ("prefill_kv", "KV format the prefill pool writes"),
     ("wire_format", "KV format on the wire"), ("path", "KV path between the pools"), ("tier", "KV residency"),
     ("kv_placement", "where the KV conversion/redistribution runs: producer, transport, consumer, or direct"),
+    ("kv_conversion", "a KV conversion between exact encodings (FP8 e4m3fn and e4m3fnuz) that no engine's "
+                      "transfer makes, so pdroof deploy refuses the row; null where none"),
     ("prefill_runtime", "runtime profile (engine) the prefill pool runs"),
     ("decode_runtime", "runtime profile (engine) the decode pool runs (aggregated: the one pool)"),
     ("ttft_s", "time to first token, the statistic ttft_stat names, at the load each instance runs at "
@@ -52,12 +55,13 @@ COLUMNS = (
     ("link_capacity", "requests/s one prefill instance's KV link can move"),
     ("ingress_capacity", "requests/s one decode instance's network ingress can take in"),
     ("prefill_device_share", "fraction of devices in the prefill pool (N_P·t_P / all)"),
-    ("tokens_per_s_per_device", "output tokens/s per device"),
-    ("usd_per_million_tokens", "$ per million output tokens (device-hour prices)"),
-    ("joules_per_token", "energy per output token (device power)"),
+    ("tokens_per_s_per_device", "output tokens/s per device: of the deployment built for --rate, --devices or "
+                                "--inventory; without them, of pools at scale (fractional instances)"),
+    ("usd_per_million_tokens", "$ per million output tokens (device-hour prices), as tokens_per_s_per_device"),
+    ("joules_per_token", "energy per output token (device power), as tokens_per_s_per_device"),
     ("devices_for_rate", "devices for the offered rate (whole instances; with --rate, as devices)"),
-    ("max_rate_for_devices", "largest request rate the device budget sustains with whole instances (with "
-                             "--devices, as requests_per_s)"),
+    ("max_rate_for_devices", "largest request rate whole instances within the device budget or the inventory "
+                             "sustain (without --rate, as requests_per_s)"),
     ("transfer_s", "KV transfer time of one request"), ("exposed_transfer_s", "transfer not hidden by prefill"),
     ("convert_s", "KV conversion or redistribution on the TTFT path (at the chosen placement)"),
     ("transient_bytes", "per request in flight: source + staging + reserved destination (bytes per rank)"),
@@ -95,6 +99,12 @@ class Ranking:
             parts.append(f"; {len(unpriced):,} rows have no {col.replace('_', ' ')}"
                          + (f" (no price for {', '.join(ids)})" if ids else "")
                          + ": ranked after the others, by output per device")
+        stuck = [str(x["rank"]) for x in self.rows if x.get("kv_conversion")]
+        if stuck:  # a plan an engine cannot deploy as it is: said, not hidden
+            which = f"row {stuck[0]} converts" if len(stuck) == 1 else (
+                f"rows {', '.join(stuck[:8])}{', ...' if len(stuck) > 8 else ''} convert")
+            parts.append(f"; {which} KV between encodings no engine's transfer converts (kv_conversion): pdroof "
+                         "deploy refuses them")
         d, a = best["disaggregated"], best["aggregated"]
         if d and a and d[col] is not None and a[col] is not None:
             better = d[col] > a[col] if larger else d[col] < a[col]
@@ -172,7 +182,7 @@ def _row(c: Candidates, stages: dict, cols: dict, i: int, position: int) -> dict
                    decode_hw=accs[agg.labels["acc"][a]].id, **_split("decode", agg, a),
                    decode_runtime=c.runtime_of(accs[agg.labels["acc"][a]]).id,
                    decode_weights=agg.labels["weights"][a], kv_format=agg.labels["kv"][a],
-                   prefill_kv=None, wire_format=None, path=None, tier="hbm", kv_placement=None,
+                   prefill_kv=None, wire_format=None, path=None, tier="hbm", kv_placement=None, kv_conversion=None,
                    hold_capacity=None)
     else:
         p, d = int(cols["prefill_row"][i]), int(cols["decode_row"][i])
@@ -186,7 +196,9 @@ def _row(c: Candidates, stages: dict, cols: dict, i: int, position: int) -> dict
                    wire_format=(dec.labels["kv"][d] if row["kv_placement"] == "producer"
                                 else stages["wires"][int(cols["wire"][i])]),
                    path=c.paths[int(cols["path"][i])].id,
-                   tier=c.tiers[dec.labels["tier"][d]].id)
+                   tier=c.tiers[dec.labels["tier"][d]].id,
+                   kv_conversion=engine_conversion(accs[pre.labels["acc"][p]], stages["wires"][int(cols["wire"][i])],
+                                                   accs[dec.labels["acc"][d]], dec.labels["kv"][d]))
     for key, _ in COLUMNS:
         if key not in row and key in cols:
             row[key] = _num(cols[key][i])

@@ -95,7 +95,7 @@ def whole_instances(cap, size, rate: float | None = None, budget=None) -> dict[s
     size = np.broadcast_to(np.asarray(size, dtype=float), cap.shape)
     ok = (cap > 0) & np.isfinite(cap)
     c = np.where(ok, cap, 1.0)
-    has_budget = budget is not None and np.any(budget)
+    has_budget = budget is not None and (np.ndim(budget) > 0 or budget > 0)  # an inventory: one a row
     out = {"max_rate_for_devices": np.floor(budget / size) * c * ok} if has_budget else {}
     n = np.where(ok, _ceil(rate / c) if rate else np.floor(budget / size) if has_budget else 1.0, 0.0)
     return {**out, "instances": n, "requests_per_s": np.full(cap.shape, float(rate)) * ok if rate else n * c,

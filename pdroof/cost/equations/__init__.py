@@ -38,6 +38,7 @@ def groups() -> dict[str, dict[str, sp.Expr]]:
         "memory": memory.expressions(),
         "boundary": boundary.expressions(),
         "serving": serving.expressions(),
+        "deployment": serving.deployment(),
         "load": {"ttft_s": serving.ttft_at_load(), "wait_budget": serving.wait_budget(),
                  "utilisation": S("instance_rate") * S("prefill_s"),
                  "decode_in_flight": S("instance_rate") * S("output_tokens") * S("step_s")},

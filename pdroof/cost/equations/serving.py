@@ -108,3 +108,18 @@ def expressions() -> dict[str, sp.Expr]:
         "joules_per_token": (S("tp_prefill") * S("power_prefill") / c_p
                              + S("tp_decode") * S("power_decode") / c_d) / out_tokens,
     }
+
+
+def deployment():
+    """A built deployment's output per device, cost and energy per token: whole pools of D_P and D_D
+    devices serving R requests/s of O tokens each (the fractional pools' figures above are its limit
+    at scale)."""
+    devices = S("devices_prefill") + S("devices_decode")
+    tokens_per_s = S("requests_per_s") * S("output_tokens")
+    return {
+        "tokens_per_s_per_device": tokens_per_s / devices,
+        "usd_per_million_tokens": (S("devices_prefill") * S("price_prefill") + S("devices_decode") * S("price_decode"))
+        / (3600 * tokens_per_s) * 10**6,
+        "joules_per_token": (S("devices_prefill") * S("power_prefill") + S("devices_decode") * S("power_decode"))
+        / tokens_per_s,
+    }
