@@ -98,3 +98,37 @@ def test_no_inf_or_nan_where_a_number_belongs():
 
     assert human(float("inf")) == human(float("nan")) == human(-float("inf"), 1e-3) == "—"
     assert csv_text([{"a": float("inf"), "b": float("nan"), "c": 1.5}], ["a", "b", "c"]) == "a,b,c\n,,1.5\n"
+
+
+def _odd(*args: str, cwd: Path, pre=None, env=None, stdout=subprocess.DEVNULL) -> subprocess.CompletedProcess:
+    return subprocess.run([*PDROOF, *args], cwd=cwd, stdout=stdout, stderr=subprocess.PIPE, text=True,
+                          preexec_fn=pre, env={**os.environ, **(env or {})}, timeout=120)
+
+
+@pytest.mark.parametrize("args", [("hardware", "list"), ("equations",), ("schema", "model"),
+                                  ("rank", "-m", "llama-3.1-8b", "--accelerators", "h100-sxm", "--format", "json")])
+def test_a_closed_or_full_standard_output_is_one_error_line(tmp_path, args):
+    closed = _odd(*args, cwd=tmp_path, pre=lambda: os.close(1))
+    assert closed.returncode == 1 and closed.stderr.strip().splitlines() == [
+        "Error: cannot write to standard output: it is closed"]
+    (tmp_path / "full").symlink_to("/dev/full")
+    with open(tmp_path / "full", "w") as full:
+        r = _odd(*args, cwd=tmp_path, stdout=full)
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith("Error: ")
+    assert "No space left on device" in r.stderr
+
+
+def test_a_terminal_that_cannot_show_a_character_gets_a_question_mark(tmp_path):
+    r = subprocess.run([*PDROOF, "equations"], cwd=tmp_path, capture_output=True, timeout=120,
+                       env={**os.environ, "PYTHONIOENCODING": "latin-1"})
+    assert r.returncode == 0 and r.stderr == b"" and b"?" in r.stdout
+
+
+def test_a_size_limit_while_writing_xlsx_is_one_error_line(tmp_path):
+    pytest.importorskip("openpyxl")
+    import resource
+
+    r = _odd("rank", "-m", "llama-3.1-8b", "--accelerators", "h100-sxm", "--format", "xlsx", "-o", "r.xlsx",
+             cwd=tmp_path, pre=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (512, 512)))
+    assert r.returncode == 1 and r.stderr.strip().splitlines() == ["Error: r.xlsx: cannot write: File too large"]
+    assert not list(tmp_path.iterdir())

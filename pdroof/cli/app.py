@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 from pathlib import Path
 
@@ -105,10 +106,40 @@ def one_line(text: str) -> str:
     return text if len(text) <= ERROR_CHARS else text[:ERROR_CHARS] + f"… ({len(text):,} characters)"
 
 
+class _ClosedStream:
+    """Standard output when the process was started with it closed (``>&-``): any write is an error
+    the handler reports in one line; nothing is a terminal."""
+
+    encoding = "utf-8"
+
+    def write(self, text: str) -> int:
+        raise OSError(errno.EBADF, "it is closed")
+
+    def flush(self) -> None:
+        pass
+
+    def isatty(self) -> bool:
+        return False
+
+
+def _guard_stdout() -> None:
+    """A closed standard output becomes one that fails on write; a terminal that cannot show a
+    character gets '?' for it instead of a crash (PYTHONIOENCODING=ascii, latin-1)."""
+    if sys.stdout is None:
+        sys.stdout = _ClosedStream()
+    elif hasattr(sys.stdout, "reconfigure") and getattr(sys.stdout, "errors", "replace") == "strict":
+        try:
+            sys.stdout.reconfigure(errors="replace")
+        except (OSError, ValueError):
+            pass
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: usage errors exit 2 (typer's message), input errors print one ``Error:`` line
-    on stderr and exit 1; never a traceback for bad input."""
+    on stderr and exit 1; never a traceback for bad input. A standard output that cannot take what
+    is written (closed, a full device, a file over its size limit) is one error line too."""
     args = sys.argv[1:] if argv is None else list(argv)
+    _guard_stdout()
     prepare(args)
     try:
         app(args=args, prog_name="pdroof")
@@ -120,5 +151,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # writing out what was asked for failed: the disk, the device, a limit
+        where = f"{exc.filename}: " if exc.filename else "cannot write to standard output: "
+        print(f"Error: {one_line(where + (exc.strerror or str(exc)))}", file=sys.stderr)
+        return 1
     return 0
 

@@ -76,7 +76,15 @@ def to_xlsx(rk: Ranking, path: str | Path, infeasible: list[dict] | None = None)
         for x in infeasible:
             _append(excluded, [x.get(k) for k in EXCLUDED_KEYS])
     buf = io.BytesIO()
-    wb.save(buf)
+    try:
+        wb.save(buf)
+    except OSError as exc:  # openpyxl stages sheets in temporary files: a full disk or a size limit
+        import sys
+
+        # its half-run sheet writers are finalised as the command ends, each with an "Exception
+        # ignored" report on stderr: the one error line says it all
+        sys.unraisablehook = lambda _: None
+        raise PdroofError(f"{path}: cannot write: {exc.strerror or exc}") from None
     write_atomic(path, buf.getvalue())
 
 
