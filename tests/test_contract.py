@@ -103,7 +103,7 @@ def test_huge_integers_in_any_input_are_one_error(cli, tmp_path):
     run = json.loads((REPO / "tests" / "data" / "serving_llama8b_h100_trtllm.json").read_text())["runs"][0]
     (tmp_path / "r.json").write_text(json.dumps({"runs": [{**run, "concurrency": int("9" * 400)}]}))
     code, out, err = cli("predict", str(tmp_path / "r.json"), "--format", "json")
-    assert code == 0 and "concurrency: must be between 1 and 2**40" in out
+    assert code == 0 and "concurrency: must be between 1 and 1,000,000, not an integer of 1,329 bits" in out
     (tmp_path / "big.json").write_text('{"runs": [{"isl": ' + "9" * 5000 + "}]}")
     (tmp_path / "big.yaml").write_text("id: x\nlayers: " + "9" * 5000 + "\n")
     for args in (("predict", "big.json"), ("calibrate", "big.json", "--hardware", "h100-sxm", "-o", "o.yaml"),
@@ -145,3 +145,25 @@ def test_a_user_file_that_reuses_a_catalogue_id_is_used_in_every_command(cli, cl
         checks[hw] = next(c["value"] for c in doc["checks"] if c["check"].startswith("TPOT"))
         assert doc["plan"]["placement"]["decode"]["accelerator"] == "h100-sxm"
     assert checks[str(mine)] < 0.5 * checks["h100-sxm"]
+
+
+def test_what_is_not_physical_is_refused_before_any_work(cli, tmp_path):
+    """Bounds keep work finite: a device budget, a rate or a target beyond anything physical, a pool of a
+    billion instances, a run file nested past the parser's depth or with a field past the CSV limit."""
+    for args, what in ((("rank", "--devices", "99999999999999999999"), "--devices must be a whole count"),
+                       (("rank", "--rate", "1e308"), "--rate must be from"),
+                       (("rank", "--ttft", "1e308"), "--ttft must be from")):
+        code, _, err = cli(*args)
+        assert code == 1 and err.startswith("Error: " + what), err
+    from .conftest import REPO
+
+    dep = (REPO / "examples" / "deployment.yaml").read_text().replace("instances: 14", "instances: 1000000000")
+    (tmp_path / "d.yaml").write_text(dep)
+    for command in (("check",), ("deploy", "--engine", "sglang")):
+        code, _, err = cli(command[0], str(tmp_path / "d.yaml"), *command[1:])
+        assert code == 2 and "instances" in err and len(err.strip().splitlines()) == 1
+    (tmp_path / "deep.json").write_text("[" * 100_000 + "]" * 100_000)
+    (tmp_path / "wide.csv").write_text("model,isl,osl\n" + "x" * 200_000 + ",1,1\n")
+    for name in ("deep.json", "wide.csv"):
+        code, _, err = cli("predict", str(tmp_path / name))
+        assert code == 1 and err.startswith(f"Error: {tmp_path / name}: not a") and len(err.splitlines()) == 1

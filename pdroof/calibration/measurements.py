@@ -59,10 +59,7 @@ def measurement_kinds(path: str | Path) -> set[str]:
         kinds |= {"micro"} if "section" in header else set()
         kinds |= {"runs"} if {"model", "isl", "osl"} <= header else set()
     else:
-        try:
-            data = json.loads(text)
-        except ValueError as exc:  # JSONDecodeError, or an integer beyond Python's digit limit
-            raise SpecError(str(path), "", f"malformed JSON: {_json_problem(exc)}") from None
+        data = _load_json(text, str(path))
         if isinstance(data, list) or isinstance(data, dict) and "runs" in data:
             kinds.add("runs")
         if isinstance(data, dict) and any(s in data for s in (*REQUIRED, *OPTIONAL)):
@@ -73,6 +70,15 @@ def measurement_kinds(path: str | Path) -> set[str]:
     return kinds
 
 
+def _load_json(text: str, name: str):
+    try:
+        return json.loads(text)
+    except ValueError as exc:  # JSONDecodeError, or an integer beyond Python's digit limit
+        raise SpecError(name, "", f"malformed JSON: {_json_problem(exc)}") from None
+    except RecursionError:
+        raise SpecError(name, "", "malformed JSON: nested too deeply") from None
+
+
 def read_measurements(path: str | Path) -> dict[str, list[dict]]:
     """Read and check a measurement file; every problem is one SpecError naming file and field."""
     p = Path(path)
@@ -81,10 +87,7 @@ def read_measurements(path: str | Path) -> dict[str, list[dict]]:
     if p.suffix.lower() == ".csv":
         data = _from_csv(text, name)
     else:
-        try:
-            data = json.loads(text)
-        except ValueError as exc:  # JSONDecodeError, or an integer beyond Python's digit limit
-            raise SpecError(name, "", f"malformed JSON: {_json_problem(exc)}") from None
+        data = _load_json(text, name)
     if not isinstance(data, dict):
         raise SpecError(name, "", "must be a JSON object with one list per section")
     out: dict[str, list[dict]] = {"meta": data.get("meta") or {}}

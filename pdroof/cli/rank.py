@@ -90,8 +90,8 @@ def rank_cmd(
                 tpot_s=tpot / 1e3 if tpot is not None else None, ttft_stat=ttft_stat and ttft_stat.value,
                 tpot_stat=tpot_stat and tpot_stat.value)
     tps, dps, eps = (_degrees(flag, text) for flag, text in (("--tp", tp), ("--dp", dp), ("--moe-ep", moe_ep)))
-    if devices is not None and devices < 1:
-        raise PdroofError(f"--devices must be at least 1, not {devices}")
+    if devices is not None and not 1 <= devices <= 1_000_000:
+        raise PdroofError(f"--devices must be a whole count from 1 to 1,000,000, not {devices}")
     if pick != 1 and not emit_deployment:
         raise PdroofError("--pick chooses the row --emit-deployment writes: give --emit-deployment FILE")
     if pick < 1:

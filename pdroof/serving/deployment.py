@@ -46,8 +46,8 @@ def _one_instance_count(r: Record):
 
 POOL = Map(checks=(_one_instance_count,), fields=(
     F("accelerator", Str(), required=True, doc="accelerator id or YAML file"),
-    F("instances", Num(integer=True), doc="instances in the pool (default 1)"),
-    F("count", Num(integer=True), doc="instances in the pool: the older name of instances"),
+    F("instances", Num(integer=True, maximum=100_000), doc="instances in the pool (default 1)"),
+    F("count", Num(integer=True, maximum=100_000), doc="instances in the pool: the older name of instances"),
     F("tp", Num(integer=True), default=1, doc="attention tensor parallelism: devices per attention replica"),
     F("dp", Num(integer=True), default=1, doc="attention data-parallel replicas per instance (DP attention); "
                                               "devices per instance tp × dp"),

@@ -140,7 +140,14 @@ def rank(c: Candidates, objective: str = "cost", top: int = 20, pareto: bool = F
         order = order[np.isin(order, front)]
     if top:
         order = order[:top]
-    rows = [_row(c, stages, cols, i, pos + 1) for pos, i in enumerate(order)]
+    # every column converted once, in rank order; each row then takes its labels
+    template = dict.fromkeys(k for k, _ in COLUMNS)
+    keys = [k for k in template if k in cols]
+    numbers = zip(*(_numbers(cols[k][order]) for k in keys), strict=True)
+    ints = zip(*(cols[k][order].astype(np.int64).tolist() for k in INDEX_KEYS), strict=True)
+    rows = [_row(c, stages, {**template, **dict(zip(keys, values, strict=True))},
+                 dict(zip(INDEX_KEYS, idx, strict=True)), pos)
+            for pos, (values, idx) in enumerate(zip(numbers, ints, strict=True))]
     return Ranking(rows, res, stages, c, objective, mode)
 
 
@@ -165,18 +172,26 @@ def dead_end(rk: Ranking) -> str | None:
     return f"no configuration meets {w.targets_text()} (binding: {target}): {counts}"
 
 
-def _num(v) -> float | None:
-    v = float(v)
-    return None if np.isnan(v) or np.isinf(v) else v
+def _numbers(values: np.ndarray) -> list[float | None]:
+    """A column as plain floats, None where it is not finite (no inf or nan in a result row)."""
+    v = np.asarray(values, dtype=float)
+    return [x if ok else None for x, ok in zip(v.tolist(), np.isfinite(v).tolist(), strict=True)]
 
 
-def _row(c: Candidates, stages: dict, cols: dict, i: int, position: int) -> dict:
+# integer columns a row reads (indices into the stage tables and the name lists, whole counts)
+INDEX_KEYS = ("mode", "binding", "placement", "prefill_row", "decode_row", "wire", "path", "decode_batch",
+              "prefill_instances", "decode_instances", "devices")
+
+
+def _row(c: Candidates, stages: dict, row: dict, ix: dict, pos: int) -> dict:
+    """Result row ranked at ``pos`` (from 0): ``row`` holds its numeric columns (``_numbers``), keyed
+    and ordered as COLUMNS, ``ix`` its INDEX_KEYS; the labels and whole counts are filled in here."""
     pre, dec, agg = stages["prefill"], stages["decode"], stages["aggregated"]
     accs = c.accelerators
-    row: dict = {"rank": position, "mode": MODES[int(cols["mode"][i])], "binding": BINDINGS[int(cols["binding"][i])],
-                 "kv_placement": PLACEMENTS[int(cols["placement"][i])]}
+    row.update(rank=pos + 1, mode=MODES[ix["mode"]], binding=BINDINGS[ix["binding"]],
+               kv_placement=PLACEMENTS[ix["placement"]])
     if row["mode"] == "aggregated":
-        a = int(cols["decode_row"][i])
+        a = ix["decode_row"]
         row.update(prefill_hw=None, prefill_tp=None, prefill_dp=None, prefill_moe_ep=None,
                    prefill_precision=None, prefill_runtime=None,
                    decode_hw=accs[agg.labels["acc"][a]].id, **_split("decode", agg, a),
@@ -185,41 +200,35 @@ def _row(c: Candidates, stages: dict, cols: dict, i: int, position: int) -> dict
                    prefill_kv=None, wire_format=None, path=None, tier="hbm", kv_placement=None, kv_conversion=None,
                    hold_capacity=None)
     else:
-        p, d = int(cols["prefill_row"][i]), int(cols["decode_row"][i])
+        p, d, wire = ix["prefill_row"], ix["decode_row"], stages["wires"][ix["wire"]]
         row.update(prefill_hw=accs[pre.labels["acc"][p]].id, **_split("prefill", pre, p),
                    prefill_precision=f"{pre.labels['weights'][p]}/{pre.labels['activations'][p]}",
                    prefill_runtime=c.runtime_of(accs[pre.labels["acc"][p]]).id,
                    decode_hw=accs[dec.labels["acc"][d]].id, **_split("decode", dec, d),
                    decode_runtime=c.runtime_of(accs[dec.labels["acc"][d]]).id,
                    decode_weights=dec.labels["weights"][d], kv_format=dec.labels["kv"][d],
-                   prefill_kv=stages["wires"][int(cols["wire"][i])],
-                   wire_format=(dec.labels["kv"][d] if row["kv_placement"] == "producer"
-                                else stages["wires"][int(cols["wire"][i])]),
-                   path=c.paths[int(cols["path"][i])].id,
-                   tier=c.tiers[dec.labels["tier"][d]].id,
-                   kv_conversion=engine_conversion(accs[pre.labels["acc"][p]], stages["wires"][int(cols["wire"][i])],
-                                                   accs[dec.labels["acc"][d]], dec.labels["kv"][d]))
-    for key, _ in COLUMNS:
-        if key not in row and key in cols:
-            row[key] = _num(cols[key][i])
+                   prefill_kv=wire, wire_format=dec.labels["kv"][d] if row["kv_placement"] == "producer" else wire,
+                   path=c.paths[ix["path"]].id, tier=c.tiers[dec.labels["tier"][d]].id,
+                   kv_conversion=engine_conversion(accs[pre.labels["acc"][p]], wire, accs[dec.labels["acc"][d]],
+                                                   dec.labels["kv"][d]))
     # the evaluation's unit is one attention replica: an instance holds dp of them
     for pool, keys in (("prefill", ("prefill_capacity", "link_capacity", "hold_capacity")),
                        ("decode", ("decode_capacity", "ingress_capacity"))):
         for key in keys:
-            if row.get(key) is not None and row[f"{pool}_dp"]:
+            if row[key] is not None and row[f"{pool}_dp"]:
                 row[key] *= row[f"{pool}_dp"]
-    row["decode_batch"] = int(cols["decode_batch"][i]) * row["decode_dp"]
+    row["decode_batch"] = ix["decode_batch"] * row["decode_dp"]
     row["ttft_stat"], row["tpot_stat"] = c.workload.ttft_stat, c.workload.tpot_stat
     for pool in ("prefill", "decode"):
         if row[f"{pool}_hw"] is not None:
-            row[f"{pool}_instances"] = int(cols[f"{pool}_instances"][i])
+            row[f"{pool}_instances"] = ix[f"{pool}_instances"]
             row[f"{pool}_devices"] = row[f"{pool}_instances"] * row[f"{pool}_tp"] * row[f"{pool}_dp"]
-    row["devices"] = int(cols["devices"][i])
+    row["devices"] = ix["devices"]
     if row["mode"] == "aggregated":
         row.update(prefill_instances=None, prefill_devices=None, hw=row["decode_hw"],
                    instances=row["decode_instances"])
     row["devices_for_rate"] = row["devices"] if c.workload.rate_per_s else None
-    return {key: row.get(key) for key, _ in COLUMNS}
+    return row
 
 
 def _split(pool: str, st, i: int) -> dict:

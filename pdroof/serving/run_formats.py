@@ -103,9 +103,11 @@ def read_any_runs(path: str | Path, defaults: RunDefaults = RunDefaults(), cat=N
 
 
 def _json(text: str):
+    """The JSON document, or None where the text is not one (nested past the parser's depth included:
+    the run-file reader then says why)."""
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 

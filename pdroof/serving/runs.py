@@ -73,8 +73,14 @@ class _Bad(Exception):
     pass
 
 
+# what a run can physically be: tokens per request, clients, instances and degrees of parallelism
+LIMITS = {"isl": 10**7, "osl": 10**7, "concurrency": 10**6, "instances": 10**5, "tp": 4096, "dp": 4096,
+          "moe_tp": 4096, "moe_ep": 4096, "batch": 10**6}
+
+
 def _int(v, where: str, minimum: int = 1, optional: bool = False) -> int | None:
-    if type(v) is int and minimum <= v <= 2**40:  # the common case, checked first (thousands of runs)
+    top = LIMITS.get(where.rsplit(".", 1)[-1], 2**40)
+    if type(v) is int and minimum <= v <= top:  # the common case, checked first (thousands of runs)
         return v
     if v is None or v == "":
         if optional:
@@ -82,18 +88,27 @@ def _int(v, where: str, minimum: int = 1, optional: bool = False) -> int | None:
         raise _Bad(f"{where}: missing")
     if isinstance(v, bool):
         raise _Bad(f"{where}: must be an integer, not {v!r}")
-    if isinstance(v, int) and not minimum <= v <= 2**40:  # before any float conversion (400 digits overflow)
-        raise _Bad(f"{where}: must be between {minimum} and 2**40, not {str(v)[:20]}")
+    if isinstance(v, int) and not minimum <= v <= top:  # before any float conversion (400 digits overflow)
+        raise _Bad(f"{where}: must be between {minimum} and {top:,}, not {_cut(v)}")
     if isinstance(v, str):
         try:
             v = float(v)
-        except ValueError:
-            raise _Bad(f"{where}: must be an integer, not {v!r}") from None
+        except (ValueError, OverflowError):
+            raise _Bad(f"{where}: must be an integer, not {_cut(v)}") from None
     if not isinstance(v, (int, float)) or not math.isfinite(v) or v != int(v):
-        raise _Bad(f"{where}: must be an integer, not {v!r}")
-    if v < minimum or v > 2**40:
-        raise _Bad(f"{where}: must be between {minimum} and 2**40, not {v!r}")
+        raise _Bad(f"{where}: must be an integer, not {_cut(v)}")
+    if v < minimum or v > top:
+        raise _Bad(f"{where}: must be between {minimum} and {top:,}, not {_cut(v)}")
     return int(v)
+
+
+def _cut(v) -> str:
+    """A value as an error shows it: at most 20 characters (a pasted value can be huge; an integer of
+    thousands of digits cannot even be printed)."""
+    if isinstance(v, int) and v.bit_length() > 64:
+        return f"an integer of {v.bit_length():,} bits"
+    text = v if isinstance(v, str) else repr(v)
+    return repr(text[:20] + ("…" if len(text) > 20 else "")) if isinstance(v, str) else text[:20]
 
 
 def _str(v, where: str, optional: bool = False) -> str | None:
@@ -230,21 +245,25 @@ def parse_runs(text: str, name: str, doc=None) -> list[Run]:
     if stripped.startswith(("{", "[")):
         try:
             doc = json.loads(text) if doc is None else doc
-        except ValueError as exc:
-            raise PdroofError(f"{name}: not valid JSON ({exc})") from None
+        except ValueError as exc:  # a 5,000-digit number is one too (int conversion limit)
+            raise PdroofError(f"{name}: not valid JSON ({str(exc)[:200]})") from None
+        except RecursionError:
+            raise PdroofError(f"{name}: not a run file: nested too deeply") from None
         items = doc.get("runs") if isinstance(doc, dict) else doc
         if not isinstance(items, list):
             raise PdroofError(f"{name}: not a run file: expected a list of runs or an object with 'runs'")
     else:
         reader = csv.DictReader(io.StringIO(text))
-        header = reader.fieldnames or []
-        if not {"model", "isl", "osl"} <= {h.strip() for h in header}:
-            raise PdroofError(f"{name}: not a run file: a CSV of runs needs the columns model, isl, osl "
-                              "(and deployment.accelerator, ...)")
         try:
+            header = reader.fieldnames or []
+            if not {"model", "isl", "osl"} <= {h.strip() for h in header}:
+                raise PdroofError(f"{name}: not a run file: a CSV of runs needs the columns model, isl, osl "
+                                  "(and deployment.accelerator, ...)")
             items = [_unflatten(row) for row in reader]
+        except csv.Error as exc:  # a field over the csv module's limit, a NUL byte
+            raise PdroofError(f"{name}: not a CSV run file: line {reader.line_num}: {exc}") from None
         except PdroofError as exc:
-            raise PdroofError(f"{name}: {exc}") from None
+            raise PdroofError(exc.args[0] if str(exc).startswith(name) else f"{name}: {exc}") from None
     seen: dict = {}
     return [parse_run(d, i, seen) for i, d in enumerate(items)]
 

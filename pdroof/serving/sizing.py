@@ -29,7 +29,9 @@ def _limited(cap_a, size_a, cap_b, size_b, budget: float):
     ratio = cap_a / cap_b
     lo = np.zeros(len(cap_a))
     hi = np.floor(budget / size_a) + 1  # budget: a number, or one a row
-    while (hi - lo > 1).any():
+    for _ in range(64):  # halves the interval each time: 64 steps cover any count a float holds
+        if not (hi - lo > 1).any():
+            break
         mid = np.floor((lo + hi) / 2)
         fits = mid * size_a + _ceil(mid * ratio) * size_b <= budget
         lo, hi = np.where(fits, mid, lo), np.where(fits, hi, mid)
@@ -62,6 +64,11 @@ def whole_pools(cap_p, size_p, cap_d, size_d, rate: float | None = None, budget:
     pool's type, of the decode pool's type, whether the two types are one) per row, a type's
     devices never committed twice. With either, ``max_rate_for_devices`` is the most it sustains
     (0 where one instance of each pool does not fit), and ``devices_p``/``devices_d`` what each pool takes."""
+    with np.errstate(all="ignore"):  # extreme rates and capacities give inf, never a warning on stderr
+        return _whole_pools(cap_p, size_p, cap_d, size_d, rate, budget, stock)
+
+
+def _whole_pools(cap_p, size_p, cap_d, size_d, rate, budget, stock) -> dict[str, np.ndarray]:
     cap_p, cap_d = (np.asarray(x, dtype=float) for x in (cap_p, cap_d))
     size_p, size_d = (np.broadcast_to(np.asarray(x, dtype=float), cap_p.shape) for x in (size_p, size_d))
     ok = (cap_p > 0) & (cap_d > 0) & np.isfinite(cap_p) & np.isfinite(cap_d)
@@ -95,6 +102,11 @@ def whole_instances(cap, size, rate: float | None = None, budget=None) -> dict[s
     size = np.broadcast_to(np.asarray(size, dtype=float), cap.shape)
     ok = (cap > 0) & np.isfinite(cap)
     c = np.where(ok, cap, 1.0)
+    with np.errstate(all="ignore"):
+        return _whole_instances(cap, size, ok, c, rate, budget)
+
+
+def _whole_instances(cap, size, ok, c, rate, budget) -> dict[str, np.ndarray]:
     has_budget = budget is not None and (np.ndim(budget) > 0 or budget > 0)  # an inventory: one a row
     out = {"max_rate_for_devices": np.floor(budget / size) * c * ok} if has_budget else {}
     n = np.where(ok, _ceil(rate / c) if rate else np.floor(budget / size) if has_budget else 1.0, 0.0)

@@ -138,9 +138,14 @@ def resolve(ref: str | None = None, **overrides) -> Workload:
             raise PdroofError(f"--{key.split('_')[0]} must be at least 1, not {changes[key]}")
     if "prefix_hit" in changes and not (0 <= changes["prefix_hit"] < 1):
         raise PdroofError(f"--prefix-hit must be in [0, 1), not {changes['prefix_hit']}")
-    for key, scale, unit in (("rate_per_s", 1, "/s"), ("ttft_s", 1e3, " ms"), ("tpot_s", 1e3, " ms")):
+    # what is physical: up to ten million requests/s, targets from a microsecond to a day
+    for key, scale, unit, low, high in (("rate_per_s", 1, "/s", 1e-9, 1e7), ("ttft_s", 1e3, " ms", 1e-6, 86400.0),
+                                        ("tpot_s", 1e3, " ms", 1e-6, 86400.0)):
         if key in changes and not (changes[key] > 0 and math.isfinite(changes[key])):
             raise PdroofError(f"--{key.split('_')[0]} must be positive, not {changes[key] * scale:g}{unit}")
+        if key in changes and not low <= changes[key] <= high:
+            raise PdroofError(f"--{key.split('_')[0]} must be from {low * scale:g} to {high * scale:g}{unit}, "
+                              f"not {changes[key] * scale:g}{unit}")
     if changes:
         same = all(k == "rate_per_s" or getattr(base, k) == v for k, v in changes.items())
         base = replace(base, **changes, id=base.id if same else f"{base.id}*")
