@@ -167,3 +167,40 @@ def test_what_is_not_physical_is_refused_before_any_work(cli, tmp_path):
     for name in ("deep.json", "wide.csv"):
         code, _, err = cli("predict", str(tmp_path / name))
         assert code == 1 and err.startswith(f"Error: {tmp_path / name}: not a") and len(err.splitlines()) == 1
+
+
+def test_the_sweeps_second_round_of_cases_each_one_error_line(cli, tmp_path):
+    """Each was a traceback, a silent exit or a value read as no filter."""
+    from .conftest import REPO
+
+    cases = [
+        (("rank", "--accelerators", ",,,"), 1, "--accelerators names nothing"),
+        (("rank", "--columns", ","), 1, "--columns names nothing"),
+        (("rank", "--inventory", ""), 1, "--inventory names nothing"),
+        (("rank", "--price", ""), 1, "--price names nothing"),
+        (("plan", "-m", "llama-3.1-8b", "--prefill", "h100-sxm", "--decode", "h200-sxm", "--prefill-dp", "0"), 1,
+         "--prefill-dp must be from 1"),
+        (("equations", "crossover", "-m", "llama-3.1-8b"), 1, "need --model and --hardware together"),
+        (("estimate", "-m", "llama-3.1-8b", "--hardware", "h100-sxm", "--batch", "99999999999999"), 1,
+         "--batch must be from 1"),
+        (("transfer", "-m", "llama-3.1-8b", "--link", "roce-400", "--tokens", "99999999999999"), 1,
+         "--tokens must be from 1"),
+    ]
+    model = (REPO / "models" / "llama-3.1-8b.yaml").read_text()
+    (tmp_path / "bin.yaml").write_text(model.replace("layers: 32", "layers: 0b" + "1" * 20_000))
+    cases.append((("validate", str(tmp_path / "bin.yaml")), 1, "out of any physical range"))
+    (tmp_path / "m.csv").write_text("section,a,b\ngemm,1,2\n,,,\n")
+    cases.append((("calibrate", str(tmp_path / "m.csv"), "--hardware", "h100-sxm", "-o", str(tmp_path / "c.yaml")), 1,
+                  "more field(s) than the header"))
+    for args, code_wanted, text in cases:
+        code, _, err = cli(*args)
+        assert code == code_wanted and err.startswith("Error: ") and text in err and len(err.splitlines()) == 1, args
+
+
+def test_validate_reads_an_aggregated_deployment_rank_wrote(cli, tmp_path):
+    path = tmp_path / "a.yaml"
+    code, _, err = cli("rank", "-m", "llama-3.1-8b", "--accelerators", "h100-sxm", "--mode", "agg",
+                       "--emit-deployment", str(path))
+    assert code == 0, err
+    code, out, err = cli("validate", str(path))
+    assert code == 0, err

@@ -96,7 +96,7 @@ def test_mla_kv_is_not_split_by_tp(catalog):
 
 def test_bad_numbers_are_errors(cli):
     code, _, err = cli("estimate", "-m", "llama-3.1-8b", "--hardware", "h100-sxm", "--batch", "0")
-    assert code == 1 and "--batch must be at least 1" in err
+    assert code == 1 and "--batch must be from 1 to 1,000,000, not 0" in err
     code, _, err = cli("estimate", "-m", "llama-3.1-8b", "--hardware", "h100-sxm", "--batch", "many")
     assert code == 2 and "Traceback" not in err
 

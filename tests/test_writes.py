@@ -132,3 +132,32 @@ def test_a_size_limit_while_writing_xlsx_is_one_error_line(tmp_path):
              cwd=tmp_path, pre=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (512, 512)))
     assert r.returncode == 1 and r.stderr.strip().splitlines() == ["Error: r.xlsx: cannot write: File too large"]
     assert not list(tmp_path.iterdir())
+
+
+def test_a_set_of_files_is_written_whole_or_not_at_all(tmp_path):
+    """deploy --out-dir and calibrate -o with --report: a failure part-way leaves every old file."""
+    (tmp_path / "launch").mkdir()
+    (tmp_path / "launch" / "router.sh").write_text("old\n")
+    (tmp_path / "launch" / "decode.sh").mkdir()  # the second file cannot be written
+    from .conftest import REPO
+
+    r = _run("deploy", str(REPO / "examples" / "deployment.yaml"), "--engine", "vllm", "--out-dir", "launch",
+             cwd=tmp_path)
+    assert r.returncode == 1 and "is a directory" in r.stderr
+    assert sorted(p.name for p in (tmp_path / "launch").iterdir()) == ["decode.sh", "router.sh"]
+    assert (tmp_path / "launch" / "router.sh").read_text() == "old\n"
+
+
+def test_sigterm_while_writing_leaves_no_temporary_file(tmp_path):
+    import signal
+    import time
+
+    p = subprocess.Popen([*PDROOF, "rank", "-m", "llama-3.1-8b", "--top", "0", "--format", "csv", "-o", "big.csv"],
+                         cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    for _ in range(600):  # until the temporary file is being written
+        if list(tmp_path.glob(".big.csv.*")) or p.poll() is not None:
+            break
+        time.sleep(0.05)
+    p.send_signal(signal.SIGTERM)
+    p.wait(timeout=60)
+    assert not list(tmp_path.glob(".big.csv.*"))

@@ -91,6 +91,9 @@ def read_measurements(path: str | Path) -> dict[str, list[dict]]:
     if not isinstance(data, dict):
         raise SpecError(name, "", "must be a JSON object with one list per section")
     out: dict[str, list[dict]] = {"meta": data.get("meta") or {}}
+    sizes = [len(v) for v in data.values() if isinstance(v, list)]
+    if sum(sizes) > MAX_ROWS:  # the fit's work grows with the rows: bounded before any of it
+        raise SpecError(name, "", f"{sum(sizes):,} measurement rows, more than {MAX_ROWS:,}: split the file")
     for section, fields in {**REQUIRED, **OPTIONAL}.items():
         rows = data.get(section)
         if rows is None:
@@ -148,12 +151,19 @@ def _implied_rate(r: dict):
     return None
 
 
+MAX_ROWS = 20_000  # measurement rows a file may hold (a GPU's full sweep is a few hundred)
+
+
 def _from_csv(text: str, name: str) -> dict[str, list[dict]]:
     reader = csv.DictReader(text.splitlines())
     if not reader.fieldnames or "section" not in reader.fieldnames:
         raise SpecError(name, "section", "a measurement CSV needs a 'section' column")
     data: dict[str, list[dict]] = {}
     for i, row in enumerate(reader, start=2):
+        if None in row:  # more fields than the header names
+            raise SpecError(name, f"line {i}", f"has {len(row[None])} more field(s) than the header")
+        if i - 1 > MAX_ROWS:
+            raise SpecError(name, "", f"more than {MAX_ROWS:,} measurement rows: split the file")
         section = row.pop("section")
         parsed = {}
         for k, v in row.items():

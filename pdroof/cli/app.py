@@ -134,6 +134,19 @@ def _guard_stdout() -> None:
             pass
 
 
+def _terminate_as_exit() -> None:
+    """SIGTERM unwinds like SIGINT, so a half-written output's temporary file is removed on the way
+    out (the writers clean up on any exception); only in the main thread, where handlers may be set."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        def stop(signum, frame):
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, stop)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: usage errors exit 2 (typer's message), input errors print one ``Error:`` line
     on stderr and exit 1; never a traceback for bad input. A standard output that cannot take what
@@ -141,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     _guard_stdout()
     prepare(args)
+    _terminate_as_exit()
     try:
         app(args=args, prog_name="pdroof")
     except SystemExit as exc:
@@ -151,6 +165,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except BrokenPipeError:
         return 0
+    except KeyboardInterrupt:  # SIGINT, or SIGTERM (_terminate_as_exit): what was being written is gone
+        print("Error: interrupted", file=sys.stderr)
+        return 130
     except OSError as exc:  # writing out what was asked for failed: the disk, the device, a limit
         where = f"{exc.filename}: " if exc.filename else "cannot write to standard output: "
         print(f"Error: {one_line(where + (exc.strerror or str(exc)))}", file=sys.stderr)

@@ -70,9 +70,8 @@ def calibrate_cmd(
         base_doc = cat.runtime_document(runtime) if doc is None else doc
         doc, rep["serving"] = _serving(cat, measurements, runs, acc, base_doc, output.stem)
     text = "# Written by pdroof calibrate; see provenance.\n" + yaml.safe_dump(doc, sort_keys=False, width=110)
-    render.write_atomic(output, text)
-    if report:
-        render.write_atomic(report, render.json_text(rep))
+    # the profile and its report as one: a report that cannot be written leaves the old profile
+    render.write_all_atomic([(output, text), *([(report, render.json_text(rep))] if report else [])])
     typer.echo(f"wrote {output}: runtime {doc['id']}")
 
 

@@ -40,8 +40,8 @@ def deploy_cmd(
     if out_dir.exists() and not out_dir.is_dir():
         raise PdroofError(f"--out-dir {out_dir}: not a directory")
     out_dir.mkdir(parents=True, exist_ok=True)
+    render.write_all_atomic([(out_dir / s.name, s.text) for s in scripts])  # the set whole, or none of it
     for s in scripts:
         path = out_dir / s.name
-        render.write_atomic(path, s.text)
         path.chmod(path.stat().st_mode | 0o111)  # scripts run as they are
     typer.echo(f"wrote {', '.join(s.name for s in scripts)} to {out_dir}", err=True)

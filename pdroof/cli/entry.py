@@ -12,13 +12,18 @@ import sys
 
 
 def run() -> None:
-    gc.disable()
     try:
-        from .app import main, prepare
+        gc.disable()
+        try:
+            from .app import main, prepare
 
-        argv = sys.argv[1:]
-        prepare(argv)
-        gc.freeze()
-    finally:
-        gc.enable()
-    sys.exit(main(argv))
+            argv = sys.argv[1:]
+            prepare(argv)
+            gc.freeze()
+        finally:
+            gc.enable()
+        code = main(argv)
+    except KeyboardInterrupt:  # while starting up, before main's handler is in place
+        print("Error: interrupted", file=sys.stderr)
+        code = 130
+    sys.exit(code)

@@ -25,6 +25,8 @@ def equations_cmd(
     from ..cost.symbols import SYMBOLS
     from ..spec.errors import PdroofError
 
+    if bool(model) != bool(hardware):  # crossovers need both, and a value given alone must not be ignored
+        raise PdroofError("the crossovers need --model and --hardware together")
     eqs = printed()
     if name and name not in eqs:
         chosen = {k: v for k, v in eqs.items() if k.startswith(name + ".")}

@@ -65,6 +65,11 @@ def plan_cmd(
     w = resolve(workload, prompt_tokens=prompt, output_tokens=output_tokens, prefix_hit=prefix_hit,
                 ttft_s=ttft / 1e3 if ttft is not None else None, tpot_s=tpot / 1e3 if tpot is not None else None,
                 ttft_stat=ttft_stat and ttft_stat.value, tpot_stat=tpot_stat and tpot_stat.value)
+    for flag, value in (("--prefill-dp", prefill_dp), ("--decode-dp", decode_dp), ("--prefill-moe-ep", prefill_moe_ep),
+                        ("--decode-moe-ep", decode_moe_ep), ("--prefill-moe-tp", prefill_moe_tp),
+                        ("--decode-moe-tp", decode_moe_tp), ("--prefill-tp", prefill_tp), ("--decode-tp", decode_tp)):
+        if value is not None and not 1 <= value <= 4096:  # a split is a usage matter, not an infeasible plan
+            raise PdroofError(f"{flag} must be from 1 to 4096, not {value}")
     pre_acc, dec_acc = cat.get("accelerator", prefill), cat.get("accelerator", decode)
     p = plan(cat.get("model", model),
              Pool(pre_acc, tp=prefill_tp, dp=prefill_dp, moe_tp=prefill_moe_tp, moe_ep=prefill_moe_ep,

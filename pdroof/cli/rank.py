@@ -81,6 +81,11 @@ def rank_cmd(
     from ..spec.units import check_format
     from .options import catalog
 
+    for flag, text in (("--accelerators", accelerators), ("--prefill-hw", prefill_hw), ("--decode-hw", decode_hw),
+                       ("--weights", weights), ("--kv", kv), ("--link", link), ("--columns", columns),
+                       ("--inventory", inventory), ("--price", price)):
+        if text is not None and not id_list(text):  # given, yet naming nothing: never read as "no filter"
+            raise PdroofError(f"{flag} names nothing: give a comma-separated list, or leave the option out")
     for flag, fmts in (("--weights", id_list(weights)), ("--kv", id_list(kv))):
         for f in fmts or ():
             check_format(f, flag)

@@ -39,6 +39,8 @@ def transfer_cmd(
     from ..serving.handoff import layerwise_overlap, path_reason, transfer
     from ..spec.errors import PdroofError
 
+    if not 1 <= tokens <= 10**7:  # a request's tokens: what a context could physically hold
+        raise PdroofError(f"--tokens must be from 1 to 10,000,000, not {tokens}")
     cat = catalog(ctx)
     m, path = cat.get("model", model), cat.get("path", link)
     prefill_s, overlap, notes = None, None, []

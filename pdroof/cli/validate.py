@@ -41,7 +41,7 @@ def guess_kind(path: Path, data) -> str:
     if folder:
         return folder
     if isinstance(data, dict):
-        if "targets" in data and "prefill" in data:
+        if "targets" in data and ("prefill" in data or "pool" in data):
             return "deployment"
         if "prompt_tokens" in data:
             return "workload"

@@ -122,8 +122,50 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
     it, with the permissions the user's umask gives a new file; a device or a FIFO is written
     through; a directory is refused. Any failure (a full disk, no permission) is one error and
     leaves the old file and no temporary one."""
+    write_all_atomic([(path, data)])
+
+
+def write_all_atomic(files: Sequence[tuple[str | Path, str | bytes]]) -> None:
+    """Several files as one: every one staged beside its target first, then all put in place, so a
+    failure (a full disk half-way) leaves every old file and no temporary one (``write_atomic``)."""
+    staged: list[tuple[str, Path]] = []
+    through: list[tuple[Path, str | bytes]] = []
+    try:
+        for path, data in files:
+            p, st = _target(path)
+            if st is not None and (not _regular(st) or str(p).startswith(("/dev/", "/proc/"))):
+                through.append((p, data))  # /dev/null, /dev/stdout, a FIFO: written through, never replaced
+            else:
+                staged.append((_stage(p, data, st), Path(os.path.realpath(p))))
+        for tmp, target in staged:
+            try:
+                os.replace(tmp, target)
+            except OSError as exc:
+                raise PdroofError(f"{target}: cannot write: {exc.strerror}") from None
+    except BaseException:
+        for tmp, _ in staged:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        raise
+    for p, data in through:
+        try:
+            with open(p, "ab" if isinstance(data, bytes) else "a", **_text_mode(data)) as f:
+                f.write(data)
+        except OSError as exc:
+            raise PdroofError(f"{p}: cannot write: {exc.strerror}") from None
+
+
+def _regular(st: os.stat_result) -> bool:
     import stat
-    import tempfile  # only writers need it (it imports random)
+
+    return stat.S_ISREG(st.st_mode)
+
+
+def _target(path: str | Path) -> tuple[Path, os.stat_result | None]:
+    """The path and what it is now (following a symbolic link); a directory is refused."""
+    import stat
 
     p = Path(path)
     try:
@@ -134,19 +176,18 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
         raise PdroofError(f"{path}: cannot write: {exc.strerror}") from None
     if st is not None and stat.S_ISDIR(st.st_mode):
         raise PdroofError(f"{path}: is a directory")
-    # /dev/null, /dev/stdout (whatever it leads to), a FIFO: written through, never replaced
-    if st is not None and (not stat.S_ISREG(st.st_mode) or str(p).startswith(("/dev/", "/proc/"))):
-        try:
-            with open(p, "ab" if isinstance(data, bytes) else "a", **_text_mode(data)) as f:
-                f.write(data)
-        except OSError as exc:
-            raise PdroofError(f"{path}: cannot write: {exc.strerror}") from None
-        return
+    return p, st
+
+
+def _stage(p: Path, data: str | bytes, st: os.stat_result | None) -> str:
+    """``data`` in a temporary file beside what ``p`` names, with the mode and owner it will keep."""
+    import tempfile  # only writers need it (it imports random)
+
     target = Path(os.path.realpath(p))  # a link's target is replaced, the link stays
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     except OSError as exc:
-        raise PdroofError(f"{path}: cannot write: {exc.strerror}") from None
+        raise PdroofError(f"{p}: cannot write: {exc.strerror}") from None
     try:
         try:
             with os.fdopen(fd, "wb" if isinstance(data, bytes) else "w", **_text_mode(data)) as f:
@@ -154,15 +195,15 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
             os.chmod(tmp, (st.st_mode & 0o7777) if st is not None else 0o666 & ~_umask())
             if st is not None and (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
                 _keep_owner(tmp, st)
-            os.replace(tmp, target)
         except OSError as exc:
-            raise PdroofError(f"{path}: cannot write: {exc.strerror}") from None
+            raise PdroofError(f"{p}: cannot write: {exc.strerror}") from None
     except BaseException:
         try:
             os.unlink(tmp)
         except OSError:
             pass
         raise
+    return tmp
 
 
 def _keep_owner(tmp: str, st: os.stat_result) -> None:

@@ -18,6 +18,9 @@ from .workload import Workload
 BOUNDS = ("compute", "memory", "link", "latency")
 
 
+# what one instance can physically be asked: sequences in flight, tokens a request
+LIMITS = {"batch": 10**6, "concurrency": 10**6, "prompt": 10**7, "output": 10**7}
+
 def half_rows_origin(eff, p: Precision, inputs: dict) -> str:
     """Where the M½ the GEMMs of this stage use came from (``inputs["gemm_half_rows"]``)."""
     keys = [f"gemm_half_rows.{p.activations}"] + ([f"gemm_half_rows.{p.weights}"] if p.weight_only else [])
@@ -62,8 +65,8 @@ def estimate(model: Record, acc: Record, runtime: Record, p: Precision, *, tp: i
     par = Parallelism(tp, dp, moe_tp, moe_ep)
     check_parallelism(model, acc, par)
     for name, v in (("batch", batch), ("prompt", prompt)):
-        if v < 1:
-            raise PdroofError(f"--{name} must be at least 1, not {v}")
+        if not 1 <= v <= LIMITS[name]:
+            raise PdroofError(f"--{name} must be from 1 to {LIMITS[name]:,}, not {v}")
     if prefix < 0:
         raise PdroofError(f"--prefix must not be negative, not {prefix}")
     context = context if context is not None else prefix + prompt
@@ -128,8 +131,8 @@ def aggregated(model: Record, acc: Record, runtime: Record, p: Precision, *, tp:
     par = Parallelism(tp, dp, moe_tp, moe_ep)
     check_parallelism(model, acc, par)
     for name, v in (("concurrency", concurrency), ("prompt", prompt), ("output", output)):
-        if v < 1:
-            raise PdroofError(f"--{name} must be at least 1, not {v}")
+        if not 1 <= v <= LIMITS[name]:
+            raise PdroofError(f"--{name} must be from 1 to {LIMITS[name]:,}, not {v}")
     if not 0 <= prefix < prompt:
         raise PdroofError(f"--prefix must be in [0, prompt), not {prefix}")
     if arrivals not in ARRIVALS:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..cost.parallelism import Parallelism
 from ..spec.errors import PdroofError
-from .runs import INFERENCEX_LENGTH_RANGE, STATS, Run, parse_run, parse_runs, read_text
+from .runs import INFERENCEX_LENGTH_RANGE, MAX_RUNS, STATS, Run, parse_run, parse_runs, read_text
 
 FORMATS = ("pdroof", "vllm", "sglang", "inferencex")
 # engine names as the tools' backends and frameworks spell them
@@ -84,6 +84,8 @@ def read_any_runs(path: str | Path, defaults: RunDefaults = RunDefaults(), cat=N
     if fmt == "pdroof":
         return fmt, parse_runs(text, str(path), doc)
     name = Path(path).name
+    if (text.count("\n") if doc is None else len(doc) if isinstance(doc, list) else 1) > MAX_RUNS:
+        raise PdroofError(f"{path}: more than {MAX_RUNS:,} results: split the file")
     if doc is None:  # one result a line: each named by its line
         records = [(f"{name}:{n}", _json(ln)) for n, ln in enumerate(text.splitlines(), 1) if ln.strip()]
     else:

@@ -238,6 +238,9 @@ def _unflatten(row: dict[str, str]) -> dict:
     return out
 
 
+MAX_RUNS = 20_000  # runs a file may hold: each is a closed loop to solve (20,000 take a few seconds)
+
+
 def parse_runs(text: str, name: str, doc=None) -> list[Run]:
     """Runs from the text of a JSON or CSV run file named ``name`` (``doc``: the text already
     parsed as JSON, where the caller has it)."""
@@ -252,7 +255,11 @@ def parse_runs(text: str, name: str, doc=None) -> list[Run]:
         items = doc.get("runs") if isinstance(doc, dict) else doc
         if not isinstance(items, list):
             raise PdroofError(f"{name}: not a run file: expected a list of runs or an object with 'runs'")
+        if len(items) > MAX_RUNS:
+            raise PdroofError(f"{name}: {len(items):,} runs, more than {MAX_RUNS:,}: split the file")
     else:
+        if text.count("\n") > MAX_RUNS + 1:  # counted before any row is parsed
+            raise PdroofError(f"{name}: more than {MAX_RUNS:,} runs: split the file")
         reader = csv.DictReader(io.StringIO(text))
         try:
             header = reader.fieldnames or []

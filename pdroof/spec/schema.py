@@ -146,7 +146,7 @@ class Num(Node):
                         f"e.g. {_yaml_float(v)}")
             ctx.fail(path, f"must be a number, not {_typename(v)}{hint}")
         if isinstance(v, int) and abs(v) > 2**53:  # beyond a float's integers (400 digits would overflow)
-            ctx.fail(path, f"is out of any physical range ({str(v)[:12]}... has {len(str(abs(v)))} digits)")
+            ctx.fail(path, f"is out of any physical range (an integer of {v.bit_length():,} bits)")
         if not math.isfinite(v):
             ctx.fail(path, "must be a finite number")
         if abs(float(v) * self.scale) > PHYSICAL_MAX:
