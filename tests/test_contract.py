@@ -204,3 +204,12 @@ def test_validate_reads_an_aggregated_deployment_rank_wrote(cli, tmp_path):
     assert code == 0, err
     code, out, err = cli("validate", str(path))
     assert code == 0, err
+
+
+def test_usage_mistakes_are_one_error_line_with_exit_2(cli):
+    for args, text in ((("rank", "--top", "abc"), "Invalid value for '--top'"),
+                       (("rank", "--format", "xml"), "Invalid value for '--format'"),
+                       (("nosuch",), "No such command 'nosuch'"),
+                       (("schema", "foo"), "Invalid value")):
+        code, _, err = cli(*args)
+        assert code == 2 and err.startswith("Error: ") and text in err and len(err.splitlines()) == 1, (args, err)

@@ -155,8 +155,19 @@ def main(argv: list[str] | None = None) -> int:
     _guard_stdout()
     prepare(args)
     _terminate_as_exit()
+    from typer._click.exceptions import UsageError  # typer's own copy of click, as it raises them
+    from typer.exceptions import Abort
+
     try:
-        app(args=args, prog_name="pdroof")
+        code = app(args=args, prog_name="pdroof", standalone_mode=False)
+    except UsageError as exc:  # a usage mistake is one line too, exit 2, naming the command's --help
+        message = exc.format_message()
+        if not message:  # no arguments at all: the help was the answer
+            return exc.exit_code
+        where = f" (pdroof {exc.ctx.command_path.split(' ', 1)[1]} --help)" if exc.ctx and " " in \
+            exc.ctx.command_path else ""
+        print(f"Error: {one_line(message)}{where}", file=sys.stderr)
+        return 2
     except SystemExit as exc:
         code = exc.code
         return code if isinstance(code, int) else (0 if code is None else 1)
@@ -165,12 +176,14 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except BrokenPipeError:
         return 0
-    except KeyboardInterrupt:  # SIGINT, or SIGTERM (_terminate_as_exit): what was being written is gone
+    except (KeyboardInterrupt, Abort):  # SIGINT or SIGTERM (_terminate_as_exit): what was being written is gone
         print("Error: interrupted", file=sys.stderr)
         return 130
     except OSError as exc:  # writing out what was asked for failed: the disk, the device, a limit
         where = f"{exc.filename}: " if exc.filename else "cannot write to standard output: "
         print(f"Error: {one_line(where + (exc.strerror or str(exc)))}", file=sys.stderr)
         return 1
-    return 0
+    if code == 130:  # typer turns an interrupt into Exit(130), and returns it outside standalone mode
+        print("Error: interrupted", file=sys.stderr)
+    return code if isinstance(code, int) else 0  # typer.Exit(n) comes back as n outside standalone mode
 
