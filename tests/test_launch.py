@@ -12,7 +12,7 @@ import subprocess
 import pytest
 import yaml
 
-from pdroof.serving.launch import ENGINES
+from pdroof.serving.engines import ENGINES
 
 from .conftest import REPO
 

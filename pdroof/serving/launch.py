@@ -20,43 +20,12 @@ from ..cost.parallelism import host_devices
 from ..cost.precision import kv_encoding
 from ..spec.errors import PdroofError
 from ..spec.schema import Record
+from .engines import ENGINES, ROUTER_KV_CONNECTOR, Engine
 
 BASE_PORT = 30000       # each instance's HTTP port (an instance to a host, or to a node group)
 ROUTER_PORT = 8000      # where clients connect
 BOOTSTRAP_PORT = 8998   # SGLang's prefill-side bootstrap server (its default)
 DIST_PORT = 5757        # first node's rendezvous port, for instances that span nodes
-
-
-@dataclass(frozen=True)
-class Engine:
-    """What pdroof emits for one engine: its version, launch command, KV-cache dtype names,
-    transfer backends and defaults, and whether it runs on an accelerator vendor."""
-
-    name: str
-    version: str
-    launch: str
-    kv_dtypes: dict[str, str]          # pdroof KV format -> the engine's cache dtype
-    transfers: dict[str, str]          # --transfer choice -> the engine's backend / connector name
-    default_transfer: str
-    vendors: tuple[str, ...]
-    tcp_transfer: str | None = None    # the backend that runs over plain TCP, if one is documented
-
-
-ENGINES = {
-    "sglang": Engine("sglang", "0.5.23", "python -m sglang.launch_server",
-                     {"bf16": "bf16", "fp8": "fp8_e4m3"},
-                     {"mooncake": "mooncake", "nixl": "nixl", "mori": "mori"}, "mooncake", ("nvidia", "amd"),
-                     tcp_transfer="mooncake_tcp"),
-    # vLLM: "auto" is the model's dtype (bf16 for every catalogue model); an explicit bfloat16 "must match
-    # the model data type" and is refused for some checkpoints (its --kv-cache-dtype help)
-    "vllm": Engine("vllm", "0.34.0", "vllm serve", {"bf16": "auto", "fp8": "fp8"},
-                   {"nixl": "NixlConnector", "mooncake": "MooncakeConnector", "mori": "MoRIIOConnector"}, "nixl",
-                   ("nvidia", "amd")),
-    # bf16: "auto" keeps the checkpoint's own KV format (a bf16 checkpoint stores bf16)
-    "trtllm": Engine("trtllm", "main@00209af (1.2/1.3 development)", "trtllm-serve",
-                     {"bf16": "auto", "fp8": "fp8"}, {"nixl": "NIXL", "ucx": "UCX"}, "nixl", ("nvidia",)),
-}
-ROUTER_KV_CONNECTOR = {"NixlConnector": "nixl", "MooncakeConnector": "mooncake", "MoRIIOConnector": "moriio"}
 
 
 @dataclass
