@@ -161,3 +161,18 @@ def test_sigterm_while_writing_leaves_no_temporary_file(tmp_path):
     p.send_signal(signal.SIGTERM)
     p.wait(timeout=60)
     assert not list(tmp_path.glob(".big.csv.*"))
+
+
+def test_a_set_with_a_full_device_in_it_replaces_none_of_its_files(tmp_path):
+    from .conftest import REPO
+
+    (tmp_path / "launch").mkdir()
+    for name in ("prefill.sh", "decode.sh"):
+        (tmp_path / "launch" / name).write_text("old\n")
+    (tmp_path / "launch" / "router.sh").symlink_to("/dev/full")
+    r = _run("deploy", str(REPO / "examples" / "deployment.yaml"), "--engine", "sglang", "--out-dir", "launch",
+             cwd=tmp_path)
+    assert r.returncode == 1 and "No space left on device" in r.stderr
+    assert all((tmp_path / "launch" / n).read_text() == "old\n" for n in ("prefill.sh", "decode.sh"))
+    assert not [p for p in (tmp_path / "launch").iterdir() if p.name.startswith(".")]
+    assert stat.S_ISCHR(os.stat("/dev/full").st_mode) and not os.stat("/dev/full").st_mode & 0o111

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import stat
 from enum import Enum
 from pathlib import Path
 
@@ -41,7 +42,8 @@ def deploy_cmd(
         raise PdroofError(f"--out-dir {out_dir}: not a directory")
     out_dir.mkdir(parents=True, exist_ok=True)
     render.write_all_atomic([(out_dir / s.name, s.text) for s in scripts])  # the set whole, or none of it
-    for s in scripts:
-        path = out_dir / s.name
-        path.chmod(path.stat().st_mode | 0o111)  # scripts run as they are
+    for s in scripts:  # scripts run as they are; a device or FIFO written through keeps its mode
+        mode = (out_dir / s.name).stat().st_mode
+        if stat.S_ISREG(mode):
+            (out_dir / s.name).chmod(mode | 0o111)
     typer.echo(f"wrote {', '.join(s.name for s in scripts)} to {out_dir}", err=True)

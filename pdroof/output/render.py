@@ -126,8 +126,9 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
 
 
 def write_all_atomic(files: Sequence[tuple[str | Path, str | bytes]]) -> None:
-    """Several files as one: every one staged beside its target first, then all put in place, so a
-    failure (a full disk half-way) leaves every old file and no temporary one (``write_atomic``)."""
+    """Several files as one: every regular file staged beside its target first, then what is written
+    through (a device, a FIFO: it cannot be taken back), then the staged files put in place, so a
+    failure (a full disk or device half-way) leaves every old file and no temporary one."""
     staged: list[tuple[str, Path]] = []
     through: list[tuple[Path, str | bytes]] = []
     try:
@@ -137,6 +138,12 @@ def write_all_atomic(files: Sequence[tuple[str | Path, str | bytes]]) -> None:
                 through.append((p, data))  # /dev/null, /dev/stdout, a FIFO: written through, never replaced
             else:
                 staged.append((_stage(p, data, st), Path(os.path.realpath(p))))
+        for p, data in through:
+            try:
+                with open(p, "ab" if isinstance(data, bytes) else "a", **_text_mode(data)) as f:
+                    f.write(data)
+            except OSError as exc:
+                raise PdroofError(f"{p}: cannot write: {exc.strerror}") from None
         for tmp, target in staged:
             try:
                 os.replace(tmp, target)
@@ -149,12 +156,6 @@ def write_all_atomic(files: Sequence[tuple[str | Path, str | bytes]]) -> None:
             except OSError:
                 pass
         raise
-    for p, data in through:
-        try:
-            with open(p, "ab" if isinstance(data, bytes) else "a", **_text_mode(data)) as f:
-                f.write(data)
-        except OSError as exc:
-            raise PdroofError(f"{p}: cannot write: {exc.strerror}") from None
 
 
 def _regular(st: os.stat_result) -> bool:

@@ -266,7 +266,11 @@ def parse_runs(text: str, name: str, doc=None) -> list[Run]:
             if not {"model", "isl", "osl"} <= {h.strip() for h in header}:
                 raise PdroofError(f"{name}: not a run file: a CSV of runs needs the columns model, isl, osl "
                                   "(and deployment.accelerator, ...)")
-            items = [_unflatten(row) for row in reader]
+            items = []
+            for row in reader:
+                if None in row:  # more fields than the header names
+                    raise PdroofError(f"{name}: line {reader.line_num}: more fields than the header")
+                items.append(_unflatten(row))
         except csv.Error as exc:  # a field over the csv module's limit, a NUL byte
             raise PdroofError(f"{name}: not a CSV run file: line {reader.line_num}: {exc}") from None
         except PdroofError as exc:
