@@ -139,9 +139,7 @@ def rank_cmd(
         _emit_deployment(rk, pick, emit_deployment, model, runtime, rate, retain_gb)
     if plot:
         export.plot(rk if pareto and not top else _run(c, objective.value, 0, True), plot)
-    if fmt.value == "xlsx":
-        if output is None:
-            raise PdroofError("--format xlsx needs -o FILE.xlsx")
+    if fmt.value == "xlsx":  # -o checked before anything was written
         export.to_xlsx(rk, output, bad)
         typer.echo(f"wrote {output}: {len(rk.rows)} configurations")
     elif fmt.value == "json":
@@ -241,27 +239,34 @@ class _Progress:
             self.bar.stop()
 
 
-def _inventory(text: str, cat) -> dict[str, int]:
-    """``ACC=COUNT`` pairs: catalogue accelerators (or YAML files) and whole device counts; a type
-    named twice adds up."""
+def _pairs(text: str, flag: str, form: str, parse) -> list[tuple[str, float]]:
+    """The ``ACC=VALUE`` items of a comma-separated option, each value as ``parse`` reads it (None
+    where it is not one: the item is then one error, saying the ``form`` expected)."""
     from ..spec.errors import PdroofError
 
-    out: dict[str, int] = {}
+    out = []
     for item in text.split(","):
         if not item.strip():
             continue
         acc, sep, value = item.partition("=")
         try:
-            count = int(value) if sep else 0
+            parsed = parse(value) if sep else None
         except ValueError:
-            count = 0
-        if count < 1 or count > 1_000_000:
-            raise PdroofError(f"--inventory takes ACC=COUNT with a whole count from 1 to 1,000,000, not "
-                              f"{item.strip()!r}")
-        a = cat.get("accelerator", acc.strip())
+            parsed = None
+        if parsed is None:
+            raise PdroofError(f"{flag} takes {form}, not {item.strip()!r}")
+        out.append((acc.strip(), parsed))
+    return out
+
+
+def _inventory(text: str, cat) -> dict[str, int]:
+    """``ACC=COUNT`` pairs: catalogue accelerators (or YAML files) and whole device counts; a type
+    named twice adds up."""
+    out: dict[str, int] = {}
+    for acc, count in _pairs(text, "--inventory", "ACC=COUNT with a whole count from 1 to 1,000,000",
+                             lambda v: n if 1 <= (n := int(v)) <= 1_000_000 else None):
+        a = cat.get("accelerator", acc)
         out[a.id] = out.get(a.id, 0) + count
-    if not out:
-        raise PdroofError("--inventory names no accelerator: give ACC=COUNT[,ACC=COUNT...]")
     return out
 
 
@@ -270,17 +275,8 @@ def _prices(text: str | None, known: set[str]) -> dict[str, float]:
     from ..spec.errors import PdroofError
 
     out: dict[str, float] = {}
-    for item in (text or "").split(","):
-        if not item.strip():
-            continue
-        acc, sep, value = item.partition("=")
-        acc = acc.strip()
-        try:
-            usd = float(value) if sep else math.nan
-        except ValueError:
-            usd = math.nan
-        if not (math.isfinite(usd) and usd > 0):
-            raise PdroofError(f"--price takes ACC=USD_PER_HOUR with a positive price, not {item.strip()!r}")
+    for acc, usd in _pairs(text or "", "--price", "ACC=USD_PER_HOUR with a positive price",
+                           lambda v: x if math.isfinite(x := float(v)) and x > 0 else None):
         if acc not in known:
             raise PdroofError(f"--price names {acc!r}, which is not a candidate accelerator")
         out[acc] = usd

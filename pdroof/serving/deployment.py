@@ -19,7 +19,8 @@ from ..spec.schema import F, Map, Num, Record, Str, validate
 from ..spec.units import GB
 from ..spec.yamlio import read_yaml
 from .boundary import ORDERS, SCALES, Plan, Pool, plan
-from .load import decode_in_flight, ttft_at
+from .load import admitted_sequences, aggregated_load, decode_in_flight, ttft_at
+from .stage import context_reason, stage_inputs
 from .workload import Workload, target_fields, targets_of
 from .workload import resolve as resolve_workload
 
@@ -231,7 +232,6 @@ def _unit(pool: Pool) -> str:
 def _decode_step(p: Plan, model, dec: Pool, cat: Catalog, d: Record, w: Workload, batch: float) -> float:
     """The decode step at ``batch`` sequences, with any KV beyond HBM fetched from the tier."""
     from .space import SERVING_IDLE
-    from .stage import stage_inputs
 
     b = max(1.0, float(np.ceil(batch)))
     rt = dec.runtime or runtime_for(cat, d.runtime, dec.accelerator)
@@ -246,9 +246,6 @@ def _check_aggregated(d: Record, cat: Catalog, model: Record, w: Workload) -> Ve
     """One pool serving prompts and steps together under Poisson arrivals, as ``rank``'s aggregated
     rows: the concurrency the offered rate holds each replica at (C = λ·O·t̄(C), by bisection), and
     every target at it; the KV memory must admit that many sequences."""
-    from .load import admitted_sequences, aggregated_load
-    from .stage import context_reason, stage_inputs
-
     pool = _pool(cat, d.pool, d.runtime)
     v = Verdict(False, deployment=d.to_dict())
     reasons = [r for r in (split_reason(model, pool.accelerator, pool.split),
