@@ -201,3 +201,26 @@ def test_the_memory_an_engine_keeps_from_its_kv_pool_is_fitted_where_requests_wa
     doc, rep = calibrate_serving(catalog, runs_to_fit(runs, f, acc), f, acc, base, "mine")
     assert rep["fitted"]["memory_reserve_fraction"]["value"] == pytest.approx(0.19, abs=0.015)
     assert rep["mae"]["before"]["ttft"] > 0.3 and rep["mae"]["fitted"]["ttft"] < rep["mae"]["before"]["ttft"] / 3
+
+
+def test_with_nothing_fitted_each_run_left_out_is_predicted_as_the_base_predicts_it(catalog, tmp_path):
+    """Runs the base predicts exactly leave every factor at its value; the profile is then the base,
+    and so is its prediction of each run left out (it was reported as unknown)."""
+    runs, f = _measured(tmp_path, {})
+    base = yaml.safe_load((builtin_root() / "hardware" / "runtimes" / "vllm.yaml").read_text())
+    acc = catalog.get("accelerator", "h100-sxm")
+    _, rep = calibrate_serving(catalog, runs_to_fit(runs, f, acc), f, acc, base, "mine")
+    assert not rep["fitted"]
+    assert rep["mae"]["left_out"] == rep["mae"]["before"] and rep["mae"]["left_out"]["tpot"] is not None
+    assert all(r["tpot_left_out"] == r["tpot_before"] for r in rep["runs"])
+
+
+def test_the_prior_costs_nothing_at_the_base_and_grows_with_each_step_away():
+    from pdroof.calibration.serving_fit import PRIOR_PER_STEP, Factor, _steps
+
+    eff = Factor(("profiles", "h100-sxm", "weights", "bf16"), 0.2, 0.95, 1.1, True, "")
+    lat = Factor(("structure", "step_latency_us"), 0.0, 5000.0, 250.0, False, "")
+    assert _steps(eff, 0.5, 0.5) == 0 and _steps(lat, 500, 500) == 0
+    assert _steps(eff, 0.5 * 1.1 ** 2, 0.5) == pytest.approx(2) == _steps(eff, 0.5 / 1.1 ** 2, 0.5)
+    assert _steps(lat, 1000, 500) == pytest.approx(2)
+    assert 0 < PRIOR_PER_STEP < 0.05
