@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from pdroof.cost.precision import Precision
 from pdroof.serving.closed_loop import closed_loop
@@ -466,3 +467,22 @@ def test_an_engine_that_steps_on_the_first_arrival_breaks_up_only_waves_that_idl
     assert float(idle["ttft_s"][0]) == pytest.approx(float(drift["ttft_s"][0]))
     assert float(idle["ttft_s"][0]) < 0.5 * float(kept["ttft_s"][0])
     assert float(idle["ttft_s"][1]) == pytest.approx(float(kept["ttft_s"][1]))
+
+
+def test_a_disaggregated_request_adds_the_engines_disaggregation_latency_to_its_ttft(catalog, tmp_path):
+    """One client over two pools: TTFT carries the profile's disaggregation_latency_us (dispatch to
+    both pools, the decode side's handshake and pickup) beside its own request overhead, once; an
+    aggregated run does not."""
+    from pdroof.spec.catalog import Catalog, builtin_root
+
+    assert catalog.get("runtime", "sglang").structure.disaggregation_latency_s > 0
+    doc = yaml.safe_load((builtin_root() / "hardware" / "runtimes" / "engine.yaml").read_text())
+    doc["structure"]["disaggregation_latency_us"] = 0
+    d = tmp_path / "hardware" / "runtimes"
+    d.mkdir(parents=True)
+    (d / "engine.yaml").write_text(yaml.safe_dump(doc))
+    runs = parse_runs(json.dumps([{**DISAGG, "concurrency": 1}, {**RUN, "concurrency": 1}]), "r.json")
+    (dis, agg), (dis0, agg0) = predict(catalog, runs), predict(Catalog([tmp_path], use_env=False), runs)
+    added = catalog.get("runtime", "sglang").structure.disaggregation_latency_s * 1e3
+    assert dis.predicted["ttft_ms"]["mean"] == pytest.approx(dis0.predicted["ttft_ms"]["mean"] + added, rel=1e-6)
+    assert agg.predicted["ttft_ms"]["mean"] == agg0.predicted["ttft_ms"]["mean"]

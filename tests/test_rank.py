@@ -53,7 +53,8 @@ def test_small_grid_by_hand(catalog):
     over = estimate(m, da, rt, p, batch=nxt, prompt=2048, context=2048 + 128)
     assert over["decode"]["step_seconds"] > W.tpot_s or over["memory"]["max_batch"] < nxt
     # the p90 TTFT target (the default statistic): the M/D/1 utilisation whose p90 wait fits
-    wait = W.ttft_s - t_p - r["exposed_transfer_s"] - r["convert_s"]
+    st = catalog.get("runtime", "engine").structure  # a disaggregated request's own time outside the passes
+    wait = W.ttft_s - t_p - r["exposed_transfer_s"] - r["convert_s"] - st.request_latency_s - st.disaggregation_latency_s
     c_p = float(max_utilisation(wait / t_p * (1 - 2e-4), "p90")) / t_p  # sized a hair inside the budget
     assert r["ttft_s"] == pytest.approx(W.ttft_s, rel=1e-3) and r["ttft_stat"] == "p90"
     c_d = b / (256 * t_d)
@@ -99,7 +100,8 @@ def test_more_link_bandwidth_never_worse(catalog):
     assert rows[1.0]
     for key, slow in rows[1.0].items():
         fast = rows[4.0][key]
-        assert fast["ttft_unloaded_s"] <= slow["ttft_unloaded_s"] and fast["ttft_s"] <= slow["ttft_s"] * (1 + 1e-6)
+        # both sized to the TTFT target (a hair inside it): equal there to the sizing's precision
+        assert fast["ttft_unloaded_s"] <= slow["ttft_unloaded_s"] and fast["ttft_s"] <= slow["ttft_s"] * (1 + 1e-5)
         assert fast["tokens_per_s_per_device"] >= slow["tokens_per_s_per_device"]
         assert fast["usd_per_million_tokens"] <= slow["usd_per_million_tokens"]
 

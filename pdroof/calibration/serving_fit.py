@@ -99,6 +99,8 @@ def _factors(acc: Record, models: list[Record], weights: set[str], activations: 
                       "runs at two or more concurrencies with otherwise equal steps"))
     out.append(Factor(("structure", "request_latency_us"), 0.0, 200000.0, 10000.0, False,
                       "runs at one or a few clients, where TTFT is one prefill", 1))
+    out.append(Factor(("structure", "disaggregation_latency_us"), 0.0, 300000.0, 10000.0, False,
+                      "disaggregated runs at one or a few clients, where TTFT is one prefill and the hand-off", 1))
     # the memory an engine keeps from the KV pool (activations, CUDA graphs: SGLang's reserved_mem
     # heuristic, vLLM's gpu_memory_utilization): where the clients' sequences do not all fit, requests
     # wait for admission and TTFT follows it

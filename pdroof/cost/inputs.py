@@ -218,6 +218,7 @@ def precision_inputs(runtime: Record, p: Precision) -> dict[str, float]:
         "step_latency_s": st.step_latency_s,
         # the scheduler's, read by the load model (serving.load), not by the equations
         "request_latency_s": st.request_latency_s,
+        "disaggregation_latency_s": st.disaggregation_latency_s,
         "prefill_first": 1.0 if st.prefill_schedule == "prefill_first" else 0.0,
         "kv_reserve_full": 1.0 if st.kv_reservation == "full" else 0.0,
         "drifting_arrivals": 1.0 if st.arrivals == "drifting" else 0.0,

@@ -37,6 +37,11 @@ STRUCTURE = Map(fields=(
     F("request_latency_us", Num(scale=MICRO, positive=False, minimum=0), attr="request_latency_s", default=0.0,
       doc="time a request spends outside the forward passes before its first token reaches the client: "
           "the server receiving and tokenising it, handing it to the scheduler, streaming the token back"),
+    F("disaggregation_latency_us", Num(scale=MICRO, positive=False, minimum=0), attr="disaggregation_latency_s",
+      default=0.0,
+      doc="time a disaggregated request spends beyond an aggregated one's outside the forward passes and the "
+          "KV transfer: the router's dispatch to both pools, the decode side's pre-allocation handshake with "
+          "the prefill side, and the decode side's pickup of the transferred request before its first token"),
     F("ep_imbalance_32", Num(minimum=1), default=1.0,
       doc="routed tokens of the busiest of 32 expert-parallel groups over the mean, as the stack places "
           "experts on real traffic (1: balanced); other group counts scale its excess by √(ln e / ln 32)"),
