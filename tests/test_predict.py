@@ -486,3 +486,20 @@ def test_a_disaggregated_request_adds_the_engines_disaggregation_latency_to_its_
     added = catalog.get("runtime", "sglang").structure.disaggregation_latency_s * 1e3
     assert dis.predicted["ttft_ms"]["mean"] == pytest.approx(dis0.predicted["ttft_ms"]["mean"] + added, rel=1e-6)
     assert agg.predicted["ttft_ms"]["mean"] == agg0.predicted["ttft_ms"]["mean"]
+
+
+def test_an_engines_cost_per_sequence_in_a_pass_grows_its_steps_with_the_batch(catalog):
+    """sequence_latency_us: each sequence a pass carries (decodes and prompts) adds the engine's
+    per-request CPU work between passes; vLLM's profile has it, the overlap schedulers' do not."""
+    from pdroof.cost.numeric import evaluate
+
+    cols = _inputs(catalog)
+    for batch, prompts in ((1.0, 0.0), (64.0, 0.0), (32.0, 2.0)):
+        args = {"batch": batch, "prefill_prompts": prompts, "new_tokens": 1024.0, "prefix_tokens": 0.0,
+                "context_tokens": 2048.0}
+        base = float(evaluate("mixed", {**cols, **args, "sequence_latency_s": 0.0}, ("seconds",))["seconds"][0])
+        slow = float(evaluate("mixed", {**cols, **args, "sequence_latency_s": 50e-6}, ("seconds",))["seconds"][0])
+        assert slow - base == pytest.approx((batch + prompts) * 50e-6, rel=1e-9)
+    assert catalog.get("runtime", "vllm").structure.sequence_latency_s > 0
+    assert catalog.get("runtime", "sglang").structure.sequence_latency_s == 0
+    assert catalog.get("runtime", "trtllm").structure.sequence_latency_s == 0

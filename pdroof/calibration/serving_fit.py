@@ -97,6 +97,8 @@ def _factors(acc: Record, models: list[Record], weights: set[str], activations: 
                               "runs with long prompts, where the routed experts' prefill is compute-bound", 1))
     out.append(Factor(("structure", "step_latency_us"), 0.0, 5000.0, 250.0, False,
                       "runs at two or more concurrencies with otherwise equal steps"))
+    out.append(Factor(("structure", "sequence_latency_us"), 0.0, 500.0, 25.0, False,
+                      "runs at two or more concurrencies, where the passes carry different numbers of sequences"))
     out.append(Factor(("structure", "request_latency_us"), 0.0, 200000.0, 10000.0, False,
                       "runs at one or a few clients, where TTFT is one prefill", 1))
     out.append(Factor(("structure", "disaggregation_latency_us"), 0.0, 300000.0, 10000.0, False,

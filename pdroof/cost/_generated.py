@@ -24,7 +24,7 @@ ARGS['kernels'] = ('batch', 'new_tokens', 'context_tokens', 'heads', 'attn_dim_p
 OUTPUTS['kernels'] = ('gemm_seconds', 'attn_prefill_seconds', 'attn_decode_seconds', 'copy_seconds', 'host_copy_seconds')
 
 
-def prefill(*, batch, new_tokens, prefix_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, sparse_layers, topk_tokens, index_heads, index_head_dim, index_key_bytes, linear_layers, linear_heads, linear_key_dim, linear_value_dim, conv_dim, conv_kernel, state_bytes, state_shardable, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dispatch_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_half_width, moe_latency_s, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
+def prefill(*, batch, new_tokens, prefix_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, sparse_layers, topk_tokens, index_heads, index_head_dim, index_key_bytes, linear_layers, linear_heads, linear_key_dim, linear_value_dim, conv_dim, conv_kernel, state_bytes, state_shardable, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dispatch_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_half_width, moe_latency_s, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, extra_kernel_share, step_latency_s, sequence_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
     """Numeric twin of pdroof.cost.equations groups()["prefill"]."""
     _x0 = numpy.minimum(kv_shardable, tp)**(-1.0)
     _x1 = tp**(-1.0)
@@ -150,9 +150,10 @@ def prefill(*, batch, new_tokens, prefix_tokens, tp, dp, moe_tp, moe_ep, layers,
     _x121 = _x119*_x17
     _x122 = kernel_latency_s + numpy.maximum(_x120, _x121)
     _x123 = layer_latency_s*layers*(extra_kernel_share + 1)
-    _x124 = moe_layers*new_tokens
-    _x125 = _x46*_x93
-    _x126 = (1/2)*_x91
+    _x124 = batch*sequence_latency_s + step_latency_s
+    _x125 = moe_layers*new_tokens
+    _x126 = _x46*_x93
+    _x127 = (1/2)*_x91
     return {
         'attn_proj_flops': _x3*_x5,
         'attn_proj_bytes': _x9,
@@ -203,17 +204,17 @@ def prefill(*, batch, new_tokens, prefix_tokens, tp, dp, moe_tp, moe_ep, layers,
         'step_latency_bytes': 0,
         'step_latency_compute_s': 0,
         'step_latency_memory_s': 0,
-        'step_latency_seconds': step_latency_s,
-        'seconds': _x100 + _x104 + _x110 + _x115 + _x122 + _x123 + _x19 + _x25 + _x43*moe_layers + _x44*moe_layers + step_latency_s,
-        'flops': _x94*(_x116*hidden + _x124*_x26 + _x124*_x33 + _x125*_x48*sparse_layers + _x125*_x92*full_layers + _x126*_x62 + _x126*_x67*attn_dim_prefill + _x21*new_tokens + _x3*new_tokens + (1/3)*_x57*new_tokens),
+        'step_latency_seconds': _x124,
+        'seconds': _x100 + _x104 + _x110 + _x115 + _x122 + _x123 + _x124 + _x19 + _x25 + _x43*moe_layers + _x44*moe_layers,
+        'flops': _x94*(_x116*hidden + _x125*_x26 + _x125*_x33 + _x126*_x48*sparse_layers + _x126*_x92*full_layers + _x127*_x62 + _x127*_x67*attn_dim_prefill + _x21*new_tokens + _x3*new_tokens + (1/3)*_x57*new_tokens),
         'bytes': _x101*_x4 + _x102*_x4 + _x106 + _x112 + _x119 + _x24 + _x36*moe_layers + _x37*moe_layers + _x77*batch + _x79*batch + _x80*batch + _x82*batch + _x86*batch + _x9,
     }
 
-ARGS['prefill'] = ('batch', 'new_tokens', 'prefix_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'topk_tokens', 'index_heads', 'index_head_dim', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'conv_dim', 'conv_kernel', 'state_bytes', 'state_shardable', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dispatch_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_half_width', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
+ARGS['prefill'] = ('batch', 'new_tokens', 'prefix_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'topk_tokens', 'index_heads', 'index_head_dim', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'conv_dim', 'conv_kernel', 'state_bytes', 'state_shardable', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dispatch_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_half_width', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'extra_kernel_share', 'step_latency_s', 'sequence_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
 OUTPUTS['prefill'] = ('attn_proj_flops', 'attn_proj_bytes', 'attn_proj_compute_s', 'attn_proj_memory_s', 'attn_proj_seconds', 'ffn_flops', 'ffn_bytes', 'ffn_compute_s', 'ffn_memory_s', 'ffn_seconds', 'experts_flops', 'experts_bytes', 'experts_compute_s', 'experts_memory_s', 'experts_seconds', 'attention_flops', 'attention_bytes', 'attention_compute_s', 'attention_memory_s', 'attention_seconds', 'elementwise_flops', 'elementwise_bytes', 'elementwise_compute_s', 'elementwise_memory_s', 'elementwise_seconds', 'tp_comm_flops', 'tp_comm_bytes', 'tp_comm_compute_s', 'tp_comm_memory_s', 'tp_comm_seconds', 'ep_comm_flops', 'ep_comm_bytes', 'ep_comm_compute_s', 'ep_comm_memory_s', 'ep_comm_seconds', 'lm_head_flops', 'lm_head_bytes', 'lm_head_compute_s', 'lm_head_memory_s', 'lm_head_seconds', 'layer_latency_flops', 'layer_latency_bytes', 'layer_latency_compute_s', 'layer_latency_memory_s', 'layer_latency_seconds', 'step_latency_flops', 'step_latency_bytes', 'step_latency_compute_s', 'step_latency_memory_s', 'step_latency_seconds', 'seconds', 'flops', 'bytes')
 
 
-def decode(*, batch, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, sparse_layers, topk_tokens, index_heads, index_head_dim, index_key_bytes, linear_layers, linear_heads, linear_key_dim, linear_value_dim, conv_dim, conv_kernel, state_bytes, state_shardable, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dispatch_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_half_width, moe_latency_s, eff_memory, eff_attn_prefill, eff_attn_decode, eff_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, attn_decode_half_bytes, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
+def decode(*, batch, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, sparse_layers, topk_tokens, index_heads, index_head_dim, index_key_bytes, linear_layers, linear_heads, linear_key_dim, linear_value_dim, conv_dim, conv_kernel, state_bytes, state_shardable, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dispatch_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_half_width, moe_latency_s, eff_memory, eff_attn_prefill, eff_attn_decode, eff_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, attn_decode_half_bytes, extra_kernel_share, step_latency_s, sequence_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
     """Numeric twin of pdroof.cost.equations groups()["decode"]."""
     _x0 = numpy.minimum(kv_shardable, tp)**(-1.0)
     _x1 = tp**(-1.0)
@@ -324,7 +325,8 @@ def decode(*, batch, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layer
     _x106 = _x104*_x15
     _x107 = kernel_latency_s + numpy.maximum(_x105, _x106)
     _x108 = layer_latency_s*layers*(extra_kernel_share + 1)
-    _x109 = _x100 + _x107 + _x108 + _x17 + _x24 + _x44*moe_layers + _x45*moe_layers + _x85 + _x89 + _x95 + step_latency_s
+    _x109 = batch*sequence_latency_s + step_latency_s
+    _x110 = _x100 + _x107 + _x108 + _x109 + _x17 + _x24 + _x44*moe_layers + _x45*moe_layers + _x85 + _x89 + _x95
     return {
         'attn_proj_flops': _x4*batch,
         'attn_proj_bytes': _x8,
@@ -375,18 +377,18 @@ def decode(*, batch, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layer
         'step_latency_bytes': 0,
         'step_latency_compute_s': 0,
         'step_latency_memory_s': 0,
-        'step_latency_seconds': step_latency_s,
-        'seconds': _x109,
+        'step_latency_seconds': _x109,
+        'seconds': _x110,
         'flops': batch*(_x102 + _x20 + _x25*_x33 + _x32*_x33 + _x4 + _x59),
         'bytes': _x104 + _x23 + _x36*moe_layers + _x37*moe_layers + _x62*batch + _x67*batch + _x69*batch + _x71*batch + _x73*batch + _x8 + _x86*batch + _x87*batch + _x91 + _x97,
-        'tokens_per_second': batch/_x109,
+        'tokens_per_second': batch/_x110,
     }
 
-ARGS['decode'] = ('batch', 'context_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'topk_tokens', 'index_heads', 'index_head_dim', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'conv_dim', 'conv_kernel', 'state_bytes', 'state_shardable', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dispatch_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_half_width', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'attn_decode_half_bytes', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
+ARGS['decode'] = ('batch', 'context_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'topk_tokens', 'index_heads', 'index_head_dim', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'conv_dim', 'conv_kernel', 'state_bytes', 'state_shardable', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dispatch_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_half_width', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'attn_decode_half_bytes', 'extra_kernel_share', 'step_latency_s', 'sequence_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
 OUTPUTS['decode'] = ('attn_proj_flops', 'attn_proj_bytes', 'attn_proj_compute_s', 'attn_proj_memory_s', 'attn_proj_seconds', 'ffn_flops', 'ffn_bytes', 'ffn_compute_s', 'ffn_memory_s', 'ffn_seconds', 'experts_flops', 'experts_bytes', 'experts_compute_s', 'experts_memory_s', 'experts_seconds', 'attention_flops', 'attention_bytes', 'attention_compute_s', 'attention_memory_s', 'attention_seconds', 'elementwise_flops', 'elementwise_bytes', 'elementwise_compute_s', 'elementwise_memory_s', 'elementwise_seconds', 'tp_comm_flops', 'tp_comm_bytes', 'tp_comm_compute_s', 'tp_comm_memory_s', 'tp_comm_seconds', 'ep_comm_flops', 'ep_comm_bytes', 'ep_comm_compute_s', 'ep_comm_memory_s', 'ep_comm_seconds', 'lm_head_flops', 'lm_head_bytes', 'lm_head_compute_s', 'lm_head_memory_s', 'lm_head_seconds', 'layer_latency_flops', 'layer_latency_bytes', 'layer_latency_compute_s', 'layer_latency_memory_s', 'layer_latency_seconds', 'step_latency_flops', 'step_latency_bytes', 'step_latency_compute_s', 'step_latency_memory_s', 'step_latency_seconds', 'seconds', 'flops', 'bytes', 'tokens_per_second')
 
 
-def mixed(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, sparse_layers, topk_tokens, index_heads, index_head_dim, index_key_bytes, linear_layers, linear_heads, linear_key_dim, linear_value_dim, conv_dim, conv_kernel, state_bytes, state_shardable, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dispatch_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_half_width, moe_latency_s, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, attn_decode_half_bytes, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
+def mixed(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, sparse_layers, topk_tokens, index_heads, index_head_dim, index_key_bytes, linear_layers, linear_heads, linear_key_dim, linear_value_dim, conv_dim, conv_kernel, state_bytes, state_shardable, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dispatch_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_half_width, moe_latency_s, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, attn_decode_half_bytes, extra_kernel_share, step_latency_s, sequence_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
     """Numeric twin of pdroof.cost.equations groups()["mixed"]."""
     _x0 = new_tokens*prefill_prompts
     _x1 = _x0 + batch
@@ -545,7 +547,8 @@ def mixed(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, 
     _x154 = _x152*_x20
     _x155 = kernel_latency_s + numpy.maximum(_x153, _x154)
     _x156 = layer_latency_s*layers*(extra_kernel_share + 1)
-    _x157 = _x131 + _x135 + _x141 + _x146 + _x155 + _x156 + _x22 + _x29 + _x49*moe_layers + _x50*moe_layers + step_latency_s
+    _x157 = _x147*sequence_latency_s + step_latency_s
+    _x158 = _x131 + _x135 + _x141 + _x146 + _x155 + _x156 + _x157 + _x22 + _x29 + _x49*moe_layers + _x50*moe_layers
     return {
         'attn_proj_flops': _x7,
         'attn_proj_bytes': _x11,
@@ -596,14 +599,14 @@ def mixed(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, 
         'step_latency_bytes': 0,
         'step_latency_compute_s': 0,
         'step_latency_memory_s': 0,
-        'step_latency_seconds': step_latency_s,
-        'seconds': _x157,
+        'step_latency_seconds': _x157,
+        'seconds': _x158,
         'flops': _x150 + _x25 + _x30*_x37 + _x44*_x46 + _x7 + _x90,
         'bytes': _x1*_x132 + _x1*_x133 + _x11 + _x112 + _x137 + _x143 + _x152 + _x28 + _x40*moe_layers + _x41*moe_layers,
-        'tokens_per_second': batch/_x157,
+        'tokens_per_second': batch/_x158,
     }
 
-ARGS['mixed'] = ('batch', 'prefill_prompts', 'new_tokens', 'prefix_tokens', 'context_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'topk_tokens', 'index_heads', 'index_head_dim', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'conv_dim', 'conv_kernel', 'state_bytes', 'state_shardable', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dispatch_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_half_width', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'attn_decode_half_bytes', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
+ARGS['mixed'] = ('batch', 'prefill_prompts', 'new_tokens', 'prefix_tokens', 'context_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'topk_tokens', 'index_heads', 'index_head_dim', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'conv_dim', 'conv_kernel', 'state_bytes', 'state_shardable', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dispatch_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_half_width', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'attn_decode_half_bytes', 'extra_kernel_share', 'step_latency_s', 'sequence_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
 OUTPUTS['mixed'] = ('attn_proj_flops', 'attn_proj_bytes', 'attn_proj_compute_s', 'attn_proj_memory_s', 'attn_proj_seconds', 'ffn_flops', 'ffn_bytes', 'ffn_compute_s', 'ffn_memory_s', 'ffn_seconds', 'experts_flops', 'experts_bytes', 'experts_compute_s', 'experts_memory_s', 'experts_seconds', 'attention_flops', 'attention_bytes', 'attention_compute_s', 'attention_memory_s', 'attention_seconds', 'elementwise_flops', 'elementwise_bytes', 'elementwise_compute_s', 'elementwise_memory_s', 'elementwise_seconds', 'tp_comm_flops', 'tp_comm_bytes', 'tp_comm_compute_s', 'tp_comm_memory_s', 'tp_comm_seconds', 'ep_comm_flops', 'ep_comm_bytes', 'ep_comm_compute_s', 'ep_comm_memory_s', 'ep_comm_seconds', 'lm_head_flops', 'lm_head_bytes', 'lm_head_compute_s', 'lm_head_memory_s', 'lm_head_seconds', 'layer_latency_flops', 'layer_latency_bytes', 'layer_latency_compute_s', 'layer_latency_memory_s', 'layer_latency_seconds', 'step_latency_flops', 'step_latency_bytes', 'step_latency_compute_s', 'step_latency_memory_s', 'step_latency_seconds', 'seconds', 'flops', 'bytes', 'tokens_per_second')
 
 
@@ -896,7 +899,7 @@ OUTPUTS['crossover'] = ('decode_compute_batch', 'transfer_prompt_tokens', 'trans
 NARROW = {}
 
 
-def decode__seconds(*, batch, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, sparse_layers, topk_tokens, index_heads, index_head_dim, index_key_bytes, linear_layers, linear_heads, linear_key_dim, linear_value_dim, conv_dim, conv_kernel, state_bytes, state_shardable, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dispatch_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_half_width, moe_latency_s, eff_memory, eff_attn_prefill, eff_attn_decode, eff_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, attn_decode_half_bytes, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
+def decode__seconds(*, batch, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, sparse_layers, topk_tokens, index_heads, index_head_dim, index_key_bytes, linear_layers, linear_heads, linear_key_dim, linear_value_dim, conv_dim, conv_kernel, state_bytes, state_shardable, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dispatch_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_half_width, moe_latency_s, eff_memory, eff_attn_prefill, eff_attn_decode, eff_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, attn_decode_half_bytes, extra_kernel_share, step_latency_s, sequence_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
     """Numeric twin of pdroof.cost.equations groups()["decode"], outputs seconds only."""
     _x0 = tp - 1
     _x1 = 2*link_latency_s
@@ -945,63 +948,63 @@ def decode__seconds(*, batch, context_tokens, tp, dp, moe_tp, moe_ep, layers, de
     _x44 = batch*dp
     _x45 = _x40*_x44
     return {
-        'seconds': _x8*batch*(_x3*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x9 + shared_ffn_size)) + hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem))/eff_memory + dense_layers*(_x10 + numpy.maximum(_x31*ffn_params, _x21*(_x32*ffn_params + _x5*(_x33*ffn_size + _x4)))) + full_layers*(kernel_latency_s + numpy.maximum(_x14*_x22, _x16*(_x11*_x23 + _x24))) + 3*kernel_latency_s*layers + kernel_latency_s + layer_latency_s*layers*(extra_kernel_share + 1) + layers*(_x10 + numpy.maximum(_x30*_x36, _x21*(_x36*weight_bytes + _x5*(_x36/hidden + _x4)))) + 2*layers*(_x0*_x2*_x7/link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x0*_x1))*numpy.minimum(1, _x0) + linear_layers*(_x10 + numpy.maximum(_x12*_x35*(7*_x34*linear_key_dim + 2*conv_dim*conv_kernel), _x16*(_x35*(act_bytes*(_x34 + 3*conv_dim) + 2*state_bytes) + attn_decode_half_bytes))) + moe_layers*(moe_latency_s + numpy.maximum(_x18*_x29*_x43*_x45*expert_params*experts_per_token*(_x42 + moe_half_width)/(_x42*eff_moe_compute), _x43*_x8*(3*_x45*_x9*act_bytes - expert_params*experts*weight_bytes*((1 - experts_per_token/experts)**_x44 - 1))/eff_moe_weights)) + moe_layers*(_x10*numpy.minimum(1, shared_params) + numpy.maximum(_x31*shared_params, _x21*(_x32*shared_params + _x5*(_x33*shared_ffn_size + _x4)))) + moe_layers*((_x2*_x37*_x6/dp_link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x1*_x37))*numpy.minimum(1, _x37) + (_x2*_x3*_x38*_x39*_x40*batch*experts_per_token*hidden*(act_bytes + dispatch_bytes)/ep_link_bytes_per_s + 2*numpy.maximum(alltoall_latency_s, _x38*link_latency_s))*numpy.minimum(1, _x38)) + sliding_layers*(kernel_latency_s + numpy.maximum(_x25*_x26, _x16*(_x24 + _x25*_x27))) + sparse_layers*(_x10 + numpy.maximum(_x14*index_heads*(index_head_dim + 1), _x16*(_x11*(_x15*index_key_bytes + 8) + attn_decode_half_bytes))) + sparse_layers*(kernel_latency_s + numpy.maximum(_x26*_x28, _x16*(_x24 + _x27*_x28))) + step_latency_s + numpy.maximum(_x17*_x19*_x4, _x21*(_x17*_x20 + batch*(4*_x17 + _x20))),
+        'seconds': _x8*batch*(_x3*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x9 + shared_ffn_size)) + hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem))/eff_memory + batch*sequence_latency_s + dense_layers*(_x10 + numpy.maximum(_x31*ffn_params, _x21*(_x32*ffn_params + _x5*(_x33*ffn_size + _x4)))) + full_layers*(kernel_latency_s + numpy.maximum(_x14*_x22, _x16*(_x11*_x23 + _x24))) + 3*kernel_latency_s*layers + kernel_latency_s + layer_latency_s*layers*(extra_kernel_share + 1) + layers*(_x10 + numpy.maximum(_x30*_x36, _x21*(_x36*weight_bytes + _x5*(_x36/hidden + _x4)))) + 2*layers*(_x0*_x2*_x7/link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x0*_x1))*numpy.minimum(1, _x0) + linear_layers*(_x10 + numpy.maximum(_x12*_x35*(7*_x34*linear_key_dim + 2*conv_dim*conv_kernel), _x16*(_x35*(act_bytes*(_x34 + 3*conv_dim) + 2*state_bytes) + attn_decode_half_bytes))) + moe_layers*(moe_latency_s + numpy.maximum(_x18*_x29*_x43*_x45*expert_params*experts_per_token*(_x42 + moe_half_width)/(_x42*eff_moe_compute), _x43*_x8*(3*_x45*_x9*act_bytes - expert_params*experts*weight_bytes*((1 - experts_per_token/experts)**_x44 - 1))/eff_moe_weights)) + moe_layers*(_x10*numpy.minimum(1, shared_params) + numpy.maximum(_x31*shared_params, _x21*(_x32*shared_params + _x5*(_x33*shared_ffn_size + _x4)))) + moe_layers*((_x2*_x37*_x6/dp_link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x1*_x37))*numpy.minimum(1, _x37) + (_x2*_x3*_x38*_x39*_x40*batch*experts_per_token*hidden*(act_bytes + dispatch_bytes)/ep_link_bytes_per_s + 2*numpy.maximum(alltoall_latency_s, _x38*link_latency_s))*numpy.minimum(1, _x38)) + sliding_layers*(kernel_latency_s + numpy.maximum(_x25*_x26, _x16*(_x24 + _x25*_x27))) + sparse_layers*(_x10 + numpy.maximum(_x14*index_heads*(index_head_dim + 1), _x16*(_x11*(_x15*index_key_bytes + 8) + attn_decode_half_bytes))) + sparse_layers*(kernel_latency_s + numpy.maximum(_x26*_x28, _x16*(_x24 + _x27*_x28))) + step_latency_s + numpy.maximum(_x17*_x19*_x4, _x21*(_x17*_x20 + batch*(4*_x17 + _x20))),
     }
 
-ARGS['decode__seconds'] = ('batch', 'context_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'topk_tokens', 'index_heads', 'index_head_dim', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'conv_dim', 'conv_kernel', 'state_bytes', 'state_shardable', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dispatch_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_half_width', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'attn_decode_half_bytes', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
+ARGS['decode__seconds'] = ('batch', 'context_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'topk_tokens', 'index_heads', 'index_head_dim', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'conv_dim', 'conv_kernel', 'state_bytes', 'state_shardable', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dispatch_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_half_width', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'attn_decode_half_bytes', 'extra_kernel_share', 'step_latency_s', 'sequence_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
 OUTPUTS['decode__seconds'] = ('seconds',)
 NARROW[('decode', ('seconds',))] = 'decode__seconds'
 
 
-def mixed__seconds(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, sparse_layers, topk_tokens, index_heads, index_head_dim, index_key_bytes, linear_layers, linear_heads, linear_key_dim, linear_value_dim, conv_dim, conv_kernel, state_bytes, state_shardable, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dispatch_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_half_width, moe_latency_s, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, attn_decode_half_bytes, extra_kernel_share, step_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
+def mixed__seconds(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, sparse_layers, topk_tokens, index_heads, index_head_dim, index_key_bytes, linear_layers, linear_heads, linear_key_dim, linear_value_dim, conv_dim, conv_kernel, state_bytes, state_shardable, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dispatch_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_half_width, moe_latency_s, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, attn_decode_half_bytes, extra_kernel_share, step_latency_s, sequence_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
     """Numeric twin of pdroof.cost.equations groups()["mixed"], outputs seconds only."""
-    _x0 = tp - 1
-    _x1 = 2*link_latency_s
-    _x2 = tp**(-1.0)
-    _x3 = eff_link**(-1.0)
-    _x4 = 2*hidden
-    _x5 = batch + new_tokens*prefill_prompts
-    _x6 = _x5*act_bytes
-    _x7 = _x3*_x4*_x6
-    _x8 = 2*kernel_latency_s
-    _x9 = batch*context_tokens
-    _x10 = 1/(attn_peak_flops_per_s*eff_attn_prefill)
-    _x11 = 2*_x10
-    _x12 = _x11*_x9
-    _x13 = index_heads*(index_head_dim + 1)
-    _x14 = numpy.minimum(kv_shardable, tp)**(-1.0)
-    _x15 = _x14*index_key_bytes
-    _x16 = mem_bytes_per_s**(-1.0)
-    _x17 = _x16/eff_attn_decode
-    _x18 = expert_ffn_size*experts_per_token
-    _x19 = attn_dim_decode*heads
-    _x20 = _x19*_x2
-    _x21 = _x14*kv_bytes*kv_elems
-    _x22 = _x2*batch
-    _x23 = _x4*act_bytes
-    _x24 = _x22*_x23 + attn_decode_half_bytes
-    _x25 = batch + prefill_prompts
-    _x26 = _x2*vocab
+    _x0 = batch + prefill_prompts
+    _x1 = tp - 1
+    _x2 = 2*link_latency_s
+    _x3 = tp**(-1.0)
+    _x4 = eff_link**(-1.0)
+    _x5 = 2*hidden
+    _x6 = batch + new_tokens*prefill_prompts
+    _x7 = _x6*act_bytes
+    _x8 = _x4*_x5*_x7
+    _x9 = 2*kernel_latency_s
+    _x10 = batch*context_tokens
+    _x11 = 1/(attn_peak_flops_per_s*eff_attn_prefill)
+    _x12 = 2*_x11
+    _x13 = _x10*_x12
+    _x14 = index_heads*(index_head_dim + 1)
+    _x15 = numpy.minimum(kv_shardable, tp)**(-1.0)
+    _x16 = _x15*index_key_bytes
+    _x17 = mem_bytes_per_s**(-1.0)
+    _x18 = _x17/eff_attn_decode
+    _x19 = expert_ffn_size*experts_per_token
+    _x20 = attn_dim_decode*heads
+    _x21 = _x20*_x3
+    _x22 = _x15*kv_bytes*kv_elems
+    _x23 = _x3*batch
+    _x24 = _x5*act_bytes
+    _x25 = _x23*_x24 + attn_decode_half_bytes
+    _x26 = _x3*vocab
     _x27 = peak_flops_per_s**(-1.0)
     _x28 = _x27/eff_compute
     _x29 = act_bytes*hidden
-    _x30 = _x16/eff_weights
+    _x30 = _x17/eff_weights
     _x31 = numpy.minimum(context_tokens, window_tokens)
-    _x32 = _x11*_x19*_x22
-    _x33 = _x21*batch
+    _x32 = _x12*_x20*_x23
+    _x33 = _x22*batch
     _x34 = numpy.minimum(context_tokens, topk_tokens)
-    _x35 = _x11*prefill_prompts*(attn_half_tokens + new_tokens)
+    _x35 = _x12*prefill_prompts*(attn_half_tokens + new_tokens)
     _x36 = _x35*((1/2)*new_tokens + prefix_tokens + 1/2)
-    _x37 = _x2*attn_dim_prefill*heads
-    _x38 = _x2*_x23*new_tokens
+    _x37 = _x3*attn_dim_prefill*heads
+    _x38 = _x24*_x3*new_tokens
     _x39 = new_tokens + prefix_tokens
-    _x40 = _x17*prefill_prompts
-    _x41 = _x40*(_x21*_x39 + _x38)
+    _x40 = _x18*prefill_prompts
+    _x41 = _x40*(_x22*_x39 + _x38)
     _x42 = 2*dequant_overhead + 2
-    _x43 = _x28*_x42*(_x5 + gemm_half_rows)
-    _x44 = _x2*_x43
-    _x45 = _x2*weight_bytes
-    _x46 = 3*_x2
+    _x43 = _x28*_x42*(_x6 + gemm_half_rows)
+    _x44 = _x3*_x43
+    _x45 = _x3*weight_bytes
+    _x46 = 3*_x3
     _x47 = conv_dim*conv_kernel
     _x48 = linear_heads*linear_value_dim
     _x49 = _x48*linear_key_dim
@@ -1009,24 +1012,24 @@ def mixed__seconds(*, batch, prefill_prompts, new_tokens, prefix_tokens, context
     _x51 = _x50*batch
     _x52 = 2*state_bytes
     _x53 = act_bytes*(_x48 + 3*conv_dim)
-    _x54 = _x14*kv_proj_params + _x2*(attn_params - kv_proj_params)
+    _x54 = _x15*kv_proj_params + _x3*(attn_params - kv_proj_params)
     _x55 = numpy.minimum(new_tokens, numpy.maximum(0, -prefix_tokens + topk_tokens))
     _x56 = _x35/new_tokens
     _x57 = numpy.minimum(new_tokens, numpy.maximum(0, -prefix_tokens + window_tokens))
-    _x58 = numpy.maximum(1, _x2*moe_tp) - 1
+    _x58 = numpy.maximum(1, _x3*moe_tp) - 1
     _x59 = moe_ep - 1
     _x60 = moe_ep**(-1.0)
     _x61 = (ep_imbalance_32 - 1)*numpy.sqrt(numpy.log(moe_ep))/numpy.sqrt(numpy.log(32)) + 1
     _x62 = moe_tp**(-1.0)
     _x63 = numpy.maximum(1, _x62*expert_ffn_size)
     _x64 = _x60*_x62
-    _x65 = _x5*dp
+    _x65 = _x6*dp
     _x66 = _x61*_x65
     return {
-        'seconds': _x16*_x5*(_x2*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x18 + shared_ffn_size)) + hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem))/eff_memory + dense_layers*(_x8 + numpy.maximum(_x44*ffn_params, _x30*(_x45*ffn_params + _x6*(_x4 + _x46*ffn_size)))) + full_layers*(kernel_latency_s + numpy.maximum(_x41, _x36*_x37)) + full_layers*(kernel_latency_s + numpy.maximum(_x12*_x20, _x17*(_x21*_x9 + _x24))) + 3*kernel_latency_s*layers + kernel_latency_s + layer_latency_s*layers*(extra_kernel_share + 1) + layers*(_x8 + numpy.maximum(_x43*_x54, _x30*(_x54*weight_bytes + _x6*(_x4 + _x54/hidden)))) + 2*layers*(_x0*_x2*_x7/link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x0*_x1))*numpy.minimum(1, _x0) + linear_layers*(_x8 + numpy.maximum(_x17*(_x51*(_x52 + _x53) + attn_decode_half_bytes), _x10*_x51*(2*_x47 + 7*_x49))) + linear_layers*(7*kernel_latency_s + numpy.maximum(_x40*_x50*((1/32)*_x49*act_bytes*new_tokens + _x52 + _x53*new_tokens), _x35*_x50*(_x47 + (1/3)*linear_heads*(9*linear_key_dim*linear_value_dim + 576*linear_key_dim + 384*linear_value_dim + 2048)))) + moe_layers*(moe_latency_s + numpy.maximum(_x27*_x42*_x64*_x66*expert_params*experts_per_token*(_x63 + moe_half_width)/(_x63*eff_moe_compute), _x16*_x64*(3*_x18*_x66*act_bytes - expert_params*experts*weight_bytes*((1 - experts_per_token/experts)**_x65 - 1))/eff_moe_weights)) + moe_layers*(_x8*numpy.minimum(1, shared_params) + numpy.maximum(_x44*shared_params, _x30*(_x45*shared_params + _x6*(_x4 + _x46*shared_ffn_size)))) + moe_layers*((_x58*_x7/dp_link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x1*_x58))*numpy.minimum(1, _x58) + (_x2*_x3*_x5*_x59*_x60*_x61*experts_per_token*hidden*(act_bytes + dispatch_bytes)/ep_link_bytes_per_s + 2*numpy.maximum(alltoall_latency_s, _x59*link_latency_s))*numpy.minimum(1, _x59)) + sliding_layers*(kernel_latency_s + numpy.maximum(_x31*_x32, _x17*(_x24 + _x31*_x33))) + sliding_layers*(kernel_latency_s + numpy.maximum(_x40*(_x21*numpy.minimum(_x39, window_tokens) + _x38), _x37*_x56*(_x57*prefix_tokens + (1/2)*_x57*(_x57 + 1) + window_tokens*(-_x57 + new_tokens)))) + sparse_layers*(_x8 + numpy.maximum(_x12*_x13, _x17*(_x9*(_x15 + 8) + attn_decode_half_bytes))) + sparse_layers*(_x8 + numpy.maximum(_x13*_x36, _x40*(_x15*_x39 + 4*new_tokens*(new_tokens + 2*prefix_tokens + 1)))) + sparse_layers*(kernel_latency_s + numpy.maximum(_x41, _x20*_x56*(_x55*prefix_tokens + (1/2)*_x55*(_x55 + 1) + topk_tokens*(-_x55 + new_tokens)))) + sparse_layers*(kernel_latency_s + numpy.maximum(_x32*_x34, _x17*(_x24 + _x33*_x34))) + step_latency_s + numpy.maximum(_x26*_x28*_x4*(_x25 + gemm_half_rows), _x30*(_x25*(4*_x26 + _x29) + _x26*_x29)),
+        'seconds': _x0*sequence_latency_s + _x17*_x6*(_x3*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x19 + shared_ffn_size)) + hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem))/eff_memory + dense_layers*(_x9 + numpy.maximum(_x44*ffn_params, _x30*(_x45*ffn_params + _x7*(_x46*ffn_size + _x5)))) + full_layers*(kernel_latency_s + numpy.maximum(_x41, _x36*_x37)) + full_layers*(kernel_latency_s + numpy.maximum(_x13*_x21, _x18*(_x10*_x22 + _x25))) + 3*kernel_latency_s*layers + kernel_latency_s + layer_latency_s*layers*(extra_kernel_share + 1) + layers*(_x9 + numpy.maximum(_x43*_x54, _x30*(_x54*weight_bytes + _x7*(_x5 + _x54/hidden)))) + 2*layers*(_x1*_x3*_x8/link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x1*_x2))*numpy.minimum(1, _x1) + linear_layers*(_x9 + numpy.maximum(_x18*(_x51*(_x52 + _x53) + attn_decode_half_bytes), _x11*_x51*(2*_x47 + 7*_x49))) + linear_layers*(7*kernel_latency_s + numpy.maximum(_x40*_x50*((1/32)*_x49*act_bytes*new_tokens + _x52 + _x53*new_tokens), _x35*_x50*(_x47 + (1/3)*linear_heads*(9*linear_key_dim*linear_value_dim + 576*linear_key_dim + 384*linear_value_dim + 2048)))) + moe_layers*(moe_latency_s + numpy.maximum(_x27*_x42*_x64*_x66*expert_params*experts_per_token*(_x63 + moe_half_width)/(_x63*eff_moe_compute), _x17*_x64*(3*_x19*_x66*act_bytes - expert_params*experts*weight_bytes*((1 - experts_per_token/experts)**_x65 - 1))/eff_moe_weights)) + moe_layers*(_x9*numpy.minimum(1, shared_params) + numpy.maximum(_x44*shared_params, _x30*(_x45*shared_params + _x7*(_x46*shared_ffn_size + _x5)))) + moe_layers*((_x58*_x8/dp_link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x2*_x58))*numpy.minimum(1, _x58) + (_x3*_x4*_x59*_x6*_x60*_x61*experts_per_token*hidden*(act_bytes + dispatch_bytes)/ep_link_bytes_per_s + 2*numpy.maximum(alltoall_latency_s, _x59*link_latency_s))*numpy.minimum(1, _x59)) + sliding_layers*(kernel_latency_s + numpy.maximum(_x31*_x32, _x18*(_x25 + _x31*_x33))) + sliding_layers*(kernel_latency_s + numpy.maximum(_x40*(_x22*numpy.minimum(_x39, window_tokens) + _x38), _x37*_x56*(_x57*prefix_tokens + (1/2)*_x57*(_x57 + 1) + window_tokens*(-_x57 + new_tokens)))) + sparse_layers*(_x9 + numpy.maximum(_x13*_x14, _x18*(_x10*(_x16 + 8) + attn_decode_half_bytes))) + sparse_layers*(_x9 + numpy.maximum(_x14*_x36, _x40*(_x16*_x39 + 4*new_tokens*(new_tokens + 2*prefix_tokens + 1)))) + sparse_layers*(kernel_latency_s + numpy.maximum(_x41, _x21*_x56*(_x55*prefix_tokens + (1/2)*_x55*(_x55 + 1) + topk_tokens*(-_x55 + new_tokens)))) + sparse_layers*(kernel_latency_s + numpy.maximum(_x32*_x34, _x18*(_x25 + _x33*_x34))) + step_latency_s + numpy.maximum(_x26*_x28*_x5*(_x0 + gemm_half_rows), _x30*(_x0*(4*_x26 + _x29) + _x26*_x29)),
     }
 
-ARGS['mixed__seconds'] = ('batch', 'prefill_prompts', 'new_tokens', 'prefix_tokens', 'context_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'topk_tokens', 'index_heads', 'index_head_dim', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'conv_dim', 'conv_kernel', 'state_bytes', 'state_shardable', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dispatch_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_half_width', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'attn_decode_half_bytes', 'extra_kernel_share', 'step_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
+ARGS['mixed__seconds'] = ('batch', 'prefill_prompts', 'new_tokens', 'prefix_tokens', 'context_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'topk_tokens', 'index_heads', 'index_head_dim', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'conv_dim', 'conv_kernel', 'state_bytes', 'state_shardable', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dispatch_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_half_width', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'attn_decode_half_bytes', 'extra_kernel_share', 'step_latency_s', 'sequence_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
 OUTPUTS['mixed__seconds'] = ('seconds',)
 NARROW[('mixed', ('seconds',))] = 'mixed__seconds'
 

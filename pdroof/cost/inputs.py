@@ -216,6 +216,7 @@ def precision_inputs(runtime: Record, p: Precision) -> dict[str, float]:
         "mem_reserve": st.memory_reserve_fraction,
         "chunk_tokens": st.chunk_tokens,
         "step_latency_s": st.step_latency_s,
+        "sequence_latency_s": st.sequence_latency_s,
         # the scheduler's, read by the load model (serving.load), not by the equations
         "request_latency_s": st.request_latency_s,
         "disaggregation_latency_s": st.disaggregation_latency_s,

@@ -123,6 +123,8 @@ _TABLE = (
         "of the stack's kernels per layer", r"\kappa"),
     Sym("step_latency_s", "s", "fixed cost per forward pass outside the layers (scheduling, sampling, launch)",
         r"\tau_S"),
+    Sym("sequence_latency_s", "s", "cost per sequence in a forward pass outside the layers (the engine's "
+        "per-request scheduling, input preparation and sampling)", r"\tau_Q"),
     Sym("norm_bytes_per_elem", "B", "bytes moved per hidden element by one normalisation", "r_N"),
     Sym("residual_bytes_per_elem", "B", "bytes moved per hidden element by one residual add", "r_R"),
     Sym("act_fn_bytes_per_elem", "B", "bytes moved per FFN element by the gated activation", "r_G"),

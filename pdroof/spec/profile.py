@@ -34,6 +34,9 @@ STRUCTURE = Map(fields=(
     F("chunk_tokens", Num(integer=True), required=True, doc="most tokens in one forward pass"),
     F("step_latency_us", Num(scale=MICRO, positive=False, minimum=0), attr="step_latency_s", required=True,
       doc="fixed cost per forward pass outside the layers: scheduling, sampling, graph launch"),
+    F("sequence_latency_us", Num(scale=MICRO, positive=False, minimum=0), attr="sequence_latency_s", default=0.0,
+      doc="cost per sequence in a forward pass outside the layers, where the engine does not overlap it with "
+          "the previous pass: its per-request scheduling, input preparation and sampling"),
     F("request_latency_us", Num(scale=MICRO, positive=False, minimum=0), attr="request_latency_s", default=0.0,
       doc="time a request spends outside the forward passes before its first token reaches the client: "
           "the server receiving and tokenising it, handing it to the scheduler, streaming the token back"),

@@ -135,7 +135,9 @@ def _pass(tokens, head_tokens, attention):
     ops["lm_head"] = _head(head_tokens, V, h, t, ba)
 
     ops["layer_latency"] = _latency(S("layers") * S("layer_latency_s") * (1 + S("extra_kernel_share")))
-    ops["step_latency"] = _latency(S("step_latency_s"))
+    # the engine's CPU work per pass outside the layers, fixed and per sequence in it (scheduling,
+    # input preparation, sampling), where it does not overlap the previous pass
+    ops["step_latency"] = _latency(S("step_latency_s") + head_tokens * S("sequence_latency_s"))
     return ops
 
 
