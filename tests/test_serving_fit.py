@@ -224,3 +224,16 @@ def test_the_prior_costs_nothing_at_the_base_and_grows_with_each_step_away():
     assert _steps(eff, 0.5 * 1.1 ** 2, 0.5) == pytest.approx(2) == _steps(eff, 0.5 / 1.1 ** 2, 0.5)
     assert _steps(lat, 1000, 500) == pytest.approx(2)
     assert 0 < PRIOR_PER_STEP < 0.05
+
+
+def test_a_per_sequence_cost_is_fitted_only_for_an_engine_whose_profile_charges_one(catalog, tmp_path):
+    """An overlap scheduler (base 0 per sequence) has no such cost to fit: it would soak up whatever
+    else grows with the batch. vLLM's profile charges one, so its runs may determine it."""
+    runs, f = _measured(tmp_path, {"profiles.h100-sxm.weights.bf16": 0.7})
+    base = yaml.safe_load((builtin_root() / "hardware" / "runtimes" / "vllm.yaml").read_text())
+    acc = catalog.get("accelerator", "h100-sxm")
+    _, rep = calibrate_serving(catalog, runs_to_fit(runs, f, acc), f, acc, base, "mine")
+    assert "sequence_latency_us" in {**rep["fitted"], **rep["kept"]}
+    base["structure"]["sequence_latency_us"] = 0
+    _, rep = calibrate_serving(catalog, runs_to_fit(runs, f, acc), f, acc, base, "mine")
+    assert "sequence_latency_us" not in {**rep["fitted"], **rep["kept"]}

@@ -217,9 +217,11 @@ def precision_inputs(runtime: Record, p: Precision) -> dict[str, float]:
         "chunk_tokens": st.chunk_tokens,
         "step_latency_s": st.step_latency_s,
         "sequence_latency_s": st.sequence_latency_s,
-        # the scheduler's, read by the load model (serving.load), not by the equations
+        # the scheduler's, read by the load models (serving.load, serving.pool_loop through predict and
+        # the prefill stage), not by the equations: a request's own time outside the passes, and a
+        # disaggregated one's with the PD dispatch, handshake and pickup
         "request_latency_s": st.request_latency_s,
-        "disaggregation_latency_s": st.disaggregation_latency_s,
+        "disaggregated_request_s": st.request_latency_s + st.disaggregation_latency_s,
         "prefill_first": 1.0 if st.prefill_schedule == "prefill_first" else 0.0,
         "kv_reserve_full": 1.0 if st.kv_reservation == "full" else 0.0,
         "drifting_arrivals": 1.0 if st.arrivals == "drifting" else 0.0,

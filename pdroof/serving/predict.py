@@ -220,8 +220,7 @@ def _disaggregated(rows: list, out: list[Prediction], waves: float) -> None:
     res = pool_loop(pre, dec, sc["clients"], sc["prompt"], sc["output"], prefill_replicas=sc["prefill_replicas"],
                     decode_replicas=sc["decode_replicas"], job_cap=sc["job_cap"],
                     batch_cap=np.minimum(admitted, sc["batch_cap"]), handoff_s=handoff,
-                    request_s=dec["request_latency_s"] + dec["disaggregation_latency_s"], drift=sc["drift"],
-                    waves=waves)
+                    request_s=pre["disaggregated_request_s"], drift=sc["drift"], waves=waves)
     bound = np.where(res["prefill_bound"], "prefill", np.where(res["decode_bound"], "decode", ""))
     per_run = _per_run(res, sc["output"], np.ones_like(sc["output"]), {
         "decode_batch_per_replica": res["decode_batch"], "job_prompts": np.round(res["job_prompts"], 2),

@@ -186,7 +186,7 @@ def prefill_stage(c: Candidates) -> Stage:
                  "kv_capacity_bytes": mem["kv_capacity_bytes"], "kv_bytes_per_elem": per_elem,
                  "mem_bytes_per_s": cols["mem_bytes_per_s"], "eff_memory": cols["eff_memory"],
                  "host_bytes_per_s": host[st.labels["acc"]],
-                 "request_s": cols["request_latency_s"] + cols["disaggregation_latency_s"]}
+                 "request_s": cols["disaggregated_request_s"]}
     for i in range(len(st)):
         if st.reasons[i] is None and mem["max_batch"][i] < 1:
             st.reasons[i] = "weights and one prompt's KV do not fit"

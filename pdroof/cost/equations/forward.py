@@ -71,7 +71,7 @@ def moe_compute_efficiency():
     return S("eff_moe_compute") * w / (w + S("moe_half_width"))
 
 
-def _pass(tokens, head_tokens, attention):
+def _pass(tokens, seqs, attention):
     """All operations of one pass of ``tokens`` tokens from ``seqs`` sequences."""
     t, h = S("tp"), S("hidden")
     T = tokens
@@ -132,12 +132,12 @@ def _pass(tokens, head_tokens, attention):
 
     # LM head: only the last position of each prompt in prefill; kept in 16-bit weights.
     V = S("vocab")
-    ops["lm_head"] = _head(head_tokens, V, h, t, ba)
+    ops["lm_head"] = _head(seqs, V, h, t, ba)
 
     ops["layer_latency"] = _latency(S("layers") * S("layer_latency_s") * (1 + S("extra_kernel_share")))
     # the engine's CPU work per pass outside the layers, fixed and per sequence in it (scheduling,
     # input preparation, sampling), where it does not overlap the previous pass
-    ops["step_latency"] = _latency(S("step_latency_s") + head_tokens * S("sequence_latency_s"))
+    ops["step_latency"] = _latency(S("step_latency_s") + seqs * S("sequence_latency_s"))
     return ops
 
 
