@@ -98,7 +98,7 @@ def test_calibrate_reads_another_tools_results(cli, tmp_path):
 
 
 def test_an_inferencex_records_own_hardware_wins_and_is_checked(tmp_path, catalog):
-    from pdroof.calibration.serving_fit import runs_to_fit
+    from pdroof.calibration.serving_runs import runs_to_fit
     from pdroof.spec.errors import PdroofError
 
     rec = json.loads((DATA / "inferencex_results.json").read_text())[0]

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import yaml
 
-from pdroof.calibration.serving_fit import calibrate_serving, runs_to_fit
+from pdroof.calibration.serving_fit import calibrate_serving
+from pdroof.calibration.serving_runs import runs_to_fit
 from pdroof.serving.predict import predict
 from pdroof.serving.runs import parse_runs
 from pdroof.spec.catalog import Catalog, builtin_root
@@ -237,3 +239,28 @@ def test_a_per_sequence_cost_is_fitted_only_for_an_engine_whose_profile_charges_
     base["structure"]["sequence_latency_us"] = 0
     _, rep = calibrate_serving(catalog, runs_to_fit(runs, f, acc), f, acc, base, "mine")
     assert "sequence_latency_us" not in {**rep["fitted"], **rep["kept"]}
+
+
+def test_a_metric_a_fit_predicts_worse_left_out_than_the_base_keeps_the_bases_factors(catalog, tmp_path,
+                                                                                      monkeypatch):
+    """Cross-validation decides what the runs determine: where each run left out is predicted worse
+    by a fit to the others than by the base, that metric's factors keep the base's values and say
+    why; the other metric's fit stands."""
+    import pdroof.calibration.serving_fit as sf
+
+    runs, f = _measured(tmp_path, {"profiles.h100-sxm.weights.bf16": 0.6, "structure.request_latency_us": 20000})
+    base = yaml.safe_load((builtin_root() / "hardware" / "runtimes" / "vllm.yaml").read_text())
+    acc = catalog.get("accelerator", "h100-sxm")
+    honest = sf._left_out
+
+    def tpot_worse(ev, n, fitted, start, before):  # as if the TPOT fit did not carry to the run left out
+        loo = honest(ev, n, fitted, start, before)
+        if any(g.metric == 0 for g in fitted):
+            loo[:, 0] = np.abs(before[:, 0]) + 0.5
+        return loo
+
+    monkeypatch.setattr(sf, "_left_out", tpot_worse)
+    _, rep = calibrate_serving(catalog, runs_to_fit(runs, f, acc), f, acc, base, "mine")
+    assert "weights.bf16" in rep["kept"] and "left out" in rep["kept"]["weights.bf16"]["why"]
+    assert all(g.startswith(("request", "compute", "disaggregation")) for g in rep["fitted"])
+    assert "request_latency_us" in rep["fitted"]

@@ -14,7 +14,9 @@ ones to TTFT (median where measured, else mean) by coordinate search on grids re
 best point, each step a factor moves from the base's value costing a point of error (a prior: the
 base's values come from kernel measurements). Each candidate is evaluated by ``predict`` — the same
 closed-loop load model — on a profile written to a scratch catalogue, so that what is written is
-exactly what was evaluated.
+exactly what was evaluated. Last, each run is predicted by a fit to the others: a metric those fits
+predict worse than the base does is one the runs do not determine after all, and its factors keep
+the base's values (the other metric's are fitted again without them).
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-import re
 import tempfile
 from dataclasses import dataclass
 from datetime import date
@@ -31,12 +32,11 @@ from pathlib import Path
 import numpy as np
 
 from ..cost.precision import default_activations
-from ..cost.runtime import ENGINE_PREFERENCE, engine_profile_id, resolve, resolved_entry
+from ..cost.runtime import resolve, resolved_entry
 from ..serving.predict import predict
 from ..serving.runs import Run
 from ..spec.catalog import Catalog
 from ..spec.errors import PdroofError
-from ..spec.kinds import ID
 from ..spec.schema import Record
 from ..spec.view import percent
 
@@ -44,11 +44,12 @@ SENSITIVE = 0.01  # a factor's step must move the predictions by 1% (rms) to be 
 SEPARABLE = 0.3  # ... and that much of its effect must be its own, not the others' combination
 # each step a factor moves away from the base's value (a step of ``Factor.step``) costs this much mean
 # absolute log error: the base's factors come from kernel measurements, and a few serving runs fit
-# noise as readily as signal. Chosen by the leave-one-out error it then reports, over the shared
-# set's 17 groups (benchmarks/calibrate_groups.py): TPOT 12.4%, TTFT 25.0% without it; 11.1%, 23.2% at
-# 0.01; 11.2%, 22.1% at 0.02; 0.04 shrinks too far
+# noise as readily as signal. Chosen, before the cross-validated choice of factors, by the
+# leave-one-out error over the shared set's 17 groups (benchmarks/calibrate_groups.py): TPOT 12.4%,
+# TTFT 25.0% without it; 11.1%, 23.2% at 0.01; 11.2%, 22.1% at 0.02; 0.04 shrinks too far
 PRIOR_PER_STEP = 0.01
 GRID, ROUNDS, SWEEPS, ALTERNATIONS = 7, 3, 2, 3
+METRICS = ("tpot", "ttft")
 
 
 @dataclass(frozen=True)
@@ -292,50 +293,6 @@ def _fit_metric(ev: _Evaluator, factors: list[Factor], values: dict[Factor, floa
     return values
 
 
-def runs_to_fit(runs: list[Run], path: str | Path, acc: Record) -> list[Run]:
-    """The measured runs of ``path``, refused whole where a run is broken or measured on another
-    accelerator, engine or kind of deployment than one profile can stand for."""
-    for r in runs:
-        if r.error:
-            raise PdroofError(f"{path}: run {r.id}: {r.error}")
-    measured = [r for r in runs if any(s in m for m in r.measured.values() for s in ("mean", "median"))]
-    if not measured:
-        raise PdroofError(f"{path}: no run measured a TPOT or TTFT mean or median (measured.tpot_ms.mean, ...) "
-                          "to fit")
-    others = sorted({pool.accelerator for r in measured for pool in r.pools.values()} - {acc.id})
-    if others:
-        raise PdroofError(f"{path}: runs measured on {', '.join(others)}, not {acc.id}: a profile is fitted to "
-                          "one accelerator's runs")
-    engines = sorted({r.engine or "?" for r in measured})
-    if len(engines) > 1:
-        raise PdroofError(f"{path}: runs of several engines ({', '.join(engines)}): a profile stands for one engine")
-    return measured
-
-
-def default_base(cat: Catalog, runs: list[Run], acc: Record) -> str:
-    """The profile the runs' engine and releases resolve to (as ``predict`` picks it)."""
-    ids = sorted({engine_profile_id(cat, r.engine, r.engine_version, acc) for r in runs})
-    if len(ids) > 1:
-        raise PdroofError(f"the runs' releases stand for different profiles ({', '.join(ids)}): "
-                          "name one with --runtime")
-    return ids[0]
-
-
-def check_base(base: Record, runs: list[Run]) -> None:
-    """Refuse a base that is another engine's profile than the runs'."""
-    engine = base.engine or base.id
-    ran = {r.engine for r in runs} - {None}
-    if engine in ENGINE_PREFERENCE and ran and engine not in ran:
-        raise PdroofError(f"runtime {base.id} stands for {engine}, but the runs were measured on {', '.join(ran)}")
-
-
-def check_profile_id(profile_id: str) -> None:
-    """The output file's name is the profile's id: refuse one that is not an id."""
-    if not re.fullmatch(ID.pattern, profile_id):
-        raise PdroofError(f"{profile_id!r}: the output file's name is the profile's id: lower-case letters, digits, "
-                          "'.', '_' and '-' (e.g. my-h100.yaml)")
-
-
 def calibrate_serving(cat: Catalog, runs: list[Run], runs_path: str | Path, acc: Record, base_doc: dict,
                       profile_id: str) -> tuple[dict, dict]:
     """A runtime document (YAML-ready) fitted to ``runs`` on ``acc``, starting from the raw runtime
@@ -362,23 +319,28 @@ def calibrate_serving(cat: Catalog, runs: list[Run], runs_path: str | Path, acc:
     kept = {**determined(ev, [f for f in factors if f.metric == 0], start, 0),
             **determined(ev, [f for f in factors if f.metric == 1], start, 1)}
     free = [f for f in factors if f not in kept]
-    values = fit(ev, free, start) if free else dict(start)
-    for f in free:
-        if round(values[f], 4) == round(start[f], 4):
-            kept[f] = "the fit left it at the base's value"
-    fitted = {f: values[f] for f in free if f not in kept}
-    before, after = ev.log_ratios(start), ev.log_ratios(values)
-    loo = before.copy() if not fitted else np.full_like(after, np.nan)  # nothing fitted: the base predicts every run
-    if len(runs) > 1 and fitted:  # each run predicted by a fit, from the base, to the others
-        for i in range(len(runs)):
-            others = np.array([j != i for j in range(len(runs))])
-            loo[i] = ev.log_ratios(fit(ev, list(fitted), start, rows=others, sweeps=1))[i]
+    values, fitted = _fit_free(ev, free, start, kept)
+    before = ev.log_ratios(start)
+    loo = _left_out(ev, len(runs), fitted, start, before)
+    # cross-validation: a metric that a fit to the other runs predicts worse, each run left out, than
+    # the base does is one these runs do not determine; its factors keep the base's values
+    worse = [m for m in (0, 1) if fitted and _mae(loo)[METRICS[m]] is not None
+             and _mae(loo)[METRICS[m]] > _mae(before)[METRICS[m]]]
+    if worse:
+        for f in fitted:
+            if f.metric in worse:
+                m = METRICS[f.metric]
+                kept[f] = (f"with each run left out, a fit to the others predicted its {m.upper()} worse than the base "
+                           f"({percent(_mae(loo)[m])} against {percent(_mae(before)[m])}): these runs do not "
+                           f"determine it; needs {f.needs}")
+        values, fitted = _fit_free(ev, [f for f in fitted if f.metric not in worse], start, kept)
+        loo = _left_out(ev, len(runs), fitted, start, before)
+    after = ev.log_ratios(values)
     name, digest = Path(runs_path).name, hashlib.sha256(Path(runs_path).read_bytes()).hexdigest()
     mae_before, mae_after = _mae(before), _mae(after)
-    metric = ("tpot", "ttft")
-    sources = {f: (f"pdroof calibrate on {name} (sha256 {digest[:12]}), {len(runs)} runs: {metric[f.metric].upper()} "
-                   f"mean absolute error {percent(mae_before[metric[f.metric]])} with {base_doc.get('id', '?')}, "
-                   f"{percent(mae_after[metric[f.metric]])} fitted") for f in fitted}
+    sources = {f: (f"pdroof calibrate on {name} (sha256 {digest[:12]}), {len(runs)} runs: {METRICS[f.metric].upper()} "
+                   f"mean absolute error {percent(mae_before[METRICS[f.metric]])} with {base_doc.get('id', '?')}, "
+                   f"{percent(mae_after[METRICS[f.metric]])} fitted") for f in fitted}
     doc = ev.document(fitted, sources)
     origin = base_doc.get("id", "?")
     doc["name"] = f"{base.name} calibrated on {acc.id}"
@@ -396,9 +358,33 @@ def calibrate_serving(cat: Catalog, runs: list[Run], runs_path: str | Path, acc:
     return doc, report
 
 
+def _fit_free(ev: _Evaluator, free: list[Factor], start: dict[Factor, float],
+              kept: dict[Factor, str]) -> tuple[dict[Factor, float], dict[Factor, float]]:
+    """Every value after fitting ``free`` from the base, and those the fit moved (the others go to
+    ``kept``)."""
+    values = fit(ev, free, start) if free else dict(start)
+    for f in free:
+        if round(values[f], 4) == round(start[f], 4):
+            kept[f] = "the fit left it at the base's value"
+    return values, {f: values[f] for f in free if f not in kept}
+
+
+def _left_out(ev: _Evaluator, n: int, fitted: dict[Factor, float], start: dict[Factor, float],
+              before: np.ndarray) -> np.ndarray:
+    """Log errors of each run predicted by a fit of ``fitted``, from the base, to the others; with
+    nothing fitted, the base's (it is then the profile); unknown for a single run."""
+    if not fitted:
+        return before.copy()
+    loo = np.full_like(before, np.nan)
+    if n > 1:
+        for i in range(n):
+            loo[i] = ev.log_ratios(fit(ev, list(fitted), start, rows=np.arange(n) != i, sweeps=1))[i]
+    return loo
+
+
 def _row(run: Run, before, after, loo) -> dict:
     row = {"id": run.id, "isl": run.isl, "osl": run.osl, "concurrency": run.concurrency}
-    for j, metric in enumerate(("tpot", "ttft")):
+    for j, metric in enumerate(METRICS):
         row[f"{metric}_before"], row[f"{metric}_fitted"], row[f"{metric}_left_out"] = (
             _err(before[j]), _err(after[j]), _err(loo[j]))
     return row
@@ -410,7 +396,7 @@ def _err(log_ratio) -> float | None:
 
 def _mae(log_ratios: np.ndarray) -> dict[str, float | None]:
     out = {}
-    for j, metric in enumerate(("tpot", "ttft")):
+    for j, metric in enumerate(METRICS):
         v = log_ratios[:, j]
         v = v[~np.isnan(v)]
         out[metric] = float(np.mean(np.abs(np.expm1(v)))) if len(v) else None

@@ -45,7 +45,7 @@ def calibrate_cmd(
     import yaml
 
     from ..calibration.measurements import measurement_kinds
-    from ..calibration.serving_fit import check_base, check_profile_id, default_base, runs_to_fit
+    from ..calibration.serving_runs import check_base, check_profile_id, default_base, runs_to_fit
     from ..serving.run_formats import RunDefaults, read_any_runs
     from ..spec.errors import PdroofError
 

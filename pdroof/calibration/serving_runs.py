@@ -1,0 +1,59 @@
+"""Which measured serving runs and which base profile one calibrated runtime can stand for
+(``pdroof calibrate RUNS``): one accelerator's, one engine's, from a profile of that engine, under a
+name that can be the profile's id."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ..cost.runtime import ENGINE_PREFERENCE, engine_profile_id
+from ..serving.runs import Run
+from ..spec.catalog import Catalog
+from ..spec.errors import PdroofError
+from ..spec.kinds import ID
+from ..spec.schema import Record
+
+
+def runs_to_fit(runs: list[Run], path: str | Path, acc: Record) -> list[Run]:
+    """The measured runs of ``path``, refused whole where a run is broken or measured on another
+    accelerator, engine or kind of deployment than one profile can stand for."""
+    for r in runs:
+        if r.error:
+            raise PdroofError(f"{path}: run {r.id}: {r.error}")
+    measured = [r for r in runs if any(s in m for m in r.measured.values() for s in ("mean", "median"))]
+    if not measured:
+        raise PdroofError(f"{path}: no run measured a TPOT or TTFT mean or median (measured.tpot_ms.mean, ...) "
+                          "to fit")
+    others = sorted({pool.accelerator for r in measured for pool in r.pools.values()} - {acc.id})
+    if others:
+        raise PdroofError(f"{path}: runs measured on {', '.join(others)}, not {acc.id}: a profile is fitted to "
+                          "one accelerator's runs")
+    engines = sorted({r.engine or "?" for r in measured})
+    if len(engines) > 1:
+        raise PdroofError(f"{path}: runs of several engines ({', '.join(engines)}): a profile stands for one engine")
+    return measured
+
+
+def default_base(cat: Catalog, runs: list[Run], acc: Record) -> str:
+    """The profile the runs' engine and releases resolve to (as ``predict`` picks it)."""
+    ids = sorted({engine_profile_id(cat, r.engine, r.engine_version, acc) for r in runs})
+    if len(ids) > 1:
+        raise PdroofError(f"the runs' releases stand for different profiles ({', '.join(ids)}): "
+                          "name one with --runtime")
+    return ids[0]
+
+
+def check_base(base: Record, runs: list[Run]) -> None:
+    """Refuse a base that is another engine's profile than the runs'."""
+    engine = base.engine or base.id
+    ran = {r.engine for r in runs} - {None}
+    if engine in ENGINE_PREFERENCE and ran and engine not in ran:
+        raise PdroofError(f"runtime {base.id} stands for {engine}, but the runs were measured on {', '.join(ran)}")
+
+
+def check_profile_id(profile_id: str) -> None:
+    """The output file's name is the profile's id: refuse one that is not an id."""
+    if not re.fullmatch(ID.pattern, profile_id):
+        raise PdroofError(f"{profile_id!r}: the output file's name is the profile's id: lower-case letters, digits, "
+                          "'.', '_' and '-' (e.g. my-h100.yaml)")
