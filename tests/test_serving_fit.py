@@ -260,7 +260,9 @@ def test_a_metric_a_fit_predicts_worse_left_out_than_the_base_keeps_the_bases_fa
         return loo
 
     monkeypatch.setattr(sf, "_left_out", tpot_worse)
-    _, rep = calibrate_serving(catalog, runs_to_fit(runs, f, acc), f, acc, base, "mine")
+    doc, rep = calibrate_serving(catalog, runs_to_fit(runs, f, acc), f, acc, base, "mine")
     assert "weights.bf16" in rep["kept"] and "left out" in rep["kept"]["weights.bf16"]["why"]
+    assert "weights" not in doc["profiles"]["h100-sxm"] or doc["profiles"]["h100-sxm"]["weights"]["bf16"] == \
+        base["profiles"]["h100-sxm"]["weights"]["bf16"]  # the written profile keeps the base's
     assert all(g.startswith(("request", "compute", "disaggregation")) for g in rep["fitted"])
     assert "request_latency_us" in rep["fitted"]

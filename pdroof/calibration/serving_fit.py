@@ -184,7 +184,7 @@ class _Evaluator:
                     continue
                 if p.error:
                     raise PdroofError(f"run {p.run.id}: {p.error}")
-                for j, metric in enumerate(("tpot_ms", "ttft_ms")):
+                for j, metric in enumerate(f"{m}_ms" for m in METRICS):
                     v = (p.vs_measured or {}).get(metric)
                     if v:
                         out[i, j] = np.log(v["predicted"] / v["measured"])
@@ -229,7 +229,7 @@ def determined(ev: _Evaluator, factors: list[Factor], values: dict[Factor, float
     base = ev.log_ratios(values)[:, metric]
     ok = ~np.isnan(base)
     if not ok.any():
-        what = ("TPOT", "TTFT")[metric]
+        what = METRICS[metric].upper()
         return {f: f"no run measured the {what} mean or median it moves; needs {f.needs}" for f in factors}
     cols = {}
     for f in factors:
@@ -316,25 +316,29 @@ def calibrate_serving(cat: Catalog, runs: list[Run], runs_path: str | Path, acc:
     factors = [f for f in factors if f.path != ("structure", "sequence_latency_us") or start[f] > 0]
     start = {f: start[f] for f in factors}
     ev.start = start
-    kept = {**determined(ev, [f for f in factors if f.metric == 0], start, 0),
-            **determined(ev, [f for f in factors if f.metric == 1], start, 1)}
-    free = [f for f in factors if f not in kept]
-    values, fitted = _fit_free(ev, free, start, kept)
     before = ev.log_ratios(start)
-    loo = _left_out(ev, len(runs), fitted, start, before)
-    # cross-validation: a metric that a fit to the other runs predicts worse, each run left out, than
-    # the base does is one these runs do not determine; its factors keep the base's values
-    worse = [m for m in (0, 1) if fitted and _mae(loo)[METRICS[m]] is not None
-             and _mae(loo)[METRICS[m]] > _mae(before)[METRICS[m]]]
-    if worse:
+    # cross-validation: a metric that fits to the other runs predict worse, each run left out, than the
+    # base does is one these runs do not determine; its factors keep the base's values, and the choice
+    # is made again without them until every metric fitted predicts its runs left out better
+    rejected: dict[Factor, str] = {}
+    while True:
+        candidates = [f for f in factors if f not in rejected]
+        kept = {**determined(ev, [f for f in candidates if f.metric == 0], start, 0),
+                **determined(ev, [f for f in candidates if f.metric == 1], start, 1)}
+        values, fitted = _fit_free(ev, [f for f in candidates if f not in kept], start, kept)
+        loo = _left_out(ev, len(runs), fitted, start, before)
+        left, base_err = _mae(loo), _mae(before)
+        worse = {m for m in (0, 1) if any(f.metric == m for f in fitted) and left[METRICS[m]] is not None
+                 and left[METRICS[m]] > base_err[METRICS[m]]}
+        if not worse:
+            break
         for f in fitted:
             if f.metric in worse:
                 m = METRICS[f.metric]
-                kept[f] = (f"with each run left out, a fit to the others predicted its {m.upper()} worse than the base "
-                           f"({percent(_mae(loo)[m])} against {percent(_mae(before)[m])}): these runs do not "
-                           f"determine it; needs {f.needs}")
-        values, fitted = _fit_free(ev, [f for f in fitted if f.metric not in worse], start, kept)
-        loo = _left_out(ev, len(runs), fitted, start, before)
+                rejected[f] = (f"with each run left out, a fit to the others predicted its {m.upper()} worse than "
+                               f"the base ({left[m]:.2%} against {base_err[m]:.2%}): these runs do not determine "
+                               f"it; needs {f.needs}")
+    kept.update(rejected)
     after = ev.log_ratios(values)
     name, digest = Path(runs_path).name, hashlib.sha256(Path(runs_path).read_bytes()).hexdigest()
     mae_before, mae_after = _mae(before), _mae(after)
