@@ -72,8 +72,9 @@ class Factor:
         return ".".join(self.path[2:] if self.path[0] == "profiles" else self.path[1:])
 
 
-def _factors(acc: Record, models: list[Record], weights: set[str], activations: set[str]) -> list[Factor]:
-    """The factors serving runs of these models and formats can determine on ``acc``."""
+def _factors(acc: Record, models: list[Record], weights: set[str], activations: set[str],
+             base: Record) -> list[Factor]:
+    """The factors serving runs of these models and formats can determine on ``acc``, from ``base``."""
     a = acc.id
     moe = any(m.moe is not None for m in models)
     mla = any(m.attention.kind == "mla" for m in models)
@@ -99,8 +100,11 @@ def _factors(acc: Record, models: list[Record], weights: set[str], activations: 
                               "runs with long prompts, where the routed experts' prefill is compute-bound", 1))
     out.append(Factor(("structure", "step_latency_us"), 0.0, 5000.0, 250.0, False,
                       "runs at two or more concurrencies with otherwise equal steps"))
-    out.append(Factor(("structure", "sequence_latency_us"), 0.0, 500.0, 25.0, False,  # where the base has one
-                      "runs at two or more concurrencies, where the passes carry different numbers of sequences"))
+    # an engine whose scheduler prepares the next pass while this one runs (its base charges nothing
+    # per sequence) has no such cost to fit: a fitted one would soak up whatever else grows with the batch
+    if base.structure.sequence_latency_s > 0:
+        out.append(Factor(("structure", "sequence_latency_us"), 0.0, 500.0, 25.0, False,
+                          "runs at two or more concurrencies, where the passes carry different numbers of sequences"))
     out.append(Factor(("structure", "request_latency_us"), 0.0, 200000.0, 10000.0, False,
                       "runs at one or a few clients, where TTFT is one prefill", 1))
     out.append(Factor(("structure", "disaggregation_latency_us"), 0.0, 300000.0, 10000.0, False,
@@ -303,20 +307,17 @@ def calibrate_serving(cat: Catalog, runs: list[Run], runs_path: str | Path, acc:
     models = [cat.get("model", m) for m in dict.fromkeys(r.model for r in runs)]
     weights = {r.weights for r in runs}
     activations = {default_activations(acc, w) for w in weights}
-    factors = _factors(acc, models, weights, activations)
     ev = _Evaluator(cat, base_doc, profile_id, runs)
     base = ev.record({})
     if acc.id not in base.profiles:  # write what it resolves to, so that only the fitted factors change
         ev.base_doc = copy.deepcopy(base_doc)
         ev.base_doc["profiles"] = {**(base_doc.get("profiles") or {}), acc.id: resolved_entry(base, acc)}
         base = ev.record({})
+    factors = _factors(acc, models, weights, activations, base)
     start = {f: _base_value(f, base, acc) for f in factors}
-    # an engine whose scheduler prepares the next pass while this one runs (its base charges nothing
-    # per sequence) has no such cost to fit: a fitted one would soak up whatever else grows with the batch
-    factors = [f for f in factors if f.path != ("structure", "sequence_latency_us") or start[f] > 0]
-    start = {f: start[f] for f in factors}
     ev.start = start
     before = ev.log_ratios(start)
+    mae_before = _mae(before)
     # cross-validation: a metric that fits to the other runs predict worse, each run left out, than the
     # base does is one these runs do not determine; its factors keep the base's values, and the choice
     # is made again without them until every metric fitted predicts its runs left out better
@@ -327,21 +328,21 @@ def calibrate_serving(cat: Catalog, runs: list[Run], runs_path: str | Path, acc:
                 **determined(ev, [f for f in candidates if f.metric == 1], start, 1)}
         values, fitted = _fit_free(ev, [f for f in candidates if f not in kept], start, kept)
         loo = _left_out(ev, len(runs), fitted, start, before)
-        left, base_err = _mae(loo), _mae(before)
+        left = _mae(loo)
         worse = {m for m in (0, 1) if any(f.metric == m for f in fitted) and left[METRICS[m]] is not None
-                 and left[METRICS[m]] > base_err[METRICS[m]]}
+                 and left[METRICS[m]] > mae_before[METRICS[m]]}
         if not worse:
             break
         for f in fitted:
             if f.metric in worse:
                 m = METRICS[f.metric]
                 rejected[f] = (f"with each run left out, a fit to the others predicted its {m.upper()} worse than "
-                               f"the base ({left[m]:.2%} against {base_err[m]:.2%}): these runs do not determine "
+                               f"the base ({left[m]:.2%} against {mae_before[m]:.2%}): these runs do not determine "
                                f"it; needs {f.needs}")
     kept.update(rejected)
     after = ev.log_ratios(values)
     name, digest = Path(runs_path).name, hashlib.sha256(Path(runs_path).read_bytes()).hexdigest()
-    mae_before, mae_after = _mae(before), _mae(after)
+    mae_after = _mae(after)
     sources = {f: (f"pdroof calibrate on {name} (sha256 {digest[:12]}), {len(runs)} runs: {METRICS[f.metric].upper()} "
                    f"mean absolute error {percent(mae_before[METRICS[f.metric]])} with {base_doc.get('id', '?')}, "
                    f"{percent(mae_after[METRICS[f.metric]])} fitted") for f in fitted}
