@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from pdroof.calibration.serving_fit import calibrate_serving
-from pdroof.calibration.serving_runs import runs_to_fit
+from pdroof.calibration.serving_runs import base_for, runs_to_fit
 from pdroof.serving.predict import predict
 from pdroof.serving.runs import parse_runs
 from pdroof.spec.catalog import Catalog, builtin_root
@@ -93,6 +93,21 @@ def test_runs_one_profile_cannot_stand_for_are_refused(catalog, change, message)
     acc = catalog.get("accelerator", "h100-sxm")
     with pytest.raises(PdroofError, match=message):
         runs_to_fit(runs, "runs.json", acc)
+
+
+@pytest.mark.parametrize("engine, version, named, base, says", [
+    ("sglang", "0.5.1.post1", None, "sglang-0.5.1", None),  # none named: the runs' engine and release
+    ("sglang", "0.5.1.post1", "sglang", "sglang-0.5.1", "release (0.5.1.post1)"),  # the engine, at that release
+    ("sglang", "0.5.9", "sglang", "sglang", None),  # a release the engine's own profile stands for
+    ("sglang", "0.5.1.post1", "sglang-0.5.1", "sglang-0.5.1", None),
+    ("vllm", None, "engine", "vllm", "stands for the runs' engine"),  # the default: the runs' engine
+])
+def test_the_base_named_by_its_engine_is_that_engines_profile_for_the_runs_release(catalog, engine, version, named,
+                                                                                    base, says):
+    run = {**RUN, "id": "a", "engine": engine, "engine_version": version, "isl": 1024, "osl": 128, "concurrency": 4,
+           "measured": {"tpot_ms": {"mean": 8.0}}}
+    got, why = base_for(catalog, named, parse_runs(json.dumps([run]), "runs.json"), catalog.get("accelerator", "h100-sxm"))
+    assert got == base and (why is None if says is None else says in why)
 
 
 def test_runs_without_measurements_are_one_error(catalog):

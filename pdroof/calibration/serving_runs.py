@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from ..cost.runtime import ENGINE_PREFERENCE, engine_profile_id
+from ..cost.runtime import ENGINE_PREFERENCE, GENERIC, engine_profile_id
 from ..serving.runs import Run
 from ..spec.catalog import Catalog
 from ..spec.errors import PdroofError
@@ -42,6 +42,26 @@ def default_base(cat: Catalog, runs: list[Run], acc: Record) -> str:
         raise PdroofError(f"the runs' releases stand for different profiles ({', '.join(ids)}): "
                           "name one with --runtime")
     return ids[0]
+
+
+def base_for(cat: Catalog, requested: str | None, runs: list[Run], acc: Record) -> tuple[str, str | None]:
+    """The profile a fit of ``runs`` starts from, and why where it is not the one named: with none
+    named, or the default ``engine``, the profile the runs' engine and release resolve to; where the
+    runs' engine is named by its own profile and an older release's profile stands for the runs,
+    that one (as ``predict`` picks it: the release's scheduler, not the newest's); else as named."""
+    if requested is None or requested == GENERIC:
+        base = default_base(cat, runs, acc)
+        return base, None if requested is None else f"the default runtime, {GENERIC}, stands for the runs' engine"
+    rt = cat.get("runtime", requested)
+    if rt.up_to_version is None and requested == (rt.engine or rt.id) and {r.engine for r in runs} == {requested}:
+        try:
+            release = default_base(cat, runs, acc)
+        except PdroofError:  # releases of more than one profile: the engine's own, as named
+            return requested, None
+        if release != requested:
+            versions = ", ".join(sorted({str(r.engine_version) for r in runs}))
+            return release, f"the {requested} profile for the runs' release ({versions})"
+    return requested, None
 
 
 def check_base(base: Record, runs: list[Run]) -> None:

@@ -45,7 +45,7 @@ def calibrate_cmd(
     import yaml
 
     from ..calibration.measurements import measurement_kinds
-    from ..calibration.serving_runs import check_base, check_profile_id, default_base, runs_to_fit
+    from ..calibration.serving_runs import base_for, check_base, check_profile_id, runs_to_fit
     from ..serving.run_formats import RunDefaults, read_any_runs
     from ..spec.errors import PdroofError
 
@@ -58,9 +58,11 @@ def calibrate_cmd(
     kinds = measurement_kinds(measurements)
     given = RunDefaults(model, engine, engine_version, weights, acc.id, tp)
     runs = runs_to_fit(read_any_runs(measurements, given, cat)[1], measurements, acc) if "runs" in kinds else None
-    if runs is not None:  # serving runs name their engine: the base is its profile unless named
-        runtime = runtime or default_base(cat, runs, acc)
+    if runs is not None:  # serving runs name their engine and release: the base is its profile unless named
+        runtime, why = base_for(cat, runtime, runs, acc)
         check_base(cat.get("runtime", runtime), runs)
+        if why:
+            typer.echo(f"starting from {runtime}: {why}")
     doc, rep = None, {}
     if "micro" in kinds:
         base = cat.get("runtime", runtime or "pytorch")
