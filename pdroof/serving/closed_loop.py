@@ -13,9 +13,11 @@ sequences fit in KV memory, its wait for admission; its TPOT is the mean step it
 decodes: decode steps, and the steps of the *other* groups' jobs. Little's law closes the loop:
 X = C / (R + T_engine), T_engine = T_job + wait + (O − 1)·TPOT, or C_admitted / T_engine where
 KV memory admits fewer than C (the engine is then full), solved by damped iteration over all runs
-at once. R (``request_s``) is the time a request spends outside the forward passes before its
-first token (the server receiving and tokenising it, streaming the token back): it occupies its
-client and is part of its TTFT, not the engine's time.
+at once. X never exceeds the jobs' pace g/T_job: where prompts alone fill the engine (ρ = 1), the
+clients beyond queue for prefill, and that wait (C/X less the rest of a client's cycle) joins their
+TTFT. R (``request_s``) is the time a request spends outside the forward passes before its first
+token (the server receiving and tokenising it, streaming the token back): it occupies its client
+and is part of its TTFT, not the engine's time.
 
 With C/g = 1 (one job holds every prompt) this is the synchronised wave the benchmarks show at low
 concurrency: TTFT = one step carrying all C prompts (≈ C prefills), TPOT = the decode step.
@@ -52,6 +54,7 @@ from ..cost.numeric import evaluate
 from ..cost.queueing import wait
 
 ITERATIONS = 40  # at most; it stops once every throughput moves by less than 1e-5 a step
+BUSIEST = 0.999  # the largest share of the engine's time its jobs take
 
 
 def _throughput(clients, admitted, request_s, engine_s):
@@ -140,7 +143,7 @@ def closed_loop(inputs: dict, clients, prompt_tokens, output_tokens, chunk_token
         sub = rows(idx)
         Xi, gi, Ci, Li, Di = X[idx], g[idx], C_in[idx], L_out[idx], drifting[idx]
         r, others = Xi / gi, 1 - gi / Ci  # jobs per second; the share of them that are others'
-        rho[idx] = rho_i = np.minimum(r * job[idx], 0.999)
+        rho[idx] = rho_i = np.minimum(r * job[idx], BUSIEST)
         tokens = np.where(carries[idx], np.ceil(gi * S[idx] / K[idx]), 0.0)  # a job's steps give a decode
         tpot[idx] = tpot_i = 1 / np.maximum(r * others * tokens + (1 - r * others * job[idx]) / tau[idx], 1e-12)
         decoding = np.minimum(Ci, Xi * (Li - 1) * tpot_i / np.maximum(1 - rho_i * gi / Ci, 1e-3))
@@ -150,7 +153,8 @@ def closed_loop(inputs: dict, clients, prompt_tokens, output_tokens, chunk_token
         w = np.where(Di, others * (rho_i * job_i + (1 - rho_i) * tau[idx]) / 2,
                      np.minimum(wait(rho_i, "mean") * job_i, (Ci / gi - 1) * job_i))
         engine[idx] = engine_i = job_i + w + (Li - 1) * tpot_i
-        X_new = 0.5 * Xi + 0.5 * _throughput(C[idx], Ci, R[idx], engine_i)
+        # at most the jobs the engine can run back to back: beyond, the clients queue for prefill
+        X_new = np.minimum(0.5 * Xi + 0.5 * _throughput(C[idx], Ci, R[idx], engine_i), BUSIEST * gi / job_i)
         m = X_new * job_i  # prompts arriving during a job: the next job's, at least one
         g[idx] = np.where(Di, 0.5 * gi + 0.5 * job_prompts(m, g_wave[idx]), gi)
         moving = (np.abs(X_new - Xi) > 1e-5 * Xi) | (np.abs(g[idx] - gi) > 1e-4 * gi)

@@ -1,0 +1,30 @@
+"""The closed loop of a benchmark's clients on one engine (``pdroof.serving.closed_loop``):
+physical limits that hold at any load."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pdroof.cost.precision import Precision
+from pdroof.serving.load import admitted_sequences, aggregated_load
+from pdroof.serving.stage import stage_inputs
+
+
+def test_where_prompts_alone_fill_the_engine_the_clients_queue_for_prefill_and_decodes_keep_their_pace(catalog):
+    """Long prompts, short outputs, clients far beyond what the prefill work lets the engine serve
+    (gpt-oss-120b on one B200, 2,048 prompt tokens, 128 out): the jobs run back to back, so the
+    throughput stops at their pace, more clients only wait longer for their first token, and a
+    decode gets a token from every job step. The damped iteration used to leave some of these loads
+    with a job share above one, a TPOT of 1e12 s and a throughput that jumped from load to load."""
+    inputs, _ = stage_inputs(catalog.get("model", "gpt-oss-120b"), catalog.get("accelerator", "b200"),
+                             catalog.get("runtime", "trtllm"), Precision("fp4", "fp8", "fp8"), 1)
+    clients = np.array([64.0, 256.0, 512.0, 1024.0, 1536.0, 2048.0])
+    admitted = admitted_sequences(inputs, 2048.0, 128.0)
+    out = aggregated_load(inputs, clients, 2048.0, 128.0, arrivals="closed", admitted=admitted)
+    tpot, ttft, rho = out["tpot_s"], out["ttft_s"], out["utilisation"]
+    assert np.all(np.isfinite(tpot)) and np.all(tpot < 1.0)  # a 120B model's step, not a stall
+    assert np.all(rho <= 1.0)
+    assert np.all(np.diff(ttft) > 0) and ttft[-1] > 10 * ttft[0]  # the queue for prefill grows with the clients
+    jobs_per_s = out["requests_per_s"] / out["job_prompts"]
+    assert np.all(jobs_per_s * out["job_s"] <= 1.0 + 1e-9)  # never more prefill than the engine can run
+    assert np.all(np.diff(tpot) > -0.02 * tpot[1:])  # more clients never make the decode faster
