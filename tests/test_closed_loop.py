@@ -28,3 +28,19 @@ def test_where_prompts_alone_fill_the_engine_the_clients_queue_for_prefill_and_d
     jobs_per_s = out["requests_per_s"] / out["job_prompts"]
     assert np.all(jobs_per_s * out["job_s"] <= 1.0 + 1e-9)  # never more prefill than the engine can run
     assert np.all(np.diff(tpot) > -0.02 * tpot[1:])  # more clients never make the decode faster
+
+
+def test_the_decodes_a_job_carries_take_their_tokens_from_the_steps_budget(catalog):
+    """A step of vLLM holds max_num_batched_tokens tokens, decodes included: where the other clients
+    decode while a synchronised job's prompts arrive, the job holds the prompts that fit beside
+    them (g·S + C − g ≤ K); where every prompt fits, nothing else runs and the job holds all."""
+    inputs, _ = stage_inputs(catalog.get("model", "llama-3.1-8b"), catalog.get("accelerator", "h100-sxm"),
+                             catalog.get("runtime", "vllm"), Precision("bf16", "bf16", "bf16"), 1)
+    budget = inputs["chunk_tokens"]
+    clients = np.array([budget / 1024, 64.0, 256.0])
+    out = aggregated_load({**inputs, "drifting_arrivals": 0.0}, clients, 1024.0, 512.0, arrivals="closed",
+                          admitted=1e6)
+    g = out["job_prompts"]
+    assert g[0] == clients[0]  # one job holds the whole wave
+    assert np.all(g[1:] * 1024 + clients[1:] - g[1:] <= budget)  # ... else what fits beside the decodes
+    assert np.all((g[1:] + 1) * 1024 + clients[1:] - g[1:] - 1 > budget)  # and no fewer

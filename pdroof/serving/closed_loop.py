@@ -3,21 +3,22 @@
 batches continuously with a token budget K per step (chunked prefill) and admits as many
 sequences as its KV memory holds.
 
-With fixed lengths the clients fall into step: prompts that arrive together are prefilled
-together, in *jobs* of g = min(C, K/S) prompts (a job of more than K tokens spans several steps).
-A job step carries the other requests' decodes too and takes T_job; between jobs, decode steps of
-B sequences take τ. Jobs arrive at r = X/g for a throughput of X requests/s and occupy the engine
-a fraction ρ = r·T_job of the time, so a job waits behind the others (an M/D/1 wait, bounded by
-the jobs there are). A request's TTFT is its job's wait and service, plus, when fewer than C
+With fixed lengths the clients fall into step: prompts that arrive together are prefilled together,
+in *jobs* of g prompts: all C where C·S ≤ K, else as many as the budget holds beside the decodes the
+job's step carries, each a token of it (g·S + C − g ≤ K); a job of more tokens than its budget spans
+several steps. A job step carries the other requests' decodes and takes T_job; between jobs, decode
+steps of B sequences take τ. Jobs arrive at r = X/g for a throughput of X requests/s and occupy the
+engine a fraction ρ = r·T_job of the time, so a job waits behind the others (an M/D/1 wait, bounded
+by the jobs there are). A request's TTFT is its job's wait and service, plus, when fewer than C
 sequences fit in KV memory, its wait for admission; its TPOT is the mean step it sees while it
-decodes: decode steps, and the steps of the *other* groups' jobs. Little's law closes the loop:
-X = C / (R + T_engine), T_engine = T_job + wait + (O − 1)·TPOT, or C_admitted / T_engine where
-KV memory admits fewer than C (the engine is then full), solved by damped iteration over all runs
-at once. X never exceeds the jobs' pace g/T_job: where prompts alone fill the engine (ρ = 1), the
-clients beyond queue for prefill, and that wait (C/X less the rest of a client's cycle) joins their
-TTFT. R (``request_s``) is the time a request spends outside the forward passes before its first
-token (the server receiving and tokenising it, streaming the token back): it occupies its client
-and is part of its TTFT, not the engine's time.
+decodes: decode steps, and the steps of the *other* groups' jobs. Little's law closes the loop: X =
+C / (R + T_engine), T_engine = T_job + wait + (O − 1)·TPOT, or C_admitted / T_engine where KV memory
+admits fewer than C (the engine is then full), solved by damped iteration over all runs at once. X
+never exceeds the jobs' pace g/T_job: where prompts alone fill the engine (ρ = 1), the clients
+beyond queue for prefill, and that wait (C/X less the rest of a client's cycle) joins their TTFT. R
+(``request_s``) is the time a request spends outside the forward passes before its first token (the
+server receiving and tokenising it, streaming the token back): it occupies its client and is part of
+its TTFT, not the engine's time.
 
 With C/g = 1 (one job holds every prompt) this is the synchronised wave the benchmarks show at low
 concurrency: TTFT = one step carrying all C prompts (≈ C prefills), TPOT = the decode step.
@@ -71,6 +72,13 @@ def job_prompts(arriving, most) -> np.ndarray:
     return np.clip(m / -np.expm1(-m), 1.0, most)
 
 
+def prompt_budget(chunk_tokens, decodes):
+    """Prompt tokens a step holds that carries ``decodes`` decodes: each decode is a token of the
+    step's budget (vLLM's max_num_batched_tokens, TensorRT-LLM's max_num_tokens, SGLang's chunk
+    less its running batch under mixed chunks), at least one."""
+    return np.maximum(chunk_tokens - decodes, 1.0)
+
+
 def mixed_step_s(inputs: dict, batch, prompts, prompt_tokens, prefix_tokens, context_tokens):
     """One forward pass: ``batch`` decodes at ``context_tokens`` and ``prompts`` prompts of
     ``prompt_tokens`` new tokens after a cached prefix (the ``mixed`` equations)."""
@@ -105,16 +113,20 @@ def closed_loop(inputs: dict, clients, prompt_tokens, output_tokens, chunk_token
     inp = {k: (flat(v) if np.ndim(v) else v) for k, v in inputs.items()}
     ctx = P + S + L_out / 2  # mean context of a decoding sequence
     C_in = np.maximum(np.minimum(C, N), 1.0)
-    g_wave = np.clip(np.floor(K / S), 1.0, C_in)  # a synchronised job: the prompts the budget holds
+    carries = PF <= 0  # a job's steps carry the running decodes (else they pause for it)
+    # a synchronised job: the prompts the budget holds, all C where they fit (nothing else runs then);
+    # else, where its steps carry the other C − g requests' decodes, those take their tokens from the
+    # budget too: g·S ≤ K − (C − g)
+    shared = np.floor((K - C_in) / np.maximum(S - 1, 1.0))
+    g_wave = np.where(C_in * S <= K, C_in, np.clip(np.where(carries, shared, np.floor(K / S)), 1.0, C_in))
     drifting = D > 0
     g = np.where(drifting, 1.0, g_wave)
     synced_first = (PF > 0) & ~drifting  # prompts first, fixed lengths: every wave is the first
-    carries = PF <= 0  # a job's steps carry the running decodes (else they pause for it)
 
     def job_step(sub, idx, prompts, batch):
         """A job's steps: ``prompts`` prompts with ``batch`` decodes, spread over its chunks."""
         t = mixed_step_s(sub, batch, prompts, S[idx], P[idx], ctx[idx])
-        chunks = np.ceil(prompts * S[idx] / K[idx])
+        chunks = np.ceil(prompts * S[idx] / prompt_budget(K[idx], batch))
         long = chunks > 1
         if long.any():
             t = t + np.where(long, (chunks - 1) * mixed_step_s(sub, batch, 0.0, S[idx], P[idx], ctx[idx]), 0.0)
@@ -144,7 +156,9 @@ def closed_loop(inputs: dict, clients, prompt_tokens, output_tokens, chunk_token
         Xi, gi, Ci, Li, Di = X[idx], g[idx], C_in[idx], L_out[idx], drifting[idx]
         r, others = Xi / gi, 1 - gi / Ci  # jobs per second; the share of them that are others'
         rho[idx] = rho_i = np.minimum(r * job[idx], BUSIEST)
-        tokens = np.where(carries[idx], np.ceil(gi * S[idx] / K[idx]), 0.0)  # a job's steps give a decode
+        # a job's steps, each giving the decodes it carries a token (and taking that token from its budget)
+        carried = np.minimum(B_d[idx], Ci - gi)
+        tokens = np.where(carries[idx], np.ceil(gi * S[idx] / prompt_budget(K[idx], carried)), 0.0)
         tpot[idx] = tpot_i = 1 / np.maximum(r * others * tokens + (1 - r * others * job[idx]) / tau[idx], 1e-12)
         decoding = np.minimum(Ci, Xi * (Li - 1) * tpot_i / np.maximum(1 - rho_i * gi / Ci, 1e-3))
         B_d[idx] = B = np.maximum(decoding, 1.0)
