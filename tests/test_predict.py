@@ -129,7 +129,7 @@ def test_kv_memory_bounds_the_clients_in_the_engine(catalog):
     assert float(tight["ttft_mean_s"][0]) > 10 * float(free["ttft_mean_s"][0])
 
 
-def test_more_clients_never_lower_latency(catalog):
+def test_more_clients_never_lower_latency_while_the_job_size_holds(catalog):
     """Within each regime: while one job holds the whole wave (C·S ≤ K, nothing else running), and
     beyond, where a job holds the prompts that fit beside the others' decodes. Between the two the
     job shrinks by the prompts the decodes displace (4 to 3 of 2,048 tokens here), and so may its

@@ -95,19 +95,29 @@ def test_runs_one_profile_cannot_stand_for_are_refused(catalog, change, message)
         runs_to_fit(runs, "runs.json", acc)
 
 
-@pytest.mark.parametrize("engine, version, named, base, says", [
-    ("sglang", "0.5.1.post1", None, "sglang-0.5.1", None),  # none named: the runs' engine and release
-    ("sglang", "0.5.1.post1", "sglang", "sglang-0.5.1", "release (0.5.1.post1)"),  # the engine, at that release
-    ("sglang", "0.5.9", "sglang", "sglang", None),  # a release the engine's own profile stands for
-    ("sglang", "0.5.1.post1", "sglang-0.5.1", "sglang-0.5.1", None),
-    ("vllm", None, "engine", "vllm", "stands for the runs' engine"),  # the default: the runs' engine
+@pytest.mark.parametrize("engine, versions, named, base, says", [
+    ("sglang", ["0.5.1.post1"], None, "sglang-0.5.1", None),  # none named: the runs' engine and release
+    ("sglang", ["0.5.1.post1"], "sglang", "sglang-0.5.1", "release (0.5.1.post1)"),  # the engine, at that release
+    ("sglang", ["0.5.9"], "sglang", "sglang", None),  # a release the engine's own profile stands for
+    ("sglang", ["0.5.1.post1"], "sglang-0.5.1", "sglang-0.5.1", None),
+    ("vllm", [None], "engine", "vllm", "stands for the runs' engine"),  # the default: the runs' engine
+    (None, [None], "engine", "trtllm", "stands for trtllm on h100-sxm"),  # ... or, naming none, as rank resolves it
+    ("sglang", ["0.5.1.post1", "0.5.9"], "engine", "sglang", "stands for the runs' engine"),  # releases of two
+    ("sglang", ["0.5.1.post1", "0.5.9"], "sglang", "sglang", None),  # ... profiles: the engine's own
 ])
-def test_the_base_named_by_its_engine_is_that_engines_profile_for_the_runs_release(catalog, engine, version, named,
+def test_the_base_named_by_its_engine_is_that_engines_profile_for_the_runs_release(catalog, engine, versions, named,
                                                                                     base, says):
-    run = {**RUN, "id": "a", "engine": engine, "engine_version": version, "isl": 1024, "osl": 128, "concurrency": 4,
-           "measured": {"tpot_ms": {"mean": 8.0}}}
-    got, why = base_for(catalog, named, parse_runs(json.dumps([run]), "runs.json"), catalog.get("accelerator", "h100-sxm"))
+    runs = [{**RUN, "id": f"r{i}", "engine": engine, "engine_version": v, "isl": 1024, "osl": 128, "concurrency": 4,
+             "measured": {"tpot_ms": {"mean": 8.0}}} for i, v in enumerate(versions)]
+    got, why = base_for(catalog, named, parse_runs(json.dumps(runs), "runs.json"), catalog.get("accelerator", "h100-sxm"))
     assert got == base and (why is None if says is None else says in why)
+
+
+def test_runs_of_releases_that_stand_for_different_profiles_need_one_named(catalog):
+    runs = [{**RUN, "id": f"r{i}", "engine": "sglang", "engine_version": v, "isl": 1024, "osl": 128,
+             "concurrency": 4, "measured": {"tpot_ms": {"mean": 8.0}}} for i, v in enumerate(["0.5.1.post1", "0.5.9"])]
+    with pytest.raises(PdroofError, match="name one with --runtime"):
+        base_for(catalog, None, parse_runs(json.dumps(runs), "runs.json"), catalog.get("accelerator", "h100-sxm"))
 
 
 def test_runs_without_measurements_are_one_error(catalog):

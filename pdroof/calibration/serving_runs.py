@@ -45,23 +45,34 @@ def default_base(cat: Catalog, runs: list[Run], acc: Record) -> str:
 
 
 def base_for(cat: Catalog, requested: str | None, runs: list[Run], acc: Record) -> tuple[str, str | None]:
-    """The profile a fit of ``runs`` starts from, and why where it is not the one named: with none
-    named, or the default ``engine``, the profile the runs' engine and release resolve to; where the
-    runs' engine is named by its own profile and an older release's profile stands for the runs,
-    that one (as ``predict`` picks it: the release's scheduler, not the newest's); else as named."""
-    if requested is None or requested == GENERIC:
-        base = default_base(cat, runs, acc)
-        return base, None if requested is None else f"the default runtime, {GENERIC}, stands for the runs' engine"
-    rt = cat.get("runtime", requested)
-    if rt.up_to_version is None and requested == (rt.engine or rt.id) and {r.engine for r in runs} == {requested}:
-        try:
-            release = default_base(cat, runs, acc)
-        except PdroofError:  # releases of more than one profile: the engine's own, as named
+    """The profile a fit of ``runs`` starts from, and why where it is not the one named. With none
+    named, the profile the runs' engine and release resolve to (as ``predict`` picks it for a run
+    without ``--runtime``); the same for the default, ``engine``, and for the runs' engine named by
+    its own profile (an older release's profile stands for the release's scheduler, not the
+    newest's), except that runs whose releases stand for different profiles then start from the
+    engine's own; any other profile or file as named."""
+    engines = {r.engine for r in runs}
+    if requested not in (None, GENERIC):
+        rt = cat.get("runtime", requested)
+        if not (rt.up_to_version is None and requested == (rt.engine or rt.id) and engines == {requested}):
             return requested, None
-        if release != requested:
-            versions = ", ".join(sorted({str(r.engine_version) for r in runs}))
-            return release, f"the {requested} profile for the runs' release ({versions})"
-    return requested, None
+    try:
+        base = default_base(cat, runs, acc)
+    except PdroofError:
+        if requested is None:
+            raise
+        own = requested if requested != GENERIC else next(iter(engines)) if len(engines) == 1 else None
+        if own is None or own not in cat.files("runtime"):
+            raise
+        return own, None if own == requested else f"the default runtime, {GENERIC}, stands for the runs' engine"
+    if requested is None or base == requested:
+        return base, None
+    if requested == GENERIC:
+        named = None not in engines
+        return base, (f"the default runtime, {GENERIC}, stands for the runs' engine" if named
+                      else f"the default runtime, {GENERIC}, stands for {base} on {acc.id}")
+    versions = ", ".join(sorted({str(r.engine_version) for r in runs}))
+    return base, f"the {requested} profile for the runs' release ({versions})"
 
 
 def check_base(base: Record, runs: list[Run]) -> None:

@@ -32,7 +32,8 @@ def calibrate_cmd(
     hardware: str = typer.Option(..., "--hardware", help="accelerator the measurements were taken on"),
     runtime: str = typer.Option(None, "--runtime",
                                 help="runtime to start from (its structure, fallback and other profiles); default: "
-                                     "pytorch for micro-benchmarks, the runs' engine profile for serving runs"),
+                                     "pytorch for micro-benchmarks, the runs' engine profile for serving runs (engine, "
+                                     "or the engine's own id, stands for its profile at the runs' release)"),
     output: Path = typer.Option(..., "--output-file", "-o", help="runtime profile YAML to write"),
     report: Path = typer.Option(None, "--report", help="also write the fit report as JSON"),
     model: str = ModelOpt,

@@ -4,21 +4,21 @@ batches continuously with a token budget K per step (chunked prefill) and admits
 sequences as its KV memory holds.
 
 With fixed lengths the clients fall into step: prompts that arrive together are prefilled together,
-in *jobs* of g prompts: all C where C·S ≤ K, else as many as the budget holds beside the decodes the
-job's step carries, each a token of it (g·S + C − g ≤ K); a job of more tokens than its budget spans
-several steps. A job step carries the other requests' decodes and takes T_job; between jobs, decode
-steps of B sequences take τ. Jobs arrive at r = X/g for a throughput of X requests/s and occupy the
-engine a fraction ρ = r·T_job of the time, so a job waits behind the others (an M/D/1 wait, bounded
-by the jobs there are). A request's TTFT is its job's wait and service, plus, when fewer than C
-sequences fit in KV memory, its wait for admission; its TPOT is the mean step it sees while it
-decodes: decode steps, and the steps of the *other* groups' jobs. Little's law closes the loop: X =
-C / (R + T_engine), T_engine = T_job + wait + (O − 1)·TPOT, or C_admitted / T_engine where KV memory
-admits fewer than C (the engine is then full), solved by damped iteration over all runs at once. X
-never exceeds the jobs' pace g/T_job: where prompts alone fill the engine (ρ = 1), the clients
-beyond queue for prefill, and that wait (C/X less the rest of a client's cycle) joins their TTFT. R
-(``request_s``) is the time a request spends outside the forward passes before its first token (the
-server receiving and tokenising it, streaming the token back): it occupies its client and is part of
-its TTFT, not the engine's time.
+in *jobs* of g prompts: all C where C·S ≤ K, else the whole prompts the budget holds beside the
+decodes the job's step carries, each a token of it (g·S + min(B, C − g) ≤ K); a job of more tokens
+than its budget spans several steps. A job step carries the other requests' decodes and takes T_job;
+between jobs, decode steps of B sequences take τ. Jobs arrive at r = X/g for a throughput of X
+requests/s and occupy the engine a fraction ρ = r·T_job of the time, so a job waits behind the
+others (an M/D/1 wait, bounded by the jobs there are). A request's TTFT is its job's wait and
+service, plus, when fewer than C sequences fit in KV memory, its wait for admission; its TPOT is the
+mean step it sees while it decodes: decode steps, and the steps of the *other* groups' jobs.
+Little's law closes the loop: X = C / (R + T_engine), T_engine = T_job + wait + (O − 1)·TPOT, or
+C_admitted / T_engine where KV memory admits fewer than C (the engine is then full). X never exceeds
+the jobs' pace g/T_job: where prompts alone fill the engine (ρ = 1), the clients beyond queue for
+prefill, and that wait (C/X less the rest of a client's cycle) joins their TTFT. All runs are solved
+at once, for the decode batch B (``_steady``). R (``request_s``) is the time a request spends
+outside the forward passes before its first token (the server receiving and tokenising it, streaming
+the token back): it occupies its client and is part of its TTFT, not the engine's time.
 
 With C/g = 1 (one job holds every prompt) this is the synchronised wave the benchmarks show at low
 concurrency: TTFT = one step carrying all C prompts (≈ C prefills), TPOT = the decode step.
@@ -37,14 +37,14 @@ times (mean (n + 1)/2), then wait for the n − k jobs after theirs before decod
 
 Where lengths vary from request to request (``drift``: a benchmark drawing them from a range, as
 InferenceX's does), requests finish at scattered steps after the first wave, and their successors
-arrive one by one at the throughput X. The engine starts each job at the next step boundary with
-the prompts that arrived during the step before: with arrivals during a step of length T_job
-Poisson of mean m = X·T_job, a job holds g = m/(1 − e^(−m)) of them (one at light load, m at heavy,
-at most the token budget's K/S). A request waits for the rest of the step in progress, where that
-step is another request's (a share 1 − g/C of the time), half of the mean step length weighted by
-time, ρ·T_job + (1 − ρ)·τ (ρ = X/g·T_job, the time in jobs), then its job. Under ``prefill_first``
-such a job runs alone and gives the decodes no token; otherwise it carries them. Only the first
-wave is synchronised.
+arrive one by one at the throughput X. The engine starts each job at the next step boundary with the
+prompts that arrived during the step before: with arrivals during a step of length T_job Poisson of
+mean m = X·T_job, a job holds g = m/(1 − e^(−m)) of them (one at light load, m at heavy, at most
+what the budget holds beside the decodes). A request waits for the rest of the step in progress,
+where that step is another request's (a share 1 − g/C of the time), half of the mean step length
+weighted by time, ρ·T_job + (1 − ρ)·τ (ρ = X/g·T_job, the time in jobs), then its job. Under
+``prefill_first`` such a job runs alone and gives the decodes no token; otherwise it carries them.
+Only the first wave is synchronised.
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ import numpy as np
 from ..cost.numeric import evaluate
 from ..cost.queueing import wait
 
-ITERATIONS = 40  # at most; it stops once every throughput moves by less than 1e-5 a step
+SOLVE_STEPS = 20  # steps of the decode batch's root finding (regula falsi, Illinois)
+JOB_STEPS = 12  # bisections of a drifting job's size at each decode batch: to 1/4096 of the most
 BUSIEST = 0.999  # the largest share of the engine's time its jobs take
 
 
@@ -79,12 +80,108 @@ def prompt_budget(chunk_tokens, decodes):
     return np.maximum(chunk_tokens - decodes, 1.0)
 
 
+def prompts_beside(chunk_tokens, prompt_tokens, clients, decodes):
+    """Whole prompts of S tokens a synchronised job of C clients holds (g): all C where they fit the
+    budget K; else those that fit beside the decodes its step carries, min(B, C − g), each a token of
+    the budget: the largest g with g·S + min(B, C − g) ≤ K (g·S + B ≤ K while B ≤ C − g, else
+    g·(S − 1) ≤ K − C), at least one."""
+    K, S, C, B = chunk_tokens, prompt_tokens, clients, decodes
+    g = np.where((C - B) * S + B > K, np.floor((K - B) / S), np.floor((K - C) / np.maximum(S - 1, 1.0)))
+    return np.where(C * S <= K, C, np.clip(g, 1.0, C))
+
+
 def mixed_step_s(inputs: dict, batch, prompts, prompt_tokens, prefix_tokens, context_tokens):
     """One forward pass: ``batch`` decodes at ``context_tokens`` and ``prompts`` prompts of
     ``prompt_tokens`` new tokens after a cached prefix (the ``mixed`` equations)."""
     return np.array(evaluate("mixed", {**inputs, "batch": batch, "prefill_prompts": prompts,
                                        "new_tokens": prompt_tokens, "prefix_tokens": prefix_tokens,
                                        "context_tokens": context_tokens}, ("seconds",))["seconds"])
+
+
+def _steady(inp: dict, job_step, C, C_in, S, L_out, K, R, P, ctx, drifting, carries) -> dict:
+    """The steady state of the engines that interleave jobs with decodes (arrays of one length).
+
+    Parametrised by the decode batch B, as ``pool_loop`` is: at a given B the decode step τ and the
+    jobs follow, and the throughput X at which B requests decode (Little's law, B = X·(O − 1)·TPOT
+    over the time a request is not in its own job) solves a quadratic in the jobs' share of the time
+    u = X·T_job/g, since TPOT = 1/(u·o·k/T_job + (1 − u·o)/τ) (o the share of the jobs that are
+    others', k the steps of one). The clients that B takes, X·(R + T_engine), rise with it; so does
+    what the engine holds, X·T_engine; so the largest B within C clients, within KV memory, and with
+    the jobs short of filling the engine's time (beyond, the clients queue for prefill) is the root
+    of the largest log excess over those bounds, found in log B by regula falsi (Illinois). Where
+    lengths vary, a job holds the prompts that arrived during the one before (g = m/(1 − e^(−m)),
+    m = X·T_job, bisected between one and the budget's most); its time is taken as linear in g
+    between one prompt and that most, and the engine is full only once its jobs hold that most."""
+    n = len(C)
+    steps = np.maximum(L_out - 1, 1e-6)  # decode steps of a request (a single output token: next to none)
+
+    def state(B):
+        tau = mixed_step_s(inp, np.maximum(B, 1.0), 0.0, S, P, ctx)  # a step decodes one sequence at least
+        most = prompts_beside(K, S, C_in, np.where(carries, B, 0.0))
+        # a long job's later steps: decode steps (their decodes as many, to a sequence or two)
+        job_most = job_step(inp, most, np.where(carries, np.minimum(B, C_in - most), 0.0), tau)
+        job_one = job_most
+        if drifting.any():
+            carried_one = np.where(carries, np.minimum(B, C_in - 1), 0.0)
+            job_one = np.where(drifting & (most > 1), job_step(inp, np.ones(n), carried_one, tau), job_most)
+
+        def at(g):
+            share = np.where(most > 1, (g - 1) / np.maximum(most - 1, 1e-12), 1.0)
+            job = job_one + share * (job_most - job_one)
+            carried = np.where(carries, np.minimum(B, C_in - g), 0.0)
+            tokens = np.where(carries, np.ceil(g * S / prompt_budget(K, carried)), 0.0)
+            o = 1 - g / C_in
+            # B·(b·u + c)·(1 − d·u) = a·u, the smaller root in (0, 1]
+            a, b, c, d = g * steps / job, o * (tokens / job - 1 / tau), 1 / tau, g / C_in
+            qa, qb, qc = -B * b * d, B * b - B * c * d - a, B * c
+            disc = qb * qb - 4 * qa * qc
+            u = np.where(disc >= 0, 2 * qc / np.maximum(-qb + np.sqrt(np.maximum(disc, 0.0)), 1e-300), np.inf)
+            return job, tokens, o, u, np.minimum(u, 1.0) * g / job
+
+        g = most
+        if drifting.any():  # the job size the arrivals during a job give, where they do not fill it
+            job, _, _, _, X = at(most)
+            apart = drifting & (job_prompts(X * job, most) < most)
+            g_lo, g_hi = np.ones(n), most.copy()
+            for _ in range(JOB_STEPS):  # bisect between one prompt and the most
+                g = np.where(apart, (g_lo + g_hi) / 2, most)
+                job, _, _, _, X = at(g)
+                more = job_prompts(X * job, most) > g
+                g_lo, g_hi = np.where(more, g, g_lo), np.where(more, g_hi, g)
+            g = np.where(apart, (g_lo + g_hi) / 2, most)
+        job, tokens, o, u, X = at(g)
+        tpot = 1 / (np.minimum(u, 1.0) * o * tokens / job + (1 - np.minimum(u, 1.0) * o) / tau)
+        busy = np.minimum(u, BUSIEST)
+        w = np.where(drifting, o * (busy * job + (1 - busy) * tau) / 2,
+                     np.minimum(wait(busy, "mean") * job, (C_in / g - 1) * job))
+        engine = job + w + (L_out - 1) * tpot
+        # prompts arriving apart fill a job only as far as they arrive: the engine is full only once
+        # its jobs hold all the budget allows
+        with np.errstate(divide="ignore", invalid="ignore"):
+            excess = np.fmax(np.log(X * (R + engine) / C), np.log(X * engine / C_in))  # > 0: beyond a bound
+            excess = np.where(g >= most, np.fmax(excess, np.log(u / BUSIEST)), excess)
+        return np.where(np.isnan(excess), np.inf, excess), {"X": X, "B": np.maximum(B, 1.0), "g": g, "tau": tau,
+                                                            "job": job, "tpot": tpot, "engine": engine, "rho": busy}
+
+    # the largest B within every bound: the root of the (rising) excess, by regula falsi in log B with
+    # the Illinois rule, from next to no decodes to every sequence admitted
+    a, b = np.full(n, np.log(1e-9)), np.log(C_in)
+    fa, fb = state(np.exp(a))[0], state(np.exp(b))[0]
+    fa = np.minimum(fa, 0.0)  # at next to no decodes every bound holds
+    top = fb <= 0  # every sequence admitted decodes within the bounds
+    side = np.zeros(n)
+    for _ in range(SOLVE_STEPS):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            c = np.where(np.isfinite(fb) & (fb > fa), b - fb * (b - a) / (fb - fa), (a + b) / 2)
+        c = np.clip(c, a + 1e-3 * (b - a), b - 1e-3 * (b - a))  # inside the bracket
+        fc = state(np.exp(c))[0]
+        low = fc <= 0
+        # Illinois: an end kept twice running has its excess halved, so that both ends close in
+        fa = np.where(low, fc, np.where(side < 0, fa / 2, fa))
+        fb = np.where(low, np.where(side > 0, fb / 2, fb), fc)
+        side = np.where(low, 1.0, -1.0)
+        a, b = np.where(low, c, a), np.where(low, b, c)
+    return state(np.where(top, C_in, np.exp(a)))[1]
 
 
 def closed_loop(inputs: dict, clients, prompt_tokens, output_tokens, chunk_tokens, admitted, waves=10.0,
@@ -114,22 +211,22 @@ def closed_loop(inputs: dict, clients, prompt_tokens, output_tokens, chunk_token
     ctx = P + S + L_out / 2  # mean context of a decoding sequence
     C_in = np.maximum(np.minimum(C, N), 1.0)
     carries = PF <= 0  # a job's steps carry the running decodes (else they pause for it)
-    # a synchronised job: the prompts the budget holds, all C where they fit (nothing else runs then);
-    # else, where its steps carry the other C − g requests' decodes, those take their tokens from the
-    # budget too: g·S ≤ K − (C − g)
-    shared = np.floor((K - C_in) / np.maximum(S - 1, 1.0))
-    g_wave = np.where(C_in * S <= K, C_in, np.clip(np.where(carries, shared, np.floor(K / S)), 1.0, C_in))
+    # a synchronised job: the prompts the budget holds beside the others' decodes (where its steps carry them)
+    g_wave = prompts_beside(K, S, C_in, np.where(carries, C_in, 0.0))
     drifting = D > 0
     g = np.where(drifting, 1.0, g_wave)
     synced_first = (PF > 0) & ~drifting  # prompts first, fixed lengths: every wave is the first
 
-    def job_step(sub, idx, prompts, batch):
-        """A job's steps: ``prompts`` prompts with ``batch`` decodes, spread over its chunks."""
+    def job_step(sub, idx, prompts, batch, step_s=None):
+        """A job's steps: ``prompts`` prompts with ``batch`` decodes, spread over its chunks (each step
+        after the first a decode step, ``step_s`` where the caller has it)."""
         t = mixed_step_s(sub, batch, prompts, S[idx], P[idx], ctx[idx])
         chunks = np.ceil(prompts * S[idx] / prompt_budget(K[idx], batch))
         long = chunks > 1
         if long.any():
-            t = t + np.where(long, (chunks - 1) * mixed_step_s(sub, batch, 0.0, S[idx], P[idx], ctx[idx]), 0.0)
+            if step_s is None:
+                step_s = mixed_step_s(sub, batch, 0.0, S[idx], P[idx], ctx[idx])
+            t = t + np.where(long, (chunks - 1) * step_s, 0.0)
         return t
 
     def rows(idx):
@@ -149,31 +246,13 @@ def closed_loop(inputs: dict, clients, prompt_tokens, output_tokens, chunk_token
         X[pf] = _throughput(C[pf], C_in[pf], R[pf], engine[pf])
         rho[pf] = n_wave[pf] * job[pf] * X[pf] / C_in[pf]
     idx = everyone[~synced_first]
-    for _ in range(ITERATIONS):  # only the runs whose throughput still moves
-        if not len(idx):
-            break
-        sub = rows(idx)
-        Xi, gi, Ci, Li, Di = X[idx], g[idx], C_in[idx], L_out[idx], drifting[idx]
-        r, others = Xi / gi, 1 - gi / Ci  # jobs per second; the share of them that are others'
-        rho[idx] = rho_i = np.minimum(r * job[idx], BUSIEST)
-        # a job's steps, each giving the decodes it carries a token (and taking that token from its budget)
-        carried = np.minimum(B_d[idx], Ci - gi)
-        tokens = np.where(carries[idx], np.ceil(gi * S[idx] / prompt_budget(K[idx], carried)), 0.0)
-        tpot[idx] = tpot_i = 1 / np.maximum(r * others * tokens + (1 - r * others * job[idx]) / tau[idx], 1e-12)
-        decoding = np.minimum(Ci, Xi * (Li - 1) * tpot_i / np.maximum(1 - rho_i * gi / Ci, 1e-3))
-        B_d[idx] = B = np.maximum(decoding, 1.0)
-        tau[idx] = mixed_step_s(sub, B, 0.0, S[idx], P[idx], ctx[idx])
-        job[idx] = job_i = job_step(sub, idx, gi, np.where(carries[idx], np.minimum(B, Ci - gi), 0.0))
-        w = np.where(Di, others * (rho_i * job_i + (1 - rho_i) * tau[idx]) / 2,
-                     np.minimum(wait(rho_i, "mean") * job_i, (Ci / gi - 1) * job_i))
-        engine[idx] = engine_i = job_i + w + (Li - 1) * tpot_i
-        # at most the jobs the engine can run back to back: beyond, the clients queue for prefill
-        X_new = np.minimum(0.5 * Xi + 0.5 * _throughput(C[idx], Ci, R[idx], engine_i), BUSIEST * gi / job_i)
-        m = X_new * job_i  # prompts arriving during a job: the next job's, at least one
-        g[idx] = np.where(Di, 0.5 * gi + 0.5 * job_prompts(m, g_wave[idx]), gi)
-        moving = (np.abs(X_new - Xi) > 1e-5 * Xi) | (np.abs(g[idx] - gi) > 1e-4 * gi)
-        X[idx] = X_new
-        idx = idx[moving]
+
+    if len(idx):
+        st = _steady(rows(idx), lambda sub, prompts, batch, step_s: job_step(sub, idx, prompts, batch, step_s),
+                     C[idx], C_in[idx], S[idx], L_out[idx], K[idx], R[idx], P[idx], ctx[idx], drifting[idx],
+                     carries[idx])
+        X[idx], B_d[idx], g[idx], tau[idx], job[idx], tpot[idx], engine[idx], rho[idx] = (
+            st[k] for k in ("X", "B", "g", "tau", "job", "tpot", "engine", "rho"))
     queue_cap = (C_in / g - 1) * job  # at most every other job ahead
     # time outside the engine: every request's own overhead, and, where more clients send than KV
     # memory admits, the wait for a finished request (a client's cycle C/X less the rest)
@@ -181,19 +260,21 @@ def closed_loop(inputs: dict, clients, prompt_tokens, output_tokens, chunk_token
     # the first wave: its jobs back to back, the k-th carrying the decodes of the k - 1 before it
     wave_job = np.where(synced_first, job, job_step(inp, everyone, g_wave,
                                                     np.where(carries, np.maximum((n_wave - 1) / 2 * g_wave, 0.0), 0.0)))
-    first_wave = (n_wave + 1) / 2 * wave_job
+    # ... with each request's own overhead, and its wait for KV memory where the clients outnumber it
+    # (a queue for prefill beyond a full engine is the first wave's own jobs, counted already)
+    first_wave = (n_wave + 1) / 2 * wave_job + np.where(C > C_in, outside, R)
     W = np.maximum(W, 1.0)
     out = {"requests_per_s": X, "tpot_s": tpot, "job_prompts": g, "job_s": job, "decode_step_s": tau,
-           "decode_batch": B_d, "utilisation": rho, "admitted": C_in, "first_wave_ttft_s": first_wave + outside}
+           "decode_batch": B_d, "utilisation": rho, "admitted": C_in, "first_wave_ttft_s": first_wave}
     for stat in stats:
         q = {"mean": 0.5, "p50": 0.5, "p90": 0.9, "p99": 0.99}[stat]
         # drifting: the rest of the step in progress (uniform over it) then its job
         steady = job + outside + np.where(drifting, q * (1 - g / C_in) * (rho * job + (1 - rho) * tau),
                                           np.minimum(wait(rho, stat) * job, queue_cap))
         if stat == "mean":
-            ttft = steady + np.maximum(first_wave + outside - steady, 0.0) / W
-            out["ttft_mean_s"] = np.where(synced_first, first_wave + outside, ttft)
+            ttft = steady + np.maximum(first_wave - steady, 0.0) / W
+            out["ttft_mean_s"] = np.where(synced_first, first_wave, ttft)
         else:  # the first wave's requests are the slowest 1/W of them
-            ttft = np.where(q > 1 - 1 / W, np.maximum(steady, first_wave + outside), steady)
+            ttft = np.where(q > 1 - 1 / W, np.maximum(steady, first_wave), steady)
             out[f"ttft_{stat}_s"] = np.where(synced_first, np.ceil(q * n_wave) * job + outside, ttft)
     return {k: v.reshape(shape) for k, v in out.items()}

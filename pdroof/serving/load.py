@@ -28,7 +28,7 @@ import numpy as np
 
 from ..cost.numeric import evaluate
 from ..cost.queueing import max_utilisation, quantile_of, wait
-from .closed_loop import closed_loop, mixed_step_s, prompt_budget
+from .closed_loop import closed_loop, mixed_step_s
 
 
 def prefill_utilisation(prefill_s, handoff_s, target_s: float, stat: str) -> np.ndarray:
@@ -174,15 +174,13 @@ def aggregated_load(inputs: dict, concurrency, new_tokens, output_tokens, *, pre
         raise ValueError(f"arrivals must be one of {ARRIVALS}, not {arrivals!r}")
     C = np.asarray(concurrency, dtype=float)
     request_s = inputs["request_latency_s"]
+    chunks = np.ceil(new_tokens / inputs["chunk_tokens"])
     context = prefix_tokens + new_tokens + output_tokens / 2
 
     def step_s(batch, prompts):
         return mixed_step_s(inputs, batch, prompts, new_tokens, prefix_tokens, context)
 
     running = np.minimum(C, admitted)  # what the engine holds while a prompt joins
-    # the others' decodes share the prompt's budget, unless the engine runs prompts first
-    carried = np.where(inputs["prefill_first"] > 0, 0.0, np.maximum(running - 1.0, 0.0))
-    chunks = np.ceil(new_tokens / prompt_budget(inputs["chunk_tokens"], carried))
     unloaded = step_s(running, 1.0)
     if np.any(chunks > 1):  # a prompt beyond the token budget takes more steps
         unloaded = unloaded + (chunks - 1) * step_s(running, 0.0)
