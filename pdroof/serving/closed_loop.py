@@ -54,7 +54,7 @@ import numpy as np
 from ..cost.numeric import evaluate
 from ..cost.queueing import wait
 
-SOLVE_STEPS = 20  # steps of the decode batch's root finding (regula falsi, Illinois)
+SOLVE_STEPS = 34  # bisections of log B over [1e-9, admitted]: to a part in 10^9
 JOB_STEPS = 12  # bisections of a drifting job's size at each decode batch: to 1/4096 of the most
 BUSIEST = 0.999  # the largest share of the engine's time its jobs take
 
@@ -108,7 +108,7 @@ def _steady(inp: dict, job_step, C, C_in, S, L_out, K, R, P, ctx, drifting, carr
     others', k the steps of one). The clients that B takes, X·(R + T_engine), rise with it; so does
     what the engine holds, X·T_engine; so the largest B within C clients, within KV memory, and with
     the jobs short of filling the engine's time (beyond, the clients queue for prefill) is the root
-    of the largest log excess over those bounds, found in log B by regula falsi (Illinois). Where
+    of the largest log excess over those bounds, bisected in log B (it jumps where a job fills). Where
     lengths vary, a job holds the prompts that arrived during the one before (g = m/(1 − e^(−m)),
     m = X·T_job, bisected between one and the budget's most); its time is taken as linear in g
     between one prompt and that most, and the engine is full only once its jobs hold that most."""
@@ -140,13 +140,16 @@ def _steady(inp: dict, job_step, C, C_in, S, L_out, K, R, P, ctx, drifting, carr
 
         g = most
         if drifting.any():  # the job size the arrivals during a job give, where they do not fill it
-            job, _, _, _, X = at(most)
-            apart = drifting & (job_prompts(X * job, most) < most)
+            # g = m/(1 − e^(−m)) with m = X·T_job = u·g holds where g = −ln(1 − u)/u: tested so, as
+            # job_prompts rounds to m itself beyond m ≈ 37
+            def short(g, u):  # the arrivals during a job of g would fill a larger one
+                return (u >= 1) | (g * u < -np.log1p(-np.minimum(u, 1 - 1e-16)))
+
+            apart = drifting & ~short(most, at(most)[3])
             g_lo, g_hi = np.ones(n), most.copy()
             for _ in range(JOB_STEPS):  # bisect between one prompt and the most
                 g = np.where(apart, (g_lo + g_hi) / 2, most)
-                job, _, _, _, X = at(g)
-                more = job_prompts(X * job, most) > g
+                more = short(g, at(g)[3])
                 g_lo, g_hi = np.where(more, g, g_lo), np.where(more, g_hi, g)
             g = np.where(apart, (g_lo + g_hi) / 2, most)
         job, tokens, o, u, X = at(g)
@@ -163,23 +166,13 @@ def _steady(inp: dict, job_step, C, C_in, S, L_out, K, R, P, ctx, drifting, carr
         return np.where(np.isnan(excess), np.inf, excess), {"X": X, "B": np.maximum(B, 1.0), "g": g, "tau": tau,
                                                             "job": job, "tpot": tpot, "engine": engine, "rho": busy}
 
-    # the largest B within every bound: the root of the (rising) excess, by regula falsi in log B with
-    # the Illinois rule, from next to no decodes to every sequence admitted
+    # the largest B within every bound: the root of the (rising) excess, bisected in log B from next to
+    # no decodes to every sequence admitted (a bisection, as the excess jumps where a job fills up)
     a, b = np.full(n, np.log(1e-9)), np.log(C_in)
-    fa, fb = state(np.exp(a))[0], state(np.exp(b))[0]
-    fa = np.minimum(fa, 0.0)  # at next to no decodes every bound holds
-    top = fb <= 0  # every sequence admitted decodes within the bounds
-    side = np.zeros(n)
+    top = state(C_in)[0] <= 0  # every sequence admitted decodes within the bounds
     for _ in range(SOLVE_STEPS):
-        with np.errstate(divide="ignore", invalid="ignore"):
-            c = np.where(np.isfinite(fb) & (fb > fa), b - fb * (b - a) / (fb - fa), (a + b) / 2)
-        c = np.clip(c, a + 1e-3 * (b - a), b - 1e-3 * (b - a))  # inside the bracket
-        fc = state(np.exp(c))[0]
-        low = fc <= 0
-        # Illinois: an end kept twice running has its excess halved, so that both ends close in
-        fa = np.where(low, fc, np.where(side < 0, fa / 2, fa))
-        fb = np.where(low, np.where(side > 0, fb / 2, fb), fc)
-        side = np.where(low, 1.0, -1.0)
+        c = (a + b) / 2
+        low = state(np.exp(c))[0] <= 0
         a, b = np.where(low, c, a), np.where(low, b, c)
     return state(np.where(top, C_in, np.exp(a)))[1]
 
