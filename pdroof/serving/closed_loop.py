@@ -55,7 +55,7 @@ from ..cost.numeric import evaluate
 from ..cost.queueing import wait
 
 SOLVE_STEPS = 34  # bisections of log B over [1e-9, admitted]: to a part in 10^9
-JOB_STEPS = 12  # bisections of a drifting job's size at each decode batch: to 1/4096 of the most
+JOB_STEPS = 12  # bisections of a drifting job's size at each decode batch: to (most − 1)/4096
 BUSIEST = 0.999  # the largest share of the engine's time its jobs take
 
 
@@ -131,7 +131,7 @@ def _steady(inp: dict, job_step, C, C_in, S, L_out, K, R, P, ctx, drifting, carr
             carried = np.where(carries, np.minimum(B, C_in - g), 0.0)
             tokens = np.where(carries, np.ceil(g * S / prompt_budget(K, carried)), 0.0)
             o = 1 - g / C_in
-            # B·(b·u + c)·(1 − d·u) = a·u, the smaller root in (0, 1]
+            # B·(b·u + c)·(1 − d·u) = a·u, its smallest positive root (capped at 1 below; disc < 0 cannot occur)
             a, b, c, d = g * steps / job, o * (tokens / job - 1 / tau), 1 / tau, g / C_in
             qa, qb, qc = -B * b * d, B * b - B * c * d - a, B * c
             disc = qb * qb - 4 * qa * qc
