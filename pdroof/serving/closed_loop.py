@@ -90,6 +90,14 @@ def prompts_beside(chunk_tokens, prompt_tokens, clients, decodes):
     return np.where(C * S <= K, C, np.clip(g, 1.0, C))
 
 
+def _job_wait_s(drifting, others, busy, job_s, step_s, clients, prompts, stat: str, q: float):
+    """A request's wait before its job starts: where lengths vary, the rest (quantile ``q``) of the
+    step in progress where that step is another request's; else its job's M/D/1 wait at the jobs'
+    share of the time ``busy``, at most every other job ahead."""
+    return np.where(drifting, q * others * (busy * job_s + (1 - busy) * step_s),
+                    np.minimum(wait(busy, stat) * job_s, (clients / prompts - 1) * job_s))
+
+
 def mixed_step_s(inputs: dict, batch, prompts, prompt_tokens, prefix_tokens, context_tokens):
     """One forward pass: ``batch`` decodes at ``context_tokens`` and ``prompts`` prompts of
     ``prompt_tokens`` new tokens after a cached prefix (the ``mixed`` equations)."""
@@ -155,9 +163,7 @@ def _steady(inp: dict, job_step, C, C_in, S, L_out, K, R, P, ctx, drifting, carr
         job, tokens, o, u, X = at(g)
         tpot = 1 / (np.minimum(u, 1.0) * o * tokens / job + (1 - np.minimum(u, 1.0) * o) / tau)
         busy = np.minimum(u, BUSIEST)
-        w = np.where(drifting, o * (busy * job + (1 - busy) * tau) / 2,
-                     np.minimum(wait(busy, "mean") * job, (C_in / g - 1) * job))
-        engine = job + w + (L_out - 1) * tpot
+        engine = job + _job_wait_s(drifting, o, busy, job, tau, C_in, g, "mean", 0.5) + (L_out - 1) * tpot
         # prompts arriving apart fill a job only as far as they arrive: the engine is full only once
         # its jobs hold all the budget allows
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -207,7 +213,7 @@ def closed_loop(inputs: dict, clients, prompt_tokens, output_tokens, chunk_token
     # a synchronised job: the prompts the budget holds beside the others' decodes (where its steps carry them)
     g_wave = prompts_beside(K, S, C_in, np.where(carries, C_in, 0.0))
     drifting = D > 0
-    g = np.where(drifting, 1.0, g_wave)
+    g = g_wave.copy()
     synced_first = (PF > 0) & ~drifting  # prompts first, fixed lengths: every wave is the first
 
     def job_step(sub, idx, prompts, batch, step_s=None):
@@ -226,18 +232,17 @@ def closed_loop(inputs: dict, clients, prompt_tokens, output_tokens, chunk_token
         return {k: (v[idx] if np.ndim(v) else v) for k, v in inp.items()}
 
     everyone = np.arange(n)
-    tau = mixed_step_s(inp, C_in, 0.0, S, P, ctx)
-    job = job_step(inp, everyone, g, np.where(carries, np.maximum(C_in - g, 0.0), 0.0))
-    engine = job + (L_out - 1) * tau  # a request's time in the engine, from its job to its last token
-    X = _throughput(C, C_in, R, engine)
-    rho, tpot, B_d = np.zeros(n), tau.copy(), C_in.copy()
+    X, tpot, tau, job, engine, rho, B_d = (np.zeros(n) for _ in range(7))
     n_wave = np.ceil(C_in / g_wave)  # jobs of a synchronised wave
-    if synced_first.any():  # its jobs run back to back, then its requests decode together
+    if synced_first.any():  # its jobs run back to back, prompts alone, then its requests decode together
         pf = everyone[synced_first]
+        tau[pf] = mixed_step_s(rows(pf), C_in[pf], 0.0, S[pf], P[pf], ctx[pf])
+        job[pf] = job_step(rows(pf), pf, g[pf], 0.0)
         tpot[pf] = tau[pf] + (n_wave[pf] - 1) / 2 * job[pf] / np.maximum(L_out[pf] - 1, 1.0)
         engine[pf] = n_wave[pf] * job[pf] + (L_out[pf] - 1) * tau[pf]  # its wave's, every request alike
         X[pf] = _throughput(C[pf], C_in[pf], R[pf], engine[pf])
         rho[pf] = n_wave[pf] * job[pf] * X[pf] / C_in[pf]
+        B_d[pf] = C_in[pf]
     idx = everyone[~synced_first]
 
     if len(idx):
@@ -246,7 +251,6 @@ def closed_loop(inputs: dict, clients, prompt_tokens, output_tokens, chunk_token
                      carries[idx])
         X[idx], B_d[idx], g[idx], tau[idx], job[idx], tpot[idx], engine[idx], rho[idx] = (
             st[k] for k in ("X", "B", "g", "tau", "job", "tpot", "engine", "rho"))
-    queue_cap = (C_in / g - 1) * job  # at most every other job ahead
     # time outside the engine: every request's own overhead, and, where more clients send than KV
     # memory admits, the wait for a finished request (a client's cycle C/X less the rest)
     outside = R + np.maximum(C / X - R - engine, 0.0)
@@ -261,9 +265,7 @@ def closed_loop(inputs: dict, clients, prompt_tokens, output_tokens, chunk_token
            "decode_batch": B_d, "utilisation": rho, "admitted": C_in, "first_wave_ttft_s": first_wave}
     for stat in stats:
         q = {"mean": 0.5, "p50": 0.5, "p90": 0.9, "p99": 0.99}[stat]
-        # drifting: the rest of the step in progress (uniform over it) then its job
-        steady = job + outside + np.where(drifting, q * (1 - g / C_in) * (rho * job + (1 - rho) * tau),
-                                          np.minimum(wait(rho, stat) * job, queue_cap))
+        steady = job + outside + _job_wait_s(drifting, 1 - g / C_in, rho, job, tau, C_in, g, stat, q)
         if stat == "mean":
             ttft = steady + np.maximum(first_wave - steady, 0.0) / W
             out["ttft_mean_s"] = np.where(synced_first, first_wave, ttft)
