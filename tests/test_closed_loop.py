@@ -59,3 +59,32 @@ def test_the_decodes_a_job_carries_take_their_tokens_from_the_steps_budget(catal
     assert g[0] == clients[0]  # one job holds the whole wave
     assert np.all(g[1:] * 1024 + clients[1:] - g[1:] <= budget)  # ... else what fits beside the decodes
     assert np.all((g[1:] + 1) * 1024 + clients[1:] - g[1:] - 1 > budget)  # and no fewer
+
+
+@pytest.mark.parametrize("runtime", ["vllm", "trtllm", "sglang", "sglang-0.5.1"])
+def test_the_answer_does_not_depend_on_how_long_the_solver_bisects(catalog, monkeypatch, runtime):
+    """The steady state is a root of the decode batch, bisected: twice the bisections move no
+    prediction, as a converged root would not, over light to prefill-bound loads, outputs of one to
+    eight tokens (where a request barely decodes) as well as long ones, fixed and varying lengths,
+    each engine's shipped scheduling (vLLM's drifting arrivals included). Little's law above holds
+    wherever the root is feasible, so it cannot catch a solver stopped short; this can. A drifting
+    job's size is bisected to (most − 1)/4096 prompts: that moves a prediction by 0.1% at most."""
+    inputs, _ = stage_inputs(catalog.get("model", "llama-3.1-8b"), catalog.get("accelerator", "h100-sxm"),
+                             catalog.get("runtime", runtime), Precision("bf16", "bf16", "bf16"), 1)
+    clients = np.array([1.0, 3.0, 8.0, 24.0, 64.0, 200.0, 700.0, 2048.0])[:, None, None]
+    prompt, output = np.array([128.0, 1024.0, 8192.0])[None, :, None], np.array([1.0, 2.0, 8.0, 300.0])
+    drift = np.array([0.0, 1.0])[:, None, None, None]
+
+    def solve():
+        return aggregated_load(inputs, clients, prompt, output, arrivals="closed", drift=drift,
+                               admitted=admitted_sequences(inputs, prompt, output))
+
+    from pdroof.serving import closed_loop
+    shipped = solve()
+    monkeypatch.setattr(closed_loop, "SOLVE_STEPS", 2 * closed_loop.SOLVE_STEPS)
+    longer = solve()
+    monkeypatch.setattr(closed_loop, "JOB_STEPS", 2 * closed_loop.JOB_STEPS)
+    finer = solve()
+    for key in ("tpot_s", "ttft_s", "requests_per_s"):
+        assert shipped[key] == pytest.approx(longer[key], rel=1e-6), key
+        assert shipped[key] == pytest.approx(finer[key], rel=2e-3), key

@@ -243,7 +243,8 @@ def test_with_nothing_fitted_each_run_left_out_is_predicted_as_the_base_predicts
 
 
 def test_the_prior_costs_nothing_at_the_base_and_grows_with_each_step_away():
-    from pdroof.calibration.serving_fit import PRIOR_PER_STEP, Factor, _steps
+    from pdroof.calibration.serving_factors import Factor
+    from pdroof.calibration.serving_fit import PRIOR_PER_STEP, _steps
 
     eff = Factor(("profiles", "h100-sxm", "weights", "bf16"), 0.2, 0.95, 1.1, True, "")
     lat = Factor(("structure", "step_latency_us"), 0.0, 5000.0, 250.0, False, "")

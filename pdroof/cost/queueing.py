@@ -51,6 +51,8 @@ from functools import cache
 
 import numpy as np
 
+from .tables import UniformTable, chunked
+
 STATS = ("mean", "p50", "p90", "p99")
 _QUANTILES = {"p50": 0.5, "p90": 0.9, "p99": 0.99}
 
@@ -66,7 +68,6 @@ _SOLVE_STEPS = 20
 _RHO_BELOW_ONE = float(np.nextafter(1.0, 0.0))
 _RHO_TINY = 1e-300
 _BIG = 1e300
-_CHUNK = 16384
 _K = np.arange(int(EXACT_MAX_U) + 1)[:, None]
 _LOG_FACTORIAL = np.array([math.lgamma(k + 1.0) for k in range(int(EXACT_MAX_U) + 1)])[:, None]
 _SIGN = np.where(_K % 2 == 0, 1.0, -1.0)
@@ -273,48 +274,8 @@ def _capacity_direct(budget, q: float) -> np.ndarray:
 # tables and the public fast paths
 
 
-class _UniformTable:
-    """Piecewise-linear interpolation on the uniform grid ``t0 + i * step``, clamped at both ends: a
-    constant-time index per point (``np.interp`` bisects, and is ~30x slower on 400k points)."""
-
-    def __init__(self, t0: float, step: float, values: np.ndarray):
-        self.values = np.ascontiguousarray(values, dtype=float)
-        self.t0, self.step, self.n = t0, step, len(self.values)
-        self.t1 = t0 + (self.n - 1) * step
-        self.slopes = np.append(np.diff(self.values), 0.0)
-        self.values.flags.writeable = self.slopes.flags.writeable = False
-
-    def interpolate_inplace(self, s: np.ndarray) -> None:
-        """Replace the abscissae in the 1-d float array ``s`` by the interpolated values (NaN gives an
-        arbitrary finite value: callers mask it)."""
-        s -= self.t0
-        s *= 1.0 / self.step
-        np.clip(s, 0.0, self.n - 1.0, out=s)
-        with np.errstate(invalid="ignore"):
-            i = s.astype(np.intp)
-        s -= i
-        tmp = self.slopes.take(i, mode="clip")
-        s *= tmp
-        s += self.values.take(i, mode="clip", out=tmp)
-
-    def __call__(self, t) -> np.ndarray:
-        s = np.array(t, dtype=float, ndmin=1)
-        self.interpolate_inplace(s.reshape(-1))
-        return s.reshape(np.shape(t))
-
-
-def _chunked(kernel, a: np.ndarray) -> np.ndarray:
-    """``kernel(a_chunk, out_chunk)`` over cache-sized chunks of the flattened ``a``, into a new array of
-    a's shape. Few whole-array temporaries: on 400k points these cost more than the arithmetic."""
-    flat = np.ascontiguousarray(a).reshape(-1)
-    out = np.empty(flat.shape)
-    for lo in range(0, flat.size, _CHUNK):
-        kernel(flat[lo : lo + _CHUNK], out[lo : lo + _CHUNK])
-    return out.reshape(a.shape)
-
-
 @cache
-def _wait_table(q: float) -> _UniformTable:
+def _wait_table(q: float) -> UniformTable:
     """The q-quantile w at rho = 1 - exp(-x), stored as ``y = w rho`` on a uniform x grid from ``-ln q``
     (w = 0) to past _X_MAX, with a node on the kink at w = 1. y is exactly ``x + ln q`` below the kink
     and ~ ``exp(x) (-ln(1 - q)) / 2`` near rho = 1, so linear interpolation is accurate at both ends."""
@@ -324,17 +285,17 @@ def _wait_table(q: float) -> _UniformTable:
     x = x0 + step * np.arange(math.ceil((_X_MAX - x0) / step) + 1)
     rho = -np.expm1(-x)
     y = _quantile_direct(rho, q) * rho  # = x - x0 exactly up to the kink
-    return _UniformTable(x0, step, np.maximum.accumulate(y))
+    return UniformTable(x0, step, np.maximum.accumulate(y))
 
 
 @cache
-def _capacity_table(q: float) -> _UniformTable:
+def _capacity_table(q: float) -> UniformTable:
     """The capacity rho* at budgets _B_MIN .. _B_MAX, uniform in ln b (with b = 1, the kink, on a node),
     made monotone. Stored as rho itself: where rho* -> 1 - q or -> 1 its distance from that limit is
     ~exponential in ln b, so linear interpolation is as accurate relative to it as on a log scale."""
     t0, t1 = math.log(_B_MIN), math.log(_B_MAX)
     rho = _capacity_direct(np.exp(np.linspace(t0, t1, _B_POINTS)), q)
-    return _UniformTable(t0, (t1 - t0) / (_B_POINTS - 1), np.maximum.accumulate(rho))
+    return UniformTable(t0, (t1 - t0) / (_B_POINTS - 1), np.maximum.accumulate(rho))
 
 
 def _within(a: np.ndarray, lo: float, hi: float) -> bool:
@@ -371,7 +332,7 @@ def wait(rho, stat: str) -> np.ndarray:
             y /= r
 
         with np.errstate(divide="ignore", invalid="ignore"):
-            out = _chunked(kernel, rho)
+            out = chunked(kernel, rho)
         if _within(rho, _RHO_TINY, -math.expm1(-table.t1)):
             return _scalar(out)
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -411,7 +372,7 @@ def max_utilisation(budget, stat: str) -> np.ndarray:
             table.interpolate_inplace(y)
 
         with np.errstate(divide="ignore", invalid="ignore"):
-            out = _chunked(kernel, b)
+            out = chunked(kernel, b)
         if _within(b, _B_MIN, _B_MAX):
             return _scalar(out)
         small = b < _B_MIN

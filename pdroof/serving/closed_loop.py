@@ -66,6 +66,19 @@ def _throughput(clients, admitted, request_s, engine_s):
     return np.minimum(clients / (request_s + engine_s), admitted / engine_s)
 
 
+def largest_within(fits, lo, hi, steps: int):
+    """The largest x in [lo, hi] (elementwise) where ``fits(x)``, true below some point and false
+    above it: ``hi`` where it fits, else bisected in log x (``steps`` halvings of the log range;
+    ``fits`` may jump, which rules out faster root finding). Also returns where ``hi`` fits."""
+    top = fits(hi)
+    a, b = np.log(lo), np.log(hi)
+    for _ in range(steps):
+        c = (a + b) / 2
+        ok = fits(np.exp(c))
+        a, b = np.where(ok, c, a), np.where(ok, b, c)
+    return np.where(top, hi, np.exp(a)), top
+
+
 def job_prompts(arriving, most) -> np.ndarray:
     """Prompts a job holds where they arrive one by one: those that arrived during the job before,
     Poisson of mean m = ``arriving``, given at least one: m/(1 − e^(−m)), between 1 and ``most``."""
@@ -106,7 +119,26 @@ def mixed_step_s(inputs: dict, batch, prompts, prompt_tokens, prefix_tokens, con
                                        "context_tokens": context_tokens}, ("seconds",))["seconds"])
 
 
-def _steady(inp: dict, job_step, C, C_in, S, L_out, K, R, P, ctx, drifting, carries) -> dict:
+def job_chunks(prompts, prompt_tokens, chunk_tokens, decodes):
+    """Steps a job of ``prompts`` prompts takes where each step also carries ``decodes`` decodes."""
+    return np.ceil(prompts * prompt_tokens / prompt_budget(chunk_tokens, decodes))
+
+
+def job_step_s(inputs: dict, prompts, batch, S, P, ctx, K, step_s=None):
+    """A job's steps: ``prompts`` prompts of S new tokens after P cached, with ``batch`` decodes at
+    context ``ctx``, spread over its chunks of budget K (each step after the first a decode step,
+    ``step_s`` where the caller has it)."""
+    t = mixed_step_s(inputs, batch, prompts, S, P, ctx)
+    chunks = job_chunks(prompts, S, K, batch)
+    long = chunks > 1
+    if long.any():
+        if step_s is None:
+            step_s = mixed_step_s(inputs, batch, 0.0, S, P, ctx)
+        t = t + np.where(long, (chunks - 1) * step_s, 0.0)
+    return t
+
+
+def _steady(inp: dict, C, C_in, S, L_out, K, R, P, ctx, drifting, carries) -> dict:
     """The steady state of the engines that interleave jobs with decodes (arrays of one length).
 
     Parametrised by the decode batch B, as ``pool_loop`` is: at a given B the decode step τ and the
@@ -127,17 +159,18 @@ def _steady(inp: dict, job_step, C, C_in, S, L_out, K, R, P, ctx, drifting, carr
         tau = mixed_step_s(inp, np.maximum(B, 1.0), 0.0, S, P, ctx)  # a step decodes one sequence at least
         most = prompts_beside(K, S, C_in, np.where(carries, B, 0.0))
         # a long job's later steps: decode steps (their decodes as many, to a sequence or two)
-        job_most = job_step(inp, most, np.where(carries, np.minimum(B, C_in - most), 0.0), tau)
+        job_most = job_step_s(inp, most, np.where(carries, np.minimum(B, C_in - most), 0.0), S, P, ctx, K, tau)
         job_one = job_most
         if drifting.any():
             carried_one = np.where(carries, np.minimum(B, C_in - 1), 0.0)
-            job_one = np.where(drifting & (most > 1), job_step(inp, np.ones(n), carried_one, tau), job_most)
+            job_one = np.where(drifting & (most > 1),
+                               job_step_s(inp, np.ones(n), carried_one, S, P, ctx, K, tau), job_most)
 
         def at(g):
             share = np.where(most > 1, (g - 1) / np.maximum(most - 1, 1e-12), 1.0)
             job = job_one + share * (job_most - job_one)
             carried = np.where(carries, np.minimum(B, C_in - g), 0.0)
-            tokens = np.where(carries, np.ceil(g * S / prompt_budget(K, carried)), 0.0)
+            tokens = np.where(carries, job_chunks(g, S, K, carried), 0.0)
             o = 1 - g / C_in
             # B·(b·u + c)·(1 − d·u) = a·u, its smallest positive root (capped at 1 below; disc < 0 cannot occur)
             a, b, c, d = g * steps / job, o * (tokens / job - 1 / tau), 1 / tau, g / C_in
@@ -172,15 +205,10 @@ def _steady(inp: dict, job_step, C, C_in, S, L_out, K, R, P, ctx, drifting, carr
         return np.where(np.isnan(excess), np.inf, excess), {"X": X, "B": np.maximum(B, 1.0), "g": g, "tau": tau,
                                                             "job": job, "tpot": tpot, "engine": engine, "rho": busy}
 
-    # the largest B within every bound: the root of the (rising) excess, bisected in log B from next to
-    # no decodes to every sequence admitted (a bisection, as the excess jumps where a job fills up)
-    a, b = np.full(n, np.log(1e-9)), np.log(C_in)
-    top = state(C_in)[0] <= 0  # every sequence admitted decodes within the bounds
-    for _ in range(SOLVE_STEPS):
-        c = (a + b) / 2
-        low = state(np.exp(c))[0] <= 0
-        a, b = np.where(low, c, a), np.where(low, b, c)
-    return state(np.where(top, C_in, np.exp(a)))[1]
+    # the largest B within every bound: the root of the (rising) excess, from next to no decodes to
+    # every sequence admitted (a bisection, as the excess jumps where a job fills up)
+    B, _ = largest_within(lambda B: state(B)[0] <= 0, np.full(n, 1e-9), C_in, SOLVE_STEPS)
+    return state(B)[1]
 
 
 def closed_loop(inputs: dict, clients, prompt_tokens, output_tokens, chunk_tokens, admitted, waves=10.0,
@@ -216,18 +244,6 @@ def closed_loop(inputs: dict, clients, prompt_tokens, output_tokens, chunk_token
     g = g_wave.copy()
     synced_first = (PF > 0) & ~drifting  # prompts first, fixed lengths: every wave is the first
 
-    def job_step(sub, idx, prompts, batch, step_s=None):
-        """A job's steps: ``prompts`` prompts with ``batch`` decodes, spread over its chunks (each step
-        after the first a decode step, ``step_s`` where the caller has it)."""
-        t = mixed_step_s(sub, batch, prompts, S[idx], P[idx], ctx[idx])
-        chunks = np.ceil(prompts * S[idx] / prompt_budget(K[idx], batch))
-        long = chunks > 1
-        if long.any():
-            if step_s is None:
-                step_s = mixed_step_s(sub, batch, 0.0, S[idx], P[idx], ctx[idx])
-            t = t + np.where(long, (chunks - 1) * step_s, 0.0)
-        return t
-
     def rows(idx):
         return {k: (v[idx] if np.ndim(v) else v) for k, v in inp.items()}
 
@@ -237,7 +253,7 @@ def closed_loop(inputs: dict, clients, prompt_tokens, output_tokens, chunk_token
     if synced_first.any():  # its jobs run back to back, prompts alone, then its requests decode together
         pf = everyone[synced_first]
         tau[pf] = mixed_step_s(rows(pf), C_in[pf], 0.0, S[pf], P[pf], ctx[pf])
-        job[pf] = job_step(rows(pf), pf, g[pf], 0.0)
+        job[pf] = job_step_s(rows(pf), g[pf], 0.0, S[pf], P[pf], ctx[pf], K[pf])
         tpot[pf] = tau[pf] + (n_wave[pf] - 1) / 2 * job[pf] / np.maximum(L_out[pf] - 1, 1.0)
         engine[pf] = n_wave[pf] * job[pf] + (L_out[pf] - 1) * tau[pf]  # its wave's, every request alike
         X[pf] = _throughput(C[pf], C_in[pf], R[pf], engine[pf])
@@ -246,8 +262,7 @@ def closed_loop(inputs: dict, clients, prompt_tokens, output_tokens, chunk_token
     idx = everyone[~synced_first]
 
     if len(idx):
-        st = _steady(rows(idx), lambda sub, prompts, batch, step_s: job_step(sub, idx, prompts, batch, step_s),
-                     C[idx], C_in[idx], S[idx], L_out[idx], K[idx], R[idx], P[idx], ctx[idx], drifting[idx],
+        st = _steady(rows(idx), C[idx], C_in[idx], S[idx], L_out[idx], K[idx], R[idx], P[idx], ctx[idx], drifting[idx],
                      carries[idx])
         X[idx], B_d[idx], g[idx], tau[idx], job[idx], tpot[idx], engine[idx], rho[idx] = (
             st[k] for k in ("X", "B", "g", "tau", "job", "tpot", "engine", "rho"))
@@ -255,8 +270,8 @@ def closed_loop(inputs: dict, clients, prompt_tokens, output_tokens, chunk_token
     # memory admits, the wait for a finished request (a client's cycle C/X less the rest)
     outside = R + np.maximum(C / X - R - engine, 0.0)
     # the first wave: its jobs back to back, the k-th carrying the decodes of the k - 1 before it
-    wave_job = np.where(synced_first, job, job_step(inp, everyone, g_wave,
-                                                    np.where(carries, np.maximum((n_wave - 1) / 2 * g_wave, 0.0), 0.0)))
+    carried_wave = np.where(carries, np.maximum((n_wave - 1) / 2 * g_wave, 0.0), 0.0)
+    wave_job = np.where(synced_first, job, job_step_s(inp, g_wave, carried_wave, S, P, ctx, K))
     # ... with each request's own overhead, and its wait for KV memory where the clients outnumber it
     # (a queue for prefill beyond a full engine is the first wave's own jobs, counted already)
     first_wave = (n_wave + 1) / 2 * wave_job + np.where(C > C_in, outside, R)

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..cost.numeric import evaluate
 from ..cost.queueing import wait
-from .closed_loop import job_prompts
+from .closed_loop import job_prompts, largest_within
 
 
 def _prefill_s(inputs: dict, prompts, prompt_tokens) -> np.ndarray:
@@ -78,13 +78,7 @@ def pool_loop(prefill: dict, decode: dict, clients, prompt_tokens, output_tokens
     # the decode batch that C clients hold: clients needed grow with it, so bisect (in log space)
     # between next to none and the cap; where even the cap needs fewer than C (or the prefill pool
     # saturates first), the loop runs at that bound and the other clients wait in front of it
-    lo, hi = np.full_like(C, 1e-6), B_cap.copy()
-    at_cap = state(hi)[5] <= C
-    for _ in range(32):  # from 1e-6 to the cap (at most ~1e9 apart) to within a part in 10^8
-        mid = np.sqrt(lo * hi)
-        fits = state(mid)[5] <= C
-        lo, hi = np.where(fits, mid, lo), np.where(fits, hi, mid)
-    B = np.where(at_cap, B_cap, lo)
+    B, at_cap = largest_within(lambda B: state(B)[5] <= C, np.full_like(C, 1e-6), B_cap, 32)
     tpot, X, g, job, rho, _ = state(B)
     mu_P = N_P * g / job
     cycle_ttft = C / X - steps * tpot  # what the loop leaves for TTFT: at a bound, the wait in front of it

@@ -1,0 +1,50 @@
+"""The factors serving runs can determine, and the values a base profile gives them."""
+
+from __future__ import annotations
+
+import pytest
+
+from pdroof.calibration.serving_factors import base_value, factors_for
+from pdroof.cost.runtime import resolve
+from pdroof.spec.catalog import Catalog
+
+
+@pytest.fixture(scope="module")
+def cat():
+    return Catalog()
+
+
+def _names(factors):
+    return [f.name for f in factors]
+
+
+def test_a_dense_model_gets_no_expert_factors_and_an_mla_model_its_latent_attention(cat):
+    acc = cat.get("accelerator", "h100-sxm")
+    vllm = cat.get("runtime", "vllm")
+    dense = _names(factors_for(acc, [cat.get("model", "llama-3.1-8b")], {"bf16"}, {"bf16"}, vllm))
+    assert {"weights.bf16", "compute.bf16", "attention_decode", "request_latency_us"} <= set(dense)
+    assert not any(n.startswith("moe_") for n in dense) and "attention_decode_mla" not in dense
+    moe = _names(factors_for(acc, [cat.get("model", "deepseek-v3")], {"fp8"}, {"fp8"}, vllm))
+    assert {"moe_weights.fp8", "moe_compute.fp8", "attention_decode_mla"} <= set(moe)
+    assert "attention_decode" not in moe
+
+
+def test_every_factor_starts_inside_its_bounds_and_says_which_runs_determine_it(cat):
+    acc = cat.get("accelerator", "h100-sxm")
+    for rt_id in ("vllm", "trtllm", "sglang"):
+        rt = cat.get("runtime", rt_id)
+        for f in factors_for(acc, [cat.get("model", "deepseek-v3")], {"fp8"}, {"fp8"}, rt):
+            assert f.lo <= base_value(f, rt, acc) <= f.hi, (rt_id, f.name)
+            assert f.needs and f.metric in (0, 1)
+
+
+def test_latencies_are_read_in_microseconds_and_expert_factors_fall_back_to_the_dense_ones(cat):
+    acc = cat.get("accelerator", "h100-sxm")
+    model = [cat.get("model", "deepseek-v3")]
+    vllm = cat.get("runtime", "vllm")
+    by_name = {f.name: f for f in factors_for(acc, model, {"fp8"}, {"fp8"}, vllm)}
+    assert base_value(by_name["step_latency_us"], vllm, acc) == pytest.approx(vllm.structure.step_latency_s * 1e6)
+    assert base_value(by_name["moe_weights.fp8"], vllm, acc) == resolve(vllm, acc).moe_weights["fp8"]  # its own
+    plain = cat.get("runtime", "pytorch")  # no expert factors: the dense one stands for them, as cost.inputs reads it
+    by_name = {f.name: f for f in factors_for(acc, model, {"fp8"}, {"fp8"}, plain)}
+    assert base_value(by_name["moe_weights.fp8"], plain, acc) == base_value(by_name["weights.fp8"], plain, acc)
