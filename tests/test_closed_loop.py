@@ -88,3 +88,20 @@ def test_the_answer_does_not_depend_on_how_long_the_solver_bisects(catalog, monk
     for key in ("tpot_s", "ttft_s", "requests_per_s"):
         assert shipped[key] == pytest.approx(longer[key], rel=1e-6), key
         assert shipped[key] == pytest.approx(finer[key], rel=2e-3), key
+
+
+def test_the_engines_running_sequence_limit_bounds_the_batch_as_kv_memory_does(catalog):
+    """Llama-3.1-8B on a B200 holds thousands of short sequences in KV memory, but vLLM's server runs
+    1,024 at most (max_num_seqs): beyond that, clients wait for admission, the decode batch stays
+    at the limit and TTFT takes the wait, as where memory binds."""
+    model, b200 = catalog.get("model", "llama-3.1-8b"), catalog.get("accelerator", "b200")
+    p = Precision("bf16", "bf16", "bf16")
+    vllm, _ = stage_inputs(model, b200, catalog.get("runtime", "vllm"), p, 1)
+    unbounded, _ = stage_inputs(model, b200, catalog.get("runtime", "pytorch"), p, 1)
+    assert admitted_sequences(vllm, 256.0, 256.0) == 1024
+    assert admitted_sequences(unbounded, 256.0, 256.0) > 3000  # what memory alone would hold
+    clients = np.array([512.0, 1024.0, 4096.0])
+    out = aggregated_load(vllm, clients, 256.0, 256.0, arrivals="closed",
+                          admitted=admitted_sequences(vllm, 256.0, 256.0))
+    assert np.all(out["decode_batch"] <= 1024) and out["admitted"][-1] == 1024
+    assert out["ttft_s"][-1] > 2 * out["ttft_s"][1]  # the clients beyond the limit wait for a place

@@ -84,3 +84,36 @@ def test_stated_profiles_are_the_files_own(catalog):
     assert "mi300x" in catalog.get("runtime", "trtllm").profiles  # inherited from engine
     assert "mi300x" not in catalog.stated_profiles("trtllm")
     assert catalog.stated_profiles("no-such-runtime") == frozenset()
+
+
+@pytest.mark.parametrize("runtime, accelerator, chunk, most", [
+    ("vllm", "h100-sxm", 8192, 1024),  # 70 GiB or more: vLLM's large defaults
+    ("vllm", "b200", 8192, 1024),
+    ("vllm", "l40s", 2048, 256),  # below 70 GiB
+    ("vllm", "a100-sxm-80g", 2048, 256),  # 80 GiB, but an A100 (by name, as vLLM checks it)
+    ("sglang", "h100-sxm", 8192, float("inf")),  # SGLang bounds its batch by memory alone
+    ("sglang", "h200-sxm", 8192, float("inf")),
+    ("sglang", "b200", 16384, float("inf")),  # 160 GiB or more
+    ("sglang", "mi355x", 16384, float("inf")),
+    ("sglang", "l40s", 4096, float("inf")),
+    ("sglang", "rtx-4090", 2048, float("inf")),
+    ("sglang-0.5.1", "b200", 16384, float("inf")),  # inherited
+    ("trtllm", "l40s", 8192, 2048),  # one default everywhere
+    ("pytorch", "b200", 8192, float("inf")),
+])
+def test_engines_take_their_scheduler_defaults_by_the_devices_memory(catalog, runtime, accelerator, chunk, most):
+    """vLLM's and SGLang's servers pick the step's token budget (and vLLM its running-sequence
+    limit) by the GPU's memory as torch reports it; the profiles' smaller_devices tiers say so."""
+    from pdroof.cost.inputs import scheduler_inputs
+
+    got = scheduler_inputs(catalog.get("runtime", runtime), catalog.get("accelerator", accelerator))
+    assert got == {"chunk_tokens": chunk, "max_sequences": most}
+
+
+def test_a_tier_without_its_budget_is_refused_naming_the_field(tmp_path):
+    d = tmp_path / "hardware" / "runtimes"
+    d.mkdir(parents=True)
+    (d / "mine.yaml").write_text("id: mine\nname: mine\ninherits: vllm\nstructure:\n"
+                                 "  smaller_devices:\n    - {below_gib: 40, max_sequences: 64}\n")
+    with pytest.raises(PdroofError, match=r"structure\.smaller_devices\[0\]\.chunk_tokens"):
+        Catalog([tmp_path], use_env=False).get("runtime", "mine")

@@ -610,7 +610,7 @@ ARGS['mixed'] = ('batch', 'prefill_prompts', 'new_tokens', 'prefix_tokens', 'con
 OUTPUTS['mixed'] = ('attn_proj_flops', 'attn_proj_bytes', 'attn_proj_compute_s', 'attn_proj_memory_s', 'attn_proj_seconds', 'ffn_flops', 'ffn_bytes', 'ffn_compute_s', 'ffn_memory_s', 'ffn_seconds', 'experts_flops', 'experts_bytes', 'experts_compute_s', 'experts_memory_s', 'experts_seconds', 'attention_flops', 'attention_bytes', 'attention_compute_s', 'attention_memory_s', 'attention_seconds', 'elementwise_flops', 'elementwise_bytes', 'elementwise_compute_s', 'elementwise_memory_s', 'elementwise_seconds', 'tp_comm_flops', 'tp_comm_bytes', 'tp_comm_compute_s', 'tp_comm_memory_s', 'tp_comm_seconds', 'ep_comm_flops', 'ep_comm_bytes', 'ep_comm_compute_s', 'ep_comm_memory_s', 'ep_comm_seconds', 'lm_head_flops', 'lm_head_bytes', 'lm_head_compute_s', 'lm_head_memory_s', 'lm_head_seconds', 'layer_latency_flops', 'layer_latency_bytes', 'layer_latency_compute_s', 'layer_latency_memory_s', 'layer_latency_seconds', 'step_latency_flops', 'step_latency_bytes', 'step_latency_compute_s', 'step_latency_memory_s', 'step_latency_seconds', 'seconds', 'flops', 'bytes', 'tokens_per_second')
 
 
-def memory(*, batch, context_tokens, tp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, sparse_layers, index_key_bytes, linear_layers, linear_heads, linear_key_dim, linear_value_dim, state_bytes, state_shardable, hidden, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, embed_params, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, hbm_bytes, chunk_tokens, mem_reserve):
+def memory(*, batch, context_tokens, tp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, sparse_layers, index_key_bytes, linear_layers, linear_heads, linear_key_dim, linear_value_dim, state_bytes, state_shardable, hidden, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, embed_params, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, hbm_bytes, chunk_tokens, mem_reserve, max_sequences):
     """Numeric twin of pdroof.cost.equations groups()["memory"]."""
     _x0 = tp**(-1.0)
     _x1 = numpy.minimum(kv_shardable, tp)**(-1.0)
@@ -625,10 +625,10 @@ def memory(*, batch, context_tokens, tp, moe_tp, moe_ep, layers, dense_layers, m
         'workspace_bytes': _x5,
         'kv_sequence_bytes': _x6,
         'kv_capacity_bytes': _x7,
-        'max_batch': numpy.floor(numpy.maximum(0, _x7)/_x6),
+        'max_batch': numpy.minimum(max_sequences, numpy.floor(numpy.maximum(0, _x7)/_x6)),
     }
 
-ARGS['memory'] = ('batch', 'context_tokens', 'tp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'state_bytes', 'state_shardable', 'hidden', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'embed_params', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'hbm_bytes', 'chunk_tokens', 'mem_reserve')
+ARGS['memory'] = ('batch', 'context_tokens', 'tp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'state_bytes', 'state_shardable', 'hidden', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'embed_params', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'hbm_bytes', 'chunk_tokens', 'mem_reserve', 'max_sequences')
 OUTPUTS['memory'] = ('weights_bytes', 'workspace_bytes', 'kv_sequence_bytes', 'kv_capacity_bytes', 'max_batch')
 
 

@@ -214,7 +214,6 @@ def precision_inputs(runtime: Record, p: Precision) -> dict[str, float]:
         "cast_bytes_per_elem": st.activation_cast_bytes_per_element if p.quantized_activations else 0.0,
         "extra_kernel_share": st.cast_kernels_per_layer / st.kernels_per_layer if p.quantized_activations else 0.0,
         "mem_reserve": st.memory_reserve_fraction,
-        "chunk_tokens": st.chunk_tokens,
         "step_latency_s": st.step_latency_s,
         "sequence_latency_s": st.sequence_latency_s,
         # the scheduler's, read by the load models (serving.load, serving.pool_loop through predict and
@@ -226,3 +225,18 @@ def precision_inputs(runtime: Record, p: Precision) -> dict[str, float]:
         "kv_reserve_full": 1.0 if st.kv_reservation == "full" else 0.0,
         "drifting_arrivals": 1.0 if st.arrivals == "drifting" else 0.0,
     }
+
+
+def scheduler_inputs(runtime: Record, acc: Record) -> dict[str, float]:
+    """The engine's step budget and running-sequence limit on ``acc``: its structure's, or those of
+    the first of its ``smaller_devices`` tiers the device falls in (engines pick their defaults by
+    the device's memory, vLLM and SGLang among them); no limit (inf) where it gives none."""
+    st = runtime.structure
+    chunk, most = st.chunk_tokens, st.max_sequences
+    names = f"{acc.id} {acc.name}".lower()
+    for tier in st.smaller_devices:
+        if acc.memory.capacity_bytes < tier.below_bytes or any(n.lower() in names for n in tier.names_containing):
+            chunk, most = tier.chunk_tokens, tier.max_sequences if tier.max_sequences is not None else most
+            break
+    return {"chunk_tokens": chunk, "max_sequences": float(most) if most is not None else float("inf")}
+

@@ -191,6 +191,7 @@ _TABLE = (
     Sym("hbm_bytes", "B", "HBM capacity per device", "C"),
     Sym("chunk_tokens", "tokens", "most tokens one forward pass processes (sizes the activation workspace)", "T_C"),
     Sym("mem_reserve", "1", "fraction of HBM the runtime keeps for itself", "r"),
+    Sym("max_sequences", "1", "most sequences the engine's scheduler runs at once (inf: no limit)", "N_S"),
 )
 
 SYMBOLS: dict[str, Sym] = {s.name: s for s in _TABLE}

@@ -14,6 +14,7 @@ from ..cost.inputs import (
     hardware_inputs,
     model_inputs,
     precision_inputs,
+    scheduler_inputs,
 )
 from ..cost.parallelism import Parallelism, scale_up_domain, split_reason
 from ..cost.precision import Precision
@@ -58,7 +59,8 @@ def _stage_inputs(model: Record, acc: Record, runtime: Record, p: Precision, par
     """Computed once per stage (records are immutable; the design space asks for the same stage
     from its decode and aggregated tables)."""
     eff = resolve(runtime, acc)
-    inputs = {**_silicon_inputs(model, acc, runtime, p.weights, p.activations, par), **precision_inputs(runtime, p)}
+    inputs = {**_silicon_inputs(model, acc, runtime, p.weights, p.activations, par), **precision_inputs(runtime, p),
+              **scheduler_inputs(runtime, acc)}
     inputs["gemm_half_rows"] = capped_half_rows(inputs)
     return inputs, eff
 

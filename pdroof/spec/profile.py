@@ -15,11 +15,21 @@ from pathlib import Path
 
 from .errors import SpecError
 from .kinds import FMT, FRACTION, ID, TEXTS
-from .schema import F, Map, MapOf, Num, Record, Str, validate
-from .units import GB, MICRO
+from .schema import F, List, Map, MapOf, Num, Record, Str, validate
+from .units import GB, GIB, MICRO
 from .yamlio import read_yaml
 
 BPE = Num(positive=False, minimum=0, doc="bytes per element")
+
+DEVICE_TIER = Map(fields=(
+    F("below_gib", Num(scale=GIB), attr="below_bytes", required=True,
+      doc="devices whose memory (as the engine sees it) is below this many GiB fall in the tier"),
+    F("names_containing", TEXTS, default=(),
+      doc="... and so do devices whose id or name contains one of these (case-insensitive)"),
+    F("chunk_tokens", Num(integer=True), required=True, doc="most tokens in one forward pass there"),
+    F("max_sequences", Num(integer=True), doc="most sequences the engine runs at once there"),
+    F("source", Str()),
+))
 
 STRUCTURE = Map(fields=(
     F("norm_bytes_per_element", BPE, required=True, doc="bytes moved per hidden element by one RMSNorm"),
@@ -32,6 +42,12 @@ STRUCTURE = Map(fields=(
     F("memory_reserve_fraction", Num(positive=False, minimum=0, maximum=0.9), required=True,
       doc="fraction of HBM the stack keeps for itself (context, allocator, graphs)"),
     F("chunk_tokens", Num(integer=True), required=True, doc="most tokens in one forward pass"),
+    F("max_sequences", Num(integer=True),
+      doc="most sequences the engine runs at once (vLLM's max_num_seqs, TensorRT-LLM's max_batch_size), "
+          "per engine instance or attention-DP replica; absent: KV memory alone bounds them"),
+    F("smaller_devices", List(DEVICE_TIER), default=(),
+      doc="the engine's defaults on devices of less memory, smallest first: the first tier a device falls "
+          "in replaces chunk_tokens (and max_sequences where it gives one)"),
     F("step_latency_us", Num(scale=MICRO, positive=False, minimum=0), attr="step_latency_s", required=True,
       doc="fixed cost per forward pass outside the layers: scheduling, sampling, graph launch"),
     F("sequence_latency_us", Num(scale=MICRO, positive=False, minimum=0), attr="sequence_latency_s", default=0.0,

@@ -56,5 +56,6 @@ def expressions() -> dict[str, sp.Expr]:
         "workspace_bytes": ws,
         "kv_sequence_bytes": kv_seq,
         "kv_capacity_bytes": capacity,
-        "max_batch": sp.floor(sp.Max(0, capacity) / kv_seq),
+        # what KV memory holds, at most what the engine's scheduler runs at once
+        "max_batch": sp.Min(sp.floor(sp.Max(0, capacity) / kv_seq), S("max_sequences")),
     }
