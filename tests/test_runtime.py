@@ -107,7 +107,27 @@ def test_engines_take_their_scheduler_defaults_by_the_devices_memory(catalog, ru
     from pdroof.cost.inputs import scheduler_inputs
 
     got = scheduler_inputs(catalog.get("runtime", runtime), catalog.get("accelerator", accelerator))
-    assert got == {"chunk_tokens": chunk, "max_sequences": most}
+    assert (got["chunk_tokens"], got["max_sequences"]) == (chunk, most)
+
+
+@pytest.mark.parametrize("runtime, accelerator, reserve_gib", [
+    ("sglang", "h100-sxm", 13.0),  # SGLang keeps an amount for its chunk's activations and CUDA graphs
+    ("sglang", "h200-sxm", 13.0),  # ... the same amount on a larger device: a smaller share of it
+    ("sglang", "b200", 25.5),  # twice the chunk
+    ("sglang", "l40s", 6.6),
+    ("vllm", "h100-sxm", None),  # gpu_memory_utilization: a share of the device
+    ("vllm", "b200", None),
+])
+def test_the_memory_an_engine_keeps_is_a_share_or_an_amount_as_the_engine_reserves_it(catalog, runtime, accelerator,
+                                                                                       reserve_gib):
+    from pdroof.cost.inputs import scheduler_inputs
+
+    rt, acc = catalog.get("runtime", runtime), catalog.get("accelerator", accelerator)
+    share = scheduler_inputs(rt, acc)["mem_reserve"]
+    if reserve_gib is None:
+        assert share == rt.structure.memory_reserve_fraction
+    else:
+        assert share * acc.memory.capacity_bytes == pytest.approx(reserve_gib * 2**30)
 
 
 def test_a_tier_without_its_budget_is_refused_naming_the_field(tmp_path):

@@ -48,3 +48,16 @@ def test_latencies_are_read_in_microseconds_and_expert_factors_fall_back_to_the_
     plain = cat.get("runtime", "pytorch")  # no expert factors: the dense one stands for them, as cost.inputs reads it
     by_name = {f.name: f for f in factors_for(acc, model, {"fp8"}, {"fp8"}, plain)}
     assert base_value(by_name["moe_weights.fp8"], plain, acc) == base_value(by_name["weights.fp8"], plain, acc)
+
+
+def test_the_memory_reserve_starts_from_what_the_engine_keeps_on_the_device(cat):
+    """SGLang reserves an amount (13 GiB on an H100, 26 on a B200), not a share: the fit starts from
+    the share that amount is of the device, not from the profile's fraction of zero."""
+    sglang = cat.get("runtime", "sglang")
+    for acc_id in ("h100-sxm", "b200"):
+        acc = cat.get("accelerator", acc_id)
+        reserve = next(f for f in factors_for(acc, [cat.get("model", "qwen3-32b")], {"bf16"}, {"bf16"}, sglang)
+                       if f.name == "memory_reserve_fraction")
+        start = base_value(reserve, sglang, acc)
+        assert reserve.lo < start < 0.2 and start * acc.memory.capacity_bytes > 12 * 2**30
+

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..cost.inputs import scheduler_inputs
 from ..cost.runtime import resolve
 from ..spec.schema import Record
 
@@ -78,6 +79,8 @@ def factors_for(acc: Record, models: list[Record], weights: set[str], activation
 
 def base_value(f: Factor, rt: Record, acc: Record) -> float:
     """The value the base profile gives (as it resolves on ``acc``), in the document's units."""
+    if f.path[1:] == ("memory_reserve_fraction",):  # the reserve it keeps on acc (at least memory_reserve_gib)
+        return float(scheduler_inputs(rt, acc)["mem_reserve"])
     if f.path[0] == "structure":  # latencies in µs in the document, seconds in the record
         value = float(getattr(rt.structure, f.path[1].replace("_us", "_s")))
         return value * 1e6 if f.path[1].endswith("_us") else value

@@ -213,7 +213,6 @@ def precision_inputs(runtime: Record, p: Precision) -> dict[str, float]:
         "act_fn_bytes_per_elem": st.activation_fn_bytes_per_element,
         "cast_bytes_per_elem": st.activation_cast_bytes_per_element if p.quantized_activations else 0.0,
         "extra_kernel_share": st.cast_kernels_per_layer / st.kernels_per_layer if p.quantized_activations else 0.0,
-        "mem_reserve": st.memory_reserve_fraction,
         "step_latency_s": st.step_latency_s,
         "sequence_latency_s": st.sequence_latency_s,
         # the scheduler's, read by the load models (serving.load, serving.pool_loop through predict and
@@ -228,15 +227,19 @@ def precision_inputs(runtime: Record, p: Precision) -> dict[str, float]:
 
 
 def scheduler_inputs(runtime: Record, acc: Record) -> dict[str, float]:
-    """The engine's step budget and running-sequence limit on ``acc``: its structure's, or those of
-    the first of its ``smaller_devices`` tiers the device falls in (engines pick their defaults by
-    the device's memory, vLLM and SGLang among them); no limit (inf) where it gives none."""
+    """The engine's step budget, running-sequence limit and memory reserve on ``acc``: its
+    structure's, or those of the first of its ``smaller_devices`` tiers the device falls in
+    (engines pick their defaults by the device's memory, vLLM and SGLang among them); no limit
+    (inf) where it gives none. The reserve is the larger of its fraction of the device's memory
+    and the memory it keeps whatever the size (SGLang's activations and CUDA-graph buffers)."""
     st = runtime.structure
-    chunk, most = st.chunk_tokens, st.max_sequences
+    chunk, most, kept = st.chunk_tokens, st.max_sequences, st.memory_reserve_bytes
     names = f"{acc.id} {acc.name}".lower()
     for tier in st.smaller_devices:
         if acc.memory.capacity_bytes < tier.below_bytes or any(n.lower() in names for n in tier.names_containing):
-            chunk, most = tier.chunk_tokens, tier.max_sequences if tier.max_sequences is not None else most
+            chunk = tier.chunk_tokens
+            most = tier.max_sequences if tier.max_sequences is not None else most
+            kept = tier.memory_reserve_bytes if tier.memory_reserve_bytes is not None else kept
             break
-    return {"chunk_tokens": chunk, "max_sequences": float(most) if most is not None else float("inf")}
-
+    return {"chunk_tokens": chunk, "max_sequences": float(most) if most is not None else float("inf"),
+            "mem_reserve": max(st.memory_reserve_fraction, kept / acc.memory.capacity_bytes)}

@@ -28,6 +28,8 @@ DEVICE_TIER = Map(fields=(
       doc="... and so do devices whose id or name contains one of these (case-insensitive)"),
     F("chunk_tokens", Num(integer=True), required=True, doc="most tokens in one forward pass there"),
     F("max_sequences", Num(integer=True), doc="most sequences the engine runs at once there"),
+    F("memory_reserve_gib", Num(scale=GIB, positive=False, minimum=0), attr="memory_reserve_bytes",
+      doc="memory the engine keeps for itself there, whatever the device's size"),
     F("source", Str()),
 ))
 
@@ -41,6 +43,9 @@ STRUCTURE = Map(fields=(
       doc="extra GEMM compute time fraction when weights are narrower than activations (W4A16)"),
     F("memory_reserve_fraction", Num(positive=False, minimum=0, maximum=0.9), required=True,
       doc="fraction of HBM the stack keeps for itself (context, allocator, graphs)"),
+    F("memory_reserve_gib", Num(scale=GIB, positive=False, minimum=0), attr="memory_reserve_bytes", default=0.0,
+      doc="memory the stack keeps for itself whatever the device's size (activations of its largest pass, "
+          "CUDA-graph buffers), where it reserves so; the reserve is the larger of the two"),
     F("chunk_tokens", Num(integer=True), required=True, doc="most tokens in one forward pass"),
     F("max_sequences", Num(integer=True),
       doc="most sequences the engine runs at once (vLLM's max_num_seqs, TensorRT-LLM's max_batch_size), "
