@@ -454,6 +454,23 @@ def test_the_pool_loop_is_the_closed_loops_fixed_point(catalog):
     assert res["decode_batch"][1] == pytest.approx(res["requests_per_s"][1] * 255 * res["tpot_s"][1], rel=1e-6)
 
 
+def test_the_pool_loops_answer_does_not_depend_on_how_long_it_bisects(catalog, monkeypatch):
+    """From light load to both bounds, fixed and drifting lengths: twice the bisections of the decode
+    batch move no prediction, as a converged root would not."""
+    from pdroof.serving import pool_loop as loop
+
+    cols = _inputs(catalog)
+    C = np.array([1.0, 4.0, 32.0, 256.0, 2048.0])[:, None]
+    kw = {"prefill_replicas": 2.0, "decode_replicas": 1.0, "job_cap": np.inf, "batch_cap": 300.0,
+          "handoff_s": 0.001, "request_s": 0.002, "drift": np.array([0.0, 1.0])}
+    shipped = loop.pool_loop(cols, cols, C, 2048.0, 256.0, **kw)
+    monkeypatch.setattr(loop, "SOLVE_STEPS", 2 * loop.SOLVE_STEPS)
+    longer = loop.pool_loop(cols, cols, C, 2048.0, 256.0, **kw)
+    assert shipped["decode_bound"].any()  # the loads reach the decode pool's cap
+    for key in ("tpot_s", "ttft_mean_s", "requests_per_s"):
+        assert shipped[key] == pytest.approx(longer[key], rel=1e-6), key
+
+
 def test_an_engine_that_steps_on_the_first_arrival_breaks_up_only_waves_that_idle_it(catalog):
     """``arrivals: drifting`` (vLLM's engine core steps as soon as one request is in): where one job
     holds a whole wave the engine idles between waves and the first prompt back runs alone, so the

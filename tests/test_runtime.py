@@ -86,54 +86,18 @@ def test_stated_profiles_are_the_files_own(catalog):
     assert catalog.stated_profiles("no-such-runtime") == frozenset()
 
 
-@pytest.mark.parametrize("runtime, accelerator, chunk, most", [
-    ("vllm", "h100-sxm", 8192, 1024),  # 70 GiB or more: vLLM's large defaults
-    ("vllm", "b200", 8192, 1024),
-    ("vllm", "l40s", 2048, 256),  # below 70 GiB
-    ("vllm", "a100-sxm-80g", 2048, 256),  # 80 GiB, but an A100 (by name, as vLLM checks it)
-    ("sglang", "h100-sxm", 8192, float("inf")),  # SGLang bounds its batch by memory alone
-    ("sglang", "h200-sxm", 8192, float("inf")),
-    ("sglang", "b200", 16384, float("inf")),  # 160 GiB or more
-    ("sglang", "mi355x", 16384, float("inf")),
-    ("sglang", "l40s", 4096, float("inf")),
-    ("sglang", "rtx-4090", 2048, float("inf")),
-    ("sglang-0.5.1", "b200", 16384, float("inf")),  # inherited
-    ("trtllm", "l40s", 8192, 2048),  # one default everywhere
-    ("pytorch", "b200", 8192, float("inf")),
-])
-def test_engines_take_their_scheduler_defaults_by_the_devices_memory(catalog, runtime, accelerator, chunk, most):
-    """vLLM's and SGLang's servers pick the step's token budget (and vLLM its running-sequence
-    limit) by the GPU's memory as torch reports it; the profiles' smaller_devices tiers say so."""
-    from pdroof.cost.inputs import scheduler_inputs
-
-    got = scheduler_inputs(catalog.get("runtime", runtime), catalog.get("accelerator", accelerator))
-    assert (got["chunk_tokens"], got["max_sequences"]) == (chunk, most)
-
-
-@pytest.mark.parametrize("runtime, accelerator, reserve_gib", [
-    ("sglang", "h100-sxm", 13.0),  # SGLang keeps an amount for its chunk's activations and CUDA graphs
-    ("sglang", "h200-sxm", 13.0),  # ... the same amount on a larger device: a smaller share of it
-    ("sglang", "b200", 25.5),  # twice the chunk
-    ("sglang", "l40s", 6.6),
-    ("vllm", "h100-sxm", None),  # gpu_memory_utilization: a share of the device
-    ("vllm", "b200", None),
-])
-def test_the_memory_an_engine_keeps_is_a_share_or_an_amount_as_the_engine_reserves_it(catalog, runtime, accelerator,
-                                                                                       reserve_gib):
-    from pdroof.cost.inputs import scheduler_inputs
-
-    rt, acc = catalog.get("runtime", runtime), catalog.get("accelerator", accelerator)
-    share = scheduler_inputs(rt, acc)["mem_reserve"]
-    if reserve_gib is None:
-        assert share == rt.structure.memory_reserve_fraction
-    else:
-        assert share * acc.memory.capacity_bytes == pytest.approx(reserve_gib * 2**30)
-
-
-def test_a_tier_without_its_budget_is_refused_naming_the_field(tmp_path):
+def _profile(tmp_path, text: str) -> Catalog:
     d = tmp_path / "hardware" / "runtimes"
     d.mkdir(parents=True)
-    (d / "mine.yaml").write_text("id: mine\nname: mine\ninherits: vllm\nstructure:\n"
-                                 "  smaller_devices:\n    - {below_gib: 40, max_sequences: 64}\n")
-    with pytest.raises(PdroofError, match=r"structure\.smaller_devices\[0\]\.chunk_tokens"):
-        Catalog([tmp_path], use_env=False).get("runtime", "mine")
+    (d / "mine.yaml").write_text("id: mine\nname: mine\ninherits: vllm\n" + text)
+    return Catalog([tmp_path], use_env=False)
+
+
+@pytest.mark.parametrize("tiers, field", [
+    ("    - {below_gib: 40, max_sequences: 64}\n", r"smaller_devices\[0\]\.source"),  # every tier names its source
+    ("    - {below_gib: 60, chunk_tokens: 4096, source: x}\n    - {below_gib: 35, chunk_tokens: 2048, source: x}\n",
+     r"smaller_devices\[1\]\.below_gib"),  # smallest first, or a larger tier would shadow a smaller one
+])
+def test_a_bad_tier_is_refused_naming_the_field(tmp_path, tiers, field):
+    with pytest.raises(PdroofError, match=rf"structure\.{field}"):
+        _profile(tmp_path, "structure:\n  smaller_devices:\n" + tiers).get("runtime", "mine")

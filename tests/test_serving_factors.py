@@ -50,14 +50,15 @@ def test_latencies_are_read_in_microseconds_and_expert_factors_fall_back_to_the_
     assert base_value(by_name["moe_weights.fp8"], plain, acc) == base_value(by_name["weights.fp8"], plain, acc)
 
 
-def test_the_memory_reserve_starts_from_what_the_engine_keeps_on_the_device(cat):
-    """SGLang reserves an amount (13 GiB on an H100, 26 on a B200), not a share: the fit starts from
-    the share that amount is of the device, not from the profile's fraction of zero."""
-    sglang = cat.get("runtime", "sglang")
-    for acc_id in ("h100-sxm", "b200"):
-        acc = cat.get("accelerator", acc_id)
-        reserve = next(f for f in factors_for(acc, [cat.get("model", "qwen3-32b")], {"bf16"}, {"bf16"}, sglang)
-                       if f.name == "memory_reserve_fraction")
-        start = base_value(reserve, sglang, acc)
-        assert reserve.lo < start < 0.2 and start * acc.memory.capacity_bytes > 12 * 2**30
-
+def test_the_memory_reserve_is_fitted_as_the_engine_keeps_it_from_what_it_keeps_on_the_device(cat):
+    """SGLang keeps an amount (13 GiB on an H100, 25.5 on a B200): the fit moves that amount, from the
+    one that holds on the device; vLLM keeps a share of the device: the fit moves the share."""
+    model = [cat.get("model", "qwen3-32b")]
+    for rt_id, acc_id, name, start in (("sglang", "h100-sxm", "memory_reserve_gib", 13.0),
+                                       ("sglang", "b200", "memory_reserve_gib", 25.5),
+                                       ("vllm", "h100-sxm", "memory_reserve_fraction", 0.1)):
+        rt, acc = cat.get("runtime", rt_id), cat.get("accelerator", acc_id)
+        reserve = [f for f in factors_for(acc, model, {"bf16"}, {"bf16"}, rt) if f.name.startswith("memory_reserve")]
+        assert [f.name for f in reserve] == [name]
+        assert base_value(reserve[0], rt, acc) == pytest.approx(start)
+        assert reserve[0].lo < start < reserve[0].hi

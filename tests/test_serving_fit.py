@@ -27,15 +27,16 @@ RUN = {"model": "llama-3.1-8b", "engine": "vllm", "engine_version": None, "weigh
 LOADS = [(1024, 128, 1), (8192, 64, 1), (1024, 2048, 96), (2048, 512, 32)]
 
 
-def _measured(tmp_path, truth: dict, run: dict = RUN, loads=LOADS) -> tuple[list, object]:
-    """Runs 'measured' on a profile that differs from vllm's by ``truth`` (profile-entry values)."""
-    doc = yaml.safe_load((builtin_root() / "hardware" / "runtimes" / "vllm.yaml").read_text())
+def _measured(tmp_path, truth: dict, run: dict = RUN, loads=LOADS, engine: str = "vllm") -> tuple[list, object]:
+    """Runs 'measured' on a profile that differs from ``engine``'s by ``truth`` (profile-entry
+    values; a key's number indexes a list)."""
+    doc = yaml.safe_load((builtin_root() / "hardware" / "runtimes" / f"{engine}.yaml").read_text())
     doc["id"] = "truth"
     for key, value in truth.items():
         node = doc
         *path, last = key.split(".")
         for p in path:
-            node = node.setdefault(p, {})
+            node = node[int(p)] if p.isdigit() else node.setdefault(p, {})
         node[last] = value
     d = tmp_path / "truth" / "hardware" / "runtimes"
     d.mkdir(parents=True)
@@ -228,6 +229,22 @@ def test_the_memory_an_engine_keeps_from_its_kv_pool_is_fitted_where_requests_wa
     doc, rep = calibrate_serving(catalog, runs_to_fit(runs, f, acc), f, acc, base, "mine")
     assert rep["fitted"]["memory_reserve_fraction"]["value"] == pytest.approx(0.19, abs=0.015)
     assert rep["mae"]["before"]["ttft"] > 0.3 and rep["mae"]["fitted"]["ttft"] < rep["mae"]["before"]["ttft"] / 3
+
+
+def test_an_engine_that_keeps_an_amount_of_memory_has_that_amount_fitted_up_or_down(catalog, tmp_path):
+    """SGLang keeps an amount of memory (13 GiB on an H100), not a share: where its requests wait for
+    KV memory the fit finds the amount, below the base's as well as above it, and the written
+    profile keeps it on this device (the base's tier for smaller devices no longer replaces it)."""
+    run = {**RUN, "model": "qwen3-32b", "engine": "sglang"}
+    loads = [(1024, 128, 16), (1024, 512, 16), (2048, 512, 16), (1024, 128, 1)]
+    base = yaml.safe_load((builtin_root() / "hardware" / "runtimes" / "sglang.yaml").read_text())
+    acc = catalog.get("accelerator", "h100-sxm")
+    for gib in (9.0, 17.0):
+        runs, f = _measured(tmp_path / str(gib), {"structure.smaller_devices.2.memory_reserve_gib": gib}, run, loads,
+                            "sglang")
+        doc, rep = calibrate_serving(catalog, runs_to_fit(runs, f, acc), f, acc, base, "mine")
+        assert rep["fitted"]["memory_reserve_gib"]["value"] == pytest.approx(gib, abs=1.0)
+        assert all("memory_reserve_gib" not in t for t in doc["structure"]["smaller_devices"])
 
 
 def test_with_nothing_fitted_each_run_left_out_is_predicted_as_the_base_predicts_it(catalog, tmp_path):

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from ..cost.inputs import scheduler_inputs
 from ..cost.runtime import resolve
 from ..spec.schema import Record
+from ..spec.units import GIB
 
 
 @dataclass(frozen=True)
@@ -71,16 +72,21 @@ def factors_for(acc: Record, models: list[Record], weights: set[str], activation
     # the memory an engine keeps from the KV pool (activations, CUDA graphs: SGLang's reserved_mem
     # heuristic, vLLM's gpu_memory_utilization): where the clients' sequences do not all fit, requests
     # wait for admission and TTFT follows it
-    out.append(Factor(("structure", "memory_reserve_fraction"), 0.02, 0.6, 1.15, True,
-                      "runs at many clients whose sequences do not all fit in KV memory, so requests wait "
-                      "for admission", 1))
+    # (the amount it keeps where that is what binds on acc, as SGLang's does, else its share of the device)
+    sched = scheduler_inputs(base, acc)
+    needs = "runs at many clients whose sequences do not all fit in KV memory, so requests wait for admission"
+    if sched["mem_reserve_bytes"] > sched["mem_reserve"] * acc.memory.capacity_bytes:
+        out.append(Factor(("structure", "memory_reserve_gib"), 0.5, 0.6 * acc.memory.capacity_bytes / GIB, 2.0, False,
+                          needs, 1))
+    else:
+        out.append(Factor(("structure", "memory_reserve_fraction"), 0.02, 0.6, 1.15, True, needs, 1))
     return out
 
 
 def base_value(f: Factor, rt: Record, acc: Record) -> float:
     """The value the base profile gives (as it resolves on ``acc``), in the document's units."""
-    if f.path[1:] == ("memory_reserve_fraction",):  # the reserve it keeps on acc (at least memory_reserve_gib)
-        return float(scheduler_inputs(rt, acc)["mem_reserve"])
+    if f.path[1:] == ("memory_reserve_gib",):  # the amount it keeps on acc: its tier's where it has one
+        return float(scheduler_inputs(rt, acc)["mem_reserve_bytes"]) / GIB
     if f.path[0] == "structure":  # latencies in µs in the document, seconds in the record
         value = float(getattr(rt.structure, f.path[1].replace("_us", "_s")))
         return value * 1e6 if f.path[1].endswith("_us") else value

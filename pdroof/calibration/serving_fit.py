@@ -36,6 +36,7 @@ from ..serving.predict import predict
 from ..serving.runs import Run
 from ..spec.catalog import Catalog
 from ..spec.errors import PdroofError
+from ..spec.profile import stated_over_tiers
 from ..spec.schema import Record
 from ..spec.view import percent
 from .serving_factors import Factor, base_value, factors_for
@@ -85,7 +86,8 @@ class _Evaluator:
                     raise PdroofError(f"base profile: {'.'.join(f.path)} is not a mapping")
             value = round(float(v), 4 if f.multiplicative else 1)
             node[f.path[-1]] = ({"value": value, "basis": "fitted", "source": sources[f]} if sources else value)
-        return doc
+        # a fitted budget or reserve holds on every device, the tiers the base gives for smaller ones included
+        return stated_over_tiers(doc, {f.path[1]: None for f in values if f.path[0] == "structure"})
 
     def record(self, values: dict[Factor, float]) -> Record:
         """The candidate profile as the catalogue loads it."""

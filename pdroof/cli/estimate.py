@@ -148,7 +148,9 @@ def _table(r: dict) -> str:
         {"quantity": f"KV per sequence at {i['context']} tokens", "value": f"{mem['kv_sequence_bytes'] / 1e9:,.3f} GB"},
         {"quantity": "KV capacity", "value": f"{mem['kv_capacity_bytes'] / 1e9:,.2f} GB"},
         {"quantity": f"largest batch at {i['context']} tokens",
-         "value": f"{mem['max_batch']:,}" + ("" if mem["fits"] else "  (batch does not fit)")},
+         "value": f"{mem['max_batch']:,}" + ("" if mem["max_batch"] == mem["kv_batch"] else
+                                             f"  (the engine's limit; KV memory holds {mem['kv_batch']:,})")
+         + ("" if mem["fits"] else "  (batch does not fit)")},
     ]
     parts.append(render.table_text(mem_rows, [Column("quantity", "memory"), Column("value", "value")]))
     return "".join(parts)

@@ -226,20 +226,26 @@ def precision_inputs(runtime: Record, p: Precision) -> dict[str, float]:
     }
 
 
+def device_tier(runtime: Record, acc: Record) -> Record | None:
+    """The first of the runtime's ``smaller_devices`` tiers ``acc`` falls in (by its memory as the
+    engine sees it, or its id or name), or None."""
+    names = f"{acc.id} {acc.name}".lower()
+    for tier in runtime.structure.smaller_devices:
+        if acc.memory.capacity_bytes < tier.below_bytes or any(n.lower() in names for n in tier.names_containing):
+            return tier
+    return None
+
+
 def scheduler_inputs(runtime: Record, acc: Record) -> dict[str, float]:
     """The engine's step budget, running-sequence limit and memory reserve on ``acc``: its
-    structure's, or those of the first of its ``smaller_devices`` tiers the device falls in
-    (engines pick their defaults by the device's memory, vLLM and SGLang among them); no limit
-    (inf) where it gives none. The reserve is the larger of its fraction of the device's memory
-    and the memory it keeps whatever the size (SGLang's activations and CUDA-graph buffers)."""
-    st = runtime.structure
-    chunk, most, kept = st.chunk_tokens, st.max_sequences, st.memory_reserve_bytes
-    names = f"{acc.id} {acc.name}".lower()
-    for tier in st.smaller_devices:
-        if acc.memory.capacity_bytes < tier.below_bytes or any(n.lower() in names for n in tier.names_containing):
-            chunk = tier.chunk_tokens
-            most = tier.max_sequences if tier.max_sequences is not None else most
-            kept = tier.memory_reserve_bytes if tier.memory_reserve_bytes is not None else kept
-            break
-    return {"chunk_tokens": chunk, "max_sequences": float(most) if most is not None else float("inf"),
-            "mem_reserve": max(st.memory_reserve_fraction, kept / acc.memory.capacity_bytes)}
+    structure's, or what the device's tier gives instead (engines pick their defaults by the
+    device's memory, vLLM and SGLang among them); no limit (inf) where it gives none."""
+    st, tier = runtime.structure, device_tier(runtime, acc)
+
+    def pick(name):
+        own = getattr(tier, name) if tier is not None else None
+        return own if own is not None else getattr(st, name)
+
+    most = pick("max_sequences")
+    return {"chunk_tokens": pick("chunk_tokens"), "max_sequences": float(most) if most is not None else float("inf"),
+            "mem_reserve": st.memory_reserve_fraction, "mem_reserve_bytes": pick("memory_reserve_bytes")}

@@ -85,6 +85,7 @@ def estimate(model: Record, acc: Record, runtime: Record, p: Precision, *, tp: i
     dec_ops, dec_bound = breakdown(dec)
     shape = shape_of(model)
     max_batch = int(mem["max_batch"]) * dp
+    kv_batch = int(mem["kv_batch"]) * dp
     return {
         "prefill": {"seconds": float(pre["seconds"]), "flops": float(pre["flops"]), "bytes": float(pre["bytes"]),
                     "bound": pre_bound, "ops": pre_ops},
@@ -97,6 +98,7 @@ def estimate(model: Record, acc: Record, runtime: Record, p: Precision, *, tp: i
             "kv_sequence_bytes": float(mem["kv_sequence_bytes"]),
             "kv_capacity_bytes": float(mem["kv_capacity_bytes"]),
             "max_batch": max_batch,
+            "kv_batch": kv_batch,  # what KV memory alone holds; max_batch is at most the engine's limit too
             "fits": max_batch >= batch,
         },
         "inputs": {

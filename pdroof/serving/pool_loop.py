@@ -27,6 +27,8 @@ from ..cost.numeric import evaluate
 from ..cost.queueing import wait
 from .closed_loop import job_prompts, largest_within
 
+SOLVE_STEPS = 32  # bisections of log B over [1e-6, the cap] (at most ~1e9 apart): to a part in 10^8
+
 
 def _prefill_s(inputs: dict, prompts, prompt_tokens) -> np.ndarray:
     return np.asarray(evaluate("prefill", {**inputs, "batch": prompts, "new_tokens": prompt_tokens,
@@ -78,7 +80,7 @@ def pool_loop(prefill: dict, decode: dict, clients, prompt_tokens, output_tokens
     # the decode batch that C clients hold: clients needed grow with it, so bisect (in log space)
     # between next to none and the cap; where even the cap needs fewer than C (or the prefill pool
     # saturates first), the loop runs at that bound and the other clients wait in front of it
-    B, at_cap = largest_within(lambda B: state(B)[5] <= C, np.full_like(C, 1e-6), B_cap, 32)
+    B, at_cap = largest_within(lambda B: state(B)[5] <= C, np.full_like(C, 1e-6), B_cap, SOLVE_STEPS)
     tpot, X, g, job, rho, _ = state(B)
     mu_P = N_P * g / job
     cycle_ttft = C / X - steps * tpot  # what the loop leaves for TTFT: at a bound, the wait in front of it

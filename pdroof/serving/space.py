@@ -244,12 +244,15 @@ def decode_stage(c: Candidates, inst: Instances | None = None) -> Stage:
     step = np.repeat(evaluate("decode", {**grid, "batch": b}, ("seconds",))["seconds"], T, axis=0)
     cols = {k: np.repeat(inst.cols[k], T) for k in ("inferred", "tp", "dp", "mem_bytes_per_s", "eff_memory",
                                                      "kv_bytes")}
-    mem = {k: np.repeat(mem_i[k], T) for k in ("max_batch", "kv_sequence_bytes", "kv_capacity_bytes")}
+    mem = {k: np.repeat(mem_i[k], T) for k in ("kv_batch", "max_batch", "kv_sequence_bytes", "kv_capacity_bytes")}
     n = len(st)
-    hbm_batch = mem["max_batch"]
+    hbm_batch = mem["kv_batch"]
     kv_seq = mem["kv_sequence_bytes"]
-    # a slower tier holds KV beyond HBM, never weights: without room for the weights, nothing fits
-    cap_batch = np.where(mem["kv_capacity_bytes"] > 0, hbm_batch + np.floor(tiers["tier_capacity_bytes"] / kv_seq), 0)
+    # a slower tier holds KV beyond HBM, never weights: without room for the weights, nothing fits; the
+    # engine runs no more sequences than its limit, wherever their KV lives
+    limit = np.repeat(np.broadcast_to(inst.cols["max_sequences"], np.shape(mem_i["kv_batch"])), T)
+    beyond = np.floor(tiers["tier_capacity_bytes"] / kv_seq)
+    cap_batch = np.where(mem["kv_capacity_bytes"] > 0, np.minimum(hbm_batch + beyond, limit), 0)
     tiered = evaluate("serving", {"step_s": step, "decode_batch": b, "hbm_batch": hbm_batch[:, None],
                                   "tier_bytes_per_s": tiers["tier_bytes_per_s"][:, None],
                                   "kv_request_bytes": kv_seq[:, None], **SERVING_IDLE},

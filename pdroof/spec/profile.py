@@ -26,14 +26,24 @@ DEVICE_TIER = Map(fields=(
       doc="devices whose memory (as the engine sees it) is below this many GiB fall in the tier"),
     F("names_containing", TEXTS, default=(),
       doc="... and so do devices whose id or name contains one of these (case-insensitive)"),
-    F("chunk_tokens", Num(integer=True), required=True, doc="most tokens in one forward pass there"),
+    F("chunk_tokens", Num(integer=True), doc="most tokens in one forward pass there"),
     F("max_sequences", Num(integer=True), doc="most sequences the engine runs at once there"),
     F("memory_reserve_gib", Num(scale=GIB, positive=False, minimum=0), attr="memory_reserve_bytes",
       doc="memory the engine keeps for itself there, whatever the device's size"),
-    F("source", Str()),
+    F("source", Str(), required=True),
 ))
 
-STRUCTURE = Map(fields=(
+def _tiers_in_order(st: Record):
+    bounds = [t.below_bytes for t in st.smaller_devices]
+    for i in range(1, len(bounds)):
+        if bounds[i] <= bounds[i - 1]:
+            return (f"smaller_devices[{i}].below_gib", "tiers go smallest first: this one is not above the one before")
+    return None
+
+
+TIERED = ("chunk_tokens", "max_sequences", "memory_reserve_gib")  # structure keys smaller_devices tiers may replace
+
+STRUCTURE = Map(checks=(_tiers_in_order,), fields=(
     F("norm_bytes_per_element", BPE, required=True, doc="bytes moved per hidden element by one RMSNorm"),
     F("residual_bytes_per_element", BPE, required=True, doc="bytes moved per hidden element by one residual add"),
     F("activation_fn_bytes_per_element", BPE, required=True, doc="bytes per FFN element of the gated activation"),
@@ -44,15 +54,16 @@ STRUCTURE = Map(fields=(
     F("memory_reserve_fraction", Num(positive=False, minimum=0, maximum=0.9), required=True,
       doc="fraction of HBM the stack keeps for itself (context, allocator, graphs)"),
     F("memory_reserve_gib", Num(scale=GIB, positive=False, minimum=0), attr="memory_reserve_bytes", default=0.0,
-      doc="memory the stack keeps for itself whatever the device's size (activations of its largest pass, "
-          "CUDA-graph buffers), where it reserves so; the reserve is the larger of the two"),
+      doc="memory the stack keeps for itself whatever the device's size, its activation workspace included "
+          "(SGLang's reserved_mem), where it reserves so; the reserve is the larger of this and the "
+          "fraction with the workspace"),
     F("chunk_tokens", Num(integer=True), required=True, doc="most tokens in one forward pass"),
     F("max_sequences", Num(integer=True),
       doc="most sequences the engine runs at once (vLLM's max_num_seqs, TensorRT-LLM's max_batch_size), "
           "per engine instance or attention-DP replica; absent: KV memory alone bounds them"),
     F("smaller_devices", List(DEVICE_TIER), default=(),
       doc="the engine's defaults on devices of less memory, smallest first: the first tier a device falls "
-          "in replaces chunk_tokens (and max_sequences where it gives one)"),
+          "in replaces the chunk_tokens, max_sequences and memory_reserve_gib it gives"),
     F("step_latency_us", Num(scale=MICRO, positive=False, minimum=0), attr="step_latency_s", required=True,
       doc="fixed cost per forward pass outside the layers: scheduling, sampling, graph launch"),
     F("sequence_latency_us", Num(scale=MICRO, positive=False, minimum=0), attr="sequence_latency_s", default=0.0,
@@ -211,6 +222,28 @@ def merged(parent: dict, child: dict) -> dict:
     return out
 
 
+def stated_over_tiers(doc: dict, stated) -> dict:
+    """``doc`` where the structure keys ``stated`` gives hold on every device: a profile's own budget,
+    sequence limit or reserve is not replaced on smaller devices by the tiers it inherits, and a
+    reserve it states (a fraction or an amount) replaces the one it inherits whole, as an engine's
+    flag (SGLang's --mem-fraction-static) replaces its heuristic."""
+    stated = stated if isinstance(stated, dict) else {}
+    st = doc.get("structure")
+    if not isinstance(st, dict) or not stated:
+        return doc
+    st = dict(st)
+    if "memory_reserve_fraction" in stated and "memory_reserve_gib" not in stated:
+        st["memory_reserve_gib"] = 0
+        stated = {**stated, "memory_reserve_gib": 0}
+    elif "memory_reserve_gib" in stated and "memory_reserve_fraction" not in stated:
+        st["memory_reserve_fraction"] = 0
+    if "smaller_devices" not in stated and isinstance(st.get("smaller_devices"), list):
+        drop = [k for k in TIERED if k in stated]
+        st["smaller_devices"] = [{k: v for k, v in t.items() if k not in drop} if isinstance(t, dict) else t
+                                 for t in st["smaller_devices"]]
+    return {**doc, "structure": st}
+
+
 def load_runtime(path: str | Path, parent_data=None) -> Record:
     """A runtime profile; ``parent_data(id, file)`` returns the merged raw data of the profile it
     inherits from (the catalogue resolves ids), required when the file has ``inherits``."""
@@ -218,7 +251,7 @@ def load_runtime(path: str | Path, parent_data=None) -> Record:
     if isinstance(data, dict) and data.get("inherits") is not None:
         if parent_data is None:
             raise SpecError(str(path), "inherits", "a profile that inherits must be loaded through a catalogue")
-        data = merged(parent_data(data["inherits"], str(path)), data)
+        data = stated_over_tiers(merged(parent_data(data["inherits"], str(path)), data), data.get("structure"))
     rt = validate(RUNTIME, data, str(path))
     if rt.up_to_version is not None and version_key(rt.up_to_version) is None:
         raise SpecError(str(path), "up_to_version", f"{rt.up_to_version!r} is not a version (e.g. 0.5.1.post1)")

@@ -50,12 +50,15 @@ def expressions() -> dict[str, sp.Expr]:
     w = weights_bytes()
     ws = workspace_bytes()
     kv_seq = kv_sequence_bytes(S("context_tokens"), S("kv_bytes"))
-    capacity = S("hbm_bytes") * (1 - S("mem_reserve")) - w - ws
+    # the engine keeps a share of the device beside the workspace (vLLM's gpu_memory_utilization), or an
+    # amount that stands for both (SGLang's reserved_mem), whichever is more
+    capacity = S("hbm_bytes") - w - sp.Max(S("hbm_bytes") * S("mem_reserve") + ws, S("mem_reserve_bytes"))
+    kv_batch = sp.floor(sp.Max(0, capacity) / kv_seq)
     return {
         "weights_bytes": w,
         "workspace_bytes": ws,
         "kv_sequence_bytes": kv_seq,
         "kv_capacity_bytes": capacity,
-        # what KV memory holds, at most what the engine's scheduler runs at once
-        "max_batch": sp.Min(sp.floor(sp.Max(0, capacity) / kv_seq), S("max_sequences")),
+        "kv_batch": kv_batch,  # what KV memory holds
+        "max_batch": sp.Min(kv_batch, S("max_sequences")),  # ... at most what the engine's scheduler runs at once
     }

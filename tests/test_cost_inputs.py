@@ -1,0 +1,94 @@
+"""``pdroof.cost.inputs``: what an engine's scheduler gives a stage on a device (its step budget,
+running-sequence limit and memory reserve), by the device's memory as the engines pick them, and
+as a profile of one's own states them."""
+
+from __future__ import annotations
+
+import pytest
+
+from pdroof.cost.inputs import scheduler_inputs
+from pdroof.spec.catalog import Catalog
+
+INF = float("inf")
+
+
+@pytest.mark.parametrize("runtime, accelerator, chunk, most", [
+    ("vllm", "h100-sxm", 8192, 1024),  # 70 GiB or more: vLLM's large defaults
+    ("vllm", "b200", 8192, 1024),
+    ("vllm", "l40s", 2048, 256),  # below 70 GiB
+    ("vllm", "a100-sxm-80g", 2048, 256),  # 80 GiB, but an A100 (by name, as vLLM checks it)
+    ("sglang", "h100-sxm", 8192, INF),  # SGLang bounds its batch by memory alone
+    ("sglang", "h200-sxm", 8192, INF),
+    ("sglang", "b200", 16384, INF),  # 160 GiB or more
+    ("sglang", "mi355x", 16384, INF),
+    ("sglang", "l40s", 4096, INF),
+    ("sglang", "rtx-4090", 2048, INF),
+    ("sglang-0.5.1", "b200", 16384, INF),  # inherited
+    ("trtllm", "l40s", 8192, 2048),  # one default everywhere
+    ("pytorch", "b200", 8192, INF),
+])
+def test_engines_take_their_scheduler_defaults_by_the_devices_memory(catalog, runtime, accelerator, chunk, most):
+    """vLLM's and SGLang's servers pick the step's token budget (and vLLM its running-sequence
+    limit) by the GPU's memory as torch reports it; the profiles' smaller_devices tiers say so."""
+    got = scheduler_inputs(catalog.get("runtime", runtime), catalog.get("accelerator", accelerator))
+    assert (got["chunk_tokens"], got["max_sequences"]) == (chunk, most)
+
+
+@pytest.mark.parametrize("runtime, accelerator, share, amount_gib", [
+    ("sglang", "h100-sxm", 0.0, 13.0),  # SGLang keeps an amount for its chunk's activations and CUDA graphs
+    ("sglang", "h200-sxm", 0.0, 13.0),  # ... the same on a larger device
+    ("sglang", "b200", 0.0, 25.5),  # twice the chunk
+    ("sglang", "l40s", 0.0, 6.6),
+    ("vllm", "h100-sxm", 0.1, 0.0),  # gpu_memory_utilization: a share of the device
+])
+def test_the_memory_an_engine_keeps_is_a_share_or_an_amount_as_the_engine_reserves_it(catalog, runtime, accelerator,
+                                                                                       share, amount_gib):
+    got = scheduler_inputs(catalog.get("runtime", runtime), catalog.get("accelerator", accelerator))
+    assert got["mem_reserve"] == pytest.approx(share)
+    assert got["mem_reserve_bytes"] == pytest.approx(amount_gib * 2**30)
+
+
+def _catalog(tmp_path, runtime: str = "", accelerator: str = "") -> Catalog:
+    """The built-in catalogue with a runtime ``mine`` and an accelerator ``mine`` of one's own."""
+    if runtime:
+        d = tmp_path / "hardware" / "runtimes"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "mine.yaml").write_text("id: mine\nname: mine\n" + runtime)
+    if accelerator:
+        d = tmp_path / "hardware" / "accelerators"
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "mine.yaml").write_text(accelerator)
+    return Catalog([tmp_path], use_env=False)
+
+
+@pytest.mark.parametrize("visible_gib, chunk", [(70.0, 8192), (69.99, 2048)])
+def test_a_device_at_a_tiers_bound_is_above_it(tmp_path, visible_gib, chunk):
+    """vLLM takes its large defaults from 70 GiB on (``>= 70 * GiB_bytes``): a tier holds the devices below."""
+    h100 = Catalog().files("accelerator")["h100-sxm"].read_text()
+    text = h100.replace("id: h100-sxm", "id: mine").replace("visible_gib: {value: 79.2,",
+                                                            f"visible_gib: {{value: {visible_gib},")
+    cat = _catalog(tmp_path, accelerator=text)
+    assert scheduler_inputs(cat.get("runtime", "vllm"), cat.get("accelerator", "mine"))["chunk_tokens"] == chunk
+
+
+def test_what_a_tier_does_not_give_is_the_structures(tmp_path, catalog):
+    cat = _catalog(tmp_path, "inherits: trtllm\nstructure:\n  smaller_devices:\n"
+                             "    - {below_gib: 100, chunk_tokens: 4096, source: mine}\n")
+    got = scheduler_inputs(cat.get("runtime", "mine"), catalog.get("accelerator", "h100-sxm"))
+    assert (got["chunk_tokens"], got["max_sequences"]) == (4096, 2048)  # TensorRT-LLM's limit, the tier's budget
+
+
+@pytest.mark.parametrize("own, accelerator, expect", [
+    # a budget and a limit of one's own hold on every device, not only on those the inherited tiers miss
+    ("  chunk_tokens: 16384\n  max_sequences: 512\n", "l40s", {"chunk_tokens": 16384, "max_sequences": 512}),
+    ("  chunk_tokens: 4096\n", "h100-sxm", {"chunk_tokens": 4096}),
+    # a share of one's own (SGLang's --mem-fraction-static 0.9) replaces the inherited amount
+    ("  memory_reserve_fraction: 0.1\n", "h100-sxm", {"mem_reserve": 0.1, "mem_reserve_bytes": 0.0}),
+    ("  memory_reserve_gib: 8\n", "h100-sxm", {"mem_reserve": 0.0, "mem_reserve_bytes": 8 * 2**30}),
+])
+def test_a_profile_of_ones_own_states_what_holds_over_the_tiers_it_inherits(tmp_path, catalog, own, accelerator,
+                                                                            expect):
+    parent = "vllm" if "max_sequences" in own else "sglang"
+    cat = _catalog(tmp_path, f"inherits: {parent}\nstructure:\n{own}")
+    got = scheduler_inputs(cat.get("runtime", "mine"), catalog.get("accelerator", accelerator))
+    assert {k: got[k] for k in expect} == pytest.approx(expect)
