@@ -435,3 +435,16 @@ def test_fp8_is_counted_by_its_bits(catalog):
     for other in ("h200-sxm", "mi355x"):
         rep = _plan(catalog, dict(nv), {"hw": other, "weights": "fp8", "kv": "fp8"}).doc["representation"]
         assert rep["actions"] == ["consume directly"], other
+
+
+def test_a_batch_the_engines_sequence_limit_stops_says_so_not_kv_capacity(catalog):
+    """Llama-3.1-8B with short prompts on vLLM holds some 4,000 sequences in an H100's KV memory, but
+    vLLM runs 1,024 at most: the decode batch stops below that limit, and the binding names the
+    limit, not the memory (which has room left)."""
+    w = Workload("t", 64, 512, tpot_s=5.0, ttft_s=100.0)
+    acc = catalog.get("accelerator", "h100-sxm")
+    p = plan(catalog.get("model", "llama-3.1-8b"), Pool(acc, weights="bf16", kv="bf16"),
+             Pool(acc, weights="bf16", kv="bf16"), catalog.get("path", "roce-400"), catalog.all("tier"),
+             catalog.get("runtime", "vllm"), w)
+    s = p.doc["serving"]
+    assert s["decode_batch"] <= 1024 and s["binding"] == "sequence_limit"

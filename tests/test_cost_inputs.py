@@ -92,3 +92,19 @@ def test_a_profile_of_ones_own_states_what_holds_over_the_tiers_it_inherits(tmp_
     cat = _catalog(tmp_path, f"inherits: {parent}\nstructure:\n{own}")
     got = scheduler_inputs(cat.get("runtime", "mine"), catalog.get("accelerator", accelerator))
     assert {k: got[k] for k in expect} == pytest.approx(expect)
+
+
+def test_what_a_profile_states_holds_through_every_level_that_inherits_it(tmp_path, catalog):
+    """``b`` states its own budget and share over SGLang's tiers; ``a`` inherits ``b`` and states
+    neither: it keeps ``b``'s on every device, and so does the standalone document calibrate fits onto."""
+    d = tmp_path / "hardware" / "runtimes"
+    d.mkdir(parents=True)
+    (d / "b.yaml").write_text("id: b\nname: b\ninherits: sglang\nstructure:\n  chunk_tokens: 4096\n"
+                              "  memory_reserve_fraction: 0.12\n")
+    (d / "a.yaml").write_text("id: a\nname: a\ninherits: b\nstructure:\n  step_latency_us: 100\n")
+    cat = Catalog([tmp_path], use_env=False)
+    for acc_id in ("h100-sxm", "rtx-4090", "b200"):
+        got = scheduler_inputs(cat.get("runtime", "a"), catalog.get("accelerator", acc_id))
+        assert (got["chunk_tokens"], got["mem_reserve"], got["mem_reserve_bytes"]) == (4096, 0.12, 0.0), acc_id
+    doc = cat.runtime_document("a")
+    assert all("chunk_tokens" not in t and "memory_reserve_gib" not in t for t in doc["structure"]["smaller_devices"])

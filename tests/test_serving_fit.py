@@ -234,7 +234,7 @@ def test_the_memory_an_engine_keeps_from_its_kv_pool_is_fitted_where_requests_wa
 def test_an_engine_that_keeps_an_amount_of_memory_has_that_amount_fitted_up_or_down(catalog, tmp_path):
     """SGLang keeps an amount of memory (13 GiB on an H100), not a share: where its requests wait for
     KV memory the fit finds the amount, below the base's as well as above it, and the written
-    profile keeps it on this device (the base's tier for smaller devices no longer replaces it)."""
+    profile shifts every device's amount alike (a B200's, 25.5 GiB, by as much)."""
     run = {**RUN, "model": "qwen3-32b", "engine": "sglang"}
     loads = [(1024, 128, 16), (1024, 512, 16), (2048, 512, 16), (1024, 128, 1)]
     base = yaml.safe_load((builtin_root() / "hardware" / "runtimes" / "sglang.yaml").read_text())
@@ -243,8 +243,11 @@ def test_an_engine_that_keeps_an_amount_of_memory_has_that_amount_fitted_up_or_d
         runs, f = _measured(tmp_path / str(gib), {"structure.smaller_devices.2.memory_reserve_gib": gib}, run, loads,
                             "sglang")
         doc, rep = calibrate_serving(catalog, runs_to_fit(runs, f, acc), f, acc, base, "mine")
-        assert rep["fitted"]["memory_reserve_gib"]["value"] == pytest.approx(gib, abs=1.0)
-        assert all("memory_reserve_gib" not in t for t in doc["structure"]["smaller_devices"])
+        fitted = rep["fitted"]["memory_reserve_gib"]["value"]
+        assert fitted == pytest.approx(gib, abs=1.0)
+        tiers = doc["structure"]["smaller_devices"]
+        assert tiers[2]["memory_reserve_gib"] == pytest.approx(fitted, abs=0.051)  # the H100's tier
+        assert doc["structure"]["memory_reserve_gib"]["value"] == pytest.approx(25.5 + tiers[2]["memory_reserve_gib"] - 13)
 
 
 def test_with_nothing_fitted_each_run_left_out_is_predicted_as_the_base_predicts_it(catalog, tmp_path):

@@ -72,10 +72,9 @@ def factors_for(acc: Record, models: list[Record], weights: set[str], activation
     # the memory an engine keeps from the KV pool (activations, CUDA graphs: SGLang's reserved_mem
     # heuristic, vLLM's gpu_memory_utilization): where the clients' sequences do not all fit, requests
     # wait for admission and TTFT follows it
-    # (the amount it keeps where that is what binds on acc, as SGLang's does, else its share of the device)
-    sched = scheduler_inputs(base, acc)
+    # (the amount it keeps where it keeps one on acc, as SGLang does, else its share of the device)
     needs = "runs at many clients whose sequences do not all fit in KV memory, so requests wait for admission"
-    if sched["mem_reserve_bytes"] > sched["mem_reserve"] * acc.memory.capacity_bytes:
+    if scheduler_inputs(base, acc)["mem_reserve_bytes"] > 0:
         out.append(Factor(("structure", "memory_reserve_gib"), 0.5, 0.6 * acc.memory.capacity_bytes / GIB, 2.0, False,
                           needs, 1))
     else:

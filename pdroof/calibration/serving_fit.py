@@ -79,6 +79,9 @@ class _Evaluator:
         doc["id"] = self.id
         doc.pop("up_to_version", None)
         for f, v in values.items():
+            if f.path == AMOUNT:  # the amount the engine keeps: shifted alike on every device (see _shift_amount)
+                _shift_amount(doc, round(float(v), 1) - self.start.get(f, float(v)), sources[f] if sources else None)
+                continue
             node = doc
             for key in f.path[:-1]:
                 node = node.setdefault(key, {})
@@ -86,8 +89,9 @@ class _Evaluator:
                     raise PdroofError(f"base profile: {'.'.join(f.path)} is not a mapping")
             value = round(float(v), 4 if f.multiplicative else 1)
             node[f.path[-1]] = ({"value": value, "basis": "fitted", "source": sources[f]} if sources else value)
-        # a fitted budget or reserve holds on every device, the tiers the base gives for smaller ones included
-        return stated_over_tiers(doc, {f.path[1]: None for f in values if f.path[0] == "structure"})
+        # a fitted budget or share holds on every device, the tiers the base gives for smaller ones included
+        stated = {f.path[1]: None for f in values if f.path[0] == "structure" and f.path != AMOUNT}
+        return stated_over_tiers(doc, stated)
 
     def record(self, values: dict[Factor, float]) -> Record:
         """The candidate profile as the catalogue loads it."""
@@ -130,6 +134,27 @@ class _Evaluator:
     def penalty(self, values: dict[Factor, float]) -> float:
         """The cost of moving the factors from the base profile's values (``PRIOR_PER_STEP``)."""
         return PRIOR_PER_STEP * sum(_steps(f, v, self.start[f]) for f, v in values.items() if f in self.start)
+
+
+AMOUNT = ("structure", "memory_reserve_gib")
+
+
+def _shift_amount(doc: dict, delta_gib: float, source: str | None) -> None:
+    """Add ``delta_gib`` to the amount the engine keeps, the structure's and each tier's alike: what
+    the runs show beyond the engine's heuristic on one device (its CUDA context, buffers the
+    heuristic leaves out) is taken to be the same on the others, which keep their heuristic's
+    differences (SGLang's scale with its chunk)."""
+    st = doc.setdefault("structure", {})
+    tiers = [t for t in st.get("smaller_devices") or () if isinstance(t, dict) and "memory_reserve_gib" in t]
+    for node in (st, *tiers):
+        was = node.get("memory_reserve_gib", 0.0)
+        value = round(max(float(was["value"] if isinstance(was, dict) else was) + delta_gib, 0.0), 1)
+        node["memory_reserve_gib"] = value
+        if source is not None:  # a tier names its source once, for all of its values
+            if node is st:
+                node["memory_reserve_gib"] = {"value": value, "basis": "fitted", "source": source}
+            else:
+                node["source"] = f"{node.get('source', '')}; its amount shifted by {delta_gib:+.1f} GiB ({source})"
 
 
 def _steps(f: Factor, v: float, v0: float) -> float:

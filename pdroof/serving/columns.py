@@ -26,17 +26,19 @@ def _serving(values: dict, c: Candidates, price, power) -> dict[str, np.ndarray]
 
 
 BINDINGS = ("prefill_compute", "link", "prefill_memory", "decode_bandwidth", "kv_capacity", "colocated_interference",
-            "decode_ingress")
+            "decode_ingress", "sequence_limit")
 
 
 MODES = ("disaggregated", "aggregated")
 
 
-def binding(cols: dict, share: np.ndarray, kv_bound: np.ndarray) -> np.ndarray:
+def binding(cols: dict, share: np.ndarray, kv_bound: np.ndarray, limit_bound: np.ndarray) -> np.ndarray:
     """Index into BINDINGS: the pool that needs more devices, and what limits it (the smallest
-    of its capacities; for decode, memory when the batch stopped short of the TPOT limit)."""
+    of its capacities; for decode, memory when the batch stopped short of the TPOT limit, or the
+    engine's running-sequence limit where that, not memory, stopped it)."""
     pre = np.argmin(np.stack([cols["prefill_capacity"], cols["link_capacity"], cols["hold_capacity"]]), axis=0)
-    dec = np.where(kv_bound | (cols["admission_batch"] < cols["batch_before_ownership"]), 4, 3)
+    dec = np.where(kv_bound & limit_bound, 7, 4)
+    dec = np.where(kv_bound | (cols["admission_batch"] < cols["batch_before_ownership"]), dec, 3)
     dec = np.where(cols["ingress_capacity"] < cols["decode_batch_capacity"], 6, dec)
     return np.where(share > 0.5, pre, dec).astype(np.int8)
 
@@ -66,7 +68,7 @@ def serving_columns(c: Candidates, pre: Stage, dec: Stage, h: dict, pr, dr, pric
     ttft = ttft_at(out["prefill_rate"], h["prefill_s"], outside, c.workload.ttft_stat)
     out.update({"ttft_s": ttft, "ttft_unloaded_s": h["prefill_s"] + outside, "tpot_s": out["tiered_step_s"],
                 "batch_before_ownership": dv["decode_batch"][dr], "decode_batch": out["admission_batch"]})
-    out["binding"] = binding(out, out["prefill_device_share"], dv["kv_bound"][dr])
+    out["binding"] = binding(out, out["prefill_device_share"], dv["kv_bound"][dr], dv["limit_bound"][dr])
     # whole instances, each of dp attention replicas (the capacities' unit)
     dp_p, dp_d = pv["dp"][pr], dv["dp"][dr]
     stock = c.stock()
@@ -194,7 +196,7 @@ def aggregated_rows(c: Candidates, agg: Stage, prices, powers, allowed: np.ndarr
         "needs_convert": np.zeros(n), "needs_redistribute": np.zeros(n),
         "decode_batch": av["concurrency"][rows],
         "kv_headroom_bytes": av["kv_capacity_bytes"][rows] - av["concurrency"][rows] * av["kv_request_bytes"][rows],
-        "binding": np.where(av["kv_bound"][rows], 4, 5).astype(np.int8),
+        "binding": np.where(av["kv_bound"][rows], np.where(av["limit_bound"][rows], 7, 4), 5).astype(np.int8),
     })
     stock = c.stock()
     sized = whole_instances(av["dp"][rows] * out["decode_capacity"], av["tp"][rows] * av["dp"][rows],

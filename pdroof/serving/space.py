@@ -271,6 +271,7 @@ def decode_stage(c: Candidates, inst: Instances | None = None) -> Stage:
         "kv_elem_bytes": cols["kv_bytes"],
         "tier_dominated": _tier_dominated(batch, len(c.tiers), [t.kind for t in c.tiers]),
         "kv_bound": _capacity_bound(has, best, tiered <= w.tpot_s, cap_batch),
+        "limit_bound": limit < hbm_batch + beyond,  # the engine's limit, not memory, caps the batch
     }
     for i in range(n):
         if st.reasons[i] is None and not has[i]:
@@ -334,7 +335,8 @@ def aggregated_stage(c: Candidates, inst: Instances | None = None) -> Stage:
                  "ttft_unloaded_s": np.where(has, step["ttft_unloaded_s"][idx, best], np.nan),
                  "ttft_s": np.where(has, ttft[idx, best], np.nan), "tp": cols["tp"], "dp": cols["dp"],
                  "kv_capacity_bytes": mem["kv_capacity_bytes"], "kv_request_bytes": mem["kv_sequence_bytes"],
-                 "kv_bound": has & (BATCHES[np.minimum(best + 1, len(BATCHES) - 1)] > admitted)}
+                 "kv_bound": has & (BATCHES[np.minimum(best + 1, len(BATCHES) - 1)] > admitted),
+                 "limit_bound": admitted >= np.broadcast_to(cols["max_sequences"], np.shape(admitted))}
     for i in range(len(inst)):
         if st.reasons[i] is None and not has[i]:
             st.reasons[i] = ("weights and one sequence's KV do not fit" if admitted[i] < 1

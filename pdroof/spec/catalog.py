@@ -150,7 +150,7 @@ class Catalog:
     def _parent_data(self, pid: str, child: str, chain: tuple[str, ...] = ()) -> dict:
         """The raw document of runtime ``pid`` with what it inherits merged in (``child``: the file
         that names it, for errors)."""
-        from .profile import merged
+        from .profile import inherit
         from .yamlio import read_yaml
 
         if pid in chain or len(chain) > 8:
@@ -164,19 +164,19 @@ class Catalog:
         if not isinstance(data, dict):
             raise SpecError(str(pfile), "", "a runtime profile is a mapping")
         up = data.get("inherits")
-        return merged(self._parent_data(up, str(pfile), chain + (pid,)), data) if up else data
+        return inherit(self._parent_data(up, str(pfile), chain + (pid,)), data) if up else data
 
     def runtime_document(self, ref: str) -> dict:
         """A runtime profile's document as written, with what it inherits merged in and the
         ``inherits`` key gone: a standalone profile (``calibrate`` writes its fits onto one)."""
-        from .profile import merged
+        from .profile import inherit
         from .yamlio import read_yaml
 
         self.get("runtime", ref)  # a bad profile is reported as its own file and field
         path = Path(ref) if looks_like_path(ref) else self._file("runtime", ref)
         data = read_yaml(path)
         up = data.get("inherits")
-        doc = merged(self._parent_data(up, str(path)), data) if up else data
+        doc = inherit(self._parent_data(up, str(path)), data) if up else data
         doc.pop("inherits", None)  # the merged chain's too: a parent's own inherits comes in with it
         return doc
 

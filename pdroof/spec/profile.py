@@ -52,7 +52,9 @@ STRUCTURE = Map(checks=(_tiers_in_order,), fields=(
     F("weight_only_dequant_overhead", Num(positive=False, minimum=0), required=True,
       doc="extra GEMM compute time fraction when weights are narrower than activations (W4A16)"),
     F("memory_reserve_fraction", Num(positive=False, minimum=0, maximum=0.9), required=True,
-      doc="fraction of HBM the stack keeps for itself (context, allocator, graphs)"),
+      doc="fraction of HBM the stack keeps for itself (context, allocator, graphs) beside its activation "
+          "workspace, as vLLM's gpu_memory_utilization; a share that includes the activations (SGLang's "
+          "--mem-fraction-static) is stated as memory_reserve_gib"),
     F("memory_reserve_gib", Num(scale=GIB, positive=False, minimum=0), attr="memory_reserve_bytes", default=0.0,
       doc="memory the stack keeps for itself whatever the device's size, its activation workspace included "
           "(SGLang's reserved_mem), where it reserves so; the reserve is the larger of this and the "
@@ -222,11 +224,17 @@ def merged(parent: dict, child: dict) -> dict:
     return out
 
 
+def inherit(parent: dict, child: dict) -> dict:
+    """A runtime document ``child`` over the (merged) document it inherits: maps merge key by key,
+    and what the child's own structure states holds over the parent's tiers (``stated_over_tiers``).
+    Every level of an ``inherits`` chain goes through this."""
+    return stated_over_tiers(merged(parent, child), child.get("structure"))
+
+
 def stated_over_tiers(doc: dict, stated) -> dict:
     """``doc`` where the structure keys ``stated`` gives hold on every device: a profile's own budget,
     sequence limit or reserve is not replaced on smaller devices by the tiers it inherits, and a
-    reserve it states (a fraction or an amount) replaces the one it inherits whole, as an engine's
-    flag (SGLang's --mem-fraction-static) replaces its heuristic."""
+    reserve it states (a share or an amount) replaces the one it inherits whole."""
     stated = stated if isinstance(stated, dict) else {}
     st = doc.get("structure")
     if not isinstance(st, dict) or not stated:
@@ -251,7 +259,7 @@ def load_runtime(path: str | Path, parent_data=None) -> Record:
     if isinstance(data, dict) and data.get("inherits") is not None:
         if parent_data is None:
             raise SpecError(str(path), "inherits", "a profile that inherits must be loaded through a catalogue")
-        data = stated_over_tiers(merged(parent_data(data["inherits"], str(path)), data), data.get("structure"))
+        data = inherit(parent_data(data["inherits"], str(path)), data)
     rt = validate(RUNTIME, data, str(path))
     if rt.up_to_version is not None and version_key(rt.up_to_version) is None:
         raise SpecError(str(path), "up_to_version", f"{rt.up_to_version!r} is not a version (e.g. 0.5.1.post1)")
