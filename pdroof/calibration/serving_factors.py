@@ -15,8 +15,8 @@ from ..spec.units import GIB
 @dataclass(frozen=True)
 class Factor:
     """One fitted quantity: where it sits in the profile document, its bounds, how it is searched
-    (``step``: a multiplicative step for efficiencies, an additive one in µs for latencies) and
-    the kind of run that determines it."""
+    (``step``: a multiplicative step for efficiencies, an additive one in the document's unit for
+    latencies, µs, and for a memory amount, GiB) and the kind of run that determines it."""
 
     path: tuple[str, ...]
     lo: float
@@ -33,7 +33,7 @@ class Factor:
 
 
 def factors_for(acc: Record, models: list[Record], weights: set[str], activations: set[str],
-             base: Record) -> list[Factor]:
+                base: Record) -> list[Factor]:
     """The factors serving runs of these models and formats can determine on ``acc``, from ``base``."""
     a = acc.id
     moe = any(m.moe is not None for m in models)
@@ -69,10 +69,10 @@ def factors_for(acc: Record, models: list[Record], weights: set[str], activation
                       "runs at one or a few clients, where TTFT is one prefill", 1))
     out.append(Factor(("structure", "disaggregation_latency_us"), 0.0, 300000.0, 10000.0, False,
                       "disaggregated runs at one or a few clients, where TTFT is one prefill and the hand-off", 1))
-    # the memory an engine keeps from the KV pool (activations, CUDA graphs: SGLang's reserved_mem
-    # heuristic, vLLM's gpu_memory_utilization): where the clients' sequences do not all fit, requests
-    # wait for admission and TTFT follows it
-    # (the amount it keeps where it keeps one on acc, as SGLang does, else its share of the device)
+    # the memory an engine keeps from the KV pool (activations, CUDA graphs): where the clients'
+    # sequences do not all fit, requests wait for admission and TTFT follows it. Fitted as the engine
+    # keeps it: the amount where it keeps one on acc (SGLang's reserved_mem), else its share of the
+    # device (vLLM's gpu_memory_utilization)
     needs = "runs at many clients whose sequences do not all fit in KV memory, so requests wait for admission"
     if scheduler_inputs(base, acc)["mem_reserve_bytes"] > 0:
         out.append(Factor(("structure", "memory_reserve_gib"), 0.5, 0.6 * acc.memory.capacity_bytes / GIB, 2.0, False,

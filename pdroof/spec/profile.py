@@ -33,6 +33,7 @@ DEVICE_TIER = Map(fields=(
     F("source", Str(), required=True),
 ))
 
+
 def _tiers_in_order(st: Record):
     bounds = [t.below_bytes for t in st.smaller_devices]
     for i in range(1, len(bounds)):
