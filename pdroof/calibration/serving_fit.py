@@ -47,7 +47,9 @@ SEPARABLE = 0.3  # ... and that much of its effect must be its own, not the othe
 # absolute log error: the base's factors come from kernel measurements, and a few serving runs fit
 # noise as readily as signal. Chosen, before the cross-validated choice of factors, by the
 # leave-one-out error over the shared set's 17 groups (benchmarks/calibrate_groups.py): TPOT 12.4%,
-# TTFT 25.0% without it; 11.1%, 23.2% at 0.01; 11.2%, 22.1% at 0.02; 0.04 shrinks too far
+# TTFT 25.0% without it; 11.1%, 23.2% at 0.01; 11.2%, 22.1% at 0.02; 0.04 shrinks too far. Nested
+# (calibrate_groups.py --nested) with the choice, 2026-12-07: 11.0%/22.8% at 0.005, 10.5%/21.9% at
+# 0.01, 11.1%/23.0% at 0.02
 PRIOR_PER_STEP = 0.01
 GRID, ROUNDS, SWEEPS, ALTERNATIONS = 7, 3, 2, 3
 METRICS = ("tpot", "ttft")
