@@ -244,7 +244,7 @@ def decode_stage(c: Candidates, inst: Instances | None = None) -> Stage:
     step = np.repeat(evaluate("decode", {**grid, "batch": b}, ("seconds",))["seconds"], T, axis=0)
     cols = {k: np.repeat(inst.cols[k], T) for k in ("inferred", "tp", "dp", "mem_bytes_per_s", "eff_memory",
                                                      "kv_bytes")}
-    mem = {k: np.repeat(mem_i[k], T) for k in ("kv_batch", "max_batch", "kv_sequence_bytes", "kv_capacity_bytes")}
+    mem = {k: np.repeat(mem_i[k], T) for k in ("kv_batch", "kv_sequence_bytes", "kv_capacity_bytes")}
     n = len(st)
     hbm_batch = mem["kv_batch"]
     kv_seq = mem["kv_sequence_bytes"]
