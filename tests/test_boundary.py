@@ -9,6 +9,7 @@ from dataclasses import replace
 import pytest
 
 from pdroof.cost.precision import Precision
+from pdroof.cost.runtime import runtime_for
 from pdroof.serving.boundary import Pool, plan
 from pdroof.serving.estimate import estimate
 from pdroof.serving.workload import Workload
@@ -448,3 +449,25 @@ def test_a_batch_the_engines_sequence_limit_stops_says_so_not_kv_capacity(catalo
              catalog.get("runtime", "vllm"), w)
     s = p.doc["serving"]
     assert s["decode_batch"] <= 1024 and s["binding"] == "sequence_limit"
+
+
+def test_a_slower_tier_admits_the_sequences_it_holds_beyond_hbm(catalog):
+    """Llama-3.1-70B at TP2 with 32k-token prompts: HBM holds one sequence's KV beside the in-flight
+    reservations, host DRAM more. The decode stage's batch counts the tier; admission (ownership)
+    must count it too, else the tier never raises the batch and the step is charged for sequences
+    that were never admitted. With the tier, two sequences are admitted and the step fetches the one
+    beyond HBM over the host link."""
+    w = Workload("long", 32_000, 1_000, tpot_s=0.2, ttft_s=100.0)
+    acc = catalog.get("accelerator", "h100-sxm")
+    rt = runtime_for(catalog, "engine", acc)  # as ``pdroof plan`` gives each pool
+    hbm, host = (plan(catalog.get("model", "llama-3.1-70b"), Pool(acc, tp=2, runtime=rt),
+                      Pool(acc, tp=2, tier=tier, runtime=rt), catalog.get("path", "roce-400"), catalog.all("tier"),
+                      catalog.get("runtime", "engine"), w)
+                 for tier in ("hbm", "host-dram"))
+    assert hbm.feasible and host.feasible
+    in_hbm, spilled = hbm.doc["ownership"]["decode_admission"], host.doc["ownership"]["decode_admission"]
+    assert in_hbm["admitted_batch"] == 1
+    assert spilled["batch_before_ownership"] == 2 and spilled["admitted_batch"] == 2
+    assert in_hbm["tier_capacity_bytes"] == 0 and spilled["tier_capacity_bytes"] > 0
+    fetch_s = host.decode_tier["kv_request_bytes"] / host.decode_tier["tier_bytes_per_s"]
+    assert host.doc["serving"]["tpot_s"] > hbm.doc["serving"]["tpot_s"] + 0.9 * fetch_s

@@ -656,7 +656,7 @@ ARGS['boundary'] = ('layers', 'overlap_s', 'kv_src_bytes', 'kv_dst_bytes', 'tran
 OUTPUTS['boundary'] = ('producer_s', 'transport_s', 'consumer_s', 'handoff_s')
 
 
-def serving(*, overlap_s, prefill_s, handoff_s, prefill_utilisation, step_s, decode_batch, hbm_batch, tier_bytes_per_s, kv_request_bytes, output_tokens, link_request_s, ingress_request_s, tp_prefill, tp_decode, price_prefill, price_decode, power_prefill, power_decode, kv_dst_bytes, prefill_slots, admission_wait_s, kv_capacity_bytes, retained_bytes):
+def serving(*, overlap_s, prefill_s, handoff_s, prefill_utilisation, step_s, decode_batch, hbm_batch, tier_bytes_per_s, kv_request_bytes, output_tokens, link_request_s, ingress_request_s, tp_prefill, tp_decode, price_prefill, price_decode, power_prefill, power_decode, kv_dst_bytes, prefill_slots, admission_wait_s, kv_capacity_bytes, tier_capacity_bytes, retained_bytes):
     """Numeric twin of pdroof.cost.equations groups()["serving"]."""
     _x0 = prefill_utilisation/prefill_s
     _x1 = link_request_s**(-1.0)
@@ -664,7 +664,7 @@ def serving(*, overlap_s, prefill_s, handoff_s, prefill_utilisation, step_s, dec
     _x3 = prefill_slots/(admission_wait_s + handoff_s + prefill_s)
     _x4 = output_tokens**(-1.0)
     _x5 = kv_dst_bytes*(handoff_s + overlap_s)/step_s
-    _x6 = numpy.maximum(0, numpy.minimum(decode_batch, numpy.floor((kv_capacity_bytes - retained_bytes)/(_x4*_x5 + kv_request_bytes))))
+    _x6 = numpy.maximum(0, numpy.minimum(decode_batch, numpy.floor((kv_capacity_bytes - retained_bytes + tier_capacity_bytes)/(_x4*_x5 + kv_request_bytes))))
     _x7 = _x4*_x6
     _x8 = _x5*_x7
     _x9 = numpy.minimum(numpy.minimum(_x0, _x1), _x3)
@@ -682,7 +682,7 @@ def serving(*, overlap_s, prefill_s, handoff_s, prefill_utilisation, step_s, dec
         'hold_capacity': _x3,
         'admission_batch': _x6,
         'reservation_bytes': _x8,
-        'kv_headroom_bytes': -_x6*kv_request_bytes - _x8 + kv_capacity_bytes - retained_bytes,
+        'kv_headroom_bytes': -_x6*kv_request_bytes - _x8 + kv_capacity_bytes - retained_bytes + tier_capacity_bytes,
         'prefill_rate': _x9,
         'tiered_step_s': _x10,
         'decode_batch_capacity': _x11,
@@ -694,7 +694,7 @@ def serving(*, overlap_s, prefill_s, handoff_s, prefill_utilisation, step_s, dec
         'joules_per_token': _x4*(_x13*power_prefill + _x14*power_decode),
     }
 
-ARGS['serving'] = ('overlap_s', 'prefill_s', 'handoff_s', 'prefill_utilisation', 'step_s', 'decode_batch', 'hbm_batch', 'tier_bytes_per_s', 'kv_request_bytes', 'output_tokens', 'link_request_s', 'ingress_request_s', 'tp_prefill', 'tp_decode', 'price_prefill', 'price_decode', 'power_prefill', 'power_decode', 'kv_dst_bytes', 'prefill_slots', 'admission_wait_s', 'kv_capacity_bytes', 'retained_bytes')
+ARGS['serving'] = ('overlap_s', 'prefill_s', 'handoff_s', 'prefill_utilisation', 'step_s', 'decode_batch', 'hbm_batch', 'tier_bytes_per_s', 'kv_request_bytes', 'output_tokens', 'link_request_s', 'ingress_request_s', 'tp_prefill', 'tp_decode', 'price_prefill', 'price_decode', 'power_prefill', 'power_decode', 'kv_dst_bytes', 'prefill_slots', 'admission_wait_s', 'kv_capacity_bytes', 'tier_capacity_bytes', 'retained_bytes')
 OUTPUTS['serving'] = ('prefill_capacity', 'link_capacity', 'ingress_capacity', 'hold_capacity', 'admission_batch', 'reservation_bytes', 'kv_headroom_bytes', 'prefill_rate', 'tiered_step_s', 'decode_batch_capacity', 'decode_capacity', 'devices_per_rate', 'prefill_device_share', 'tokens_per_s_per_device', 'usd_per_million_tokens', 'joules_per_token')
 
 
@@ -1036,12 +1036,12 @@ OUTPUTS['mixed__seconds'] = ('seconds',)
 NARROW[('mixed', ('seconds',))] = 'mixed__seconds'
 
 
-def serving__tiered_step_s(*, overlap_s, handoff_s, step_s, decode_batch, hbm_batch, tier_bytes_per_s, kv_request_bytes, output_tokens, kv_dst_bytes, kv_capacity_bytes, retained_bytes):
+def serving__tiered_step_s(*, overlap_s, handoff_s, step_s, decode_batch, hbm_batch, tier_bytes_per_s, kv_request_bytes, output_tokens, kv_dst_bytes, kv_capacity_bytes, tier_capacity_bytes, retained_bytes):
     """Numeric twin of pdroof.cost.equations groups()["serving"], outputs tiered_step_s only."""
     return {
-        'tiered_step_s': kv_request_bytes*numpy.maximum(0, -hbm_batch + numpy.maximum(0, numpy.minimum(decode_batch, numpy.floor((kv_capacity_bytes - retained_bytes)/(kv_dst_bytes*(handoff_s + overlap_s)/(output_tokens*step_s) + kv_request_bytes)))))/tier_bytes_per_s + step_s,
+        'tiered_step_s': kv_request_bytes*numpy.maximum(0, -hbm_batch + numpy.maximum(0, numpy.minimum(decode_batch, numpy.floor((kv_capacity_bytes - retained_bytes + tier_capacity_bytes)/(kv_dst_bytes*(handoff_s + overlap_s)/(output_tokens*step_s) + kv_request_bytes)))))/tier_bytes_per_s + step_s,
     }
 
-ARGS['serving__tiered_step_s'] = ('overlap_s', 'handoff_s', 'step_s', 'decode_batch', 'hbm_batch', 'tier_bytes_per_s', 'kv_request_bytes', 'output_tokens', 'kv_dst_bytes', 'kv_capacity_bytes', 'retained_bytes')
+ARGS['serving__tiered_step_s'] = ('overlap_s', 'handoff_s', 'step_s', 'decode_batch', 'hbm_batch', 'tier_bytes_per_s', 'kv_request_bytes', 'output_tokens', 'kv_dst_bytes', 'kv_capacity_bytes', 'tier_capacity_bytes', 'retained_bytes')
 OUTPUTS['serving__tiered_step_s'] = ('tiered_step_s',)
 NARROW[('serving', ('tiered_step_s',))] = 'serving__tiered_step_s'

@@ -186,6 +186,8 @@ _TABLE = (
     Sym("prefill_slots", "1", "requests whose KV a prefill instance can hold beyond its weights", "M_S"),
     Sym("admission_wait_s", "s", "wait for decode admission after the transfer (next step)", "t_A"),
     Sym("kv_capacity_bytes", "B", "KV capacity of a decode device after weights and workspace", "C_K"),
+    Sym("tier_capacity_bytes", "B", "KV a slower residency tier holds per decode device beyond HBM (0: HBM alone)",
+        "C_T"),
     Sym("retained_bytes", "B", "retained prefix cache per decode device (a separate choice from the tier)", "R_K"),
     # memory
     Sym("hbm_bytes", "B", "HBM capacity per device", "C"),

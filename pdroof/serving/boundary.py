@@ -218,6 +218,7 @@ def plan(model: Record, prefill: Pool, decode: Pool, path: Record, tiers: list[R
         "prefill_slots": f["prefill_slots"], "prefill_hold_capacity": f["hold_capacity"],
         "decode_admission": {
             "kv_capacity_bytes": float(dv["kv_capacity_bytes"][dr][0]),
+            "tier_capacity_bytes": float(dv["tier_capacity_bytes"][dr][0]),
             "active_kv_bytes": f["admission_batch"] * float(dv["kv_request_bytes"][dr][0]),
             "in_flight_reservations_bytes": f["reservation_bytes"],
             "retained_cache_bytes": retained_bytes,

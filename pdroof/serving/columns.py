@@ -57,7 +57,7 @@ def serving_columns(c: Candidates, pre: Stage, dec: Stage, h: dict, pr, dr, pric
                     "dp_prefill": pv["dp"][pr], "dp_decode": dv["dp"][dr],
                     "kv_dst_bytes": h["kv_dst_bytes"], "prefill_slots": h["prefill_slots"],
                     "admission_wait_s": dv["step_s"][dr], "kv_capacity_bytes": dv["kv_capacity_bytes"][dr],
-                    "retained_bytes": c.retained_bytes,
+                    "tier_capacity_bytes": dv["tier_capacity_bytes"][dr], "retained_bytes": c.retained_bytes,
                     **({"prefill_utilisation": h["prefill_utilisation"]} if "prefill_utilisation" in h else {})},
                    c, {"price_prefill": price_p, "price_decode": price_d},
                    {"power_prefill": power_p, "power_decode": power_d})
@@ -176,7 +176,8 @@ def aggregated_rows(c: Candidates, agg: Stage, prices, powers, allowed: np.ndarr
                     "ingress_request_s": 0.0, "overlap_s": 0.0,
                     "tp_prefill": 0.0, "tp_decode": av["tp"][rows], "dp_prefill": 1.0, "dp_decode": av["dp"][rows],
                     "kv_dst_bytes": 0.0, "prefill_slots": 1.0,
-                    "admission_wait_s": 0.0, "kv_capacity_bytes": np.inf, "retained_bytes": 0.0},
+                    "admission_wait_s": 0.0, "kv_capacity_bytes": np.inf, "tier_capacity_bytes": 0.0,
+                    "retained_bytes": 0.0},
                    c, {"price_prefill": 0.0, "price_decode": prices[acc]},
                    {"power_prefill": 0.0, "power_decode": powers[acc]})
     cols = dict(out)

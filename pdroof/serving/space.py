@@ -265,6 +265,7 @@ def decode_stage(c: Candidates, inst: Instances | None = None) -> Stage:
     st.values = {
         "decode_batch": batch, "inferred": cols["inferred"], "step_s": np.where(has, step[rows_idx, best], np.nan),
         "hbm_batch": hbm_batch, "kv_request_bytes": kv_seq, "tier_bytes_per_s": tiers["tier_bytes_per_s"],
+        "tier_capacity_bytes": tiers["tier_capacity_bytes"],
         "tp": cols["tp"], "dp": cols["dp"], "mem_bytes_per_s": cols["mem_bytes_per_s"],
         "eff_memory": cols["eff_memory"], "host_bytes_per_s": np.array([_host_bw(a) for a in c.accelerators])[acc],
         "kv_capacity_bytes": mem["kv_capacity_bytes"],
@@ -302,7 +303,7 @@ def _tier_dominated(batch: np.ndarray, n_tiers: int, kinds: list[str]) -> np.nda
 # Serving inputs that do not matter when only the decode step (tiered_step_s) is wanted.
 SERVING_IDLE = {"prefill_s": 1.0, "handoff_s": 0.0, "prefill_utilisation": 1.0, "output_tokens": 1.0,
                  "kv_dst_bytes": 0.0, "prefill_slots": 1.0, "admission_wait_s": 0.0, "kv_capacity_bytes": np.inf,
-                 "retained_bytes": 0.0,
+                 "tier_capacity_bytes": 0.0, "retained_bytes": 0.0,
                  "link_request_s": 1.0, "ingress_request_s": 0.0, "overlap_s": 0.0,
                  "tp_prefill": 0.0, "tp_decode": 1.0, "dp_prefill": 1.0, "dp_decode": 1.0, "price_prefill": 0.0,
                  "price_decode": 0.0, "power_prefill": 0.0, "power_decode": 0.0}

@@ -50,11 +50,18 @@ def reservation_per_sequence():
     return (S("overlap_s") + S("handoff_s")) * S("kv_dst_bytes") / (S("output_tokens") * S("step_s"))
 
 
+def kv_free_bytes():
+    """KV memory a decode device's admitted sequences may take: its HBM capacity and what a slower
+    tier holds beyond it, less the retained cache."""
+    return S("kv_capacity_bytes") + S("tier_capacity_bytes") - S("retained_bytes")
+
+
 def admission_batch():
     """Decode batch after ownership: the most sequences whose KV and the reservations their arrivals
     bring fit beside the retained cache, B·(K_R + r) ≤ capacity − retained (a smaller batch brings
-    fewer arrivals, so fewer reservations), at most the batch TPOT allows."""
-    free = S("kv_capacity_bytes") - S("retained_bytes")
+    fewer arrivals, so fewer reservations), at most the batch TPOT allows. The capacity includes a
+    slower tier's (the sequences beyond HBM live there, and ``tiered_step`` charges their fetch)."""
+    free = kv_free_bytes()
     return sp.Max(0, sp.Min(S("decode_batch"), sp.floor(free / (S("kv_request_bytes") + reservation_per_sequence()))))
 
 
@@ -94,7 +101,7 @@ def expressions() -> dict[str, sp.Expr]:
         "hold_capacity": hold_capacity(),
         "admission_batch": admission_batch(),
         "reservation_bytes": reservations(),
-        "kv_headroom_bytes": S("kv_capacity_bytes") - S("retained_bytes") - reservations()
+        "kv_headroom_bytes": kv_free_bytes() - reservations()
         - admission_batch() * S("kv_request_bytes"),
         "prefill_rate": c_p,
         "tiered_step_s": tiered_step(),
