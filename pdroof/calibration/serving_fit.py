@@ -82,14 +82,14 @@ class _Evaluator:
         doc.pop("up_to_version", None)
         for f, v in values.items():
             if f.path == AMOUNT:  # the amount the engine keeps: shifted alike on every device (see _shift_amount)
-                _shift_amount(doc, round(float(v), 1) - self.start.get(f, float(v)), sources[f] if sources else None)
+                _shift_amount(doc, _written(f, v) - self.start.get(f, float(v)), sources[f] if sources else None)
                 continue
             node = doc
             for key in f.path[:-1]:
                 node = node.setdefault(key, {})
                 if not isinstance(node, dict):
                     raise PdroofError(f"base profile: {'.'.join(f.path)} is not a mapping")
-            value = round(float(v), 4 if f.multiplicative else 1)
+            value = _written(f, v)
             node[f.path[-1]] = ({"value": value, "basis": "fitted", "source": sources[f]} if sources else value)
         # a fitted budget or share holds on every device, the tiers the base gives for smaller ones included
         stated = {f.path[1]: None for f in values if f.path[0] == "structure" and f.path != AMOUNT}
@@ -157,6 +157,11 @@ def _shift_amount(doc: dict, delta_gib: float, source: str | None) -> None:
                 node["memory_reserve_gib"] = {"value": value, "basis": "fitted", "source": source}
             else:
                 node["source"] = f"{node.get('source', '')}; its amount shifted by {delta_gib:+.1f} GiB ({source})"
+
+
+def _written(f: Factor, v: float) -> float:
+    """The value as the profile holds it (and the report prints it)."""
+    return round(float(v), 4 if f.multiplicative else 1)
 
 
 def _steps(f: Factor, v: float, v0: float) -> float:
@@ -302,7 +307,7 @@ def calibrate_serving(cat: Catalog, runs: list[Run], runs_path: str | Path, acc:
                          "serving_runs": f"{name} (sha256 {digest}), {len(runs)} runs on {acc.id}, fitted "
                                          f"{date.today().isoformat()} by pdroof calibrate from {origin}"}
     report = {"hardware": acc.id, "base": origin, "profile": profile_id,
-              "fitted": {f.name: {"value": values[f], "base": start[f]} for f in fitted},
+              "fitted": {f.name: {"value": _written(f, values[f]), "base": start[f]} for f in fitted},
               "kept": {f.name: {"value": start[f], "why": kept[f]} for f in kept},
               "runs": [_row(r, before[i], after[i], loo[i]) for i, r in enumerate(runs)],
               "mae": {"before": mae_before, "fitted": mae_after, "left_out": _mae(loo)}}
