@@ -471,3 +471,22 @@ def test_a_slower_tier_admits_the_sequences_it_holds_beyond_hbm(catalog):
     assert in_hbm["tier_capacity_bytes"] == 0 and spilled["tier_capacity_bytes"] > 0
     fetch_s = host.decode_tier["kv_request_bytes"] / host.decode_tier["tier_bytes_per_s"]
     assert host.doc["serving"]["tpot_s"] > hbm.doc["serving"]["tpot_s"] + 0.9 * fetch_s
+
+
+def test_a_retained_cache_that_crowds_hbm_sends_the_sequence_to_the_tier_and_tpot_pays_its_fetch(catalog, tmp_path):
+    """HBM holds the retained cache and the reservations of arriving transfers first; the sequence
+    that no longer fits beside them lives in the tier and is fetched every step, in ``plan`` and in
+    ``check`` alike (it used to be charged as if HBM held it)."""
+    w = Workload("long", 32_000, 1_000, tpot_s=0.2, ttft_s=100.0)
+    acc = catalog.get("accelerator", "h100-sxm")
+    rt = runtime_for(catalog, "engine", acc)
+    args = (catalog.get("model", "llama-3.1-70b"), Pool(acc, tp=2, runtime=rt),
+            Pool(acc, tp=2, tier="host-dram", runtime=rt), catalog.get("path", "roce-400"), catalog.all("tier"),
+            catalog.get("runtime", "engine"), w)
+    free, crowded = plan(*args), plan(*args, retained_bytes=8e9)
+    a, b = free.doc["ownership"]["decode_admission"], crowded.doc["ownership"]["decode_admission"]
+    seq = crowded.decode_tier["kv_request_bytes"]
+    assert a["tier_kv_bytes"] == pytest.approx(seq) and b["admitted_batch"] == 1 and b["tier_kv_bytes"] == pytest.approx(seq)
+    assert b["headroom_bytes"] >= 0  # what HBM keeps fits it
+    fetch_s = seq / crowded.decode_tier["tier_bytes_per_s"]
+    assert crowded.doc["serving"]["tpot_s"] >= 0.9 * fetch_s

@@ -13,6 +13,7 @@ import pytest
 
 from pdroof.cost.precision import Precision
 from pdroof.cost.queueing import max_utilisation
+from pdroof.cost.runtime import runtimes_for
 from pdroof.serving.estimate import aggregated, estimate
 from pdroof.serving.rank import COLUMNS, rank
 from pdroof.serving.space import BATCHES, Candidates
@@ -813,3 +814,30 @@ def test_inventory_rows_survive_workloads_without_aggregated_rows(cli_json):
     assert rows and all(r["devices"] <= 4 for r in rows)
     for r in rows:  # per-device figures are the built deployment's
         assert r["tokens_per_s_per_device"] == pytest.approx(r["requests_per_s"] * 30 / r["devices"], rel=1e-9)
+
+
+@pytest.mark.parametrize("retained_bytes", [0.0, 8e9])
+def test_pruning_keeps_every_tier_row_that_takes_sequences_off_a_crowded_hbm(catalog, retained_bytes):
+    """Llama-3.1-70B at TP2 on H100s with 32k-token prompts: the reservations of arriving transfers
+    and a retained cache crowd HBM, and host DRAM takes the sequence that no longer fits there (its
+    fetch within the TPOT target). Pruning drops only tier rows that hold no KV after ownership, the
+    same configurations as their HBM rows: the rows that keep KV in the tier, the count of every
+    configuration and the best cost are those of the unpruned run."""
+    from pdroof.serving.evaluate import run
+
+    w = Workload("long", 32_000, 1_000, ttft_s=100.0, tpot_s=0.2)
+    accs = [catalog.get("accelerator", "h100-sxm")]
+    c = _cands(catalog, accs=("h100-sxm",), tiers=("hbm", "host-dram"), model="llama-3.1-70b", workload=w,
+               weights=("bf16",), kv=("bf16",), tp=(2,), retained_bytes=retained_bytes,
+               runtimes=runtimes_for(catalog, "engine", accs))
+    pruned, _ = run(c, prune=True)
+    full, _ = run(c, prune=False)
+
+    def in_tier(r):
+        return int((r.columns["feasible"] & (r.columns["tier_kv_bytes"] > 0)).sum())
+
+    assert in_tier(full) >= 1 and in_tier(pruned) == in_tier(full)
+    assert pruned.feasible <= full.feasible <= pruned.feasible + pruned.dominated
+    assert pruned.feasible + pruned.dominated + sum(pruned.infeasible.values()) + pruned.filtered == pruned.total
+    best = np.nanmin(full.columns["usd_per_million_tokens"][full.columns["feasible"]])
+    assert np.nanmin(pruned.columns["usd_per_million_tokens"][pruned.columns["feasible"]]) == best

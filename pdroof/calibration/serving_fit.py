@@ -320,7 +320,7 @@ def _fit_free(ev: _Evaluator, free: list[Factor], start: dict[Factor, float],
     ``kept``)."""
     values = fit(ev, free, start) if free else dict(start)
     for f in free:
-        if round(values[f], 4) == round(start[f], 4):
+        if _written(f, values[f]) == _written(f, start[f]):  # as the profile would hold them
             kept[f] = "the fit left it at the base's value"
     return values, {f: values[f] for f in free if f not in kept}
 

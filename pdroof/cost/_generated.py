@@ -656,46 +656,55 @@ ARGS['boundary'] = ('layers', 'overlap_s', 'kv_src_bytes', 'kv_dst_bytes', 'tran
 OUTPUTS['boundary'] = ('producer_s', 'transport_s', 'consumer_s', 'handoff_s')
 
 
-def serving(*, overlap_s, prefill_s, handoff_s, prefill_utilisation, step_s, decode_batch, hbm_batch, tier_bytes_per_s, kv_request_bytes, output_tokens, link_request_s, ingress_request_s, tp_prefill, tp_decode, price_prefill, price_decode, power_prefill, power_decode, kv_dst_bytes, prefill_slots, admission_wait_s, kv_capacity_bytes, tier_capacity_bytes, retained_bytes):
+def serving(*, overlap_s, prefill_s, handoff_s, prefill_utilisation, step_s, decode_batch, hbm_batch, tier_bytes_per_s, kv_request_bytes, output_tokens, link_request_s, ingress_request_s, tp_prefill, tp_decode, price_prefill, price_decode, power_prefill, power_decode, kv_dst_bytes, prefill_slots, admission_wait_s, kv_capacity_bytes, tier_capacity_bytes, tpot_target_s, retained_bytes):
     """Numeric twin of pdroof.cost.equations groups()["serving"]."""
     _x0 = prefill_utilisation/prefill_s
     _x1 = link_request_s**(-1.0)
     _x2 = ingress_request_s**(-1.0)
     _x3 = prefill_slots/(admission_wait_s + handoff_s + prefill_s)
-    _x4 = output_tokens**(-1.0)
-    _x5 = kv_dst_bytes*(handoff_s + overlap_s)/step_s
-    _x6 = numpy.maximum(0, numpy.minimum(decode_batch, numpy.floor((kv_capacity_bytes - retained_bytes + tier_capacity_bytes)/(_x4*_x5 + kv_request_bytes))))
-    _x7 = _x4*_x6
-    _x8 = _x5*_x7
-    _x9 = numpy.minimum(numpy.minimum(_x0, _x1), _x3)
-    _x10 = kv_request_bytes*numpy.maximum(0, _x6 - hbm_batch)/tier_bytes_per_s + step_s
-    _x11 = _x7/_x10
-    _x12 = numpy.minimum(_x11, _x2)
-    _x13 = tp_prefill/_x9
-    _x14 = tp_decode/_x12
-    _x15 = _x13 + _x14
-    _x16 = _x15**(-1.0)
+    _x4 = kv_capacity_bytes - retained_bytes
+    _x5 = output_tokens**(-1.0)
+    _x6 = kv_dst_bytes*(handoff_s + overlap_s)/step_s
+    _x7 = _x5*_x6
+    _x8 = kv_request_bytes**(-1.0)
+    _x9 = numpy.floor(_x8*numpy.minimum(tier_capacity_bytes, tier_bytes_per_s*numpy.maximum(1.0e-12, -step_s + tpot_target_s)))
+    _x10 = numpy.maximum(0, numpy.minimum(numpy.minimum(decode_batch, numpy.floor(_x4/numpy.maximum(1.0e-9, _x7))), numpy.floor((_x4 + _x9*kv_request_bytes)/(_x7 + kv_request_bytes))))
+    _x11 = _x10*_x5
+    _x12 = _x11*_x6
+    _x13 = _x12 - kv_capacity_bytes + retained_bytes
+    _x14 = numpy.maximum(0, numpy.minimum(hbm_batch, numpy.floor(-_x13*_x8)))
+    _x15 = kv_request_bytes*numpy.maximum(0, _x10 - _x14)
+    _x16 = numpy.minimum(numpy.minimum(_x0, _x1), _x3)
+    _x17 = _x15/tier_bytes_per_s + step_s
+    _x18 = _x11/_x17
+    _x19 = numpy.minimum(_x18, _x2)
+    _x20 = tp_prefill/_x16
+    _x21 = tp_decode/_x19
+    _x22 = _x20 + _x21
+    _x23 = _x22**(-1.0)
     return {
         'prefill_capacity': _x0,
         'link_capacity': _x1,
         'ingress_capacity': _x2,
         'hold_capacity': _x3,
-        'admission_batch': _x6,
-        'reservation_bytes': _x8,
-        'kv_headroom_bytes': -_x6*kv_request_bytes - _x8 + kv_capacity_bytes - retained_bytes + tier_capacity_bytes,
-        'prefill_rate': _x9,
-        'tiered_step_s': _x10,
-        'decode_batch_capacity': _x11,
-        'decode_capacity': _x12,
-        'devices_per_rate': _x15,
-        'prefill_device_share': _x13*_x16,
-        'tokens_per_s_per_device': _x16*output_tokens,
-        'usd_per_million_tokens': (2500/9)*_x4*(_x13*price_prefill + _x14*price_decode),
-        'joules_per_token': _x4*(_x13*power_prefill + _x14*power_decode),
+        'admission_batch': _x10,
+        'reservation_bytes': _x12,
+        'kv_headroom_bytes': -_x13 - _x14*kv_request_bytes,
+        'tier_kv_bytes': _x15,
+        'tier_sequences': _x9,
+        'prefill_rate': _x16,
+        'tiered_step_s': _x17,
+        'decode_batch_capacity': _x18,
+        'decode_capacity': _x19,
+        'devices_per_rate': _x22,
+        'prefill_device_share': _x20*_x23,
+        'tokens_per_s_per_device': _x23*output_tokens,
+        'usd_per_million_tokens': (2500/9)*_x5*(_x20*price_prefill + _x21*price_decode),
+        'joules_per_token': _x5*(_x20*power_prefill + _x21*power_decode),
     }
 
-ARGS['serving'] = ('overlap_s', 'prefill_s', 'handoff_s', 'prefill_utilisation', 'step_s', 'decode_batch', 'hbm_batch', 'tier_bytes_per_s', 'kv_request_bytes', 'output_tokens', 'link_request_s', 'ingress_request_s', 'tp_prefill', 'tp_decode', 'price_prefill', 'price_decode', 'power_prefill', 'power_decode', 'kv_dst_bytes', 'prefill_slots', 'admission_wait_s', 'kv_capacity_bytes', 'tier_capacity_bytes', 'retained_bytes')
-OUTPUTS['serving'] = ('prefill_capacity', 'link_capacity', 'ingress_capacity', 'hold_capacity', 'admission_batch', 'reservation_bytes', 'kv_headroom_bytes', 'prefill_rate', 'tiered_step_s', 'decode_batch_capacity', 'decode_capacity', 'devices_per_rate', 'prefill_device_share', 'tokens_per_s_per_device', 'usd_per_million_tokens', 'joules_per_token')
+ARGS['serving'] = ('overlap_s', 'prefill_s', 'handoff_s', 'prefill_utilisation', 'step_s', 'decode_batch', 'hbm_batch', 'tier_bytes_per_s', 'kv_request_bytes', 'output_tokens', 'link_request_s', 'ingress_request_s', 'tp_prefill', 'tp_decode', 'price_prefill', 'price_decode', 'power_prefill', 'power_decode', 'kv_dst_bytes', 'prefill_slots', 'admission_wait_s', 'kv_capacity_bytes', 'tier_capacity_bytes', 'tpot_target_s', 'retained_bytes')
+OUTPUTS['serving'] = ('prefill_capacity', 'link_capacity', 'ingress_capacity', 'hold_capacity', 'admission_batch', 'reservation_bytes', 'kv_headroom_bytes', 'tier_kv_bytes', 'tier_sequences', 'prefill_rate', 'tiered_step_s', 'decode_batch_capacity', 'decode_capacity', 'devices_per_rate', 'prefill_device_share', 'tokens_per_s_per_device', 'usd_per_million_tokens', 'joules_per_token')
 
 
 def deployment(*, output_tokens, requests_per_s, devices_prefill, devices_decode, price_prefill, price_decode, power_prefill, power_decode):
@@ -1036,12 +1045,16 @@ OUTPUTS['mixed__seconds'] = ('seconds',)
 NARROW[('mixed', ('seconds',))] = 'mixed__seconds'
 
 
-def serving__tiered_step_s(*, overlap_s, handoff_s, step_s, decode_batch, hbm_batch, tier_bytes_per_s, kv_request_bytes, output_tokens, kv_dst_bytes, kv_capacity_bytes, tier_capacity_bytes, retained_bytes):
+def serving__tiered_step_s(*, overlap_s, handoff_s, step_s, decode_batch, hbm_batch, tier_bytes_per_s, kv_request_bytes, output_tokens, kv_dst_bytes, kv_capacity_bytes, tier_capacity_bytes, tpot_target_s, retained_bytes):
     """Numeric twin of pdroof.cost.equations groups()["serving"], outputs tiered_step_s only."""
+    _x0 = kv_capacity_bytes - retained_bytes
+    _x1 = kv_dst_bytes*(handoff_s + overlap_s)/(output_tokens*step_s)
+    _x2 = kv_request_bytes**(-1.0)
+    _x3 = numpy.maximum(0, numpy.minimum(numpy.minimum(decode_batch, numpy.floor(_x0/numpy.maximum(1.0e-9, _x1))), numpy.floor((_x0 + kv_request_bytes*numpy.floor(_x2*numpy.minimum(tier_capacity_bytes, tier_bytes_per_s*numpy.maximum(1.0e-12, -step_s + tpot_target_s))))/(_x1 + kv_request_bytes))))
     return {
-        'tiered_step_s': kv_request_bytes*numpy.maximum(0, -hbm_batch + numpy.maximum(0, numpy.minimum(decode_batch, numpy.floor((kv_capacity_bytes - retained_bytes + tier_capacity_bytes)/(kv_dst_bytes*(handoff_s + overlap_s)/(output_tokens*step_s) + kv_request_bytes)))))/tier_bytes_per_s + step_s,
+        'tiered_step_s': kv_request_bytes*numpy.maximum(0, _x3 - numpy.maximum(0, numpy.minimum(hbm_batch, numpy.floor(-_x2*(_x1*_x3 - kv_capacity_bytes + retained_bytes)))))/tier_bytes_per_s + step_s,
     }
 
-ARGS['serving__tiered_step_s'] = ('overlap_s', 'handoff_s', 'step_s', 'decode_batch', 'hbm_batch', 'tier_bytes_per_s', 'kv_request_bytes', 'output_tokens', 'kv_dst_bytes', 'kv_capacity_bytes', 'tier_capacity_bytes', 'retained_bytes')
+ARGS['serving__tiered_step_s'] = ('overlap_s', 'handoff_s', 'step_s', 'decode_batch', 'hbm_batch', 'tier_bytes_per_s', 'kv_request_bytes', 'output_tokens', 'kv_dst_bytes', 'kv_capacity_bytes', 'tier_capacity_bytes', 'tpot_target_s', 'retained_bytes')
 OUTPUTS['serving__tiered_step_s'] = ('tiered_step_s',)
 NARROW[('serving', ('tiered_step_s',))] = 'serving__tiered_step_s'

@@ -188,6 +188,8 @@ _TABLE = (
     Sym("kv_capacity_bytes", "B", "KV capacity of a decode device after weights and workspace", "C_K"),
     Sym("tier_capacity_bytes", "B", "KV a slower residency tier holds per decode device beyond HBM (0: HBM alone)",
         "C_T"),
+    Sym("tpot_target_s", "s", "time-per-output-token target (decode steps carry no prompts: every statistic is the "
+        "step)", "T_{PT}"),
     Sym("retained_bytes", "B", "retained prefix cache per decode device (a separate choice from the tier)", "R_K"),
     # memory
     Sym("hbm_bytes", "B", "HBM capacity per device", "C"),

@@ -87,7 +87,7 @@ class Plan:
     feasible: bool
     reasons: list[str] = field(default_factory=list)
     doc: dict = field(default_factory=dict)
-    decode_tier: dict = field(default_factory=dict)  # hbm_batch, tier_bytes_per_s, kv_request_bytes
+    decode_tier: dict = field(default_factory=dict)  # the serving inputs of the decode step's tier fetches
 
 
 def gate(model: Record, prefill: Pool, decode: Pool, w: Workload) -> list[dict]:
@@ -218,8 +218,9 @@ def plan(model: Record, prefill: Pool, decode: Pool, path: Record, tiers: list[R
         "prefill_slots": f["prefill_slots"], "prefill_hold_capacity": f["hold_capacity"],
         "decode_admission": {
             "kv_capacity_bytes": float(dv["kv_capacity_bytes"][dr][0]),
-            "tier_capacity_bytes": float(dv["tier_capacity_bytes"][dr][0]),
+            "tier_capacity_bytes": float(dv["tier_capacity_bytes"][dr][0]),  # inf (JSON null): no size given
             "active_kv_bytes": f["admission_batch"] * float(dv["kv_request_bytes"][dr][0]),
+            "tier_kv_bytes": f["tier_kv_bytes"],
             "in_flight_reservations_bytes": f["reservation_bytes"],
             "retained_cache_bytes": retained_bytes,
             "admitted_batch": f["admission_batch"], "batch_before_ownership": f["batch_before_ownership"],
@@ -241,7 +242,11 @@ def plan(model: Record, prefill: Pool, decode: Pool, path: Record, tiers: list[R
         "usd_per_million_tokens": f["usd_per_million_tokens"], "joules_per_token": f["joules_per_token"],
         "binding": BINDINGS[int(serv["binding"][0])],
     }
-    tier_values = {k: float(dv[k][dr][0]) for k in ("hbm_batch", "tier_bytes_per_s", "kv_request_bytes")}
+    # what ``check`` needs to charge a batch's fetches from the tier as the plan does: where its KV
+    # lives (HBM beside the retained cache and the reservations of its arrivals) and how fast it comes
+    tier_values = {**{k: float(dv[k][dr][0]) for k in ("hbm_batch", "tier_bytes_per_s", "kv_request_bytes",
+                                                        "kv_capacity_bytes", "tier_capacity_bytes")},
+                   **{k: f[k] for k in ("overlap_s", "handoff_s", "kv_dst_bytes")}, "retained_bytes": retained_bytes}
     reasons = ([] if c_p > 0 else ["prefill misses its TTFT target even unloaded"]) + (
         [] if f["admission_batch"] >= 1 else ["no decode admission room after reservations and retained cache"])
     return Plan(not reasons, reasons, doc, tier_values)

@@ -21,7 +21,7 @@ def _serving(values: dict, c: Candidates, price, power) -> dict[str, np.ndarray]
         outside = values["handoff_s"] + values.get("request_s", 0.0)
         values = {**values, "prefill_utilisation": prefill_utilisation(values["prefill_s"], outside, w.ttft_s,
                                                                        w.ttft_stat)}
-    return evaluate("serving", {**values, "output_tokens": float(w.output_tokens),
+    return evaluate("serving", {**values, "output_tokens": float(w.output_tokens), "tpot_target_s": w.tpot_s,
                                 **price, **power})
 
 

@@ -358,6 +358,10 @@ def run(c: Candidates, objective: str = "cost", keep: int = 200, pareto: bool = 
                                                           powers, mi, classes)
         res.infeasible[IMPOSSIBLE] += n_all - n_possible
         res.dominated += n_possible - n_useful
+        if prune:  # a slower tier that ended up holding no KV: the same configuration as its HBM row
+            same = cols["feasible"] & dec.values["tier_no_gain"][cols["decode_row"]] & (cols["tier_kv_bytes"] <= 0)
+            res.dominated += int(same.sum())
+            cols["feasible"] = cols["feasible"] & ~same
         ttft_ok = cols["prefill_rate"] > 0
         res.infeasible["misses TTFT (prefill, queueing margin and handoff)"] += int((~ttft_ok).sum())
         res.infeasible[APART] += int((ttft_ok & ~cols["path_fits"]).sum())

@@ -66,6 +66,7 @@ COLUMNS = (
     ("convert_s", "KV conversion or redistribution on the TTFT path (at the chosen placement)"),
     ("transient_bytes", "per request in flight: source + staging + reserved destination (bytes per rank)"),
     ("kv_headroom_bytes", "decode HBM left per device after active KV, in-flight reservations and retained cache"),
+    ("tier_kv_bytes", "KV per decode device the slower tier holds (fetched every step)"),
     ("hold_capacity", "requests/s the prefill instance's memory allows while KV waits for transfer and admission"),
     ("binding", "constraint that sets the pool sizes"),
 )

@@ -228,7 +228,7 @@ def decode_stage(c: Candidates, inst: Instances | None = None) -> Stage:
     T = len(c.tiers)
     # rows: instance × tier, tiers innermost
     st = _stage(inst, ("acc", "weights", "kv", "tp", "dp", "moe_ep"), repeat=T)
-    st.labels["tier"] = list(range(T)) * len(inst)  # _tier_dominated relies on this order
+    st.labels["tier"] = list(range(T)) * len(inst)  # _tier_no_gain relies on this order
     if not len(st):
         return st
     acc = np.asarray(st.labels["acc"])
@@ -262,15 +262,23 @@ def decode_stage(c: Candidates, inst: Instances | None = None) -> Stage:
     best = np.where(has, ok.shape[1] - 1 - np.argmax(ok[:, ::-1], axis=1), 0)
     rows_idx = np.arange(n)
     batch = np.where(has, BATCHES[best], 0.0)
+    step_best = np.where(has, step[rows_idx, best], np.nan)
+    # the sequences each tier could take off HBM within the TPOT target's slack at that batch (none: the
+    # row turns out as its HBM row whatever ownership takes from HBM)
+    no_gain = _tier_no_gain(batch, T, [t.kind for t in c.tiers])
+    holds = evaluate("serving", {**SERVING_IDLE, "step_s": np.where(has, step_best, 1.0), "decode_batch": batch,
+                                 "hbm_batch": hbm_batch, "kv_request_bytes": kv_seq, "tpot_target_s": w.tpot_s,
+                                 **tiers}, ("tier_sequences",))["tier_sequences"]
     st.values = {
-        "decode_batch": batch, "inferred": cols["inferred"], "step_s": np.where(has, step[rows_idx, best], np.nan),
+        "decode_batch": batch, "inferred": cols["inferred"], "step_s": step_best,
         "hbm_batch": hbm_batch, "kv_request_bytes": kv_seq, "tier_bytes_per_s": tiers["tier_bytes_per_s"],
         "tier_capacity_bytes": tiers["tier_capacity_bytes"],
         "tp": cols["tp"], "dp": cols["dp"], "mem_bytes_per_s": cols["mem_bytes_per_s"],
         "eff_memory": cols["eff_memory"], "host_bytes_per_s": np.array([_host_bw(a) for a in c.accelerators])[acc],
         "kv_capacity_bytes": mem["kv_capacity_bytes"],
         "kv_elem_bytes": cols["kv_bytes"],
-        "tier_dominated": _tier_dominated(batch, len(c.tiers), [t.kind for t in c.tiers]),
+        "tier_no_gain": no_gain,
+        "tier_dominated": no_gain & (holds < 1),  # can hold nothing: every configuration is its HBM row's
         "kv_bound": _capacity_bound(has, best, tiered <= w.tpot_s, cap_batch),
         "limit_bound": limit < hbm_batch + beyond,  # the engine's limit, not memory, caps the batch
     }
@@ -289,9 +297,12 @@ def _capacity_bound(has, best, meets_tpot, cap_batch) -> np.ndarray:
     return has & more & meets_tpot[np.arange(len(best)), nxt] & (BATCHES[nxt] > cap_batch)
 
 
-def _tier_dominated(batch: np.ndarray, n_tiers: int, kinds: list[str]) -> np.ndarray:
-    """Rows come in groups of one per tier (innermost). A slower tier that does not raise the
-    decode batch above the HBM-only row of its group buys nothing."""
+def _tier_no_gain(batch: np.ndarray, n_tiers: int, kinds: list[str]) -> np.ndarray:
+    """Rows come in groups of one per tier (innermost): the slower tiers whose decode batch is no
+    larger than the HBM-only row's of their group. Such a row turns out as its HBM row wherever its
+    tier ends up holding no KV (``tier_kv_bytes``); it can hold some only where ownership (the
+    reservations of arriving transfers, a retained cache) crowds HBM and the TPOT target leaves time
+    to fetch a sequence every step (the ``tier_sequences`` it may hold)."""
     if "hbm" not in kinds or n_tiers == 0:
         return np.zeros(len(batch), dtype=bool)
     groups = batch.reshape(-1, n_tiers)
@@ -303,7 +314,7 @@ def _tier_dominated(batch: np.ndarray, n_tiers: int, kinds: list[str]) -> np.nda
 # Serving inputs that do not matter when only the decode step (tiered_step_s) is wanted.
 SERVING_IDLE = {"prefill_s": 1.0, "handoff_s": 0.0, "prefill_utilisation": 1.0, "output_tokens": 1.0,
                  "kv_dst_bytes": 0.0, "prefill_slots": 1.0, "admission_wait_s": 0.0, "kv_capacity_bytes": np.inf,
-                 "tier_capacity_bytes": 0.0, "retained_bytes": 0.0,
+                 "tier_capacity_bytes": 0.0, "retained_bytes": 0.0, "tpot_target_s": np.inf,
                  "link_request_s": 1.0, "ingress_request_s": 0.0, "overlap_s": 0.0,
                  "tp_prefill": 0.0, "tp_decode": 1.0, "dp_prefill": 1.0, "dp_decode": 1.0, "price_prefill": 0.0,
                  "price_decode": 0.0, "power_prefill": 0.0, "power_decode": 0.0}

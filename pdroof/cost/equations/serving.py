@@ -16,6 +16,9 @@ import sympy as sp
 
 from . import S
 
+SLACK_FLOOR_S = 1e-12  # a TPOT slack just above zero: no tier sequence, and never 0 × an infinite bandwidth
+TINY_BYTES = 1e-9  # a reservation of next to nothing: no bound from reservations alone
+
 
 def wait_budget():
     """The wait a request may spend queued, in units of its service time: (T_FT − t_P − t_H)/t_P
@@ -50,19 +53,31 @@ def reservation_per_sequence():
     return (S("overlap_s") + S("handoff_s")) * S("kv_dst_bytes") / (S("output_tokens") * S("step_s"))
 
 
-def kv_free_bytes():
-    """KV memory a decode device's admitted sequences may take: its HBM capacity and what a slower
-    tier holds beyond it, less the retained cache."""
-    return S("kv_capacity_bytes") + S("tier_capacity_bytes") - S("retained_bytes")
+def tier_sequences():
+    """Sequences a slower KV tier may hold for a decode device: as many as it has room for, and as its
+    link can fetch every step within the TPOT target's slack over the step, (T_PT − t_D)·BW_T
+    (every sequence beyond HBM is fetched each step; the slack is floored just above zero so that
+    HBM, an infinitely fast tier of no size, holds none)."""
+    fetchable = sp.Max(SLACK_FLOOR_S, S("tpot_target_s") - S("step_s")) * S("tier_bytes_per_s")
+    return sp.floor(sp.Min(S("tier_capacity_bytes"), fetchable) / S("kv_request_bytes"))
 
 
 def admission_batch():
-    """Decode batch after ownership: the most sequences whose KV and the reservations their arrivals
-    bring fit beside the retained cache, B·(K_R + r) ≤ capacity − retained (a smaller batch brings
-    fewer arrivals, so fewer reservations), at most the batch TPOT allows. The capacity includes a
-    slower tier's (the sequences beyond HBM live there, and ``tiered_step`` charges their fetch)."""
-    free = kv_free_bytes()
-    return sp.Max(0, sp.Min(S("decode_batch"), sp.floor(free / (S("kv_request_bytes") + reservation_per_sequence()))))
+    """Decode batch after ownership, at most the batch TPOT allows: HBM holds the retained cache, the
+    reservations every admitted sequence's arrivals bring (destinations are HBM) and the sequences it
+    has room for beside them; the tier holds the rest, at most ``tier_sequences``. So B·r ≤ C_K − R
+    and B·(K_R + r) ≤ C_K − R + n_T·K_R (a smaller batch brings fewer arrivals, so fewer reservations)."""
+    hbm_free = S("kv_capacity_bytes") - S("retained_bytes")
+    r = reservation_per_sequence()
+    both = sp.floor((hbm_free + tier_sequences() * S("kv_request_bytes")) / (S("kv_request_bytes") + r))
+    return sp.Max(0, sp.Min(S("decode_batch"), both, sp.floor(hbm_free / sp.Max(r, TINY_BYTES))))
+
+
+def hbm_sequences():
+    """Admitted sequences whose KV stays in HBM: those that fit beside the retained cache and the
+    reservations, at most what the decode stage counted there (its HBM batch)."""
+    room = S("kv_capacity_bytes") - S("retained_bytes") - admission_batch() * reservation_per_sequence()
+    return sp.Max(0, sp.Min(S("hbm_batch"), sp.floor(room / S("kv_request_bytes"))))
 
 
 def reservations():
@@ -81,11 +96,15 @@ def ingress_capacity():
     return 1 / S("ingress_request_s")
 
 
+def tier_kv_bytes():
+    """KV the admitted batch keeps in the slower tier: every sequence HBM does not hold."""
+    return sp.Max(0, admission_batch() - hbm_sequences()) * S("kv_request_bytes")
+
+
 def tiered_step():
     """Decode step with part of the batch's KV beyond HBM in a slower tier: those sequences'
     KV is fetched over the tier every step."""
-    beyond = sp.Max(0, admission_batch() - S("hbm_batch"))
-    return S("step_s") + beyond * S("kv_request_bytes") / S("tier_bytes_per_s")
+    return S("step_s") + tier_kv_bytes() / S("tier_bytes_per_s")
 
 
 def expressions() -> dict[str, sp.Expr]:
@@ -101,8 +120,10 @@ def expressions() -> dict[str, sp.Expr]:
         "hold_capacity": hold_capacity(),
         "admission_batch": admission_batch(),
         "reservation_bytes": reservations(),
-        "kv_headroom_bytes": kv_free_bytes() - reservations()
-        - admission_batch() * S("kv_request_bytes"),
+        "kv_headroom_bytes": S("kv_capacity_bytes") - S("retained_bytes") - reservations()
+        - hbm_sequences() * S("kv_request_bytes"),
+        "tier_kv_bytes": tier_kv_bytes(),
+        "tier_sequences": tier_sequences(),
         "prefill_rate": c_p,
         "tiered_step_s": tiered_step(),
         "decode_batch_capacity": by_batch,
