@@ -490,3 +490,25 @@ def test_a_retained_cache_that_crowds_hbm_sends_the_sequence_to_the_tier_and_tpo
     assert b["headroom_bytes"] >= 0  # what HBM keeps fits it
     fetch_s = seq / crowded.decode_tier["tier_bytes_per_s"]
     assert crowded.doc["serving"]["tpot_s"] >= 0.9 * fetch_s
+
+
+def test_check_charges_the_fetches_its_plan_charges(cli, tmp_path):
+    """A 60 GB retained cache on the example's H200 decode pool: the plan admits 20 sequences and its
+    tier, whichever, holds none of them, so ``check`` passes or fails alike with HBM alone, host
+    DRAM or NVMe (it re-derived admission at each trial batch and charged fetches the plan did not)."""
+    import yaml
+
+    d = yaml.safe_load((REPO / "examples" / "deployment.yaml").read_text())
+    d["retained_cache_gb"], d["targets"]["tpot_p99_ms"], d["workload"]["rate_per_s"] = 60, 60, 2.6
+    d["prefill"]["instances"] = 40
+    docs = {}
+    for tier in ("hbm", "host-dram", "nvme"):
+        d["decode"]["tier"] = tier
+        f = tmp_path / f"{tier}.yaml"
+        f.write_text(yaml.safe_dump(d))
+        code, out, err = cli("check", str(f), "--format", "json")
+        docs[tier] = json.loads(out)
+        assert code == 0, err
+        assert docs[tier]["plan"]["ownership"]["decode_admission"]["tier_kv_bytes"] == 0
+    steps = {t: [c["value"] for c in doc["checks"] if c["check"].startswith(("TPOT", "decode batch"))] for t, doc in docs.items()}
+    assert steps["host-dram"] == steps["hbm"] == steps["nvme"]

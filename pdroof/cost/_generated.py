@@ -690,6 +690,7 @@ def serving(*, overlap_s, prefill_s, handoff_s, prefill_utilisation, step_s, dec
         'admission_batch': _x10,
         'reservation_bytes': _x12,
         'kv_headroom_bytes': -_x13 - _x14*kv_request_bytes,
+        'hbm_sequences': _x14,
         'tier_kv_bytes': _x15,
         'tier_sequences': _x9,
         'prefill_rate': _x16,
@@ -704,7 +705,7 @@ def serving(*, overlap_s, prefill_s, handoff_s, prefill_utilisation, step_s, dec
     }
 
 ARGS['serving'] = ('overlap_s', 'prefill_s', 'handoff_s', 'prefill_utilisation', 'step_s', 'decode_batch', 'hbm_batch', 'tier_bytes_per_s', 'kv_request_bytes', 'output_tokens', 'link_request_s', 'ingress_request_s', 'tp_prefill', 'tp_decode', 'price_prefill', 'price_decode', 'power_prefill', 'power_decode', 'kv_dst_bytes', 'prefill_slots', 'admission_wait_s', 'kv_capacity_bytes', 'tier_capacity_bytes', 'tpot_target_s', 'retained_bytes')
-OUTPUTS['serving'] = ('prefill_capacity', 'link_capacity', 'ingress_capacity', 'hold_capacity', 'admission_batch', 'reservation_bytes', 'kv_headroom_bytes', 'tier_kv_bytes', 'tier_sequences', 'prefill_rate', 'tiered_step_s', 'decode_batch_capacity', 'decode_capacity', 'devices_per_rate', 'prefill_device_share', 'tokens_per_s_per_device', 'usd_per_million_tokens', 'joules_per_token')
+OUTPUTS['serving'] = ('prefill_capacity', 'link_capacity', 'ingress_capacity', 'hold_capacity', 'admission_batch', 'reservation_bytes', 'kv_headroom_bytes', 'hbm_sequences', 'tier_kv_bytes', 'tier_sequences', 'prefill_rate', 'tiered_step_s', 'decode_batch_capacity', 'decode_capacity', 'devices_per_rate', 'prefill_device_share', 'tokens_per_s_per_device', 'usd_per_million_tokens', 'joules_per_token')
 
 
 def deployment(*, output_tokens, requests_per_s, devices_prefill, devices_decode, price_prefill, price_decode, power_prefill, power_decode):
@@ -1058,3 +1059,14 @@ def serving__tiered_step_s(*, overlap_s, handoff_s, step_s, decode_batch, hbm_ba
 ARGS['serving__tiered_step_s'] = ('overlap_s', 'handoff_s', 'step_s', 'decode_batch', 'hbm_batch', 'tier_bytes_per_s', 'kv_request_bytes', 'output_tokens', 'kv_dst_bytes', 'kv_capacity_bytes', 'tier_capacity_bytes', 'tpot_target_s', 'retained_bytes')
 OUTPUTS['serving__tiered_step_s'] = ('tiered_step_s',)
 NARROW[('serving', ('tiered_step_s',))] = 'serving__tiered_step_s'
+
+
+def serving__tier_sequences(*, step_s, tier_bytes_per_s, kv_request_bytes, tier_capacity_bytes, tpot_target_s):
+    """Numeric twin of pdroof.cost.equations groups()["serving"], outputs tier_sequences only."""
+    return {
+        'tier_sequences': numpy.floor(numpy.minimum(tier_capacity_bytes, tier_bytes_per_s*numpy.maximum(1.0e-12, -step_s + tpot_target_s))/kv_request_bytes),
+    }
+
+ARGS['serving__tier_sequences'] = ('step_s', 'tier_bytes_per_s', 'kv_request_bytes', 'tier_capacity_bytes', 'tpot_target_s')
+OUTPUTS['serving__tier_sequences'] = ('tier_sequences',)
+NARROW[('serving', ('tier_sequences',))] = 'serving__tier_sequences'

@@ -242,11 +242,10 @@ def plan(model: Record, prefill: Pool, decode: Pool, path: Record, tiers: list[R
         "usd_per_million_tokens": f["usd_per_million_tokens"], "joules_per_token": f["joules_per_token"],
         "binding": BINDINGS[int(serv["binding"][0])],
     }
-    # what ``check`` needs to charge a batch's fetches from the tier as the plan does: where its KV
-    # lives (HBM beside the retained cache and the reservations of its arrivals) and how fast it comes
-    tier_values = {**{k: float(dv[k][dr][0]) for k in ("hbm_batch", "tier_bytes_per_s", "kv_request_bytes",
-                                                        "kv_capacity_bytes", "tier_capacity_bytes")},
-                   **{k: f[k] for k in ("overlap_s", "handoff_s", "kv_dst_bytes")}, "retained_bytes": retained_bytes}
+    # what ``check`` needs to charge a batch's fetches from the tier as the plan does: the sequences
+    # HBM holds beside the retained cache and the reservations (the rest come from the tier)
+    tier_values = {"hbm_batch": f["hbm_sequences"], **{k: float(dv[k][dr][0]) for k in ("tier_bytes_per_s",
+                                                                                          "kv_request_bytes")}}
     reasons = ([] if c_p > 0 else ["prefill misses its TTFT target even unloaded"]) + (
         [] if f["admission_batch"] >= 1 else ["no decode admission room after reservations and retained cache"])
     return Plan(not reasons, reasons, doc, tier_values)

@@ -238,8 +238,8 @@ def _decode_step(p: Plan, model, dec: Pool, cat: Catalog, d: Record, w: Workload
     inputs, _ = stage_inputs(model, dec.accelerator, rt, dec.precision(), dec.tp, dec.split)
     inputs.update(batch=b, new_tokens=1, prefix_tokens=0, context_tokens=w.mean_context)
     step = float(evaluate("decode", inputs)["seconds"])
-    return float(evaluate("serving", {**SERVING_IDLE, **p.decode_tier, "step_s": step, "decode_batch": b,
-                                      "output_tokens": float(w.output_tokens)}, ("tiered_step_s",))["tiered_step_s"])
+    return float(evaluate("serving", {**SERVING_IDLE, **p.decode_tier, "step_s": step,
+                                      "decode_batch": b})["tiered_step_s"])
 
 
 def _check_aggregated(d: Record, cat: Catalog, model: Record, w: Workload) -> Verdict:

@@ -293,7 +293,8 @@ def run(c: Candidates, objective: str = "cost", keep: int = 200, pareto: bool = 
         prune: bool = True) -> tuple[Results, dict]:
     """Enumerate and evaluate the whole design space; returns the kept results and the stage
     tables (for reporting infeasible stage rows). ``prune`` skips configurations provably no
-    better than one evaluated (a slower path, a wider wire format, a tier that adds no batch);
+    better than one evaluated (a slower path, a wider wire format, a tier that adds no batch and can
+    take no sequence off HBM, or ends up holding none);
     without it every feasible configuration is evaluated."""
     res = Results()
     inst = instances(c, kv=True)
@@ -325,7 +326,7 @@ def run(c: Candidates, objective: str = "cost", keep: int = 200, pareto: bool = 
     d_skip = np.flatnonzero(dec.feasible & d_allowed & tier_dominated)
     links = pair_links(c)
     cb = combos(c, links, wires, sorted(set(dec.labels["kv"])), prune)
-    if len(d_skip) and len(p_ok):  # a slower tier that adds no batch: same outcome as its HBM row
+    if len(d_skip) and len(p_ok):  # a slower tier that adds no batch and can hold none: its HBM row's outcome
         count_p = np.bincount(np.asarray(pre.labels["acc"])[p_ok], minlength=A)
         count_d = np.bincount(np.asarray(dec.labels["acc"])[d_skip], minlength=A)
         possible = int(count_p @ cb.possible @ count_d)

@@ -65,7 +65,8 @@ COLUMNS = (
     ("transfer_s", "KV transfer time of one request"), ("exposed_transfer_s", "transfer not hidden by prefill"),
     ("convert_s", "KV conversion or redistribution on the TTFT path (at the chosen placement)"),
     ("transient_bytes", "per request in flight: source + staging + reserved destination (bytes per rank)"),
-    ("kv_headroom_bytes", "decode HBM left per device after active KV, in-flight reservations and retained cache"),
+    ("kv_headroom_bytes", "decode HBM left per device after the retained cache, in-flight reservations and the "
+                          "active KV HBM holds"),
     ("tier_kv_bytes", "KV per decode device the slower tier holds (fetched every step)"),
     ("hold_capacity", "requests/s the prefill instance's memory allows while KV waits for transfer and admission"),
     ("binding", "constraint that sets the pool sizes"),

@@ -311,7 +311,9 @@ def _tier_no_gain(batch: np.ndarray, n_tiers: int, kinds: list[str]) -> np.ndarr
     return ((groups <= hbm) & ~is_hbm).ravel()
 
 
-# Serving inputs that do not matter when only the decode step (tiered_step_s) is wanted.
+# Serving inputs for the decode step alone (tiered_step_s): no ownership (KV capacity and TPOT target
+# unbounded, no tier beyond what ``hbm_batch`` says), so the batch given is the batch run and every
+# sequence beyond ``hbm_batch`` is fetched from the tier.
 SERVING_IDLE = {"prefill_s": 1.0, "handoff_s": 0.0, "prefill_utilisation": 1.0, "output_tokens": 1.0,
                  "kv_dst_bytes": 0.0, "prefill_slots": 1.0, "admission_wait_s": 0.0, "kv_capacity_bytes": np.inf,
                  "tier_capacity_bytes": 0.0, "retained_bytes": 0.0, "tpot_target_s": np.inf,

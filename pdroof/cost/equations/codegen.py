@@ -55,6 +55,7 @@ NARROW: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("decode", ("seconds",)),
     ("mixed", ("seconds",)),
     ("serving", ("tiered_step_s",)),
+    ("serving", ("tier_sequences",)),
 )
 
 

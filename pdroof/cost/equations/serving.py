@@ -122,6 +122,7 @@ def expressions() -> dict[str, sp.Expr]:
         "reservation_bytes": reservations(),
         "kv_headroom_bytes": S("kv_capacity_bytes") - S("retained_bytes") - reservations()
         - hbm_sequences() * S("kv_request_bytes"),
+        "hbm_sequences": hbm_sequences(),
         "tier_kv_bytes": tier_kv_bytes(),
         "tier_sequences": tier_sequences(),
         "prefill_rate": c_p,
