@@ -312,3 +312,22 @@ def test_a_metric_a_fit_predicts_worse_left_out_than_the_base_keeps_the_bases_fa
         base["profiles"]["h100-sxm"]["weights"]["bf16"]  # the written profile keeps the base's
     assert all(g.startswith(("request", "compute", "disaggregation")) for g in rep["fitted"])
     assert "request_latency_us" in rep["fitted"]
+
+
+def test_a_file_that_changes_while_it_is_fitted_writes_nothing(cli, tmp_path, monkeypatch):
+    """The fit reads its input more than once (kinds, runs, the digest the provenance records): a file
+    rewritten meanwhile would leave a profile whose sha256 names other runs than those it fits."""
+    import pdroof.calibration.serving_fit as serving_fit
+
+    _, f = _measured(tmp_path, {"profiles.h100-sxm.weights.bf16": 0.6})
+    fit = serving_fit.calibrate_serving
+
+    def meanwhile(*args, **kw):
+        f.write_text(f.read_text() + "\n")
+        return fit(*args, **kw)
+
+    monkeypatch.setattr(serving_fit, "calibrate_serving", meanwhile)
+    out = tmp_path / "mine.yaml"
+    code, _, err = cli("calibrate", str(f), "--hardware", "h100-sxm", "-o", str(out))
+    assert code == 1 and "changed while it was being fitted" in err and err.count("\n") == 1
+    assert not out.exists()

@@ -52,6 +52,7 @@ def calibrate_cmd(
 
     cat = catalog(ctx)
     acc = cat.get("accelerator", hardware)
+    read = _digest(measurements)  # the fit reads the file more than once: it must be one file throughout
     for path in (output, report):  # before the fit, not after it
         if path is not None and not path.resolve().parent.is_dir():
             raise PdroofError(f"{path}: directory {path.resolve().parent} does not exist")
@@ -72,10 +73,23 @@ def calibrate_cmd(
     if runs is not None:
         base_doc = cat.runtime_document(runtime) if doc is None else doc
         doc, rep["serving"] = _serving(cat, measurements, runs, acc, base_doc, output.stem)
+    if _digest(measurements) != read:
+        raise PdroofError(f"{measurements}: changed while it was being fitted; nothing written (run again)")
     text = "# Written by pdroof calibrate; see provenance.\n" + yaml.safe_dump(doc, sort_keys=False, width=110)
     # the profile and its report as one: a report that cannot be written leaves the old profile
     render.write_all_atomic([(output, text), *([(report, render.json_text(rep))] if report else [])])
     typer.echo(f"wrote {output}: runtime {doc['id']}")
+
+
+def _digest(path: Path) -> str:
+    import hashlib
+
+    from ..spec.errors import PdroofError
+
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise PdroofError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
 def _micro(cat, measurements: Path, acc, base_doc: dict) -> tuple[dict, dict]:
