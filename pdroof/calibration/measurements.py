@@ -9,6 +9,7 @@ s; optional pages) and optional ``e2e`` (model, phase, dtype, B, S or L, s). Tim
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -37,6 +38,12 @@ def _read(path: str | Path) -> str:
         return read_capped(path, MAX_BYTES, "measurement file")
     except FileError as exc:
         raise SpecError(str(path), "", exc.what) from None
+
+
+def digest(path: str | Path) -> str:
+    """The sha256 of a measurement file, read as its readers read it (a regular file within the
+    cap: never a FIFO that would block); what a calibrated profile's provenance names."""
+    return hashlib.sha256(_read(path).encode("utf-8")).hexdigest()
 
 
 def _json_problem(exc: ValueError) -> str:

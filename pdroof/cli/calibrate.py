@@ -45,19 +45,19 @@ def calibrate_cmd(
     """Fit efficiency factors for one accelerator and write a runtime profile with provenance."""
     import yaml
 
-    from ..calibration.measurements import measurement_kinds
+    from ..calibration.measurements import digest, measurement_kinds
     from ..calibration.serving_runs import base_for, check_base, check_profile_id, runs_to_fit
     from ..serving.run_formats import RunDefaults, read_any_runs
     from ..spec.errors import PdroofError
 
     cat = catalog(ctx)
     acc = cat.get("accelerator", hardware)
-    read = _digest(measurements)  # the fit reads the file more than once: it must be one file throughout
     for path in (output, report):  # before the fit, not after it
         if path is not None and not path.resolve().parent.is_dir():
             raise PdroofError(f"{path}: directory {path.resolve().parent} does not exist")
     check_profile_id(output.stem)
     kinds = measurement_kinds(measurements)
+    read = digest(measurements)  # the fit reads the file more than once: it must be one file throughout
     given = RunDefaults(model, engine, engine_version, weights, acc.id, tp)
     runs = runs_to_fit(read_any_runs(measurements, given, cat)[1], measurements, acc) if "runs" in kinds else None
     if runs is not None:  # serving runs name their engine and release: the base is its profile unless named
@@ -73,23 +73,12 @@ def calibrate_cmd(
     if runs is not None:
         base_doc = cat.runtime_document(runtime) if doc is None else doc
         doc, rep["serving"] = _serving(cat, measurements, runs, acc, base_doc, output.stem)
-    if _digest(measurements) != read:
+    if digest(measurements) != read:
         raise PdroofError(f"{measurements}: changed while it was being fitted; nothing written (run again)")
     text = "# Written by pdroof calibrate; see provenance.\n" + yaml.safe_dump(doc, sort_keys=False, width=110)
     # the profile and its report as one: a report that cannot be written leaves the old profile
     render.write_all_atomic([(output, text), *([(report, render.json_text(rep))] if report else [])])
     typer.echo(f"wrote {output}: runtime {doc['id']}")
-
-
-def _digest(path: Path) -> str:
-    import hashlib
-
-    from ..spec.errors import PdroofError
-
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError as exc:
-        raise PdroofError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
 
 def _micro(cat, measurements: Path, acc, base_doc: dict) -> tuple[dict, dict]:
