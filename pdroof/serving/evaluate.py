@@ -321,17 +321,17 @@ def run(c: Candidates, objective: str = "cost", keep: int = 200, pareto: bool = 
     for reason, n in Counter(r for r in dec.reasons if r).items():
         res.infeasible[f"decode: {reason}"] += n * len(p_ok) * combos_n
     res.filtered += int((dec.feasible & ~d_allowed).sum()) * len(p_ok) * combos_n
-    tier_dominated = dec.values.get("tier_dominated", np.zeros(len(dec), bool)) if prune else np.zeros(len(dec), bool)
-    d_ok = np.flatnonzero(dec.feasible & d_allowed & ~tier_dominated)
-    d_skip = np.flatnonzero(dec.feasible & d_allowed & tier_dominated)
+    # a slower tier that adds no batch turns out as its HBM row unless ownership crowds HBM and the tier
+    # can take sequences off it: skipped where it can hold none, else evaluated only where its HBM row's
+    # admission fell short of its batch for some pairing (``waiting``), as the HBM rows show
+    none = np.zeros(len(dec), bool)
+    dominated = dec.values.get("tier_dominated", none) if prune else none
+    waiting = dec.values.get("tier_no_gain", none) & ~dominated if prune else none
+    usable = dec.feasible & d_allowed
+    d_ok, d_wait = np.flatnonzero(usable & ~dominated & ~waiting), np.flatnonzero(usable & waiting)
+    d_skip = usable & dominated
     links = pair_links(c)
     cb = combos(c, links, wires, sorted(set(dec.labels["kv"])), prune)
-    if len(d_skip) and len(p_ok):  # a slower tier that adds no batch and can hold none: its HBM row's outcome
-        count_p = np.bincount(np.asarray(pre.labels["acc"])[p_ok], minlength=A)
-        count_d = np.bincount(np.asarray(dec.labels["acc"])[d_skip], minlength=A)
-        possible = int(count_p @ cb.possible @ count_d)
-        res.dominated += possible
-        res.infeasible[IMPOSSIBLE] += len(p_ok) * len(d_skip) * combos_n - possible
     # aggregated rows
     a_allowed = _only(c, agg, (c.prefill_ids or frozenset()) | (c.decode_ids or frozenset()))
     for reason, n in Counter(r for r in agg.reasons if r).items():
@@ -346,17 +346,43 @@ def run(c: Candidates, objective: str = "cost", keep: int = 200, pareto: bool = 
         res.feasible += int(a_cols["feasible"].sum())
         res.evaluated += len(a_cols["feasible"])
         parts.append(_select(a_cols, objective, keep, pareto))
+    crowded = np.zeros(len(dec), bool)  # decode rows whose admission fell short of their batch
+    args = (c, pre, dec, links, wires, cb, prices, powers, mi, objective, keep, pareto, prune, res, parts, crowded)
+    _blocks(*args, p_ok, d_ok, progress)
+    if len(d_wait) and len(p_ok):
+        hbm = [t.kind for t in c.tiers].index("hbm")
+        sibling = d_wait - np.asarray(dec.labels["tier"])[d_wait] + hbm
+        _blocks(*args, p_ok, d_wait[crowded[sibling]], None)
+        d_skip[d_wait[~crowded[sibling]]] = True
+    d_skip = np.flatnonzero(d_skip)
+    if len(d_skip) and len(p_ok):  # a slower tier that turns out as its HBM row, unevaluated
+        count_p = np.bincount(np.asarray(pre.labels["acc"])[p_ok], minlength=A)
+        count_d = np.bincount(np.asarray(dec.labels["acc"])[d_skip], minlength=A)
+        possible = int(count_p @ cb.possible @ count_d)
+        res.dominated += possible
+        res.infeasible[IMPOSSIBLE] += len(p_ok) * len(d_skip) * combos_n - possible
+    res.columns = _concat(parts)
+    stages = {"prefill": pre, "decode": dec, "aggregated": agg, "links": links, "wires": wires}
+    return res, stages
+
+
+def _blocks(c, pre, dec, links, wires, cb, prices, powers, mi, objective, keep, pareto, prune, res, parts, crowded,
+            p_ok, d_ok, progress) -> None:
+    """Every configuration of the prefill rows ``p_ok`` with the decode rows ``d_ok``, in blocks: counted
+    into ``res``, the best kept in ``parts``, the decode rows whose admission fell short marked ``crowded``."""
+    combos_n = len(wires) * len(c.paths)
     if len(p_ok) == 0 or len(d_ok) == 0:
-        p_ok = p_ok[:0]
+        return
     per_p = max(1, len(d_ok) * combos_n)
     step = max(1, BLOCK // max(1, len(d_ok) * 4))
     done = 0
-    classes = handoff_classes(dec, d_ok, cb.formats) if len(p_ok) else None
+    classes = handoff_classes(dec, d_ok, cb.formats)
     for start in range(0, len(p_ok), step):
         rows = p_ok[start:start + step]
         n_all = len(rows) * len(d_ok) * combos_n
         cols, (n_possible, n_useful) = disaggregated_block(c, pre, dec, links, wires, cb, rows, d_ok, prices,
                                                           powers, mi, classes)
+        crowded[cols["decode_row"][cols["admission_batch"] < cols["batch_before_ownership"]]] = True
         res.infeasible[IMPOSSIBLE] += n_all - n_possible
         res.dominated += n_possible - n_useful
         if prune:  # a slower tier that ended up holding no KV: the same configuration as its HBM row
@@ -377,6 +403,3 @@ def run(c: Candidates, objective: str = "cost", keep: int = 200, pareto: bool = 
         done += n_all
         if progress:
             progress(done, len(p_ok) * per_p)
-    res.columns = _concat(parts)
-    stages = {"prefill": pre, "decode": dec, "aggregated": agg, "links": links, "wires": wires}
-    return res, stages
