@@ -66,6 +66,12 @@ def points(draw):
         return draw(st.floats(min_value=max(lo, 1e-3), max_value=hi, allow_nan=False, allow_infinity=False))
 
     pt = _point(value)
+    # whole tokens in pages of a power of two, as engines page KV: a ratio of arbitrary floats (1.1
+    # tokens in pages of 0.01) can land a hair either side of a whole number in the two numeric forms
+    # of a ceiling, which no real transfer does
+    pt["page_tokens"] = float(draw(st.sampled_from([1, 2, 4, 8, 16, 32, 64, 128, 256])))
+    for name in ("transfer_tokens", "window_tokens", "topk_tokens"):
+        pt[name] = float(round(pt[name])) or 1.0
     pt["experts_per_token"] = min(pt["experts_per_token"], pt["experts"])  # k of E
     pt["kv_proj_params"] = min(pt["kv_proj_params"], pt["attn_params"])  # K/V are part of the projections
     return pt
