@@ -841,3 +841,31 @@ def test_pruning_keeps_every_tier_row_that_takes_sequences_off_a_crowded_hbm(cat
     assert pruned.feasible + pruned.dominated + sum(pruned.infeasible.values()) + pruned.filtered == pruned.total
     best = np.nanmin(full.columns["usd_per_million_tokens"][full.columns["feasible"]])
     assert np.nanmin(pruned.columns["usd_per_million_tokens"][pruned.columns["feasible"]]) == best
+
+
+def test_a_tier_that_adds_no_batch_is_evaluated_where_ownership_crowds_its_hbm_row(catalog):
+    """Llama-3.1-8B with 8k-token prompts and an 8 GB retained cache: slower tiers whose decode batch
+    is no larger than their HBM row's are evaluated only where that row's admission fell short of its
+    batch (elsewhere they repeat it), and there they take sequences off HBM; every such row the full
+    run finds, the pruned run finds too, and the progress reported reaches its total once."""
+    from pdroof.serving.evaluate import run
+
+    w = Workload("long", 8_000, 1_000, ttft_s=100.0, tpot_s=0.2)
+    accs = [catalog.get("accelerator", a) for a in ("h100-sxm", "h200-sxm")]
+    c = _cands(catalog, accs=("h100-sxm", "h200-sxm"), tiers=tuple(t.id for t in catalog.all("tier")),
+               model="llama-3.1-8b", workload=w, retained_bytes=8e9, runtimes=runtimes_for(catalog, "engine", accs),
+               weights=("bf16",), kv=("bf16",))  # one wire format and one path: only tiers are pruned
+    seen = []
+    pruned, st = run(c, prune=True, keep=10**7, progress=lambda done, total: seen.append((done, total)))
+    full, _ = run(c, prune=False, keep=10**7)
+
+    def in_tier(r):
+        f = r.columns["feasible"] & (r.columns["tier_kv_bytes"] > 0)
+        return sorted(zip(r.columns["prefill_row"][f], r.columns["decode_row"][f], r.columns["wire"][f],
+                          r.columns["path"][f], strict=True))
+
+    waiting = st["decode"].values["tier_no_gain"] & ~st["decode"].values["tier_dominated"]
+    held = in_tier(full)
+    assert any(waiting[d] for _, d, _, _ in held)  # rows only the second pass evaluates
+    assert in_tier(pruned) == held
+    assert seen[-1][0] == seen[-1][1] and all(d <= t for d, t in seen)

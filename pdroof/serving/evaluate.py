@@ -53,7 +53,8 @@ class Results:
     columns: dict[str, np.ndarray] = field(default_factory=dict)
     total: int = 0
     feasible: int = 0
-    dominated: int = 0  # feasible but provably no better than an evaluated one; not expanded
+    dominated: int = 0  # not evaluated: provably no better than an evaluated one, or its repeat (a slower
+    # tier that turns out as its HBM row, counted here whatever that row's outcome)
     filtered: int = 0   # excluded by --prefill-hw / --decode-hw
     evaluated: int = 0  # configurations evaluated in the vectorised grid
     infeasible: Counter = field(default_factory=Counter)
@@ -347,13 +348,50 @@ def run(c: Candidates, objective: str = "cost", keep: int = 200, pareto: bool = 
         res.evaluated += len(a_cols["feasible"])
         parts.append(_select(a_cols, objective, keep, pareto))
     crowded = np.zeros(len(dec), bool)  # decode rows whose admission fell short of their batch
-    args = (c, pre, dec, links, wires, cb, prices, powers, mi, objective, keep, pareto, prune, res, parts, crowded)
-    _blocks(*args, p_ok, d_ok, progress)
-    if len(d_wait) and len(p_ok):
-        hbm = [t.kind for t in c.tiers].index("hbm")
-        sibling = d_wait - np.asarray(dec.labels["tier"])[d_wait] + hbm
-        _blocks(*args, p_ok, d_wait[crowded[sibling]], None)
-        d_skip[d_wait[~crowded[sibling]]] = True
+    total = len(p_ok) * (len(d_ok) + len(d_wait)) * combos_n if len(p_ok) else 0
+    done = 0
+
+    def blocks(d_rows: np.ndarray) -> None:
+        """Every configuration of the prefill rows carried on with ``d_rows``, in blocks: counted into
+        ``res``, the best kept in ``parts``, the decode rows whose admission fell short marked ``crowded``."""
+        nonlocal done
+        if len(p_ok) == 0 or len(d_rows) == 0:
+            return
+        step = max(1, BLOCK // max(1, len(d_rows) * 4))
+        classes = handoff_classes(dec, d_rows, cb.formats)
+        for start in range(0, len(p_ok), step):
+            rows = p_ok[start:start + step]
+            n_all = len(rows) * len(d_rows) * combos_n
+            cols, (n_possible, n_useful) = disaggregated_block(c, pre, dec, links, wires, cb, rows, d_rows, prices,
+                                                              powers, mi, classes)
+            crowded[cols["decode_row"][cols["admission_batch"] < cols["batch_before_ownership"]]] = True
+            res.infeasible[IMPOSSIBLE] += n_all - n_possible
+            res.dominated += n_possible - n_useful
+            if prune:  # a slower tier that ended up holding no KV: the same configuration as its HBM row
+                same = cols["feasible"] & dec.values["tier_no_gain"][cols["decode_row"]] & (cols["tier_kv_bytes"] <= 0)
+                res.dominated += int(same.sum())
+                cols["feasible"] = cols["feasible"] & ~same
+            ttft_ok = cols["prefill_rate"] > 0
+            res.infeasible["misses TTFT (prefill, queueing margin and handoff)"] += int((~ttft_ok).sum())
+            res.infeasible[APART] += int((ttft_ok & ~cols["path_fits"]).sum())
+            roomy = ttft_ok & cols["path_fits"] & (cols["admission_batch"] >= 1)
+            res.infeasible["no decode admission room after reservations and retained cache"] += int(
+                (ttft_ok & cols["path_fits"] & ~roomy).sum())
+            if c.devices or c.inventory is not None:
+                res.infeasible[budget_reason(c)] += int((roomy & ~cols["within_budget"]).sum())
+            res.feasible += int(cols["feasible"].sum())
+            res.evaluated += n_useful
+            parts.append(_select(cols, objective, keep, pareto))
+            done += n_all
+            if progress:
+                progress(done, total)
+
+    blocks(d_ok)
+    if len(d_wait) and len(p_ok):  # the HBM rows are all evaluated by now: ask those that fell short
+        sibling = d_wait - np.asarray(dec.labels["tier"])[d_wait] + [t.kind for t in c.tiers].index("hbm")
+        ask = crowded[sibling] | ~usable[sibling]
+        blocks(d_wait[ask])
+        d_skip[d_wait[~ask]] = True
     d_skip = np.flatnonzero(d_skip)
     if len(d_skip) and len(p_ok):  # a slower tier that turns out as its HBM row, unevaluated
         count_p = np.bincount(np.asarray(pre.labels["acc"])[p_ok], minlength=A)
@@ -361,45 +399,9 @@ def run(c: Candidates, objective: str = "cost", keep: int = 200, pareto: bool = 
         possible = int(count_p @ cb.possible @ count_d)
         res.dominated += possible
         res.infeasible[IMPOSSIBLE] += len(p_ok) * len(d_skip) * combos_n - possible
+    if progress and total:
+        progress(total, total)
     res.columns = _concat(parts)
     stages = {"prefill": pre, "decode": dec, "aggregated": agg, "links": links, "wires": wires}
     return res, stages
 
-
-def _blocks(c, pre, dec, links, wires, cb, prices, powers, mi, objective, keep, pareto, prune, res, parts, crowded,
-            p_ok, d_ok, progress) -> None:
-    """Every configuration of the prefill rows ``p_ok`` with the decode rows ``d_ok``, in blocks: counted
-    into ``res``, the best kept in ``parts``, the decode rows whose admission fell short marked ``crowded``."""
-    combos_n = len(wires) * len(c.paths)
-    if len(p_ok) == 0 or len(d_ok) == 0:
-        return
-    per_p = max(1, len(d_ok) * combos_n)
-    step = max(1, BLOCK // max(1, len(d_ok) * 4))
-    done = 0
-    classes = handoff_classes(dec, d_ok, cb.formats)
-    for start in range(0, len(p_ok), step):
-        rows = p_ok[start:start + step]
-        n_all = len(rows) * len(d_ok) * combos_n
-        cols, (n_possible, n_useful) = disaggregated_block(c, pre, dec, links, wires, cb, rows, d_ok, prices,
-                                                          powers, mi, classes)
-        crowded[cols["decode_row"][cols["admission_batch"] < cols["batch_before_ownership"]]] = True
-        res.infeasible[IMPOSSIBLE] += n_all - n_possible
-        res.dominated += n_possible - n_useful
-        if prune:  # a slower tier that ended up holding no KV: the same configuration as its HBM row
-            same = cols["feasible"] & dec.values["tier_no_gain"][cols["decode_row"]] & (cols["tier_kv_bytes"] <= 0)
-            res.dominated += int(same.sum())
-            cols["feasible"] = cols["feasible"] & ~same
-        ttft_ok = cols["prefill_rate"] > 0
-        res.infeasible["misses TTFT (prefill, queueing margin and handoff)"] += int((~ttft_ok).sum())
-        res.infeasible[APART] += int((ttft_ok & ~cols["path_fits"]).sum())
-        roomy = ttft_ok & cols["path_fits"] & (cols["admission_batch"] >= 1)
-        res.infeasible["no decode admission room after reservations and retained cache"] += int(
-            (ttft_ok & cols["path_fits"] & ~roomy).sum())
-        if c.devices or c.inventory is not None:
-            res.infeasible[budget_reason(c)] += int((roomy & ~cols["within_budget"]).sum())
-        res.feasible += int(cols["feasible"].sum())
-        res.evaluated += n_useful
-        parts.append(_select(cols, objective, keep, pareto))
-        done += n_all
-        if progress:
-            progress(done, len(p_ok) * per_p)
