@@ -388,7 +388,7 @@ def run(c: Candidates, objective: str = "cost", keep: int = 200, pareto: bool = 
 
     blocks(d_ok)
     if len(d_wait) and len(p_ok):  # the HBM rows are all evaluated by now: ask those that fell short
-        sibling = d_wait - np.asarray(dec.labels["tier"])[d_wait] + [t.kind for t in c.tiers].index("hbm")
+        sibling = dec.values["hbm_row"][d_wait]
         ask = crowded[sibling] | ~usable[sibling]
         blocks(d_wait[ask])
         d_skip[d_wait[~ask]] = True

@@ -228,7 +228,7 @@ def decode_stage(c: Candidates, inst: Instances | None = None) -> Stage:
     T = len(c.tiers)
     # rows: instance × tier, tiers innermost
     st = _stage(inst, ("acc", "weights", "kv", "tp", "dp", "moe_ep"), repeat=T)
-    st.labels["tier"] = list(range(T)) * len(inst)  # _tier_no_gain relies on this order
+    st.labels["tier"] = list(range(T)) * len(inst)  # _hbm_rows relies on this order
     if not len(st):
         return st
     acc = np.asarray(st.labels["acc"])
@@ -263,9 +263,12 @@ def decode_stage(c: Candidates, inst: Instances | None = None) -> Stage:
     rows_idx = np.arange(n)
     batch = np.where(has, BATCHES[best], 0.0)
     step_best = np.where(has, step[rows_idx, best], np.nan)
-    # the sequences each tier could take off HBM within the TPOT target's slack at that batch (none: the
-    # row turns out as its HBM row whatever ownership takes from HBM)
-    no_gain = _tier_no_gain(batch, T, [t.kind for t in c.tiers])
+    # a slower tier whose batch is no larger than its HBM row's turns out as that row wherever it ends up
+    # holding no KV (``tier_kv_bytes``): it can hold some only where ownership (the reservations of
+    # arriving transfers, a retained cache) crowds HBM and the TPOT target leaves time to fetch a
+    # sequence every step: the sequences it could take off HBM within that slack at its batch
+    hbm_row = _hbm_rows(np.asarray(st.labels["tier"]), [t.kind for t in c.tiers])
+    no_gain = (batch <= batch[hbm_row]) & (hbm_row != rows_idx)
     holds = evaluate("serving", {**SERVING_IDLE, "step_s": np.where(has, step_best, 1.0), "decode_batch": batch,
                                  "hbm_batch": hbm_batch, "kv_request_bytes": kv_seq, "tpot_target_s": w.tpot_s,
                                  **tiers}, ("tier_sequences",))["tier_sequences"]
@@ -277,7 +280,7 @@ def decode_stage(c: Candidates, inst: Instances | None = None) -> Stage:
         "eff_memory": cols["eff_memory"], "host_bytes_per_s": np.array([_host_bw(a) for a in c.accelerators])[acc],
         "kv_capacity_bytes": mem["kv_capacity_bytes"],
         "kv_elem_bytes": cols["kv_bytes"],
-        "tier_no_gain": no_gain,
+        "hbm_row": hbm_row, "tier_no_gain": no_gain,
         "tier_dominated": no_gain & (holds < 1),  # can hold nothing: every configuration is its HBM row's
         "kv_bound": _capacity_bound(has, best, tiered <= w.tpot_s, cap_batch),
         "limit_bound": limit < hbm_batch + beyond,  # the engine's limit, not memory, caps the batch
@@ -297,18 +300,11 @@ def _capacity_bound(has, best, meets_tpot, cap_batch) -> np.ndarray:
     return has & more & meets_tpot[np.arange(len(best)), nxt] & (BATCHES[nxt] > cap_batch)
 
 
-def _tier_no_gain(batch: np.ndarray, n_tiers: int, kinds: list[str]) -> np.ndarray:
-    """Rows come in groups of one per tier (innermost): the slower tiers whose decode batch is no
-    larger than the HBM-only row's of their group. Such a row turns out as its HBM row wherever its
-    tier ends up holding no KV (``tier_kv_bytes``); it can hold some only where ownership (the
-    reservations of arriving transfers, a retained cache) crowds HBM and the TPOT target leaves time
-    to fetch a sequence every step (the ``tier_sequences`` it may hold)."""
-    if "hbm" not in kinds or n_tiers == 0:
-        return np.zeros(len(batch), dtype=bool)
-    groups = batch.reshape(-1, n_tiers)
-    hbm = groups[:, kinds.index("hbm")][:, None]
-    is_hbm = np.array([k == "hbm" for k in kinds])[None, :]
-    return ((groups <= hbm) & ~is_hbm).ravel()
+def _hbm_rows(tier: np.ndarray, kinds: list[str]) -> np.ndarray:
+    """Each decode row's HBM-only sibling (rows come in groups of one per tier, innermost); a row is
+    its own where the candidates have no HBM tier."""
+    rows = np.arange(len(tier))
+    return rows - tier + kinds.index("hbm") if "hbm" in kinds else rows
 
 
 # Serving inputs for the decode step alone (tiered_step_s): no ownership (KV capacity and TPOT target
