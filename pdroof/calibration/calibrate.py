@@ -14,7 +14,6 @@ whole forward pass). Without them that factor stays the base runtime's.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +23,7 @@ from ..cost.numeric import evaluate
 from ..spec.errors import PdroofError
 from ..spec.schema import Record
 from ..spec.units import format_bytes
+from .measurements import digest as file_digest
 from .measurements import read_measurements
 
 _KERNEL_DEFAULTS = {
@@ -217,7 +217,7 @@ def calibrate(path: str | Path, acc: Record) -> Calibration:
         harness["host_copy"] = alpha
         report["paged_transfer"] = paged_check(data["xfer"], per_message or alpha, beta)
     entry["fit"] = fit_err
-    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+    digest = file_digest(path)[:12]
     meta = data["meta"]
     entry["source"] = (f"pdroof calibrate {Path(path).name} (sha256 {digest}), measured "
                        f"{meta.get('date', 'undated')} on {meta.get('device', 'unknown device')}"

@@ -22,7 +22,6 @@ the base's values (the other metric's are fitted again without them).
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import tempfile
 from datetime import date
@@ -39,6 +38,7 @@ from ..spec.errors import PdroofError
 from ..spec.profile import stated_over_tiers
 from ..spec.schema import Record
 from ..spec.view import percent
+from .measurements import digest as file_digest
 from .serving_factors import Factor, base_value, factors_for
 
 SENSITIVE = 0.01  # a factor's step must move the predictions by 1% (rms) to be fitted
@@ -292,7 +292,7 @@ def calibrate_serving(cat: Catalog, runs: list[Run], runs_path: str | Path, acc:
                                f"it; needs {f.needs}")
     kept.update(rejected)
     after = ev.log_ratios(values)
-    name, digest = Path(runs_path).name, hashlib.sha256(Path(runs_path).read_bytes()).hexdigest()
+    name, digest = Path(runs_path).name, file_digest(runs_path)
     mae_after = _mae(after)
     sources = {f: (f"pdroof calibrate on {name} (sha256 {digest[:12]}), {len(runs)} runs: {METRICS[f.metric].upper()} "
                    f"mean absolute error {percent(mae_before[METRICS[f.metric]])} with {base_doc.get('id', '?')}, "
