@@ -330,7 +330,7 @@ def run(c: Candidates, objective: str = "cost", keep: int = 200, pareto: bool = 
     waiting = dec.values.get("tier_no_gain", none) & ~dominated if prune else none
     usable = dec.feasible & d_allowed
     d_ok, d_wait = np.flatnonzero(usable & ~dominated & ~waiting), np.flatnonzero(usable & waiting)
-    d_skip = usable & dominated
+    skip = usable & dominated
     links = pair_links(c)
     cb = combos(c, links, wires, sorted(set(dec.labels["kv"])), prune)
     # aggregated rows
@@ -391,8 +391,8 @@ def run(c: Candidates, objective: str = "cost", keep: int = 200, pareto: bool = 
         sibling = dec.values["hbm_row"][d_wait]
         ask = crowded[sibling] | ~usable[sibling]
         blocks(d_wait[ask])
-        d_skip[d_wait[~ask]] = True
-    d_skip = np.flatnonzero(d_skip)
+        skip[d_wait[~ask]] = True
+    d_skip = np.flatnonzero(skip)
     if len(d_skip) and len(p_ok):  # a slower tier that turns out as its HBM row, unevaluated
         count_p = np.bincount(np.asarray(pre.labels["acc"])[p_ok], minlength=A)
         count_d = np.bincount(np.asarray(dec.labels["acc"])[d_skip], minlength=A)
