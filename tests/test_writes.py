@@ -118,6 +118,17 @@ def test_a_closed_or_full_standard_output_is_one_error_line(tmp_path, args):
     assert "No space left on device" in r.stderr
 
 
+@pytest.mark.parametrize("args", [("hardware", "list"), ("equations",), ("schema", "model"), ("--version",),
+                                  ("rank", "-m", "llama-3.1-8b", "--accelerators", "h100-sxm", "--format", "json")])
+def test_a_reader_that_goes_away_is_no_error(tmp_path, args):
+    """``pdroof ... | head``: the reader closes the pipe; the command stops quietly with status 0
+    (Click would turn the broken pipe into status 1, and the interpreter's last flush into a warning)."""
+    p = subprocess.Popen([*PDROOF, *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stdout.close()  # before anything is written: every write meets a pipe without a reader
+    _, err = p.communicate(timeout=120)
+    assert (p.returncode, err) == (0, b"")
+
+
 def test_a_terminal_that_cannot_show_a_character_gets_a_question_mark(tmp_path):
     r = subprocess.run([*PDROOF, "equations"], cwd=tmp_path, capture_output=True, timeout=120,
                        env={**os.environ, "PYTHONIOENCODING": "latin-1"})

@@ -64,7 +64,7 @@ def calibrate_cmd(
         runtime, why = base_for(cat, runtime, runs, acc)
         check_base(cat.get("runtime", runtime), runs)
         if why:
-            typer.echo(f"starting from {runtime}: {why}")
+            render.emit(f"starting from {runtime}: {why}\n")
     doc, rep = None, {}
     if "micro" in kinds:
         base = cat.get("runtime", runtime or "pytorch")
@@ -78,7 +78,7 @@ def calibrate_cmd(
     text = "# Written by pdroof calibrate; see provenance.\n" + yaml.safe_dump(doc, sort_keys=False, width=110)
     # the profile and its report as one: a report that cannot be written leaves the old profile
     render.write_all_atomic([(output, text), *([(report, render.json_text(rep))] if report else [])])
-    typer.echo(f"wrote {output}: runtime {doc['id']}")
+    render.emit(f"wrote {output}: runtime {doc['id']}\n")
 
 
 def _micro(cat, measurements: Path, acc, base_doc: dict) -> tuple[dict, dict]:
@@ -92,14 +92,13 @@ def _micro(cat, measurements: Path, acc, base_doc: dict) -> tuple[dict, dict]:
         lines.append(f"host copy {row['kind']}: {row['messages']} message(s), "
                      f"measured {row['measured_s'] * 1e3:.2f} ms, "
                      f"predicted {row['predicted_s'] * 1e3:.2f} ms")
-    typer.echo("\n".join(lines))
+    render.emit("\n".join(lines) + "\n")
     for key, title in (("e2e_micro_only", "end-to-end, micro-benchmark fit only (layer latency from the base runtime)"),
                        ("e2e", "end-to-end, layer latency fitted")):
         if key in rep:
             rows = [{**r, "error_pct": f"{r['error']:+.1%}"} for r in rep[key]]
             mape = sum(abs(r["error"]) for r in rep[key]) / len(rows)
-            typer.echo(render.table_text(rows, E2E_COLUMNS, title=title, caption=f"mean absolute error {mape:.1%}"),
-                       nl=False)
+            render.emit(render.table_text(rows, E2E_COLUMNS, title=title, caption=f"mean absolute error {mape:.1%}"))
     return doc, rep
 
 
@@ -111,13 +110,13 @@ def _serving(cat, measurements: Path, runs: list, acc, base_doc: dict, profile_i
     lines = [f"serving runs: {len(runs)} on {acc.id}, from {rep['base']}, written as runtime {doc['id']}"]
     lines += [f"  fitted {k}: {v['base']:.4g} -> {v['value']:.4g}" for k, v in rep["fitted"].items()]
     lines += [f"  kept {k} {v['value']:.4g}: {v['why']}" for k, v in rep["kept"].items()]
-    typer.echo("\n".join(lines))
+    render.emit("\n".join(lines) + "\n")
     rows = [{k: (f"{v:+.1%}" if k.startswith(("tpot", "ttft")) and v is not None else ("—" if v is None else v))
              for k, v in r.items()} for r in rep["runs"]]
     mae = rep["mae"]
     caption = "mean absolute error: " + "; ".join(
         f"{m.upper()} base {percent(mae['before'][m])}, fitted {percent(mae['fitted'][m])}, "
         f"left out {percent(mae['left_out'][m])}" for m in ("tpot", "ttft"))
-    typer.echo(render.table_text(rows, RUN_COLUMNS, title="predicted against measured (relative error)",
-                                 caption=caption), nl=False)
+    render.emit(render.table_text(rows, RUN_COLUMNS, title="predicted against measured (relative error)",
+                                  caption=caption))
     return doc, rep

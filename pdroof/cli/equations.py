@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from ..output import render
+
 
 def equations_cmd(
     ctx: typer.Context,
@@ -35,17 +37,13 @@ def equations_cmd(
             raise PdroofError(f"unknown equation {name!r}; groups: {', '.join(groups)} (try `pdroof equations`)")
     else:
         chosen = {name: eqs[name]} if name else {k: v for k, v in eqs.items() if _headline(k)}
-    for key, forms in chosen.items():
-        if latex:
-            typer.echo(f"% {key}\n{key.replace('.', '_')} = {forms['latex']}\n")
-        else:
-            typer.echo(f"{key} =\n{forms['text']}\n")
+    lines = [f"% {key}\n{key.replace('.', '_')} = {forms['latex']}\n" if latex else f"{key} =\n{forms['text']}\n"
+             for key, forms in chosen.items()]
     if not name:
-        typer.echo("symbols:")
-        for s in SYMBOLS.values():
-            typer.echo(f"  {s.name:28s} [{s.unit}] {s.meaning}")
+        lines += ["symbols:", *(f"  {s.name:28s} [{s.unit}] {s.meaning}" for s in SYMBOLS.values())]
     if model and hardware:
-        _evaluate_crossovers(ctx, model, hardware, link, runtime, weights, kv, tokens)
+        lines += _crossovers(ctx, model, hardware, link, runtime, weights, kv, tokens)
+    render.emit("".join(f"{line}\n" for line in lines))
 
 
 def _headline(key: str) -> bool:
@@ -55,7 +53,8 @@ def _headline(key: str) -> bool:
         "memory.weights_bytes", "memory.kv_sequence_bytes", "memory.max_batch")
 
 
-def _evaluate_crossovers(ctx, model, hardware, link, runtime, weights, kv, tokens):
+def _crossovers(ctx, model, hardware, link, runtime, weights, kv, tokens) -> list[str]:
+    """The crossovers' lines: solved for one model, accelerator and KV path."""
     from ..cost.numeric import evaluate
     from ..cost.precision import plan
     from ..cost.runtime import runtime_for
@@ -85,10 +84,9 @@ def _evaluate_crossovers(ctx, model, hardware, link, runtime, weights, kv, token
                                            "floor (if larger than the line above: never exceeds prefill)", "tokens")
         values["hiding_bandwidth"] = (f"path bandwidth that hides a {tokens}-token transfer behind layer-wise "
                                       "prefill (negative: latency alone exceeds the overlap)", "GB/s")
-    typer.echo(f"crossovers for {m.id} on {acc.id} (runtime {rt.id}, {p.label()}):")
     cx = evaluate("crossover", inputs)
+    lines = [f"crossovers for {m.id} on {acc.id} (runtime {rt.id}, {p.label()}):"]
     for key, (text, unit) in values.items():
-        v = float(cx[key])
-        if unit == "GB/s":
-            v /= 1e9
-        typer.echo(f"  {key}: {v:,.1f} {unit}  — {text}")
+        v = float(cx[key]) / (1e9 if unit == "GB/s" else 1)
+        lines.append(f"  {key}: {v:,.1f} {unit}  — {text}")
+    return lines

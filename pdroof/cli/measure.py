@@ -28,4 +28,4 @@ def measure_cmd(
                   progress=lambda s: typer.echo(f"measuring {s} ...", err=True))
     render.write_atomic(output, render.json_text(doc))
     counts = ", ".join(f"{k} {len(v)}" for k, v in doc.items() if isinstance(v, list))
-    typer.echo(f"wrote {output} ({doc['meta']['device']}): {counts}")
+    render.emit(f"wrote {output} ({doc['meta']['device']}): {counts}\n")

@@ -141,7 +141,7 @@ def rank_cmd(
         export.plot(rk if pareto and not top else _run(c, objective.value, 0, True), plot)
     if fmt.value == "xlsx":  # -o checked before anything was written
         export.to_xlsx(rk, output, bad)
-        typer.echo(f"wrote {output}: {len(rk.rows)} configurations")
+        render.emit(f"wrote {output}: {len(rk.rows)} configurations\n")
     elif fmt.value == "json":
         render.emit(export.to_json(rk, bad), output)
     elif fmt.value == "csv":

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from ..output.render import emit
 from ..spec.errors import PdroofError
 from ..spec.kinds import KINDS, PATH_KINDS, TIER_KINDS
 from ..spec.yamlio import read_yaml
@@ -76,7 +77,7 @@ def validate_cmd(
                 rec = catalog(ctx).get("runtime", str(f))  # checked with what it inherits
             else:
                 rec = validate(schema_node(k), data, str(f))
-            typer.echo(f"ok: {f} ({k} {rec.get('id') or rec.get('model') or ''})")
+            emit(f"ok: {f} ({k} {rec.get('id') or rec.get('model') or ''})\n")
         except SpecError as exc:
             failed += 1
             typer.echo(f"Error: {exc}", err=True)
@@ -87,4 +88,4 @@ def validate_cmd(
 def schema_cmd(kind: SpecKind = typer.Argument(..., help="spec kind")):
     """Print the JSON Schema of a spec kind (for editor completion and checks)."""
     doc = {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema_node(kind.value).json_schema()}
-    typer.echo(json.dumps(doc, indent=2))
+    emit(json.dumps(doc, indent=2) + "\n")

@@ -228,6 +228,11 @@ def _umask() -> int:
     return mask
 
 
+class OutputClosed(Exception):
+    """What ``emit`` raises where the reader of standard output has gone: not an error of ours, and
+    not an OSError, which Click turns into exit status 1 before the command's caller sees it."""
+
+
 def emit(text: str, out: str | Path | None = None) -> None:
     """Print ``text``, or write it atomically to ``out``; a standard output that cannot take it
     (closed, a full device) is one error."""
@@ -241,8 +246,10 @@ def emit(text: str, out: str | Path | None = None) -> None:
             sys.stdout.flush()
             sys.stdout.buffer.write(text.encode(sys.stdout.encoding or "ascii", errors="replace"))
         sys.stdout.flush()
-    except BrokenPipeError:
-        raise
+    except BrokenPipeError:  # the reader went away (``pdroof ... | head``): the interpreter's own flush at
+        # exit would hit the closed pipe again, so standard output now goes nowhere
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise OutputClosed from None
     except OSError as exc:
         raise PdroofError(f"cannot write to standard output: {exc.strerror}") from None
     except ValueError:  # closed
