@@ -388,6 +388,7 @@ def test_handoff_is_shared_only_by_decode_rows_that_see_the_same_one(catalog):
     every handoff column is the same."""
     from pdroof.cost.inputs import model_inputs
     from pdroof.serving import evaluate
+    from pdroof.serving.choices import combos, handoff_classes
     from pdroof.serving.columns import handoff_columns
     from pdroof.serving.space import decode_stage, pair_links, prefill_stage
 
@@ -396,9 +397,9 @@ def test_handoff_is_shared_only_by_decode_rows_that_see_the_same_one(catalog):
     pre, dec = prefill_stage(c), decode_stage(c)
     links = pair_links(c)
     wires = ["bf16", "fp8"]
-    cb = evaluate.combos(c, links, wires, sorted(set(dec.labels["kv"])))
+    cb = combos(c, links, wires, sorted(set(dec.labels["kv"])))
     p_rows, d_rows = np.flatnonzero(pre.feasible), np.flatnonzero(dec.feasible)
-    assert len(evaluate.handoff_classes(dec, d_rows, cb.formats)[1]) < len(d_rows)  # classes do group rows
+    assert len(handoff_classes(dec, d_rows, cb.formats)[1]) < len(d_rows)  # classes do group rows
     prices = powers = np.ones(len(c.accelerators))
     mi = model_inputs(c.model)
     cols, _ = evaluate.disaggregated_block(c, pre, dec, links, wires, cb, p_rows, d_rows, prices, powers, mi)
@@ -869,3 +870,24 @@ def test_a_tier_that_adds_no_batch_is_evaluated_where_ownership_crowds_its_hbm_r
     assert any(waiting[d] for _, d, _, _ in held)  # rows only the second pass evaluates
     assert in_tier(pruned) == held
     assert seen[-1][0] == seen[-1][1] and all(d <= t for d, t in seen)
+
+
+@pytest.mark.parametrize("ttft_s, retained_bytes, prompt", [(0.5, 8e9, 8_000), (1.0, 30e9, 32_000)])
+def test_skipped_tier_rows_count_under_their_hbm_rows_reasons(catalog, ttft_s, retained_bytes, prompt):
+    """Llama-3.1-70B on H100s and H200s with every tier and a tight TTFT: a slower tier that turns
+    out as its HBM row is not evaluated, and where that row fails its configurations are counted
+    under the same reasons (not as dominated), so that pruning only tiers changes no reason's count:
+    what the full run finds feasible is feasible or a repeat in the pruned run."""
+    from pdroof.serving.evaluate import run
+
+    w = Workload("long", prompt, 1_000, ttft_s=ttft_s, tpot_s=0.05)
+    names = ("h100-sxm", "h200-sxm")
+    accs = [catalog.get("accelerator", a) for a in names]
+    c = _cands(catalog, accs=names, tiers=tuple(t.id for t in catalog.all("tier")), model="llama-3.1-70b",
+               workload=w, retained_bytes=retained_bytes, runtimes=runtimes_for(catalog, "engine", accs),
+               weights=("bf16",), kv=("bf16",))  # one wire format and one path: only tiers are pruned
+    pruned, _ = run(c, prune=True)
+    full, _ = run(c, prune=False)
+    assert full.infeasible["misses TTFT (prefill, queueing margin and handoff)"] > 0
+    assert +pruned.infeasible == +full.infeasible
+    assert pruned.feasible + pruned.dominated == full.feasible and full.dominated == 0

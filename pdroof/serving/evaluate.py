@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..cost.inputs import model_inputs
-from ..spec.units import format_bytes
+from .choices import Combos, combos, expand, handoff_classes
 from .columns import aggregated_rows, handoff_columns, serving_columns
 from .load import prefill_utilisation
 from .space import (
@@ -54,7 +54,7 @@ class Results:
     total: int = 0
     feasible: int = 0
     dominated: int = 0  # not evaluated: provably no better than an evaluated one, or its repeat (a slower
-    # tier that turns out as its HBM row, counted here whatever that row's outcome)
+    # tier that turns out as its HBM row: where that row fails, counted under its reason instead)
     filtered: int = 0   # excluded by --prefill-hw / --decode-hw
     evaluated: int = 0  # configurations evaluated in the vectorised grid
     infeasible: Counter = field(default_factory=Counter)
@@ -91,74 +91,6 @@ def pareto_mask(cols: dict[str, np.ndarray]) -> np.ndarray:
     return keep
 
 
-@dataclass
-class Combos:
-    """For each (prefill accelerator, decode accelerator, decode KV format): the useful
-    (prefill KV format, path) choices, stored contiguously; and how many were physically possible."""
-
-    start: np.ndarray      # [A, A, F] offset into wire/path
-    count: np.ndarray      # [A, A, F] useful choices
-    possible: np.ndarray   # [A, A] possible choices (before pruning), independent of the KV format
-    wire: np.ndarray       # index into the prefill KV formats
-    path: np.ndarray
-    formats: list[str]     # decode KV formats, indexed by F
-
-
-def combos(c: Candidates, links: PairLinks, wires: list[str], formats: list[str], prune: bool = True) -> Combos:
-    """Useful choices: a path not dominated for the pair, and a prefill KV format the prefill side
-    can write. A format other than the decode pool's is dominated when the prefill side could
-    write the decode pool's own format and it is no narrower (more bytes and a conversion).
-    Without ``prune``, every possible choice."""
-    A = len(c.accelerators)
-    wire_b = np.array([format_bytes(x) for x in wires])
-    producible = np.array([[wf in a.precision_paths.kv for wf in wires] for a in c.accelerators])
-    start = np.zeros((A, A, len(formats)), dtype=np.int64)
-    count = np.zeros_like(start)
-    possible = producible.sum(axis=1)[:, None] * links.ok.sum(axis=2)
-    # the wire formats of each (prefill accelerator, decode format), the paths of each pair
-    allowed = []
-    for i in range(A):
-        per_format = []
-        for fmt in formats:
-            own = fmt in wires and producible[i, wires.index(fmt)]
-            dominated = own & (np.array(wires) != fmt) & (wire_b >= format_bytes(fmt))
-            per_format.append(np.flatnonzero(producible[i] & ~(dominated & prune)).tolist())
-        allowed.append(per_format)
-    usable = links.useful if prune else links.ok
-    ws: list[int] = []
-    ks: list[int] = []
-    for i in range(A):
-        for j in range(A):
-            paths = np.flatnonzero(usable[i, j]).tolist()
-            for f in range(len(formats)):
-                start[i, j, f] = len(ws)
-                for wi in allowed[i][f]:
-                    ws.extend([wi] * len(paths))
-                    ks.extend(paths)
-                count[i, j, f] = len(ws) - start[i, j, f]
-    return Combos(start, count, possible, np.array(ws, dtype=np.int64), np.array(ks, dtype=np.int64), formats)
-
-
-def handoff_classes(dec: Stage, d_rows: np.ndarray, formats: list[str]):
-    """Group decode rows that see the same KV handoff (accelerator, KV format, TP, memory and host
-    rates; not the weights, tier or batch): each row's index into ``formats``, each class's first
-    row, and the rows of each class contiguously (``members[start[k]:start[k] + count[k]]``)."""
-    dv = dec.values
-    f_d = np.array([formats.index(dec.labels["kv"][d]) for d in d_rows], dtype=np.int64)
-    key = np.stack([np.asarray(dec.labels["acc"])[d_rows], f_d, dv["tp"][d_rows], dv["kv_elem_bytes"][d_rows],
-                    dv["mem_bytes_per_s"][d_rows] * dv["eff_memory"][d_rows], dv["host_bytes_per_s"][d_rows]], axis=1)
-    _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
-    inverse = inverse.ravel()
-    count = np.bincount(inverse, minlength=len(first))
-    return f_d, first, np.argsort(inverse, kind="stable"), np.cumsum(count) - count, count
-
-
-def _expand(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For items with ``counts`` children each: every child's item and its index among siblings."""
-    item = np.repeat(np.arange(len(counts)), counts)
-    return item, np.arange(len(item)) - np.repeat(np.cumsum(counts) - counts, counts)
-
-
 def disaggregated_block(c: Candidates, pre: Stage, dec: Stage, links: PairLinks, wires: list[str], cb: Combos,
                         p_rows: np.ndarray, d_rows: np.ndarray, prices, powers, mi: dict, classes=None):
     """Every useful combination of the given prefill rows, decode rows, wire formats and paths,
@@ -172,7 +104,7 @@ def disaggregated_block(c: Candidates, pre: Stage, dec: Stage, links: PairLinks,
     P, K = len(p_rows), len(first)
     pp, kk = (a.ravel() for a in np.meshgrid(np.arange(P), np.arange(K), indexing="ij"))
     key = (acc_p[pp], acc_d[first][kk], f_d[first][kk])
-    pair, local = _expand(cb.count[key])
+    pair, local = expand(cb.count[key])
     choice = cb.start[key][pair] + local
     iw, ik, ip, ik_class = cb.wire[choice], cb.path[choice], pp[pair], kk[pair]
     pr = p_rows[ip]
@@ -181,7 +113,7 @@ def disaggregated_block(c: Candidates, pre: Stage, dec: Stage, links: PairLinks,
     h["prefill_utilisation"] = prefill_utilisation(h["prefill_s"], h["handoff_s"] + h["request_s"], c.workload.ttft_s,
                                                    c.workload.ttft_stat)
     # every class-level configuration once per decode row of its class
-    e, m = _expand(size[ik_class])
+    e, m = expand(size[ik_class])
     dr = d_rows[members[start[ik_class[e]] + m]]
     cols = {k: v[e] for k, v in h.items()}
     pr, iw, ik, ip = pr[e], iw[e], ik[e], ip[e]
@@ -348,8 +280,14 @@ def run(c: Candidates, objective: str = "cost", keep: int = 200, pareto: bool = 
         res.evaluated += len(a_cols["feasible"])
         parts.append(_select(a_cols, objective, keep, pareto))
     crowded = np.zeros(len(dec), bool)  # decode rows whose admission fell short of their batch
+    failed: dict[str, np.ndarray] = {}  # per reason, the evaluated configurations of each decode row it fails
     total = len(p_ok) * (len(d_ok) + len(d_wait)) * combos_n if len(p_ok) else 0
     done = 0
+
+    def fail(reason: str, mask: np.ndarray, d_row: np.ndarray) -> None:
+        res.infeasible[reason] += int(mask.sum())
+        counts = failed.setdefault(reason, np.zeros(len(dec), np.int64))
+        counts += np.bincount(d_row[mask], minlength=len(dec))
 
     def blocks(d_rows: np.ndarray) -> None:
         """Every configuration of the prefill rows carried on with ``d_rows``, in blocks: counted into
@@ -371,14 +309,14 @@ def run(c: Candidates, objective: str = "cost", keep: int = 200, pareto: bool = 
                 same = cols["feasible"] & dec.values["tier_no_gain"][cols["decode_row"]] & (cols["tier_kv_bytes"] <= 0)
                 res.dominated += int(same.sum())
                 cols["feasible"] = cols["feasible"] & ~same
-            ttft_ok = cols["prefill_rate"] > 0
-            res.infeasible["misses TTFT (prefill, queueing margin and handoff)"] += int((~ttft_ok).sum())
-            res.infeasible[APART] += int((ttft_ok & ~cols["path_fits"]).sum())
+            ttft_ok, d_row = cols["prefill_rate"] > 0, cols["decode_row"]
+            fail("misses TTFT (prefill, queueing margin and handoff)", ~ttft_ok, d_row)
+            fail(APART, ttft_ok & ~cols["path_fits"], d_row)
             roomy = ttft_ok & cols["path_fits"] & (cols["admission_batch"] >= 1)
-            res.infeasible["no decode admission room after reservations and retained cache"] += int(
-                (ttft_ok & cols["path_fits"] & ~roomy).sum())
+            fail("no decode admission room after reservations and retained cache", ttft_ok & cols["path_fits"] & ~roomy,
+                 d_row)
             if c.devices or c.inventory is not None:
-                res.infeasible[budget_reason(c)] += int((roomy & ~cols["within_budget"]).sum())
+                fail(budget_reason(c), roomy & ~cols["within_budget"], d_row)
             res.feasible += int(cols["feasible"].sum())
             res.evaluated += n_useful
             parts.append(_select(cols, objective, keep, pareto))
@@ -393,12 +331,16 @@ def run(c: Candidates, objective: str = "cost", keep: int = 200, pareto: bool = 
         blocks(d_wait[ask])
         skip[d_wait[~ask]] = True
     d_skip = np.flatnonzero(skip)
-    if len(d_skip) and len(p_ok):  # a slower tier that turns out as its HBM row, unevaluated
+    if len(d_skip) and len(p_ok):  # a slower tier that turns out as its HBM row, unevaluated: its
+        # configurations fail where that row's do, for the same reasons; the rest repeat that row's
         count_p = np.bincount(np.asarray(pre.labels["acc"])[p_ok], minlength=A)
         count_d = np.bincount(np.asarray(dec.labels["acc"])[d_skip], minlength=A)
         possible = int(count_p @ cb.possible @ count_d)
-        res.dominated += possible
         res.infeasible[IMPOSSIBLE] += len(p_ok) * len(d_skip) * combos_n - possible
+        sibling = dec.values["hbm_row"][d_skip]
+        as_sibling = {reason: int(counts[sibling].sum()) for reason, counts in failed.items()}
+        res.infeasible.update(as_sibling)
+        res.dominated += possible - sum(as_sibling.values())
     if progress and total:
         progress(total, total)
     res.columns = _concat(parts)

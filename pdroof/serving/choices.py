@@ -1,0 +1,80 @@
+"""The hand-off choices over the grid: for each pair of accelerators and decode KV format, the
+(wire format, path) choices worth evaluating (a slower path or a wider wire format is dominated),
+and which decode rows see one and the same hand-off, so that it is computed once for them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..spec.units import format_bytes
+from .space import Candidates, PairLinks, Stage
+
+
+@dataclass
+class Combos:
+    """For each (prefill accelerator, decode accelerator, decode KV format): the useful
+    (prefill KV format, path) choices, stored contiguously; and how many were physically possible."""
+
+    start: np.ndarray      # [A, A, F] offset into wire/path
+    count: np.ndarray      # [A, A, F] useful choices
+    possible: np.ndarray   # [A, A] possible choices (before pruning), independent of the KV format
+    wire: np.ndarray       # index into the prefill KV formats
+    path: np.ndarray
+    formats: list[str]     # decode KV formats, indexed by F
+
+
+def combos(c: Candidates, links: PairLinks, wires: list[str], formats: list[str], prune: bool = True) -> Combos:
+    """Useful choices: a path not dominated for the pair, and a prefill KV format the prefill side
+    can write. A format other than the decode pool's is dominated when the prefill side could
+    write the decode pool's own format and it is no narrower (more bytes and a conversion).
+    Without ``prune``, every possible choice."""
+    A = len(c.accelerators)
+    wire_b = np.array([format_bytes(x) for x in wires])
+    producible = np.array([[wf in a.precision_paths.kv for wf in wires] for a in c.accelerators])
+    start = np.zeros((A, A, len(formats)), dtype=np.int64)
+    count = np.zeros_like(start)
+    possible = producible.sum(axis=1)[:, None] * links.ok.sum(axis=2)
+    # the wire formats of each (prefill accelerator, decode format), the paths of each pair
+    allowed = []
+    for i in range(A):
+        per_format = []
+        for fmt in formats:
+            own = fmt in wires and producible[i, wires.index(fmt)]
+            dominated = own & (np.array(wires) != fmt) & (wire_b >= format_bytes(fmt))
+            per_format.append(np.flatnonzero(producible[i] & ~(dominated & prune)).tolist())
+        allowed.append(per_format)
+    usable = links.useful if prune else links.ok
+    ws: list[int] = []
+    ks: list[int] = []
+    for i in range(A):
+        for j in range(A):
+            paths = np.flatnonzero(usable[i, j]).tolist()
+            for f in range(len(formats)):
+                start[i, j, f] = len(ws)
+                for wi in allowed[i][f]:
+                    ws.extend([wi] * len(paths))
+                    ks.extend(paths)
+                count[i, j, f] = len(ws) - start[i, j, f]
+    return Combos(start, count, possible, np.array(ws, dtype=np.int64), np.array(ks, dtype=np.int64), formats)
+
+
+def handoff_classes(dec: Stage, d_rows: np.ndarray, formats: list[str]):
+    """Group decode rows that see the same KV handoff (accelerator, KV format, TP, memory and host
+    rates; not the weights, tier or batch): each row's index into ``formats``, each class's first
+    row, and the rows of each class contiguously (``members[start[k]:start[k] + count[k]]``)."""
+    dv = dec.values
+    f_d = np.array([formats.index(dec.labels["kv"][d]) for d in d_rows], dtype=np.int64)
+    key = np.stack([np.asarray(dec.labels["acc"])[d_rows], f_d, dv["tp"][d_rows], dv["kv_elem_bytes"][d_rows],
+                    dv["mem_bytes_per_s"][d_rows] * dv["eff_memory"][d_rows], dv["host_bytes_per_s"][d_rows]], axis=1)
+    _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.ravel()
+    count = np.bincount(inverse, minlength=len(first))
+    return f_d, first, np.argsort(inverse, kind="stable"), np.cumsum(count) - count, count
+
+
+def expand(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For items with ``counts`` children each: every child's item and its index among siblings."""
+    item = np.repeat(np.arange(len(counts)), counts)
+    return item, np.arange(len(item)) - np.repeat(np.cumsum(counts) - counts, counts)
