@@ -66,10 +66,9 @@ def points(draw):
         return draw(st.floats(min_value=max(lo, 1e-3), max_value=hi, allow_nan=False, allow_infinity=False))
 
     pt = _point(value)
-    # whole tokens in pages of a power of two, as engines page KV: a ratio of arbitrary floats (1.1
-    # tokens in pages of 0.01) can land a hair either side of a whole number in the two numeric forms
-    # of a ceiling, which no real transfer does
-    pt["page_tokens"] = float(draw(st.sampled_from([1, 2, 4, 8, 16, 32, 64, 128, 256])))
+    # whole tokens in pages of whole tokens, as engines page KV: a ratio of arbitrary floats (1.1
+    # tokens in pages of 0.01) can land a hair either side of a whole number, which no real transfer does
+    pt["page_tokens"] = float(draw(st.integers(1, 4096)))
     for name in ("transfer_tokens", "window_tokens", "topk_tokens"):
         pt[name] = float(round(pt[name])) or 1.0
     pt["experts_per_token"] = min(pt["experts_per_token"], pt["experts"])  # k of E
@@ -97,6 +96,16 @@ def test_numeric_equals_symbolic(pt):
         args = [pt[s.name] for s in syms]
         for name, fn in fns.items():
             assert float(num[name]) == pytest.approx(float(fn(*args)), rel=1e-9, abs=1e-30), (group, name)
+
+
+@pytest.mark.parametrize("tokens, page", [(525, 75), (4200, 75), (7, 7), (96, 48)])
+def test_a_whole_number_of_pages_is_that_many_messages(tokens, page):
+    """The generated code multiplies by a shared 1/P, and 525·(1/75) is 7.000000000000001: a ceiling
+    of it counted 8 pages of 75 tokens in 525 (a message too many per layer and tensor)."""
+    pt = {"transfer_tokens": float(tokens), "page_tokens": float(page), "window_tokens": 1e9, "kv_tensors": 2.0,
+          "full_layers": 1.0, "sliding_layers": 0.0, "sparse_layers": 0.0, "linear_layers": 0.0}
+    out = evaluate("transfer", {**_point(lambda name: 1.0), **pt})
+    assert float(out["messages"]) == 2 * tokens // page
 
 
 @settings(max_examples=40, deadline=None)

@@ -620,7 +620,7 @@ def memory(*, batch, context_tokens, tp, moe_tp, moe_ep, layers, dense_layers, m
     _x5 = 4*_x0*batch*vocab + (1/64)*_x3*_x4*linear_heads*linear_key_dim*linear_value_dim + _x4*(3*_x0*numpy.maximum(ffn_size, expert_ffn_size*experts_per_token + shared_ffn_size) + 4*hidden)
     _x6 = _x1*context_tokens*index_key_bytes*sparse_layers + _x1*kv_bytes*kv_elems*(context_tokens*(full_layers + sparse_layers) + sliding_layers*numpy.minimum(context_tokens, window_tokens)) + _x3*linear_layers*state_bytes
     _x7 = -_x2 + hbm_bytes - numpy.maximum(mem_reserve_bytes, _x5 + hbm_bytes*mem_reserve)
-    _x8 = numpy.floor(numpy.maximum(0, _x7)/_x6)
+    _x8 = numpy.floor((numpy.maximum(0, _x7)/_x6)*1.000000000001)
     return {
         'weights_bytes': _x2,
         'workspace_bytes': _x5,
@@ -667,12 +667,12 @@ def serving(*, overlap_s, prefill_s, handoff_s, prefill_utilisation, step_s, dec
     _x6 = kv_dst_bytes*(handoff_s + overlap_s)/step_s
     _x7 = _x5*_x6
     _x8 = kv_request_bytes**(-1.0)
-    _x9 = numpy.floor(_x8*numpy.minimum(tier_capacity_bytes, tier_bytes_per_s*numpy.maximum(1.0e-12, -step_s + tpot_target_s)))
-    _x10 = numpy.maximum(0, numpy.minimum(numpy.minimum(decode_batch, numpy.floor(_x4/numpy.maximum(1.0e-9, _x7))), numpy.floor((_x4 + _x9*kv_request_bytes)/(_x7 + kv_request_bytes))))
+    _x9 = numpy.floor((_x8*numpy.minimum(tier_capacity_bytes, tier_bytes_per_s*numpy.maximum(1.0e-12, -step_s + tpot_target_s)))*1.000000000001)
+    _x10 = numpy.maximum(0, numpy.minimum(numpy.minimum(decode_batch, numpy.floor((_x4/numpy.maximum(1.0e-9, _x7))*1.000000000001)), numpy.floor(((_x4 + _x9*kv_request_bytes)/(_x7 + kv_request_bytes))*1.000000000001)))
     _x11 = _x10*_x5
     _x12 = _x11*_x6
     _x13 = _x12 - kv_capacity_bytes + retained_bytes
-    _x14 = numpy.maximum(0, numpy.minimum(hbm_batch, numpy.floor(-_x13*_x8)))
+    _x14 = numpy.maximum(0, numpy.minimum(hbm_batch, numpy.floor((-_x13*_x8)*1.000000000001)))
     _x15 = kv_request_bytes*numpy.maximum(0, _x10 - _x14)
     _x16 = numpy.minimum(numpy.minimum(_x0, _x1), _x3)
     _x17 = _x15/tier_bytes_per_s + step_s
@@ -746,8 +746,8 @@ def transfer(*, tp, layers, full_layers, sliding_layers, window_tokens, sparse_l
     _x6 = numpy.minimum(kv_shardable, tp_consumer)**(-1.0)
     _x7 = _x0/numpy.minimum(state_shardable, tp_consumer) + _x2*_x6 + _x4*_x6
     _x8 = page_tokens**(-1.0)
-    _x9 = numpy.ceil(_x8*transfer_tokens)
-    _x10 = _x9*sparse_layers*(kv_tensors + 1) + kv_tensors*(_x9*full_layers + sliding_layers*numpy.ceil(_x3*_x8)) + 2*linear_layers
+    _x9 = numpy.ceil((_x8*transfer_tokens)*0.999999999999)
+    _x10 = _x9*sparse_layers*(kv_tensors + 1) + kv_tensors*(_x9*full_layers + sliding_layers*numpy.ceil((_x3*_x8)*0.999999999999)) + 2*linear_layers
     _x11 = _x10*path_latency_s + numpy.maximum(_x5, _x7)/(eff_path*path_bytes_per_s)
     return {
         'bytes': _x5,
@@ -895,13 +895,13 @@ def crossover(*, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_
     _x129 = _x128*_x94
     _x130 = numpy.minimum(transfer_tokens, window_tokens)
     _x131 = page_tokens**(-1.0)
-    _x132 = path_latency_s*numpy.ceil(_x131*transfer_tokens)
+    _x132 = path_latency_s*numpy.ceil((_x131*transfer_tokens)*0.999999999999)
     _x133 = _x132*sparse_layers
     return {
         'decode_compute_batch': numpy.maximum(0, hidden*(_x0*_x8 + _x12*dequant_overhead + _x12 - _x13*_x8 + _x14*dequant_overhead + _x14 - _x16*dequant_overhead - _x16 - _x2*weight_bytes + _x5*dequant_overhead + _x5 - _x8*_x9)/(-_x0*_x20 - _x19*dequant_overhead - _x19 + _x2*act_bytes + _x20*_x9 - _x22*dequant_overhead - _x22 - _x23*dequant_overhead - _x23 + _x24*dequant_overhead + _x24 + 3*_x25*_x7*dense_layers*ffn_size + _x26*dense_layers + _x26*layers)),
         'transfer_prompt_tokens': (numpy.select([numpy.less(_x101, 0),True], [0,1], default=numpy.nan))*numpy.maximum(0, numpy.select([numpy.greater(_x121, 0),True], [-2*(-_x103*gemm_half_rows + _x104*gemm_half_rows + _x105*gemm_half_rows + _x106*gemm_half_rows - _x107*gemm_half_rows + _x108*gemm_half_rows + _x109*gemm_half_rows + _x110*gemm_half_rows + _x111*_x112 + _x112*_x113 + _x114*ep_imbalance_32 - _x114 + _x115*ep_imbalance_32 - _x115 + _x116 + _x65 + _x69)/(_x117 + _x121),-1/2*attn_peak_flops_per_s*eff_attn_prefill*(-_x117 + _x121)/_x33], default=numpy.nan)),
         'transfer_floor_tokens': numpy.maximum(0, _x6*eff_path*path_bytes_per_s*(_x116 + _x123*_x60*(-_x59*weight_bytes*((1 - experts_per_token/experts)**dp - 1) + 3*_x90*act_bytes*expert_ffn_size*(_x66*(ep_imbalance_32 - 1)/numpy.sqrt(numpy.log(32)) + 1))/eff_moe_weights + _x124*dense_layers*(_x125*ffn_params + act_bytes*(_x126*ffn_size + _x17)) + _x124*layers*(_x127*weight_bytes + act_bytes*(_x127/hidden + _x17)) + _x124*moe_layers*(_x125*shared_params + act_bytes*(_x126*shared_ffn_size + _x17)) + _x124*(_x122*_x25 + 4*_x122 + _x25))/_x95),
-        'hiding_bandwidth': -_x45*_x47*_x50*(_x128*_x93 + _x129*full_layers + _x129*sparse_layers + _x130*_x44*_x94*sliding_layers + _x46*_x6)/(_x132*_x42 + _x133*kv_tensors + _x133 + _x41*path_latency_s + kv_tensors*path_latency_s*sliding_layers*numpy.ceil(_x130*_x131) - overlap_s),
+        'hiding_bandwidth': -_x45*_x47*_x50*(_x128*_x93 + _x129*full_layers + _x129*sparse_layers + _x130*_x44*_x94*sliding_layers + _x46*_x6)/(_x132*_x42 + _x133*kv_tensors + _x133 + _x41*path_latency_s + kv_tensors*path_latency_s*sliding_layers*numpy.ceil((_x130*_x131)*0.999999999999) - overlap_s),
     }
 
 ARGS['crossover'] = ('tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'index_heads', 'index_head_dim', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'conv_dim', 'conv_kernel', 'state_bytes', 'state_shardable', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'attn_dim_decode', 'kv_elems', 'kv_tensors', 'page_tokens', 'kv_shardable', 'weight_bytes', 'act_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'ep_imbalance_32', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_weights', 'eff_attn_prefill', 'transfer_tokens', 'wire_bytes', 'path_latency_s', 'path_bytes_per_s', 'eff_path', 'overlap_s')
@@ -1051,9 +1051,9 @@ def serving__tiered_step_s(*, overlap_s, handoff_s, step_s, decode_batch, hbm_ba
     _x0 = kv_capacity_bytes - retained_bytes
     _x1 = kv_dst_bytes*(handoff_s + overlap_s)/(output_tokens*step_s)
     _x2 = kv_request_bytes**(-1.0)
-    _x3 = numpy.maximum(0, numpy.minimum(numpy.minimum(decode_batch, numpy.floor(_x0/numpy.maximum(1.0e-9, _x1))), numpy.floor((_x0 + kv_request_bytes*numpy.floor(_x2*numpy.minimum(tier_capacity_bytes, tier_bytes_per_s*numpy.maximum(1.0e-12, -step_s + tpot_target_s))))/(_x1 + kv_request_bytes))))
+    _x3 = numpy.maximum(0, numpy.minimum(numpy.minimum(decode_batch, numpy.floor((_x0/numpy.maximum(1.0e-9, _x1))*1.000000000001)), numpy.floor(((_x0 + kv_request_bytes*numpy.floor((_x2*numpy.minimum(tier_capacity_bytes, tier_bytes_per_s*numpy.maximum(1.0e-12, -step_s + tpot_target_s)))*1.000000000001))/(_x1 + kv_request_bytes))*1.000000000001)))
     return {
-        'tiered_step_s': kv_request_bytes*numpy.maximum(0, _x3 - numpy.maximum(0, numpy.minimum(hbm_batch, numpy.floor(-_x2*(_x1*_x3 - kv_capacity_bytes + retained_bytes)))))/tier_bytes_per_s + step_s,
+        'tiered_step_s': kv_request_bytes*numpy.maximum(0, _x3 - numpy.maximum(0, numpy.minimum(hbm_batch, numpy.floor((-_x2*(_x1*_x3 - kv_capacity_bytes + retained_bytes))*1.000000000001))))/tier_bytes_per_s + step_s,
     }
 
 ARGS['serving__tiered_step_s'] = ('overlap_s', 'handoff_s', 'step_s', 'decode_batch', 'hbm_batch', 'tier_bytes_per_s', 'kv_request_bytes', 'output_tokens', 'kv_dst_bytes', 'kv_capacity_bytes', 'tier_capacity_bytes', 'tpot_target_s', 'retained_bytes')
@@ -1064,7 +1064,7 @@ NARROW[('serving', ('tiered_step_s',))] = 'serving__tiered_step_s'
 def serving__tier_sequences(*, step_s, tier_bytes_per_s, kv_request_bytes, tier_capacity_bytes, tpot_target_s):
     """Numeric twin of pdroof.cost.equations groups()["serving"], outputs tier_sequences only."""
     return {
-        'tier_sequences': numpy.floor(numpy.minimum(tier_capacity_bytes, tier_bytes_per_s*numpy.maximum(1.0e-12, -step_s + tpot_target_s))/kv_request_bytes),
+        'tier_sequences': numpy.floor((numpy.minimum(tier_capacity_bytes, tier_bytes_per_s*numpy.maximum(1.0e-12, -step_s + tpot_target_s))/kv_request_bytes)*1.000000000001),
     }
 
 ARGS['serving__tier_sequences'] = ('step_s', 'tier_bytes_per_s', 'kv_request_bytes', 'tier_capacity_bytes', 'tpot_target_s')

@@ -18,6 +18,7 @@ from sympy.printing.numpy import NumPyPrinter
 from ..symbols import SYMBOLS
 from . import groups
 
+SNAP = 1e-12  # relative nudge of a ceiling's or a floor's argument (see _Printer)
 TARGET = Path(__file__).resolve().parent.parent / "_generated.py"
 TEXTS = Path(__file__).resolve().parent.parent / "_equations.json"  # what ``pdroof equations`` prints
 
@@ -36,11 +37,15 @@ class _Printer(NumPyPrinter):
     def _print_Min(self, expr):
         return self._nested("minimum", expr.args)
 
+    # Ceilings and floors count whole things (pages, sequences) in a quotient that common-subexpression
+    # elimination turns into a product with a shared reciprocal: n·(1/P) can land a few ulps beside an
+    # exact n/P (525 tokens in pages of 75: 7.000000000000001, a ceiling of 8). The argument is moved
+    # 1e-12 of itself towards the side that keeps an exact quotient whole (counts are never negative).
     def _print_ceiling(self, expr):
-        return f"numpy.ceil({self._print(expr.args[0])})"
+        return f"numpy.ceil(({self._print(expr.args[0])})*{1 - SNAP!r})"
 
     def _print_floor(self, expr):
-        return f"numpy.floor({self._print(expr.args[0])})"
+        return f"numpy.floor(({self._print(expr.args[0])})*{1 + SNAP!r})"
 
 
 def _ordered_args(exprs) -> list[str]:
