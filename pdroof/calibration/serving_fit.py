@@ -151,12 +151,11 @@ def _shift_amount(doc: dict, delta_gib: float, source: str | None) -> None:
     for node in (st, *tiers):
         was = node.get("memory_reserve_gib", 0.0)
         value = round(max(float(was["value"] if isinstance(was, dict) else was) + delta_gib, 0.0), 1)
-        node["memory_reserve_gib"] = value
-        if source is not None:  # a tier names its source once, for all of its values
-            if node is st:
-                node["memory_reserve_gib"] = {"value": value, "basis": "fitted", "source": source}
-            else:
-                node["source"] = f"{node.get('source', '')}; its amount shifted by {delta_gib:+.1f} GiB ({source})"
+        # with provenance, the structure's value carries its own; a tier names one source for all its values
+        fitted = source is not None and node is st
+        node["memory_reserve_gib"] = {"value": value, "basis": "fitted", "source": source} if fitted else value
+        if source is not None and node is not st:
+            node["source"] = f"{node.get('source', '')}; its amount shifted by {delta_gib:+.1f} GiB ({source})"
 
 
 def _written(f: Factor, v: float) -> float:
