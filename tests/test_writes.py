@@ -123,10 +123,32 @@ def test_a_closed_or_full_standard_output_is_one_error_line(tmp_path, args):
 def test_a_reader_that_goes_away_is_no_error(tmp_path, args):
     """``pdroof ... | head``: the reader closes the pipe; the command stops quietly with status 0
     (Click would turn the broken pipe into status 1, and the interpreter's last flush into a warning)."""
-    p = subprocess.Popen([*PDROOF, *args], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert _reader_gone(args, tmp_path) == (0, b"")
+
+
+def _reader_gone(args, cwd: Path) -> tuple[int, bytes]:
+    p = subprocess.Popen([*PDROOF, *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     p.stdout.close()  # before anything is written: every write meets a pipe without a reader
     _, err = p.communicate(timeout=120)
-    assert (p.returncode, err) == (0, b"")
+    return p.returncode, err
+
+
+def test_a_reader_that_goes_away_changes_no_verdict_and_no_file(tmp_path):
+    """The command carries on to its own end: a failing check still fails with its line on stderr, a
+    bad file given to validate still fails, and calibrate still writes its profile after its report."""
+    from .conftest import REPO
+
+    dep = (REPO / "examples" / "deployment.yaml").read_text().replace("tpot_p99_ms:", "tpot_p99_ms: 1 #")
+    (tmp_path / "fail.yaml").write_text(dep)
+    code, err = _reader_gone(("check", "fail.yaml"), tmp_path)
+    assert code == 1 and err.startswith(b"FAIL")
+    (tmp_path / "bad.yaml").write_text("id: x\nfoo: 1\n")
+    code, err = _reader_gone(("validate", str(REPO / "hardware" / "accelerators" / "h100-sxm.yaml"), "bad.yaml",
+                              "--kind", "accelerator"), tmp_path)
+    assert code == 1 and b"bad.yaml" in err
+    code, err = _reader_gone(("calibrate", str(REPO / "tests" / "data" / "serving_llama8b_h100_trtllm.json"),
+                              "--hardware", "h100-sxm", "-o", "p.yaml"), tmp_path)
+    assert (code, err) == (0, b"") and (tmp_path / "p.yaml").exists()
 
 
 def test_a_terminal_that_cannot_show_a_character_gets_a_question_mark(tmp_path):

@@ -159,8 +159,6 @@ def main(argv: list[str] | None = None) -> int:
     from typer._click.exceptions import UsageError  # typer's own copy of click, as it raises them
     from typer.exceptions import Abort
 
-    from ..output.render import OutputClosed
-
     try:
         code = app(args=args, prog_name="pdroof", standalone_mode=False)
     except UsageError as exc:  # a usage mistake is one line too, exit 2, naming the command's --help
@@ -177,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     except PdroofError as exc:
         print(f"Error: {one_line(str(exc))}", file=sys.stderr)
         return 1
-    except (OutputClosed, BrokenPipeError):  # the reader went away (``pdroof ... | head``): it read what it wanted
+    except BrokenPipeError:
         return 0
     except (KeyboardInterrupt, Abort):  # SIGINT or SIGTERM (_terminate_as_exit): what was being written is gone
         print("Error: interrupted", file=sys.stderr)

@@ -228,14 +228,28 @@ def _umask() -> int:
     return mask
 
 
-class OutputClosed(Exception):
-    """What ``emit`` raises where the reader of standard output has gone: not an error of ours, and
-    not an OSError, which Click turns into exit status 1 before the command's caller sees it."""
+def _reader_gone() -> bool:
+    """Where the process's own standard output lost its reader (``pdroof ... | head``), point it at
+    /dev/null, so that what is still written, and the interpreter's last flush, go nowhere instead of
+    failing; the command carries on to its own end and exit status. Not a stream a caller
+    substituted for it: that one is the caller's to handle."""
+    if sys.stdout is not sys.__stdout__:
+        return False
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError):
+        return False
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, fd)
+    finally:
+        os.close(null)
+    return True
 
 
 def emit(text: str, out: str | Path | None = None) -> None:
     """Print ``text``, or write it atomically to ``out``; a standard output that cannot take it
-    (closed, a full device) is one error."""
+    (closed, a full device) is one error, one whose reader went away none (``_reader_gone``)."""
     if out is not None:
         write_atomic(out, text)
         return
@@ -246,10 +260,9 @@ def emit(text: str, out: str | Path | None = None) -> None:
             sys.stdout.flush()
             sys.stdout.buffer.write(text.encode(sys.stdout.encoding or "ascii", errors="replace"))
         sys.stdout.flush()
-    except BrokenPipeError:  # the reader went away (``pdroof ... | head``): the interpreter's own flush at
-        # exit would hit the closed pipe again, so standard output now goes nowhere
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        raise OutputClosed from None
+    except BrokenPipeError:
+        if not _reader_gone():
+            raise
     except OSError as exc:
         raise PdroofError(f"cannot write to standard output: {exc.strerror}") from None
     except ValueError:  # closed
