@@ -98,14 +98,14 @@ def test_numeric_equals_symbolic(pt):
             assert float(num[name]) == pytest.approx(float(fn(*args)), rel=1e-9, abs=1e-30), (group, name)
 
 
-@pytest.mark.parametrize("tokens, page", [(525, 75), (4200, 75), (7, 7), (96, 48)])
-def test_a_whole_number_of_pages_is_that_many_messages(tokens, page):
+@pytest.mark.parametrize("tokens, page", [(525, 75), (4200, 75), (7, 7), (96, 48), (526, 75), (1, 16)])
+def test_messages_are_whole_pages(tokens, page):
     """The generated code multiplies by a shared 1/P, and 525·(1/75) is 7.000000000000001: a ceiling
     of it counted 8 pages of 75 tokens in 525 (a message too many per layer and tensor)."""
     pt = {"transfer_tokens": float(tokens), "page_tokens": float(page), "window_tokens": 1e9, "kv_tensors": 2.0,
           "full_layers": 1.0, "sliding_layers": 0.0, "sparse_layers": 0.0, "linear_layers": 0.0}
     out = evaluate("transfer", {**_point(lambda name: 1.0), **pt})
-    assert float(out["messages"]) == 2 * tokens // page
+    assert float(out["messages"]) == 2 * -(-tokens // page)  # a part page is a message too
 
 
 @settings(max_examples=40, deadline=None)

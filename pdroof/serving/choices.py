@@ -72,9 +72,3 @@ def handoff_classes(dec: Stage, d_rows: np.ndarray, formats: list[str]):
     inverse = inverse.ravel()
     count = np.bincount(inverse, minlength=len(first))
     return f_d, first, np.argsort(inverse, kind="stable"), np.cumsum(count) - count, count
-
-
-def expand(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For items with ``counts`` children each: every child's item and its index among siblings."""
-    item = np.repeat(np.arange(len(counts)), counts)
-    return item, np.arange(len(item)) - np.repeat(np.cumsum(counts) - counts, counts)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..cost.inputs import model_inputs
-from .choices import Combos, combos, expand, handoff_classes
+from .choices import Combos, combos, handoff_classes
 from .columns import aggregated_rows, handoff_columns, serving_columns
 from .load import prefill_utilisation
 from .space import (
@@ -91,6 +91,12 @@ def pareto_mask(cols: dict[str, np.ndarray]) -> np.ndarray:
     return keep
 
 
+def _expand(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For items with ``counts`` children each: every child's item and its index among siblings."""
+    item = np.repeat(np.arange(len(counts)), counts)
+    return item, np.arange(len(item)) - np.repeat(np.cumsum(counts) - counts, counts)
+
+
 def disaggregated_block(c: Candidates, pre: Stage, dec: Stage, links: PairLinks, wires: list[str], cb: Combos,
                         p_rows: np.ndarray, d_rows: np.ndarray, prices, powers, mi: dict, classes=None):
     """Every useful combination of the given prefill rows, decode rows, wire formats and paths,
@@ -104,7 +110,7 @@ def disaggregated_block(c: Candidates, pre: Stage, dec: Stage, links: PairLinks,
     P, K = len(p_rows), len(first)
     pp, kk = (a.ravel() for a in np.meshgrid(np.arange(P), np.arange(K), indexing="ij"))
     key = (acc_p[pp], acc_d[first][kk], f_d[first][kk])
-    pair, local = expand(cb.count[key])
+    pair, local = _expand(cb.count[key])
     choice = cb.start[key][pair] + local
     iw, ik, ip, ik_class = cb.wire[choice], cb.path[choice], pp[pair], kk[pair]
     pr = p_rows[ip]
@@ -113,7 +119,7 @@ def disaggregated_block(c: Candidates, pre: Stage, dec: Stage, links: PairLinks,
     h["prefill_utilisation"] = prefill_utilisation(h["prefill_s"], h["handoff_s"] + h["request_s"], c.workload.ttft_s,
                                                    c.workload.ttft_stat)
     # every class-level configuration once per decode row of its class
-    e, m = expand(size[ik_class])
+    e, m = _expand(size[ik_class])
     dr = d_rows[members[start[ik_class[e]] + m]]
     cols = {k: v[e] for k, v in h.items()}
     pr, iw, ik, ip = pr[e], iw[e], ik[e], ip[e]
@@ -284,10 +290,13 @@ def run(c: Candidates, objective: str = "cost", keep: int = 200, pareto: bool = 
     total = len(p_ok) * (len(d_ok) + len(d_wait)) * combos_n if len(p_ok) else 0
     done = 0
 
+    siblings = bool(skip.any() or len(d_wait))  # skipped tier rows will need their HBM rows' failures
+
     def fail(reason: str, mask: np.ndarray, d_row: np.ndarray) -> None:
         res.infeasible[reason] += int(mask.sum())
-        counts = failed.setdefault(reason, np.zeros(len(dec), np.int64))
-        counts += np.bincount(d_row[mask], minlength=len(dec))
+        if siblings:
+            counts = failed.setdefault(reason, np.zeros(len(dec), np.int64))
+            counts += np.bincount(d_row[mask], minlength=len(dec))
 
     def blocks(d_rows: np.ndarray) -> None:
         """Every configuration of the prefill rows carried on with ``d_rows``, in blocks: counted into
