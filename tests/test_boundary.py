@@ -493,13 +493,13 @@ def test_a_retained_cache_that_crowds_hbm_sends_the_sequence_to_the_tier_and_tpo
 
 
 def test_check_charges_the_fetches_its_plan_charges(cli, tmp_path):
-    """A 60 GB retained cache on the example's H200 decode pool: the plan admits 20 sequences and its
+    """A 60 GB retained cache on the example's H200 decode pool: the plan admits 17 sequences and its
     tier, whichever, holds none of them, so ``check`` passes or fails alike with HBM alone, host
     DRAM or NVMe (it re-derived admission at each trial batch and charged fetches the plan did not)."""
     import yaml
 
     d = yaml.safe_load((REPO / "examples" / "deployment.yaml").read_text())
-    d["retained_cache_gb"], d["targets"]["tpot_p99_ms"], d["workload"]["rate_per_s"] = 60, 60, 2.6
+    d["retained_cache_gb"], d["targets"]["tpot_p99_ms"], d["workload"]["rate_per_s"] = 60, 60, 2.4
     d["prefill"]["instances"] = 40
     docs = {}
     for tier in ("hbm", "host-dram", "nvme"):
@@ -512,3 +512,24 @@ def test_check_charges_the_fetches_its_plan_charges(cli, tmp_path):
         assert docs[tier]["plan"]["ownership"]["decode_admission"]["tier_kv_bytes"] == 0
     steps = {t: [c["value"] for c in doc["checks"] if c["check"].startswith(("TPOT", "decode batch"))] for t, doc in docs.items()}
     assert steps["host-dram"] == steps["hbm"] == steps["nvme"]
+
+
+@pytest.mark.parametrize("retained_gb", [0, 20])
+def test_tpot_and_capacity_are_those_of_the_batch_ownership_admits(catalog, retained_gb):
+    """Llama-3.1-70B at TP4 on H100s with 32k-token prompts: the reservations of arriving transfers
+    (and a retained cache) leave HBM room for fewer sequences than the 16 the TPOT target allows. The
+    plan's TPOT is the step of the batch admitted, and its decode capacity that batch over O such
+    steps (they were the step of 16 sequences: 33 ms where 10 step in 27 ms)."""
+    w = Workload("long", 32_000, 150, tpot_s=0.3, ttft_s=100.0)
+    acc = catalog.get("accelerator", "h100-sxm")
+    rt = runtime_for(catalog, "engine", acc)
+    m = catalog.get("model", "llama-3.1-70b")
+    p = plan(m, Pool(acc, tp=4, runtime=rt), Pool(acc, tp=4, runtime=rt), catalog.get("path", "roce-400"),
+             catalog.all("tier"), catalog.get("runtime", "engine"), w, retained_bytes=retained_gb * 1e9)
+    adm, s = p.doc["ownership"]["decode_admission"], p.doc["serving"]
+    b = adm["admitted_batch"]
+    assert 1 <= b < adm["batch_before_ownership"]
+    step = estimate(m, acc, rt, Precision("bf16", "bf16", "bf16"), batch=int(b), prompt=32_000, context=32_075,
+                    tp=4)["decode"]["step_seconds"]
+    assert s["tpot_s"] == pytest.approx(step, rel=1e-9)
+    assert s["decode_capacity"] == pytest.approx(b / (150 * step), rel=1e-9)

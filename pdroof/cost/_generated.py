@@ -1070,3 +1070,16 @@ def serving__tier_sequences(*, step_s, tier_bytes_per_s, kv_request_bytes, tier_
 ARGS['serving__tier_sequences'] = ('step_s', 'tier_bytes_per_s', 'kv_request_bytes', 'tier_capacity_bytes', 'tpot_target_s')
 OUTPUTS['serving__tier_sequences'] = ('tier_sequences',)
 NARROW[('serving', ('tier_sequences',))] = 'serving__tier_sequences'
+
+
+def serving__admission_batch(*, overlap_s, handoff_s, step_s, decode_batch, tier_bytes_per_s, kv_request_bytes, output_tokens, kv_dst_bytes, kv_capacity_bytes, tier_capacity_bytes, tpot_target_s, retained_bytes):
+    """Numeric twin of pdroof.cost.equations groups()["serving"], outputs admission_batch only."""
+    _x0 = kv_capacity_bytes - retained_bytes
+    _x1 = kv_dst_bytes*(handoff_s + overlap_s)/(output_tokens*step_s)
+    return {
+        'admission_batch': numpy.maximum(0, numpy.minimum(numpy.minimum(decode_batch, numpy.floor((_x0/numpy.maximum(1.0e-9, _x1))*1.000000000001)), numpy.floor(((_x0 + kv_request_bytes*numpy.floor((numpy.minimum(tier_capacity_bytes, tier_bytes_per_s*numpy.maximum(1.0e-12, -step_s + tpot_target_s))/kv_request_bytes)*1.000000000001))/(_x1 + kv_request_bytes))*1.000000000001))),
+    }
+
+ARGS['serving__admission_batch'] = ('overlap_s', 'handoff_s', 'step_s', 'decode_batch', 'tier_bytes_per_s', 'kv_request_bytes', 'output_tokens', 'kv_dst_bytes', 'kv_capacity_bytes', 'tier_capacity_bytes', 'tpot_target_s', 'retained_bytes')
+OUTPUTS['serving__admission_batch'] = ('admission_batch',)
+NARROW[('serving', ('admission_batch',))] = 'serving__admission_batch'

@@ -12,17 +12,18 @@ from ..spec.units import FP8_ENCODINGS, format_bytes
 from .handoff import layerwise_overlap
 from .load import prefill_utilisation, ttft_at
 from .sizing import whole_instances, whole_pools
-from .space import Candidates, PairLinks, Stage
+from .space import BATCHES, Candidates, PairLinks, Stage
+
+ADMISSION_PASSES = 8  # re-evaluations of the admitted batch at its own step (it settles in a few)
 
 
-def _serving(values: dict, c: Candidates, price, power) -> dict[str, np.ndarray]:
+def _serving(values: dict, c: Candidates) -> dict[str, np.ndarray]:
     w = c.workload
     if "prefill_utilisation" not in values:
         outside = values["handoff_s"] + values.get("request_s", 0.0)
         values = {**values, "prefill_utilisation": prefill_utilisation(values["prefill_s"], outside, w.ttft_s,
                                                                        w.ttft_stat)}
-    return evaluate("serving", {**values, "output_tokens": float(w.output_tokens), "tpot_target_s": w.tpot_s,
-                                **price, **power})
+    return evaluate("serving", {**values, "output_tokens": float(w.output_tokens), "tpot_target_s": w.tpot_s})
 
 
 BINDINGS = ("prefill_compute", "link", "prefill_memory", "decode_bandwidth", "kv_capacity", "colocated_interference",
@@ -48,19 +49,18 @@ def serving_columns(c: Candidates, pre: Stage, dec: Stage, h: dict, pr, dr, pric
     """Capacities, pool sizing, cost and energy, ownership terms and the binding constraint of
     disaggregated configurations, given their handoff columns ``h``."""
     pv, dv = pre.values, dec.values
-    out = _serving({"prefill_s": h["prefill_s"], "handoff_s": h["handoff_s"], "request_s": h["request_s"],
-                    "step_s": dv["step_s"][dr],
-                    "decode_batch": dv["decode_batch"][dr], "hbm_batch": dv["hbm_batch"][dr],
-                    "tier_bytes_per_s": dv["tier_bytes_per_s"][dr], "kv_request_bytes": dv["kv_request_bytes"][dr],
-                    "link_request_s": h["link_request_s"], "ingress_request_s": h["ingress_request_s"],
-                    "overlap_s": h["overlap_s"], "tp_prefill": pv["tp"][pr], "tp_decode": dv["tp"][dr],
-                    "dp_prefill": pv["dp"][pr], "dp_decode": dv["dp"][dr],
-                    "kv_dst_bytes": h["kv_dst_bytes"], "prefill_slots": h["prefill_slots"],
-                    "admission_wait_s": dv["step_s"][dr], "kv_capacity_bytes": dv["kv_capacity_bytes"][dr],
-                    "tier_capacity_bytes": dv["tier_capacity_bytes"][dr], "retained_bytes": c.retained_bytes,
-                    **({"prefill_utilisation": h["prefill_utilisation"]} if "prefill_utilisation" in h else {})},
-                   c, {"price_prefill": price_p, "price_decode": price_d},
-                   {"power_prefill": power_p, "power_decode": power_d})
+    values = {"prefill_s": h["prefill_s"], "handoff_s": h["handoff_s"], "request_s": h["request_s"],
+              "decode_batch": dv["decode_batch"][dr], "hbm_batch": dv["hbm_batch"][dr],
+              "tier_bytes_per_s": dv["tier_bytes_per_s"][dr], "kv_request_bytes": dv["kv_request_bytes"][dr],
+              "link_request_s": h["link_request_s"], "ingress_request_s": h["ingress_request_s"],
+              "overlap_s": h["overlap_s"], "tp_prefill": pv["tp"][pr], "tp_decode": dv["tp"][dr],
+              "dp_prefill": pv["dp"][pr], "dp_decode": dv["dp"][dr],
+              "kv_dst_bytes": h["kv_dst_bytes"], "prefill_slots": h["prefill_slots"],
+              "kv_capacity_bytes": dv["kv_capacity_bytes"][dr],
+              "tier_capacity_bytes": dv["tier_capacity_bytes"][dr], "retained_bytes": c.retained_bytes,
+              "price_prefill": price_p, "price_decode": price_d, "power_prefill": power_p, "power_decode": power_d,
+              **({"prefill_utilisation": h["prefill_utilisation"]} if "prefill_utilisation" in h else {})}
+    out = _admitted(c, dec, dr, values)
     # TTFT: the target's statistic at the load each prefill instance runs at (its capacity); TPOT:
     # decode steps carry no prompts, so every statistic is the step at the admitted batch
     # (the handoff and the request's own overhead delay its first token, not the prefill server)
@@ -78,6 +78,51 @@ def serving_columns(c: Candidates, pre: Stage, dec: Stage, h: dict, pr, dr, pric
     out.update(whole_pools(dp_p * out["prefill_rate"], pv["tp"][pr] * dp_p, dp_d * out["decode_capacity"],
                            dv["tp"][dr] * dp_d, c.workload.rate_per_s, c.devices, stock))
     return _built(c, out, price_p, price_d, power_p, power_d)
+
+
+def _admitted(c: Candidates, dec: Stage, dr, values: dict) -> dict[str, np.ndarray]:
+    """The serving columns at the batch ownership admits. The decode stage's step is that of its batch;
+    where the retained cache and the reservations of arriving transfers leave HBM room for fewer
+    sequences, those step faster, so their replacements arrive sooner and reserve more: the columns
+    are evaluated again at the step of the batch admitted, which can only shrink, until it holds.
+    Where the faster step would leave room for no sequence at all (one sequence's replacements could
+    not all reserve at its pace: memory, not the step, would then set the rate), the slower step's
+    columns stand, as an upper bound on the step."""
+    n = len(dr)
+    step = dec.values["step_s"][dr]
+    out = _serving({**values, "step_s": step, "admission_wait_s": step}, c)
+    rows = np.flatnonzero((out["admission_batch"] >= 1) & (out["admission_batch"] < values["decode_batch"]))
+    if not len(rows):
+        return out
+    sub = {k: (v[rows] if np.ndim(v) and len(v) == n else v) for k, v in values.items()}
+    fixed = {"output_tokens": float(c.workload.output_tokens), "tpot_target_s": c.workload.tpot_s}
+    b, t = out["admission_batch"][rows], step[rows]
+    moving = np.ones(len(rows), bool)
+    for _ in range(ADMISSION_PASSES):  # the batch only shrinks: it settles within a few passes
+        faster = np.where(moving, _step_at(dec, dr[rows], b), t)
+        moving &= faster < t
+        if not moving.any():
+            break
+        again = evaluate("serving", {**sub, **fixed, "step_s": faster}, ("admission_batch",))["admission_batch"]
+        moving &= again >= 1
+        b, t = np.where(moving, again, b), np.where(moving, faster, t)
+    done = t < step[rows]
+    rows, sub = rows[done], {k: (v[done] if np.ndim(v) and len(v) == len(done) else v) for k, v in sub.items()}
+    again = _serving({**sub, "step_s": t[done], "admission_wait_s": t[done]}, c)
+    out = {k: np.array(np.broadcast_to(v, (n,)), dtype=float) for k, v in out.items()}  # columns of their own
+    for k, v in again.items():
+        out[k][rows] = v
+    return out
+
+
+def _step_at(dec: Stage, d_rows, batch) -> np.ndarray:
+    """The decode step of stage rows ``d_rows`` at ``batch`` sequences (at least one), interpolated on
+    the batch grid the stage evaluated (exact at its points; the step is close to linear between them)."""
+    curve = dec.values["step_by_batch"]
+    i = np.clip(np.searchsorted(BATCHES, batch), 1, len(BATCHES) - 1)
+    share = (batch - BATCHES[i - 1]) / (BATCHES[i] - BATCHES[i - 1])
+    lo = curve[d_rows, i - 1]
+    return lo + share * (curve[d_rows, i] - lo)
 
 
 def _built(c: Candidates, out: dict, price_p, price_d, power_p, power_d) -> dict:
@@ -177,9 +222,8 @@ def aggregated_rows(c: Candidates, agg: Stage, prices, powers, allowed: np.ndarr
                     "tp_prefill": 0.0, "tp_decode": av["tp"][rows], "dp_prefill": 1.0, "dp_decode": av["dp"][rows],
                     "kv_dst_bytes": 0.0, "prefill_slots": 1.0,
                     "admission_wait_s": 0.0, "kv_capacity_bytes": np.inf, "tier_capacity_bytes": 0.0,
-                    "retained_bytes": 0.0},
-                   c, {"price_prefill": 0.0, "price_decode": prices[acc]},
-                   {"power_prefill": 0.0, "power_decode": powers[acc]})
+                    "retained_bytes": 0.0, "price_prefill": 0.0, "price_decode": prices[acc],
+                    "power_prefill": 0.0, "power_decode": powers[acc]}, c)
     cols = dict(out)
     n = len(rows)
     for key in ("prefill_capacity", "link_capacity", "hold_capacity", "ingress_capacity"):

@@ -274,6 +274,7 @@ def decode_stage(c: Candidates, inst: Instances | None = None) -> Stage:
                                  **tiers}, ("tier_sequences",))["tier_sequences"]
     st.values = {
         "decode_batch": batch, "inferred": cols["inferred"], "step_s": step_best,
+        "step_by_batch": step,  # the step at each of BATCHES: ownership may admit fewer than the batch
         "hbm_batch": hbm_batch, "kv_request_bytes": kv_seq, "tier_bytes_per_s": tiers["tier_bytes_per_s"],
         "tier_capacity_bytes": tiers["tier_capacity_bytes"],
         "tp": cols["tp"], "dp": cols["dp"], "mem_bytes_per_s": cols["mem_bytes_per_s"],

@@ -61,6 +61,7 @@ NARROW: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("mixed", ("seconds",)),
     ("serving", ("tiered_step_s",)),
     ("serving", ("tier_sequences",)),
+    ("serving", ("admission_batch",)),
 )
 
 
