@@ -891,3 +891,27 @@ def test_skipped_tier_rows_count_under_their_hbm_rows_reasons(catalog, ttft_s, r
     assert full.infeasible["misses TTFT (prefill, queueing margin and handoff)"] > 0
     assert +pruned.infeasible == +full.infeasible
     assert pruned.feasible + pruned.dominated == full.feasible and full.dominated == 0
+
+
+def test_a_tier_pruned_as_holding_nothing_holds_nothing_at_the_batch_admitted(catalog):
+    """Llama-3.1-8B with 8k-token prompts, a 50 ms TPOT target and a 30 GB retained cache: ownership
+    admits fewer sequences than the TPOT target allows, and their faster step leaves time to fetch
+    from a slower tier that the stage's own step did not. A tier row is skipped as holding nothing
+    only if even one sequence's step leaves it no room (it was judged at the stage's batch, and the
+    pruned run lost half the rows that keep KV in the tier)."""
+    from pdroof.serving.evaluate import run
+
+    names = ("h100-sxm", "h200-sxm", "mi300x")
+    accs = [catalog.get("accelerator", a) for a in names]
+    c = _cands(catalog, accs=names, tiers=tuple(t.id for t in catalog.all("tier")), model="llama-3.1-8b",
+               workload=Workload("long", 8_000, 1_000, ttft_s=100.0, tpot_s=0.05), retained_bytes=30e9,
+               runtimes=runtimes_for(catalog, "engine", accs), kv=("bf16",))
+
+    def in_tier(r):
+        f = r.columns["feasible"] & (r.columns["tier_kv_bytes"] > 0)
+        return sorted(zip(r.columns["prefill_row"][f], r.columns["decode_row"][f], r.columns["wire"][f],
+                          r.columns["path"][f], strict=True))
+
+    pruned, _ = run(c, prune=True, keep=10**7)
+    full, _ = run(c, prune=False, keep=10**7)
+    assert in_tier(full) and in_tier(pruned) == in_tier(full)

@@ -14,6 +14,7 @@ from .load import prefill_utilisation, ttft_at
 from .sizing import whole_instances, whole_pools
 from .space import BATCHES, Candidates, PairLinks, Stage
 
+_GRID_ABOVE = np.searchsorted(BATCHES, np.arange(int(BATCHES[-1]) + 1))  # whole batch -> first grid point at or above
 ADMISSION_PASSES = 8  # re-evaluations of the admitted batch at its own step (it settles in a few)
 
 
@@ -97,15 +98,17 @@ def _admitted(c: Candidates, dec: Stage, dr, values: dict) -> dict[str, np.ndarr
     sub = {k: (v[rows] if np.ndim(v) and len(v) == n else v) for k, v in values.items()}
     fixed = {"output_tokens": float(c.workload.output_tokens), "tpot_target_s": c.workload.tpot_s}
     b, t = out["admission_batch"][rows], step[rows]
-    moving = np.ones(len(rows), bool)
+    moving = np.arange(len(rows))
     for _ in range(ADMISSION_PASSES):  # the batch only shrinks: it settles within a few passes
-        faster = np.where(moving, _step_at(dec, dr[rows], b), t)
-        moving &= faster < t
-        if not moving.any():
+        faster = _step_at(dec, dr[rows[moving]], b[moving])
+        moving, faster = moving[faster < t[moving]], faster[faster < t[moving]]
+        if not len(moving):
             break
-        again = evaluate("serving", {**sub, **fixed, "step_s": faster}, ("admission_batch",))["admission_batch"]
-        moving &= again >= 1
-        b, t = np.where(moving, again, b), np.where(moving, faster, t)
+        part = {k: (v[moving] if np.ndim(v) and len(v) == len(rows) else v) for k, v in sub.items()}
+        again = evaluate("serving", {**part, **fixed, "step_s": faster}, ("admission_batch",))["admission_batch"]
+        room = again >= 1
+        moving = moving[room]
+        b[moving], t[moving] = again[room], faster[room]
     done = t < step[rows]
     rows, sub = rows[done], {k: (v[done] if np.ndim(v) and len(v) == len(done) else v) for k, v in sub.items()}
     again = _serving({**sub, "step_s": t[done], "admission_wait_s": t[done]}, c)
@@ -119,7 +122,7 @@ def _step_at(dec: Stage, d_rows, batch) -> np.ndarray:
     """The decode step of stage rows ``d_rows`` at ``batch`` sequences (at least one), interpolated on
     the batch grid the stage evaluated (exact at its points; the step is close to linear between them)."""
     curve = dec.values["step_by_batch"]
-    i = np.clip(np.searchsorted(BATCHES, batch), 1, len(BATCHES) - 1)
+    i = np.clip(_GRID_ABOVE[np.minimum(batch, BATCHES[-1]).astype(np.int64)], 1, len(BATCHES) - 1)
     share = (batch - BATCHES[i - 1]) / (BATCHES[i] - BATCHES[i - 1])
     lo = curve[d_rows, i - 1]
     return lo + share * (curve[d_rows, i] - lo)

@@ -266,10 +266,11 @@ def decode_stage(c: Candidates, inst: Instances | None = None) -> Stage:
     # a slower tier whose batch is no larger than its HBM row's turns out as that row wherever it ends up
     # holding no KV (``tier_kv_bytes``): it can hold some only where ownership (the reservations of
     # arriving transfers, a retained cache) crowds HBM and the TPOT target leaves time to fetch a
-    # sequence every step: the sequences it could take off HBM within that slack at its batch
+    # sequence every step: the sequences it could take off HBM within that slack at the fastest step a
+    # batch ownership admits can take (one sequence's)
     hbm_row = _hbm_rows(np.asarray(st.labels["tier"]), [t.kind for t in c.tiers])
     no_gain = (batch <= batch[hbm_row]) & (hbm_row != rows_idx)
-    holds = evaluate("serving", {**SERVING_IDLE, "step_s": np.where(has, step_best, 1.0), "decode_batch": batch,
+    holds = evaluate("serving", {**SERVING_IDLE, "step_s": np.where(has, step[:, 0], 1.0), "decode_batch": batch,
                                  "hbm_batch": hbm_batch, "kv_request_bytes": kv_seq, "tpot_target_s": w.tpot_s,
                                  **tiers}, ("tier_sequences",))["tier_sequences"]
     st.values = {
