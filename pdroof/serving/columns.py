@@ -85,7 +85,8 @@ def _admitted(c: Candidates, dec: Stage, dr, values: dict) -> dict[str, np.ndarr
     """The serving columns at the batch ownership admits. The decode stage's step is that of its batch;
     where the retained cache and the reservations of arriving transfers leave HBM room for fewer
     sequences, those step faster, so their replacements arrive sooner and reserve more: the columns
-    are evaluated again at the step of the batch admitted, which can only shrink, until it holds.
+    are evaluated again at the step of the batch admitted, never above it, until it holds (a faster
+    step's longer slack could let a slower tier take more, whose fetches would slow it again).
     Where the faster step would leave room for no sequence at all (one sequence's replacements could
     not all reserve at its pace: memory, not the step, would then set the rate), the slower step's
     columns stand, as an upper bound on the step."""
@@ -105,13 +106,15 @@ def _admitted(c: Candidates, dec: Stage, dr, values: dict) -> dict[str, np.ndarr
         if not len(moving):
             break
         part = {k: (v[moving] if np.ndim(v) and len(v) == len(rows) else v) for k, v in sub.items()}
+        # at most the batch whose step this is (a faster step's slack may let a slower tier take more)
+        part["decode_batch"] = b[moving]
         again = evaluate("serving", {**part, **fixed, "step_s": faster}, ("admission_batch",))["admission_batch"]
         room = again >= 1
         moving = moving[room]
         b[moving], t[moving] = again[room], faster[room]
     done = t < step[rows]
     rows, sub = rows[done], {k: (v[done] if np.ndim(v) and len(v) == len(done) else v) for k, v in sub.items()}
-    again = _serving({**sub, "step_s": t[done], "admission_wait_s": t[done]}, c)
+    again = _serving({**sub, "decode_batch": b[done], "step_s": t[done], "admission_wait_s": t[done]}, c)
     out = {k: np.array(np.broadcast_to(v, (n,)), dtype=float) for k, v in out.items()}  # columns of their own
     for k, v in again.items():
         out[k][rows] = v
