@@ -514,22 +514,23 @@ def test_check_charges_the_fetches_its_plan_charges(cli, tmp_path):
     assert steps["host-dram"] == steps["hbm"] == steps["nvme"]
 
 
-@pytest.mark.parametrize("retained_gb", [0, 20])
-def test_tpot_and_capacity_are_those_of_the_batch_ownership_admits(catalog, retained_gb):
+@pytest.mark.parametrize("retained_gb, tier", [(0, "hbm"), (20, "hbm"), (8, "host-dram")])
+def test_tpot_and_capacity_are_those_of_the_batch_ownership_admits(catalog, retained_gb, tier):
     """Llama-3.1-70B at TP4 on H100s with 32k-token prompts: the reservations of arriving transfers
-    (and a retained cache) leave HBM room for fewer sequences than the 16 the TPOT target allows. The
-    plan's TPOT is the step of the batch admitted, and its decode capacity that batch over O such
-    steps (they were the step of 16 sequences: 33 ms where 10 step in 27 ms)."""
+    (and a retained cache) leave HBM room for fewer sequences than the TPOT target allows. The plan's
+    TPOT is the step of the batch admitted, with the fetches of what a slower tier holds, and its
+    decode capacity that batch over O such steps (they were the step of the larger batch: 33 ms
+    where 10 step in 27 ms)."""
     w = Workload("long", 32_000, 150, tpot_s=0.3, ttft_s=100.0)
     acc = catalog.get("accelerator", "h100-sxm")
     rt = runtime_for(catalog, "engine", acc)
     m = catalog.get("model", "llama-3.1-70b")
-    p = plan(m, Pool(acc, tp=4, runtime=rt), Pool(acc, tp=4, runtime=rt), catalog.get("path", "roce-400"),
+    p = plan(m, Pool(acc, tp=4, runtime=rt), Pool(acc, tp=4, tier=tier, runtime=rt), catalog.get("path", "roce-400"),
              catalog.all("tier"), catalog.get("runtime", "engine"), w, retained_bytes=retained_gb * 1e9)
     adm, s = p.doc["ownership"]["decode_admission"], p.doc["serving"]
     b = adm["admitted_batch"]
-    assert 1 <= b < adm["batch_before_ownership"]
+    assert 1 <= b < adm["batch_before_ownership"] and (adm["tier_kv_bytes"] > 0) == (tier != "hbm")
     step = estimate(m, acc, rt, Precision("bf16", "bf16", "bf16"), batch=int(b), prompt=32_000, context=32_075,
-                    tp=4)["decode"]["step_seconds"]
+                    tp=4)["decode"]["step_seconds"] + adm["tier_kv_bytes"] / p.decode_tier["tier_bytes_per_s"]
     assert s["tpot_s"] == pytest.approx(step, rel=1e-9)
     assert s["decode_capacity"] == pytest.approx(b / (150 * step), rel=1e-9)
