@@ -817,7 +817,7 @@ def test_inventory_rows_survive_workloads_without_aggregated_rows(cli_json):
         assert r["tokens_per_s_per_device"] == pytest.approx(r["requests_per_s"] * 30 / r["devices"], rel=1e-9)
 
 
-@pytest.mark.parametrize("retained_bytes", [0.0, 8e9])
+@pytest.mark.parametrize("retained_bytes", [4e9, 8e9])
 def test_pruning_keeps_every_tier_row_that_takes_sequences_off_a_crowded_hbm(catalog, retained_bytes):
     """Llama-3.1-70B at TP2 on H100s with 32k-token prompts: the reservations of arriving transfers
     and a retained cache crowd HBM, and host DRAM takes the sequence that no longer fits there (its
@@ -845,16 +845,16 @@ def test_pruning_keeps_every_tier_row_that_takes_sequences_off_a_crowded_hbm(cat
 
 
 def test_a_tier_that_adds_no_batch_is_evaluated_where_ownership_crowds_its_hbm_row(catalog):
-    """Llama-3.1-8B with 8k-token prompts and an 8 GB retained cache: slower tiers whose decode batch
+    """Llama-3.1-70B with 8k-token prompts and a 62 GB retained cache: slower tiers whose decode batch
     is no larger than their HBM row's are evaluated only where that row's admission fell short of its
-    batch (elsewhere they repeat it), and there they take sequences off HBM; every such row the full
-    run finds, the pruned run finds too, and the progress reported reaches its total once."""
+    batch (elsewhere they repeat it), and there they take the sequences HBM has no room for; every such
+    row the full run finds, the pruned run finds too, and the progress reported reaches its total once."""
     from pdroof.serving.evaluate import run
 
     w = Workload("long", 8_000, 1_000, ttft_s=100.0, tpot_s=0.2)
     accs = [catalog.get("accelerator", a) for a in ("h100-sxm", "h200-sxm")]
     c = _cands(catalog, accs=("h100-sxm", "h200-sxm"), tiers=tuple(t.id for t in catalog.all("tier")),
-               model="llama-3.1-8b", workload=w, retained_bytes=8e9, runtimes=runtimes_for(catalog, "engine", accs),
+               model="llama-3.1-70b", workload=w, retained_bytes=62e9, runtimes=runtimes_for(catalog, "engine", accs),
                weights=("bf16",), kv=("bf16",))  # one wire format and one path: only tiers are pruned
     seen = []
     pruned, st = run(c, prune=True, keep=10**7, progress=lambda done, total: seen.append((done, total)))
@@ -893,19 +893,20 @@ def test_skipped_tier_rows_count_under_their_hbm_rows_reasons(catalog, ttft_s, r
     assert pruned.feasible + pruned.dominated == full.feasible and full.dominated == 0
 
 
-def test_a_tier_pruned_as_holding_nothing_holds_nothing_at_the_batch_admitted(catalog):
-    """Llama-3.1-8B with 8k-token prompts, a 50 ms TPOT target and a 30 GB retained cache: ownership
-    admits fewer sequences than the TPOT target allows, and their faster step leaves time to fetch
-    from a slower tier that the stage's own step did not. A tier row is skipped as holding nothing
-    only if even one sequence's step leaves it no room (it was judged at the stage's batch, and the
-    pruned run lost half the rows that keep KV in the tier)."""
+@pytest.mark.parametrize("prompt, tpot_s, retained_bytes", [(8_000, 0.05, 62e9), (32_000, 0.5, 62e9), (32_000, 0.5, 4e9)])
+def test_tier_pruning_matches_the_full_run_where_tiers_hold_kv(catalog, prompt, tpot_s, retained_bytes):
+    """Llama-3.1-70B on H100s and H200s with every tier, where a retained cache crowds HBM and a slower
+    tier keeps the sequences it has no room for: the pruned run finds every configuration that keeps
+    KV in a tier, and counts every reason, as the full run does. (A tier row is skipped as holding
+    nothing only where even one sequence's step leaves it no time to fetch one: ownership may admit
+    fewer sequences than the stage's batch, and their faster step leaves more.)"""
     from pdroof.serving.evaluate import run
 
-    names = ("h100-sxm", "h200-sxm", "mi300x")
+    names = ("h100-sxm", "h200-sxm")
     accs = [catalog.get("accelerator", a) for a in names]
-    c = _cands(catalog, accs=names, tiers=tuple(t.id for t in catalog.all("tier")), model="llama-3.1-8b",
-               workload=Workload("long", 8_000, 1_000, ttft_s=100.0, tpot_s=0.05), retained_bytes=30e9,
-               runtimes=runtimes_for(catalog, "engine", accs), kv=("bf16",))
+    c = _cands(catalog, accs=names, tiers=tuple(t.id for t in catalog.all("tier")), model="llama-3.1-70b",
+               workload=Workload("long", prompt, 1_000, ttft_s=100.0, tpot_s=tpot_s), retained_bytes=retained_bytes,
+               runtimes=runtimes_for(catalog, "engine", accs), weights=("bf16",), kv=("bf16",))
 
     def in_tier(r):
         f = r.columns["feasible"] & (r.columns["tier_kv_bytes"] > 0)
@@ -914,4 +915,4 @@ def test_a_tier_pruned_as_holding_nothing_holds_nothing_at_the_batch_admitted(ca
 
     pruned, _ = run(c, prune=True, keep=10**7)
     full, _ = run(c, prune=False, keep=10**7)
-    assert in_tier(full) and in_tier(pruned) == in_tier(full)
+    assert in_tier(full) and in_tier(pruned) == in_tier(full) and +pruned.infeasible == +full.infeasible

@@ -211,7 +211,7 @@ def plan(model: Record, prefill: Pool, decode: Pool, path: Record, tiers: list[R
     doc["ownership"] = {
         "source_bytes": f["kv_src_bytes"], "staging_bytes": f["staging_bytes"], "destination_bytes": f["kv_dst_bytes"],
         "transient_bytes": f["transient_bytes"],
-        "source_pinned_s": f["prefill_s"] + f["handoff_s"] + float(dv["step_s"][dr][0]),
+        "source_pinned_s": f["prefill_s"] + f["handoff_s"] + f["step_s"],  # until the admitted batch's next step
         # preallocated before the first streamed layer moves, until the transfer commits
         "destination_reserved_s": f["overlap_s"] + f["handoff_s"],
         "lifecycle": ["pin source", "reserve destination", "transfer", "commit", "release", "clean up"],

@@ -15,7 +15,7 @@ from .sizing import whole_instances, whole_pools
 from .space import BATCHES, Candidates, PairLinks, Stage
 
 _GRID_ABOVE = np.searchsorted(BATCHES, np.arange(int(BATCHES[-1]) + 1))  # whole batch -> first grid point at or above
-ADMISSION_PASSES = 8  # re-evaluations of the admitted batch at its own step (it settles in a few)
+ADMISSION_PASSES = int(BATCHES[-1])  # a bound, never reached: each pass shrinks some row's batch by one at least
 
 
 def _serving(values: dict, c: Candidates) -> dict[str, np.ndarray]:
@@ -89,41 +89,70 @@ def _admitted(c: Candidates, dec: Stage, dr, values: dict) -> dict[str, np.ndarr
     step's longer slack could let a slower tier take more, whose fetches would slow it again).
     Where the faster step would leave room for no sequence at all (one sequence's replacements could
     not all reserve at its pace: memory, not the step, would then set the rate), the slower step's
-    columns stand, as an upper bound on the step."""
+    columns stand, as an upper bound on the step. Where a slower tier holds part of the batch, the
+    batch HBM admits alone is solved too, and the one that serves more requests/s stands: a tier
+    takes what it can fetch within the TPOT target, which can cost more in fetches than it adds."""
     n = len(dr)
     step = dec.values["step_s"][dr]
-    out = _serving({**values, "step_s": step, "admission_wait_s": step}, c)
+    out, _ = _settled(c, dec, dr, values, step)
+    tiered = np.flatnonzero(out["tier_kv_bytes"] > 0)
+    if not len(tiered):
+        return out
+    # HBM alone, where its batch holds at its own step (not where memory would set the rate)
+    alone, held = _settled(c, dec, dr[tiered], {**_take(values, tiered, n), "tier_capacity_bytes": 0.0}, step[tiered])
+    better = held & (alone["decode_capacity"] > out["decode_capacity"][tiered])
+    if better.any():
+        out = {k: np.array(np.broadcast_to(v, (n,)), dtype=float) for k, v in out.items()}  # columns of their own
+        for k, v in alone.items():
+            out[k][tiered[better]] = np.broadcast_to(v, better.shape)[better]
+    return out
+
+
+def _settled(c: Candidates, dec: Stage, dr, values: dict, step) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The serving columns at the stage's ``step``, then at the step of the batch admitted until that
+    batch holds (``_admitted``), with the step they take (``step_s``): each pass admits no more than
+    the batch whose step it takes, so the batch only shrinks and the passes end. Also where the batch
+    held at its own step (not where a faster step would have admitted none)."""
+    n = len(dr)
+    out = {**_serving({**values, "step_s": step, "admission_wait_s": step}, c), "step_s": step}
+    held = np.ones(n, bool)
     rows = np.flatnonzero((out["admission_batch"] >= 1) & (out["admission_batch"] < values["decode_batch"]))
     if not len(rows):
-        return out
-    sub = {k: (v[rows] if np.ndim(v) and len(v) == n else v) for k, v in values.items()}
+        return out, held
+    sub = _take(values, rows, n)
     fixed = {"output_tokens": float(c.workload.output_tokens), "tpot_target_s": c.workload.tpot_s}
     b, t = out["admission_batch"][rows], step[rows]
     moving = np.arange(len(rows))
-    for _ in range(ADMISSION_PASSES):  # the batch only shrinks: it settles within a few passes
+    for _ in range(ADMISSION_PASSES):
         faster = _step_at(dec, dr[rows[moving]], b[moving])
         moving, faster = moving[faster < t[moving]], faster[faster < t[moving]]
         if not len(moving):
             break
-        part = {k: (v[moving] if np.ndim(v) and len(v) == len(rows) else v) for k, v in sub.items()}
         # at most the batch whose step this is (a faster step's slack may let a slower tier take more)
-        part["decode_batch"] = b[moving]
+        part = {**_take(sub, moving, len(rows)), "decode_batch": b[moving]}
         again = evaluate("serving", {**part, **fixed, "step_s": faster}, ("admission_batch",))["admission_batch"]
         room = again >= 1
+        held[rows[moving[~room]]] = False
         moving = moving[room]
         b[moving], t[moving] = again[room], faster[room]
-    done = t < step[rows]
-    rows, sub = rows[done], {k: (v[done] if np.ndim(v) and len(v) == len(done) else v) for k, v in sub.items()}
-    again = _serving({**sub, "decode_batch": b[done], "step_s": t[done], "admission_wait_s": t[done]}, c)
+    done = np.flatnonzero(t < step[rows])
+    again = {**_serving({**_take(sub, done, len(rows)), "decode_batch": b[done], "step_s": t[done],
+                         "admission_wait_s": t[done]}, c), "step_s": t[done]}
     out = {k: np.array(np.broadcast_to(v, (n,)), dtype=float) for k, v in out.items()}  # columns of their own
     for k, v in again.items():
-        out[k][rows] = v
-    return out
+        out[k][rows[done]] = v
+    return out, held
+
+
+def _take(values: dict, idx: np.ndarray, n: int) -> dict:
+    """The entries of ``idx`` from each column of ``n`` rows (scalars as they are)."""
+    return {k: (v[idx] if np.ndim(v) and len(v) == n else v) for k, v in values.items()}
 
 
 def _step_at(dec: Stage, d_rows, batch) -> np.ndarray:
-    """The decode step of stage rows ``d_rows`` at ``batch`` sequences (at least one), interpolated on
-    the batch grid the stage evaluated (exact at its points; the step is close to linear between them)."""
+    """The decode step of stage rows ``d_rows`` at a whole ``batch`` of sequences (at least one, at most
+    the row's batch), interpolated on the batch grid the stage evaluated (exact at its points; between
+    them the step is within about 1% of linear)."""
     curve = dec.values["step_by_batch"]
     i = np.clip(_GRID_ABOVE[np.minimum(batch, BATCHES[-1]).astype(np.int64)], 1, len(BATCHES) - 1)
     share = (batch - BATCHES[i - 1]) / (BATCHES[i] - BATCHES[i - 1])
