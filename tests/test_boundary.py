@@ -569,3 +569,37 @@ def test_the_admitted_batch_settles_however_far_it_falls(catalog):
                     prompt=32_000, context=32_005, tp=4)["decode"]["step_seconds"]
     assert s["tpot_s"] == pytest.approx(step, rel=1e-9)
     assert own["source_pinned_s"] == pytest.approx(s["prefill_s"] + p.doc["representation"]["handoff_s"] + step)
+
+
+def test_a_tier_that_holds_nothing_plans_as_hbm_does(catalog):
+    """Llama-3.1-70B from H100s at TP2 to H200s at TP4, 32k-token prompts and a 4 GB retained cache:
+    the tier rows' own batch is larger than HBM's, and HBM alone solved from it admitted 34 sequences
+    where the HBM plan admits 33 (a tier that held nothing beat HBM). It is solved from the batch HBM
+    alone runs now, so host DRAM and a remote pool plan as HBM does; and HBM's headroom is what its
+    capacity keeps beside the retained cache, the reservations and the sequences admitted (it counted
+    the sequences HBM could hold, not those admitted)."""
+    w = Workload("long", 32_000, 1_000, tpot_s=0.2, ttft_s=100.0)
+    pre, acc = catalog.get("accelerator", "h100-sxm"), catalog.get("accelerator", "h200-sxm")
+    docs = {tier: plan(catalog.get("model", "llama-3.1-70b"), Pool(pre, tp=2, runtime=runtime_for(catalog, "engine", pre)),
+                       Pool(acc, tp=4, tier=tier, runtime=runtime_for(catalog, "engine", acc)),
+                       catalog.get("path", "roce-400"), catalog.all("tier"), catalog.get("runtime", "engine"), w,
+                       retained_bytes=4e9).doc for tier in ("hbm", "host-dram", "remote-pool")}
+    for tier in ("host-dram", "remote-pool"):
+        assert docs[tier]["ownership"]["decode_admission"]["tier_kv_bytes"] == 0
+        for key in ("tpot_s", "decode_batch", "decode_capacity", "usd_per_million_tokens"):
+            assert docs[tier]["serving"][key] == docs["hbm"]["serving"][key]
+    a = docs["hbm"]["ownership"]["decode_admission"]
+    assert a["headroom_bytes"] == pytest.approx(a["kv_capacity_bytes"] - a["retained_cache_bytes"]
+                                                - a["in_flight_reservations_bytes"] - a["active_kv_bytes"])
+
+
+def test_a_batch_ownership_crowds_below_the_engines_limit_binds_on_kv_capacity(catalog):
+    """Llama-3.1-8B with short prompts on vLLM: the engine's sequence limit stops the decode batch at
+    883, and a 40 GB retained cache then leaves HBM room for 464 of them. The binding is KV capacity,
+    not the limit the crowded batch is far below."""
+    w = Workload("t", 64, 512, tpot_s=5.0, ttft_s=100.0)
+    acc = catalog.get("accelerator", "h100-sxm")
+    p = plan(catalog.get("model", "llama-3.1-8b"), Pool(acc), Pool(acc), catalog.get("path", "roce-400"),
+             catalog.all("tier"), catalog.get("runtime", "vllm"), w, retained_bytes=40e9)
+    a = p.doc["ownership"]["decode_admission"]
+    assert a["admitted_batch"] < a["batch_before_ownership"] and p.doc["serving"]["binding"] == "kv_capacity"

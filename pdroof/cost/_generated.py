@@ -666,42 +666,44 @@ def serving(*, overlap_s, prefill_s, handoff_s, prefill_utilisation, step_s, dec
     _x5 = output_tokens**(-1.0)
     _x6 = kv_dst_bytes*(handoff_s + overlap_s)/step_s
     _x7 = _x5*_x6
-    _x8 = kv_request_bytes**(-1.0)
-    _x9 = numpy.floor((_x8*numpy.minimum(tier_capacity_bytes, tier_bytes_per_s*numpy.maximum(1.0e-12, -step_s + tpot_target_s)))*1.000000000001)
-    _x10 = numpy.maximum(0, numpy.minimum(numpy.minimum(decode_batch, numpy.floor((_x4/numpy.maximum(1.0e-9, _x7))*1.000000000001)), numpy.floor(((_x4 + _x9*kv_request_bytes)/(_x7 + kv_request_bytes))*1.000000000001)))
-    _x11 = _x10*_x5
-    _x12 = _x11*_x6
-    _x13 = _x12 - kv_capacity_bytes + retained_bytes
-    _x14 = numpy.maximum(0, numpy.minimum(hbm_batch, numpy.floor((-_x13*_x8)*1.000000000001)))
-    _x15 = kv_request_bytes*numpy.maximum(0, _x10 - _x14)
-    _x16 = numpy.minimum(numpy.minimum(_x0, _x1), _x3)
-    _x17 = _x15/tier_bytes_per_s + step_s
-    _x18 = _x11/_x17
-    _x19 = numpy.minimum(_x18, _x2)
-    _x20 = tp_prefill/_x16
-    _x21 = tp_decode/_x19
-    _x22 = _x20 + _x21
-    _x23 = _x22**(-1.0)
+    _x8 = numpy.floor((_x4/numpy.maximum(1.0e-9, _x7))*1.000000000001)
+    _x9 = kv_request_bytes**(-1.0)
+    _x10 = numpy.floor((_x9*numpy.minimum(tier_capacity_bytes, tier_bytes_per_s*numpy.maximum(1.0e-12, -step_s + tpot_target_s)))*1.000000000001)
+    _x11 = numpy.floor(((_x10*kv_request_bytes + _x4)/(_x7 + kv_request_bytes))*1.000000000001)
+    _x12 = numpy.maximum(0, numpy.minimum(numpy.minimum(_x11, _x8), decode_batch))
+    _x13 = _x12*_x5
+    _x14 = _x13*_x6
+    _x15 = _x14 - kv_capacity_bytes + retained_bytes
+    _x16 = numpy.maximum(0, numpy.minimum(numpy.minimum(numpy.minimum(numpy.minimum(_x11, _x8), decode_batch), hbm_batch), numpy.floor((-_x15*_x9)*1.000000000001)))
+    _x17 = kv_request_bytes*numpy.maximum(0, _x12 - _x16)
+    _x18 = numpy.minimum(numpy.minimum(_x0, _x1), _x3)
+    _x19 = _x17/tier_bytes_per_s + step_s
+    _x20 = _x13/_x19
+    _x21 = numpy.minimum(_x2, _x20)
+    _x22 = tp_prefill/_x18
+    _x23 = tp_decode/_x21
+    _x24 = _x22 + _x23
+    _x25 = _x24**(-1.0)
     return {
         'prefill_capacity': _x0,
         'link_capacity': _x1,
         'ingress_capacity': _x2,
         'hold_capacity': _x3,
-        'admission_batch': _x10,
-        'reservation_bytes': _x12,
-        'kv_headroom_bytes': -_x13 - _x14*kv_request_bytes,
-        'hbm_sequences': _x14,
-        'tier_kv_bytes': _x15,
-        'tier_sequences': _x9,
-        'prefill_rate': _x16,
-        'tiered_step_s': _x17,
-        'decode_batch_capacity': _x18,
-        'decode_capacity': _x19,
-        'devices_per_rate': _x22,
-        'prefill_device_share': _x20*_x23,
-        'tokens_per_s_per_device': _x23*output_tokens,
-        'usd_per_million_tokens': (2500/9)*_x5*(_x20*price_prefill + _x21*price_decode),
-        'joules_per_token': _x5*(_x20*power_prefill + _x21*power_decode),
+        'admission_batch': _x12,
+        'reservation_bytes': _x14,
+        'kv_headroom_bytes': -_x15 - _x16*kv_request_bytes,
+        'hbm_sequences': _x16,
+        'tier_kv_bytes': _x17,
+        'tier_sequences': _x10,
+        'prefill_rate': _x18,
+        'tiered_step_s': _x19,
+        'decode_batch_capacity': _x20,
+        'decode_capacity': _x21,
+        'devices_per_rate': _x24,
+        'prefill_device_share': _x22*_x25,
+        'tokens_per_s_per_device': _x25*output_tokens,
+        'usd_per_million_tokens': (2500/9)*_x5*(_x22*price_prefill + _x23*price_decode),
+        'joules_per_token': _x5*(_x22*power_prefill + _x23*power_decode),
     }
 
 ARGS['serving'] = ('overlap_s', 'prefill_s', 'handoff_s', 'prefill_utilisation', 'step_s', 'decode_batch', 'hbm_batch', 'tier_bytes_per_s', 'kv_request_bytes', 'output_tokens', 'link_request_s', 'ingress_request_s', 'tp_prefill', 'tp_decode', 'price_prefill', 'price_decode', 'power_prefill', 'power_decode', 'kv_dst_bytes', 'prefill_slots', 'admission_wait_s', 'kv_capacity_bytes', 'tier_capacity_bytes', 'tpot_target_s', 'retained_bytes')
@@ -1050,10 +1052,12 @@ def serving__tiered_step_s(*, overlap_s, handoff_s, step_s, decode_batch, hbm_ba
     """Numeric twin of pdroof.cost.equations groups()["serving"], outputs tiered_step_s only."""
     _x0 = kv_capacity_bytes - retained_bytes
     _x1 = kv_dst_bytes*(handoff_s + overlap_s)/(output_tokens*step_s)
-    _x2 = kv_request_bytes**(-1.0)
-    _x3 = numpy.maximum(0, numpy.minimum(numpy.minimum(decode_batch, numpy.floor((_x0/numpy.maximum(1.0e-9, _x1))*1.000000000001)), numpy.floor(((_x0 + kv_request_bytes*numpy.floor((_x2*numpy.minimum(tier_capacity_bytes, tier_bytes_per_s*numpy.maximum(1.0e-12, -step_s + tpot_target_s)))*1.000000000001))/(_x1 + kv_request_bytes))*1.000000000001)))
+    _x2 = numpy.floor((_x0/numpy.maximum(1.0e-9, _x1))*1.000000000001)
+    _x3 = kv_request_bytes**(-1.0)
+    _x4 = numpy.floor(((_x0 + kv_request_bytes*numpy.floor((_x3*numpy.minimum(tier_capacity_bytes, tier_bytes_per_s*numpy.maximum(1.0e-12, -step_s + tpot_target_s)))*1.000000000001))/(_x1 + kv_request_bytes))*1.000000000001)
+    _x5 = numpy.maximum(0, numpy.minimum(numpy.minimum(_x2, _x4), decode_batch))
     return {
-        'tiered_step_s': kv_request_bytes*numpy.maximum(0, _x3 - numpy.maximum(0, numpy.minimum(hbm_batch, numpy.floor((-_x2*(_x1*_x3 - kv_capacity_bytes + retained_bytes))*1.000000000001))))/tier_bytes_per_s + step_s,
+        'tiered_step_s': kv_request_bytes*numpy.maximum(0, _x5 - numpy.maximum(0, numpy.minimum(numpy.minimum(numpy.minimum(numpy.minimum(_x2, _x4), decode_batch), hbm_batch), numpy.floor((-_x3*(_x1*_x5 - kv_capacity_bytes + retained_bytes))*1.000000000001))))/tier_bytes_per_s + step_s,
     }
 
 ARGS['serving__tiered_step_s'] = ('overlap_s', 'handoff_s', 'step_s', 'decode_batch', 'hbm_batch', 'tier_bytes_per_s', 'kv_request_bytes', 'output_tokens', 'kv_dst_bytes', 'kv_capacity_bytes', 'tier_capacity_bytes', 'tpot_target_s', 'retained_bytes')

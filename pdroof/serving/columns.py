@@ -39,8 +39,9 @@ def binding(cols: dict, share: np.ndarray, kv_bound: np.ndarray, limit_bound: np
     of its capacities; for decode, memory when the batch stopped short of the TPOT limit, or the
     engine's running-sequence limit where that, not memory, stopped it)."""
     pre = np.argmin(np.stack([cols["prefill_capacity"], cols["link_capacity"], cols["hold_capacity"]]), axis=0)
-    dec = np.where(kv_bound & limit_bound, 7, 4)
-    dec = np.where(kv_bound | (cols["admission_batch"] < cols["batch_before_ownership"]), dec, 3)
+    crowded = cols["admission_batch"] < cols["batch_before_ownership"]  # by ownership, not the engine's limit
+    dec = np.where(kv_bound & limit_bound & ~crowded, 7, 4)
+    dec = np.where(kv_bound | crowded, dec, 3)
     dec = np.where(cols["ingress_capacity"] < cols["decode_batch_capacity"], 6, dec)
     return np.where(share > 0.5, pre, dec).astype(np.int8)
 
@@ -51,16 +52,13 @@ def serving_columns(c: Candidates, pre: Stage, dec: Stage, h: dict, pr, dr, pric
     disaggregated configurations, given their handoff columns ``h``."""
     pv, dv = pre.values, dec.values
     values = {"prefill_s": h["prefill_s"], "handoff_s": h["handoff_s"], "request_s": h["request_s"],
-              "decode_batch": dv["decode_batch"][dr], "hbm_batch": dv["hbm_batch"][dr],
-              "tier_bytes_per_s": dv["tier_bytes_per_s"][dr], "kv_request_bytes": dv["kv_request_bytes"][dr],
               "link_request_s": h["link_request_s"], "ingress_request_s": h["ingress_request_s"],
-              "overlap_s": h["overlap_s"], "tp_prefill": pv["tp"][pr], "tp_decode": dv["tp"][dr],
-              "dp_prefill": pv["dp"][pr], "dp_decode": dv["dp"][dr],
+              "overlap_s": h["overlap_s"], "tp_prefill": pv["tp"][pr], "dp_prefill": pv["dp"][pr],
               "kv_dst_bytes": h["kv_dst_bytes"], "prefill_slots": h["prefill_slots"],
-              "kv_capacity_bytes": dv["kv_capacity_bytes"][dr],
-              "tier_capacity_bytes": dv["tier_capacity_bytes"][dr], "retained_bytes": c.retained_bytes,
+              "retained_bytes": c.retained_bytes,
               "price_prefill": price_p, "price_decode": price_d, "power_prefill": power_p, "power_decode": power_d,
-              **({"prefill_utilisation": h["prefill_utilisation"]} if "prefill_utilisation" in h else {})}
+              **({"prefill_utilisation": h["prefill_utilisation"]} if "prefill_utilisation" in h else {}),
+              **_decode_values(dec, dr)}
     out = _admitted(c, dec, dr, values)
     # TTFT: the target's statistic at the load each prefill instance runs at (its capacity); TPOT:
     # decode steps carry no prompts, so every statistic is the step at the admitted batch
@@ -89,18 +87,20 @@ def _admitted(c: Candidates, dec: Stage, dr, values: dict) -> dict[str, np.ndarr
     step's longer slack could let a slower tier take more, whose fetches would slow it again).
     Where the faster step would leave room for no sequence at all (one sequence's replacements could
     not all reserve at its pace: memory, not the step, would then set the rate), the slower step's
-    columns stand, as an upper bound on the step. Where a slower tier holds part of the batch, the
-    batch HBM admits alone is solved too, and the one that serves more requests/s stands: a tier
-    takes what it can fetch within the TPOT target, which can cost more in fetches than it adds."""
+    columns stand: their rate keeps the reservations within memory, and the batch steps no slower.
+    Where a slower tier holds part of the batch, the same instance with its KV in HBM alone (at the
+    batch it would run so, as the tier's HBM row does) stands unless the tier serves more requests/s:
+    a tier takes what it can fetch within the TPOT target, which can cost more in fetches than it adds."""
     n = len(dr)
-    step = dec.values["step_s"][dr]
-    out, _ = _settled(c, dec, dr, values, step)
+    dv = dec.values
+    out = _settled(c, dec, dr, values, dv["step_s"][dr])
     tiered = np.flatnonzero(out["tier_kv_bytes"] > 0)
     if not len(tiered):
         return out
-    # HBM alone, where its batch holds at its own step (not where memory would set the rate)
-    alone, held = _settled(c, dec, dr[tiered], {**_take(values, tiered, n), "tier_capacity_bytes": 0.0}, step[tiered])
-    better = held & (alone["decode_capacity"] > out["decode_capacity"][tiered])
+    d = dr[tiered]
+    alone = _settled(c, dec, d, {**_take(values, tiered, n), "decode_batch": dv["hbm_alone_batch"][d],
+                                 "tier_capacity_bytes": 0.0}, dv["hbm_alone_step_s"][d])
+    better = alone["decode_capacity"] >= out["decode_capacity"][tiered]  # a tie: HBM's shorter step
     if better.any():
         out = {k: np.array(np.broadcast_to(v, (n,)), dtype=float) for k, v in out.items()}  # columns of their own
         for k, v in alone.items():
@@ -108,17 +108,25 @@ def _admitted(c: Candidates, dec: Stage, dr, values: dict) -> dict[str, np.ndarr
     return out
 
 
-def _settled(c: Candidates, dec: Stage, dr, values: dict, step) -> tuple[dict[str, np.ndarray], np.ndarray]:
+def _decode_values(dec: Stage, d_rows) -> dict[str, np.ndarray]:
+    """The serving inputs that come from decode stage rows ``d_rows``."""
+    dv = dec.values
+    return {k: dv[key][d_rows] for k, key in (("decode_batch", "decode_batch"), ("hbm_batch", "hbm_batch"),
+                                              ("tier_bytes_per_s", "tier_bytes_per_s"),
+                                              ("kv_request_bytes", "kv_request_bytes"), ("tp_decode", "tp"),
+                                              ("dp_decode", "dp"), ("kv_capacity_bytes", "kv_capacity_bytes"),
+                                              ("tier_capacity_bytes", "tier_capacity_bytes"))}
+
+
+def _settled(c: Candidates, dec: Stage, dr, values: dict, step) -> dict[str, np.ndarray]:
     """The serving columns at the stage's ``step``, then at the step of the batch admitted until that
     batch holds (``_admitted``), with the step they take (``step_s``): each pass admits no more than
-    the batch whose step it takes, so the batch only shrinks and the passes end. Also where the batch
-    held at its own step (not where a faster step would have admitted none)."""
+    the batch whose step it takes, so the batch only shrinks and the passes end."""
     n = len(dr)
     out = {**_serving({**values, "step_s": step, "admission_wait_s": step}, c), "step_s": step}
-    held = np.ones(n, bool)
     rows = np.flatnonzero((out["admission_batch"] >= 1) & (out["admission_batch"] < values["decode_batch"]))
     if not len(rows):
-        return out, held
+        return out
     sub = _take(values, rows, n)
     fixed = {"output_tokens": float(c.workload.output_tokens), "tpot_target_s": c.workload.tpot_s}
     b, t = out["admission_batch"][rows], step[rows]
@@ -132,7 +140,6 @@ def _settled(c: Candidates, dec: Stage, dr, values: dict, step) -> tuple[dict[st
         part = {**_take(sub, moving, len(rows)), "decode_batch": b[moving]}
         again = evaluate("serving", {**part, **fixed, "step_s": faster}, ("admission_batch",))["admission_batch"]
         room = again >= 1
-        held[rows[moving[~room]]] = False
         moving = moving[room]
         b[moving], t[moving] = again[room], faster[room]
     done = np.flatnonzero(t < step[rows])
@@ -141,7 +148,7 @@ def _settled(c: Candidates, dec: Stage, dr, values: dict, step) -> tuple[dict[st
     out = {k: np.array(np.broadcast_to(v, (n,)), dtype=float) for k, v in out.items()}  # columns of their own
     for k, v in again.items():
         out[k][rows[done]] = v
-    return out, held
+    return out
 
 
 def _take(values: dict, idx: np.ndarray, n: int) -> dict:

@@ -263,6 +263,11 @@ def decode_stage(c: Candidates, inst: Instances | None = None) -> Stage:
     rows_idx = np.arange(n)
     batch = np.where(has, BATCHES[best], 0.0)
     step_best = np.where(has, step[rows_idx, best], np.nan)
+    # the batch the same instance runs with its KV in HBM alone, whichever tier the row names (a slower
+    # tier's row falls back to it where fetching serves fewer requests/s: ``columns``)
+    in_hbm = np.where(mem["kv_capacity_bytes"] > 0, np.minimum(hbm_batch, limit), 0)
+    alone_ok = (step <= w.tpot_s) & (b <= in_hbm[:, None])
+    alone = np.where(alone_ok.any(axis=1), alone_ok.shape[1] - 1 - np.argmax(alone_ok[:, ::-1], axis=1), -1)
     # a slower tier whose batch is no larger than its HBM row's turns out as that row wherever it ends up
     # holding no KV (``tier_kv_bytes``): it can hold some only where ownership (the reservations of
     # arriving transfers, a retained cache) crowds HBM and the TPOT target leaves time to fetch a
@@ -276,6 +281,7 @@ def decode_stage(c: Candidates, inst: Instances | None = None) -> Stage:
     st.values = {
         "decode_batch": batch, "inferred": cols["inferred"], "step_s": step_best,
         "step_by_batch": step,  # the step at each of BATCHES: ownership may admit fewer than the batch
+        "hbm_alone_batch": np.where(alone >= 0, BATCHES[alone], 0.0), "hbm_alone_step_s": step[rows_idx, alone],
         "hbm_batch": hbm_batch, "kv_request_bytes": kv_seq, "tier_bytes_per_s": tiers["tier_bytes_per_s"],
         "tier_capacity_bytes": tiers["tier_capacity_bytes"],
         "tp": cols["tp"], "dp": cols["dp"], "mem_bytes_per_s": cols["mem_bytes_per_s"],

@@ -75,9 +75,9 @@ def admission_batch():
 
 def hbm_sequences():
     """Admitted sequences whose KV stays in HBM: those that fit beside the retained cache and the
-    reservations, at most what the decode stage counted there (its HBM batch)."""
+    reservations, at most what the decode stage counted there (its HBM batch) and what was admitted."""
     room = S("kv_capacity_bytes") - S("retained_bytes") - admission_batch() * reservation_per_sequence()
-    return sp.Max(0, sp.Min(S("hbm_batch"), sp.floor(room / S("kv_request_bytes"))))
+    return sp.Max(0, sp.Min(S("hbm_batch"), admission_batch(), sp.floor(room / S("kv_request_bytes"))))
 
 
 def reservations():
