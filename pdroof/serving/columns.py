@@ -52,13 +52,16 @@ def serving_columns(c: Candidates, pre: Stage, dec: Stage, h: dict, pr, dr, pric
     disaggregated configurations, given their handoff columns ``h``."""
     pv, dv = pre.values, dec.values
     values = {"prefill_s": h["prefill_s"], "handoff_s": h["handoff_s"], "request_s": h["request_s"],
+              "decode_batch": dv["decode_batch"][dr], "hbm_batch": dv["hbm_batch"][dr],
+              "tier_bytes_per_s": dv["tier_bytes_per_s"][dr], "kv_request_bytes": dv["kv_request_bytes"][dr],
               "link_request_s": h["link_request_s"], "ingress_request_s": h["ingress_request_s"],
-              "overlap_s": h["overlap_s"], "tp_prefill": pv["tp"][pr], "dp_prefill": pv["dp"][pr],
+              "overlap_s": h["overlap_s"], "tp_prefill": pv["tp"][pr], "tp_decode": dv["tp"][dr],
+              "dp_prefill": pv["dp"][pr], "dp_decode": dv["dp"][dr],
               "kv_dst_bytes": h["kv_dst_bytes"], "prefill_slots": h["prefill_slots"],
-              "retained_bytes": c.retained_bytes,
+              "kv_capacity_bytes": dv["kv_capacity_bytes"][dr],
+              "tier_capacity_bytes": dv["tier_capacity_bytes"][dr], "retained_bytes": c.retained_bytes,
               "price_prefill": price_p, "price_decode": price_d, "power_prefill": power_p, "power_decode": power_d,
-              **({"prefill_utilisation": h["prefill_utilisation"]} if "prefill_utilisation" in h else {}),
-              **_decode_values(dec, dr)}
+              **({"prefill_utilisation": h["prefill_utilisation"]} if "prefill_utilisation" in h else {})}
     out = _admitted(c, dec, dr, values)
     # TTFT: the target's statistic at the load each prefill instance runs at (its capacity); TPOT:
     # decode steps carry no prompts, so every statistic is the step at the admitted batch
@@ -106,16 +109,6 @@ def _admitted(c: Candidates, dec: Stage, dr, values: dict) -> dict[str, np.ndarr
         for k, v in alone.items():
             out[k][tiered[better]] = np.broadcast_to(v, better.shape)[better]
     return out
-
-
-def _decode_values(dec: Stage, d_rows) -> dict[str, np.ndarray]:
-    """The serving inputs that come from decode stage rows ``d_rows``."""
-    dv = dec.values
-    return {k: dv[key][d_rows] for k, key in (("decode_batch", "decode_batch"), ("hbm_batch", "hbm_batch"),
-                                              ("tier_bytes_per_s", "tier_bytes_per_s"),
-                                              ("kv_request_bytes", "kv_request_bytes"), ("tp_decode", "tp"),
-                                              ("dp_decode", "dp"), ("kv_capacity_bytes", "kv_capacity_bytes"),
-                                              ("tier_capacity_bytes", "tier_capacity_bytes"))}
 
 
 def _settled(c: Candidates, dec: Stage, dr, values: dict, step) -> dict[str, np.ndarray]:
