@@ -20,3 +20,9 @@ def evaluate(group: str, inputs: dict, outputs: tuple[str, ...] | None = None) -
         out = {k: out[k] for k in outputs}
     shape = np.broadcast_shapes(*(np.shape(v) for v in args.values()))
     return {k: np.broadcast_to(np.asarray(v, dtype=float), shape) for k, v in out.items()}
+
+
+def arguments(group: str, outputs: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    """The inputs ``evaluate(group, ..., outputs)`` reads (a caller that subsets its columns many
+    times over need carry only these)."""
+    return _generated.ARGS[_generated.NARROW.get((group, outputs), group) if outputs else group]
