@@ -14,6 +14,7 @@ from .load import prefill_utilisation, ttft_at
 from .sizing import whole_instances, whole_pools
 from .space import BATCHES, Candidates, PairLinks, Stage
 
+ADMISSION_PASSES = int(BATCHES[-1])  # a bound, never reached: each pass shrinks some row's batch by one at least
 _GRID_ABOVE = np.searchsorted(BATCHES, np.arange(int(BATCHES[-1]) + 1))  # whole batch -> first grid point at or above
 
 
@@ -111,12 +112,9 @@ def _admitted(c: Candidates, dec: Stage, dr, values: dict) -> dict[str, np.ndarr
 
 
 def _settled(c: Candidates, dec: Stage, dr, values: dict, step) -> dict[str, np.ndarray]:
-    """The serving columns at the stage's ``step``, then, where ownership admits fewer sequences than
-    the stage's batch, at the largest batch that holds at its own step (``_admitted``), with the step
-    they take (``step_s``). A batch b holds where ownership admits b at b's step, no more than b being
-    asked for (a faster step's longer slack could let a slower tier take more). Admitting at the step of
-    what was admitted, twice, gives upper bounds that fall towards it; their geometric extrapolation a
-    guess, and a bisection in whole sequences the batch between the bounds."""
+    """The serving columns at the stage's ``step``, then at the step of the batch admitted until that
+    batch holds (``_admitted``), with the step they take (``step_s``): each pass admits no more than
+    the batch whose step it takes, so the batch only shrinks and the passes end."""
     n = len(dr)
     out = {**_serving({**values, "step_s": step, "admission_wait_s": step}, c), "step_s": step}
     rows = np.flatnonzero((out["admission_batch"] >= 1) & (out["admission_batch"] < values["decode_batch"]))
@@ -124,41 +122,22 @@ def _settled(c: Candidates, dec: Stage, dr, values: dict, step) -> dict[str, np.
         return out
     fixed = {"output_tokens": float(c.workload.output_tokens), "tpot_target_s": c.workload.tpot_s}
     sub = _take({k: values[k] for k in arguments("serving", ("admission_batch",)) if k in values}, rows, n)
-
-    def admits(idx, batch):  # what ownership admits at the step of ``batch``, at most ``batch``
-        at = _step_at(dec, dr[rows[idx]], batch)
-        part = {**_take(sub, idx, len(rows)), **fixed, "decode_batch": batch, "step_s": at}
-        return evaluate("serving", part, ("admission_batch",))["admission_batch"]
-
-    every = np.arange(len(rows))
-    b0 = out["admission_batch"][rows]  # an upper bound: admitted at the stage's slower step
-    b1 = admits(every, b0)
-    b2 = admits(every, b1)
-    hi = np.where(b1 >= b0, b0, np.where(b2 >= b1, b1, b2))  # b0 or b1 where it holds; else b2 bounds it
-    lo = np.where(b1 >= b0, b0, np.where(b2 >= b1, b1, 0.0))  # 0: nothing known to hold yet
-    ratio = np.clip((b1 - b2) / np.maximum(b0 - b1, 1e-9), 0.0, 0.999)
-    guess = np.clip(np.floor(b2 - ratio / (1 - ratio) * (b1 - b2)), 1.0, hi)
-    probe = np.flatnonzero(lo < hi)
-    if len(probe):
-        ok = admits(probe, guess[probe]) >= guess[probe]
-        lo[probe[ok]] = guess[probe[ok]]
-        hi[probe[~ok]] = guess[probe[~ok]]
-        low = probe[~ok & (lo[probe] < 1)]
-        if len(low):  # does one sequence hold?
-            lo[low] = np.where(admits(low, np.ones(len(low))) >= 1, 1.0, 0.0)
-    while True:  # lo holds (or is 0: not even one does), hi does not; bisect in between
-        idx = np.flatnonzero((lo >= 1) & (hi - lo > 1))
-        if not len(idx):
+    b, t = out["admission_batch"][rows], step[rows]
+    moving = np.arange(len(rows))
+    for _ in range(ADMISSION_PASSES):
+        faster = _step_at(dec, dr[rows[moving]], b[moving])
+        moving, faster = moving[faster < t[moving]], faster[faster < t[moving]]
+        if not len(moving):
             break
-        mid = np.floor((lo[idx] + hi[idx]) / 2)
-        ok = admits(idx, mid) >= mid
-        lo[idx[ok]], hi[idx[~ok]] = mid[ok], mid[~ok]
-    # where not even one sequence holds at its own step, memory sets the rate: the stage step's columns stand
-    done = np.flatnonzero(lo >= 1)
-    b = lo[done]
-    t = _step_at(dec, dr[rows[done]], b)
-    again = {**_serving({**_take(values, rows[done], n), "decode_batch": b, "step_s": t, "admission_wait_s": t}, c),
-             "step_s": t}
+        # at most the batch whose step this is (a faster step's slack may let a slower tier take more)
+        part = {**_take(sub, moving, len(rows)), "decode_batch": b[moving]}
+        again = evaluate("serving", {**part, **fixed, "step_s": faster}, ("admission_batch",))["admission_batch"]
+        room = again >= 1
+        moving = moving[room]
+        b[moving], t[moving] = again[room], faster[room]
+    done = np.flatnonzero(t < step[rows])
+    again = {**_serving({**_take(values, rows[done], n), "decode_batch": b[done], "step_s": t[done],
+                         "admission_wait_s": t[done]}, c), "step_s": t[done]}
     out = {k: np.array(np.broadcast_to(v, (n,)), dtype=float) for k, v in out.items()}  # columns of their own
     for k, v in again.items():
         out[k][rows[done]] = v
