@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from pdroof.serving.choices import combos, handoff_classes
-from pdroof.serving.space import Candidates, decode_stage, pair_links
+from pdroof.serving.choices import combos, handoff_classes, pair_links
+from pdroof.serving.space import Candidates, decode_stage
 from pdroof.serving.workload import PRESETS
 
 

@@ -388,9 +388,9 @@ def test_handoff_is_shared_only_by_decode_rows_that_see_the_same_one(catalog):
     every handoff column is the same."""
     from pdroof.cost.inputs import model_inputs
     from pdroof.serving import evaluate
-    from pdroof.serving.choices import combos, handoff_classes
+    from pdroof.serving.choices import combos, handoff_classes, pair_links
     from pdroof.serving.columns import handoff_columns
-    from pdroof.serving.space import decode_stage, pair_links, prefill_stage
+    from pdroof.serving.space import decode_stage, prefill_stage
 
     c = _cands(catalog, accs=("h100-sxm", "mi300x"), paths=("roce-400", "nvlink4"), tiers=("hbm", "host-dram"),
                model="llama-3.1-70b", workload=PRESETS["chat"])

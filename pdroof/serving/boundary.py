@@ -18,9 +18,10 @@ from ..cost.parallelism import Parallelism, split_reason
 from ..cost.precision import Precision, default_activations, infeasible_reason, kv_encoding
 from ..spec.errors import PdroofError
 from ..spec.schema import Record
+from .choices import pair_links
 from .columns import BINDINGS, PLACEMENTS, handoff_columns, serving_columns
 from .handoff import path_reach, path_reason
-from .space import Candidates, decode_stage, pair_links, prefill_stage
+from .space import Candidates, decode_stage, prefill_stage
 from .stage import tp_reason
 from .workload import Workload
 

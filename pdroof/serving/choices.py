@@ -1,6 +1,7 @@
-"""The hand-off choices over the grid: for each pair of accelerators and decode KV format, the
-(wire format, path) choices worth evaluating (a slower path or a wider wire format is dominated),
-and which decode rows see one and the same hand-off, so that it is computed once for them."""
+"""The hand-off choices over the grid: which KV paths each pair of accelerators can use; for each
+pair and decode KV format, the (wire format, path) choices worth evaluating (a slower path or a
+wider wire format is dominated); and which decode rows see one and the same hand-off, so that it
+is computed once for them."""
 
 from __future__ import annotations
 
@@ -9,7 +10,50 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..spec.units import format_bytes
-from .space import Candidates, PairLinks, Stage
+from .handoff import path_bandwidth, path_reach, path_reason
+from .space import Candidates, Stage
+
+
+@dataclass
+class PairLinks:
+    """For every (prefill accelerator, decode accelerator): the usable KV paths and their
+    effective bandwidth, and why the others are excluded."""
+
+    ok: np.ndarray          # [A, A, paths] bool
+    useful: np.ndarray      # [A, A, paths] bool: possible and not dominated by another path
+    bandwidth: np.ndarray   # [A, A, paths] bytes/s nominal (capped by device ports)
+    reasons: dict[tuple[int, int, int], str]
+    reach: np.ndarray       # [A, paths] devices a path can join on the accelerator (path_reach)
+
+
+def pair_links(c: Candidates) -> PairLinks:
+    A, P = len(c.accelerators), len(c.paths)
+    ok = np.zeros((A, A, P), dtype=bool)
+    bw = np.zeros((A, A, P))
+    reasons = {}
+    for i, a in enumerate(c.accelerators):
+        for j, b in enumerate(c.accelerators):
+            for k, path in enumerate(c.paths):
+                r = path_reason(path, a, b)
+                if r is None:
+                    ok[i, j, k] = True
+                    bw[i, j, k] = path_bandwidth(path, a, b)
+                else:
+                    reasons[(i, j, k)] = r
+    eff = np.array([p.efficiency for p in c.paths])
+    lat = np.array([p.latency_s for p in c.paths])
+    rate = bw * eff  # [A, A, P]
+    better = ((rate[:, :, :, None] >= rate[:, :, None, :]) & (lat[None, None, :, None] <= lat[None, None, None, :])
+              & ok[:, :, :, None])  # [i, j, k_other, k]: k_other at least as good as k
+    strictly = (rate[:, :, :, None] > rate[:, :, None, :]) | (lat[None, None, :, None] < lat[None, None, None, :])
+    first = np.arange(len(c.paths))[:, None] < np.arange(len(c.paths))[None, :]  # ties: keep the first
+    # a path inside a node joins only instances that fit it together (judged per row, later): it
+    # never stands in for a path across nodes
+    local = np.array([not p.cross_node for p in c.paths])
+    better &= ~(local[:, None] & ~local[None, :])[None, None]
+    dominated = (better & (strictly | first[None, None])).any(axis=2) & ok
+    reach = np.array([[path_reach(p, a) for p in c.paths] for a in c.accelerators]).reshape(A, P)
+    return PairLinks(ok=ok, useful=ok & ~dominated, bandwidth=bw, reasons=reasons, reach=reach)
 
 
 @dataclass

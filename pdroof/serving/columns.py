@@ -9,10 +9,11 @@ import numpy as np
 
 from ..cost.numeric import arguments, evaluate
 from ..spec.units import FP8_ENCODINGS, format_bytes
+from .choices import PairLinks
 from .handoff import layerwise_overlap
 from .load import prefill_utilisation, ttft_at
 from .sizing import whole_instances, whole_pools
-from .space import BATCHES, Candidates, PairLinks, Stage
+from .space import BATCHES, Candidates, Stage
 
 ADMISSION_PASSES = int(BATCHES[-1])  # a bound, never reached: each pass shrinks some row's batch by one at least
 _GRID_ABOVE = np.searchsorted(BATCHES, np.arange(int(BATCHES[-1]) + 1))  # whole batch -> first grid point at or above

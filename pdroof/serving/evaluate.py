@@ -15,19 +15,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..cost.inputs import model_inputs
-from .choices import Combos, combos, handoff_classes
+from .choices import Combos, PairLinks, combos, handoff_classes, pair_links
 from .columns import aggregated_rows, handoff_columns, serving_columns
 from .load import prefill_utilisation
-from .space import (
-    Candidates,
-    PairLinks,
-    Stage,
-    aggregated_stage,
-    decode_stage,
-    instances,
-    pair_links,
-    prefill_stage,
-)
+from .space import Candidates, Stage, aggregated_stage, decode_stage, instances, prefill_stage
 
 OBJECTIVES = {  # column, True when larger is better
     "cost": ("usd_per_million_tokens", False),
@@ -355,4 +346,3 @@ def run(c: Candidates, objective: str = "cost", keep: int = 200, pareto: bool = 
     res.columns = _concat(parts)
     stages = {"prefill": pre, "decode": dec, "aggregated": agg, "links": links, "wires": wires}
     return res, stages
-
