@@ -105,11 +105,9 @@ def _admitted(c: Candidates, dec: Stage, dr, values: dict) -> dict[str, np.ndarr
     alone = _settled(c, dec, d, {**_take(values, tiered, n), "decode_batch": dv["hbm_alone_batch"][d],
                                  "tier_capacity_bytes": 0.0}, dv["hbm_alone_step_s"][d])
     better = alone["decode_capacity"] >= out["decode_capacity"][tiered]  # a tie: HBM's shorter step
-    if better.any():
-        out = {k: np.array(np.broadcast_to(v, (n,)), dtype=float) for k, v in out.items()}  # columns of their own
-        for k, v in alone.items():
-            out[k][tiered[better]] = np.broadcast_to(v, better.shape)[better]
-    return out
+    if not better.any():
+        return out
+    return _replaced(out, tiered[better], {k: np.broadcast_to(v, better.shape)[better] for k, v in alone.items()})
 
 
 def _settled(c: Candidates, dec: Stage, dr, values: dict, step) -> dict[str, np.ndarray]:
@@ -139,9 +137,15 @@ def _settled(c: Candidates, dec: Stage, dr, values: dict, step) -> dict[str, np.
     done = np.flatnonzero(t < step[rows])
     again = {**_serving({**_take(values, rows[done], n), "decode_batch": b[done], "step_s": t[done],
                          "admission_wait_s": t[done]}, c), "step_s": t[done]}
-    out = {k: np.array(np.broadcast_to(v, (n,)), dtype=float) for k, v in out.items()}  # columns of their own
-    for k, v in again.items():
-        out[k][rows[done]] = v
+    return _replaced(out, rows[done], again)
+
+
+def _replaced(out: dict, rows: np.ndarray, new: dict) -> dict[str, np.ndarray]:
+    """``out``'s columns, each a whole array of its own, with ``rows`` taken from ``new``."""
+    n = len(out["step_s"])
+    out = {k: np.array(np.broadcast_to(v, (n,)), dtype=float) for k, v in out.items()}
+    for k, v in new.items():
+        out[k][rows] = v
     return out
 
 

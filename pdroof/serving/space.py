@@ -258,7 +258,7 @@ def decode_stage(c: Candidates, inst: Instances | None = None) -> Stage:
                       ("tiered_step_s",))["tiered_step_s"]
     ok = (tiered <= w.tpot_s) & (b <= cap_batch[:, None])
     has = ok.any(axis=1)
-    best = np.where(has, ok.shape[1] - 1 - np.argmax(ok[:, ::-1], axis=1), 0)
+    best = np.maximum(_largest(ok), 0)
     rows_idx = np.arange(n)
     batch = np.where(has, BATCHES[best], 0.0)
     step_best = np.where(has, step[rows_idx, best], np.nan)
@@ -266,7 +266,7 @@ def decode_stage(c: Candidates, inst: Instances | None = None) -> Stage:
     # tier's row falls back to it where fetching serves fewer requests/s: ``columns``)
     in_hbm = np.where(mem["kv_capacity_bytes"] > 0, np.minimum(hbm_batch, limit), 0)
     alone_ok = (step <= w.tpot_s) & (b <= in_hbm[:, None])
-    alone = np.where(alone_ok.any(axis=1), alone_ok.shape[1] - 1 - np.argmax(alone_ok[:, ::-1], axis=1), -1)
+    alone = _largest(alone_ok)
     # a slower tier whose batch is no larger than its HBM row's turns out as that row wherever it ends up
     # holding no KV (``tier_kv_bytes``): it can hold some only where ownership (the reservations of
     # arriving transfers, a retained cache) crowds HBM and the TPOT target leaves time to fetch a
@@ -297,6 +297,11 @@ def decode_stage(c: Candidates, inst: Instances | None = None) -> Stage:
             st.reasons[i] = ("weights and one sequence's KV do not fit" if cap_batch[i] < 1
                              else f"misses TPOT {w.tpot_s * 1e3:g} ms even at batch 1")
     return st
+
+
+def _largest(ok: np.ndarray) -> np.ndarray:
+    """Per row, the last column of ``ok`` that holds (the largest of BATCHES that does), -1 where none."""
+    return np.where(ok.any(axis=1), ok.shape[1] - 1 - np.argmax(ok[:, ::-1], axis=1), -1)
 
 
 def _capacity_bound(has, best, meets_tpot, cap_batch) -> np.ndarray:
@@ -344,7 +349,7 @@ def aggregated_stage(c: Candidates, inst: Instances | None = None) -> Stage:
     tpot, ttft = step["tpot_s"], step["ttft_s"]
     ok = (tpot <= w.tpot_s) & (ttft <= w.ttft_s) & (b <= admitted[:, None])
     has = ok.any(axis=1)
-    best = np.where(has, ok.shape[1] - 1 - np.argmax(ok[:, ::-1], axis=1), 0)
+    best = np.maximum(_largest(ok), 0)
     idx = np.arange(len(inst))
     st.values = {"concurrency": np.where(has, BATCHES[best], 0.0), "inferred": cols["inferred"],
                  "tpot_s": np.where(has, tpot[idx, best], np.nan),
