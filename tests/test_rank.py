@@ -683,6 +683,15 @@ def test_rows_alike_in_every_number_fold_in_the_table_not_in_the_export(cli, cli
     assert [r["rank"] for r in out] == ["1–2", 3, 4]  # one axis a group: the third differs in another
     assert out[0]["path_short"] == "nvlink5|ib-ndr-400" and out[0]["decode_short"] == "1× b200 fp4/bf16"
     assert _join("1× b200 DP8·EP fp4, bf16", "1× b200 DP8·EP fp4, fp16") == "1× b200 DP8·EP fp4, bf16|fp16"
+    # an alternative listed already is not listed again (read "fp4/bf16|fp16|fp16")
+    assert _join("1× b300 TP2 fp4/bf16|fp16", "1× b300 TP2 fp4/fp16") == "1× b300 TP2 fp4/bf16|fp16"
+    # rows alike in every shown cell (they differ in the wire format, which the compact table leaves
+    # out) fold into the range too: two lines never read alike
+    same = [{**rows[1], "rank": 5, "wire_format": "bf16"}, {**rows[1], "rank": 6, "wire_format": "fp8"},
+            {**rows[2], "rank": 7}]
+    out = fold(same, cols)
+    assert [r["rank"] for r in out] == ["5–7"] and out[0]["_unshown"]
+    assert out[0]["decode_short"] == "1× b200 fp4/bf16|fp16"
     args = ("rank", "-m", "deepseek-v3", "--accelerators", "h200-sxm,b200", "--top", "5")
     code, text, _ = cli(*args)
     assert code == 0 and "|" in text and "alternatives joined by |" in " ".join(text.split())

@@ -168,7 +168,9 @@ def rank_cmd(
         units = "" if wide or columns else "TTFT (idle) and TPOT in ms. "
         folded = fold(rows_shown, cols)
         if len(folded) < len(rows_shown):
-            units += "Rows alike in every number fold into one, their alternatives joined by |. "
+            units += "Rows alike in every number fold into one, their alternatives joined by |"
+            units += ("; a rank range with none joined differs in a choice not shown (--wide shows wire format "
+                      "and tier). " if any(r.get("_unshown") for r in folded) else ". ")
         text = render.table_text(folded, cols, title=title, caption=units + rk.summary())
         if bad:
             text += render.table_text(bad, EXCLUDED, title="excluded")

@@ -1,5 +1,5 @@
 """How ``rank`` shows its rows: the compact and the wide table's columns, a pool as whole instances
-of a split, and rows that differ in one choice and no number folded into one."""
+of a split, and rows that differ in one shown choice (or none) and no number folded into one."""
 
 from __future__ import annotations
 
@@ -106,9 +106,8 @@ OUTCOMES = ("ttft_s", "ttft_unloaded_s", "tpot_s", "tokens_per_s_per_device", "u
 
 
 def _join(a: str, b: str) -> str:
-    """Two cells as one with the part that differs listed: fp4/bf16 and fp4/fp16 → fp4/bf16|fp16."""
-    if b in a.split("|"):
-        return a
+    """Two cells as one with the part that differs listed: fp4/bf16 and fp4/fp16 → fp4/bf16|fp16
+    (``a`` as it is where ``b``'s part is listed already)."""
     cut = " /·,"
     head = 0
     while head < min(len(a), len(b)) and a[head] == b[head]:
@@ -120,13 +119,17 @@ def _join(a: str, b: str) -> str:
         tail += 1
     while tail and a[len(a) - tail] not in cut:
         tail -= 1
+    if b[head:len(b) - tail] in a[head:len(a) - tail].split("|"):  # an alternative listed already
+        return a
     return a[:len(a) - tail] + "|" + b[head:len(b) - tail] + a[len(a) - tail:]
 
 
 def fold(rows: list[dict], columns: list[Column]) -> list[dict]:
     """Table rows, consecutive ones that differ only in one shown descriptive cell, with the same
     numbers (as printed), folded into the first: its rank becomes a range and that cell lists the
-    alternatives. JSON and CSV keep every row."""
+    alternatives. A row that differs in no shown cell (a choice the columns leave out: the wire
+    format or the tier in the compact table) folds too, its rank joining the range and the folded
+    row marked ``_unshown``, so that no two lines read alike. JSON and CSV keep every row."""
     def numbers(r):
         return tuple(human(r.get(k)) for k in OUTCOMES) + tuple(
             c.cell(r) for c in columns if isinstance(r.get(c.key), (int, float)) and c.key != "rank")
@@ -138,10 +141,13 @@ def fold(rows: list[dict], columns: list[Column]) -> list[dict]:
         if out and numbers(out[-1]["_first"]) == numbers(r):
             first = out[-1]["_first"]
             diff = [c for c in words if c.cell(first) != c.cell(r)]
+            prev, span = out[-1], f"{first['rank']}–{r['rank']}"
+            if not diff:
+                out[-1] = {**prev, "rank": span, "_unshown": True}
+                continue
             if len(diff) == 1 and axis in (None, diff[0].key):
                 axis = diff[0].key
-                prev = out[-1]
-                out[-1] = {**prev, axis: _join(prev[axis], diff[0].cell(r)), "rank": f"{first['rank']}–{r['rank']}"}
+                out[-1] = {**prev, axis: _join(prev[axis], diff[0].cell(r)), "rank": span}
                 continue
         axis = None
         out.append({**r, "_first": r})
