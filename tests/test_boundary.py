@@ -603,3 +603,42 @@ def test_a_batch_ownership_crowds_below_the_engines_limit_binds_on_kv_capacity(c
              catalog.all("tier"), catalog.get("runtime", "vllm"), w, retained_bytes=40e9)
     a = p.doc["ownership"]["decode_admission"]
     assert a["admitted_batch"] < a["batch_before_ownership"] and p.doc["serving"]["binding"] == "kv_capacity"
+
+
+def test_memory_paces_admissions_where_one_sequence_brings_more_reservations_than_hbm_holds(catalog, cli, tmp_path):
+    """Llama-3.1-8B, 32k-token prompts and 10 output tokens, from an RTX 4090 to H20s at TP4 over the
+    remote pool: each arrival reserves 0.52 GB for 4.7 s, so even one sequence at its own 2.1 ms step
+    brings more reservations than HBM holds. The plan kept the step of a larger batch (3.45 ms, 29
+    req/s: a lower bound that depended on where the passes stopped); now one sequence runs at its
+    own step, admitted at the pace HBM holds its arrivals' reservations, (C_K − R − K_R)/(window·K_D)
+    req/s with HBM full. ``check`` fails a rate above that (it passed up to one sequence's step rate)."""
+    import yaml
+
+    w = Workload("short", 32_000, 10, ttft_s=100.0, tpot_s=1.0)
+    acc = catalog.get("accelerator", "h20")
+    p = _plan(catalog, {"hw": "rtx-4090", "weights": "fp8", "kv": "fp8"},
+              {"hw": "h20", "tp": 4, "weights": "fp8", "kv": "fp8"}, model="llama-3.1-8b", path="remote-pool", w=w)
+    own, s = p.doc["ownership"], p.doc["serving"]
+    a = own["decode_admission"]
+    step = estimate(catalog.get("model", "llama-3.1-8b"), acc, runtime_for(catalog, "engine", acc),
+                    Precision("fp8", "fp8", "fp8"), batch=1, prompt=32_000, context=32_005,
+                    tp=4)["decode"]["step_seconds"]
+    by_memory = (a["kv_capacity_bytes"] - a["active_kv_bytes"]) / (own["destination_reserved_s"]
+                                                                    * own["destination_bytes"])
+    assert a["admitted_batch"] == 1 and s["tpot_s"] == pytest.approx(step, rel=1e-9)
+    assert s["decode_capacity"] == pytest.approx(by_memory, rel=1e-9) and by_memory < 0.8 / (10 * step)
+    assert a["memory_pace_s"] == pytest.approx(1 / (10 * by_memory), rel=1e-9) and a["headroom_bytes"] == 0
+    assert own["source_pinned_s"] == pytest.approx(s["prefill_s"] + p.doc["representation"]["handoff_s"]
+                                                   + a["memory_pace_s"])
+    d = {"model": "llama-3.1-8b", "runtime": "engine", "kv_path": "remote-pool",
+         "workload": {"prompt_tokens": 32_000, "output_tokens": 10},
+         "targets": {"ttft_ms": 100_000, "tpot_p99_ms": 1_000},
+         "prefill": {"accelerator": "rtx-4090", "instances": 400, "weights": "fp8", "kv": "fp8"},
+         "decode": {"accelerator": "h20", "instances": 1, "tp": 4, "weights": "fp8", "kv": "fp8"}}
+    for rate, code in ((0.95 * by_memory, 0), (1.05 * by_memory, 1)):  # both within one sequence's step rate
+        d["workload"]["rate_per_s"] = rate
+        f = tmp_path / "d.yaml"
+        f.write_text(yaml.safe_dump(d))
+        got, out, err = cli("check", str(f), "--format", "json")
+        memory = next(x for x in json.loads(out)["checks"] if x["check"] == "decode memory beside transfers in flight")
+        assert got == code and memory["passed"] == (code == 0), (out, err)

@@ -656,58 +656,62 @@ ARGS['boundary'] = ('layers', 'overlap_s', 'kv_src_bytes', 'kv_dst_bytes', 'tran
 OUTPUTS['boundary'] = ('producer_s', 'transport_s', 'consumer_s', 'handoff_s')
 
 
-def serving(*, overlap_s, prefill_s, handoff_s, prefill_utilisation, step_s, decode_batch, hbm_batch, tier_bytes_per_s, kv_request_bytes, output_tokens, link_request_s, ingress_request_s, tp_prefill, tp_decode, price_prefill, price_decode, power_prefill, power_decode, kv_dst_bytes, prefill_slots, admission_wait_s, kv_capacity_bytes, tier_capacity_bytes, tpot_target_s, retained_bytes):
+def serving(*, overlap_s, prefill_s, handoff_s, prefill_utilisation, step_s, pace_s, decode_batch, hbm_batch, tier_bytes_per_s, kv_request_bytes, output_tokens, link_request_s, ingress_request_s, tp_prefill, tp_decode, price_prefill, price_decode, power_prefill, power_decode, kv_dst_bytes, prefill_slots, admission_wait_s, kv_capacity_bytes, tier_capacity_bytes, tpot_target_s, retained_bytes):
     """Numeric twin of pdroof.cost.equations groups()["serving"]."""
     _x0 = prefill_utilisation/prefill_s
     _x1 = link_request_s**(-1.0)
     _x2 = ingress_request_s**(-1.0)
     _x3 = prefill_slots/(admission_wait_s + handoff_s + prefill_s)
     _x4 = kv_capacity_bytes - retained_bytes
-    _x5 = output_tokens**(-1.0)
-    _x6 = kv_dst_bytes*(handoff_s + overlap_s)/step_s
-    _x7 = _x5*_x6
-    _x8 = numpy.floor((_x4/numpy.maximum(1.0e-9, _x7))*1.000000000001)
-    _x9 = kv_request_bytes**(-1.0)
-    _x10 = numpy.floor((_x9*numpy.minimum(tier_capacity_bytes, tier_bytes_per_s*numpy.maximum(1.0e-12, -step_s + tpot_target_s)))*1.000000000001)
-    _x11 = numpy.floor(((_x10*kv_request_bytes + _x4)/(_x7 + kv_request_bytes))*1.000000000001)
-    _x12 = numpy.maximum(0, numpy.minimum(numpy.minimum(_x11, _x8), decode_batch))
-    _x13 = _x12*_x5
-    _x14 = _x13*_x6
-    _x15 = _x14 - kv_capacity_bytes + retained_bytes
-    _x16 = numpy.maximum(0, numpy.minimum(numpy.minimum(numpy.minimum(numpy.minimum(_x11, _x8), decode_batch), hbm_batch), numpy.floor((-_x15*_x9)*1.000000000001)))
-    _x17 = kv_request_bytes*numpy.maximum(0, _x12 - _x16)
-    _x18 = numpy.minimum(numpy.minimum(_x0, _x1), _x3)
-    _x19 = _x17/tier_bytes_per_s + step_s
-    _x20 = _x13/_x19
-    _x21 = numpy.minimum(_x2, _x20)
-    _x22 = tp_prefill/_x18
-    _x23 = tp_decode/_x21
-    _x24 = _x22 + _x23
-    _x25 = _x24**(-1.0)
+    _x5 = numpy.maximum(pace_s, step_s)**(-1.0)
+    _x6 = output_tokens**(-1.0)
+    _x7 = handoff_s + overlap_s
+    _x8 = _x6*_x7*kv_dst_bytes
+    _x9 = _x5*_x8
+    _x10 = numpy.floor((_x4/numpy.maximum(1.0e-9, _x9))*1.000000000001)
+    _x11 = kv_request_bytes**(-1.0)
+    _x12 = numpy.floor((_x11*numpy.minimum(tier_capacity_bytes, tier_bytes_per_s*numpy.maximum(1.0e-12, -step_s + tpot_target_s)))*1.000000000001)
+    _x13 = numpy.floor(((_x12*kv_request_bytes + _x4)/(_x9 + kv_request_bytes))*1.000000000001)
+    _x14 = numpy.maximum(0, numpy.minimum(numpy.minimum(_x10, _x13), decode_batch))
+    _x15 = _x14*_x6
+    _x16 = _x15*_x5*_x7*kv_dst_bytes
+    _x17 = -kv_capacity_bytes + retained_bytes
+    _x18 = _x16 + _x17
+    _x19 = numpy.maximum(0, numpy.minimum(numpy.minimum(numpy.minimum(numpy.minimum(_x10, _x13), decode_batch), hbm_batch), numpy.floor((-_x11*_x18)*1.000000000001)))
+    _x20 = kv_request_bytes*numpy.maximum(0, _x14 - _x19)
+    _x21 = numpy.minimum(numpy.minimum(_x0, _x1), _x3)
+    _x22 = _x20/tier_bytes_per_s + step_s
+    _x23 = _x15/numpy.maximum(_x22, pace_s)
+    _x24 = numpy.minimum(_x2, _x23)
+    _x25 = tp_prefill/_x21
+    _x26 = tp_decode/_x24
+    _x27 = _x25 + _x26
+    _x28 = _x27**(-1.0)
     return {
         'prefill_capacity': _x0,
         'link_capacity': _x1,
         'ingress_capacity': _x2,
         'hold_capacity': _x3,
-        'admission_batch': _x12,
-        'reservation_bytes': _x14,
-        'kv_headroom_bytes': -_x15 - _x16*kv_request_bytes,
-        'hbm_sequences': _x16,
-        'tier_kv_bytes': _x17,
-        'tier_sequences': _x10,
-        'prefill_rate': _x18,
-        'tiered_step_s': _x19,
-        'decode_batch_capacity': _x20,
-        'decode_capacity': _x21,
-        'devices_per_rate': _x24,
-        'prefill_device_share': _x22*_x25,
-        'tokens_per_s_per_device': _x25*output_tokens,
-        'usd_per_million_tokens': (2500/9)*_x5*(_x22*price_prefill + _x23*price_decode),
-        'joules_per_token': _x5*(_x22*power_prefill + _x23*power_decode),
+        'admission_batch': _x14,
+        'reservation_bytes': _x16,
+        'kv_headroom_bytes': -_x18 - _x19*kv_request_bytes,
+        'hbm_sequences': _x19,
+        'tier_kv_bytes': _x20,
+        'tier_sequences': _x12,
+        'memory_pace_s': _x8/numpy.maximum(1.0e-9, -_x17 - kv_request_bytes),
+        'prefill_rate': _x21,
+        'tiered_step_s': _x22,
+        'decode_batch_capacity': _x23,
+        'decode_capacity': _x24,
+        'devices_per_rate': _x27,
+        'prefill_device_share': _x25*_x28,
+        'tokens_per_s_per_device': _x28*output_tokens,
+        'usd_per_million_tokens': (2500/9)*_x6*(_x25*price_prefill + _x26*price_decode),
+        'joules_per_token': _x6*(_x25*power_prefill + _x26*power_decode),
     }
 
-ARGS['serving'] = ('overlap_s', 'prefill_s', 'handoff_s', 'prefill_utilisation', 'step_s', 'decode_batch', 'hbm_batch', 'tier_bytes_per_s', 'kv_request_bytes', 'output_tokens', 'link_request_s', 'ingress_request_s', 'tp_prefill', 'tp_decode', 'price_prefill', 'price_decode', 'power_prefill', 'power_decode', 'kv_dst_bytes', 'prefill_slots', 'admission_wait_s', 'kv_capacity_bytes', 'tier_capacity_bytes', 'tpot_target_s', 'retained_bytes')
-OUTPUTS['serving'] = ('prefill_capacity', 'link_capacity', 'ingress_capacity', 'hold_capacity', 'admission_batch', 'reservation_bytes', 'kv_headroom_bytes', 'hbm_sequences', 'tier_kv_bytes', 'tier_sequences', 'prefill_rate', 'tiered_step_s', 'decode_batch_capacity', 'decode_capacity', 'devices_per_rate', 'prefill_device_share', 'tokens_per_s_per_device', 'usd_per_million_tokens', 'joules_per_token')
+ARGS['serving'] = ('overlap_s', 'prefill_s', 'handoff_s', 'prefill_utilisation', 'step_s', 'pace_s', 'decode_batch', 'hbm_batch', 'tier_bytes_per_s', 'kv_request_bytes', 'output_tokens', 'link_request_s', 'ingress_request_s', 'tp_prefill', 'tp_decode', 'price_prefill', 'price_decode', 'power_prefill', 'power_decode', 'kv_dst_bytes', 'prefill_slots', 'admission_wait_s', 'kv_capacity_bytes', 'tier_capacity_bytes', 'tpot_target_s', 'retained_bytes')
+OUTPUTS['serving'] = ('prefill_capacity', 'link_capacity', 'ingress_capacity', 'hold_capacity', 'admission_batch', 'reservation_bytes', 'kv_headroom_bytes', 'hbm_sequences', 'tier_kv_bytes', 'tier_sequences', 'memory_pace_s', 'prefill_rate', 'tiered_step_s', 'decode_batch_capacity', 'decode_capacity', 'devices_per_rate', 'prefill_device_share', 'tokens_per_s_per_device', 'usd_per_million_tokens', 'joules_per_token')
 
 
 def deployment(*, output_tokens, requests_per_s, devices_prefill, devices_decode, price_prefill, price_decode, power_prefill, power_decode):
@@ -1048,10 +1052,10 @@ OUTPUTS['mixed__seconds'] = ('seconds',)
 NARROW[('mixed', ('seconds',))] = 'mixed__seconds'
 
 
-def serving__tiered_step_s(*, overlap_s, handoff_s, step_s, decode_batch, hbm_batch, tier_bytes_per_s, kv_request_bytes, output_tokens, kv_dst_bytes, kv_capacity_bytes, tier_capacity_bytes, tpot_target_s, retained_bytes):
+def serving__tiered_step_s(*, overlap_s, handoff_s, step_s, pace_s, decode_batch, hbm_batch, tier_bytes_per_s, kv_request_bytes, output_tokens, kv_dst_bytes, kv_capacity_bytes, tier_capacity_bytes, tpot_target_s, retained_bytes):
     """Numeric twin of pdroof.cost.equations groups()["serving"], outputs tiered_step_s only."""
     _x0 = kv_capacity_bytes - retained_bytes
-    _x1 = kv_dst_bytes*(handoff_s + overlap_s)/(output_tokens*step_s)
+    _x1 = kv_dst_bytes*(handoff_s + overlap_s)/(output_tokens*numpy.maximum(pace_s, step_s))
     _x2 = numpy.floor((_x0/numpy.maximum(1.0e-9, _x1))*1.000000000001)
     _x3 = kv_request_bytes**(-1.0)
     _x4 = numpy.floor(((_x0 + kv_request_bytes*numpy.floor((_x3*numpy.minimum(tier_capacity_bytes, tier_bytes_per_s*numpy.maximum(1.0e-12, -step_s + tpot_target_s)))*1.000000000001))/(_x1 + kv_request_bytes))*1.000000000001)
@@ -1060,7 +1064,7 @@ def serving__tiered_step_s(*, overlap_s, handoff_s, step_s, decode_batch, hbm_ba
         'tiered_step_s': kv_request_bytes*numpy.maximum(0, _x5 - numpy.maximum(0, numpy.minimum(numpy.minimum(numpy.minimum(numpy.minimum(_x2, _x4), decode_batch), hbm_batch), numpy.floor((-_x3*(_x1*_x5 - kv_capacity_bytes + retained_bytes))*1.000000000001))))/tier_bytes_per_s + step_s,
     }
 
-ARGS['serving__tiered_step_s'] = ('overlap_s', 'handoff_s', 'step_s', 'decode_batch', 'hbm_batch', 'tier_bytes_per_s', 'kv_request_bytes', 'output_tokens', 'kv_dst_bytes', 'kv_capacity_bytes', 'tier_capacity_bytes', 'tpot_target_s', 'retained_bytes')
+ARGS['serving__tiered_step_s'] = ('overlap_s', 'handoff_s', 'step_s', 'pace_s', 'decode_batch', 'hbm_batch', 'tier_bytes_per_s', 'kv_request_bytes', 'output_tokens', 'kv_dst_bytes', 'kv_capacity_bytes', 'tier_capacity_bytes', 'tpot_target_s', 'retained_bytes')
 OUTPUTS['serving__tiered_step_s'] = ('tiered_step_s',)
 NARROW[('serving', ('tiered_step_s',))] = 'serving__tiered_step_s'
 
@@ -1076,14 +1080,14 @@ OUTPUTS['serving__tier_sequences'] = ('tier_sequences',)
 NARROW[('serving', ('tier_sequences',))] = 'serving__tier_sequences'
 
 
-def serving__admission_batch(*, overlap_s, handoff_s, step_s, decode_batch, tier_bytes_per_s, kv_request_bytes, output_tokens, kv_dst_bytes, kv_capacity_bytes, tier_capacity_bytes, tpot_target_s, retained_bytes):
+def serving__admission_batch(*, overlap_s, handoff_s, step_s, pace_s, decode_batch, tier_bytes_per_s, kv_request_bytes, output_tokens, kv_dst_bytes, kv_capacity_bytes, tier_capacity_bytes, tpot_target_s, retained_bytes):
     """Numeric twin of pdroof.cost.equations groups()["serving"], outputs admission_batch only."""
     _x0 = kv_capacity_bytes - retained_bytes
-    _x1 = kv_dst_bytes*(handoff_s + overlap_s)/(output_tokens*step_s)
+    _x1 = kv_dst_bytes*(handoff_s + overlap_s)/(output_tokens*numpy.maximum(pace_s, step_s))
     return {
         'admission_batch': numpy.maximum(0, numpy.minimum(numpy.minimum(decode_batch, numpy.floor((_x0/numpy.maximum(1.0e-9, _x1))*1.000000000001)), numpy.floor(((_x0 + kv_request_bytes*numpy.floor((numpy.minimum(tier_capacity_bytes, tier_bytes_per_s*numpy.maximum(1.0e-12, -step_s + tpot_target_s))/kv_request_bytes)*1.000000000001))/(_x1 + kv_request_bytes))*1.000000000001))),
     }
 
-ARGS['serving__admission_batch'] = ('overlap_s', 'handoff_s', 'step_s', 'decode_batch', 'tier_bytes_per_s', 'kv_request_bytes', 'output_tokens', 'kv_dst_bytes', 'kv_capacity_bytes', 'tier_capacity_bytes', 'tpot_target_s', 'retained_bytes')
+ARGS['serving__admission_batch'] = ('overlap_s', 'handoff_s', 'step_s', 'pace_s', 'decode_batch', 'tier_bytes_per_s', 'kv_request_bytes', 'output_tokens', 'kv_dst_bytes', 'kv_capacity_bytes', 'tier_capacity_bytes', 'tpot_target_s', 'retained_bytes')
 OUTPUTS['serving__admission_batch'] = ('admission_batch',)
 NARROW[('serving', ('admission_batch',))] = 'serving__admission_batch'

@@ -152,6 +152,8 @@ _TABLE = (
         "target (M/D/1, pdroof.cost.queueing)", r"\rho^*"),
     Sym("wait_factor", "1", "a statistic of the M/D/1 wait, in units of the service time", "W"),
     Sym("step_s", "s", "decode step time at the chosen decode batch", "t_D"),
+    Sym("pace_s", "s", "time per output token at which a decode slot takes arrivals, where HBM paces them beyond "
+        "the step (0: the step)", "p"),
     Sym("decode_batch", "1", "sequences a decode instance runs concurrently", "B_D"),
     Sym("hbm_batch", "1", "sequences whose KV fits in the decode instance's HBM", "B_H"),
     Sym("tier_bytes_per_s", "B/s", "per-device bandwidth of the KV tier beyond HBM", r"\beta_R"),

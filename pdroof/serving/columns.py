@@ -59,7 +59,7 @@ def serving_columns(c: Candidates, pre: Stage, dec: Stage, h: dict, pr, dr, pric
               "overlap_s": h["overlap_s"], "tp_prefill": pv["tp"][pr], "tp_decode": dv["tp"][dr],
               "dp_prefill": pv["dp"][pr], "dp_decode": dv["dp"][dr],
               "kv_dst_bytes": h["kv_dst_bytes"], "prefill_slots": h["prefill_slots"],
-              "kv_capacity_bytes": dv["kv_capacity_bytes"][dr],
+              "kv_capacity_bytes": dv["kv_capacity_bytes"][dr], "pace_s": 0.0,
               "tier_capacity_bytes": dv["tier_capacity_bytes"][dr], "retained_bytes": c.retained_bytes,
               "price_prefill": price_p, "price_decode": price_d, "power_prefill": power_p, "power_decode": power_d,
               **({"prefill_utilisation": h["prefill_utilisation"]} if "prefill_utilisation" in h else {})}
@@ -89,12 +89,12 @@ def _admitted(c: Candidates, dec: Stage, dr, values: dict) -> dict[str, np.ndarr
     sequences, those step faster, so their replacements arrive sooner and reserve more: the columns
     are evaluated again at the step of the batch admitted, never above it, until it holds (a faster
     step's longer slack could let a slower tier take more, whose fetches would slow it again).
-    Where the faster step would leave room for no sequence at all (one sequence's replacements could
-    not all reserve at its pace: memory, not the step, would then set the rate), the slower step's
-    columns stand: their rate keeps the reservations within memory, and the batch steps no slower.
-    Where a slower tier holds part of the batch, the same instance with its KV in HBM alone (at the
-    batch it would run so, as the tier's HBM row does) stands unless the tier serves more requests/s:
-    a tier takes what it can fetch within the TPOT target, which can cost more in fetches than it adds."""
+    Where a step would leave room for no sequence at all (one sequence's replacements could not all
+    reserve at its pace), memory, not the step, sets the rate: one sequence at its own step, admitted
+    at the pace HBM holds its reservations (``memory_pace``). Where a slower tier holds part of the
+    batch, the same instance with its KV in HBM alone (at the batch it would run so, as the tier's HBM
+    row does) stands unless the tier serves more requests/s: a tier takes what it can fetch within the
+    TPOT target, which can cost more in fetches than it adds."""
     n = len(dr)
     dv = dec.values
     out = _settled(c, dec, dr, values, dv["step_s"][dr])
@@ -113,12 +113,14 @@ def _admitted(c: Candidates, dec: Stage, dr, values: dict) -> dict[str, np.ndarr
 def _settled(c: Candidates, dec: Stage, dr, values: dict, step) -> dict[str, np.ndarray]:
     """The serving columns at the stage's ``step``, then at the step of the batch admitted until that
     batch holds (``_admitted``), with the step they take (``step_s``): each pass admits no more than
-    the batch whose step it takes, so the batch only shrinks and the passes end."""
+    the batch whose step it takes, so the batch only shrinks and the passes end. Rows whose step
+    leaves room for no sequence are paced by memory (``_paced``)."""
     n = len(dr)
     out = {**_serving({**values, "step_s": step, "admission_wait_s": step}, c), "step_s": step}
-    rows = np.flatnonzero((out["admission_batch"] >= 1) & (out["admission_batch"] < values["decode_batch"]))
+    none = out["admission_batch"] < 1
+    rows = np.flatnonzero(~none & (out["admission_batch"] < values["decode_batch"]))
     if not len(rows):
-        return out
+        return _paced(c, dec, dr, values, out, np.flatnonzero(none))
     fixed = {"output_tokens": float(c.workload.output_tokens), "tpot_target_s": c.workload.tpot_s}
     sub = _take({k: values[k] for k in arguments("serving", ("admission_batch",)) if k in values}, rows, n)
     b, t = out["admission_batch"][rows], step[rows]
@@ -132,12 +134,26 @@ def _settled(c: Candidates, dec: Stage, dr, values: dict, step) -> dict[str, np.
         part = {**_take(sub, moving, len(rows)), "decode_batch": b[moving]}
         again = evaluate("serving", {**part, **fixed, "step_s": faster}, ("admission_batch",))["admission_batch"]
         room = again >= 1
+        none[rows[moving[~room]]] = True
         moving = moving[room]
         b[moving], t[moving] = again[room], faster[room]
-    done = np.flatnonzero(t < step[rows])
+    done = np.flatnonzero((t < step[rows]) & ~none[rows])
     again = {**_serving({**_take(values, rows[done], n), "decode_batch": b[done], "step_s": t[done],
                          "admission_wait_s": t[done]}, c), "step_s": t[done]}
-    return _replaced(out, rows[done], again)
+    return _paced(c, dec, dr, values, _replaced(out, rows[done], again), np.flatnonzero(none))
+
+
+def _paced(c: Candidates, dec: Stage, dr, values: dict, out: dict, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """``out`` with ``rows``, whose step left room for no sequence, as one sequence at its own step
+    admitted at the pace HBM holds its arrivals' reservations (none where one sequence does not fit)."""
+    if not len(rows):
+        return out
+    n = len(dr)
+    one = np.ones(len(rows))
+    t, pace = _step_at(dec, dr[rows], one), out["memory_pace_s"][rows]
+    again = {**_serving({**_take(values, rows, n), "decode_batch": one, "step_s": t, "pace_s": pace,
+                         "admission_wait_s": np.maximum(t, pace)}, c), "step_s": t}
+    return _replaced(out, rows, again)
 
 
 def _replaced(out: dict, rows: np.ndarray, new: dict) -> dict[str, np.ndarray]:
@@ -263,7 +279,7 @@ def aggregated_rows(c: Candidates, agg: Stage, prices, powers, allowed: np.ndarr
                     "ingress_request_s": 0.0, "overlap_s": 0.0,
                     "tp_prefill": 0.0, "tp_decode": av["tp"][rows], "dp_prefill": 1.0, "dp_decode": av["dp"][rows],
                     "kv_dst_bytes": 0.0, "prefill_slots": 1.0,
-                    "admission_wait_s": 0.0, "kv_capacity_bytes": np.inf, "tier_capacity_bytes": 0.0,
+                    "admission_wait_s": 0.0, "pace_s": 0.0, "kv_capacity_bytes": np.inf, "tier_capacity_bytes": 0.0,
                     "retained_bytes": 0.0, "price_prefill": 0.0, "price_decode": prices[acc],
                     "power_prefill": 0.0, "power_decode": powers[acc]}, c)
     cols = dict(out)

@@ -225,7 +225,8 @@ def run(c: Candidates, objective: str = "cost", keep: int = 200, pareto: bool = 
     tables (for reporting infeasible stage rows). ``prune`` skips configurations provably no
     better than one evaluated (a slower path, a wider wire format, a tier that adds no batch and can
     take no sequence off HBM, or ends up holding none);
-    without it every feasible configuration is evaluated."""
+    without it every feasible configuration is evaluated. Either way a tier row that ends up holding
+    no KV is counted as a repeat of its HBM row's configuration, not listed beside it."""
     res = Results()
     inst = instances(c, kv=True)
     pre, dec = prefill_stage(c), decode_stage(c, inst)
@@ -305,11 +306,13 @@ def run(c: Candidates, objective: str = "cost", keep: int = 200, pareto: bool = 
             crowded[cols["decode_row"][cols["admission_batch"] < cols["batch_before_ownership"]]] = True
             res.infeasible[IMPOSSIBLE] += n_all - n_possible
             res.dominated += n_possible - n_useful
-            if prune:  # a slower tier that ended up holding no KV: the same configuration as its HBM row
-                same = cols["feasible"] & dec.values["tier_no_gain"][cols["decode_row"]] & (cols["tier_kv_bytes"] <= 0)
-                res.dominated += int(same.sum())
-                cols["feasible"] = cols["feasible"] & ~same
-            ttft_ok, d_row = cols["prefill_rate"] > 0, cols["decode_row"]
+            # a slower tier that ended up holding no KV (its sequences fit HBM, or HBM alone serves more):
+            # a configuration of its HBM row's, labelled with a tier it does not use, counted as its repeat
+            d_row = cols["decode_row"]
+            same = cols["feasible"] & (dec.values["hbm_row"][d_row] != d_row) & (cols["tier_kv_bytes"] <= 0)
+            res.dominated += int(same.sum())
+            cols["feasible"] = cols["feasible"] & ~same
+            ttft_ok = cols["prefill_rate"] > 0
             fail("misses TTFT (prefill, queueing margin and handoff)", ~ttft_ok, d_row)
             fail(APART, ttft_ok & ~cols["path_fits"], d_row)
             roomy = ttft_ok & cols["path_fits"] & (cols["admission_batch"] >= 1)

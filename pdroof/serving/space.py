@@ -323,7 +323,8 @@ def _hbm_rows(tier: np.ndarray, kinds: list[str]) -> np.ndarray:
 # unbounded, no tier beyond what ``hbm_batch`` says), so the batch given is the batch run and every
 # sequence beyond ``hbm_batch`` is fetched from the tier.
 SERVING_IDLE = {"prefill_s": 1.0, "handoff_s": 0.0, "prefill_utilisation": 1.0, "output_tokens": 1.0,
-                 "kv_dst_bytes": 0.0, "prefill_slots": 1.0, "admission_wait_s": 0.0, "kv_capacity_bytes": np.inf,
+                 "kv_dst_bytes": 0.0, "prefill_slots": 1.0, "admission_wait_s": 0.0, "pace_s": 0.0,
+                 "kv_capacity_bytes": np.inf,
                  "tier_capacity_bytes": 0.0, "retained_bytes": 0.0, "tpot_target_s": np.inf,
                  "link_request_s": 1.0, "ingress_request_s": 0.0, "overlap_s": 0.0,
                  "tp_prefill": 0.0, "tp_decode": 1.0, "dp_prefill": 1.0, "dp_decode": 1.0, "price_prefill": 0.0,

@@ -44,13 +44,30 @@ def hold_capacity():
     return S("prefill_slots") / (S("prefill_s") + S("handoff_s") + S("admission_wait_s"))
 
 
+def turnover_s():
+    """Time per output token at which a decode slot takes its next sequence: the step, or the slower
+    pace ``pace_s`` at which the instance admits arrivals where HBM cannot hold the reservations of
+    faster ones (``memory_pace``)."""
+    return sp.Max(S("step_s"), S("pace_s"))
+
+
 def reservation_per_sequence():
     """Destination bytes reserved on a decode device for transfers in flight, per sequence its batch
-    runs: each admitted sequence is replaced every O steps (arrivals B/(O·t_D)), and each arrival's
-    destination is held for its whole transfer window (Little's law). The destination is allocated
-    before the first byte moves (engines preallocate it): from the first streamed layer (the
-    overlapped prefill t_O) through the exposed handoff t_H."""
-    return (S("overlap_s") + S("handoff_s")) * S("kv_dst_bytes") / (S("output_tokens") * S("step_s"))
+    runs: each admitted sequence is replaced every O turnovers (arrivals B/(O·max(t_D, p))), and each
+    arrival's destination is held for its whole transfer window (Little's law). The destination is
+    allocated before the first byte moves (engines preallocate it): from the first streamed layer
+    (the overlapped prefill t_O) through the exposed handoff t_H."""
+    return (S("overlap_s") + S("handoff_s")) * S("kv_dst_bytes") / (S("output_tokens") * turnover_s())
+
+
+def memory_pace():
+    """The fastest pace at which HBM holds one sequence beside the reservations its arrivals bring,
+    K_R + (t_O + t_H)·K_D/(O·p) = C_K − R: where even one sequence stepping at its own step brings
+    more reservations than HBM holds, the instance admits at this pace, memory and not the step
+    setting its rate (C_K − R − K_R)/((t_O + t_H)·K_D); one sequence is then its best batch, since
+    each more would leave less room for reservations. Unbounded where one sequence does not fit."""
+    room = sp.Max(S("kv_capacity_bytes") - S("retained_bytes") - S("kv_request_bytes"), TINY_BYTES)
+    return (S("overlap_s") + S("handoff_s")) * S("kv_dst_bytes") / (S("output_tokens") * room)
 
 
 def tier_sequences():
@@ -109,7 +126,7 @@ def tiered_step():
 
 def expressions() -> dict[str, sp.Expr]:
     c_p = sp.Min(prefill_capacity(), link_capacity(), hold_capacity())
-    by_batch = admission_batch() / (S("output_tokens") * tiered_step())
+    by_batch = admission_batch() / (S("output_tokens") * sp.Max(tiered_step(), S("pace_s")))
     c_d = sp.Min(by_batch, ingress_capacity())
     per_rate = S("tp_prefill") / c_p + S("tp_decode") / c_d  # devices per request/s
     out_tokens = S("output_tokens")
@@ -125,6 +142,7 @@ def expressions() -> dict[str, sp.Expr]:
         "hbm_sequences": hbm_sequences(),
         "tier_kv_bytes": tier_kv_bytes(),
         "tier_sequences": tier_sequences(),
+        "memory_pace_s": memory_pace(),
         "prefill_rate": c_p,
         "tiered_step_s": tiered_step(),
         "decode_batch_capacity": by_batch,
