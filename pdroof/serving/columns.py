@@ -114,17 +114,16 @@ def _settled(c: Candidates, dec: Stage, dr, values: dict, step) -> dict[str, np.
     """The serving columns at the stage's ``step``, then at the step of the batch admitted until that
     batch holds (``_admitted``), with the step they take (``step_s``): each pass admits no more than
     the batch whose step it takes, so the batch only shrinks and the passes end. Rows whose step
-    leaves room for no sequence are paced by memory (``_paced``)."""
+    leaves room for no sequence run one at its own step, admitted at the pace HBM holds its arrivals'
+    reservations (``memory_pace_s``; none where one sequence does not fit)."""
     n = len(dr)
     out = {**_serving({**values, "step_s": step, "admission_wait_s": step}, c), "step_s": step}
     none = out["admission_batch"] < 1
     rows = np.flatnonzero(~none & (out["admission_batch"] < values["decode_batch"]))
-    if not len(rows):
-        return _paced(c, dec, dr, values, out, np.flatnonzero(none))
-    fixed = {"output_tokens": float(c.workload.output_tokens), "tpot_target_s": c.workload.tpot_s}
-    sub = _take({k: values[k] for k in arguments("serving", ("admission_batch",)) if k in values}, rows, n)
     b, t = out["admission_batch"][rows], step[rows]
     moving = np.arange(len(rows))
+    fixed = {"output_tokens": float(c.workload.output_tokens), "tpot_target_s": c.workload.tpot_s}
+    sub = _take({k: values[k] for k in arguments("serving", ("admission_batch",)) if k in values}, rows, n)
     for _ in range(ADMISSION_PASSES):
         faster = _step_at(dec, dr[rows[moving]], b[moving])
         moving, faster = moving[faster < t[moving]], faster[faster < t[moving]]
@@ -138,22 +137,16 @@ def _settled(c: Candidates, dec: Stage, dr, values: dict, step) -> dict[str, np.
         moving = moving[room]
         b[moving], t[moving] = again[room], faster[room]
     done = np.flatnonzero((t < step[rows]) & ~none[rows])
-    again = {**_serving({**_take(values, rows[done], n), "decode_batch": b[done], "step_s": t[done],
-                         "admission_wait_s": t[done]}, c), "step_s": t[done]}
-    return _paced(c, dec, dr, values, _replaced(out, rows[done], again), np.flatnonzero(none))
-
-
-def _paced(c: Candidates, dec: Stage, dr, values: dict, out: dict, rows: np.ndarray) -> dict[str, np.ndarray]:
-    """``out`` with ``rows``, whose step left room for no sequence, as one sequence at its own step
-    admitted at the pace HBM holds its arrivals' reservations (none where one sequence does not fit)."""
-    if not len(rows):
+    paced = np.flatnonzero(none)
+    if not len(done) + len(paced):
         return out
-    n = len(dr)
-    one = np.ones(len(rows))
-    t, pace = _step_at(dec, dr[rows], one), out["memory_pace_s"][rows]
-    again = {**_serving({**_take(values, rows, n), "decode_batch": one, "step_s": t, "pace_s": pace,
-                         "admission_wait_s": np.maximum(t, pace)}, c), "step_s": t}
-    return _replaced(out, rows, again)
+    idx = np.concatenate([rows[done], paced])
+    batch = np.concatenate([b[done], np.ones(len(paced))])
+    steps = np.concatenate([t[done], _step_at(dec, dr[paced], np.ones(len(paced)))])
+    pace = np.concatenate([np.zeros(len(done)), out["memory_pace_s"][paced]])
+    again = {**_serving({**_take(values, idx, n), "decode_batch": batch, "step_s": steps, "pace_s": pace,
+                         "admission_wait_s": np.maximum(steps, pace)}, c), "step_s": steps}
+    return _replaced(out, idx, again)
 
 
 def _replaced(out: dict, rows: np.ndarray, new: dict) -> dict[str, np.ndarray]:
