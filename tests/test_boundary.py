@@ -628,8 +628,8 @@ def test_memory_paces_admissions_where_one_sequence_brings_more_reservations_tha
     assert a["admitted_batch"] == 1 and s["tpot_s"] == pytest.approx(step, rel=1e-9)
     assert s["decode_capacity"] == pytest.approx(by_memory, rel=1e-9) and by_memory < 0.8 / (10 * step)
     assert a["memory_pace_s"] == pytest.approx(1 / (10 * by_memory), rel=1e-9) and a["headroom_bytes"] == 0
-    assert own["source_pinned_s"] == pytest.approx(s["prefill_s"] + p.doc["representation"]["handoff_s"]
-                                                   + a["memory_pace_s"])
+    # the sequence joins at the step after its transfer, paced or not
+    assert own["source_pinned_s"] == pytest.approx(s["prefill_s"] + p.doc["representation"]["handoff_s"] + step)
     d = {"model": "llama-3.1-8b", "runtime": "engine", "kv_path": "remote-pool",
          "workload": {"prompt_tokens": 32_000, "output_tokens": 10},
          "targets": {"ttft_ms": 100_000, "tpot_p99_ms": 1_000},
@@ -642,3 +642,56 @@ def test_memory_paces_admissions_where_one_sequence_brings_more_reservations_tha
         got, out, err = cli("check", str(f), "--format", "json")
         memory = next(x for x in json.loads(out)["checks"] if x["check"] == "decode memory beside transfers in flight")
         assert got == code and memory["passed"] == (code == 0), (out, err)
+
+
+@pytest.mark.parametrize("retained_gb, hbm, tier", [(20, 0.1493, 0.2172), (28, None, 0.0877), (30, None, None)])
+def test_a_paced_sequence_may_sit_in_the_tier_and_a_whole_destination_must_fit(catalog, retained_gb, hbm, tier):
+    """Llama-3.1-8B, 64k-token prompts and 10 output tokens, from an RTX 4090 to an L40S over 100G TCP:
+    one sequence's KV and one arrival's destination are 4.19 GB each. With 20 GB retained, HBM paces
+    arrivals beside the sequence, and a host-DRAM tier that holds the sequence leaves HBM to the
+    reservations: more requests/s, each step fetching it. With 28 GB retained, a destination fits beside
+    the sequence only where the tier holds it; with 30 GB, nowhere (averaged reservations admitted a
+    sequence there, at 1e-20 req/s)."""
+    w = Workload("short", 64_000, 10, ttft_s=1_000.0, tpot_s=1.0)
+    got = {}
+    for where in ("hbm", "host-dram"):
+        p = _plan(catalog, {"hw": "rtx-4090", "weights": "fp8", "kv": "fp8"},
+                  {"hw": "l40s", "weights": "fp8", "kv": "fp8", "tier": where}, model="llama-3.1-8b",
+                  path="tcp-100g", w=w, retained_bytes=retained_gb * 1e9)
+        a = p.doc["ownership"]["decode_admission"] if p.feasible else None
+        got[where] = p.doc["serving"]["decode_capacity"] if p.feasible else None
+        if p.feasible:
+            assert a["admitted_batch"] == 1 and a["memory_pace_s"] > p.doc["serving"]["tpot_s"]
+            assert (a["tier_kv_bytes"] > 0) == (where == "host-dram")
+        else:
+            assert p.reasons == ["no decode admission room after reservations and retained cache"]
+    assert got["hbm"] == (pytest.approx(hbm, rel=1e-3) if hbm else None)
+    assert got["host-dram"] == (pytest.approx(tier, rel=1e-3) if tier else None)
+
+
+def test_checks_memory_pace_is_its_own_limit_not_the_ingress(catalog, cli, tmp_path):
+    """A paced plan whose decode ingress is the smaller capacity: at a rate between the two, check
+    fails the ingress alone; the memory check's limit is the pace's rate, admitted / (O · pace)."""
+    import yaml
+
+    d = {"model": "llama-3.1-8b", "runtime": "engine", "kv_path": "tcp-100g",
+         "workload": {"prompt_tokens": 32_000, "output_tokens": 1},
+         "targets": {"ttft_ms": 1_000_000, "tpot_p99_ms": 1_000},
+         "prefill": {"accelerator": "rtx-4090", "instances": 400, "weights": "fp8", "kv": "fp8"},
+         "decode": {"accelerator": "h20", "instances": 2, "tp": 4, "weights": "fp8", "kv": "fp8"}}
+    f = tmp_path / "d.yaml"
+    f.write_text(yaml.safe_dump({**d, "workload": {**d["workload"], "rate_per_s": 1.0}}))
+    code, out, err = cli("check", str(f), "--format", "json")
+    doc = json.loads(out)
+    checks = {c["check"]: c for c in doc["checks"]}
+    a = doc["plan"]["ownership"]["decode_admission"]
+    ingress = checks["decode ingress capacity"]["limit"]
+    memory = checks["decode memory beside transfers in flight"]["limit"]
+    assert code == 0 and memory == pytest.approx(a["admitted_batch"] / a["memory_pace_s"], rel=1e-9)
+    assert ingress < memory
+    # two decode instances, each offered the midpoint between its ingress and its memory pace
+    f.write_text(yaml.safe_dump({**d, "workload": {**d["workload"], "rate_per_s": ingress + memory}}))
+    code, out, err = cli("check", str(f), "--format", "json")
+    checks = {c["check"]: c for c in json.loads(out)["checks"]}
+    assert code == 1 and not checks["decode ingress capacity"]["passed"]
+    assert checks["decode memory beside transfers in flight"]["passed"]

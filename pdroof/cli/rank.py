@@ -169,8 +169,8 @@ def rank_cmd(
         folded = fold(rows_shown, cols)
         if len(folded) < len(rows_shown):
             units += "Rows alike in every number fold into one, their alternatives joined by |"
-            units += ("; a rank range with none joined differs in a choice not shown (--wide shows wire format "
-                      "and tier). " if any(r.get("_unshown") for r in folded) else ". ")
+            units += ("; a rank range may also differ in a choice not shown (--wide shows wire format and "
+                      "tier). " if any(r.get("_unshown") for r in folded) else ". ")
         text = render.table_text(folded, cols, title=title, caption=units + rk.summary())
         if bad:
             text += render.table_text(bad, EXCLUDED, title="excluded")

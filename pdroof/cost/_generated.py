@@ -675,12 +675,12 @@ def serving(*, overlap_s, prefill_s, handoff_s, prefill_utilisation, step_s, pac
     _x14 = numpy.maximum(0, numpy.minimum(numpy.minimum(_x10, _x13), decode_batch))
     _x15 = _x14*_x6
     _x16 = _x15*_x5*_x7*kv_dst_bytes
-    _x17 = -kv_capacity_bytes + retained_bytes
-    _x18 = _x16 + _x17
-    _x19 = numpy.maximum(0, numpy.minimum(numpy.minimum(numpy.minimum(numpy.minimum(_x10, _x13), decode_batch), hbm_batch), numpy.floor((-_x11*_x18)*1.000000000001)))
-    _x20 = kv_request_bytes*numpy.maximum(0, _x14 - _x19)
+    _x17 = _x16 - kv_capacity_bytes + retained_bytes
+    _x18 = numpy.maximum(0, numpy.minimum(numpy.minimum(numpy.minimum(numpy.minimum(_x10, _x13), decode_batch), hbm_batch), numpy.floor((-_x11*_x17)*1.000000000001)))
+    _x19 = kv_request_bytes*numpy.maximum(0, _x14 - _x18)
+    _x20 = _x4 + kv_request_bytes*(numpy.minimum(1, _x12) - 1)
     _x21 = numpy.minimum(numpy.minimum(_x0, _x1), _x3)
-    _x22 = _x20/tier_bytes_per_s + step_s
+    _x22 = _x19/tier_bytes_per_s + step_s
     _x23 = _x15/numpy.maximum(_x22, pace_s)
     _x24 = numpy.minimum(_x2, _x23)
     _x25 = tp_prefill/_x21
@@ -694,11 +694,11 @@ def serving(*, overlap_s, prefill_s, handoff_s, prefill_utilisation, step_s, pac
         'hold_capacity': _x3,
         'admission_batch': _x14,
         'reservation_bytes': _x16,
-        'kv_headroom_bytes': -_x18 - _x19*kv_request_bytes,
-        'hbm_sequences': _x19,
-        'tier_kv_bytes': _x20,
+        'kv_headroom_bytes': -_x17 - _x18*kv_request_bytes,
+        'hbm_sequences': _x18,
+        'tier_kv_bytes': _x19,
         'tier_sequences': _x12,
-        'memory_pace_s': _x8/numpy.maximum(1.0e-9, -_x17 - kv_request_bytes),
+        'memory_pace_s': numpy.select([numpy.logical_and.reduce((numpy.greater_equal(_x20, kv_dst_bytes),numpy.greater(_x20, 0))),True], [_x8/_x20,numpy.inf], default=numpy.nan),
         'prefill_rate': _x21,
         'tiered_step_s': _x22,
         'decode_batch_capacity': _x23,
@@ -1091,3 +1091,15 @@ def serving__admission_batch(*, overlap_s, handoff_s, step_s, pace_s, decode_bat
 ARGS['serving__admission_batch'] = ('overlap_s', 'handoff_s', 'step_s', 'pace_s', 'decode_batch', 'tier_bytes_per_s', 'kv_request_bytes', 'output_tokens', 'kv_dst_bytes', 'kv_capacity_bytes', 'tier_capacity_bytes', 'tpot_target_s', 'retained_bytes')
 OUTPUTS['serving__admission_batch'] = ('admission_batch',)
 NARROW[('serving', ('admission_batch',))] = 'serving__admission_batch'
+
+
+def serving__memory_pace_s(*, overlap_s, handoff_s, step_s, tier_bytes_per_s, kv_request_bytes, output_tokens, kv_dst_bytes, kv_capacity_bytes, tier_capacity_bytes, tpot_target_s, retained_bytes):
+    """Numeric twin of pdroof.cost.equations groups()["serving"], outputs memory_pace_s only."""
+    _x0 = kv_capacity_bytes + kv_request_bytes*(numpy.minimum(1, numpy.floor((numpy.minimum(tier_capacity_bytes, tier_bytes_per_s*numpy.maximum(1.0e-12, -step_s + tpot_target_s))/kv_request_bytes)*1.000000000001)) - 1) - retained_bytes
+    return {
+        'memory_pace_s': numpy.select([numpy.logical_and.reduce((numpy.greater_equal(_x0, kv_dst_bytes),numpy.greater(_x0, 0))),True], [kv_dst_bytes*(handoff_s + overlap_s)/(_x0*output_tokens),numpy.inf], default=numpy.nan),
+    }
+
+ARGS['serving__memory_pace_s'] = ('overlap_s', 'handoff_s', 'step_s', 'tier_bytes_per_s', 'kv_request_bytes', 'output_tokens', 'kv_dst_bytes', 'kv_capacity_bytes', 'tier_capacity_bytes', 'tpot_target_s', 'retained_bytes')
+OUTPUTS['serving__memory_pace_s'] = ('memory_pace_s',)
+NARROW[('serving', ('memory_pace_s',))] = 'serving__memory_pace_s'

@@ -212,8 +212,7 @@ def plan(model: Record, prefill: Pool, decode: Pool, path: Record, tiers: list[R
     doc["ownership"] = {
         "source_bytes": f["kv_src_bytes"], "staging_bytes": f["staging_bytes"], "destination_bytes": f["kv_dst_bytes"],
         "transient_bytes": f["transient_bytes"],
-        # until the admitted batch's next step, or its next admission where memory paces them
-        "source_pinned_s": f["prefill_s"] + f["handoff_s"] + max(f["step_s"], f["memory_pace_s"]),
+        "source_pinned_s": f["prefill_s"] + f["handoff_s"] + f["step_s"],  # until the admitted batch's next step
         # preallocated before the first streamed layer moves, until the transfer commits
         "destination_reserved_s": f["overlap_s"] + f["handoff_s"],
         "lifecycle": ["pin source", "reserve destination", "transfer", "commit", "release", "clean up"],
@@ -229,7 +228,7 @@ def plan(model: Record, prefill: Pool, decode: Pool, path: Record, tiers: list[R
             "headroom_bytes": round(f["kv_headroom_bytes"]),  # whole bytes: a paced batch fills HBM exactly
             # where even one sequence's arrivals, at its own step, would reserve more than HBM holds: the
             # pace per output token at which it admits them, memory and not the step setting the rate
-            "memory_pace_s": f["memory_pace_s"] if f["memory_pace_s"] > f["step_s"] else None,
+            "memory_pace_s": f["memory_pace_s"] if f["tiered_step_s"] < f["memory_pace_s"] < np.inf else None,
         },
     }
     c_p = min(f["prefill_capacity"], f["link_capacity"], f["hold_capacity"])

@@ -114,8 +114,8 @@ def _settled(c: Candidates, dec: Stage, dr, values: dict, step) -> dict[str, np.
     """The serving columns at the stage's ``step``, then at the step of the batch admitted until that
     batch holds (``_admitted``), with the step they take (``step_s``): each pass admits no more than
     the batch whose step it takes, so the batch only shrinks and the passes end. Rows whose step
-    leaves room for no sequence run one at its own step, admitted at the pace HBM holds its arrivals'
-    reservations (``memory_pace_s``; none where one sequence does not fit)."""
+    leaves room for no sequence run one at its own step, admitted at the pace memory holds its
+    arrivals' reservations (``memory_pace_s``; none where HBM has no room for them at any pace)."""
     n = len(dr)
     out = {**_serving({**values, "step_s": step, "admission_wait_s": step}, c), "step_s": step}
     none = out["admission_batch"] < 1
@@ -140,12 +140,17 @@ def _settled(c: Candidates, dec: Stage, dr, values: dict, step) -> dict[str, np.
     paced = np.flatnonzero(none)
     if not len(done) + len(paced):
         return out
+    one = np.ones(len(paced))
+    alone = _step_at(dec, dr[paced], one)  # one sequence's step: its slack decides whether the tier may hold it
+    pace = evaluate("serving", {**_take(values, paced, n), **fixed, "decode_batch": one, "step_s": alone},
+                    ("memory_pace_s",))["memory_pace_s"]
+    pace = np.where(np.isfinite(pace), pace, 0.0)  # no pace holds a destination: at its own step none fits
     idx = np.concatenate([rows[done], paced])
-    batch = np.concatenate([b[done], np.ones(len(paced))])
-    steps = np.concatenate([t[done], _step_at(dec, dr[paced], np.ones(len(paced)))])
-    pace = np.concatenate([np.zeros(len(done)), out["memory_pace_s"][paced]])
-    again = {**_serving({**_take(values, idx, n), "decode_batch": batch, "step_s": steps, "pace_s": pace,
-                         "admission_wait_s": np.maximum(steps, pace)}, c), "step_s": steps}
+    steps = np.concatenate([t[done], alone])
+    # a sequence joins at the next step after its transfer, paced or not
+    again = {**_serving({**_take(values, idx, n), "decode_batch": np.concatenate([b[done], one]), "step_s": steps,
+                         "pace_s": np.concatenate([np.zeros(len(done)), pace]), "admission_wait_s": steps}, c),
+             "step_s": steps}
     return _replaced(out, idx, again)
 
 

@@ -216,14 +216,14 @@ def check(path: str | Path, cat: Catalog) -> Verdict:
     if not fits:  # past the batch the pool admits the queue grows without bound: no TPOT to report
         v.passed = False
         return v
-    pace_s = p.doc["ownership"]["decode_admission"]["memory_pace_s"]
-    if pace_s is not None:  # memory paces admissions (below that, the batch that fits implies they fit)
-        cap = s["decode_capacity"]
+    admission = p.doc["ownership"]["decode_admission"]
+    if admission["memory_pace_s"] is not None:  # memory paces admissions (else the batch that fits implies they fit)
+        cap = admission["admitted_batch"] / (w.output_tokens * admission["memory_pace_s"])
         v.checks.append(Check("decode memory beside transfers in flight", per_d <= cap, per_d, cap, "req/s",
                               f"per decode {_unit(dec)}: each arrival reserves "
                               f"{p.doc['ownership']['destination_bytes'] / GB:.3g} GB for "
                               f"{p.doc['ownership']['destination_reserved_s'] * 1e3:.0f} ms before its KV lands, "
-                              "and HBM holds one sequence beside no more of them"))
+                              "beside the one sequence it runs"))
     tpot = step
     for stat, limit in targets["tpot"]:
         v.checks.append(Check(f"TPOT {stat} at that batch", tpot <= limit, tpot, limit, "s",

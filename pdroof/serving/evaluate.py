@@ -224,9 +224,8 @@ def run(c: Candidates, objective: str = "cost", keep: int = 200, pareto: bool = 
     """Enumerate and evaluate the whole design space; returns the kept results and the stage
     tables (for reporting infeasible stage rows). ``prune`` skips configurations provably no
     better than one evaluated (a slower path, a wider wire format, a tier that adds no batch and can
-    take no sequence off HBM, or ends up holding none);
-    without it every feasible configuration is evaluated. Either way a tier row that ends up holding
-    no KV is counted as a repeat of its HBM row's configuration, not listed beside it."""
+    take no sequence off HBM); without it every feasible configuration is evaluated. Either way a tier
+    row that ends up holding no KV is counted as a repeat of its HBM row's configuration, not listed."""
     res = Results()
     inst = instances(c, kv=True)
     pre, dec = prefill_stage(c), decode_stage(c, inst)

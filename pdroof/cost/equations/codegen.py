@@ -62,6 +62,7 @@ NARROW: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("serving", ("tiered_step_s",)),
     ("serving", ("tier_sequences",)),
     ("serving", ("admission_batch",)),
+    ("serving", ("memory_pace_s",)),
 )
 
 

@@ -60,16 +60,6 @@ def reservation_per_sequence():
     return (S("overlap_s") + S("handoff_s")) * S("kv_dst_bytes") / (S("output_tokens") * turnover_s())
 
 
-def memory_pace():
-    """The fastest pace at which HBM holds one sequence beside the reservations its arrivals bring,
-    K_R + (t_O + t_H)·K_D/(O·p) = C_K − R: where even one sequence stepping at its own step brings
-    more reservations than HBM holds, the instance admits at this pace, memory and not the step
-    setting its rate (C_K − R − K_R)/((t_O + t_H)·K_D); one sequence is then its best batch, since
-    each more would leave less room for reservations. Unbounded where one sequence does not fit."""
-    room = sp.Max(S("kv_capacity_bytes") - S("retained_bytes") - S("kv_request_bytes"), TINY_BYTES)
-    return (S("overlap_s") + S("handoff_s")) * S("kv_dst_bytes") / (S("output_tokens") * room)
-
-
 def tier_sequences():
     """Sequences a slower KV tier may hold for a decode device: as many as it has room for, and as its
     link can fetch every step within the TPOT target's slack over the step, (T_PT − t_D)·BW_T
@@ -77,6 +67,20 @@ def tier_sequences():
     HBM, an infinitely fast tier of no size, holds none)."""
     fetchable = sp.Max(SLACK_FLOOR_S, S("tpot_target_s") - S("step_s")) * S("tier_bytes_per_s")
     return sp.floor(sp.Min(S("tier_capacity_bytes"), fetchable) / S("kv_request_bytes"))
+
+
+def memory_pace():
+    """The fastest pace at which memory holds one admitted sequence beside the reservations its
+    arrivals bring, (t_O + t_H)·K_D/(O·p) = C_K − R − K_R, or C_K − R where the slower tier may
+    hold that sequence: where even one sequence stepping at its own step brings more reservations
+    than HBM holds, the instance admits at this pace, memory and not the step setting its rate; one
+    sequence is then its best batch, since each more would leave less room for reservations.
+    Reservations are averaged, as in ``admission_batch``, but the room must hold one arrival's whole
+    destination: unbounded (no sequence admitted) where it does not."""
+    in_tier = sp.Min(tier_sequences(), 1)  # the tier may hold the one sequence instead of HBM
+    room = S("kv_capacity_bytes") - S("retained_bytes") - (1 - in_tier) * S("kv_request_bytes")
+    pace = (S("overlap_s") + S("handoff_s")) * S("kv_dst_bytes") / (S("output_tokens") * room)
+    return sp.Piecewise((pace, sp.And(room > 0, room >= S("kv_dst_bytes"))), (sp.oo, True))
 
 
 def admission_batch():
