@@ -59,14 +59,19 @@ def score(cols: dict[str, np.ndarray], objective: str) -> np.ndarray:
     return np.where(np.isnan(v), np.inf, v)
 
 
-def pareto_mask(cols: dict[str, np.ndarray]) -> np.ndarray:
-    """Non-dominated rows on PARETO_AXES (throughput per device up, TTFT down, TPOT down).
+def pareto_mask(cols: dict[str, np.ndarray], distinct: bool = False) -> np.ndarray:
+    """Non-dominated rows on PARETO_AXES (throughput per device up, TTFT down, TPOT down); with
+    ``distinct``, of rows alike on every axis only the first.
 
     Rows are visited in lexicographic order, so no row can be dominated by a later one; each
     chunk is checked against the front so far and against itself, vectorised."""
     pts = np.stack([-cols[n] if larger else cols[n] for n, larger in PARETO_AXES], axis=1)
     pts = np.where(np.isnan(pts), np.inf, pts)
-    order = np.lexsort(pts.T[::-1])
+    order = np.lexsort(pts.T[::-1])  # stable: alike rows keep their order
+    if distinct and len(order) > 1:
+        s = pts[order]
+        order = order[np.concatenate([[True], np.any(s[1:] != s[:-1], axis=1)])]
+    order = order[~_dominated_by_anchors(pts[order])]
     keep = np.zeros(len(pts), dtype=bool)
     front = np.empty((0, pts.shape[1]))
     for start in range(0, len(order), 512):
@@ -80,6 +85,23 @@ def pareto_mask(cols: dict[str, np.ndarray]) -> np.ndarray:
         keep[idx[ok]] = True
         front = np.concatenate([front, p[ok]])
     return keep
+
+
+def _dominated_by_anchors(s: np.ndarray) -> np.ndarray:
+    """Of points in lexicographic order, those dominated by an anchor: each point that improves on
+    every earlier one in the second or in the third axis (the two-axis fronts against the first).
+    Removing them changes no front (what an anchor dominates, it dominates beside whatever else
+    does), and leaves the exact pass few points to compare."""
+    if len(s) < 2:
+        return np.zeros(len(s), dtype=bool)
+    firsts = [np.concatenate([[True], s[1:, k] < np.minimum.accumulate(s[:, k])[:-1]]) for k in (1, 2)]
+    a = s[firsts[0] | firsts[1]]
+    out = np.empty(len(s), dtype=bool)
+    step = max(1, 2**20 // max(1, len(a)))  # about a million pairs a chunk
+    for start in range(0, len(s), step):
+        p = s[start:start + step]
+        out[start:start + step] = (np.all(a[:, None] <= p[None], axis=2) & np.any(a[:, None] < p[None], axis=2)).any(0)
+    return out
 
 
 def _expand(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -211,10 +233,7 @@ def _select(cols: dict, objective: str, keep: int, pareto: bool) -> dict:
     top = ranked(cols, objective, feas[_best(s, keep)])[:keep]
     if not pareto:
         return _take(cols, top)
-    axes = {n: cols[n][feas] for n, _ in PARETO_AXES}
-    pts = np.stack(list(axes.values()), axis=1)
-    _, first = np.unique(pts, axis=0, return_index=True)  # identical outcomes: one representative
-    front = first[pareto_mask(_take(axes, first))]
+    front = pareto_mask({n: cols[n][feas] for n, _ in PARETO_AXES}, distinct=True)  # alike outcomes: the first
     return _take(cols, np.union1d(top, feas[front]))
 
 
@@ -223,8 +242,9 @@ def run(c: Candidates, objective: str = "cost", keep: int = 200, pareto: bool = 
         prune: bool = True) -> tuple[Results, dict]:
     """Enumerate and evaluate the whole design space; returns the kept results and the stage
     tables (for reporting infeasible stage rows). ``prune`` skips configurations provably no
-    better than one evaluated (a slower path, a wider wire format, a tier that adds no batch and can
-    take no sequence off HBM); without it every feasible configuration is evaluated. Either way a tier
+    better than one evaluated (a slower path or a wider wire format, except for the TPOT objective
+    and the Pareto front; a tier that adds no batch and can take no sequence off HBM); without it
+    every feasible configuration is evaluated. Either way a tier
     row that ends up holding no KV is counted as a repeat of its HBM row's configuration, not listed."""
     res = Results()
     inst = instances(c, kv=True)
@@ -261,7 +281,10 @@ def run(c: Candidates, objective: str = "cost", keep: int = 200, pareto: bool = 
     d_ok, d_wait = np.flatnonzero(usable & ~dominated & ~waiting), np.flatnonzero(usable & waiting)
     skip = usable & dominated
     links = pair_links(c)
-    cb = combos(c, links, wires, sorted(set(dec.labels["kv"])), prune)
+    # a slower path or a wider wire format crowds decode memory with longer reservations: never more
+    # requests/s, but a smaller batch whose step can be faster, so the TPOT objective and the Pareto
+    # front (TPOT is one of its axes) see every such choice
+    cb = combos(c, links, wires, sorted(set(dec.labels["kv"])), prune and objective != "tpot" and not pareto)
     # aggregated rows
     a_allowed = _only(c, agg, (c.prefill_ids or frozenset()) | (c.decode_ids or frozenset()))
     for reason, n in Counter(r for r in agg.reasons if r).items():
