@@ -471,22 +471,25 @@ def test_a_slower_tier_takes_sequences_only_where_they_serve_more(catalog):
 
 
 def test_a_retained_cache_that_crowds_hbm_sends_the_sequence_to_the_tier_and_tpot_pays_its_fetch(catalog, tmp_path):
-    """HBM holds the retained cache and the reservations of arriving transfers first; the sequence
-    that no longer fits beside them lives in the tier and is fetched every step, in ``plan`` and in
-    ``check`` alike (it used to be charged as if HBM held it). Without the retained cache HBM holds
-    it, and the tier nothing (a second sequence fetched every step would serve fewer requests/s)."""
+    """HBM holds the retained cache and the reservations of arriving transfers first; the sequences
+    that no longer fit beside them live in the tier and are fetched every step, in ``plan`` and in
+    ``check`` alike (they used to be charged as if HBM held them). Without the retained cache HBM
+    holds them, and the tier nothing (sequences fetched every step would serve fewer requests/s).
+    Llama-3.1-70B at TP4 on H100s, 32k-token prompts, 42 GB retained: three sequences, all in host
+    DRAM, HBM keeping room for one arrival's whole destination."""
     w = Workload("long", 32_000, 1_000, tpot_s=0.2, ttft_s=100.0)
     acc = catalog.get("accelerator", "h100-sxm")
     rt = runtime_for(catalog, "engine", acc)
-    args = (catalog.get("model", "llama-3.1-70b"), Pool(acc, tp=2, runtime=rt),
-            Pool(acc, tp=2, tier="host-dram", runtime=rt), catalog.get("path", "roce-400"), catalog.all("tier"),
+    args = (catalog.get("model", "llama-3.1-70b"), Pool(acc, tp=4, runtime=rt),
+            Pool(acc, tp=4, tier="host-dram", runtime=rt), catalog.get("path", "roce-400"), catalog.all("tier"),
             catalog.get("runtime", "engine"), w)
-    free, crowded = plan(*args), plan(*args, retained_bytes=8e9)
+    free, crowded = plan(*args), plan(*args, retained_bytes=42e9)
     a, b = free.doc["ownership"]["decode_admission"], crowded.doc["ownership"]["decode_admission"]
     seq = crowded.decode_tier["kv_request_bytes"]
-    assert a["tier_kv_bytes"] == 0 and b["admitted_batch"] == 1 and b["tier_kv_bytes"] == pytest.approx(seq)
+    assert a["tier_kv_bytes"] == 0 and b["admitted_batch"] == 3 and b["tier_kv_bytes"] == pytest.approx(3 * seq)
     assert b["headroom_bytes"] >= 0  # what HBM keeps fits it
-    fetch_s = seq / crowded.decode_tier["tier_bytes_per_s"]
+    assert b["kv_capacity_bytes"] - b["retained_cache_bytes"] >= crowded.doc["ownership"]["destination_bytes"]
+    fetch_s = 3 * seq / crowded.decode_tier["tier_bytes_per_s"]
     assert crowded.doc["serving"]["tpot_s"] >= 0.9 * fetch_s
 
 
@@ -512,11 +515,11 @@ def test_check_charges_the_fetches_its_plan_charges(cli, tmp_path):
     assert steps["host-dram"] == steps["hbm"] == steps["nvme"]
 
 
-@pytest.mark.parametrize("tp, retained_gb, tier", [(4, 0, "hbm"), (4, 20, "hbm"), (2, 4, "host-dram")])
+@pytest.mark.parametrize("tp, retained_gb, tier", [(4, 0, "hbm"), (4, 20, "hbm"), (2, 2, "host-dram")])
 def test_tpot_and_capacity_are_those_of_the_batch_ownership_admits(catalog, tp, retained_gb, tier):
     """Llama-3.1-70B on H100s with 32k-token prompts: the reservations of arriving transfers (and a
     retained cache) leave HBM room for fewer sequences than the TPOT target allows (at TP2 with a
-    4 GB retained cache for none: host DRAM holds the one admitted). The plan's TPOT is the step of
+    2 GB retained cache for none: host DRAM holds the two admitted). The plan's TPOT is the step of
     the batch admitted, with the fetches of what a slower tier holds, and its decode capacity that
     batch over O such steps (they were the step of the larger batch: at TP4, 33 ms where 10 step in
     27 ms)."""
@@ -644,15 +647,18 @@ def test_memory_paces_admissions_where_one_sequence_brings_more_reservations_tha
         assert got == code and memory["passed"] == (code == 0), (out, err)
 
 
-@pytest.mark.parametrize("retained_gb, hbm, tier", [(20, 0.1493, 0.2172), (28, None, 0.0877), (30, None, None)])
-def test_a_paced_sequence_may_sit_in_the_tier_and_a_whole_destination_must_fit(catalog, retained_gb, hbm, tier):
+@pytest.mark.parametrize("retained_gb, hbm, tier, output", [(20, 0.1493, 0.2172, 10), (28, None, 0.0877, 10),
+                                                           (30, None, None, 10), (30, None, None, 1000)])
+def test_a_paced_sequence_may_sit_in_the_tier_and_a_whole_destination_must_fit(catalog, retained_gb, hbm, tier,
+                                                                              output):
     """Llama-3.1-8B, 64k-token prompts and 10 output tokens, from an RTX 4090 to an L40S over 100G TCP:
     one sequence's KV and one arrival's destination are 4.19 GB each. With 20 GB retained, HBM paces
     arrivals beside the sequence, and a host-DRAM tier that holds the sequence leaves HBM to the
     reservations: more requests/s, each step fetching it. With 28 GB retained, a destination fits beside
     the sequence only where the tier holds it; with 30 GB, nowhere (averaged reservations admitted a
-    sequence there, at 1e-20 req/s)."""
-    w = Workload("short", 64_000, 10, ttft_s=1_000.0, tpot_s=1.0)
+    sequence there, at 1e-20 req/s), paced or not (with 1,000 output tokens a step of the tier's
+    sequence admitted at 0.0066 req/s, its arrivals' 4.19 GB destinations averaged into 3.42 GB)."""
+    w = Workload("short", 64_000, output, ttft_s=1_000.0, tpot_s=1.0)
     got = {}
     for where in ("hbm", "host-dram"):
         p = _plan(catalog, {"hw": "rtx-4090", "weights": "fp8", "kv": "fp8"},

@@ -78,29 +78,35 @@ def pareto_mask(cols: dict[str, np.ndarray], distinct: bool = False) -> np.ndarr
         idx = order[start:start + 512]
         p = pts[idx]
         if len(front):
-            dom = (np.all(front[:, None, :] <= p[None], axis=2) & np.any(front[:, None, :] < p[None], axis=2)).any(0)
+            dom = _dominates(front, p).any(0)
             idx, p = idx[~dom], p[~dom]
-        inner = np.all(p[:, None, :] <= p[None], axis=2) & np.any(p[:, None, :] < p[None], axis=2)
-        ok = ~inner.any(0)
+        ok = ~_dominates(p, p).any(0)
         keep[idx[ok]] = True
         front = np.concatenate([front, p[ok]])
     return keep
+
+
+def _dominates(a: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """[i, j]: point a[i] dominates p[j] (no worse on every axis, better on one; lower is better)."""
+    return np.all(a[:, None, :] <= p[None], axis=2) & np.any(a[:, None, :] < p[None], axis=2)
 
 
 def _dominated_by_anchors(s: np.ndarray) -> np.ndarray:
     """Of points in lexicographic order, those dominated by an anchor: each point that improves on
     every earlier one in the second or in the third axis (the two-axis fronts against the first).
     Removing them changes no front (what an anchor dominates, it dominates beside whatever else
-    does), and leaves the exact pass few points to compare."""
+    does), and leaves the exact pass few points to compare; where anchors are many (a broad front)
+    the pass is left to itself."""
+    out = np.zeros(len(s), dtype=bool)
     if len(s) < 2:
-        return np.zeros(len(s), dtype=bool)
+        return out
     firsts = [np.concatenate([[True], s[1:, k] < np.minimum.accumulate(s[:, k])[:-1]]) for k in (1, 2)]
     a = s[firsts[0] | firsts[1]]
-    out = np.empty(len(s), dtype=bool)
-    step = max(1, 2**20 // max(1, len(a)))  # about a million pairs a chunk
+    if len(a) > 256:
+        return out
+    step = max(1, 2**20 // len(a))  # about a million pairs a chunk
     for start in range(0, len(s), step):
-        p = s[start:start + step]
-        out[start:start + step] = (np.all(a[:, None] <= p[None], axis=2) & np.any(a[:, None] < p[None], axis=2)).any(0)
+        out[start:start + step] = _dominates(a, s[start:start + step]).any(0)
     return out
 
 
@@ -231,7 +237,7 @@ def _select(cols: dict, objective: str, keep: int, pareto: bool) -> dict:
     name, _ = OBJECTIVES[objective]
     s = score({name: cols[name][feas]}, objective)
     top = ranked(cols, objective, feas[_best(s, keep)])[:keep]
-    if not pareto:
+    if not pareto or len(top) == len(feas):  # every feasible row kept: the front is among them
         return _take(cols, top)
     front = pareto_mask({n: cols[n][feas] for n, _ in PARETO_AXES}, distinct=True)  # alike outcomes: the first
     return _take(cols, np.union1d(top, feas[front]))

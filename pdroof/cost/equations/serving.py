@@ -76,7 +76,9 @@ def memory_pace():
     than HBM holds, the instance admits at this pace, memory and not the step setting its rate; one
     sequence is then its best batch, since each more would leave less room for reservations.
     Reservations are averaged, as in ``admission_batch``, but the room must hold one arrival's whole
-    destination: unbounded (no sequence admitted) where it does not."""
+    destination beside the sequence: unbounded (no sequence admitted) where it does not. (The engine
+    could still alternate, each destination where the finished sequence was, at one request per
+    transfer window and O steps; that is not modelled.)"""
     in_tier = sp.Min(tier_sequences(), 1)  # the tier may hold the one sequence instead of HBM
     room = S("kv_capacity_bytes") - S("retained_bytes") - (1 - in_tier) * S("kv_request_bytes")
     pace = (S("overlap_s") + S("handoff_s")) * S("kv_dst_bytes") / (S("output_tokens") * room)
@@ -87,11 +89,15 @@ def admission_batch():
     """Decode batch after ownership, at most the batch TPOT allows: HBM holds the retained cache, the
     reservations every admitted sequence's arrivals bring (destinations are HBM) and the sequences it
     has room for beside them; the tier holds the rest, at most ``tier_sequences``. So B·r ≤ C_K − R
-    and B·(K_R + r) ≤ C_K − R + n_T·K_R (a smaller batch brings fewer arrivals, so fewer reservations)."""
+    and B·(K_R + r) ≤ C_K − R + n_T·K_R (a smaller batch brings fewer arrivals, so fewer reservations).
+    Reservations are averaged over time, but an arrival reserves its destination whole: none is
+    admitted where HBM beside the retained cache cannot hold one (K_D > C_K − R; a sequence in HBM
+    makes room for its successor's destination as it finishes, a destination no larger)."""
     hbm_free = S("kv_capacity_bytes") - S("retained_bytes")
     r = reservation_per_sequence()
     both = sp.floor((hbm_free + tier_sequences() * S("kv_request_bytes")) / (S("kv_request_bytes") + r))
-    return sp.Max(0, sp.Min(S("decode_batch"), both, sp.floor(hbm_free / sp.Max(r, TINY_BYTES))))
+    admitted = sp.Max(0, sp.Min(S("decode_batch"), both, sp.floor(hbm_free / sp.Max(r, TINY_BYTES))))
+    return sp.Piecewise((admitted, hbm_free >= S("kv_dst_bytes")), (0, True))
 
 
 def hbm_sequences():
