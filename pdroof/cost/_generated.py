@@ -663,49 +663,46 @@ def serving(*, overlap_s, prefill_s, handoff_s, prefill_utilisation, step_s, pac
     _x2 = ingress_request_s**(-1.0)
     _x3 = prefill_slots/(admission_wait_s + handoff_s + prefill_s)
     _x4 = kv_capacity_bytes - retained_bytes
-    _x5 = numpy.maximum(pace_s, step_s)**(-1.0)
-    _x6 = output_tokens**(-1.0)
-    _x7 = handoff_s + overlap_s
-    _x8 = _x6*_x7*kv_dst_bytes
-    _x9 = _x5*_x8
-    _x10 = kv_request_bytes**(-1.0)
-    _x11 = numpy.floor((_x10*numpy.minimum(tier_capacity_bytes, tier_bytes_per_s*numpy.maximum(1.0e-12, -step_s + tpot_target_s)))*1.000000000001)
-    _x12 = numpy.select([numpy.greater_equal(_x4, kv_dst_bytes),True], [numpy.maximum(0, numpy.minimum(numpy.minimum(decode_batch, numpy.floor((_x4/numpy.maximum(1.0e-9, _x9))*1.000000000001)), numpy.floor(((_x11*kv_request_bytes + _x4)/(_x9 + kv_request_bytes))*1.000000000001))),0], default=numpy.nan)
-    _x13 = _x12*_x6
-    _x14 = _x13*_x5*_x7*kv_dst_bytes
-    _x15 = _x14 - kv_capacity_bytes + retained_bytes
-    _x16 = numpy.maximum(0, numpy.minimum(numpy.minimum(_x12, hbm_batch), numpy.floor((-_x10*_x15)*1.000000000001)))
-    _x17 = kv_request_bytes*numpy.maximum(0, _x12 - _x16)
-    _x18 = _x4 + kv_request_bytes*(numpy.minimum(1, _x11) - 1)
-    _x19 = numpy.minimum(numpy.minimum(_x0, _x1), _x3)
-    _x20 = _x17/tier_bytes_per_s + step_s
-    _x21 = _x13/numpy.maximum(_x20, pace_s)
-    _x22 = numpy.minimum(_x2, _x21)
-    _x23 = tp_prefill/_x19
-    _x24 = tp_decode/_x22
-    _x25 = _x23 + _x24
-    _x26 = _x25**(-1.0)
+    _x5 = output_tokens**(-1.0)
+    _x6 = _x5*(handoff_s + overlap_s)
+    _x7 = _x6*kv_dst_bytes/numpy.maximum(pace_s, step_s)
+    _x8 = kv_request_bytes**(-1.0)
+    _x9 = numpy.floor((_x8*numpy.minimum(tier_capacity_bytes, tier_bytes_per_s*numpy.maximum(1.0e-12, -step_s + tpot_target_s)))*1.000000000001)
+    _x10 = numpy.select([numpy.greater_equal(_x4, kv_dst_bytes),True], [numpy.maximum(0, numpy.minimum(numpy.minimum(decode_batch, numpy.floor((_x4/numpy.maximum(1.0e-9, _x7))*1.000000000001)), numpy.floor(((_x4 + _x9*kv_request_bytes)/(_x7 + kv_request_bytes))*1.000000000001))),0], default=numpy.nan)
+    _x11 = _x10*_x7
+    _x12 = _x11 - kv_capacity_bytes + retained_bytes
+    _x13 = numpy.maximum(0, numpy.minimum(numpy.minimum(_x10, hbm_batch), numpy.floor((-_x12*_x8)*1.000000000001)))
+    _x14 = kv_request_bytes*numpy.maximum(0, _x10 - _x13)
+    _x15 = _x4 + kv_request_bytes*(numpy.minimum(1, _x9) - 1)
+    _x16 = numpy.minimum(numpy.minimum(_x0, _x1), _x3)
+    _x17 = _x14/tier_bytes_per_s + step_s
+    _x18 = _x10*_x5/numpy.maximum(_x17, pace_s)
+    _x19 = numpy.minimum(_x18, _x2)
+    _x20 = tp_prefill/_x16
+    _x21 = tp_decode/_x19
+    _x22 = _x20 + _x21
+    _x23 = _x22**(-1.0)
     return {
         'prefill_capacity': _x0,
         'link_capacity': _x1,
         'ingress_capacity': _x2,
         'hold_capacity': _x3,
-        'admission_batch': _x12,
-        'reservation_bytes': _x14,
-        'kv_headroom_bytes': -_x15 - _x16*kv_request_bytes,
-        'hbm_sequences': _x16,
-        'tier_kv_bytes': _x17,
-        'tier_sequences': _x11,
-        'memory_pace_s': numpy.select([numpy.logical_and.reduce((numpy.greater_equal(_x18, kv_dst_bytes),numpy.greater(_x18, 0))),True], [_x8/_x18,numpy.inf], default=numpy.nan),
-        'prefill_rate': _x19,
-        'tiered_step_s': _x20,
-        'decode_batch_capacity': _x21,
-        'decode_capacity': _x22,
-        'devices_per_rate': _x25,
-        'prefill_device_share': _x23*_x26,
-        'tokens_per_s_per_device': _x26*output_tokens,
-        'usd_per_million_tokens': (2500/9)*_x6*(_x23*price_prefill + _x24*price_decode),
-        'joules_per_token': _x6*(_x23*power_prefill + _x24*power_decode),
+        'admission_batch': _x10,
+        'reservation_bytes': _x11,
+        'kv_headroom_bytes': -_x12 - _x13*kv_request_bytes,
+        'hbm_sequences': _x13,
+        'tier_kv_bytes': _x14,
+        'tier_sequences': _x9,
+        'memory_pace_s': numpy.select([numpy.logical_and.reduce((numpy.greater_equal(_x15, kv_dst_bytes),numpy.greater(_x15, 0))),True], [_x6/numpy.floor((_x15/kv_dst_bytes)*1.000000000001),numpy.inf], default=numpy.nan),
+        'prefill_rate': _x16,
+        'tiered_step_s': _x17,
+        'decode_batch_capacity': _x18,
+        'decode_capacity': _x19,
+        'devices_per_rate': _x22,
+        'prefill_device_share': _x20*_x23,
+        'tokens_per_s_per_device': _x23*output_tokens,
+        'usd_per_million_tokens': (2500/9)*_x5*(_x20*price_prefill + _x21*price_decode),
+        'joules_per_token': _x5*(_x20*power_prefill + _x21*power_decode),
     }
 
 ARGS['serving'] = ('overlap_s', 'prefill_s', 'handoff_s', 'prefill_utilisation', 'step_s', 'pace_s', 'decode_batch', 'hbm_batch', 'tier_bytes_per_s', 'kv_request_bytes', 'output_tokens', 'link_request_s', 'ingress_request_s', 'tp_prefill', 'tp_decode', 'price_prefill', 'price_decode', 'power_prefill', 'power_decode', 'kv_dst_bytes', 'prefill_slots', 'admission_wait_s', 'kv_capacity_bytes', 'tier_capacity_bytes', 'tpot_target_s', 'retained_bytes')
@@ -1093,7 +1090,7 @@ def serving__memory_pace_s(*, overlap_s, handoff_s, step_s, tier_bytes_per_s, kv
     """Numeric twin of pdroof.cost.equations groups()["serving"], outputs memory_pace_s only."""
     _x0 = kv_capacity_bytes + kv_request_bytes*(numpy.minimum(1, numpy.floor((numpy.minimum(tier_capacity_bytes, tier_bytes_per_s*numpy.maximum(1.0e-12, -step_s + tpot_target_s))/kv_request_bytes)*1.000000000001)) - 1) - retained_bytes
     return {
-        'memory_pace_s': numpy.select([numpy.logical_and.reduce((numpy.greater_equal(_x0, kv_dst_bytes),numpy.greater(_x0, 0))),True], [kv_dst_bytes*(handoff_s + overlap_s)/(_x0*output_tokens),numpy.inf], default=numpy.nan),
+        'memory_pace_s': numpy.select([numpy.logical_and.reduce((numpy.greater_equal(_x0, kv_dst_bytes),numpy.greater(_x0, 0))),True], [(handoff_s + overlap_s)/(output_tokens*numpy.floor((_x0/kv_dst_bytes)*1.000000000001)),numpy.inf], default=numpy.nan),
     }
 
 ARGS['serving__memory_pace_s'] = ('overlap_s', 'handoff_s', 'step_s', 'tier_bytes_per_s', 'kv_request_bytes', 'output_tokens', 'kv_dst_bytes', 'kv_capacity_bytes', 'tier_capacity_bytes', 'tpot_target_s', 'retained_bytes')

@@ -225,7 +225,7 @@ def plan(model: Record, prefill: Pool, decode: Pool, path: Record, tiers: list[R
             "in_flight_reservations_bytes": f["reservation_bytes"],
             "retained_cache_bytes": retained_bytes,
             "admitted_batch": f["admission_batch"], "batch_before_ownership": f["batch_before_ownership"],
-            "headroom_bytes": round(f["kv_headroom_bytes"]),  # whole bytes: a paced batch fills HBM exactly
+            "headroom_bytes": round(f["kv_headroom_bytes"]),  # whole bytes (no float residue beside a paced batch)
             # where even one sequence's arrivals, at its own step, would reserve more than HBM holds: the
             # pace per output token at which it admits them, memory and not the step setting the rate
             "memory_pace_s": f["memory_pace_s"] if f["tiered_step_s"] < f["memory_pace_s"] < np.inf else None,

@@ -71,17 +71,18 @@ def tier_sequences():
 
 def memory_pace():
     """The fastest pace at which memory holds one admitted sequence beside the reservations its
-    arrivals bring, (t_O + t_H)·K_D/(O·p) = C_K − R − K_R, or C_K − R where the slower tier may
-    hold that sequence: where even one sequence stepping at its own step brings more reservations
-    than HBM holds, the instance admits at this pace, memory and not the step setting its rate; one
-    sequence is then its best batch, since each more would leave less room for reservations.
-    Reservations are averaged, as in ``admission_batch``, but the room must hold one arrival's whole
-    destination beside the sequence: unbounded (no sequence admitted) where it does not. (The engine
-    could still alternate, each destination where the finished sequence was, at one request per
-    transfer window and O steps; that is not modelled.)"""
+    arrivals bring: beside it (or, where the slower tier may hold it, in all of C_K − R) HBM has room
+    for n = ⌊room/K_D⌋ whole destinations, each held for its transfer window, so arrivals come at
+    n/(t_O + t_H) and a slot's turnover per output token is p = (t_O + t_H)/(O·n). Where even one
+    sequence stepping at its own step brings more reservations than that, the instance admits at
+    this pace, memory and not the step setting its rate; one sequence is then its best batch, since
+    each more would leave less room for reservations. Unbounded (none admitted) where the room holds
+    no whole destination. (The engine could still alternate, each destination where the finished
+    sequence was, at one request per window and O steps; that is not modelled.)"""
     in_tier = sp.Min(tier_sequences(), 1)  # the tier may hold the one sequence instead of HBM
     room = S("kv_capacity_bytes") - S("retained_bytes") - (1 - in_tier) * S("kv_request_bytes")
-    pace = (S("overlap_s") + S("handoff_s")) * S("kv_dst_bytes") / (S("output_tokens") * room)
+    whole = sp.floor(room / S("kv_dst_bytes"))
+    pace = (S("overlap_s") + S("handoff_s")) / (S("output_tokens") * whole)
     return sp.Piecewise((pace, sp.And(room > 0, room >= S("kv_dst_bytes"))), (sp.oo, True))
 
 
