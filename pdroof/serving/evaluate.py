@@ -250,8 +250,8 @@ def run(c: Candidates, objective: str = "cost", keep: int = 200, pareto: bool = 
     tables (for reporting infeasible stage rows). ``prune`` skips configurations provably no
     better than one evaluated (a slower path or a wider wire format, except for the TPOT objective
     and the Pareto front; a tier that adds no batch and can take no sequence off HBM); without it
-    every feasible configuration is evaluated. Either way a tier
-    row that ends up holding no KV is counted as a repeat of its HBM row's configuration, not listed."""
+    every feasible configuration is evaluated. Either way a tier row that ends up holding no KV is
+    counted as a repeat of its HBM row's configuration, not listed."""
     res = Results()
     inst = instances(c, kv=True)
     pre, dec = prefill_stage(c), decode_stage(c, inst)
