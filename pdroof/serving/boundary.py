@@ -228,7 +228,7 @@ def plan(model: Record, prefill: Pool, decode: Pool, path: Record, tiers: list[R
             "headroom_bytes": round(f["kv_headroom_bytes"]),  # whole bytes (no float residue beside a paced batch)
             # where even one sequence's arrivals, at its own step, would reserve more than HBM holds: the
             # pace per output token at which it admits them, memory and not the step setting the rate
-            "memory_pace_s": f["memory_pace_s"] if f["tiered_step_s"] < f["memory_pace_s"] < np.inf else None,
+            "memory_pace_s": f["pace_s"] if f["pace_s"] > f["tiered_step_s"] else None,  # the pace applied
         },
     }
     c_p = min(f["prefill_capacity"], f["link_capacity"], f["hold_capacity"])

@@ -112,12 +112,13 @@ def _admitted(c: Candidates, dec: Stage, dr, values: dict) -> dict[str, np.ndarr
 
 def _settled(c: Candidates, dec: Stage, dr, values: dict, step) -> dict[str, np.ndarray]:
     """The serving columns at the stage's ``step``, then at the step of the batch admitted until that
-    batch holds (``_admitted``), with the step they take (``step_s``): each pass admits no more than
-    the batch whose step it takes, so the batch only shrinks and the passes end. Rows whose step
-    leaves room for no sequence run one at its own step, admitted at the pace memory holds its
-    arrivals' reservations (``memory_pace_s``; none where HBM has no room for them at any pace)."""
+    batch holds (``_admitted``), with the step and the pace they take (``step_s``; ``pace_s``, 0 where
+    the step sets the rate): each pass admits no more than the batch whose step it takes, so the batch
+    only shrinks and the passes end. Rows whose step leaves room for no sequence run one at its own
+    step, admitted at the pace memory holds its arrivals' reservations (``memory_pace_s``; none where
+    HBM has no room for them at any pace)."""
     n = len(dr)
-    out = {**_serving({**values, "step_s": step, "admission_wait_s": step}, c), "step_s": step}
+    out = {**_serving({**values, "step_s": step, "admission_wait_s": step}, c), "step_s": step, "pace_s": np.zeros(n)}
     none = out["admission_batch"] < 1
     rows = np.flatnonzero(~none & (out["admission_batch"] < values["decode_batch"]))
     b, t = out["admission_batch"][rows], step[rows]
@@ -148,9 +149,9 @@ def _settled(c: Candidates, dec: Stage, dr, values: dict, step) -> dict[str, np.
     idx = np.concatenate([rows[done], paced])
     steps = np.concatenate([t[done], alone])
     # a sequence joins at the next step after its transfer, paced or not
+    paces = np.concatenate([np.zeros(len(done)), pace])
     again = {**_serving({**_take(values, idx, n), "decode_batch": np.concatenate([b[done], one]), "step_s": steps,
-                         "pace_s": np.concatenate([np.zeros(len(done)), pace]), "admission_wait_s": steps}, c),
-             "step_s": steps}
+                         "pace_s": paces, "admission_wait_s": steps}, c), "step_s": steps, "pace_s": paces}
     return _replaced(out, idx, again)
 
 
