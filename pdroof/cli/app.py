@@ -135,6 +135,25 @@ def _guard_stdout() -> None:
             pass
 
 
+def _help_pipe_quiet(args: list[str]) -> None:
+    """Where Rich prints the help that ``--help`` asks for, a reader that went away is the
+    ``BrokenPipeError`` the handler ends quietly on, not Rich's exit status 1. Only then: importing
+    Rich costs every other command's start-up."""
+    if "--help" not in args:
+        return
+    from rich.console import Console
+
+    rich_way = Console.on_broken_pipe
+
+    def quiet(console) -> None:
+        try:
+            rich_way(console)  # standard output onto /dev/null, so the last flush has nowhere to fail
+        except SystemExit:
+            raise BrokenPipeError from None
+
+    Console.on_broken_pipe = quiet
+
+
 def _terminate_as_exit() -> None:
     """SIGTERM unwinds like SIGINT, so a half-written output's temporary file is removed on the way
     out (the writers clean up on any exception); only in the main thread, where handlers may be set."""
@@ -154,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     is written (closed, a full device, a file over its size limit) is one error line too."""
     args = sys.argv[1:] if argv is None else list(argv)
     _guard_stdout()
+    _help_pipe_quiet(args)
     prepare(args)
     _terminate_as_exit()
     from typer._click.exceptions import UsageError  # typer's own copy of click, as it raises them
