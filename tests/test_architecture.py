@@ -89,6 +89,6 @@ def test_kv_projections_replicate_beyond_kv_heads(catalog):
     per_rank = (m["attn_params"] - m["kv_proj_params"]) / 8 + m["kv_proj_params"] / 4
     assert per_rank == pytest.approx(9.44e6, rel=2e-3)
     inputs = {**m, "tp": 8, "dp": 1, "moe_tp": 8, "moe_ep": 1, "weight_bytes": 1.0, "act_bytes": 2.0, "kv_bytes": 1.0, "hbm_bytes": 1e11,
-              "mem_reserve": 0.1, "chunk_tokens": 1.0, "max_sequences": float("inf"), "mem_reserve_bytes": 0.0, "batch": 1.0, "context_tokens": 1.0}
+              "mem_reserve": 0.1, "chunk_tokens": 1.0, "max_sequences": float("inf"), "mem_reserve_bytes": 0.0, "mem_reserve_free": 0.0, "batch": 1.0, "context_tokens": 1.0}
     only_attn = {**inputs, "dense_layers": 0, "moe_layers": 0, "embed_params": 0}
     assert evaluate("memory", only_attn)["weights_bytes"] == pytest.approx(m["layers"] * per_rank)

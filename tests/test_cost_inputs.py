@@ -34,18 +34,33 @@ def test_engines_take_their_scheduler_defaults_by_the_devices_memory(catalog, ru
     assert (got["chunk_tokens"], got["max_sequences"]) == (chunk, most)
 
 
-@pytest.mark.parametrize("runtime, accelerator, share, amount_gib", [
-    ("sglang", "h100-sxm", 0.0, 13.0),  # SGLang keeps an amount for its chunk's activations and CUDA graphs
-    ("sglang", "h200-sxm", 0.0, 13.0),  # ... the same on a larger device
-    ("sglang", "b200", 0.0, 25.5),  # twice the chunk
-    ("sglang", "l40s", 0.0, 6.6),
-    ("vllm", "h100-sxm", 0.1, 0.0),  # gpu_memory_utilization: a share of the device
+@pytest.mark.parametrize("runtime, accelerator, share, amount_gib, of_free", [
+    ("sglang", "h100-sxm", 0.0, 13.0, 0.0),  # SGLang keeps an amount for its chunk's activations and CUDA graphs
+    ("sglang", "h200-sxm", 0.0, 13.0, 0.0),  # ... the same on a larger device
+    ("sglang", "b200", 0.0, 25.5, 0.0),  # twice the chunk
+    ("sglang", "l40s", 0.0, 6.6, 0.0),
+    ("vllm", "h100-sxm", 0.1, 0.0, 0.0),  # gpu_memory_utilization: a share of the device
+    ("trtllm", "h100-sxm", 0.0, 0.0, 0.1),  # free_gpu_memory_fraction: a share of what the weights leave
 ])
 def test_the_memory_an_engine_keeps_is_a_share_or_an_amount_as_the_engine_reserves_it(catalog, runtime, accelerator,
-                                                                                       share, amount_gib):
+                                                                                       share, amount_gib, of_free):
     got = scheduler_inputs(catalog.get("runtime", runtime), catalog.get("accelerator", accelerator))
     assert got["mem_reserve"] == pytest.approx(share)
     assert got["mem_reserve_bytes"] == pytest.approx(amount_gib * 2**30)
+    assert got["mem_reserve_free"] == pytest.approx(of_free)
+
+
+@pytest.mark.parametrize("tp", [1, 8])
+def test_tensorrt_llms_kv_pool_is_its_share_of_the_memory_the_weights_and_activations_leave(cli_json, catalog, tp):
+    """TensorRT-LLM gives its KV pool free_gpu_memory_fraction (0.9) of the memory free after the
+    weights and the activations, not all but a share of the device: Llama-3.1-70B in FP8 on one H100
+    leaves about 10 GB, of which the pool takes 9.4 GB (it was 6.6 GB, 5% of the device kept); at TP8
+    the weights leave 66 GB, and the engine keeps 6.6 GB of it (it kept 4.3 GB)."""
+    mem = cli_json("estimate", "-m", "llama-3.1-70b", "--hardware", "h100-sxm", "--runtime", "trtllm",
+                   "--weights", "fp8", "--kv", "fp8", "--tp", str(tp))["memory"]
+    hbm = catalog.get("accelerator", "h100-sxm").memory.capacity_bytes
+    left = hbm - mem["weights_bytes"] - mem["workspace_bytes"]
+    assert mem["kv_capacity_bytes"] == pytest.approx(0.9 * left, rel=1e-12)
 
 
 def _catalog(tmp_path, runtime: str = "", accelerator: str = "") -> Catalog:
@@ -85,6 +100,9 @@ def test_what_a_tier_does_not_give_is_the_structures(tmp_path, catalog):
     # a share of one's own (SGLang's --mem-fraction-static 0.9) replaces the inherited amount
     ("  memory_reserve_fraction: 0.1\n", "h100-sxm", {"mem_reserve": 0.1, "mem_reserve_bytes": 0.0}),
     ("  memory_reserve_gib: 8\n", "h100-sxm", {"mem_reserve": 0.0, "mem_reserve_bytes": 8 * 2**30}),
+    # ... and so does a share of the memory the weights leave, as TensorRT-LLM keeps it
+    ("  memory_reserve_free_fraction: 0.15\n", "h100-sxm",
+     {"mem_reserve": 0.0, "mem_reserve_bytes": 0.0, "mem_reserve_free": 0.15}),
 ])
 def test_a_profile_of_ones_own_states_what_holds_over_the_tiers_it_inherits(tmp_path, catalog, own, accelerator,
                                                                             expect):

@@ -20,17 +20,19 @@ from pdroof.spec.yamlio import read_yaml
 # same numbers to rounding. (model, estimate arguments) -> prefill s, decode step s, KV B/token/device,
 # KV B/sequence, max batch. The MoE models' prefill and EP decode were re-pinned when the experts'
 # grouped-GEMM efficiency came to depend on the width of a device's expert slice and the dispatch
-# to travel in the experts' input format (both changes of the MoE terms, not of attention).
+# to travel in the experts' input format (both changes of the MoE terms, not of attention). The max
+# batches on H100 and H200 (TensorRT-LLM there) were re-pinned when its KV pool became 90% of the
+# memory the weights and activations leave, rather than all but 5% of the device.
 PINNED = [
     (("deepseek-v3", "--hardware", "h200-sxm", "--tp", "8", "--weights", "fp8", "--kv", "fp8", "--batch", "8",
       "--prompt", "4096"),
-     (1.9017887355360612, 0.01255405211667516, 35136.0, 143917056.0, 396)),
+     (1.9017887355360612, 0.01255405211667516, 35136.0, 143917056.0, 404)),
     (("deepseek-v3", "--hardware", "h200-sxm", "--tp", "8", "--ep", "2", "--weights", "fp8", "--kv", "bf16",
       "--batch", "32", "--prompt", "16384"),
-     (28.887901587913664, 0.0302804353927312, 70272.0, 1151336448.0, 170)),
+     (28.887901587913664, 0.0302804353927312, 70272.0, 1151336448.0, 164)),
     (("llama-3.1-70b", "--hardware", "h100-sxm", "--tp", "4", "--weights", "fp8", "--kv", "fp8", "--batch", "8",
       "--prompt", "4096"),
-     (1.6929330904795405, 0.0105300522419531, 40960.0, 167772160.0, 367)),
+     (1.6929330904795405, 0.0105300522419531, 40960.0, 167772160.0, 353)),
     (("llama-3.1-70b", "--hardware", "h100-sxm", "--tp", "2", "--weights", "bf16", "--kv", "bf16", "--batch", "1",
       "--prompt", "32768", "--prefix", "8192"),
      (5.230129605718689, 0.03092994197808735, 163840.0, 6710886400.0, 1)),

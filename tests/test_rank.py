@@ -844,7 +844,7 @@ def test_inventory_rows_survive_workloads_without_aggregated_rows(cli_json):
         assert r["tokens_per_s_per_device"] == pytest.approx(r["requests_per_s"] * 30 / r["devices"], rel=1e-9)
 
 
-@pytest.mark.parametrize("retained_bytes", [62e9])
+@pytest.mark.parametrize("retained_bytes", [59.5e9])
 def test_pruning_keeps_every_tier_row_that_takes_sequences_off_a_crowded_hbm(catalog, retained_bytes):
     """Llama-3.1-70B on H100s with 8k-token prompts, decode at TP8: the reservations of arriving
     transfers and a retained cache crowd HBM, and host DRAM takes the sequences that no longer fit
@@ -872,7 +872,7 @@ def test_pruning_keeps_every_tier_row_that_takes_sequences_off_a_crowded_hbm(cat
 
 
 def test_a_tier_that_adds_no_batch_is_evaluated_where_ownership_crowds_its_hbm_row(catalog):
-    """Llama-3.1-70B with 8k-token prompts and a 62 GB retained cache: slower tiers whose decode batch
+    """Llama-3.1-70B with 8k-token prompts and a 59.5 GB retained cache: slower tiers whose decode batch
     is no larger than their HBM row's are evaluated only where that row's admission fell short of its
     batch (elsewhere they repeat it), and there they take the sequences HBM has no room for; every such
     row the full run finds, the pruned run finds too, and the progress reported reaches its total once."""
@@ -881,7 +881,7 @@ def test_a_tier_that_adds_no_batch_is_evaluated_where_ownership_crowds_its_hbm_r
     w = Workload("long", 8_000, 1_000, ttft_s=100.0, tpot_s=0.2)
     accs = [catalog.get("accelerator", a) for a in ("h100-sxm", "h200-sxm")]
     c = _cands(catalog, accs=("h100-sxm", "h200-sxm"), tiers=tuple(t.id for t in catalog.all("tier")),
-               model="llama-3.1-70b", workload=w, retained_bytes=62e9, runtimes=runtimes_for(catalog, "engine", accs),
+               model="llama-3.1-70b", workload=w, retained_bytes=59.5e9, runtimes=runtimes_for(catalog, "engine", accs),
                weights=("bf16",), kv=("bf16",))  # one wire format and one path: only tiers are pruned
     seen = []
     pruned, st = run(c, prune=True, keep=10**7, progress=lambda done, total: seen.append((done, total)))
@@ -921,7 +921,7 @@ def test_skipped_tier_rows_count_under_their_hbm_rows_reasons(catalog, ttft_s, r
     assert pruned.feasible + pruned.dominated == full.feasible + full.dominated
 
 
-@pytest.mark.parametrize("prompt, tpot_s, retained_bytes", [(8_000, 0.05, 62e9), (8_000, 0.5, 62e9), (32_000, 0.2, 42e9)])
+@pytest.mark.parametrize("prompt, tpot_s, retained_bytes", [(8_000, 0.05, 59.5e9), (8_000, 0.5, 59.5e9), (32_000, 0.2, 41e9)])
 def test_tier_pruning_matches_the_full_run_where_tiers_hold_kv(catalog, prompt, tpot_s, retained_bytes):
     """Llama-3.1-70B on H100s and H200s with every tier, where a retained cache crowds HBM and a slower
     tier keeps the sequences it has no room for: the pruned run finds every configuration that keeps

@@ -52,11 +52,13 @@ def test_latencies_are_read_in_microseconds_and_expert_factors_fall_back_to_the_
 
 def test_the_memory_reserve_is_fitted_as_the_engine_keeps_it_from_what_it_keeps_on_the_device(cat):
     """SGLang keeps an amount (13 GiB on an H100, 25.5 on a B200): the fit moves that amount, from the
-    one that holds on the device; vLLM keeps a share of the device: the fit moves the share."""
+    one that holds on the device; vLLM keeps a share of the device: the fit moves the share;
+    TensorRT-LLM a share of what the weights leave: the fit moves that share."""
     model = [cat.get("model", "qwen3-32b")]
     for rt_id, acc_id, name, start in (("sglang", "h100-sxm", "memory_reserve_gib", 13.0),
                                        ("sglang", "b200", "memory_reserve_gib", 25.5),
-                                       ("vllm", "h100-sxm", "memory_reserve_fraction", 0.1)):
+                                       ("vllm", "h100-sxm", "memory_reserve_fraction", 0.1),
+                                       ("trtllm", "h100-sxm", "memory_reserve_free_fraction", 0.1)):
         rt, acc = cat.get("runtime", rt_id), cat.get("accelerator", acc_id)
         reserve = [f for f in factors_for(acc, model, {"bf16"}, {"bf16"}, rt) if f.name.startswith("memory_reserve")]
         assert [f.name for f in reserve] == [name]

@@ -231,6 +231,19 @@ def test_the_memory_an_engine_keeps_from_its_kv_pool_is_fitted_where_requests_wa
     assert rep["mae"]["before"]["ttft"] > 0.3 and rep["mae"]["fitted"]["ttft"] < rep["mae"]["before"]["ttft"] / 3
 
 
+def test_tensorrt_llms_share_of_the_memory_the_weights_leave_is_fitted_where_requests_wait_for_it(catalog, tmp_path):
+    """TensorRT-LLM keeps a share of the memory its weights and activations leave (10%), not of the
+    device: where a 32B model's clients wait for its KV pool on one H100, TTFT determines that share."""
+    run = {**RUN, "model": "qwen3-32b", "engine": "trtllm"}
+    runs, f = _measured(tmp_path, {"structure.memory_reserve_free_fraction": 0.4}, run, engine="trtllm",
+                        loads=[(1024, 128, 16), (1024, 512, 24), (2048, 512, 32), (1024, 128, 1)])
+    base = yaml.safe_load((builtin_root() / "hardware" / "runtimes" / "trtllm.yaml").read_text())
+    acc = catalog.get("accelerator", "h100-sxm")
+    doc, rep = calibrate_serving(catalog, runs_to_fit(runs, f, acc), f, acc, base, "mine")
+    assert rep["fitted"]["memory_reserve_free_fraction"]["value"] == pytest.approx(0.4, abs=0.04)
+    assert doc["structure"]["memory_reserve_fraction"] == 0  # the share it keeps is of what is left, not the device's
+
+
 def test_an_engine_that_keeps_an_amount_of_memory_has_that_amount_fitted_up_or_down(catalog, tmp_path):
     """SGLang keeps an amount of memory (13 GiB on an H100), not a share: where its requests wait for
     KV memory the fit finds the amount, below the base's as well as above it, and the written

@@ -71,12 +71,16 @@ def factors_for(acc: Record, models: list[Record], weights: set[str], activation
                       "disaggregated runs at one or a few clients, where TTFT is one prefill and the hand-off", 1))
     # the memory an engine keeps from the KV pool (activations, CUDA graphs): where the clients'
     # sequences do not all fit, requests wait for admission and TTFT follows it. Fitted as the engine
-    # keeps it: the amount where it keeps one on acc (SGLang's reserved_mem), else its share of the
-    # device (vLLM's gpu_memory_utilization)
+    # keeps it: the amount where it keeps one on acc (SGLang's reserved_mem), its share of the memory
+    # the weights leave where it keeps that (TensorRT-LLM's free_gpu_memory_fraction), else its share
+    # of the device (vLLM's gpu_memory_utilization)
     needs = "runs at many clients whose sequences do not all fit in KV memory, so requests wait for admission"
-    if scheduler_inputs(base, acc)["mem_reserve_bytes"] > 0:
+    reserve = scheduler_inputs(base, acc)
+    if reserve["mem_reserve_bytes"] > 0:
         out.append(Factor(("structure", "memory_reserve_gib"), 0.5, 0.6 * acc.memory.capacity_bytes / GIB, 2.0, False,
                           needs, 1))
+    elif reserve["mem_reserve_free"] > 0:
+        out.append(Factor(("structure", "memory_reserve_free_fraction"), 0.02, 0.6, 1.15, True, needs, 1))
     else:
         out.append(Factor(("structure", "memory_reserve_fraction"), 0.02, 0.6, 1.15, True, needs, 1))
     return out

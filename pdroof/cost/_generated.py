@@ -610,27 +610,32 @@ ARGS['mixed'] = ('batch', 'prefill_prompts', 'new_tokens', 'prefix_tokens', 'con
 OUTPUTS['mixed'] = ('attn_proj_flops', 'attn_proj_bytes', 'attn_proj_compute_s', 'attn_proj_memory_s', 'attn_proj_seconds', 'ffn_flops', 'ffn_bytes', 'ffn_compute_s', 'ffn_memory_s', 'ffn_seconds', 'experts_flops', 'experts_bytes', 'experts_compute_s', 'experts_memory_s', 'experts_seconds', 'attention_flops', 'attention_bytes', 'attention_compute_s', 'attention_memory_s', 'attention_seconds', 'elementwise_flops', 'elementwise_bytes', 'elementwise_compute_s', 'elementwise_memory_s', 'elementwise_seconds', 'tp_comm_flops', 'tp_comm_bytes', 'tp_comm_compute_s', 'tp_comm_memory_s', 'tp_comm_seconds', 'ep_comm_flops', 'ep_comm_bytes', 'ep_comm_compute_s', 'ep_comm_memory_s', 'ep_comm_seconds', 'lm_head_flops', 'lm_head_bytes', 'lm_head_compute_s', 'lm_head_memory_s', 'lm_head_seconds', 'layer_latency_flops', 'layer_latency_bytes', 'layer_latency_compute_s', 'layer_latency_memory_s', 'layer_latency_seconds', 'step_latency_flops', 'step_latency_bytes', 'step_latency_compute_s', 'step_latency_memory_s', 'step_latency_seconds', 'seconds', 'flops', 'bytes', 'tokens_per_second')
 
 
-def memory(*, batch, context_tokens, tp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, sparse_layers, index_key_bytes, linear_layers, linear_heads, linear_key_dim, linear_value_dim, state_bytes, state_shardable, hidden, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, embed_params, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, hbm_bytes, chunk_tokens, mem_reserve, mem_reserve_bytes, max_sequences):
+def memory(*, batch, context_tokens, tp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, sparse_layers, index_key_bytes, linear_layers, linear_heads, linear_key_dim, linear_value_dim, state_bytes, state_shardable, hidden, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, embed_params, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, hbm_bytes, chunk_tokens, mem_reserve, mem_reserve_bytes, mem_reserve_free, max_sequences):
     """Numeric twin of pdroof.cost.equations groups()["memory"]."""
     _x0 = tp**(-1.0)
-    _x1 = numpy.minimum(kv_shardable, tp)**(-1.0)
-    _x2 = _x0*act_bytes*embed_params + weight_bytes*(_x0*(dense_layers*ffn_params + moe_layers*shared_params) + expert_params*experts*moe_layers/(moe_ep*moe_tp) + layers*(_x0*(attn_params - kv_proj_params) + _x1*kv_proj_params))
-    _x3 = numpy.minimum(state_shardable, tp)**(-1.0)
-    _x4 = act_bytes*chunk_tokens
-    _x5 = 4*_x0*batch*vocab + (1/64)*_x3*_x4*linear_heads*linear_key_dim*linear_value_dim + _x4*(3*_x0*numpy.maximum(ffn_size, expert_ffn_size*experts_per_token + shared_ffn_size) + 4*hidden)
-    _x6 = _x1*context_tokens*index_key_bytes*sparse_layers + _x1*kv_bytes*kv_elems*(context_tokens*(full_layers + sparse_layers) + sliding_layers*numpy.minimum(context_tokens, window_tokens)) + _x3*linear_layers*state_bytes
-    _x7 = -_x2 + hbm_bytes - numpy.maximum(mem_reserve_bytes, _x5 + hbm_bytes*mem_reserve)
-    _x8 = numpy.floor((numpy.maximum(0, _x7)/_x6)*1.000000000001)
+    _x1 = _x0*act_bytes*embed_params
+    _x2 = numpy.minimum(kv_shardable, tp)**(-1.0)
+    _x3 = weight_bytes*(_x0*(dense_layers*ffn_params + moe_layers*shared_params) + expert_params*experts*moe_layers/(moe_ep*moe_tp) + layers*(_x0*(attn_params - kv_proj_params) + _x2*kv_proj_params))
+    _x4 = _x1 + _x3
+    _x5 = _x0*batch*vocab
+    _x6 = numpy.minimum(state_shardable, tp)**(-1.0)
+    _x7 = act_bytes*chunk_tokens
+    _x8 = _x6*_x7*linear_heads*linear_key_dim*linear_value_dim
+    _x9 = _x7*(3*_x0*numpy.maximum(ffn_size, expert_ffn_size*experts_per_token + shared_ffn_size) + 4*hidden)
+    _x10 = 4*_x5 + (1/64)*_x8 + _x9
+    _x11 = _x2*context_tokens*index_key_bytes*sparse_layers + _x2*kv_bytes*kv_elems*(context_tokens*(full_layers + sparse_layers) + sliding_layers*numpy.minimum(context_tokens, window_tokens)) + _x6*linear_layers*state_bytes
+    _x12 = -_x4 + hbm_bytes - numpy.maximum(numpy.maximum(mem_reserve_bytes, _x10 + hbm_bytes*mem_reserve), _x10 - 1/64*mem_reserve_free*(64*_x1 + 64*_x3 + 256*_x5 + _x8 + 64*_x9 - 64*hbm_bytes))
+    _x13 = numpy.floor((numpy.maximum(0, _x12)/_x11)*1.000000000001)
     return {
-        'weights_bytes': _x2,
-        'workspace_bytes': _x5,
-        'kv_sequence_bytes': _x6,
-        'kv_capacity_bytes': _x7,
-        'kv_batch': _x8,
-        'max_batch': numpy.minimum(_x8, max_sequences),
+        'weights_bytes': _x4,
+        'workspace_bytes': _x10,
+        'kv_sequence_bytes': _x11,
+        'kv_capacity_bytes': _x12,
+        'kv_batch': _x13,
+        'max_batch': numpy.minimum(_x13, max_sequences),
     }
 
-ARGS['memory'] = ('batch', 'context_tokens', 'tp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'state_bytes', 'state_shardable', 'hidden', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'embed_params', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'hbm_bytes', 'chunk_tokens', 'mem_reserve', 'mem_reserve_bytes', 'max_sequences')
+ARGS['memory'] = ('batch', 'context_tokens', 'tp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'state_bytes', 'state_shardable', 'hidden', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'embed_params', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'hbm_bytes', 'chunk_tokens', 'mem_reserve', 'mem_reserve_bytes', 'mem_reserve_free', 'max_sequences')
 OUTPUTS['memory'] = ('weights_bytes', 'workspace_bytes', 'kv_sequence_bytes', 'kv_capacity_bytes', 'kv_batch', 'max_batch')
 
 

@@ -248,4 +248,5 @@ def scheduler_inputs(runtime: Record, acc: Record) -> dict[str, float]:
 
     most = pick("max_sequences")
     return {"chunk_tokens": pick("chunk_tokens"), "max_sequences": float(most) if most is not None else float("inf"),
-            "mem_reserve": st.memory_reserve_fraction, "mem_reserve_bytes": pick("memory_reserve_bytes")}
+            "mem_reserve": st.memory_reserve_fraction, "mem_reserve_bytes": pick("memory_reserve_bytes"),
+            "mem_reserve_free": st.memory_reserve_free_fraction}

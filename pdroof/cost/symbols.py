@@ -198,6 +198,7 @@ _TABLE = (
     Sym("chunk_tokens", "tokens", "most tokens one forward pass processes (sizes the activation workspace)", "T_C"),
     Sym("mem_reserve", "1", "fraction of HBM the runtime keeps for itself beside the activation workspace", "r"),
     Sym("mem_reserve_bytes", "B", "memory the runtime keeps, workspace included, whatever the device", "R_M"),
+    Sym("mem_reserve_free", "1", "fraction of the memory left after weights and workspace the runtime keeps", "r_F"),
     Sym("max_sequences", "1", "most sequences the engine's scheduler runs at once (inf: no limit)", "N_S"),
 )
 

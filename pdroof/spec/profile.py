@@ -43,6 +43,8 @@ def _tiers_in_order(st: Record):
 
 
 TIERED = ("chunk_tokens", "max_sequences", "memory_reserve_gib")  # structure keys smaller_devices tiers may replace
+# the ways a stack states its memory reserve: one stated replaces the others it inherits
+RESERVES = ("memory_reserve_fraction", "memory_reserve_gib", "memory_reserve_free_fraction")
 
 STRUCTURE = Map(checks=(_tiers_in_order,), fields=(
     F("norm_bytes_per_element", BPE, required=True, doc="bytes moved per hidden element by one RMSNorm"),
@@ -58,8 +60,11 @@ STRUCTURE = Map(checks=(_tiers_in_order,), fields=(
           "--mem-fraction-static) is stated as memory_reserve_gib"),
     F("memory_reserve_gib", Num(scale=GIB, positive=False, minimum=0), attr="memory_reserve_bytes", default=0.0,
       doc="memory the stack keeps for itself whatever the device's size, its activation workspace included "
-          "(SGLang's reserved_mem), where it reserves so; the reserve is the larger of this and the "
-          "fraction with the workspace"),
+          "(SGLang's reserved_mem), where it reserves so"),
+    F("memory_reserve_free_fraction", Num(positive=False, minimum=0, maximum=0.9), default=0.0,
+      doc="fraction of the memory the weights and the activation workspace leave that the stack keeps, where "
+          "it reserves so (TensorRT-LLM's KV pool is free_gpu_memory_fraction of that memory); the reserve is "
+          "the largest of the three, with the workspace"),
     F("chunk_tokens", Num(integer=True), required=True, doc="most tokens in one forward pass"),
     F("max_sequences", Num(integer=True),
       doc="most sequences the engine runs at once (vLLM's max_num_seqs, TensorRT-LLM's max_batch_size), "
@@ -235,17 +240,18 @@ def inherit(parent: dict, child: dict) -> dict:
 def stated_over_tiers(doc: dict, stated) -> dict:
     """``doc`` where the structure keys ``stated`` gives hold on every device: a profile's own budget,
     sequence limit or reserve is not replaced on smaller devices by the tiers it inherits, and a
-    reserve it states (a share or an amount) replaces the one it inherits whole."""
+    reserve it states (a share of the device, an amount, or a share of the memory left) replaces the
+    one it inherits whole."""
     stated = stated if isinstance(stated, dict) else {}
     st = doc.get("structure")
     if not isinstance(st, dict) or not stated:
         return doc
     st = dict(st)
-    if "memory_reserve_fraction" in stated and "memory_reserve_gib" not in stated:
-        st["memory_reserve_gib"] = 0
-        stated = {**stated, "memory_reserve_gib": 0}
-    elif "memory_reserve_gib" in stated and "memory_reserve_fraction" not in stated:
-        st["memory_reserve_fraction"] = 0
+    if any(k in stated for k in RESERVES):
+        for k in RESERVES:
+            if k not in stated:
+                st[k] = 0
+        stated = {**stated, "memory_reserve_gib": st["memory_reserve_gib"]}
     if "smaller_devices" not in stated and isinstance(st.get("smaller_devices"), list):
         drop = [k for k in TIERED if k in stated]
         st["smaller_devices"] = [{k: v for k, v in t.items() if k not in drop} if isinstance(t, dict) else t

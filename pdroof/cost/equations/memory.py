@@ -50,9 +50,12 @@ def expressions() -> dict[str, sp.Expr]:
     w = weights_bytes()
     ws = workspace_bytes()
     kv_seq = kv_sequence_bytes(S("context_tokens"), S("kv_bytes"))
-    # the engine keeps a share of the device beside the workspace (vLLM's gpu_memory_utilization), or an
-    # amount that stands for both (SGLang's reserved_mem), whichever is more
-    capacity = S("hbm_bytes") - w - sp.Max(S("hbm_bytes") * S("mem_reserve") + ws, S("mem_reserve_bytes"))
+    # the engine keeps a share of the device beside the workspace (vLLM's gpu_memory_utilization), an
+    # amount that stands for both (SGLang's reserved_mem), or a share of what the weights and the
+    # workspace leave (TensorRT-LLM's free_gpu_memory_fraction), whichever is more
+    left = S("hbm_bytes") - w - ws
+    kept = sp.Max(S("hbm_bytes") * S("mem_reserve") + ws, S("mem_reserve_bytes"), ws + S("mem_reserve_free") * left)
+    capacity = S("hbm_bytes") - w - kept
     kv_batch = sp.floor(sp.Max(0, capacity) / kv_seq)
     return {
         "weights_bytes": w,
