@@ -54,8 +54,8 @@ def test_the_memory_an_engine_keeps_is_a_share_or_an_amount_as_the_engine_reserv
 def test_tensorrt_llms_kv_pool_is_its_share_of_the_memory_the_weights_and_activations_leave(cli_json, catalog, tp):
     """TensorRT-LLM gives its KV pool free_gpu_memory_fraction (0.9) of the memory free after the
     weights and the activations, not all but a share of the device: Llama-3.1-70B in FP8 on one H100
-    leaves about 10 GB, of which the pool takes 9.4 GB (it was 6.6 GB, 5% of the device kept); at TP8
-    the weights leave 66 GB, and the engine keeps 6.6 GB of it (it kept 4.3 GB)."""
+    leaves 10.4 GB, of which the pool takes 9.4 GB (it was 6.2 GB, 5% of the device kept); at TP8
+    the weights leave 75.2 GB, and the engine keeps 7.5 GB of it (it kept 4.3 GB)."""
     mem = cli_json("estimate", "-m", "llama-3.1-70b", "--hardware", "h100-sxm", "--runtime", "trtllm",
                    "--weights", "fp8", "--kv", "fp8", "--tp", str(tp))["memory"]
     hbm = catalog.get("accelerator", "h100-sxm").memory.capacity_bytes
@@ -93,20 +93,24 @@ def test_what_a_tier_does_not_give_is_the_structures(tmp_path, catalog):
     assert (got["chunk_tokens"], got["max_sequences"]) == (4096, 2048)  # TensorRT-LLM's limit, the tier's budget
 
 
-@pytest.mark.parametrize("own, accelerator, expect", [
+@pytest.mark.parametrize("parent, own, accelerator, expect", [
     # a budget and a limit of one's own hold on every device, not only on those the inherited tiers miss
-    ("  chunk_tokens: 16384\n  max_sequences: 512\n", "l40s", {"chunk_tokens": 16384, "max_sequences": 512}),
-    ("  chunk_tokens: 4096\n", "h100-sxm", {"chunk_tokens": 4096}),
+    ("vllm", "  chunk_tokens: 16384\n  max_sequences: 512\n", "l40s", {"chunk_tokens": 16384, "max_sequences": 512}),
+    ("sglang", "  chunk_tokens: 4096\n", "h100-sxm", {"chunk_tokens": 4096}),
     # a share of one's own (SGLang's --mem-fraction-static 0.9) replaces the inherited amount
-    ("  memory_reserve_fraction: 0.1\n", "h100-sxm", {"mem_reserve": 0.1, "mem_reserve_bytes": 0.0}),
-    ("  memory_reserve_gib: 8\n", "h100-sxm", {"mem_reserve": 0.0, "mem_reserve_bytes": 8 * 2**30}),
+    ("sglang", "  memory_reserve_fraction: 0.1\n", "h100-sxm", {"mem_reserve": 0.1, "mem_reserve_bytes": 0.0}),
+    ("sglang", "  memory_reserve_gib: 8\n", "h100-sxm", {"mem_reserve": 0.0, "mem_reserve_bytes": 8 * 2**30}),
     # ... and so does a share of the memory the weights leave, as TensorRT-LLM keeps it
-    ("  memory_reserve_free_fraction: 0.15\n", "h100-sxm",
+    ("sglang", "  memory_reserve_free_fraction: 0.15\n", "h100-sxm",
      {"mem_reserve": 0.0, "mem_reserve_bytes": 0.0, "mem_reserve_free": 0.15}),
+    # over TensorRT-LLM's share of what the weights leave, a share of the device or an amount replaces it
+    ("trtllm", "  memory_reserve_fraction: 0.2\n", "h100-sxm",
+     {"mem_reserve": 0.2, "mem_reserve_bytes": 0.0, "mem_reserve_free": 0.0}),
+    ("trtllm", "  memory_reserve_gib: 3\n", "h100-sxm",
+     {"mem_reserve": 0.0, "mem_reserve_bytes": 3 * 2**30, "mem_reserve_free": 0.0}),
 ])
-def test_a_profile_of_ones_own_states_what_holds_over_the_tiers_it_inherits(tmp_path, catalog, own, accelerator,
-                                                                            expect):
-    parent = "vllm" if "max_sequences" in own else "sglang"
+def test_a_profile_of_ones_own_states_what_holds_over_the_tiers_it_inherits(tmp_path, catalog, parent, own,
+                                                                            accelerator, expect):
     cat = _catalog(tmp_path, f"inherits: {parent}\nstructure:\n{own}")
     got = scheduler_inputs(cat.get("runtime", "mine"), catalog.get("accelerator", accelerator))
     assert {k: got[k] for k in expect} == pytest.approx(expect)

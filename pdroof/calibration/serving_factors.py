@@ -80,7 +80,7 @@ def factors_for(acc: Record, models: list[Record], weights: set[str], activation
         out.append(Factor(("structure", "memory_reserve_gib"), 0.5, 0.6 * acc.memory.capacity_bytes / GIB, 2.0, False,
                           needs, 1))
     elif reserve["mem_reserve_free"] > 0:
-        out.append(Factor(("structure", "memory_reserve_free_fraction"), 0.02, 0.6, 1.15, True, needs, 1))
+        out.append(Factor(("structure", "memory_reserve_free_fraction"), 0.02, 0.9, 1.15, True, needs, 1))
     else:
         out.append(Factor(("structure", "memory_reserve_fraction"), 0.02, 0.6, 1.15, True, needs, 1))
     return out

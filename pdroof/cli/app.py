@@ -138,12 +138,15 @@ def _guard_stdout() -> None:
 def _help_pipe_quiet(args: list[str]) -> None:
     """Where Rich prints the help that ``--help`` asks for, a reader that went away is the
     ``BrokenPipeError`` the handler ends quietly on, not Rich's exit status 1. Only then: importing
-    Rich costs every other command's start-up."""
+    Rich costs every other command's start-up. Once per process: the method stays replaced for the
+    rest of it."""
     if "--help" not in args:
         return
     from rich.console import Console
 
     rich_way = Console.on_broken_pipe
+    if getattr(rich_way, "quiet", False):
+        return
 
     def quiet(console) -> None:
         try:
@@ -151,6 +154,7 @@ def _help_pipe_quiet(args: list[str]) -> None:
         except SystemExit:
             raise BrokenPipeError from None
 
+    quiet.quiet = True
     Console.on_broken_pipe = quiet
 
 
