@@ -251,6 +251,7 @@ def stated_over_tiers(doc: dict, stated) -> dict:
         for k in RESERVES:
             if k not in stated:
                 st[k] = 0
+        # as if the amount were stated too: the smaller devices' tiers give it no amount of their own
         stated = {**stated, "memory_reserve_gib": st["memory_reserve_gib"]}
     if "smaller_devices" not in stated and isinstance(st.get("smaller_devices"), list):
         drop = [k for k in TIERED if k in stated]
