@@ -89,6 +89,9 @@ class Plan:
     reasons: list[str] = field(default_factory=list)
     doc: dict = field(default_factory=dict)
     decode_tier: dict = field(default_factory=dict)  # the serving inputs of the decode step's tier fetches
+    # requests/s a decode replica's admitted batch serves at its step, or at the pace memory admits it
+    # (``decode_batch_capacity``: before the ingress limit)
+    decode_batch_capacity: float = float("nan")
 
 
 def gate(model: Record, prefill: Pool, decode: Pool, w: Workload) -> list[dict]:
@@ -252,7 +255,7 @@ def plan(model: Record, prefill: Pool, decode: Pool, path: Record, tiers: list[R
                                                                                           "kv_request_bytes")}}
     reasons = ([] if c_p > 0 else ["prefill misses its TTFT target even unloaded"]) + (
         [] if f["admission_batch"] >= 1 else ["no decode admission room after reservations and retained cache"])
-    return Plan(not reasons, reasons, doc, tier_values)
+    return Plan(not reasons, reasons, doc, tier_values, f["decode_batch_capacity"])
 
 
 def _runtimes(prefill: Pool, decode: Pool, runtime: Record) -> dict[str, Record]:

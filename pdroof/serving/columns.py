@@ -148,8 +148,8 @@ def _settled(c: Candidates, dec: Stage, dr, values: dict, step) -> dict[str, np.
     pace = np.where(np.isfinite(pace), pace, 0.0)  # no pace holds a destination: at its own step none fits
     idx = np.concatenate([rows[done], paced])
     steps = np.concatenate([t[done], alone])
-    # a sequence joins at the next step after its transfer, paced or not
     paces = np.concatenate([np.zeros(len(done)), pace])
+    # a sequence joins at the next step after its transfer, paced or not (admission_wait_s: the step)
     again = {**_serving({**_take(values, idx, n), "decode_batch": np.concatenate([b[done], one]), "step_s": steps,
                          "pace_s": paces, "admission_wait_s": steps}, c), "step_s": steps, "pace_s": paces}
     return _replaced(out, idx, again)

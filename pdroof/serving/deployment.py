@@ -218,7 +218,7 @@ def check(path: str | Path, cat: Catalog) -> Verdict:
         return v
     admission = p.doc["ownership"]["decode_admission"]
     if admission["memory_pace_s"] is not None:  # memory paces admissions (else the batch that fits implies they fit)
-        cap = admission["admitted_batch"] / (w.output_tokens * admission["memory_pace_s"])
+        cap = p.decode_batch_capacity  # the admitted batch over O paces
         v.checks.append(Check("decode memory beside transfers in flight", per_d <= cap, per_d, cap, "req/s",
                               f"per decode {_unit(dec)}: each arrival reserves "
                               f"{p.doc['ownership']['destination_bytes'] / GB:.3g} GB for "
