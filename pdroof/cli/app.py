@@ -135,12 +135,18 @@ def _guard_stdout() -> None:
             pass
 
 
+def _shows_help(args: list[str]) -> bool:
+    """Whether ``args`` ask for help: ``--help``, no command at all, or a group with nothing after it."""
+    command = _command_in(args)
+    return "--help" in args or command is None or (COMMANDS[command][2] == "group" and args[-1] == command)
+
+
 def _help_pipe_quiet(args: list[str]) -> None:
-    """Where Rich prints the help that ``--help`` asks for, a reader that went away is the
-    ``BrokenPipeError`` the handler ends quietly on, not Rich's exit status 1. Only then: importing
-    Rich costs every other command's start-up. Once per process: the method stays replaced for the
-    rest of it."""
-    if "--help" not in args:
+    """Where Rich prints the help (``--help``, no command, or a group named alone), a reader that
+    went away is the ``BrokenPipeError`` the handler ends quietly on, not Rich's exit status 1. Only
+    then: importing Rich costs every other command's start-up. Once per process: the method stays
+    replaced for the rest of it."""
+    if not _shows_help(args):
         return
     from rich.console import Console
 
