@@ -46,6 +46,9 @@ def test_decode_rows_that_differ_only_in_weights_or_tier_share_one_handoff(catal
     key = {d: (dec.labels["acc"][d], dec.labels["kv"][d], dec.labels["tp"][d], dec.labels["dp"][d]) for d in rows}
     assert len(first) == len(set(key.values())) and count.sum() == len(rows)
     groups = [rows[members[start[k]:start[k] + count[k]]] for k in range(len(first))]
+    for k in range(len(first)):  # a class's rows in order, its first one first
+        own = members[start[k]:start[k] + count[k]]
+        assert first[k] == own[0] and (np.diff(own) > 0).all()
     for group in groups:
         assert len({key[d] for d in group}) == 1
         assert len({dec.labels["tier"][d] for d in group}) == len(c.tiers)

@@ -28,7 +28,7 @@ TP_CHOICES = (1, 2, 4, 8)
 # of them (the wide-EP form engines deploy), up to four nodes of eight
 DP_CHOICES = (2, 4, 8, 16, 32)
 # Decode/aggregated batch sizes tried: dense at small batch, geometric above.
-BATCHES = np.unique(np.concatenate([np.arange(1, 17), np.round(16 * 1.2 ** np.arange(1, 35))])).astype(float)
+BATCHES = np.array(sorted({*range(1, 17), *(round(16 * 1.2 ** k) for k in range(1, 35))}), dtype=float)
 
 
 @dataclass
