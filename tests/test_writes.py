@@ -120,12 +120,20 @@ def test_a_closed_or_full_standard_output_is_one_error_line(tmp_path, args):
 
 @pytest.mark.parametrize("args", [("hardware", "list"), ("equations",), ("schema", "model"), ("--version",),
                                   ("rank", "-m", "llama-3.1-8b", "--accelerators", "h100-sxm", "--format", "json"),
-                                  ("--help",), ("rank", "--help"), (), ("hardware",)])
+                                  ("--help",), ("rank", "--help")])
 def test_a_reader_that_goes_away_is_no_error(tmp_path, args):
     """``pdroof ... | head``: the reader closes the pipe; the command stops quietly with status 0
     (Click would turn the broken pipe into status 1, and the interpreter's last flush into a warning;
-    the help, which Rich prints, would exit 1 too: asked for, or shown for no command or a bare group)."""
+    the help, which Rich prints, would exit 1 too)."""
     assert _reader_gone(args, tmp_path) == (0, b"")
+
+
+@pytest.mark.parametrize("args", [(), ("hardware",), ("--catalog", ".", "models")])
+def test_help_shown_for_no_command_keeps_its_status_when_the_reader_goes_away(tmp_path, args):
+    """``pdroof | head``: the help Rich prints where no command (or a group alone) is named is a
+    usage error, status 2, pipe or no pipe (Rich's broken-pipe handler would make it 1)."""
+    assert subprocess.run([*PDROOF, *args], cwd=tmp_path, capture_output=True, timeout=120).returncode == 2
+    assert _reader_gone(args, tmp_path) == (2, b"")
 
 
 def _reader_gone(args, cwd: Path) -> tuple[int, bytes]:

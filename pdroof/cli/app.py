@@ -77,19 +77,18 @@ def register(names=None) -> typer.Typer:
     return app
 
 
+def _past_globals(argv: list[str]) -> list[str]:
+    """The arguments after the global ``--catalog`` options."""
+    i = 0
+    while i < len(argv) and (argv[i] == "--catalog" or argv[i].startswith("--catalog=")):
+        i += 2 if argv[i] == "--catalog" else 1
+    return argv[i:]
+
+
 def _command_in(argv: list[str]) -> str | None:
     """The command an argument list invokes (after the global options), or None."""
-    i = 0
-    while i < len(argv):
-        a = argv[i]
-        if a == "--catalog":
-            i += 2
-            continue
-        if a.startswith("--catalog="):
-            i += 1
-            continue
-        return a if a in COMMANDS else None
-    return None
+    rest = _past_globals(argv)
+    return rest[0] if rest and rest[0] in COMMANDS else None
 
 
 def prepare(argv: list[str]) -> typer.Typer:
@@ -135,19 +134,19 @@ def _guard_stdout() -> None:
             pass
 
 
-def _shows_help(args: list[str]) -> bool:
-    """Whether ``args`` ask for help: ``--help``, no command at all, or a group with nothing after it."""
-    command = _command_in(args)
-    return "--help" in args or command is None or (COMMANDS[command][2] == "group" and args[-1] == command)
+def _help_status(args: list[str]) -> int | None:
+    """The exit status of the help Rich prints for ``args``: 0 where ``--help`` asks for it, 2 (a
+    usage error) where no command is named or a group is named alone; None where it prints none."""
+    if "--help" in args:
+        return 0
+    rest = _past_globals(args)
+    return 2 if not rest or (len(rest) == 1 and COMMANDS.get(rest[0], ("", "", ""))[2] == "group") else None
 
 
-def _help_pipe_quiet(args: list[str]) -> None:
-    """Where Rich prints the help (``--help``, no command, or a group named alone), a reader that
-    went away is the ``BrokenPipeError`` the handler ends quietly on, not Rich's exit status 1. Only
-    then: importing Rich costs every other command's start-up. Once per process: the method stays
-    replaced for the rest of it."""
-    if not _shows_help(args):
-        return
+def _help_pipe_quiet() -> None:
+    """Where Rich prints the help, a reader that went away is the ``BrokenPipeError`` the handler
+    ends with the help's own status, not Rich's exit status 1. Only then: importing Rich costs every
+    other command's start-up. Once per process: the method stays replaced for the rest of it."""
     from rich.console import Console
 
     rich_way = Console.on_broken_pipe
@@ -183,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     is written (closed, a full device, a file over its size limit) is one error line too."""
     args = sys.argv[1:] if argv is None else list(argv)
     _guard_stdout()
-    _help_pipe_quiet(args)
+    help_status = _help_status(args)
+    if help_status is not None:
+        _help_pipe_quiet()
     prepare(args)
     _terminate_as_exit()
     from typer._click.exceptions import UsageError  # typer's own copy of click, as it raises them
@@ -205,8 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     except PdroofError as exc:
         print(f"Error: {one_line(str(exc))}", file=sys.stderr)
         return 1
-    except BrokenPipeError:
-        return 0
+    except BrokenPipeError:  # a reader that went away changes no verdict: the help's own, else success
+        return help_status or 0
     except (KeyboardInterrupt, Abort):  # SIGINT or SIGTERM (_terminate_as_exit): what was being written is gone
         print("Error: interrupted", file=sys.stderr)
         return 130
