@@ -89,6 +89,10 @@ def _bad(tmp_path, mutate):
     (lambda d: d["gemm"][0].__setitem__("s", d["gemm"][0]["s"] * 1e3), "gemm[0].s", "must be in seconds"),
     (lambda d: d["attn_decode"][0].pop("L"), "attn_decode[0].L", "missing field"),
     (lambda d: d["copy"][0].__setitem__("bytes", "lots"), "copy[0].bytes", "must be a number"),
+    (lambda d: d.__setitem__("meta", -1), "meta", "must be a mapping"),
+    (lambda d: d["e2e"][0].__setitem__("dtype", 0), "e2e[0].dtype", "has no gemm rows"),
+    (lambda d: d["e2e"][0].pop("S"), "e2e[0].S", "missing field"),  # a prefill row's prompt
+    (lambda d: d["e2e"][0].__setitem__("phase", "both"), "e2e[0].phase", "must be prefill or decode"),
 ])
 def test_bad_measurement_files(tmp_path, mutate, field, words, cli):
     p = _bad(tmp_path, mutate)
@@ -98,6 +102,19 @@ def test_bad_measurement_files(tmp_path, mutate, field, words, cli):
     code, _, err = cli("calibrate", str(p), "--hardware", "h100-sxm", "-o", str(tmp_path / "x.yaml"))
     assert code == 1 and err.startswith("Error: ") and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x.yaml").exists()
+
+
+def test_gemms_in_a_format_the_accelerator_has_no_peak_for_name_the_file(tmp_path, cli):
+    p = _bad(tmp_path, lambda d: d["gemm"].append({**d["gemm"][0], "dtype": "abc"}))
+    code, _, err = cli("calibrate", str(p), "--hardware", "h100-sxm", "-o", str(tmp_path / "x.yaml"))
+    assert code == 1 and err.startswith(f"Error: {p}: gemm: abc GEMMs") and not (tmp_path / "x.yaml").exists()
+
+
+def test_the_profile_and_its_report_need_two_files(tmp_path, cli):
+    same = tmp_path / "same.yaml"
+    code, _, err = cli("calibrate", str(DATA / "serving_llama8b_h100_trtllm.json"), "--hardware", "h100-sxm",
+                       "-o", str(same), "--report", str(same))
+    assert code == 2 and "--report" in err and not same.exists()
 
 
 def test_flat_csv_is_read(tmp_path):
@@ -112,3 +129,10 @@ def test_flat_csv_is_read(tmp_path):
     p.write_text("\n".join(lines))
     got = read_measurements(p)
     assert len(got["gemm"]) == len(data["gemm"]) and got["e2e"] == []
+
+
+def test_runs_of_another_engine_than_the_base_name_the_file(tmp_path, cli):
+    runs = DATA / "serving_llama8b_h100_trtllm.json"
+    code, _, err = cli("calibrate", str(runs), "--hardware", "h100-sxm", "--runtime", "vllm",
+                       "-o", str(tmp_path / "x.yaml"))
+    assert code == 1 and err.startswith(f"Error: {runs}: runs measured on trtllm, but runtime vllm stands for vllm")

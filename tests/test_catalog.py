@@ -175,6 +175,13 @@ def test_runtime_inheritance_errors_name_the_file(tmp_path):
         cat.get("runtime", "loop")
     with pytest.raises(SpecError, match="orphan.yaml.*inherits.*unknown runtime 'nowhere'"):
         cat.get("runtime", "orphan")
+    odd = ("5", "[a, b]", "{a: 1}", "true")  # not an id: the same one line, no traceback
+    for i, value in enumerate(odd):
+        (d / f"odd{i}.yaml").write_text(f"id: odd{i}\nname: O\ninherits: {value}\n")
+    cat = Catalog([tmp_path], use_env=False)
+    for i in range(len(odd)):
+        with pytest.raises(SpecError, match=f"odd{i}.yaml: inherits: must be a runtime id"):
+            cat.get("runtime", f"odd{i}")
 
 
 def test_engine_profiles_resolve_everywhere(catalog):

@@ -57,6 +57,20 @@ def test_a_file_that_is_not_a_run_file_is_one_error(text):
         parse_runs(text, "x")
 
 
+@pytest.mark.parametrize("text", ["42", "null", '"runs"'])
+def test_a_json_file_of_no_list_says_what_json_it_needs(text):
+    """Not the CSV reader's complaint about columns: a .json file is read as JSON."""
+    from pdroof.spec.errors import PdroofError
+
+    with pytest.raises(PdroofError, match="x.json: not a run file: expected a list of runs"):
+        parse_runs(text, "x.json")
+
+
+def test_a_byte_order_mark_is_no_part_of_the_run_file():
+    text = json.dumps({"runs": [RUN]})
+    assert parse_runs("\ufeff" + text, "runs.json") == parse_runs(text, "runs.json")
+
+
 def test_what_cannot_be_predicted_is_a_reason_not_a_crash(catalog):
     runs = parse_runs(json.dumps([
         {**RUN, "mode": "disaggregated", "prefill": RUN["deployment"], "decode": {**RUN["deployment"], "tp": 3}},

@@ -156,3 +156,25 @@ def test_inferencex_disaggregated_and_multinode_records_are_read(tmp_path):
     pre, dec = run.pools["prefill"], run.pools["decode"]
     assert (pre.instances, pre.tp, pre.dp, pre.moe_ep) == (2, 1, 8, 8)
     assert (dec.instances, dec.tp, dec.dp, dec.moe_ep) == (1, 1, 16, 16)
+
+
+@pytest.mark.parametrize("source, field, value", [
+    ("sglang_bench_serving.jsonl", "backend", -1), ("sglang_bench_serving.jsonl", "server_info.model_path", 7),
+    ("sglang_bench_serving.jsonl", "server_info.tp_size", "2"), ("vllm_bench_serve.json", "model_id", ["x"]),
+    ("inferencex_results.json", "framework", 3), ("inferencex_results.json", "decode_tp", "8"),
+    ("inferencex_results.json", "decode_ep", 0)])
+def test_a_field_of_the_wrong_type_is_the_runs_error_naming_it(tmp_path, source, field, value):
+    """Not a traceback: the run carries one error naming the field (predict lists it, calibrate refuses)."""
+    text = (DATA / source).read_text()
+    docs = [json.loads(ln) for ln in text.splitlines() if ln.strip()] if source.endswith(".jsonl") else json.loads(text)
+    for doc in docs if isinstance(docs, list) else [docs]:
+        *outer, key = field.split(".")
+        target = doc
+        for k in outer:
+            target = target.setdefault(k, {})
+        target[key] = value
+    f = tmp_path / source
+    f.write_text("\n".join(json.dumps(d) for d in docs) if source.endswith(".jsonl") else json.dumps(docs))
+    runs = read_any_runs(f, RunDefaults(weights="bf16", accelerator="h100-sxm", model="qwen3-8b"))[1]
+    assert runs[0].error and f"{key}: must be" in runs[0].error, runs[0].error  # (the second SGLang line ran at a rate)
+

@@ -82,6 +82,9 @@ BAD = {
                                                        "attention: {kind: gqa, qkv_bais: true}"),
                            "attention.qkv_bais", "unknown key"),
     "object-constructing tag": ("path", "!!python/object/apply:os.system ['echo pwned']\n", "<top>", "malformed YAML"),
+    "dense layers of an MoE model without ffn_size": (
+        "model", GOOD_MODEL.replace("ffn_size: 128\n", "moe: {routed_experts: 4, experts_per_token: 2, "
+                                    "expert_ffn_size: 32, dense_layers: 1}\n"), "ffn_size", "moe.dense_layers"),
     "alias bomb": ("path", 'a: &a ["lol","lol"]\nb: &b [*a,*a]\nc: &c [*b,*b]\nd: [*c,*c]\n', "<top>",
                    "aliases are not allowed"),
 }

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..cost.numeric import evaluate
-from ..spec.errors import PdroofError
+from ..spec.errors import PdroofError, SpecError
 from ..spec.schema import Record
 from ..spec.units import format_bytes
 from .measurements import digest as file_digest
@@ -188,6 +188,8 @@ def calibrate(path: str | Path, acc: Record) -> Calibration:
     fit_err: dict[str, float] = {}
     harness: dict[str, float] = {}
     for fmt in sorted({r["dtype"] for r in data["gemm"]}):
+        if not acc.dense_flops_per_s.get(fmt):
+            raise SpecError(str(path), "gemm", f"{fmt} GEMMs, but {acc.id} has no {fmt} peak in its spec")
         best, err = fit_gemm([r for r in data["gemm"] if r["dtype"] == fmt], acc, fmt)
         entry["compute"][fmt] = round(best["eff_compute"], 4)
         entry["gemm_half_rows"][fmt] = round(best["gemm_half_rows"], 1)

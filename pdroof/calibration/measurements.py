@@ -97,7 +97,10 @@ def read_measurements(path: str | Path) -> dict[str, list[dict]]:
         data = _load_json(text, name)
     if not isinstance(data, dict):
         raise SpecError(name, "", "must be a JSON object with one list per section")
-    out: dict[str, list[dict]] = {"meta": data.get("meta") or {}}
+    meta = data.get("meta")
+    if meta is not None and not isinstance(meta, dict):
+        raise SpecError(name, "meta", f"must be a mapping (device, date, torch, sms), not {repr(meta)[:40]}")
+    out: dict[str, list[dict]] = {"meta": meta or {}}
     sizes = [len(v) for v in data.values() if isinstance(v, list)]
     if sum(sizes) > MAX_ROWS:  # the fit's work grows with the rows: bounded before any of it
         raise SpecError(name, "", f"{sum(sizes):,} measurement rows, more than {MAX_ROWS:,}: split the file")
@@ -113,6 +116,15 @@ def read_measurements(path: str | Path) -> dict[str, list[dict]]:
         out[section] = [_check_row(r, fields, f"{section}[{i}]", name) for i, r in enumerate(rows)]
     if not any(r["dtype"] == "bf16" for r in out["gemm"]):
         raise SpecError(name, "gemm", "needs bf16 rows (the reference format)")
+    gemm_formats = {r["dtype"] for r in out["gemm"]}
+    for i, r in enumerate(out["e2e"]):  # a whole stack in a format the GEMMs measured, one phase's length
+        length = {"prefill": "S", "decode": "L"}.get(r["phase"])
+        if length is None:
+            raise SpecError(name, f"e2e[{i}].phase", f"must be prefill or decode, not {r['phase']!r}")
+        if length not in r:
+            raise SpecError(name, f"e2e[{i}].{length}", f"missing field (a {r['phase']} row's length)")
+        if r.get("dtype", "bf16") not in gemm_formats:
+            raise SpecError(name, f"e2e[{i}].dtype", f"{r['dtype']!r} has no gemm rows to fit its efficiency from")
     if not any(r["kind"] == "d2d" for r in out["copy"]):
         raise SpecError(name, "copy", "needs a d2d (device-to-device) copy row")
     return out

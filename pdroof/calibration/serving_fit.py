@@ -266,7 +266,10 @@ def calibrate_serving(cat: Catalog, runs: list[Run], runs_path: str | Path, acc:
     factors = factors_for(acc, models, weights, activations, base)
     start = {f: base_value(f, base, acc) for f in factors}
     ev.start = start
-    before = ev.log_ratios(start)
+    try:
+        before = ev.log_ratios(start)
+    except PdroofError as exc:  # a run the base cannot serve as given: the file's
+        raise PdroofError(f"{runs_path}: {exc}") from None
     mae_before = _mae(before)
     # cross-validation: a metric that fits to the other runs predict worse, each run left out, than the
     # base does is one these runs do not determine; its factors keep the base's values, and the choice

@@ -75,12 +75,13 @@ def base_for(cat: Catalog, requested: str | None, runs: list[Run], acc: Record) 
     return base, f"the {requested} profile for the runs' release ({versions})"
 
 
-def check_base(base: Record, runs: list[Run]) -> None:
-    """Refuse a base that is another engine's profile than the runs'."""
+def check_base(base: Record, runs: list[Run], path: str | Path) -> None:
+    """Refuse a base that is another engine's profile than the runs' (of file ``path``)."""
     engine = base.engine or base.id
     ran = {r.engine for r in runs} - {None}
     if engine in ENGINE_PREFERENCE and ran and engine not in ran:
-        raise PdroofError(f"runtime {base.id} stands for {engine}, but the runs were measured on {', '.join(ran)}")
+        raise PdroofError(f"{path}: runs measured on {', '.join(sorted(ran))}, but runtime {base.id} stands for "
+                          f"{engine}")
 
 
 def check_profile_id(profile_id: str) -> None:

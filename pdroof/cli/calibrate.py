@@ -50,6 +50,9 @@ def calibrate_cmd(
     from ..serving.run_formats import RunDefaults, read_any_runs
     from ..spec.errors import PdroofError
 
+    if report is not None and report.resolve() == output.resolve():
+        raise typer.BadParameter(f"{report} is the profile's own path (-o): the report needs another file",
+                                 param_hint="--report")
     cat = catalog(ctx)
     acc = cat.get("accelerator", hardware)
     for path in (output, report):  # before the fit, not after it
@@ -62,7 +65,7 @@ def calibrate_cmd(
     runs = runs_to_fit(read_any_runs(measurements, given, cat)[1], measurements, acc) if "runs" in kinds else None
     if runs is not None:  # serving runs name their engine and release: the base is its profile unless named
         runtime, why = base_for(cat, runtime, runs, acc)
-        check_base(cat.get("runtime", runtime), runs)
+        check_base(cat.get("runtime", runtime), runs, measurements)
         if why:
             render.emit(f"starting from {runtime}: {why}\n")
     doc, rep = None, {}

@@ -29,8 +29,8 @@ def deploy_cmd(
     from .app import one_line
     from .options import catalog
 
-    try:  # an invalid deployment file exits 2, as pdroof check does
-        d = load(deployment)
+    try:  # an invalid deployment file (an unknown id in it included) exits 2, as pdroof check does
+        d = load(deployment, catalog(ctx))
     except PdroofError as exc:
         typer.echo(f"Error: {one_line(str(exc))}", err=True)
         raise typer.Exit(2) from None

@@ -14,6 +14,7 @@ from ..cost.parallelism import split_reason
 from ..cost.precision import infeasible_reason
 from ..cost.runtime import runtime_for
 from ..spec.catalog import Catalog
+from ..spec.errors import PdroofError, SpecError
 from ..spec.kinds import FMT
 from ..spec.schema import F, Map, Num, Record, Str, validate
 from ..spec.units import GB
@@ -98,7 +99,7 @@ DEPLOYMENT = Map(title="deployment", checks=(_pools_of_mode,), fields=(
         F("prompt_tokens", Num(integer=True)),
         F("output_tokens", Num(integer=True)),
         F("prefix_hit", Num(positive=False, minimum=0, maximum=0.999)),
-        F("rate_per_s", Num(), doc="offered request rate the targets must hold at"),
+        F("rate_per_s", Num(minimum=1e-9, maximum=1e7), doc="offered request rate the targets must hold at"),
     ), checks=(_tokens_or_preset,)), required=True),
     F("targets", Map(fields=target_fields(), checks=(_one_per_metric,),
                      doc="any of ttft_ms (mean), ttft_p50_ms (median), ttft_p90_ms, ttft_p99_ms and the same for "
@@ -130,8 +131,32 @@ class Verdict:
     deployment: dict = field(default_factory=dict)
 
 
-def load(path: str | Path) -> Record:
-    return validate(DEPLOYMENT, read_yaml(path), str(path))
+def load(path: str | Path, cat: Catalog | None = None) -> Record:
+    """The deployment file, checked; with a catalogue, every id it names too (an unknown one is the
+    file's error, naming its field)."""
+    d = validate(DEPLOYMENT, read_yaml(path), str(path))
+    if cat is not None:
+        pools = (("pool", d.pool),) if d.mode == "aggregated" else (("prefill", d.prefill), ("decode", d.decode))
+        refs = [("model", "model", d.model), ("runtime", "runtime", d.runtime)]
+        if d.mode != "aggregated":
+            refs.append(("path", "kv_path", d.kv_path))
+        for name, pool in pools:
+            refs += [("accelerator", f"{name}.accelerator", pool.accelerator), ("model", f"{name}.model", pool.model)]
+        for kind, where, ref in refs:
+            try:
+                if ref is not None:
+                    cat.get(kind, ref)
+            except SpecError:
+                raise  # a referenced file's own error names that file
+            except PdroofError as exc:
+                raise SpecError(str(path), where, str(exc)) from None
+        try:
+            resolve_workload(d.workload.preset)
+        except SpecError:
+            raise
+        except PdroofError as exc:
+            raise SpecError(str(path), "workload.preset", str(exc)) from None
+    return d
 
 
 def _pool(cat: Catalog, spec: Record, runtime: str) -> Pool:
@@ -160,7 +185,7 @@ def check(path: str | Path, cat: Catalog) -> Verdict:
     """Every constraint of the deployment at its offered rate: feasibility (gates, formats, fit),
     TTFT with queueing at the prefill pool, TPOT at the batch the decode pool must run, and the
     link and memory capacities of the handoff."""
-    d = load(path)
+    d = load(path, cat)
     model = cat.get("model", d.model)
     w = _workload(d)
     if d.mode == "aggregated":

@@ -244,8 +244,8 @@ MAX_RUNS = 20_000  # runs a file may hold: each is a closed loop to solve (20,00
 def parse_runs(text: str, name: str, doc=None) -> list[Run]:
     """Runs from the text of a JSON or CSV run file named ``name`` (``doc``: the text already
     parsed as JSON, where the caller has it)."""
-    stripped = text.lstrip()
-    if stripped.startswith(("{", "[")):
+    text = text.removeprefix("\ufeff")  # a byte-order mark some editors write
+    if text.lstrip().startswith(("{", "[")) or str(name).lower().endswith(".json"):
         try:
             doc = json.loads(text) if doc is None else doc
         except ValueError as exc:  # a 5,000-digit number is one too (int conversion limit)

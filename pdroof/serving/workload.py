@@ -82,7 +82,7 @@ def target_fields(required: bool = False) -> tuple[F, ...]:
     for metric, what in (("ttft", "time-to-first-token"), ("tpot", "time-per-output-token")):
         for stat in STATS:
             key = f"{metric}_ms" if stat == "mean" else f"{metric}_{stat}_ms"
-            out.append(F(key, Num(scale=MILLI), attr=f"{metric}_{stat}_s",
+            out.append(F(key, Num(scale=MILLI, minimum=1e-3, maximum=86_400_000), attr=f"{metric}_{stat}_s",
                          doc=f"{what} target on the {'median' if stat == 'p50' else stat}"))
     return tuple(out)
 

@@ -153,6 +153,8 @@ class Catalog:
         from .profile import inherit
         from .yamlio import read_yaml
 
+        if not isinstance(pid, str) or not pid:
+            raise SpecError(child, "inherits", f"must be a runtime id, not {pid!r}")
         if pid in chain or len(chain) > 8:
             loop = " -> ".join((*chain, pid))
             raise SpecError(child, "inherits", f"runtime {pid!r} inherits from itself ({loop})")

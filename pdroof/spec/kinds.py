@@ -195,6 +195,8 @@ def _heads_divisible(rec: Record):
             return ("moe.experts_per_token", "exceeds moe.routed_experts")
         if moe.dense_layers >= rec.layers:
             return ("moe.dense_layers", "must be fewer than layers")
+        if moe.dense_layers and rec.ffn_size is None:
+            return ("ffn_size", "missing required field (needed for the moe.dense_layers dense layers)")
     elif rec.ffn_size is None:
         return ("ffn_size", "missing required field (needed for a dense model)")
     return None
