@@ -542,3 +542,13 @@ def test_an_engines_cost_per_sequence_in_a_pass_grows_its_steps_with_the_batch(c
     assert catalog.get("runtime", "vllm").structure.sequence_latency_s > 0
     assert catalog.get("runtime", "sglang").structure.sequence_latency_s == 0
     assert catalog.get("runtime", "trtllm").structure.sequence_latency_s == 0
+
+
+def test_a_run_file_of_no_runs_and_waves_of_no_number_are_errors(cli, tmp_path):
+    empty = tmp_path / "empty.json"
+    empty.write_text('{"runs": []}')
+    code, _, err = cli("predict", str(empty))
+    assert code == 1 and err.strip() == f"Error: {empty}: holds no runs"
+    for waves in ("nan", "inf"):  # usage mistakes, as 0 is
+        code, _, err = cli("predict", str(DATA / "runs_sample.csv"), "--waves", waves)
+        assert code == 2 and "--waves" in err, err

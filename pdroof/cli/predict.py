@@ -62,11 +62,17 @@ def predict_cmd(
     """Predict each run's TTFT and TPOT statistics and output tokens/s; with measurements, the error."""
     from ..serving.predict import group_errors, overall, predict
     from ..serving.run_formats import RunDefaults, read_any_runs
+    from ..spec.errors import PdroofError
 
+    if not waves < float("inf"):  # NaN and infinity pass the option's range
+        raise typer.BadParameter(f"must be a number of at least 1, not {waves}", param_hint="--waves")
     cat = catalog(ctx)
     acc = cat.get("accelerator", hardware).id if hardware else None
     given = RunDefaults(model, engine, engine_version, weights, acc, tp)
-    preds = predict(cat, read_any_runs(runs, given, cat)[1], runtime, waves=waves)
+    found = read_any_runs(runs, given, cat)[1]
+    if not found:
+        raise PdroofError(f"{runs}: holds no runs")
+    preds = predict(cat, found, runtime, waves=waves)  # a run it cannot predict says why; the others come out
     summary = overall(preds)
     if fmt.value == "json":
         render.emit(render.json_records_text("runs", [p.to_dict() for p in preds],
