@@ -136,3 +136,13 @@ def test_runs_of_another_engine_than_the_base_name_the_file(tmp_path, cli):
     code, _, err = cli("calibrate", str(runs), "--hardware", "h100-sxm", "--runtime", "vllm",
                        "-o", str(tmp_path / "x.yaml"))
     assert code == 1 and err.startswith(f"Error: {runs}: runs measured on trtllm, but runtime vllm stands for vllm")
+
+
+@pytest.mark.parametrize("change, field, words", [({"layers_run": 1e300}, "layers_run", "more than the 32 layers"),
+                                                  ({"model": "llama-9"}, "model", "unknown model")])
+def test_an_end_to_end_row_beyond_its_model_names_the_field(tmp_path, cli, change, field, words):
+    p = _bad(tmp_path, lambda d: d["e2e"][0].update(change))
+    code, _, err = cli("calibrate", str(p), "--hardware", "h100-sxm", "-o", str(tmp_path / "x.yaml"))
+    assert code == 1 and err.startswith(f"Error: {p}: e2e[0].{field}: ") and words in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "x.yaml").exists()
+

@@ -292,6 +292,16 @@ def calibrate_runtime(path: str | Path, acc: Record, base_doc: dict, models) -> 
     doc["profiles"][acc.id] = entry
     rows = cal.report.pop("e2e_rows")
     report = {"hardware": acc.id, "fit": entry["fit"], **cal.report}
+    for i, r in enumerate(rows):  # a model the catalogue has, run for at most its layers
+        try:
+            layers = models(r["model"]).layers
+        except SpecError:
+            raise
+        except PdroofError as exc:
+            raise SpecError(str(path), f"e2e[{i}].model", str(exc)) from None
+        if r.get("layers_run", 1) > layers:
+            raise SpecError(str(path), f"e2e[{i}].layers_run", f"{r['layers_run']:g} is more than the {layers} "
+                                                                f"layers of {r['model']}")
     if rows:
         rt = validate(RUNTIME, doc, str(path))
         report["e2e_micro_only"] = e2e_table(rows, rt, acc, models)
