@@ -90,7 +90,7 @@ def _bad(tmp_path, mutate):
     (lambda d: d["attn_decode"][0].pop("L"), "attn_decode[0].L", "missing field"),
     (lambda d: d["copy"][0].__setitem__("bytes", "lots"), "copy[0].bytes", "must be a number"),
     (lambda d: d.__setitem__("meta", -1), "meta", "must be a mapping"),
-    (lambda d: d["e2e"][0].__setitem__("dtype", 0), "e2e[0].dtype", "has no gemm rows"),
+    (lambda d: d["e2e"][0].__setitem__("dtype", 0), "e2e[0].dtype", "must be one of"),
     (lambda d: d["e2e"][0].pop("S"), "e2e[0].S", "missing field"),  # a prefill row's prompt
     (lambda d: d["e2e"][0].__setitem__("phase", "both"), "e2e[0].phase", "must be prefill or decode"),
 ])
@@ -139,7 +139,8 @@ def test_runs_of_another_engine_than_the_base_name_the_file(tmp_path, cli):
 
 
 @pytest.mark.parametrize("change, field, words", [({"layers_run": 1e300}, "layers_run", "more than the 32 layers"),
-                                                  ({"model": "llama-9"}, "model", "unknown model")])
+                                                  ({"model": "llama-9"}, "model", "unknown model"),
+                                                  ({"dtype": "fp4"}, "dtype", "h100-sxm has no fp4 peak")])
 def test_an_end_to_end_row_beyond_its_model_names_the_field(tmp_path, cli, change, field, words):
     p = _bad(tmp_path, lambda d: d["e2e"][0].update(change))
     code, _, err = cli("calibrate", str(p), "--hardware", "h100-sxm", "-o", str(tmp_path / "x.yaml"))

@@ -354,3 +354,10 @@ def test_default_runtime_is_the_engine_best_supported_on_the_accelerator(cli, cl
     for extra in ((), ("--serving", "aggregated")):
         code, out, err = cli(*args, *extra)
         assert code == 0 and "llama-3.1-8b on h100-sxm · runtime trtllm" in out, err
+
+
+@pytest.mark.parametrize("waves", ["nan", "inf"])
+def test_waves_of_no_finite_number_are_a_usage_mistake(cli, waves):
+    code, _, err = cli("estimate", "-m", "llama-3.1-8b", "--hardware", "h100-sxm", "--serving", "aggregated",
+                       "--waves", waves)
+    assert code == 2 and "--waves" in err and len(err.strip().splitlines()) == 1

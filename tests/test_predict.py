@@ -66,9 +66,10 @@ def test_a_json_file_of_no_list_says_what_json_it_needs(text):
         parse_runs(text, "x.json")
 
 
-def test_a_byte_order_mark_is_no_part_of_the_run_file():
-    text = json.dumps({"runs": [RUN]})
-    assert parse_runs("\ufeff" + text, "runs.json") == parse_runs(text, "runs.json")
+def test_a_byte_order_mark_is_no_part_of_the_run_file(tmp_path):
+    (tmp_path / "a.json").write_text(json.dumps({"runs": [RUN]}), encoding="utf-8")
+    (tmp_path / "b.json").write_text(json.dumps({"runs": [RUN]}), encoding="utf-8-sig")
+    assert read_runs(tmp_path / "b.json") == read_runs(tmp_path / "a.json")
 
 
 def test_what_cannot_be_predicted_is_a_reason_not_a_crash(catalog):

@@ -162,7 +162,7 @@ def test_inferencex_disaggregated_and_multinode_records_are_read(tmp_path):
     ("sglang_bench_serving.jsonl", "backend", -1), ("sglang_bench_serving.jsonl", "server_info.model_path", 7),
     ("sglang_bench_serving.jsonl", "server_info.tp_size", "2"), ("vllm_bench_serve.json", "model_id", ["x"]),
     ("inferencex_results.json", "framework", 3), ("inferencex_results.json", "decode_tp", "8"),
-    ("inferencex_results.json", "decode_ep", 0)])
+    ("inferencex_results.json", "decode_ep", -1)])
 def test_a_field_of_the_wrong_type_is_the_runs_error_naming_it(tmp_path, source, field, value):
     """Not a traceback: the run carries one error naming the field (predict lists it, calibrate refuses)."""
     text = (DATA / source).read_text()
@@ -175,6 +175,28 @@ def test_a_field_of_the_wrong_type_is_the_runs_error_naming_it(tmp_path, source,
         target[key] = value
     f = tmp_path / source
     f.write_text("\n".join(json.dumps(d) for d in docs) if source.endswith(".jsonl") else json.dumps(docs))
-    runs = read_any_runs(f, RunDefaults(weights="bf16", accelerator="h100-sxm", model="qwen3-8b"))[1]
+    named = "model" not in field  # an option given for a field replaces it unread
+    runs = read_any_runs(f, RunDefaults(weights="bf16", accelerator="h100-sxm", model="qwen3-8b" if named else None))[1]
     assert runs[0].error and f"{key}: must be" in runs[0].error, runs[0].error  # (the second SGLang line ran at a rate)
+
+
+def test_an_option_replaces_a_bad_field_and_whole_floats_are_counts(tmp_path):
+    """A field an option replaces is not read; 8.0 (as pandas writes JSON) is 8; InferenceX's ep 0 is none."""
+    doc = {**json.loads((DATA / "vllm_bench_serve.json").read_text()), "model_id": ["x"], "backend": 3}
+    f = tmp_path / "v.json"
+    f.write_text(json.dumps(doc))
+    (run,) = read_any_runs(f, RunDefaults(**{**GIVEN.__dict__, "model": "qwen3-8b"}))[1]
+    assert run.error is None and (run.model, run.engine) == ("qwen3-8b", "vllm")
+    rec = {**json.loads((DATA / "inferencex_results.json").read_text())[0], "decode_tp": 4.0, "decode_ep": 0}
+    f = tmp_path / "ix.json"
+    f.write_text(json.dumps([rec]))
+    (run,) = read_any_runs(f)[1]
+    assert run.error is None and (run.pools["deployment"].tp, run.pools["deployment"].moe_ep) == (4, 1)
+
+
+def test_a_byte_order_mark_is_skipped_in_every_format(tmp_path):
+    for name in ("vllm_bench_serve.json", "sglang_bench_serving.jsonl", "inferencex_results.json"):
+        f = tmp_path / name
+        f.write_text("\ufeff" + (DATA / name).read_text(), encoding="utf-8")
+        assert [r.error for r in read_any_runs(f, GIVEN)[1]] == [r.error for r in read_any_runs(DATA / name, GIVEN)[1]]
 

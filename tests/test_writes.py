@@ -219,3 +219,17 @@ def test_a_set_with_a_full_device_in_it_replaces_none_of_its_files(tmp_path):
     assert all((tmp_path / "launch" / n).read_text() == "old\n" for n in ("prefill.sh", "decode.sh"))
     assert not [p for p in (tmp_path / "launch").iterdir() if p.name.startswith(".")]
     assert stat.S_ISCHR(os.stat("/dev/full").st_mode) and not os.stat("/dev/full").st_mode & 0o111
+
+
+def test_a_symlink_loop_is_one_error_line(cli, tmp_path):
+    """Path.resolve raises RuntimeError on a loop: the paths a command resolves itself do not use it."""
+    from .conftest import REPO
+
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    runs = REPO / "tests" / "data" / "serving_llama8b_h100_trtllm.json"
+    for args in (("calibrate", str(runs), "--hardware", "h100-sxm", "-o", str(tmp_path / "a" / "x.yaml")),
+                 ("rank", "-m", str(tmp_path / "a" / "m.yaml"))):
+        code, _, err = cli(*args)
+        assert code == 1 and err.startswith(f"Error: {tmp_path / 'a'}") and len(err.strip().splitlines()) == 1, err
+

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from ..cost.numeric import evaluate
-from ..spec.errors import PdroofError, SpecError
+from ..spec.errors import PdroofError, SpecError, as_field_of
 from ..spec.schema import Record
 from ..spec.units import format_bytes
 from .measurements import digest as file_digest
@@ -293,12 +293,11 @@ def calibrate_runtime(path: str | Path, acc: Record, base_doc: dict, models) -> 
     rows = cal.report.pop("e2e_rows")
     report = {"hardware": acc.id, "fit": entry["fit"], **cal.report}
     for i, r in enumerate(rows):  # a model the catalogue has, run for at most its layers
-        try:
+        with as_field_of(path, f"e2e[{i}].model"):
             layers = models(r["model"]).layers
-        except SpecError:
-            raise
-        except PdroofError as exc:
-            raise SpecError(str(path), f"e2e[{i}].model", str(exc)) from None
+        if not acc.dense_flops_per_s.get(r.get("dtype", "bf16")):
+            raise SpecError(str(path), f"e2e[{i}].dtype", f"{r['dtype']}, but {acc.id} has no {r['dtype']} peak in "
+                                                          "its spec")
         if r.get("layers_run", 1) > layers:
             raise SpecError(str(path), f"e2e[{i}].layers_run", f"{r['layers_run']:g} is more than the {layers} "
                                                                 f"layers of {r['model']}")

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..spec.errors import SpecError
 from ..spec.files import FileError, read_capped
+from ..spec.units import FORMATS
 
 REQUIRED = {
     "gemm": ("dtype", "M", "N", "K", "s"),
@@ -116,15 +117,14 @@ def read_measurements(path: str | Path) -> dict[str, list[dict]]:
         out[section] = [_check_row(r, fields, f"{section}[{i}]", name) for i, r in enumerate(rows)]
     if not any(r["dtype"] == "bf16" for r in out["gemm"]):
         raise SpecError(name, "gemm", "needs bf16 rows (the reference format)")
-    gemm_formats = {r["dtype"] for r in out["gemm"]}
-    for i, r in enumerate(out["e2e"]):  # a whole stack in a format the GEMMs measured, one phase's length
+    for i, r in enumerate(out["e2e"]):  # a whole stack in a format pdroof knows, one phase's length
         length = {"prefill": "S", "decode": "L"}.get(r["phase"])
         if length is None:
             raise SpecError(name, f"e2e[{i}].phase", f"must be prefill or decode, not {r['phase']!r}")
         if length not in r:
             raise SpecError(name, f"e2e[{i}].{length}", f"missing field (a {r['phase']} row's length)")
-        if r.get("dtype", "bf16") not in gemm_formats:
-            raise SpecError(name, f"e2e[{i}].dtype", f"{r['dtype']!r} has no gemm rows to fit its efficiency from")
+        if r.get("dtype", "bf16") not in FORMATS:
+            raise SpecError(name, f"e2e[{i}].dtype", f"must be one of {', '.join(FORMATS)}, not {r['dtype']!r}")
     if not any(r["kind"] == "d2d" for r in out["copy"]):
         raise SpecError(name, "copy", "needs a d2d (device-to-device) copy row")
     return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -50,14 +51,15 @@ def calibrate_cmd(
     from ..serving.run_formats import RunDefaults, read_any_runs
     from ..spec.errors import PdroofError
 
-    if report is not None and report.resolve() == output.resolve():
+    real = os.path.realpath  # Path.resolve raises on a symlink loop; realpath returns the path as far as it goes
+    if report is not None and real(report) == real(output):
         raise typer.BadParameter(f"{report} is the profile's own path (-o): the report needs another file",
                                  param_hint="--report")
     cat = catalog(ctx)
     acc = cat.get("accelerator", hardware)
     for path in (output, report):  # before the fit, not after it
-        if path is not None and not path.resolve().parent.is_dir():
-            raise PdroofError(f"{path}: directory {path.resolve().parent} does not exist")
+        if path is not None and not Path(real(path)).parent.is_dir():
+            raise PdroofError(f"{path}: directory {Path(real(path)).parent} does not exist")
     check_profile_id(output.stem)
     kinds = measurement_kinds(measurements)
     read = digest(measurements)  # the fit reads the file more than once: it must be one file throughout

@@ -9,7 +9,7 @@ import typer
 
 from ..output import render
 from ..output.render import Column
-from .options import Fmt, FormatOpt, OutOpt, RuntimeOpt, Stat, catalog
+from .options import Fmt, FormatOpt, OutOpt, RuntimeOpt, Stat, catalog, waves_option
 
 Serving = Enum("Serving", {"single": "single", "aggregated": "aggregated"}, type=str)
 Arrivals = Enum("Arrivals", {"closed": "closed", "poisson": "poisson"}, type=str)
@@ -54,8 +54,7 @@ def estimate_cmd(
                                            "request at once, as predict models them) or poisson (traffic keeping "
                                            "--concurrency in flight on average, as rank plans for)"),
     output_tokens: int = typer.Option(256, "--output", help="aggregated: output tokens per request"),
-    waves: float = typer.Option(10.0, "--waves", min=1.0,
-                                help="aggregated, closed: requests each client sends (the first, all at once, queue)"),
+    waves: float = waves_option("aggregated, closed: requests each client sends (the first, all at once, queue)"),
     ttft_stat: Stat = typer.Option(Stat.p90, "--ttft-stat", help="aggregated: TTFT statistic to report under load"),
     tpot_stat: Stat = typer.Option(Stat.p99, "--tpot-stat", help="aggregated: TPOT statistic to report"),
     fmt: Fmt = FormatOpt,

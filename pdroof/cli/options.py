@@ -43,6 +43,17 @@ WeightsOpt = typer.Option(None, "--weights", help="... the weight format (bf16, 
 TpOpt = typer.Option(None, "--tp", min=1, help="... the tensor-parallel degree of the instance")
 
 
+def _finite_waves(value: float) -> float:
+    if not value < float("inf"):  # NaN and infinity pass the option's range
+        raise typer.BadParameter(f"must be a finite number of at least 1, not {value}")
+    return value
+
+
+def waves_option(help_text: str):
+    """--waves: requests per client in a closed-loop benchmark run, a finite number of at least 1."""
+    return typer.Option(10.0, "--waves", min=1.0, callback=_finite_waves, help=help_text)
+
+
 def catalog(ctx: typer.Context) -> Catalog:
     """The catalogue for this invocation (built-in plus --catalog and PDROOF_CATALOG dirs)."""
     root = ctx.find_root()

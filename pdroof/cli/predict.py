@@ -8,7 +8,18 @@ import typer
 
 from ..output import render
 from ..output.render import Column
-from .options import EngineOpt, EngineVersionOpt, Fmt, FormatOpt, ModelOpt, OutOpt, TpOpt, WeightsOpt, catalog
+from .options import (
+    EngineOpt,
+    EngineVersionOpt,
+    Fmt,
+    FormatOpt,
+    ModelOpt,
+    OutOpt,
+    TpOpt,
+    WeightsOpt,
+    catalog,
+    waves_option,
+)
 
 RUN_COLUMNS = [
     Column("id", "run"), Column("runtime", "runtime"),
@@ -48,8 +59,7 @@ def predict_cmd(
                                           "SGLang's or InferenceX's result file",
                                 metavar="RUNS"),
     runtime: str = typer.Option(None, "--runtime", help="runtime profile for every run (default: the run's engine)"),
-    waves: float = typer.Option(10.0, "--waves", min=1.0,
-                                help="requests per client in each benchmark run (the first wave queues)"),
+    waves: float = waves_option("requests per client in each benchmark run (the first wave queues)"),
     fmt: Fmt = FormatOpt,
     output: Path | None = OutOpt,
     hardware: str = typer.Option(None, "--hardware", help="for another tool's result file: the accelerator it ran on"),
@@ -64,8 +74,6 @@ def predict_cmd(
     from ..serving.run_formats import RunDefaults, read_any_runs
     from ..spec.errors import PdroofError
 
-    if not waves < float("inf"):  # NaN and infinity pass the option's range
-        raise typer.BadParameter(f"must be a number of at least 1, not {waves}", param_hint="--waves")
     cat = catalog(ctx)
     acc = cat.get("accelerator", hardware).id if hardware else None
     given = RunDefaults(model, engine, engine_version, weights, acc, tp)

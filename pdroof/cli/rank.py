@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import sys
 from enum import Enum
 from pathlib import Path
@@ -189,8 +190,9 @@ def _emit_deployment(rk, pick: int, path: Path, model: str, runtime: str, rate: 
     if not 1 <= pick <= len(rk.rows):
         raise PdroofError(f"--pick {pick}: the ranking has rows 1 to {len(rk.rows)}")
     row = rk.rows[pick - 1]
-    model_ref = str(Path(model).resolve()) if Path(model).suffix in (".yaml", ".yml") else model
-    runtime_ref = str(Path(runtime).resolve()) if Path(runtime).suffix in (".yaml", ".yml") else runtime
+    # realpath, not Path.resolve, which raises on a symlink loop (the file's reader then says what is wrong)
+    model_ref = os.path.realpath(model) if Path(model).suffix in (".yaml", ".yml") else model
+    runtime_ref = os.path.realpath(runtime) if Path(runtime).suffix in (".yaml", ".yml") else runtime
     doc = from_row(row, rk.candidates.workload, model_ref, runtime_ref, rate, retain_gb)
     head = (f"# row {pick} of pdroof rank ({rk.objective}): check it with pdroof check {path.name}\n"
             f"# it sustains {row['requests_per_s']:.4g} req/s on {row['devices']} device"

@@ -14,7 +14,7 @@ from ..cost.parallelism import split_reason
 from ..cost.precision import infeasible_reason
 from ..cost.runtime import runtime_for
 from ..spec.catalog import Catalog
-from ..spec.errors import PdroofError, SpecError
+from ..spec.errors import as_field_of
 from ..spec.kinds import FMT
 from ..spec.schema import F, Map, Num, Record, Str, validate
 from ..spec.units import GB
@@ -143,19 +143,11 @@ def load(path: str | Path, cat: Catalog | None = None) -> Record:
         for name, pool in pools:
             refs += [("accelerator", f"{name}.accelerator", pool.accelerator), ("model", f"{name}.model", pool.model)]
         for kind, where, ref in refs:
-            try:
-                if ref is not None:
+            if ref is not None:
+                with as_field_of(path, where):
                     cat.get(kind, ref)
-            except SpecError:
-                raise  # a referenced file's own error names that file
-            except PdroofError as exc:
-                raise SpecError(str(path), where, str(exc)) from None
-        try:
+        with as_field_of(path, "workload.preset"):
             resolve_workload(d.workload.preset)
-        except SpecError:
-            raise
-        except PdroofError as exc:
-            raise SpecError(str(path), "workload.preset", str(exc)) from None
     return d
 
 

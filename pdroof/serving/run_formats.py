@@ -136,19 +136,23 @@ def _per_request(rec: dict, total_keys: tuple[str, ...]) -> int:
     return max(1, round(total / done))
 
 
-def _text(rec: dict, key: str) -> str | None:
-    """The record's text field ``key`` (None where absent), or raise naming it."""
-    value = rec.get(key)
+def _text(rec: dict, key: str, given=None) -> str | None:
+    """The record's text field ``key`` (None where absent or where an option ``given`` replaces it),
+    or raise naming it."""
+    value = None if given else rec.get(key)
     if value is not None and not isinstance(value, str):
         raise PdroofError(f"{key}: must be text, not {value!r}")
     return value
 
 
-def _count(rec: dict, key: str, fallback=None) -> int | None:
-    """The record's positive whole number ``key`` (``fallback`` where absent), or raise naming it."""
-    value = rec.get(key, fallback)
-    if value is not None and (type(value) is not int or value < 1):
-        raise PdroofError(f"{key}: must be a whole number of at least 1, not {value!r}")
+def _count(rec: dict, key: str, given=None, least: int = 1) -> int | None:
+    """The record's whole number ``key`` of at least ``least`` (as pandas writes it too, 8.0; None
+    where absent or where an option ``given`` replaces it), or raise naming it."""
+    value = None if given else rec.get(key)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if value is not None and (type(value) is not int or value < least):
+        raise PdroofError(f"{key}: must be a whole number of at least {least}, not {value!r}")
     return value
 
 
@@ -212,8 +216,9 @@ def _weights(defaults: RunDefaults, precision: str | None = None) -> str:
 
 
 def _from_vllm(rec: dict, defaults: RunDefaults, cat) -> dict:
-    return {"model": _model(_text(rec, "model_id"), defaults, cat),
-            "engine": _engine(_text(rec, "backend"), defaults, None), "engine_version": defaults.engine_version,
+    return {"model": _model(_text(rec, "model_id", defaults.model), defaults, cat),
+            "engine": _engine(_text(rec, "backend", defaults.engine), defaults, None),
+            "engine_version": defaults.engine_version,
             "weights": _weights(defaults), "kv": None, "mode": "aggregated",
             "isl": _per_request(rec, ("total_input_tokens",)), "osl": _per_request(rec, ("total_output_tokens",)),
             "concurrency": _concurrency(rec.get("max_concurrency"), rec.get("request_rate")),
@@ -223,14 +228,14 @@ def _from_vllm(rec: dict, defaults: RunDefaults, cat) -> dict:
 def _from_sglang(rec: dict, defaults: RunDefaults, cat) -> dict:
     info = rec.get("server_info") if isinstance(rec.get("server_info"), dict) else {}
     version = defaults.engine_version or (str(info["version"]) if info.get("version") else None)
-    return {"model": _model(_text(info, "model_path"), defaults, cat),
-            "engine": _engine(_text(rec, "backend"), defaults, None), "engine_version": version,
+    return {"model": _model(_text(info, "model_path", defaults.model), defaults, cat),
+            "engine": _engine(_text(rec, "backend", defaults.engine), defaults, None), "engine_version": version,
             "weights": _weights(defaults), "kv": None, "mode": "aggregated",
             "isl": _per_request(rec, ("total_input_tokens", "total_input")),
             "osl": _per_request(rec, ("total_output_tokens", "total_output")),
             "concurrency": _concurrency(rec.get("max_concurrency"), rec.get("request_rate")),
             "length_range": _sglang_length_range(rec.get("random_range_ratio"), rec.get("dataset_name")),
-            "deployment": _deployment(defaults, _count(info, "tp_size")),
+            "deployment": _deployment(defaults, _count(info, "tp_size", defaults.tp)),
             "measured": _measured(rec, lambda s, m: f"{s}_{m}_ms", 1.0)}
 
 
@@ -256,7 +261,8 @@ def _from_inferencex(rec: dict, defaults: RunDefaults, cat) -> dict:
                            accelerator or defaults.accelerator, defaults.tp)
     metrics = rec["metrics"] if isinstance(rec.get("metrics"), dict) else rec
     run = {"model": _model(name, defaults, cat),
-           "engine": _engine(_text(rec, "framework"), defaults, None), "engine_version": defaults.engine_version,
+           "engine": _engine(_text(rec, "framework", defaults.engine), defaults, None),
+           "engine_version": defaults.engine_version,
            "weights": _weights(defaults, rec.get("precision")), "kv": None,
            "isl": rec.get("isl"), "osl": rec.get("osl"), "concurrency": rec.get("conc"),
            "length_range": list(INFERENCEX_LENGTH_RANGE), "measured": _measured(metrics, lambda s, m: f"{s}_{m}", 1e3)}
@@ -270,8 +276,8 @@ def _inferencex_pool(rec: dict, side: str, defaults: RunDefaults, workers: bool 
     """A pool of an InferenceX record: DP attention puts one attention replica on each device with
     the experts over all of them; else the experts over the instance's tp devices, ep groups of tp/ep.
     An aggregated record's fields are the decode side's (or unprefixed)."""
-    tp = _count(rec, f"{side}_tp", rec.get("tp")) if f"{side}_tp" in rec else _count(rec, "tp")
-    ep = (_count(rec, f"{side}_ep", rec.get("ep")) if f"{side}_ep" in rec else _count(rec, "ep")) or 1
+    tp = _count(rec, f"{side}_tp" if f"{side}_tp" in rec else "tp")  # under DP attention the replicas, --tp or not
+    ep = _count(rec, f"{side}_ep" if f"{side}_ep" in rec else "ep", least=0) or 1  # 0: no expert parallelism
     dp_attention = str(rec.get(f"{side}_dp_attention", rec.get("dp_attention"))).lower() == "true"
     pool = _deployment(defaults, 1, dp=tp, ep=ep) if dp_attention and tp else _deployment(defaults, tp, ep=ep)
     if workers:

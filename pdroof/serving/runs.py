@@ -244,7 +244,6 @@ MAX_RUNS = 20_000  # runs a file may hold: each is a closed loop to solve (20,00
 def parse_runs(text: str, name: str, doc=None) -> list[Run]:
     """Runs from the text of a JSON or CSV run file named ``name`` (``doc``: the text already
     parsed as JSON, where the caller has it)."""
-    text = text.removeprefix("\ufeff")  # a byte-order mark some editors write
     if text.lstrip().startswith(("{", "[")) or str(name).lower().endswith(".json"):
         try:
             doc = json.loads(text) if doc is None else doc

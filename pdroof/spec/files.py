@@ -47,6 +47,6 @@ def read_capped(path: str | Path, cap_bytes: int, what: str = "file") -> str:
     if len(data) > cap_bytes:
         raise FileError(path, too_large)
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8").removeprefix("\ufeff")  # a byte-order mark some editors write
     except UnicodeDecodeError:
         raise FileError(path, "not UTF-8 text") from None
