@@ -165,14 +165,14 @@ def test_check_invalid_input_exits_2(cli, tmp_path, mutate):
     ("preset: summarization", "preset: poetry", "workload.preset"),
     ("ttft_p90_ms: 5000", "ttft_p90_ms: 1.0e-300", "targets.ttft_p90_ms")])
 def test_an_unknown_id_or_target_out_of_range_names_the_file_and_field(cli, tmp_path, old, new, field):
-    """check and deploy alike: one line naming the deployment file and the field, exit 2."""
+    """check and deploy alike: one line naming the deployment file and the field, exit 2 (validate: 1)."""
     text = (REPO / "examples" / "deployment.yaml").read_text()
     assert old in text
     f = tmp_path / "bad.yaml"
     f.write_text(text.replace(old, new))
-    for args in (("check", str(f)), ("deploy", str(f), "-e", "sglang")):
+    for args, status in ((("check", str(f)), 2), (("deploy", str(f), "-e", "sglang"), 2), (("validate", str(f)), 1)):
         code, _, err = cli(*args)
-        assert code == 2 and err.startswith(f"Error: {f}: {field}: ") and len(err.strip().splitlines()) == 1, err
+        assert code == status and err.startswith(f"Error: {f}: {field}: ") and len(err.strip().splitlines()) == 1, err
 
 
 def test_plan_cli_json(cli):

@@ -75,6 +75,10 @@ def validate_cmd(
             k = kind.value if kind else guess_kind(f, data)
             if k == "runtime" and isinstance(data, dict) and data.get("inherits"):
                 rec = catalog(ctx).get("runtime", str(f))  # checked with what it inherits
+            elif k == "deployment":
+                from ..serving.deployment import load
+
+                rec = load(f, catalog(ctx))  # the ids it names too, as check and deploy resolve them
             else:
                 rec = validate(schema_node(k), data, str(f))
             emit(f"ok: {f} ({k} {rec.get('id') or rec.get('model') or ''})\n")
