@@ -146,4 +146,3 @@ def test_an_end_to_end_row_beyond_its_model_names_the_field(tmp_path, cli, chang
     code, _, err = cli("calibrate", str(p), "--hardware", "h100-sxm", "-o", str(tmp_path / "x.yaml"))
     assert code == 1 and err.startswith(f"Error: {p}: e2e[0].{field}: ") and words in err, err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "x.yaml").exists()
-

@@ -199,4 +199,3 @@ def test_a_byte_order_mark_is_skipped_in_every_format(tmp_path):
         f = tmp_path / name
         f.write_text("\ufeff" + (DATA / name).read_text(), encoding="utf-8")
         assert [r.error for r in read_any_runs(f, GIVEN)[1]] == [r.error for r in read_any_runs(DATA / name, GIVEN)[1]]
-

@@ -232,4 +232,3 @@ def test_a_symlink_loop_is_one_error_line(cli, tmp_path):
                  ("rank", "-m", str(tmp_path / "a" / "m.yaml"))):
         code, _, err = cli(*args)
         assert code == 1 and err.startswith(f"Error: {tmp_path / 'a'}") and len(err.strip().splitlines()) == 1, err
-

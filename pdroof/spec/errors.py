@@ -27,4 +27,3 @@ def as_field_of(file, field: str):
         raise
     except PdroofError as exc:
         raise SpecError(str(file), field, str(exc)) from None
-
