@@ -295,9 +295,9 @@ def calibrate_runtime(path: str | Path, acc: Record, base_doc: dict, models) -> 
     for i, r in enumerate(rows):  # a model the catalogue has, run for at most its layers
         with as_field_of(path, f"e2e[{i}].model"):
             layers = models(r["model"]).layers
-        if not acc.dense_flops_per_s.get(r.get("dtype", "bf16")):
-            raise SpecError(str(path), f"e2e[{i}].dtype", f"{r['dtype']}, but {acc.id} has no {r['dtype']} peak in "
-                                                          "its spec")
+        fmt = r.get("dtype", "bf16")
+        if not acc.dense_flops_per_s.get(fmt):
+            raise SpecError(str(path), f"e2e[{i}].dtype", f"{fmt}, but {acc.id} has no {fmt} peak in its spec")
         if r.get("layers_run", 1) > layers:
             raise SpecError(str(path), f"e2e[{i}].layers_run", f"{r['layers_run']:g} is more than the {layers} "
                                                                 f"layers of {r['model']}")
