@@ -193,8 +193,9 @@ def test_decode_compute_crossover_matches_the_roofline():
                "weight_bytes": 2.0, "act_bytes": 2.0, "dequant_overhead": 0.0, "eff_compute": 0.75,
                "eff_weights": 0.85, "peak_flops_per_s": 989e12, "mem_bytes_per_s": 3.35e12, "dense_layers": 32.0,
                "layers": 32.0, "attn_params": 4096 * 6144 + 4096 * 4096.0})
-    b = float(decode_compute_batch().xreplace({S(k): v for k, v in pt.items()
-                                               if k in {s.name for s in decode_compute_batch().free_symbols}}))
+    crossover = decode_compute_batch()  # once: a sympy solve (it was derived again for each of ~80 inputs)
+    names = {s.name for s in crossover.free_symbols}
+    b = float(crossover.xreplace({S(k): v for k, v in pt.items() if k in names}))
     out = evaluate("decode", {**pt, "batch": b})
     compute = float(out["ffn_compute_s"]) + float(out["attn_proj_compute_s"])
     memory = float(out["ffn_memory_s"]) + float(out["attn_proj_memory_s"])
