@@ -60,6 +60,16 @@ def test_missing_catalog_dir_is_an_error(tmp_path):
         Catalog([tmp_path / "nope"], use_env=False)
 
 
+def test_a_catalog_dir_without_its_folders_is_an_error(tmp_path, monkeypatch, cli):
+    """Loose YAML files, or an empty ``--catalog`` value (the working directory), would add nothing."""
+    (tmp_path / "my-llama.yaml").write_text((ROOT / "models" / "llama-3.1-8b.yaml").read_text())
+    with pytest.raises(PdroofError, match="has none of the catalogue's folders"):
+        Catalog([tmp_path], use_env=False)
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli("--catalog", "", "models", "list")
+    assert code == 1 and "none of the catalogue's folders (hardware/accelerators" in err
+
+
 def test_file_name_must_match_id(tmp_path):
     d = tmp_path / "models"
     d.mkdir()

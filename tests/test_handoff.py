@@ -72,6 +72,17 @@ def test_cli_transfer(cli, cli_json):
     assert code == 1
 
 
+def test_cli_transfer_refuses_prefill_options_without_the_prefill(cli):
+    """--weights and --runtime only set the prefill's time: without --from they were ignored, a
+    format nobody knows included."""
+    for extra, named in ((("--weights", "zz"), "--weights:"), (("--runtime", "zz"), "--runtime:"),
+                         (("--weights", "fp8", "--runtime", "vllm"), "--weights and --runtime:")):
+        code, _, err = cli("transfer", "-m", "llama-3.1-8b", "--link", "roce-400", *extra)
+        assert code == 2 and named in err and "needs --from" in err, err
+    code, _, _ = cli("transfer", "-m", "llama-3.1-8b", "--link", "roce-400", "--from", "h100-sxm", "--weights", "fp8")
+    assert code == 0
+
+
 def test_last_layer_share_always_exposed(catalog):
     """Review D10: 70B over RoCE 400 at 8K tokens from an H100 TP4 prefill was reported fully
     hidden; at least t_X/L is exposed."""

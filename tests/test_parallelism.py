@@ -31,6 +31,17 @@ def test_splits_that_cannot_run_say_why(catalog):
     assert "does not divide the 256 experts" in split_reason(ds, h200, Parallelism(1, 6, 1, 6))
     assert split_reason(ds, h200, Parallelism(1, 16, 1, 16)) is None and nodes(h200, 16) == 2
     assert "no scale-out NIC" in split_reason(ds, mi300x, Parallelism(1, 16, 1, 16))  # its spec gives none
+    # a degree beyond any machine's, on a dense model too (whose experts' fields are otherwise ignored)
+    llama = catalog.get("model", "llama-3.1-8b")
+    assert split_reason(llama, h200, Parallelism(1, 10**20)) == "dp must be at most 4,096, not 100000000000000000000"
+    assert "moe_tp must be at most" in split_reason(ds, h200, Parallelism(8, 1, 10**5, 1))
+
+
+def test_a_degree_out_of_range_names_its_flag(cli):
+    for args, said in ((("--dp", str(10**20)), "--dp must be at most 4,096"), (("--dp", "0"), "--dp must be at least 1"),
+                       (("--moe-tp", "5000"), "--moe-tp must be at most 4,096")):
+        code, _, err = cli("estimate", "-m", "llama-3.1-8b", "--hardware", "h100-sxm", *args)
+        assert code == 1 and said in err, (args, err)
 
 
 def test_bandwidth_across_nodes_is_set_by_the_nic_share(catalog):

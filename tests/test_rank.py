@@ -534,8 +534,9 @@ def test_bad_parallel_degrees_are_one_error(cli):
     for flag in ("--dp", "--moe-ep"):
         code, _, err = cli("rank", "-m", "deepseek-v3", flag, "two")
         assert code == 1 and f"{flag} takes comma-separated integers" in err
-        code, _, err = cli("rank", "-m", "deepseek-v3", flag, "0")
-        assert code == 1 and "at least 1" in err
+        for bad in ("0", "8,5000"):
+            code, _, err = cli("rank", "-m", "deepseek-v3", flag, bad)
+            assert code == 1 and f"{flag} degrees must be from 1 to 4,096, not {bad!r}" in err
 
 
 def test_rows_the_objective_cannot_price_rank_by_output_per_device(catalog):

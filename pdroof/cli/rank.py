@@ -203,6 +203,7 @@ def _emit_deployment(rk, pick: int, path: Path, model: str, runtime: str, rate: 
 
 def _degrees(flag: str, text: str | None) -> tuple[int, ...] | None:
     """Comma-separated parallel degrees, each at least 1 (None: the option was not given)."""
+    from ..cost.parallelism import MAX_DEGREE
     from ..spec.errors import PdroofError
 
     if text is None:
@@ -211,8 +212,8 @@ def _degrees(flag: str, text: str | None) -> tuple[int, ...] | None:
         out = tuple(dict.fromkeys(int(x) for x in text.split(",")))
     except ValueError:
         raise PdroofError(f"{flag} takes comma-separated integers, not {text!r}") from None
-    if not out or any(t < 1 for t in out):
-        raise PdroofError(f"{flag} degrees must be at least 1, not {text!r}")
+    if not out or any(not 1 <= t <= MAX_DEGREE for t in out):
+        raise PdroofError(f"{flag} degrees must be from 1 to {MAX_DEGREE:,}, not {text!r}")
     return out
 
 

@@ -28,17 +28,22 @@ def transfer_cmd(
     tp: int = typer.Option(1, "--tp", help="TP of the prefill instance (each rank sends its KV shard)"),
     dst_tp: int = typer.Option(None, "--dst-tp", help="TP of the decode instance (each rank receives its shard; "
                                                      "default --tp): the slower end sets the time"),
-    weights: str = typer.Option("bf16", "--weights", help="prefill weight format (for the prefill time)"),
+    weights: str = typer.Option(None, "--weights", help="prefill weight format (for the prefill time, with --from)  "
+                                "[default: bf16]"),
     fmt: Fmt = FormatOpt,
     output: Path | None = OutOpt,
 ):
     """Bytes, messages and time of one KV handoff, and whether layer-wise overlap hides it."""
     from ..cost.precision import plan
-    from ..cost.runtime import runtime_for
+    from ..cost.runtime import GENERIC, runtime_for
     from ..serving.estimate import estimate
     from ..serving.handoff import layerwise_overlap, path_reason, transfer
     from ..spec.errors import PdroofError
 
+    if not src and (weights is not None or runtime != GENERIC):
+        given = " and ".join(f for f, v in (("--weights", weights is not None), ("--runtime", runtime != GENERIC)) if v)
+        raise typer.BadParameter(f"{given}: for the prefill's time, which needs --from (the prefill accelerator)")
+    weights = weights or "bf16"
     if not 1 <= tokens <= 10**7:  # a request's tokens: what a context could physically hold
         raise PdroofError(f"--tokens must be from 1 to 10,000,000, not {tokens}")
     cat = catalog(ctx)

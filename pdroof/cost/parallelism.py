@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from ..spec.schema import Record
 
+MAX_DEGREE = 4096  # the most devices one degree of parallelism spans (tp, dp, the experts' split)
+
 
 @dataclass(frozen=True)
 class Parallelism:
@@ -57,11 +59,10 @@ def split_reason(model: Record, acc: Record, par: Parallelism, given: bool = Fal
     """Why ``par`` cannot run ``model`` on ``acc`` beyond what TP alone rules out (``tp_reason``), or
     None. A dense model ignores the experts' fields. ``given``: a measured run's split, taken as its
     source gives it (experts' split not required to cover the instance exactly)."""
-    for name in ("tp", "dp", "moe_ep"):
-        if getattr(par, name) < 1:
-            return f"{name} must be at least 1, not {getattr(par, name)}"
-    if par.moe_tp is not None and par.moe_tp < 1:
-        return f"moe_tp must be at least 1, not {par.moe_tp}"
+    for name in ("tp", "dp", "moe_tp", "moe_ep"):
+        v = getattr(par, name)
+        if v is not None and not 1 <= v <= MAX_DEGREE:
+            return f"{name} must be at {'least 1' if v < 1 else f'most {MAX_DEGREE:,}'}, not {v}"
     if model.moe is not None:
         if model.moe.routed_experts % par.moe_ep:
             return f"moe_ep {par.moe_ep} does not divide the {model.moe.routed_experts} experts of {model.id}"

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..cost.parallelism import MAX_DEGREE
 from ..spec.errors import PdroofError
 from ..spec.files import read_capped
 from ..spec.units import FORMAT_BYTES
@@ -74,8 +75,8 @@ class _Bad(Exception):
 
 
 # what a run can physically be: tokens per request, clients, instances and degrees of parallelism
-LIMITS = {"isl": 10**7, "osl": 10**7, "concurrency": 10**6, "instances": 10**5, "tp": 4096, "dp": 4096,
-          "moe_tp": 4096, "moe_ep": 4096, "batch": 10**6}
+LIMITS = {"isl": 10**7, "osl": 10**7, "concurrency": 10**6, "instances": 10**5, "batch": 10**6,
+          **dict.fromkeys(("tp", "dp", "moe_tp", "moe_ep"), MAX_DEGREE)}
 
 
 def _int(v, where: str, minimum: int = 1, optional: bool = False) -> int | None:

@@ -97,7 +97,7 @@ def check_parallelism(model: Record, acc: Record, par: Parallelism) -> None:
     experts' split, nodes without a scale-out NIC."""
     check_tp(model, acc, par.tp)
     reason = split_reason(model, acc, par)
-    if reason and "must be at least" in reason:  # a usage error, named as the flag
+    if reason and " must be at " in reason:  # a degree out of range: a usage error, named as the flag
         name, rest = reason.split(" ", 1)
         raise PdroofError(f"--{name.replace('_', '-')} {rest}")
     if reason:

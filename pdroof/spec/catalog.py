@@ -86,6 +86,11 @@ class Catalog:
             p = Path(d)
             if not p.is_dir():
                 raise PdroofError(f"catalogue directory {str(d)!r} does not exist")
+            if not any((p / sub).is_dir() for subs in SUBDIRS.values() for sub in subs):
+                # a folder of loose YAML files (or an empty --catalog value: the working directory)
+                # would add nothing, silently
+                raise PdroofError(f"catalogue directory {str(d)!r} has none of the catalogue's folders "
+                                  f"({', '.join(s for subs in SUBDIRS.values() for s in subs)})")
             roots.append(p)
         self.roots = roots
         self._files: dict[str, dict[str, Path]] = {}
