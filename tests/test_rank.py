@@ -668,6 +668,22 @@ def test_a_modes_pareto_front_is_its_own(catalog):
     assert rows and all(r["mode"] == "aggregated" for r in rows)
 
 
+def test_a_front_listed_whole_is_the_front_of_every_row(catalog, monkeypatch):
+    """--pareto --top 0 keeps each block's front, rows alike on its axes included, not every row (it
+    kept all 400,000 of the default grid's and took 7 s): the same rows, in the same order, as the
+    front of every feasible configuration, over blocks much smaller than the grid."""
+    from pdroof.serving import evaluate
+    from pdroof.serving.evaluate import PARETO_AXES, pareto_mask
+
+    monkeypatch.setattr(evaluate, "BLOCK", 2000)
+    c = _cands(catalog, accs=("h100-sxm", "h200-sxm", "mi300x"))
+    every = rank(c, "cost", top=0, prune=False).rows
+    front = pareto_mask({k: np.array([r[k] for r in every], dtype=float) for k, _ in PARETO_AXES})
+    listed = rank(c, "cost", top=0, pareto=True).rows
+    assert len(every) > 10 * len(listed) > 0
+    assert [{**r, "rank": None} for r in listed] == [{**r, "rank": None} for r, f in zip(every, front, strict=True) if f]
+
+
 def test_int8_experts_are_costed_as_fp8s_on_the_same_silicon(catalog):
     """No expert kernel was measured in int8: it takes fp8's (same tensor path), width penalty
     included, not the dense GEMMs' factor (which made it eight times cheaper)."""
