@@ -38,6 +38,7 @@ from ..spec.errors import PdroofError
 from ..spec.profile import stated_over_tiers
 from ..spec.schema import Record
 from ..spec.view import percent
+from ..spec.yamlio import wrote_json
 from .measurements import digest as file_digest
 from .serving_factors import Factor, base_value, factors_for
 
@@ -73,7 +74,9 @@ class _Evaluator:
         """The candidate as a file of its own (the catalogue caches profiles by file and time)."""
         self.written += 1
         path = self.dir / f"{self.id}-candidate-{self.written}.yaml"
-        path.write_text(json.dumps(self.document(values)))
+        text = json.dumps(self.document(values))
+        path.write_text(text)
+        wrote_json(text)
         return str(path)
 
     def document(self, values: dict[Factor, float], sources: dict[Factor, str] | None = None) -> dict:

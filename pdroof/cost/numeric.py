@@ -18,7 +18,7 @@ def evaluate(group: str, inputs: dict, outputs: tuple[str, ...] | None = None) -
         out = getattr(_generated, fn)(**args)
     if outputs:
         out = {k: out[k] for k in outputs}
-    shape = np.broadcast_shapes(*(np.shape(v) for v in args.values()))
+    shape = np.broadcast_shapes(*{a.shape for a in args.values()})  # each shape once: ~80 inputs, few shapes
     return {k: np.broadcast_to(np.asarray(v, dtype=float), shape) for k, v in out.items()}
 
 

@@ -10,6 +10,15 @@ from .errors import SpecError
 from .files import FileError, read_capped
 
 MAX_BYTES = 4 * 2**20
+_WRITTEN: dict[str, None] = {}  # JSON texts this process wrote as spec files, oldest first (bounded)
+
+
+def wrote_json(text: str) -> None:
+    """Note ``text``, JSON this process wrote as a spec file: read back, it is parsed as the JSON it
+    is (PyYAML takes ten times longer; calibration writes hundreds of candidate profiles)."""
+    _WRITTEN[text] = None
+    while len(_WRITTEN) > 256:
+        del _WRITTEN[next(iter(_WRITTEN))]
 
 
 @cache
@@ -80,6 +89,10 @@ def parse_yaml(text: str, file: str, *, snapshot: bool = True):
         known = parsed(text)
         if known is not None:
             return known
+    if text in _WRITTEN:
+        import json
+
+        return json.loads(text)
     yaml = _loaders()[0]
     try:
         return _load(text)
