@@ -172,6 +172,23 @@ def test_errors_and_group_report(catalog):
     assert overall(preds)["predicted"] == 2
 
 
+def test_an_engine_without_a_profile_is_named_where_another_stands_in(catalog, cli, tmp_path):
+    """A run of an engine pdroof has no profile for is predicted with the default engine's profile on
+    its accelerator, as one that names no engine is: the summary and the table say so (the runtime
+    column alone said it before), not where --runtime chose the profile."""
+    runs = parse_runs(json.dumps([{**RUN, "engine": "lmdeploy"}, {**RUN, "id": "r2", "engine": None},
+                                  {**RUN, "id": "r3", "engine": "vllm"}]), "runs.json")
+    preds = predict(catalog, runs)
+    assert preds[0].runtime == preds[1].runtime != preds[2].runtime == "vllm"
+    assert [p.stand_in for p in preds] == [True, False, False]
+    assert overall(preds)["engines_without_profile"] == ["lmdeploy"]
+    assert overall(predict(catalog, runs, runtime="vllm"))["engines_without_profile"] == []
+    f = tmp_path / "runs.json"
+    f.write_text(json.dumps([{**RUN, "engine": "lmdeploy"}]))
+    code, out, _ = cli("predict", str(f))
+    assert code == 0 and "no profile for engine lmdeploy" in " ".join(out.split())
+
+
 def test_cli_json_contract(cli_json, tmp_path):
     f = tmp_path / "runs.json"
     f.write_text(json.dumps({"runs": [RUN, {**RUN, "id": "bad", "model": "nope"}]}))

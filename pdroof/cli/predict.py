@@ -93,7 +93,10 @@ def predict_cmd(
     caption = (f"{summary['predicted']} of {summary['runs']} runs predicted"
                + (f"; TPOT mean abs error {summary['tpot_mae']:.1%}" if summary["tpot_mae"] is not None else "")
                + (f", TTFT {summary['ttft_mae']:.1%}" if summary["ttft_mae"] is not None else "")
-               + " (median where measured, else mean)")
+               + " (median where measured, else mean)"
+               + (f"; no profile for engine {', '.join(summary['engines_without_profile'])}: the default engine's "
+                  "profile on each accelerator stood in (runtime; --runtime picks one)"
+                  if summary["engines_without_profile"] else ""))
     text = render.table_text(rows, RUN_COLUMNS, title=f"predicted runs of {runs.name}", caption=caption)
     groups = group_errors(preds)
     if groups:

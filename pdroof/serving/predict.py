@@ -42,6 +42,7 @@ class Prediction:
     predicted: dict | None = None
     vs_measured: dict | None = None
     error: str | None = None
+    stand_in: bool = False  # the run's engine has no profile: the accelerator's default engine's stood in
 
     def to_dict(self) -> dict:
         return {"id": self.run.id, "runtime": self.runtime, "predicted": self.predicted,
@@ -163,6 +164,7 @@ def predict(cat: Catalog, runs: list[Run], runtime: str | None = None, waves: fl
         cat.get("runtime", runtime)
     out = [Prediction(r) for r in runs]
     specs = _Specs(cat)
+    profiled = set(cat.files("runtime")) | set(cat.version_profiles())  # engines with a profile of their own
     ready: dict[str, list] = {"aggregated": [], "disaggregated": []}  # (index, model, stages, scalars)
     seen: dict[tuple, tuple | PdroofError] = {}  # runs of one configuration resolve their specs once
     for i, run in enumerate(runs):
@@ -184,6 +186,7 @@ def predict(cat: Catalog, runs: list[Run], runtime: str | None = None, waves: fl
             out[i].error = str(exc)
             continue
         out[i].runtime = stages.get("deployment", stages.get("decode"))[0].id
+        out[i].stand_in = runtime is None and bool(run.engine) and run.engine not in profiled
         ready[run.mode].append((i, model, stages, sc))
     if ready["aggregated"]:
         _aggregated(ready["aggregated"], out, waves)
@@ -314,7 +317,8 @@ def overall(preds: list[Prediction]) -> dict:
             errs[metric].append(v["error"])
     return {"runs": len(preds), "predicted": sum(p.error is None for p in preds),
             "tpot_mae": _mae(errs["tpot_ms"]), "ttft_mae": _mae(errs["ttft_ms"]),
-            "tpot_median_error": _median(errs["tpot_ms"]), "ttft_median_error": _median(errs["ttft_ms"])}
+            "tpot_median_error": _median(errs["tpot_ms"]), "ttft_median_error": _median(errs["ttft_ms"]),
+            "engines_without_profile": sorted({p.run.engine for p in preds if p.stand_in})}
 
 
 def _mae(v: list[float]) -> float | None:
