@@ -59,18 +59,15 @@ def score(cols: dict[str, np.ndarray], objective: str) -> np.ndarray:
     return np.where(np.isnan(v), np.inf, v)
 
 
-def pareto_mask(cols: dict[str, np.ndarray], distinct: bool = False) -> np.ndarray:
-    """Non-dominated rows on PARETO_AXES (throughput per device up, TTFT down, TPOT down); with
-    ``distinct``, of rows alike on every axis only the first.
+def pareto_mask(cols: dict[str, np.ndarray]) -> np.ndarray:
+    """Non-dominated rows on PARETO_AXES (throughput per device up, TTFT down, TPOT down), rows
+    alike on every axis all kept.
 
     Rows are visited in lexicographic order, so no row can be dominated by a later one; each
     chunk is checked against the front so far and against itself, vectorised."""
     pts = np.stack([-cols[n] if larger else cols[n] for n, larger in PARETO_AXES], axis=1)
     pts = np.where(np.isnan(pts), np.inf, pts)
-    order = np.lexsort(pts.T[::-1])  # stable: alike rows keep their order
-    if distinct and len(order) > 1:
-        s = pts[order]
-        order = order[np.concatenate([[True], np.any(s[1:] != s[:-1], axis=1)])]
+    order = np.lexsort(pts.T[::-1])
     order = order[~_dominated_by_anchors(pts[order])]
     keep = np.zeros(len(pts), dtype=bool)
     front = np.empty((0, pts.shape[1]))
@@ -233,10 +230,11 @@ def _best(v: np.ndarray, k: int) -> np.ndarray:
     return np.flatnonzero(v <= np.partition(v, k - 1)[k - 1])
 
 
-def _select(cols: dict, objective: str, keep: int, pareto: bool, alike: bool = False) -> dict:
+def _select(cols: dict, objective: str, keep: int, pareto: bool) -> dict:
     """The best ``keep`` feasible rows by the objective (ties broken towards the faster
-    handoff), plus every Pareto-optimal row when ``pareto`` (of rows alike on its axes the first
-    only, unless ``alike``). Only the chosen rows are copied."""
+    handoff), plus every Pareto-optimal row when ``pareto`` (rows alike on its axes included: the
+    union of the blocks' fronts holds the whole front, whatever part of it a ranking lists). Only
+    the chosen rows are copied."""
     feas = np.flatnonzero(cols["feasible"])
     if len(feas) == 0:
         return {}
@@ -245,21 +243,20 @@ def _select(cols: dict, objective: str, keep: int, pareto: bool, alike: bool = F
     top = ranked(cols, objective, feas[_best(s, keep)])[:keep]
     if not pareto or len(top) == len(feas):  # every feasible row kept: the front is among them
         return _take(cols, top)
-    front = pareto_mask({n: cols[n][feas] for n, _ in PARETO_AXES}, distinct=not alike)
+    front = pareto_mask({n: cols[n][feas] for n, _ in PARETO_AXES})
     return _take(cols, np.union1d(top, feas[front]))
 
 
 def run(c: Candidates, objective: str = "cost", keep: int = 200, pareto: bool = False,
         progress: Callable[[int, int], None] | None = None, include_aggregated: bool = True,
-        prune: bool = True, alike: bool = False) -> tuple[Results, dict]:
+        prune: bool = True) -> tuple[Results, dict]:
     """Enumerate and evaluate the whole design space; returns the kept results and the stage
-    tables (for reporting infeasible stage rows). ``pareto`` keeps each block's Pareto front too,
-    with ``alike`` every row alike on its axes to a front row (for a front listed whole). ``prune``
-    skips configurations provably no better than one evaluated (a slower path or a wider wire
-    format, except for the TPOT objective and the Pareto front; a tier that adds no batch and can
-    take no sequence off HBM); without it every feasible configuration is evaluated. Either way a
-    tier row that ends up holding no KV is counted as a repeat of its HBM row's configuration, not
-    listed."""
+    tables (for reporting infeasible stage rows). ``pareto`` keeps each block's Pareto front too.
+    ``prune`` skips configurations provably no better than one evaluated (a slower path or a wider
+    wire format, except for the TPOT objective and the Pareto front; a tier that adds no batch and
+    can take no sequence off HBM); without it every feasible configuration is evaluated. Either way
+    a tier row that ends up holding no KV is counted as a repeat of its HBM row's configuration,
+    not listed."""
     res = Results()
     inst = instances(c, kv=True)
     pre, dec = prefill_stage(c), decode_stage(c, inst)
@@ -312,7 +309,7 @@ def run(c: Candidates, objective: str = "cost", keep: int = 200, pareto: bool = 
             res.infeasible[f"aggregated: {budget_reason(c, 'one instance')}"] += int((~a_cols["feasible"]).sum())
         res.feasible += int(a_cols["feasible"].sum())
         res.evaluated += len(a_cols["feasible"])
-        parts.append(_select(a_cols, objective, keep, pareto, alike))
+        parts.append(_select(a_cols, objective, keep, pareto))
     crowded = np.zeros(len(dec), bool)  # decode rows whose admission fell short of their batch
     failed: dict[str, np.ndarray] = {}  # per reason, the evaluated configurations of each decode row it fails
     total = len(p_ok) * (len(d_ok) + len(d_wait)) * combos_n if len(p_ok) else 0
@@ -358,7 +355,7 @@ def run(c: Candidates, objective: str = "cost", keep: int = 200, pareto: bool = 
                 fail(budget_reason(c), roomy & ~cols["within_budget"], d_row)
             res.feasible += int(cols["feasible"].sum())
             res.evaluated += n_useful
-            parts.append(_select(cols, objective, keep, pareto, alike))
+            parts.append(_select(cols, objective, keep, pareto))
             done += n_all
             if progress:
                 progress(done, total)

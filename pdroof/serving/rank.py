@@ -123,10 +123,10 @@ def rank(c: Candidates, objective: str = "cost", top: int = 20, pareto: bool = F
         raise PdroofError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     if top < 0:
         raise PdroofError(f"--top must not be negative (0: all rows), not {top}")
-    # every row is kept only where every row is listed: a front listed whole (top 0) is in the
-    # union of the blocks' fronts, alike rows included
+    # every row is kept only where every row is listed: a front (or its first rows) is in the
+    # union of the blocks' fronts
     keep = max(top, 50) if top or pareto else sys.maxsize
-    res, stages = run(c, objective, keep=keep, pareto=pareto, progress=progress, prune=prune, alike=pareto and not top)
+    res, stages = run(c, objective, keep=keep, pareto=pareto, progress=progress, prune=prune)
     if res.total == 0:
         raise PdroofError(
             f"nothing to rank: no candidate accelerator runs {c.model.id} with TP in {list(c.tp)}"
