@@ -75,10 +75,10 @@ def test_cli_transfer(cli, cli_json):
 def test_cli_transfer_refuses_prefill_options_without_the_prefill(cli):
     """--weights and --runtime only set the prefill's time: without --from they were ignored, a
     format nobody knows included."""
-    for extra, named in ((("--weights", "zz"), "--weights:"), (("--runtime", "zz"), "--runtime:"),
-                         (("--weights", "fp8", "--runtime", "vllm"), "--weights and --runtime:")):
+    for extra, named in ((("--weights", "zz"), "--weights sets"), (("--runtime", "zz"), "--runtime sets"),
+                         (("--weights", "fp8", "--runtime", "vllm"), "--weights and --runtime set")):
         code, _, err = cli("transfer", "-m", "llama-3.1-8b", "--link", "roce-400", *extra)
-        assert code == 2 and named in err and "needs --from" in err, err
+        assert code == 2 and f"{named} the prefill's time: give --from" in err, err
     code, _, _ = cli("transfer", "-m", "llama-3.1-8b", "--link", "roce-400", "--from", "h100-sxm", "--weights", "fp8")
     assert code == 0
 

@@ -34,7 +34,8 @@ def test_splits_that_cannot_run_say_why(catalog):
     # a degree beyond any machine's, on a dense model too (whose experts' fields are otherwise ignored)
     llama = catalog.get("model", "llama-3.1-8b")
     assert split_reason(llama, h200, Parallelism(1, 10**20)) == "dp must be at most 4,096, not 100000000000000000000"
-    assert "moe_tp must be at most" in split_reason(ds, h200, Parallelism(8, 1, 10**5, 1))
+    assert "moe_tp must be at most 4,096" in split_reason(ds, h200, Parallelism(8, 1, 10**5, 1))
+    assert "= 8,192 devices in one instance exceeds 4,096" in split_reason(llama, h200, Parallelism(8, 1024))
 
 
 def test_a_degree_out_of_range_names_its_flag(cli):

@@ -275,6 +275,25 @@ def test_with_nothing_fitted_each_run_left_out_is_predicted_as_the_base_predicts
     assert all(r["tpot_left_out"] == r["tpot_before"] for r in rep["runs"])
 
 
+def test_a_base_with_a_number_json_writes_with_an_exponent_is_fitted(catalog, tmp_path, monkeypatch):
+    """A candidate profile is written as JSON and read back as a spec: json writes 0.00001 as 1e-05,
+    which YAML reads as a string, and calibrating from a profile that held one failed ('must be a
+    number, not a string'), unless the text was read back as JSON. Read by PyYAML here."""
+    from pdroof.spec import yamlio
+
+    class Forgets(dict):
+        def __setitem__(self, key, value):
+            pass
+
+    monkeypatch.setattr(yamlio, "_WRITTEN", Forgets())
+    runs, f = _measured(tmp_path, {})
+    base = yaml.safe_load((builtin_root() / "hardware" / "runtimes" / "vllm.yaml").read_text())
+    base["structure"]["disaggregation_latency_us"] = 0.00001
+    acc = catalog.get("accelerator", "h100-sxm")
+    doc, _ = calibrate_serving(catalog, runs_to_fit(runs, f, acc), f, acc, base, "mine")
+    assert doc["structure"]["disaggregation_latency_us"] == 0.00001
+
+
 def test_the_prior_costs_nothing_at_the_base_and_grows_with_each_step_away():
     from pdroof.calibration.serving_factors import Factor
     from pdroof.calibration.serving_fit import PRIOR_PER_STEP, _steps

@@ -54,9 +54,10 @@ def test_check_mode_fails_when_stale(tmp_path, monkeypatch):
     assert snapshot.main() == 1
 
 
-def test_json_this_process_wrote_reads_back_as_yaml_reads_it(tmp_path):
+def test_json_this_process_wrote_reads_back_as_yaml_reads_it(tmp_path, monkeypatch):
     """Calibration writes hundreds of candidate profiles as JSON and reads each back: parsed as the
-    JSON it is, the same data as PyYAML gives, in a tenth of the time. A text not noted is still
+    JSON it is, in a tenth of the time, and the same data as PyYAML gives, numbers with an exponent
+    included (json writes 1e-05, which PyYAML reads as a string). A text not noted is still
     PyYAML's (a key given twice refused), and the notes are bounded."""
     import json
 
@@ -64,15 +65,16 @@ def test_json_this_process_wrote_reads_back_as_yaml_reads_it(tmp_path):
 
     from pdroof.spec.errors import SpecError
 
-    for rid in ("vllm", "sglang", "trtllm"):
-        text = json.dumps(Catalog(use_env=False).runtime_document(rid))
-        yamlio.wrote_json(text)
-        f = tmp_path / f"{rid}.yaml"
+    monkeypatch.setattr(yamlio, "_WRITTEN", {})
+    docs = [Catalog(use_env=False).runtime_document(rid) for rid in ("vllm", "sglang", "trtllm")]
+    docs.append({"a": 1e-05, "b": [-1e20, 1.5e20, 3e-7, 0.5, 10], "s": 'say "1e-05" and 2e3'})
+    for i, doc in enumerate(docs):
+        text = yamlio.json_spec_text(doc)
+        f = tmp_path / f"{i}.yaml"
         f.write_text(text)
-        assert repr(yamlio.read_yaml(f)) == repr(yamlio._load(text)), rid
-    twice = '{"id": "a", "id": "b"}'
+        assert yamlio.read_yaml(f) == yamlio._load(text) == json.loads(json.dumps(doc)), i
     with pytest.raises(SpecError, match="duplicate key 'id'"):
-        yamlio.parse_yaml(twice, "x.yaml")
+        yamlio.parse_yaml('{"id": "a", "id": "b"}', "x.yaml")
     for i in range(300):
-        yamlio.wrote_json(f'{{"n": {i}}}')
+        yamlio.json_spec_text({"n": i})
     assert '{"n": 0}' not in yamlio._WRITTEN and '{"n": 299}' in yamlio._WRITTEN and len(yamlio._WRITTEN) == 256

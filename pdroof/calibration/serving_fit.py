@@ -22,7 +22,6 @@ the base's values (the other metric's are fitted again without them).
 from __future__ import annotations
 
 import copy
-import json
 import tempfile
 from datetime import date
 from pathlib import Path
@@ -38,7 +37,7 @@ from ..spec.errors import PdroofError
 from ..spec.profile import stated_over_tiers
 from ..spec.schema import Record
 from ..spec.view import percent
-from ..spec.yamlio import wrote_json
+from ..spec.yamlio import json_spec_text
 from .measurements import digest as file_digest
 from .serving_factors import Factor, base_value, factors_for
 
@@ -74,9 +73,7 @@ class _Evaluator:
         """The candidate as a file of its own (the catalogue caches profiles by file and time)."""
         self.written += 1
         path = self.dir / f"{self.id}-candidate-{self.written}.yaml"
-        text = json.dumps(self.document(values))
-        path.write_text(text)
-        wrote_json(text)
+        path.write_text(json_spec_text(self.document(values)))
         return str(path)
 
     def document(self, values: dict[Factor, float], sources: dict[Factor, str] | None = None) -> dict:

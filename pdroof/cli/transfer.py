@@ -41,8 +41,9 @@ def transfer_cmd(
     from ..spec.errors import PdroofError
 
     if not src and (weights is not None or runtime != GENERIC):
-        given = " and ".join(f for f, v in (("--weights", weights is not None), ("--runtime", runtime != GENERIC)) if v)
-        raise typer.BadParameter(f"{given}: for the prefill's time, which needs --from (the prefill accelerator)")
+        given = [f for f, v in (("--weights", weights is not None), ("--runtime", runtime != GENERIC)) if v]
+        raise typer.BadParameter(f"{' and '.join(given)} {'set' if len(given) > 1 else 'sets'} the prefill's time: "
+                                 "give --from, the prefill accelerator")
     weights = weights or "bf16"
     if not 1 <= tokens <= 10**7:  # a request's tokens: what a context could physically hold
         raise PdroofError(f"--tokens must be from 1 to 10,000,000, not {tokens}")

@@ -55,14 +55,25 @@ def nodes(acc: Record, devices: int) -> int:
     return math.ceil(devices / scale_up_domain(acc))
 
 
-def split_reason(model: Record, acc: Record, par: Parallelism, given: bool = False) -> str | None:
-    """Why ``par`` cannot run ``model`` on ``acc`` beyond what TP alone rules out (``tp_reason``), or
-    None. A dense model ignores the experts' fields. ``given``: a measured run's split, taken as its
-    source gives it (experts' split not required to cover the instance exactly)."""
+def degree_reason(par: Parallelism) -> str | None:
+    """Which degree of ``par`` is out of range, named first (tp, dp, moe_tp, moe_ep: at least 1, at
+    most MAX_DEGREE), or None."""
     for name in ("tp", "dp", "moe_tp", "moe_ep"):
         v = getattr(par, name)
         if v is not None and not 1 <= v <= MAX_DEGREE:
             return f"{name} must be at {'least 1' if v < 1 else f'most {MAX_DEGREE:,}'}, not {v}"
+    return None
+
+
+def split_reason(model: Record, acc: Record, par: Parallelism, given: bool = False) -> str | None:
+    """Why ``par`` cannot run ``model`` on ``acc`` beyond what TP alone rules out (``tp_reason``), or
+    None. A dense model ignores the experts' fields. ``given``: a measured run's split, taken as its
+    source gives it (experts' split not required to cover the instance exactly)."""
+    reason = degree_reason(par)
+    if reason:
+        return reason
+    if par.devices > MAX_DEGREE:
+        return f"tp {par.tp} × dp {par.dp} = {par.devices:,} devices in one instance exceeds {MAX_DEGREE:,}"
     if model.moe is not None:
         if model.moe.routed_experts % par.moe_ep:
             return f"moe_ep {par.moe_ep} does not divide the {model.moe.routed_experts} experts of {model.id}"

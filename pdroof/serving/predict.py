@@ -164,7 +164,6 @@ def predict(cat: Catalog, runs: list[Run], runtime: str | None = None, waves: fl
         cat.get("runtime", runtime)
     out = [Prediction(r) for r in runs]
     specs = _Specs(cat)
-    profiled = set(cat.files("runtime")) | set(cat.version_profiles())  # engines with a profile of their own
     ready: dict[str, list] = {"aggregated": [], "disaggregated": []}  # (index, model, stages, scalars)
     seen: dict[tuple, tuple | PdroofError] = {}  # runs of one configuration resolve their specs once
     for i, run in enumerate(runs):
@@ -185,8 +184,9 @@ def predict(cat: Catalog, runs: list[Run], runtime: str | None = None, waves: fl
         except PdroofError as exc:
             out[i].error = str(exc)
             continue
-        out[i].runtime = stages.get("deployment", stages.get("decode"))[0].id
-        out[i].stand_in = runtime is None and bool(run.engine) and run.engine not in profiled
+        rt = stages.get("deployment", stages.get("decode"))[0]
+        out[i].runtime = rt.id
+        out[i].stand_in = runtime is None and bool(run.engine) and run.engine != (rt.engine or rt.id)
         ready[run.mode].append((i, model, stages, sc))
     if ready["aggregated"]:
         _aggregated(ready["aggregated"], out, waves)

@@ -16,7 +16,7 @@ from ..cost.inputs import (
     precision_inputs,
     scheduler_inputs,
 )
-from ..cost.parallelism import Parallelism, scale_up_domain, split_reason
+from ..cost.parallelism import Parallelism, degree_reason, scale_up_domain, split_reason
 from ..cost.precision import Precision
 from ..cost.runtime import resolve
 from ..spec.errors import PdroofError
@@ -96,9 +96,10 @@ def check_parallelism(model: Record, acc: Record, par: Parallelism) -> None:
     """Refuse a split the instance cannot run: TP inside a replica (one scale-up domain), the
     experts' split, nodes without a scale-out NIC."""
     check_tp(model, acc, par.tp)
-    reason = split_reason(model, acc, par)
-    if reason and " must be at " in reason:  # a degree out of range: a usage error, named as the flag
+    reason = degree_reason(par)
+    if reason:  # named as the flag
         name, rest = reason.split(" ", 1)
         raise PdroofError(f"--{name.replace('_', '-')} {rest}")
+    reason = split_reason(model, acc, par)
     if reason:
         raise PdroofError(f"infeasible: {reason}")

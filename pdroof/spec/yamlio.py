@@ -13,12 +13,20 @@ MAX_BYTES = 4 * 2**20
 _WRITTEN: dict[str, None] = {}  # JSON texts this process wrote as spec files, oldest first (bounded)
 
 
-def wrote_json(text: str) -> None:
-    """Note ``text``, JSON this process wrote as a spec file: read back, it is parsed as the JSON it
-    is (PyYAML takes ten times longer; calibration writes hundreds of candidate profiles)."""
+def json_spec_text(data) -> str:
+    """``data`` as JSON text that PyYAML reads as the same data (an exponent's mantissa keeps its
+    point, ``1.0e-05``: YAML 1.1 reads ``1e-05`` as a string; non-finite numbers, which no spec
+    takes, aside), noted so that this process reads it back as JSON (PyYAML takes ten times
+    longer; calibration writes hundreds of candidate profiles)."""
+    import json
+    import re
+
+    text = re.sub(r'"(?:[^"\\]|\\.)*"|(?<![\d.])(-?\d+)(?=[eE])', lambda m: m.group(0) if m.group(1) is None
+                  else m.group(1) + ".0", json.dumps(data))
     _WRITTEN[text] = None
     while len(_WRITTEN) > 256:
         del _WRITTEN[next(iter(_WRITTEN))]
+    return text
 
 
 @cache
