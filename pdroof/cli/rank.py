@@ -202,7 +202,7 @@ def _emit_deployment(rk, pick: int, path: Path, model: str, runtime: str, rate: 
 
 
 def _degrees(flag: str, text: str | None) -> tuple[int, ...] | None:
-    """Comma-separated parallel degrees, each at least 1 (None: the option was not given)."""
+    """Comma-separated parallel degrees, each from 1 to MAX_DEGREE (None: the option was not given)."""
     from ..cost.parallelism import MAX_DEGREE
     from ..spec.errors import PdroofError
 
