@@ -34,6 +34,18 @@ def test_a_capacity_beyond_physics_is_refused_after_its_unit(cli, tmp_path):
     assert code == 1 and "memory.capacity_gib: is out of any physical range" in err
 
 
+def test_a_bandwidth_next_to_nothing_is_refused(cli, tmp_path):
+    """1e-300 GB/s was accepted, and every time it entered overflowed; short of zero, no quantity a
+    spec gives is below 1e-30 in SI units."""
+    f = tmp_path / "a.yaml"
+    old = "  bandwidth_gb_per_s: "
+    assert old in H100
+    line = next(ln for ln in H100.splitlines() if ln.startswith(old))
+    f.write_text(H100.replace(line, old + "1.0e-300", 1))
+    code, _, err = cli("estimate", "-m", "llama-3.1-8b", "--hardware", str(f))
+    assert code == 1 and "memory.bandwidth_gb_per_s: is out of any physical range (1e-300" in err
+
+
 def test_the_exponent_hint_is_a_form_yaml_reads_as_a_number():
     import yaml
 

@@ -83,6 +83,7 @@ def _yaml_float(text: str) -> str:
 
 
 PHYSICAL_MAX = 1e30  # no quantity a spec gives comes near this in SI units (1e30 bytes, FLOP/s, ...)
+PHYSICAL_MIN = 1e-30  # nor this, short of zero (a bandwidth of 1e-300 GB/s made every time overflow)
 
 
 def _typename(v: Any) -> str:
@@ -149,7 +150,7 @@ class Num(Node):
             ctx.fail(path, f"is out of any physical range (an integer of {v.bit_length():,} bits)")
         if not math.isfinite(v):
             ctx.fail(path, "must be a finite number")
-        if abs(float(v) * self.scale) > PHYSICAL_MAX:
+        if not (v == 0 or PHYSICAL_MIN <= abs(float(v) * self.scale) <= PHYSICAL_MAX):
             ctx.fail(path, f"is out of any physical range ({v:g} in the file's unit)")
         if self.integer and (not float(v).is_integer()):
             ctx.fail(path, f"must be a whole number, not {v}")
