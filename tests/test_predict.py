@@ -25,6 +25,14 @@ RUN = {"id": "r1", "model": "llama-3.1-8b", "engine": "trtllm", "weights": "bf16
        "measured": {"tpot_ms": {"mean": 7.9}, "ttft_ms": {"mean": 191.0}}}
 
 
+def test_an_engine_is_read_as_the_tools_spell_it():
+    """A run file written by hand says "TensorRT-LLM" or "SGLang": the engine is pdroof's id (it was
+    kept as written and took the default engine's profile, or missed its version's)."""
+    spelled = [{**RUN, "id": name, "engine": name} for name in ("TensorRT-LLM", "SGLang", "trt", "vllm", "MyEngine")]
+    assert [r.engine for r in parse_runs(json.dumps(spelled), "runs.json")] == \
+        ["trtllm", "sglang", "trtllm", "vllm", "MyEngine"]
+
+
 def test_json_and_csv_read_the_same_fields():
     from_json = parse_runs(json.dumps({"about": "x", "runs": [RUN]}), "runs.json")[0]
     from_csv = read_runs(DATA / "runs_sample.csv")
@@ -177,10 +185,14 @@ def test_an_engine_without_a_profile_is_named_where_another_stands_in(catalog, c
     its accelerator, as one that names no engine is: the summary and the table say so (the runtime
     column alone said it before), not where --runtime chose the profile."""
     runs = parse_runs(json.dumps([{**RUN, "engine": "lmdeploy"}, {**RUN, "id": "r2", "engine": None},
-                                  {**RUN, "id": "r3", "engine": "vllm"}]), "runs.json")
+                                  {**RUN, "id": "r3", "engine": "vllm"},
+                                  # a profile named by its id, whose own engine field says sglang (review finding)
+                                  {**RUN, "id": "r4", "engine": "sglang-0.5.1"},
+                                  {**RUN, "id": "r5", "engine": "SGLang", "engine_version": "0.5.1"}]), "runs.json")
     preds = predict(catalog, runs)
     assert preds[0].runtime == preds[1].runtime != preds[2].runtime == "vllm"
-    assert [p.stand_in for p in preds] == [True, False, False]
+    assert preds[3].runtime == preds[4].runtime == "sglang-0.5.1"
+    assert [p.stand_in for p in preds] == [True, False, False, False, False]
     assert overall(preds)["engines_without_profile"] == ["lmdeploy"]
     assert overall(predict(catalog, runs, runtime="vllm"))["engines_without_profile"] == []
     f = tmp_path / "runs.json"

@@ -67,11 +67,11 @@ def test_json_this_process_wrote_reads_back_as_yaml_reads_it(tmp_path, monkeypat
 
     monkeypatch.setattr(yamlio, "_WRITTEN", {})
     docs = [Catalog(use_env=False).runtime_document(rid) for rid in ("vllm", "sglang", "trtllm")]
-    docs.append({"a": 1e-05, "b": [-1e20, 1.5e20, 3e-7, 0.5, 10], "s": 'say "1e-05" and 2e3'})
+    docs.append({"a": 1e-05, "b": [-1e20, 1.5e20, 3e-7, 0.5, 10], "s": 'say "1e-05" and 2e3 \\ é 😀 𝛼'})
     for i, doc in enumerate(docs):
         text = yamlio.json_spec_text(doc)
         f = tmp_path / f"{i}.yaml"
-        f.write_text(text)
+        f.write_text(text, encoding="utf-8")
         assert yamlio.read_yaml(f) == yamlio._load(text) == json.loads(json.dumps(doc)), i
     with pytest.raises(SpecError, match="duplicate key 'id'"):
         yamlio.parse_yaml('{"id": "a", "id": "b"}', "x.yaml")

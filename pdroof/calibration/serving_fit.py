@@ -73,7 +73,7 @@ class _Evaluator:
         """The candidate as a file of its own (the catalogue caches profiles by file and time)."""
         self.written += 1
         path = self.dir / f"{self.id}-candidate-{self.written}.yaml"
-        path.write_text(json_spec_text(self.document(values)))
+        path.write_text(json_spec_text(self.document(values)), encoding="utf-8")
         return str(path)
 
     def document(self, values: dict[Factor, float], sources: dict[Factor, str] | None = None) -> dict:

@@ -38,9 +38,14 @@ def engine_id(cat: Catalog, accelerator: Record) -> str:
 
 
 def engine_profile_id(cat: Catalog, engine: str | None, version: str | None, accelerator: Record) -> str:
-    """The runtime id a run of ``engine`` at ``version`` on ``accelerator`` takes: the profile
-    with the lowest ``up_to_version`` at or above the version, else the engine's own profile (its
-    latest release), else what the default, ``engine``, resolves to there (``engine_id``)."""
+    """The runtime id a run of ``engine`` at ``version`` on ``accelerator`` takes: its own profile
+    (``own_profile_id``), else what the default, ``engine``, resolves to there (``engine_id``)."""
+    return own_profile_id(cat, engine, version) or engine_id(cat, accelerator)
+
+
+def own_profile_id(cat: Catalog, engine: str | None, version: str | None) -> str | None:
+    """The profile of ``engine`` at ``version``: the one with the lowest ``up_to_version`` at or
+    above the version, else the engine's own (its latest release); None where it has neither."""
     from ..spec.profile import version_key
 
     key = version_key(version)
@@ -48,9 +53,7 @@ def engine_profile_id(cat: Catalog, engine: str | None, version: str | None, acc
         for bound, rid in cat.version_profiles().get(engine or "", []):
             if key <= bound:
                 return rid
-    if engine and engine in cat.files("runtime"):
-        return engine
-    return engine_id(cat, accelerator)
+    return engine if engine and engine in cat.files("runtime") else None
 
 
 def runtimes_for(cat: Catalog, ref: str, accelerators: list[Record]) -> dict[str, Record]:

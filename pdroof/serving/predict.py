@@ -21,7 +21,7 @@ import numpy as np
 from ..cost.numeric import evaluate
 from ..cost.parallelism import Parallelism, split_reason
 from ..cost.precision import Precision, default_activations, infeasible_reason
-from ..cost.runtime import GENERIC, engine_id, engine_profile_id
+from ..cost.runtime import GENERIC, engine_id, engine_profile_id, own_profile_id
 from ..spec.catalog import Catalog
 from ..spec.errors import PdroofError
 from ..spec.schema import Record
@@ -184,9 +184,9 @@ def predict(cat: Catalog, runs: list[Run], runtime: str | None = None, waves: fl
         except PdroofError as exc:
             out[i].error = str(exc)
             continue
-        rt = stages.get("deployment", stages.get("decode"))[0]
-        out[i].runtime = rt.id
-        out[i].stand_in = runtime is None and bool(run.engine) and run.engine != (rt.engine or rt.id)
+        out[i].runtime = stages.get("deployment", stages.get("decode"))[0].id
+        out[i].stand_in = runtime is None and bool(run.engine) and own_profile_id(cat, run.engine,
+                                                                                  run.engine_version) is None
         ready[run.mode].append((i, model, stages, sc))
     if ready["aggregated"]:
         _aggregated(ready["aggregated"], out, waves)

@@ -23,12 +23,9 @@ from pathlib import Path
 
 from ..cost.parallelism import Parallelism
 from ..spec.errors import PdroofError
-from .runs import INFERENCEX_LENGTH_RANGE, MAX_RUNS, STATS, Run, parse_run, parse_runs, read_text
+from .runs import ENGINE_NAMES, INFERENCEX_LENGTH_RANGE, MAX_RUNS, STATS, Run, parse_run, parse_runs, read_text
 
 FORMATS = ("pdroof", "vllm", "sglang", "inferencex")
-# engine names as the tools' backends and frameworks spell them
-ENGINES = {"vllm": "vllm", "vllm-chat": "vllm", "sglang": "sglang", "sglang-oai": "sglang", "trt": "trtllm",
-           "trtllm": "trtllm", "tensorrt-llm": "trtllm", "tensorrt_llm": "trtllm", "atom": "atom"}
 # InferenceX's names: hardware (a suffix names the cluster: h200-nv) and model prefixes
 INFERENCEX_HW = {"h100": "h100-sxm", "h200": "h200-sxm", "b200": "b200", "gb200": "gb200", "mi300x": "mi300x",
                  "mi325x": "mi325x", "mi355x": "mi355x", "h20": "h20"}
@@ -190,8 +187,8 @@ def _model_from_hf(name: str, cat) -> str | None:
 
 def _engine(backend: str | None, defaults: RunDefaults, fallback: str | None) -> str:
     if defaults.engine:
-        return ENGINES.get(defaults.engine.lower(), defaults.engine)
-    engine = ENGINES.get((backend or "").lower()) or fallback
+        return ENGINE_NAMES.get(defaults.engine.lower(), defaults.engine)
+    engine = ENGINE_NAMES.get((backend or "").lower()) or fallback
     if not engine:
         raise PdroofError(f"does not say which engine served it (backend {backend!r}): pass --engine")
     return engine

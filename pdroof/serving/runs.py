@@ -74,6 +74,11 @@ class _Bad(Exception):
     pass
 
 
+# engine names as the tools' backends and frameworks spell them (lower-cased), and pdroof's ids
+ENGINE_NAMES = {"vllm": "vllm", "vllm-chat": "vllm", "sglang": "sglang", "sglang-oai": "sglang", "trt": "trtllm",
+           "trtllm": "trtllm", "tensorrt-llm": "trtllm", "tensorrt_llm": "trtllm", "atom": "atom"}
+
+
 # what a run can physically be: tokens per request, clients, instances and degrees of parallelism
 LIMITS = {"isl": 10**7, "osl": 10**7, "concurrency": 10**6, "instances": 10**5, "batch": 10**6,
           **dict.fromkeys(("tp", "dp", "moe_tp", "moe_ep"), MAX_DEGREE)}
@@ -215,7 +220,9 @@ def parse_run(d, index: int, pools_seen: dict | None = None) -> Run:
         version = d.get("engine_version")
         if version not in (None, "") and not isinstance(version, str):  # a JSON number loses digits: 0.10 -> 0.1
             raise _Bad(f"engine_version: must be a string such as \"0.5.1.post1\", not {version!r}")
-        return Run(id=rid, model=_str(d.get("model"), "model"), engine=_str(d.get("engine"), "engine", optional=True),
+        engine = _str(d.get("engine"), "engine", optional=True)
+        return Run(id=rid, model=_str(d.get("model"), "model"),
+                   engine=None if engine is None else ENGINE_NAMES.get(engine.lower(), engine),
                    engine_version=None if version in (None, "") else str(version), weights=weights, kv=kv, mode=mode,
                    isl=_int(d.get("isl"), "isl"), osl=_int(d.get("osl"), "osl"),
                    concurrency=_int(d.get("concurrency"), "concurrency", optional=True), pools=pools,

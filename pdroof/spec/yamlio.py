@@ -15,14 +15,15 @@ _WRITTEN: dict[str, None] = {}  # JSON texts this process wrote as spec files, o
 
 def json_spec_text(data) -> str:
     """``data`` as JSON text that PyYAML reads as the same data (an exponent's mantissa keeps its
-    point, ``1.0e-05``: YAML 1.1 reads ``1e-05`` as a string; non-finite numbers, which no spec
-    takes, aside), noted so that this process reads it back as JSON (PyYAML takes ten times
-    longer; calibration writes hundreds of candidate profiles)."""
+    point, ``1.0e-05``: YAML 1.1 reads ``1e-05`` as a string; characters as they are, not escaped:
+    PyYAML refuses json's surrogate pairs; non-finite numbers, which no spec takes, aside), noted
+    so that this process reads it back as JSON (PyYAML takes ten times longer; calibration writes
+    hundreds of candidate profiles)."""
     import json
     import re
 
     text = re.sub(r'"(?:[^"\\]|\\.)*"|(?<![\d.])(-?\d+)(?=[eE])', lambda m: m.group(0) if m.group(1) is None
-                  else m.group(1) + ".0", json.dumps(data))
+                  else m.group(1) + ".0", json.dumps(data, ensure_ascii=False))
     _WRITTEN[text] = None
     while len(_WRITTEN) > 256:
         del _WRITTEN[next(iter(_WRITTEN))]
