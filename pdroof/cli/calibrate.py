@@ -58,8 +58,9 @@ def calibrate_cmd(
     cat = catalog(ctx)
     acc = cat.get("accelerator", hardware)
     for path in (output, report):  # before the fit, not after it
-        if path is not None and not Path(real(path)).parent.is_dir():
-            raise PdroofError(f"{path}: directory {Path(real(path)).parent} does not exist")
+        folder = Path(real(path)).parent if path is not None else None
+        if folder is not None and not folder.is_dir():
+            raise PdroofError(f"{path}: directory {folder} does not exist")
     check_profile_id(output.stem)
     kinds = measurement_kinds(measurements)
     read = digest(measurements)  # the fit reads the file more than once: it must be one file throughout

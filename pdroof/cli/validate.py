@@ -76,9 +76,9 @@ def validate_cmd(
             if k == "runtime" and isinstance(data, dict) and data.get("inherits"):
                 rec = catalog(ctx).get("runtime", str(f))  # checked with what it inherits
             elif k == "deployment":
-                from ..serving.deployment import load
+                from ..serving.deployment import checked
 
-                rec = load(f, catalog(ctx))  # the ids it names too, as check and deploy resolve them
+                rec = checked(data, f, catalog(ctx))  # the ids it names too, as check and deploy resolve them
             else:
                 rec = validate(schema_node(k), data, str(f))
             emit(f"ok: {f} ({k} {rec.get('id') or rec.get('model') or ''})\n")

@@ -132,9 +132,14 @@ class Verdict:
 
 
 def load(path: str | Path, cat: Catalog | None = None) -> Record:
-    """The deployment file, checked; with a catalogue, every id it names too (an unknown one is the
-    file's error, naming its field)."""
-    d = validate(DEPLOYMENT, read_yaml(path), str(path))
+    """The deployment file, checked (``checked``)."""
+    return checked(read_yaml(path), path, cat)
+
+
+def checked(data, path: str | Path, cat: Catalog | None = None) -> Record:
+    """A deployment file's data, read from ``path``, checked; with a catalogue, every id it names
+    too (an unknown one is the file's error, naming its field)."""
+    d = validate(DEPLOYMENT, data, str(path))
     if cat is not None:
         pools = (("pool", d.pool),) if d.mode == "aggregated" else (("prefill", d.prefill), ("decode", d.decode))
         refs = [("model", "model", d.model), ("runtime", "runtime", d.runtime)]

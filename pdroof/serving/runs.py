@@ -76,7 +76,7 @@ class _Bad(Exception):
 
 # engine names as the tools' backends and frameworks spell them (lower-cased), and pdroof's ids
 ENGINE_NAMES = {"vllm": "vllm", "vllm-chat": "vllm", "sglang": "sglang", "sglang-oai": "sglang", "trt": "trtllm",
-           "trtllm": "trtllm", "tensorrt-llm": "trtllm", "tensorrt_llm": "trtllm", "atom": "atom"}
+                "trtllm": "trtllm", "tensorrt-llm": "trtllm", "tensorrt_llm": "trtllm", "atom": "atom"}
 
 
 # what a run can physically be: tokens per request, clients, instances and degrees of parallelism
