@@ -192,7 +192,7 @@ def test_check_charges_the_tier_fetch_in_tpot(catalog):
     """Sequences beyond HBM have their KV fetched from the tier every step: 10 of them at 1 GB
     over 55 GB/s add 182 ms to the step."""
     from pdroof.serving.boundary import Plan
-    from pdroof.serving.deployment import _decode_step, load
+    from pdroof.serving.deployment import _decode_tpot, load
 
     d = load(REPO / "examples" / "deployment.yaml")
     dec = Pool(catalog.get("accelerator", "h200-sxm"), tp=2, weights="fp8", kv="fp8")
@@ -200,8 +200,8 @@ def test_check_charges_the_tier_fetch_in_tpot(catalog):
     in_hbm = Plan(True, decode_tier={"hbm_batch": 1e9, "tier_bytes_per_s": 55e9, "kv_request_bytes": 1e9})
     spilled = Plan(True, decode_tier={"hbm_batch": 6.0, "tier_bytes_per_s": 55e9, "kv_request_bytes": 1e9})
     model = catalog.get("model", "qwen3-32b")
-    base = _decode_step(in_hbm, model, dec, catalog, d, w, 16)
-    assert _decode_step(spilled, model, dec, catalog, d, w, 16) == pytest.approx(base + 10 * 1e9 / 55e9)
+    base = _decode_tpot(in_hbm, model, dec, catalog, d, w, 16)
+    assert _decode_tpot(spilled, model, dec, catalog, d, w, 16) == pytest.approx(base + 10 * 1e9 / 55e9)
 
 
 def test_reservations_cover_the_transfer_window(catalog):
@@ -387,7 +387,7 @@ def test_check_sizes_the_decode_batch_at_the_step_it_reports(cli):
     doc = json.loads(out)
     fits = next(c for c in doc["checks"] if c["check"] == "decode batch that fits")
     tpot = next(c for c in doc["checks"] if c["check"].startswith("TPOT"))
-    assert f"{tpot['value'] * 1e3:.1f} ms per step" in fits["detail"]
+    assert f"{tpot['value'] * 1e3:.1f} ms per token" in fits["detail"]
     import yaml
 
     dep = yaml.safe_load((REPO / "examples" / "deployment.yaml").read_text())

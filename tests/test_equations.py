@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import mpmath
 import numpy as np
 import pytest
 import sympy as sp
@@ -77,10 +78,12 @@ def points(draw):
 
 
 def _reference(group):
-    """An independent numeric form: sympy's own lambdify (plain math, no numpy, no CSE)."""
+    """An independent numeric form: sympy's own lambdify (plain math, no numpy, no CSE; Lambert's W
+    from mpmath, which math lacks)."""
     exprs = GROUPS[group]
     syms = sorted(set().union(*(sp.sympify(e).free_symbols for e in exprs.values())), key=str)
-    fns = {k: sp.lambdify(syms, sp.sympify(e), "math") for k, e in exprs.items()}
+    modules = [{"LambertW": lambda x: float(mpmath.lambertw(x).real)}, "math"]
+    fns = {k: sp.lambdify(syms, sp.sympify(e), modules) for k, e in exprs.items()}
     return syms, fns
 
 

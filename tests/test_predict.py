@@ -582,3 +582,36 @@ def test_a_run_file_of_no_runs_and_waves_of_no_number_are_errors(cli, tmp_path):
     for waves in ("nan", "inf"):  # usage mistakes, as 0 is
         code, _, err = cli("predict", str(DATA / "runs_sample.csv"), "--waves", waves)
         assert code == 2 and "--waves" in err, err
+
+
+def test_a_dp_attention_decode_replica_sits_out_a_pass_for_each_request_it_takes_in(catalog):
+    """SGLang's decode side takes requests whose KV has arrived in a pass of their own (its prebuilt
+    batch); under DP attention the replica idles in the others' collectives meanwhile, so its running
+    sequences make k passes per output token, k·ln k = B/(O − 1) (each stays O − 1 decode steps; a
+    pass takes in all that wait, arrivals a Poisson stream): TPOT is the step at the batch held times
+    k. An engine that merges arrivals into its next pass (TensorRT-LLM) pays nothing."""
+    from pdroof.cost.numeric import evaluate
+
+    assert catalog.get("runtime", "sglang").structure.disaggregated_admission == "own_pass"
+    assert catalog.get("runtime", "trtllm").structure.disaggregated_admission == "next_pass"
+    dp8 = {"accelerator": "h200-sxm", "instances": 1, "tp": 1, "dp": 8, "moe_tp": 1, "moe_ep": 8}
+    run = {**DISAGG, "concurrency": 512, "prefill": {**DISAGG["prefill"], "instances": 4}, "decode": dp8}
+    sglang, trtllm = predict(catalog, parse_runs(json.dumps([run, {**run, "engine": "trtllm"}]), "r.json"))
+    for p, own in ((sglang, True), (trtllm, False)):
+        inputs, _ = stage_inputs(catalog.get("model", "deepseek-v3"), catalog.get("accelerator", "h200-sxm"),
+                                 catalog.get("runtime", p.runtime), Precision("fp8", "fp8", "fp8"), 1, _split(dp8))
+        b = p.predicted["load"]["decode_batch_per_replica"]
+        assert b > 30  # a replica's share of the 512 clients
+        step = float(evaluate("decode", {**inputs, "batch": b, "new_tokens": 1.0, "prefix_tokens": 0.0,
+                                         "context_tokens": 8192 + 512}, ("seconds",))["seconds"])
+        k = p.predicted["tpot_ms"]["mean"] / (step * 1e3)
+        if own:
+            assert k * np.log(k) == pytest.approx(b / 1023, rel=1e-9) and k > 1.03
+        else:
+            assert k == pytest.approx(1.0, rel=1e-12)
+
+
+def _split(pool: dict):
+    from pdroof.cost.parallelism import Parallelism
+
+    return Parallelism(pool["tp"], dp=pool["dp"], moe_tp=pool["moe_tp"], moe_ep=pool["moe_ep"])

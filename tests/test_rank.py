@@ -1008,3 +1008,48 @@ def test_the_default_rank_never_imports_numpys_masked_arrays():
             "with contextlib.redirect_stdout(io.StringIO()):\n    main(['rank'])\n"
             "sys.exit(1 if 'numpy.ma' in sys.modules else 0)")
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
+def _passes(x: float) -> float:
+    """k with k·ln k = x (k ≥ 1), by bisection."""
+    lo, hi = 1.0, 2.0 + x
+    for _ in range(200):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if mid * np.log(mid) < x else (lo, mid)
+    return (lo + hi) / 2
+
+
+def test_a_dp_attention_decode_row_of_an_engine_that_takes_arrivals_in_their_own_pass_pays_for_them(catalog):
+    """SGLang's decode replica under DP attention sits out a pass for the requests it takes in
+    (``admission_passes``): a decode row's TPOT is its step times k, k·ln k = B/O (B its replica's
+    batch), and the batch chosen meets the TPOT target so; without DP attention, or under an engine
+    that merges arrivals into its next pass (TensorRT-LLM), TPOT is the step."""
+    from pdroof.serving.space import decode_stage
+
+    w = Workload("short", prompt_tokens=2048, output_tokens=128, ttft_s=5.0, tpot_s=0.08)
+    seen = 0
+    for rt, own in (("sglang", 1.0), ("trtllm", 0.0)):
+        c = _cands(catalog, accs=("h200-sxm",), model="deepseek-v3", workload=w, runtime=catalog.get("runtime", rt),
+                   weights=("fp8",), kv=("fp8",), tp=(1, 8), dp=(1, 8))
+        st, rows = decode_stage(c), [r for r in rank(c, "cost", top=0).rows if r["mode"] == "disaggregated"]
+        for i in (i for i, reason in enumerate(st.reasons) if reason is None):
+            dp, b, step = st.labels["dp"][i], st.values["decode_batch"][i], st.values["step_s"][i]
+            k = _passes(own * (dp > 1) * b / w.output_tokens)
+            assert step * k <= w.tpot_s
+            mine = [r for r in rows if (r["decode_tp"], r["decode_dp"], r["decode_moe_ep"]) ==
+                    (st.labels["tp"][i], dp, st.labels["moe_ep"][i]) and r["decode_batch"] == b * dp]
+            assert mine and all(r["tpot_s"] == pytest.approx(step * k, rel=1e-9) for r in mine)
+            seen += k > 1.3  # dozens of sequences each taking 128 tokens
+    assert seen
+
+
+def test_a_slower_tier_fetches_within_the_tpot_a_replicas_passes_leave(catalog):
+    """Review finding: the tier's fetches were sized to the TPOT target's slack over the step, but a
+    replica that sits out passes for its arrivals repeats the step and its fetches k times per token:
+    every row, tier rows included, now keeps its TPOT within the target."""
+    w = Workload("short", prompt_tokens=2048, output_tokens=32, ttft_s=5.0, tpot_s=0.04)
+    c = _cands(catalog, accs=("h200-sxm", "b200"), model="deepseek-v3", workload=w,
+               runtime=catalog.get("runtime", "sglang"), tiers=("hbm", "host-dram"), retained_bytes=80e9)
+    rows = [r for r in rank(c, "cost", top=0).rows if r["mode"] == "disaggregated"]
+    tiered = [r for r in rows if r["tier"] != "hbm" and r["decode_dp"] > 1]
+    assert tiered and all(r["tpot_s"] <= w.tpot_s * (1 + 1e-9) for r in rows)

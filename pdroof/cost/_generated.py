@@ -2,6 +2,8 @@
 
 import numpy
 
+from .special import lambert_w  # noqa: F401 (where an equation uses it)
+
 ARGS = {}
 OUTPUTS = {}
 
@@ -661,7 +663,7 @@ ARGS['boundary'] = ('layers', 'overlap_s', 'kv_src_bytes', 'kv_dst_bytes', 'tran
 OUTPUTS['boundary'] = ('producer_s', 'transport_s', 'consumer_s', 'handoff_s')
 
 
-def serving(*, overlap_s, prefill_s, handoff_s, prefill_utilisation, step_s, pace_s, decode_batch, hbm_batch, tier_bytes_per_s, kv_request_bytes, output_tokens, link_request_s, ingress_request_s, tp_prefill, tp_decode, price_prefill, price_decode, power_prefill, power_decode, kv_dst_bytes, prefill_slots, admission_wait_s, kv_capacity_bytes, tier_capacity_bytes, tpot_target_s, retained_bytes):
+def serving(*, overlap_s, prefill_s, handoff_s, prefill_utilisation, step_s, pace_s, decode_batch, hbm_batch, own_pass_admission, tier_bytes_per_s, kv_request_bytes, output_tokens, link_request_s, ingress_request_s, tp_prefill, tp_decode, dp_decode, price_prefill, price_decode, power_prefill, power_decode, kv_dst_bytes, prefill_slots, admission_wait_s, kv_capacity_bytes, tier_capacity_bytes, tpot_target_s, retained_bytes):
     """Numeric twin of pdroof.cost.equations groups()["serving"]."""
     _x0 = prefill_utilisation/prefill_s
     _x1 = link_request_s**(-1.0)
@@ -672,46 +674,48 @@ def serving(*, overlap_s, prefill_s, handoff_s, prefill_utilisation, step_s, pac
     _x6 = _x5*(handoff_s + overlap_s)
     _x7 = _x6*kv_dst_bytes/numpy.maximum(pace_s, step_s)
     _x8 = kv_request_bytes**(-1.0)
-    _x9 = numpy.floor((_x8*numpy.minimum(tier_capacity_bytes, tier_bytes_per_s*numpy.maximum(1.0e-12, -step_s + tpot_target_s)))*1.000000000001)
-    _x10 = numpy.select([numpy.greater_equal(_x4, kv_dst_bytes),True], [numpy.maximum(0, numpy.minimum(numpy.minimum(decode_batch, numpy.floor((_x4/numpy.maximum(1.0e-9, _x7))*1.000000000001)), numpy.floor(((_x4 + _x9*kv_request_bytes)/(_x7 + kv_request_bytes))*1.000000000001))),0], default=numpy.nan)
-    _x11 = _x10*_x7
-    _x12 = _x11 - kv_capacity_bytes + retained_bytes
-    _x13 = numpy.maximum(0, numpy.minimum(numpy.minimum(_x10, hbm_batch), numpy.floor((-_x12*_x8)*1.000000000001)))
-    _x14 = kv_request_bytes*numpy.maximum(0, _x10 - _x13)
-    _x15 = _x4 + kv_request_bytes*(numpy.minimum(1, _x9) - 1)
-    _x16 = numpy.minimum(numpy.minimum(_x0, _x1), _x3)
-    _x17 = _x14/tier_bytes_per_s + step_s
-    _x18 = _x10*_x5/numpy.maximum(_x17, pace_s)
-    _x19 = numpy.minimum(_x18, _x2)
-    _x20 = tp_prefill/_x16
-    _x21 = tp_decode/_x19
-    _x22 = _x20 + _x21
-    _x23 = _x22**(-1.0)
+    _x9 = own_pass_admission*numpy.minimum(1, dp_decode - 1)
+    _x10 = numpy.floor((_x8*numpy.minimum(tier_capacity_bytes, tier_bytes_per_s*numpy.maximum(1.0e-12, -step_s + tpot_target_s*numpy.exp(-lambert_w(_x5*_x9*decode_batch)))))*1.000000000001)
+    _x11 = numpy.select([numpy.greater_equal(_x4, kv_dst_bytes),True], [numpy.maximum(0, numpy.minimum(numpy.minimum(decode_batch, numpy.floor((_x4/numpy.maximum(1.0e-9, _x7))*1.000000000001)), numpy.floor(((_x10*kv_request_bytes + _x4)/(_x7 + kv_request_bytes))*1.000000000001))),0], default=numpy.nan)
+    _x12 = _x11*_x7
+    _x13 = _x12 - kv_capacity_bytes + retained_bytes
+    _x14 = numpy.maximum(0, numpy.minimum(numpy.minimum(_x11, hbm_batch), numpy.floor((-_x13*_x8)*1.000000000001)))
+    _x15 = kv_request_bytes*numpy.maximum(0, _x11 - _x14)
+    _x16 = _x4 + kv_request_bytes*(numpy.minimum(1, _x10) - 1)
+    _x17 = numpy.minimum(numpy.minimum(_x0, _x1), _x3)
+    _x18 = _x11*_x5
+    _x19 = (_x15/tier_bytes_per_s + step_s)*numpy.exp(lambert_w(_x18*_x9))
+    _x20 = _x18/numpy.maximum(_x19, pace_s)
+    _x21 = numpy.minimum(_x2, _x20)
+    _x22 = tp_prefill/_x17
+    _x23 = tp_decode/_x21
+    _x24 = _x22 + _x23
+    _x25 = _x24**(-1.0)
     return {
         'prefill_capacity': _x0,
         'link_capacity': _x1,
         'ingress_capacity': _x2,
         'hold_capacity': _x3,
-        'admission_batch': _x10,
-        'reservation_bytes': _x11,
-        'kv_headroom_bytes': -_x12 - _x13*kv_request_bytes,
-        'hbm_sequences': _x13,
-        'tier_kv_bytes': _x14,
-        'tier_sequences': _x9,
-        'memory_pace_s': numpy.select([numpy.logical_and.reduce((numpy.greater_equal(_x15, kv_dst_bytes),numpy.greater(_x15, 0))),True], [_x6/numpy.floor((_x15/kv_dst_bytes)*1.000000000001),numpy.inf], default=numpy.nan),
-        'prefill_rate': _x16,
-        'tiered_step_s': _x17,
-        'decode_batch_capacity': _x18,
-        'decode_capacity': _x19,
-        'devices_per_rate': _x22,
-        'prefill_device_share': _x20*_x23,
-        'tokens_per_s_per_device': _x23*output_tokens,
-        'usd_per_million_tokens': (2500/9)*_x5*(_x20*price_prefill + _x21*price_decode),
-        'joules_per_token': _x5*(_x20*power_prefill + _x21*power_decode),
+        'admission_batch': _x11,
+        'reservation_bytes': _x12,
+        'kv_headroom_bytes': -_x13 - _x14*kv_request_bytes,
+        'hbm_sequences': _x14,
+        'tier_kv_bytes': _x15,
+        'tier_sequences': _x10,
+        'memory_pace_s': numpy.select([numpy.logical_and.reduce((numpy.greater_equal(_x16, kv_dst_bytes),numpy.greater(_x16, 0))),True], [_x6/numpy.floor((_x16/kv_dst_bytes)*1.000000000001),numpy.inf], default=numpy.nan),
+        'prefill_rate': _x17,
+        'decode_tpot_s': _x19,
+        'decode_batch_capacity': _x20,
+        'decode_capacity': _x21,
+        'devices_per_rate': _x24,
+        'prefill_device_share': _x22*_x25,
+        'tokens_per_s_per_device': _x25*output_tokens,
+        'usd_per_million_tokens': (2500/9)*_x5*(_x22*price_prefill + _x23*price_decode),
+        'joules_per_token': _x5*(_x22*power_prefill + _x23*power_decode),
     }
 
-ARGS['serving'] = ('overlap_s', 'prefill_s', 'handoff_s', 'prefill_utilisation', 'step_s', 'pace_s', 'decode_batch', 'hbm_batch', 'tier_bytes_per_s', 'kv_request_bytes', 'output_tokens', 'link_request_s', 'ingress_request_s', 'tp_prefill', 'tp_decode', 'price_prefill', 'price_decode', 'power_prefill', 'power_decode', 'kv_dst_bytes', 'prefill_slots', 'admission_wait_s', 'kv_capacity_bytes', 'tier_capacity_bytes', 'tpot_target_s', 'retained_bytes')
-OUTPUTS['serving'] = ('prefill_capacity', 'link_capacity', 'ingress_capacity', 'hold_capacity', 'admission_batch', 'reservation_bytes', 'kv_headroom_bytes', 'hbm_sequences', 'tier_kv_bytes', 'tier_sequences', 'memory_pace_s', 'prefill_rate', 'tiered_step_s', 'decode_batch_capacity', 'decode_capacity', 'devices_per_rate', 'prefill_device_share', 'tokens_per_s_per_device', 'usd_per_million_tokens', 'joules_per_token')
+ARGS['serving'] = ('overlap_s', 'prefill_s', 'handoff_s', 'prefill_utilisation', 'step_s', 'pace_s', 'decode_batch', 'hbm_batch', 'own_pass_admission', 'tier_bytes_per_s', 'kv_request_bytes', 'output_tokens', 'link_request_s', 'ingress_request_s', 'tp_prefill', 'tp_decode', 'dp_decode', 'price_prefill', 'price_decode', 'power_prefill', 'power_decode', 'kv_dst_bytes', 'prefill_slots', 'admission_wait_s', 'kv_capacity_bytes', 'tier_capacity_bytes', 'tpot_target_s', 'retained_bytes')
+OUTPUTS['serving'] = ('prefill_capacity', 'link_capacity', 'ingress_capacity', 'hold_capacity', 'admission_batch', 'reservation_bytes', 'kv_headroom_bytes', 'hbm_sequences', 'tier_kv_bytes', 'tier_sequences', 'memory_pace_s', 'prefill_rate', 'decode_tpot_s', 'decode_batch_capacity', 'decode_capacity', 'devices_per_rate', 'prefill_device_share', 'tokens_per_s_per_device', 'usd_per_million_tokens', 'joules_per_token')
 
 
 def deployment(*, output_tokens, requests_per_s, devices_prefill, devices_decode, price_prefill, price_decode, power_prefill, power_decode):
@@ -1052,52 +1056,56 @@ OUTPUTS['mixed__seconds'] = ('seconds',)
 NARROW[('mixed', ('seconds',))] = 'mixed__seconds'
 
 
-def serving__tiered_step_s(*, overlap_s, handoff_s, step_s, pace_s, decode_batch, hbm_batch, tier_bytes_per_s, kv_request_bytes, output_tokens, kv_dst_bytes, kv_capacity_bytes, tier_capacity_bytes, tpot_target_s, retained_bytes):
-    """Numeric twin of pdroof.cost.equations groups()["serving"], outputs tiered_step_s only."""
+def serving__decode_tpot_s(*, overlap_s, handoff_s, step_s, pace_s, decode_batch, hbm_batch, own_pass_admission, tier_bytes_per_s, kv_request_bytes, output_tokens, dp_decode, kv_dst_bytes, kv_capacity_bytes, tier_capacity_bytes, tpot_target_s, retained_bytes):
+    """Numeric twin of pdroof.cost.equations groups()["serving"], outputs decode_tpot_s only."""
     _x0 = kv_capacity_bytes - retained_bytes
-    _x1 = kv_dst_bytes*(handoff_s + overlap_s)/(output_tokens*numpy.maximum(pace_s, step_s))
-    _x2 = kv_request_bytes**(-1.0)
-    _x3 = numpy.select([numpy.greater_equal(_x0, kv_dst_bytes),True], [numpy.maximum(0, numpy.minimum(numpy.minimum(decode_batch, numpy.floor((_x0/numpy.maximum(1.0e-9, _x1))*1.000000000001)), numpy.floor(((_x0 + kv_request_bytes*numpy.floor((_x2*numpy.minimum(tier_capacity_bytes, tier_bytes_per_s*numpy.maximum(1.0e-12, -step_s + tpot_target_s)))*1.000000000001))/(_x1 + kv_request_bytes))*1.000000000001))),0], default=numpy.nan)
+    _x1 = output_tokens**(-1.0)
+    _x2 = _x1*kv_dst_bytes*(handoff_s + overlap_s)/numpy.maximum(pace_s, step_s)
+    _x3 = kv_request_bytes**(-1.0)
+    _x4 = _x1*own_pass_admission*numpy.minimum(1, dp_decode - 1)
+    _x5 = numpy.select([numpy.greater_equal(_x0, kv_dst_bytes),True], [numpy.maximum(0, numpy.minimum(numpy.minimum(decode_batch, numpy.floor((_x0/numpy.maximum(1.0e-9, _x2))*1.000000000001)), numpy.floor(((_x0 + kv_request_bytes*numpy.floor((_x3*numpy.minimum(tier_capacity_bytes, tier_bytes_per_s*numpy.maximum(1.0e-12, -step_s + tpot_target_s*numpy.exp(-lambert_w(_x4*decode_batch)))))*1.000000000001))/(_x2 + kv_request_bytes))*1.000000000001))),0], default=numpy.nan)
     return {
-        'tiered_step_s': kv_request_bytes*numpy.maximum(0, _x3 - numpy.maximum(0, numpy.minimum(numpy.minimum(_x3, hbm_batch), numpy.floor((-_x2*(_x1*_x3 - kv_capacity_bytes + retained_bytes))*1.000000000001))))/tier_bytes_per_s + step_s,
+        'decode_tpot_s': (kv_request_bytes*numpy.maximum(0, _x5 - numpy.maximum(0, numpy.minimum(numpy.minimum(_x5, hbm_batch), numpy.floor((-_x3*(_x2*_x5 - kv_capacity_bytes + retained_bytes))*1.000000000001))))/tier_bytes_per_s + step_s)*numpy.exp(lambert_w(_x4*_x5)),
     }
 
-ARGS['serving__tiered_step_s'] = ('overlap_s', 'handoff_s', 'step_s', 'pace_s', 'decode_batch', 'hbm_batch', 'tier_bytes_per_s', 'kv_request_bytes', 'output_tokens', 'kv_dst_bytes', 'kv_capacity_bytes', 'tier_capacity_bytes', 'tpot_target_s', 'retained_bytes')
-OUTPUTS['serving__tiered_step_s'] = ('tiered_step_s',)
-NARROW[('serving', ('tiered_step_s',))] = 'serving__tiered_step_s'
+ARGS['serving__decode_tpot_s'] = ('overlap_s', 'handoff_s', 'step_s', 'pace_s', 'decode_batch', 'hbm_batch', 'own_pass_admission', 'tier_bytes_per_s', 'kv_request_bytes', 'output_tokens', 'dp_decode', 'kv_dst_bytes', 'kv_capacity_bytes', 'tier_capacity_bytes', 'tpot_target_s', 'retained_bytes')
+OUTPUTS['serving__decode_tpot_s'] = ('decode_tpot_s',)
+NARROW[('serving', ('decode_tpot_s',))] = 'serving__decode_tpot_s'
 
 
-def serving__tier_sequences(*, step_s, tier_bytes_per_s, kv_request_bytes, tier_capacity_bytes, tpot_target_s):
+def serving__tier_sequences(*, step_s, decode_batch, own_pass_admission, tier_bytes_per_s, kv_request_bytes, output_tokens, dp_decode, tier_capacity_bytes, tpot_target_s):
     """Numeric twin of pdroof.cost.equations groups()["serving"], outputs tier_sequences only."""
     return {
-        'tier_sequences': numpy.floor((numpy.minimum(tier_capacity_bytes, tier_bytes_per_s*numpy.maximum(1.0e-12, -step_s + tpot_target_s))/kv_request_bytes)*1.000000000001),
+        'tier_sequences': numpy.floor((numpy.minimum(tier_capacity_bytes, tier_bytes_per_s*numpy.maximum(1.0e-12, -step_s + tpot_target_s*numpy.exp(-lambert_w(decode_batch*own_pass_admission*numpy.minimum(1, dp_decode - 1)/output_tokens))))/kv_request_bytes)*1.000000000001),
     }
 
-ARGS['serving__tier_sequences'] = ('step_s', 'tier_bytes_per_s', 'kv_request_bytes', 'tier_capacity_bytes', 'tpot_target_s')
+ARGS['serving__tier_sequences'] = ('step_s', 'decode_batch', 'own_pass_admission', 'tier_bytes_per_s', 'kv_request_bytes', 'output_tokens', 'dp_decode', 'tier_capacity_bytes', 'tpot_target_s')
 OUTPUTS['serving__tier_sequences'] = ('tier_sequences',)
 NARROW[('serving', ('tier_sequences',))] = 'serving__tier_sequences'
 
 
-def serving__admission_batch(*, overlap_s, handoff_s, step_s, pace_s, decode_batch, tier_bytes_per_s, kv_request_bytes, output_tokens, kv_dst_bytes, kv_capacity_bytes, tier_capacity_bytes, tpot_target_s, retained_bytes):
+def serving__admission_batch(*, overlap_s, handoff_s, step_s, pace_s, decode_batch, own_pass_admission, tier_bytes_per_s, kv_request_bytes, output_tokens, dp_decode, kv_dst_bytes, kv_capacity_bytes, tier_capacity_bytes, tpot_target_s, retained_bytes):
     """Numeric twin of pdroof.cost.equations groups()["serving"], outputs admission_batch only."""
     _x0 = kv_capacity_bytes - retained_bytes
-    _x1 = kv_dst_bytes*(handoff_s + overlap_s)/(output_tokens*numpy.maximum(pace_s, step_s))
+    _x1 = output_tokens**(-1.0)
+    _x2 = _x1*kv_dst_bytes*(handoff_s + overlap_s)/numpy.maximum(pace_s, step_s)
     return {
-        'admission_batch': numpy.select([numpy.greater_equal(_x0, kv_dst_bytes),True], [numpy.maximum(0, numpy.minimum(numpy.minimum(decode_batch, numpy.floor((_x0/numpy.maximum(1.0e-9, _x1))*1.000000000001)), numpy.floor(((_x0 + kv_request_bytes*numpy.floor((numpy.minimum(tier_capacity_bytes, tier_bytes_per_s*numpy.maximum(1.0e-12, -step_s + tpot_target_s))/kv_request_bytes)*1.000000000001))/(_x1 + kv_request_bytes))*1.000000000001))),0], default=numpy.nan),
+        'admission_batch': numpy.select([numpy.greater_equal(_x0, kv_dst_bytes),True], [numpy.maximum(0, numpy.minimum(numpy.minimum(decode_batch, numpy.floor((_x0/numpy.maximum(1.0e-9, _x2))*1.000000000001)), numpy.floor(((_x0 + kv_request_bytes*numpy.floor((numpy.minimum(tier_capacity_bytes, tier_bytes_per_s*numpy.maximum(1.0e-12, -step_s + tpot_target_s*numpy.exp(-lambert_w(_x1*decode_batch*own_pass_admission*numpy.minimum(1, dp_decode - 1)))))/kv_request_bytes)*1.000000000001))/(_x2 + kv_request_bytes))*1.000000000001))),0], default=numpy.nan),
     }
 
-ARGS['serving__admission_batch'] = ('overlap_s', 'handoff_s', 'step_s', 'pace_s', 'decode_batch', 'tier_bytes_per_s', 'kv_request_bytes', 'output_tokens', 'kv_dst_bytes', 'kv_capacity_bytes', 'tier_capacity_bytes', 'tpot_target_s', 'retained_bytes')
+ARGS['serving__admission_batch'] = ('overlap_s', 'handoff_s', 'step_s', 'pace_s', 'decode_batch', 'own_pass_admission', 'tier_bytes_per_s', 'kv_request_bytes', 'output_tokens', 'dp_decode', 'kv_dst_bytes', 'kv_capacity_bytes', 'tier_capacity_bytes', 'tpot_target_s', 'retained_bytes')
 OUTPUTS['serving__admission_batch'] = ('admission_batch',)
 NARROW[('serving', ('admission_batch',))] = 'serving__admission_batch'
 
 
-def serving__memory_pace_s(*, overlap_s, handoff_s, step_s, tier_bytes_per_s, kv_request_bytes, output_tokens, kv_dst_bytes, kv_capacity_bytes, tier_capacity_bytes, tpot_target_s, retained_bytes):
+def serving__memory_pace_s(*, overlap_s, handoff_s, step_s, decode_batch, own_pass_admission, tier_bytes_per_s, kv_request_bytes, output_tokens, dp_decode, kv_dst_bytes, kv_capacity_bytes, tier_capacity_bytes, tpot_target_s, retained_bytes):
     """Numeric twin of pdroof.cost.equations groups()["serving"], outputs memory_pace_s only."""
-    _x0 = kv_capacity_bytes + kv_request_bytes*(numpy.minimum(1, numpy.floor((numpy.minimum(tier_capacity_bytes, tier_bytes_per_s*numpy.maximum(1.0e-12, -step_s + tpot_target_s))/kv_request_bytes)*1.000000000001)) - 1) - retained_bytes
+    _x0 = output_tokens**(-1.0)
+    _x1 = kv_capacity_bytes + kv_request_bytes*(numpy.minimum(1, numpy.floor((numpy.minimum(tier_capacity_bytes, tier_bytes_per_s*numpy.maximum(1.0e-12, -step_s + tpot_target_s*numpy.exp(-lambert_w(_x0*decode_batch*own_pass_admission*numpy.minimum(1, dp_decode - 1)))))/kv_request_bytes)*1.000000000001)) - 1) - retained_bytes
     return {
-        'memory_pace_s': numpy.select([numpy.logical_and.reduce((numpy.greater_equal(_x0, kv_dst_bytes),numpy.greater(_x0, 0))),True], [(handoff_s + overlap_s)/(output_tokens*numpy.floor((_x0/kv_dst_bytes)*1.000000000001)),numpy.inf], default=numpy.nan),
+        'memory_pace_s': numpy.select([numpy.logical_and.reduce((numpy.greater_equal(_x1, kv_dst_bytes),numpy.greater(_x1, 0))),True], [_x0*(handoff_s + overlap_s)/numpy.floor((_x1/kv_dst_bytes)*1.000000000001),numpy.inf], default=numpy.nan),
     }
 
-ARGS['serving__memory_pace_s'] = ('overlap_s', 'handoff_s', 'step_s', 'tier_bytes_per_s', 'kv_request_bytes', 'output_tokens', 'kv_dst_bytes', 'kv_capacity_bytes', 'tier_capacity_bytes', 'tpot_target_s', 'retained_bytes')
+ARGS['serving__memory_pace_s'] = ('overlap_s', 'handoff_s', 'step_s', 'decode_batch', 'own_pass_admission', 'tier_bytes_per_s', 'kv_request_bytes', 'output_tokens', 'dp_decode', 'kv_dst_bytes', 'kv_capacity_bytes', 'tier_capacity_bytes', 'tpot_target_s', 'retained_bytes')
 OUTPUTS['serving__memory_pace_s'] = ('memory_pace_s',)
 NARROW[('serving', ('memory_pace_s',))] = 'serving__memory_pace_s'

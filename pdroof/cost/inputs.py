@@ -215,6 +215,7 @@ def precision_inputs(runtime: Record, p: Precision) -> dict[str, float]:
         "extra_kernel_share": st.cast_kernels_per_layer / st.kernels_per_layer if p.quantized_activations else 0.0,
         "step_latency_s": st.step_latency_s,
         "sequence_latency_s": st.sequence_latency_s,
+        "own_pass_admission": 1.0 if st.disaggregated_admission == "own_pass" else 0.0,
         # the scheduler's, read by the load models (serving.load, serving.pool_loop through predict and
         # the prefill stage), not by the equations: a request's own time outside the passes, and a
         # disaggregated one's with the PD dispatch, handshake and pickup

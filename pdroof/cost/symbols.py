@@ -156,6 +156,8 @@ _TABLE = (
         "the step (0: the step)", "p"),
     Sym("decode_batch", "1", "sequences a decode instance runs concurrently", "B_D"),
     Sym("hbm_batch", "1", "sequences whose KV fits in the decode instance's HBM", "B_H"),
+    Sym("own_pass_admission", "1", "1 where the engine takes requests whose KV has arrived into a decode "
+        "replica in a pass of their own, which its running sequences sit out under DP attention; else 0", "a"),
     Sym("tier_bytes_per_s", "B/s", "per-device bandwidth of the KV tier beyond HBM", r"\beta_R"),
     Sym("kv_request_bytes", "B", "KV bytes of one sequence per decode device", "K_R"),
     Sym("output_tokens", "tokens", "output tokens per request", "O"),

@@ -231,7 +231,7 @@ def plan(model: Record, prefill: Pool, decode: Pool, path: Record, tiers: list[R
             "headroom_bytes": round(f["kv_headroom_bytes"]),  # whole bytes (no float residue beside a paced batch)
             # where even one sequence's arrivals, at its own step, would reserve more than HBM holds: the
             # pace per output token at which it admits them, memory and not the step setting the rate
-            "memory_pace_s": f["pace_s"] if f["pace_s"] > f["tiered_step_s"] else None,  # the pace applied
+            "memory_pace_s": f["pace_s"] if f["pace_s"] > f["decode_tpot_s"] else None,  # the pace applied
         },
     }
     c_p = min(f["prefill_capacity"], f["link_capacity"], f["hold_capacity"])
@@ -240,7 +240,7 @@ def plan(model: Record, prefill: Pool, decode: Pool, path: Record, tiers: list[R
         "per": {"prefill": "instance" if prefill.dp == 1 else f"attention replica ({prefill.dp} per instance)",
                 "decode": "instance" if decode.dp == 1 else f"attention replica ({decode.dp} per instance)"},
         "ttft_s": f["ttft_s"], "ttft_stat": w.ttft_stat, "ttft_unloaded_s": f["ttft_unloaded_s"],
-        "tpot_s": f["tiered_step_s"], "tpot_stat": w.tpot_stat, "prefill_s": f["prefill_s"],
+        "tpot_s": f["decode_tpot_s"], "tpot_stat": w.tpot_stat, "prefill_s": f["prefill_s"],
         "request_s": f["request_s"],
         "ingress_capacity": f["ingress_capacity"],
         "decode_batch": f["admission_batch"], "prefill_capacity": c_p, "decode_capacity": f["decode_capacity"],

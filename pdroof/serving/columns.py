@@ -57,7 +57,7 @@ def serving_columns(c: Candidates, pre: Stage, dec: Stage, h: dict, pr, dr, pric
               "tier_bytes_per_s": dv["tier_bytes_per_s"][dr], "kv_request_bytes": dv["kv_request_bytes"][dr],
               "link_request_s": h["link_request_s"], "ingress_request_s": h["ingress_request_s"],
               "overlap_s": h["overlap_s"], "tp_prefill": pv["tp"][pr], "tp_decode": dv["tp"][dr],
-              "dp_prefill": pv["dp"][pr], "dp_decode": dv["dp"][dr],
+              "dp_prefill": pv["dp"][pr], "dp_decode": dv["dp"][dr], "own_pass_admission": dv["own_pass_admission"][dr],
               "kv_dst_bytes": h["kv_dst_bytes"], "prefill_slots": h["prefill_slots"],
               "kv_capacity_bytes": dv["kv_capacity_bytes"][dr], "pace_s": 0.0,
               "tier_capacity_bytes": dv["tier_capacity_bytes"][dr], "retained_bytes": c.retained_bytes,
@@ -65,11 +65,12 @@ def serving_columns(c: Candidates, pre: Stage, dec: Stage, h: dict, pr, dr, pric
               **({"prefill_utilisation": h["prefill_utilisation"]} if "prefill_utilisation" in h else {})}
     out = _admitted(c, dec, dr, values)
     # TTFT: the target's statistic at the load each prefill instance runs at (its capacity); TPOT:
-    # decode steps carry no prompts, so every statistic is the step at the admitted batch
+    # decode steps carry no prompts, so every statistic is the admitted batch's time per token (its
+    # step over its passes per token)
     # (the handoff and the request's own overhead delay its first token, not the prefill server)
     outside = h["handoff_s"] + h["request_s"]
     ttft = ttft_at(out["prefill_rate"], h["prefill_s"], outside, c.workload.ttft_stat)
-    out.update({"ttft_s": ttft, "ttft_unloaded_s": h["prefill_s"] + outside, "tpot_s": out["tiered_step_s"],
+    out.update({"ttft_s": ttft, "ttft_unloaded_s": h["prefill_s"] + outside, "tpot_s": out["decode_tpot_s"],
                 "batch_before_ownership": dv["decode_batch"][dr], "decode_batch": out["admission_batch"]})
     out["binding"] = binding(out, out["prefill_device_share"], dv["kv_bound"][dr], dv["limit_bound"][dr])
     # whole instances, each of dp attention replicas (the capacities' unit)
@@ -277,7 +278,7 @@ def aggregated_rows(c: Candidates, agg: Stage, prices, powers, allowed: np.ndarr
                     "tier_bytes_per_s": np.inf, "kv_request_bytes": 1.0, "link_request_s": 0.0,
                     "ingress_request_s": 0.0, "overlap_s": 0.0,
                     "tp_prefill": 0.0, "tp_decode": av["tp"][rows], "dp_prefill": 1.0, "dp_decode": av["dp"][rows],
-                    "kv_dst_bytes": 0.0, "prefill_slots": 1.0,
+                    "kv_dst_bytes": 0.0, "prefill_slots": 1.0, "own_pass_admission": 0.0,  # no hand-off to take in
                     "admission_wait_s": 0.0, "pace_s": 0.0, "kv_capacity_bytes": np.inf, "tier_capacity_bytes": 0.0,
                     "retained_bytes": 0.0, "price_prefill": 0.0, "price_decode": prices[acc],
                     "power_prefill": 0.0, "power_decode": powers[acc]}, c)

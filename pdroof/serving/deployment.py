@@ -21,7 +21,7 @@ from ..spec.units import GB
 from ..spec.yamlio import read_yaml
 from .boundary import ORDERS, SCALES, Plan, Pool, plan
 from .load import admitted_sequences, aggregated_load, decode_in_flight, ttft_at
-from .stage import context_reason, stage_inputs
+from .stage import context_reason, decode_alone, stage_inputs
 from .workload import Workload, target_fields, targets_of
 from .workload import resolve as resolve_workload
 
@@ -223,18 +223,18 @@ def check(path: str | Path, cat: Catalog) -> Verdict:
     # the batch the rate holds at the step that batch runs: B = λ·O·t(B), the least fixed point,
     # reached from below (t grows with B, so the iterates rise to it); past the most the pool
     # admits, it does not fit
-    step = _decode_step(p, model, dec, cat, d, w, 1.0)
-    need = float(decode_in_flight(per_d, w.output_tokens, step))
+    tpot = _decode_tpot(p, model, dec, cat, d, w, 1.0)
+    need = float(decode_in_flight(per_d, w.output_tokens, tpot))
     for _ in range(60):
         if need > batch:
             break
-        step = _decode_step(p, model, dec, cat, d, w, need)
-        moved, need = need, float(decode_in_flight(per_d, w.output_tokens, step))
+        tpot = _decode_tpot(p, model, dec, cat, d, w, need)
+        moved, need = need, float(decode_in_flight(per_d, w.output_tokens, tpot))
         if abs(need - moved) <= 1e-6 * max(need, 1e-9):
             break
     fits = need <= batch
     v.checks.append(Check("decode batch that fits", fits, need, batch, "sequences",
-                          f"{per_d:.3g} req/s × {w.output_tokens} tokens × {step * 1e3:.1f} ms per step"))
+                          f"{per_d:.3g} req/s × {w.output_tokens} tokens × {tpot * 1e3:.1f} ms per token"))
     if not fits:  # past the batch the pool admits the queue grows without bound: no TPOT to report
         v.passed = False
         return v
@@ -246,11 +246,10 @@ def check(path: str | Path, cat: Catalog) -> Verdict:
                               f"{p.doc['ownership']['destination_bytes'] / GB:.3g} GB for "
                               f"{p.doc['ownership']['destination_reserved_s'] * 1e3:.0f} ms before its KV lands, "
                               "beside the one sequence it runs"))
-    tpot = step
     for stat, limit in targets["tpot"]:
         v.checks.append(Check(f"TPOT {stat} at that batch", tpot <= limit, tpot, limit, "s",
                               f"per decode {_unit(dec)}; decode steps carry no prompts, so every statistic is the "
-                              "step"))
+                              "same"))
     v.passed = all(c.passed for c in v.checks)
     return v
 
@@ -259,17 +258,17 @@ def _unit(pool: Pool) -> str:
     return "attention replica" if pool.dp > 1 else "instance"
 
 
-def _decode_step(p: Plan, model, dec: Pool, cat: Catalog, d: Record, w: Workload, batch: float) -> float:
-    """The decode step at ``batch`` sequences, with any KV beyond HBM fetched from the tier."""
-    from .space import SERVING_IDLE
-
+def _decode_tpot(p: Plan, model, dec: Pool, cat: Catalog, d: Record, w: Workload, batch: float) -> float:
+    """The time per output token at ``batch`` sequences: the decode step, with any KV beyond HBM
+    fetched from the tier, over the passes per token (``admission_passes``)."""
     b = max(1.0, float(np.ceil(batch)))
     rt = dec.runtime or runtime_for(cat, d.runtime, dec.accelerator)
     inputs, _ = stage_inputs(model, dec.accelerator, rt, dec.precision(), dec.tp, dec.split)
     inputs.update(batch=b, new_tokens=1, prefix_tokens=0, context_tokens=w.mean_context)
     step = float(evaluate("decode", inputs)["seconds"])
-    return float(evaluate("serving", {**SERVING_IDLE, **p.decode_tier, "step_s": step,
-                                      "decode_batch": b})["tiered_step_s"])
+    return float(decode_alone(("decode_tpot_s",), step=step, batch=b, own_pass=inputs["own_pass_admission"],
+                              dp=float(dec.dp), output_tokens=float(w.output_tokens),
+                              tier=p.decode_tier)["decode_tpot_s"])
 
 
 def _check_aggregated(d: Record, cat: Catalog, model: Record, w: Workload) -> Verdict:

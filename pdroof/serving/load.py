@@ -15,7 +15,9 @@ its marginal step time Δ to the steps that carry it), fed at the instance's req
 
 TPOT. A disaggregated decode step carries no prompts: every request in the batch sees the same
 step time (the batch's contexts vary, but their sum over a batch of B, averaged over a request's
-O steps, hardly does), so its TPOT statistics coincide with the step at the admitted batch. In
+O steps, hardly does), so its TPOT statistics coincide: the step at the admitted batch over the
+passes it makes per token (``admission_passes``: more than one where the engine takes arrivals in
+passes of their own). In
 aggregated serving a request's O steps also carry the prompts that arrive meanwhile: N of them,
 with mean C (Little: C requests join per request lifetime at concurrency C), each adding its
 marginal step time Δ; a longer step gathers more arrivals, so N is overdispersed (variance
@@ -49,10 +51,11 @@ def ttft_at(instance_rate, prefill_s, handoff_s, stat: str) -> np.ndarray:
     return evaluate("load", _load(prefill_s, handoff_s, instance_rate=instance_rate, wait_factor=factor))["ttft_s"]
 
 
-def decode_in_flight(instance_rate, output_tokens: float, step_s) -> np.ndarray:
-    """Sequences a decode instance holds at ``instance_rate`` requests/s (Little's law)."""
+def decode_in_flight(instance_rate, output_tokens: float, tpot_s) -> np.ndarray:
+    """Sequences a decode instance holds at ``instance_rate`` requests/s, each for ``output_tokens``
+    at ``tpot_s`` per token (Little's law)."""
     return evaluate("load", _load(1.0, 0.0, instance_rate=instance_rate, output_tokens=float(output_tokens),
-                                  step_s=step_s))["decode_in_flight"]
+                                  step_s=tpot_s))["decode_in_flight"]
 
 
 def _load(prefill_s, handoff_s, **given) -> dict:

@@ -3,8 +3,9 @@ request queues for one of the prefill pool's N_P replicas, is prefilled in a job
 waiting with it, its KV crosses to the decode pool (the exposed hand-off t_H), and it decodes on
 one of the N_D decode replicas, whose running batch is capped by KV memory or the engine's limit.
 
-Throughput X closes the loop: X = C / (T_FT + (O − 1)·TPOT), with TPOT the decode step at the
-batch Little's law gives a replica, B = X·(O − 1)·TPOT / N_D. Neither pool can exceed its capacity:
+Throughput X closes the loop: X = C / (T_FT + (O − 1)·TPOT), with TPOT a decode replica's time per
+output token (its step over its passes per token, ``admission_passes``) at the batch Little's law
+gives it, B = X·(O − 1)·TPOT / N_D. Neither pool can exceed its capacity:
 the prefill pool's N_P·g/T_job(g) at full jobs of g prompts, the decode pool's N_D·B_cap /
 ((O − 1)·TPOT(B_cap)). Where one binds, the clients it cannot serve wait in front of it, inside
 TTFT (a decode pool that admits no more holds the prompts back before their prefill, as the engines'
@@ -26,6 +27,7 @@ import numpy as np
 from ..cost.numeric import evaluate
 from ..cost.queueing import wait
 from .closed_loop import job_prompts, largest_within
+from .stage import decode_alone
 
 SOLVE_STEPS = 32  # bisections of log B over [1e-6, the cap] (at most ~1e9 apart): to a part in 10^8
 
@@ -36,9 +38,13 @@ def _prefill_s(inputs: dict, prompts, prompt_tokens) -> np.ndarray:
                                ("seconds",))["seconds"], dtype=float)
 
 
-def _decode_s(inputs: dict, batch, context) -> np.ndarray:
-    return np.asarray(evaluate("decode", {**inputs, "batch": batch, "new_tokens": 1.0, "prefix_tokens": 0.0,
-                                          "context_tokens": context}, ("seconds",))["seconds"], dtype=float)
+def _tpot_s(inputs: dict, batch, context, steps) -> np.ndarray:
+    """A decode replica's time per output token at ``batch``: its step over the passes it makes per
+    token (``admission_passes``), each sequence staying for its ``steps`` decode steps."""
+    step = evaluate("decode", {**inputs, "batch": batch, "new_tokens": 1.0, "prefix_tokens": 0.0,
+                               "context_tokens": context}, ("seconds",))["seconds"]
+    return np.asarray(decode_alone(("decode_tpot_s",), step=step, batch=batch, own_pass=inputs["own_pass_admission"],
+                                   dp=inputs["dp"], output_tokens=steps)["decode_tpot_s"], dtype=float)
 
 
 def pool_loop(prefill: dict, decode: dict, clients, prompt_tokens, output_tokens, *, prefill_replicas,
@@ -61,7 +67,7 @@ def pool_loop(prefill: dict, decode: dict, clients, prompt_tokens, output_tokens
     def state(B):
         """The loop at a decode batch B per replica: its TPOT, throughput (Little's law at the
         decode pool), prefill job and utilisation, and the clients that keep it so."""
-        tpot = _decode_s(decode, B, ctx)
+        tpot = _tpot_s(decode, B, ctx, steps)
         X = N_D * B / (steps * tpot)
         g, job = g_wave, job_wave
         if D.any():  # a job holds the prompts that arrived during the one before

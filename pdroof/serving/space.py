@@ -20,7 +20,7 @@ from ..cost.parallelism import Parallelism, split_reason
 from ..cost.precision import Precision, default_activations, infeasible_reason
 from ..spec.schema import Record
 from .load import admitted_sequences, aggregated_load
-from .stage import context_reason, stage_inputs, tp_reason
+from .stage import context_reason, decode_alone, stage_inputs, tp_reason
 from .workload import Workload
 
 TP_CHOICES = (1, 2, 4, 8)
@@ -242,7 +242,7 @@ def decode_stage(c: Candidates, inst: Instances | None = None) -> Stage:
     grid = {k: (v[:, None] if np.ndim(v) else v) for k, v in base.items()}
     step = np.repeat(evaluate("decode", {**grid, "batch": b}, ("seconds",))["seconds"], T, axis=0)
     cols = {k: np.repeat(inst.cols[k], T) for k in ("inferred", "tp", "dp", "mem_bytes_per_s", "eff_memory",
-                                                     "kv_bytes")}
+                                                     "kv_bytes", "own_pass_admission")}
     mem = {k: np.repeat(mem_i[k], T) for k in ("kv_batch", "kv_sequence_bytes", "kv_capacity_bytes")}
     n = len(st)
     hbm_batch = mem["kv_batch"]
@@ -252,10 +252,12 @@ def decode_stage(c: Candidates, inst: Instances | None = None) -> Stage:
     limit = np.repeat(np.broadcast_to(inst.cols["max_sequences"], np.shape(mem_i["kv_batch"])), T)
     beyond = np.floor(tiers["tier_capacity_bytes"] / kv_seq)
     cap_batch = np.where(mem["kv_capacity_bytes"] > 0, np.minimum(hbm_batch + beyond, limit), 0)
-    tiered = evaluate("serving", {"step_s": step, "decode_batch": b, "hbm_batch": hbm_batch[:, None],
-                                  "tier_bytes_per_s": tiers["tier_bytes_per_s"][:, None],
-                                  "kv_request_bytes": kv_seq[:, None], **SERVING_IDLE},
-                      ("tiered_step_s",))["tiered_step_s"]
+    # the time per output token: the step, with the tier's fetches, over the passes per token
+    replica = {"own_pass": cols["own_pass_admission"][:, None], "dp": cols["dp"][:, None],
+               "output_tokens": float(w.output_tokens)}
+    tiered = decode_alone(("decode_tpot_s",), step=step, batch=b, **replica,
+                          tier={"hbm_batch": hbm_batch[:, None], "tier_bytes_per_s": tiers["tier_bytes_per_s"][:, None],
+                                "kv_request_bytes": kv_seq[:, None]})["decode_tpot_s"]
     ok = (tiered <= w.tpot_s) & (b <= cap_batch[:, None])
     has = ok.any(axis=1)
     best = np.maximum(_largest(ok), 0)
@@ -265,7 +267,8 @@ def decode_stage(c: Candidates, inst: Instances | None = None) -> Stage:
     # the batch the same instance runs with its KV in HBM alone, whichever tier the row names (a slower
     # tier's row falls back to it where fetching serves fewer requests/s: ``columns``)
     in_hbm = np.where(mem["kv_capacity_bytes"] > 0, np.minimum(hbm_batch, limit), 0)
-    alone_ok = (step <= w.tpot_s) & (b <= in_hbm[:, None])
+    alone_ok = (decode_alone(("decode_tpot_s",), step=step, batch=b, **replica)["decode_tpot_s"] <= w.tpot_s) & (
+        b <= in_hbm[:, None])
     alone = _largest(alone_ok)
     # a slower tier whose batch is no larger than its HBM row's turns out as that row wherever it ends up
     # holding no KV (``tier_kv_bytes``): it can hold some only where ownership (the reservations of
@@ -274,16 +277,18 @@ def decode_stage(c: Candidates, inst: Instances | None = None) -> Stage:
     # batch ownership admits can take (one sequence's)
     hbm_row = _hbm_rows(np.asarray(st.labels["tier"]), [t.kind for t in c.tiers])
     no_gain = (batch <= batch[hbm_row]) & (hbm_row != rows_idx)
-    holds = evaluate("serving", {**SERVING_IDLE, "step_s": np.where(has, step[:, 0], 1.0), "decode_batch": batch,
-                                 "hbm_batch": hbm_batch, "kv_request_bytes": kv_seq, "tpot_target_s": w.tpot_s,
-                                 **tiers}, ("tier_sequences",))["tier_sequences"]
+    holds = decode_alone(("tier_sequences",), step=np.where(has, step[:, 0], 1.0), batch=batch,
+                         own_pass=cols["own_pass_admission"], dp=cols["dp"], output_tokens=float(w.output_tokens),
+                         tier={"hbm_batch": hbm_batch, "kv_request_bytes": kv_seq, **tiers},
+                         tpot_target=w.tpot_s)["tier_sequences"]
     st.values = {
         "decode_batch": batch, "inferred": cols["inferred"], "step_s": step_best,
         "step_by_batch": step,  # the step at each of BATCHES: ownership may admit fewer than the batch
         "hbm_alone_batch": np.where(alone >= 0, BATCHES[alone], 0.0), "hbm_alone_step_s": step[rows_idx, alone],
         "hbm_batch": hbm_batch, "kv_request_bytes": kv_seq, "tier_bytes_per_s": tiers["tier_bytes_per_s"],
         "tier_capacity_bytes": tiers["tier_capacity_bytes"],
-        "tp": cols["tp"], "dp": cols["dp"], "mem_bytes_per_s": cols["mem_bytes_per_s"],
+        "tp": cols["tp"], "dp": cols["dp"], "own_pass_admission": cols["own_pass_admission"],
+        "mem_bytes_per_s": cols["mem_bytes_per_s"],
         "eff_memory": cols["eff_memory"], "host_bytes_per_s": np.array([_host_bw(a) for a in c.accelerators])[acc],
         "kv_capacity_bytes": mem["kv_capacity_bytes"],
         "kv_elem_bytes": cols["kv_bytes"],
@@ -317,18 +322,6 @@ def _hbm_rows(tier: np.ndarray, kinds: list[str]) -> np.ndarray:
     its own where the candidates have no HBM tier."""
     rows = np.arange(len(tier))
     return rows - tier + kinds.index("hbm") if "hbm" in kinds else rows
-
-
-# Serving inputs for the decode step alone (tiered_step_s): no ownership (KV capacity and TPOT target
-# unbounded, no tier beyond what ``hbm_batch`` says), so the batch given is the batch run and every
-# sequence beyond ``hbm_batch`` is fetched from the tier.
-SERVING_IDLE = {"prefill_s": 1.0, "handoff_s": 0.0, "prefill_utilisation": 1.0, "output_tokens": 1.0,
-                 "kv_dst_bytes": 0.0, "prefill_slots": 1.0, "admission_wait_s": 0.0, "pace_s": 0.0,
-                 "kv_capacity_bytes": np.inf,
-                 "tier_capacity_bytes": 0.0, "retained_bytes": 0.0, "tpot_target_s": np.inf,
-                 "link_request_s": 1.0, "ingress_request_s": 0.0, "overlap_s": 0.0,
-                 "tp_prefill": 0.0, "tp_decode": 1.0, "dp_prefill": 1.0, "dp_decode": 1.0, "price_prefill": 0.0,
-                 "price_decode": 0.0, "power_prefill": 0.0, "power_decode": 0.0}
 
 
 def aggregated_stage(c: Candidates, inst: Instances | None = None) -> Stage:

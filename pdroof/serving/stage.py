@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+import numpy as np
+
 from ..cost.inputs import (
     capped_half_rows,
     collective_bandwidth,
@@ -16,6 +18,7 @@ from ..cost.inputs import (
     precision_inputs,
     scheduler_inputs,
 )
+from ..cost.numeric import evaluate
 from ..cost.parallelism import Parallelism, degree_reason, scale_up_domain, split_reason
 from ..cost.precision import Precision
 from ..cost.runtime import resolve
@@ -103,3 +106,26 @@ def check_parallelism(model: Record, acc: Record, par: Parallelism) -> None:
     reason = split_reason(model, acc, par)
     if reason:
         raise PdroofError(f"infeasible: {reason}")
+
+
+# The serving equations' inputs for a decode replica alone: no ownership (KV capacity unbounded, nothing
+# retained or in flight, no prefill pool), so the batch given is the batch it runs
+_DECODE_ALONE = {"prefill_s": 1.0, "handoff_s": 0.0, "prefill_utilisation": 1.0, "kv_dst_bytes": 0.0,
+                 "prefill_slots": 1.0, "admission_wait_s": 0.0, "pace_s": 0.0, "kv_capacity_bytes": np.inf,
+                 "retained_bytes": 0.0, "link_request_s": 1.0, "ingress_request_s": 0.0, "overlap_s": 0.0,
+                 "tp_prefill": 0.0, "tp_decode": 1.0, "dp_prefill": 1.0, "price_prefill": 0.0, "price_decode": 0.0,
+                 "power_prefill": 0.0, "power_decode": 0.0}
+
+
+def decode_alone(outputs: tuple[str, ...], *, step, batch, own_pass, dp, output_tokens, tier: dict | None = None,
+                 tpot_target=np.inf) -> dict[str, np.ndarray]:
+    """The serving equations' ``outputs`` for a decode replica alone: ``batch`` sequences of
+    ``output_tokens`` each stepping in ``step``, its engine's admission (``own_pass``: 1 where it
+    takes arrivals in passes of their own) and its instance's ``dp`` attention replicas, the KV
+    beyond HBM in ``tier`` (``hbm_batch``, ``tier_bytes_per_s``, ``kv_request_bytes`` and
+    ``tier_capacity_bytes``; none: all in HBM). ``decode_tpot_s`` is its time per output token."""
+    tier = {"hbm_batch": batch, "tier_bytes_per_s": np.inf, "kv_request_bytes": 1.0, "tier_capacity_bytes": 0.0,
+            **(tier or {})}
+    return evaluate("serving", {**_DECODE_ALONE, **tier, "step_s": step, "decode_batch": batch,
+                                "own_pass_admission": own_pass, "dp_decode": dp, "output_tokens": output_tokens,
+                                "tpot_target_s": tpot_target}, outputs)

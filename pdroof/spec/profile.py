@@ -103,6 +103,10 @@ STRUCTURE = Map(checks=(_tiers_in_order,), fields=(
       doc="how a closed-loop benchmark's prompts of fixed lengths reach the scheduler: together, the "
           "clients of a wave staying in step (synchronised), or one by one, an idle engine starting each "
           "with the few that arrived meanwhile, so that the waves fall apart as where lengths vary (drifting)"),
+    F("disaggregated_admission", Str(choices=("next_pass", "own_pass")), default="next_pass",
+      doc="how a disaggregated decode instance takes in requests whose KV has arrived: into its running "
+          "batch's next pass (next_pass), or in a pass of their own, which under DP attention the "
+          "replica's running sequences sit out (own_pass: SGLang's prebuilt batch)"),
     F("note", Str()),
 ))
 

@@ -62,10 +62,12 @@ def reservation_per_sequence():
 
 def tier_sequences():
     """Sequences a slower KV tier may hold for a decode device: as many as it has room for, and as its
-    link can fetch every step within the TPOT target's slack over the step, (T_PT − t_D)·BW_T
-    (every sequence beyond HBM is fetched each step; the slack is floored just above zero so that
-    HBM, an infinitely fast tier of no size, holds none)."""
-    fetchable = sp.Max(SLACK_FLOOR_S, S("tpot_target_s") - S("step_s")) * S("tier_bytes_per_s")
+    link can fetch every step within the TPOT target's slack over the step, (T_PT/k − t_D)·BW_T, k
+    the passes per token at the stage's batch B_D (at least the admitted batch's: within the target
+    after ownership too; every sequence beyond HBM is fetched each step; the slack is floored just
+    above zero so that HBM, an infinitely fast tier of no size, holds none)."""
+    slack = S("tpot_target_s") / passes_per_token(S("decode_batch")) - S("step_s")  # per pass, at B_D ≥ admitted
+    fetchable = sp.Max(SLACK_FLOOR_S, slack) * S("tier_bytes_per_s")
     return sp.floor(sp.Min(S("tier_capacity_bytes"), fetchable) / S("kv_request_bytes"))
 
 
@@ -135,9 +137,35 @@ def tiered_step():
     return S("step_s") + tier_kv_bytes() / S("tier_bytes_per_s")
 
 
+def passes_per_token(batch):
+    """Passes a decode replica of ``batch`` sequences makes per output token of theirs: one, where the
+    engine takes arrived requests into its next pass; where it takes them in a pass of their own that
+    the replica's running sequences sit out (``own_pass_admission``: SGLang's decode side runs the
+    requests whose KV has arrived as a "prebuilt" batch, and under DP attention, d_D > 1, the
+    replica joins the others' collectives with an empty pass meanwhile), more. Each sequence is
+    replaced every O passes of its own, so x = B/O requests arrive per output token; a pass takes
+    in every request waiting, and arrivals from many prefill replicas come as a Poisson stream, so
+    a pass finds one or more with probability p = 1 − e^(−x/k), k = 1/(1 − p) passes per token:
+    k·ln k = x, k = e^W(x) (Lambert's W; 1 + x where arrivals are few, x/ln x where they crowd)."""
+    x = S("own_pass_admission") * sp.Min(1, S("dp_decode") - 1) * batch / S("output_tokens")  # Min: 0 at d_D = 1
+    return sp.exp(sp.LambertW(x))
+
+
+def admission_passes():
+    """Passes per output token of the admitted batch. (Reservations are counted at the step alone,
+    ``turnover_s``: arrivals at the step's pace, more than come, a bound from above.)"""
+    return passes_per_token(admission_batch())
+
+
+def decode_tpot():
+    """Time per output token of the decode replica: its step (with the tier's fetches) over the
+    passes it makes per token."""
+    return tiered_step() * admission_passes()
+
+
 def expressions() -> dict[str, sp.Expr]:
     c_p = sp.Min(prefill_capacity(), link_capacity(), hold_capacity())
-    by_batch = admission_batch() / (S("output_tokens") * sp.Max(tiered_step(), S("pace_s")))
+    by_batch = admission_batch() / (S("output_tokens") * sp.Max(decode_tpot(), S("pace_s")))
     c_d = sp.Min(by_batch, ingress_capacity())
     per_rate = S("tp_prefill") / c_p + S("tp_decode") / c_d  # devices per request/s
     out_tokens = S("output_tokens")
@@ -155,7 +183,7 @@ def expressions() -> dict[str, sp.Expr]:
         "tier_sequences": tier_sequences(),
         "memory_pace_s": memory_pace(),
         "prefill_rate": c_p,
-        "tiered_step_s": tiered_step(),
+        "decode_tpot_s": decode_tpot(),
         "decode_batch_capacity": by_batch,
         "decode_capacity": c_d,
         "devices_per_rate": per_rate,

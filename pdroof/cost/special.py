@@ -1,0 +1,26 @@
+"""Special functions the generated numeric twins call where numpy has none (numpy only)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+HALLEY_STEPS = 6  # from ln(1 + x): within 2e-16 relative for 0 ≤ x ≤ 1e12 (tested)
+
+
+def lambert_w(x):
+    """The principal branch of Lambert's W for x ≥ 0 (w·e^w = x), elementwise: Halley's iteration
+    from ln(1 + x), which lies above W(x) and within a factor of two of it. W(0) = 0 costs nothing
+    (most rows of the design space take no arrivals in passes of their own)."""
+    x = np.asarray(x, dtype=float)
+    out = np.zeros(x.shape)
+    some = x != 0
+    if not some.any():
+        return out
+    v = x[some]
+    w = np.log1p(v)
+    for _ in range(HALLEY_STEPS):
+        e = np.exp(w)
+        f = w * e - v
+        w = w - f / (e * (w + 1) - (w + 2) * f / (2 * w + 2))
+    out[some] = w
+    return out
