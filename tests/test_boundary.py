@@ -720,3 +720,27 @@ def test_checks_memory_pace_is_its_own_limit_not_the_ingress(catalog, cli, tmp_p
     checks = {c["check"]: c for c in json.loads(out)["checks"]}
     assert code == 1 and not checks["decode ingress capacity"]["passed"]
     assert checks["decode memory beside transfers in flight"]["passed"]
+
+
+@pytest.mark.parametrize("runtime, own", [("sglang", True), ("trtllm", False)])
+def test_plan_charges_a_dp_attention_replica_the_passes_its_arrivals_take(catalog, runtime, own):
+    """plan agrees with rank and predict: a DP-attention decode replica of an engine that takes
+    arrived requests in passes of their own (SGLang) reports TPOT as its step times k, k·ln k = B/O;
+    one that merges them into its next pass (TensorRT-LLM) reports the step."""
+    from pdroof.cost.numeric import evaluate
+    from pdroof.cost.parallelism import Parallelism
+    from pdroof.serving.stage import stage_inputs
+
+    rt = catalog.get("runtime", runtime)
+    model, acc = catalog.get("model", "deepseek-v3"), catalog.get("accelerator", "h200-sxm")
+    w = Workload("t", 4096, 256, tpot_s=0.06)
+    p = plan(model, Pool(acc, tp=8, weights="fp8", kv="fp8"), Pool(acc, tp=1, dp=8, moe_ep=8, weights="fp8", kv="fp8"),
+             catalog.get("path", "roce-400"), catalog.all("tier"), rt, w)
+    s = p.doc["serving"]
+    b = s["decode_batch"]
+    inputs, _ = stage_inputs(model, acc, rt, Precision("fp8", "fp8", "fp8"), 1, Parallelism(1, dp=8, moe_ep=8))
+    step = float(evaluate("decode", {**inputs, "batch": b, "new_tokens": 1.0, "prefix_tokens": 0.0,
+                                     "context_tokens": w.mean_context}, ("seconds",))["seconds"])
+    k = s["tpot_s"] / step
+    assert p.feasible and b > 20 and s["tpot_s"] <= w.tpot_s
+    assert (k * math.log(k) == pytest.approx(b / w.output_tokens, rel=1e-9)) if own else k == pytest.approx(1.0)
