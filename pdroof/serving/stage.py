@@ -1,7 +1,7 @@
 """One stage of an instance: its equation inputs from the specs (model, accelerator, runtime,
-precision, parallelism) and whether the stage can exist (TP, the experts' split and context limits). ``estimate``,
-``predict`` and the design space (``space``) build on these; aggregated serving's load is
-``load.aggregated_load``."""
+precision, parallelism) and whether the stage can exist (TP, the experts' split and context limits); and a
+decode replica's time per output token on its own (``decode_alone``). ``estimate``, ``predict`` and the
+design space (``space``) build on these; aggregated serving's load is ``load.aggregated_load``."""
 
 from __future__ import annotations
 
