@@ -46,7 +46,8 @@ def _point(draw_values):
 
 REALISTIC = {
     "batch": (1, 256), "new_tokens": (1, 32768), "prefix_tokens": (0, 8192), "context_tokens": (1, 131072),
-    "tp": (1, 8), "dp": (1, 8), "moe_tp": (1, 8), "moe_ep": (1, 8), "ep_imbalance_32": (1, 3), "layers": (1, 128), "hidden": (512, 16384), "heads": (8, 128),
+    "tp": (1, 8), "dp": (1, 8), "dp_prefill": (1, 8), "dp_decode": (1, 8), "own_pass_admission": (0, 1),
+    "moe_tp": (1, 8), "moe_ep": (1, 8), "ep_imbalance_32": (1, 3), "layers": (1, 128), "hidden": (512, 16384), "heads": (8, 128),
     "experts": (1, 256), "experts_per_token": (0, 8), "window_tokens": (1, 4096),
     "eff_compute": (0.1, 1), "eff_weights": (0.1, 1), "eff_memory": (0.1, 1), "eff_attn_prefill": (0.1, 1),
     "eff_attn_decode": (0.1, 1), "eff_link": (0.1, 1), "eff_path": (0.1, 1), "mem_reserve": (0, 0.5), "mem_reserve_free": (0, 0.5),

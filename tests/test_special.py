@@ -20,3 +20,8 @@ def test_lambert_w_keeps_the_shape_and_is_zero_at_zero():
     assert w.shape == (2, 2) and w[0, 0] == 0.0 == w[1, 1]
     assert w * np.exp(w) == pytest.approx(x, rel=1e-15)
     assert np.shape(lambert_w(0.0)) == () and float(lambert_w(0.0)) == 0.0
+
+
+def test_lambert_w_is_nan_below_zero_and_infinite_at_infinity():
+    w = lambert_w(np.array([-0.5, -1e-9, np.inf, np.nan]))
+    assert np.isnan(w[0]) and np.isnan(w[1]) and w[2] == np.inf and np.isnan(w[3])

@@ -674,7 +674,7 @@ def serving(*, overlap_s, prefill_s, handoff_s, prefill_utilisation, step_s, pac
     _x6 = _x5*(handoff_s + overlap_s)
     _x7 = _x6*kv_dst_bytes/numpy.maximum(pace_s, step_s)
     _x8 = kv_request_bytes**(-1.0)
-    _x9 = own_pass_admission*numpy.minimum(1, dp_decode - 1)
+    _x9 = own_pass_admission*numpy.minimum(1, numpy.maximum(0, dp_decode - 1))
     _x10 = numpy.floor((_x8*numpy.minimum(tier_capacity_bytes, tier_bytes_per_s*numpy.maximum(1.0e-12, -step_s + tpot_target_s*numpy.exp(-lambert_w(_x5*_x9*decode_batch)))))*1.000000000001)
     _x11 = numpy.select([numpy.greater_equal(_x4, kv_dst_bytes),True], [numpy.maximum(0, numpy.minimum(numpy.minimum(decode_batch, numpy.floor((_x4/numpy.maximum(1.0e-9, _x7))*1.000000000001)), numpy.floor(((_x10*kv_request_bytes + _x4)/(_x7 + kv_request_bytes))*1.000000000001))),0], default=numpy.nan)
     _x12 = _x11*_x7
@@ -1062,7 +1062,7 @@ def serving__decode_tpot_s(*, overlap_s, handoff_s, step_s, pace_s, decode_batch
     _x1 = output_tokens**(-1.0)
     _x2 = _x1*kv_dst_bytes*(handoff_s + overlap_s)/numpy.maximum(pace_s, step_s)
     _x3 = kv_request_bytes**(-1.0)
-    _x4 = _x1*own_pass_admission*numpy.minimum(1, dp_decode - 1)
+    _x4 = _x1*own_pass_admission*numpy.minimum(1, numpy.maximum(0, dp_decode - 1))
     _x5 = numpy.select([numpy.greater_equal(_x0, kv_dst_bytes),True], [numpy.maximum(0, numpy.minimum(numpy.minimum(decode_batch, numpy.floor((_x0/numpy.maximum(1.0e-9, _x2))*1.000000000001)), numpy.floor(((_x0 + kv_request_bytes*numpy.floor((_x3*numpy.minimum(tier_capacity_bytes, tier_bytes_per_s*numpy.maximum(1.0e-12, -step_s + tpot_target_s*numpy.exp(-lambert_w(_x4*decode_batch)))))*1.000000000001))/(_x2 + kv_request_bytes))*1.000000000001))),0], default=numpy.nan)
     return {
         'decode_tpot_s': (kv_request_bytes*numpy.maximum(0, _x5 - numpy.maximum(0, numpy.minimum(numpy.minimum(_x5, hbm_batch), numpy.floor((-_x3*(_x2*_x5 - kv_capacity_bytes + retained_bytes))*1.000000000001))))/tier_bytes_per_s + step_s)*numpy.exp(lambert_w(_x4*_x5)),
@@ -1076,7 +1076,7 @@ NARROW[('serving', ('decode_tpot_s',))] = 'serving__decode_tpot_s'
 def serving__tier_sequences(*, step_s, decode_batch, own_pass_admission, tier_bytes_per_s, kv_request_bytes, output_tokens, dp_decode, tier_capacity_bytes, tpot_target_s):
     """Numeric twin of pdroof.cost.equations groups()["serving"], outputs tier_sequences only."""
     return {
-        'tier_sequences': numpy.floor((numpy.minimum(tier_capacity_bytes, tier_bytes_per_s*numpy.maximum(1.0e-12, -step_s + tpot_target_s*numpy.exp(-lambert_w(decode_batch*own_pass_admission*numpy.minimum(1, dp_decode - 1)/output_tokens))))/kv_request_bytes)*1.000000000001),
+        'tier_sequences': numpy.floor((numpy.minimum(tier_capacity_bytes, tier_bytes_per_s*numpy.maximum(1.0e-12, -step_s + tpot_target_s*numpy.exp(-lambert_w(decode_batch*own_pass_admission*numpy.minimum(1, numpy.maximum(0, dp_decode - 1))/output_tokens))))/kv_request_bytes)*1.000000000001),
     }
 
 ARGS['serving__tier_sequences'] = ('step_s', 'decode_batch', 'own_pass_admission', 'tier_bytes_per_s', 'kv_request_bytes', 'output_tokens', 'dp_decode', 'tier_capacity_bytes', 'tpot_target_s')
@@ -1090,7 +1090,7 @@ def serving__admission_batch(*, overlap_s, handoff_s, step_s, pace_s, decode_bat
     _x1 = output_tokens**(-1.0)
     _x2 = _x1*kv_dst_bytes*(handoff_s + overlap_s)/numpy.maximum(pace_s, step_s)
     return {
-        'admission_batch': numpy.select([numpy.greater_equal(_x0, kv_dst_bytes),True], [numpy.maximum(0, numpy.minimum(numpy.minimum(decode_batch, numpy.floor((_x0/numpy.maximum(1.0e-9, _x2))*1.000000000001)), numpy.floor(((_x0 + kv_request_bytes*numpy.floor((numpy.minimum(tier_capacity_bytes, tier_bytes_per_s*numpy.maximum(1.0e-12, -step_s + tpot_target_s*numpy.exp(-lambert_w(_x1*decode_batch*own_pass_admission*numpy.minimum(1, dp_decode - 1)))))/kv_request_bytes)*1.000000000001))/(_x2 + kv_request_bytes))*1.000000000001))),0], default=numpy.nan),
+        'admission_batch': numpy.select([numpy.greater_equal(_x0, kv_dst_bytes),True], [numpy.maximum(0, numpy.minimum(numpy.minimum(decode_batch, numpy.floor((_x0/numpy.maximum(1.0e-9, _x2))*1.000000000001)), numpy.floor(((_x0 + kv_request_bytes*numpy.floor((numpy.minimum(tier_capacity_bytes, tier_bytes_per_s*numpy.maximum(1.0e-12, -step_s + tpot_target_s*numpy.exp(-lambert_w(_x1*decode_batch*own_pass_admission*numpy.minimum(1, numpy.maximum(0, dp_decode - 1))))))/kv_request_bytes)*1.000000000001))/(_x2 + kv_request_bytes))*1.000000000001))),0], default=numpy.nan),
     }
 
 ARGS['serving__admission_batch'] = ('overlap_s', 'handoff_s', 'step_s', 'pace_s', 'decode_batch', 'own_pass_admission', 'tier_bytes_per_s', 'kv_request_bytes', 'output_tokens', 'dp_decode', 'kv_dst_bytes', 'kv_capacity_bytes', 'tier_capacity_bytes', 'tpot_target_s', 'retained_bytes')
@@ -1101,7 +1101,7 @@ NARROW[('serving', ('admission_batch',))] = 'serving__admission_batch'
 def serving__memory_pace_s(*, overlap_s, handoff_s, step_s, decode_batch, own_pass_admission, tier_bytes_per_s, kv_request_bytes, output_tokens, dp_decode, kv_dst_bytes, kv_capacity_bytes, tier_capacity_bytes, tpot_target_s, retained_bytes):
     """Numeric twin of pdroof.cost.equations groups()["serving"], outputs memory_pace_s only."""
     _x0 = output_tokens**(-1.0)
-    _x1 = kv_capacity_bytes + kv_request_bytes*(numpy.minimum(1, numpy.floor((numpy.minimum(tier_capacity_bytes, tier_bytes_per_s*numpy.maximum(1.0e-12, -step_s + tpot_target_s*numpy.exp(-lambert_w(_x0*decode_batch*own_pass_admission*numpy.minimum(1, dp_decode - 1)))))/kv_request_bytes)*1.000000000001)) - 1) - retained_bytes
+    _x1 = kv_capacity_bytes + kv_request_bytes*(numpy.minimum(1, numpy.floor((numpy.minimum(tier_capacity_bytes, tier_bytes_per_s*numpy.maximum(1.0e-12, -step_s + tpot_target_s*numpy.exp(-lambert_w(_x0*decode_batch*own_pass_admission*numpy.minimum(1, numpy.maximum(0, dp_decode - 1))))))/kv_request_bytes)*1.000000000001)) - 1) - retained_bytes
     return {
         'memory_pace_s': numpy.select([numpy.logical_and.reduce((numpy.greater_equal(_x1, kv_dst_bytes),numpy.greater(_x1, 0))),True], [_x0*(handoff_s + overlap_s)/numpy.floor((_x1/kv_dst_bytes)*1.000000000001),numpy.inf], default=numpy.nan),
     }

@@ -66,7 +66,7 @@ def serving_columns(c: Candidates, pre: Stage, dec: Stage, h: dict, pr, dr, pric
     out = _admitted(c, dec, dr, values)
     # TTFT: the target's statistic at the load each prefill instance runs at (its capacity); TPOT:
     # decode steps carry no prompts, so every statistic is the admitted batch's time per token (its
-    # step over its passes per token)
+    # step times its passes per token)
     # (the handoff and the request's own overhead delay its first token, not the prefill server)
     outside = h["handoff_s"] + h["request_s"]
     ttft = ttft_at(out["prefill_rate"], h["prefill_s"], outside, c.workload.ttft_stat)

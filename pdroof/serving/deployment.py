@@ -260,7 +260,7 @@ def _unit(pool: Pool) -> str:
 
 def _decode_tpot(p: Plan, model, dec: Pool, cat: Catalog, d: Record, w: Workload, batch: float) -> float:
     """The time per output token at ``batch`` sequences: the decode step, with any KV beyond HBM
-    fetched from the tier, over the passes per token (``admission_passes``)."""
+    fetched from the tier, times the passes per token (``admission_passes``)."""
     b = max(1.0, float(np.ceil(batch)))
     rt = dec.runtime or runtime_for(cat, d.runtime, dec.accelerator)
     inputs, _ = stage_inputs(model, dec.accelerator, rt, dec.precision(), dec.tp, dec.split)

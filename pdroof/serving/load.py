@@ -15,9 +15,9 @@ its marginal step time Δ to the steps that carry it), fed at the instance's req
 
 TPOT. A disaggregated decode step carries no prompts: every request in the batch sees the same
 step time (the batch's contexts vary, but their sum over a batch of B, averaged over a request's
-O steps, hardly does), so its TPOT statistics coincide: the step at the admitted batch over the
+O steps, hardly does), so its TPOT statistics coincide: the step at the admitted batch times the
 passes it makes per token (``admission_passes``: more than one where the engine takes arrivals in
-passes of their own). In
+passes of their own under DP attention). In
 aggregated serving a request's O steps also carry the prompts that arrive meanwhile: N of them,
 with mean C (Little: C requests join per request lifetime at concurrency C), each adding its
 marginal step time Δ; a longer step gathers more arrivals, so N is overdispersed (variance

@@ -4,7 +4,7 @@ waiting with it, its KV crosses to the decode pool (the exposed hand-off t_H), a
 one of the N_D decode replicas, whose running batch is capped by KV memory or the engine's limit.
 
 Throughput X closes the loop: X = C / (T_FT + (O − 1)·TPOT), with TPOT a decode replica's time per
-output token (its step over its passes per token, ``admission_passes``) at the batch Little's law
+output token (its step times the passes it makes per token, ``admission_passes``) at the batch Little's law
 gives it, B = X·(O − 1)·TPOT / N_D. Neither pool can exceed its capacity:
 the prefill pool's N_P·g/T_job(g) at full jobs of g prompts, the decode pool's N_D·B_cap /
 ((O − 1)·TPOT(B_cap)). Where one binds, the clients it cannot serve wait in front of it, inside
@@ -39,7 +39,7 @@ def _prefill_s(inputs: dict, prompts, prompt_tokens) -> np.ndarray:
 
 
 def _tpot_s(inputs: dict, batch, context, steps) -> np.ndarray:
-    """A decode replica's time per output token at ``batch``: its step over the passes it makes per
+    """A decode replica's time per output token at ``batch``: its step times the passes it makes per
     token (``admission_passes``), each sequence staying for its ``steps`` decode steps."""
     step = evaluate("decode", {**inputs, "batch": batch, "new_tokens": 1.0, "prefix_tokens": 0.0,
                                "context_tokens": context}, ("seconds",))["seconds"]

@@ -252,7 +252,7 @@ def decode_stage(c: Candidates, inst: Instances | None = None) -> Stage:
     limit = np.repeat(np.broadcast_to(inst.cols["max_sequences"], np.shape(mem_i["kv_batch"])), T)
     beyond = np.floor(tiers["tier_capacity_bytes"] / kv_seq)
     cap_batch = np.where(mem["kv_capacity_bytes"] > 0, np.minimum(hbm_batch + beyond, limit), 0)
-    # the time per output token: the step, with the tier's fetches, over the passes per token
+    # the time per output token: the step, with the tier's fetches, times the passes per token
     replica = {"own_pass": cols["own_pass_admission"][:, None], "dp": cols["dp"][:, None],
                "output_tokens": float(w.output_tokens)}
     tiered = decode_alone(("decode_tpot_s",), step=step, batch=b, **replica,

@@ -147,7 +147,8 @@ def passes_per_token(batch):
     in every request waiting, and arrivals from many prefill replicas come as a Poisson stream, so
     a pass finds one or more with probability p = 1 − e^(−x/k), k = 1/(1 − p) passes per token:
     k·ln k = x, k = e^W(x) (Lambert's W; 1 + x where arrivals are few, x/ln x where they crowd)."""
-    x = S("own_pass_admission") * sp.Min(1, S("dp_decode") - 1) * batch / S("output_tokens")  # Min: 0 at d_D = 1
+    under_dp = sp.Min(1, sp.Max(0, S("dp_decode") - 1))  # 0 at d_D = 1, 1 from 2 (whole numbers)
+    x = S("own_pass_admission") * under_dp * batch / S("output_tokens")
     return sp.exp(sp.LambertW(x))
 
 
@@ -158,7 +159,7 @@ def admission_passes():
 
 
 def decode_tpot():
-    """Time per output token of the decode replica: its step (with the tier's fetches) over the
+    """Time per output token of the decode replica: its step (with the tier's fetches) times the
     passes it makes per token."""
     return tiered_step() * admission_passes()
 
