@@ -744,3 +744,25 @@ def test_plan_charges_a_dp_attention_replica_the_passes_its_arrivals_take(catalo
     k = s["tpot_s"] / step
     assert p.feasible and b > 20 and s["tpot_s"] <= w.tpot_s
     assert (k * math.log(k) == pytest.approx(b / w.output_tokens, rel=1e-9)) if own else k == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("runtime, own", [("sglang", True), ("trtllm", False)])
+def test_check_charges_a_dp_attention_replica_the_passes_its_arrivals_take(catalog, runtime, own):
+    """check sizes a decode pool's batch at the time per token rank and plan charge: for an SGLang
+    DP-attention replica the step at the batch times k, k·ln k = B/O; for TensorRT-LLM the step."""
+    from pdroof.cost.numeric import evaluate
+    from pdroof.cost.parallelism import Parallelism
+    from pdroof.serving.boundary import Plan
+    from pdroof.serving.deployment import _decode_tpot, load
+    from pdroof.serving.stage import stage_inputs
+
+    rt = catalog.get("runtime", runtime)
+    model, acc = catalog.get("model", "deepseek-v3"), catalog.get("accelerator", "h200-sxm")
+    dec = Pool(acc, tp=1, dp=8, moe_ep=8, weights="fp8", kv="fp8", runtime=rt)
+    w = Workload("t", 4096, 256)
+    tpot = _decode_tpot(Plan(True), model, dec, catalog, load(REPO / "examples" / "deployment.yaml"), w, 40)
+    inputs, _ = stage_inputs(model, acc, rt, Precision("fp8", "fp8", "fp8"), 1, Parallelism(1, dp=8, moe_ep=8))
+    step = float(evaluate("decode", {**inputs, "batch": 40.0, "new_tokens": 1.0, "prefix_tokens": 0.0,
+                                     "context_tokens": w.mean_context}, ("seconds",))["seconds"])
+    k = tpot / step
+    assert (k * math.log(k) == pytest.approx(40 / 256, rel=1e-9)) if own else k == pytest.approx(1.0)
