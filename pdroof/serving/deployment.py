@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cost.numeric import evaluate
 from ..cost.parallelism import split_reason
 from ..cost.precision import infeasible_reason
 from ..cost.runtime import runtime_for
@@ -21,7 +20,7 @@ from ..spec.units import GB
 from ..spec.yamlio import read_yaml
 from .boundary import ORDERS, SCALES, Plan, Pool, plan
 from .load import admitted_sequences, aggregated_load, decode_in_flight, ttft_at
-from .stage import context_reason, decode_alone, stage_inputs
+from .stage import context_reason, decode_tpot, stage_inputs
 from .workload import Workload, target_fields, targets_of
 from .workload import resolve as resolve_workload
 
@@ -264,11 +263,7 @@ def _decode_tpot(p: Plan, model, dec: Pool, cat: Catalog, d: Record, w: Workload
     b = max(1.0, float(np.ceil(batch)))
     rt = dec.runtime or runtime_for(cat, d.runtime, dec.accelerator)
     inputs, _ = stage_inputs(model, dec.accelerator, rt, dec.precision(), dec.tp, dec.split)
-    inputs.update(batch=b, new_tokens=1, prefix_tokens=0, context_tokens=w.mean_context)
-    step = float(evaluate("decode", inputs)["seconds"])
-    return float(decode_alone(("decode_tpot_s",), step=step, batch=b, own_pass=inputs["own_pass_admission"],
-                              dp=float(dec.dp), output_tokens=float(w.output_tokens),
-                              tier=p.decode_tier)["decode_tpot_s"])
+    return float(decode_tpot(inputs, b, w.mean_context, float(w.output_tokens), tier=p.decode_tier))
 
 
 def _check_aggregated(d: Record, cat: Catalog, model: Record, w: Workload) -> Verdict:

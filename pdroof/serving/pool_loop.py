@@ -27,7 +27,7 @@ import numpy as np
 from ..cost.numeric import evaluate
 from ..cost.queueing import wait
 from .closed_loop import job_prompts, largest_within
-from .stage import decode_alone
+from .stage import decode_tpot
 
 SOLVE_STEPS = 32  # bisections of log B over [1e-6, the cap] (at most ~1e9 apart): to a part in 10^8
 
@@ -36,15 +36,6 @@ def _prefill_s(inputs: dict, prompts, prompt_tokens) -> np.ndarray:
     return np.asarray(evaluate("prefill", {**inputs, "batch": prompts, "new_tokens": prompt_tokens,
                                            "prefix_tokens": 0.0, "context_tokens": prompt_tokens},
                                ("seconds",))["seconds"], dtype=float)
-
-
-def _tpot_s(inputs: dict, batch, context, steps) -> np.ndarray:
-    """A decode replica's time per output token at ``batch``: its step times the passes it makes per
-    token (``admission_passes``), each sequence staying for its ``steps`` decode steps."""
-    step = evaluate("decode", {**inputs, "batch": batch, "new_tokens": 1.0, "prefix_tokens": 0.0,
-                               "context_tokens": context}, ("seconds",))["seconds"]
-    return np.asarray(decode_alone(("decode_tpot_s",), step=step, batch=batch, own_pass=inputs["own_pass_admission"],
-                                   dp=inputs["dp"], output_tokens=steps)["decode_tpot_s"], dtype=float)
 
 
 def pool_loop(prefill: dict, decode: dict, clients, prompt_tokens, output_tokens, *, prefill_replicas,
@@ -67,7 +58,7 @@ def pool_loop(prefill: dict, decode: dict, clients, prompt_tokens, output_tokens
     def state(B):
         """The loop at a decode batch B per replica: its TPOT, throughput (Little's law at the
         decode pool), prefill job and utilisation, and the clients that keep it so."""
-        tpot = _tpot_s(decode, B, ctx, steps)
+        tpot = np.asarray(decode_tpot(decode, B, ctx, steps), dtype=float)  # each stays its steps
         X = N_D * B / (steps * tpot)
         g, job = g_wave, job_wave
         if D.any():  # a job holds the prompts that arrived during the one before

@@ -267,8 +267,15 @@ def decode_stage(c: Candidates, inst: Instances | None = None) -> Stage:
     # the batch the same instance runs with its KV in HBM alone, whichever tier the row names (a slower
     # tier's row falls back to it where fetching serves fewer requests/s: ``columns``)
     in_hbm = np.where(mem["kv_capacity_bytes"] > 0, np.minimum(hbm_batch, limit), 0)
-    alone_ok = (decode_alone(("decode_tpot_s",), step=step, batch=b, **replica)["decode_tpot_s"] <= w.tpot_s) & (
-        b <= in_hbm[:, None])
+    # in HBM alone the time per token is the step times the passes per token, which depend on the row
+    # only through its admission and attention replicas: evaluated once per kind of row (a step of 1)
+    kinds: dict[tuple, int] = {}
+    kind = np.array([kinds.setdefault(k, len(kinds)) for k in zip(cols["own_pass_admission"].tolist(),
+                                                                   cols["dp"].tolist(), strict=True)], dtype=int)
+    by_kind = np.array(list(kinds), dtype=float)  # (own_pass, dp) per kind
+    passes = decode_alone(("decode_tpot_s",), step=1.0, batch=b, own_pass=by_kind[:, :1], dp=by_kind[:, 1:],
+                          output_tokens=float(w.output_tokens))["decode_tpot_s"]
+    alone_ok = (step * passes[kind] <= w.tpot_s) & (b <= in_hbm[:, None])
     alone = _largest(alone_ok)
     # a slower tier whose batch is no larger than its HBM row's turns out as that row wherever it ends up
     # holding no KV (``tier_kv_bytes``): it can hold some only where ownership (the reservations of

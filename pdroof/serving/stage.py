@@ -129,3 +129,13 @@ def decode_alone(outputs: tuple[str, ...], *, step, batch, own_pass, dp, output_
     return evaluate("serving", {**_DECODE_ALONE, **tier, "step_s": step, "decode_batch": batch,
                                 "own_pass_admission": own_pass, "dp_decode": dp, "output_tokens": output_tokens,
                                 "tpot_target_s": tpot_target}, outputs)
+
+
+def decode_tpot(inputs: dict, batch, context, output_tokens, tier: dict | None = None) -> np.ndarray:
+    """A decode replica's time per output token at ``batch`` sequences of ``context`` tokens, each
+    staying for ``output_tokens`` decode steps: the step of its stage ``inputs`` (any KV beyond HBM
+    fetched from ``tier``, as ``decode_alone``) times the passes it makes per token."""
+    step = evaluate("decode", {**inputs, "batch": batch, "new_tokens": 1.0, "prefix_tokens": 0.0,
+                               "context_tokens": context}, ("seconds",))["seconds"]
+    return decode_alone(("decode_tpot_s",), step=step, batch=batch, own_pass=inputs["own_pass_admission"],
+                        dp=inputs["dp"], output_tokens=output_tokens, tier=tier)["decode_tpot_s"]
