@@ -130,3 +130,22 @@ def test_what_a_profile_states_holds_through_every_level_that_inherits_it(tmp_pa
         assert (got["chunk_tokens"], got["mem_reserve"], got["mem_reserve_bytes"]) == (4096, 0.12, 0.0), acc_id
     doc = cat.runtime_document("a")
     assert all("chunk_tokens" not in t and "memory_reserve_gib" not in t for t in doc["structure"]["smaller_devices"])
+
+
+@pytest.mark.parametrize("runtime, accelerator, dp, budget", [
+    ("sglang", "b200", 8, 2048),  # chunked_prefill_size // dp_size: 16384 over eight replicas
+    ("sglang", "h200-sxm", 4, 2048),
+    ("sglang", "b200", 1, 16384),  # no DP attention: the whole chunk
+    ("sglang-0.5.1", "b200", 8, 2048),  # inherited
+    ("trtllm", "b200", 8, 8192),  # each attention-DP rank schedules its own max_num_tokens
+    ("vllm", "h100-sxm", 8, 8192),
+])
+def test_an_attention_replicas_budget_is_the_chunk_or_its_share_as_the_engine_divides_it(catalog, runtime,
+                                                                                         accelerator, dp, budget):
+    """SGLang divides its chunked prefill among the DP-attention replicas (server_args
+    _handle_data_parallelism); the others give each replica the whole budget. The activation
+    workspace keeps the whole chunk (the experts see every replica's tokens)."""
+    rt, acc = catalog.get("runtime", runtime), catalog.get("accelerator", accelerator)
+    got = scheduler_inputs(rt, acc, dp)
+    assert got["replica_chunk_tokens"] == budget
+    assert got["chunk_tokens"] == scheduler_inputs(rt, acc)["chunk_tokens"]

@@ -615,3 +615,35 @@ def _split(pool: dict):
     from pdroof.cost.parallelism import Parallelism
 
     return Parallelism(pool["tp"], dp=pool["dp"], moe_tp=pool["moe_tp"], moe_ep=pool["moe_ep"])
+
+
+def test_a_dp_attention_prefill_replica_takes_its_share_of_the_engines_chunk(catalog):
+    """SGLang divides its chunked prefill among the DP-attention replicas (16384 // 8 = 2048 on a
+    B200 at DP8): a replica takes a 4,096-token prompt alone, in two passes, and a prefill-bound
+    pool serves 8 / T(two passes) requests a second per instance; TensorRT-LLM's replica takes two
+    such prompts in one pass of its 8,192-token budget."""
+    from pdroof.serving.stage import prefill_passes
+
+    dp8 = {"accelerator": "b200", "instances": 1, "tp": 1, "dp": 8, "moe_tp": 8, "moe_ep": 1}
+    dec = {"accelerator": "b200", "instances": 4, "tp": 8, "dp": 1, "moe_tp": 8, "moe_ep": 1}
+    run = {**DISAGG, "isl": 4096, "concurrency": 512, "prefill": dp8, "decode": dec}
+    sglang, trtllm = predict(catalog, parse_runs(json.dumps([run, {**run, "engine": "trtllm"}]), "r.json"))
+    for p, budget, prompts in ((sglang, 2048, 1), (trtllm, 8192, 2)):
+        assert p.error is None and p.predicted["load"]["bound"] == "prefill", p.runtime
+        inputs, _ = stage_inputs(catalog.get("model", "deepseek-v3"), catalog.get("accelerator", "b200"),
+                                 catalog.get("runtime", p.runtime), Precision("fp8", "fp8", "fp8"), 1, _split(dp8))
+        assert inputs["replica_chunk_tokens"] == budget
+        assert p.predicted["load"]["job_prompts"] == prompts
+        job_s = float(prefill_passes(inputs, float(prompts), 4096.0)["seconds"])
+        assert p.predicted["requests_per_s"] == pytest.approx(8 * prompts / job_s, rel=0.002)
+
+
+def test_an_aggregated_dp_attention_replica_chunks_at_its_share(catalog):
+    """Aggregated SGLang at DP8: each replica's steps carry at most its 2,048-token share of the
+    chunk, so a wave's 2,048-token prompts go one a job; TensorRT-LLM's replica takes as many as
+    its 8,192 tokens less the running decodes hold (three)."""
+    dp8 = {"accelerator": "b200", "instances": 1, "tp": 1, "dp": 8, "moe_tp": 8, "moe_ep": 1}
+    run = {**DISAGG, "mode": "aggregated", "isl": 2048, "osl": 256, "concurrency": 64, "prefill": None,
+           "decode": None, "deployment": dp8}
+    sglang, trtllm = predict(catalog, parse_runs(json.dumps([run, {**run, "engine": "trtllm"}]), "r.json"))
+    assert (sglang.predicted["load"]["job_prompts"], trtllm.predicted["load"]["job_prompts"]) == (1, 3)

@@ -237,17 +237,21 @@ def device_tier(runtime: Record, acc: Record) -> Record | None:
     return None
 
 
-def scheduler_inputs(runtime: Record, acc: Record) -> dict[str, float]:
+def scheduler_inputs(runtime: Record, acc: Record, dp: int = 1) -> dict[str, float]:
     """The engine's step budget, running-sequence limit and memory reserve on ``acc``: its
     structure's, or what the device's tier gives instead (engines pick their defaults by the
-    device's memory, vLLM and SGLang among them); no limit (inf) where it gives none."""
+    device's memory, vLLM and SGLang among them); no limit (inf) where it gives none. The budget
+    sizes the activation workspace (``chunk_tokens``); ``replica_chunk_tokens`` is the prompt tokens
+    one of the instance's ``dp`` attention replicas takes in a pass, the load models' budget."""
     st, tier = runtime.structure, device_tier(runtime, acc)
 
     def pick(name):
         own = getattr(tier, name) if tier is not None else None
         return own if own is not None else getattr(st, name)
 
-    most = pick("max_sequences")
-    return {"chunk_tokens": pick("chunk_tokens"), "max_sequences": float(most) if most is not None else float("inf"),
+    most, chunk = pick("max_sequences"), pick("chunk_tokens")
+    replica_chunk = max(1, chunk // dp) if st.dp_attention_chunk == "divided" else chunk
+    return {"chunk_tokens": chunk, "replica_chunk_tokens": float(replica_chunk),
+            "max_sequences": float(most) if most is not None else float("inf"),
             "mem_reserve": st.memory_reserve_fraction, "mem_reserve_bytes": pick("memory_reserve_bytes"),
             "mem_reserve_free": st.memory_reserve_free_fraction}

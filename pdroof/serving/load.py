@@ -177,7 +177,7 @@ def aggregated_load(inputs: dict, concurrency, new_tokens, output_tokens, *, pre
         raise ValueError(f"arrivals must be one of {ARRIVALS}, not {arrivals!r}")
     C = np.asarray(concurrency, dtype=float)
     request_s = inputs["request_latency_s"]
-    chunks = np.ceil(new_tokens / inputs["chunk_tokens"])
+    chunks = np.ceil(new_tokens / inputs["replica_chunk_tokens"])
     context = prefix_tokens + new_tokens + output_tokens / 2
 
     def step_s(batch, prompts):
@@ -190,9 +190,9 @@ def aggregated_load(inputs: dict, concurrency, new_tokens, output_tokens, *, pre
     if arrivals == "closed":
         # where one job holds a whole wave the engine idles between waves; one that then steps on the
         # first prompt to arrive (``arrivals: drifting``) breaks the wave up, as varied lengths do
-        one_job = np.minimum(C, admitted) <= np.floor(inputs["chunk_tokens"] / new_tokens)
+        one_job = np.minimum(C, admitted) <= np.floor(inputs["replica_chunk_tokens"] / new_tokens)
         drift = np.maximum(np.asarray(drift, dtype=float), np.where(one_job, inputs["drifting_arrivals"], 0.0))
-        res = closed_loop(inputs, C, new_tokens, output_tokens, inputs["chunk_tokens"], admitted, waves,
+        res = closed_loop(inputs, C, new_tokens, output_tokens, inputs["replica_chunk_tokens"], admitted, waves,
                           inputs["prefill_first"], request_s, prefix_tokens, drift)
         return {**res, "tpot_mean_s": res["tpot_s"], "ttft_s": res[f"ttft_{ttft_stat}_s"],
                 "ttft_unloaded_s": unloaded + request_s}

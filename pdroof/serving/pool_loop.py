@@ -1,6 +1,7 @@
 """A closed-loop benchmark over disaggregated pools: C clients each keep one request in flight; a
 request queues for one of the prefill pool's N_P replicas, is prefilled in a job with the prompts
-waiting with it, its KV crosses to the decode pool (the exposed hand-off t_H), and it decodes on
+waiting with it (as many as the replica's budget takes in a pass; a longer prompt alone, in the
+passes its chunks take), its KV crosses to the decode pool (the exposed hand-off t_H), and it decodes on
 one of the N_D decode replicas, whose running batch is capped by KV memory or the engine's limit.
 
 Throughput X closes the loop: X = C / (T_FT + (O − 1)·TPOT), with TPOT a decode replica's time per
@@ -24,18 +25,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..cost.numeric import evaluate
 from ..cost.queueing import wait
 from .closed_loop import job_prompts, largest_within
-from .stage import decode_tpot
+from .stage import decode_tpot, prefill_passes
 
 SOLVE_STEPS = 32  # bisections of log B over [1e-6, the cap] (at most ~1e9 apart): to a part in 10^8
-
-
-def _prefill_s(inputs: dict, prompts, prompt_tokens) -> np.ndarray:
-    return np.asarray(evaluate("prefill", {**inputs, "batch": prompts, "new_tokens": prompt_tokens,
-                                           "prefix_tokens": 0.0, "context_tokens": prompt_tokens},
-                               ("seconds",))["seconds"], dtype=float)
 
 
 def pool_loop(prefill: dict, decode: dict, clients, prompt_tokens, output_tokens, *, prefill_replicas,
@@ -52,8 +46,8 @@ def pool_loop(prefill: dict, decode: dict, clients, prompt_tokens, output_tokens
     B_cap = np.maximum(np.asarray(batch_cap, dtype=float), 1.0)
     steps = np.maximum(L_out - 1, 1.0)
     ctx = S + L_out / 2
-    g_wave = np.clip(np.floor(prefill["chunk_tokens"] / S), 1.0, np.minimum(job_cap, np.ceil(C / N_P)))
-    job_wave = _prefill_s(prefill, g_wave, S)
+    g_wave = np.clip(np.floor(prefill["replica_chunk_tokens"] / S), 1.0, np.minimum(job_cap, np.ceil(C / N_P)))
+    job_wave = prefill_passes(prefill, g_wave, S)["seconds"]
 
     def state(B):
         """The loop at a decode batch B per replica: its TPOT, throughput (Little's law at the
@@ -64,10 +58,10 @@ def pool_loop(prefill: dict, decode: dict, clients, prompt_tokens, output_tokens
         if D.any():  # a job holds the prompts that arrived during the one before
             g = np.ones_like(C)
             for _ in range(4):
-                job = np.where(D, _prefill_s(prefill, g, S), job_wave)
+                job = np.where(D, prefill_passes(prefill, g, S)["seconds"], job_wave)
                 m = X / N_P * job
                 g = np.where(D, job_prompts(m, g_wave), g_wave)
-            job = np.where(D, _prefill_s(prefill, g, S), job_wave)
+            job = np.where(D, prefill_passes(prefill, g, S)["seconds"], job_wave)
         rho = X * job / (g * N_P)
         stable = rho < 0.999
         queued = np.where(D & stable, wait(np.minimum(rho, 0.99), "mean") * job, 0.0)

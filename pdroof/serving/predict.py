@@ -18,7 +18,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..cost.numeric import evaluate
 from ..cost.parallelism import Parallelism, split_reason
 from ..cost.precision import Precision, default_activations, infeasible_reason
 from ..cost.runtime import GENERIC, engine_id, engine_profile_id, own_profile_id
@@ -30,7 +29,7 @@ from .load import admitted_sequences, aggregated_load
 from .pool_loop import pool_loop
 from .runs import Pool, Run
 from .space import stack_rows
-from .stage import context_reason, stage_inputs, tp_reason
+from .stage import context_reason, prefill_passes, stage_inputs, tp_reason
 
 STATS = {"mean": "mean", "median": "p50", "p90": "p90", "p99": "p99"}  # schema name -> model statistic
 
@@ -259,8 +258,7 @@ def _handoff_s(rows: list, pre: dict, dec: dict, sc: dict) -> np.ndarray:
     moved layer by layer behind its prefill (all runs in one evaluation)."""
     paths = [st["path"] for _, _, st, _ in rows]
     bandwidth = np.array([path_bandwidth(st["path"], st["prefill"][1], st["decode"][1]) for _, _, st, _ in rows])
-    prefill_s = evaluate("prefill", {**pre, "batch": 1.0, "new_tokens": sc["prompt"], "prefix_tokens": 0.0,
-                                     "context_tokens": sc["prompt"]}, ("seconds",))["seconds"]
+    prefill_s = prefill_passes(pre, 1.0, sc["prompt"])["seconds"]
     tokens = np.maximum(1.0, np.round(sc["prompt"]))
     exposed = np.empty(len(rows))
     for path in dict.fromkeys(paths):  # one evaluation per path (its latency and efficiency are scalars)

@@ -20,7 +20,7 @@ from ..cost.parallelism import Parallelism, split_reason
 from ..cost.precision import Precision, default_activations, infeasible_reason
 from ..spec.schema import Record
 from .load import admitted_sequences, aggregated_load
-from .stage import context_reason, decode_alone, stage_inputs, tp_reason
+from .stage import context_reason, decode_alone, prefill_passes, stage_inputs, tp_reason
 from .workload import Workload
 
 TP_CHOICES = (1, 2, 4, 8)
@@ -168,7 +168,8 @@ def _stage(inst: Instances, keys: tuple[str, ...], repeat: int = 1) -> Stage:
 
 
 def prefill_stage(c: Candidates) -> Stage:
-    """Prefill instances: one request's prompt (its new tokens after the prefix hit)."""
+    """Prefill instances: one request's prompt (its new tokens after the prefix hit), in the passes
+    its replica's budget takes it in."""
     w = c.workload
     inst = instances(c, kv=False)
     st = _stage(inst, ("acc", "weights", "activations", "tp", "dp", "moe_ep"))
@@ -176,11 +177,11 @@ def prefill_stage(c: Candidates) -> Stage:
         return st
     cols = {**inst.cols, "batch": 1.0, "new_tokens": float(w.new_tokens), "prefix_tokens": float(w.prefix_tokens),
             "context_tokens": float(w.prompt_tokens)}
-    pre = evaluate("prefill", cols, ("seconds",))
+    prefill_s = prefill_passes(inst.cols, 1.0, float(w.new_tokens), float(w.prefix_tokens))["seconds"]
     mem = evaluate("memory", cols)
     per_elem = evaluate("memory", {**cols, "kv_bytes": 1.0})["kv_sequence_bytes"]
     host = np.array([_host_bw(a) for a in c.accelerators])
-    st.values = {"prefill_s": pre["seconds"], "tp": cols["tp"], "dp": cols["dp"], "slots": mem["max_batch"],
+    st.values = {"prefill_s": prefill_s, "tp": cols["tp"], "dp": cols["dp"], "slots": mem["max_batch"],
                  "inferred": cols["inferred"],
                  "kv_capacity_bytes": mem["kv_capacity_bytes"], "kv_bytes_per_elem": per_elem,
                  "mem_bytes_per_s": cols["mem_bytes_per_s"], "eff_memory": cols["eff_memory"],

@@ -1,6 +1,7 @@
 """One stage of an instance: its equation inputs from the specs (model, accelerator, runtime,
 precision, parallelism) and whether the stage can exist (TP, the experts' split and context limits); and a
-decode replica's time per output token on its own (``decode_alone``). ``estimate``, ``predict`` and the
+decode replica's time per output token on its own (``decode_alone``), and a prefill job's time in the
+passes its replica's budget takes it in (``prefill_passes``). ``estimate``, ``predict`` and the
 design space (``space``) build on these; aggregated serving's load is ``load.aggregated_load``."""
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def _stage_inputs(model: Record, acc: Record, runtime: Record, p: Precision, par
     from its decode and aggregated tables)."""
     eff = resolve(runtime, acc)
     inputs = {**_silicon_inputs(model, acc, runtime, p.weights, p.activations, par), **precision_inputs(runtime, p),
-              **scheduler_inputs(runtime, acc)}
+              **scheduler_inputs(runtime, acc, par.dp)}
     inputs["gemm_half_rows"] = capped_half_rows(inputs)
     return inputs, eff
 
@@ -129,6 +130,22 @@ def decode_alone(outputs: tuple[str, ...], *, step, batch, own_pass, dp, output_
     return evaluate("serving", {**_DECODE_ALONE, **tier, "step_s": step, "decode_batch": batch,
                                 "own_pass_admission": own_pass, "dp_decode": dp, "output_tokens": output_tokens,
                                 "tpot_target_s": tpot_target}, outputs)
+
+
+def prefill_passes(inputs: dict, prompts, new_tokens, prefix_tokens=0.0,
+                   outputs: tuple[str, ...] = ("seconds",)) -> dict[str, np.ndarray]:
+    """The prefill equations' ``outputs`` (seconds, flops, bytes) for a replica of stage ``inputs``
+    taking a job of ``prompts`` prompts of S = ``new_tokens`` new tokens after P = ``prefix_tokens``
+    cached: one pass where a prompt fits the replica's budget K (``replica_chunk_tokens``), else
+    n = ⌈S/K⌉ passes of S/n tokens, each taken at the chunks' mean prefix P + S(n − 1)/(2n) (the
+    passes' causal pairs then sum to the whole prompt's, as its FLOPs do; each pass reads the
+    weights and pays its latencies again)."""
+    S, P = np.asarray(new_tokens, dtype=float), np.asarray(prefix_tokens, dtype=float)
+    n = np.maximum(np.ceil(S / inputs["replica_chunk_tokens"]), 1.0)
+    chunk, before = S / n, P + S * (n - 1) / (2 * n)
+    per_pass = evaluate("prefill", {**inputs, "batch": prompts, "new_tokens": chunk, "prefix_tokens": before,
+                                    "context_tokens": before + chunk}, outputs)
+    return {k: n * np.asarray(per_pass[k], dtype=float) for k in outputs}
 
 
 def decode_tpot(inputs: dict, batch, context, output_tokens, tier: dict | None = None) -> np.ndarray:

@@ -107,6 +107,9 @@ STRUCTURE = Map(checks=(_tiers_in_order,), fields=(
       doc="how a disaggregated decode instance takes in requests whose KV has arrived: into its running "
           "batch's next pass (next_pass), or in a pass of their own, which under DP attention the "
           "replica's running sequences sit out (own_pass: SGLang's prebuilt batch)"),
+    F("dp_attention_chunk", Str(choices=("whole", "divided")), default="whole",
+      doc="the prompt tokens an attention-DP replica's pass takes: the whole chunk_tokens each (whole), or "
+          "chunk_tokens divided among the instance's DP replicas (divided: SGLang's chunked_prefill_size // dp_size)"),
     F("note", Str()),
 ))
 
