@@ -149,3 +149,36 @@ def test_an_attention_replicas_budget_is_the_chunk_or_its_share_as_the_engine_di
     got = scheduler_inputs(rt, acc, dp)
     assert got["replica_chunk_tokens"] == budget
     assert got["chunk_tokens"] == scheduler_inputs(rt, acc)["chunk_tokens"]
+
+
+@pytest.mark.parametrize("runtime, accelerator, dp, amount_gib", [
+    ("sglang", "b200", 8, 25.5 + 8 * 2.25),  # 512 graphs x 4.5 MiB for each of the eight replicas
+    ("sglang", "h200-sxm", 4, 13.0 + 4 * 2.25),
+    ("sglang", "l40s", 2, 6.6 + 2 * 0.47),  # 160 graphs x 3 MiB
+    ("sglang", "b200", 1, 25.5),  # no DP attention
+    ("trtllm", "b200", 8, 0.0),  # keeps a share of the memory left, as without DP attention
+])
+def test_sglang_keeps_more_memory_for_each_dp_attention_replica(catalog, runtime, accelerator, dp, amount_gib):
+    """SGLang's reserved_mem grows by cuda_graph_max_bs x dp_size x 3 MiB under DP attention (4.5
+    above 300 graphs), on every device of the instance."""
+    got = scheduler_inputs(catalog.get("runtime", runtime), catalog.get("accelerator", accelerator), dp)
+    assert got["mem_reserve_bytes"] == pytest.approx(amount_gib * 2**30, rel=1e-3)
+
+
+@pytest.mark.parametrize("own, amount_gib", [
+    ("  memory_reserve_fraction: 0.1\n", 0.0),  # --mem-fraction-static: no heuristic, no DP share
+    ("  memory_reserve_free_fraction: 0.1\n", 0.0),
+    ("  memory_reserve_gib: 30\n", 30 + 8 * 2.25),  # an amount of one's own beside the inherited DP share
+    ("  dp_attention_reserve_gib: 1\n", 25.5 + 8 * 1.0),
+    ("  memory_reserve_fraction: 0.1\n  dp_attention_reserve_gib: 1\n", 8 * 1.0),
+])
+def test_a_share_of_the_device_replaces_the_dp_attention_reserve_and_an_amount_keeps_it(tmp_path, catalog, own,
+                                                                                       amount_gib):
+    cat = _catalog(tmp_path, f"inherits: sglang\nstructure:\n{own}")
+    got = scheduler_inputs(cat.get("runtime", "mine"), catalog.get("accelerator", "b200"), 8)
+    assert got["mem_reserve_bytes"] == pytest.approx(amount_gib * 2**30, rel=1e-3)
+    rtx = scheduler_inputs(cat.get("runtime", "mine"), catalog.get("accelerator", "rtx-4090"), 8)
+    if "dp_attention_reserve_gib" in own or "fraction" in own:  # stated, it holds on every device
+        stated = 1.0 if "dp_attention_reserve_gib" in own else 0.0
+        assert rtx["mem_reserve_bytes"] - (0.0 if "fraction" in own else 3.5 * 2**30) == pytest.approx(
+            8 * stated * 2**30, rel=1e-3)

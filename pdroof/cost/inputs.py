@@ -242,7 +242,8 @@ def scheduler_inputs(runtime: Record, acc: Record, dp: int = 1) -> dict[str, flo
     structure's, or what the device's tier gives instead (engines pick their defaults by the
     device's memory, vLLM and SGLang among them); no limit (inf) where it gives none. The budget
     sizes the activation workspace (``chunk_tokens``); ``replica_chunk_tokens`` is the prompt tokens
-    one of the instance's ``dp`` attention replicas takes in a pass, the load models' budget."""
+    one of the instance's ``dp`` attention replicas takes in a pass, the load models' budget; the
+    amount kept grows by the engine's reserve per replica where dp > 1."""
     st, tier = runtime.structure, device_tier(runtime, acc)
 
     def pick(name):
@@ -251,7 +252,8 @@ def scheduler_inputs(runtime: Record, acc: Record, dp: int = 1) -> dict[str, flo
 
     most, chunk = pick("max_sequences"), pick("chunk_tokens")
     replica_chunk = max(1, chunk // dp) if st.dp_attention_chunk == "divided" else chunk
+    kept = pick("memory_reserve_bytes") + (dp if dp > 1 else 0) * pick("dp_attention_reserve_bytes")
     return {"chunk_tokens": chunk, "replica_chunk_tokens": float(replica_chunk),
             "max_sequences": float(most) if most is not None else float("inf"),
-            "mem_reserve": st.memory_reserve_fraction, "mem_reserve_bytes": pick("memory_reserve_bytes"),
+            "mem_reserve": st.memory_reserve_fraction, "mem_reserve_bytes": kept,
             "mem_reserve_free": st.memory_reserve_free_fraction}

@@ -30,6 +30,8 @@ DEVICE_TIER = Map(fields=(
     F("max_sequences", Num(integer=True), doc="most sequences the engine runs at once there"),
     F("memory_reserve_gib", Num(scale=GIB, positive=False, minimum=0), attr="memory_reserve_bytes",
       doc="memory the engine keeps for itself there, whatever the device's size"),
+    F("dp_attention_reserve_gib", Num(scale=GIB, positive=False, minimum=0), attr="dp_attention_reserve_bytes",
+      doc="... and what it keeps besides for each DP-attention replica of an instance there"),
     F("source", Str(), required=True),
 ))
 
@@ -42,9 +44,11 @@ def _tiers_in_order(st: Record):
     return None
 
 
-TIERED = ("chunk_tokens", "max_sequences", "memory_reserve_gib")  # structure keys smaller_devices tiers may replace
+# structure keys smaller_devices tiers may replace
+TIERED = ("chunk_tokens", "max_sequences", "memory_reserve_gib", "dp_attention_reserve_gib")
 # the ways a stack states its memory reserve: one stated replaces the others it inherits
 RESERVES = ("memory_reserve_fraction", "memory_reserve_gib", "memory_reserve_free_fraction")
+SHARES = ("memory_reserve_fraction", "memory_reserve_free_fraction")  # ... those that are shares, not amounts
 
 STRUCTURE = Map(checks=(_tiers_in_order,), fields=(
     F("norm_bytes_per_element", BPE, required=True, doc="bytes moved per hidden element by one RMSNorm"),
@@ -65,13 +69,19 @@ STRUCTURE = Map(checks=(_tiers_in_order,), fields=(
       doc="fraction of the memory the weights and the activation workspace leave that the stack keeps, where "
           "it reserves so (TensorRT-LLM's KV pool is free_gpu_memory_fraction of that memory); the reserve is "
           "the largest of the three, with the workspace"),
+    F("dp_attention_reserve_gib", Num(scale=GIB, positive=False, minimum=0), attr="dp_attention_reserve_bytes",
+      default=0.0,
+      doc="memory the stack keeps besides for each DP-attention replica of an instance (dp > 1), on every "
+          "device of it (SGLang's reserved_mem grows by cuda_graph_max_bs x dp_size x 3 MiB, 4.5 above 300 "
+          "graphs); a share of the device stated instead (memory_reserve_fraction or "
+          "memory_reserve_free_fraction) replaces it too"),
     F("chunk_tokens", Num(integer=True), required=True, doc="most tokens in one forward pass"),
     F("max_sequences", Num(integer=True),
       doc="most sequences the engine runs at once (vLLM's max_num_seqs, TensorRT-LLM's max_batch_size), "
           "per engine instance or attention-DP replica; absent: KV memory alone bounds them"),
     F("smaller_devices", List(DEVICE_TIER), default=(),
       doc="the engine's defaults on devices of less memory, smallest first: the first tier a device falls "
-          "in replaces the chunk_tokens, max_sequences and memory_reserve_gib it gives"),
+          "in replaces the chunk_tokens, max_sequences, memory_reserve_gib and dp_attention_reserve_gib it gives"),
     F("step_latency_us", Num(scale=MICRO, positive=False, minimum=0), attr="step_latency_s", required=True,
       doc="fixed cost per forward pass outside the layers: scheduling, sampling, graph launch"),
     F("sequence_latency_us", Num(scale=MICRO, positive=False, minimum=0), attr="sequence_latency_s", default=0.0,
@@ -260,6 +270,10 @@ def stated_over_tiers(doc: dict, stated) -> dict:
                 st[k] = 0
         # as if the amount were stated too: the smaller devices' tiers give it no amount of their own
         stated = {**stated, "memory_reserve_gib": st["memory_reserve_gib"]}
+        if any(k in stated for k in SHARES) and "dp_attention_reserve_gib" not in stated:
+            # a share of the device stated (SGLang's --mem-fraction-static) replaces the heuristic whole
+            st["dp_attention_reserve_gib"] = 0
+            stated = {**stated, "dp_attention_reserve_gib": 0}
     if "smaller_devices" not in stated and isinstance(st.get("smaller_devices"), list):
         drop = [k for k in TIERED if k in stated]
         st["smaller_devices"] = [{k: v for k, v in t.items() if k not in drop} if isinstance(t, dict) else t
