@@ -1088,3 +1088,38 @@ def test_a_prefill_row_takes_a_long_prompt_in_its_replicas_chunks(catalog):
         assert pre.values["prefill_s"][i] == pytest.approx(float(prefill_passes(inputs, 1.0, 8192.0)["seconds"]),
                                                            rel=1e-9)
     assert {(1, 8, 8), (8, 1, 1)} <= set(rows)
+
+
+def test_a_decode_row_runs_the_batch_that_serves_the_most_within_the_target(catalog):
+    """Review finding: the decode stage kept the largest batch within the TPOT target, which serves
+    the most while the time per token grows more slowly than the batch. Where the engine takes
+    arrivals in passes of their own (SGLang under DP attention) the passes per token grow with the
+    batch, and at a loose target a smaller batch serves more sequences per second of time per token:
+    every row now runs the batch of most B/TPOT among those within the target and its KV memory (the
+    largest of them where that is the step's), and rank says so (decode_admission)."""
+    from pdroof.cost.inputs import scheduler_inputs
+    from pdroof.serving.space import BATCHES, decode_stage
+
+    w = Workload("long answers", prompt_tokens=256, output_tokens=1024, ttft_s=10.0, tpot_s=0.1)
+    smaller = 0
+    for rt in ("sglang", "trtllm"):
+        c = _cands(catalog, accs=("b200",), model="deepseek-v3", workload=w, runtime=catalog.get("runtime", rt),
+                   weights=("fp8",), kv=("fp8",), tp=(1, 8), dp=(1, 8))
+        st = decode_stage(c)
+        own = catalog.get("runtime", rt).structure.disaggregated_admission == "own_pass"
+        limit = scheduler_inputs(c.runtime, c.accelerators[0])["max_sequences"]  # the engine's, if any
+        for i in (i for i, reason in enumerate(st.reasons) if reason is None):
+            dp, step = st.labels["dp"][i], st.values["step_by_batch"][i]
+            k = np.array([_passes(own * (dp > 1) * b / w.output_tokens) for b in BATCHES])
+            within = (step * k <= w.tpot_s) & (BATCHES <= min(st.values["hbm_batch"][i], limit))
+            served = np.where(within, BATCHES / (step * k), 0.0)
+            chosen = st.values["decode_batch"][i]
+            assert chosen / (st.values["step_s"][i] * k[BATCHES == chosen][0]) >= served.max() * (1 - 1e-6)
+            largest = BATCHES[within].max()
+            assert (chosen == largest) == (not st.values["admission_bound"][i])
+            smaller += chosen < largest
+            if not own or dp == 1:
+                assert chosen == largest
+        rows = [r for r in rank(c, "cost", top=0).rows if r["mode"] == "disaggregated"]
+        assert ("decode_admission" in {r["binding"] for r in rows}) == own
+    assert smaller

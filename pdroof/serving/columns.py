@@ -29,20 +29,22 @@ def _serving(values: dict, c: Candidates) -> dict[str, np.ndarray]:
 
 
 BINDINGS = ("prefill_compute", "link", "prefill_memory", "decode_bandwidth", "kv_capacity", "colocated_interference",
-            "decode_ingress", "sequence_limit")
+            "decode_ingress", "sequence_limit", "decode_admission")
 
 
 MODES = ("disaggregated", "aggregated")
 
 
-def binding(cols: dict, share: np.ndarray, kv_bound: np.ndarray, limit_bound: np.ndarray) -> np.ndarray:
+def binding(cols: dict, share: np.ndarray, kv_bound: np.ndarray, limit_bound: np.ndarray,
+            admission_bound: np.ndarray) -> np.ndarray:
     """Index into BINDINGS: the pool that needs more devices, and what limits it (the smallest
     of its capacities; for decode, memory when the batch stopped short of the TPOT limit, or the
-    engine's running-sequence limit where that, not memory, stopped it)."""
+    engine's running-sequence limit where that, not memory, stopped it, or the engine's own
+    admission passes where a larger batch within the target would serve less)."""
     pre = np.argmin(np.stack([cols["prefill_capacity"], cols["link_capacity"], cols["hold_capacity"]]), axis=0)
     crowded = cols["admission_batch"] < cols["batch_before_ownership"]  # by ownership, not the engine's limit
     dec = np.where(kv_bound & limit_bound & ~crowded, 7, 4)
-    dec = np.where(kv_bound | crowded, dec, 3)
+    dec = np.where(kv_bound | crowded, dec, np.where(admission_bound, 8, 3))
     dec = np.where(cols["ingress_capacity"] < cols["decode_batch_capacity"], 6, dec)
     return np.where(share > 0.5, pre, dec).astype(np.int8)
 
@@ -72,7 +74,8 @@ def serving_columns(c: Candidates, pre: Stage, dec: Stage, h: dict, pr, dr, pric
     ttft = ttft_at(out["prefill_rate"], h["prefill_s"], outside, c.workload.ttft_stat)
     out.update({"ttft_s": ttft, "ttft_unloaded_s": h["prefill_s"] + outside, "tpot_s": out["decode_tpot_s"],
                 "batch_before_ownership": dv["decode_batch"][dr], "decode_batch": out["admission_batch"]})
-    out["binding"] = binding(out, out["prefill_device_share"], dv["kv_bound"][dr], dv["limit_bound"][dr])
+    out["binding"] = binding(out, out["prefill_device_share"], dv["kv_bound"][dr], dv["limit_bound"][dr],
+                             dv["admission_bound"][dr])
     # whole instances, each of dp attention replicas (the capacities' unit)
     dp_p, dp_d = pv["dp"][pr], dv["dp"][dr]
     stock = c.stock()

@@ -220,9 +220,10 @@ def _tier_bandwidth(tier: Record, acc: Record) -> float:
 
 
 def decode_stage(c: Candidates, inst: Instances | None = None) -> Stage:
-    """Decode instances: the largest batch whose step meets TPOT and whose KV fits (in HBM, or
-    spilling to a slower tier that is fetched from every step). ``inst``: ``instances(c, kv=True)``
-    when the caller has it."""
+    """Decode instances: the batch that serves the most among those whose time per token meets TPOT
+    and whose KV fits (in HBM, or spilling to a slower tier that is fetched from every step): the
+    largest such, but where the engine's own admission passes grow faster than the batch.
+    ``inst``: ``instances(c, kv=True)`` when the caller has it."""
     w = c.workload
     inst = instances(c, kv=True) if inst is None else inst
     T = len(c.tiers)
@@ -259,15 +260,6 @@ def decode_stage(c: Candidates, inst: Instances | None = None) -> Stage:
     tiered = decode_alone(("decode_tpot_s",), step=step, batch=b, **replica,
                           tier={"hbm_batch": hbm_batch[:, None], "tier_bytes_per_s": tiers["tier_bytes_per_s"][:, None],
                                 "kv_request_bytes": kv_seq[:, None]})["decode_tpot_s"]
-    ok = (tiered <= w.tpot_s) & (b <= cap_batch[:, None])
-    has = ok.any(axis=1)
-    best = np.maximum(_largest(ok), 0)
-    rows_idx = np.arange(n)
-    batch = np.where(has, BATCHES[best], 0.0)
-    step_best = np.where(has, step[rows_idx, best], np.nan)
-    # the batch the same instance runs with its KV in HBM alone, whichever tier the row names (a slower
-    # tier's row falls back to it where fetching serves fewer requests/s: ``columns``)
-    in_hbm = np.where(mem["kv_capacity_bytes"] > 0, np.minimum(hbm_batch, limit), 0)
     # in HBM alone the time per token is the step times the passes per token, which depend on the row
     # only through its admission and attention replicas: evaluated once per kind of row (a step of 1)
     kinds: dict[tuple, int] = {}
@@ -276,8 +268,21 @@ def decode_stage(c: Candidates, inst: Instances | None = None) -> Stage:
     by_kind = np.array(list(kinds), dtype=float)  # (own_pass, dp) per kind
     passes = decode_alone(("decode_tpot_s",), step=1.0, batch=b, own_pass=by_kind[:, :1], dp=by_kind[:, 1:],
                           output_tokens=float(w.output_tokens))["decode_tpot_s"]
+    # what a batch serves, sequences per second of the time per token its passes give (a slower tier's
+    # fetches aside: whether they pay is ``columns``' choice against the HBM row)
+    served = b / (step * passes[kind])
+    ok = (tiered <= w.tpot_s) & (b <= cap_batch[:, None])
+    has = ok.any(axis=1)
+    largest = _largest(ok)
+    best = np.maximum(_most_served(ok, served), 0)
+    rows_idx = np.arange(n)
+    batch = np.where(has, BATCHES[best], 0.0)
+    step_best = np.where(has, step[rows_idx, best], np.nan)
+    # the batch the same instance runs with its KV in HBM alone, whichever tier the row names (a slower
+    # tier's row falls back to it where fetching serves fewer requests/s: ``columns``)
+    in_hbm = np.where(mem["kv_capacity_bytes"] > 0, np.minimum(hbm_batch, limit), 0)
     alone_ok = (step * passes[kind] <= w.tpot_s) & (b <= in_hbm[:, None])
-    alone = _largest(alone_ok)
+    alone = _most_served(alone_ok, served)
     # a slower tier whose batch is no larger than its HBM row's turns out as that row wherever it ends up
     # holding no KV (``tier_kv_bytes``): it can hold some only where ownership (the reservations of
     # arriving transfers, a retained cache) crowds HBM and the TPOT target leaves time to fetch a
@@ -303,6 +308,7 @@ def decode_stage(c: Candidates, inst: Instances | None = None) -> Stage:
         "hbm_row": hbm_row, "tier_no_gain": no_gain,
         "tier_dominated": no_gain & (holds < 1),  # can hold nothing: every configuration is its HBM row's
         "kv_bound": _capacity_bound(has, best, tiered <= w.tpot_s, cap_batch),
+        "admission_bound": has & (best < largest),  # a larger batch within the target would serve less
         "limit_bound": limit < hbm_batch + beyond,  # the engine's limit, not memory, caps the batch
     }
     for i in range(n):
@@ -315,6 +321,19 @@ def decode_stage(c: Candidates, inst: Instances | None = None) -> Stage:
 def _largest(ok: np.ndarray) -> np.ndarray:
     """Per row, the last column of ``ok`` that holds (the largest of BATCHES that does), -1 where none."""
     return np.where(ok.any(axis=1), ok.shape[1] - 1 - np.argmax(ok[:, ::-1], axis=1), -1)
+
+
+SERVED_TIE = 1e-6  # a smaller batch is chosen only where it serves more by more than this share
+
+
+def _most_served(ok: np.ndarray, served: np.ndarray) -> np.ndarray:
+    """Per row, the column of ``ok`` whose ``served`` (sequences per second of time per token) is the
+    most, the largest such within ``SERVED_TIE`` of it, -1 where none holds. Where the time per token
+    is the step, it grows more slowly than the batch and this is the largest batch that holds; where
+    the engine takes arrivals in passes of their own, the passes per token grow with the batch and a
+    smaller batch can serve more."""
+    score = np.where(ok, served, -np.inf)
+    return _largest(ok & (score >= score.max(axis=1, keepdims=True) * (1 - SERVED_TIE)))
 
 
 def _capacity_bound(has, best, meets_tpot, cap_batch) -> np.ndarray:
