@@ -154,7 +154,7 @@ def test_an_attention_replicas_budget_is_the_chunk_or_its_share_as_the_engine_di
 @pytest.mark.parametrize("runtime, accelerator, dp, amount_gib", [
     ("sglang", "b200", 8, 25.5 + 8 * 2.25),  # 512 graphs x 4.5 MiB for each of the eight replicas
     ("sglang", "h200-sxm", 4, 13.0 + 4 * 2.25),
-    ("sglang", "l40s", 2, 6.6 + 2 * 0.47),  # 160 graphs x 3 MiB
+    ("sglang", "l40s", 4, 6.6 + 4 * 0.47),  # 160 graphs x 3 MiB (SGLang's count at four devices or more)
     ("sglang", "b200", 1, 25.5),  # no DP attention
     ("trtllm", "b200", 8, 0.0),  # keeps a share of the memory left, as without DP attention
 ])

@@ -361,3 +361,17 @@ def test_waves_of_no_finite_number_are_a_usage_mistake(cli, waves):
     code, _, err = cli("estimate", "-m", "llama-3.1-8b", "--hardware", "h100-sxm", "--serving", "aggregated",
                        "--waves", waves)
     assert code == 2 and "--waves" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_prefill_beyond_the_budget_is_estimated_in_its_passes(cli_json, cli):
+    """estimate takes the prompts in the passes the replica's token budget takes them in, as predict,
+    rank, plan and check do: SGLang's DP8 replica on a B200 an 8,192-token prompt in four (its
+    16,384-token chunk divided among eight), TensorRT-LLM's in one; the table says how many."""
+    args = ("estimate", "-m", "deepseek-v3", "--hardware", "b200", "--weights", "fp8", "--kv", "fp8", "--tp", "1",
+            "--dp", "8", "--moe-tp", "8", "--prompt", "8192")
+    sg = cli_json(*args, "--runtime", "sglang")["prefill"]
+    trt = cli_json(*args, "--runtime", "trtllm")["prefill"]
+    assert (sg["passes"], trt["passes"]) == (4, 1)
+    assert sum(op["seconds"] for op in sg["ops"]) == pytest.approx(sg["seconds"])
+    code, out, _ = cli(*args, "--runtime", "sglang")
+    assert code == 0 and "8192 tokens in 4 passes" in out

@@ -22,23 +22,25 @@ from pdroof.spec.yamlio import read_yaml
 # grouped-GEMM efficiency came to depend on the width of a device's expert slice and the dispatch
 # to travel in the experts' input format (both changes of the MoE terms, not of attention). The max
 # batches on H100 and H200 (TensorRT-LLM there) were re-pinned when its KV pool became 90% of the
-# memory the weights and activations leave, rather than all but 5% of the device.
+# memory the weights and activations leave, rather than all but 5% of the device. Every prefill was
+# re-pinned when estimate came to take its prompts in the passes the engine's 8,192-token budget
+# takes them in (``stage.prefill_passes``: 4, 32, 4, 4 and 16 passes here; 1-3% longer).
 PINNED = [
     (("deepseek-v3", "--hardware", "h200-sxm", "--tp", "8", "--weights", "fp8", "--kv", "fp8", "--batch", "8",
       "--prompt", "4096"),
-     (1.9017887355360612, 0.01255405211667516, 35136.0, 143917056.0, 404)),
+     (1.9179976538780197, 0.01255405211667516, 35136.0, 143917056.0, 404)),
     (("deepseek-v3", "--hardware", "h200-sxm", "--tp", "8", "--ep", "2", "--weights", "fp8", "--kv", "bf16",
       "--batch", "32", "--prompt", "16384"),
-     (28.887901587913664, 0.0302804353927312, 70272.0, 1151336448.0, 164)),
+     (29.28202859249683, 0.0302804353927312, 70272.0, 1151336448.0, 164)),
     (("llama-3.1-70b", "--hardware", "h100-sxm", "--tp", "4", "--weights", "fp8", "--kv", "fp8", "--batch", "8",
       "--prompt", "4096"),
-     (1.6929330904795405, 0.0105300522419531, 40960.0, 167772160.0, 353)),
+     (1.7104746048315456, 0.0105300522419531, 40960.0, 167772160.0, 353)),
     (("llama-3.1-70b", "--hardware", "h100-sxm", "--tp", "2", "--weights", "bf16", "--kv", "bf16", "--batch", "1",
       "--prompt", "32768", "--prefix", "8192"),
-     (5.230129605718689, 0.03092994197808735, 163840.0, 6710886400.0, 1)),
+     (5.4013655014114, 0.03092994197808735, 163840.0, 6710886400.0, 1)),
     (("gpt-oss-120b", "--hardware", "h100-sxm", "--weights", "fp8", "--kv", "fp8", "--batch", "16", "--prompt",
       "8192"),
-     (2.4706641015842945, 0.020199179450953907, 18432.0, 153354240.0, 0)),
+     (2.517208175748059, 0.020199179450953907, 18432.0, 153354240.0, 0)),
 ]
 
 # (model, transfer arguments) -> bytes, receiver bytes, messages, seconds

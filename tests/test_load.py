@@ -108,3 +108,25 @@ def test_a_requests_own_time_delays_its_first_token_under_either_arrival_process
         else:  # the clients wait longer between requests: a little less load, never more TTFT than +0.02
             assert float(a["ttft_s"]) < float(b["ttft_s"]) <= float(a["ttft_s"]) + 0.02 + 1e-9
             assert float(b["requests_per_s"]) < float(a["requests_per_s"])
+
+
+def test_an_idle_dp_attention_replica_takes_a_long_prompt_in_its_share_of_the_chunk(catalog):
+    """SGLang at DP8 on a B200 gives each replica 16384 // 8 = 2,048 tokens a pass: a lone 8,192-token
+    prompt's first token comes after its step and three more (the unloaded TTFT), where the whole
+    chunk would take it in one."""
+    from pdroof.cost.parallelism import Parallelism
+    from pdroof.cost.precision import Precision
+    from pdroof.serving.closed_loop import mixed_step_s
+    from pdroof.serving.load import aggregated_load
+    from pdroof.serving.stage import stage_inputs
+
+    inputs, _ = stage_inputs(catalog.get("model", "deepseek-v3"), catalog.get("accelerator", "b200"),
+                             catalog.get("runtime", "sglang"), Precision("fp8", "fp8", "fp8"), 1,
+                             Parallelism(1, 8, 8, 1))
+    assert inputs["replica_chunk_tokens"] == 2048
+    whole = {**inputs, "replica_chunk_tokens": inputs["chunk_tokens"]}
+    kw = {"arrivals": "poisson"}
+    split = aggregated_load(inputs, np.array([1.0]), 8192.0, 256.0, **kw)["ttft_unloaded_s"][0]
+    one = aggregated_load(whole, np.array([1.0]), 8192.0, 256.0, **kw)["ttft_unloaded_s"][0]
+    decode_step = mixed_step_s(inputs, np.array([1.0]), 0.0, 8192.0, 0.0, 8192.0 + 128.0)[0]
+    assert split - one == pytest.approx(3 * decode_step, rel=1e-9)

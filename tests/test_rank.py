@@ -1096,7 +1096,7 @@ def test_a_decode_row_runs_the_batch_that_serves_the_most_within_the_target(cata
     arrivals in passes of their own (SGLang under DP attention) the passes per token grow with the
     batch, and at a loose target a smaller batch serves more sequences per second of time per token:
     every row now runs the batch of most B/TPOT among those within the target and its KV memory (the
-    largest of them where that is the step's), and rank says so (decode_admission)."""
+    largest of them where that is the step's), and rank says so (admission_passes)."""
     from pdroof.cost.inputs import scheduler_inputs
     from pdroof.serving.space import BATCHES, decode_stage
 
@@ -1117,9 +1117,21 @@ def test_a_decode_row_runs_the_batch_that_serves_the_most_within_the_target(cata
             assert chosen / (st.values["step_s"][i] * k[BATCHES == chosen][0]) >= served.max() * (1 - 1e-6)
             largest = BATCHES[within].max()
             assert (chosen == largest) == (not st.values["admission_bound"][i])
+            assert st.values["hbm_alone_batch"][i] == chosen  # KV in HBM alone: the same choice
             smaller += chosen < largest
             if not own or dp == 1:
                 assert chosen == largest
         rows = [r for r in rank(c, "cost", top=0).rows if r["mode"] == "disaggregated"]
-        assert ("decode_admission" in {r["binding"] for r in rows}) == own
+        assert ("admission_passes" in {r["binding"] for r in rows}) == own
     assert smaller
+
+
+def test_the_batch_that_serves_the_most_is_the_largest_within_a_millionth_of_it():
+    """Where what batches serve differs by rounding alone (a step that has turned compute-bound), the
+    largest of them: a smaller one is chosen only where it serves more by more than SERVED_TIE."""
+    from pdroof.serving.space import SERVED_TIE, _most_served
+
+    ok = np.array([[True, True, True, True, False], [True, True, True, False, False], [False] * 5])
+    served = np.array([[1.0, 2.0 * (1 + SERVED_TIE / 10), 2.0, 1.5, 9.0],
+                       [1.0, 2.0 * (1 + 10 * SERVED_TIE), 2.0, 9.0, 9.0], [1.0] * 5])
+    assert _most_served(ok, served).tolist() == [2, 1, -1]

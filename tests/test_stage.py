@@ -31,8 +31,21 @@ def test_a_prompt_within_the_budget_is_one_pass(catalog, prompts, S, P):
     inputs = _inputs(catalog, "llama-3.1-8b")
     assert inputs["replica_chunk_tokens"] == 8192
     got, one = prefill_passes(inputs, prompts, S, P, ("seconds", "flops", "bytes")), _one_pass(inputs, prompts, S, P)
+    assert got.pop("passes") == 1
     for k in got:
         assert got[k] == pytest.approx(float(one[k]), rel=1e-12), k
+
+
+def test_prompts_beyond_the_budget_together_go_whole_in_as_many_passes_as_it_takes(catalog):
+    """Eight 4,096-token prompts under an 8,192-token budget: four passes of two whole prompts (no
+    chunk of one at a prefix); every output of the equations adds up over them."""
+    inputs = _inputs(catalog, "llama-3.1-8b")
+    got = prefill_passes(inputs, 8.0, 4096.0, 0.0, None)
+    two = evaluate("prefill", {**inputs, "batch": 2.0, "new_tokens": 4096.0, "prefix_tokens": 0.0,
+                               "context_tokens": 4096.0})
+    assert got.pop("passes") == 4 and set(got) == set(two)
+    for k in got:
+        assert got[k] == pytest.approx(4 * float(two[k]), rel=1e-12), k
 
 
 @settings(max_examples=60, deadline=None)
@@ -72,4 +85,5 @@ def test_sglangs_dp_attention_replica_takes_its_share_of_the_chunk(catalog):
     S = np.array([1024.0, 2048.0, 2049.0, 8192.0])
     rows = prefill_passes(sg, 1.0, S)["seconds"]
     assert rows.shape == (4,) and np.all(np.diff(rows) > 0)
+    assert prefill_passes(sg, 1.0, S)["passes"].tolist() == [1, 1, 2, 4]
     assert rows[2] > 2 * float(_one_pass(sg, 1.0, 1024.5, 0, ("seconds",))["seconds"])

@@ -133,6 +133,7 @@ def _table(r: dict) -> str:
     for stage, total, title in (
         (pre, pre["seconds"], f"prefill: {i['batch']} × {i['prompt']} tokens"
                               + (f" after {i['prefix']} cached" if i["prefix"] else "")
+                              + (f" in {pre['passes']} passes" if pre["passes"] > 1 else "")
                               + f" = {pre['seconds'] * 1e3:.2f} ms ({pre['bound']}-bound)"),
         (dec, dec["step_seconds"], f"decode step: {i['batch']} sequences at context {i['context']} = "
                                    f"{dec['step_seconds'] * 1e3:.2f} ms, {dec['tokens_per_second']:,.0f} tokens/s "

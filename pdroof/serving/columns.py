@@ -29,7 +29,7 @@ def _serving(values: dict, c: Candidates) -> dict[str, np.ndarray]:
 
 
 BINDINGS = ("prefill_compute", "link", "prefill_memory", "decode_bandwidth", "kv_capacity", "colocated_interference",
-            "decode_ingress", "sequence_limit", "decode_admission")
+            "decode_ingress", "sequence_limit", "admission_passes")
 
 
 MODES = ("disaggregated", "aggregated")

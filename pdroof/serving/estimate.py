@@ -12,7 +12,7 @@ from ..cost.parallelism import Parallelism, nodes
 from ..cost.precision import Precision
 from ..spec.errors import PdroofError
 from ..spec.schema import Record
-from .stage import check_context, check_parallelism, stage_inputs
+from .stage import check_context, check_parallelism, prefill_passes, stage_inputs
 from .workload import Workload
 
 BOUNDS = ("compute", "memory", "link", "latency")
@@ -61,7 +61,9 @@ def estimate(model: Record, acc: Record, runtime: Record, p: Precision, *, tp: i
     """The JSON contract of ``pdroof estimate``: prefill, decode step, memory, inputs, for an
     instance of tp·dp devices (``Parallelism``) carrying ``batch`` sequences. Times are those of
     its busiest attention replica (⌈batch/dp⌉ sequences; the experts see all of them), bytes and
-    FLOPs per device, the batch and the decode rate the instance's."""
+    FLOPs per device, the batch and the decode rate the instance's. The prefill is its prompts in
+    the passes the replica's token budget takes them in (``passes``), as predict, rank, plan and
+    check take them."""
     par = Parallelism(tp, dp, moe_tp, moe_ep)
     check_parallelism(model, acc, par)
     for name, v in (("batch", batch), ("prompt", prompt)):
@@ -78,7 +80,8 @@ def estimate(model: Record, acc: Record, runtime: Record, p: Precision, *, tp: i
     replica = math.ceil(batch / dp)
     work = {"batch": replica, "new_tokens": prompt, "prefix_tokens": prefix, "context_tokens": context}
     inputs = {**base, **work}
-    pre = evaluate("prefill", inputs)
+    # the prompts in the passes the replica's token budget takes them in, as the engine runs them
+    pre = prefill_passes(base, replica, prompt, prefix, None)
     dec = evaluate("decode", inputs)
     mem = evaluate("memory", inputs)
     pre_ops, pre_bound = breakdown(pre)
@@ -88,7 +91,7 @@ def estimate(model: Record, acc: Record, runtime: Record, p: Precision, *, tp: i
     kv_batch = int(mem["kv_batch"]) * dp
     return {
         "prefill": {"seconds": float(pre["seconds"]), "flops": float(pre["flops"]), "bytes": float(pre["bytes"]),
-                    "bound": pre_bound, "ops": pre_ops},
+                    "passes": int(pre["passes"]), "bound": pre_bound, "ops": pre_ops},
         "decode": {"step_seconds": float(dec["seconds"]), "tokens_per_second": batch / float(dec["seconds"]),
                    "flops": float(dec["flops"]), "bytes": float(dec["bytes"]), "bound": dec_bound, "ops": dec_ops},
         "memory": {

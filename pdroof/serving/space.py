@@ -307,7 +307,7 @@ def decode_stage(c: Candidates, inst: Instances | None = None) -> Stage:
         "kv_elem_bytes": cols["kv_bytes"],
         "hbm_row": hbm_row, "tier_no_gain": no_gain,
         "tier_dominated": no_gain & (holds < 1),  # can hold nothing: every configuration is its HBM row's
-        "kv_bound": _capacity_bound(has, best, tiered <= w.tpot_s, cap_batch),
+        "kv_bound": _capacity_bound(has, best, tiered <= w.tpot_s, cap_batch, served),
         "admission_bound": has & (best < largest),  # a larger batch within the target would serve less
         "limit_bound": limit < hbm_batch + beyond,  # the engine's limit, not memory, caps the batch
     }
@@ -336,12 +336,12 @@ def _most_served(ok: np.ndarray, served: np.ndarray) -> np.ndarray:
     return _largest(ok & (score >= score.max(axis=1, keepdims=True) * (1 - SERVED_TIE)))
 
 
-def _capacity_bound(has, best, meets_tpot, cap_batch) -> np.ndarray:
-    """The chosen batch is capacity-bound when the next batch size would still meet TPOT but
-    does not fit."""
-    nxt = np.minimum(best + 1, len(BATCHES) - 1)
-    more = best + 1 < len(BATCHES)
-    return has & more & meets_tpot[np.arange(len(best)), nxt] & (BATCHES[nxt] > cap_batch)
+def _capacity_bound(has, best, meets_tpot, cap_batch, served) -> np.ndarray:
+    """The chosen batch is capacity-bound when the next batch size would still meet TPOT and serve
+    more, but does not fit."""
+    rows, nxt = np.arange(len(best)), np.minimum(best + 1, len(BATCHES) - 1)
+    more = (best + 1 < len(BATCHES)) & (served[rows, nxt] > served[rows, best])
+    return has & more & meets_tpot[rows, nxt] & (BATCHES[nxt] > cap_batch)
 
 
 def _hbm_rows(tier: np.ndarray, kinds: list[str]) -> np.ndarray:

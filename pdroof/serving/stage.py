@@ -133,19 +133,25 @@ def decode_alone(outputs: tuple[str, ...], *, step, batch, own_pass, dp, output_
 
 
 def prefill_passes(inputs: dict, prompts, new_tokens, prefix_tokens=0.0,
-                   outputs: tuple[str, ...] = ("seconds",)) -> dict[str, np.ndarray]:
-    """The prefill equations' ``outputs`` (seconds, flops, bytes) for a replica of stage ``inputs``
-    taking a job of ``prompts`` prompts of S = ``new_tokens`` new tokens after P = ``prefix_tokens``
-    cached: one pass where a prompt fits the replica's budget K (``replica_chunk_tokens``), else
-    n = ⌈S/K⌉ passes of S/n tokens, each taken at the chunks' mean prefix P + S(n − 1)/(2n) (the
-    passes' causal pairs then sum to the whole prompt's, as its FLOPs do; each pass reads the
-    weights and pays its latencies again)."""
-    S, P = np.asarray(new_tokens, dtype=float), np.asarray(prefix_tokens, dtype=float)
-    n = np.maximum(np.ceil(S / inputs["replica_chunk_tokens"]), 1.0)
-    chunk, before = S / n, P + S * (n - 1) / (2 * n)
-    per_pass = evaluate("prefill", {**inputs, "batch": prompts, "new_tokens": chunk, "prefix_tokens": before,
-                                    "context_tokens": before + chunk}, outputs)
-    return {k: n * np.asarray(per_pass[k], dtype=float) for k in outputs}
+                   outputs: tuple[str, ...] | None = ("seconds",)) -> dict[str, np.ndarray]:
+    """The prefill equations' ``outputs`` (all where None; every one adds up over passes) for a
+    replica of stage ``inputs`` taking a job of g = ``prompts`` prompts of S = ``new_tokens`` new
+    tokens after P = ``prefix_tokens`` cached, in the passes its budget K (``replica_chunk_tokens``)
+    takes them in, and ``passes``, how many. Prompts that fit the budget go whole, ⌈g·S/K⌉ passes of
+    g/n each; a longer prompt goes alone in m = ⌈S/K⌉ chunks of S/m tokens, each taken at the
+    chunks' mean prefix P + S(m − 1)/(2m): their causal pairs then sum to the whole prompt's (exact
+    for full attention; at most the sum where a layer caps the keys a query sees, as a sliding
+    window does), and each pass reads the weights and pays its latencies again."""
+    g, S, P = (np.asarray(v, dtype=float) for v in (prompts, new_tokens, prefix_tokens))
+    K = inputs["replica_chunk_tokens"]
+    m = np.maximum(np.ceil(S / K), 1.0)  # chunks of one prompt
+    whole = m <= 1
+    n = np.where(whole, np.maximum(np.ceil(g * S / K), 1.0), g * m)
+    chunk = S / m
+    before = P + S * (m - 1) / (2 * m)
+    per_pass = evaluate("prefill", {**inputs, "batch": np.where(whole, g / n, 1.0), "new_tokens": chunk,
+                                    "prefix_tokens": before, "context_tokens": before + chunk}, outputs)
+    return {**{k: n * np.asarray(v, dtype=float) for k, v in per_pass.items()}, "passes": n}
 
 
 def decode_tpot(inputs: dict, batch, context, output_tokens, tier: dict | None = None) -> np.ndarray:
