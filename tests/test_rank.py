@@ -1135,3 +1135,16 @@ def test_the_batch_that_serves_the_most_is_the_largest_within_a_millionth_of_it(
     served = np.array([[1.0, 2.0 * (1 + SERVED_TIE / 10), 2.0, 1.5, 9.0],
                        [1.0, 2.0 * (1 + 10 * SERVED_TIE), 2.0, 9.0, 9.0], [1.0] * 5])
     assert _most_served(ok, served).tolist() == [2, 1, -1]
+
+
+def test_a_batch_memory_stops_is_kv_bound_only_where_the_next_would_serve_more():
+    """The next batch size meets TPOT and does not fit: memory binds where it would serve more, not
+    where the engine's own admission passes would make it serve less (admission_passes binds)."""
+    from pdroof.serving.space import BATCHES, _capacity_bound
+
+    best = np.array([3, 3])
+    meets = np.ones((2, len(BATCHES)), dtype=bool)
+    served = np.tile(np.arange(len(BATCHES), dtype=float), (2, 1))
+    served[1, 4] = served[1, 3] - 1  # past its peak
+    cap = np.full(2, BATCHES[3])
+    assert _capacity_bound(np.ones(2, dtype=bool), best, meets, cap, served).tolist() == [True, False]

@@ -1,5 +1,5 @@
 """``pdroof.serving.stage.prefill_passes``: a prefill job in the passes its replica's budget takes
-it in (one pass where a prompt fits, ⌈S/K⌉ chunks where it does not)."""
+it in (prompts that fit sharing ⌈g·S/K⌉ passes, a longer prompt alone in ⌈S/K⌉ chunks)."""
 
 from __future__ import annotations
 
@@ -86,4 +86,6 @@ def test_sglangs_dp_attention_replica_takes_its_share_of_the_chunk(catalog):
     rows = prefill_passes(sg, 1.0, S)["seconds"]
     assert rows.shape == (4,) and np.all(np.diff(rows) > 0)
     assert prefill_passes(sg, 1.0, S)["passes"].tolist() == [1, 1, 2, 4]
+    by_prefix = prefill_passes(sg, 1.0, 1000.0, np.array([0.0, 100.0, 5000.0]))
+    assert by_prefix["passes"].shape == by_prefix["seconds"].shape == (3,)
     assert rows[2] > 2 * float(_one_pass(sg, 1.0, 1024.5, 0, ("seconds",))["seconds"])

@@ -99,16 +99,18 @@ def estimate_cmd(
         render.emit(_table(result), output)
 
 
-CSV_KEYS = ["stage", "name", "kind", "seconds", "flops", "bytes", "compute_seconds", "memory_seconds", "bound"]
+CSV_KEYS = ["stage", "name", "kind", "seconds", "flops", "bytes", "compute_seconds", "memory_seconds", "bound",
+            "passes"]
 
 
 def _csv_rows(r: dict) -> list[dict]:
     rows = []
     for stage, key in (("prefill", "seconds"), ("decode", "step_seconds")):
+        passes = r[stage].get("passes", 1)  # a decode step is one pass; the prefill's ops are summed over its
         for op in r[stage]["ops"]:
-            rows.append({"stage": stage, **op})
+            rows.append({"stage": stage, **op, "passes": passes})
         rows.append({"stage": stage, "name": "total", "seconds": r[stage][key], "flops": r[stage]["flops"],
-                     "bytes": r[stage]["bytes"], "bound": r[stage]["bound"]})
+                     "bytes": r[stage]["bytes"], "bound": r[stage]["bound"], "passes": passes})
     return rows
 
 

@@ -137,11 +137,14 @@ def prefill_passes(inputs: dict, prompts, new_tokens, prefix_tokens=0.0,
     """The prefill equations' ``outputs`` (all where None; every one adds up over passes) for a
     replica of stage ``inputs`` taking a job of g = ``prompts`` prompts of S = ``new_tokens`` new
     tokens after P = ``prefix_tokens`` cached, in the passes its budget K (``replica_chunk_tokens``)
-    takes them in, and ``passes``, how many. Prompts that fit the budget go whole, ⌈g·S/K⌉ passes of
-    g/n each; a longer prompt goes alone in m = ⌈S/K⌉ chunks of S/m tokens, each taken at the
-    chunks' mean prefix P + S(m − 1)/(2m): their causal pairs then sum to the whole prompt's (exact
-    for full attention; at most the sum where a layer caps the keys a query sees, as a sliding
-    window does), and each pass reads the weights and pays its latencies again."""
+    takes them in, and ``passes``, how many. Prompts that fit the budget share passes by their
+    tokens, ⌈g·S/K⌉ passes of g/n prompts each; a longer prompt goes alone in m = ⌈S/K⌉ chunks of
+    S/m tokens, each taken at the chunks' mean prefix P + S(m − 1)/(2m): their causal pairs then sum
+    to the whole prompt's (exact for full attention; at most the sum where a layer caps the keys a
+    query sees, as a sliding window does), and each pass reads the weights and pays its latencies
+    again. (Engines pack a long prompt's last chunk with the next prompt's first: for g > 1 long
+    prompts this counts up to one pass more each, an upper bound; only ``estimate`` asks for such
+    a job, the load models' jobs of long prompts holding one.)"""
     g, S, P = (np.asarray(v, dtype=float) for v in (prompts, new_tokens, prefix_tokens))
     K = inputs["replica_chunk_tokens"]
     m = np.maximum(np.ceil(S / K), 1.0)  # chunks of one prompt
@@ -151,7 +154,8 @@ def prefill_passes(inputs: dict, prompts, new_tokens, prefix_tokens=0.0,
     before = P + S * (m - 1) / (2 * m)
     per_pass = evaluate("prefill", {**inputs, "batch": np.where(whole, g / n, 1.0), "new_tokens": chunk,
                                     "prefix_tokens": before, "context_tokens": before + chunk}, outputs)
-    return {**{k: n * np.asarray(v, dtype=float) for k, v in per_pass.items()}, "passes": n}
+    shape = np.shape(next(iter(per_pass.values())))
+    return {**{k: n * np.asarray(v, dtype=float) for k, v in per_pass.items()}, "passes": np.broadcast_to(n, shape)}
 
 
 def decode_tpot(inputs: dict, batch, context, output_tokens, tier: dict | None = None) -> np.ndarray:
