@@ -106,7 +106,7 @@ CSV_KEYS = ["stage", "name", "kind", "seconds", "flops", "bytes", "compute_secon
 def _csv_rows(r: dict) -> list[dict]:
     rows = []
     for stage, key in (("prefill", "seconds"), ("decode", "step_seconds")):
-        passes = r[stage].get("passes", 1)  # a decode step is one pass; the prefill's ops are summed over its
+        passes = r[stage].get("passes", 1)  # a decode step is one pass; the prefill's ops sum its passes
         for op in r[stage]["ops"]:
             rows.append({"stage": stage, **op, "passes": passes})
         rows.append({"stage": stage, "name": "total", "seconds": r[stage][key], "flops": r[stage]["flops"],
