@@ -94,6 +94,32 @@ def test_dp_attention_without_ep_gathers_like_an_all_reduce_of_the_group(catalog
     assert float(_decode(catalog, Parallelism(4), model=model, acc="b200", batch=16.0)["ep_comm_seconds"]) == 0
 
 
+def test_sglang_exchanges_a_prompt_pass_twice_and_a_decode_pass_once(catalog):
+    """SGLang's DP attention all-reduces the gathered buffer before experts split over the replicas
+    and again after (SUM_LEN) in a pass that carries prompt tokens: twice the exchange of an
+    all-gather and a reduce-scatter, which its decode passes keep; a mixed step in the share of
+    passes where some replica carries a prompt (min(1, d·P))."""
+    par = Parallelism(1, 8, 8, 1)  # DeepSeek-V3's DP8 prefill pool on a B200: experts split eight ways
+    model, acc, p = catalog.get("model", "deepseek-v3"), catalog.get("accelerator", "b200"), Precision("fp8", "fp8", "fp8")
+    inp, _ = stage_inputs(model, acc, catalog.get("runtime", "sglang"), p, 1, par)
+    for rt in ("engine", "trtllm", "vllm"):
+        assert stage_inputs(model, acc, catalog.get("runtime", rt), p, 1, par)[0]["dp_prompt_exchanges"] == 1.0
+    comm = {}
+    for exchanges in (2.0, 1.0):  # SGLang's, and the same stack with an all-gather and a reduce-scatter
+        base = {**inp, "dp_prompt_exchanges": exchanges, "prefix_tokens": 0.0, "context_tokens": 2048.0}
+        comm[exchanges] = {
+            "prefill": float(evaluate("prefill", {**base, "batch": 1.0, "new_tokens": 2048.0})["ep_comm_seconds"]),
+            "decode": float(evaluate("decode", {**base, "batch": 2048.0, "new_tokens": 1.0})["ep_comm_seconds"]),
+            "mixed": float(evaluate("mixed", {**base, "batch": 2032.0, "prefill_prompts": 1 / 16,
+                                              "new_tokens": 256.0})["ep_comm_seconds"]),
+        }
+    assert inp["dp_prompt_exchanges"] == 2.0 and comm[1.0]["prefill"] > 0
+    assert comm[2.0]["prefill"] == pytest.approx(2 * comm[1.0]["prefill"], rel=1e-9)
+    assert comm[2.0]["decode"] == pytest.approx(comm[1.0]["decode"], rel=1e-9)
+    # 2048 tokens a pass either way; a prompt every 16 steps in each of 8 replicas: half the passes
+    assert comm[2.0]["mixed"] == pytest.approx(1.5 * comm[1.0]["mixed"], rel=1e-9)
+
+
 def test_narrow_expert_slices_compute_below_whole_experts(catalog):
     """The experts' grouped GEMMs reach η_XC·w/(w + w½): gpt-oss's 2880-wide experts split eight
     ways (TP8) run well below the same experts whole on each device (EP8); it has no shared expert,

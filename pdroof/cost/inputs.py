@@ -216,6 +216,7 @@ def precision_inputs(runtime: Record, p: Precision) -> dict[str, float]:
         "step_latency_s": st.step_latency_s,
         "sequence_latency_s": st.sequence_latency_s,
         "own_pass_admission": 1.0 if st.disaggregated_admission == "own_pass" else 0.0,
+        "dp_prompt_exchanges": 2.0 if st.dp_prompt_gather == "all_reduce" else 1.0,
         # the scheduler's, read by the load models (serving.load, serving.pool_loop through predict and
         # the prefill stage), not by the equations: a request's own time outside the passes, and a
         # disaggregated one's with the PD dispatch, handshake and pickup

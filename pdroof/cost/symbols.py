@@ -125,6 +125,8 @@ _TABLE = (
         r"\tau_S"),
     Sym("sequence_latency_s", "s", "cost per sequence in a forward pass outside the layers (the engine's "
         "per-request scheduling, input preparation and sampling)", r"\tau_Q"),
+    Sym("dp_prompt_exchanges", "1", "DP attention's exchange around split experts in a pass carrying prompt "
+        "tokens, in units of an all-gather and a reduce-scatter (2: an all-reduce before and after)", "x_G"),
     Sym("norm_bytes_per_elem", "B", "bytes moved per hidden element by one normalisation", "r_N"),
     Sym("residual_bytes_per_elem", "B", "bytes moved per hidden element by one residual add", "r_R"),
     Sym("act_fn_bytes_per_elem", "B", "bytes moved per FFN element by the gated activation", "r_G"),

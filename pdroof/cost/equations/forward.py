@@ -71,8 +71,9 @@ def moe_compute_efficiency():
     return S("eff_moe_compute") * w / (w + S("moe_half_width"))
 
 
-def _pass(tokens, seqs, attention):
-    """All operations of one pass of ``tokens`` tokens from ``seqs`` sequences."""
+def _pass(tokens, seqs, attention, prompt_share):
+    """All operations of one pass of ``tokens`` tokens from ``seqs`` sequences; ``prompt_share``: the
+    share of such passes that carry prompt tokens in some DP-attention replica."""
     t, h = S("tp"), S("hidden")
     T = tokens
     bw, ba = S("weight_bytes"), S("act_bytes")
@@ -123,10 +124,11 @@ def _pass(tokens, seqs, attention):
                       "memory_s": ar, "seconds": ar}
     # the experts' all-to-all carries a device's share of its replica's routed tokens (the busiest
     # group's): dispatched in the experts' input format, combined in 16-bit; DP attention's gather
-    # and scatter carry the replica's activations
+    # and scatter carry the replica's activations, x_G times over in a pass that carries prompt tokens
     routed_elems = T * k * h / t * ep_imbalance()
+    exchange = 1 + (S("dp_prompt_exchanges") - 1) * prompt_share
     a2a = S("moe_layers") * (alltoall_time(routed_elems * S("dispatch_bytes"), routed_elems * ba)
-                             + gather_scatter_time(T * h * ba))
+                             + exchange * gather_scatter_time(T * h * ba))
     ops["ep_comm"] = {"flops": sp.Integer(0), "bytes": S("moe_layers") * T * k * h / t * (S("dispatch_bytes") + ba),
                       "compute_s": sp.Integer(0), "memory_s": a2a, "seconds": a2a}
 
@@ -315,14 +317,14 @@ def decode_attention(seqs):
 def prefill() -> dict[str, sp.Expr]:
     """Prefill of B prompts of S new tokens after a cached prefix of p tokens."""
     B = S("batch")
-    return _totals(_pass(B * S("new_tokens"), B, prefill_attention(B)))
+    return _totals(_pass(B * S("new_tokens"), B, prefill_attention(B), 1))
 
 
 def decode() -> dict[str, sp.Expr]:
     """One decode step: B sequences at context L each add one token. Weights are read once per
     step; every sequence's KV is read; GEMM compute is 2·active_params·B."""
     B = S("batch")
-    out = _totals(_pass(B, B, decode_attention(B)))
+    out = _totals(_pass(B, B, decode_attention(B), 0))
     out["tokens_per_second"] = B / out["seconds"]
     return out
 
@@ -330,11 +332,12 @@ def decode() -> dict[str, sp.Expr]:
 def mixed() -> dict[str, sp.Expr]:
     """One step of aggregated serving (continuous batching): B sequences decode one token each and
     the same forward pass carries the prefill of P prompts of S new tokens (P may be fractional:
-    the average prefill load per step). Weights are read once for all B + P·S tokens."""
+    the average prefill load per step). Weights are read once for all B + P·S tokens. A pass carries
+    prompt tokens in one of the d replicas or more in min(1, d·P) of the steps."""
     B, P = S("batch"), S("prefill_prompts")
     att = prefill_attention(P)
     dec = decode_attention(B)
     both = {k: att[k] + dec[k] for k in att}
-    out = _totals(_pass(B + P * S("new_tokens"), B + P, both))
+    out = _totals(_pass(B + P * S("new_tokens"), B + P, both, sp.Min(1, S("dp") * P)))
     out["tokens_per_second"] = B / out["seconds"]
     return out
