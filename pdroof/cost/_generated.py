@@ -55,107 +55,109 @@ def prefill(*, batch, new_tokens, prefix_tokens, tp, dp, moe_tp, moe_ep, layers,
     _x24 = _x23*dense_layers
     _x25 = dense_layers*(_x18 + numpy.maximum(_x14*_x20, _x17*_x23))
     _x26 = _x1*shared_params
-    _x27 = moe_tp**(-1.0)
-    _x28 = moe_ep**(-1.0)
-    _x29 = _x27*_x28
-    _x30 = (ep_imbalance_32 - 1)*numpy.sqrt(numpy.log(moe_ep))/numpy.sqrt(numpy.log(32)) + 1
-    _x31 = _x30*experts_per_token
-    _x32 = _x29*_x31*expert_params
-    _x33 = _x32*dp
-    _x34 = _x4*dp
-    _x35 = expert_ffn_size*experts_per_token
-    _x36 = _x29*(3*_x30*_x34*_x35*act_bytes - expert_params*experts*weight_bytes*((1 - experts_per_token/experts)**_x34 - 1))
-    _x37 = _x26*weight_bytes + _x7*(_x22*shared_ffn_size + _x6)
-    _x38 = _x11*_x26
-    _x39 = numpy.maximum(1, _x27*expert_ffn_size)
-    _x40 = _x32*_x34*(_x39 + moe_half_width)/(_x39*eff_moe_compute)
-    _x41 = _x15*_x37
-    _x42 = _x36/eff_moe_weights
-    _x43 = moe_latency_s + numpy.maximum(_x13*_x40, _x16*_x42)
-    _x44 = _x18*numpy.minimum(1, shared_params) + numpy.maximum(_x13*_x38, _x16*_x41)
-    _x45 = 2*prefix_tokens
-    _x46 = _x45 + new_tokens + 1
-    _x47 = _x46*new_tokens
-    _x48 = index_heads*(index_head_dim + 1)
-    _x49 = 3*_x48*sparse_layers
-    _x50 = _x22*heads
-    _x51 = _x50*attn_dim_prefill
-    _x52 = _x51*full_layers
-    _x53 = 3*conv_dim
-    _x54 = linear_heads*(9*linear_key_dim*linear_value_dim + 576*linear_key_dim + 384*linear_value_dim + 2048)
-    _x55 = numpy.minimum(state_shardable, tp)**(-1.0)
-    _x56 = _x55*linear_layers
-    _x57 = _x56*(_x53*conv_kernel + _x54)
-    _x58 = 2*_x57
-    _x59 = numpy.minimum(new_tokens, numpy.maximum(0, -prefix_tokens + topk_tokens))
-    _x60 = topk_tokens*(-_x59 + new_tokens)
-    _x61 = _x59*(_x59 + 1)
-    _x62 = attn_dim_decode*sparse_layers*(_x45*_x59 + 2*_x60 + _x61)
-    _x63 = _x50*_x62
-    _x64 = numpy.minimum(new_tokens, numpy.maximum(0, -prefix_tokens + window_tokens))
-    _x65 = window_tokens*(-_x64 + new_tokens)
-    _x66 = _x64*(_x64 + 1)
-    _x67 = sliding_layers*(_x45*_x64 + 2*_x65 + _x66)
-    _x68 = _x51*_x67
-    _x69 = (1/3)*batch
-    _x70 = act_bytes*new_tokens
-    _x71 = _x1*_x6
-    _x72 = _x70*_x71
-    _x73 = new_tokens + prefix_tokens
-    _x74 = _x0*_x73
-    _x75 = kv_bytes*kv_elems
-    _x76 = _x72 + _x74*_x75
-    _x77 = _x76*full_layers
-    _x78 = 4*_x47 + _x74*index_key_bytes
-    _x79 = _x78*sparse_layers
-    _x80 = _x76*sparse_layers
-    _x81 = _x0*_x75*numpy.minimum(_x73, window_tokens) + _x72
-    _x82 = _x81*sliding_layers
-    _x83 = linear_heads*linear_value_dim
-    _x84 = _x70*_x83*linear_key_dim
-    _x85 = _x70*(_x53 + _x83)
-    _x86 = (1/32)*_x56*(_x84 + 32*_x85 + 64*state_bytes)
-    _x87 = batch*(_x77 + _x79 + _x80 + _x82 + _x86)
-    _x88 = new_tokens**(-1.0)
-    _x89 = (attn_half_tokens + new_tokens)/(attn_peak_flops_per_s*eff_attn_prefill)
-    _x90 = _x16/eff_attn_decode
-    _x91 = _x1*heads
-    _x92 = _x91*attn_dim_prefill
-    _x93 = (1/2)*new_tokens
-    _x94 = 2*batch
-    _x95 = _x89*_x94
-    _x96 = _x95*(_x93 + prefix_tokens + 1/2)
-    _x97 = _x90*batch
-    _x98 = _x76*_x97
-    _x99 = _x88*_x95
-    _x100 = full_layers*(kernel_latency_s + numpy.maximum(_x98, _x92*_x96)) + linear_layers*(7*kernel_latency_s + numpy.maximum(_x55*_x95*((1/3)*_x54 + conv_dim*conv_kernel), _x55*_x97*((1/32)*_x84 + _x85 + 2*state_bytes))) + sliding_layers*(kernel_latency_s + numpy.maximum(_x81*_x97, _x92*_x99*(_x64*prefix_tokens + _x65 + (1/2)*_x66))) + sparse_layers*(_x18 + numpy.maximum(_x48*_x96, _x78*_x97)) + sparse_layers*(kernel_latency_s + numpy.maximum(_x98, _x91*_x99*attn_dim_decode*(_x59*prefix_tokens + _x60 + (1/2)*_x61)))
-    _x101 = hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem)
-    _x102 = _x1*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x35 + shared_ffn_size))
-    _x103 = _x4*(_x101 + _x102)
-    _x104 = _x103*_x16/eff_memory + 3*kernel_latency_s*layers
-    _x105 = _x6*_x7
-    _x106 = _x105*layers
-    _x107 = tp - 1
-    _x108 = 2*link_latency_s
-    _x109 = eff_link**(-1.0)
-    _x110 = 2*layers*(_x107*_x109*_x7*_x71/link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x107*_x108))*numpy.minimum(1, _x107)
-    _x111 = _x1*_x4*hidden*(act_bytes + dispatch_bytes)
-    _x112 = _x111*experts_per_token*moe_layers
+    _x27 = (ep_imbalance_32 - 1)*numpy.sqrt(numpy.log(moe_ep))/numpy.sqrt(numpy.log(32)) + 1
+    _x28 = moe_tp**(-1.0)
+    _x29 = moe_ep**(-1.0)
+    _x30 = _x28*_x29
+    _x31 = _x27*_x30*expert_params*experts_per_token
+    _x32 = _x31*dp
+    _x33 = _x4*dp
+    _x34 = expert_ffn_size*experts_per_token
+    _x35 = _x30*(3*_x27*_x33*_x34*act_bytes - expert_params*experts*weight_bytes*((1 - experts_per_token/experts)**_x33 - 1))
+    _x36 = _x26*weight_bytes + _x7*(_x22*shared_ffn_size + _x6)
+    _x37 = _x11*_x26
+    _x38 = numpy.maximum(1, _x28*expert_ffn_size)
+    _x39 = _x31*_x33*(_x38 + moe_half_width)/(_x38*eff_moe_compute)
+    _x40 = _x15*_x36
+    _x41 = _x35/eff_moe_weights
+    _x42 = moe_latency_s + numpy.maximum(_x13*_x39, _x16*_x41)
+    _x43 = _x18*numpy.minimum(1, shared_params) + numpy.maximum(_x13*_x37, _x16*_x40)
+    _x44 = 2*prefix_tokens
+    _x45 = _x44 + new_tokens + 1
+    _x46 = _x45*new_tokens
+    _x47 = index_heads*(index_head_dim + 1)
+    _x48 = 3*_x47*sparse_layers
+    _x49 = _x22*heads
+    _x50 = _x49*attn_dim_prefill
+    _x51 = _x50*full_layers
+    _x52 = 3*conv_dim
+    _x53 = linear_heads*(9*linear_key_dim*linear_value_dim + 576*linear_key_dim + 384*linear_value_dim + 2048)
+    _x54 = numpy.minimum(state_shardable, tp)**(-1.0)
+    _x55 = _x54*linear_layers
+    _x56 = _x55*(_x52*conv_kernel + _x53)
+    _x57 = 2*_x56
+    _x58 = numpy.minimum(new_tokens, numpy.maximum(0, -prefix_tokens + topk_tokens))
+    _x59 = topk_tokens*(-_x58 + new_tokens)
+    _x60 = _x58*(_x58 + 1)
+    _x61 = attn_dim_decode*sparse_layers*(_x44*_x58 + 2*_x59 + _x60)
+    _x62 = _x49*_x61
+    _x63 = numpy.minimum(new_tokens, numpy.maximum(0, -prefix_tokens + window_tokens))
+    _x64 = window_tokens*(-_x63 + new_tokens)
+    _x65 = _x63*(_x63 + 1)
+    _x66 = sliding_layers*(_x44*_x63 + 2*_x64 + _x65)
+    _x67 = _x50*_x66
+    _x68 = (1/3)*batch
+    _x69 = act_bytes*new_tokens
+    _x70 = _x1*_x6
+    _x71 = _x69*_x70
+    _x72 = new_tokens + prefix_tokens
+    _x73 = _x0*_x72
+    _x74 = kv_bytes*kv_elems
+    _x75 = _x71 + _x73*_x74
+    _x76 = _x75*full_layers
+    _x77 = 4*_x46 + _x73*index_key_bytes
+    _x78 = _x77*sparse_layers
+    _x79 = _x75*sparse_layers
+    _x80 = _x0*_x74*numpy.minimum(_x72, window_tokens) + _x71
+    _x81 = _x80*sliding_layers
+    _x82 = linear_heads*linear_value_dim
+    _x83 = _x69*_x82*linear_key_dim
+    _x84 = _x69*(_x52 + _x82)
+    _x85 = (1/32)*_x55*(_x83 + 32*_x84 + 64*state_bytes)
+    _x86 = batch*(_x76 + _x78 + _x79 + _x81 + _x85)
+    _x87 = new_tokens**(-1.0)
+    _x88 = (attn_half_tokens + new_tokens)/(attn_peak_flops_per_s*eff_attn_prefill)
+    _x89 = _x16/eff_attn_decode
+    _x90 = _x1*heads
+    _x91 = _x90*attn_dim_prefill
+    _x92 = (1/2)*new_tokens
+    _x93 = 2*batch
+    _x94 = _x88*_x93
+    _x95 = _x94*(_x92 + prefix_tokens + 1/2)
+    _x96 = _x89*batch
+    _x97 = _x75*_x96
+    _x98 = _x87*_x94
+    _x99 = full_layers*(kernel_latency_s + numpy.maximum(_x97, _x91*_x95)) + linear_layers*(7*kernel_latency_s + numpy.maximum(_x54*_x94*((1/3)*_x53 + conv_dim*conv_kernel), _x54*_x96*((1/32)*_x83 + _x84 + 2*state_bytes))) + sliding_layers*(kernel_latency_s + numpy.maximum(_x80*_x96, _x91*_x98*(_x63*prefix_tokens + _x64 + (1/2)*_x65))) + sparse_layers*(_x18 + numpy.maximum(_x47*_x95, _x77*_x96)) + sparse_layers*(kernel_latency_s + numpy.maximum(_x97, _x90*_x98*attn_dim_decode*(_x58*prefix_tokens + _x59 + (1/2)*_x60)))
+    _x100 = hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem)
+    _x101 = _x1*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x34 + shared_ffn_size))
+    _x102 = _x4*(_x100 + _x101)
+    _x103 = _x102*_x16/eff_memory + 3*kernel_latency_s*layers
+    _x104 = _x6*_x7
+    _x105 = _x104*layers
+    _x106 = tp - 1
+    _x107 = 2*link_latency_s
+    _x108 = eff_link**(-1.0)
+    _x109 = 2*layers*(_x106*_x108*_x7*_x70/link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x106*_x107))*numpy.minimum(1, _x106)
+    _x110 = moe_ep - 1
+    _x111 = numpy.minimum(1, _x110)
+    _x112 = _x1*experts_per_token*(act_bytes + dispatch_bytes)
     _x113 = numpy.maximum(1, _x1*moe_tp) - 1
-    _x114 = moe_ep - 1
-    _x115 = moe_layers*(dp_prompt_exchanges*(_x105*_x109*_x113/dp_link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x108*_x113))*numpy.minimum(1, _x113) + (_x109*_x111*_x114*_x28*_x31/ep_link_bytes_per_s + 2*numpy.maximum(alltoall_latency_s, _x114*link_latency_s))*numpy.minimum(1, _x114))
-    _x116 = _x1*vocab
-    _x117 = _x116*_x6
-    _x118 = act_bytes*hidden
-    _x119 = _x116*_x118 + batch*(4*_x116 + _x118)
-    _x120 = _x10*_x117*_x12*(batch + gemm_half_rows)
-    _x121 = _x119*_x17
-    _x122 = kernel_latency_s + numpy.maximum(_x120, _x121)
-    _x123 = layer_latency_s*layers*(extra_kernel_share + 1)
-    _x124 = batch*sequence_latency_s + step_latency_s
-    _x125 = moe_layers*new_tokens
-    _x126 = _x46*_x93
-    _x127 = (1/2)*_x91
+    _x114 = dp_prompt_exchanges*numpy.minimum(1, _x113)
+    _x115 = _x4*hidden
+    _x116 = _x115*moe_layers*(_x111*_x112 + 2*_x114*act_bytes)
+    _x117 = moe_layers*(_x111*(_x108*_x110*_x112*_x115*_x27*_x29/ep_link_bytes_per_s + 2*numpy.maximum(alltoall_latency_s, _x110*link_latency_s)) + _x114*(_x104*_x108*_x113/dp_link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x107*_x113)))
+    _x118 = _x1*vocab
+    _x119 = _x118*_x6
+    _x120 = act_bytes*hidden
+    _x121 = _x118*_x120 + batch*(4*_x118 + _x120)
+    _x122 = _x10*_x119*_x12*(batch + gemm_half_rows)
+    _x123 = _x121*_x17
+    _x124 = kernel_latency_s + numpy.maximum(_x122, _x123)
+    _x125 = layer_latency_s*layers*(extra_kernel_share + 1)
+    _x126 = batch*sequence_latency_s + step_latency_s
+    _x127 = moe_layers*new_tokens
+    _x128 = _x45*_x92
+    _x129 = (1/2)*_x90
     return {
         'attn_proj_flops': _x3*_x5,
         'attn_proj_bytes': _x9,
@@ -167,49 +169,49 @@ def prefill(*, batch, new_tokens, prefix_tokens, tp, dp, moe_tp, moe_ep, layers,
         'ffn_compute_s': _x14*_x21,
         'ffn_memory_s': _x17*_x24,
         'ffn_seconds': _x25,
-        'experts_flops': _x5*moe_layers*(_x26 + _x33),
-        'experts_bytes': moe_layers*(_x36 + _x37),
-        'experts_compute_s': _x13*moe_layers*(_x38 + _x40),
-        'experts_memory_s': _x16*moe_layers*(_x41 + _x42),
-        'experts_seconds': moe_layers*(_x43 + _x44),
-        'attention_flops': _x69*(_x47*_x49 + _x47*_x52 + _x58*new_tokens + _x63 + _x68),
-        'attention_bytes': _x87,
-        'attention_compute_s': _x69*_x89*(_x46*_x49 + _x46*_x52 + _x58 + _x63*_x88 + _x68*_x88),
-        'attention_memory_s': _x87*_x90,
-        'attention_seconds': _x100,
+        'experts_flops': _x5*moe_layers*(_x26 + _x32),
+        'experts_bytes': moe_layers*(_x35 + _x36),
+        'experts_compute_s': _x13*moe_layers*(_x37 + _x39),
+        'experts_memory_s': _x16*moe_layers*(_x40 + _x41),
+        'experts_seconds': moe_layers*(_x42 + _x43),
+        'attention_flops': _x68*(_x46*_x48 + _x46*_x51 + _x57*new_tokens + _x62 + _x67),
+        'attention_bytes': _x86,
+        'attention_compute_s': _x68*_x88*(_x45*_x48 + _x45*_x51 + _x57 + _x62*_x87 + _x67*_x87),
+        'attention_memory_s': _x86*_x89,
+        'attention_seconds': _x99,
         'elementwise_flops': 0,
-        'elementwise_bytes': _x103,
+        'elementwise_bytes': _x102,
         'elementwise_compute_s': 0,
-        'elementwise_memory_s': _x104,
-        'elementwise_seconds': _x104,
+        'elementwise_memory_s': _x103,
+        'elementwise_seconds': _x103,
         'tp_comm_flops': 0,
-        'tp_comm_bytes': _x106,
+        'tp_comm_bytes': _x105,
         'tp_comm_compute_s': 0,
-        'tp_comm_memory_s': _x110,
-        'tp_comm_seconds': _x110,
+        'tp_comm_memory_s': _x109,
+        'tp_comm_seconds': _x109,
         'ep_comm_flops': 0,
-        'ep_comm_bytes': _x112,
+        'ep_comm_bytes': _x116,
         'ep_comm_compute_s': 0,
-        'ep_comm_memory_s': _x115,
-        'ep_comm_seconds': _x115,
-        'lm_head_flops': _x117*batch,
-        'lm_head_bytes': _x119,
-        'lm_head_compute_s': _x120,
-        'lm_head_memory_s': _x121,
-        'lm_head_seconds': _x122,
+        'ep_comm_memory_s': _x117,
+        'ep_comm_seconds': _x117,
+        'lm_head_flops': _x119*batch,
+        'lm_head_bytes': _x121,
+        'lm_head_compute_s': _x122,
+        'lm_head_memory_s': _x123,
+        'lm_head_seconds': _x124,
         'layer_latency_flops': 0,
         'layer_latency_bytes': 0,
         'layer_latency_compute_s': 0,
         'layer_latency_memory_s': 0,
-        'layer_latency_seconds': _x123,
+        'layer_latency_seconds': _x125,
         'step_latency_flops': 0,
         'step_latency_bytes': 0,
         'step_latency_compute_s': 0,
         'step_latency_memory_s': 0,
-        'step_latency_seconds': _x124,
-        'seconds': _x100 + _x104 + _x110 + _x115 + _x122 + _x123 + _x124 + _x19 + _x25 + _x43*moe_layers + _x44*moe_layers,
-        'flops': _x94*(_x116*hidden + _x125*_x26 + _x125*_x33 + _x126*_x48*sparse_layers + _x126*_x92*full_layers + _x127*_x62 + _x127*_x67*attn_dim_prefill + _x21*new_tokens + _x3*new_tokens + (1/3)*_x57*new_tokens),
-        'bytes': _x101*_x4 + _x102*_x4 + _x106 + _x112 + _x119 + _x24 + _x36*moe_layers + _x37*moe_layers + _x77*batch + _x79*batch + _x80*batch + _x82*batch + _x86*batch + _x9,
+        'step_latency_seconds': _x126,
+        'seconds': _x103 + _x109 + _x117 + _x124 + _x125 + _x126 + _x19 + _x25 + _x42*moe_layers + _x43*moe_layers + _x99,
+        'flops': _x93*(_x118*hidden + _x127*_x26 + _x127*_x32 + _x128*_x47*sparse_layers + _x128*_x91*full_layers + _x129*_x61 + _x129*_x66*attn_dim_prefill + _x21*new_tokens + _x3*new_tokens + (1/3)*_x56*new_tokens),
+        'bytes': _x100*_x4 + _x101*_x4 + _x105 + _x116 + _x121 + _x24 + _x35*moe_layers + _x36*moe_layers + _x76*batch + _x78*batch + _x79*batch + _x81*batch + _x85*batch + _x9,
     }
 
 ARGS['prefill'] = ('batch', 'new_tokens', 'prefix_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'topk_tokens', 'index_heads', 'index_head_dim', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'conv_dim', 'conv_kernel', 'state_bytes', 'state_shardable', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dispatch_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_half_width', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'extra_kernel_share', 'step_latency_s', 'sequence_latency_s', 'dp_prompt_exchanges', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
@@ -244,26 +246,26 @@ def decode(*, batch, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layer
     _x23 = _x22*dense_layers
     _x24 = dense_layers*(_x16 + numpy.maximum(_x12*_x19, _x15*_x22))
     _x25 = _x1*shared_params
-    _x26 = moe_tp**(-1.0)
-    _x27 = moe_ep**(-1.0)
-    _x28 = _x26*_x27
-    _x29 = (ep_imbalance_32 - 1)*numpy.sqrt(numpy.log(moe_ep))/numpy.sqrt(numpy.log(32)) + 1
-    _x30 = _x29*experts_per_token
-    _x31 = _x28*_x30*expert_params
-    _x32 = _x31*dp
-    _x33 = 2*moe_layers
-    _x34 = batch*dp
-    _x35 = expert_ffn_size*experts_per_token
-    _x36 = _x28*(3*_x29*_x34*_x35*act_bytes - expert_params*experts*weight_bytes*((1 - experts_per_token/experts)**_x34 - 1))
-    _x37 = _x25*weight_bytes + _x6*(_x21*shared_ffn_size + _x5)
-    _x38 = _x25*_x9
-    _x39 = numpy.maximum(1, _x26*expert_ffn_size)
-    _x40 = _x31*_x34*(_x39 + moe_half_width)/(_x39*eff_moe_compute)
-    _x41 = _x13*_x37
-    _x42 = _x36/eff_moe_weights
+    _x26 = (ep_imbalance_32 - 1)*numpy.sqrt(numpy.log(moe_ep))/numpy.sqrt(numpy.log(32)) + 1
+    _x27 = moe_tp**(-1.0)
+    _x28 = moe_ep**(-1.0)
+    _x29 = _x27*_x28
+    _x30 = _x26*_x29*expert_params*experts_per_token
+    _x31 = _x30*dp
+    _x32 = batch*moe_layers
+    _x33 = batch*dp
+    _x34 = expert_ffn_size*experts_per_token
+    _x35 = _x29*(3*_x26*_x33*_x34*act_bytes - expert_params*experts*weight_bytes*((1 - experts_per_token/experts)**_x33 - 1))
+    _x36 = _x25*weight_bytes + _x6*(_x21*shared_ffn_size + _x5)
+    _x37 = _x25*_x9
+    _x38 = numpy.maximum(1, _x27*expert_ffn_size)
+    _x39 = _x30*_x33*(_x38 + moe_half_width)/(_x38*eff_moe_compute)
+    _x40 = 2*moe_layers
+    _x41 = _x13*_x36
+    _x42 = _x35/eff_moe_weights
     _x43 = 2*_x11
-    _x44 = moe_latency_s + numpy.maximum(_x14*_x42, _x40*_x43)
-    _x45 = _x16*numpy.minimum(1, shared_params) + numpy.maximum(_x14*_x41, _x38*_x43)
+    _x44 = moe_latency_s + numpy.maximum(_x14*_x42, _x39*_x43)
+    _x45 = _x16*numpy.minimum(1, shared_params) + numpy.maximum(_x14*_x41, _x37*_x43)
     _x46 = 2*context_tokens
     _x47 = _x46*index_heads*(index_head_dim + 1)
     _x48 = _x1*attn_dim_decode*heads
@@ -305,7 +307,7 @@ def decode(*, batch, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layer
     _x84 = _x74*batch
     _x85 = full_layers*(kernel_latency_s + numpy.maximum(_x49*_x84, _x78*_x83)) + linear_layers*(_x16 + numpy.maximum(_x80*_x83, _x56*_x74*_x79)) + sliding_layers*(kernel_latency_s + numpy.maximum(_x52*_x84, _x81*_x83)) + sparse_layers*(_x16 + numpy.maximum(_x47*_x84, _x75*_x83)) + sparse_layers*(kernel_latency_s + numpy.maximum(_x54*_x84, _x82*_x83))
     _x86 = hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem)
-    _x87 = _x1*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x35 + shared_ffn_size))
+    _x87 = _x1*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x34 + shared_ffn_size))
     _x88 = batch*(_x86 + _x87)
     _x89 = _x14*_x88/eff_memory + 3*kernel_latency_s*layers
     _x90 = _x5*_x6
@@ -314,21 +316,23 @@ def decode(*, batch, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layer
     _x93 = 2*link_latency_s
     _x94 = eff_link**(-1.0)
     _x95 = _x3*(_x76*_x92*_x94/link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x92*_x93))*numpy.minimum(1, _x92)
-    _x96 = _x1*batch*hidden*(act_bytes + dispatch_bytes)
-    _x97 = _x96*experts_per_token*moe_layers
-    _x98 = numpy.maximum(1, _x1*moe_tp) - 1
-    _x99 = moe_ep - 1
-    _x100 = moe_layers*((_x90*_x94*_x98/dp_link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x93*_x98))*numpy.minimum(1, _x98) + (_x27*_x30*_x94*_x96*_x99/ep_link_bytes_per_s + 2*numpy.maximum(alltoall_latency_s, _x99*link_latency_s))*numpy.minimum(1, _x99))
-    _x101 = _x1*vocab
-    _x102 = _x101*_x5
-    _x103 = act_bytes*hidden
-    _x104 = _x101*_x103 + batch*(4*_x101 + _x103)
-    _x105 = _x10*_x102*_x9
-    _x106 = _x104*_x15
-    _x107 = kernel_latency_s + numpy.maximum(_x105, _x106)
-    _x108 = layer_latency_s*layers*(extra_kernel_share + 1)
-    _x109 = batch*sequence_latency_s + step_latency_s
-    _x110 = _x100 + _x107 + _x108 + _x109 + _x17 + _x24 + _x44*moe_layers + _x45*moe_layers + _x85 + _x89 + _x95
+    _x96 = moe_ep - 1
+    _x97 = numpy.minimum(1, _x96)
+    _x98 = _x1*experts_per_token*(act_bytes + dispatch_bytes)
+    _x99 = numpy.maximum(1, _x1*moe_tp) - 1
+    _x100 = numpy.minimum(1, _x99)
+    _x101 = _x32*hidden*(2*_x100*act_bytes + _x97*_x98)
+    _x102 = moe_layers*(_x100*(_x90*_x94*_x99/dp_link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x93*_x99)) + _x97*(_x26*_x28*_x94*_x96*_x98*batch*hidden/ep_link_bytes_per_s + 2*numpy.maximum(alltoall_latency_s, _x96*link_latency_s)))
+    _x103 = _x1*vocab
+    _x104 = _x103*_x5
+    _x105 = act_bytes*hidden
+    _x106 = _x103*_x105 + batch*(4*_x103 + _x105)
+    _x107 = _x10*_x104*_x9
+    _x108 = _x106*_x15
+    _x109 = kernel_latency_s + numpy.maximum(_x107, _x108)
+    _x110 = layer_latency_s*layers*(extra_kernel_share + 1)
+    _x111 = batch*sequence_latency_s + step_latency_s
+    _x112 = _x102 + _x109 + _x110 + _x111 + _x17 + _x24 + _x44*moe_layers + _x45*moe_layers + _x85 + _x89 + _x95
     return {
         'attn_proj_flops': _x4*batch,
         'attn_proj_bytes': _x8,
@@ -340,9 +344,9 @@ def decode(*, batch, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layer
         'ffn_compute_s': _x12*_x20,
         'ffn_memory_s': _x15*_x23,
         'ffn_seconds': _x24,
-        'experts_flops': _x33*batch*(_x25 + _x32),
-        'experts_bytes': moe_layers*(_x36 + _x37),
-        'experts_compute_s': _x11*_x33*(_x38 + _x40),
+        'experts_flops': 2*_x32*(_x25 + _x31),
+        'experts_bytes': moe_layers*(_x35 + _x36),
+        'experts_compute_s': _x11*_x40*(_x37 + _x39),
         'experts_memory_s': _x14*moe_layers*(_x41 + _x42),
         'experts_seconds': moe_layers*(_x44 + _x45),
         'attention_flops': _x60,
@@ -361,29 +365,29 @@ def decode(*, batch, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layer
         'tp_comm_memory_s': _x95,
         'tp_comm_seconds': _x95,
         'ep_comm_flops': 0,
-        'ep_comm_bytes': _x97,
+        'ep_comm_bytes': _x101,
         'ep_comm_compute_s': 0,
-        'ep_comm_memory_s': _x100,
-        'ep_comm_seconds': _x100,
-        'lm_head_flops': _x102*batch,
-        'lm_head_bytes': _x104,
-        'lm_head_compute_s': _x105,
-        'lm_head_memory_s': _x106,
-        'lm_head_seconds': _x107,
+        'ep_comm_memory_s': _x102,
+        'ep_comm_seconds': _x102,
+        'lm_head_flops': _x104*batch,
+        'lm_head_bytes': _x106,
+        'lm_head_compute_s': _x107,
+        'lm_head_memory_s': _x108,
+        'lm_head_seconds': _x109,
         'layer_latency_flops': 0,
         'layer_latency_bytes': 0,
         'layer_latency_compute_s': 0,
         'layer_latency_memory_s': 0,
-        'layer_latency_seconds': _x108,
+        'layer_latency_seconds': _x110,
         'step_latency_flops': 0,
         'step_latency_bytes': 0,
         'step_latency_compute_s': 0,
         'step_latency_memory_s': 0,
-        'step_latency_seconds': _x109,
-        'seconds': _x110,
-        'flops': batch*(_x102 + _x20 + _x25*_x33 + _x32*_x33 + _x4 + _x59),
-        'bytes': _x104 + _x23 + _x36*moe_layers + _x37*moe_layers + _x62*batch + _x67*batch + _x69*batch + _x71*batch + _x73*batch + _x8 + _x86*batch + _x87*batch + _x91 + _x97,
-        'tokens_per_second': batch/_x110,
+        'step_latency_seconds': _x111,
+        'seconds': _x112,
+        'flops': batch*(_x104 + _x20 + _x25*_x40 + _x31*_x40 + _x4 + _x59),
+        'bytes': _x101 + _x106 + _x23 + _x35*moe_layers + _x36*moe_layers + _x62*batch + _x67*batch + _x69*batch + _x71*batch + _x73*batch + _x8 + _x86*batch + _x87*batch + _x91,
+        'tokens_per_second': batch/_x112,
     }
 
 ARGS['decode'] = ('batch', 'context_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'topk_tokens', 'index_heads', 'index_head_dim', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'conv_dim', 'conv_kernel', 'state_bytes', 'state_shardable', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dispatch_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_half_width', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'attn_decode_half_bytes', 'extra_kernel_share', 'step_latency_s', 'sequence_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
@@ -423,134 +427,136 @@ def mixed(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, 
     _x28 = _x27*dense_layers
     _x29 = dense_layers*(_x21 + numpy.maximum(_x17*_x23, _x20*_x27))
     _x30 = _x4*shared_params
-    _x31 = moe_tp**(-1.0)
-    _x32 = moe_ep**(-1.0)
-    _x33 = _x31*_x32
-    _x34 = (ep_imbalance_32 - 1)*numpy.sqrt(numpy.log(moe_ep))/numpy.sqrt(numpy.log(32)) + 1
-    _x35 = _x34*experts_per_token
-    _x36 = _x33*_x35*expert_params
-    _x37 = _x2*moe_layers
-    _x38 = _x1*dp
-    _x39 = expert_ffn_size*experts_per_token
-    _x40 = _x33*(3*_x34*_x38*_x39*act_bytes - expert_params*experts*weight_bytes*((1 - experts_per_token/experts)**_x38 - 1))
-    _x41 = _x30*weight_bytes + _x9*(_x26*shared_ffn_size + _x8)
-    _x42 = _x13*_x30
-    _x43 = numpy.maximum(1, _x31*expert_ffn_size)
-    _x44 = _x36*_x38
-    _x45 = _x44*(_x43 + moe_half_width)/(_x43*eff_moe_compute)
-    _x46 = 2*moe_layers
-    _x47 = _x18*_x41
-    _x48 = _x40/eff_moe_weights
-    _x49 = moe_latency_s + numpy.maximum(_x16*_x45, _x19*_x48)
-    _x50 = _x21*numpy.minimum(1, shared_params) + numpy.maximum(_x16*_x42, _x19*_x47)
-    _x51 = numpy.minimum(state_shardable, tp)**(-1.0)
-    _x52 = 3*conv_dim
-    _x53 = linear_heads*(9*linear_key_dim*linear_value_dim + 576*linear_key_dim + 384*linear_value_dim + 2048)
-    _x54 = (2/3)*_x52*conv_kernel + (2/3)*_x53
-    _x55 = numpy.minimum(new_tokens, numpy.maximum(0, -prefix_tokens + topk_tokens))
-    _x56 = 2*prefix_tokens
-    _x57 = topk_tokens*(-_x55 + new_tokens)
-    _x58 = _x55*(_x55 + 1)
-    _x59 = prefill_prompts*sparse_layers
-    _x60 = _x4*heads
-    _x61 = _x60*attn_dim_decode
-    _x62 = _x59*_x61*(_x55*_x56 + 2*_x57 + _x58)
-    _x63 = numpy.minimum(new_tokens, numpy.maximum(0, -prefix_tokens + window_tokens))
-    _x64 = window_tokens*(-_x63 + new_tokens)
-    _x65 = _x63*(_x63 + 1)
-    _x66 = _x60*attn_dim_prefill
-    _x67 = _x66*prefill_prompts
-    _x68 = _x67*sliding_layers*(_x56*_x63 + 2*_x64 + _x65)
-    _x69 = _x56 + new_tokens + 1
-    _x70 = index_heads*(index_head_dim + 1)
-    _x71 = _x69*_x70
-    _x72 = _x69*full_layers
-    _x73 = conv_dim*conv_kernel
-    _x74 = linear_heads*linear_value_dim
-    _x75 = _x74*linear_key_dim
-    _x76 = _x51*batch
-    _x77 = _x76*(2*_x73 + 7*_x75)
-    _x78 = batch*sparse_layers
-    _x79 = 2*context_tokens
-    _x80 = _x70*_x79
-    _x81 = batch*full_layers
-    _x82 = _x61*_x79
-    _x83 = batch*sliding_layers
-    _x84 = numpy.minimum(context_tokens, window_tokens)
-    _x85 = 2*_x61
-    _x86 = _x84*_x85
-    _x87 = numpy.minimum(context_tokens, topk_tokens)
-    _x88 = _x85*_x87
-    _x89 = _x77*linear_layers + _x78*_x80 + _x78*_x88 + _x81*_x82 + _x83*_x86
-    _x90 = _x0*_x51*_x54*linear_layers + _x0*_x66*_x72 + _x0*_x71*sparse_layers + _x62 + _x68 + _x89
-    _x91 = _x4*_x8
-    _x92 = _x91*act_bytes
-    _x93 = _x3*kv_bytes*kv_elems
-    _x94 = _x93*context_tokens
-    _x95 = _x84*_x93
-    _x96 = _x87*_x93
-    _x97 = _x3*index_key_bytes
-    _x98 = context_tokens*(_x97 + 8)
-    _x99 = 2*state_bytes
-    _x100 = act_bytes*(_x52 + _x74)
-    _x101 = _x76*(_x100 + _x99)
-    _x102 = _x92*new_tokens
-    _x103 = new_tokens + prefix_tokens
-    _x104 = prefill_prompts*(_x102 + _x103*_x93)
-    _x105 = prefill_prompts*(_x102 + _x93*numpy.minimum(_x103, window_tokens))
-    _x106 = prefill_prompts*(_x103*_x97 + 4*_x69*new_tokens)
-    _x107 = _x75*act_bytes*new_tokens
-    _x108 = _x100*new_tokens
-    _x109 = _x51*prefill_prompts
-    _x110 = _x109*linear_layers
-    _x111 = _x104*full_layers + _x104*sparse_layers + _x105*sliding_layers + _x106*sparse_layers + (1/32)*_x110*(_x107 + 32*_x108 + 64*state_bytes)
-    _x112 = _x101*linear_layers + _x111 + _x78*_x98 + _x78*(_x92 + _x96) + _x81*(_x92 + _x94) + _x83*(_x92 + _x95)
-    _x113 = attn_half_tokens + new_tokens
-    _x114 = _x113*_x67
-    _x115 = new_tokens**(-1.0)
-    _x116 = _x113*_x115
-    _x117 = 1/(attn_peak_flops_per_s*eff_attn_prefill)
-    _x118 = _x92*batch + attn_decode_half_bytes
-    _x119 = _x118 + _x94*batch
-    _x120 = _x101 + attn_decode_half_bytes
-    _x121 = _x118 + _x95*batch
-    _x122 = _x98*batch + attn_decode_half_bytes
-    _x123 = _x118 + _x96*batch
-    _x124 = _x19/eff_attn_decode
-    _x125 = _x117*batch
-    _x126 = (1/2)*new_tokens + prefix_tokens + 1/2
-    _x127 = 2*_x117
-    _x128 = _x114*_x127
-    _x129 = _x104*_x124
-    _x130 = _x113*_x127
-    _x131 = full_layers*(kernel_latency_s + numpy.maximum(_x129, _x126*_x128)) + full_layers*(kernel_latency_s + numpy.maximum(_x119*_x124, _x125*_x82)) + linear_layers*(_x21 + numpy.maximum(_x117*_x77, _x120*_x124)) + linear_layers*(7*kernel_latency_s + numpy.maximum(_x109*_x130*((1/3)*_x53 + _x73), _x109*_x124*((1/32)*_x107 + _x108 + _x99))) + sliding_layers*(kernel_latency_s + numpy.maximum(_x105*_x124, _x115*_x128*(_x63*prefix_tokens + _x64 + (1/2)*_x65))) + sliding_layers*(kernel_latency_s + numpy.maximum(_x121*_x124, _x125*_x86)) + sparse_layers*(_x21 + numpy.maximum(_x106*_x124, _x126*_x130*_x70*prefill_prompts)) + sparse_layers*(_x21 + numpy.maximum(_x122*_x124, _x125*_x80)) + sparse_layers*(kernel_latency_s + numpy.maximum(_x129, _x116*_x117*_x85*prefill_prompts*(_x55*prefix_tokens + _x57 + (1/2)*_x58))) + sparse_layers*(kernel_latency_s + numpy.maximum(_x123*_x124, _x125*_x88))
-    _x132 = hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem)
-    _x133 = _x4*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x39 + shared_ffn_size))
-    _x134 = _x1*(_x132 + _x133)
-    _x135 = _x134*_x19/eff_memory + 3*kernel_latency_s*layers
-    _x136 = _x8*_x9
-    _x137 = _x136*layers
-    _x138 = tp - 1
-    _x139 = 2*link_latency_s
-    _x140 = eff_link**(-1.0)
-    _x141 = 2*layers*(_x138*_x140*_x9*_x91/link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x138*_x139))*numpy.minimum(1, _x138)
-    _x142 = _x1*_x4*hidden*(act_bytes + dispatch_bytes)
-    _x143 = _x142*experts_per_token*moe_layers
-    _x144 = moe_ep - 1
-    _x145 = numpy.maximum(1, _x4*moe_tp) - 1
-    _x146 = moe_layers*(((dp_prompt_exchanges - 1)*numpy.minimum(1, dp*prefill_prompts) + 1)*(_x136*_x140*_x145/dp_link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x139*_x145))*numpy.minimum(1, _x145) + (_x140*_x142*_x144*_x32*_x35/ep_link_bytes_per_s + 2*numpy.maximum(alltoall_latency_s, _x144*link_latency_s))*numpy.minimum(1, _x144))
-    _x147 = batch + prefill_prompts
-    _x148 = _x4*vocab
-    _x149 = _x148*_x8
-    _x150 = _x147*_x149
-    _x151 = act_bytes*hidden
-    _x152 = _x147*(4*_x148 + _x151) + _x148*_x151
-    _x153 = _x12*_x14*_x149*(_x147 + gemm_half_rows)
-    _x154 = _x152*_x20
-    _x155 = kernel_latency_s + numpy.maximum(_x153, _x154)
-    _x156 = layer_latency_s*layers*(extra_kernel_share + 1)
-    _x157 = _x147*sequence_latency_s + step_latency_s
-    _x158 = _x131 + _x135 + _x141 + _x146 + _x155 + _x156 + _x157 + _x22 + _x29 + _x49*moe_layers + _x50*moe_layers
+    _x31 = (ep_imbalance_32 - 1)*numpy.sqrt(numpy.log(moe_ep))/numpy.sqrt(numpy.log(32)) + 1
+    _x32 = moe_tp**(-1.0)
+    _x33 = moe_ep**(-1.0)
+    _x34 = _x32*_x33
+    _x35 = _x31*_x34*expert_params*experts_per_token
+    _x36 = _x2*moe_layers
+    _x37 = _x1*dp
+    _x38 = expert_ffn_size*experts_per_token
+    _x39 = _x34*(3*_x31*_x37*_x38*act_bytes - expert_params*experts*weight_bytes*((1 - experts_per_token/experts)**_x37 - 1))
+    _x40 = _x30*weight_bytes + _x9*(_x26*shared_ffn_size + _x8)
+    _x41 = _x13*_x30
+    _x42 = numpy.maximum(1, _x32*expert_ffn_size)
+    _x43 = _x35*_x37
+    _x44 = _x43*(_x42 + moe_half_width)/(_x42*eff_moe_compute)
+    _x45 = 2*moe_layers
+    _x46 = _x18*_x40
+    _x47 = _x39/eff_moe_weights
+    _x48 = moe_latency_s + numpy.maximum(_x16*_x44, _x19*_x47)
+    _x49 = _x21*numpy.minimum(1, shared_params) + numpy.maximum(_x16*_x41, _x19*_x46)
+    _x50 = numpy.minimum(state_shardable, tp)**(-1.0)
+    _x51 = 3*conv_dim
+    _x52 = linear_heads*(9*linear_key_dim*linear_value_dim + 576*linear_key_dim + 384*linear_value_dim + 2048)
+    _x53 = (2/3)*_x51*conv_kernel + (2/3)*_x52
+    _x54 = numpy.minimum(new_tokens, numpy.maximum(0, -prefix_tokens + topk_tokens))
+    _x55 = 2*prefix_tokens
+    _x56 = topk_tokens*(-_x54 + new_tokens)
+    _x57 = _x54*(_x54 + 1)
+    _x58 = prefill_prompts*sparse_layers
+    _x59 = _x4*heads
+    _x60 = _x59*attn_dim_decode
+    _x61 = _x58*_x60*(_x54*_x55 + 2*_x56 + _x57)
+    _x62 = numpy.minimum(new_tokens, numpy.maximum(0, -prefix_tokens + window_tokens))
+    _x63 = window_tokens*(-_x62 + new_tokens)
+    _x64 = _x62*(_x62 + 1)
+    _x65 = _x59*attn_dim_prefill
+    _x66 = _x65*prefill_prompts
+    _x67 = _x66*sliding_layers*(_x55*_x62 + 2*_x63 + _x64)
+    _x68 = _x55 + new_tokens + 1
+    _x69 = index_heads*(index_head_dim + 1)
+    _x70 = _x68*_x69
+    _x71 = _x68*full_layers
+    _x72 = conv_dim*conv_kernel
+    _x73 = linear_heads*linear_value_dim
+    _x74 = _x73*linear_key_dim
+    _x75 = _x50*batch
+    _x76 = _x75*(2*_x72 + 7*_x74)
+    _x77 = batch*sparse_layers
+    _x78 = 2*context_tokens
+    _x79 = _x69*_x78
+    _x80 = batch*full_layers
+    _x81 = _x60*_x78
+    _x82 = batch*sliding_layers
+    _x83 = numpy.minimum(context_tokens, window_tokens)
+    _x84 = 2*_x60
+    _x85 = _x83*_x84
+    _x86 = numpy.minimum(context_tokens, topk_tokens)
+    _x87 = _x84*_x86
+    _x88 = _x76*linear_layers + _x77*_x79 + _x77*_x87 + _x80*_x81 + _x82*_x85
+    _x89 = _x0*_x50*_x53*linear_layers + _x0*_x65*_x71 + _x0*_x70*sparse_layers + _x61 + _x67 + _x88
+    _x90 = _x4*_x8
+    _x91 = _x90*act_bytes
+    _x92 = _x3*kv_bytes*kv_elems
+    _x93 = _x92*context_tokens
+    _x94 = _x83*_x92
+    _x95 = _x86*_x92
+    _x96 = _x3*index_key_bytes
+    _x97 = context_tokens*(_x96 + 8)
+    _x98 = 2*state_bytes
+    _x99 = act_bytes*(_x51 + _x73)
+    _x100 = _x75*(_x98 + _x99)
+    _x101 = _x91*new_tokens
+    _x102 = new_tokens + prefix_tokens
+    _x103 = prefill_prompts*(_x101 + _x102*_x92)
+    _x104 = prefill_prompts*(_x101 + _x92*numpy.minimum(_x102, window_tokens))
+    _x105 = prefill_prompts*(_x102*_x96 + 4*_x68*new_tokens)
+    _x106 = _x74*act_bytes*new_tokens
+    _x107 = _x99*new_tokens
+    _x108 = _x50*prefill_prompts
+    _x109 = _x108*linear_layers
+    _x110 = _x103*full_layers + _x103*sparse_layers + _x104*sliding_layers + _x105*sparse_layers + (1/32)*_x109*(_x106 + 32*_x107 + 64*state_bytes)
+    _x111 = _x100*linear_layers + _x110 + _x77*_x97 + _x77*(_x91 + _x95) + _x80*(_x91 + _x93) + _x82*(_x91 + _x94)
+    _x112 = attn_half_tokens + new_tokens
+    _x113 = _x112*_x66
+    _x114 = new_tokens**(-1.0)
+    _x115 = _x112*_x114
+    _x116 = 1/(attn_peak_flops_per_s*eff_attn_prefill)
+    _x117 = _x91*batch + attn_decode_half_bytes
+    _x118 = _x117 + _x93*batch
+    _x119 = _x100 + attn_decode_half_bytes
+    _x120 = _x117 + _x94*batch
+    _x121 = _x97*batch + attn_decode_half_bytes
+    _x122 = _x117 + _x95*batch
+    _x123 = _x19/eff_attn_decode
+    _x124 = _x116*batch
+    _x125 = (1/2)*new_tokens + prefix_tokens + 1/2
+    _x126 = 2*_x116
+    _x127 = _x113*_x126
+    _x128 = _x103*_x123
+    _x129 = _x112*_x126
+    _x130 = full_layers*(kernel_latency_s + numpy.maximum(_x128, _x125*_x127)) + full_layers*(kernel_latency_s + numpy.maximum(_x118*_x123, _x124*_x81)) + linear_layers*(_x21 + numpy.maximum(_x116*_x76, _x119*_x123)) + linear_layers*(7*kernel_latency_s + numpy.maximum(_x108*_x129*((1/3)*_x52 + _x72), _x108*_x123*((1/32)*_x106 + _x107 + _x98))) + sliding_layers*(kernel_latency_s + numpy.maximum(_x104*_x123, _x114*_x127*(_x62*prefix_tokens + _x63 + (1/2)*_x64))) + sliding_layers*(kernel_latency_s + numpy.maximum(_x120*_x123, _x124*_x85)) + sparse_layers*(_x21 + numpy.maximum(_x105*_x123, _x125*_x129*_x69*prefill_prompts)) + sparse_layers*(_x21 + numpy.maximum(_x121*_x123, _x124*_x79)) + sparse_layers*(kernel_latency_s + numpy.maximum(_x128, _x115*_x116*_x84*prefill_prompts*(_x54*prefix_tokens + _x56 + (1/2)*_x57))) + sparse_layers*(kernel_latency_s + numpy.maximum(_x122*_x123, _x124*_x87))
+    _x131 = hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem)
+    _x132 = _x4*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x38 + shared_ffn_size))
+    _x133 = _x1*(_x131 + _x132)
+    _x134 = _x133*_x19/eff_memory + 3*kernel_latency_s*layers
+    _x135 = _x8*_x9
+    _x136 = _x135*layers
+    _x137 = tp - 1
+    _x138 = 2*link_latency_s
+    _x139 = eff_link**(-1.0)
+    _x140 = 2*layers*(_x137*_x139*_x9*_x90/link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x137*_x138))*numpy.minimum(1, _x137)
+    _x141 = moe_ep - 1
+    _x142 = numpy.minimum(1, _x141)
+    _x143 = _x4*experts_per_token*(act_bytes + dispatch_bytes)
+    _x144 = numpy.maximum(1, _x4*moe_tp) - 1
+    _x145 = ((1 - numpy.exp(-dp*prefill_prompts))*(dp_prompt_exchanges - 1) + 1)*numpy.minimum(1, _x144)
+    _x146 = _x1*hidden
+    _x147 = _x146*moe_layers*(_x142*_x143 + 2*_x145*act_bytes)
+    _x148 = moe_layers*(_x142*(_x139*_x141*_x143*_x146*_x31*_x33/ep_link_bytes_per_s + 2*numpy.maximum(alltoall_latency_s, _x141*link_latency_s)) + _x145*(_x135*_x139*_x144/dp_link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x138*_x144)))
+    _x149 = batch + prefill_prompts
+    _x150 = _x4*vocab
+    _x151 = _x150*_x8
+    _x152 = _x149*_x151
+    _x153 = act_bytes*hidden
+    _x154 = _x149*(4*_x150 + _x153) + _x150*_x153
+    _x155 = _x12*_x14*_x151*(_x149 + gemm_half_rows)
+    _x156 = _x154*_x20
+    _x157 = kernel_latency_s + numpy.maximum(_x155, _x156)
+    _x158 = layer_latency_s*layers*(extra_kernel_share + 1)
+    _x159 = _x149*sequence_latency_s + step_latency_s
+    _x160 = _x130 + _x134 + _x140 + _x148 + _x157 + _x158 + _x159 + _x22 + _x29 + _x48*moe_layers + _x49*moe_layers
     return {
         'attn_proj_flops': _x7,
         'attn_proj_bytes': _x11,
@@ -562,50 +568,50 @@ def mixed(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, 
         'ffn_compute_s': _x17*_x24,
         'ffn_memory_s': _x20*_x28,
         'ffn_seconds': _x29,
-        'experts_flops': _x37*(_x30 + _x36*dp),
-        'experts_bytes': moe_layers*(_x40 + _x41),
-        'experts_compute_s': _x15*_x46*(_x42 + _x45),
-        'experts_memory_s': _x19*moe_layers*(_x47 + _x48),
-        'experts_seconds': moe_layers*(_x49 + _x50),
-        'attention_flops': _x90,
-        'attention_bytes': _x112,
-        'attention_compute_s': _x117*(_x110*_x113*_x54 + _x113*_x59*_x71 + _x114*_x72 + _x116*_x62 + _x116*_x68 + _x89),
-        'attention_memory_s': _x124*(_x111 + _x119*full_layers + _x120*linear_layers + _x121*sliding_layers + _x122*sparse_layers + _x123*sparse_layers),
-        'attention_seconds': _x131,
+        'experts_flops': _x36*(_x30 + _x35*dp),
+        'experts_bytes': moe_layers*(_x39 + _x40),
+        'experts_compute_s': _x15*_x45*(_x41 + _x44),
+        'experts_memory_s': _x19*moe_layers*(_x46 + _x47),
+        'experts_seconds': moe_layers*(_x48 + _x49),
+        'attention_flops': _x89,
+        'attention_bytes': _x111,
+        'attention_compute_s': _x116*(_x109*_x112*_x53 + _x112*_x58*_x70 + _x113*_x71 + _x115*_x61 + _x115*_x67 + _x88),
+        'attention_memory_s': _x123*(_x110 + _x118*full_layers + _x119*linear_layers + _x120*sliding_layers + _x121*sparse_layers + _x122*sparse_layers),
+        'attention_seconds': _x130,
         'elementwise_flops': 0,
-        'elementwise_bytes': _x134,
+        'elementwise_bytes': _x133,
         'elementwise_compute_s': 0,
-        'elementwise_memory_s': _x135,
-        'elementwise_seconds': _x135,
+        'elementwise_memory_s': _x134,
+        'elementwise_seconds': _x134,
         'tp_comm_flops': 0,
-        'tp_comm_bytes': _x137,
+        'tp_comm_bytes': _x136,
         'tp_comm_compute_s': 0,
-        'tp_comm_memory_s': _x141,
-        'tp_comm_seconds': _x141,
+        'tp_comm_memory_s': _x140,
+        'tp_comm_seconds': _x140,
         'ep_comm_flops': 0,
-        'ep_comm_bytes': _x143,
+        'ep_comm_bytes': _x147,
         'ep_comm_compute_s': 0,
-        'ep_comm_memory_s': _x146,
-        'ep_comm_seconds': _x146,
-        'lm_head_flops': _x150,
-        'lm_head_bytes': _x152,
-        'lm_head_compute_s': _x153,
-        'lm_head_memory_s': _x154,
-        'lm_head_seconds': _x155,
+        'ep_comm_memory_s': _x148,
+        'ep_comm_seconds': _x148,
+        'lm_head_flops': _x152,
+        'lm_head_bytes': _x154,
+        'lm_head_compute_s': _x155,
+        'lm_head_memory_s': _x156,
+        'lm_head_seconds': _x157,
         'layer_latency_flops': 0,
         'layer_latency_bytes': 0,
         'layer_latency_compute_s': 0,
         'layer_latency_memory_s': 0,
-        'layer_latency_seconds': _x156,
+        'layer_latency_seconds': _x158,
         'step_latency_flops': 0,
         'step_latency_bytes': 0,
         'step_latency_compute_s': 0,
         'step_latency_memory_s': 0,
-        'step_latency_seconds': _x157,
-        'seconds': _x158,
-        'flops': _x150 + _x25 + _x30*_x37 + _x44*_x46 + _x7 + _x90,
-        'bytes': _x1*_x132 + _x1*_x133 + _x11 + _x112 + _x137 + _x143 + _x152 + _x28 + _x40*moe_layers + _x41*moe_layers,
-        'tokens_per_second': batch/_x158,
+        'step_latency_seconds': _x159,
+        'seconds': _x160,
+        'flops': _x152 + _x25 + _x30*_x36 + _x43*_x45 + _x7 + _x89,
+        'bytes': _x1*_x131 + _x1*_x132 + _x11 + _x111 + _x136 + _x147 + _x154 + _x28 + _x39*moe_layers + _x40*moe_layers,
+        'tokens_per_second': batch/_x160,
     }
 
 ARGS['mixed'] = ('batch', 'prefill_prompts', 'new_tokens', 'prefix_tokens', 'context_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'topk_tokens', 'index_heads', 'index_head_dim', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'conv_dim', 'conv_kernel', 'state_bytes', 'state_shardable', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dispatch_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_half_width', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'attn_decode_half_bytes', 'extra_kernel_share', 'step_latency_s', 'sequence_latency_s', 'dp_prompt_exchanges', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
@@ -1038,17 +1044,17 @@ def mixed__seconds(*, batch, prefill_prompts, new_tokens, prefix_tokens, context
     _x55 = numpy.minimum(new_tokens, numpy.maximum(0, -prefix_tokens + topk_tokens))
     _x56 = _x35/new_tokens
     _x57 = numpy.minimum(new_tokens, numpy.maximum(0, -prefix_tokens + window_tokens))
-    _x58 = moe_ep - 1
-    _x59 = moe_ep**(-1.0)
-    _x60 = (ep_imbalance_32 - 1)*numpy.sqrt(numpy.log(moe_ep))/numpy.sqrt(numpy.log(32)) + 1
-    _x61 = numpy.maximum(1, _x3*moe_tp) - 1
-    _x62 = moe_tp**(-1.0)
-    _x63 = numpy.maximum(1, _x62*expert_ffn_size)
-    _x64 = _x59*_x62
-    _x65 = _x6*dp
-    _x66 = _x60*_x65
+    _x58 = moe_tp**(-1.0)
+    _x59 = numpy.maximum(1, _x58*expert_ffn_size)
+    _x60 = moe_ep**(-1.0)
+    _x61 = _x58*_x60
+    _x62 = (ep_imbalance_32 - 1)*numpy.sqrt(numpy.log(moe_ep))/numpy.sqrt(numpy.log(32)) + 1
+    _x63 = _x6*dp
+    _x64 = _x62*_x63
+    _x65 = moe_ep - 1
+    _x66 = numpy.maximum(1, _x3*moe_tp) - 1
     return {
-        'seconds': _x0*sequence_latency_s + _x17*_x6*(_x3*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x19 + shared_ffn_size)) + hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem))/eff_memory + dense_layers*(_x9 + numpy.maximum(_x44*ffn_params, _x30*(_x45*ffn_params + _x7*(_x46*ffn_size + _x5)))) + full_layers*(kernel_latency_s + numpy.maximum(_x41, _x36*_x37)) + full_layers*(kernel_latency_s + numpy.maximum(_x13*_x21, _x18*(_x10*_x22 + _x25))) + 3*kernel_latency_s*layers + kernel_latency_s + layer_latency_s*layers*(extra_kernel_share + 1) + layers*(_x9 + numpy.maximum(_x43*_x54, _x30*(_x54*weight_bytes + _x7*(_x5 + _x54/hidden)))) + 2*layers*(_x1*_x3*_x8/link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x1*_x2))*numpy.minimum(1, _x1) + linear_layers*(_x9 + numpy.maximum(_x18*(_x51*(_x52 + _x53) + attn_decode_half_bytes), _x11*_x51*(2*_x47 + 7*_x49))) + linear_layers*(7*kernel_latency_s + numpy.maximum(_x40*_x50*((1/32)*_x49*act_bytes*new_tokens + _x52 + _x53*new_tokens), _x35*_x50*(_x47 + (1/3)*linear_heads*(9*linear_key_dim*linear_value_dim + 576*linear_key_dim + 384*linear_value_dim + 2048)))) + moe_layers*(moe_latency_s + numpy.maximum(_x27*_x42*_x64*_x66*expert_params*experts_per_token*(_x63 + moe_half_width)/(_x63*eff_moe_compute), _x17*_x64*(3*_x19*_x66*act_bytes - expert_params*experts*weight_bytes*((1 - experts_per_token/experts)**_x65 - 1))/eff_moe_weights)) + moe_layers*(_x9*numpy.minimum(1, shared_params) + numpy.maximum(_x44*shared_params, _x30*(_x45*shared_params + _x7*(_x46*shared_ffn_size + _x5)))) + moe_layers*(((dp_prompt_exchanges - 1)*numpy.minimum(1, dp*prefill_prompts) + 1)*(_x61*_x8/dp_link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x2*_x61))*numpy.minimum(1, _x61) + (_x3*_x4*_x58*_x59*_x6*_x60*experts_per_token*hidden*(act_bytes + dispatch_bytes)/ep_link_bytes_per_s + 2*numpy.maximum(alltoall_latency_s, _x58*link_latency_s))*numpy.minimum(1, _x58)) + sliding_layers*(kernel_latency_s + numpy.maximum(_x31*_x32, _x18*(_x25 + _x31*_x33))) + sliding_layers*(kernel_latency_s + numpy.maximum(_x40*(_x22*numpy.minimum(_x39, window_tokens) + _x38), _x37*_x56*(_x57*prefix_tokens + (1/2)*_x57*(_x57 + 1) + window_tokens*(-_x57 + new_tokens)))) + sparse_layers*(_x9 + numpy.maximum(_x13*_x14, _x18*(_x10*(_x16 + 8) + attn_decode_half_bytes))) + sparse_layers*(_x9 + numpy.maximum(_x14*_x36, _x40*(_x16*_x39 + 4*new_tokens*(new_tokens + 2*prefix_tokens + 1)))) + sparse_layers*(kernel_latency_s + numpy.maximum(_x41, _x21*_x56*(_x55*prefix_tokens + (1/2)*_x55*(_x55 + 1) + topk_tokens*(-_x55 + new_tokens)))) + sparse_layers*(kernel_latency_s + numpy.maximum(_x32*_x34, _x18*(_x25 + _x33*_x34))) + step_latency_s + numpy.maximum(_x26*_x28*_x5*(_x0 + gemm_half_rows), _x30*(_x0*(4*_x26 + _x29) + _x26*_x29)),
+        'seconds': _x0*sequence_latency_s + _x17*_x6*(_x3*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x19 + shared_ffn_size)) + hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem))/eff_memory + dense_layers*(_x9 + numpy.maximum(_x44*ffn_params, _x30*(_x45*ffn_params + _x7*(_x46*ffn_size + _x5)))) + full_layers*(kernel_latency_s + numpy.maximum(_x41, _x36*_x37)) + full_layers*(kernel_latency_s + numpy.maximum(_x13*_x21, _x18*(_x10*_x22 + _x25))) + 3*kernel_latency_s*layers + kernel_latency_s + layer_latency_s*layers*(extra_kernel_share + 1) + layers*(_x9 + numpy.maximum(_x43*_x54, _x30*(_x54*weight_bytes + _x7*(_x5 + _x54/hidden)))) + 2*layers*(_x1*_x3*_x8/link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x1*_x2))*numpy.minimum(1, _x1) + linear_layers*(_x9 + numpy.maximum(_x18*(_x51*(_x52 + _x53) + attn_decode_half_bytes), _x11*_x51*(2*_x47 + 7*_x49))) + linear_layers*(7*kernel_latency_s + numpy.maximum(_x40*_x50*((1/32)*_x49*act_bytes*new_tokens + _x52 + _x53*new_tokens), _x35*_x50*(_x47 + (1/3)*linear_heads*(9*linear_key_dim*linear_value_dim + 576*linear_key_dim + 384*linear_value_dim + 2048)))) + moe_layers*(moe_latency_s + numpy.maximum(_x27*_x42*_x61*_x64*expert_params*experts_per_token*(_x59 + moe_half_width)/(_x59*eff_moe_compute), _x17*_x61*(3*_x19*_x64*act_bytes - expert_params*experts*weight_bytes*((1 - experts_per_token/experts)**_x63 - 1))/eff_moe_weights)) + moe_layers*(_x9*numpy.minimum(1, shared_params) + numpy.maximum(_x44*shared_params, _x30*(_x45*shared_params + _x7*(_x46*shared_ffn_size + _x5)))) + moe_layers*(((1 - numpy.exp(-dp*prefill_prompts))*(dp_prompt_exchanges - 1) + 1)*(_x66*_x8/dp_link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x2*_x66))*numpy.minimum(1, _x66) + (_x3*_x4*_x6*_x60*_x62*_x65*experts_per_token*hidden*(act_bytes + dispatch_bytes)/ep_link_bytes_per_s + 2*numpy.maximum(alltoall_latency_s, _x65*link_latency_s))*numpy.minimum(1, _x65)) + sliding_layers*(kernel_latency_s + numpy.maximum(_x31*_x32, _x18*(_x25 + _x31*_x33))) + sliding_layers*(kernel_latency_s + numpy.maximum(_x40*(_x22*numpy.minimum(_x39, window_tokens) + _x38), _x37*_x56*(_x57*prefix_tokens + (1/2)*_x57*(_x57 + 1) + window_tokens*(-_x57 + new_tokens)))) + sparse_layers*(_x9 + numpy.maximum(_x13*_x14, _x18*(_x10*(_x16 + 8) + attn_decode_half_bytes))) + sparse_layers*(_x9 + numpy.maximum(_x14*_x36, _x40*(_x16*_x39 + 4*new_tokens*(new_tokens + 2*prefix_tokens + 1)))) + sparse_layers*(kernel_latency_s + numpy.maximum(_x41, _x21*_x56*(_x55*prefix_tokens + (1/2)*_x55*(_x55 + 1) + topk_tokens*(-_x55 + new_tokens)))) + sparse_layers*(kernel_latency_s + numpy.maximum(_x32*_x34, _x18*(_x25 + _x33*_x34))) + step_latency_s + numpy.maximum(_x26*_x28*_x5*(_x0 + gemm_half_rows), _x30*(_x0*(4*_x26 + _x29) + _x26*_x29)),
     }
 
 ARGS['mixed__seconds'] = ('batch', 'prefill_prompts', 'new_tokens', 'prefix_tokens', 'context_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'topk_tokens', 'index_heads', 'index_head_dim', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'conv_dim', 'conv_kernel', 'state_bytes', 'state_shardable', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dispatch_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_half_width', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'attn_decode_half_bytes', 'extra_kernel_share', 'step_latency_s', 'sequence_latency_s', 'dp_prompt_exchanges', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')

@@ -120,9 +120,9 @@ STRUCTURE = Map(checks=(_tiers_in_order,), fields=(
     F("dp_attention_chunk", Str(choices=("whole", "divided")), default="whole",
       doc="the prompt tokens an attention-DP replica's pass takes: the whole chunk_tokens each (whole), or "
           "chunk_tokens divided among the instance's DP replicas (divided: SGLang's chunked_prefill_size // dp_size)"),
-    F("dp_prompt_gather", Str(choices=("gather", "all_reduce")), default="gather",
+    F("dp_prompt_gather", Str(choices=("all_gather", "all_reduce")), default="all_gather",
       doc="how a pass that carries prompt tokens moves the DP-attention replicas' tokens around experts split "
-          "over them: an all-gather before and a reduce-scatter after (gather), or an all-reduce of the "
+          "over them: an all-gather before and a reduce-scatter after (all_gather), or an all-reduce of the "
           "gathered buffer before and another after, twice the bytes (all_reduce: SGLang's SUM_LEN mode)"),
     F("note", Str()),
 ))

@@ -36,12 +36,30 @@ def alltoall_time(dispatch_bytes, combine_bytes):
     return _active(e) * (2 * latency + (e - 1) * (dispatch_bytes + combine_bytes) / (e * bw))
 
 
-def gather_scatter_time(bytes_):
-    """DP attention around the experts: where an expert's t_X-way split spans g = t_X/t replicas,
-    those replicas all-gather their tokens before the experts and reduce-scatter the outputs after
+def alltoall_bytes(dispatch_bytes, combine_bytes):
+    """What the experts' all-to-all carries per device: its dispatch and combine (none on one group)."""
+    return _active(S("moe_ep")) * (dispatch_bytes + combine_bytes)
+
+
+def _gathered():
+    """g = t_X/t: the replicas an expert's t_X-way split spans (1 where it stays within one)."""
+    return sp.Max(1, S("moe_tp") / S("tp"))
+
+
+def gather_scatter_time(bytes_, exchanges=1):
+    """DP attention around the experts: where an expert's t_X-way split spans g replicas, those
+    replicas all-gather their tokens before the experts and reduce-scatter the outputs after
     (``bytes_``: one replica's activations); each phase moves (g−1)/g of the gathered g·bytes over
-    g−1 hops: the traffic of one ring all-reduce of g·bytes among g parties."""
-    g = sp.Max(1, S("moe_tp") / S("tp"))
+    g−1 hops: the traffic of one ring all-reduce of g·bytes among g parties. ``exchanges`` such
+    exchanges (2 where the stack all-reduces the gathered buffer before the experts and again after,
+    as SGLang does in a pass that carries prompt tokens; between 1 and 2 on average over passes)."""
+    g = _gathered()
     bw = S("dp_link_bytes_per_s") * S("eff_link")
     latency = sp.Max(S("allreduce_latency_s"), 2 * (g - 1) * S("link_latency_s"))
-    return _active(g) * (latency + 2 * (g - 1) * bytes_ / bw)
+    return exchanges * _active(g) * (latency + 2 * (g - 1) * bytes_ / bw)
+
+
+def gather_scatter_bytes(bytes_, exchanges=1):
+    """What DP attention's gather and scatter carry per device: a replica's activations each way,
+    ``exchanges`` times (none where the experts' split stays within a replica)."""
+    return exchanges * _active(_gathered()) * 2 * bytes_

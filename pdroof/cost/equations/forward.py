@@ -14,7 +14,7 @@ import sympy as sp
 
 from ..ops import OPS
 from . import S
-from .comm import allreduce_time, alltoall_time, gather_scatter_time
+from .comm import allreduce_time, alltoall_bytes, alltoall_time, gather_scatter_bytes, gather_scatter_time
 from .moe import ep_imbalance, experts_touched
 from .roofline import compute_time, gemm_efficiency, memory_time, roofline
 
@@ -126,11 +126,13 @@ def _pass(tokens, seqs, attention, prompt_share):
     # group's): dispatched in the experts' input format, combined in 16-bit; DP attention's gather
     # and scatter carry the replica's activations, x_G times over in a pass that carries prompt tokens
     routed_elems = T * k * h / t * ep_imbalance()
-    exchange = 1 + (S("dp_prompt_exchanges") - 1) * prompt_share
+    exchanges = 1 + (S("dp_prompt_exchanges") - 1) * prompt_share
     a2a = S("moe_layers") * (alltoall_time(routed_elems * S("dispatch_bytes"), routed_elems * ba)
-                             + exchange * gather_scatter_time(T * h * ba))
-    ops["ep_comm"] = {"flops": sp.Integer(0), "bytes": S("moe_layers") * T * k * h / t * (S("dispatch_bytes") + ba),
-                      "compute_s": sp.Integer(0), "memory_s": a2a, "seconds": a2a}
+                             + gather_scatter_time(T * h * ba, exchanges))
+    moved = S("moe_layers") * (alltoall_bytes(T * k * h / t * S("dispatch_bytes"), T * k * h / t * ba)
+                               + gather_scatter_bytes(T * h * ba, exchanges))
+    ops["ep_comm"] = {"flops": sp.Integer(0), "bytes": moved, "compute_s": sp.Integer(0), "memory_s": a2a,
+                      "seconds": a2a}
 
     # LM head: only the last position of each prompt in prefill; kept in 16-bit weights.
     V = S("vocab")
@@ -317,14 +319,14 @@ def decode_attention(seqs):
 def prefill() -> dict[str, sp.Expr]:
     """Prefill of B prompts of S new tokens after a cached prefix of p tokens."""
     B = S("batch")
-    return _totals(_pass(B * S("new_tokens"), B, prefill_attention(B), 1))
+    return _totals(_pass(B * S("new_tokens"), B, prefill_attention(B), prompt_share=1))
 
 
 def decode() -> dict[str, sp.Expr]:
     """One decode step: B sequences at context L each add one token. Weights are read once per
     step; every sequence's KV is read; GEMM compute is 2·active_params·B."""
     B = S("batch")
-    out = _totals(_pass(B, B, decode_attention(B), 0))
+    out = _totals(_pass(B, B, decode_attention(B), prompt_share=0))
     out["tokens_per_second"] = B / out["seconds"]
     return out
 
@@ -332,12 +334,13 @@ def decode() -> dict[str, sp.Expr]:
 def mixed() -> dict[str, sp.Expr]:
     """One step of aggregated serving (continuous batching): B sequences decode one token each and
     the same forward pass carries the prefill of P prompts of S new tokens (P may be fractional:
-    the average prefill load per step). Weights are read once for all B + P·S tokens. A pass carries
-    prompt tokens in one of the d replicas or more in min(1, d·P) of the steps."""
+    the average prefill load per step). Weights are read once for all B + P·S tokens. Some one of the
+    d replicas' steps carries prompt tokens in 1 − e^(−d·P) of the passes (each replica's prompts
+    arriving apart from the others')."""
     B, P = S("batch"), S("prefill_prompts")
     att = prefill_attention(P)
     dec = decode_attention(B)
     both = {k: att[k] + dec[k] for k in att}
-    out = _totals(_pass(B + P * S("new_tokens"), B + P, both, sp.Min(1, S("dp") * P)))
+    out = _totals(_pass(B + P * S("new_tokens"), B + P, both, prompt_share=1 - sp.exp(-S("dp") * P)))
     out["tokens_per_second"] = B / out["seconds"]
     return out
