@@ -334,9 +334,8 @@ def decode() -> dict[str, sp.Expr]:
 def mixed() -> dict[str, sp.Expr]:
     """One step of aggregated serving (continuous batching): B sequences decode one token each and
     the same forward pass carries the prefill of P prompts of S new tokens (P may be fractional:
-    the average prefill load per step). Weights are read once for all B + P·S tokens. Some one of the
-    d replicas' steps carries prompt tokens in 1 − e^(−d·P) of the passes (each replica's prompts
-    arriving apart from the others')."""
+    the average prefill load per step). Weights are read once for all B + P·S tokens. Some replica
+    carries prompt tokens in 1 − e^(−d·P) of the passes (the d replicas' prompts arriving apart)."""
     B, P = S("batch"), S("prefill_prompts")
     att = prefill_attention(P)
     dec = decode_attention(B)
