@@ -125,11 +125,12 @@ def _pass(tokens, seqs, attention, prompt_share):
     # the experts' all-to-all carries a device's share of its replica's routed tokens (the busiest
     # group's): dispatched in the experts' input format, combined in 16-bit; DP attention's gather
     # and scatter carry the replica's activations, x_G times over in a pass that carries prompt tokens
-    routed_elems = T * k * h / t * ep_imbalance()
+    routed = T * k * h / t  # a device's share of its replica's routed elements, on average
+    routed_elems = routed * ep_imbalance()  # ... the busiest group's
     exchanges = 1 + (S("dp_prompt_exchanges") - 1) * prompt_share
     a2a = S("moe_layers") * (alltoall_time(routed_elems * S("dispatch_bytes"), routed_elems * ba)
                              + gather_scatter_time(T * h * ba, exchanges))
-    moved = S("moe_layers") * (alltoall_bytes(T * k * h / t * S("dispatch_bytes"), T * k * h / t * ba)
+    moved = S("moe_layers") * (alltoall_bytes(routed * S("dispatch_bytes"), routed * ba)
                                + gather_scatter_bytes(T * h * ba, exchanges))
     ops["ep_comm"] = {"flops": sp.Integer(0), "bytes": moved, "compute_s": sp.Integer(0), "memory_s": a2a,
                       "seconds": a2a}
