@@ -207,6 +207,8 @@ def main() -> int:
     ap.add_argument("--engines", default="trtllm,vllm,sglang")
     ap.add_argument("--yaml", action="store_true",
                     help="print each device's entry for the engine's newest version, as profile YAML")
+    ap.add_argument("--version", help="with --yaml: this version's entry instead of the newest's (a version "
+                                      "profile's, e.g. sglang-0.5.9)")
     args = ap.parse_args()
     cat = Catalog()
     for dev in args.devices.split(","):
@@ -239,7 +241,12 @@ def main() -> int:
                 # the newest version with GEMM tables; an op it did not re-measure (aiconfigurator's
                 # reuse.yaml) from the newest older version that has it
                 order = sorted(found, key=_version_key)
-                ver = [v for v in order if "gemm bfloat16" in found[v]][-1]
+                with_gemm = [v for v in order if "gemm bfloat16" in found[v]]
+                if args.version and args.version not in with_gemm:
+                    print(f"{DEVICES[dev]} {engine}: no GEMM tables at {args.version} (has {', '.join(with_gemm)})",
+                          file=sys.stderr)
+                    continue
+                ver = args.version or with_gemm[-1]
                 entry = {}
                 for v in order[:order.index(ver) + 1]:
                     entry.update(found[v])

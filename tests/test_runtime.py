@@ -101,3 +101,25 @@ def _profile(tmp_path, text: str) -> Catalog:
 def test_a_bad_tier_is_refused_naming_the_field(tmp_path, tiers, field):
     with pytest.raises(PdroofError, match=rf"structure\.{field}"):
         _profile(tmp_path, "structure:\n  smaller_devices:\n" + tiers).get("runtime", "mine")
+
+
+def test_sglang_releases_up_to_0_5_9_run_that_releases_kernels(catalog):
+    """SGLang 0.5.2-0.5.9 (``sglang-0.5.9``) take the kernel factors aiconfigurator measured in
+    0.5.9 where it measured them (B200, H200, H100): on a B200 its fused-MoE Triton kernel streams
+    block-scaled fp8 experts at 0.659 of HBM and its custom all-reduce costs 7.45 us, where 0.5.14's
+    FlashInfer MoE (the ``sglang`` profile) reaches 0.818 and 5.04 us; the scheduler, memory
+    heuristic and defaults, and every accelerator 0.5.9 was not measured on, stay sglang's."""
+    from dataclasses import replace
+
+    from pdroof.cost.runtime import resolve
+
+    old, new = catalog.get("runtime", "sglang-0.5.9"), catalog.get("runtime", "sglang")
+    assert old.up_to_version == "0.5.9" and old.engine == "sglang"
+    b200 = catalog.get("accelerator", "b200")
+    e_old, e_new = resolve(old, b200), resolve(new, b200)
+    assert e_old.moe_weights["fp8"] == pytest.approx(0.659) and e_new.moe_weights["fp8"] == pytest.approx(0.818)
+    assert e_old.allreduce_latency_s == pytest.approx(7.45e-6) and e_new.allreduce_latency_s == pytest.approx(5.04e-6)
+    assert e_old.moe_weights["fp4"] == e_new.moe_weights["fp4"]  # 0.5.9's nvfp4 MoE table is no fit: sglang's
+    assert old.structure.to_dict() == new.structure.to_dict()
+    mi355x = catalog.get("accelerator", "mi355x")
+    assert replace(resolve(old, mi355x), origin={}) == replace(resolve(new, mi355x), origin={})  # the same values

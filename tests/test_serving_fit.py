@@ -99,7 +99,8 @@ def test_runs_one_profile_cannot_stand_for_are_refused(catalog, change, message)
 @pytest.mark.parametrize("engine, versions, named, base, says", [
     ("sglang", ["0.5.1.post1"], None, "sglang-0.5.1", None),  # none named: the runs' engine and release
     ("sglang", ["0.5.1.post1"], "sglang", "sglang-0.5.1", "release (0.5.1.post1)"),  # the engine, at that release
-    ("sglang", ["0.5.9"], "sglang", "sglang", None),  # a release the engine's own profile stands for
+    ("sglang", ["0.5.12"], "sglang", "sglang", None),  # a release the engine's own profile stands for
+    ("sglang", ["0.5.9"], "sglang", "sglang-0.5.9", "release (0.5.9)"),  # ... and one a version profile stands for
     ("sglang", ["0.5.1.post1"], "sglang-0.5.1", "sglang-0.5.1", None),
     ("vllm", [None], "engine", "vllm", "stands for the runs' engine"),  # the default: the runs' engine
     (None, [None], "engine", "trtllm", "stands for trtllm on h100-sxm"),  # ... or, naming none, as rank resolves it
