@@ -1,7 +1,7 @@
 """Kernel factors of the engine profiles, fitted to aiconfigurator's per-op measurements.
 
     python benchmarks/engine_factors.py AIC_DATA [--devices h100_sxm,h200_sxm,b200_sxm,gb200]
-                                        [--engines trtllm,vllm,sglang]
+                                        [--engines trtllm,vllm,sglang] [--yaml [--version V]]
 
 AIC_DATA is aiconfigurator's ``systems/data`` directory (the ``aic-core`` package of
 github.com/ai-dynamo/aiconfigurator, Apache-2.0; the shipped profiles cite commit
@@ -27,6 +27,11 @@ functional form the cost model uses:
 - All-reduce under CUDA graphs (the engine's custom all-reduce): ``allreduce_latency_us`` is the
   median time of messages ≤ 16 KB at the largest TP measured; ``link`` the fraction of NVLink
   bandwidth of the ring term 2(t−1)/t·bytes/(N·η) over 4–64 MB messages.
+
+``--yaml`` prints each device's profile entry for the engine's newest version with GEMM tables (an
+op that version did not re-measure from the newest older one that did); ``--version V`` that
+release's instead, for a version profile (``hardware/runtimes/sglang-0.5.9.yaml``: ``--engines
+sglang --yaml --version 0.5.9``).
 
 Peaks and bandwidths come from pdroof's accelerator specs (datasheet values), so the fitted
 efficiencies are fractions of the same numbers the cost model multiplies.
@@ -210,6 +215,8 @@ def main() -> int:
     ap.add_argument("--version", help="with --yaml: this version's entry instead of the newest's (a version "
                                       "profile's, e.g. sglang-0.5.9)")
     args = ap.parse_args()
+    if args.version and not args.yaml:
+        ap.error("--version picks the entry --yaml prints; without --yaml every version is printed")
     cat = Catalog()
     for dev in args.devices.split(","):
         acc = cat.get("accelerator", DEVICES[dev])

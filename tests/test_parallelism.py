@@ -102,7 +102,7 @@ def test_sglang_exchanges_a_prompt_pass_twice_and_a_decode_pass_once(catalog):
     par = Parallelism(1, 8, 8, 1)  # DeepSeek-V3's DP8 prefill pool on a B200: experts split eight ways
     model, acc, p = catalog.get("model", "deepseek-v3"), catalog.get("accelerator", "b200"), Precision("fp8", "fp8", "fp8")
     inp, _ = stage_inputs(model, acc, catalog.get("runtime", "sglang"), p, 1, par)
-    for rt in catalog.ids("runtime"):  # SGLang from 0.5.3 alone; its 0.5.1 profile chose by cost
+    for rt in catalog.ids("runtime"):  # SGLang from 0.5.3 (sglang-0.5.9, sglang); its 0.5.1 profile chose by cost
         want = 2.0 if rt in ("sglang", "sglang-0.5.9") else 1.0
         assert stage_inputs(model, acc, catalog.get("runtime", rt), p, 1, par)[0]["dp_prompt_exchanges"] == want, rt
     comm = {}
