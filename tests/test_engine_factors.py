@@ -47,3 +47,20 @@ def test_moe_fit_counts_the_experts_balanced_routing_touches(factors):
     assert fit["latency_us"] == pytest.approx(20.0, rel=1e-3)
     # grouped-GEMM efficiency by the width of a device's expert slice, not one median over them
     assert fit["compute"] == pytest.approx(0.6, rel=0.03) and fit["half_width"] == pytest.approx(1000, rel=0.05)
+
+
+def test_allreduce_fit_finds_the_switch_between_the_engines_kernel_and_nccl(factors):
+    """A TP8 table made of two regimes (the engine's kernel, 5 µs and 0.5 of the link, up to
+    16 MiB; NCCL above, 70 µs and 0.9) fits back to them and to the switch; one regime over
+    4-64 MiB fits it several times worse."""
+    link_bw, g = 450e9, 8
+    size = np.array([2.0**k for k in range(10, 31)])  # 1 KiB to 1 GiB
+    ring = 2 * (g - 1) / g * size / link_bw
+    t = np.where(size <= 16 * 2**20, 5e-6 + ring / 0.5, 70e-6 + ring / 0.9)
+    table = {"kernel_source": np.array(["graph"] * len(size)), "num_gpus": np.full(len(size), g),
+             "message_size": size / 2, "latency": t * 1e3}  # bf16 elements, ms
+    fit = factors.fit_allreduce(table, link_bw)[g]
+    assert fit["switch_mib"] == 16
+    assert fit["latency_us"] == pytest.approx(5.0, rel=1e-2) and fit["link"] == pytest.approx(0.5, rel=1e-2)
+    assert fit["large_latency_us"] == pytest.approx(70.0, rel=1e-6) and fit["link_large"] == pytest.approx(0.9, rel=1e-6)
+    assert fit["err"] < 1e-3 < 0.1 < fit["one_err"]

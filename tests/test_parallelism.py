@@ -142,3 +142,49 @@ def test_narrow_expert_slices_compute_below_whole_experts(catalog):
     w8, w1 = 2880 / 8, 2880.0
     half = inp["moe_half_width"]
     assert half > 0 and out["ep8"] / out["tp8"] == pytest.approx((w1 / (w1 + half)) / (w8 / (w8 + half)), rel=0.01)  # the router, a dense GEMM, rides along
+
+
+def _allreduce_s(inp, message_bytes, parties, link_bytes_per_s):
+    """One all-reduce by the two regimes of ``comm._allreduce``, written out."""
+    large = message_bytes > inp["allreduce_switch_bytes"]
+    alpha, eta = ((inp["allreduce_large_latency_s"], inp["eff_link_large"]) if large
+                  else (inp["allreduce_latency_s"], inp["eff_link"]))
+    hops = 2 * (parties - 1) * inp["link_latency_s"]
+    return max(alpha, hops) + 2 * (parties - 1) / parties * message_bytes / (link_bytes_per_s * eta)
+
+
+@pytest.mark.parametrize("runtime, regimes", [("sglang", True), ("engine", False)])
+def test_the_all_reduce_runs_the_stacks_kernel_up_to_its_switch_and_nccl_above(catalog, runtime, regimes):
+    """A profile with ``allreduce_large`` (SGLang on an H100: its own kernel up to 16 MiB, NCCL
+    above) takes each message's regime by its size, the boundary in the small one; a profile
+    without it keeps one latency and one efficiency at every size."""
+    rt, acc, model = catalog.get("runtime", runtime), catalog.get("accelerator", "h100-sxm"), "llama-3.1-70b"
+    inp, _ = stage_inputs(catalog.get("model", model), acc, rt, Precision("fp8", "fp8", "fp8"), 8, Parallelism(8))
+    message = inp["hidden"] * inp["act_bytes"]  # one token's
+    assert (inp["allreduce_switch_bytes"] == 16 * 2**20) is regimes
+    if regimes:
+        assert inp["eff_link_large"] > inp["eff_link"] and inp["allreduce_large_latency_s"] > inp["allreduce_latency_s"]
+    else:
+        assert (inp["eff_link_large"], inp["allreduce_large_latency_s"]) == (inp["eff_link"], inp["allreduce_latency_s"])
+    for tokens in (64.0, 1024.0, 1025.0, 8192.0):  # 1 MiB, 16 MiB (the switch), just above, 128 MiB
+        d = evaluate("decode", {**inp, "batch": tokens, "new_tokens": 1.0, "prefix_tokens": 0.0,
+                                "context_tokens": 2048.0})
+        want = inp["layers"] * 2 * _allreduce_s(inp, tokens * message, 8, inp["link_bytes_per_s"])
+        assert float(d["tp_comm_seconds"]) == pytest.approx(want, rel=1e-9)
+    if regimes:  # NCCL's regime is the faster one for large messages: 128 MiB under the one regime costs more
+        one = {**inp, "eff_link_large": inp["eff_link"], "allreduce_large_latency_s": inp["allreduce_latency_s"]}
+        assert _allreduce_s(inp, 8192 * message, 8, 1.0) < _allreduce_s(one, 8192 * message, 8, 1.0)
+
+
+def test_dp_attention_gathers_in_the_regime_of_the_gathered_buffer(catalog):
+    """SGLang's DP gather all-reduces the g replicas' gathered buffer: g·bytes choose the regime,
+    so eight replicas of 256 decode tokens (3.7 MB each, 29 MB gathered) run NCCL's."""
+    par = Parallelism(1, 8, 8, 1)
+    inp, _ = stage_inputs(catalog.get("model", "deepseek-v3"), catalog.get("accelerator", "h200-sxm"),
+                          catalog.get("runtime", "sglang"), Precision("fp8", "fp8", "fp8"), 1, par)
+    T = 256.0
+    replica = T * inp["hidden"] * inp["act_bytes"]
+    assert replica < inp["allreduce_switch_bytes"] < 8 * replica
+    d = evaluate("decode", {**inp, "batch": T, "new_tokens": 1.0, "prefix_tokens": 0.0, "context_tokens": 2048.0})
+    want = inp["moe_layers"] * _allreduce_s(inp, 8 * replica, 8, inp["dp_link_bytes_per_s"])
+    assert float(d["ep_comm_seconds"]) == pytest.approx(want, rel=1e-9)

@@ -26,7 +26,7 @@ ARGS['kernels'] = ('batch', 'new_tokens', 'context_tokens', 'heads', 'attn_dim_p
 OUTPUTS['kernels'] = ('gemm_seconds', 'attn_prefill_seconds', 'attn_decode_seconds', 'copy_seconds', 'host_copy_seconds')
 
 
-def prefill(*, batch, new_tokens, prefix_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, sparse_layers, topk_tokens, index_heads, index_head_dim, index_key_bytes, linear_layers, linear_heads, linear_key_dim, linear_value_dim, conv_dim, conv_kernel, state_bytes, state_shardable, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dispatch_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_half_width, moe_latency_s, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, extra_kernel_share, step_latency_s, sequence_latency_s, dp_prompt_exchanges, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
+def prefill(*, batch, new_tokens, prefix_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, sparse_layers, topk_tokens, index_heads, index_head_dim, index_key_bytes, linear_layers, linear_heads, linear_key_dim, linear_value_dim, conv_dim, conv_kernel, state_bytes, state_shardable, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dispatch_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_half_width, moe_latency_s, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, allreduce_switch_bytes, allreduce_large_latency_s, eff_link_large, extra_kernel_share, step_latency_s, sequence_latency_s, dp_prompt_exchanges, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
     """Numeric twin of pdroof.cost.equations groups()["prefill"]."""
     _x0 = numpy.minimum(kv_shardable, tp)**(-1.0)
     _x1 = tp**(-1.0)
@@ -136,28 +136,35 @@ def prefill(*, batch, new_tokens, prefix_tokens, tp, dp, moe_tp, moe_ep, layers,
     _x105 = _x104*layers
     _x106 = tp - 1
     _x107 = 2*link_latency_s
-    _x108 = eff_link**(-1.0)
-    _x109 = 2*layers*(_x106*_x108*_x7*_x70/link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x106*_x107))*numpy.minimum(1, _x106)
-    _x110 = moe_ep - 1
-    _x111 = numpy.minimum(1, _x110)
-    _x112 = _x1*experts_per_token*(act_bytes + dispatch_bytes)
-    _x113 = numpy.maximum(1, _x1*moe_tp) - 1
-    _x114 = dp_prompt_exchanges*numpy.minimum(1, _x113)
-    _x115 = _x4*hidden
-    _x116 = _x115*moe_layers*(_x111*_x112 + 2*_x114*act_bytes)
-    _x117 = moe_layers*(_x111*(_x108*_x110*_x112*_x115*_x27*_x29/ep_link_bytes_per_s + 2*numpy.maximum(alltoall_latency_s, _x110*link_latency_s)) + _x114*(_x104*_x108*_x113/dp_link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x107*_x113)))
-    _x118 = _x1*vocab
-    _x119 = _x118*_x6
-    _x120 = act_bytes*hidden
-    _x121 = _x118*_x120 + batch*(4*_x118 + _x120)
-    _x122 = _x10*_x119*_x12*(batch + gemm_half_rows)
-    _x123 = _x121*_x17
-    _x124 = kernel_latency_s + numpy.maximum(_x122, _x123)
-    _x125 = layer_latency_s*layers*(extra_kernel_share + 1)
-    _x126 = batch*sequence_latency_s + step_latency_s
-    _x127 = moe_layers*new_tokens
-    _x128 = _x45*_x92
-    _x129 = (1/2)*_x90
+    _x108 = _x106*_x107
+    _x109 = eff_link**(-1.0)
+    _x110 = _x106*_x7*_x70/link_bytes_per_s
+    _x111 = act_bytes*hidden
+    _x112 = _x111*_x4
+    _x113 = eff_link_large**(-1.0)
+    _x114 = 2*layers*numpy.select([numpy.less_equal(_x112, allreduce_switch_bytes),True], [_x109*_x110 + numpy.maximum(_x108, allreduce_latency_s),_x110*_x113 + numpy.maximum(_x108, allreduce_large_latency_s)], default=numpy.nan)*numpy.minimum(1, _x106)
+    _x115 = moe_ep - 1
+    _x116 = numpy.minimum(1, _x115)
+    _x117 = _x1*experts_per_token*(act_bytes + dispatch_bytes)
+    _x118 = numpy.maximum(1, _x1*moe_tp)
+    _x119 = _x118 - 1
+    _x120 = dp_prompt_exchanges*numpy.minimum(1, _x119)
+    _x121 = _x4*hidden
+    _x122 = _x121*moe_layers*(_x116*_x117 + 2*_x120*act_bytes)
+    _x123 = _x107*_x119
+    _x124 = _x104*_x119/dp_link_bytes_per_s
+    _x125 = moe_layers*(_x116*(_x109*_x115*_x117*_x121*_x27*_x29/ep_link_bytes_per_s + 2*numpy.maximum(alltoall_latency_s, _x115*link_latency_s)) + _x120*numpy.select([numpy.greater_equal(allreduce_switch_bytes, _x112*_x118),True], [_x109*_x124 + numpy.maximum(_x123, allreduce_latency_s),_x113*_x124 + numpy.maximum(_x123, allreduce_large_latency_s)], default=numpy.nan))
+    _x126 = _x1*vocab
+    _x127 = _x126*_x6
+    _x128 = _x111*_x126 + batch*(_x111 + 4*_x126)
+    _x129 = _x10*_x12*_x127*(batch + gemm_half_rows)
+    _x130 = _x128*_x17
+    _x131 = kernel_latency_s + numpy.maximum(_x129, _x130)
+    _x132 = layer_latency_s*layers*(extra_kernel_share + 1)
+    _x133 = batch*sequence_latency_s + step_latency_s
+    _x134 = moe_layers*new_tokens
+    _x135 = _x45*_x92
+    _x136 = (1/2)*_x90
     return {
         'attn_proj_flops': _x3*_x5,
         'attn_proj_bytes': _x9,
@@ -187,38 +194,38 @@ def prefill(*, batch, new_tokens, prefix_tokens, tp, dp, moe_tp, moe_ep, layers,
         'tp_comm_flops': 0,
         'tp_comm_bytes': _x105,
         'tp_comm_compute_s': 0,
-        'tp_comm_memory_s': _x109,
-        'tp_comm_seconds': _x109,
+        'tp_comm_memory_s': _x114,
+        'tp_comm_seconds': _x114,
         'ep_comm_flops': 0,
-        'ep_comm_bytes': _x116,
+        'ep_comm_bytes': _x122,
         'ep_comm_compute_s': 0,
-        'ep_comm_memory_s': _x117,
-        'ep_comm_seconds': _x117,
-        'lm_head_flops': _x119*batch,
-        'lm_head_bytes': _x121,
-        'lm_head_compute_s': _x122,
-        'lm_head_memory_s': _x123,
-        'lm_head_seconds': _x124,
+        'ep_comm_memory_s': _x125,
+        'ep_comm_seconds': _x125,
+        'lm_head_flops': _x127*batch,
+        'lm_head_bytes': _x128,
+        'lm_head_compute_s': _x129,
+        'lm_head_memory_s': _x130,
+        'lm_head_seconds': _x131,
         'layer_latency_flops': 0,
         'layer_latency_bytes': 0,
         'layer_latency_compute_s': 0,
         'layer_latency_memory_s': 0,
-        'layer_latency_seconds': _x125,
+        'layer_latency_seconds': _x132,
         'step_latency_flops': 0,
         'step_latency_bytes': 0,
         'step_latency_compute_s': 0,
         'step_latency_memory_s': 0,
-        'step_latency_seconds': _x126,
-        'seconds': _x103 + _x109 + _x117 + _x124 + _x125 + _x126 + _x19 + _x25 + _x42*moe_layers + _x43*moe_layers + _x99,
-        'flops': _x93*(_x118*hidden + _x127*_x26 + _x127*_x32 + _x128*_x47*sparse_layers + _x128*_x91*full_layers + _x129*_x61 + _x129*_x66*attn_dim_prefill + _x21*new_tokens + _x3*new_tokens + (1/3)*_x56*new_tokens),
-        'bytes': _x100*_x4 + _x101*_x4 + _x105 + _x116 + _x121 + _x24 + _x35*moe_layers + _x36*moe_layers + _x76*batch + _x78*batch + _x79*batch + _x81*batch + _x85*batch + _x9,
+        'step_latency_seconds': _x133,
+        'seconds': _x103 + _x114 + _x125 + _x131 + _x132 + _x133 + _x19 + _x25 + _x42*moe_layers + _x43*moe_layers + _x99,
+        'flops': _x93*(_x126*hidden + _x134*_x26 + _x134*_x32 + _x135*_x47*sparse_layers + _x135*_x91*full_layers + _x136*_x61 + _x136*_x66*attn_dim_prefill + _x21*new_tokens + _x3*new_tokens + (1/3)*_x56*new_tokens),
+        'bytes': _x100*_x4 + _x101*_x4 + _x105 + _x122 + _x128 + _x24 + _x35*moe_layers + _x36*moe_layers + _x76*batch + _x78*batch + _x79*batch + _x81*batch + _x85*batch + _x9,
     }
 
-ARGS['prefill'] = ('batch', 'new_tokens', 'prefix_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'topk_tokens', 'index_heads', 'index_head_dim', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'conv_dim', 'conv_kernel', 'state_bytes', 'state_shardable', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dispatch_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_half_width', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'extra_kernel_share', 'step_latency_s', 'sequence_latency_s', 'dp_prompt_exchanges', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
+ARGS['prefill'] = ('batch', 'new_tokens', 'prefix_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'topk_tokens', 'index_heads', 'index_head_dim', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'conv_dim', 'conv_kernel', 'state_bytes', 'state_shardable', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dispatch_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_half_width', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'allreduce_switch_bytes', 'allreduce_large_latency_s', 'eff_link_large', 'extra_kernel_share', 'step_latency_s', 'sequence_latency_s', 'dp_prompt_exchanges', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
 OUTPUTS['prefill'] = ('attn_proj_flops', 'attn_proj_bytes', 'attn_proj_compute_s', 'attn_proj_memory_s', 'attn_proj_seconds', 'ffn_flops', 'ffn_bytes', 'ffn_compute_s', 'ffn_memory_s', 'ffn_seconds', 'experts_flops', 'experts_bytes', 'experts_compute_s', 'experts_memory_s', 'experts_seconds', 'attention_flops', 'attention_bytes', 'attention_compute_s', 'attention_memory_s', 'attention_seconds', 'elementwise_flops', 'elementwise_bytes', 'elementwise_compute_s', 'elementwise_memory_s', 'elementwise_seconds', 'tp_comm_flops', 'tp_comm_bytes', 'tp_comm_compute_s', 'tp_comm_memory_s', 'tp_comm_seconds', 'ep_comm_flops', 'ep_comm_bytes', 'ep_comm_compute_s', 'ep_comm_memory_s', 'ep_comm_seconds', 'lm_head_flops', 'lm_head_bytes', 'lm_head_compute_s', 'lm_head_memory_s', 'lm_head_seconds', 'layer_latency_flops', 'layer_latency_bytes', 'layer_latency_compute_s', 'layer_latency_memory_s', 'layer_latency_seconds', 'step_latency_flops', 'step_latency_bytes', 'step_latency_compute_s', 'step_latency_memory_s', 'step_latency_seconds', 'seconds', 'flops', 'bytes')
 
 
-def decode(*, batch, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, sparse_layers, topk_tokens, index_heads, index_head_dim, index_key_bytes, linear_layers, linear_heads, linear_key_dim, linear_value_dim, conv_dim, conv_kernel, state_bytes, state_shardable, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dispatch_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_half_width, moe_latency_s, eff_memory, eff_attn_prefill, eff_attn_decode, eff_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, attn_decode_half_bytes, extra_kernel_share, step_latency_s, sequence_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
+def decode(*, batch, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, sparse_layers, topk_tokens, index_heads, index_head_dim, index_key_bytes, linear_layers, linear_heads, linear_key_dim, linear_value_dim, conv_dim, conv_kernel, state_bytes, state_shardable, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dispatch_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_half_width, moe_latency_s, eff_memory, eff_attn_prefill, eff_attn_decode, eff_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, allreduce_switch_bytes, allreduce_large_latency_s, eff_link_large, attn_decode_half_bytes, extra_kernel_share, step_latency_s, sequence_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
     """Numeric twin of pdroof.cost.equations groups()["decode"]."""
     _x0 = numpy.minimum(kv_shardable, tp)**(-1.0)
     _x1 = tp**(-1.0)
@@ -314,25 +321,32 @@ def decode(*, batch, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layer
     _x91 = _x90*layers
     _x92 = tp - 1
     _x93 = 2*link_latency_s
-    _x94 = eff_link**(-1.0)
-    _x95 = _x3*(_x76*_x92*_x94/link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x92*_x93))*numpy.minimum(1, _x92)
-    _x96 = moe_ep - 1
-    _x97 = numpy.minimum(1, _x96)
-    _x98 = _x1*experts_per_token*(act_bytes + dispatch_bytes)
-    _x99 = numpy.maximum(1, _x1*moe_tp) - 1
-    _x100 = numpy.minimum(1, _x99)
-    _x101 = _x32*hidden*(2*_x100*act_bytes + _x97*_x98)
-    _x102 = moe_layers*(_x100*(_x90*_x94*_x99/dp_link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x93*_x99)) + _x97*(_x26*_x28*_x94*_x96*_x98*batch*hidden/ep_link_bytes_per_s + 2*numpy.maximum(alltoall_latency_s, _x96*link_latency_s)))
-    _x103 = _x1*vocab
-    _x104 = _x103*_x5
-    _x105 = act_bytes*hidden
-    _x106 = _x103*_x105 + batch*(4*_x103 + _x105)
-    _x107 = _x10*_x104*_x9
-    _x108 = _x106*_x15
-    _x109 = kernel_latency_s + numpy.maximum(_x107, _x108)
-    _x110 = layer_latency_s*layers*(extra_kernel_share + 1)
-    _x111 = batch*sequence_latency_s + step_latency_s
-    _x112 = _x102 + _x109 + _x110 + _x111 + _x17 + _x24 + _x44*moe_layers + _x45*moe_layers + _x85 + _x89 + _x95
+    _x94 = _x92*_x93
+    _x95 = eff_link**(-1.0)
+    _x96 = _x76*_x92/link_bytes_per_s
+    _x97 = act_bytes*hidden
+    _x98 = _x97*batch
+    _x99 = eff_link_large**(-1.0)
+    _x100 = _x3*numpy.select([numpy.less_equal(_x98, allreduce_switch_bytes),True], [_x95*_x96 + numpy.maximum(_x94, allreduce_latency_s),_x96*_x99 + numpy.maximum(_x94, allreduce_large_latency_s)], default=numpy.nan)*numpy.minimum(1, _x92)
+    _x101 = moe_ep - 1
+    _x102 = numpy.minimum(1, _x101)
+    _x103 = _x1*experts_per_token*(act_bytes + dispatch_bytes)
+    _x104 = numpy.maximum(1, _x1*moe_tp)
+    _x105 = _x104 - 1
+    _x106 = numpy.minimum(1, _x105)
+    _x107 = _x32*hidden*(_x102*_x103 + 2*_x106*act_bytes)
+    _x108 = _x105*_x93
+    _x109 = _x105*_x90/dp_link_bytes_per_s
+    _x110 = moe_layers*(_x102*(_x101*_x103*_x26*_x28*_x95*batch*hidden/ep_link_bytes_per_s + 2*numpy.maximum(alltoall_latency_s, _x101*link_latency_s)) + _x106*numpy.select([numpy.greater_equal(allreduce_switch_bytes, _x104*_x98),True], [_x109*_x95 + numpy.maximum(_x108, allreduce_latency_s),_x109*_x99 + numpy.maximum(_x108, allreduce_large_latency_s)], default=numpy.nan))
+    _x111 = _x1*vocab
+    _x112 = _x111*_x5
+    _x113 = _x111*_x97 + batch*(4*_x111 + _x97)
+    _x114 = _x10*_x112*_x9
+    _x115 = _x113*_x15
+    _x116 = kernel_latency_s + numpy.maximum(_x114, _x115)
+    _x117 = layer_latency_s*layers*(extra_kernel_share + 1)
+    _x118 = batch*sequence_latency_s + step_latency_s
+    _x119 = _x100 + _x110 + _x116 + _x117 + _x118 + _x17 + _x24 + _x44*moe_layers + _x45*moe_layers + _x85 + _x89
     return {
         'attn_proj_flops': _x4*batch,
         'attn_proj_bytes': _x8,
@@ -362,39 +376,39 @@ def decode(*, batch, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layer
         'tp_comm_flops': 0,
         'tp_comm_bytes': _x91,
         'tp_comm_compute_s': 0,
-        'tp_comm_memory_s': _x95,
-        'tp_comm_seconds': _x95,
+        'tp_comm_memory_s': _x100,
+        'tp_comm_seconds': _x100,
         'ep_comm_flops': 0,
-        'ep_comm_bytes': _x101,
+        'ep_comm_bytes': _x107,
         'ep_comm_compute_s': 0,
-        'ep_comm_memory_s': _x102,
-        'ep_comm_seconds': _x102,
-        'lm_head_flops': _x104*batch,
-        'lm_head_bytes': _x106,
-        'lm_head_compute_s': _x107,
-        'lm_head_memory_s': _x108,
-        'lm_head_seconds': _x109,
+        'ep_comm_memory_s': _x110,
+        'ep_comm_seconds': _x110,
+        'lm_head_flops': _x112*batch,
+        'lm_head_bytes': _x113,
+        'lm_head_compute_s': _x114,
+        'lm_head_memory_s': _x115,
+        'lm_head_seconds': _x116,
         'layer_latency_flops': 0,
         'layer_latency_bytes': 0,
         'layer_latency_compute_s': 0,
         'layer_latency_memory_s': 0,
-        'layer_latency_seconds': _x110,
+        'layer_latency_seconds': _x117,
         'step_latency_flops': 0,
         'step_latency_bytes': 0,
         'step_latency_compute_s': 0,
         'step_latency_memory_s': 0,
-        'step_latency_seconds': _x111,
-        'seconds': _x112,
-        'flops': batch*(_x104 + _x20 + _x25*_x40 + _x31*_x40 + _x4 + _x59),
-        'bytes': _x101 + _x106 + _x23 + _x35*moe_layers + _x36*moe_layers + _x62*batch + _x67*batch + _x69*batch + _x71*batch + _x73*batch + _x8 + _x86*batch + _x87*batch + _x91,
-        'tokens_per_second': batch/_x112,
+        'step_latency_seconds': _x118,
+        'seconds': _x119,
+        'flops': batch*(_x112 + _x20 + _x25*_x40 + _x31*_x40 + _x4 + _x59),
+        'bytes': _x107 + _x113 + _x23 + _x35*moe_layers + _x36*moe_layers + _x62*batch + _x67*batch + _x69*batch + _x71*batch + _x73*batch + _x8 + _x86*batch + _x87*batch + _x91,
+        'tokens_per_second': batch/_x119,
     }
 
-ARGS['decode'] = ('batch', 'context_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'topk_tokens', 'index_heads', 'index_head_dim', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'conv_dim', 'conv_kernel', 'state_bytes', 'state_shardable', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dispatch_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_half_width', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'attn_decode_half_bytes', 'extra_kernel_share', 'step_latency_s', 'sequence_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
+ARGS['decode'] = ('batch', 'context_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'topk_tokens', 'index_heads', 'index_head_dim', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'conv_dim', 'conv_kernel', 'state_bytes', 'state_shardable', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dispatch_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_half_width', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'allreduce_switch_bytes', 'allreduce_large_latency_s', 'eff_link_large', 'attn_decode_half_bytes', 'extra_kernel_share', 'step_latency_s', 'sequence_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
 OUTPUTS['decode'] = ('attn_proj_flops', 'attn_proj_bytes', 'attn_proj_compute_s', 'attn_proj_memory_s', 'attn_proj_seconds', 'ffn_flops', 'ffn_bytes', 'ffn_compute_s', 'ffn_memory_s', 'ffn_seconds', 'experts_flops', 'experts_bytes', 'experts_compute_s', 'experts_memory_s', 'experts_seconds', 'attention_flops', 'attention_bytes', 'attention_compute_s', 'attention_memory_s', 'attention_seconds', 'elementwise_flops', 'elementwise_bytes', 'elementwise_compute_s', 'elementwise_memory_s', 'elementwise_seconds', 'tp_comm_flops', 'tp_comm_bytes', 'tp_comm_compute_s', 'tp_comm_memory_s', 'tp_comm_seconds', 'ep_comm_flops', 'ep_comm_bytes', 'ep_comm_compute_s', 'ep_comm_memory_s', 'ep_comm_seconds', 'lm_head_flops', 'lm_head_bytes', 'lm_head_compute_s', 'lm_head_memory_s', 'lm_head_seconds', 'layer_latency_flops', 'layer_latency_bytes', 'layer_latency_compute_s', 'layer_latency_memory_s', 'layer_latency_seconds', 'step_latency_flops', 'step_latency_bytes', 'step_latency_compute_s', 'step_latency_memory_s', 'step_latency_seconds', 'seconds', 'flops', 'bytes', 'tokens_per_second')
 
 
-def mixed(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, sparse_layers, topk_tokens, index_heads, index_head_dim, index_key_bytes, linear_layers, linear_heads, linear_key_dim, linear_value_dim, conv_dim, conv_kernel, state_bytes, state_shardable, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dispatch_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_half_width, moe_latency_s, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, attn_decode_half_bytes, extra_kernel_share, step_latency_s, sequence_latency_s, dp_prompt_exchanges, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
+def mixed(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, sparse_layers, topk_tokens, index_heads, index_head_dim, index_key_bytes, linear_layers, linear_heads, linear_key_dim, linear_value_dim, conv_dim, conv_kernel, state_bytes, state_shardable, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dispatch_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_half_width, moe_latency_s, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, allreduce_switch_bytes, allreduce_large_latency_s, eff_link_large, attn_decode_half_bytes, extra_kernel_share, step_latency_s, sequence_latency_s, dp_prompt_exchanges, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
     """Numeric twin of pdroof.cost.equations groups()["mixed"]."""
     _x0 = new_tokens*prefill_prompts
     _x1 = _x0 + batch
@@ -535,28 +549,35 @@ def mixed(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, 
     _x136 = _x135*layers
     _x137 = tp - 1
     _x138 = 2*link_latency_s
-    _x139 = eff_link**(-1.0)
-    _x140 = 2*layers*(_x137*_x139*_x9*_x90/link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x137*_x138))*numpy.minimum(1, _x137)
-    _x141 = moe_ep - 1
-    _x142 = numpy.minimum(1, _x141)
-    _x143 = _x4*experts_per_token*(act_bytes + dispatch_bytes)
-    _x144 = numpy.maximum(1, _x4*moe_tp) - 1
-    _x145 = ((1 - numpy.exp(-dp*prefill_prompts))*(dp_prompt_exchanges - 1) + 1)*numpy.minimum(1, _x144)
-    _x146 = _x1*hidden
-    _x147 = _x146*moe_layers*(_x142*_x143 + 2*_x145*act_bytes)
-    _x148 = moe_layers*(_x142*(_x139*_x141*_x143*_x146*_x31*_x33/ep_link_bytes_per_s + 2*numpy.maximum(alltoall_latency_s, _x141*link_latency_s)) + _x145*(_x135*_x139*_x144/dp_link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x138*_x144)))
-    _x149 = batch + prefill_prompts
-    _x150 = _x4*vocab
-    _x151 = _x150*_x8
-    _x152 = _x149*_x151
-    _x153 = act_bytes*hidden
-    _x154 = _x149*(4*_x150 + _x153) + _x150*_x153
-    _x155 = _x12*_x14*_x151*(_x149 + gemm_half_rows)
-    _x156 = _x154*_x20
-    _x157 = kernel_latency_s + numpy.maximum(_x155, _x156)
-    _x158 = layer_latency_s*layers*(extra_kernel_share + 1)
-    _x159 = _x149*sequence_latency_s + step_latency_s
-    _x160 = _x130 + _x134 + _x140 + _x148 + _x157 + _x158 + _x159 + _x22 + _x29 + _x48*moe_layers + _x49*moe_layers
+    _x139 = _x137*_x138
+    _x140 = eff_link**(-1.0)
+    _x141 = _x137*_x9*_x90/link_bytes_per_s
+    _x142 = act_bytes*hidden
+    _x143 = _x1*_x142
+    _x144 = eff_link_large**(-1.0)
+    _x145 = 2*layers*numpy.select([numpy.less_equal(_x143, allreduce_switch_bytes),True], [_x140*_x141 + numpy.maximum(_x139, allreduce_latency_s),_x141*_x144 + numpy.maximum(_x139, allreduce_large_latency_s)], default=numpy.nan)*numpy.minimum(1, _x137)
+    _x146 = moe_ep - 1
+    _x147 = numpy.minimum(1, _x146)
+    _x148 = _x4*experts_per_token*(act_bytes + dispatch_bytes)
+    _x149 = numpy.maximum(1, _x4*moe_tp)
+    _x150 = _x149 - 1
+    _x151 = ((1 - numpy.exp(-dp*prefill_prompts))*(dp_prompt_exchanges - 1) + 1)*numpy.minimum(1, _x150)
+    _x152 = _x1*hidden
+    _x153 = _x152*moe_layers*(_x147*_x148 + 2*_x151*act_bytes)
+    _x154 = _x138*_x150
+    _x155 = _x135*_x150/dp_link_bytes_per_s
+    _x156 = moe_layers*(_x147*(_x140*_x146*_x148*_x152*_x31*_x33/ep_link_bytes_per_s + 2*numpy.maximum(alltoall_latency_s, _x146*link_latency_s)) + _x151*numpy.select([numpy.greater_equal(allreduce_switch_bytes, _x143*_x149),True], [_x140*_x155 + numpy.maximum(_x154, allreduce_latency_s),_x144*_x155 + numpy.maximum(_x154, allreduce_large_latency_s)], default=numpy.nan))
+    _x157 = batch + prefill_prompts
+    _x158 = _x4*vocab
+    _x159 = _x158*_x8
+    _x160 = _x157*_x159
+    _x161 = _x142*_x158 + _x157*(_x142 + 4*_x158)
+    _x162 = _x12*_x14*_x159*(_x157 + gemm_half_rows)
+    _x163 = _x161*_x20
+    _x164 = kernel_latency_s + numpy.maximum(_x162, _x163)
+    _x165 = layer_latency_s*layers*(extra_kernel_share + 1)
+    _x166 = _x157*sequence_latency_s + step_latency_s
+    _x167 = _x130 + _x134 + _x145 + _x156 + _x164 + _x165 + _x166 + _x22 + _x29 + _x48*moe_layers + _x49*moe_layers
     return {
         'attn_proj_flops': _x7,
         'attn_proj_bytes': _x11,
@@ -586,35 +607,35 @@ def mixed(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, 
         'tp_comm_flops': 0,
         'tp_comm_bytes': _x136,
         'tp_comm_compute_s': 0,
-        'tp_comm_memory_s': _x140,
-        'tp_comm_seconds': _x140,
+        'tp_comm_memory_s': _x145,
+        'tp_comm_seconds': _x145,
         'ep_comm_flops': 0,
-        'ep_comm_bytes': _x147,
+        'ep_comm_bytes': _x153,
         'ep_comm_compute_s': 0,
-        'ep_comm_memory_s': _x148,
-        'ep_comm_seconds': _x148,
-        'lm_head_flops': _x152,
-        'lm_head_bytes': _x154,
-        'lm_head_compute_s': _x155,
-        'lm_head_memory_s': _x156,
-        'lm_head_seconds': _x157,
+        'ep_comm_memory_s': _x156,
+        'ep_comm_seconds': _x156,
+        'lm_head_flops': _x160,
+        'lm_head_bytes': _x161,
+        'lm_head_compute_s': _x162,
+        'lm_head_memory_s': _x163,
+        'lm_head_seconds': _x164,
         'layer_latency_flops': 0,
         'layer_latency_bytes': 0,
         'layer_latency_compute_s': 0,
         'layer_latency_memory_s': 0,
-        'layer_latency_seconds': _x158,
+        'layer_latency_seconds': _x165,
         'step_latency_flops': 0,
         'step_latency_bytes': 0,
         'step_latency_compute_s': 0,
         'step_latency_memory_s': 0,
-        'step_latency_seconds': _x159,
-        'seconds': _x160,
-        'flops': _x152 + _x25 + _x30*_x36 + _x43*_x45 + _x7 + _x89,
-        'bytes': _x1*_x131 + _x1*_x132 + _x11 + _x111 + _x136 + _x147 + _x154 + _x28 + _x39*moe_layers + _x40*moe_layers,
-        'tokens_per_second': batch/_x160,
+        'step_latency_seconds': _x166,
+        'seconds': _x167,
+        'flops': _x160 + _x25 + _x30*_x36 + _x43*_x45 + _x7 + _x89,
+        'bytes': _x1*_x131 + _x1*_x132 + _x11 + _x111 + _x136 + _x153 + _x161 + _x28 + _x39*moe_layers + _x40*moe_layers,
+        'tokens_per_second': batch/_x167,
     }
 
-ARGS['mixed'] = ('batch', 'prefill_prompts', 'new_tokens', 'prefix_tokens', 'context_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'topk_tokens', 'index_heads', 'index_head_dim', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'conv_dim', 'conv_kernel', 'state_bytes', 'state_shardable', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dispatch_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_half_width', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'attn_decode_half_bytes', 'extra_kernel_share', 'step_latency_s', 'sequence_latency_s', 'dp_prompt_exchanges', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
+ARGS['mixed'] = ('batch', 'prefill_prompts', 'new_tokens', 'prefix_tokens', 'context_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'topk_tokens', 'index_heads', 'index_head_dim', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'conv_dim', 'conv_kernel', 'state_bytes', 'state_shardable', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dispatch_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_half_width', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'allreduce_switch_bytes', 'allreduce_large_latency_s', 'eff_link_large', 'attn_decode_half_bytes', 'extra_kernel_share', 'step_latency_s', 'sequence_latency_s', 'dp_prompt_exchanges', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
 OUTPUTS['mixed'] = ('attn_proj_flops', 'attn_proj_bytes', 'attn_proj_compute_s', 'attn_proj_memory_s', 'attn_proj_seconds', 'ffn_flops', 'ffn_bytes', 'ffn_compute_s', 'ffn_memory_s', 'ffn_seconds', 'experts_flops', 'experts_bytes', 'experts_compute_s', 'experts_memory_s', 'experts_seconds', 'attention_flops', 'attention_bytes', 'attention_compute_s', 'attention_memory_s', 'attention_seconds', 'elementwise_flops', 'elementwise_bytes', 'elementwise_compute_s', 'elementwise_memory_s', 'elementwise_seconds', 'tp_comm_flops', 'tp_comm_bytes', 'tp_comm_compute_s', 'tp_comm_memory_s', 'tp_comm_seconds', 'ep_comm_flops', 'ep_comm_bytes', 'ep_comm_compute_s', 'ep_comm_memory_s', 'ep_comm_seconds', 'lm_head_flops', 'lm_head_bytes', 'lm_head_compute_s', 'lm_head_memory_s', 'lm_head_seconds', 'layer_latency_flops', 'layer_latency_bytes', 'layer_latency_compute_s', 'layer_latency_memory_s', 'layer_latency_seconds', 'step_latency_flops', 'step_latency_bytes', 'step_latency_compute_s', 'step_latency_memory_s', 'step_latency_seconds', 'seconds', 'flops', 'bytes', 'tokens_per_second')
 
 
@@ -927,137 +948,152 @@ OUTPUTS['crossover'] = ('decode_compute_batch', 'transfer_prompt_tokens', 'trans
 NARROW = {}
 
 
-def decode__seconds(*, batch, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, sparse_layers, topk_tokens, index_heads, index_head_dim, index_key_bytes, linear_layers, linear_heads, linear_key_dim, linear_value_dim, conv_dim, conv_kernel, state_bytes, state_shardable, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dispatch_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_half_width, moe_latency_s, eff_memory, eff_attn_prefill, eff_attn_decode, eff_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, attn_decode_half_bytes, extra_kernel_share, step_latency_s, sequence_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
+def decode__seconds(*, batch, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, sparse_layers, topk_tokens, index_heads, index_head_dim, index_key_bytes, linear_layers, linear_heads, linear_key_dim, linear_value_dim, conv_dim, conv_kernel, state_bytes, state_shardable, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dispatch_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_half_width, moe_latency_s, eff_memory, eff_attn_prefill, eff_attn_decode, eff_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, allreduce_switch_bytes, allreduce_large_latency_s, eff_link_large, attn_decode_half_bytes, extra_kernel_share, step_latency_s, sequence_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
     """Numeric twin of pdroof.cost.equations groups()["decode"], outputs seconds only."""
-    _x0 = tp - 1
-    _x1 = 2*link_latency_s
-    _x2 = eff_link**(-1.0)
-    _x3 = tp**(-1.0)
-    _x4 = 2*hidden
-    _x5 = act_bytes*batch
-    _x6 = _x4*_x5
-    _x7 = _x3*_x6
-    _x8 = mem_bytes_per_s**(-1.0)
-    _x9 = expert_ffn_size*experts_per_token
-    _x10 = 2*kernel_latency_s
-    _x11 = batch*context_tokens
-    _x12 = 1/(attn_peak_flops_per_s*eff_attn_prefill)
-    _x13 = 2*_x12
-    _x14 = _x11*_x13
-    _x15 = numpy.minimum(kv_shardable, tp)**(-1.0)
-    _x16 = _x8/eff_attn_decode
-    _x17 = _x3*vocab
-    _x18 = peak_flops_per_s**(-1.0)
-    _x19 = _x18*(batch + gemm_half_rows)/eff_compute
-    _x20 = act_bytes*hidden
-    _x21 = _x8/eff_weights
-    _x22 = _x3*attn_dim_decode*heads
-    _x23 = _x15*kv_bytes*kv_elems
-    _x24 = _x7 + attn_decode_half_bytes
-    _x25 = numpy.minimum(context_tokens, window_tokens)
-    _x26 = _x13*_x22*batch
-    _x27 = _x23*batch
-    _x28 = numpy.minimum(context_tokens, topk_tokens)
-    _x29 = 2*dequant_overhead + 2
-    _x30 = _x19*_x29
-    _x31 = _x3*_x30
-    _x32 = _x3*weight_bytes
-    _x33 = 3*_x3
-    _x34 = linear_heads*linear_value_dim
-    _x35 = batch/numpy.minimum(state_shardable, tp)
-    _x36 = _x15*kv_proj_params + _x3*(attn_params - kv_proj_params)
-    _x37 = numpy.maximum(1, _x3*moe_tp) - 1
-    _x38 = moe_ep - 1
-    _x39 = moe_ep**(-1.0)
-    _x40 = (ep_imbalance_32 - 1)*numpy.sqrt(numpy.log(moe_ep))/numpy.sqrt(numpy.log(32)) + 1
+    _x0 = mem_bytes_per_s**(-1.0)
+    _x1 = tp**(-1.0)
+    _x2 = expert_ffn_size*experts_per_token
+    _x3 = 2*kernel_latency_s
+    _x4 = batch*context_tokens
+    _x5 = 1/(attn_peak_flops_per_s*eff_attn_prefill)
+    _x6 = 2*_x5
+    _x7 = _x4*_x6
+    _x8 = numpy.minimum(kv_shardable, tp)**(-1.0)
+    _x9 = _x0/eff_attn_decode
+    _x10 = 2*hidden
+    _x11 = _x1*vocab
+    _x12 = peak_flops_per_s**(-1.0)
+    _x13 = _x12*(batch + gemm_half_rows)/eff_compute
+    _x14 = act_bytes*hidden
+    _x15 = _x0/eff_weights
+    _x16 = _x1*attn_dim_decode*heads
+    _x17 = _x8*kv_bytes*kv_elems
+    _x18 = act_bytes*batch
+    _x19 = _x10*_x18
+    _x20 = _x1*_x19
+    _x21 = _x20 + attn_decode_half_bytes
+    _x22 = numpy.minimum(context_tokens, window_tokens)
+    _x23 = _x16*_x6*batch
+    _x24 = _x17*batch
+    _x25 = numpy.minimum(context_tokens, topk_tokens)
+    _x26 = 2*dequant_overhead + 2
+    _x27 = _x13*_x26
+    _x28 = _x1*_x27
+    _x29 = _x1*weight_bytes
+    _x30 = 3*_x1
+    _x31 = linear_heads*linear_value_dim
+    _x32 = batch/numpy.minimum(state_shardable, tp)
+    _x33 = tp - 1
+    _x34 = 2*link_latency_s
+    _x35 = _x33*_x34
+    _x36 = eff_link**(-1.0)
+    _x37 = _x20*_x33/link_bytes_per_s
+    _x38 = _x14*batch
+    _x39 = eff_link_large**(-1.0)
+    _x40 = _x1*(attn_params - kv_proj_params) + _x8*kv_proj_params
     _x41 = moe_tp**(-1.0)
     _x42 = numpy.maximum(1, _x41*expert_ffn_size)
-    _x43 = _x39*_x41
-    _x44 = batch*dp
-    _x45 = _x40*_x44
+    _x43 = moe_ep**(-1.0)
+    _x44 = _x41*_x43
+    _x45 = (ep_imbalance_32 - 1)*numpy.sqrt(numpy.log(moe_ep))/numpy.sqrt(numpy.log(32)) + 1
+    _x46 = batch*dp
+    _x47 = _x45*_x46
+    _x48 = moe_ep - 1
+    _x49 = numpy.maximum(1, _x1*moe_tp)
+    _x50 = _x49 - 1
+    _x51 = _x34*_x50
+    _x52 = _x19*_x50/dp_link_bytes_per_s
     return {
-        'seconds': _x8*batch*(_x3*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x9 + shared_ffn_size)) + hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem))/eff_memory + batch*sequence_latency_s + dense_layers*(_x10 + numpy.maximum(_x31*ffn_params, _x21*(_x32*ffn_params + _x5*(_x33*ffn_size + _x4)))) + full_layers*(kernel_latency_s + numpy.maximum(_x14*_x22, _x16*(_x11*_x23 + _x24))) + 3*kernel_latency_s*layers + kernel_latency_s + layer_latency_s*layers*(extra_kernel_share + 1) + layers*(_x10 + numpy.maximum(_x30*_x36, _x21*(_x36*weight_bytes + _x5*(_x36/hidden + _x4)))) + 2*layers*(_x0*_x2*_x7/link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x0*_x1))*numpy.minimum(1, _x0) + linear_layers*(_x10 + numpy.maximum(_x12*_x35*(7*_x34*linear_key_dim + 2*conv_dim*conv_kernel), _x16*(_x35*(act_bytes*(_x34 + 3*conv_dim) + 2*state_bytes) + attn_decode_half_bytes))) + moe_layers*(moe_latency_s + numpy.maximum(_x18*_x29*_x43*_x45*expert_params*experts_per_token*(_x42 + moe_half_width)/(_x42*eff_moe_compute), _x43*_x8*(3*_x45*_x9*act_bytes - expert_params*experts*weight_bytes*((1 - experts_per_token/experts)**_x44 - 1))/eff_moe_weights)) + moe_layers*(_x10*numpy.minimum(1, shared_params) + numpy.maximum(_x31*shared_params, _x21*(_x32*shared_params + _x5*(_x33*shared_ffn_size + _x4)))) + moe_layers*((_x2*_x37*_x6/dp_link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x1*_x37))*numpy.minimum(1, _x37) + (_x2*_x3*_x38*_x39*_x40*batch*experts_per_token*hidden*(act_bytes + dispatch_bytes)/ep_link_bytes_per_s + 2*numpy.maximum(alltoall_latency_s, _x38*link_latency_s))*numpy.minimum(1, _x38)) + sliding_layers*(kernel_latency_s + numpy.maximum(_x25*_x26, _x16*(_x24 + _x25*_x27))) + sparse_layers*(_x10 + numpy.maximum(_x14*index_heads*(index_head_dim + 1), _x16*(_x11*(_x15*index_key_bytes + 8) + attn_decode_half_bytes))) + sparse_layers*(kernel_latency_s + numpy.maximum(_x26*_x28, _x16*(_x24 + _x27*_x28))) + step_latency_s + numpy.maximum(_x17*_x19*_x4, _x21*(_x17*_x20 + batch*(4*_x17 + _x20))),
+        'seconds': _x0*batch*(_x1*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x2 + shared_ffn_size)) + hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem))/eff_memory + batch*sequence_latency_s + dense_layers*(_x3 + numpy.maximum(_x28*ffn_params, _x15*(_x18*(_x10 + _x30*ffn_size) + _x29*ffn_params))) + full_layers*(kernel_latency_s + numpy.maximum(_x16*_x7, _x9*(_x17*_x4 + _x21))) + 3*kernel_latency_s*layers + kernel_latency_s + layer_latency_s*layers*(extra_kernel_share + 1) + layers*(_x3 + numpy.maximum(_x27*_x40, _x15*(_x18*(_x10 + _x40/hidden) + _x40*weight_bytes))) + 2*layers*numpy.select([numpy.less_equal(_x38, allreduce_switch_bytes),True], [_x36*_x37 + numpy.maximum(_x35, allreduce_latency_s),_x37*_x39 + numpy.maximum(_x35, allreduce_large_latency_s)], default=numpy.nan)*numpy.minimum(1, _x33) + linear_layers*(_x3 + numpy.maximum(_x32*_x5*(7*_x31*linear_key_dim + 2*conv_dim*conv_kernel), _x9*(_x32*(act_bytes*(_x31 + 3*conv_dim) + 2*state_bytes) + attn_decode_half_bytes))) + moe_layers*(moe_latency_s + numpy.maximum(_x12*_x26*_x44*_x47*expert_params*experts_per_token*(_x42 + moe_half_width)/(_x42*eff_moe_compute), _x0*_x44*(3*_x2*_x47*act_bytes - expert_params*experts*weight_bytes*((1 - experts_per_token/experts)**_x46 - 1))/eff_moe_weights)) + moe_layers*(_x3*numpy.minimum(1, shared_params) + numpy.maximum(_x28*shared_params, _x15*(_x18*(_x10 + _x30*shared_ffn_size) + _x29*shared_params))) + moe_layers*((_x1*_x36*_x43*_x45*_x48*batch*experts_per_token*hidden*(act_bytes + dispatch_bytes)/ep_link_bytes_per_s + 2*numpy.maximum(alltoall_latency_s, _x48*link_latency_s))*numpy.minimum(1, _x48) + numpy.select([numpy.greater_equal(allreduce_switch_bytes, _x38*_x49),True], [_x36*_x52 + numpy.maximum(_x51, allreduce_latency_s),_x39*_x52 + numpy.maximum(_x51, allreduce_large_latency_s)], default=numpy.nan)*numpy.minimum(1, _x50)) + sliding_layers*(kernel_latency_s + numpy.maximum(_x22*_x23, _x9*(_x21 + _x22*_x24))) + sparse_layers*(_x3 + numpy.maximum(_x7*index_heads*(index_head_dim + 1), _x9*(_x4*(_x8*index_key_bytes + 8) + attn_decode_half_bytes))) + sparse_layers*(kernel_latency_s + numpy.maximum(_x23*_x25, _x9*(_x21 + _x24*_x25))) + step_latency_s + numpy.maximum(_x10*_x11*_x13, _x15*(_x11*_x14 + batch*(4*_x11 + _x14))),
     }
 
-ARGS['decode__seconds'] = ('batch', 'context_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'topk_tokens', 'index_heads', 'index_head_dim', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'conv_dim', 'conv_kernel', 'state_bytes', 'state_shardable', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dispatch_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_half_width', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'attn_decode_half_bytes', 'extra_kernel_share', 'step_latency_s', 'sequence_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
+ARGS['decode__seconds'] = ('batch', 'context_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'topk_tokens', 'index_heads', 'index_head_dim', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'conv_dim', 'conv_kernel', 'state_bytes', 'state_shardable', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dispatch_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_half_width', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'allreduce_switch_bytes', 'allreduce_large_latency_s', 'eff_link_large', 'attn_decode_half_bytes', 'extra_kernel_share', 'step_latency_s', 'sequence_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
 OUTPUTS['decode__seconds'] = ('seconds',)
 NARROW[('decode', ('seconds',))] = 'decode__seconds'
 
 
-def mixed__seconds(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, sparse_layers, topk_tokens, index_heads, index_head_dim, index_key_bytes, linear_layers, linear_heads, linear_key_dim, linear_value_dim, conv_dim, conv_kernel, state_bytes, state_shardable, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dispatch_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_half_width, moe_latency_s, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, attn_decode_half_bytes, extra_kernel_share, step_latency_s, sequence_latency_s, dp_prompt_exchanges, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
+def mixed__seconds(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, sparse_layers, topk_tokens, index_heads, index_head_dim, index_key_bytes, linear_layers, linear_heads, linear_key_dim, linear_value_dim, conv_dim, conv_kernel, state_bytes, state_shardable, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dispatch_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_half_width, moe_latency_s, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, allreduce_switch_bytes, allreduce_large_latency_s, eff_link_large, attn_decode_half_bytes, extra_kernel_share, step_latency_s, sequence_latency_s, dp_prompt_exchanges, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
     """Numeric twin of pdroof.cost.equations groups()["mixed"], outputs seconds only."""
     _x0 = batch + prefill_prompts
-    _x1 = tp - 1
-    _x2 = 2*link_latency_s
-    _x3 = tp**(-1.0)
-    _x4 = eff_link**(-1.0)
-    _x5 = 2*hidden
-    _x6 = batch + new_tokens*prefill_prompts
-    _x7 = _x6*act_bytes
-    _x8 = _x4*_x5*_x7
-    _x9 = 2*kernel_latency_s
-    _x10 = batch*context_tokens
-    _x11 = 1/(attn_peak_flops_per_s*eff_attn_prefill)
-    _x12 = 2*_x11
-    _x13 = _x10*_x12
-    _x14 = index_heads*(index_head_dim + 1)
-    _x15 = numpy.minimum(kv_shardable, tp)**(-1.0)
-    _x16 = _x15*index_key_bytes
-    _x17 = mem_bytes_per_s**(-1.0)
-    _x18 = _x17/eff_attn_decode
-    _x19 = expert_ffn_size*experts_per_token
-    _x20 = attn_dim_decode*heads
-    _x21 = _x20*_x3
-    _x22 = _x15*kv_bytes*kv_elems
-    _x23 = _x3*batch
-    _x24 = _x5*act_bytes
-    _x25 = _x23*_x24 + attn_decode_half_bytes
-    _x26 = _x3*vocab
-    _x27 = peak_flops_per_s**(-1.0)
-    _x28 = _x27/eff_compute
-    _x29 = act_bytes*hidden
-    _x30 = _x17/eff_weights
-    _x31 = numpy.minimum(context_tokens, window_tokens)
-    _x32 = _x12*_x20*_x23
-    _x33 = _x22*batch
-    _x34 = numpy.minimum(context_tokens, topk_tokens)
-    _x35 = _x12*prefill_prompts*(attn_half_tokens + new_tokens)
-    _x36 = _x35*((1/2)*new_tokens + prefix_tokens + 1/2)
-    _x37 = _x3*attn_dim_prefill*heads
-    _x38 = _x24*_x3*new_tokens
-    _x39 = new_tokens + prefix_tokens
-    _x40 = _x18*prefill_prompts
-    _x41 = _x40*(_x22*_x39 + _x38)
-    _x42 = 2*dequant_overhead + 2
-    _x43 = _x28*_x42*(_x6 + gemm_half_rows)
-    _x44 = _x3*_x43
-    _x45 = _x3*weight_bytes
-    _x46 = 3*_x3
-    _x47 = conv_dim*conv_kernel
-    _x48 = linear_heads*linear_value_dim
-    _x49 = _x48*linear_key_dim
-    _x50 = numpy.minimum(state_shardable, tp)**(-1.0)
-    _x51 = _x50*batch
-    _x52 = 2*state_bytes
-    _x53 = act_bytes*(_x48 + 3*conv_dim)
-    _x54 = _x15*kv_proj_params + _x3*(attn_params - kv_proj_params)
-    _x55 = numpy.minimum(new_tokens, numpy.maximum(0, -prefix_tokens + topk_tokens))
-    _x56 = _x35/new_tokens
-    _x57 = numpy.minimum(new_tokens, numpy.maximum(0, -prefix_tokens + window_tokens))
-    _x58 = moe_tp**(-1.0)
-    _x59 = numpy.maximum(1, _x58*expert_ffn_size)
-    _x60 = moe_ep**(-1.0)
-    _x61 = _x58*_x60
-    _x62 = (ep_imbalance_32 - 1)*numpy.sqrt(numpy.log(moe_ep))/numpy.sqrt(numpy.log(32)) + 1
-    _x63 = _x6*dp
-    _x64 = _x62*_x63
-    _x65 = moe_ep - 1
-    _x66 = numpy.maximum(1, _x3*moe_tp) - 1
+    _x1 = 2*kernel_latency_s
+    _x2 = batch*context_tokens
+    _x3 = 1/(attn_peak_flops_per_s*eff_attn_prefill)
+    _x4 = 2*_x3
+    _x5 = _x2*_x4
+    _x6 = index_heads*(index_head_dim + 1)
+    _x7 = numpy.minimum(kv_shardable, tp)**(-1.0)
+    _x8 = _x7*index_key_bytes
+    _x9 = mem_bytes_per_s**(-1.0)
+    _x10 = _x9/eff_attn_decode
+    _x11 = batch + new_tokens*prefill_prompts
+    _x12 = tp**(-1.0)
+    _x13 = expert_ffn_size*experts_per_token
+    _x14 = attn_dim_decode*heads
+    _x15 = _x12*_x14
+    _x16 = _x7*kv_bytes*kv_elems
+    _x17 = _x12*batch
+    _x18 = 2*hidden
+    _x19 = _x18*act_bytes
+    _x20 = _x17*_x19 + attn_decode_half_bytes
+    _x21 = _x12*vocab
+    _x22 = peak_flops_per_s**(-1.0)
+    _x23 = _x22/eff_compute
+    _x24 = act_bytes*hidden
+    _x25 = _x9/eff_weights
+    _x26 = numpy.minimum(context_tokens, window_tokens)
+    _x27 = _x14*_x17*_x4
+    _x28 = _x16*batch
+    _x29 = numpy.minimum(context_tokens, topk_tokens)
+    _x30 = _x4*prefill_prompts*(attn_half_tokens + new_tokens)
+    _x31 = _x30*((1/2)*new_tokens + prefix_tokens + 1/2)
+    _x32 = _x12*attn_dim_prefill*heads
+    _x33 = _x12*_x19*new_tokens
+    _x34 = new_tokens + prefix_tokens
+    _x35 = _x10*prefill_prompts
+    _x36 = _x35*(_x16*_x34 + _x33)
+    _x37 = 2*dequant_overhead + 2
+    _x38 = _x23*_x37*(_x11 + gemm_half_rows)
+    _x39 = _x12*_x38
+    _x40 = _x12*weight_bytes
+    _x41 = 3*_x12
+    _x42 = _x11*act_bytes
+    _x43 = conv_dim*conv_kernel
+    _x44 = linear_heads*linear_value_dim
+    _x45 = _x44*linear_key_dim
+    _x46 = numpy.minimum(state_shardable, tp)**(-1.0)
+    _x47 = _x46*batch
+    _x48 = 2*state_bytes
+    _x49 = act_bytes*(_x44 + 3*conv_dim)
+    _x50 = tp - 1
+    _x51 = 2*link_latency_s
+    _x52 = _x50*_x51
+    _x53 = eff_link**(-1.0)
+    _x54 = _x18*_x42
+    _x55 = _x53*_x54
+    _x56 = _x12*_x50/link_bytes_per_s
+    _x57 = _x11*_x24
+    _x58 = _x54/eff_link_large
+    _x59 = _x12*(attn_params - kv_proj_params) + _x7*kv_proj_params
+    _x60 = numpy.minimum(new_tokens, numpy.maximum(0, -prefix_tokens + topk_tokens))
+    _x61 = _x30/new_tokens
+    _x62 = numpy.minimum(new_tokens, numpy.maximum(0, -prefix_tokens + window_tokens))
+    _x63 = moe_tp**(-1.0)
+    _x64 = numpy.maximum(1, _x63*expert_ffn_size)
+    _x65 = moe_ep**(-1.0)
+    _x66 = _x63*_x65
+    _x67 = (ep_imbalance_32 - 1)*numpy.sqrt(numpy.log(moe_ep))/numpy.sqrt(numpy.log(32)) + 1
+    _x68 = _x11*dp
+    _x69 = _x67*_x68
+    _x70 = moe_ep - 1
+    _x71 = numpy.maximum(1, _x12*moe_tp)
+    _x72 = _x71 - 1
+    _x73 = _x51*_x72
+    _x74 = _x72/dp_link_bytes_per_s
     return {
-        'seconds': _x0*sequence_latency_s + _x17*_x6*(_x3*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x19 + shared_ffn_size)) + hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem))/eff_memory + dense_layers*(_x9 + numpy.maximum(_x44*ffn_params, _x30*(_x45*ffn_params + _x7*(_x46*ffn_size + _x5)))) + full_layers*(kernel_latency_s + numpy.maximum(_x41, _x36*_x37)) + full_layers*(kernel_latency_s + numpy.maximum(_x13*_x21, _x18*(_x10*_x22 + _x25))) + 3*kernel_latency_s*layers + kernel_latency_s + layer_latency_s*layers*(extra_kernel_share + 1) + layers*(_x9 + numpy.maximum(_x43*_x54, _x30*(_x54*weight_bytes + _x7*(_x5 + _x54/hidden)))) + 2*layers*(_x1*_x3*_x8/link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x1*_x2))*numpy.minimum(1, _x1) + linear_layers*(_x9 + numpy.maximum(_x18*(_x51*(_x52 + _x53) + attn_decode_half_bytes), _x11*_x51*(2*_x47 + 7*_x49))) + linear_layers*(7*kernel_latency_s + numpy.maximum(_x40*_x50*((1/32)*_x49*act_bytes*new_tokens + _x52 + _x53*new_tokens), _x35*_x50*(_x47 + (1/3)*linear_heads*(9*linear_key_dim*linear_value_dim + 576*linear_key_dim + 384*linear_value_dim + 2048)))) + moe_layers*(moe_latency_s + numpy.maximum(_x27*_x42*_x61*_x64*expert_params*experts_per_token*(_x59 + moe_half_width)/(_x59*eff_moe_compute), _x17*_x61*(3*_x19*_x64*act_bytes - expert_params*experts*weight_bytes*((1 - experts_per_token/experts)**_x63 - 1))/eff_moe_weights)) + moe_layers*(_x9*numpy.minimum(1, shared_params) + numpy.maximum(_x44*shared_params, _x30*(_x45*shared_params + _x7*(_x46*shared_ffn_size + _x5)))) + moe_layers*(((1 - numpy.exp(-dp*prefill_prompts))*(dp_prompt_exchanges - 1) + 1)*(_x66*_x8/dp_link_bytes_per_s + numpy.maximum(allreduce_latency_s, _x2*_x66))*numpy.minimum(1, _x66) + (_x3*_x4*_x6*_x60*_x62*_x65*experts_per_token*hidden*(act_bytes + dispatch_bytes)/ep_link_bytes_per_s + 2*numpy.maximum(alltoall_latency_s, _x65*link_latency_s))*numpy.minimum(1, _x65)) + sliding_layers*(kernel_latency_s + numpy.maximum(_x31*_x32, _x18*(_x25 + _x31*_x33))) + sliding_layers*(kernel_latency_s + numpy.maximum(_x40*(_x22*numpy.minimum(_x39, window_tokens) + _x38), _x37*_x56*(_x57*prefix_tokens + (1/2)*_x57*(_x57 + 1) + window_tokens*(-_x57 + new_tokens)))) + sparse_layers*(_x9 + numpy.maximum(_x13*_x14, _x18*(_x10*(_x16 + 8) + attn_decode_half_bytes))) + sparse_layers*(_x9 + numpy.maximum(_x14*_x36, _x40*(_x16*_x39 + 4*new_tokens*(new_tokens + 2*prefix_tokens + 1)))) + sparse_layers*(kernel_latency_s + numpy.maximum(_x41, _x21*_x56*(_x55*prefix_tokens + (1/2)*_x55*(_x55 + 1) + topk_tokens*(-_x55 + new_tokens)))) + sparse_layers*(kernel_latency_s + numpy.maximum(_x32*_x34, _x18*(_x25 + _x33*_x34))) + step_latency_s + numpy.maximum(_x26*_x28*_x5*(_x0 + gemm_half_rows), _x30*(_x0*(4*_x26 + _x29) + _x26*_x29)),
+        'seconds': _x0*sequence_latency_s + _x11*_x9*(_x12*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x13 + shared_ffn_size)) + hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem))/eff_memory + dense_layers*(_x1 + numpy.maximum(_x39*ffn_params, _x25*(_x40*ffn_params + _x42*(_x18 + _x41*ffn_size)))) + full_layers*(kernel_latency_s + numpy.maximum(_x36, _x31*_x32)) + full_layers*(kernel_latency_s + numpy.maximum(_x15*_x5, _x10*(_x16*_x2 + _x20))) + 3*kernel_latency_s*layers + kernel_latency_s + layer_latency_s*layers*(extra_kernel_share + 1) + layers*(_x1 + numpy.maximum(_x38*_x59, _x25*(_x42*(_x18 + _x59/hidden) + _x59*weight_bytes))) + 2*layers*numpy.select([numpy.less_equal(_x57, allreduce_switch_bytes),True], [_x55*_x56 + numpy.maximum(_x52, allreduce_latency_s),_x56*_x58 + numpy.maximum(_x52, allreduce_large_latency_s)], default=numpy.nan)*numpy.minimum(1, _x50) + linear_layers*(_x1 + numpy.maximum(_x10*(_x47*(_x48 + _x49) + attn_decode_half_bytes), _x3*_x47*(2*_x43 + 7*_x45))) + linear_layers*(7*kernel_latency_s + numpy.maximum(_x35*_x46*((1/32)*_x45*act_bytes*new_tokens + _x48 + _x49*new_tokens), _x30*_x46*(_x43 + (1/3)*linear_heads*(9*linear_key_dim*linear_value_dim + 576*linear_key_dim + 384*linear_value_dim + 2048)))) + moe_layers*(moe_latency_s + numpy.maximum(_x22*_x37*_x66*_x69*expert_params*experts_per_token*(_x64 + moe_half_width)/(_x64*eff_moe_compute), _x66*_x9*(3*_x13*_x69*act_bytes - expert_params*experts*weight_bytes*((1 - experts_per_token/experts)**_x68 - 1))/eff_moe_weights)) + moe_layers*(_x1*numpy.minimum(1, shared_params) + numpy.maximum(_x39*shared_params, _x25*(_x40*shared_params + _x42*(_x18 + _x41*shared_ffn_size)))) + moe_layers*(((1 - numpy.exp(-dp*prefill_prompts))*(dp_prompt_exchanges - 1) + 1)*numpy.select([numpy.greater_equal(allreduce_switch_bytes, _x57*_x71),True], [_x55*_x74 + numpy.maximum(_x73, allreduce_latency_s),_x58*_x74 + numpy.maximum(_x73, allreduce_large_latency_s)], default=numpy.nan)*numpy.minimum(1, _x72) + (_x11*_x12*_x53*_x65*_x67*_x70*experts_per_token*hidden*(act_bytes + dispatch_bytes)/ep_link_bytes_per_s + 2*numpy.maximum(alltoall_latency_s, _x70*link_latency_s))*numpy.minimum(1, _x70)) + sliding_layers*(kernel_latency_s + numpy.maximum(_x26*_x27, _x10*(_x20 + _x26*_x28))) + sliding_layers*(kernel_latency_s + numpy.maximum(_x35*(_x16*numpy.minimum(_x34, window_tokens) + _x33), _x32*_x61*(_x62*prefix_tokens + (1/2)*_x62*(_x62 + 1) + window_tokens*(-_x62 + new_tokens)))) + sparse_layers*(_x1 + numpy.maximum(_x31*_x6, _x35*(_x34*_x8 + 4*new_tokens*(new_tokens + 2*prefix_tokens + 1)))) + sparse_layers*(_x1 + numpy.maximum(_x5*_x6, _x10*(_x2*(_x8 + 8) + attn_decode_half_bytes))) + sparse_layers*(kernel_latency_s + numpy.maximum(_x36, _x15*_x61*(_x60*prefix_tokens + (1/2)*_x60*(_x60 + 1) + topk_tokens*(-_x60 + new_tokens)))) + sparse_layers*(kernel_latency_s + numpy.maximum(_x27*_x29, _x10*(_x20 + _x28*_x29))) + step_latency_s + numpy.maximum(_x18*_x21*_x23*(_x0 + gemm_half_rows), _x25*(_x0*(4*_x21 + _x24) + _x21*_x24)),
     }
 
-ARGS['mixed__seconds'] = ('batch', 'prefill_prompts', 'new_tokens', 'prefix_tokens', 'context_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'topk_tokens', 'index_heads', 'index_head_dim', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'conv_dim', 'conv_kernel', 'state_bytes', 'state_shardable', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dispatch_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_half_width', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'attn_decode_half_bytes', 'extra_kernel_share', 'step_latency_s', 'sequence_latency_s', 'dp_prompt_exchanges', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
+ARGS['mixed__seconds'] = ('batch', 'prefill_prompts', 'new_tokens', 'prefix_tokens', 'context_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'topk_tokens', 'index_heads', 'index_head_dim', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'conv_dim', 'conv_kernel', 'state_bytes', 'state_shardable', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dispatch_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_half_width', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'allreduce_switch_bytes', 'allreduce_large_latency_s', 'eff_link_large', 'attn_decode_half_bytes', 'extra_kernel_share', 'step_latency_s', 'sequence_latency_s', 'dp_prompt_exchanges', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
 OUTPUTS['mixed__seconds'] = ('seconds',)
 NARROW[('mixed', ('seconds',))] = 'mixed__seconds'
 

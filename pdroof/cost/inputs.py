@@ -167,6 +167,11 @@ def hardware_inputs(acc: Record, eff: Efficiency, p: Precision, par: Parallelism
         "eff_moe_weights": eff.moe_weights.get(p.weights, eff.weights_for(p.weights)),
         "moe_latency_s": eff.moe_latency_s.get(p.weights, 3 * eff.kernel_latency_s),
         "allreduce_latency_s": eff.allreduce_latency_s,
+        # one algorithm at every size where the profile gives no second one (its regime then equals the first)
+        "allreduce_switch_bytes": eff.allreduce_switch_bytes or 0.0,
+        "allreduce_large_latency_s": (eff.allreduce_latency_s if eff.allreduce_switch_bytes is None
+                                      else eff.allreduce_large_latency_s),
+        "eff_link_large": eff.link if eff.allreduce_switch_bytes is None else eff.link_large,
         "alltoall_latency_s": eff.alltoall_latency_s,
         "attn_decode_half_bytes": eff.attention_decode_half_bytes,
     }

@@ -97,6 +97,10 @@ class Efficiency:
     host_bytes_per_s: float | None
     origin: dict[str, str]
     own_formats: frozenset[str] = frozenset()  # per-format keys ("weights.fp8") given for that format itself
+    # the all-reduce above the stack's own kernel's largest message (None: one algorithm at every size)
+    allreduce_switch_bytes: float | None = None
+    allreduce_large_latency_s: float | None = None
+    link_large: float | None = None
 
     def inferred(self, *keys: str) -> bool:
         """Whether any of these per-format factors was taken from another format or silicon (a
@@ -188,6 +192,7 @@ def resolve(runtime: Record, accelerator: Record) -> Efficiency:
                               measured)
             for name, conservative in _PER_FORMAT.items()}
     host = prof.host_link if prof is not None else None
+    large = prof.allreduce_large if prof is not None else None
     # the routed experts' own kernels: this accelerator's entry only (else the dense GEMMs' factors)
     moe = {name: dict(prof.get(name) or {}) if prof is not None else {}
            for name in ("moe_compute", "moe_half_width", "moe_weights", "moe_latency_s")}
@@ -199,6 +204,8 @@ def resolve(runtime: Record, accelerator: Record) -> Efficiency:
     return Efficiency(
         **maps, **moe,
         host_latency_s=host.latency_s if host else None, host_bytes_per_s=host.bytes_per_s if host else None,
+        allreduce_switch_bytes=large.above_bytes if large else None,
+        allreduce_large_latency_s=large.latency_s if large else None, link_large=large.link if large else None,
         origin=origin, own_formats=frozenset(measured), **values,
     )
 
@@ -257,6 +264,9 @@ def resolved_entry(rt: Record, acc: Record) -> dict:
         entry["attention_decode_mla_half_mb"] = (eff.attention_decode_mla_half_bytes or 0.0) / 1e6
     if eff.host_latency_s is not None:
         entry["host_link"] = {"latency_us": eff.host_latency_s * 1e6, "gb_per_s": eff.host_bytes_per_s / 1e9}
+    if eff.allreduce_switch_bytes is not None:
+        entry["allreduce_large"] = {"above_mib": eff.allreduce_switch_bytes / 2**20,
+                                    "latency_us": eff.allreduce_large_latency_s * 1e6, "link": eff.link_large}
     if acc.family:
         entry["family"] = acc.family
     return entry

@@ -117,6 +117,11 @@ _TABLE = (
     Sym("layer_latency_s", "s", "fixed cost per layer per forward pass (kernel boundaries)", r"\tau_L"),
     Sym("kernel_latency_s", "s", "fixed time of each kernel on top of its roofline (launch, ramp-up, tail)", r"\tau_K"),
     Sym("allreduce_latency_s", "s", "per-call latency of the stack's all-reduce at small messages", r"\alpha_{AR}"),
+    Sym("allreduce_switch_bytes", "B", "largest message the stack's own all-reduce kernel takes; larger ones run "
+        "its second algorithm (NCCL's); 0: one algorithm at every size", "M_{AR}"),
+    Sym("allreduce_large_latency_s", "s", "per-call latency of the all-reduce above the switch size", r"\alpha_{AR,L}"),
+    Sym("eff_link_large", "1", "achieved fraction of scale-up link bandwidth by the all-reduce above the switch size",
+        r"\eta_{N,L}"),
     Sym("attn_decode_half_bytes", "B", "KV read per layer and device at which decode attention reaches half its "
         "efficiency", "R_{1/2}"),
     Sym("extra_kernel_share", "1", "extra kernel boundaries per layer (separate activation casts) as a share "

@@ -148,13 +148,21 @@ PROFILE_EFFICIENCY = Map(fields=(
     F("attention_prefill_half_tokens", Num(positive=False, minimum=0),
       doc="prompt length at which prefill attention reaches half its efficiency"),
     F("attention_decode", FRACTION, doc="decode attention KV-read bandwidth efficiency"),
-    F("link", FRACTION, doc="scale-up collective bandwidth efficiency"),
+    F("link", FRACTION, doc="scale-up bandwidth efficiency of the stack's own collective kernels (the all-reduce "
+      "up to allreduce_large's size, the experts' all-to-all, DP attention's gather)"),
     F("layer_latency_us", Num(scale=MICRO, positive=False, minimum=0), attr="layer_latency_s",
       doc="fixed cost per layer per forward pass"),
     F("kernel_latency_us", Num(scale=MICRO, positive=False, minimum=0), attr="kernel_latency_s",
       doc="fixed time of each kernel on top of its roofline: launch, ramp-up and tail"),
     F("allreduce_latency_us", Num(scale=MICRO, positive=False, minimum=0), attr="allreduce_latency_s",
       doc="per-call latency of the stack's all-reduce at small messages (its one-shot algorithm)"),
+    F("allreduce_large", Map(fields=(
+        F("above_mib", Num(scale=2**20), attr="above_bytes", required=True,
+          doc="messages larger than this (MiB) run the second algorithm"),
+        F("latency_us", Num(scale=MICRO, positive=False, minimum=0), attr="latency_s", required=True),
+        F("link", FRACTION, required=True, doc="its fraction of the scale-up link bandwidth (ring term)"),
+    )), doc="the stack's all-reduce above its own kernel's largest message (NCCL's ring or NVLS): the size it "
+       "switches at, its per-call latency and link efficiency (absent: link and allreduce_latency_us at every size)"),
     F("alltoall_latency_us", Num(scale=MICRO, positive=False, minimum=0), attr="alltoall_latency_s",
       doc="per-call latency of the stack's expert all-to-all (one dispatch or combine) at small batches"),
     F("attention_decode_half_mb", Num(scale=1e6, positive=False, minimum=0), attr="attention_decode_half_bytes",

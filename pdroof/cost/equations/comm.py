@@ -13,16 +13,25 @@ def _active(degree):
     return sp.Min(1, degree - 1)
 
 
+def _allreduce(message_bytes, parties, link_bytes_per_s):
+    """All-reduce of ``message_bytes`` among ``parties`` devices over links of ``link_bytes_per_s``:
+    the bytes of a ring (reduce-scatter, then all-gather: 2(p−1) steps of a 1/p share each) behind
+    a latency at least the ring's 2(p−1) hops α_N. Up to the switch size M_AR the stack's own
+    kernel, whose per-call latency α_AR is a synchronisation (one-shot at small messages), at η_N
+    of the link; above it the stack's second algorithm (NCCL's ring or NVLS) with its own α_AR,L
+    and η_N,L: m ≤ M_AR: max(α_AR, 2(p−1)·α_N) + 2(p−1)·m / (p·N·η_N), else
+    max(α_AR,L, 2(p−1)·α_N) + 2(p−1)·m / (p·N·η_N,L)."""
+    p, m = parties, message_bytes
+    hops = 2 * (p - 1) * S("link_latency_s")
+    ring = 2 * (p - 1) * m / (p * link_bytes_per_s)
+    own = sp.Max(S("allreduce_latency_s"), hops) + ring / S("eff_link")
+    large = sp.Max(S("allreduce_large_latency_s"), hops) + ring / S("eff_link_large")
+    return _active(p) * sp.Piecewise((own, m <= S("allreduce_switch_bytes")), (large, True))
+
+
 def allreduce_time(bytes_):
-    """All-reduce of ``bytes_`` across tp devices: the bytes of a ring (reduce-scatter, then
-    all-gather: 2(t−1) steps of a 1/t share each) behind a latency that is the larger of the
-    ring's 2(t−1) hops α_N and the stack's per-call latency α_AR (the one-shot all-reduce engines
-    use for small messages, whose cost is a synchronisation, not hops):
-    max(α_AR, 2(t−1)·α_N) + 2(t−1)·bytes / (t·N·η_N)."""
-    t = S("tp")
-    bw = S("link_bytes_per_s") * S("eff_link")
-    latency = sp.Max(S("allreduce_latency_s"), 2 * (t - 1) * S("link_latency_s"))
-    return _active(t) * (latency + 2 * (t - 1) * bytes_ / (t * bw))
+    """All-reduce of ``bytes_`` across the tp devices of a replica."""
+    return _allreduce(bytes_, S("tp"), S("link_bytes_per_s"))
 
 
 def alltoall_time(dispatch_bytes, combine_bytes):
@@ -50,13 +59,11 @@ def gather_scatter_time(bytes_, exchanges=1):
     """DP attention around the experts: where an expert's t_X-way split spans g replicas, those
     replicas all-gather their tokens before the experts and reduce-scatter the outputs after
     (``bytes_``: one replica's activations); each phase moves (g−1)/g of the gathered g·bytes over
-    g−1 hops: the traffic of one ring all-reduce of g·bytes among g parties. ``exchanges`` such
+    g−1 hops: the traffic and time of one all-reduce of g·bytes among g parties. ``exchanges`` such
     exchanges (2 where the stack all-reduces the gathered buffer before the experts and again after,
     as SGLang does in a pass that carries prompt tokens; between 1 and 2 on average over passes)."""
     g = _gathered()
-    bw = S("dp_link_bytes_per_s") * S("eff_link")
-    latency = sp.Max(S("allreduce_latency_s"), 2 * (g - 1) * S("link_latency_s"))
-    return exchanges * _active(g) * (latency + 2 * (g - 1) * bytes_ / bw)
+    return exchanges * _allreduce(g * bytes_, g, S("dp_link_bytes_per_s"))
 
 
 def gather_scatter_bytes(bytes_, exchanges=1):
