@@ -26,9 +26,10 @@ functional form the cost model uses:
   (``attention_decode_mla``, ``attention_decode_mla_half_mb``), per KV format.
 - All-reduce under CUDA graphs, at the largest TP measured: ``allreduce_latency_us`` is the median
   time of messages ≤ 16 KB; the tables show two regimes, the engine's own kernel up to a size and
-  NCCL's above it, so the measured size that splits them best is ``allreduce_large.above_mib``,
-  ``link`` the fraction of NVLink bandwidth of the ring term 2(t−1)/t·bytes/(N·η) from 4 MiB up to
-  it, and ``allreduce_large``'s ``latency_us`` and ``link`` the intercept and ring term above it.
+  NCCL's above it: ``link`` is the fraction of NVLink bandwidth of the ring term 2(t−1)/t·bytes/(N·η)
+  over 4-64 MiB (one regime, what the experts' all-to-all takes), the measured size that splits
+  the table best ``allreduce_large.above_mib``, ``allreduce_link`` the same fraction from 4 MiB up
+  to it, and ``allreduce_large``'s ``latency_us`` and ``link`` the intercept and ring term above it.
 
 ``--yaml`` prints each device's profile entry for the engine's newest version with GEMM tables (an
 op that version did not re-measure from the newest older one that did); ``--version V`` that
@@ -186,12 +187,6 @@ def fit_width(width: np.ndarray, eta: np.ndarray) -> tuple[float, float, float]:
     return best[1], best[2], best[0]
 
 
-def _relative_lstsq(columns: list[np.ndarray], t: np.ndarray) -> np.ndarray:
-    """Coefficients c of t ≈ Σ c_i·column_i minimising the squared relative error."""
-    a = np.vstack(columns).T / t[:, None]
-    return np.linalg.lstsq(a, np.ones_like(t), rcond=None)[0]
-
-
 def fit_allreduce(d: dict, link_bw: float) -> dict:
     """Per TP degree measured under graphs, the two regimes of ``_allreduce_regimes``."""
     graph = np.array(["graph" in s or "eager" not in s for s in d["kernel_source"]])
@@ -204,11 +199,13 @@ def fit_allreduce(d: dict, link_bw: float) -> dict:
 
 
 def _allreduce_regimes(size: np.ndarray, t: np.ndarray, g: int, link_bw: float) -> dict:
-    """α, the median time of messages ≤ 16 KB; then two regimes split at the measured size M
-    (8-256 MiB) that fits best: the engine's own kernel up to M, η the median of ring/(t − α)
-    over 4 MiB to M (the ring term dominates α there), and NCCL above, α_L and η_L of
-    t = α_L + ring/(N·η_L) by least squares on the relative error. Errors are rms relative over
-    messages from 1 MiB; ``one_link``, ``one_err``: the single regime of η over 4-64 MiB."""
+    """α, the median time of messages ≤ 16 KB, and ``link``, the single regime's η: the median of
+    ring/(t − α) over 4-64 MiB (the ring term dominates α there; what the experts' all-to-all
+    takes). Then two regimes split at the measured size M (8-256 MiB, at least three sizes above
+    it) that fits best: the engine's own kernel up to M, ``allreduce_link`` the same median over
+    4 MiB to M, and NCCL above, α_L and η_L of t = α_L + ring/(N·η_L) by least squares on the
+    relative error. Errors are rms relative over messages from 1 MiB; no two regimes (``switch_mib``
+    absent) where no split fits at least a point of error better than the single regime."""
     alpha = float(np.median(t[size <= 16384]))
     ring = 2 * (g - 1) / g * size / link_bw
     scored = size >= 1 << 20
@@ -220,20 +217,22 @@ def _allreduce_regimes(size: np.ndarray, t: np.ndarray, g: int, link_bw: float) 
     def rms(pred):
         return float(np.sqrt(np.mean((pred[scored] / t[scored] - 1) ** 2)))
 
+    one = own_eta(64 << 20)
+    out = {"latency_us": alpha * 1e6, "link": one, "one_err": rms(alpha + ring / one)}
     best = None
     for switch in np.unique(size[(size >= 8 << 20) & (size <= 256 << 20)]):
         hi = size > switch
-        a = np.vstack([np.ones(hi.sum()), ring[hi]]).T / t[hi][:, None]
-        a_l, inv_l = np.linalg.lstsq(a, np.ones(hi.sum()), rcond=None)[0]
+        if len(np.unique(size[hi])) < 3:  # an intercept and a slope need more than two sizes to be a fit
+            continue
+        a_l, inv_l = rel_lsq(np.vstack([np.ones(hi.sum()), ring[hi]]).T, t[hi])
         if a_l < 0:  # no negative intercept: the ring term alone
-            a_l, inv_l = 0.0, float(np.sum(ring[hi] / t[hi]) / np.sum((ring[hi] / t[hi]) ** 2))
+            a_l, (inv_l,) = 0.0, rel_lsq(ring[hi][:, None], t[hi])
         eta = own_eta(switch)
         pred = np.where(size <= switch, alpha + ring / eta, a_l + ring * inv_l)
-        if inv_l > 0 and (best is None or rms(pred) < best["err"]):
-            best = {"latency_us": alpha * 1e6, "link": eta, "switch_mib": switch / 2**20,
-                    "large_latency_us": a_l * 1e6, "link_large": 1 / inv_l, "err": rms(pred)}
-    one = own_eta(64 << 20)
-    return {**best, "one_link": one, "one_err": rms(alpha + ring / one)}
+        if inv_l > 0 and rms(pred) < out["one_err"] - 0.01 and (best is None or rms(pred) < best["err"]):
+            best = {"allreduce_link": eta, "switch_mib": switch / 2**20, "large_latency_us": a_l * 1e6,
+                    "link_large": 1 / inv_l, "err": rms(pred)}
+    return {**out, **(best or {})}
 
 
 def versions(root: str, dev: str, op: str, engine: str, name: str):
@@ -391,25 +390,27 @@ def entry_yaml(acc: str, engine: str, ver: str, dev: str, f: dict) -> str:
 
 def allreduce_yaml(sc: str, ar: dict) -> list[str]:
     """The all-reduce factors of a profile entry, from ``fit_allreduce`` at the largest TP measured."""
-    lines = []
     g = max(ar)
     x = ar[g]
-    lines.append(f"    allreduce_latency_us: {{value: {x['latency_us']:.2f}, basis: measured, source: "
-                 f"\"{sc}: custom all-reduce under graphs, TP{g}, messages <= 16 KB\"}}")
     v, cap = _eta(x["link"])
-    lines.append(f"    link: {{value: {v}, basis: fitted, source: \"same table: ring term of the engine's own "
-                 f"kernel, 4 MiB to {x['switch_mib']:g} MiB at TP{g}{cap}\"}}")
+    lines = [f"    allreduce_latency_us: {{value: {x['latency_us']:.2f}, basis: measured, source: "
+             f"\"{sc}: custom all-reduce under graphs, TP{g}, messages <= 16 KB\"}}",
+             f"    link: {{value: {v}, basis: fitted, source: \"same table: ring term over 4-64 MB at TP{g}{cap}\"}}"]
+    if "switch_mib" not in x:
+        return lines
+    v, cap = _eta(x["allreduce_link"])
+    lines.append(f"    allreduce_link: {{value: {v}, basis: fitted, source: \"same table: ring term of the engine's "
+                 f"own kernel, 4 MiB to {x['switch_mib']:g} MiB at TP{g}{cap}\"}}")
     v, cap = _eta(x["link_large"])
-    lines.append("    allreduce_large:")
-    lines.append(f"      above_mib: {{value: {x['switch_mib']:g}, basis: fitted, source: \"same table: the "
-                 f"measured size that splits it best, rms error {x['err']:.0%} over 1 MiB-1 GiB (one regime: "
-                 f"{x['one_err']:.0%})\"}}")
-    lines.append(f"      latency_us: {{value: {x['large_latency_us']:.1f}, basis: fitted, source: \"same table: "
-                 f"intercept above {x['switch_mib']:g} MiB\"}}")
-    lines.append(f"      link: {{value: {v}, basis: fitted, source: \"same table: ring term above "
-                 f"{x['switch_mib']:g} MiB{cap}\"}}")
+    lines += ["    allreduce_large:",
+              f"      above_mib: {{value: {x['switch_mib']:g}, basis: fitted, source: \"same table: the measured "
+              f"size that splits it best, rms error {x['err']:.0%} over 1 MiB-1 GiB (one regime: "
+              f"{x['one_err']:.0%})\"}}",
+              f"      latency_us: {{value: {x['large_latency_us']:.1f}, basis: fitted, source: \"same table: "
+              f"intercept above {x['switch_mib']:g} MiB\"}}",
+              f"      link: {{value: {v}, basis: fitted, source: \"same table: ring term above "
+              f"{x['switch_mib']:g} MiB{cap}\"}}"]
     return lines
-
 
 def _latest(found):
     return found[sorted(found)[-1]] if found else {}

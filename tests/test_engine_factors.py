@@ -49,18 +49,38 @@ def test_moe_fit_counts_the_experts_balanced_routing_touches(factors):
     assert fit["compute"] == pytest.approx(0.6, rel=0.03) and fit["half_width"] == pytest.approx(1000, rel=0.05)
 
 
+def _allreduce_table(t_of_size) -> dict[str, np.ndarray]:
+    """A TP8 all-reduce table from 1 KiB to 1 GiB in aiconfigurator's layout (bf16 elements, ms)."""
+    size = np.array([2.0**k for k in range(10, 31)])
+    return {"kernel_source": np.array(["graph"] * len(size)), "num_gpus": np.full(len(size), 8),
+            "message_size": size / 2, "latency": t_of_size(size) * 1e3}
+
+
 def test_allreduce_fit_finds_the_switch_between_the_engines_kernel_and_nccl(factors):
     """A TP8 table made of two regimes (the engine's kernel, 5 µs and 0.5 of the link, up to
-    16 MiB; NCCL above, 70 µs and 0.9) fits back to them and to the switch; one regime over
-    4-64 MiB fits it several times worse."""
-    link_bw, g = 450e9, 8
-    size = np.array([2.0**k for k in range(10, 31)])  # 1 KiB to 1 GiB
-    ring = 2 * (g - 1) / g * size / link_bw
-    t = np.where(size <= 16 * 2**20, 5e-6 + ring / 0.5, 70e-6 + ring / 0.9)
-    table = {"kernel_source": np.array(["graph"] * len(size)), "num_gpus": np.full(len(size), g),
-             "message_size": size / 2, "latency": t * 1e3}  # bf16 elements, ms
-    fit = factors.fit_allreduce(table, link_bw)[g]
+    16 MiB; NCCL above, 70 µs and 0.9) fits back to them and to the switch; the single regime
+    over 4-64 MiB (``link``, what the all-to-all takes) fits it several times worse."""
+    link_bw = 450e9
+
+    def t(size):
+        ring = 2 * 7 / 8 * size / link_bw
+        return np.where(size <= 16 * 2**20, 5e-6 + ring / 0.5, 70e-6 + ring / 0.9)
+
+    fit = factors.fit_allreduce(_allreduce_table(t), link_bw)[8]
     assert fit["switch_mib"] == 16
-    assert fit["latency_us"] == pytest.approx(5.0, rel=1e-2) and fit["link"] == pytest.approx(0.5, rel=1e-2)
+    assert fit["latency_us"] == pytest.approx(5.0, rel=1e-2) and fit["allreduce_link"] == pytest.approx(0.5, rel=1e-2)
     assert fit["large_latency_us"] == pytest.approx(70.0, rel=1e-6) and fit["link_large"] == pytest.approx(0.9, rel=1e-6)
-    assert fit["err"] < 1e-3 < 0.1 < fit["one_err"]
+    assert 0.5 < fit["link"] < 0.9 and fit["err"] < 1e-3 < 0.1 < fit["one_err"]
+    lines = factors.allreduce_yaml("AIC_DB x", {8: fit})
+    assert [line.split(":")[0].strip() for line in lines] == [
+        "allreduce_latency_us", "link", "allreduce_link", "allreduce_large", "above_mib", "latency_us", "link"]
+
+
+def test_allreduce_fit_keeps_one_regime_where_the_table_has_one(factors):
+    """One straight line at every size: no switch is invented (no ``allreduce_large`` written),
+    and a split leaving fewer than three sizes above it is never a candidate."""
+    link_bw = 450e9
+    fit = factors.fit_allreduce(_allreduce_table(lambda size: 5e-6 + 2 * 7 / 8 * size / link_bw / 0.6), link_bw)[8]
+    assert "switch_mib" not in fit and fit["link"] == pytest.approx(0.6, rel=1e-2)
+    assert [line.split(":")[0].strip() for line in factors.allreduce_yaml("AIC_DB x", {8: fit})] == [
+        "allreduce_latency_us", "link"]

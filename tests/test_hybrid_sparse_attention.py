@@ -26,16 +26,15 @@ from pdroof.spec.yamlio import read_yaml
 # re-pinned when estimate came to take its prompts in the passes the engine's 8,192-token budget
 # takes them in (``stage.prefill_passes``: 4, 32, 4, 4 and 16 passes here; 1-3% longer).
 # The TP cases were re-pinned when the all-reduce took two regimes, the engine's own kernel up to
-# its switch size and NCCL's above (``allreduce_large``; TensorRT-LLM's own-kernel link efficiency
-# refitted up to the switch): prefills 2-11% shorter, decode steps within 1%; the EP2 prefill 3%
-# longer, its all-to-all at the lower own-kernel efficiency.
+# its switch size (at ``allreduce_link``, fitted up to the switch) and NCCL's above
+# (``allreduce_large``): prefills 2-11% shorter, decode steps within 1%.
 PINNED = [
     (("deepseek-v3", "--hardware", "h200-sxm", "--tp", "8", "--weights", "fp8", "--kv", "fp8", "--batch", "8",
       "--prompt", "4096"),
      (1.775974032878449, 0.012589021345323019, 35136.0, 143917056.0, 404)),
     (("deepseek-v3", "--hardware", "h200-sxm", "--tp", "8", "--ep", "2", "--weights", "fp8", "--kv", "bf16",
       "--batch", "32", "--prompt", "16384"),
-     (30.04830859183951, 0.03046649134070924, 70272.0, 1151336448.0, 164)),
+     (28.145839624500265, 0.030350373850026913, 70272.0, 1151336448.0, 164)),
     (("llama-3.1-70b", "--hardware", "h100-sxm", "--tp", "4", "--weights", "fp8", "--kv", "fp8", "--batch", "8",
       "--prompt", "4096"),
      (1.5278934487012927, 0.010585240364990318, 40960.0, 167772160.0, 353)),

@@ -148,7 +148,7 @@ def _allreduce_s(inp, message_bytes, parties, link_bytes_per_s):
     """One all-reduce by the two regimes of ``comm._allreduce``, written out."""
     large = message_bytes > inp["allreduce_switch_bytes"]
     alpha, eta = ((inp["allreduce_large_latency_s"], inp["eff_link_large"]) if large
-                  else (inp["allreduce_latency_s"], inp["eff_link"]))
+                  else (inp["allreduce_latency_s"], inp["eff_allreduce_link"]))
     hops = 2 * (parties - 1) * inp["link_latency_s"]
     return max(alpha, hops) + 2 * (parties - 1) / parties * message_bytes / (link_bytes_per_s * eta)
 
@@ -156,23 +156,26 @@ def _allreduce_s(inp, message_bytes, parties, link_bytes_per_s):
 @pytest.mark.parametrize("runtime, regimes", [("sglang", True), ("engine", False)])
 def test_the_all_reduce_runs_the_stacks_kernel_up_to_its_switch_and_nccl_above(catalog, runtime, regimes):
     """A profile with ``allreduce_large`` (SGLang on an H100: its own kernel up to 16 MiB, NCCL
-    above) takes each message's regime by its size, the boundary in the small one; a profile
-    without it keeps one latency and one efficiency at every size."""
+    above) takes each message's regime by its size, the boundary in the small one, its own kernel
+    at ``allreduce_link`` (the experts' all-to-all keeps ``link``); a profile without them keeps
+    one latency and the link efficiency at every size."""
     rt, acc, model = catalog.get("runtime", runtime), catalog.get("accelerator", "h100-sxm"), "llama-3.1-70b"
     inp, _ = stage_inputs(catalog.get("model", model), acc, rt, Precision("fp8", "fp8", "fp8"), 8, Parallelism(8))
     message = inp["hidden"] * inp["act_bytes"]  # one token's
     assert (inp["allreduce_switch_bytes"] == 16 * 2**20) is regimes
     if regimes:
-        assert inp["eff_link_large"] > inp["eff_link"] and inp["allreduce_large_latency_s"] > inp["allreduce_latency_s"]
+        assert inp["eff_link_large"] > inp["eff_allreduce_link"] != inp["eff_link"]
+        assert inp["allreduce_large_latency_s"] > inp["allreduce_latency_s"]
     else:
-        assert (inp["eff_link_large"], inp["allreduce_large_latency_s"]) == (inp["eff_link"], inp["allreduce_latency_s"])
+        assert inp["eff_link_large"] == inp["eff_allreduce_link"] == inp["eff_link"]
+        assert inp["allreduce_large_latency_s"] == inp["allreduce_latency_s"]
     for tokens in (64.0, 1024.0, 1025.0, 8192.0):  # 1 MiB, 16 MiB (the switch), just above, 128 MiB
         d = evaluate("decode", {**inp, "batch": tokens, "new_tokens": 1.0, "prefix_tokens": 0.0,
                                 "context_tokens": 2048.0})
         want = inp["layers"] * 2 * _allreduce_s(inp, tokens * message, 8, inp["link_bytes_per_s"])
         assert float(d["tp_comm_seconds"]) == pytest.approx(want, rel=1e-9)
     if regimes:  # NCCL's regime is the faster one for large messages: 128 MiB under the one regime costs more
-        one = {**inp, "eff_link_large": inp["eff_link"], "allreduce_large_latency_s": inp["allreduce_latency_s"]}
+        one = {**inp, "eff_link_large": inp["eff_allreduce_link"], "allreduce_large_latency_s": inp["allreduce_latency_s"]}
         assert _allreduce_s(inp, 8192 * message, 8, 1.0) < _allreduce_s(one, 8192 * message, 8, 1.0)
 
 

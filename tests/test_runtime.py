@@ -127,15 +127,16 @@ def test_sglang_releases_up_to_0_5_9_run_that_releases_kernels(catalog):
 
 def test_the_all_reduce_above_its_switch_comes_from_the_accelerators_own_entry(catalog, tmp_path):
     """``allreduce_large`` (the stack's second all-reduce algorithm above its own kernel's largest
-    message) is measured per accelerator: an accelerator without an entry runs one regime; what a
+    message, whose efficiency is ``allreduce_link``) is measured per accelerator: an accelerator without an entry runs one regime; what a
     calibrated profile writes for a base keeps it; a partial one is refused naming the field."""
     from pdroof.cost.runtime import resolve, resolved_entry
 
     sg, h100 = catalog.get("runtime", "sglang"), catalog.get("accelerator", "h100-sxm")
     e = resolve(sg, h100)
-    assert e.allreduce_switch_bytes == 16 * 2**20 and e.link_large > e.link
+    assert e.allreduce_switch_bytes == 16 * 2**20 and e.link_large > e.allreduce_link != e.link
     assert e.allreduce_large_latency_s > e.allreduce_latency_s
     assert resolve(sg, catalog.get("accelerator", "mi300x")).allreduce_switch_bytes is None
+    assert resolved_entry(sg, h100)["allreduce_link"] == e.allreduce_link
     written = resolved_entry(sg, h100)["allreduce_large"]
     assert written == {"above_mib": 16, "latency_us": pytest.approx(e.allreduce_large_latency_s * 1e6),
                        "link": e.link_large}

@@ -159,6 +159,7 @@ def hardware_inputs(acc: Record, eff: Efficiency, p: Precision, par: Parallelism
         "attn_half_tokens": eff.attention_prefill_half_tokens,
         "eff_attn_decode": eff.attention_decode,
         "eff_link": eff.link,
+        "eff_allreduce_link": eff.link if eff.allreduce_link is None else eff.allreduce_link,
         "layer_latency_s": eff.layer_latency_s,
         "kernel_latency_s": eff.kernel_latency_s,
         "eff_moe_compute": eff.moe_compute.get(p.activations, eff.compute_for(p.activations)),
@@ -171,7 +172,8 @@ def hardware_inputs(acc: Record, eff: Efficiency, p: Precision, par: Parallelism
         "allreduce_switch_bytes": eff.allreduce_switch_bytes or 0.0,
         "allreduce_large_latency_s": (eff.allreduce_latency_s if eff.allreduce_switch_bytes is None
                                       else eff.allreduce_large_latency_s),
-        "eff_link_large": eff.link if eff.allreduce_switch_bytes is None else eff.link_large,
+        "eff_link_large": ((eff.link if eff.allreduce_link is None else eff.allreduce_link)
+                           if eff.allreduce_switch_bytes is None else eff.link_large),
         "alltoall_latency_s": eff.alltoall_latency_s,
         "attn_decode_half_bytes": eff.attention_decode_half_bytes,
     }

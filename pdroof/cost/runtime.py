@@ -98,6 +98,7 @@ class Efficiency:
     origin: dict[str, str]
     own_formats: frozenset[str] = frozenset()  # per-format keys ("weights.fp8") given for that format itself
     # the all-reduce above the stack's own kernel's largest message (None: one algorithm at every size)
+    allreduce_link: float | None = None  # the stack's own all-reduce kernel's link efficiency (None: link)
     allreduce_switch_bytes: float | None = None
     allreduce_large_latency_s: float | None = None
     link_large: float | None = None
@@ -123,9 +124,9 @@ class Efficiency:
 _SILICON = ("memory", "attention_prefill", "attention_prefill_half_tokens", "attention_decode")
 _STACK = ("link", "layer_latency_s")
 # Stack factors a profile may leave out: none of these terms then (the plain roofline); MLA decode
-# then takes the stack's decode-attention efficiency.
+# then takes the stack's decode-attention efficiency, the all-reduce the stack's link efficiency.
 _OPTIONAL_STACK = {"kernel_latency_s": 0.0, "allreduce_latency_s": 0.0, "alltoall_latency_s": 0.0,
-                   "attention_decode_half_bytes": 0.0,
+                   "allreduce_link": None, "attention_decode_half_bytes": 0.0,
                    "attention_decode_mla": None, "attention_decode_mla_half_bytes": None}
 # Formats that run on the same tensor-core path of one silicon, at the same rate and with the same
 # tiles and bytes (int8 and fp8 on Hopper and later; fp16 and bf16): the nearest measured sibling.
@@ -264,6 +265,8 @@ def resolved_entry(rt: Record, acc: Record) -> dict:
         entry["attention_decode_mla_half_mb"] = (eff.attention_decode_mla_half_bytes or 0.0) / 1e6
     if eff.host_latency_s is not None:
         entry["host_link"] = {"latency_us": eff.host_latency_s * 1e6, "gb_per_s": eff.host_bytes_per_s / 1e9}
+    if eff.allreduce_link is not None:
+        entry["allreduce_link"] = eff.allreduce_link
     if eff.allreduce_switch_bytes is not None:
         entry["allreduce_large"] = {"above_mib": eff.allreduce_switch_bytes / 2**20,
                                     "latency_us": eff.allreduce_large_latency_s * 1e6, "link": eff.link_large}

@@ -113,7 +113,10 @@ _TABLE = (
     Sym("attn_half_tokens", "tokens", "prompt length at which prefill attention reaches half its efficiency",
         "S_{1/2}"),
     Sym("eff_attn_decode", "1", "achieved fraction of HBM bandwidth reading KV in decode attention", r"\eta_{AD}"),
-    Sym("eff_link", "1", "achieved fraction of scale-up link bandwidth in collectives", r"\eta_N"),
+    Sym("eff_link", "1", "achieved fraction of scale-up link bandwidth in the experts' all-to-all (and in an "
+        "all-reduce where the stack gives no own-kernel value)", r"\eta_N"),
+    Sym("eff_allreduce_link", "1", "achieved fraction of scale-up link bandwidth by the stack's own all-reduce kernel "
+        "(up to the switch size)", r"\eta_{AR}"),
     Sym("layer_latency_s", "s", "fixed cost per layer per forward pass (kernel boundaries)", r"\tau_L"),
     Sym("kernel_latency_s", "s", "fixed time of each kernel on top of its roofline (launch, ramp-up, tail)", r"\tau_K"),
     Sym("allreduce_latency_s", "s", "per-call latency of the stack's all-reduce at small messages", r"\alpha_{AR}"),

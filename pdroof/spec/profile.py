@@ -148,8 +148,10 @@ PROFILE_EFFICIENCY = Map(fields=(
     F("attention_prefill_half_tokens", Num(positive=False, minimum=0),
       doc="prompt length at which prefill attention reaches half its efficiency"),
     F("attention_decode", FRACTION, doc="decode attention KV-read bandwidth efficiency"),
-    F("link", FRACTION, doc="scale-up bandwidth efficiency of the stack's own collective kernels (the all-reduce "
-      "up to allreduce_large's size, the experts' all-to-all, DP attention's gather)"),
+    F("link", FRACTION, doc="scale-up collective bandwidth efficiency (the experts' all-to-all; the all-reduce "
+      "where allreduce_link is absent)"),
+    F("allreduce_link", FRACTION, doc="scale-up bandwidth efficiency of the stack's own all-reduce kernel, up to "
+      "allreduce_large's size (absent: link)"),
     F("layer_latency_us", Num(scale=MICRO, positive=False, minimum=0), attr="layer_latency_s",
       doc="fixed cost per layer per forward pass"),
     F("kernel_latency_us", Num(scale=MICRO, positive=False, minimum=0), attr="kernel_latency_s",

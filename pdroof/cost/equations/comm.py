@@ -17,14 +17,14 @@ def _allreduce(message_bytes, parties, link_bytes_per_s):
     """All-reduce of ``message_bytes`` among ``parties`` devices over links of ``link_bytes_per_s``:
     the bytes of a ring (reduce-scatter, then all-gather: 2(p−1) steps of a 1/p share each) behind
     a latency at least the ring's 2(p−1) hops α_N. Up to the switch size M_AR the stack's own
-    kernel, whose per-call latency α_AR is a synchronisation (one-shot at small messages), at η_N
+    kernel, whose per-call latency α_AR is a synchronisation (one-shot at small messages), at η_AR
     of the link; above it the stack's second algorithm (NCCL's ring or NVLS) with its own α_AR,L
-    and η_N,L: m ≤ M_AR: max(α_AR, 2(p−1)·α_N) + 2(p−1)·m / (p·N·η_N), else
+    and η_N,L: m ≤ M_AR: max(α_AR, 2(p−1)·α_N) + 2(p−1)·m / (p·N·η_AR), else
     max(α_AR,L, 2(p−1)·α_N) + 2(p−1)·m / (p·N·η_N,L)."""
     p, m = parties, message_bytes
     hops = 2 * (p - 1) * S("link_latency_s")
     ring = 2 * (p - 1) * m / (p * link_bytes_per_s)
-    own = sp.Max(S("allreduce_latency_s"), hops) + ring / S("eff_link")
+    own = sp.Max(S("allreduce_latency_s"), hops) + ring / S("eff_allreduce_link")
     large = sp.Max(S("allreduce_large_latency_s"), hops) + ring / S("eff_link_large")
     return _active(p) * sp.Piecewise((own, m <= S("allreduce_switch_bytes")), (large, True))
 
