@@ -141,6 +141,7 @@ def hardware_inputs(acc: Record, eff: Efficiency, p: Precision, par: Parallelism
     peaks = acc.dense_flops_per_s
     su = acc.scale_up
     tp = par.tp
+    own_link = eff.link if eff.allreduce_link is None else eff.allreduce_link  # the stack's own all-reduce kernel
     return {
         "peak_flops_per_s": peaks.get(p.activations),
         "attn_peak_flops_per_s": peaks.get(attention_peak_format(acc)),
@@ -159,7 +160,7 @@ def hardware_inputs(acc: Record, eff: Efficiency, p: Precision, par: Parallelism
         "attn_half_tokens": eff.attention_prefill_half_tokens,
         "eff_attn_decode": eff.attention_decode,
         "eff_link": eff.link,
-        "eff_allreduce_link": eff.link if eff.allreduce_link is None else eff.allreduce_link,
+        "eff_allreduce_link": own_link,
         "layer_latency_s": eff.layer_latency_s,
         "kernel_latency_s": eff.kernel_latency_s,
         "eff_moe_compute": eff.moe_compute.get(p.activations, eff.compute_for(p.activations)),
@@ -172,8 +173,7 @@ def hardware_inputs(acc: Record, eff: Efficiency, p: Precision, par: Parallelism
         "allreduce_switch_bytes": eff.allreduce_switch_bytes or 0.0,
         "allreduce_large_latency_s": (eff.allreduce_latency_s if eff.allreduce_switch_bytes is None
                                       else eff.allreduce_large_latency_s),
-        "eff_link_large": ((eff.link if eff.allreduce_link is None else eff.allreduce_link)
-                           if eff.allreduce_switch_bytes is None else eff.link_large),
+        "eff_link_large": own_link if eff.allreduce_switch_bytes is None else eff.link_large,
         "alltoall_latency_s": eff.alltoall_latency_s,
         "attn_decode_half_bytes": eff.attention_decode_half_bytes,
     }

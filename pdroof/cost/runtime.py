@@ -97,8 +97,8 @@ class Efficiency:
     host_bytes_per_s: float | None
     origin: dict[str, str]
     own_formats: frozenset[str] = frozenset()  # per-format keys ("weights.fp8") given for that format itself
-    # the all-reduce above the stack's own kernel's largest message (None: one algorithm at every size)
     allreduce_link: float | None = None  # the stack's own all-reduce kernel's link efficiency (None: link)
+    # the all-reduce above the stack's own kernel's largest message (None: one algorithm at every size)
     allreduce_switch_bytes: float | None = None
     allreduce_large_latency_s: float | None = None
     link_large: float | None = None
