@@ -143,3 +143,14 @@ def test_the_all_reduce_above_its_switch_comes_from_the_accelerators_own_entry(c
     bad = _profile(tmp_path, "profiles:\n  h800:\n    allreduce_large: {above_mib: 8, link: 0.9}\n")
     with pytest.raises(PdroofError, match=r"allreduce_large\.latency_us"):
         bad.get("runtime", "mine")
+
+
+@pytest.mark.parametrize("entry", ["allreduce_large: {above_mib: 8, latency_us: 50, link: 0.9}",
+                                   "host_link: {latency_us: 8, gb_per_s: 50}"])
+def test_a_per_accelerator_factor_under_fallback_is_refused(tmp_path, entry):
+    """``allreduce_large`` and ``host_link`` are read from an accelerator's own entry only: under
+    ``fallback`` they would be ignored silently, so they are refused naming the field."""
+    key = entry.split(":")[0]
+    bad = _profile(tmp_path, f"fallback:\n  {entry}\n")
+    with pytest.raises(PdroofError, match=rf"fallback\.{key}"):
+        bad.get("runtime", "mine")

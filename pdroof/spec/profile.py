@@ -206,9 +206,21 @@ def _complete_fallback(r: Record):
     return None
 
 
+# Factors measured per accelerator only: an accelerator without an entry never takes them
+PER_ENTRY_ONLY = ("host_link", "allreduce_large")
+
+
+def _no_per_entry_fallback(r: Record):
+    for key in PER_ENTRY_ONLY:
+        if r.fallback.get(key) is not None:
+            return (f"fallback.{key}", "per accelerator only: give it in that accelerator's profile entry "
+                                      "(the fallback would be ignored)")
+    return None
+
+
 RUNTIME = Map(
     title="runtime",
-    checks=(_complete_fallback,),
+    checks=(_complete_fallback, _no_per_entry_fallback),
     fields=(
         F("id", ID, required=True),
         F("name", Str(), required=True),
