@@ -228,10 +228,10 @@ def _allreduce_regimes(size: np.ndarray, t: np.ndarray, g: int, link_bw: float) 
         if a_l < 0:  # no negative intercept: the ring term alone
             a_l, (inv_l,) = 0.0, rel_lsq(ring[hi][:, None], t[hi])
         eta = own_eta(switch)
-        pred = np.where(size <= switch, alpha + ring / eta, a_l + ring * inv_l)
-        if inv_l > 0 and rms(pred) < out["one_err"] - 0.01 and (best is None or rms(pred) < best["err"]):
+        err = rms(np.where(size <= switch, alpha + ring / eta, a_l + ring * inv_l))
+        if inv_l > 0 and err < out["one_err"] - 0.01 and (best is None or err < best["err"]):
             best = {"allreduce_link": eta, "switch_mib": switch / 2**20, "large_latency_us": a_l * 1e6,
-                    "link_large": 1 / inv_l, "err": rms(pred)}
+                    "link_large": 1 / inv_l, "err": err}
     return {**out, **(best or {})}
 
 
@@ -411,6 +411,7 @@ def allreduce_yaml(sc: str, ar: dict) -> list[str]:
               f"      link: {{value: {v}, basis: fitted, source: \"same table: ring term above "
               f"{x['switch_mib']:g} MiB{cap}\"}}"]
     return lines
+
 
 def _latest(found):
     return found[sorted(found)[-1]] if found else {}

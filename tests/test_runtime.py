@@ -127,8 +127,9 @@ def test_sglang_releases_up_to_0_5_9_run_that_releases_kernels(catalog):
 
 def test_the_all_reduce_above_its_switch_comes_from_the_accelerators_own_entry(catalog, tmp_path):
     """``allreduce_large`` (the stack's second all-reduce algorithm above its own kernel's largest
-    message, whose efficiency is ``allreduce_link``) is measured per accelerator: an accelerator without an entry runs one regime; what a
-    calibrated profile writes for a base keeps it; a partial one is refused naming the field."""
+    message, whose efficiency is ``allreduce_link``) is measured per accelerator: an accelerator
+    without an entry runs one regime; what a calibrated profile writes for a base keeps it; a
+    partial one is refused naming the field."""
     from pdroof.cost.runtime import resolve, resolved_entry
 
     sg, h100 = catalog.get("runtime", "sglang"), catalog.get("accelerator", "h100-sxm")

@@ -164,7 +164,8 @@ PROFILE_EFFICIENCY = Map(fields=(
         F("latency_us", Num(scale=MICRO, positive=False, minimum=0), attr="latency_s", required=True),
         F("link", FRACTION, required=True, doc="its fraction of the scale-up link bandwidth (ring term)"),
     )), doc="the stack's all-reduce above its own kernel's largest message (NCCL's ring or NVLS): the size it "
-       "switches at, its per-call latency and link efficiency (absent: link and allreduce_latency_us at every size)"),
+       "switches at, its per-call latency and link efficiency (absent: the own kernel's latency and efficiency at "
+       "every size)"),
     F("alltoall_latency_us", Num(scale=MICRO, positive=False, minimum=0), attr="alltoall_latency_s",
       doc="per-call latency of the stack's expert all-to-all (one dispatch or combine) at small batches"),
     F("attention_decode_half_mb", Num(scale=1e6, positive=False, minimum=0), attr="attention_decode_half_bytes",
