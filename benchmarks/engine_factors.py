@@ -30,6 +30,9 @@ functional form the cost model uses:
   over 4-64 MiB (one regime, what the experts' all-to-all takes), the measured size that splits
   the table best ``allreduce_large.above_mib``, ``allreduce_link`` the same fraction from 4 MiB up
   to it, and ``allreduce_large``'s ``latency_us`` and ``link`` the intercept and ring term above it.
+  Each smaller TP measured gets the same fit of its own (``allreduce_parties``): the algorithms and
+  their efficiency change with the party count (NCCL's large-message η 0.70 at two H100s, 0.78 at
+  four, 1.02 at eight with NVLS), which the ring term's 2(t−1)/t does not carry.
 
 ``--yaml`` prints each device's profile entry for the engine's newest version with GEMM tables (an
 op that version did not re-measure from the newest older one that did); ``--version V`` that
@@ -190,12 +193,30 @@ def fit_width(width: np.ndarray, eta: np.ndarray) -> tuple[float, float, float]:
 def fit_allreduce(d: dict, link_bw: float) -> dict:
     """Per TP degree measured under graphs, the two regimes of ``_allreduce_regimes``."""
     graph = np.array(["graph" in s or "eager" not in s for s in d["kernel_source"]])
-    out = {}
+    out, tables = {}, {}
     for g in sorted(set(d["num_gpus"][graph])):
         sel = graph & (d["num_gpus"] == g)
         size = d["message_size"][sel].astype(float) * 2  # bf16 elements
-        out[int(g)] = _allreduce_regimes(size, d["latency"][sel].astype(float) * 1e-3, int(g), link_bw)
+        tables[int(g)] = size, d["latency"][sel].astype(float) * 1e-3
+        out[int(g)] = _allreduce_regimes(*tables[int(g)], int(g), link_bw)
+    top = out[max(out)]
+    for g, (size, t) in tables.items():  # what the largest TP's factors miss at each TP
+        out[g]["at_largest_err"] = _allreduce_error(top, size, t, g, link_bw)
     return out
+
+
+def _allreduce_error(x: dict, size: np.ndarray, t: np.ndarray, g: int, link_bw: float) -> float:
+    """rms relative error over messages from 1 MiB of the factors ``x`` (``_allreduce_regimes``)
+    among ``g`` devices."""
+    ring = 2 * (g - 1) / g * size / link_bw
+    alpha = x["latency_us"] * 1e-6
+    if "switch_mib" in x:
+        pred = np.where(size <= x["switch_mib"] * 2**20, alpha + ring / min(x["allreduce_link"], CAP),
+                        x["large_latency_us"] * 1e-6 + ring / min(x["link_large"], CAP))
+    else:
+        pred = alpha + ring / min(x["link"], CAP)
+    scored = size >= 1 << 20
+    return float(np.sqrt(np.mean((pred[scored] / t[scored] - 1) ** 2)))
 
 
 def _allreduce_regimes(size: np.ndarray, t: np.ndarray, g: int, link_bw: float) -> dict:
@@ -410,6 +431,27 @@ def allreduce_yaml(sc: str, ar: dict) -> list[str]:
               f"intercept above {x['switch_mib']:g} MiB\"}}",
               f"      link: {{value: {v}, basis: fitted, source: \"same table: ring term above "
               f"{x['switch_mib']:g} MiB{cap}\"}}"]
+    return lines + _parties_yaml(sc, ar)
+
+
+def _parties_yaml(sc: str, ar: dict) -> list[str]:
+    """``allreduce_parties``: each smaller TP's own fit, with its error and that of the largest TP's
+    factors on the same table (what it would take without an item)."""
+    g = max(ar)
+    smaller = sorted(n for n in ar if n < g)
+    if not smaller:
+        return []
+    lines = ["    allreduce_parties:"]
+    for n in smaller:
+        x = ar[n]
+        two = "switch_mib" in x
+        link = min(x["allreduce_link"] if two else x["link"], CAP)
+        large = (f", large: {{above_mib: {x['switch_mib']:g}, latency_us: {x['large_latency_us']:.1f}, "
+                 f"link: {min(x['link_large'], CAP):.3f}}}") if two else ""
+        err = x["err"] if two else x["one_err"]
+        lines.append(f"      - {{parties: {n}, latency_us: {x['latency_us']:.2f}, link: {link:.3f}{large}, "
+                     f"source: \"{sc}: the same fits at TP{n}, rms error {err:.0%} over 1 MiB-1 GiB (TP{g}'s "
+                     f"factors: {x['at_largest_err']:.0%}); efficiencies capped at {CAP}\"}}")
     return lines
 
 

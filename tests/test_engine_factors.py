@@ -5,6 +5,7 @@ to read the real ones)."""
 from __future__ import annotations
 
 import importlib.util
+import re
 
 import numpy as np
 import pytest
@@ -84,3 +85,26 @@ def test_allreduce_fit_keeps_one_regime_where_the_table_has_one(factors):
     assert "switch_mib" not in fit and fit["link"] == pytest.approx(0.6, rel=1e-2)
     assert [line.split(":")[0].strip() for line in factors.allreduce_yaml("AIC_DB x", {8: fit})] == [
         "allreduce_latency_us", "link"]
+
+
+def test_allreduce_fit_at_each_tp_and_the_error_of_the_largest_tps_factors_there(factors):
+    """A table measured at two and eight devices whose large-message regime is slower at two (NCCL
+    without NVLS): each TP gets its own fit, the smaller one an ``allreduce_parties`` item with its
+    error and, larger, that of TP8's factors on its rows; a table of one TP gets no items."""
+    link_bw = 450e9
+
+    def t(size, g, eta_large):
+        ring = 2 * (g - 1) / g * size / link_bw
+        return np.where(size <= 16 * 2**20, 5e-6 + ring / 0.5, 30e-6 + ring / eta_large)
+
+    two, eight = _allreduce_table(lambda size: t(size, 2, 0.7)), _allreduce_table(lambda size: t(size, 8, 0.9))
+    two["num_gpus"] = np.full(len(two["num_gpus"]), 2)
+    table = {k: np.concatenate([two[k], eight[k]]) for k in two}
+    fits = factors.fit_allreduce(table, link_bw)
+    assert fits[2]["link_large"] == pytest.approx(0.7, rel=1e-6) and fits[8]["link_large"] == pytest.approx(0.9, rel=1e-6)
+    assert fits[8]["at_largest_err"] == pytest.approx(fits[8]["err"]) and fits[2]["err"] < 1e-3 < 0.05 < fits[2]["at_largest_err"]
+    lines = factors.allreduce_yaml("AIC_DB x", fits)
+    assert lines[-2] == "    allreduce_parties:" and re.match(
+        r"      - \{parties: 2, latency_us: 5\.0\d, link: 0\.500, large: \{above_mib: 16, latency_us: 30\.0, "
+        r"link: 0\.700\}, source: \"AIC_DB x: .*TP8's factors: 1\d%", lines[-1])
+    assert "allreduce_parties" not in "".join(factors.allreduce_yaml("AIC_DB x", {8: fits[8]}))

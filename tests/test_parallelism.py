@@ -191,3 +191,22 @@ def test_dp_attention_gathers_in_the_regime_of_the_gathered_buffer(catalog):
     d = evaluate("decode", {**inp, "batch": T, "new_tokens": 1.0, "prefix_tokens": 0.0, "context_tokens": 2048.0})
     want = inp["moe_layers"] * _allreduce_s(inp, 8 * replica, 8, inp["dp_link_bytes_per_s"])
     assert float(d["ep_comm_seconds"]) == pytest.approx(want, rel=1e-9)
+
+
+@pytest.mark.parametrize("par, parties", [(Parallelism(2), 2), (Parallelism(4), 4), (Parallelism(8), 8),
+                                          (Parallelism(1, 4, 4, 1), 4), (Parallelism(2, 4, 8, 1), 2)])
+def test_the_all_reduce_takes_the_factors_measured_at_its_party_count(catalog, par, parties):
+    """TensorRT-LLM's H100 entry is measured at two, four and eight devices: the TP group's
+    all-reduce takes its own count's factors (TP2 and TP4 their ``allreduce_parties`` item, TP8
+    the entry's), DP attention without TP the gather's (the replicas an expert spans); with both,
+    the TP group's."""
+    from pdroof.cost.runtime import resolve
+
+    rt, acc = catalog.get("runtime", "trtllm"), catalog.get("accelerator", "h100-sxm")
+    model = catalog.get("model", "deepseek-v3")
+    inp, _ = stage_inputs(model, acc, rt, Precision("fp8", "fp8", "fp8"), 1, par)
+    ar = resolve(rt, acc).allreduce_at(parties)
+    assert (inp["allreduce_latency_s"], inp["eff_allreduce_link"], inp["eff_link_large"],
+            inp["allreduce_large_latency_s"], inp["allreduce_switch_bytes"]) == (
+        ar.latency_s, ar.link, ar.link_large, ar.large_latency_s, ar.switch_bytes)
+    assert (parties == 8) is (ar == resolve(rt, acc).allreduce)

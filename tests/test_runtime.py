@@ -146,7 +146,34 @@ def test_the_all_reduce_above_its_switch_comes_from_the_accelerators_own_entry(c
         bad.get("runtime", "mine")
 
 
+def test_the_all_reduce_measured_at_a_party_count_replaces_the_entrys_own_there(catalog, tmp_path):
+    """``allreduce_parties`` (TensorRT-LLM on an H100 measured at two and four devices as well as
+    eight): an all-reduce among exactly that many takes its factors, any other count the entry's
+    own (TP8's); resolved_entry writes the items back; a count given twice is refused naming it."""
+    from pdroof.cost.runtime import resolve, resolved_entry
+
+    trt, h100 = catalog.get("runtime", "trtllm"), catalog.get("accelerator", "h100-sxm")
+    e = resolve(trt, h100)
+    assert sorted(e.allreduce_parties) == [2, 4]
+    own = e.allreduce
+    assert own.latency_s == e.allreduce_latency_s and own.link == e.allreduce_link
+    assert own.switch_bytes == e.allreduce_switch_bytes and own.link_large == e.link_large
+    for n in (3, 8, 16):
+        assert e.allreduce_at(n) == own
+    two = e.allreduce_at(2)
+    # NCCL without NVLS at two devices: a slower large-message regime; the own kernel a faster one
+    assert two.link_large < own.link_large and two.link > own.link and two.latency_s < own.latency_s
+    written = resolved_entry(trt, h100)["allreduce_parties"]
+    assert [item["parties"] for item in written] == [2, 4]
+    assert written[0]["large"]["link"] == two.link_large and written[0]["link"] == two.link
+    bad = _profile(tmp_path, "profiles:\n  h800:\n    allreduce_parties:\n"
+                             "      - {parties: 2, latency_us: 3, link: 0.6}\n      - {parties: 2, latency_us: 4, link: 0.5}\n")
+    with pytest.raises(PdroofError, match=r"allreduce_parties\[1\]\.parties"):
+        bad.get("runtime", "mine")
+
+
 @pytest.mark.parametrize("entry", ["allreduce_large: {above_mib: 8, latency_us: 50, link: 0.9}",
+                                   "allreduce_parties: [{parties: 2, latency_us: 3, link: 0.6}]",
                                    "host_link: {latency_us: 8, gb_per_s: 50}"])
 def test_a_per_accelerator_factor_under_fallback_is_refused(tmp_path, entry):
     """``allreduce_large`` and ``host_link`` are read from an accelerator's own entry only: under

@@ -141,7 +141,8 @@ def hardware_inputs(acc: Record, eff: Efficiency, p: Precision, par: Parallelism
     peaks = acc.dense_flops_per_s
     su = acc.scale_up
     tp = par.tp
-    own_link = eff.link if eff.allreduce_link is None else eff.allreduce_link  # the stack's own all-reduce kernel
+    # the all-reduce that runs: the TP group's, else DP attention's gather among the replicas an expert spans
+    ar = eff.allreduce_at(tp if tp > 1 else par.experts_tp)
     return {
         "peak_flops_per_s": peaks.get(p.activations),
         "attn_peak_flops_per_s": peaks.get(attention_peak_format(acc)),
@@ -160,7 +161,7 @@ def hardware_inputs(acc: Record, eff: Efficiency, p: Precision, par: Parallelism
         "attn_half_tokens": eff.attention_prefill_half_tokens,
         "eff_attn_decode": eff.attention_decode,
         "eff_link": eff.link,
-        "eff_allreduce_link": own_link,
+        "eff_allreduce_link": ar.link,
         "layer_latency_s": eff.layer_latency_s,
         "kernel_latency_s": eff.kernel_latency_s,
         "eff_moe_compute": eff.moe_compute.get(p.activations, eff.compute_for(p.activations)),
@@ -168,12 +169,11 @@ def hardware_inputs(acc: Record, eff: Efficiency, p: Precision, par: Parallelism
         "moe_half_width": eff.moe_half_width.get(p.activations, 0.0) if p.activations in eff.moe_compute else 0.0,
         "eff_moe_weights": eff.moe_weights.get(p.weights, eff.weights_for(p.weights)),
         "moe_latency_s": eff.moe_latency_s.get(p.weights, 3 * eff.kernel_latency_s),
-        "allreduce_latency_s": eff.allreduce_latency_s,
+        "allreduce_latency_s": ar.latency_s,
         # one algorithm at every size where the profile gives no second one (its regime then equals the first)
-        "allreduce_switch_bytes": eff.allreduce_switch_bytes or 0.0,
-        "allreduce_large_latency_s": (eff.allreduce_latency_s if eff.allreduce_switch_bytes is None
-                                      else eff.allreduce_large_latency_s),
-        "eff_link_large": own_link if eff.allreduce_switch_bytes is None else eff.link_large,
+        "allreduce_switch_bytes": ar.switch_bytes or 0.0,
+        "allreduce_large_latency_s": ar.latency_s if ar.switch_bytes is None else ar.large_latency_s,
+        "eff_link_large": ar.link if ar.switch_bytes is None else ar.link_large,
         "alltoall_latency_s": eff.alltoall_latency_s,
         "attn_decode_half_bytes": eff.attention_decode_half_bytes,
     }

@@ -6,7 +6,7 @@ asked for."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from typing import TYPE_CHECKING
 
@@ -70,6 +70,18 @@ def runtime_for(cat: Catalog, ref: str, accelerator: Record) -> Record:
 
 
 @dataclass(frozen=True)
+class AllReduce:
+    """The all-reduce's factors at one party count: the stack's own kernel (per-call latency, link
+    efficiency) up to ``switch_bytes``, its second algorithm above (None: the own kernel at every size)."""
+
+    latency_s: float
+    link: float
+    switch_bytes: float | None = None
+    large_latency_s: float | None = None
+    link_large: float | None = None
+
+
+@dataclass(frozen=True)
 class Efficiency:
     """Resolved factors for one accelerator under one runtime; ``origin`` names each one's source.
     The per-format maps cover every format (see ``resolve`` for how missing ones are filled)."""
@@ -102,6 +114,18 @@ class Efficiency:
     allreduce_switch_bytes: float | None = None
     allreduce_large_latency_s: float | None = None
     link_large: float | None = None
+    # the all-reduce measured at other party counts than the factors above (an entry's allreduce_parties)
+    allreduce_parties: dict[int, AllReduce] = field(default_factory=dict)
+
+    @property
+    def allreduce(self) -> AllReduce:
+        """The all-reduce's own factors (the entry's, at its largest TP measured)."""
+        return AllReduce(self.allreduce_latency_s, self.link if self.allreduce_link is None else self.allreduce_link,
+                         self.allreduce_switch_bytes, self.allreduce_large_latency_s, self.link_large)
+
+    def allreduce_at(self, parties: int) -> AllReduce:
+        """The all-reduce's factors among ``parties`` devices: measured at that count, else its own."""
+        return self.allreduce_parties.get(parties) or self.allreduce
 
     def inferred(self, *keys: str) -> bool:
         """Whether any of these per-format factors was taken from another format or silicon (a
@@ -194,6 +218,8 @@ def resolve(runtime: Record, accelerator: Record) -> Efficiency:
             for name, conservative in _PER_FORMAT.items()}
     host = prof.host_link if prof is not None else None
     large = prof.allreduce_large if prof is not None else None
+    parties = {item.parties: _allreduce(item.latency_s, item.link, item.large)
+               for item in (prof.allreduce_parties if prof is not None else ())}
     # the routed experts' own kernels: this accelerator's entry only (else the dense GEMMs' factors)
     moe = {name: dict(prof.get(name) or {}) if prof is not None else {}
            for name in ("moe_compute", "moe_half_width", "moe_weights", "moe_latency_s")}
@@ -207,8 +233,23 @@ def resolve(runtime: Record, accelerator: Record) -> Efficiency:
         host_latency_s=host.latency_s if host else None, host_bytes_per_s=host.bytes_per_s if host else None,
         allreduce_switch_bytes=large.above_bytes if large else None,
         allreduce_large_latency_s=large.latency_s if large else None, link_large=large.link if large else None,
-        origin=origin, own_formats=frozenset(measured), **values,
+        allreduce_parties=parties, origin=origin, own_formats=frozenset(measured), **values,
     )
+
+
+def _allreduce(latency_s: float, link: float, large: Record | None) -> AllReduce:
+    if large is None:
+        return AllReduce(latency_s, link)
+    return AllReduce(latency_s, link, large.above_bytes, large.latency_s, large.link)
+
+
+def _allreduce_entry(ar: AllReduce) -> dict:
+    """``ar`` as profile keys: the own kernel's, and ``large`` where a second algorithm takes over."""
+    out = {"latency_us": ar.latency_s * 1e6, "link": ar.link}
+    if ar.switch_bytes is not None:
+        out["large"] = {"above_mib": ar.switch_bytes / 2**20, "latency_us": ar.large_latency_s * 1e6,
+                        "link": ar.link_large}
+    return out
 
 
 def _per_format(name: str, conservative, mine, family, generic, origin: dict, no_better_than_family,
@@ -268,8 +309,9 @@ def resolved_entry(rt: Record, acc: Record) -> dict:
     if eff.allreduce_link is not None:
         entry["allreduce_link"] = eff.allreduce_link
     if eff.allreduce_switch_bytes is not None:
-        entry["allreduce_large"] = {"above_mib": eff.allreduce_switch_bytes / 2**20,
-                                    "latency_us": eff.allreduce_large_latency_s * 1e6, "link": eff.link_large}
+        entry["allreduce_large"] = _allreduce_entry(eff.allreduce)["large"]
+    if eff.allreduce_parties:
+        entry["allreduce_parties"] = [{"parties": n, **_allreduce_entry(ar)} for n, ar in eff.allreduce_parties.items()]
     if acc.family:
         entry["family"] = acc.family
     return entry

@@ -127,7 +127,23 @@ STRUCTURE = Map(checks=(_tiers_in_order,), fields=(
     F("note", Str()),
 ))
 
-PROFILE_EFFICIENCY = Map(fields=(
+ALLREDUCE_LARGE = Map(fields=(
+    F("above_mib", Num(scale=2**20), attr="above_bytes", required=True,
+      doc="messages larger than this (MiB) run the second algorithm"),
+    F("latency_us", Num(scale=MICRO, positive=False, minimum=0), attr="latency_s", required=True),
+    F("link", FRACTION, required=True, doc="its fraction of the scale-up link bandwidth (ring term)"),
+))
+
+
+def _parties_once(r: Record):
+    seen = [item.parties for item in r.allreduce_parties]
+    for i, n in enumerate(seen):
+        if n in seen[:i]:
+            return (f"allreduce_parties[{i}].parties", f"{n} parties given twice")
+    return None
+
+
+PROFILE_EFFICIENCY = Map(checks=(_parties_once,), fields=(
     F("compute", MapOf(FRACTION, key=FMT), default={}, doc="GEMM efficiency per compute format"),
     F("gemm_half_rows", MapOf(Num(positive=False, minimum=0), key=FMT), default={},
       doc="per compute format: GEMM rows at which compute efficiency is half its large-GEMM value"),
@@ -158,14 +174,21 @@ PROFILE_EFFICIENCY = Map(fields=(
       doc="fixed time of each kernel on top of its roofline: launch, ramp-up and tail"),
     F("allreduce_latency_us", Num(scale=MICRO, positive=False, minimum=0), attr="allreduce_latency_s",
       doc="per-call latency of the stack's all-reduce at small messages (its one-shot algorithm)"),
-    F("allreduce_large", Map(fields=(
-        F("above_mib", Num(scale=2**20), attr="above_bytes", required=True,
-          doc="messages larger than this (MiB) run the second algorithm"),
-        F("latency_us", Num(scale=MICRO, positive=False, minimum=0), attr="latency_s", required=True),
-        F("link", FRACTION, required=True, doc="its fraction of the scale-up link bandwidth (ring term)"),
-    )), doc="the stack's all-reduce above its own kernel's largest message (NCCL's ring or NVLS): the size it "
-       "switches at, its per-call latency and link efficiency (absent: the own kernel's latency and efficiency at "
-       "every size)"),
+    F("allreduce_large", ALLREDUCE_LARGE, doc="the stack's all-reduce above its own kernel's largest message "
+      "(NCCL's ring or NVLS): the size it switches at, its per-call latency and link efficiency (absent: the own "
+      "kernel's latency and efficiency at every size)"),
+    F("allreduce_parties", List(Map(fields=(
+        F("parties", Num(integer=True, minimum=2), required=True, doc="devices in the all-reduce"),
+        F("latency_us", Num(scale=MICRO, positive=False, minimum=0), attr="latency_s", required=True,
+          doc="as allreduce_latency_us, at this party count"),
+        F("link", FRACTION, required=True, doc="as allreduce_link, at this party count"),
+        F("large", ALLREDUCE_LARGE, doc="as allreduce_large, at this party count (absent: the own kernel at every "
+          "size)"),
+        F("source", Str()),
+    ))), default=(), doc="the all-reduce measured at other party counts than the entry's own factors "
+       "(allreduce_latency_us, allreduce_link, allreduce_large: its largest TP measured): an all-reduce among "
+       "exactly this many devices takes these instead (the algorithms and their efficiency change with it: "
+       "NVLS at eight H100s, not at two)"),
     F("alltoall_latency_us", Num(scale=MICRO, positive=False, minimum=0), attr="alltoall_latency_s",
       doc="per-call latency of the stack's expert all-to-all (one dispatch or combine) at small batches"),
     F("attention_decode_half_mb", Num(scale=1e6, positive=False, minimum=0), attr="attention_decode_half_bytes",
@@ -208,12 +231,12 @@ def _complete_fallback(r: Record):
 
 
 # Factors measured per accelerator only: an accelerator without an entry never takes them
-PER_ENTRY_ONLY = ("host_link", "allreduce_large")
+PER_ENTRY_ONLY = ("host_link", "allreduce_large", "allreduce_parties")
 
 
 def _no_per_entry_fallback(r: Record):
     for key in PER_ENTRY_ONLY:
-        if r.fallback.get(key) is not None:
+        if r.fallback.get(key) not in (None, ()):  # allreduce_parties defaults to no items
             return (f"fallback.{key}", "per accelerator only: give it in that accelerator's profile entry "
                                       "(the fallback would be ignored)")
     return None
