@@ -200,7 +200,8 @@ def fit_allreduce(d: dict, link_bw: float) -> dict:
         tables[int(g)] = size, d["latency"][sel].astype(float) * 1e-3
         out[int(g)] = _allreduce_regimes(*tables[int(g)], int(g), link_bw)
     top = out[max(out)]
-    for g, (size, t) in tables.items():  # what the largest TP's factors miss at each TP
+    for g, (size, t) in tables.items():  # what its own and the largest TP's factors (as written) miss at each TP
+        out[g]["own_err"] = _allreduce_error(out[g], size, t, g, link_bw)
         out[g]["at_largest_err"] = _allreduce_error(top, size, t, g, link_bw)
     return out
 
@@ -418,7 +419,7 @@ def allreduce_yaml(sc: str, ar: dict) -> list[str]:
              f"\"{sc}: custom all-reduce under graphs, TP{g}, messages <= 16 KB\"}}",
              f"    link: {{value: {v}, basis: fitted, source: \"same table: ring term over 4-64 MB at TP{g}{cap}\"}}"]
     if "switch_mib" not in x:
-        return lines
+        return lines + _parties_yaml(sc, ar)
     v, cap = _eta(x["allreduce_link"])
     lines.append(f"    allreduce_link: {{value: {v}, basis: fitted, source: \"same table: ring term of the engine's "
                  f"own kernel, 4 MiB to {x['switch_mib']:g} MiB at TP{g}{cap}\"}}")
@@ -445,13 +446,14 @@ def _parties_yaml(sc: str, ar: dict) -> list[str]:
     for n in smaller:
         x = ar[n]
         two = "switch_mib" in x
-        link = min(x["allreduce_link"] if two else x["link"], CAP)
+        fitted = [x["allreduce_link"], x["link_large"]] if two else [x["link"]]
+        link = min(fitted[0], CAP)
         large = (f", large: {{above_mib: {x['switch_mib']:g}, latency_us: {x['large_latency_us']:.1f}, "
                  f"link: {min(x['link_large'], CAP):.3f}}}") if two else ""
-        err = x["err"] if two else x["one_err"]
+        capped = f" (efficiencies capped at {CAP})" if max(fitted) > CAP else ""
         lines.append(f"      - {{parties: {n}, latency_us: {x['latency_us']:.2f}, link: {link:.3f}{large}, "
-                     f"source: \"{sc}: the same fits at TP{n}, rms error {err:.0%} over 1 MiB-1 GiB (TP{g}'s "
-                     f"factors: {x['at_largest_err']:.0%}); efficiencies capped at {CAP}\"}}")
+                     f"source: \"{sc}: the same fits at TP{n}, rms error {x['own_err']:.0%} over 1 MiB-1 GiB (TP{g}'s "
+                     f"factors: {x['at_largest_err']:.0%}){capped}\"}}")
     return lines
 
 

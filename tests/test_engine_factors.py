@@ -102,9 +102,12 @@ def test_allreduce_fit_at_each_tp_and_the_error_of_the_largest_tps_factors_there
     table = {k: np.concatenate([two[k], eight[k]]) for k in two}
     fits = factors.fit_allreduce(table, link_bw)
     assert fits[2]["link_large"] == pytest.approx(0.7, rel=1e-6) and fits[8]["link_large"] == pytest.approx(0.9, rel=1e-6)
-    assert fits[8]["at_largest_err"] == pytest.approx(fits[8]["err"]) and fits[2]["err"] < 1e-3 < 0.05 < fits[2]["at_largest_err"]
+    assert fits[8]["at_largest_err"] == fits[8]["own_err"] == pytest.approx(fits[8]["err"])
+    assert fits[2]["own_err"] < 1e-3 < 0.05 < fits[2]["at_largest_err"]
     lines = factors.allreduce_yaml("AIC_DB x", fits)
     assert lines[-2] == "    allreduce_parties:" and re.match(
         r"      - \{parties: 2, latency_us: 5\.0\d, link: 0\.500, large: \{above_mib: 16, latency_us: 30\.0, "
         r"link: 0\.700\}, source: \"AIC_DB x: .*TP8's factors: 1\d%", lines[-1])
     assert "allreduce_parties" not in "".join(factors.allreduce_yaml("AIC_DB x", {8: fits[8]}))
+    one = {k: v for k, v in fits[8].items() if k not in ("switch_mib", "allreduce_link")}  # TP8 one regime
+    assert factors.allreduce_yaml("AIC_DB x", {2: fits[2], 8: one})[-1] == lines[-1]

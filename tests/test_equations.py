@@ -53,6 +53,7 @@ REALISTIC = {
     "experts": (1, 256), "experts_per_token": (0, 8), "window_tokens": (1, 4096),
     "eff_compute": (0.1, 1), "eff_weights": (0.1, 1), "eff_memory": (0.1, 1), "eff_attn_prefill": (0.1, 1),
     "eff_attn_decode": (0.1, 1), "eff_link": (0.1, 1), "eff_allreduce_link": (0.1, 1), "eff_link_large": (0.1, 1),
+    "eff_gather_link": (0.1, 1), "eff_gather_link_large": (0.1, 1), "gather_switch_bytes": (0, 1e9),
     "allreduce_switch_bytes": (0, 1e9), "eff_path": (0.1, 1), "mem_reserve": (0, 0.5), "mem_reserve_free": (0, 0.5),
     "dequant_overhead": (0, 1),
     # serving: TTFT target above prefill + handoff, so the prefill pool has a positive capacity

@@ -12,6 +12,7 @@ from pdroof.cost.inputs import collective_bandwidth, group_bandwidth
 from pdroof.cost.numeric import evaluate
 from pdroof.cost.parallelism import Parallelism, nodes, split_reason
 from pdroof.cost.precision import Precision
+from pdroof.cost.symbols import GATHER_ALLREDUCE, TP_ALLREDUCE
 from pdroof.serving.stage import stage_inputs
 
 
@@ -144,11 +145,12 @@ def test_narrow_expert_slices_compute_below_whole_experts(catalog):
     assert half > 0 and out["ep8"] / out["tp8"] == pytest.approx((w1 / (w1 + half)) / (w8 / (w8 + half)), rel=0.01)  # the router, a dense GEMM, rides along
 
 
-def _allreduce_s(inp, message_bytes, parties, link_bytes_per_s):
-    """One all-reduce by the two regimes of ``comm._allreduce``, written out."""
-    large = message_bytes > inp["allreduce_switch_bytes"]
-    alpha, eta = ((inp["allreduce_large_latency_s"], inp["eff_link_large"]) if large
-                  else (inp["allreduce_latency_s"], inp["eff_allreduce_link"]))
+def _allreduce_s(inp, message_bytes, parties, link_bytes_per_s, names=TP_ALLREDUCE):
+    """One all-reduce by the two regimes of ``comm._allreduce``, written out (``names``: the TP
+    group's factors or the DP gather's)."""
+    alpha, eta, switch, alpha_large, eta_large = (inp[n] for n in names)
+    if message_bytes > switch:
+        alpha, eta = alpha_large, eta_large
     hops = 2 * (parties - 1) * inp["link_latency_s"]
     return max(alpha, hops) + 2 * (parties - 1) / parties * message_bytes / (link_bytes_per_s * eta)
 
@@ -187,26 +189,26 @@ def test_dp_attention_gathers_in_the_regime_of_the_gathered_buffer(catalog):
                           catalog.get("runtime", "sglang"), Precision("fp8", "fp8", "fp8"), 1, par)
     T = 256.0
     replica = T * inp["hidden"] * inp["act_bytes"]
-    assert replica < inp["allreduce_switch_bytes"] < 8 * replica
+    assert replica < inp["gather_switch_bytes"] < 8 * replica
     d = evaluate("decode", {**inp, "batch": T, "new_tokens": 1.0, "prefix_tokens": 0.0, "context_tokens": 2048.0})
-    want = inp["moe_layers"] * _allreduce_s(inp, 8 * replica, 8, inp["dp_link_bytes_per_s"])
+    want = inp["moe_layers"] * _allreduce_s(inp, 8 * replica, 8, inp["dp_link_bytes_per_s"], GATHER_ALLREDUCE)
     assert float(d["ep_comm_seconds"]) == pytest.approx(want, rel=1e-9)
 
 
-@pytest.mark.parametrize("par, parties", [(Parallelism(2), 2), (Parallelism(4), 4), (Parallelism(8), 8),
-                                          (Parallelism(1, 4, 4, 1), 4), (Parallelism(2, 4, 8, 1), 2)])
-def test_the_all_reduce_takes_the_factors_measured_at_its_party_count(catalog, par, parties):
+@pytest.mark.parametrize("par, tp_parties, gather_parties", [
+    (Parallelism(2), 2, 1), (Parallelism(4), 4, 1), (Parallelism(8), 8, 1),
+    (Parallelism(1, 4, 4, 1), 1, 4), (Parallelism(2, 4, 8, 1), 2, 4), (Parallelism(1, 8, 2, 4), 1, 2)])
+def test_each_all_reduce_takes_the_factors_measured_at_its_party_count(catalog, par, tp_parties, gather_parties):
     """TensorRT-LLM's H100 entry is measured at two, four and eight devices: the TP group's
-    all-reduce takes its own count's factors (TP2 and TP4 their ``allreduce_parties`` item, TP8
-    the entry's), DP attention without TP the gather's (the replicas an expert spans); with both,
-    the TP group's."""
+    all-reduce takes its count's factors (TP2 and TP4 their ``allreduce_parties`` item, TP8 the
+    entry's), and DP attention's gather those of the g replicas an expert spans, each its own."""
     from pdroof.cost.runtime import resolve
 
     rt, acc = catalog.get("runtime", "trtllm"), catalog.get("accelerator", "h100-sxm")
-    model = catalog.get("model", "deepseek-v3")
-    inp, _ = stage_inputs(model, acc, rt, Precision("fp8", "fp8", "fp8"), 1, par)
-    ar = resolve(rt, acc).allreduce_at(parties)
-    assert (inp["allreduce_latency_s"], inp["eff_allreduce_link"], inp["eff_link_large"],
-            inp["allreduce_large_latency_s"], inp["allreduce_switch_bytes"]) == (
-        ar.latency_s, ar.link, ar.link_large, ar.large_latency_s, ar.switch_bytes)
-    assert (parties == 8) is (ar == resolve(rt, acc).allreduce)
+    inp, _ = stage_inputs(catalog.get("model", "deepseek-v3"), acc, rt, Precision("fp8", "fp8", "fp8"), 1, par)
+    eff = resolve(rt, acc)
+    for names, parties in ((TP_ALLREDUCE, tp_parties), (GATHER_ALLREDUCE, gather_parties)):
+        ar = eff.allreduce_at(parties)
+        assert tuple(inp[n] for n in names) == (ar.latency_s, ar.link, ar.switch_bytes, ar.large_latency_s,
+                                                ar.link_large)
+        assert (parties in (2, 4)) is (ar != eff.allreduce)

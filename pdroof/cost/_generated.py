@@ -26,7 +26,7 @@ ARGS['kernels'] = ('batch', 'new_tokens', 'context_tokens', 'heads', 'attn_dim_p
 OUTPUTS['kernels'] = ('gemm_seconds', 'attn_prefill_seconds', 'attn_decode_seconds', 'copy_seconds', 'host_copy_seconds')
 
 
-def prefill(*, batch, new_tokens, prefix_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, sparse_layers, topk_tokens, index_heads, index_head_dim, index_key_bytes, linear_layers, linear_heads, linear_key_dim, linear_value_dim, conv_dim, conv_kernel, state_bytes, state_shardable, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dispatch_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_half_width, moe_latency_s, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, eff_allreduce_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, allreduce_switch_bytes, allreduce_large_latency_s, eff_link_large, extra_kernel_share, step_latency_s, sequence_latency_s, dp_prompt_exchanges, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
+def prefill(*, batch, new_tokens, prefix_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, sparse_layers, topk_tokens, index_heads, index_head_dim, index_key_bytes, linear_layers, linear_heads, linear_key_dim, linear_value_dim, conv_dim, conv_kernel, state_bytes, state_shardable, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dispatch_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_half_width, moe_latency_s, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, eff_allreduce_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, allreduce_switch_bytes, allreduce_large_latency_s, eff_link_large, gather_latency_s, eff_gather_link, gather_switch_bytes, gather_large_latency_s, eff_gather_link_large, extra_kernel_share, step_latency_s, sequence_latency_s, dp_prompt_exchanges, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
     """Numeric twin of pdroof.cost.equations groups()["prefill"]."""
     _x0 = numpy.minimum(kv_shardable, tp)**(-1.0)
     _x1 = tp**(-1.0)
@@ -137,34 +137,32 @@ def prefill(*, batch, new_tokens, prefix_tokens, tp, dp, moe_tp, moe_ep, layers,
     _x106 = tp - 1
     _x107 = 2*link_latency_s
     _x108 = _x106*_x107
-    _x109 = eff_allreduce_link**(-1.0)
-    _x110 = _x106*_x7*_x70/link_bytes_per_s
-    _x111 = act_bytes*hidden
-    _x112 = _x111*_x4
-    _x113 = eff_link_large**(-1.0)
-    _x114 = 2*layers*numpy.select([numpy.less_equal(_x112, allreduce_switch_bytes),True], [_x109*_x110 + numpy.maximum(_x108, allreduce_latency_s),_x110*_x113 + numpy.maximum(_x108, allreduce_large_latency_s)], default=numpy.nan)*numpy.minimum(1, _x106)
-    _x115 = moe_ep - 1
-    _x116 = numpy.minimum(1, _x115)
-    _x117 = _x1*experts_per_token*(act_bytes + dispatch_bytes)
-    _x118 = numpy.maximum(1, _x1*moe_tp)
-    _x119 = _x118 - 1
-    _x120 = dp_prompt_exchanges*numpy.minimum(1, _x119)
-    _x121 = _x4*hidden
-    _x122 = _x121*moe_layers*(_x116*_x117 + 2*_x120*act_bytes)
-    _x123 = _x107*_x119
-    _x124 = _x104*_x119/dp_link_bytes_per_s
-    _x125 = moe_layers*(_x116*(_x115*_x117*_x121*_x27*_x29/(eff_link*ep_link_bytes_per_s) + 2*numpy.maximum(alltoall_latency_s, _x115*link_latency_s)) + _x120*numpy.select([numpy.greater_equal(allreduce_switch_bytes, _x112*_x118),True], [_x109*_x124 + numpy.maximum(_x123, allreduce_latency_s),_x113*_x124 + numpy.maximum(_x123, allreduce_large_latency_s)], default=numpy.nan))
-    _x126 = _x1*vocab
-    _x127 = _x126*_x6
-    _x128 = _x111*_x126 + batch*(_x111 + 4*_x126)
-    _x129 = _x10*_x12*_x127*(batch + gemm_half_rows)
-    _x130 = _x128*_x17
-    _x131 = kernel_latency_s + numpy.maximum(_x129, _x130)
-    _x132 = layer_latency_s*layers*(extra_kernel_share + 1)
-    _x133 = batch*sequence_latency_s + step_latency_s
-    _x134 = moe_layers*new_tokens
-    _x135 = _x45*_x92
-    _x136 = (1/2)*_x90
+    _x109 = _x106*_x7*_x70/link_bytes_per_s
+    _x110 = act_bytes*hidden
+    _x111 = _x110*_x4
+    _x112 = 2*layers*numpy.select([numpy.less_equal(_x111, allreduce_switch_bytes),True], [_x109/eff_allreduce_link + numpy.maximum(_x108, allreduce_latency_s),_x109/eff_link_large + numpy.maximum(_x108, allreduce_large_latency_s)], default=numpy.nan)*numpy.minimum(1, _x106)
+    _x113 = moe_ep - 1
+    _x114 = numpy.minimum(1, _x113)
+    _x115 = _x1*experts_per_token*(act_bytes + dispatch_bytes)
+    _x116 = numpy.maximum(1, _x1*moe_tp)
+    _x117 = _x116 - 1
+    _x118 = dp_prompt_exchanges*numpy.minimum(1, _x117)
+    _x119 = _x4*hidden
+    _x120 = _x119*moe_layers*(_x114*_x115 + 2*_x118*act_bytes)
+    _x121 = _x107*_x117
+    _x122 = _x104*_x117/dp_link_bytes_per_s
+    _x123 = moe_layers*(_x114*(_x113*_x115*_x119*_x27*_x29/(eff_link*ep_link_bytes_per_s) + 2*numpy.maximum(alltoall_latency_s, _x113*link_latency_s)) + _x118*numpy.select([numpy.greater_equal(gather_switch_bytes, _x111*_x116),True], [_x122/eff_gather_link + numpy.maximum(_x121, gather_latency_s),_x122/eff_gather_link_large + numpy.maximum(_x121, gather_large_latency_s)], default=numpy.nan))
+    _x124 = _x1*vocab
+    _x125 = _x124*_x6
+    _x126 = _x110*_x124 + batch*(_x110 + 4*_x124)
+    _x127 = _x10*_x12*_x125*(batch + gemm_half_rows)
+    _x128 = _x126*_x17
+    _x129 = kernel_latency_s + numpy.maximum(_x127, _x128)
+    _x130 = layer_latency_s*layers*(extra_kernel_share + 1)
+    _x131 = batch*sequence_latency_s + step_latency_s
+    _x132 = moe_layers*new_tokens
+    _x133 = _x45*_x92
+    _x134 = (1/2)*_x90
     return {
         'attn_proj_flops': _x3*_x5,
         'attn_proj_bytes': _x9,
@@ -194,38 +192,38 @@ def prefill(*, batch, new_tokens, prefix_tokens, tp, dp, moe_tp, moe_ep, layers,
         'tp_comm_flops': 0,
         'tp_comm_bytes': _x105,
         'tp_comm_compute_s': 0,
-        'tp_comm_memory_s': _x114,
-        'tp_comm_seconds': _x114,
+        'tp_comm_memory_s': _x112,
+        'tp_comm_seconds': _x112,
         'ep_comm_flops': 0,
-        'ep_comm_bytes': _x122,
+        'ep_comm_bytes': _x120,
         'ep_comm_compute_s': 0,
-        'ep_comm_memory_s': _x125,
-        'ep_comm_seconds': _x125,
-        'lm_head_flops': _x127*batch,
-        'lm_head_bytes': _x128,
-        'lm_head_compute_s': _x129,
-        'lm_head_memory_s': _x130,
-        'lm_head_seconds': _x131,
+        'ep_comm_memory_s': _x123,
+        'ep_comm_seconds': _x123,
+        'lm_head_flops': _x125*batch,
+        'lm_head_bytes': _x126,
+        'lm_head_compute_s': _x127,
+        'lm_head_memory_s': _x128,
+        'lm_head_seconds': _x129,
         'layer_latency_flops': 0,
         'layer_latency_bytes': 0,
         'layer_latency_compute_s': 0,
         'layer_latency_memory_s': 0,
-        'layer_latency_seconds': _x132,
+        'layer_latency_seconds': _x130,
         'step_latency_flops': 0,
         'step_latency_bytes': 0,
         'step_latency_compute_s': 0,
         'step_latency_memory_s': 0,
-        'step_latency_seconds': _x133,
-        'seconds': _x103 + _x114 + _x125 + _x131 + _x132 + _x133 + _x19 + _x25 + _x42*moe_layers + _x43*moe_layers + _x99,
-        'flops': _x93*(_x126*hidden + _x134*_x26 + _x134*_x32 + _x135*_x47*sparse_layers + _x135*_x91*full_layers + _x136*_x61 + _x136*_x66*attn_dim_prefill + _x21*new_tokens + _x3*new_tokens + (1/3)*_x56*new_tokens),
-        'bytes': _x100*_x4 + _x101*_x4 + _x105 + _x122 + _x128 + _x24 + _x35*moe_layers + _x36*moe_layers + _x76*batch + _x78*batch + _x79*batch + _x81*batch + _x85*batch + _x9,
+        'step_latency_seconds': _x131,
+        'seconds': _x103 + _x112 + _x123 + _x129 + _x130 + _x131 + _x19 + _x25 + _x42*moe_layers + _x43*moe_layers + _x99,
+        'flops': _x93*(_x124*hidden + _x132*_x26 + _x132*_x32 + _x133*_x47*sparse_layers + _x133*_x91*full_layers + _x134*_x61 + _x134*_x66*attn_dim_prefill + _x21*new_tokens + _x3*new_tokens + (1/3)*_x56*new_tokens),
+        'bytes': _x100*_x4 + _x101*_x4 + _x105 + _x120 + _x126 + _x24 + _x35*moe_layers + _x36*moe_layers + _x76*batch + _x78*batch + _x79*batch + _x81*batch + _x85*batch + _x9,
     }
 
-ARGS['prefill'] = ('batch', 'new_tokens', 'prefix_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'topk_tokens', 'index_heads', 'index_head_dim', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'conv_dim', 'conv_kernel', 'state_bytes', 'state_shardable', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dispatch_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_half_width', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'eff_allreduce_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'allreduce_switch_bytes', 'allreduce_large_latency_s', 'eff_link_large', 'extra_kernel_share', 'step_latency_s', 'sequence_latency_s', 'dp_prompt_exchanges', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
+ARGS['prefill'] = ('batch', 'new_tokens', 'prefix_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'topk_tokens', 'index_heads', 'index_head_dim', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'conv_dim', 'conv_kernel', 'state_bytes', 'state_shardable', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dispatch_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_half_width', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'eff_allreduce_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'allreduce_switch_bytes', 'allreduce_large_latency_s', 'eff_link_large', 'gather_latency_s', 'eff_gather_link', 'gather_switch_bytes', 'gather_large_latency_s', 'eff_gather_link_large', 'extra_kernel_share', 'step_latency_s', 'sequence_latency_s', 'dp_prompt_exchanges', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
 OUTPUTS['prefill'] = ('attn_proj_flops', 'attn_proj_bytes', 'attn_proj_compute_s', 'attn_proj_memory_s', 'attn_proj_seconds', 'ffn_flops', 'ffn_bytes', 'ffn_compute_s', 'ffn_memory_s', 'ffn_seconds', 'experts_flops', 'experts_bytes', 'experts_compute_s', 'experts_memory_s', 'experts_seconds', 'attention_flops', 'attention_bytes', 'attention_compute_s', 'attention_memory_s', 'attention_seconds', 'elementwise_flops', 'elementwise_bytes', 'elementwise_compute_s', 'elementwise_memory_s', 'elementwise_seconds', 'tp_comm_flops', 'tp_comm_bytes', 'tp_comm_compute_s', 'tp_comm_memory_s', 'tp_comm_seconds', 'ep_comm_flops', 'ep_comm_bytes', 'ep_comm_compute_s', 'ep_comm_memory_s', 'ep_comm_seconds', 'lm_head_flops', 'lm_head_bytes', 'lm_head_compute_s', 'lm_head_memory_s', 'lm_head_seconds', 'layer_latency_flops', 'layer_latency_bytes', 'layer_latency_compute_s', 'layer_latency_memory_s', 'layer_latency_seconds', 'step_latency_flops', 'step_latency_bytes', 'step_latency_compute_s', 'step_latency_memory_s', 'step_latency_seconds', 'seconds', 'flops', 'bytes')
 
 
-def decode(*, batch, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, sparse_layers, topk_tokens, index_heads, index_head_dim, index_key_bytes, linear_layers, linear_heads, linear_key_dim, linear_value_dim, conv_dim, conv_kernel, state_bytes, state_shardable, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dispatch_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_half_width, moe_latency_s, eff_memory, eff_attn_prefill, eff_attn_decode, eff_link, eff_allreduce_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, allreduce_switch_bytes, allreduce_large_latency_s, eff_link_large, attn_decode_half_bytes, extra_kernel_share, step_latency_s, sequence_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
+def decode(*, batch, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, sparse_layers, topk_tokens, index_heads, index_head_dim, index_key_bytes, linear_layers, linear_heads, linear_key_dim, linear_value_dim, conv_dim, conv_kernel, state_bytes, state_shardable, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dispatch_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_half_width, moe_latency_s, eff_memory, eff_attn_prefill, eff_attn_decode, eff_link, eff_allreduce_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, allreduce_switch_bytes, allreduce_large_latency_s, eff_link_large, gather_latency_s, eff_gather_link, gather_switch_bytes, gather_large_latency_s, eff_gather_link_large, attn_decode_half_bytes, extra_kernel_share, step_latency_s, sequence_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
     """Numeric twin of pdroof.cost.equations groups()["decode"]."""
     _x0 = numpy.minimum(kv_shardable, tp)**(-1.0)
     _x1 = tp**(-1.0)
@@ -322,31 +320,29 @@ def decode(*, batch, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layer
     _x92 = tp - 1
     _x93 = 2*link_latency_s
     _x94 = _x92*_x93
-    _x95 = eff_allreduce_link**(-1.0)
-    _x96 = _x76*_x92/link_bytes_per_s
-    _x97 = act_bytes*hidden
-    _x98 = _x97*batch
-    _x99 = eff_link_large**(-1.0)
-    _x100 = _x3*numpy.select([numpy.less_equal(_x98, allreduce_switch_bytes),True], [_x95*_x96 + numpy.maximum(_x94, allreduce_latency_s),_x96*_x99 + numpy.maximum(_x94, allreduce_large_latency_s)], default=numpy.nan)*numpy.minimum(1, _x92)
-    _x101 = moe_ep - 1
-    _x102 = numpy.minimum(1, _x101)
-    _x103 = _x1*experts_per_token*(act_bytes + dispatch_bytes)
-    _x104 = numpy.maximum(1, _x1*moe_tp)
-    _x105 = _x104 - 1
-    _x106 = numpy.minimum(1, _x105)
-    _x107 = _x32*hidden*(_x102*_x103 + 2*_x106*act_bytes)
-    _x108 = _x105*_x93
-    _x109 = _x105*_x90/dp_link_bytes_per_s
-    _x110 = moe_layers*(_x102*(_x101*_x103*_x26*_x28*batch*hidden/(eff_link*ep_link_bytes_per_s) + 2*numpy.maximum(alltoall_latency_s, _x101*link_latency_s)) + _x106*numpy.select([numpy.greater_equal(allreduce_switch_bytes, _x104*_x98),True], [_x109*_x95 + numpy.maximum(_x108, allreduce_latency_s),_x109*_x99 + numpy.maximum(_x108, allreduce_large_latency_s)], default=numpy.nan))
-    _x111 = _x1*vocab
-    _x112 = _x111*_x5
-    _x113 = _x111*_x97 + batch*(4*_x111 + _x97)
-    _x114 = _x10*_x112*_x9
-    _x115 = _x113*_x15
-    _x116 = kernel_latency_s + numpy.maximum(_x114, _x115)
-    _x117 = layer_latency_s*layers*(extra_kernel_share + 1)
-    _x118 = batch*sequence_latency_s + step_latency_s
-    _x119 = _x100 + _x110 + _x116 + _x117 + _x118 + _x17 + _x24 + _x44*moe_layers + _x45*moe_layers + _x85 + _x89
+    _x95 = _x76*_x92/link_bytes_per_s
+    _x96 = act_bytes*hidden
+    _x97 = _x96*batch
+    _x98 = _x3*numpy.select([numpy.less_equal(_x97, allreduce_switch_bytes),True], [_x95/eff_allreduce_link + numpy.maximum(_x94, allreduce_latency_s),_x95/eff_link_large + numpy.maximum(_x94, allreduce_large_latency_s)], default=numpy.nan)*numpy.minimum(1, _x92)
+    _x99 = moe_ep - 1
+    _x100 = numpy.minimum(1, _x99)
+    _x101 = _x1*experts_per_token*(act_bytes + dispatch_bytes)
+    _x102 = numpy.maximum(1, _x1*moe_tp)
+    _x103 = _x102 - 1
+    _x104 = numpy.minimum(1, _x103)
+    _x105 = _x32*hidden*(_x100*_x101 + 2*_x104*act_bytes)
+    _x106 = _x103*_x93
+    _x107 = _x103*_x90/dp_link_bytes_per_s
+    _x108 = moe_layers*(_x100*(_x101*_x26*_x28*_x99*batch*hidden/(eff_link*ep_link_bytes_per_s) + 2*numpy.maximum(alltoall_latency_s, _x99*link_latency_s)) + _x104*numpy.select([numpy.greater_equal(gather_switch_bytes, _x102*_x97),True], [_x107/eff_gather_link + numpy.maximum(_x106, gather_latency_s),_x107/eff_gather_link_large + numpy.maximum(_x106, gather_large_latency_s)], default=numpy.nan))
+    _x109 = _x1*vocab
+    _x110 = _x109*_x5
+    _x111 = _x109*_x96 + batch*(4*_x109 + _x96)
+    _x112 = _x10*_x110*_x9
+    _x113 = _x111*_x15
+    _x114 = kernel_latency_s + numpy.maximum(_x112, _x113)
+    _x115 = layer_latency_s*layers*(extra_kernel_share + 1)
+    _x116 = batch*sequence_latency_s + step_latency_s
+    _x117 = _x108 + _x114 + _x115 + _x116 + _x17 + _x24 + _x44*moe_layers + _x45*moe_layers + _x85 + _x89 + _x98
     return {
         'attn_proj_flops': _x4*batch,
         'attn_proj_bytes': _x8,
@@ -376,39 +372,39 @@ def decode(*, batch, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layer
         'tp_comm_flops': 0,
         'tp_comm_bytes': _x91,
         'tp_comm_compute_s': 0,
-        'tp_comm_memory_s': _x100,
-        'tp_comm_seconds': _x100,
+        'tp_comm_memory_s': _x98,
+        'tp_comm_seconds': _x98,
         'ep_comm_flops': 0,
-        'ep_comm_bytes': _x107,
+        'ep_comm_bytes': _x105,
         'ep_comm_compute_s': 0,
-        'ep_comm_memory_s': _x110,
-        'ep_comm_seconds': _x110,
-        'lm_head_flops': _x112*batch,
-        'lm_head_bytes': _x113,
-        'lm_head_compute_s': _x114,
-        'lm_head_memory_s': _x115,
-        'lm_head_seconds': _x116,
+        'ep_comm_memory_s': _x108,
+        'ep_comm_seconds': _x108,
+        'lm_head_flops': _x110*batch,
+        'lm_head_bytes': _x111,
+        'lm_head_compute_s': _x112,
+        'lm_head_memory_s': _x113,
+        'lm_head_seconds': _x114,
         'layer_latency_flops': 0,
         'layer_latency_bytes': 0,
         'layer_latency_compute_s': 0,
         'layer_latency_memory_s': 0,
-        'layer_latency_seconds': _x117,
+        'layer_latency_seconds': _x115,
         'step_latency_flops': 0,
         'step_latency_bytes': 0,
         'step_latency_compute_s': 0,
         'step_latency_memory_s': 0,
-        'step_latency_seconds': _x118,
-        'seconds': _x119,
-        'flops': batch*(_x112 + _x20 + _x25*_x40 + _x31*_x40 + _x4 + _x59),
-        'bytes': _x107 + _x113 + _x23 + _x35*moe_layers + _x36*moe_layers + _x62*batch + _x67*batch + _x69*batch + _x71*batch + _x73*batch + _x8 + _x86*batch + _x87*batch + _x91,
-        'tokens_per_second': batch/_x119,
+        'step_latency_seconds': _x116,
+        'seconds': _x117,
+        'flops': batch*(_x110 + _x20 + _x25*_x40 + _x31*_x40 + _x4 + _x59),
+        'bytes': _x105 + _x111 + _x23 + _x35*moe_layers + _x36*moe_layers + _x62*batch + _x67*batch + _x69*batch + _x71*batch + _x73*batch + _x8 + _x86*batch + _x87*batch + _x91,
+        'tokens_per_second': batch/_x117,
     }
 
-ARGS['decode'] = ('batch', 'context_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'topk_tokens', 'index_heads', 'index_head_dim', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'conv_dim', 'conv_kernel', 'state_bytes', 'state_shardable', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dispatch_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_half_width', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'eff_attn_decode', 'eff_link', 'eff_allreduce_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'allreduce_switch_bytes', 'allreduce_large_latency_s', 'eff_link_large', 'attn_decode_half_bytes', 'extra_kernel_share', 'step_latency_s', 'sequence_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
+ARGS['decode'] = ('batch', 'context_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'topk_tokens', 'index_heads', 'index_head_dim', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'conv_dim', 'conv_kernel', 'state_bytes', 'state_shardable', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dispatch_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_half_width', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'eff_attn_decode', 'eff_link', 'eff_allreduce_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'allreduce_switch_bytes', 'allreduce_large_latency_s', 'eff_link_large', 'gather_latency_s', 'eff_gather_link', 'gather_switch_bytes', 'gather_large_latency_s', 'eff_gather_link_large', 'attn_decode_half_bytes', 'extra_kernel_share', 'step_latency_s', 'sequence_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
 OUTPUTS['decode'] = ('attn_proj_flops', 'attn_proj_bytes', 'attn_proj_compute_s', 'attn_proj_memory_s', 'attn_proj_seconds', 'ffn_flops', 'ffn_bytes', 'ffn_compute_s', 'ffn_memory_s', 'ffn_seconds', 'experts_flops', 'experts_bytes', 'experts_compute_s', 'experts_memory_s', 'experts_seconds', 'attention_flops', 'attention_bytes', 'attention_compute_s', 'attention_memory_s', 'attention_seconds', 'elementwise_flops', 'elementwise_bytes', 'elementwise_compute_s', 'elementwise_memory_s', 'elementwise_seconds', 'tp_comm_flops', 'tp_comm_bytes', 'tp_comm_compute_s', 'tp_comm_memory_s', 'tp_comm_seconds', 'ep_comm_flops', 'ep_comm_bytes', 'ep_comm_compute_s', 'ep_comm_memory_s', 'ep_comm_seconds', 'lm_head_flops', 'lm_head_bytes', 'lm_head_compute_s', 'lm_head_memory_s', 'lm_head_seconds', 'layer_latency_flops', 'layer_latency_bytes', 'layer_latency_compute_s', 'layer_latency_memory_s', 'layer_latency_seconds', 'step_latency_flops', 'step_latency_bytes', 'step_latency_compute_s', 'step_latency_memory_s', 'step_latency_seconds', 'seconds', 'flops', 'bytes', 'tokens_per_second')
 
 
-def mixed(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, sparse_layers, topk_tokens, index_heads, index_head_dim, index_key_bytes, linear_layers, linear_heads, linear_key_dim, linear_value_dim, conv_dim, conv_kernel, state_bytes, state_shardable, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dispatch_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_half_width, moe_latency_s, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, eff_allreduce_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, allreduce_switch_bytes, allreduce_large_latency_s, eff_link_large, attn_decode_half_bytes, extra_kernel_share, step_latency_s, sequence_latency_s, dp_prompt_exchanges, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
+def mixed(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, sparse_layers, topk_tokens, index_heads, index_head_dim, index_key_bytes, linear_layers, linear_heads, linear_key_dim, linear_value_dim, conv_dim, conv_kernel, state_bytes, state_shardable, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dispatch_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_half_width, moe_latency_s, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, eff_allreduce_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, allreduce_switch_bytes, allreduce_large_latency_s, eff_link_large, gather_latency_s, eff_gather_link, gather_switch_bytes, gather_large_latency_s, eff_gather_link_large, attn_decode_half_bytes, extra_kernel_share, step_latency_s, sequence_latency_s, dp_prompt_exchanges, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
     """Numeric twin of pdroof.cost.equations groups()["mixed"]."""
     _x0 = new_tokens*prefill_prompts
     _x1 = _x0 + batch
@@ -550,34 +546,32 @@ def mixed(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, 
     _x137 = tp - 1
     _x138 = 2*link_latency_s
     _x139 = _x137*_x138
-    _x140 = eff_allreduce_link**(-1.0)
-    _x141 = _x137*_x9*_x90/link_bytes_per_s
-    _x142 = act_bytes*hidden
-    _x143 = _x1*_x142
-    _x144 = eff_link_large**(-1.0)
-    _x145 = 2*layers*numpy.select([numpy.less_equal(_x143, allreduce_switch_bytes),True], [_x140*_x141 + numpy.maximum(_x139, allreduce_latency_s),_x141*_x144 + numpy.maximum(_x139, allreduce_large_latency_s)], default=numpy.nan)*numpy.minimum(1, _x137)
-    _x146 = moe_ep - 1
-    _x147 = numpy.minimum(1, _x146)
-    _x148 = _x4*experts_per_token*(act_bytes + dispatch_bytes)
-    _x149 = numpy.maximum(1, _x4*moe_tp)
-    _x150 = _x149 - 1
-    _x151 = ((1 - numpy.exp(-dp*prefill_prompts))*(dp_prompt_exchanges - 1) + 1)*numpy.minimum(1, _x150)
-    _x152 = _x1*hidden
-    _x153 = _x152*moe_layers*(_x147*_x148 + 2*_x151*act_bytes)
-    _x154 = _x138*_x150
-    _x155 = _x135*_x150/dp_link_bytes_per_s
-    _x156 = moe_layers*(_x147*(_x146*_x148*_x152*_x31*_x33/(eff_link*ep_link_bytes_per_s) + 2*numpy.maximum(alltoall_latency_s, _x146*link_latency_s)) + _x151*numpy.select([numpy.greater_equal(allreduce_switch_bytes, _x143*_x149),True], [_x140*_x155 + numpy.maximum(_x154, allreduce_latency_s),_x144*_x155 + numpy.maximum(_x154, allreduce_large_latency_s)], default=numpy.nan))
-    _x157 = batch + prefill_prompts
-    _x158 = _x4*vocab
-    _x159 = _x158*_x8
-    _x160 = _x157*_x159
-    _x161 = _x142*_x158 + _x157*(_x142 + 4*_x158)
-    _x162 = _x12*_x14*_x159*(_x157 + gemm_half_rows)
-    _x163 = _x161*_x20
-    _x164 = kernel_latency_s + numpy.maximum(_x162, _x163)
-    _x165 = layer_latency_s*layers*(extra_kernel_share + 1)
-    _x166 = _x157*sequence_latency_s + step_latency_s
-    _x167 = _x130 + _x134 + _x145 + _x156 + _x164 + _x165 + _x166 + _x22 + _x29 + _x48*moe_layers + _x49*moe_layers
+    _x140 = _x137*_x9*_x90/link_bytes_per_s
+    _x141 = act_bytes*hidden
+    _x142 = _x1*_x141
+    _x143 = 2*layers*numpy.select([numpy.less_equal(_x142, allreduce_switch_bytes),True], [_x140/eff_allreduce_link + numpy.maximum(_x139, allreduce_latency_s),_x140/eff_link_large + numpy.maximum(_x139, allreduce_large_latency_s)], default=numpy.nan)*numpy.minimum(1, _x137)
+    _x144 = moe_ep - 1
+    _x145 = numpy.minimum(1, _x144)
+    _x146 = _x4*experts_per_token*(act_bytes + dispatch_bytes)
+    _x147 = numpy.maximum(1, _x4*moe_tp)
+    _x148 = _x147 - 1
+    _x149 = ((1 - numpy.exp(-dp*prefill_prompts))*(dp_prompt_exchanges - 1) + 1)*numpy.minimum(1, _x148)
+    _x150 = _x1*hidden
+    _x151 = _x150*moe_layers*(_x145*_x146 + 2*_x149*act_bytes)
+    _x152 = _x138*_x148
+    _x153 = _x135*_x148/dp_link_bytes_per_s
+    _x154 = moe_layers*(_x145*(_x144*_x146*_x150*_x31*_x33/(eff_link*ep_link_bytes_per_s) + 2*numpy.maximum(alltoall_latency_s, _x144*link_latency_s)) + _x149*numpy.select([numpy.greater_equal(gather_switch_bytes, _x142*_x147),True], [_x153/eff_gather_link + numpy.maximum(_x152, gather_latency_s),_x153/eff_gather_link_large + numpy.maximum(_x152, gather_large_latency_s)], default=numpy.nan))
+    _x155 = batch + prefill_prompts
+    _x156 = _x4*vocab
+    _x157 = _x156*_x8
+    _x158 = _x155*_x157
+    _x159 = _x141*_x156 + _x155*(_x141 + 4*_x156)
+    _x160 = _x12*_x14*_x157*(_x155 + gemm_half_rows)
+    _x161 = _x159*_x20
+    _x162 = kernel_latency_s + numpy.maximum(_x160, _x161)
+    _x163 = layer_latency_s*layers*(extra_kernel_share + 1)
+    _x164 = _x155*sequence_latency_s + step_latency_s
+    _x165 = _x130 + _x134 + _x143 + _x154 + _x162 + _x163 + _x164 + _x22 + _x29 + _x48*moe_layers + _x49*moe_layers
     return {
         'attn_proj_flops': _x7,
         'attn_proj_bytes': _x11,
@@ -607,35 +601,35 @@ def mixed(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, 
         'tp_comm_flops': 0,
         'tp_comm_bytes': _x136,
         'tp_comm_compute_s': 0,
-        'tp_comm_memory_s': _x145,
-        'tp_comm_seconds': _x145,
+        'tp_comm_memory_s': _x143,
+        'tp_comm_seconds': _x143,
         'ep_comm_flops': 0,
-        'ep_comm_bytes': _x153,
+        'ep_comm_bytes': _x151,
         'ep_comm_compute_s': 0,
-        'ep_comm_memory_s': _x156,
-        'ep_comm_seconds': _x156,
-        'lm_head_flops': _x160,
-        'lm_head_bytes': _x161,
-        'lm_head_compute_s': _x162,
-        'lm_head_memory_s': _x163,
-        'lm_head_seconds': _x164,
+        'ep_comm_memory_s': _x154,
+        'ep_comm_seconds': _x154,
+        'lm_head_flops': _x158,
+        'lm_head_bytes': _x159,
+        'lm_head_compute_s': _x160,
+        'lm_head_memory_s': _x161,
+        'lm_head_seconds': _x162,
         'layer_latency_flops': 0,
         'layer_latency_bytes': 0,
         'layer_latency_compute_s': 0,
         'layer_latency_memory_s': 0,
-        'layer_latency_seconds': _x165,
+        'layer_latency_seconds': _x163,
         'step_latency_flops': 0,
         'step_latency_bytes': 0,
         'step_latency_compute_s': 0,
         'step_latency_memory_s': 0,
-        'step_latency_seconds': _x166,
-        'seconds': _x167,
-        'flops': _x160 + _x25 + _x30*_x36 + _x43*_x45 + _x7 + _x89,
-        'bytes': _x1*_x131 + _x1*_x132 + _x11 + _x111 + _x136 + _x153 + _x161 + _x28 + _x39*moe_layers + _x40*moe_layers,
-        'tokens_per_second': batch/_x167,
+        'step_latency_seconds': _x164,
+        'seconds': _x165,
+        'flops': _x158 + _x25 + _x30*_x36 + _x43*_x45 + _x7 + _x89,
+        'bytes': _x1*_x131 + _x1*_x132 + _x11 + _x111 + _x136 + _x151 + _x159 + _x28 + _x39*moe_layers + _x40*moe_layers,
+        'tokens_per_second': batch/_x165,
     }
 
-ARGS['mixed'] = ('batch', 'prefill_prompts', 'new_tokens', 'prefix_tokens', 'context_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'topk_tokens', 'index_heads', 'index_head_dim', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'conv_dim', 'conv_kernel', 'state_bytes', 'state_shardable', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dispatch_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_half_width', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'eff_allreduce_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'allreduce_switch_bytes', 'allreduce_large_latency_s', 'eff_link_large', 'attn_decode_half_bytes', 'extra_kernel_share', 'step_latency_s', 'sequence_latency_s', 'dp_prompt_exchanges', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
+ARGS['mixed'] = ('batch', 'prefill_prompts', 'new_tokens', 'prefix_tokens', 'context_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'topk_tokens', 'index_heads', 'index_head_dim', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'conv_dim', 'conv_kernel', 'state_bytes', 'state_shardable', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dispatch_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_half_width', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'eff_allreduce_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'allreduce_switch_bytes', 'allreduce_large_latency_s', 'eff_link_large', 'gather_latency_s', 'eff_gather_link', 'gather_switch_bytes', 'gather_large_latency_s', 'eff_gather_link_large', 'attn_decode_half_bytes', 'extra_kernel_share', 'step_latency_s', 'sequence_latency_s', 'dp_prompt_exchanges', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
 OUTPUTS['mixed'] = ('attn_proj_flops', 'attn_proj_bytes', 'attn_proj_compute_s', 'attn_proj_memory_s', 'attn_proj_seconds', 'ffn_flops', 'ffn_bytes', 'ffn_compute_s', 'ffn_memory_s', 'ffn_seconds', 'experts_flops', 'experts_bytes', 'experts_compute_s', 'experts_memory_s', 'experts_seconds', 'attention_flops', 'attention_bytes', 'attention_compute_s', 'attention_memory_s', 'attention_seconds', 'elementwise_flops', 'elementwise_bytes', 'elementwise_compute_s', 'elementwise_memory_s', 'elementwise_seconds', 'tp_comm_flops', 'tp_comm_bytes', 'tp_comm_compute_s', 'tp_comm_memory_s', 'tp_comm_seconds', 'ep_comm_flops', 'ep_comm_bytes', 'ep_comm_compute_s', 'ep_comm_memory_s', 'ep_comm_seconds', 'lm_head_flops', 'lm_head_bytes', 'lm_head_compute_s', 'lm_head_memory_s', 'lm_head_seconds', 'layer_latency_flops', 'layer_latency_bytes', 'layer_latency_compute_s', 'layer_latency_memory_s', 'layer_latency_seconds', 'step_latency_flops', 'step_latency_bytes', 'step_latency_compute_s', 'step_latency_memory_s', 'step_latency_seconds', 'seconds', 'flops', 'bytes', 'tokens_per_second')
 
 
@@ -948,7 +942,7 @@ OUTPUTS['crossover'] = ('decode_compute_batch', 'transfer_prompt_tokens', 'trans
 NARROW = {}
 
 
-def decode__seconds(*, batch, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, sparse_layers, topk_tokens, index_heads, index_head_dim, index_key_bytes, linear_layers, linear_heads, linear_key_dim, linear_value_dim, conv_dim, conv_kernel, state_bytes, state_shardable, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dispatch_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_half_width, moe_latency_s, eff_memory, eff_attn_prefill, eff_attn_decode, eff_link, eff_allreduce_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, allreduce_switch_bytes, allreduce_large_latency_s, eff_link_large, attn_decode_half_bytes, extra_kernel_share, step_latency_s, sequence_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
+def decode__seconds(*, batch, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, sparse_layers, topk_tokens, index_heads, index_head_dim, index_key_bytes, linear_layers, linear_heads, linear_key_dim, linear_value_dim, conv_dim, conv_kernel, state_bytes, state_shardable, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dispatch_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_half_width, moe_latency_s, eff_memory, eff_attn_prefill, eff_attn_decode, eff_link, eff_allreduce_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, allreduce_switch_bytes, allreduce_large_latency_s, eff_link_large, gather_latency_s, eff_gather_link, gather_switch_bytes, gather_large_latency_s, eff_gather_link_large, attn_decode_half_bytes, extra_kernel_share, step_latency_s, sequence_latency_s, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
     """Numeric twin of pdroof.cost.equations groups()["decode"], outputs seconds only."""
     _x0 = mem_bytes_per_s**(-1.0)
     _x1 = tp**(-1.0)
@@ -986,33 +980,31 @@ def decode__seconds(*, batch, context_tokens, tp, dp, moe_tp, moe_ep, layers, de
     _x33 = tp - 1
     _x34 = 2*link_latency_s
     _x35 = _x33*_x34
-    _x36 = eff_allreduce_link**(-1.0)
-    _x37 = _x20*_x33/link_bytes_per_s
-    _x38 = _x14*batch
-    _x39 = eff_link_large**(-1.0)
-    _x40 = _x1*(attn_params - kv_proj_params) + _x8*kv_proj_params
-    _x41 = moe_tp**(-1.0)
-    _x42 = numpy.maximum(1, _x41*expert_ffn_size)
-    _x43 = moe_ep**(-1.0)
-    _x44 = _x41*_x43
-    _x45 = (ep_imbalance_32 - 1)*numpy.sqrt(numpy.log(moe_ep))/numpy.sqrt(numpy.log(32)) + 1
-    _x46 = batch*dp
-    _x47 = _x45*_x46
-    _x48 = moe_ep - 1
-    _x49 = numpy.maximum(1, _x1*moe_tp)
-    _x50 = _x49 - 1
-    _x51 = _x34*_x50
-    _x52 = _x19*_x50/dp_link_bytes_per_s
+    _x36 = _x20*_x33/link_bytes_per_s
+    _x37 = _x14*batch
+    _x38 = _x1*(attn_params - kv_proj_params) + _x8*kv_proj_params
+    _x39 = moe_tp**(-1.0)
+    _x40 = numpy.maximum(1, _x39*expert_ffn_size)
+    _x41 = moe_ep**(-1.0)
+    _x42 = _x39*_x41
+    _x43 = (ep_imbalance_32 - 1)*numpy.sqrt(numpy.log(moe_ep))/numpy.sqrt(numpy.log(32)) + 1
+    _x44 = batch*dp
+    _x45 = _x43*_x44
+    _x46 = moe_ep - 1
+    _x47 = numpy.maximum(1, _x1*moe_tp)
+    _x48 = _x47 - 1
+    _x49 = _x34*_x48
+    _x50 = _x19*_x48/dp_link_bytes_per_s
     return {
-        'seconds': _x0*batch*(_x1*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x2 + shared_ffn_size)) + hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem))/eff_memory + batch*sequence_latency_s + dense_layers*(_x3 + numpy.maximum(_x28*ffn_params, _x15*(_x18*(_x10 + _x30*ffn_size) + _x29*ffn_params))) + full_layers*(kernel_latency_s + numpy.maximum(_x16*_x7, _x9*(_x17*_x4 + _x21))) + 3*kernel_latency_s*layers + kernel_latency_s + layer_latency_s*layers*(extra_kernel_share + 1) + layers*(_x3 + numpy.maximum(_x27*_x40, _x15*(_x18*(_x10 + _x40/hidden) + _x40*weight_bytes))) + 2*layers*numpy.select([numpy.less_equal(_x38, allreduce_switch_bytes),True], [_x36*_x37 + numpy.maximum(_x35, allreduce_latency_s),_x37*_x39 + numpy.maximum(_x35, allreduce_large_latency_s)], default=numpy.nan)*numpy.minimum(1, _x33) + linear_layers*(_x3 + numpy.maximum(_x32*_x5*(7*_x31*linear_key_dim + 2*conv_dim*conv_kernel), _x9*(_x32*(act_bytes*(_x31 + 3*conv_dim) + 2*state_bytes) + attn_decode_half_bytes))) + moe_layers*(moe_latency_s + numpy.maximum(_x12*_x26*_x44*_x47*expert_params*experts_per_token*(_x42 + moe_half_width)/(_x42*eff_moe_compute), _x0*_x44*(3*_x2*_x47*act_bytes - expert_params*experts*weight_bytes*((1 - experts_per_token/experts)**_x46 - 1))/eff_moe_weights)) + moe_layers*(_x3*numpy.minimum(1, shared_params) + numpy.maximum(_x28*shared_params, _x15*(_x18*(_x10 + _x30*shared_ffn_size) + _x29*shared_params))) + moe_layers*((_x1*_x43*_x45*_x48*batch*experts_per_token*hidden*(act_bytes + dispatch_bytes)/(eff_link*ep_link_bytes_per_s) + 2*numpy.maximum(alltoall_latency_s, _x48*link_latency_s))*numpy.minimum(1, _x48) + numpy.select([numpy.greater_equal(allreduce_switch_bytes, _x38*_x49),True], [_x36*_x52 + numpy.maximum(_x51, allreduce_latency_s),_x39*_x52 + numpy.maximum(_x51, allreduce_large_latency_s)], default=numpy.nan)*numpy.minimum(1, _x50)) + sliding_layers*(kernel_latency_s + numpy.maximum(_x22*_x23, _x9*(_x21 + _x22*_x24))) + sparse_layers*(_x3 + numpy.maximum(_x7*index_heads*(index_head_dim + 1), _x9*(_x4*(_x8*index_key_bytes + 8) + attn_decode_half_bytes))) + sparse_layers*(kernel_latency_s + numpy.maximum(_x23*_x25, _x9*(_x21 + _x24*_x25))) + step_latency_s + numpy.maximum(_x10*_x11*_x13, _x15*(_x11*_x14 + batch*(4*_x11 + _x14))),
+        'seconds': _x0*batch*(_x1*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x2 + shared_ffn_size)) + hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem))/eff_memory + batch*sequence_latency_s + dense_layers*(_x3 + numpy.maximum(_x28*ffn_params, _x15*(_x18*(_x10 + _x30*ffn_size) + _x29*ffn_params))) + full_layers*(kernel_latency_s + numpy.maximum(_x16*_x7, _x9*(_x17*_x4 + _x21))) + 3*kernel_latency_s*layers + kernel_latency_s + layer_latency_s*layers*(extra_kernel_share + 1) + layers*(_x3 + numpy.maximum(_x27*_x38, _x15*(_x18*(_x10 + _x38/hidden) + _x38*weight_bytes))) + 2*layers*numpy.select([numpy.less_equal(_x37, allreduce_switch_bytes),True], [_x36/eff_allreduce_link + numpy.maximum(_x35, allreduce_latency_s),_x36/eff_link_large + numpy.maximum(_x35, allreduce_large_latency_s)], default=numpy.nan)*numpy.minimum(1, _x33) + linear_layers*(_x3 + numpy.maximum(_x32*_x5*(7*_x31*linear_key_dim + 2*conv_dim*conv_kernel), _x9*(_x32*(act_bytes*(_x31 + 3*conv_dim) + 2*state_bytes) + attn_decode_half_bytes))) + moe_layers*(moe_latency_s + numpy.maximum(_x12*_x26*_x42*_x45*expert_params*experts_per_token*(_x40 + moe_half_width)/(_x40*eff_moe_compute), _x0*_x42*(3*_x2*_x45*act_bytes - expert_params*experts*weight_bytes*((1 - experts_per_token/experts)**_x44 - 1))/eff_moe_weights)) + moe_layers*(_x3*numpy.minimum(1, shared_params) + numpy.maximum(_x28*shared_params, _x15*(_x18*(_x10 + _x30*shared_ffn_size) + _x29*shared_params))) + moe_layers*((_x1*_x41*_x43*_x46*batch*experts_per_token*hidden*(act_bytes + dispatch_bytes)/(eff_link*ep_link_bytes_per_s) + 2*numpy.maximum(alltoall_latency_s, _x46*link_latency_s))*numpy.minimum(1, _x46) + numpy.select([numpy.greater_equal(gather_switch_bytes, _x37*_x47),True], [_x50/eff_gather_link + numpy.maximum(_x49, gather_latency_s),_x50/eff_gather_link_large + numpy.maximum(_x49, gather_large_latency_s)], default=numpy.nan)*numpy.minimum(1, _x48)) + sliding_layers*(kernel_latency_s + numpy.maximum(_x22*_x23, _x9*(_x21 + _x22*_x24))) + sparse_layers*(_x3 + numpy.maximum(_x7*index_heads*(index_head_dim + 1), _x9*(_x4*(_x8*index_key_bytes + 8) + attn_decode_half_bytes))) + sparse_layers*(kernel_latency_s + numpy.maximum(_x23*_x25, _x9*(_x21 + _x24*_x25))) + step_latency_s + numpy.maximum(_x10*_x11*_x13, _x15*(_x11*_x14 + batch*(4*_x11 + _x14))),
     }
 
-ARGS['decode__seconds'] = ('batch', 'context_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'topk_tokens', 'index_heads', 'index_head_dim', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'conv_dim', 'conv_kernel', 'state_bytes', 'state_shardable', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dispatch_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_half_width', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'eff_attn_decode', 'eff_link', 'eff_allreduce_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'allreduce_switch_bytes', 'allreduce_large_latency_s', 'eff_link_large', 'attn_decode_half_bytes', 'extra_kernel_share', 'step_latency_s', 'sequence_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
+ARGS['decode__seconds'] = ('batch', 'context_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'topk_tokens', 'index_heads', 'index_head_dim', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'conv_dim', 'conv_kernel', 'state_bytes', 'state_shardable', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dispatch_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_half_width', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'eff_attn_decode', 'eff_link', 'eff_allreduce_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'allreduce_switch_bytes', 'allreduce_large_latency_s', 'eff_link_large', 'gather_latency_s', 'eff_gather_link', 'gather_switch_bytes', 'gather_large_latency_s', 'eff_gather_link_large', 'attn_decode_half_bytes', 'extra_kernel_share', 'step_latency_s', 'sequence_latency_s', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
 OUTPUTS['decode__seconds'] = ('seconds',)
 NARROW[('decode', ('seconds',))] = 'decode__seconds'
 
 
-def mixed__seconds(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, sparse_layers, topk_tokens, index_heads, index_head_dim, index_key_bytes, linear_layers, linear_heads, linear_key_dim, linear_value_dim, conv_dim, conv_kernel, state_bytes, state_shardable, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dispatch_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_half_width, moe_latency_s, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, eff_allreduce_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, allreduce_switch_bytes, allreduce_large_latency_s, eff_link_large, attn_decode_half_bytes, extra_kernel_share, step_latency_s, sequence_latency_s, dp_prompt_exchanges, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
+def mixed__seconds(*, batch, prefill_prompts, new_tokens, prefix_tokens, context_tokens, tp, dp, moe_tp, moe_ep, layers, dense_layers, moe_layers, full_layers, sliding_layers, window_tokens, sparse_layers, topk_tokens, index_heads, index_head_dim, index_key_bytes, linear_layers, linear_heads, linear_key_dim, linear_value_dim, conv_dim, conv_kernel, state_bytes, state_shardable, hidden, heads, attn_params, kv_proj_params, ffn_params, ffn_size, experts, experts_per_token, expert_params, expert_ffn_size, shared_params, shared_ffn_size, vocab, attn_dim_prefill, attn_dim_decode, kv_elems, kv_shardable, weight_bytes, kv_bytes, act_bytes, dispatch_bytes, dequant_overhead, peak_flops_per_s, attn_peak_flops_per_s, mem_bytes_per_s, link_bytes_per_s, ep_link_bytes_per_s, dp_link_bytes_per_s, alltoall_latency_s, ep_imbalance_32, link_latency_s, eff_compute, gemm_half_rows, eff_weights, eff_moe_compute, eff_moe_weights, moe_half_width, moe_latency_s, eff_memory, eff_attn_prefill, attn_half_tokens, eff_attn_decode, eff_link, eff_allreduce_link, layer_latency_s, kernel_latency_s, allreduce_latency_s, allreduce_switch_bytes, allreduce_large_latency_s, eff_link_large, gather_latency_s, eff_gather_link, gather_switch_bytes, gather_large_latency_s, eff_gather_link_large, attn_decode_half_bytes, extra_kernel_share, step_latency_s, sequence_latency_s, dp_prompt_exchanges, norm_bytes_per_elem, residual_bytes_per_elem, act_fn_bytes_per_elem, cast_bytes_per_elem):
     """Numeric twin of pdroof.cost.equations groups()["mixed"], outputs seconds only."""
     _x0 = batch + prefill_prompts
     _x1 = 2*kernel_latency_s
@@ -1068,31 +1060,29 @@ def mixed__seconds(*, batch, prefill_prompts, new_tokens, prefix_tokens, context
     _x51 = 2*link_latency_s
     _x52 = _x50*_x51
     _x53 = _x18*_x42
-    _x54 = _x53/eff_allreduce_link
-    _x55 = _x12*_x50/link_bytes_per_s
-    _x56 = _x11*_x24
-    _x57 = _x53/eff_link_large
-    _x58 = _x12*(attn_params - kv_proj_params) + _x7*kv_proj_params
-    _x59 = numpy.minimum(new_tokens, numpy.maximum(0, -prefix_tokens + topk_tokens))
-    _x60 = _x30/new_tokens
-    _x61 = numpy.minimum(new_tokens, numpy.maximum(0, -prefix_tokens + window_tokens))
-    _x62 = moe_tp**(-1.0)
-    _x63 = numpy.maximum(1, _x62*expert_ffn_size)
-    _x64 = moe_ep**(-1.0)
-    _x65 = _x62*_x64
-    _x66 = (ep_imbalance_32 - 1)*numpy.sqrt(numpy.log(moe_ep))/numpy.sqrt(numpy.log(32)) + 1
-    _x67 = _x11*dp
-    _x68 = _x66*_x67
-    _x69 = moe_ep - 1
-    _x70 = numpy.maximum(1, _x12*moe_tp)
-    _x71 = _x70 - 1
-    _x72 = _x51*_x71
-    _x73 = _x71/dp_link_bytes_per_s
+    _x54 = _x12*_x50*_x53/link_bytes_per_s
+    _x55 = _x11*_x24
+    _x56 = _x12*(attn_params - kv_proj_params) + _x7*kv_proj_params
+    _x57 = numpy.minimum(new_tokens, numpy.maximum(0, -prefix_tokens + topk_tokens))
+    _x58 = _x30/new_tokens
+    _x59 = numpy.minimum(new_tokens, numpy.maximum(0, -prefix_tokens + window_tokens))
+    _x60 = moe_tp**(-1.0)
+    _x61 = numpy.maximum(1, _x60*expert_ffn_size)
+    _x62 = moe_ep**(-1.0)
+    _x63 = _x60*_x62
+    _x64 = (ep_imbalance_32 - 1)*numpy.sqrt(numpy.log(moe_ep))/numpy.sqrt(numpy.log(32)) + 1
+    _x65 = _x11*dp
+    _x66 = _x64*_x65
+    _x67 = moe_ep - 1
+    _x68 = numpy.maximum(1, _x12*moe_tp)
+    _x69 = _x68 - 1
+    _x70 = _x51*_x69
+    _x71 = _x53*_x69/dp_link_bytes_per_s
     return {
-        'seconds': _x0*sequence_latency_s + _x11*_x9*(_x12*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x13 + shared_ffn_size)) + hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem))/eff_memory + dense_layers*(_x1 + numpy.maximum(_x39*ffn_params, _x25*(_x40*ffn_params + _x42*(_x18 + _x41*ffn_size)))) + full_layers*(kernel_latency_s + numpy.maximum(_x36, _x31*_x32)) + full_layers*(kernel_latency_s + numpy.maximum(_x15*_x5, _x10*(_x16*_x2 + _x20))) + 3*kernel_latency_s*layers + kernel_latency_s + layer_latency_s*layers*(extra_kernel_share + 1) + layers*(_x1 + numpy.maximum(_x38*_x58, _x25*(_x42*(_x18 + _x58/hidden) + _x58*weight_bytes))) + 2*layers*numpy.select([numpy.less_equal(_x56, allreduce_switch_bytes),True], [_x54*_x55 + numpy.maximum(_x52, allreduce_latency_s),_x55*_x57 + numpy.maximum(_x52, allreduce_large_latency_s)], default=numpy.nan)*numpy.minimum(1, _x50) + linear_layers*(_x1 + numpy.maximum(_x10*(_x47*(_x48 + _x49) + attn_decode_half_bytes), _x3*_x47*(2*_x43 + 7*_x45))) + linear_layers*(7*kernel_latency_s + numpy.maximum(_x35*_x46*((1/32)*_x45*act_bytes*new_tokens + _x48 + _x49*new_tokens), _x30*_x46*(_x43 + (1/3)*linear_heads*(9*linear_key_dim*linear_value_dim + 576*linear_key_dim + 384*linear_value_dim + 2048)))) + moe_layers*(moe_latency_s + numpy.maximum(_x22*_x37*_x65*_x68*expert_params*experts_per_token*(_x63 + moe_half_width)/(_x63*eff_moe_compute), _x65*_x9*(3*_x13*_x68*act_bytes - expert_params*experts*weight_bytes*((1 - experts_per_token/experts)**_x67 - 1))/eff_moe_weights)) + moe_layers*(_x1*numpy.minimum(1, shared_params) + numpy.maximum(_x39*shared_params, _x25*(_x40*shared_params + _x42*(_x18 + _x41*shared_ffn_size)))) + moe_layers*(((1 - numpy.exp(-dp*prefill_prompts))*(dp_prompt_exchanges - 1) + 1)*numpy.select([numpy.greater_equal(allreduce_switch_bytes, _x56*_x70),True], [_x54*_x73 + numpy.maximum(_x72, allreduce_latency_s),_x57*_x73 + numpy.maximum(_x72, allreduce_large_latency_s)], default=numpy.nan)*numpy.minimum(1, _x71) + (_x11*_x12*_x64*_x66*_x69*experts_per_token*hidden*(act_bytes + dispatch_bytes)/(eff_link*ep_link_bytes_per_s) + 2*numpy.maximum(alltoall_latency_s, _x69*link_latency_s))*numpy.minimum(1, _x69)) + sliding_layers*(kernel_latency_s + numpy.maximum(_x26*_x27, _x10*(_x20 + _x26*_x28))) + sliding_layers*(kernel_latency_s + numpy.maximum(_x35*(_x16*numpy.minimum(_x34, window_tokens) + _x33), _x32*_x60*(_x61*prefix_tokens + (1/2)*_x61*(_x61 + 1) + window_tokens*(-_x61 + new_tokens)))) + sparse_layers*(_x1 + numpy.maximum(_x31*_x6, _x35*(_x34*_x8 + 4*new_tokens*(new_tokens + 2*prefix_tokens + 1)))) + sparse_layers*(_x1 + numpy.maximum(_x5*_x6, _x10*(_x2*(_x8 + 8) + attn_decode_half_bytes))) + sparse_layers*(kernel_latency_s + numpy.maximum(_x36, _x15*_x60*(_x59*prefix_tokens + (1/2)*_x59*(_x59 + 1) + topk_tokens*(-_x59 + new_tokens)))) + sparse_layers*(kernel_latency_s + numpy.maximum(_x27*_x29, _x10*(_x20 + _x28*_x29))) + step_latency_s + numpy.maximum(_x18*_x21*_x23*(_x0 + gemm_half_rows), _x25*(_x0*(4*_x21 + _x24) + _x21*_x24)),
+        'seconds': _x0*sequence_latency_s + _x11*_x9*(_x12*(act_fn_bytes_per_elem + cast_bytes_per_elem)*(dense_layers*ffn_size + moe_layers*(_x13 + shared_ffn_size)) + hidden*layers*(3*cast_bytes_per_elem + 2*norm_bytes_per_elem + 2*residual_bytes_per_elem))/eff_memory + dense_layers*(_x1 + numpy.maximum(_x39*ffn_params, _x25*(_x40*ffn_params + _x42*(_x18 + _x41*ffn_size)))) + full_layers*(kernel_latency_s + numpy.maximum(_x36, _x31*_x32)) + full_layers*(kernel_latency_s + numpy.maximum(_x15*_x5, _x10*(_x16*_x2 + _x20))) + 3*kernel_latency_s*layers + kernel_latency_s + layer_latency_s*layers*(extra_kernel_share + 1) + layers*(_x1 + numpy.maximum(_x38*_x56, _x25*(_x42*(_x18 + _x56/hidden) + _x56*weight_bytes))) + 2*layers*numpy.select([numpy.less_equal(_x55, allreduce_switch_bytes),True], [_x54/eff_allreduce_link + numpy.maximum(_x52, allreduce_latency_s),_x54/eff_link_large + numpy.maximum(_x52, allreduce_large_latency_s)], default=numpy.nan)*numpy.minimum(1, _x50) + linear_layers*(_x1 + numpy.maximum(_x10*(_x47*(_x48 + _x49) + attn_decode_half_bytes), _x3*_x47*(2*_x43 + 7*_x45))) + linear_layers*(7*kernel_latency_s + numpy.maximum(_x35*_x46*((1/32)*_x45*act_bytes*new_tokens + _x48 + _x49*new_tokens), _x30*_x46*(_x43 + (1/3)*linear_heads*(9*linear_key_dim*linear_value_dim + 576*linear_key_dim + 384*linear_value_dim + 2048)))) + moe_layers*(moe_latency_s + numpy.maximum(_x22*_x37*_x63*_x66*expert_params*experts_per_token*(_x61 + moe_half_width)/(_x61*eff_moe_compute), _x63*_x9*(3*_x13*_x66*act_bytes - expert_params*experts*weight_bytes*((1 - experts_per_token/experts)**_x65 - 1))/eff_moe_weights)) + moe_layers*(_x1*numpy.minimum(1, shared_params) + numpy.maximum(_x39*shared_params, _x25*(_x40*shared_params + _x42*(_x18 + _x41*shared_ffn_size)))) + moe_layers*(((1 - numpy.exp(-dp*prefill_prompts))*(dp_prompt_exchanges - 1) + 1)*numpy.select([numpy.greater_equal(gather_switch_bytes, _x55*_x68),True], [_x71/eff_gather_link + numpy.maximum(_x70, gather_latency_s),_x71/eff_gather_link_large + numpy.maximum(_x70, gather_large_latency_s)], default=numpy.nan)*numpy.minimum(1, _x69) + (_x11*_x12*_x62*_x64*_x67*experts_per_token*hidden*(act_bytes + dispatch_bytes)/(eff_link*ep_link_bytes_per_s) + 2*numpy.maximum(alltoall_latency_s, _x67*link_latency_s))*numpy.minimum(1, _x67)) + sliding_layers*(kernel_latency_s + numpy.maximum(_x26*_x27, _x10*(_x20 + _x26*_x28))) + sliding_layers*(kernel_latency_s + numpy.maximum(_x35*(_x16*numpy.minimum(_x34, window_tokens) + _x33), _x32*_x58*(_x59*prefix_tokens + (1/2)*_x59*(_x59 + 1) + window_tokens*(-_x59 + new_tokens)))) + sparse_layers*(_x1 + numpy.maximum(_x31*_x6, _x35*(_x34*_x8 + 4*new_tokens*(new_tokens + 2*prefix_tokens + 1)))) + sparse_layers*(_x1 + numpy.maximum(_x5*_x6, _x10*(_x2*(_x8 + 8) + attn_decode_half_bytes))) + sparse_layers*(kernel_latency_s + numpy.maximum(_x36, _x15*_x58*(_x57*prefix_tokens + (1/2)*_x57*(_x57 + 1) + topk_tokens*(-_x57 + new_tokens)))) + sparse_layers*(kernel_latency_s + numpy.maximum(_x27*_x29, _x10*(_x20 + _x28*_x29))) + step_latency_s + numpy.maximum(_x18*_x21*_x23*(_x0 + gemm_half_rows), _x25*(_x0*(4*_x21 + _x24) + _x21*_x24)),
     }
 
-ARGS['mixed__seconds'] = ('batch', 'prefill_prompts', 'new_tokens', 'prefix_tokens', 'context_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'topk_tokens', 'index_heads', 'index_head_dim', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'conv_dim', 'conv_kernel', 'state_bytes', 'state_shardable', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dispatch_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_half_width', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'eff_allreduce_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'allreduce_switch_bytes', 'allreduce_large_latency_s', 'eff_link_large', 'attn_decode_half_bytes', 'extra_kernel_share', 'step_latency_s', 'sequence_latency_s', 'dp_prompt_exchanges', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
+ARGS['mixed__seconds'] = ('batch', 'prefill_prompts', 'new_tokens', 'prefix_tokens', 'context_tokens', 'tp', 'dp', 'moe_tp', 'moe_ep', 'layers', 'dense_layers', 'moe_layers', 'full_layers', 'sliding_layers', 'window_tokens', 'sparse_layers', 'topk_tokens', 'index_heads', 'index_head_dim', 'index_key_bytes', 'linear_layers', 'linear_heads', 'linear_key_dim', 'linear_value_dim', 'conv_dim', 'conv_kernel', 'state_bytes', 'state_shardable', 'hidden', 'heads', 'attn_params', 'kv_proj_params', 'ffn_params', 'ffn_size', 'experts', 'experts_per_token', 'expert_params', 'expert_ffn_size', 'shared_params', 'shared_ffn_size', 'vocab', 'attn_dim_prefill', 'attn_dim_decode', 'kv_elems', 'kv_shardable', 'weight_bytes', 'kv_bytes', 'act_bytes', 'dispatch_bytes', 'dequant_overhead', 'peak_flops_per_s', 'attn_peak_flops_per_s', 'mem_bytes_per_s', 'link_bytes_per_s', 'ep_link_bytes_per_s', 'dp_link_bytes_per_s', 'alltoall_latency_s', 'ep_imbalance_32', 'link_latency_s', 'eff_compute', 'gemm_half_rows', 'eff_weights', 'eff_moe_compute', 'eff_moe_weights', 'moe_half_width', 'moe_latency_s', 'eff_memory', 'eff_attn_prefill', 'attn_half_tokens', 'eff_attn_decode', 'eff_link', 'eff_allreduce_link', 'layer_latency_s', 'kernel_latency_s', 'allreduce_latency_s', 'allreduce_switch_bytes', 'allreduce_large_latency_s', 'eff_link_large', 'gather_latency_s', 'eff_gather_link', 'gather_switch_bytes', 'gather_large_latency_s', 'eff_gather_link_large', 'attn_decode_half_bytes', 'extra_kernel_share', 'step_latency_s', 'sequence_latency_s', 'dp_prompt_exchanges', 'norm_bytes_per_elem', 'residual_bytes_per_elem', 'act_fn_bytes_per_elem', 'cast_bytes_per_elem')
 OUTPUTS['mixed__seconds'] = ('seconds',)
 NARROW[('mixed', ('seconds',))] = 'mixed__seconds'
 

@@ -12,7 +12,8 @@ from ..spec.units import format_bytes
 from .architecture import conv_channels, shape_of
 from .parallelism import Parallelism, scale_up_domain
 from .precision import Precision, attention_peak_format
-from .runtime import Efficiency
+from .runtime import AllReduce, Efficiency
+from .symbols import GATHER_ALLREDUCE, TP_ALLREDUCE
 
 ACT_BYTES = 2.0  # activations between kernels are 16-bit
 # Per-hop collective latency when a spec gives none: the slowest hop the catalogue cites (NCCL's
@@ -141,8 +142,6 @@ def hardware_inputs(acc: Record, eff: Efficiency, p: Precision, par: Parallelism
     peaks = acc.dense_flops_per_s
     su = acc.scale_up
     tp = par.tp
-    # the all-reduce that runs: the TP group's, else DP attention's gather among the replicas an expert spans
-    ar = eff.allreduce_at(tp if tp > 1 else par.experts_tp)
     return {
         "peak_flops_per_s": peaks.get(p.activations),
         "attn_peak_flops_per_s": peaks.get(attention_peak_format(acc)),
@@ -161,7 +160,7 @@ def hardware_inputs(acc: Record, eff: Efficiency, p: Precision, par: Parallelism
         "attn_half_tokens": eff.attention_prefill_half_tokens,
         "eff_attn_decode": eff.attention_decode,
         "eff_link": eff.link,
-        "eff_allreduce_link": ar.link,
+
         "layer_latency_s": eff.layer_latency_s,
         "kernel_latency_s": eff.kernel_latency_s,
         "eff_moe_compute": eff.moe_compute.get(p.activations, eff.compute_for(p.activations)),
@@ -169,14 +168,21 @@ def hardware_inputs(acc: Record, eff: Efficiency, p: Precision, par: Parallelism
         "moe_half_width": eff.moe_half_width.get(p.activations, 0.0) if p.activations in eff.moe_compute else 0.0,
         "eff_moe_weights": eff.moe_weights.get(p.weights, eff.weights_for(p.weights)),
         "moe_latency_s": eff.moe_latency_s.get(p.weights, 3 * eff.kernel_latency_s),
-        "allreduce_latency_s": ar.latency_s,
-        # one algorithm at every size where the profile gives no second one (its regime then equals the first)
-        "allreduce_switch_bytes": ar.switch_bytes or 0.0,
-        "allreduce_large_latency_s": ar.latency_s if ar.switch_bytes is None else ar.large_latency_s,
-        "eff_link_large": ar.link if ar.switch_bytes is None else ar.link_large,
+        # the TP group's all-reduce and DP attention's gather among the g replicas an expert spans
+        **_allreduce_inputs(eff.allreduce_at(tp), TP_ALLREDUCE),
+        **_allreduce_inputs(eff.allreduce_at(max(1, round(par.experts_tp / tp))), GATHER_ALLREDUCE),
         "alltoall_latency_s": eff.alltoall_latency_s,
         "attn_decode_half_bytes": eff.attention_decode_half_bytes,
     }
+
+
+def _allreduce_inputs(ar: AllReduce, names: tuple[str, ...]) -> dict[str, float]:
+    """``ar`` as the symbols ``names`` (comm.TP_ALLREDUCE or GATHER_ALLREDUCE): one algorithm at
+    every size where the profile gives no second one (its regime then equals the first)."""
+    one = ar.switch_bytes is None
+    values = (ar.latency_s, ar.link, ar.switch_bytes or 0.0,
+              ar.latency_s if one else ar.large_latency_s, ar.link if one else ar.link_large)
+    return dict(zip(names, values, strict=True))
 
 
 def decode_attention_inputs(model: Record, eff: Efficiency) -> dict[str, float]:

@@ -8,6 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# the all-reduce's factors (α, η up to the switch, the switch, α and η above it): the TP group's, and
+# DP attention's gather's, each taken at its own party count (equations.comm._allreduce)
+TP_ALLREDUCE = ("allreduce_latency_s", "eff_allreduce_link", "allreduce_switch_bytes", "allreduce_large_latency_s",
+                "eff_link_large")
+GATHER_ALLREDUCE = ("gather_latency_s", "eff_gather_link", "gather_switch_bytes", "gather_large_latency_s",
+                    "eff_gather_link_large")
+
 
 @dataclass(frozen=True)
 class Sym:
@@ -125,6 +132,12 @@ _TABLE = (
     Sym("allreduce_large_latency_s", "s", "per-call latency of the all-reduce above the switch size", r"\alpha_{AR,L}"),
     Sym("eff_link_large", "1", "achieved fraction of scale-up link bandwidth by the all-reduce above the switch size",
         r"\eta_{N,L}"),
+    Sym("gather_latency_s", "s", "as allreduce_latency_s, for DP attention's gather among the replicas an expert "
+        "spans (measured at that party count)", r"\alpha_{G}"),
+    Sym("eff_gather_link", "1", "as eff_allreduce_link, for DP attention's gather", r"\eta_{G}"),
+    Sym("gather_switch_bytes", "B", "as allreduce_switch_bytes, for DP attention's gather", "M_{G}"),
+    Sym("gather_large_latency_s", "s", "as allreduce_large_latency_s, for DP attention's gather", r"\alpha_{G,L}"),
+    Sym("eff_gather_link_large", "1", "as eff_link_large, for DP attention's gather", r"\eta_{G,L}"),
     Sym("attn_decode_half_bytes", "B", "KV read per layer and device at which decode attention reaches half its "
         "efficiency", "R_{1/2}"),
     Sym("extra_kernel_share", "1", "extra kernel boundaries per layer (separate activation casts) as a share "

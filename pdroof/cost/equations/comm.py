@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sympy as sp
 
+from ..symbols import GATHER_ALLREDUCE, TP_ALLREDUCE
 from . import S
 
 
@@ -13,7 +14,7 @@ def _active(degree):
     return sp.Min(1, degree - 1)
 
 
-def _allreduce(message_bytes, parties, link_bytes_per_s):
+def _allreduce(message_bytes, parties, link_bytes_per_s, factors=TP_ALLREDUCE):
     """All-reduce of ``message_bytes`` among ``parties`` devices over links of ``link_bytes_per_s``:
     the bytes of a ring (reduce-scatter, then all-gather: 2(p−1) steps of a 1/p share each) behind
     a latency at least the ring's 2(p−1) hops α_N. Up to the switch size M_AR the stack's own
@@ -22,11 +23,12 @@ def _allreduce(message_bytes, parties, link_bytes_per_s):
     and η_N,L: m ≤ M_AR: max(α_AR, 2(p−1)·α_N) + 2(p−1)·m / (p·N·η_AR), else
     max(α_AR,L, 2(p−1)·α_N) + 2(p−1)·m / (p·N·η_N,L)."""
     p, m = parties, message_bytes
+    alpha, eta, switch, alpha_large, eta_large = (S(name) for name in factors)
     hops = 2 * (p - 1) * S("link_latency_s")
     ring = 2 * (p - 1) * m / (p * link_bytes_per_s)
-    own = sp.Max(S("allreduce_latency_s"), hops) + ring / S("eff_allreduce_link")
-    large = sp.Max(S("allreduce_large_latency_s"), hops) + ring / S("eff_link_large")
-    return _active(p) * sp.Piecewise((own, m <= S("allreduce_switch_bytes")), (large, True))
+    own = sp.Max(alpha, hops) + ring / eta
+    large = sp.Max(alpha_large, hops) + ring / eta_large
+    return _active(p) * sp.Piecewise((own, m <= switch), (large, True))
 
 
 def allreduce_time(bytes_):
@@ -63,7 +65,7 @@ def gather_scatter_time(bytes_, exchanges=1):
     exchanges (2 where the stack all-reduces the gathered buffer before the experts and again after,
     as SGLang does in a pass that carries prompt tokens; between 1 and 2 on average over passes)."""
     g = _gathered()
-    return exchanges * _allreduce(g * bytes_, g, S("dp_link_bytes_per_s"))
+    return exchanges * _allreduce(g * bytes_, g, S("dp_link_bytes_per_s"), GATHER_ALLREDUCE)
 
 
 def gather_scatter_bytes(bytes_, exchanges=1):
