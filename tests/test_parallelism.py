@@ -89,7 +89,7 @@ def test_dp_attention_without_ep_gathers_like_an_all_reduce_of_the_group(catalog
                           catalog.get("runtime", "engine"), Precision("fp8", "fp8", "fp8"), 1, par)
     g = 4.0
     bytes_ = 16.0 * inp["hidden"] * inp["act_bytes"]
-    per_layer = max(inp["allreduce_latency_s"], 2 * (g - 1) * inp["link_latency_s"]) + 2 * (g - 1) * bytes_ / (
+    per_layer = max(inp["gather_latency_s"], 2 * (g - 1) * inp["link_latency_s"]) + 2 * (g - 1) * bytes_ / (
         inp["dp_link_bytes_per_s"] * inp["eff_link"])
     assert float(d["ep_comm_seconds"]) == pytest.approx(inp["moe_layers"] * per_layer, rel=1e-9)
     assert float(_decode(catalog, Parallelism(4), model=model, acc="b200", batch=16.0)["ep_comm_seconds"]) == 0

@@ -347,6 +347,37 @@ def test_a_metric_a_fit_predicts_worse_left_out_than_the_base_keeps_the_bases_fa
     assert "request_latency_us" in rep["fitted"]
 
 
+def test_a_metric_predicted_worse_left_out_gives_up_the_factor_it_moves_least_first(catalog, tmp_path, monkeypatch):
+    """Where a metric's fit predicts its runs left out worse than the base, the factor the runs
+    move least keeps the base's value (saying beside which) and the rest are fitted again: here
+    the left-out TTFT is worse than the base while two or more of its factors are fitted, better
+    with one, so one stays fitted."""
+    import pdroof.calibration.serving_fit as sf
+
+    runs, f = _measured(tmp_path, {"profiles.h100-sxm.weights.bf16": 0.6, "profiles.h100-sxm.compute.bf16": 0.5,
+                                   "structure.request_latency_us": 20000})
+    base = yaml.safe_load((builtin_root() / "hardware" / "runtimes" / "vllm.yaml").read_text())
+    acc = catalog.get("accelerator", "h100-sxm")
+    honest = sf._left_out
+    both = []
+
+    def ttft_worse_with_two(ev, n, fitted, start, before):
+        loo = honest(ev, n, fitted, start, before)
+        ttft = [g for g in fitted if g.metric == 1]
+        both.append(len(ttft))
+        # worse than the base with two or more, better with one
+        loo[:, 1] = np.abs(before[:, 1]) + 0.5 if len(ttft) > 1 else before[:, 1] / 2
+        return loo
+
+    monkeypatch.setattr(sf, "_left_out", ttft_worse_with_two)
+    _, rep = calibrate_serving(catalog, runs_to_fit(runs, f, acc), f, acc, base, "mine")
+    assert both[0] >= 2 and both[-1] == 1  # two or more at first, one in the end
+    given_up = [k for k, v in rep["kept"].items() if "left out" in v["why"]]
+    assert len(given_up) == both[0] - 1
+    stays = [k for k in rep["fitted"] if k.startswith(("request", "compute"))]
+    assert len(stays) == 1 and all(f"beside {stays[0]}" in rep["kept"][k]["why"] for k in given_up[-1:])
+
+
 def test_a_file_that_changes_while_it_is_fitted_writes_nothing(cli, tmp_path, monkeypatch):
     """The fit reads its input more than once (kinds, runs, the digest the provenance records): a file
     rewritten meanwhile would leave a profile whose sha256 names other runs than those it fits."""

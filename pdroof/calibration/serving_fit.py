@@ -15,8 +15,9 @@ best point, each step a factor moves from the base's value costing a point of er
 base's values come from kernel measurements). Each candidate is evaluated by ``predict`` — the same
 closed-loop load model — on a profile written to a scratch catalogue, so that what is written is
 exactly what was evaluated. Last, each run is predicted by a fit to the others: a metric those fits
-predict worse than the base does is one the runs do not determine after all, and its factors keep
-the base's values (the other metric's are fitted again without them).
+predict worse than the base does is one the runs do not determine as chosen after all, and its
+factor the runs move least keeps the base's value; the choice is made again without it, until
+every metric fitted predicts its runs left out better than the base.
 """
 
 from __future__ import annotations
@@ -180,16 +181,10 @@ def determined(ev: _Evaluator, factors: list[Factor], values: dict[Factor, float
     ``SENSITIVE`` (rms), ``SEPARABLE`` of its column is not a combination of the columns already
     accepted (taken in order of their size), and the runs measured this metric at least twice for
     every factor accepted (fewer would fit noise: two or three runs determine one factor)."""
-    base = ev.log_ratios(values)[:, metric]
-    ok = ~np.isnan(base)
-    if not ok.any():
+    cols = _columns(ev, factors, values, metric)
+    if cols is None:
         what = METRICS[metric].upper()
         return {f: f"no run measured the {what} mean or median it moves; needs {f.needs}" for f in factors}
-    cols = {}
-    for f in factors:
-        v = values[f]
-        up = _moved(f, v) if _moved(f, v) != v else _moved(f, v, -1.0)
-        cols[f] = (ev.log_ratios({**values, f: up})[:, metric] - base)[ok]
     reasons, accepted = {}, []
     for f in sorted(factors, key=lambda f: -np.sqrt(np.mean(cols[f] ** 2))):
         c = cols[f]
@@ -211,6 +206,22 @@ def determined(ev: _Evaluator, factors: list[Factor], values: dict[Factor, float
             continue
         accepted.append(f)
     return reasons
+
+
+def _columns(ev: _Evaluator, factors: list[Factor], values: dict[Factor, float],
+             metric: int) -> dict[Factor, np.ndarray] | None:
+    """Each factor's column: the change of every measured log prediction of ``metric`` for one step
+    of it from ``values`` (None where no run measured the metric)."""
+    base = ev.log_ratios(values)[:, metric]
+    ok = ~np.isnan(base)
+    if not ok.any():
+        return None
+    cols = {}
+    for f in factors:
+        v = values[f]
+        up = _moved(f, v) if _moved(f, v) != v else _moved(f, v, -1.0)
+        cols[f] = (ev.log_ratios({**values, f: up})[:, metric] - base)[ok]
+    return cols
 
 
 def fit(ev: _Evaluator, factors: list[Factor], start: dict[Factor, float], rows=None,
@@ -272,8 +283,9 @@ def calibrate_serving(cat: Catalog, runs: list[Run], runs_path: str | Path, acc:
         raise PdroofError(f"{runs_path}: {exc}") from None
     mae_before = _mae(before)
     # cross-validation: a metric that fits to the other runs predict worse, each run left out, than the
-    # base does is one these runs do not determine; its factors keep the base's values, and the choice
-    # is made again without them until every metric fitted predicts its runs left out better
+    # base does is one these runs do not determine as chosen; its factor the runs move least keeps the
+    # base's value, and the choice is made again without it until every metric fitted predicts its
+    # runs left out better
     rejected: dict[Factor, str] = {}
     while True:
         candidates = [f for f in factors if f not in rejected]
@@ -286,12 +298,15 @@ def calibrate_serving(cat: Catalog, runs: list[Run], runs_path: str | Path, acc:
                  and left[METRICS[m]] > mae_before[METRICS[m]]}
         if not worse:
             break
-        for f in fitted:
-            if f.metric in worse:
-                m = METRICS[f.metric]
-                rejected[f] = (f"with each run left out, a fit to the others predicted its {m.upper()} worse than "
-                               f"the base ({left[m]:.2%} against {mae_before[m]:.2%}): these runs do not determine "
-                               f"it; needs {f.needs}")
+        for metric in worse:
+            mine = [f for f in fitted if f.metric == metric]
+            cols = _columns(ev, mine, start, metric)
+            f = min(mine, key=lambda f: float(np.sqrt(np.mean(cols[f] ** 2))))
+            m, others = METRICS[metric], ", ".join(o.name for o in mine if o is not f)
+            beside = f" beside {others} (it moves them least)" if others else ""
+            rejected[f] = (f"with each run left out, a fit to the others predicted its {m.upper()} worse than "
+                           f"the base ({left[m]:.2%} against {mae_before[m]:.2%}): these runs do not determine "
+                           f"it{beside}; needs {f.needs}")
     kept.update(rejected)
     after = ev.log_ratios(values)
     name, digest = Path(runs_path).name, file_digest(runs_path)
