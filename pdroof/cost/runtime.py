@@ -107,21 +107,14 @@ class Efficiency:
     moe_latency_s: dict[str, float]
     host_latency_s: float | None
     host_bytes_per_s: float | None
+    # the all-reduce's factors (allreduce_latency_s, allreduce_link or link, and the entry's
+    # allreduce_large: the regime above the own kernel's largest message), at the largest TP measured
+    allreduce: AllReduce
     origin: dict[str, str]
     own_formats: frozenset[str] = frozenset()  # per-format keys ("weights.fp8") given for that format itself
     allreduce_link: float | None = None  # the stack's own all-reduce kernel's link efficiency (None: link)
-    # the all-reduce above the stack's own kernel's largest message (None: one algorithm at every size)
-    allreduce_switch_bytes: float | None = None
-    allreduce_large_latency_s: float | None = None
-    link_large: float | None = None
-    # the all-reduce measured at other party counts than the factors above (an entry's allreduce_parties)
+    # the all-reduce measured at other party counts (an entry's allreduce_parties)
     allreduce_parties: dict[int, AllReduce] = field(default_factory=dict)
-
-    @property
-    def allreduce(self) -> AllReduce:
-        """The all-reduce's own factors (the entry's, at its largest TP measured)."""
-        return AllReduce(self.allreduce_latency_s, self.link if self.allreduce_link is None else self.allreduce_link,
-                         self.allreduce_switch_bytes, self.allreduce_large_latency_s, self.link_large)
 
     def allreduce_at(self, parties: int) -> AllReduce:
         """The all-reduce's factors among ``parties`` devices: measured at that count, else its own."""
@@ -217,7 +210,9 @@ def resolve(runtime: Record, accelerator: Record) -> Efficiency:
                               measured)
             for name, conservative in _PER_FORMAT.items()}
     host = prof.host_link if prof is not None else None
+    own_kernel = values["link"] if values["allreduce_link"] is None else values["allreduce_link"]
     large = prof.allreduce_large if prof is not None else None
+    allreduce = _allreduce(values["allreduce_latency_s"], own_kernel, large)
     parties = {item.parties: _allreduce(item.latency_s, item.link, item.large)
                for item in (prof.allreduce_parties if prof is not None else ())}
     # the routed experts' own kernels: this accelerator's entry only (else the dense GEMMs' factors)
@@ -231,9 +226,7 @@ def resolve(runtime: Record, accelerator: Record) -> Efficiency:
     return Efficiency(
         **maps, **moe,
         host_latency_s=host.latency_s if host else None, host_bytes_per_s=host.bytes_per_s if host else None,
-        allreduce_switch_bytes=large.above_bytes if large else None,
-        allreduce_large_latency_s=large.latency_s if large else None, link_large=large.link if large else None,
-        allreduce_parties=parties, origin=origin, own_formats=frozenset(measured), **values,
+        allreduce=allreduce, allreduce_parties=parties, origin=origin, own_formats=frozenset(measured), **values,
     )
 
 
@@ -308,7 +301,7 @@ def resolved_entry(rt: Record, acc: Record) -> dict:
         entry["host_link"] = {"latency_us": eff.host_latency_s * 1e6, "gb_per_s": eff.host_bytes_per_s / 1e9}
     if eff.allreduce_link is not None:
         entry["allreduce_link"] = eff.allreduce_link
-    if eff.allreduce_switch_bytes is not None:
+    if eff.allreduce.switch_bytes is not None:
         entry["allreduce_large"] = _allreduce_entry(eff.allreduce)["large"]
     if eff.allreduce_parties:
         entry["allreduce_parties"] = [{"parties": n, **_allreduce_entry(ar)} for n, ar in eff.allreduce_parties.items()]
