@@ -212,3 +212,22 @@ def test_each_all_reduce_takes_the_factors_measured_at_its_party_count(catalog, 
         assert tuple(inp[n] for n in names) == (ar.latency_s, ar.link, ar.switch_bytes, ar.large_latency_s,
                                                 ar.link_large)
         assert (parties in (2, 4)) is (ar != eff.allreduce)
+
+
+def test_a_gather_across_nodes_runs_nccls_algorithm_at_every_size(catalog):
+    """SGLang's own all-reduce kernel works within a node: DP attention's gather among sixteen
+    replicas on two H200 nodes takes the profile's second algorithm (NCCL's) even for a decode
+    step's small buffer, while eight replicas in one node keep the own kernel there."""
+    rt, acc, model = catalog.get("runtime", "sglang"), catalog.get("accelerator", "h200-sxm"), "deepseek-v3"
+    within, _ = stage_inputs(catalog.get("model", model), acc, rt, Precision("fp8", "fp8", "fp8"), 1,
+                             Parallelism(1, 8, 8, 1))
+    across, _ = stage_inputs(catalog.get("model", model), acc, rt, Precision("fp8", "fp8", "fp8"), 1,
+                             Parallelism(1, 16, 16, 1))
+    assert within["gather_switch_bytes"] == 16 * 2**20 and across["gather_switch_bytes"] == 0.0
+    assert across["gather_large_latency_s"] == within["gather_large_latency_s"] > within["gather_latency_s"]
+    assert across["allreduce_switch_bytes"] == within["allreduce_switch_bytes"]  # no TP group: untouched
+    T = 8.0
+    d = evaluate("decode", {**across, "batch": T, "new_tokens": 1.0, "prefix_tokens": 0.0, "context_tokens": 2048.0})
+    replica = T * across["hidden"] * across["act_bytes"]
+    want = across["moe_layers"] * _allreduce_s(across, 16 * replica, 16, across["dp_link_bytes_per_s"], GATHER_ALLREDUCE)
+    assert float(d["ep_comm_seconds"]) == pytest.approx(want, rel=1e-9)

@@ -5,6 +5,7 @@ Everything here is selection and unit bookkeeping; all physics is in ``pdroof.co
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import cache
 
 from ..spec.schema import Record
@@ -170,10 +171,20 @@ def hardware_inputs(acc: Record, eff: Efficiency, p: Precision, par: Parallelism
         "moe_latency_s": eff.moe_latency_s.get(p.weights, 3 * eff.kernel_latency_s),
         # the TP group's all-reduce and DP attention's gather among the g replicas an expert spans
         **_allreduce_inputs(eff.allreduce_at(tp), TP_ALLREDUCE),
-        **_allreduce_inputs(eff.allreduce_at(max(1, round(par.experts_tp / tp))), GATHER_ALLREDUCE),
+        **_allreduce_inputs(_gather_allreduce(acc, eff, par), GATHER_ALLREDUCE),
         "alltoall_latency_s": eff.alltoall_latency_s,
         "attn_decode_half_bytes": eff.attention_decode_half_bytes,
     }
+
+
+def _gather_allreduce(acc: Record, eff: Efficiency, par: Parallelism) -> AllReduce:
+    """The factors of DP attention's gather among the replicas an expert spans: measured at their
+    count; where they span nodes the stack's own kernel (intra-node only) never runs, so its second
+    algorithm (NCCL's) at every size, where the profile gives one."""
+    ar = eff.allreduce_at(max(1, round(par.experts_tp / par.tp)))
+    if par.experts_tp > scale_up_domain(acc) and ar.switch_bytes is not None:
+        return replace(ar, switch_bytes=0.0)
+    return ar
 
 
 def _allreduce_inputs(ar: AllReduce, names: tuple[str, ...]) -> dict[str, float]:
