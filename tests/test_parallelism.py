@@ -197,7 +197,8 @@ def test_dp_attention_gathers_in_the_regime_of_the_gathered_buffer(catalog):
 
 @pytest.mark.parametrize("par, tp_parties, gather_parties", [
     (Parallelism(2), 2, 1), (Parallelism(4), 4, 1), (Parallelism(8), 8, 1),
-    (Parallelism(1, 4, 4, 1), 1, 4), (Parallelism(2, 4, 8, 1), 2, 4), (Parallelism(1, 8, 2, 4), 1, 2)])
+    (Parallelism(1, 4, 4, 1), 1, 4), (Parallelism(2, 4, 8, 1), 2, 4), (Parallelism(1, 8, 2, 4), 1, 2),
+    (Parallelism(2, 3, 3, 2), 2, 0)])  # g = 3/2 replicas: no count measured, the entry's own (0: none)
 def test_each_all_reduce_takes_the_factors_measured_at_its_party_count(catalog, par, tp_parties, gather_parties):
     """TensorRT-LLM's H100 entry is measured at two, four and eight devices: the TP group's
     all-reduce takes its count's factors (TP2 and TP4 their ``allreduce_parties`` item, TP8 the
@@ -215,9 +216,9 @@ def test_each_all_reduce_takes_the_factors_measured_at_its_party_count(catalog, 
 
 
 def test_a_gather_across_nodes_runs_nccls_algorithm_at_every_size(catalog):
-    """SGLang's own all-reduce kernel works within a node: DP attention's gather among sixteen
-    replicas on two H200 nodes takes the profile's second algorithm (NCCL's) even for a decode
-    step's small buffer, while eight replicas in one node keep the own kernel there."""
+    """SGLang's own all-reduce kernel maps its peers' buffers within one host: DP attention's gather
+    among sixteen replicas on two H200 hosts takes the profile's second algorithm (NCCL's) even for
+    a decode step's small buffer, while eight replicas in one host keep the own kernel there."""
     rt, acc, model = catalog.get("runtime", "sglang"), catalog.get("accelerator", "h200-sxm"), "deepseek-v3"
     within, _ = stage_inputs(catalog.get("model", model), acc, rt, Precision("fp8", "fp8", "fp8"), 1,
                              Parallelism(1, 8, 8, 1))
@@ -226,6 +227,9 @@ def test_a_gather_across_nodes_runs_nccls_algorithm_at_every_size(catalog):
     assert within["gather_switch_bytes"] == 16 * 2**20 and across["gather_switch_bytes"] == 0.0
     assert across["gather_large_latency_s"] == within["gather_large_latency_s"] > within["gather_latency_s"]
     assert across["allreduce_switch_bytes"] == within["allreduce_switch_bytes"]  # no TP group: untouched
+    gb200, _ = stage_inputs(catalog.get("model", model), catalog.get("accelerator", "gb200"), rt,
+                            Precision("fp8", "fp8", "fp8"), 1, Parallelism(1, 8, 8, 1))
+    assert gb200["gather_switch_bytes"] == 0.0  # eight GB200s in one NVLink domain are two hosts of four
     T = 8.0
     d = evaluate("decode", {**across, "batch": T, "new_tokens": 1.0, "prefix_tokens": 0.0, "context_tokens": 2048.0})
     replica = T * across["hidden"] * across["act_bytes"]

@@ -15,9 +15,10 @@ best point, each step a factor moves from the base's value costing a point of er
 base's values come from kernel measurements). Each candidate is evaluated by ``predict`` — the same
 closed-loop load model — on a profile written to a scratch catalogue, so that what is written is
 exactly what was evaluated. Last, each run is predicted by a fit to the others: a metric those fits
-predict worse than the base does is one the runs do not determine as chosen after all, and its
-factor the runs move least keeps the base's value; the choice is made again without it, until
-every metric fitted predicts its runs left out better than the base.
+predict worse than the base does is one the runs do not determine as chosen after all, and of its
+factors fitted the one the runs depend on least keeps the base's value (TPOT's first where both
+metrics are worse); the choice is made again without it, until every metric fitted predicts its
+runs left out better than the base.
 """
 
 from __future__ import annotations
@@ -283,9 +284,10 @@ def calibrate_serving(cat: Catalog, runs: list[Run], runs_path: str | Path, acc:
         raise PdroofError(f"{runs_path}: {exc}") from None
     mae_before = _mae(before)
     # cross-validation: a metric that fits to the other runs predict worse, each run left out, than the
-    # base does is one these runs do not determine as chosen; its factor the runs move least keeps the
-    # base's value, and the choice is made again without it until every metric fitted predicts its
-    # runs left out better
+    # base does is one these runs do not determine as chosen; of its factors fitted, the one the runs
+    # depend on least keeps the base's value (TPOT's first where both are worse: the TTFT fit stands on
+    # the TPOT one), and the choice is made again without it until every metric fitted predicts its runs
+    # left out better
     rejected: dict[Factor, str] = {}
     while True:
         candidates = [f for f in factors if f not in rejected]
@@ -298,15 +300,15 @@ def calibrate_serving(cat: Catalog, runs: list[Run], runs_path: str | Path, acc:
                  and left[METRICS[m]] > mae_before[METRICS[m]]}
         if not worse:
             break
-        for metric in worse:
-            mine = [f for f in fitted if f.metric == metric]
-            cols = _columns(ev, mine, start, metric)
-            f = min(mine, key=lambda f: float(np.sqrt(np.mean(cols[f] ** 2))))
-            m, others = METRICS[metric], ", ".join(o.name for o in mine if o is not f)
-            beside = f" beside {others} (it moves them least)" if others else ""
-            rejected[f] = (f"with each run left out, a fit to the others predicted its {m.upper()} worse than "
-                           f"the base ({left[m]:.2%} against {mae_before[m]:.2%}): these runs do not determine "
-                           f"it{beside}; needs {f.needs}")
+        metric = min(worse)
+        mine = [f for f in fitted if f.metric == metric]
+        cols = _columns(ev, mine, start, metric)
+        f = min(mine, key=lambda f: float(np.sqrt(np.mean(cols[f] ** 2))))
+        m, others = METRICS[metric], ", ".join(o.name for o in mine if o is not f)
+        least = f" (of the {m.upper()} factors fitted with {others}, the one they depend on least)" if others else ""
+        rejected[f] = (f"with each run left out, a fit to the others predicted its {m.upper()} worse than "
+                       f"the base ({left[m]:.2%} against {mae_before[m]:.2%}): these runs do not determine "
+                       f"it{least}; needs {f.needs}")
     kept.update(rejected)
     after = ev.log_ratios(values)
     name, digest = Path(runs_path).name, file_digest(runs_path)

@@ -11,7 +11,7 @@ from functools import cache
 from ..spec.schema import Record
 from ..spec.units import format_bytes
 from .architecture import conv_channels, shape_of
-from .parallelism import Parallelism, scale_up_domain
+from .parallelism import Parallelism, host_devices, scale_up_domain
 from .precision import Precision, attention_peak_format
 from .runtime import AllReduce, Efficiency
 from .symbols import GATHER_ALLREDUCE, TP_ALLREDUCE
@@ -161,7 +161,6 @@ def hardware_inputs(acc: Record, eff: Efficiency, p: Precision, par: Parallelism
         "attn_half_tokens": eff.attention_prefill_half_tokens,
         "eff_attn_decode": eff.attention_decode,
         "eff_link": eff.link,
-
         "layer_latency_s": eff.layer_latency_s,
         "kernel_latency_s": eff.kernel_latency_s,
         "eff_moe_compute": eff.moe_compute.get(p.activations, eff.compute_for(p.activations)),
@@ -178,17 +177,19 @@ def hardware_inputs(acc: Record, eff: Efficiency, p: Precision, par: Parallelism
 
 
 def _gather_allreduce(acc: Record, eff: Efficiency, par: Parallelism) -> AllReduce:
-    """The factors of DP attention's gather among the replicas an expert spans: measured at their
-    count; where they span nodes the stack's own kernel (intra-node only) never runs, so its second
-    algorithm (NCCL's) at every size, where the profile gives one."""
-    ar = eff.allreduce_at(max(1, round(par.experts_tp / par.tp)))
-    if par.experts_tp > scale_up_domain(acc) and ar.switch_bytes is not None:
+    """The factors of DP attention's gather among the g = t_X/t replicas an expert spans
+    (``comm._gathered``): measured at that count where g is whole, else the entry's own; where the
+    replicas span hosts the stack's own kernel (its peers' buffers mapped within one host) never
+    runs, so its second algorithm (NCCL's) at every size, where the profile gives one."""
+    g = max(1.0, par.experts_tp / par.tp)
+    ar = eff.allreduce_at(int(g)) if g.is_integer() else eff.allreduce
+    if par.experts_tp > host_devices(acc) and ar.switch_bytes is not None:
         return replace(ar, switch_bytes=0.0)
     return ar
 
 
 def _allreduce_inputs(ar: AllReduce, names: tuple[str, ...]) -> dict[str, float]:
-    """``ar`` as the symbols ``names`` (comm.TP_ALLREDUCE or GATHER_ALLREDUCE): one algorithm at
+    """``ar`` as the symbols ``names`` (symbols.TP_ALLREDUCE or GATHER_ALLREDUCE): one algorithm at
     every size where the profile gives no second one (its regime then equals the first)."""
     one = ar.switch_bytes is None
     values = (ar.latency_s, ar.link, ar.switch_bytes or 0.0,

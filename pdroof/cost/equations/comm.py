@@ -21,7 +21,9 @@ def _allreduce(message_bytes, parties, link_bytes_per_s, factors=TP_ALLREDUCE):
     kernel, whose per-call latency α_AR is a synchronisation (one-shot at small messages), at η_AR
     of the link; above it the stack's second algorithm (NCCL's ring or NVLS) with its own α_AR,L
     and η_N,L: m ≤ M_AR: max(α_AR, 2(p−1)·α_N) + 2(p−1)·m / (p·N·η_AR), else
-    max(α_AR,L, 2(p−1)·α_N) + 2(p−1)·m / (p·N·η_N,L)."""
+    max(α_AR,L, 2(p−1)·α_N) + 2(p−1)·m / (p·N·η_N,L). ``factors`` names those five symbols: the TP
+    group's (TP_ALLREDUCE) or DP attention's gather's (GATHER_ALLREDUCE), each measured at its own
+    party count."""
     p, m = parties, message_bytes
     alpha, eta, switch, alpha_large, eta_large = (S(name) for name in factors)
     hops = 2 * (p - 1) * S("link_latency_s")
@@ -63,7 +65,8 @@ def gather_scatter_time(bytes_, exchanges=1):
     (``bytes_``: one replica's activations); each phase moves (g−1)/g of the gathered g·bytes over
     g−1 hops: the traffic and time of one all-reduce of g·bytes among g parties. ``exchanges`` such
     exchanges (2 where the stack all-reduces the gathered buffer before the experts and again after,
-    as SGLang does in a pass that carries prompt tokens; between 1 and 2 on average over passes)."""
+    as SGLang does in a pass that carries prompt tokens; between 1 and 2 on average over passes), at
+    the gather's own all-reduce factors (GATHER_ALLREDUCE)."""
     g = _gathered()
     return exchanges * _allreduce(g * bytes_, g, S("dp_link_bytes_per_s"), GATHER_ALLREDUCE)
 
