@@ -206,18 +206,28 @@ def fit_allreduce(d: dict, link_bw: float) -> dict:
     return out
 
 
+def _ring(size: np.ndarray, g: int, link_bw: float) -> np.ndarray:
+    """The ring term's time at the whole link: 2(g−1)/g·bytes/N."""
+    return 2 * (g - 1) / g * size / link_bw
+
+
+def _rms_error(pred: np.ndarray, size: np.ndarray, t: np.ndarray) -> float:
+    """rms relative error of ``pred`` over the messages from 1 MiB."""
+    scored = size >= 1 << 20
+    return float(np.sqrt(np.mean((pred[scored] / t[scored] - 1) ** 2)))
+
+
 def _allreduce_error(x: dict, size: np.ndarray, t: np.ndarray, g: int, link_bw: float) -> float:
-    """rms relative error over messages from 1 MiB of the factors ``x`` (``_allreduce_regimes``)
-    among ``g`` devices."""
-    ring = 2 * (g - 1) / g * size / link_bw
+    """``_rms_error`` of the factors ``x`` (``_allreduce_regimes``, capped as written) among ``g``
+    devices."""
+    ring = _ring(size, g, link_bw)
     alpha = x["latency_us"] * 1e-6
     if "switch_mib" in x:
         pred = np.where(size <= x["switch_mib"] * 2**20, alpha + ring / min(x["allreduce_link"], CAP),
                         x["large_latency_us"] * 1e-6 + ring / min(x["link_large"], CAP))
     else:
         pred = alpha + ring / min(x["link"], CAP)
-    scored = size >= 1 << 20
-    return float(np.sqrt(np.mean((pred[scored] / t[scored] - 1) ** 2)))
+    return _rms_error(pred, size, t)
 
 
 def _allreduce_regimes(size: np.ndarray, t: np.ndarray, g: int, link_bw: float) -> dict:
@@ -229,18 +239,14 @@ def _allreduce_regimes(size: np.ndarray, t: np.ndarray, g: int, link_bw: float) 
     relative error. Errors are rms relative over messages from 1 MiB; no two regimes (``switch_mib``
     absent) where no split fits at least a point of error better than the single regime."""
     alpha = float(np.median(t[size <= 16384]))
-    ring = 2 * (g - 1) / g * size / link_bw
-    scored = size >= 1 << 20
+    ring = _ring(size, g, link_bw)
 
     def own_eta(upto):
         mid = (size >= 4 << 20) & (size <= upto)
         return float(np.median(ring[mid] / np.maximum(t[mid] - alpha, 1e-9)))
 
-    def rms(pred):
-        return float(np.sqrt(np.mean((pred[scored] / t[scored] - 1) ** 2)))
-
     one = own_eta(64 << 20)
-    out = {"latency_us": alpha * 1e6, "link": one, "one_err": rms(alpha + ring / one)}
+    out = {"latency_us": alpha * 1e6, "link": one, "one_err": _rms_error(alpha + ring / one, size, t)}
     best = None
     for switch in np.unique(size[(size >= 8 << 20) & (size <= 256 << 20)]):
         hi = size > switch
@@ -250,7 +256,7 @@ def _allreduce_regimes(size: np.ndarray, t: np.ndarray, g: int, link_bw: float) 
         if a_l < 0:  # no negative intercept: the ring term alone
             a_l, (inv_l,) = 0.0, rel_lsq(ring[hi][:, None], t[hi])
         eta = own_eta(switch)
-        err = rms(np.where(size <= switch, alpha + ring / eta, a_l + ring * inv_l))
+        err = _rms_error(np.where(size <= switch, alpha + ring / eta, a_l + ring * inv_l), size, t)
         if inv_l > 0 and err < out["one_err"] - 0.01 and (best is None or err < best["err"]):
             best = {"allreduce_link": eta, "switch_mib": switch / 2**20, "large_latency_us": a_l * 1e6,
                     "link_large": 1 / inv_l, "err": err}
@@ -447,11 +453,10 @@ def _parties_yaml(sc: str, ar: dict) -> list[str]:
         x = ar[n]
         two = "switch_mib" in x
         fitted = [x["allreduce_link"], x["link_large"]] if two else [x["link"]]
-        link = min(fitted[0], CAP)
         large = (f", large: {{above_mib: {x['switch_mib']:g}, latency_us: {x['large_latency_us']:.1f}, "
-                 f"link: {min(x['link_large'], CAP):.3f}}}") if two else ""
+                 f"link: {_eta(x['link_large'])[0]}}}") if two else ""
         capped = f" (efficiencies capped at {CAP})" if max(fitted) > CAP else ""
-        lines.append(f"      - {{parties: {n}, latency_us: {x['latency_us']:.2f}, link: {link:.3f}{large}, "
+        lines.append(f"      - {{parties: {n}, latency_us: {x['latency_us']:.2f}, link: {_eta(fitted[0])[0]}{large}, "
                      f"source: \"{sc}: the same fits at TP{n}, rms error {x['own_err']:.0%} over 1 MiB-1 GiB (TP{g}'s "
                      f"factors: {x['at_largest_err']:.0%}){capped}\"}}")
     return lines
